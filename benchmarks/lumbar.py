@@ -1,0 +1,137 @@
+"""Lumbar benchmark: accuracy and speed on the held-out validation split.
+
+Usage (from the repository root, with ../shared beside it)::
+
+    .venv/bin/python benchmarks/lumbar.py [--model DIR] [--split benchmarks/lumbar_split.json]
+
+Labels every scan of the split's "validation" list (never used for training or
+tuning) with the model loaded once, evaluates against the point annotations
+(docs/evaluation.md), times the whole `spinelabel label` process on a few scans,
+and writes the numbers to docs/RESULTS.md with the command, date and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "lumbar-mr"
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return sha + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_section(results: Path, key: str, body: str) -> None:
+    """Replace (or append) the section between the key's markers in RESULTS.md."""
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    text = results.read_text() if results.exists() else "# Results\n\nEvery number here was written by a script in benchmarks/.\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    results.write_text(text)
+
+
+def process_times(images: list[Path], model: str, n: int) -> list[float]:
+    """Wall time of the whole `spinelabel label` process (start-up, model load, I/O)."""
+    exe = Path(sys.executable).with_name("spinelabel")
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for img in images[:n]:
+            t = time.perf_counter()
+            subprocess.run([str(exe), "label", str(img), "--model", model, "-o", f"{tmp}/out.json", "-q"], check=True)
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="lumbar")
+    ap.add_argument("--split", type=Path, default=REPO / "benchmarks" / "lumbar_split.json")
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
+    ap.add_argument("--processes", type=int, default=3, help="scans to time as whole processes")
+    args = ap.parse_args(argv)
+
+    from spinelabel.annotations import load_annotations
+    from spinelabel.evaluation import evaluate, format_report, report_to_dict
+    from spinelabel.io import load_image
+    from spinelabel.pipeline import Labeler
+    from spinelabel.models import resolve_model_dir
+
+    cases = json.loads(args.split.read_text())["validation"]
+    t0 = time.perf_counter()
+    labeler = Labeler.load(args.model)
+    load_s = time.perf_counter() - t0
+    preds, per_scan_s, failures = {}, [], []
+    for case in cases:
+        image = args.data / case / "image.nii.gz"
+        t = time.perf_counter()
+        try:
+            result = labeler.label(load_image([image]).volume)
+            preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
+        except Exception as exc:  # a failure is a benchmark result, not a crash
+            failures.append(f"{case}: {exc}")
+        per_scan_s.append(time.perf_counter() - t)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gt = load_annotations([args.data / c / "centroids.json" for c in cases])
+    report = evaluate(preds, gt)
+    proc = process_times([args.data / c / "image.nii.gz" for c in cases], args.model, args.processes)
+    metrics = report_to_dict(report)
+    print(format_report(report))
+
+    o = metrics["overall"]
+    cfg = json.loads((resolve_model_dir(args.model) / "config.json").read_text())
+    cmd = "python benchmarks/lumbar.py" + (" " + " ".join(argv) if argv else " " + " ".join(sys.argv[1:])).rstrip()
+    body = f"""## Lumbar: held-out validation split ({len(cases)} scans)
+
+- command: `{cmd.strip()}`
+- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
+- machine: {platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, Python {platform.python_version()}
+- model: `{cfg['name']}` {cfg['version']} (trained on {len(cfg.get('training', {}).get('scans', []))} scans, {cfg.get('training', {}).get('seconds', '?')} s of training)
+- split: `benchmarks/lumbar_split.json` (validation scans never trained or tuned on)
+
+| metric | value | target (issue #3) |
+|---|---|---|
+| detection sensitivity | {o['sensitivity']*100:.1f} % | ≥ 99 % |
+| detection precision | {o['precision']*100:.1f} % | ≥ 99.5 % |
+| localization error mean / median / 95th pct | {o['error_mean_mm']:.2f} / {o['error_median_mm']:.2f} / {o['error_p95_mm']:.2f} mm | mean ≤ 2.4 mm |
+| identification rate (right label) | {o['identification_rate']*100:.1f} % | |
+| scan labeling accuracy (all right, no FP) | {o['scan_accuracy']*100:.1f} % | ≥ 97 % |
+| predictions outside the annotated range (not scored) | {o.get('outside_range', 0)} | |
+| label time per scan, model loaded once: median / max | {statistics.median(per_scan_s):.2f} / {max(per_scan_s):.2f} s | median ≤ 2 s |
+| model load | {load_s:.2f} s | |
+| whole `spinelabel label` process, median of {len(proc)} | {statistics.median(proc):.2f} s | |
+| peak memory (benchmark process) | {peak_mib:.0f} MiB | ≤ 2048 MiB |
+| failures | {len(failures)} {'; '.join(failures)} | |
+
+Per scan:
+
+```
+{format_report(report)}
+```
+"""
+    write_section(args.results, "lumbar-benchmark", body)
+    print(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Vertebral levels, their order, numbering and normal variants.
+
+Numbering follows VerSe: C1..C7 = 1..7, T1..T12 = 8..19, L1..L5 = 20..24,
+L6 = 25, S1 = 26, T13 = 28.
+
+Typical sizes below are rounded population means used only as *priors* where
+no training data exist (the lumbar pairs are learned from annotations):
+
+- vertebral body heights: Panjabi MM et al., "Cervical human vertebrae:
+  quantitative three-dimensional anatomy of the middle and lower regions",
+  Spine 16:861-869 (1991); "Thoracic human vertebrae: quantitative
+  three-dimensional anatomy", Spine 16:888-901 (1991); "Human lumbar
+  vertebrae: quantitative three-dimensional anatomy", Spine 17:299-306 (1992).
+- disc heights: Frobin W et al., "Height of lumbar discs measured from
+  radiographs compared with degeneration and height classified from MR
+  images", Eur Radiol 11:263-269 (2001); cervical and thoracic discs from
+  Gilad I, Nissan M, "A study of vertebra and disc geometric relations of the
+  human cervical and lumbar spine", Spine 11:154-157 (1986) (rounded).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+CERVICAL = tuple(f"C{i}" for i in range(1, 8))
+THORACIC = tuple(f"T{i}" for i in range(1, 13))
+LUMBAR = tuple(f"L{i}" for i in range(1, 6))
+SACRAL = ("S1",)
+
+#: The standard chain of levels, cranial to caudal.
+STANDARD_LEVELS: tuple[str, ...] = CERVICAL + THORACIC + LUMBAR + SACRAL
+
+#: Transitional (supernumerary) levels and the level they follow.
+VARIANT_AFTER: dict[str, str] = {"T13": "T12", "L6": "L5"}
+
+VERSE_ID: dict[str, int] = {name: i + 1 for i, name in enumerate(CERVICAL + THORACIC + LUMBAR)}
+VERSE_ID.update({"L6": 25, "S1": 26, "T13": 28})
+VERSE_NAME: dict[int, str] = {v: k for k, v in VERSE_ID.items()}
+
+ALL_LEVELS: tuple[str, ...] = tuple(VERSE_ID)
+
+
+def chain(variants: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The cranio-caudal chain of levels, with transitional levels inserted.
+
+    >>> chain(("L6",))[-3:]
+    ('L5', 'L6', 'S1')
+    """
+    levels = list(STANDARD_LEVELS)
+    for v in variants:
+        levels.insert(levels.index(VARIANT_AFTER[v]) + 1, v)
+    return tuple(levels)
+
+
+def ordinal(level: str) -> float:
+    """A number that increases cranio-caudally; variants fall between neighbours.
+
+    Standard levels get 1..25 (C1=1, S1=25); T13 = 19.5, L6 = 24.5.
+    """
+    if level in VARIANT_AFTER:
+        return ordinal(VARIANT_AFTER[level]) + 0.5
+    return float(STANDARD_LEVELS.index(level) + 1)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A field of view the software labels, and the levels it may contain."""
+
+    name: str
+    levels: tuple[str, ...]
+    #: Levels that anchor the chain by their distinctive shape.
+    anchors: tuple[str, ...]
+    #: Transitional variants considered for this region.
+    variants: tuple[str, ...]
+
+
+REGIONS: dict[str, Region] = {
+    "lumbar": Region("lumbar", chain()[chain().index("T6") :], ("S1",), ("L6", "T13")),
+    "cervical": Region("cervical", chain()[: chain().index("T6") + 1], ("C2",), ()),
+    "whole": Region("whole", chain(), ("C2", "S1"), ("L6", "T13")),
+}
+
+# Typical vertebral body height (mm, superior-inferior, at the centre) per level.
+BODY_HEIGHT_MM: dict[str, float] = {
+    "C1": 10.0, "C2": 22.0, "C3": 14.0, "C4": 14.0, "C5": 14.0, "C6": 14.0, "C7": 15.0,
+    "T1": 16.0, "T2": 17.0, "T3": 17.5, "T4": 18.0, "T5": 18.5, "T6": 19.0, "T7": 19.5,
+    "T8": 20.0, "T9": 21.0, "T10": 22.0, "T11": 23.0, "T12": 24.0, "T13": 24.5,
+    "L1": 25.0, "L2": 26.0, "L3": 27.0, "L4": 27.0, "L5": 27.0, "L6": 27.0, "S1": 30.0,
+}
+# Typical disc height (mm) below each level.
+DISC_BELOW_MM: dict[str, float] = {
+    **{c: 5.0 for c in CERVICAL}, "C1": 0.0,
+    **{t: 5.0 for t in THORACIC[:9]}, "T10": 6.0, "T11": 7.0, "T12": 8.0, "T13": 8.0,
+    "L1": 9.0, "L2": 10.0, "L3": 11.0, "L4": 11.0, "L5": 10.0, "L6": 10.0,
+}
+
+
+def typical_spacing_mm(upper: str, lower: str) -> float:
+    """Prior centroid-to-centroid distance between two adjacent levels (mm)."""
+    return BODY_HEIGHT_MM[upper] / 2 + DISC_BELOW_MM[upper] + BODY_HEIGHT_MM[lower] / 2
+
+
+_LABEL_RE = re.compile(r"^\s*([CTLS])\s*-?\s*(\d{1,2})\b", re.IGNORECASE)
+
+
+def parse_level(text: str) -> str:
+    """Normalise a clinician's label text ("l3", "L 3", "L3 vertebra") to a level name.
+
+    Raises
+    ------
+    ValueError
+        If the text names no known level.
+    """
+    m = _LABEL_RE.match(str(text))
+    if not m:
+        raise ValueError(f"not a vertebra label: {text!r}")
+    name = f"{m.group(1).upper()}{int(m.group(2))}"
+    if name not in VERSE_ID:
+        raise ValueError(f"unknown vertebra level: {text!r}")
+    return name

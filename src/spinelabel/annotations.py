@@ -1,0 +1,337 @@
+"""Clinical point annotations ("spine labels"): a named point per vertebra, per scan.
+
+Two input forms are read, both giving world **RAS** millimetres:
+
+- ``centroids.json`` (the layout of ``../shared/data/lumbar-mr/<case>/``)::
+
+      {"case": "zukic-02", "vertebrae": [{"label": "L3", "verse_id": 22,
+        "voxel": [i, j, k], "world_mm": [x, y, z]}, ...]}
+
+  The scan id is the name of the folder holding the file. (A JSON file with
+  another name, e.g. ``zukic-02.json``, uses its ``"case"`` field, else its
+  stem.) ``image`` is ``image.nii.gz`` beside the file when that exists. A
+  vertebra without ``"label"`` is named from ``"verse_id"`` (VerSe numbering).
+  A folder given as a source means every ``centroids.json`` below it, in
+  sorted path order.
+- CSV with the header ``scan,label,x,y,z`` and an optional ``image`` column
+  (a path relative to the CSV's folder, or absolute). Rows of one scan need
+  not be adjacent; other columns are ignored.
+
+Label text is normalised with :func:`spinelabel.anatomy.parse_level`
+("l3", "L 3" -> "L3"). Points are stored cranial to caudal.
+
+A label given twice for one scan is *not* an error here: the first point is
+kept and the label is listed in :attr:`ScanAnnotation.duplicates`, so a
+later cleaning step (or the user) can decide. Every other problem is an
+:class:`~spinelabel.errors.InputError` with a one-line message naming the
+file and the row or vertebra.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import anatomy
+from .errors import InputError
+
+__all__ = ["CENTROIDS_NAME", "ScanAnnotation", "load_annotations", "save_annotations_csv"]
+
+#: File name of a per-scan annotation file inside a case folder.
+CENTROIDS_NAME = "centroids.json"
+#: Image file looked for beside a ``centroids.json``.
+IMAGE_NAME = "image.nii.gz"
+CSV_COLUMNS = ("scan", "label", "x", "y", "z")
+
+
+@dataclass(frozen=True, eq=False)
+class ScanAnnotation:
+    """The annotated vertebrae of one scan.
+
+    ``eq=False``: instances compare by identity (``points`` holds arrays, whose
+    ``==`` is element-wise).
+    """
+
+    #: Scan identifier, e.g. the case folder name.
+    scan_id: str
+    #: Image file or folder the points belong to, if known.
+    image: Path | None
+    #: Level name -> (3,) world RAS mm, cranial to caudal.
+    points: dict[str, np.ndarray]
+    #: Labels that occurred more than once (the first point was kept), cranial to caudal.
+    duplicates: tuple[str, ...] = ()
+    #: Where the points were read from (file, with row numbers in messages).
+    source: Path | None = None
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.points)
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _ordered(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return dict(sorted(points.items(), key=lambda kv: anatomy.ordinal(kv[0])))
+
+
+def _sorted_levels(levels: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(levels), key=anatomy.ordinal))
+
+
+def _coordinate(value: object, where: str, axis: str) -> float:
+    """A finite float from JSON or CSV text, else InputError naming ``where``."""
+    if isinstance(value, bool):
+        raise InputError(f"{where}: coordinate {axis} is not a number: {value!r}")
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: coordinate {axis} is not a number: {value!r}") from None
+    if not math.isfinite(x):
+        raise InputError(f"{where}: coordinate {axis} is not finite: {value!r}")
+    return x
+
+
+def _level(text: object, where: str) -> str:
+    try:
+        return anatomy.parse_level(str(text))
+    except ValueError:
+        raise InputError(f"{where}: unknown vertebra label {str(text)!r}") from None
+
+
+class _Builder:
+    """Collects the points of one scan, keeping the first of duplicated labels."""
+
+    def __init__(self, scan_id: str, image: Path | None, source: Path):
+        self.scan_id, self.image, self.source = scan_id, image, source
+        self.points: dict[str, np.ndarray] = {}
+        self.duplicates: set[str] = set()
+
+    def add(self, label: str, xyz: Sequence[float]) -> None:
+        if label in self.points:
+            self.duplicates.add(label)
+        else:
+            self.points[label] = np.asarray(xyz, dtype=float)
+
+    def build(self) -> ScanAnnotation:
+        return ScanAnnotation(
+            self.scan_id, self.image, _ordered(self.points), _sorted_levels(self.duplicates), self.source
+        )
+
+
+# ----------------------------------------------------------------- JSON
+
+
+def _load_centroids_json(path: Path) -> ScanAnnotation:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text (UTF-8) JSON file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object with a \"vertebrae\" list")
+    verts = doc.get("vertebrae")
+    if not isinstance(verts, list):
+        raise InputError(f"{path}: no \"vertebrae\" list")
+    if not verts:
+        raise InputError(f"{path}: \"vertebrae\" is empty (no annotated points)")
+
+    if path.name == CENTROIDS_NAME:
+        scan_id = path.resolve().parent.name or str(doc.get("case") or path.stem)
+    else:
+        scan_id = str(doc.get("case") or path.stem)
+    image = path.parent / IMAGE_NAME
+    builder = _Builder(scan_id, image if image.exists() else None, path)
+
+    for n, v in enumerate(verts, start=1):
+        where = f"{path}: vertebra #{n}"
+        if not isinstance(v, dict):
+            raise InputError(f"{where}: expected an object with \"label\" and \"world_mm\"")
+        if "label" in v:
+            label = _level(v["label"], where)
+        elif "verse_id" in v:
+            vid = v["verse_id"]
+            if isinstance(vid, bool) or not isinstance(vid, (int, float)) or int(vid) != vid or int(vid) not in anatomy.VERSE_NAME:
+                raise InputError(f"{where}: unknown VerSe id {vid!r}")
+            label = anatomy.VERSE_NAME[int(vid)]
+        else:
+            raise InputError(f"{where}: no \"label\" (or \"verse_id\")")
+        xyz = v.get("world_mm")
+        if not isinstance(xyz, list) or len(xyz) != 3:
+            raise InputError(f"{where} ({label}): \"world_mm\" must be a list of 3 numbers")
+        builder.add(label, [_coordinate(c, f"{where} ({label})", a) for c, a in zip(xyz, "xyz")])
+    return builder.build()
+
+
+# ----------------------------------------------------------------- CSV
+
+
+def _load_csv(path: Path) -> list[ScanAnnotation]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # utf-8-sig: tolerate Excel's BOM
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text (UTF-8) CSV file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{path}: empty CSV file (expected header {','.join(CSV_COLUMNS)}[,image])") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: line 1: not valid CSV ({e})") from None
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in CSV_COLUMNS if c not in names]
+    if missing:
+        raise InputError(
+            f"{path}: line 1: missing column(s) {', '.join(missing)} "
+            f"(expected header {','.join(CSV_COLUMNS)}[,image], got {','.join(h.strip() for h in header)})"
+        )
+    col = {name: names.index(name) for name in (*CSV_COLUMNS, "image") if name in names}
+
+    builders: dict[str, _Builder] = {}
+    image_of: dict[str, str] = {}
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{path}: line {line}"
+            if len(row) < len(header):
+                row = row + [""] * (len(header) - len(row))
+            scan = row[col["scan"]].strip()
+            if not scan:
+                raise InputError(f"{where}: empty scan id")
+            label = _level(row[col["label"]], where)
+            xyz = [_coordinate(row[col[a]].strip(), f"{where} ({scan} {label})", a) for a in "xyz"]
+            image_text = row[col["image"]].strip() if "image" in col else ""
+            if image_text:
+                if scan in image_of and image_of[scan] != image_text:
+                    raise InputError(
+                        f"{where}: scan {scan!r} has two different images ({image_of[scan]!r} and {image_text!r})"
+                    )
+                image_of[scan] = image_text
+            if scan not in builders:
+                builders[scan] = _Builder(scan, None, path)
+            builders[scan].add(label, xyz)
+    except csv.Error as e:
+        raise InputError(f"{path}: line {reader.line_num}: not valid CSV ({e})") from None
+    if not builders:
+        raise InputError(f"{path}: no annotation rows below the header")
+    for scan, text_ in image_of.items():
+        builders[scan].image = path.parent / text_  # an absolute path stays absolute
+    return [b.build() for b in builders.values()]
+
+
+# ----------------------------------------------------------------- public
+
+
+def _load_file(path: Path) -> list[ScanAnnotation]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _load_csv(path)
+    if suffix == ".json":
+        return [_load_centroids_json(path)]
+    raise InputError(f"{path}: not an annotation file (expected {CENTROIDS_NAME}, *.json or *.csv)")
+
+
+def load_annotations(sources: Sequence[str | Path]) -> list[ScanAnnotation]:
+    """Read point annotations from files and folders (see the module docstring).
+
+    ``sources`` may mix ``centroids.json`` / ``*.json`` files, CSV files and
+    folders (every ``centroids.json`` below, sorted). Scans are returned in
+    the order found. A file reached twice (e.g. a folder and a file inside
+    it) is read once.
+
+    Raises
+    ------
+    InputError
+        A source is missing or unreadable, a folder holds no
+        ``centroids.json``, a file is malformed (the message names the file
+        and the row or vertebra), or two sources annotate the same scan id.
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    files: list[Path] = []
+    for src in sources:
+        p = Path(src)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob(CENTROIDS_NAME) if f.is_file())
+            if not found:
+                raise InputError(f"{p}: no {CENTROIDS_NAME} found in this folder or below")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        elif p.exists():
+            raise InputError(f"{p}: not a file or folder")
+        else:
+            raise InputError(f"{p}: no such file or folder")
+
+    seen: set[Path] = set()
+    out: list[ScanAnnotation] = []
+    origin: dict[str, Path] = {}
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        for ann in _load_file(f):
+            if ann.scan_id in origin:
+                raise InputError(
+                    f"{f}: scan {ann.scan_id!r} is already annotated in {origin[ann.scan_id]} (scan ids must be unique)"
+                )
+            origin[ann.scan_id] = f
+            out.append(ann)
+    return out
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path) -> None:
+    """Write annotations as CSV ``scan,label,x,y,z[,image]`` (atomic: temp file + rename).
+
+    The ``image`` column is written when any scan has an image; it holds the
+    path relative to the CSV's folder (absolute when no relative path
+    exists, e.g. another drive). Coordinates are written with full float
+    precision, so :func:`load_annotations` reads back the same points.
+    Duplicated labels (only their first point is kept) are not written.
+    """
+    path = Path(path)
+    with_image = any(a.image is not None for a in annotations)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*CSV_COLUMNS, "image"] if with_image else list(CSV_COLUMNS))
+    base = os.path.abspath(path.parent)
+    for ann in annotations:
+        image = ""
+        if ann.image is not None:
+            try:
+                image = Path(os.path.relpath(os.path.abspath(ann.image), base)).as_posix()
+            except ValueError:  # no relative path (Windows: another drive)
+                image = os.path.abspath(ann.image)
+        for label, xyz in ann.points.items():
+            row = [ann.scan_id, label, *(repr(float(c)) for c in np.asarray(xyz, float).reshape(3))]
+            writer.writerow(row + [image] if with_image else row)
+    _atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,191 @@
+"""Command line: ``spinelabel label | train | evaluate | demo``.
+
+Heavy libraries (torch, pydicom, nibabel) are imported inside the commands so
+``spinelabel --help`` starts fast. Every expected problem is a SpinelabelError,
+printed as one line ``spinelabel: error: ...`` with exit status 1; usage errors
+exit with 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from .errors import SpinelabelError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
+
+EXIT_ERROR = 1
+
+
+def _echo(msg: str, quiet: bool = False, err: bool = False) -> None:
+    if not quiet:
+        typer.echo(msg, err=err)
+
+
+def _scan_name(inp: Path) -> str:
+    name = inp.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name in ("image", "") and inp.parent.name:
+        name = inp.parent.name
+    return name
+
+
+def _label_one(labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None):
+    from .io import load_image
+    from .io.outputs import render_overlay, write_json
+
+    loaded = load_image(inputs, series_uid=series)
+    result = labeler.label(loaded.volume)
+    if out_json is not None:
+        write_json(result, loaded.source, out_json)
+    if overlay is not None:
+        render_overlay(loaded.volume, result, overlay)
+    return result
+
+
+def _summary_line(result) -> str:
+    labels = " ".join(f"{v.label}({v.confidence:.2f})" for v in result.vertebrae)
+    return f"{len(result.vertebrae)} vertebrae: {labels}"
+
+
+@app.command()
+def label(
+    inputs: list[Path] = typer.Argument(..., help="NIfTI file, DICOM folder, or DICOM files (one image); with --output-dir, one scan per input."),
+    region: str = typer.Option("lumbar", help="Anatomical region: lumbar."),
+    model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Result JSON (single image)."),
+    overlay: Optional[Path] = typer.Option(None, help="Overlay PNG (single image)."),
+    output_dir: Optional[Path] = typer.Option(None, help="Batch mode: write NAME.json (and NAME.png with --overlays) per input."),
+    overlays: bool = typer.Option(False, "--overlays", help="Batch mode: also write overlay PNGs."),
+    series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
+) -> None:
+    """Detect and label the vertebrae of one or more sagittal MR images."""
+    from .anatomy import REGIONS
+    from .pipeline import Labeler
+
+    if region not in REGIONS:
+        raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
+    labeler = Labeler.load(model or region, region)
+    if output_dir is None:
+        result = _label_one(labeler, inputs, series, output, overlay)
+        _echo(_summary_line(result), quiet)
+        for w in result.warnings:
+            _echo(f"warning: {w}", quiet, err=True)
+        return
+    _label_batch(labeler, inputs, series, output_dir, overlays, quiet)
+
+
+def _label_batch(labeler, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool) -> None:
+    from tqdm import tqdm
+
+    failures: list[tuple[Path, str]] = []
+    names: set[str] = set()
+    for inp in tqdm(inputs, desc="labeling", unit="scan", disable=quiet, file=sys.stderr):
+        name = _scan_name(inp)
+        while name in names:
+            name += "_"
+        names.add(name)
+        try:
+            _label_one(labeler, [inp], series, output_dir / f"{name}.json", output_dir / f"{name}.png" if overlays else None)
+        except SpinelabelError as exc:
+            failures.append((inp, str(exc)))
+    _echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
+    for inp, msg in failures:
+        typer.echo(f"failed: {inp}: {msg}", err=True)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def train(
+    annotations: list[Path] = typer.Argument(..., help="centroids.json files, folders of them, or a CSV scan,label,x,y,z[,image]."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    region: str = typer.Option("lumbar", help="Region the model labels."),
+    steps: int = typer.Option(3000, min=1, help="Optimisation steps (batch of 16 crops each)."),
+    exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a detection model from point annotations (clinical spine labels)."""
+    from .training.data import load_training_scans
+    from .training.train import TrainSettings, train_and_save
+
+    scans, points = load_training_scans(annotations, exclude=exclude, quiet=quiet)
+    _echo(f"training on {len(scans)} scans, {steps} steps", quiet)
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc="training", unit="step", disable=quiet, file=sys.stderr)
+
+    def progress(step: int, loss: float) -> None:
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    path = train_and_save(scans, points, region, out, TrainSettings(steps=steps), progress=progress)
+    bar.close()
+    _echo(f"model written to {path}", quiet)
+
+
+@app.command()
+def evaluate(
+    predictions: Path = typer.Argument(..., help="Result JSON file or folder of them."),
+    annotations: Path = typer.Argument(..., help="Ground truth: centroids.json, folder, or CSV."),
+    radius: float = typer.Option(20.0, help="Matching radius in mm."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """Compare predictions with annotations: the paper's detection and labeling metrics."""
+    import json
+
+    from .annotations import load_annotations
+    from .evaluation import evaluate as run_evaluation
+    from .evaluation import format_report, load_predictions, report_to_dict
+    from .io.outputs import atomic_write_bytes
+
+    gt = load_annotations([annotations])
+    preds = load_predictions([predictions])
+    report = run_evaluation(preds, gt, match_radius_mm=radius)
+    typer.echo(format_report(report))
+    if json_out is not None:
+        atomic_write_bytes(json_out, json.dumps(report_to_dict(report), indent=1).encode())
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("spinelabel-demo"), help="Folder for the demo's JSON and overlay."),
+) -> None:
+    """Label a built-in example and write its JSON and overlay picture."""
+    from .demo import run_demo
+
+    for line in run_demo(out):
+        typer.echo(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status instead of raising SystemExit."""
+    try:
+        rv = app(args=argv, prog_name="spinelabel", standalone_mode=False)
+    except SpinelabelError as exc:
+        typer.echo(f"spinelabel: error: {exc}", err=True)
+        return EXIT_ERROR
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

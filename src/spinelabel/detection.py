@@ -1,0 +1,137 @@
+"""Vertebra candidates: run the network slice by slice, find 3D heatmap peaks.
+
+The network sees one sagittal slice at a time in the model frame (R, I, P);
+stacking its outputs gives a heatmap of shape (slices, rows, cols). Peaks of
+that stack, refined to sub-voxel precision, become candidates with a position
+in world RAS mm, a detection score, and the network's level estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .geometry import Volume
+from .labeling import Candidate
+from .models import DetectionSettings, ModelConfig
+from .preprocessing import FrameSpec, normalize_intensity, to_model_frame
+
+
+@dataclass(frozen=True)
+class Heatmaps:
+    """Network outputs in the model frame.
+
+    Attributes
+    ----------
+    frame : Volume
+        The model-frame image, shape (S, R, C); its affine maps to world RAS.
+    heat : ndarray, shape (S, R, C)
+        Vertebral-body-centre probability.
+    level : ndarray, shape (S, R, C)
+        Level estimate (``anatomy.ordinal``) at each pixel.
+    """
+
+    frame: Volume
+    heat: np.ndarray
+    level: np.ndarray
+
+
+def frame_spec(config: ModelConfig) -> FrameSpec:
+    return FrameSpec(config.inplane_spacing_mm, config.slice_step_mm, config.intensity_percentiles)
+
+
+def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int = 8) -> Heatmaps:
+    """Run the network on every sagittal slice of ``volume`` (any orientation)."""
+    import torch
+
+    frame = to_model_frame(volume, frame_spec(config))
+    data = normalize_intensity(frame.data, config.intensity_percentiles)
+    div = net.divisor
+    _, rows, cols = data.shape
+    pad_r, pad_c = (-rows) % div, (-cols) % div
+    padded = np.pad(data, ((0, 0), (0, pad_r), (0, pad_c)), mode="constant")
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, padded.shape[0], batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(padded[start : start + batch_size, None]))
+            outs.append(net(x).numpy())
+    out = np.concatenate(outs)[:, :, :rows, :cols]
+    heat = 1.0 / (1.0 + np.exp(-out[:, 0]))
+    level = out[:, 1] + config.level_offset
+    return Heatmaps(Volume(data, frame.affine), heat.astype(np.float32), level.astype(np.float32))
+
+
+def _peaks(heat: np.ndarray, spacing: np.ndarray, settings: DetectionSettings) -> np.ndarray:
+    """Integer (s, r, c) indices of local maxima above threshold, shape (N, 3), strongest first."""
+    radius_mm = np.array([settings.lateral_nms_mm, settings.inplane_nms_mm, settings.inplane_nms_mm]) / 2
+    size = 2 * np.maximum(1, np.round(radius_mm / spacing)).astype(int) + 1
+    local_max = ndimage.maximum_filter(heat, size=tuple(size), mode="constant") == heat
+    idx = np.argwhere(local_max & (heat >= settings.threshold))
+    return idx[np.argsort(-heat[tuple(idx.T)])]
+
+
+def _parabolic_offset(y0: float, y1: float, y2: float) -> float:
+    """Sub-sample offset of the vertex of a parabola through three log-heat samples."""
+    denom = y0 - 2 * y1 + y2
+    return float(np.clip(0.5 * (y0 - y2) / denom, -0.5, 0.5)) if denom < 0 else 0.0
+
+
+def _lateral_centre(profile: np.ndarray, s: int) -> float:
+    """Centre (fractional slice) of the run of slices above half the peak around slice s.
+
+    The heatmap is a plateau across the body (every slice through the body
+    answers "yes"), so the centre of the plateau, not its maximum, is the centre.
+    """
+    half = 0.5 * profile[s]
+    lo, hi = s, s
+    while lo > 0 and profile[lo - 1] >= half:
+        lo -= 1
+    while hi < len(profile) - 1 and profile[hi + 1] >= half:
+        hi += 1
+    w = profile[lo : hi + 1]
+    return float((np.arange(lo, hi + 1) * w).sum() / w.sum())
+
+
+def _refine(heat: np.ndarray, level: np.ndarray, peak: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Sub-voxel position (s, r, c), peak value, and mean level estimate around a peak."""
+    s, r, c = (int(v) for v in peak)
+    pos = np.array([_lateral_centre(heat[:, r, c], s), r, c], dtype=float)
+    logh = np.log(np.maximum(heat[s], 1e-6))
+    if 0 < r < heat.shape[1] - 1:
+        pos[1] += _parabolic_offset(logh[r - 1, c], logh[r, c], logh[r + 1, c])
+    if 0 < c < heat.shape[2] - 1:
+        pos[2] += _parabolic_offset(logh[r, c - 1], logh[r, c], logh[r, c + 1])
+    win = (slice(max(s - 1, 0), s + 2), slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2))
+    weights = heat[win]
+    lev = float((level[win] * weights).sum() / max(weights.sum(), 1e-6))
+    return pos, float(heat[s, r, c]), lev
+
+
+def _merge(points_mm: np.ndarray, scores: np.ndarray, settings: DetectionSettings) -> list[int]:
+    """Greedy suppression of weaker peaks of the same vertebra (close in-plane and across)."""
+    keep: list[int] = []
+    for i in np.argsort(-scores):
+        d_in = [np.linalg.norm(points_mm[i, 1:] - points_mm[k, 1:]) for k in keep]
+        d_lat = [abs(points_mm[i, 0] - points_mm[k, 0]) for k in keep]
+        if not any(a < settings.merge_inplane_mm and b < settings.lateral_nms_mm for a, b in zip(d_in, d_lat)):
+            keep.append(int(i))
+    return keep
+
+
+def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candidate]:
+    """Heatmap peaks as labeled-graph candidates in world RAS mm."""
+    spacing = maps.frame.spacing
+    peaks = _peaks(maps.heat, spacing, config.detection)
+    if len(peaks) == 0:
+        return []
+    refined = [_refine(maps.heat, maps.level, p) for p in peaks]
+    vox = np.array([r[0] for r in refined])
+    scores = np.array([r[1] for r in refined])
+    keep = _merge(vox * spacing, scores, config.detection)
+    world = maps.frame.voxel_to_world(vox[keep])
+    return [
+        Candidate(position=world[n], score=float(scores[i]), level_estimate=float(refined[i][2]), level_sd=config.level_sd)
+        for n, i in enumerate(keep)
+    ]

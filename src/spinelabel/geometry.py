@@ -1,0 +1,122 @@
+"""Image geometry: a volume is an array plus a 4x4 voxel-to-RAS affine.
+
+Every coordinate that leaves spinelabel is a world position in RAS millimetres
+(the NIfTI convention). DICOM patient coordinates (LPS) are converted in exactly
+one place, :func:`lps_to_ras`. Array indices are 0-based voxel centres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from nibabel import orientations as nio
+
+#: Diagonal flip between DICOM patient coordinates (LPS) and RAS; its own inverse.
+LPS_RAS_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def lps_to_ras(matrix_or_points: npt.ArrayLike) -> np.ndarray:
+    """Convert a 4x4 LPS affine, or points of shape (N, 3) / (3,), to RAS.
+
+    The same call converts RAS back to LPS (the flip is its own inverse).
+    """
+    a = np.asarray(matrix_or_points, dtype=float)
+    if a.shape == (4, 4):
+        return LPS_RAS_FLIP @ a
+    if a.shape[-1] != 3:
+        raise ValueError(f"expected a 4x4 affine or points of shape (N, 3), got {a.shape}")
+    return a * np.array([-1.0, -1.0, 1.0])
+
+
+def apply_affine(affine: npt.ArrayLike, points: npt.ArrayLike) -> np.ndarray:
+    """Apply a 4x4 affine to points of shape (N, 3) or (3,)."""
+    aff = np.asarray(affine, dtype=float)
+    pts = np.asarray(points, dtype=float)
+    return pts @ aff[:3, :3].T + aff[:3, 3]
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D image and the affine mapping voxel indices (i, j, k) to RAS mm.
+
+    Parameters
+    ----------
+    data : ndarray, shape (I, J, K)
+        Intensities; any real dtype.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (RAS, mm) affine.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data)
+        affine = np.asarray(self.affine, dtype=float)
+        if data.ndim != 3:
+            raise ValueError(f"a Volume needs a 3D array, got shape {data.shape}")
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise ValueError("a Volume needs a finite 4x4 affine")
+        if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+            raise ValueError("the affine is singular (zero voxel size or degenerate axes)")
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "affine", affine)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size along each array axis in mm, shape (3,)."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def axcodes(self) -> tuple[str, str, str]:
+        """Nearest anatomical direction of each array axis, e.g. ('R', 'A', 'S')."""
+        return tuple(nio.aff2axcodes(self.affine))  # type: ignore[return-value]
+
+    def voxel_to_world(self, ijk: npt.ArrayLike) -> np.ndarray:
+        """Voxel indices, shape (N, 3) or (3,), to RAS mm."""
+        return apply_affine(self.affine, ijk)
+
+    def world_to_voxel(self, xyz: npt.ArrayLike) -> np.ndarray:
+        """RAS mm, shape (N, 3) or (3,), to (fractional) voxel indices."""
+        return apply_affine(np.linalg.inv(self.affine), xyz)
+
+
+def reorient(volume: Volume, axcodes: tuple[str, str, str] | str) -> Volume:
+    """Permute and flip the array so its axes point along ``axcodes``.
+
+    Only axis permutations and flips are applied (no interpolation), and the
+    affine is updated so every voxel keeps its world position exactly.
+    """
+    target = nio.axcodes2ornt(tuple(axcodes))
+    current = nio.io_orientation(volume.affine)
+    transform = nio.ornt_transform(current, target)
+    data = nio.apply_orientation(volume.data, transform)
+    affine = volume.affine @ nio.inv_ornt_aff(transform, volume.shape)
+    return Volume(np.ascontiguousarray(data), affine)
+
+
+def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Volume:
+    """Resample along the array axes to the given voxel size (mm) per axis.
+
+    The first voxel centre is kept; new voxel ``n`` along an axis sits at old
+    fractional index ``n * new / old``. The affine is updated exactly, so world
+    positions are preserved. Axis directions (including obliquity) are unchanged.
+    """
+    from scipy import ndimage
+
+    new = np.asarray(spacing, dtype=float)
+    factor = new / volume.spacing
+    shape = tuple(int(np.floor((n - 1) / f)) + 1 for n, f in zip(volume.shape, factor))
+    data = volume.data.astype(np.float32, copy=False)
+    if np.allclose(factor, 1.0):
+        out = data.copy()
+    else:
+        out = ndimage.affine_transform(data, factor, output_shape=shape, order=order, mode="nearest")
+    affine = volume.affine @ np.diag([*factor, 1.0])
+    return Volume(out, affine)

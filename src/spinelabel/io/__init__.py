@@ -1,0 +1,109 @@
+"""Image input: one entry point, :func:`load_image`, for NIfTI files and DICOM series.
+
+nibabel and pydicom are imported only when a file is read, so importing this
+package (and starting the command line) stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import InputError
+from .nifti import is_nifti_path
+
+if TYPE_CHECKING:
+    from ..geometry import Volume
+    from .dicom import DicomSeriesInfo
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image read from disk.
+
+    Attributes
+    ----------
+    volume : Volume
+        float32 data of shape (I, J, K) and voxel -> RAS affine. For DICOM,
+        I = column, J = row, K = slice (sorted along the slice normal).
+    source : str
+        Printable description: the NIfTI path, or
+        ``DICOM series <SeriesInstanceUID> (<n> files in <folder>)``.
+    kind : {"nifti", "dicom"}
+    dicom : DicomSeriesInfo or None
+        UIDs and per-slice references of a DICOM series; None for NIfTI.
+    """
+
+    volume: Volume
+    source: str
+    kind: Literal["nifti", "dicom"]
+    dicom: DicomSeriesInfo | None = None
+
+
+def load_image(inputs: Sequence[str | Path] | str | Path, series_uid: str | None = None) -> LoadedImage:
+    """Read one image: a NIfTI file, a DICOM folder, or the DICOM files of a series.
+
+    Parameters
+    ----------
+    inputs : sequence of str or Path
+        One ``.nii``/``.nii.gz`` file; or one or more DICOM folders/files.
+    series_uid : str, optional
+        SeriesInstanceUID to pick when the DICOM inputs hold several series.
+
+    Raises
+    ------
+    InputError
+        Missing path, empty folder, mixed NIfTI and DICOM, several NIfTI
+        files, or any problem reading the image (see the loaders).
+    """
+    paths = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    _check_paths(paths)
+    niftis = [p for p in paths if p.is_file() and is_nifti_path(p)]
+    if niftis:
+        return _load_nifti_input(paths, series_uid)
+    from .dicom import load_dicom
+
+    volume, info = load_dicom(paths, series_uid=series_uid)
+    return LoadedImage(volume, describe_dicom(info, paths), "dicom", info)
+
+
+def describe_dicom(info: DicomSeriesInfo, inputs: Sequence[Path]) -> str:
+    """``DICOM series <UID> (<n> files in <folder>)`` for messages and result files."""
+    files = sorted(set(info.files))
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        folder = str(inputs[0])
+    else:
+        folder = os.path.commonpath([str(f.parent) for f in files]) if files else "?"
+    return f"DICOM series {info.series_instance_uid} ({len(files)} files in {folder})"
+
+
+def _check_paths(paths: list[Path]) -> None:
+    """InputError for no input, a missing path or an empty folder."""
+    if not paths:
+        raise InputError("no input image given")
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"no such file or folder: {p}")
+        if p.is_dir() and not any(f.is_file() for f in p.rglob("*")):
+            raise InputError(f"folder is empty: {p}")
+
+
+def _load_nifti_input(paths: list[Path], series_uid: str | None) -> LoadedImage:
+    """The single NIfTI input, or InputError for a mix or several files."""
+    from .nifti import load_nifti
+
+    if len(paths) > 1:
+        if all(p.is_file() and is_nifti_path(p) for p in paths):
+            raise InputError(
+                f"one NIfTI file per image, got {len(paths)}: label them one at a time or use --output-dir"
+            )
+        raise InputError("mixed NIfTI and DICOM inputs: give one NIfTI file, or the DICOM folder/files of one series")
+    if series_uid is not None:
+        raise InputError(f"--series selects a DICOM series, but {paths[0]} is a NIfTI file")
+    return LoadedImage(load_nifti(paths[0]), str(paths[0]), "nifti", None)
+
+
+__all__ = ["LoadedImage", "describe_dicom", "load_image"]

@@ -1,0 +1,731 @@
+"""DICOM input (one image series) and output (an MR Image Storage series).
+
+Conventions (see docs/output-format.md)
+---------------------------------------
+The array of a series is indexed ``[column, row, slice]``:
+
+- axis 0 = column index, along the row direction cosine ``X`` (IOP[0:3]),
+- axis 1 = row index, along the column direction cosine ``Y`` (IOP[3:6]),
+- axis 2 = slice, sorted by the projection of ImagePositionPatient on the
+  slice normal ``n = X x Y``.
+
+The voxel -> LPS affine has columns ``X * column_spacing``,
+``Y * row_spacing``, the (median) step between consecutive slice positions
+and the position of the first slice; it is converted to RAS with
+:func:`spinelabel.geometry.lps_to_ras`. Slice spacing comes from the
+positions, never from SliceThickness/SpacingBetweenSlices. Such a grid is
+always right-handed.
+
+Only DICOM Part 10 files (with the "DICM" preamble) are read; other files in
+a folder are skipped silently. A file that is DICOM but damaged (truncated)
+is an error, never silently dropped: a missing slice would shift anatomy.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import GeometryError, InputError
+from ..geometry import Volume, lps_to_ras
+from .nifti import _one_line, is_nifti_path
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+MIN_SLICES = 3
+#: Largest difference between direction cosines still counted as one orientation.
+ORIENTATION_TOL = 1e-3
+#: Slices closer than this (mm) along the normal are duplicates.
+DUPLICATE_TOL_MM = 0.01
+#: Relative deviation of a slice step from the median that triggers a warning.
+IRREGULAR_STEP = 0.10
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+ENHANCED_UNSUPPORTED = "enhanced multi-frame DICOM not supported yet"
+
+
+@dataclass
+class DicomSeriesInfo:
+    """Identity of a loaded series, for writing DICOM SR / GSPS that reference it.
+
+    ``sop_instance_uids``, ``frame_numbers`` and ``files`` have one entry per
+    slice, in slice order: index ``k`` is array axis 2 index ``k``. For a
+    multi-frame (enhanced) file the SOP Instance UID repeats and
+    ``frame_numbers`` gives the 1-based frame; for single-frame files the
+    frame number is None.
+    """
+
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    sop_instance_uids: list[str]
+    sop_class_uid: str
+    modality: str
+    series_description: str
+    patient_id: str
+    warnings: list[str] = field(default_factory=list)
+    frame_numbers: list[int | None] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One 2D image: a single-frame file or one frame of a multi-frame file."""
+
+    path: Path
+    dataset: Any  # pydicom Dataset (header; pixel data deferred)
+    frame: int | None  # 0-based frame index, None for single-frame files
+    ipp: np.ndarray  # (3,) ImagePositionPatient, LPS mm
+    iop: np.ndarray  # (6,) row cosine then column cosine
+    pixel_spacing: np.ndarray  # (2,) [row spacing, column spacing] mm
+    size: tuple[int, int]  # (Rows, Columns)
+    slope: float
+    intercept: float
+
+
+# ----------------------------------------------------------------------------
+# reading
+
+
+def load_dicom(
+    paths: Sequence[str | Path] | str | Path, series_uid: str | None = None
+) -> tuple[Volume, DicomSeriesInfo]:
+    """Read one DICOM image series into a Volume.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        One or more folders (searched recursively) and/or files.
+    series_uid : str, optional
+        SeriesInstanceUID to load when the inputs hold several image series.
+
+    Returns
+    -------
+    volume : Volume
+        float32 data of shape (Columns, Rows, n_slices) with RescaleSlope and
+        RescaleIntercept applied; affine voxel -> RAS mm.
+    info : DicomSeriesInfo
+        UIDs and per-slice references; ``warnings`` lists irregularities.
+
+    Raises
+    ------
+    InputError
+        Missing path, empty folder, no DICOM images, corrupt file, several
+        series without ``series_uid``, a missing geometry tag.
+    GeometryError
+        Fewer than 3 slices, mixed orientations or sizes, duplicate positions.
+    """
+    inputs = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    files = _collect_files(inputs)
+    where = _describe_inputs(inputs)
+    headers = _read_headers(files, where)
+    groups = _group_by_series(headers)
+    uid = _choose_series(groups, series_uid, where)
+    slices = [s for path, ds in groups[uid] for s in _slices_of(path, ds)]
+    order, affine_lps, warnings = _slice_geometry(slices, uid)
+    ordered = [slices[i] for i in order]
+    volume = Volume(_read_pixels(ordered), lps_to_ras(affine_lps))
+    return volume, _series_info(uid, ordered, warnings)
+
+
+def _collect_files(paths: list[Path]) -> list[Path]:
+    """Every file named or found (recursively, sorted) under the given paths."""
+    if not paths:
+        raise InputError("no DICOM input given")
+    files: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"no such file or folder: {p}")
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file())
+            if not found:
+                raise InputError(f"folder is empty: {p}")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def _describe_inputs(paths: list[Path]) -> str:
+    """The inputs for messages: the one path, or the first and a count."""
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more inputs"
+
+
+def _read_headers(files: list[Path], where: str) -> list[tuple[Path, Any]]:
+    """(path, dataset) of every DICOM image file; non-DICOM files are skipped."""
+    headers, n_dicom = [], 0
+    for path in files:
+        ds = _read_header(path)
+        if ds is None:
+            continue
+        n_dicom += 1
+        if _has_pixels(ds):
+            headers.append((path, ds))
+        elif "Image Storage" in _sop_class_name(ds):
+            raise InputError(f"corrupt DICOM file {path}: image without pixel data (truncated?)")
+    if not headers:
+        raise InputError(_nothing_found_message(files, where, n_dicom))
+    return headers
+
+
+def _read_header(path: Path) -> Any | None:
+    """The dataset of a DICOM Part 10 file (large values deferred), or None."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, defer_size=1024)
+    except InvalidDicomError:
+        return None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {_one_line(exc)}") from exc
+    except Exception as exc:  # pydicom raises many types for damaged files
+        raise InputError(f"corrupt DICOM file {path}: {_one_line(exc)}") from exc
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
+
+def _sop_class_name(ds: Any) -> str:
+    """The name of the SOP class ('MR Image Storage', ...), '' when unknown."""
+    meta = getattr(ds, "file_meta", None)
+    uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    return str(getattr(uid, "name", "")) if uid else ""
+
+
+def _nothing_found_message(files: list[Path], where: str, n_dicom: int) -> str:
+    if n_dicom:
+        return f"no DICOM images in {where} ({n_dicom} DICOM files without pixel data)"
+    hint = ""
+    if any(is_nifti_path(f) for f in files):
+        hint = " (it holds NIfTI files: give the .nii/.nii.gz file itself)"
+    return f"no DICOM files in {where}{hint}"
+
+
+def _group_by_series(headers: list[tuple[Path, Any]]) -> dict[str, list[tuple[Path, Any]]]:
+    """Image files grouped by SeriesInstanceUID, in first-seen order.
+
+    Copies of one instance (same SOPInstanceUID, e.g. a series exported twice
+    into one folder) count once.
+    """
+    groups: dict[str, list[tuple[Path, Any]]] = {}
+    seen: set[str] = set()
+    for path, ds in headers:
+        sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+        if sop_uid and sop_uid in seen:
+            continue
+        seen.add(sop_uid)
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "") or "(no SeriesInstanceUID)"), []).append((path, ds))
+    return groups
+
+
+def _choose_series(groups: dict[str, list[tuple[Path, Any]]], series_uid: str | None, where: str) -> str:
+    """The UID of the series to load; InputError listing the series when ambiguous."""
+    listing = "; ".join(_series_summary(uid, members) for uid, members in groups.items())
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise InputError(f"series {series_uid} not found in {where}; available: {listing}")
+        return series_uid
+    if len(groups) > 1:
+        raise InputError(f"{len(groups)} image series in {where}; choose one with --series UID: {listing}")
+    return next(iter(groups))
+
+
+def _series_summary(uid: str, members: list[tuple[Path, Any]]) -> str:
+    """``UID 'description' (N images, sagittal)`` for the series listing."""
+    ds = members[0][1]
+    n_images = sum(int(m.get("NumberOfFrames", 1) or 1) for _, m in members)
+    description = str(ds.get("SeriesDescription", "") or "")
+    return f"{uid} '{description}' ({n_images} images, {_orientation_name(ds)})"
+
+
+def _orientation_name(ds: Any) -> str:
+    """'sagittal', 'coronal', 'axial' (prefixed 'oblique' when tilted > ~11 deg) or 'unknown'."""
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None and "SharedFunctionalGroupsSequence" in ds:
+        iop = _functional_value(
+            [ds.SharedFunctionalGroupsSequence[0]], "PlaneOrientationSequence", "ImageOrientationPatient"
+        )
+    if iop is None or len(iop) != 6:
+        return "unknown orientation"
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    axis = int(np.argmax(np.abs(normal)))
+    name = ("sagittal", "coronal", "axial")[axis]
+    return name if abs(normal[axis]) >= 0.98 * np.linalg.norm(normal) else f"oblique {name}"
+
+
+# ----------------------------------------------------------------------------
+# slices: geometry tags of single-frame files and of enhanced multi-frame frames
+
+
+def _slices_of(path: Path, ds: Any) -> list[_Slice]:
+    """The 2D images of one file."""
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise InputError(f"{path}: colour DICOM images are not supported")
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        return _frames_of(path, ds)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputError(f"{path}: {ENHANCED_UNSUPPORTED} (multi-frame file without functional groups)")
+    for keyword in GEOMETRY_TAGS:
+        if ds.get(keyword) in (None, "", []):
+            raise InputError(f"{path}: missing DICOM tag {keyword} (needed for the image geometry)")
+    return [
+        _Slice(
+            path=path,
+            dataset=ds,
+            frame=None,
+            ipp=_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path),
+            iop=_floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path),
+            pixel_spacing=_floats(ds.PixelSpacing, 2, "PixelSpacing", path),
+            size=(int(ds.Rows), int(ds.Columns)),
+            slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
+            intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
+        )
+    ]
+
+
+def _frames_of(path: Path, ds: Any) -> list[_Slice]:
+    """The frames of an enhanced multi-frame file (plane position, orientation, pixel measures)."""
+    per_frame = ds.PerFrameFunctionalGroupsSequence
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if len(per_frame) != n_frames or "Rows" not in ds or "Columns" not in ds:
+        raise InputError(f"{path}: {ENHANCED_UNSUPPORTED} (inconsistent functional groups)")
+    slices = []
+    for f in range(n_frames):
+        groups = [g for g in (per_frame[f], shared) if g is not None]
+        ipp = _functional_value(groups, "PlanePositionSequence", "ImagePositionPatient")
+        iop = _functional_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient")
+        spacing = _functional_value(groups, "PixelMeasuresSequence", "PixelSpacing")
+        if ipp is None or iop is None or spacing is None:
+            raise InputError(f"{path}: {ENHANCED_UNSUPPORTED} (no plane position/orientation/pixel measures per frame)")
+        slope = _functional_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _functional_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        slices.append(
+            _Slice(
+                path=path,
+                dataset=ds,
+                frame=f,
+                ipp=_floats(ipp, 3, "ImagePositionPatient", path),
+                iop=_floats(iop, 6, "ImageOrientationPatient", path),
+                pixel_spacing=_floats(spacing, 2, "PixelSpacing", path),
+                size=(int(ds.Rows), int(ds.Columns)),
+                slope=float(slope if slope not in (None, "") else ds.get("RescaleSlope", 1.0) or 1.0),
+                intercept=float(intercept if intercept not in (None, "") else ds.get("RescaleIntercept", 0.0) or 0.0),
+            )
+        )
+    return slices
+
+
+def _functional_value(groups: list[Any], sequence: str, keyword: str) -> Any:
+    """``groups[i].<sequence>[0].<keyword>`` from the first group that has it, else None."""
+    for group in groups:
+        items = group.get(sequence)
+        if items and keyword in items[0]:
+            return items[0].get(keyword)
+    return None
+
+
+def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
+    """A multi-valued numeric tag as a float array of length ``n``."""
+    try:
+        out = np.array([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: malformed DICOM tag {keyword}: {value!r}") from exc
+    if out.shape != (n,) or not np.all(np.isfinite(out)):
+        raise InputError(f"{path}: malformed DICOM tag {keyword}: {value!r} (expected {n} numbers)")
+    return out
+
+
+# ----------------------------------------------------------------------------
+# geometry
+
+
+def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Sort the slices along their normal and build the voxel -> LPS affine.
+
+    Returns
+    -------
+    order : ndarray of int, shape (n_slices,)
+        Indices into ``slices`` in array axis-2 order.
+    affine_lps : ndarray, shape (4, 4)
+        Voxel (column, row, slice) -> LPS mm.
+    warnings : list of str
+    """
+    if len(slices) < MIN_SLICES:
+        raise GeometryError(f"2D series: need at least {MIN_SLICES} slices, got {len(slices)} (series {uid})")
+    _check_consistent(slices, uid)
+    row, col = _direction_cosines(slices[0])
+    normal = np.cross(row, col)
+    ipp = np.array([s.ipp for s in slices])
+    proj = ipp @ normal
+    order = np.argsort(proj, kind="stable")
+    steps = np.diff(proj[order])
+    if steps.min() < DUPLICATE_TOL_MM:
+        raise GeometryError(
+            f"duplicate slice positions in series {uid} (several echoes, time points or stacks in one series?)"
+        )
+    step = np.median(np.diff(ipp[order], axis=0), axis=0)
+    row_spacing, column_spacing = slices[0].pixel_spacing
+    affine = np.eye(4)
+    affine[:3, 0] = row * column_spacing
+    affine[:3, 1] = col * row_spacing
+    affine[:3, 2] = step
+    affine[:3, 3] = ipp[order[0]]
+    return order, affine, _spacing_warnings(steps, step, normal)
+
+
+def _check_consistent(slices: list[_Slice], uid: str) -> None:
+    """GeometryError unless all slices share orientation, size and pixel spacing."""
+    first = slices[0]
+    iops = np.array([s.iop for s in slices])
+    if np.abs(iops - first.iop).max() > ORIENTATION_TOL:
+        n = len({tuple(np.round(v, 3)) for v in iops})
+        raise GeometryError(
+            f"inconsistent ImageOrientationPatient in series {uid}: {n} orientations (localizer or several stacks?)"
+        )
+    if any(s.size != first.size for s in slices):
+        raise GeometryError(f"slices of series {uid} differ in size (Rows/Columns)")
+    if any(np.abs(s.pixel_spacing - first.pixel_spacing).max() > 1e-4 for s in slices):
+        raise GeometryError(f"slices of series {uid} differ in PixelSpacing")
+    if first.pixel_spacing.min() <= 0:
+        raise GeometryError(f"series {uid}: PixelSpacing must be positive, got {list(first.pixel_spacing)}")
+
+
+def _direction_cosines(s: _Slice) -> tuple[np.ndarray, np.ndarray]:
+    """Unit row and column direction cosines (LPS), shape (3,) each."""
+    row, col = s.iop[:3], s.iop[3:]
+    norms = np.linalg.norm(row), np.linalg.norm(col)
+    if min(norms) < 1e-6:
+        raise GeometryError(f"{s.path}: ImageOrientationPatient has a zero vector")
+    row, col = row / norms[0], col / norms[1]
+    if abs(row @ col) > 1e-3:
+        raise GeometryError(f"{s.path}: ImageOrientationPatient row and column directions are not perpendicular")
+    return row, col
+
+
+def _spacing_warnings(steps: np.ndarray, step: np.ndarray, normal: np.ndarray) -> list[str]:
+    """Warnings for irregular slice steps and for in-plane offsets (sheared grids)."""
+    warnings = []
+    median = float(np.median(steps))
+    if np.abs(steps - median).max() > IRREGULAR_STEP * median:
+        warnings.append(
+            f"irregular slice spacing: steps from {steps.min():.3g} to {steps.max():.3g} mm; "
+            f"using the median {median:.3g} mm (positions of some slices are approximate)"
+        )
+    in_plane = float(np.linalg.norm(step - (step @ normal) * normal))
+    if in_plane > 0.01 * median:
+        warnings.append(f"slices are offset in-plane by {in_plane:.3g} mm per slice (gantry tilt?): sheared grid")
+    return warnings
+
+
+# ----------------------------------------------------------------------------
+# pixels and series identity
+
+
+def _read_pixels(ordered: list[_Slice]) -> np.ndarray:
+    """Rescaled pixel data, float32 of shape (Columns, Rows, n_slices)."""
+    rows, columns = ordered[0].size
+    out = np.empty((columns, rows, len(ordered)), dtype=np.float32)
+    decoded: dict[Path, np.ndarray] = {}
+    for k, s in enumerate(ordered):
+        if s.path not in decoded:
+            decoded = {s.path: _decode(s)}  # keep one file at a time in memory
+        frames = decoded[s.path]
+        plane = frames[s.frame] if frames.ndim == 3 else frames
+        if plane.shape != (rows, columns):
+            raise InputError(
+                f"corrupt DICOM file {s.path}: pixel data of shape {plane.shape}, expected {(rows, columns)}"
+            )
+        out[:, :, k] = (plane.astype(np.float64) * s.slope + s.intercept).T
+    return out
+
+
+def _decode(s: _Slice) -> np.ndarray:
+    """The stored pixel array of a file: (Rows, Columns) or (frames, Rows, Columns)."""
+    try:
+        return np.asarray(s.dataset.pixel_array)
+    except Exception as exc:  # decoder missing, truncated data, bad group 0028...
+        syntax = getattr(getattr(s.dataset, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and getattr(syntax, "is_compressed", False):
+            raise InputError(
+                f"cannot decode the compressed pixel data of {s.path} ({syntax.name}): {_one_line(exc)}"
+            ) from exc
+        raise InputError(f"corrupt DICOM file {s.path}: cannot read pixel data: {_one_line(exc)}") from exc
+
+
+def _series_info(uid: str, ordered: list[_Slice], warnings: list[str]) -> DicomSeriesInfo:
+    """Identity of the series; per-slice lists in array axis-2 order."""
+    ds = ordered[0].dataset
+
+    def text(keyword: str) -> str:
+        return str(ds.get(keyword, "") or "")
+
+    return DicomSeriesInfo(
+        series_instance_uid=uid,
+        study_instance_uid=text("StudyInstanceUID"),
+        frame_of_reference_uid=text("FrameOfReferenceUID"),
+        sop_instance_uids=[str(s.dataset.get("SOPInstanceUID", "") or "") for s in ordered],
+        sop_class_uid=text("SOPClassUID"),
+        modality=text("Modality"),
+        series_description=text("SeriesDescription"),
+        patient_id=text("PatientID"),
+        warnings=list(warnings),
+        frame_numbers=[None if s.frame is None else s.frame + 1 for s in ordered],
+        files=[s.path for s in ordered],
+    )
+
+
+# ----------------------------------------------------------------------------
+# writing
+
+
+@dataclass(frozen=True)
+class _Rescale:
+    """Stored uint16 value ``v`` means ``v * slope + intercept``."""
+
+    slope: float
+    intercept: float
+
+    def encode(self, plane: np.ndarray) -> np.ndarray:
+        """Values of any shape -> uint16 of the same shape (non-finite -> 0)."""
+        values = np.where(np.isfinite(plane), plane, self.intercept).astype(np.float64)
+        return np.clip(np.rint((values - self.intercept) / self.slope), 0, 65535).astype(np.uint16)
+
+
+@dataclass(frozen=True)
+class _SeriesMeta:
+    """Attributes shared by every file of a written series."""
+
+    study_uid: str
+    series_uid: str
+    frame_of_reference_uid: str
+    series_description: str
+    series_number: int
+    patient_id: str
+    patient_name: str
+    iop: list[str]  # 6 DS strings
+    pixel_spacing: list[str]  # [row spacing, column spacing] DS strings
+    slice_thickness: str
+    rescale: _Rescale
+    window: tuple[str, str]  # (center, width) DS strings
+    date: str
+    time: str
+
+
+def write_dicom_series(
+    volume: Volume,
+    folder: str | Path,
+    *,
+    series_description: str = "spinelabel",
+    patient_id: str = "ANON",
+    patient_name: str = "ANON",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    series_number: int = 1,
+    file_prefix: str = "IM",
+) -> list[Path]:
+    """Write ``volume`` as an MR Image Storage series, one file per slice of axis 2.
+
+    Pixels are uint16 with RescaleSlope/RescaleIntercept (integer data that fit
+    are stored exactly, other data to 1/65535 of their range; NaN/inf -> the
+    minimum). ImagePositionPatient/ImageOrientationPatient come from the
+    affine (RAS -> LPS); PixelSpacing = [spacing of axis 1, spacing of axis 0].
+
+    :func:`load_dicom` always returns a right-handed grid. For a right-handed
+    ``volume.affine`` the round trip gives the same array and affine; for a
+    left-handed one (det < 0) the slices are written in reverse order, so it
+    gives the array flipped along axis 2 with the matching affine: every
+    voxel keeps its world position either way.
+
+    Parameters
+    ----------
+    volume : Volume
+        Data of shape (I, J, K): I = DICOM columns, J = rows, K = slices.
+        Axes 0 and 1 must be perpendicular in world space.
+    folder : str or Path
+        Created if needed; files ``{file_prefix}00001.dcm``... are overwritten.
+
+    Returns
+    -------
+    list of Path, length K
+        The files in the slice order that :func:`load_dicom` will return.
+    """
+    from pydicom.uid import generate_uid
+
+    data, affine_lps = _writer_grid(volume)
+    meta = _series_meta(
+        data,
+        affine_lps,
+        study_uid=study_uid or generate_uid(),
+        series_uid=series_uid or generate_uid(),
+        frame_of_reference_uid=frame_of_reference_uid or generate_uid(),
+        series_description=series_description,
+        series_number=series_number,
+        patient_id=patient_id,
+        patient_name=patient_name,
+    )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(data.shape[2]):
+        ds = _slice_dataset(meta, data[:, :, k], affine_lps, k)
+        path = folder / f"{file_prefix}{k + 1:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _writer_grid(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Data (I, J, K) and voxel -> LPS affine, flipped along axis 2 if left-handed."""
+    data, affine = volume.data, lps_to_ras(volume.affine)
+    if np.linalg.det(affine[:3, :3]) < 0:
+        flip = np.eye(4)
+        flip[2, 2], flip[2, 3] = -1.0, data.shape[2] - 1
+        data, affine = data[:, :, ::-1], affine @ flip
+    row, col = affine[:3, 0], affine[:3, 1]
+    if abs(row @ col) > 1e-6 * np.linalg.norm(row) * np.linalg.norm(col):
+        raise GeometryError("cannot write DICOM: array axes 0 and 1 are not perpendicular (sheared in-plane affine)")
+    return data, affine
+
+
+def _series_meta(data: np.ndarray, affine_lps: np.ndarray, **identity: Any) -> _SeriesMeta:
+    """Shared attributes of the series to write from its data and affine."""
+    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+    row, col = affine_lps[:3, 0] / spacing[0], affine_lps[:3, 1] / spacing[1]
+    thickness = abs(float(affine_lps[:3, 2] @ np.cross(row, col)))
+    rescale, (lo, hi) = _choose_rescale(data)
+    now = datetime.datetime.now()
+    return _SeriesMeta(
+        iop=[_ds(v) for v in (*row, *col)],
+        pixel_spacing=[_ds(spacing[1]), _ds(spacing[0])],
+        slice_thickness=_ds(thickness),
+        rescale=rescale,
+        window=(_ds((lo + hi) / 2), _ds(max(hi - lo, 1e-3))),
+        date=now.strftime("%Y%m%d"),
+        time=now.strftime("%H%M%S"),
+        **identity,
+    )
+
+
+def _choose_rescale(data: np.ndarray) -> tuple[_Rescale, tuple[float, float]]:
+    """Slope/intercept mapping the finite range of ``data`` onto uint16; and that range."""
+    if data.dtype.kind in "biu":
+        lo, hi, integral = float(data.min()), float(data.max()), True
+    else:
+        finite = np.isfinite(data)
+        lo = float(np.min(data, where=finite, initial=np.inf)) if finite.any() else 0.0
+        hi = float(np.max(data, where=finite, initial=-np.inf)) if finite.any() else 0.0
+        integral = bool(np.all(np.rint(data[finite]) == data[finite]))
+    if integral and hi - lo <= 65535:
+        intercept = 0.0 if lo >= 0 and hi <= 65535 else lo
+        return _Rescale(1.0, intercept), (lo, hi)
+    slope = (hi - lo) / 65535 if hi > lo else 1.0
+    return _Rescale(float(_ds(slope)), float(_ds(lo))), (lo, hi)
+
+
+def _ds(value: float) -> str:
+    """A number as a DICOM decimal string (at most 16 characters)."""
+    from pydicom.valuerep import format_number_as_ds
+
+    return format_number_as_ds(float(value) + 0.0)  # + 0.0: no '-0'
+
+
+def _slice_dataset(meta: _SeriesMeta, plane: np.ndarray, affine_lps: np.ndarray, k: int) -> Dataset:
+    """The complete dataset of slice ``k``; ``plane`` has shape (I, J) = (columns, rows)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+    from .. import __version__
+
+    ds = Dataset()
+    sop_uid = generate_uid()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = UID(MR_IMAGE_STORAGE)
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SOPClassUID = MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    _set_patient_study_series(ds, meta)
+    ds.SoftwareVersions = f"spinelabel {__version__}"
+    _set_mr_acquisition(ds)
+    _set_plane(ds, meta, affine_lps, k)
+    _set_pixels(ds, meta, plane)
+    return ds
+
+
+def _set_patient_study_series(ds: Dataset, meta: _SeriesMeta) -> None:
+    """Patient, General Study, General Series, Frame of Reference, Equipment modules."""
+    ds.PatientName = meta.patient_name
+    ds.PatientID = meta.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = meta.study_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = meta.date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = meta.time
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = meta.series_uid
+    ds.SeriesNumber = meta.series_number
+    ds.SeriesDescription = meta.series_description
+    ds.PatientPosition = ""
+    ds.FrameOfReferenceUID = meta.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = ""
+
+
+def _set_mr_acquisition(ds: Dataset) -> None:
+    """Type 1/2 attributes of the MR Image module (unknown for derived data)."""
+    ds.ScanningSequence = "RM"
+    ds.SequenceVariant = "NONE"
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = ""
+    ds.RepetitionTime = ""
+    ds.EchoTime = ""
+    ds.EchoTrainLength = ""
+
+
+def _set_plane(ds: Dataset, meta: _SeriesMeta, affine_lps: np.ndarray, k: int) -> None:
+    """Image Plane module and InstanceNumber of slice ``k``."""
+    position = affine_lps[:3, :3] @ np.array([0.0, 0.0, float(k)]) + affine_lps[:3, 3]
+    row, col = np.array(meta.iop[:3], float), np.array(meta.iop[3:], float)
+    ds.InstanceNumber = k + 1
+    ds.PatientOrientation = ""
+    ds.ImagePositionPatient = [_ds(v) for v in position]
+    ds.ImageOrientationPatient = list(meta.iop)
+    ds.PixelSpacing = list(meta.pixel_spacing)
+    ds.SliceThickness = meta.slice_thickness
+    ds.SpacingBetweenSlices = meta.slice_thickness
+    ds.SliceLocation = _ds(position @ np.cross(row, col))
+
+
+def _set_pixels(ds: Dataset, meta: _SeriesMeta, plane: np.ndarray) -> None:
+    """Image Pixel, Modality LUT (rescale) and VOI LUT (window) attributes."""
+    stored = meta.rescale.encode(np.asarray(plane).T)  # (rows, columns)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope = _ds(meta.rescale.slope)
+    ds.RescaleIntercept = _ds(meta.rescale.intercept)
+    ds.RescaleType = "US"
+    ds.WindowCenter, ds.WindowWidth = meta.window
+    ds.PixelData = np.ascontiguousarray(stored).astype("<u2").tobytes()
+
+
+__all__ = ["ENHANCED_UNSUPPORTED", "DicomSeriesInfo", "load_dicom", "write_dicom_series"]

@@ -1,0 +1,160 @@
+"""NIfTI input and output (nibabel).
+
+The affine is the one nibabel chooses (sform if its code is set, else qform,
+else the pixdim fall-back); it maps voxel indices to RAS millimetres, which is
+exactly what :class:`~spinelabel.geometry.Volume` holds.
+
+Non-finite voxels: an image whose voxels are *all* NaN/inf is rejected; an
+image with *some* NaN/inf voxels (common after registration or masking) is
+accepted and those voxels are set to 0.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GeometryError, InputError
+from ..geometry import Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti_path(path: str | Path) -> bool:
+    """True when the file name ends with ``.nii`` or ``.nii.gz`` (any case)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def load_nifti(path: str | Path) -> Volume:
+    """Read a 3D NIfTI image.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.nii`` or ``.nii.gz`` file. A 4D image holding a single volume
+        (shape (I, J, K, 1)) is accepted and squeezed.
+
+    Returns
+    -------
+    Volume
+        ``data`` float32 of shape (I, J, K), scaled by ``scl_slope/scl_inter``,
+        with non-finite voxels set to 0; ``affine`` voxel -> RAS mm.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or corrupt file; several volumes (4D); all voxels
+        NaN/inf.
+    GeometryError
+        A 2D image (fewer than 3 voxels along an axis) or a singular affine.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file or folder: {path}")
+    if path.is_dir():
+        raise InputError(f"expected a NIfTI file, got a folder: {path}")
+    img = _open(path)
+    shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
+    data = _read_data(img, path).reshape(shape)
+    data = _replace_non_finite(data, path)
+    try:
+        return Volume(data, np.asarray(img.affine, dtype=float))
+    except ValueError as exc:
+        raise GeometryError(f"{path}: unusable image geometry: {exc}") from exc
+
+
+def save_nifti(volume: Volume, path: str | Path) -> None:
+    """Write ``volume`` as NIfTI-1 (sform and qform from its affine, units mm).
+
+    The file is written beside ``path`` under a temporary name and then
+    renamed, so a reader never sees a half-written file. ``.nii.gz`` is
+    gzip-compressed. Data keep their dtype where NIfTI-1 supports it
+    (bool -> uint8, float16 -> float32, int64 -> int32 when the values fit).
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise InputError(f"a NIfTI file name must end with .nii or .nii.gz: {path}")
+    img = nib.Nifti1Image(_nifti_compatible(volume.data), volume.affine)
+    img.header.set_xyzt_units("mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+    # a fresh unique name (not mkstemp) so the file gets the usual umask permissions
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp{suffix}"
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _open(path: Path) -> Any:
+    """nibabel image of ``path`` (header read; data still on disk)."""
+    import nibabel as nib
+
+    try:
+        return nib.load(path)
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise InputError(f"cannot read NIfTI file {path}: {_one_line(exc)}") from exc
+
+
+def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
+    """The 3D shape after dropping trailing singleton dimensions (4th and up)."""
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) == 4:
+        raise InputError(f"{path}: 4D image with {shape[3]} volumes (shape {shape}); need a single 3D volume")
+    if len(shape) > 4:
+        raise InputError(f"{path}: {len(shape)}D image (shape {shape}); need a single 3D volume")
+    if len(shape) < 3 or min(shape) < 3:
+        raise GeometryError(
+            f"{path}: 2D image (shape {shape}); need a 3D volume with at least 3 voxels along each axis"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def _read_data(img: Any, path: Path) -> np.ndarray:
+    """The voxel values as float32 (scaling applied); InputError when unreadable."""
+    try:
+        return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+    except Exception as exc:  # truncated gzip, short file, odd dtype...
+        raise InputError(f"cannot read NIfTI file {path}: {_one_line(exc)}") from exc
+
+
+def _replace_non_finite(data: np.ndarray, path: Path) -> np.ndarray:
+    """Set NaN/inf voxels to 0; InputError when no voxel is finite."""
+    finite = np.isfinite(data)
+    if finite.all():
+        return data
+    if not finite.any():
+        raise InputError(f"{path}: contains NaN/inf values only (no finite voxel)")
+    data = data.copy()
+    data[~finite] = 0.0
+    return data
+
+
+def _nifti_compatible(data: np.ndarray) -> np.ndarray:
+    """``data`` in a dtype that NIfTI-1 stores without surprises."""
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    if data.dtype == np.float16:
+        return data.astype(np.float32)
+    if data.dtype.kind in "iu" and data.dtype.itemsize == 8:
+        small = np.int32 if data.dtype.kind == "i" else np.uint32
+        info = np.iinfo(small)
+        if data.size == 0 or (data.min() >= info.min and data.max() <= info.max):
+            return data.astype(small)
+        return data.astype(np.float64)
+    return data
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

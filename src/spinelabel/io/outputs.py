@@ -1,0 +1,106 @@
+"""Writing results: the JSON document (schema v1) and the overlay picture."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, anatomy
+from ..geometry import Volume, reorient
+from ..pipeline import LOW_CONFIDENCE, LabelResult
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write to a temporary file beside ``path`` then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any]:
+    """The stable output document (see docs/output-format.md)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "input": input_description,
+        "region": result.region,
+        "model": {"name": result.model_name, "version": result.model_version},
+        "software": {"name": "spinelabel", "version": __version__},
+        "vertebrae": [
+            {
+                "label": v.label,
+                "verse_id": anatomy.VERSE_ID[v.label],
+                "position_mm": [round(float(x), 2) for x in v.position_mm],
+                "voxel": [round(float(x), 2) for x in v.voxel],
+                "confidence": round(float(v.confidence), 3),
+            }
+            for v in result.vertebrae
+        ],
+        "warnings": list(result.warnings),
+    }
+
+
+def write_json(result: LabelResult, input_description: str, path: str | Path) -> None:
+    doc = result_to_dict(result, input_description)
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _display_slice(volume: Volume, result: LabelResult) -> tuple[np.ndarray, np.ndarray, Volume]:
+    """The sagittal slice through the labeled vertebrae, (rows=I, cols=P), and the points on it."""
+    canon = reorient(volume, ("R", "I", "P"))
+    if result.vertebrae:
+        vox = canon.world_to_voxel(np.array([v.position_mm for v in result.vertebrae]))
+        index = int(np.clip(np.round(np.median(vox[:, 0])), 0, canon.shape[0] - 1))
+    else:
+        vox = np.zeros((0, 3))
+        index = canon.shape[0] // 2
+    return np.asarray(canon.data[index], dtype=np.float32), vox, canon
+
+
+def render_overlay(volume: Volume, result: LabelResult, path: str | Path, max_size: int = 768) -> None:
+    """Save a PNG of the mid-sagittal slice with each vertebra's point and name.
+
+    Colours: green = confident, orange = check (confidence < 0.5).
+    """
+    from io import BytesIO
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..preprocessing import normalize_intensity
+
+    img2d, vox, canon = _display_slice(volume, result)
+    try:
+        gray = np.clip(normalize_intensity(img2d), 0, 1)
+    except Exception:  # constant slice: show it black rather than fail
+        gray = np.zeros_like(img2d)
+    dr, dc = canon.spacing[1], canon.spacing[2]
+    px = max(min(dr, dc), max(img2d.shape[0] * dr, img2d.shape[1] * dc) / max_size)
+    size = (max(1, int(round(img2d.shape[1] * dc / px))), max(1, int(round(img2d.shape[0] * dr / px))))
+    image = Image.fromarray((gray * 255).astype(np.uint8)).resize(size, Image.BILINEAR).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(12, size[1] // 40))
+    for v, (_, r, c) in zip(result.vertebrae, vox):
+        x, y = c * dc / px, r * dr / px
+        colour = (60, 220, 60) if v.confidence >= LOW_CONFIDENCE else (255, 150, 0)
+        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline=(0, 0, 0))
+        draw.text((x + 8, y - 8), f"{v.label} {v.confidence:.2f}", fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    header = f"spinelabel {result.model_name} {result.model_version} - {result.region}"
+    if result.warnings:
+        header += f" - {len(result.warnings)} warning(s)"
+    draw.text((6, 4), header, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    buf = BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,632 @@
+"""Vertebra labeling with a parts-based graphical model (a chain of levels).
+
+Follows Forsberg et al., "Detection and labeling of vertebrae in MR images
+using deep learning with clinical annotations as training data", J Digit
+Imaging 30:406-412 (2017): the CNN proposes vertebra *candidates*; a chain
+model over the levels of a region assigns each candidate a level or declares
+it a false positive, and the best assignment is found exactly by dynamic
+programming (a shortest path in a DAG).
+
+The model
+---------
+Candidates are sorted cranio-caudally (descending world z). A labeling is an
+ordered subset of candidates given strictly increasing positions in a chain of
+levels (the region's standard chain, or that chain with one transitional
+variant inserted). Its cost, in nats (negative log-likelihood up to a
+constant), is
+
+- for every assigned candidate: ``-log(score)`` and, when the CNN gave a level
+  estimate ``e`` with uncertainty ``sd``, ``(e - ordinal(level))**2 / (2 sd**2)``;
+- for every unassigned candidate: ``false_positive_weight * -log(1 - score)``;
+- for every two consecutive assigned candidates (upper at level ``a``, lower
+  at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
+  ``d`` at the global scale ``s``, a direction cost, and ``miss_cost`` per
+  level skipped between ``a`` and ``b``;
+- ``variant_cost`` once if the chain contains a transitional variant.
+
+The labeled range may start and end at any level (partial field of view). The
+best scale from ``LabelingParams.scale_grid`` is kept. Confidences come from
+min-marginals (forward and backward passes) turned into a softmax at
+``temperature``.
+
+All positions are world RAS millimetres (x = Right, y = Anterior,
+z = Superior).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .anatomy import STANDARD_LEVELS, VARIANT_AFTER, Region, chain, ordinal, parse_level, typical_spacing_mm
+
+#: Prior standard deviation of an adjacent-level spacing, as a fraction of the
+#: prior mean, used where no learned value exists. Centroid spacings vary by
+#: roughly 10-15 % between adults (body size; Panjabi et al. 1991/1992).
+PRIOR_SD_FRACTION = 0.12
+
+#: Consistency constant turning a median absolute deviation into a Gaussian sd.
+_MAD_TO_SD = 1.4826
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One vertebra candidate from the detector.
+
+    Attributes
+    ----------
+    position : ndarray, shape (3,)
+        Vertebral body centre, world RAS mm.
+    score : float
+        Detector probability in (0, 1].
+    level_estimate : float or None
+        The CNN's regression of ``anatomy.ordinal(level)`` here, if available.
+    level_sd : float
+        Trust in ``level_estimate``, in levels (a Gaussian sd).
+    """
+
+    position: np.ndarray
+    score: float
+    level_estimate: float | None = None
+    level_sd: float = 1.5
+
+
+def _pair_key(upper: str, lower: str) -> str:
+    return f"{upper}-{lower}"
+
+
+@dataclass(frozen=True)
+class ShapeModel:
+    """Learned centroid-to-centroid spacings between adjacent levels.
+
+    Attributes
+    ----------
+    spacing : dict
+        ``"L3-L4" -> (mean mm, sd mm)`` for pairs adjacent in a chain. Pairs not
+        present fall back to ``anatomy.typical_spacing_mm`` with an sd of
+        ``PRIOR_SD_FRACTION`` of it.
+    """
+
+    spacing: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def adjacent(self, upper: str, lower: str) -> tuple[float, float]:
+        """Mean and sd (mm) of the distance between two adjacent levels."""
+        learned = self.spacing.get(_pair_key(upper, lower))
+        if learned is not None:
+            return float(learned[0]), float(learned[1])
+        prior = typical_spacing_mm(upper, lower)
+        return prior, PRIOR_SD_FRACTION * prior
+
+    def expected(self, upper: str, lower: str, variants: tuple[str, ...] = ()) -> tuple[float, float]:
+        """Mean and sd (mm) of the distance between ``upper`` and a more caudal ``lower``.
+
+        For non-adjacent levels the means of the adjacent pairs along the chain
+        are summed and their sds added in quadrature. The chain is the standard
+        one with ``variants`` (and any variant among ``upper``/``lower``) inserted.
+
+        Raises
+        ------
+        ValueError
+            If ``lower`` is not caudal to ``upper`` in that chain.
+        """
+        used = set(variants) | {v for v in (upper, lower) if v in VARIANT_AFTER}
+        levels = chain(tuple(sorted(used)))
+        a, b = levels.index(upper), levels.index(lower)
+        if b <= a:
+            raise ValueError(f"{lower} is not caudal to {upper}")
+        mu, sd = _chain_moments(self, levels)
+        return float(mu[a, b]), float(sd[a, b])
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (inverse of ``from_dict``)."""
+        return {"spacing": {k: [float(m), float(s)] for k, (m, s) in sorted(self.spacing.items())}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> ShapeModel:
+        """Read the output of ``to_dict``; an empty or missing dict gives the prior-only model."""
+        spacing = (d or {}).get("spacing", {}) or {}
+        return cls({str(k): (float(v[0]), float(v[1])) for k, v in spacing.items()})
+
+
+def _chain_moments(shape: ShapeModel, levels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Expected distance between every two levels of a chain.
+
+    Returns
+    -------
+    mu, sd : ndarray, shape (L, L)
+        ``mu[a, b]`` is the summed mean spacing from level ``a`` to ``b`` (a < b)
+        and ``sd[a, b]`` the sds added in quadrature; entries with a >= b are
+        0 (mu) and 1 (sd), placeholders that the search forbids.
+    """
+    adj = np.array([shape.adjacent(u, l) for u, l in itertools.pairwise(levels)], float).reshape(-1, 2)
+    cum_mu = np.concatenate([[0.0], np.cumsum(adj[:, 0])])
+    cum_var = np.concatenate([[0.0], np.cumsum(adj[:, 1] ** 2)])
+    mu = cum_mu[None, :] - cum_mu[:, None]
+    var = cum_var[None, :] - cum_var[:, None]
+    upper = np.triu(np.ones_like(mu, bool), k=1)
+    return np.where(upper, mu, 0.0), np.where(upper, np.sqrt(np.where(upper, var, 1.0)), 1.0)
+
+
+def _scan_pairs(points: Mapping[str, np.ndarray]) -> Iterable[tuple[str, float]]:
+    """Adjacent standard-chain pairs of one scan, with their distances (mm).
+
+    A pair straddling a transitional variant present in the scan (L5-S1 when
+    L6 is annotated) is not anatomically adjacent and is skipped.
+    """
+    named: dict[str, np.ndarray] = {}
+    for key, p in points.items():
+        try:
+            name = parse_level(key)
+        except ValueError:
+            continue
+        p = np.asarray(p, float).reshape(-1)
+        if p.shape == (3,) and np.all(np.isfinite(p)):
+            named[name] = p
+    straddled = {VARIANT_AFTER[v] for v in VARIANT_AFTER if v in named}
+    for upper, lower in itertools.pairwise(STANDARD_LEVELS):
+        if upper in named and lower in named and upper not in straddled:
+            yield _pair_key(upper, lower), float(np.linalg.norm(named[lower] - named[upper]))
+
+
+def fit_shape_model(
+    annotations: Iterable[Mapping[str, np.ndarray]], min_samples: int = 3, min_sd_mm: float = 2.0
+) -> ShapeModel:
+    """Learn adjacent-level spacings from annotated scans, robustly.
+
+    Parameters
+    ----------
+    annotations : iterable of mapping
+        Per scan, level name -> (3,) RAS mm centroid.
+    min_samples : int
+        Pairs seen in fewer scans are left to the anatomical prior.
+    min_sd_mm : float
+        Floor on the learned sd (annotation precision is a few mm).
+
+    Returns
+    -------
+    ShapeModel
+        Median distance and MAD-based sd (x 1.4826) per pair.
+    """
+    samples: dict[str, list[float]] = {}
+    for points in annotations:
+        for key, d in _scan_pairs(points):
+            samples.setdefault(key, []).append(d)
+    spacing = {}
+    for key, values in samples.items():
+        if len(values) >= min_samples:
+            v = np.asarray(values)
+            med = float(np.median(v))
+            sd = _MAD_TO_SD * float(np.median(np.abs(v - med)))
+            spacing[key] = (med, max(sd, min_sd_mm))
+    return ShapeModel(spacing)
+
+
+@dataclass(frozen=True)
+class LabelingParams:
+    """Costs of the chain model (nats); every number the search uses lives here."""
+
+    #: Cost per level skipped between two assigned candidates (a missed
+    #: detection). ~ -log(0.05): the detector misses roughly 1 in 20 vertebrae
+    #: inside the field of view.
+    miss_cost: float = 3.0
+    #: Scale on -log(1 - score) for leaving a candidate unassigned. 1.0 makes the
+    #: assign / reject costs the two halves of a Bernoulli likelihood of a
+    #: calibrated detector score.
+    false_positive_weight: float = 1.0
+    #: The vector from an upper to the next lower vertebra must point caudally
+    #: within this angle of -z. Lumbosacral and cervical lordosis tilt it by up to
+    #: ~45 deg in supine MR; 60 deg leaves room for scoliosis and patient tilt
+    #: while forbidding side-by-side and anterior (non-spine) candidates.
+    max_angle_deg: float = 60.0
+    #: Direction cost ``direction_weight * (angle / max_angle)**2``: a mild
+    #: preference for the cranio-caudal axis (1 nat at the limit).
+    direction_weight: float = 1.0
+    #: Global patient-size factors tried on the shape model: 7 log-spaced steps
+    #: over +-25 % (body-size range of adults and adolescents); a step of 7.7 %
+    #: is about 0.6 of the prior spacing sd, so quantisation costs < 0.05 per pair.
+    scale_grid: tuple[float, ...] = (0.8, 0.862, 0.928, 1.0, 1.077, 1.16, 1.25)
+    #: Prior cost of a chain with a transitional variant (L6, T13): about
+    #: log(0.9 / 0.1), supernumerary lumbar / thoracic segments being found in
+    #: roughly 5-10 % of patients.
+    variant_cost: float = 2.2
+    #: Softmax temperature for confidences; 1.0 treats the costs as nats.
+    temperature: float = 1.0
+    #: Scores are clipped into [eps, 1 - eps] so that a score of 1.0 keeps a finite
+    #: rejection cost (a detector is never that sure): at most ~6.9 nats.
+    score_eps: float = 1e-3
+    #: Labels with a confidence below this get a warning.
+    low_confidence: float = 0.5
+    #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
+    min_vertebrae: int = 2
+
+
+@dataclass(frozen=True)
+class LabeledVertebra:
+    """One labeled vertebra: its level, the candidate it came from, a confidence in [0, 1]."""
+
+    label: str
+    candidate_index: int
+    position: np.ndarray
+    confidence: float
+
+
+@dataclass(frozen=True)
+class LabelingResult:
+    """The best labeling.
+
+    Attributes
+    ----------
+    vertebrae : list of LabeledVertebra
+        Cranio-caudal order.
+    variant : tuple of str
+        ``()`` or the transitional variant of the chosen chain, e.g. ``("L6",)``.
+    scale : float
+        Chosen patient-size factor of the shape model.
+    cost : float
+        Total cost (nats) of the labeling, false positives and variant included.
+    warnings : list of str
+        Plain-English warnings for the user.
+    """
+
+    vertebrae: list[LabeledVertebra]
+    variant: tuple[str, ...]
+    scale: float
+    cost: float
+    warnings: list[str]
+
+
+# --------------------------------------------------------------------- internals
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Candidates sorted cranio-caudally, as arrays (n candidates)."""
+
+    order: np.ndarray  # (n,) original index of each sorted candidate
+    pos: np.ndarray  # (n, 3)
+    score: np.ndarray  # (n,) clipped
+    est: np.ndarray  # (n,) NaN where unavailable
+    sd: np.ndarray  # (n,)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Allowed ordered pairs (upper i, lower j) of sorted candidates, grouped by j."""
+
+    i: np.ndarray  # (m,)
+    j: np.ndarray  # (m,)
+    dist: np.ndarray  # (m,) mm
+    direction: np.ndarray  # (m,) direction cost
+    by_j: np.ndarray  # (n + 1,) pairs by_j[j]:by_j[j+1] end at j
+
+
+@dataclass(frozen=True)
+class _Solution:
+    """Everything the DP gives for one chain, stacked over S scales."""
+
+    levels: tuple[str, ...]
+    variant: tuple[str, ...]
+    best: np.ndarray  # (S,) total cost of the best labeling per scale
+    path: list[tuple[int, int]]  # at the best scale: (sorted candidate, level index)
+    assigned: np.ndarray  # (n, L) min-marginal (over scales) with candidate i at level l
+    unassigned: np.ndarray  # (n,) min-marginal (over scales) with candidate i unassigned
+
+
+def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs:
+    """Validate and sort candidates cranio-caudally (descending z; ties by y, x, score)."""
+    n = len(candidates)
+    pos = np.array([np.asarray(c.position, float).reshape(-1) for c in candidates], float).reshape(n, -1 if n else 3)
+    if pos.shape != (n, 3) or not np.all(np.isfinite(pos)):
+        raise ValueError("candidate positions must be finite (3,) RAS mm vectors")
+    score = np.clip([float(c.score) for c in candidates], params.score_eps, 1.0 - params.score_eps)
+    est = np.array([np.nan if c.level_estimate is None else float(c.level_estimate) for c in candidates])
+    est[~np.isfinite(est)] = np.nan  # a non-finite estimate is no estimate
+    sd = np.array([float(c.level_sd) for c in candidates])
+    if np.any(~(sd > 0)):
+        raise ValueError("level_sd must be positive")
+    order = np.lexsort((-score, pos[:, 0], pos[:, 1], -pos[:, 2])) if n else np.zeros(0, int)
+    return _Inputs(order, pos[order], score[order], est[order], sd[order])
+
+
+def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(variant, levels) for the region's standard chain and each variant chain."""
+    out: list[tuple[tuple[str, ...], tuple[str, ...]]] = [((), tuple(region.levels))]
+    for v in region.variants:
+        if VARIANT_AFTER[v] in region.levels:
+            out.append(((v,), tuple(lv for lv in chain((v,)) if lv in region.levels or lv == v)))
+    return out
+
+
+def _node_costs(inp: _Inputs, levels: Sequence[str], params: LabelingParams) -> np.ndarray:
+    """Cost of assigning each candidate to each level, minus its false-positive cost.
+
+    Returns
+    -------
+    ndarray, shape (n, L)
+        ``-log score + level term - fp cost``: negative means "better assigned".
+    """
+    ords = np.array([ordinal(lv) for lv in levels])
+    level_term = (inp.est[:, None] - ords[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
+    level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
+    fp = _false_positive_costs(inp, params)
+    return -np.log(inp.score)[:, None] + level_term - fp[:, None]
+
+
+def _false_positive_costs(inp: _Inputs, params: LabelingParams) -> np.ndarray:
+    """(n,) cost of leaving each candidate unassigned."""
+    return -params.false_positive_weight * np.log1p(-inp.score)
+
+
+def _pairs(pos: np.ndarray, params: LabelingParams) -> _Pairs:
+    """Ordered candidate pairs whose vector points caudally within ``max_angle_deg``.
+
+    Parameters
+    ----------
+    pos : ndarray, shape (n, 3)
+        Sorted cranio-caudally.
+    """
+    n = len(pos)
+    j, i = np.tril_indices(n, k=-1)  # row-major over j: grouped by j, i < j
+    vec = pos[j] - pos[i]
+    dist = np.linalg.norm(vec, axis=1)
+    cos = -vec[:, 2] / np.maximum(dist, 1e-9)
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    ok = (dist > 1e-6) & (angle <= params.max_angle_deg)
+    i, j, dist, angle = i[ok], j[ok], dist[ok], angle[ok]
+    direction = params.direction_weight * (angle / params.max_angle_deg) ** 2
+    by_j = np.searchsorted(j, np.arange(n + 1))
+    return _Pairs(i, j, dist, direction, by_j)
+
+
+def _pair_costs(
+    pairs: _Pairs, mu: np.ndarray, sd: np.ndarray, scales: np.ndarray, params: LabelingParams
+) -> np.ndarray:
+    """Pairwise costs for every allowed pair, level pair and scale.
+
+    Returns
+    -------
+    ndarray, shape (L, L, m, S)
+        ``[a, b, p, s]``: cost of candidate ``pairs.i[p]`` at level ``a``
+        directly followed by ``pairs.j[p]`` at level ``b``, at scale ``s``;
+        ``inf`` unless a < b. (Scales last and levels first keep the DP's
+        reductions over outer, contiguous axes.)
+    """
+    L = mu.shape[0]
+    a, b = np.indices((L, L))
+    static = np.where(b > a, params.miss_cost * (b - a - 1), np.inf)
+    cost = (pairs.dist[:, None] / scales[None, :])[None, None] - mu[:, :, None, None]
+    cost *= (1.0 / sd)[:, :, None, None]
+    cost *= cost
+    cost *= 0.5
+    cost += static[:, :, None, None]
+    cost += pairs.direction[None, None, :, None]
+    return cost
+
+
+def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Best cost of a labeling ending with candidate j at level b.
+
+    Parameters
+    ----------
+    U : ndarray, shape (n, L)
+        Node costs (``_node_costs``).
+    P : ndarray, shape (L, L, m, S)
+        Pair costs (``_pair_costs``).
+
+    Returns
+    -------
+    F : ndarray, shape (L, n, S)
+        Includes the node cost of (j, b); relative to "all unassigned".
+    G : ndarray, shape (L, m, S)
+        ``G[b, p, s]``: best cost up to candidate ``pairs.i[p]`` plus the edge to
+        ``pairs.j[p]`` at level b (minimised over the level of ``pairs.i[p]``).
+    """
+    L, _, m, S = P.shape
+    n = U.shape[0]
+    F = np.empty((L, n, S))
+    G = np.empty((L, m, S))
+    for j in range(n):
+        lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
+        F[:, j] = U[j][:, None]
+        if hi > lo:
+            G[:, lo:hi] = (P[:, :, lo:hi] + F[:, None, pairs.i[lo:hi]]).min(axis=0)
+            F[:, j] += np.minimum(G[:, lo:hi].min(axis=1), 0.0)
+    return F, G
+
+
+def _backward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> np.ndarray:
+    """Best cost of the rest of a labeling after candidate i at level a.
+
+    Pushes from the caudal end: when the pairs ending at j are visited, every
+    pair leaving j (ending further caudally) has been, so B[:, j] is final.
+
+    Returns
+    -------
+    B : ndarray, shape (L, n, S)
+        Excludes the node cost of (i, a); 0 where the labeling may end there.
+    """
+    L, _, _, S = P.shape
+    B = np.zeros((L, U.shape[0], S))
+    for j in range(U.shape[0] - 1, 0, -1):
+        lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
+        if hi > lo:
+            i = pairs.i[lo:hi]  # distinct within the group
+            rest = np.repeat((U[j][:, None] + B[:, j])[:, None], hi - lo, axis=1)  # (L, k, S)
+            B[:, i] = np.minimum(B[:, i], (P[:, :, lo:hi] + rest[None]).min(axis=1))
+    return B
+
+
+def _unassigned_marginals(U: np.ndarray, pairs: _Pairs, F: np.ndarray, G: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Best cost (relative to "all unassigned") of a labeling that leaves candidate i out.
+
+    Such a labeling is empty, ends before i, starts after i, or jumps over i
+    with one edge (k, m), k < i < m.
+
+    Returns
+    -------
+    ndarray, shape (n, S)
+    """
+    _, n, S = F.shape
+    inf = np.full((1, S), np.inf)
+    ends = F.min(axis=0)  # (n, S)
+    starts = (U.T[:, :, None] + B).min(axis=0)
+    before = np.minimum.accumulate(np.concatenate([inf, ends[:-1]]), axis=0)
+    after = np.minimum.accumulate(np.concatenate([starts[1:], inf])[::-1], axis=0)[::-1]
+    best = np.minimum(np.minimum(before, after), 0.0)
+    if len(pairs.i):
+        jump = (G + U.T[:, pairs.j, None] + B[:, pairs.j]).min(axis=0)  # (m, S)
+        k = np.arange(n)
+        over = (pairs.i[:, None] < k[None]) & (k[None] < pairs.j[:, None])  # (m, n)
+        best = np.minimum(best, np.where(over[:, :, None], jump[:, None, :], np.inf).min(axis=0))
+    return best
+
+
+def _backtrack(F: np.ndarray, G: np.ndarray, P: np.ndarray, pairs: _Pairs) -> list[tuple[int, int]]:
+    """The best labeling at one scale as (sorted candidate, level index), cranial first.
+
+    Parameters
+    ----------
+    F : ndarray, shape (L, n)
+    G : ndarray, shape (L, m)
+    P : ndarray, shape (L, L, m)
+        One scale of ``_forward``'s output and of the pair costs.
+    """
+    if F.size == 0 or F.min() >= 0.0:
+        return []
+    b, j = (int(x) for x in np.unravel_index(int(np.argmin(F)), F.shape))
+    path = [(j, b)]
+    while pairs.by_j[j + 1] > pairs.by_j[j]:
+        lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
+        p = lo + int(np.argmin(G[b, lo:hi]))
+        if G[b, p] >= 0.0:
+            break
+        j, b = int(pairs.i[p]), int(np.argmin(F[:, pairs.i[p]] + P[:, b, p]))
+        path.append((j, b))
+    return path[::-1]
+
+
+def _solve_chain(
+    inp: _Inputs,
+    pairs: _Pairs,
+    shape: ShapeModel,
+    variant: tuple[str, ...],
+    levels: tuple[str, ...],
+    params: LabelingParams,
+) -> _Solution:
+    """Forward, backward and min-marginals for one chain at every scale."""
+    scales = np.asarray(params.scale_grid, float)
+    mu, sd = _chain_moments(shape, levels)
+    U = _node_costs(inp, levels, params)
+    P = _pair_costs(pairs, mu, sd, scales, params)
+    F, G = _forward(U, P, pairs)
+    B = _backward(U, P, pairs)
+    base = float(_false_positive_costs(inp, params).sum()) + (params.variant_cost if variant else 0.0)
+    best = base + np.minimum(F.min(axis=(0, 1)), 0.0)
+    s = int(np.argmin(best))
+    path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs)
+    assigned = base + (F + B).min(axis=2).T
+    unassigned = base + _unassigned_marginals(U, pairs, F, G, B).min(axis=1)
+    return _Solution(levels, variant, best, path, assigned, unassigned)
+
+
+def _confidences(solutions: list[_Solution], temperature: float) -> tuple[list[str], np.ndarray]:
+    """Softmax of min-marginals over every level of every chain, "unassigned" and scales.
+
+    Returns
+    -------
+    labels : list of str
+        The union of the chains' levels (columns of ``probs`` before the last).
+    probs : ndarray, shape (n, len(labels) + 1)
+        Last column: unassigned.
+    """
+    labels = list(dict.fromkeys(lv for sol in solutions for lv in sol.levels))
+    n = solutions[0].unassigned.shape[0]
+    M = np.full((n, len(labels) + 1), np.inf)
+    for sol in solutions:
+        cols = [labels.index(lv) for lv in sol.levels]
+        M[:, cols] = np.minimum(M[:, cols], sol.assigned)
+        M[:, -1] = np.minimum(M[:, -1], sol.unassigned)
+    z = -(M - M.min(axis=1, keepdims=True)) / temperature
+    w = np.exp(z)
+    return labels, w / w.sum(axis=1, keepdims=True)
+
+
+def _gap_warnings(labels: list[str], levels: tuple[str, ...]) -> list[str]:
+    """Warnings for levels skipped between consecutive labeled vertebrae."""
+    out = []
+    for upper, lower in itertools.pairwise(labels):
+        missing = levels[levels.index(upper) + 1 : levels.index(lower)]
+        if missing:
+            names = ", ".join(missing)
+            out.append(f"missed detection: no vertebra found at {names} (between {upper} and {lower})")
+    return out
+
+
+def _warnings(vertebrae: list[LabeledVertebra], sol: _Solution | None, n: int, params: LabelingParams) -> list[str]:
+    """Plain-English warnings about the chosen labeling."""
+    out = []
+    if n == 0:
+        out.append("no vertebra candidates were given: nothing to label")
+    if len(vertebrae) < params.min_vertebrae:
+        out.append(
+            f"only {len(vertebrae)} vertebra(e) labeled (fewer than {params.min_vertebrae}): "
+            "too few to check spacing, labels unreliable"
+        )
+    if sol is not None and sol.variant:
+        out.extend(f"transitional anatomy: {v} labeled — verify counting" for v in sol.variant)
+    if sol is not None:
+        out.extend(_gap_warnings([v.label for v in vertebrae], sol.levels))
+    low = [f"{v.label} ({v.confidence:.2f})" for v in vertebrae if v.confidence < params.low_confidence]
+    if low:
+        out.append(
+            f"low confidence (< {params.low_confidence:.2f}) for {', '.join(low)}: the labels may be shifted "
+            "by a level or a candidate may be spurious — verify"
+        )
+    return out
+
+
+def label_candidates(
+    candidates: Sequence[Candidate], region: Region, shape: ShapeModel, params: LabelingParams = LabelingParams()
+) -> LabelingResult:
+    """Assign levels of ``region`` to vertebra candidates (exact chain-model DP).
+
+    Parameters
+    ----------
+    candidates : sequence of Candidate
+        Any order; positions in world RAS mm.
+    region : Region
+        Its levels and transitional variants define the chains tried.
+    shape : ShapeModel
+        Expected spacings between levels.
+    params : LabelingParams
+        Costs.
+
+    Returns
+    -------
+    LabelingResult
+        Possibly empty (with a warning); never raises for an empty input.
+    """
+    inp = _prepare(candidates, params)
+    if len(inp.order) == 0:
+        empty: list[LabeledVertebra] = []
+        return LabelingResult(empty, (), 1.0, 0.0, _warnings(empty, None, 0, params))
+    pairs = _pairs(inp.pos, params)
+    sols = [_solve_chain(inp, pairs, shape, v, lv, params) for v, lv in _region_chains(region)]
+    c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
+    sol = sols[c]
+    labels, probs = _confidences(sols, params.temperature)
+    vertebrae = [
+        LabeledVertebra(
+            sol.levels[b], int(inp.order[j]), inp.pos[j].copy(), float(probs[j, labels.index(sol.levels[b])])
+        )
+        for j, b in sol.path
+    ]
+    scale = float(params.scale_grid[s]) if vertebrae else 1.0
+    warnings = _warnings(vertebrae, sol, len(inp.order), params)
+    return LabelingResult(vertebrae, sol.variant, scale, float(sol.best[s]), warnings)

@@ -1,0 +1,127 @@
+"""Shipped and user-trained models: weights plus a small JSON config.
+
+A model directory holds ``config.json`` (frame, levels, detection settings,
+the learned shape model, the weights' SHA-256) and ``weights.pt`` (a float16
+state dict). :func:`load_model` refuses weights whose checksum differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "weights.pt"
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """How heatmaps become candidates."""
+
+    threshold: float = 0.25
+    inplane_nms_mm: float = 9.0
+    lateral_nms_mm: float = 30.0
+    merge_inplane_mm: float = 12.0
+    min_candidates: int = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    version: str
+    region: str
+    axcodes: tuple[str, str, str]
+    inplane_spacing_mm: float
+    slice_step_mm: float
+    intensity_percentiles: tuple[float, float]
+    channels: tuple[int, ...]
+    level_offset: float
+    level_sd: float
+    detection: DetectionSettings
+    shape_model: dict[str, Any]
+    sha256: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        d["axcodes"] = tuple(d["axcodes"])
+        d["intensity_percentiles"] = tuple(d["intensity_percentiles"])
+        d["channels"] = tuple(d["channels"])
+        d["detection"] = DetectionSettings(**d["detection"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_model_dir(region_or_path: str | Path) -> Path:
+    """A shipped model by region name ('lumbar'), or a directory path."""
+    p = Path(region_or_path)
+    if (p / CONFIG_NAME).is_file():
+        return p
+    shipped = PACKAGE_DIR / str(region_or_path)
+    if (shipped / CONFIG_NAME).is_file():
+        return shipped
+    raise ModelError(f"no model found for {str(region_or_path)!r} (neither a shipped region nor a model directory)")
+
+
+def read_config(model_dir: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(json.loads((model_dir / CONFIG_NAME).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"model config {model_dir / CONFIG_NAME} is unreadable: {exc}") from None
+
+
+def load_model(region_or_path: str | Path):
+    """Load (config, network in eval mode) after verifying the weights' checksum."""
+    import torch
+
+    from .network import UNet2D
+
+    model_dir = resolve_model_dir(region_or_path)
+    config = read_config(model_dir)
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelError(f"model weights missing: {weights}")
+    digest = sha256_of(weights)
+    if config.sha256 and digest != config.sha256:
+        raise ModelError(f"model weights {weights} are corrupt (SHA-256 {digest[:12]}… does not match the config)")
+    net = UNet2D(channels=config.channels)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    net.eval()
+    return config, net
+
+
+def save_model(model_dir: Path, config: ModelConfig, net) -> Path:
+    """Write float16 weights and the config (with the weights' checksum)."""
+    import os
+
+    import torch
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    tmp = model_dir / (WEIGHTS_NAME + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, model_dir / WEIGHTS_NAME)
+    d = config.to_dict()
+    d["sha256"] = sha256_of(model_dir / WEIGHTS_NAME)
+    tmp_cfg = model_dir / (CONFIG_NAME + ".tmp")
+    tmp_cfg.write_text(json.dumps(d, indent=1))
+    os.replace(tmp_cfg, model_dir / CONFIG_NAME)
+    return model_dir

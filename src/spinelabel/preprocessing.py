@@ -1,0 +1,101 @@
+"""From any input volume to the network's frame, and back.
+
+The model frame ("canonical sagittal") has array axes (R, I, P): axis 0 steps
+across the body (one sagittal slice per index), axis 1 runs head to feet, axis 2
+front to back. Slices are resampled in-plane to the model's pixel size; the
+slice step is kept when it is coarser than the model's (thick clinical slices)
+and reduced to it otherwise. All of this is recorded in the returned Volume's
+affine, so model-frame voxel positions map to world RAS mm exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GeometryError, InputError
+from .geometry import Volume, reorient, resample_grid
+
+CANONICAL_AXCODES = ("R", "I", "P")
+
+#: Ratio of slice step to in-plane pixel size above which a series counts as 2D-acquired.
+ANISOTROPY_RATIO = 1.5
+#: The smallest head-foot and front-back extent (mm) that can show two vertebrae.
+MIN_INPLANE_EXTENT_MM = 40.0
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """What a model expects: pixel size in the sagittal plane and the slice step."""
+
+    inplane_spacing_mm: float = 2.0
+    slice_step_mm: float = 2.0
+    intensity_percentiles: tuple[float, float] = (1.0, 99.5)
+
+
+def check_sagittal(volume: Volume) -> None:
+    """Raise GeometryError unless the volume can give sagittal slices.
+
+    A 3D (near-isotropic) volume is accepted in any orientation; an anisotropic
+    (2D multi-slice) series must have its thick axis across the body (R/L).
+    """
+    spacing = volume.spacing
+    if min(volume.shape) < 3:
+        raise GeometryError(f"image is 2D or too thin (shape {volume.shape}): need a sagittal stack of at least 3 slices")
+    thick = int(np.argmax(spacing))
+    if spacing[thick] / np.min(spacing) > ANISOTROPY_RATIO and volume.axcodes[thick] not in ("R", "L"):
+        plane = {"S": "axial", "I": "axial", "A": "coronal", "P": "coronal"}[volume.axcodes[thick]]
+        raise GeometryError(
+            f"not a sagittal series: slices are {plane} ({spacing[thick]:.1f} mm apart along "
+            f"{volume.axcodes[thick]}); spinelabel needs sagittal images"
+        )
+    canon = reorient(volume, CANONICAL_AXCODES)
+    extent = np.array(canon.shape) * canon.spacing
+    if extent[1] < MIN_INPLANE_EXTENT_MM or extent[2] < MIN_INPLANE_EXTENT_MM:
+        raise GeometryError(f"field of view too small for a spine image ({extent[1]:.0f} x {extent[2]:.0f} mm)")
+
+
+def to_model_frame(volume: Volume, spec: FrameSpec) -> Volume:
+    """Reorient to (R, I, P) and resample to the model's pixel size and slice step.
+
+    Returns
+    -------
+    Volume
+        float32 data of shape (slices, rows, cols), not yet intensity-normalised.
+    """
+    check_sagittal(volume)
+    canon = reorient(volume, CANONICAL_AXCODES)
+    step = max(float(canon.spacing[0]), spec.slice_step_mm)
+    target = np.array([step, spec.inplane_spacing_mm, spec.inplane_spacing_mm])
+    if np.allclose(target, canon.spacing, rtol=1e-3):
+        return Volume(canon.data.astype(np.float32), canon.affine)
+    return resample_grid(canon, target, order=1)
+
+
+def normalize_intensity(data: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.5)) -> np.ndarray:
+    """Map intensities to about [0, 1] by robust percentiles of the non-background voxels.
+
+    Parameters
+    ----------
+    data : ndarray, any shape
+
+    Raises
+    ------
+    InputError
+        If the image has no finite values or is constant.
+    """
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise InputError("image contains no finite values (all NaN/inf)")
+    values = data[finite]
+    sample = values[:: max(1, values.size // 2_000_000)]
+    background = np.percentile(sample, 5)
+    fg = sample[sample > background]
+    if fg.size < 100:
+        fg = sample
+    lo, hi = np.percentile(fg, percentiles)
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        raise InputError("image is constant (no contrast): nothing to label")
+    out = (np.where(finite, data, lo) - lo) / (hi - lo)
+    return np.clip(out, -0.2, 1.5).astype(np.float32)

@@ -1,0 +1,217 @@
+"""Training samples: augmented sagittal crops and their targets, from point labels only.
+
+A training scan is an image plus named vertebra centre points (what clinicians
+leave in PACS); no masks are needed. Each sample is a thick sagittal slab
+(1-5 mm, as clinical slices are) warped to a crop in the model's pixel grid
+with random scale, rotation, translation, contrast, bias field, noise and blur.
+Targets are computed analytically from the transformed points:
+
+- heatmap: a Gaussian per vertebra in the slice plane, full height while the
+  slab passes through the body (within ``plateau_fraction`` of the level
+  spacing of the centre, across the body), falling off beyond: what one slice
+  can actually see;
+- level map: ``anatomy.ordinal(level) - LEVEL_OFFSET`` near each centre;
+- validity: zero beyond the first/last annotated vertebra along the spine,
+  where visible but unannotated vertebrae (T12 above an L1-L5 set, S1) would
+  otherwise be taught as background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .. import anatomy
+from ..geometry import Volume, reorient
+from ..preprocessing import CANONICAL_AXCODES, normalize_intensity
+
+#: Targets for the level channel are ordinals relative to L3.
+LEVEL_OFFSET = anatomy.ordinal("L3")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """Augmentation ranges and target shapes (all lengths in mm unless _px)."""
+
+    crop_px: int = 128
+    pixel_mm: float = 2.0
+    heatmap_sigma_px: float = 2.5
+    plateau_fraction: float = 0.3
+    lateral_falloff_mm: float = 4.0
+    level_radius_px: float = 3.0
+    slab_mm: tuple[float, float] = (1.0, 5.0)
+    scale: tuple[float, float] = (0.85, 1.2)
+    rotation_deg: float = 20.0
+    centre_jitter_mm: float = 45.0
+    lateral_jitter_mm: float = 14.0
+    p_random_slice: float = 0.2
+    p_negative: float = 0.04
+    unannotated_band_mm: float = 35.0
+
+
+@dataclass
+class TrainingScan:
+    """An image in the canonical (R, I, P) frame with points in its voxel mm frame.
+
+    ``points_mm`` rows are (x, row, col) positions in mm along the canonical axes
+    (voxel index times spacing), so sampling needs no affine at all.
+    """
+
+    scan_id: str
+    data: np.ndarray  # (slices, rows, cols) float32, normalised
+    spacing: np.ndarray  # (3,)
+    levels: list[str]
+    points_mm: np.ndarray  # (N, 3)
+    ordinals: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        order = np.argsort([anatomy.ordinal(lv) for lv in self.levels])
+        self.levels = [self.levels[i] for i in order]
+        self.points_mm = np.asarray(self.points_mm, dtype=float)[order]
+        self.ordinals = np.array([anatomy.ordinal(lv) for lv in self.levels])
+
+
+def make_training_scan(scan_id: str, volume: Volume, points: dict[str, np.ndarray]) -> TrainingScan:
+    """Reorient an annotated volume to the canonical frame and normalise it."""
+    canon = reorient(volume, CANONICAL_AXCODES)
+    levels = list(points)
+    vox = canon.world_to_voxel(np.array([points[lv] for lv in levels]))
+    data = normalize_intensity(canon.data.astype(np.float32))
+    return TrainingScan(scan_id, data, canon.spacing, levels, vox * canon.spacing)
+
+
+def _slab(scan: TrainingScan, x_mm: float, thickness_mm: float) -> np.ndarray:
+    """Mean of the slices within a slab centred at x_mm, shape (rows, cols)."""
+    n = scan.data.shape[0]
+    lo = int(np.floor((x_mm - thickness_mm / 2) / scan.spacing[0] + 0.5))
+    hi = int(np.floor((x_mm + thickness_mm / 2) / scan.spacing[0] + 0.5))
+    lo, hi = np.clip([lo, max(hi, lo + 1)], 0, n)
+    if hi <= lo:
+        lo, hi = n - 1, n
+    return scan.data[lo:hi].mean(axis=0)
+
+
+def _crop_transform(rng: np.random.Generator, spec: SamplerSpec, centre_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 2x2 matrix and offset mapping crop pixels (u, v) to source mm (row, col)."""
+    scale = rng.uniform(*spec.scale) * spec.pixel_mm
+    theta = np.deg2rad(rng.uniform(-spec.rotation_deg, spec.rotation_deg))
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    matrix = rot * scale
+    half = (spec.crop_px - 1) / 2
+    offset = centre_mm - matrix @ np.array([half, half])
+    return matrix, offset
+
+
+def _level_spacing_mm(scan: TrainingScan) -> np.ndarray:
+    """Distance from each point to its nearest annotated neighbour (mm), shape (N,)."""
+    if len(scan.points_mm) < 2:
+        return np.full(len(scan.points_mm), 30.0)
+    d = np.linalg.norm(scan.points_mm[:, None] - scan.points_mm[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return d.min(axis=1)
+
+
+def lateral_profile(scan: TrainingScan, spec: SamplerSpec, x_mm: float) -> np.ndarray:
+    """Heatmap height per vertebra for a slab at x_mm: 1 inside the body, Gaussian fall-off outside."""
+    half = spec.plateau_fraction * _level_spacing_mm(scan)
+    beyond = np.maximum(np.abs(scan.points_mm[:, 0] - x_mm) - half, 0.0)
+    return np.exp(-(beyond**2) / (2 * spec.lateral_falloff_mm**2))
+
+
+def _targets(scan: TrainingScan, spec: SamplerSpec, matrix: np.ndarray, offset: np.ndarray, x_mm: float):
+    """Heatmap, level map, level weight and validity for one crop, each (crop, crop)."""
+    n = spec.crop_px
+    uu, vv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    inv = np.linalg.inv(matrix)
+    uv = (scan.points_mm[:, 1:] - offset) @ inv.T  # (N, 2) crop pixels
+    amp = lateral_profile(scan, spec, x_mm)
+    heat = np.zeros((n, n), np.float32)
+    level = np.zeros((n, n), np.float32)
+    level_w = np.zeros((n, n), np.float32)
+    for (u, v), a, ordv in zip(uv, amp, scan.ordinals):
+        d2 = (uu - u) ** 2 + (vv - v) ** 2
+        heat = np.maximum(heat, a * np.exp(-d2 / (2 * spec.heatmap_sigma_px**2)))
+        near = (d2 <= spec.level_radius_px**2) & (a > 0.3)
+        level[near] = ordv - LEVEL_OFFSET
+        level_w[near] = a
+    valid = _validity(uv, scan, spec, matrix, uu, vv)
+    return heat, level, level_w, valid
+
+
+def _validity(uv, scan, spec, matrix, uu, vv) -> np.ndarray:
+    """Zero in a band along the spine beyond the first and last annotated vertebra."""
+    valid = np.ones(uu.shape, np.float32)
+    if len(uv) < 2:
+        return valid
+    px = float(np.sqrt(abs(np.linalg.det(matrix))))
+    for end, nxt in ((0, 1), (-1, -2)):
+        direction = uv[end] - uv[nxt]
+        spacing = np.linalg.norm(direction)
+        direction = direction / max(spacing, 1e-6)
+        du, dv = uu - uv[end][0], vv - uv[end][1]
+        along = du * direction[0] + dv * direction[1]
+        across = np.abs(-du * direction[1] + dv * direction[0])
+        band = (along > 0.55 * spacing) & (across < spec.unannotated_band_mm / px)
+        valid[band] = 0.0
+    return valid
+
+
+def _augment_intensity(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Random contrast remapping, bias field, blur and noise (domain randomisation)."""
+    img = np.clip(img, 0, 1.2)
+    if rng.random() < 0.35:  # random smooth intensity remap: other contrasts (T1, STIR)
+        knots = np.sort(rng.uniform(0, 1, 4))
+        xs = np.concatenate([[0], knots, [1.2]])
+        ys = rng.uniform(0, 1, xs.size)
+        ys[0] = rng.uniform(0, 0.2)
+        img = np.interp(img, xs, ys)
+    elif rng.random() < 0.15:
+        img = 1.0 - img / 1.2
+    img = np.clip(img, 0, None) ** rng.uniform(0.6, 1.6)
+    n = img.shape[0]
+    if rng.random() < 0.7:  # multiplicative bias field from a coarse random grid
+        coarse = rng.normal(0, rng.uniform(0.1, 0.35), (3, 3))
+        field_ = ndimage.zoom(coarse, n / 3, order=3)[:n, :n]
+        img = img * np.exp(field_)
+    if rng.random() < 0.4:
+        img = ndimage.gaussian_filter(img, rng.uniform(0.3, 1.2))
+    if rng.random() < 0.7:
+        img = img + rng.normal(0, rng.uniform(0.0, 0.08), img.shape)
+    img = img * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
+    return img.astype(np.float32)
+
+
+def _negative(rng: np.random.Generator, spec: SamplerSpec) -> tuple[np.ndarray, ...]:
+    """A sample with no vertebrae at all: smooth random texture."""
+    n = spec.crop_px
+    img = ndimage.gaussian_filter(rng.normal(0.4, 0.3, (n, n)), rng.uniform(1, 6))
+    img = _augment_intensity(rng, np.clip(img, 0, 1))
+    zeros = np.zeros((n, n), np.float32)
+    return img, zeros, zeros, zeros, np.ones((n, n), np.float32)
+
+
+def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> tuple[np.ndarray, ...]:
+    """One training sample: image, heatmap, level, level weight, validity (each (crop, crop))."""
+    if rng.random() < spec.p_negative:
+        return _negative(rng, spec)
+    n_slices_mm = scan.data.shape[0] * scan.spacing[0]
+    if rng.random() < spec.p_random_slice:
+        x_mm = rng.uniform(0, n_slices_mm)
+    else:
+        x_mm = scan.points_mm[:, 0].mean() + rng.normal(0, spec.lateral_jitter_mm)
+    slab = _slab(scan, x_mm, rng.uniform(*spec.slab_mm))
+    centre = scan.points_mm[rng.integers(len(scan.points_mm)), 1:] + rng.normal(0, spec.centre_jitter_mm, 2)
+    matrix, offset = _crop_transform(rng, spec, centre)
+    src_matrix = matrix / scan.spacing[1:, None]
+    src_offset = offset / scan.spacing[1:]
+    img = ndimage.affine_transform(slab, src_matrix, src_offset, output_shape=(spec.crop_px,) * 2, order=1, cval=0.0)
+    heat, level, level_w, valid = _targets(scan, spec, matrix, offset, x_mm)
+    return _augment_intensity(rng, img), heat, level, level_w, valid
+
+
+def batch(rng: np.random.Generator, scans: list[TrainingScan], spec: SamplerSpec, size: int) -> tuple[np.ndarray, ...]:
+    """A batch: arrays of shape (size, 1, crop, crop) for the image and each target."""
+    items = [sample(rng, scans[rng.integers(len(scans))], spec) for _ in range(size)]
+    return tuple(np.stack([it[k] for it in items])[:, None].astype(np.float32) for k in range(5))

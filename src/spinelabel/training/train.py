@@ -1,0 +1,106 @@
+"""Train a detection model from annotated scans (images + named points)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..models import DetectionSettings, ModelConfig, save_model
+from .sampling import LEVEL_OFFSET, SamplerSpec, TrainingScan, batch
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 3000
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    heatmap_positive_weight: float = 10.0
+    level_loss_weight: float = 0.2
+    seed: int = 0
+    threads: int = 2
+    channels: tuple[int, ...] = (8, 16, 32, 64, 96, 128)
+
+
+def _losses(out, heat, level, level_w, valid, settings: TrainSettings):
+    import torch.nn.functional as F
+
+    logit, lev = out[:, 0:1], out[:, 1:2]
+    w = valid * (1.0 + settings.heatmap_positive_weight * heat)
+    l_heat = (F.binary_cross_entropy_with_logits(logit, heat, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
+    l_level = (F.smooth_l1_loss(lev, level, reduction="none", beta=0.5) * level_w).sum() / level_w.sum().clamp(min=1.0)
+    return l_heat, l_level
+
+
+def train_network(
+    scans: Sequence[TrainingScan],
+    settings: TrainSettings = TrainSettings(),
+    spec: SamplerSpec = SamplerSpec(),
+    progress: Callable[[int, float], None] | None = None,
+):
+    """Optimise a fresh UNet2D on random augmented samples; returns the network (eval mode)."""
+    import torch
+
+    from ..models.network import UNet2D
+
+    torch.manual_seed(settings.seed)
+    torch.set_num_threads(settings.threads)
+    rng = np.random.default_rng(settings.seed)
+    net = UNet2D(channels=settings.channels)
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.learning_rate, total_steps=settings.steps, pct_start=0.05)
+    net.train()
+    for step in range(settings.steps):
+        img, heat, level, level_w, valid = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size))
+        l_heat, l_level = _losses(net(img), heat, level, level_w, valid, settings)
+        loss = l_heat + settings.level_loss_weight * l_level
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress(step, loss.item())
+    return net.eval()
+
+
+def train_and_save(
+    scans: Sequence[TrainingScan],
+    points: Sequence[dict[str, np.ndarray]],
+    region: str,
+    out_dir: Path,
+    settings: TrainSettings = TrainSettings(),
+    name: str | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train, fit the labeling shape model on the same annotations, and write a model directory."""
+    from ..labeling import fit_shape_model
+
+    spec = SamplerSpec()
+    t0 = time.time()
+    net = train_network(scans, settings, spec, progress)
+    shape = fit_shape_model(points)
+    config = ModelConfig(
+        name=name or f"spinelabel-{region}",
+        version=__version__,
+        region=region,
+        axcodes=("R", "I", "P"),
+        inplane_spacing_mm=spec.pixel_mm,
+        slice_step_mm=2.0,
+        intensity_percentiles=(1.0, 99.5),
+        channels=settings.channels,
+        level_offset=LEVEL_OFFSET,
+        level_sd=1.0,
+        detection=DetectionSettings(),
+        shape_model=shape.to_dict(),
+        training={
+            "scans": [s.scan_id for s in scans],
+            "settings": asdict(settings),
+            "seconds": round(time.time() - t0, 1),
+        },
+    )
+    return save_model(Path(out_dir), config, net)

@@ -1,0 +1,155 @@
+"""Geometry: reorientation (all 48 axis codes), resampling, LPS<->RAS, Volume checks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from spinelabel.geometry import Volume, apply_affine, lps_to_ras, reorient, resample_grid
+
+PAIRS = (("L", "R"), ("P", "A"), ("I", "S"))
+#: Every permutation of the three axes times every flip: 6 x 8 = 48 codes.
+ALL_AXCODES = [
+    tuple(pair[flip] for pair, flip in zip(perm, flips))
+    for perm in itertools.permutations(PAIRS)
+    for flips in itertools.product((0, 1), repeat=3)
+]
+
+
+def _rotation(ax_deg: float, az_deg: float) -> np.ndarray:
+    """Rotation about x by ``ax_deg`` then about z by ``az_deg``, shape (3, 3)."""
+    a, b = np.deg2rad(ax_deg), np.deg2rad(az_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rz = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    return rz @ rx
+
+
+def _affine(linear: np.ndarray, origin) -> np.ndarray:
+    aff = np.eye(4)
+    aff[:3, :3] = linear
+    aff[:3, 3] = origin
+    return aff
+
+
+def _all_indices(shape) -> np.ndarray:
+    """Every voxel index of ``shape`` in C order, shape (N, 3)."""
+    return np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+
+
+@pytest.fixture(params=["aligned", "oblique"])
+def numbered_volume(request) -> Volume:
+    """A (4, 5, 6) volume whose voxel values are their flat index; RAS-ish or 7-degree oblique."""
+    rot = np.eye(3) if request.param == "aligned" else _rotation(7.0, -5.0)
+    affine = _affine(rot @ np.diag([0.8, 1.1, 3.0]), [-12.0, 30.5, 7.25])
+    return Volume(np.arange(4 * 5 * 6, dtype=np.int32).reshape(4, 5, 6), affine)
+
+
+def test_all_axcodes_are_48_distinct():
+    assert len(set(ALL_AXCODES)) == 48
+
+
+@pytest.mark.parametrize("codes", ALL_AXCODES, ids="".join)
+def test_reorient_round_trip_and_world_positions(numbered_volume: Volume, codes):
+    vol = numbered_volume
+    out = reorient(vol, codes)
+    assert out.axcodes == codes
+    # every voxel keeps its world position: its value is its old flat index
+    new_ijk = _all_indices(out.shape)
+    old_ijk = np.stack(np.unravel_index(out.data[tuple(new_ijk.T)], vol.shape), -1)
+    np.testing.assert_allclose(out.voxel_to_world(new_ijk), vol.voxel_to_world(old_ijk), atol=1e-9)
+    back = reorient(out, vol.axcodes)
+    np.testing.assert_array_equal(back.data, vol.data)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-12)
+
+
+@pytest.mark.parametrize("codes", ALL_AXCODES, ids="".join)
+def test_reorient_keeps_a_marked_voxel_in_place(codes):
+    data = np.zeros((5, 6, 7), dtype=np.float32)
+    data[1, 4, 2] = 100.0
+    vol = Volume(data, _affine(np.diag([-0.9, 1.2, 2.5]) @ _rotation(0, 90), [3.0, -4.0, 5.0]))
+    out = reorient(vol, "".join(codes))
+    (idx,) = np.argwhere(out.data == 100.0)
+    np.testing.assert_allclose(out.voxel_to_world(idx), vol.voxel_to_world([1, 4, 2]), atol=1e-9)
+    assert out.axcodes == codes
+
+
+def _ramp(xyz: np.ndarray) -> np.ndarray:
+    """A linear function of RAS position, shape (N,)."""
+    return 0.3 * xyz[..., 0] - 0.2 * xyz[..., 1] + 0.5 * xyz[..., 2] + 7.0
+
+
+@pytest.mark.parametrize("new_spacing", [(2.0, 2.0, 6.0), (0.5, 0.75, 1.5), (1.0, 3.0, 3.0)])
+def test_resample_grid_keeps_a_world_ramp(new_spacing):
+    affine = _affine(_rotation(12.0, 20.0) @ np.diag([1.0, 1.5, 3.0]), [10.0, -20.0, 5.0])
+    shape = (12, 10, 6)
+    vol0 = Volume(np.zeros(shape), affine)
+    data = _ramp(vol0.voxel_to_world(_all_indices(shape))).reshape(shape).astype(np.float32)
+    out = resample_grid(Volume(data, affine), new_spacing)
+    np.testing.assert_allclose(out.spacing, new_spacing, atol=1e-12)
+    np.testing.assert_allclose(out.affine[:3, 3], affine[:3, 3])  # first voxel centre kept
+    directions_in = affine[:3, :3] / vol0.spacing
+    np.testing.assert_allclose(out.affine[:3, :3] / out.spacing, directions_in, atol=1e-12)
+    expected = _ramp(out.voxel_to_world(_all_indices(out.shape))).reshape(out.shape)
+    np.testing.assert_allclose(out.data, expected, atol=1e-3)
+    assert out.data.dtype == np.float32
+
+
+def test_resample_grid_to_same_spacing_is_a_copy():
+    vol = Volume(np.random.default_rng(0).random((4, 5, 6)), np.diag([1.0, 2.0, 3.0, 1.0]))
+    out = resample_grid(vol, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(out.data, vol.data, rtol=1e-6)
+    np.testing.assert_allclose(out.affine, vol.affine)
+
+
+def test_lps_to_ras_points():
+    np.testing.assert_allclose(lps_to_ras([1.0, 2.0, 3.0]), [-1.0, -2.0, 3.0])
+    pts = np.array([[1.0, -2.0, 3.0], [0.0, 5.5, -1.0]])
+    np.testing.assert_allclose(lps_to_ras(pts), [[-1.0, 2.0, 3.0], [0.0, -5.5, -1.0]])
+    np.testing.assert_allclose(lps_to_ras(lps_to_ras(pts)), pts)
+
+
+def test_lps_to_ras_matrix_maps_points_consistently():
+    affine_lps = _affine(_rotation(10.0, 30.0) @ np.diag([0.5, 0.6, 4.0]), [100.0, -50.0, 20.0])
+    affine_ras = lps_to_ras(affine_lps)
+    ijk = np.array([[0, 0, 0], [3, 4, 5], [10.5, -2.0, 1.0]])
+    np.testing.assert_allclose(apply_affine(affine_ras, ijk), lps_to_ras(apply_affine(affine_lps, ijk)))
+    np.testing.assert_allclose(lps_to_ras(affine_ras), affine_lps)
+    np.testing.assert_array_equal(affine_ras[3], [0, 0, 0, 1])
+
+
+def test_lps_to_ras_rejects_other_shapes():
+    with pytest.raises(ValueError):
+        lps_to_ras(np.zeros((3, 4)))
+
+
+def test_world_to_voxel_inverts_voxel_to_world():
+    vol = Volume(np.zeros((3, 4, 5)), _affine(_rotation(20, 40) @ np.diag([1.0, 2.0, 3.0]), [1, 2, 3]))
+    ijk = np.array([[0.0, 1.0, 2.0], [2.5, 3.0, 4.0]])
+    np.testing.assert_allclose(vol.world_to_voxel(vol.voxel_to_world(ijk)), ijk, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (3, 4, 5, 2), (7,)])
+def test_volume_rejects_non_3d_data(shape):
+    with pytest.raises(ValueError, match="3D"):
+        Volume(np.zeros(shape), np.eye(4))
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [np.diag([1.0, 0.0, 1.0, 1.0]), _affine(np.array([[1.0, 2.0, 0], [2.0, 4.0, 0], [0, 0, 1]]), [0, 0, 0])],
+    ids=["zero-voxel-size", "collinear-axes"],
+)
+def test_volume_rejects_singular_affines(affine):
+    with pytest.raises(ValueError, match="singular"):
+        Volume(np.zeros((3, 3, 3)), affine)
+
+
+def test_volume_rejects_non_finite_or_misshapen_affines():
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="finite 4x4"):
+        Volume(np.zeros((3, 3, 3)), bad)
+    with pytest.raises(ValueError, match="finite 4x4"):
+        Volume(np.zeros((3, 3, 3)), np.eye(3))

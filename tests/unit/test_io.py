@@ -1,0 +1,410 @@
+"""Image input/output: NIfTI and DICOM round trips, series handling, bad inputs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from spinelabel.errors import GeometryError, InputError
+from spinelabel.geometry import Volume, lps_to_ras
+from spinelabel.io import LoadedImage, load_image
+from spinelabel.io.dicom import ENHANCED_UNSUPPORTED, load_dicom, write_dicom_series
+from spinelabel.io.nifti import load_nifti, save_nifti
+
+SHAPE = (9, 11, 6)  # (columns, rows, slices) in DICOM terms
+MARK = (2, 7, 3)
+#: Unit directions (RAS) of each array axis.
+DIRECTIONS = {
+    "PIR": np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float),  # sagittal as scanners store it
+    "LPS": np.diag([-1.0, -1.0, 1.0]),  # axial as scanners store it
+    "RAS": np.eye(3),
+    "LAS": np.diag([-1.0, 1.0, 1.0]),  # left-handed (radiological NIfTI)
+}
+
+
+def _rotation(ax_deg: float, ay_deg: float) -> np.ndarray:
+    """Rotation by ``ax_deg`` about x then ``ay_deg`` about y, shape (3, 3)."""
+    a, b = np.deg2rad(ax_deg), np.deg2rad(ay_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    return ry @ rx
+
+
+def _affine(case: str, spacing=(0.7, 0.8, 3.5), origin=(-20.0, 35.5, 12.25)) -> np.ndarray:
+    """Voxel -> RAS affine of a named orientation case."""
+    if case == "oblique":
+        linear = _rotation(10.0, 10.0) @ DIRECTIONS["PIR"]
+    elif case == "sheared":  # slice axis not perpendicular to the slices (gantry-tilt-like)
+        linear = DIRECTIONS["PIR"] + np.array([[0, 0, 0], [0, 0, 0.15], [0, 0, 0]])
+    else:
+        linear = DIRECTIONS[case]
+    affine = np.eye(4)
+    affine[:3, :3] = linear @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return affine
+
+
+def _volume(case: str = "PIR", shape=SHAPE, seed: int = 0) -> Volume:
+    """Noise in [0, 100) with one bright voxel (1000) at ``MARK`` (clipped to the shape); float32."""
+    data = np.random.default_rng(seed).uniform(0, 100, shape).astype(np.float32)
+    data[tuple(min(m, n - 1) for m, n in zip(MARK, shape))] = 1000.0
+    return Volume(data, _affine(case))
+
+
+def _marked_world(vol: Volume) -> np.ndarray:
+    return vol.voxel_to_world(np.unravel_index(np.argmax(vol.data), vol.shape))
+
+
+def _flip_slices(vol: Volume) -> Volume:
+    """The same image with array axis 2 reversed (same world position per voxel)."""
+    flip = np.eye(4)
+    flip[2, 2], flip[2, 3] = -1.0, vol.shape[2] - 1
+    return Volume(vol.data[:, :, ::-1], vol.affine @ flip)
+
+
+# ----------------------------------------------------------------------------
+# NIfTI
+
+
+def test_nifti_round_trip(tmp_path: Path):
+    vol = _volume("oblique")
+    for name in ("a.nii", "b.nii.gz"):
+        save_nifti(vol, tmp_path / name)
+        back = load_nifti(tmp_path / name)
+        assert back.data.dtype == np.float32
+        np.testing.assert_array_equal(back.data, vol.data)
+        np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii", "b.nii.gz"]  # no temporary files left
+
+
+def test_nifti_squeezes_a_single_volume_4d(tmp_path: Path):
+    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6, 1)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "x.nii.gz")
+    vol = load_nifti(tmp_path / "x.nii.gz")
+    assert vol.shape == (4, 5, 6)
+    np.testing.assert_array_equal(vol.data, data[..., 0])
+
+
+def test_nifti_replaces_some_non_finite_values_by_zero(tmp_path: Path):
+    data = np.ones((4, 5, 6), np.float32)
+    data[0, 0, 0], data[1, 1, 1] = np.nan, np.inf
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "x.nii")
+    vol = load_nifti(tmp_path / "x.nii")
+    assert vol.data[0, 0, 0] == 0 and vol.data[1, 1, 1] == 0 and vol.data.sum() == data.size - 2
+
+
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        (np.full((4, 5, 6), np.nan, np.float32), InputError, "contains NaN/inf values"),
+        (np.zeros((4, 5, 6, 2), np.float32), InputError, "4D image with 2 volumes"),
+        (np.zeros((40, 50), np.float32), GeometryError, "2D image"),
+        (np.zeros((40, 50, 1), np.float32), GeometryError, "2D image"),
+    ],
+    ids=["all-nan", "4d", "2d", "single-slice"],
+)
+def test_nifti_bad_contents(tmp_path: Path, data, error, message):
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "x.nii.gz")
+    with pytest.raises(error, match=message):
+        load_image([tmp_path / "x.nii.gz"])
+
+
+def test_nifti_truncated_file(tmp_path: Path):
+    save_nifti(_volume(), tmp_path / "x.nii.gz")
+    payload = (tmp_path / "x.nii.gz").read_bytes()
+    (tmp_path / "x.nii.gz").write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(InputError, match="cannot read NIfTI file"):
+        load_image([tmp_path / "x.nii.gz"])
+
+
+# ----------------------------------------------------------------------------
+# DICOM round trips
+
+
+@pytest.mark.parametrize("case", ["PIR", "LPS", "oblique", "sheared"])
+def test_dicom_round_trip_right_handed(tmp_path: Path, case: str):
+    vol = _volume(case)
+    write_dicom_series(vol, tmp_path / "dcm")
+    loaded = load_image([tmp_path / "dcm"])
+    assert loaded.kind == "dicom"
+    np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
+    np.testing.assert_allclose(loaded.volume.data, vol.data, atol=1e-3 * np.ptp(vol.data))
+    assert loaded.volume.axcodes == vol.axcodes
+    assert loaded.dicom is not None
+    sheared = [w for w in loaded.dicom.warnings if "sheared grid" in w]
+    assert len(sheared) == (case == "sheared") and len(loaded.dicom.warnings) == len(sheared)
+
+
+def test_dicom_round_trip_left_handed_flips_slices_only(tmp_path: Path):
+    vol = _volume("LAS")
+    assert np.linalg.det(vol.affine) < 0
+    write_dicom_series(vol, tmp_path / "dcm")
+    back, _ = load_dicom([tmp_path / "dcm"])
+    expected = _flip_slices(vol)
+    np.testing.assert_allclose(back.affine, expected.affine, atol=1e-4)
+    np.testing.assert_allclose(back.data, expected.data, atol=1e-3 * np.ptp(vol.data))
+
+
+@pytest.mark.parametrize("case", ["PIR", "LPS", "oblique", "LAS"])
+def test_marked_voxel_same_world_position_from_dicom_and_nifti(tmp_path: Path, case: str):
+    vol = _volume(case)
+    save_nifti(vol, tmp_path / "v.nii.gz")
+    files = write_dicom_series(vol, tmp_path / "dcm")
+    from_nifti = load_image([tmp_path / "v.nii.gz"]).volume
+    from_dicom = load_image(files).volume
+    np.testing.assert_allclose(_marked_world(from_dicom), _marked_world(from_nifti), atol=1e-4)
+    np.testing.assert_allclose(_marked_world(from_dicom), vol.voxel_to_world(MARK), atol=1e-4)
+
+
+def test_dicom_geometry_tags_follow_the_conventions(tmp_path: Path):
+    vol = _volume("PIR", shape=(9, 11, 6))
+    files = write_dicom_series(vol, tmp_path)
+    ds = pydicom.dcmread(files[1])
+    lps = lps_to_ras(vol.affine)
+    assert (ds.Columns, ds.Rows) == (9, 11)
+    np.testing.assert_allclose([float(v) for v in ds.PixelSpacing], [0.8, 0.7])  # [axis 1, axis 0]
+    np.testing.assert_allclose([float(v) for v in ds.ImageOrientationPatient], [0, 1, 0, 0, 0, -1], atol=1e-12)
+    np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient], lps[:3, 2] + lps[:3, 3])
+    assert float(ds.SliceThickness) == pytest.approx(3.5)
+    assert ds.Modality == "MR" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert files[0].read_bytes()[128:132] == b"DICM"
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID", "ImageType"):
+        assert ds.get(keyword), keyword
+
+
+def test_dicom_integer_data_are_stored_exactly(tmp_path: Path):
+    data = np.random.default_rng(1).integers(-1000, 3000, SHAPE).astype(np.int16)
+    vol = Volume(data, _affine("LPS"))
+    write_dicom_series(vol, tmp_path)
+    back, _ = load_dicom([tmp_path])
+    np.testing.assert_array_equal(back.data, data)
+
+
+def test_dicom_shuffled_files_and_series_info(tmp_path: Path):
+    vol = _volume("oblique")
+    files = write_dicom_series(vol, tmp_path, patient_id="P42", series_description="T2 sag", study_uid="1.2.3.4")
+    shuffled = list(files)
+    random.Random(3).shuffle(shuffled)
+    assert shuffled != files
+    loaded = load_image(shuffled)
+    np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
+    np.testing.assert_allclose(loaded.volume.data, vol.data, atol=1e-3 * np.ptp(vol.data))
+    info = loaded.dicom
+    assert info is not None and info.files == files
+    assert info.sop_instance_uids == [pydicom.dcmread(f).SOPInstanceUID for f in files]
+    assert info.frame_numbers == [None] * len(files)
+    assert (info.study_instance_uid, info.patient_id, info.series_description) == ("1.2.3.4", "P42", "T2 sag")
+    assert info.modality == "MR" and info.sop_class_uid == "1.2.840.10008.5.1.4.1.1.4"
+    assert info.frame_of_reference_uid and info.warnings == []
+    assert loaded.source == f"DICOM series {info.series_instance_uid} ({len(files)} files in {tmp_path})"
+
+
+def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
+    vol = _volume("PIR", shape=(5, 6, 8))
+    files = write_dicom_series(vol, tmp_path)
+    files[5].unlink()  # a missing slice: steps 3.5 x 5 and one 7.0
+    back, info = load_dicom([tmp_path])
+    assert back.shape == (5, 6, 7)
+    assert any("irregular slice spacing" in w for w in info.warnings)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)  # median step = the true step
+    np.testing.assert_allclose(back.data[:, :, :5], vol.data[:, :, :5], atol=0.1)
+
+
+def _enhanced_mr(vol: Volume, path: Path, tmp: Path, functional_groups: bool = True) -> None:
+    """Write ``vol`` as one multi-frame file, frames in reverse slice order."""
+    frames = [pydicom.dcmread(f) for f in write_dicom_series(vol, tmp)][::-1]
+    first = frames[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "PatientID", "Rows",
+                    "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored",
+                    "HighBit", "PixelRepresentation"):  # fmt: skip
+        setattr(ds, keyword, first.get(keyword))
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = b"".join(f.PixelData for f in frames)
+    if functional_groups:
+        shared = Dataset()
+        shared.PlaneOrientationSequence = [Dataset()]
+        shared.PlaneOrientationSequence[0].ImageOrientationPatient = first.ImageOrientationPatient
+        shared.PixelMeasuresSequence = [Dataset()]
+        shared.PixelMeasuresSequence[0].PixelSpacing = first.PixelSpacing
+        shared.PixelValueTransformationSequence = [Dataset()]
+        shared.PixelValueTransformationSequence[0].RescaleSlope = first.RescaleSlope
+        shared.PixelValueTransformationSequence[0].RescaleIntercept = first.RescaleIntercept
+        ds.SharedFunctionalGroupsSequence = [shared]
+        ds.PerFrameFunctionalGroupsSequence = [Dataset() for _ in frames]
+        for group, frame in zip(ds.PerFrameFunctionalGroupsSequence, frames):
+            group.PlanePositionSequence = [Dataset()]
+            group.PlanePositionSequence[0].ImagePositionPatient = frame.ImagePositionPatient
+    else:
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            setattr(ds, keyword, first.get(keyword))
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_enhanced_multiframe_round_trip(tmp_path: Path):
+    vol = _volume("oblique")
+    _enhanced_mr(vol, tmp_path / "enhanced.dcm", tmp_path / "classic")
+    back, info = load_dicom([tmp_path / "enhanced.dcm"])
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)
+    np.testing.assert_allclose(back.data, vol.data, atol=1e-3 * np.ptp(vol.data))
+    assert info.frame_numbers == list(range(SHAPE[2], 0, -1))
+    assert len(set(info.sop_instance_uids)) == 1
+
+
+def test_legacy_multiframe_is_refused_clearly(tmp_path: Path):
+    _enhanced_mr(_volume(), tmp_path / "legacy.dcm", tmp_path / "classic", functional_groups=False)
+    with pytest.raises(InputError, match=ENHANCED_UNSUPPORTED):
+        load_dicom([tmp_path / "legacy.dcm"])
+
+
+def test_sheared_in_plane_affine_cannot_be_written(tmp_path: Path):
+    affine = np.eye(4)
+    affine[0, 1] = 0.5
+    with pytest.raises(GeometryError, match="not perpendicular"):
+        write_dicom_series(Volume(np.zeros((3, 3, 3)), affine), tmp_path)
+
+
+# ----------------------------------------------------------------------------
+# series selection
+
+
+def test_two_series_in_one_folder_are_listed_and_selectable(tmp_path: Path):
+    sag, ax = _volume("PIR", seed=1), _volume("LPS", seed=2)
+    write_dicom_series(sag, tmp_path / "a", series_uid="1.2.826.0.1.1", series_description="T2 SAG")
+    write_dicom_series(ax, tmp_path / "b", series_uid="1.2.826.0.1.2", series_description="T2 AX")
+    with pytest.raises(InputError) as exc:
+        load_image([tmp_path])
+    message = str(exc.value)
+    assert "\n" not in message and "--series" in message
+    assert "1.2.826.0.1.1 'T2 SAG' (6 images, sagittal)" in message
+    assert "1.2.826.0.1.2 'T2 AX' (6 images, axial)" in message
+    picked = load_image([tmp_path], series_uid="1.2.826.0.1.2")
+    np.testing.assert_allclose(picked.volume.affine, ax.affine, atol=1e-4)
+    assert picked.dicom is not None and picked.dicom.series_instance_uid == "1.2.826.0.1.2"
+    with pytest.raises(InputError, match="series 9.9 not found"):
+        load_image([tmp_path], series_uid="9.9")
+
+
+def test_copies_of_the_same_instances_count_once(tmp_path: Path):
+    vol = _volume()
+    files = write_dicom_series(vol, tmp_path / "a")
+    (tmp_path / "copy").mkdir()
+    for f in files:
+        (tmp_path / "copy" / f.name).write_bytes(f.read_bytes())
+    loaded = load_image([tmp_path])
+    assert loaded.volume.shape == vol.shape
+    np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
+
+
+def test_non_dicom_files_beside_a_series_are_skipped(tmp_path: Path):
+    vol = _volume()
+    write_dicom_series(vol, tmp_path)
+    (tmp_path / "README.txt").write_text("not an image\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "thumbs.db").write_bytes(b"\x00" * 300)
+    loaded = load_image([tmp_path])
+    np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------
+# bad inputs
+
+
+def _rewrite(path: Path, **changes) -> None:
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(path)
+
+
+def test_missing_path(tmp_path: Path):
+    with pytest.raises(InputError, match="no such file or folder: .*nothing-here"):
+        load_image([tmp_path / "nothing-here"])
+
+
+def test_empty_folder(tmp_path: Path):
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    with pytest.raises(InputError, match="folder is empty: .*empty"):
+        load_image([tmp_path / "empty"])
+
+
+def test_folder_of_non_dicom_files(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("hello")
+    (tmp_path / "b.bin").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="no DICOM files in"):
+        load_image([tmp_path])
+
+
+def test_folder_of_nifti_files_hints_at_the_file(tmp_path: Path):
+    save_nifti(_volume(), tmp_path / "image.nii.gz")
+    with pytest.raises(InputError, match="give the .nii/.nii.gz file itself"):
+        load_image([tmp_path])
+
+
+@pytest.mark.parametrize("keep", [400, 2000], ids=["header", "pixel-data"])
+def test_truncated_dicom_file(tmp_path: Path, keep: int):
+    files = write_dicom_series(_volume(shape=(20, 20, 4)), tmp_path)
+    files[2].write_bytes(files[2].read_bytes()[:keep])
+    with pytest.raises(InputError, match=f"corrupt DICOM file {files[2]}"):
+        load_image([tmp_path])
+
+
+def test_missing_image_orientation(tmp_path: Path):
+    files = write_dicom_series(_volume(), tmp_path)
+    _rewrite(files[3], ImageOrientationPatient=None)
+    with pytest.raises(InputError, match="missing DICOM tag ImageOrientationPatient"):
+        load_image([tmp_path])
+
+
+@pytest.mark.parametrize("n_slices", [1, 2])
+def test_too_few_slices(tmp_path: Path, n_slices: int):
+    write_dicom_series(_volume(shape=(8, 8, n_slices)), tmp_path)
+    with pytest.raises(GeometryError, match="2D series: need at least 3 slices"):
+        load_image([tmp_path])
+
+
+def test_inconsistent_orientations(tmp_path: Path):
+    write_dicom_series(_volume("PIR"), tmp_path, series_uid="1.2.3", file_prefix="A")
+    write_dicom_series(_volume("LPS"), tmp_path, series_uid="1.2.3", file_prefix="B")
+    with pytest.raises(GeometryError, match="inconsistent ImageOrientationPatient"):
+        load_image([tmp_path])
+
+
+def test_duplicate_positions(tmp_path: Path):
+    write_dicom_series(_volume(), tmp_path, series_uid="1.2.3", file_prefix="ECHO1_")
+    write_dicom_series(_volume(), tmp_path, series_uid="1.2.3", file_prefix="ECHO2_")
+    with pytest.raises(GeometryError, match="duplicate slice positions"):
+        load_image([tmp_path])
+
+
+def test_mixed_nifti_and_dicom(tmp_path: Path):
+    save_nifti(_volume(), tmp_path / "v.nii.gz")
+    files = write_dicom_series(_volume(), tmp_path / "dcm")
+    with pytest.raises(InputError, match="mixed NIfTI and DICOM"):
+        load_image([tmp_path / "v.nii.gz", *files])
+    with pytest.raises(InputError, match="one NIfTI file per image"):
+        load_image([tmp_path / "v.nii.gz", tmp_path / "v.nii.gz"])
+
+
+def test_loaded_image_of_nifti(tmp_path: Path):
+    save_nifti(_volume(), tmp_path / "v.nii.gz")
+    loaded = load_image([str(tmp_path / "v.nii.gz")])
+    assert isinstance(loaded, LoadedImage)
+    assert (loaded.kind, loaded.source, loaded.dicom) == ("nifti", str(tmp_path / "v.nii.gz"), None)
+    with pytest.raises(InputError, match="--series selects a DICOM series"):
+        load_image([tmp_path / "v.nii.gz"], series_uid="1.2.3")

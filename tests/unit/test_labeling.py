@@ -1,0 +1,347 @@
+"""Unit tests of the chain-model labeling (hand-made candidate sets, fast)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from spinelabel import anatomy
+from spinelabel.anatomy import REGIONS, Region
+from spinelabel.labeling import (
+    Candidate,
+    LabelingParams,
+    ShapeModel,
+    fit_shape_model,
+    label_candidates,
+)
+
+LUMBAR = REGIONS["lumbar"]
+PRIOR = ShapeModel({})
+T10_S1 = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")
+
+
+# ----------------------------------------------------------------- synthetic data
+
+
+def spine(levels, seed=0, scale=1.0, jitter=0.03, top=(5.0, -10.0, 120.0)):
+    """Vertebra centres (RAS mm) of consecutive ``levels``, cranial first.
+
+    Spacings are the anatomical priors (x ``scale``, +-``jitter`` relative
+    noise); the sagittal direction turns from slight kyphosis (12 deg anterior)
+    at the top to lordosis (38 deg posterior) at the bottom, as in supine MR.
+    """
+    rng = np.random.default_rng(seed)
+    tilts = np.radians(np.linspace(12.0, -38.0, len(levels) - 1))
+    pts = {levels[0]: np.array(top, float)}
+    for upper, lower, t in zip(levels[:-1], levels[1:], tilts):
+        d = anatomy.typical_spacing_mm(upper, lower) * scale * (1.0 + jitter * rng.standard_normal())
+        pts[lower] = pts[upper] + d * np.array([0.0, math.sin(t), -math.cos(t)])
+    return pts
+
+
+def candidates(pts, seed=1, estimates=True, noise=0.2, sd=1.5, score=0.9, shift=0.0):
+    """Detector output for true centres: 1 mm localisation noise, noisy level estimates."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for level, p in pts.items():
+        est = anatomy.ordinal(level) + shift + noise * rng.standard_normal() if estimates else None
+        out.append(Candidate(p + rng.normal(0.0, 1.0, 3), score, est, sd))
+    return out
+
+
+def labels(result):
+    return [v.label for v in result.vertebrae]
+
+
+def conf(result, label):
+    return next(v.confidence for v in result.vertebrae if v.label == label)
+
+
+# ---------------------------------------------------------------- labeling cases
+
+
+def test_perfect_candidates_are_all_labeled_right():
+    cands = candidates(spine(T10_S1))
+    result = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(result) == list(T10_S1)
+    assert [v.candidate_index for v in result.vertebrae] == list(range(9))
+    assert result.variant == ()
+    assert result.warnings == []
+    assert all(0.5 < v.confidence <= 1.0 for v in result.vertebrae)
+    assert result.scale == 1.0
+    np.testing.assert_allclose(result.vertebrae[3].position, cands[3].position)
+
+
+def test_missed_vertebra_keeps_the_rest_and_warns_about_the_gap():
+    pts = spine(T10_S1)
+    del pts["L3"]
+    result = label_candidates(candidates(pts), LUMBAR, PRIOR)
+    assert labels(result) == ["T10", "T11", "T12", "L1", "L2", "L4", "L5", "S1"]
+    gap = [w for w in result.warnings if "missed" in w]
+    assert len(gap) == 1 and "L3" in gap[0] and "L2" in gap[0] and "L4" in gap[0]
+
+
+def test_false_positives_are_left_unassigned():
+    pts = spine(T10_S1)
+    cands = candidates(pts)
+    between = (pts["L2"] + pts["L3"]) / 2 + np.array([0.0, 3.0, 0.0])
+    anterior = pts["L4"] + np.array([0.0, 60.0, 0.0])  # e.g. bowel, at the height of L4
+    cands += [
+        Candidate(between, 0.3, anatomy.ordinal("L2") + 0.5),
+        Candidate(anterior, 0.7, anatomy.ordinal("L4")),
+    ]
+    result = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(result) == list(T10_S1)
+    assert {9, 10}.isdisjoint(v.candidate_index for v in result.vertebrae)
+
+
+@pytest.mark.parametrize("fov", [("L2", "L3", "L4", "L5"), ("T12", "L1", "L2", "L3")])
+def test_partial_field_of_view_with_level_estimates(fov):
+    result = label_candidates(candidates(spine(fov, seed=3)), LUMBAR, PRIOR)
+    assert labels(result) == list(fov)
+    assert not any("missed" in w for w in result.warnings)
+
+
+def test_without_level_estimates_labels_are_consecutive_but_not_anchored():
+    """Spacings alone cannot tell T10..S1 from T9..L5: the model cannot know the
+    absolute level, but the chain must still be consecutive, ordered and flagged."""
+    pts = spine(T10_S1)
+    blind = label_candidates(candidates(pts, estimates=False), LUMBAR, PRIOR)
+    chain = LUMBAR.levels
+    idx = [chain.index(lv) for lv in labels(blind)]
+    assert len(idx) == 9 and idx == list(range(idx[0], idx[0] + 9))
+    assert [v.candidate_index for v in blind.vertebrae] == list(range(9))
+    assert any("low confidence" in w for w in blind.warnings)
+    informed = label_candidates(candidates(pts), LUMBAR, PRIOR)
+    assert labels(informed) == list(T10_S1)
+    mean = lambda r: np.mean([v.confidence for v in r.vertebrae])
+    assert mean(blind) < 0.5 < mean(informed)
+
+
+def test_six_lumbar_spine_chooses_the_l6_variant_with_a_warning():
+    levels = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+    result = label_candidates(candidates(spine(levels), sd=0.3, noise=0.1), LUMBAR, PRIOR)
+    assert result.variant == ("L6",)
+    assert labels(result) == list(levels)
+    assert any("transitional anatomy: L6" in w and "verify counting" in w for w in result.warnings)
+
+
+def test_weak_evidence_keeps_the_standard_chain():
+    """The variant prior needs evidence: vague estimates on a normal spine keep 5 lumbar."""
+    result = label_candidates(candidates(spine(T10_S1), sd=3.0), LUMBAR, PRIOR)
+    assert result.variant == ()
+    assert not any("transitional" in w for w in result.warnings)
+
+
+def test_whole_chain_shift_follows_confident_level_estimates():
+    truth = ("T12", "L1", "L2", "L3", "L4")
+    result = label_candidates(candidates(spine(truth), sd=0.3, shift=1.0), LUMBAR, PRIOR)
+    assert labels(result) == ["L1", "L2", "L3", "L4", "L5"]
+    assert min(v.confidence for v in result.vertebrae) > 0.8
+
+
+def test_vague_level_estimates_give_low_confidence():
+    truth = ("T12", "L1", "L2", "L3", "L4")
+    sharp = label_candidates(candidates(spine(truth), sd=0.3), LUMBAR, PRIOR)
+    vague = label_candidates(candidates(spine(truth), sd=3.0), LUMBAR, PRIOR)
+    assert labels(sharp) == list(truth)
+    assert all(v.confidence > 0.8 for v in sharp.vertebrae)
+    assert all(v.confidence < 0.5 for v in vague.vertebrae)
+    assert any("low confidence" in w for w in vague.warnings)
+
+
+def test_two_candidates_competing_for_one_level_lower_its_confidence():
+    pts = spine(T10_S1)
+    clean = label_candidates(candidates(pts), LUMBAR, PRIOR)
+    rival = Candidate(pts["L3"] + np.array([0.0, -2.0, -4.0]), 0.9, anatomy.ordinal("L3"))
+    contested = label_candidates(candidates(pts) + [rival], LUMBAR, PRIOR)
+    assert labels(contested) == list(T10_S1)
+    assert conf(contested, "L3") < conf(clean, "L3") - 0.2
+    assert conf(contested, "L1") > conf(clean, "L1") - 0.05  # the others are unaffected
+
+
+def test_scale_follows_patient_size():
+    result = label_candidates(candidates(spine(T10_S1, scale=0.85, jitter=0.0)), LUMBAR, PRIOR)
+    assert labels(result) == list(T10_S1)
+    assert result.scale == 0.862
+
+
+def test_shuffled_input_gives_the_same_labeling():
+    cands = candidates(spine(T10_S1)) + [Candidate(np.array([0.0, 70.0, 0.0]), 0.6, 20.0)]
+    perm = np.random.default_rng(7).permutation(len(cands))
+    a = label_candidates(cands, LUMBAR, PRIOR)
+    b = label_candidates([cands[k] for k in perm], LUMBAR, PRIOR)
+    assert labels(a) == labels(b) == list(T10_S1)
+    assert [int(perm[v.candidate_index]) for v in b.vertebrae] == [v.candidate_index for v in a.vertebrae]
+    np.testing.assert_allclose([v.confidence for v in a.vertebrae], [v.confidence for v in b.vertebrae])
+    assert a.cost == pytest.approx(b.cost)
+
+
+def test_empty_candidate_list_gives_an_empty_result_with_a_warning():
+    result = label_candidates([], LUMBAR, PRIOR)
+    assert result.vertebrae == [] and result.variant == ()
+    assert any("no vertebra candidates" in w for w in result.warnings)
+
+
+def test_a_single_candidate_is_labeled_with_a_warning():
+    result = label_candidates([Candidate(np.zeros(3), 0.9, anatomy.ordinal("L3"), 0.5)], LUMBAR, PRIOR)
+    assert labels(result) == ["L3"]
+    assert any("only 1 vertebra" in w for w in result.warnings)
+
+
+def test_only_weak_candidates_give_the_empty_labeling():
+    cands = [Candidate(np.array([0.0, 0.0, z]), 0.05) for z in (0.0, -35.0)]
+    result = label_candidates(cands, LUMBAR, PRIOR)
+    assert result.vertebrae == []
+    assert result.cost == pytest.approx(-2 * math.log(0.95))
+    assert any("only 0 vertebra" in w for w in result.warnings)
+
+
+def test_side_by_side_candidates_are_never_consecutive():
+    """A pair at the same height points nowhere caudally: forbidden by max_angle_deg."""
+    a, b = Candidate(np.array([0.0, 0.0, 0.0]), 0.9), Candidate(np.array([0.0, 36.0, 0.0]), 0.9)
+    result = label_candidates([a, b], LUMBAR, PRIOR)
+    assert len(result.vertebrae) == 1
+
+
+# ------------------------------------------------------------ exactness of the DP
+
+
+def _brute_force(cands, region, shape, params):
+    """Every labeling of every chain and scale: best cost and min-marginals, by enumeration."""
+    order = sorted(range(len(cands)), key=lambda k: -cands[k].position[2])
+    chains = [((), region.levels)] + [
+        ((v,), tuple(lv for lv in anatomy.chain((v,)) if lv in region.levels or lv == v)) for v in region.variants
+    ]
+    best, marg = math.inf, {}
+    for variant, levels in chains:
+        for scale in params.scale_grid:
+            for k in range(len(cands) + 1):
+                for subset in itertools.combinations(order, k):
+                    for lv in itertools.combinations(range(len(levels)), k):
+                        cost = _cost(cands, subset, [levels[x] for x in lv], variant, levels, scale, shape, params)
+                        best = min(best, cost)
+                        chosen = dict(zip(subset, (levels[x] for x in lv)))
+                        for c in range(len(cands)):
+                            key = (c, chosen.get(c))
+                            marg[key] = min(marg.get(key, math.inf), cost)
+    return best, marg
+
+
+def _cost(cands, subset, names, variant, levels, scale, shape, params):
+    cost = params.variant_cost if variant else 0.0
+    for c, cand in enumerate(cands):
+        if c not in subset:
+            cost -= params.false_positive_weight * math.log(1 - cand.score)
+    for c, name in zip(subset, names):
+        est = cands[c].level_estimate
+        cost -= math.log(cands[c].score)
+        if est is not None:
+            cost += (est - anatomy.ordinal(name)) ** 2 / (2 * cands[c].level_sd ** 2)
+    for (c1, n1), (c2, n2) in zip(zip(subset, names), zip(subset[1:], names[1:])):
+        vec = cands[c2].position - cands[c1].position
+        d = float(np.linalg.norm(vec))
+        angle = math.degrees(math.acos(-vec[2] / d))
+        if angle > params.max_angle_deg:
+            return math.inf
+        mu, sd = shape.expected(n1, n2, variants=variant)
+        cost += ((d - scale * mu) / (scale * sd)) ** 2 / 2
+        cost += params.direction_weight * (angle / params.max_angle_deg) ** 2
+        cost += params.miss_cost * (levels.index(n2) - levels.index(n1) - 1)
+    return cost
+
+
+def test_dynamic_programming_equals_brute_force():
+    region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
+    shape = ShapeModel({"L3-L4": (37.0, 3.0), "L5-L6": (36.0, 4.0)})
+    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1))
+    rng = np.random.default_rng(11)
+    truth = spine(("L1", "L2", "L3", "L4"), seed=4)
+    cands = [
+        Candidate(p + rng.normal(0, 4, 3), float(rng.uniform(0.3, 0.95)), float(rng.uniform(19, 24)), 1.0)
+        for p in truth.values()
+    ]
+    cands.append(Candidate(truth["L2"] + np.array([0.0, 8.0, -15.0]), 0.5, None))
+    result = label_candidates(cands, region, shape, params)
+    best, marg = _brute_force(cands, region, shape, params)
+    assert result.cost == pytest.approx(best, abs=1e-9)
+    names = list(dict.fromkeys(region.levels + ("L6",))) + [None]
+    for v in result.vertebrae:
+        m = np.array([marg[(v.candidate_index, name)] for name in names])
+        p = np.exp(-(m - m.min()) / params.temperature)
+        assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
+        assert marg[(v.candidate_index, v.label)] == pytest.approx(best, abs=1e-9)
+
+
+# ------------------------------------------------------------------- shape model
+
+
+def test_fit_shape_model_recovers_spacings():
+    rng = np.random.default_rng(12)
+    true = {"T12-L1": 33.0, "L1-L2": 35.0, "L2-L3": 37.0, "L3-L4": 38.0, "L4-L5": 38.0, "L5-S1": 40.0}
+    scans = []
+    for _ in range(80):
+        p, pts = np.array([0.0, 0.0, 0.0]), {"T12": np.zeros(3)}
+        for key, mean in true.items():
+            lower = key.split("-")[1]
+            t = rng.uniform(-0.5, 0.3)
+            p = p + (mean + rng.normal(0, 2.5)) * np.array([0.0, math.sin(t), -math.cos(t)])
+            pts[lower] = p
+        scans.append(pts)
+    scans[0]["L3"] = scans[0]["L3"] + np.array([0.0, 0.0, 40.0])  # a mislabeled outlier scan
+    scans.append(
+        {"L5": np.array([0.0, 0.0, 0.0]), "L6": np.array([0.0, 0.0, -36.0]), "S1": np.array([0.0, 0.0, -75.0])}
+    )
+    scans.append({"T11": np.zeros(3), "T12": np.array([0.0, 0.0, -30.0])})  # too few samples
+    model = fit_shape_model(scans, min_samples=3)
+    assert set(model.spacing) == set(true)
+    for key, mean in true.items():
+        assert model.spacing[key][0] == pytest.approx(mean, abs=1.0)
+        assert 1.5 < model.spacing[key][1] < 4.0
+    assert model.expected("L1", "L2") == pytest.approx(model.spacing["L1-L2"])
+
+
+def test_fit_shape_model_floors_the_sd():
+    scans = [{"L1": np.zeros(3), "L2": np.array([0.0, 0.0, -35.0])} for _ in range(5)]
+    assert fit_shape_model(scans).spacing == {"L1-L2": (35.0, 2.0)}
+
+
+def test_shape_model_to_dict_from_dict_round_trip():
+    model = ShapeModel({"L3-L4": (37.5, 2.5), "L4-L5": (38.0, 3.1)})
+    d = json.loads(json.dumps(model.to_dict()))
+    assert ShapeModel.from_dict(d) == model
+    assert ShapeModel.from_dict({}) == ShapeModel({})
+
+
+def test_expected_uses_priors_and_sums_along_the_chain():
+    model = ShapeModel({"L3-L4": (40.0, 3.0), "L4-L5": (38.0, 4.0)})
+    prior = anatomy.typical_spacing_mm("L1", "L2")
+    assert model.expected("L1", "L2") == pytest.approx((prior, 0.12 * prior))
+    assert model.expected("L3", "L5") == pytest.approx((78.0, 5.0))
+    l5_l6, l6_s1 = anatomy.typical_spacing_mm("L5", "L6"), anatomy.typical_spacing_mm("L6", "S1")
+    assert model.expected("L5", "S1", variants=("L6",))[0] == pytest.approx(l5_l6 + l6_s1)
+    assert model.expected("L5", "S1")[0] == pytest.approx(anatomy.typical_spacing_mm("L5", "S1"))
+    with pytest.raises(ValueError):
+        model.expected("L4", "L3")
+
+
+# ------------------------------------------------------------------------- speed
+
+
+def test_thirty_candidates_with_many_weak_false_positives():
+    rng = np.random.default_rng(5)
+    cands = candidates(spine(LUMBAR.levels))
+    cands += [
+        Candidate(
+            np.array([rng.normal(0, 20), rng.normal(30, 40), rng.uniform(-600, 100)]),
+            float(rng.uniform(0.05, 0.6)),
+            float(rng.uniform(10, 25)),
+        )
+        for _ in range(30 - len(cands))
+    ]
+    result = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(result) == list(LUMBAR.levels)  # speed is measured in benchmarks/, not here

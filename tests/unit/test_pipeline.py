@@ -1,0 +1,93 @@
+"""The pipeline with a dummy network: geometry from any orientation, DICOM vs NIfTI."""
+
+import numpy as np
+import pytest
+import torch
+
+from spinelabel.errors import NothingFoundError
+from spinelabel.geometry import Volume, reorient
+from spinelabel.io import load_image
+from spinelabel.io.dicom import write_dicom_series
+from spinelabel.models import DetectionSettings, ModelConfig
+from spinelabel.pipeline import Labeler
+
+
+class BlobNet(torch.nn.Module):
+    """Stands in for the CNN: heatmap = the (normalised) image, level = unknown."""
+
+    divisor = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = (0.8 * x).clamp(1e-4, 1 - 1e-4)  # per pixel, like a real network
+        return torch.cat([torch.log(p / (1 - p)), torch.zeros_like(x)], dim=1)
+
+
+def dummy_config(level_sd: float = 100.0) -> ModelConfig:
+    return ModelConfig(
+        name="dummy", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
+        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4,), level_offset=22.0,
+        level_sd=level_sd, detection=DetectionSettings(threshold=0.5), shape_model={},
+    )
+
+
+def blob_spine(n: int = 5, spacing_mm: float = 36.0) -> tuple[Volume, np.ndarray]:
+    """Gaussian 'bodies' along -z in a 1 mm RAS volume; returns the volume and the centres (RAS mm)."""
+    shape = (60, 120, 220)  # R, A, S
+    affine = np.eye(4)
+    affine[:3, 3] = [-30.0, -60.0, -200.0]
+    centres = np.array([[1.3, 4.2, -30.0 - spacing_mm * i + 0.4 * i] for i in range(n)])
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) + affine[:3, 3]
+    data = np.zeros(shape, np.float32)
+    for c in centres:
+        d2 = (((grid - c) / np.array([12.0, 5.0, 5.0])) ** 2).sum(-1)
+        data += np.exp(-0.5 * d2).astype(np.float32)
+    data[data < 0.1] = 0.0  # blobs are most of the foreground, so normalisation keeps their peaks
+    return Volume(data, affine), centres
+
+
+@pytest.mark.parametrize("codes", ["RAS", "PIR", "LPS", "IPR"])
+def test_positions_come_back_in_world_mm_from_any_orientation(codes):
+    vol, centres = blob_spine()
+    result = Labeler(dummy_config(), BlobNet()).label(reorient(vol, codes))
+    found = np.array([v.position_mm for v in result.vertebrae])
+    assert len(found) == len(centres)
+    # cranio-caudal order, each within 1 mm of the true centre
+    np.testing.assert_allclose(found, centres, atol=1.0)
+    # voxel indices refer to the array as given
+    re = reorient(vol, codes)
+    np.testing.assert_allclose(re.voxel_to_world(np.array([v.voxel for v in result.vertebrae])), found, atol=1e-6)
+
+
+def test_labels_are_consecutive_levels_of_the_region():
+    vol, _ = blob_spine()
+    labels = [v.label for v in Labeler(dummy_config(), BlobNet()).label(vol).vertebrae]
+    chain = list(Labeler(dummy_config(), BlobNet()).region.levels)
+    start = chain.index(labels[0])
+    assert labels == chain[start : start + len(labels)]
+
+
+def test_dicom_and_nifti_give_the_same_world_positions(tmp_path):
+    vol, _ = blob_spine()
+    sagittal = reorient(vol, "PIL")  # slices along array axis 2 = across the body, as DICOM stores them
+    write_dicom_series(sagittal, tmp_path / "dicom")
+    from spinelabel.io.nifti import save_nifti
+
+    save_nifti(sagittal, tmp_path / "scan.nii.gz")
+    labeler = Labeler(dummy_config(), BlobNet())
+    from_dicom = labeler.label(load_image([tmp_path / "dicom"]).volume)
+    from_nifti = labeler.label(load_image([tmp_path / "scan.nii.gz"]).volume)
+    a = np.array([v.position_mm for v in from_dicom.vertebrae])
+    b = np.array([v.position_mm for v in from_nifti.vertebrae])
+    assert a.shape == b.shape == (5, 3)
+    np.testing.assert_allclose(a, b, atol=0.1)
+
+
+def test_blank_image_reports_nothing_found():
+    vol = Volume(np.random.default_rng(0).uniform(0, 0.2, (40, 100, 100)).astype(np.float32), np.eye(4))
+
+    class SilentNet(BlobNet):
+        def forward(self, x):
+            return torch.cat([torch.full_like(x, -10.0), torch.zeros_like(x)], dim=1)
+
+    with pytest.raises(NothingFoundError, match="no vertebrae found"):
+        Labeler(dummy_config(), SilentNet()).label(vol)
