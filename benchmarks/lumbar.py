@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with ../shared beside it)::
 
-    .venv/bin/python benchmarks/lumbar.py [--model DIR] [--split benchmarks/lumbar_split.json]
+    python -m benchmarks.lumbar [--model DIR] [--split benchmarks/lumbar_split.json]
 
 Labels every scan of the split's "validation" list (never used for training or
 tuning) with the model loaded once, evaluates against the point annotations
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     o = metrics["overall"]
     cfg = json.loads((resolve_model_dir(args.model) / "config.json").read_text())
-    cmd = "python benchmarks/lumbar.py" + (" " + " ".join(argv) if argv else " " + " ".join(sys.argv[1:])).rstrip()
+    cmd = "python -m benchmarks.lumbar" + (" " + " ".join(argv) if argv else " " + " ".join(sys.argv[1:])).rstrip()
     body = f"""## Lumbar: held-out validation split ({len(cases)} scans)
 
 - command: `{cmd.strip()}`
@@ -112,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 |---|---|---|
 | detection sensitivity | {o['sensitivity']*100:.1f} % | ≥ 99 % |
 | detection precision | {o['precision']*100:.1f} % | ≥ 99.5 % |
-| localization error mean / median / 95th pct | {o['error_mean_mm']:.2f} / {o['error_median_mm']:.2f} / {o['error_p95_mm']:.2f} mm | mean ≤ 2.4 mm |
-| identification rate (right label) | {o['identification_rate']*100:.1f} % | |
-| scan labeling accuracy (all right, no FP) | {o['scan_accuracy']*100:.1f} % | ≥ 97 % |
-| predictions outside the annotated range (not scored) | {o.get('outside_range', 0)} | |
+| localization error mean / median / 95th pct / max | {o['error_mm']['mean']:.2f} / {o['error_mm']['median']:.2f} / {o['error_mm']['p95']:.2f} / {o['error_mm']['max']:.2f} mm | mean ≤ 2.4 mm |
+| identification rate (matched and right label) | {o['identification_rate']*100:.1f} % ({o['n_identified']}/{o['n_gt']}) | |
+| scan labeling accuracy (all right, no FP) | {o['scan_accuracy']*100:.1f} % ({o['n_scans_correct']}/{o['n_scans']}) | ≥ 97 % |
+| predictions outside the annotated range (not scored) | {o['outside']} | |
 | label time per scan, model loaded once: median / max | {statistics.median(per_scan_s):.2f} / {max(per_scan_s):.2f} s | median ≤ 2 s |
 | model load | {load_s:.2f} s | |
 | whole `spinelabel label` process, median of {len(proc)} | {statistics.median(proc):.2f} s | |

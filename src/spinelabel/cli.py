@@ -109,7 +109,7 @@ def train(
     annotations: list[Path] = typer.Argument(..., help="centroids.json files, folders of them, or a CSV scan,label,x,y,z[,image]."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     region: str = typer.Option("lumbar", help="Region the model labels."),
-    steps: int = typer.Option(3000, min=1, help="Optimisation steps (batch of 16 crops each)."),
+    steps: int = typer.Option(4000, min=1, help="Optimisation steps (batch of 16 crops each)."),
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:

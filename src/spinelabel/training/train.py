@@ -14,9 +14,13 @@ from ..models import DetectionSettings, ModelConfig, save_model
 from .sampling import LEVEL_OFFSET, SamplerSpec, TrainingScan, batch
 
 
+#: Lower bound on the learned sd of inter-vertebral distances (mm).
+SPACING_SD_FLOOR_MM = 3.5
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 16
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -68,23 +72,22 @@ def train_network(
     return net.eval()
 
 
-def train_and_save(
+def model_config(
+    region: str,
     scans: Sequence[TrainingScan],
     points: Sequence[dict[str, np.ndarray]],
-    region: str,
-    out_dir: Path,
-    settings: TrainSettings = TrainSettings(),
+    settings: TrainSettings,
+    spec: SamplerSpec,
+    seconds: float,
     name: str | None = None,
-    progress: Callable[[int, float], None] | None = None,
-) -> Path:
-    """Train, fit the labeling shape model on the same annotations, and write a model directory."""
+) -> ModelConfig:
+    """The config shipped beside trained weights, with the shape model fitted on ``points``."""
     from ..labeling import fit_shape_model
 
-    spec = SamplerSpec()
-    t0 = time.time()
-    net = train_network(scans, settings, spec, progress)
-    shape = fit_shape_model(points)
-    config = ModelConfig(
+    # Spacing sd floor: healthy training spines vary by ~2 mm, but collapsed or
+    # wedged vertebrae and listhesis in clinical scans shift centres by more.
+
+    return ModelConfig(
         name=name or f"spinelabel-{region}",
         version=__version__,
         region=region,
@@ -96,11 +99,23 @@ def train_and_save(
         level_offset=LEVEL_OFFSET,
         level_sd=1.0,
         detection=DetectionSettings(),
-        shape_model=shape.to_dict(),
-        training={
-            "scans": [s.scan_id for s in scans],
-            "settings": asdict(settings),
-            "seconds": round(time.time() - t0, 1),
-        },
+        shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
+        training={"scans": [s.scan_id for s in scans], "settings": asdict(settings), "seconds": round(seconds, 1)},
     )
+
+
+def train_and_save(
+    scans: Sequence[TrainingScan],
+    points: Sequence[dict[str, np.ndarray]],
+    region: str,
+    out_dir: Path,
+    settings: TrainSettings = TrainSettings(),
+    name: str | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train, fit the labeling shape model on the same annotations, and write a model directory."""
+    spec = SamplerSpec()
+    t0 = time.time()
+    net = train_network(scans, settings, spec, progress)
+    config = model_config(region, scans, points, settings, spec, time.time() - t0, name)
     return save_model(Path(out_dir), config, net)

@@ -1,0 +1,99 @@
+"""End to end on the shared lumbar MR (skipped when ../shared/data is absent)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinelabel.cli import main
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lumbar-mr"
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/lumbar-mr not present")
+
+# validation scans (benchmarks/lumbar_split.json): never trained on
+ZUKIC, MYOSEG = "zukic-06", "myoseg-07"
+
+
+def _gt(case: str) -> dict[str, np.ndarray]:
+    doc = json.loads((SHARED / case / "centroids.json").read_text())
+    return {v["label"]: np.array(v["world_mm"]) for v in doc["vertebrae"]}
+
+
+def _labels(doc: dict) -> dict[str, np.ndarray]:
+    return {v["label"]: np.array(v["position_mm"]) for v in doc["vertebrae"]}
+
+
+@pytest.fixture(scope="module")
+def labeler():
+    from spinelabel.pipeline import Labeler
+
+    return Labeler.load("lumbar")
+
+
+@pytest.mark.parametrize("case", [ZUKIC, MYOSEG])
+def test_cli_labels_every_annotated_vertebra(case, tmp_path, capsys):
+    out, png = tmp_path / "out.json", tmp_path / "out.png"
+    assert main(["label", str(SHARED / case / "image.nii.gz"), "-o", str(out), "--overlay", str(png)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["schema_version"] == 1 and doc["region"] == "lumbar" and doc["model"]["name"]
+    pred = _labels(doc)
+    for level, p in _gt(case).items():
+        assert level in pred, f"{level} missing in {sorted(pred)}"
+        assert np.linalg.norm(pred[level] - p) < 8.0
+    # voxel indices are consistent with the input geometry
+    import nibabel as nib
+
+    affine = nib.load(str(SHARED / case / "image.nii.gz")).affine
+    for v in doc["vertebrae"]:
+        np.testing.assert_allclose(affine[:3, :3] @ v["voxel"] + affine[:3, 3], v["position_mm"], atol=0.05)
+    assert png.stat().st_size > 10_000
+
+
+def test_dicom_series_gives_the_same_positions_as_nifti(labeler, tmp_path):
+    from spinelabel.geometry import reorient
+    from spinelabel.io import load_image
+    from spinelabel.io.dicom import write_dicom_series
+
+    vol = load_image([SHARED / MYOSEG / "image.nii.gz"]).volume
+    write_dicom_series(reorient(vol, "PIL"), tmp_path / "dicom")  # slices across the body, as scanners store sagittals
+    from_dicom = labeler.label(load_image([tmp_path / "dicom"]).volume)
+    from_nifti = labeler.label(vol)
+    a, b = _labels_of(from_dicom), _labels_of(from_nifti)
+    assert set(a) == set(b)
+    for level in a:
+        assert np.linalg.norm(a[level] - b[level]) <= 0.5
+
+
+def _labels_of(result) -> dict[str, np.ndarray]:
+    return {v.label: v.position_mm for v in result.vertebrae}
+
+
+def test_thick_clinical_slices_still_label(labeler):
+    """4 mm sagittal slices with 0.8 mm pixels, as clinical series come."""
+    from spinelabel.geometry import reorient, resample_grid
+    from spinelabel.io import load_image
+
+    vol = reorient(load_image([SHARED / ZUKIC / "image.nii.gz"]).volume, "PIR")
+    thick = resample_grid(vol, [0.8, 0.8, 4.0])
+    pred = _labels_of(labeler.label(thick))
+    for level, p in _gt(ZUKIC).items():
+        assert level in pred and np.linalg.norm(pred[level] - p) < 10.0
+
+
+def test_train_evaluate_and_demo_commands(tmp_path, capsys):
+    cases = ["myoseg-01", "zukic-02"]
+    ann = [str(SHARED / c / "centroids.json") for c in cases]
+    assert main(["train", *ann, "--out", str(tmp_path / "model"), "--steps", "2", "--quiet"]) == 0
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["training"]["scans"] == cases and len(cfg["sha256"]) == 64
+    assert cfg["region"] == "lumbar" and "spacing" in cfg["shape_model"]
+    # evaluate the shipped model's output for one scan against its annotation
+    out = tmp_path / "pred" / "myoseg-07.json"
+    assert main(["label", str(SHARED / MYOSEG / "image.nii.gz"), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(SHARED / MYOSEG / "centroids.json"), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["overall"]["n_gt"] == 5 and report["overall"]["sensitivity"] == 1.0
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    assert (tmp_path / "demo" / "demo.json").is_file() and (tmp_path / "demo" / "demo.png").is_file()

@@ -1,0 +1,130 @@
+"""CLI behaviour on bad input: one clear line, non-zero exit, never a traceback."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from spinelabel.cli import main
+from spinelabel.geometry import Volume
+from spinelabel.io.dicom import write_dicom_series
+from spinelabel.models import DetectionSettings, ModelConfig, save_model
+from spinelabel.models.network import UNet2D
+
+
+@pytest.fixture(scope="module")
+def silent_model(tmp_path_factory):
+    """A tiny real model directory whose network never fires (head bias -10)."""
+    net = UNet2D(channels=(4, 8))
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.fill_(-10.0)
+    config = ModelConfig(
+        name="silent", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
+        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4, 8), level_offset=22.0,
+        level_sd=1.0, detection=DetectionSettings(), shape_model={},
+    )
+    return str(save_model(tmp_path_factory.mktemp("model"), config, net))
+
+
+def _nifti(path, data, affine=None):
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def _run(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(code, err, fragment):
+    assert code == 1
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("spinelabel: error: ") and fragment in lines[0], lines[0]
+
+
+def test_missing_file(capsys, silent_model, tmp_path):
+    code, _, err = _run(capsys, "label", str(tmp_path / "nope.nii.gz"), "--model", silent_model)
+    _assert_one_line_error(code, err, "no such file or folder")
+
+
+def test_empty_folder(capsys, silent_model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "label", str(tmp_path / "empty"), "--model", silent_model)
+    _assert_one_line_error(code, err, "empty")
+
+
+def test_corrupt_nifti(capsys, silent_model, tmp_path):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08 this is not a gzip stream")
+    code, _, err = _run(capsys, "label", str(bad), "--model", silent_model)
+    _assert_one_line_error(code, err, "bad.nii.gz")
+
+
+def test_axial_series_rejected(capsys, silent_model, tmp_path):
+    path = _nifti(tmp_path / "axial.nii.gz", np.random.rand(100, 100, 12), np.diag([0.8, 0.8, 4.0, 1.0]))
+    code, _, err = _run(capsys, "label", str(path), "--model", silent_model)
+    _assert_one_line_error(code, err, "not a sagittal series")
+
+
+def test_nan_image(capsys, silent_model, tmp_path):
+    path = _nifti(tmp_path / "nan.nii.gz", np.full((20, 60, 60), np.nan))
+    code, _, err = _run(capsys, "label", str(path), "--model", silent_model)
+    _assert_one_line_error(code, err, "NaN")
+
+
+def test_2d_image(capsys, silent_model, tmp_path):
+    path = _nifti(tmp_path / "flat.nii.gz", np.random.rand(1, 100, 100))
+    code, _, err = _run(capsys, "label", str(path), "--model", silent_model)
+    _assert_one_line_error(code, err, "2D")
+
+
+def test_two_series_in_one_folder(capsys, silent_model, tmp_path):
+    for name in ("a", "b"):
+        vol = Volume(np.random.rand(40, 40, 5).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+        write_dicom_series(vol, tmp_path / "study" / name, series_description=f"series {name}")
+    code, _, err = _run(capsys, "label", str(tmp_path / "study"), "--model", silent_model)
+    _assert_one_line_error(code, err, "--series")
+
+
+def test_non_spine_image_says_nothing_found(capsys, silent_model, tmp_path):
+    path = _nifti(tmp_path / "noise.nii.gz", np.random.default_rng(0).random((30, 80, 80)))
+    code, _, err = _run(capsys, "label", str(path), "--model", silent_model, "-o", str(tmp_path / "out.json"))
+    _assert_one_line_error(code, err, "no vertebrae found")
+    assert not (tmp_path / "out.json").exists()  # nothing invented, nothing half-written
+
+
+def test_batch_goes_on_and_summarises_failures(capsys, silent_model, tmp_path):
+    noise = _nifti(tmp_path / "noise.nii.gz", np.random.default_rng(0).random((30, 80, 80)))
+    code, out, err = _run(
+        capsys, "label", str(tmp_path / "missing.nii.gz"), str(noise), "--model", silent_model,
+        "--output-dir", str(tmp_path / "out"), "--quiet",
+    )
+    assert code == 1
+    failed = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
+    assert len(failed) == 2 and "missing.nii.gz" in failed[0] and "no vertebrae found" in failed[1]
+    assert "Traceback" not in err
+
+
+def test_unknown_region_is_a_usage_error(capsys, silent_model, tmp_path):
+    path = _nifti(tmp_path / "x.nii.gz", np.random.rand(20, 60, 60))
+    code, _, err = _run(capsys, "label", str(path), "--region", "elbow", "--model", silent_model)
+    assert code == 2 and "unknown region" in err
+
+
+def test_corrupt_model_weights(capsys, silent_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(silent_model, broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["sha256"] = "0" * 64
+    (broken / "config.json").write_text(json.dumps(cfg))
+    path = _nifti(tmp_path / "x.nii.gz", np.random.rand(20, 60, 60))
+    code, _, err = _run(capsys, "label", str(path), "--model", str(broken))
+    _assert_one_line_error(code, err, "corrupt")
