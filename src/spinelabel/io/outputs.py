@@ -97,7 +97,7 @@ def render_overlay(volume: Volume, result: LabelResult, path: str | Path, max_si
         colour = (60, 220, 60) if v.confidence >= LOW_CONFIDENCE else (255, 150, 0)
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline=(0, 0, 0))
         draw.text((x + 8, y - 8), f"{v.label} {v.confidence:.2f}", fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
-    header = f"spinelabel {result.model_name} {result.model_version} - {result.region}"
+    header = f"{result.model_name} {result.model_version} - {result.region}"
     if result.warnings:
         header += f" - {len(result.warnings)} warning(s)"
     draw.text((6, 4), header, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
