@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 - command: `{cmd.strip()}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
-- machine: {platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, Python {platform.python_version()}
+- machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}
 - model: `{cfg['name']}` {cfg['version']} (trained on {len(cfg.get('training', {}).get('scans', []))} scans, {cfg.get('training', {}).get('seconds', '?')} s of training)
 - split: `benchmarks/lumbar_split.json` (validation scans never trained or tuned on)
 
