@@ -81,10 +81,12 @@ class Labeler:
         maps = predict_heatmaps(volume, self.config, self.net)
         candidates = candidates_from_heatmaps(maps, self.config)
         result = label_candidates(candidates, self.region, self.shape, self.params)
-        if len(result.vertebrae) < self.config.detection.min_candidates:
+        confident = sum(v.confidence >= LOW_CONFIDENCE for v in result.vertebrae)
+        settings = self.config.detection
+        if len(result.vertebrae) < settings.min_candidates or confident < settings.min_confident:
             raise NothingFoundError(
-                f"no vertebrae found ({len(candidates)} weak candidates): is this a sagittal "
-                f"{self.region.name} spine MR?"
+                f"no vertebrae found ({len(candidates)} candidates, {confident} labeled with confidence "
+                f">= {LOW_CONFIDENCE}): is this a sagittal {self.region.name} spine MR?"
             )
         vertebrae = [
             Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))

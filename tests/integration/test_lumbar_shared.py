@@ -97,3 +97,13 @@ def test_train_evaluate_and_demo_commands(tmp_path, capsys):
     assert report["overall"]["n_gt"] == 5 and report["overall"]["sensitivity"] == 1.0
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     assert (tmp_path / "demo" / "demo.json").is_file() and (tmp_path / "demo" / "demo.png").is_file()
+
+
+def test_noise_image_is_not_labeled(tmp_path, capsys):
+    import nibabel as nib
+
+    path = tmp_path / "noise.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((60, 200, 200)).astype(np.float32), np.eye(4)), str(path))
+    assert main(["label", str(path), "-o", str(tmp_path / "out.json")]) == 1
+    assert "no vertebrae found" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

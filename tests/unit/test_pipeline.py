@@ -22,11 +22,11 @@ class BlobNet(torch.nn.Module):
         return torch.cat([torch.log(p / (1 - p)), torch.zeros_like(x)], dim=1)
 
 
-def dummy_config(level_sd: float = 100.0) -> ModelConfig:
+def dummy_config(level_sd: float = 100.0, min_confident: int = 0) -> ModelConfig:
     return ModelConfig(
         name="dummy", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
         slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4,), level_offset=22.0,
-        level_sd=level_sd, detection=DetectionSettings(threshold=0.5), shape_model={},
+        level_sd=level_sd, detection=DetectionSettings(threshold=0.5, min_confident=min_confident), shape_model={},
     )
 
 
@@ -91,3 +91,10 @@ def test_blank_image_reports_nothing_found():
 
     with pytest.raises(NothingFoundError, match="no vertebrae found"):
         Labeler(dummy_config(), SilentNet()).label(vol)
+
+
+def test_unanchored_labels_are_not_reported_as_found():
+    """Blobs with no level evidence cannot be named confidently: say so, do not invent labels."""
+    vol, _ = blob_spine()
+    with pytest.raises(NothingFoundError, match="0 labeled with confidence"):
+        Labeler(dummy_config(min_confident=2), BlobNet()).label(vol)

@@ -29,6 +29,8 @@ class DetectionSettings:
     lateral_nms_mm: float = 30.0
     merge_inplane_mm: float = 12.0
     min_candidates: int = 2
+    #: Labels with confidence >= 0.5 needed to report a result; fewer means "nothing found".
+    min_confident: int = 2
 
 
 @dataclass(frozen=True)
