@@ -2,7 +2,7 @@
 
 Usage (repository root, ../shared beside it)::
 
-    python -m benchmarks.train_lumbar [--out src/spinelabel/models/lumbar] [--steps 4000]
+    python -m benchmarks.train_lumbar [--out src/spinelabel/models/lumbar] [--steps 5000] [--synthetic-fraction 0.25]
 
 Trains on every scan of ../shared/data/lumbar-mr except the validation split in
 benchmarks/lumbar_split.json, then writes the wall time to docs/RESULTS.md.
@@ -23,13 +23,16 @@ from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "lumbar")
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--synthetic-fraction", type=float, default=0.25)
+    ap.add_argument("--synthetic-scans", type=int, default=80)
     args = ap.parse_args(argv)
     from spinelabel.cli import main as cli
 
     split = REPO / "benchmarks" / "lumbar_split.json"
     t0 = time.perf_counter()
-    code = cli(["train", str(SHARED), "--exclude", str(split), "--out", str(args.out), "--steps", str(args.steps)])
+    code = cli(["train", str(SHARED), "--exclude", str(split), "--out", str(args.out), "--steps", str(args.steps),
+                "--synthetic-fraction", str(args.synthetic_fraction), "--synthetic-scans", str(args.synthetic_scans)])
     seconds = time.perf_counter() - t0
     if code:
         return code
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
 - command: `python -m benchmarks.train_lumbar {' '.join(argv or sys.argv[1:])}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
-- {len(cfg['training']['scans'])} training scans, {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
+- {len(cfg['training']['scans'])} training scans plus {args.synthetic_scans} synthetic phantoms
+  ({args.synthetic_fraction:.0%} of crops), {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
   (of which optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.
 """
     write_section(REPO / "docs" / "RESULTS.md", "lumbar-training", body)

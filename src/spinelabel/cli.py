@@ -111,6 +111,8 @@ def train(
     region: str = typer.Option("lumbar", help="Region the model labels."),
     steps: int = typer.Option(4000, min=1, help="Optimisation steps (batch of 16 crops each)."),
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
+    synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
+    synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
@@ -128,7 +130,8 @@ def train(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
 
-    path = train_and_save(scans, points, region, out, TrainSettings(steps=steps), progress=progress)
+    settings = TrainSettings(steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans)
+    path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()
     _echo(f"model written to {path}", quiet)
 
@@ -154,6 +157,27 @@ def evaluate(
     typer.echo(format_report(report))
     if json_out is not None:
         atomic_write_bytes(json_out, json.dumps(report_to_dict(report), indent=1).encode())
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write case folders (image.nii.gz + centroids.json) into."),
+    region: str = typer.Option("cervical", help="Field of view: lumbar, cervical or whole."),
+    n: int = typer.Option(20, "--n", min=1, help="Number of scans."),
+    seed: int = typer.Option(0, help="Random seed (case i depends only on seed and i)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Write synthetic annotated spine MR scans (phantoms with exact labels)."""
+    from .anatomy import REGIONS
+    from .synthetic_cases import write_synthetic_cases
+
+    if region not in REGIONS:
+        raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
+    from tqdm import tqdm
+
+    with tqdm(total=n, desc="synthesising", unit="scan", disable=quiet, file=sys.stderr) as bar:
+        cases = write_synthetic_cases(out, n, region, seed, progress=lambda i: bar.update(1))
+    _echo(f"wrote {len(cases)} {region} scans to {out}", quiet)
 
 
 @app.command()

@@ -211,7 +211,18 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
     return _augment_intensity(rng, img), heat, level, level_w, valid
 
 
-def batch(rng: np.random.Generator, scans: list[TrainingScan], spec: SamplerSpec, size: int) -> tuple[np.ndarray, ...]:
-    """A batch: arrays of shape (size, 1, crop, crop) for the image and each target."""
-    items = [sample(rng, scans[rng.integers(len(scans))], spec) for _ in range(size)]
+def batch(
+    rng: np.random.Generator,
+    scans: list[TrainingScan],
+    spec: SamplerSpec,
+    size: int,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
+    """A batch: arrays of shape (size, 1, crop, crop) for the image and each target.
+
+    ``weights`` (shape (len(scans),), summing to 1) sets how often each scan is
+    drawn; uniform when None.
+    """
+    picks = rng.choice(len(scans), size=size, p=weights)
+    items = [sample(rng, scans[i], spec) for i in picks]
     return tuple(np.stack([it[k] for it in items])[:, None].astype(np.float32) for k in range(5))

@@ -29,6 +29,21 @@ class TrainSettings:
     seed: int = 0
     threads: int = 2
     channels: tuple[int, ...] = (8, 16, 32, 64, 96, 128)
+    #: Share of training crops drawn from synthetic phantoms (0 = real scans only).
+    synthetic_fraction: float = 0.0
+    #: Size of the phantom pool drawn once before training.
+    synthetic_scans: int = 80
+
+
+#: Fields of view of the phantoms mixed into each region's training, with
+#: their frequencies: lumbar phantoms teach S1 and the sacrum; cervical
+#: training also sees whole-spine phantoms so C2 and the cervicothoracic
+#: junction appear in context.
+SYNTHETIC_FOV: dict[str, dict[str, float]] = {
+    "lumbar": {"lumbar": 1.0},
+    "cervical": {"cervical": 0.75, "whole": 0.25},
+    "whole": {"whole": 0.5, "lumbar": 0.25, "cervical": 0.25},
+}
 
 
 def _losses(out, heat, level, level_w, valid, settings: TrainSettings):
@@ -46,8 +61,12 @@ def train_network(
     settings: TrainSettings = TrainSettings(),
     spec: SamplerSpec = SamplerSpec(),
     progress: Callable[[int, float], None] | None = None,
+    weights: np.ndarray | None = None,
 ):
-    """Optimise a fresh UNet2D on random augmented samples; returns the network (eval mode)."""
+    """Optimise a fresh UNet2D on random augmented samples; returns the network (eval mode).
+
+    ``weights`` (shape (len(scans),)) are the scans' sampling probabilities; uniform when None.
+    """
     import torch
 
     from ..models.network import UNet2D
@@ -60,7 +79,7 @@ def train_network(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.learning_rate, total_steps=settings.steps, pct_start=0.05)
     net.train()
     for step in range(settings.steps):
-        img, heat, level, level_w, valid = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size))
+        img, heat, level, level_w, valid = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights))
         l_heat, l_level = _losses(net(img), heat, level, level_w, valid, settings)
         loss = l_heat + settings.level_loss_weight * l_level
         opt.zero_grad(set_to_none=True)
@@ -116,6 +135,14 @@ def train_and_save(
     """Train, fit the labeling shape model on the same annotations, and write a model directory."""
     spec = SamplerSpec()
     t0 = time.time()
-    net = train_network(scans, settings, spec, progress)
+    pool, weights = list(scans), None
+    if settings.synthetic_fraction > 0 and settings.synthetic_scans > 0:
+        from .synthetic_data import combined, synthetic_training_scans
+
+        phantoms, _ = synthetic_training_scans(settings.synthetic_scans, SYNTHETIC_FOV[region], settings.seed)
+        pool, weights = combined(scans, phantoms, settings.synthetic_fraction)
+    net = train_network(pool, settings, spec, progress, weights)
+    # The shape model is fitted on the real annotations only: phantom spacings
+    # come from the anatomical priors that fill in unlearned pairs anyway.
     config = model_config(region, scans, points, settings, spec, time.time() - t0, name)
     return save_model(Path(out_dir), config, net)

@@ -1,0 +1,99 @@
+"""Phantoms mixed into training, and synthetic annotated cases on disk."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spinelabel import anatomy
+from spinelabel.annotations import load_annotations
+from spinelabel.cli import main
+from spinelabel.geometry import Volume
+from spinelabel.io.nifti import load_nifti
+from spinelabel.training import sampling as S
+from spinelabel.training import synthetic_data as D
+
+
+def _scan(n_slices=60, spacing=(1.0, 1.0, 1.0), name="t"):
+    data = np.random.default_rng(0).uniform(0, 1, (n_slices, 120, 100)).astype(np.float32)
+    pts = np.array([[30.0, 30.0 + 30 * i, 50.0] for i in range(3)]) * 1.0
+    return S.TrainingScan(name, data, np.asarray(spacing, float), ["L1", "L2", "L3"], pts)
+
+
+def test_mixing_weights_give_the_synthetic_share():
+    w = D.mixing_weights(3, 10, 0.25)
+    assert w.shape == (13,) and np.isclose(w.sum(), 1.0)
+    assert np.isclose(w[3:].sum(), 0.25) and np.allclose(w[:3], 0.25)
+    assert np.allclose(D.mixing_weights(4, 0, 0.5), 0.25)  # nothing to mix: uniform over real
+    with pytest.raises(ValueError):
+        D.mixing_weights(1, 1, 1.5)
+
+
+def test_batch_draws_scans_by_weight(monkeypatch):
+    drawn = []
+    real_sample = S.sample
+
+    def recording(rng, scan, spec):
+        drawn.append(scan.scan_id)
+        return real_sample(rng, scan, spec)
+
+    monkeypatch.setattr(S, "sample", recording)
+    a, b, c = _scan(name="a"), _scan(name="b"), _scan(name="c")
+    rng = np.random.default_rng(1)
+    img, *_ = S.batch(rng, [a, b, c], S.SamplerSpec(), 8, weights=np.array([0.0, 1.0, 0.0]))
+    assert img.shape == (8, 1, 128, 128) and drawn == ["b"] * 8
+    drawn.clear()
+    S.batch(rng, [a, b, c], S.SamplerSpec(), 300)
+    assert set(drawn) == {"a", "b", "c"}  # uniform without weights
+
+
+def test_crop_lateral_keeps_points_on_the_same_tissue():
+    scan = _scan(n_slices=200)
+    scan.points_mm[:, 0] = 150.0
+    out = D._crop_lateral(scan, 20.0)
+    assert out.data.shape[0] < 50
+    # the slice holding the points is the same data before and after the crop
+    k_old = int(round(scan.points_mm[0, 0] / scan.spacing[0]))
+    k_new = int(round(out.points_mm[0, 0] / out.spacing[0]))
+    np.testing.assert_array_equal(scan.data[k_old], out.data[k_new])
+
+
+def test_limit_inplane_keeps_positions_in_mm():
+    scan = _scan(spacing=(3.0, 0.5, 0.5))
+    out = D._limit_inplane(scan, 1.0)
+    assert out.data.shape[1] < scan.data.shape[1] and np.all(out.spacing[1:] >= 0.99)
+    # the physical extent (first to last voxel centre) is unchanged, and the points too
+    ext_old = (np.array(scan.data.shape) - 1) * scan.spacing
+    ext_new = (np.array(out.data.shape) - 1) * out.spacing
+    np.testing.assert_allclose(ext_old, ext_new)
+    np.testing.assert_allclose(out.points_mm, scan.points_mm)
+
+
+def test_synthetic_training_scans_have_every_level_and_sane_points():
+    scans, points = D.synthetic_training_scans(2, {"cervical": 1.0}, seed=3)
+    assert len(scans) == len(points) == 2
+    for scan, pts in zip(scans, points):
+        assert scan.levels[0].startswith("C") and set(scan.levels) == set(pts)
+        extent = (np.array(scan.data.shape) - 1) * scan.spacing
+        assert np.all(scan.points_mm >= -1.0) and np.all(scan.points_mm <= extent + 1.0)
+        # cranio-caudal order: row (I) coordinate increases along the chain
+        assert np.all(np.diff(scan.points_mm[:, 1]) > 0)
+
+
+def test_synth_command_writes_loadable_cases(tmp_path, capsys):
+    code = main(["synth", str(tmp_path), "--region", "cervical", "--n", "2", "--seed", "5", "-q"])
+    assert code == 0
+    anns = load_annotations([tmp_path])
+    assert [a.scan_id for a in anns] == ["synth-cervical-0000", "synth-cervical-0001"]
+    for ann in anns:
+        vol = load_nifti(ann.image)
+        doc = json.loads((ann.image.parent / "centroids.json").read_text())
+        for v in doc["vertebrae"]:
+            # voxel and world agree through the NIfTI affine
+            np.testing.assert_allclose(vol.voxel_to_world(v["voxel"]), v["world_mm"], atol=0.01)
+            assert anatomy.VERSE_ID[v["label"]] == v["verse_id"]
+
+
+def test_synth_command_rejects_unknown_region(tmp_path, capsys):
+    assert main(["synth", str(tmp_path), "--region", "pelvis", "--n", "1"]) != 0
+    assert "unknown region" in capsys.readouterr().err
