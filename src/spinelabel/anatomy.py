@@ -63,6 +63,12 @@ def ordinal(level: str) -> float:
     return float(STANDARD_LEVELS.index(level) + 1)
 
 
+#: Levels recognisable by their own shape, whatever the field of view: C2 (the
+#: tallest cervical body, with the dens) and S1 (the top of the sacrum). A
+#: detected anchor fixes the count of a chain, as the paper's clinicians do.
+ANCHOR_LEVELS: tuple[str, ...] = ("C2", "S1")
+
+
 @dataclass(frozen=True)
 class Region:
     """A field of view the software labels, and the levels it may contain."""

@@ -58,7 +58,7 @@ def _summary_line(result) -> str:
 @app.command()
 def label(
     inputs: list[Path] = typer.Argument(..., help="NIfTI file, DICOM folder, or DICOM files (one image); with --output-dir, one scan per input."),
-    region: str = typer.Option("lumbar", help="Anatomical region: lumbar."),
+    region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided from the image)."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Result JSON (single image)."),
     overlay: Optional[Path] = typer.Option(None, help="Overlay PNG (single image)."),
@@ -69,11 +69,16 @@ def label(
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     from .anatomy import REGIONS
-    from .pipeline import Labeler
+    from .pipeline import SHIPPED_MODEL, AutoLabeler, Labeler
 
-    if region not in REGIONS:
-        raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
-    labeler = Labeler.load(model or region, region)
+    if region == "auto":
+        if model is not None:
+            raise click.BadParameter("--model needs an explicit region (lumbar, cervical, whole)", param_hint="--model")
+        labeler = AutoLabeler.load()
+    elif region not in REGIONS:
+        raise click.BadParameter(f"unknown region {region!r}; choose from auto, {', '.join(REGIONS)}", param_hint="--region")
+    else:
+        labeler = Labeler.load(model or SHIPPED_MODEL[region], region)
     if output_dir is None:
         result = _label_one(labeler, inputs, series, output, overlay)
         _echo(_summary_line(result), quiet)

@@ -16,6 +16,7 @@ from scipy import ndimage
 from .geometry import Volume
 from .labeling import Candidate
 from .models import DetectionSettings, ModelConfig
+from .models.network import OUT_ANCHOR, OUT_HEATMAP, OUT_LEVEL
 from .preprocessing import FrameSpec, normalize_intensity, to_model_frame
 
 
@@ -31,11 +32,15 @@ class Heatmaps:
         Vertebral-body-centre probability.
     level : ndarray, shape (S, R, C)
         Level estimate (``anatomy.ordinal``) at each pixel.
+    anchor : ndarray, shape (S, R, C), or None
+        Probability of an anchor level's centre (C2, S1); None for models
+        without the anchor output.
     """
 
     frame: Volume
     heat: np.ndarray
     level: np.ndarray
+    anchor: np.ndarray | None = None
 
 
 def frame_spec(config: ModelConfig) -> FrameSpec:
@@ -58,9 +63,14 @@ def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int =
             x = torch.from_numpy(np.ascontiguousarray(padded[start : start + batch_size, None]))
             outs.append(net(x).numpy())
     out = np.concatenate(outs)[:, :, :rows, :cols]
-    heat = 1.0 / (1.0 + np.exp(-out[:, 0]))
-    level = out[:, 1] + config.level_offset
-    return Heatmaps(Volume(data, frame.affine), heat.astype(np.float32), level.astype(np.float32))
+    heat = _sigmoid(out[:, OUT_HEATMAP])
+    level = out[:, OUT_LEVEL] + config.level_offset
+    anchor = _sigmoid(out[:, OUT_ANCHOR]) if out.shape[1] > OUT_ANCHOR else None
+    return Heatmaps(Volume(data, frame.affine), heat, level.astype(np.float32), anchor)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
 def _peaks(heat: np.ndarray, spacing: np.ndarray, settings: DetectionSettings) -> np.ndarray:
@@ -94,8 +104,10 @@ def _lateral_centre(profile: np.ndarray, s: int) -> float:
     return float((np.arange(lo, hi + 1) * w).sum() / w.sum())
 
 
-def _refine(heat: np.ndarray, level: np.ndarray, peak: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Sub-voxel position (s, r, c), peak value, and mean level estimate around a peak."""
+def _refine(
+    heat: np.ndarray, level: np.ndarray, peak: np.ndarray, anchor: np.ndarray | None = None
+) -> tuple[np.ndarray, float, float, float | None]:
+    """Sub-voxel position (s, r, c), peak value, and heat-weighted mean level estimate and anchor probability around a peak."""
     s, r, c = (int(v) for v in peak)
     pos = np.array([_lateral_centre(heat[:, r, c], s), r, c], dtype=float)
     logh = np.log(np.maximum(heat[s], 1e-6))
@@ -105,8 +117,10 @@ def _refine(heat: np.ndarray, level: np.ndarray, peak: np.ndarray) -> tuple[np.n
         pos[2] += _parabolic_offset(logh[r, c - 1], logh[r, c], logh[r, c + 1])
     win = (slice(max(s - 1, 0), s + 2), slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2))
     weights = heat[win]
-    lev = float((level[win] * weights).sum() / max(weights.sum(), 1e-6))
-    return pos, float(heat[s, r, c]), lev
+    total = max(float(weights.sum()), 1e-6)
+    lev = float((level[win] * weights).sum() / total)
+    anc = None if anchor is None else float((anchor[win] * weights).sum() / total)
+    return pos, float(heat[s, r, c]), lev, anc
 
 
 def _merge(points_mm: np.ndarray, scores: np.ndarray, settings: DetectionSettings) -> list[int]:
@@ -126,12 +140,18 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
     peaks = _peaks(maps.heat, spacing, config.detection)
     if len(peaks) == 0:
         return []
-    refined = [_refine(maps.heat, maps.level, p) for p in peaks]
+    refined = [_refine(maps.heat, maps.level, p, maps.anchor) for p in peaks]
     vox = np.array([r[0] for r in refined])
     scores = np.array([r[1] for r in refined])
     keep = _merge(vox * spacing, scores, config.detection)
     world = maps.frame.voxel_to_world(vox[keep])
     return [
-        Candidate(position=world[n], score=float(scores[i]), level_estimate=float(refined[i][2]), level_sd=config.level_sd)
+        Candidate(
+            position=world[n],
+            score=float(scores[i]),
+            level_estimate=float(refined[i][2]),
+            level_sd=config.level_sd,
+            anchor=refined[i][3],
+        )
         for n, i in enumerate(keep)
     ]

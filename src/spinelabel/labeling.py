@@ -69,12 +69,15 @@ class Candidate:
         The CNN's regression of ``anatomy.ordinal(level)`` here, if available.
     level_sd : float
         Trust in ``level_estimate``, in levels (a Gaussian sd).
+    anchor : float or None
+        The CNN's probability that this is an anchor level (C2 or S1), if available.
     """
 
     position: np.ndarray
     score: float
     level_estimate: float | None = None
     level_sd: float = 1.5
+    anchor: float | None = None
 
 
 def _pair_key(upper: str, lower: str) -> str:
@@ -240,6 +243,14 @@ class LabelingParams:
     #: Scores are clipped into [eps, 1 - eps] so that a score of 1.0 keeps a finite
     #: rejection cost (a detector is never that sure): at most ~6.9 nats.
     score_eps: float = 1e-3
+    #: Weight of the anchor evidence: labeling a candidate as an anchor level of
+    #: the region costs ``-log(anchor)``, as any other level ``-log(1 - anchor)``
+    #: (a Bernoulli likelihood of a calibrated anchor probability).
+    anchor_weight: float = 1.0
+    #: Anchor probabilities are clipped into [eps, 1 - eps]: the anchor head is
+    #: trained mostly on phantoms, so no single output may cost more than
+    #: ~3.9 nats (about one missed level plus a weak level estimate).
+    anchor_eps: float = 0.02
     #: Labels with a confidence below this get a warning.
     low_confidence: float = 0.5
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
@@ -293,6 +304,7 @@ class _Inputs:
     score: np.ndarray  # (n,) clipped
     est: np.ndarray  # (n,) NaN where unavailable
     sd: np.ndarray  # (n,)
+    anchor: np.ndarray  # (n,) clipped; NaN where unavailable
 
 
 @dataclass(frozen=True)
@@ -328,10 +340,12 @@ def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs
     est = np.array([np.nan if c.level_estimate is None else float(c.level_estimate) for c in candidates])
     est[~np.isfinite(est)] = np.nan  # a non-finite estimate is no estimate
     sd = np.array([float(c.level_sd) for c in candidates])
+    anchor = np.array([np.nan if c.anchor is None else float(c.anchor) for c in candidates])
+    anchor = np.clip(anchor, params.anchor_eps, 1.0 - params.anchor_eps)  # NaN stays NaN
     if np.any(~(sd > 0)):
         raise ValueError("level_sd must be positive")
     order = np.lexsort((-score, pos[:, 0], pos[:, 1], -pos[:, 2])) if n else np.zeros(0, int)
-    return _Inputs(order, pos[order], score[order], est[order], sd[order])
+    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order])
 
 
 def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -343,19 +357,31 @@ def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...
     return out
 
 
-def _node_costs(inp: _Inputs, levels: Sequence[str], params: LabelingParams) -> np.ndarray:
+def _node_costs(
+    inp: _Inputs, levels: Sequence[str], params: LabelingParams, anchors: Sequence[str] = ()
+) -> np.ndarray:
     """Cost of assigning each candidate to each level, minus its false-positive cost.
+
+    Parameters
+    ----------
+    anchors : sequence of str
+        The region's anchor levels (``Region.anchors``).
 
     Returns
     -------
     ndarray, shape (n, L)
-        ``-log score + level term - fp cost``: negative means "better assigned".
+        ``-log score + level term + anchor term - fp cost``: negative means "better assigned".
     """
     ords = np.array([ordinal(lv) for lv in levels])
     level_term = (inp.est[:, None] - ords[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
     level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
+    is_anchor = np.array([lv in anchors for lv in levels], bool)
+    anchor_term = -params.anchor_weight * np.where(
+        is_anchor[None, :], np.log(inp.anchor)[:, None], np.log1p(-inp.anchor)[:, None]
+    )
+    anchor_term = np.where(np.isnan(inp.anchor)[:, None], 0.0, anchor_term)
     fp = _false_positive_costs(inp, params)
-    return -np.log(inp.score)[:, None] + level_term - fp[:, None]
+    return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
 
 
 def _false_positive_costs(inp: _Inputs, params: LabelingParams) -> np.ndarray:
@@ -518,11 +544,12 @@ def _solve_chain(
     variant: tuple[str, ...],
     levels: tuple[str, ...],
     params: LabelingParams,
+    anchors: Sequence[str] = (),
 ) -> _Solution:
     """Forward, backward and min-marginals for one chain at every scale."""
     scales = np.asarray(params.scale_grid, float)
     mu, sd = _chain_moments(shape, levels)
-    U = _node_costs(inp, levels, params)
+    U = _node_costs(inp, levels, params, anchors)
     P = _pair_costs(pairs, mu, sd, scales, params)
     F, G = _forward(U, P, pairs)
     B = _backward(U, P, pairs)
@@ -617,7 +644,7 @@ def label_candidates(
         empty: list[LabeledVertebra] = []
         return LabelingResult(empty, (), 1.0, 0.0, _warnings(empty, None, 0, params))
     pairs = _pairs(inp.pos, params)
-    sols = [_solve_chain(inp, pairs, shape, v, lv, params) for v, lv in _region_chains(region)]
+    sols = [_solve_chain(inp, pairs, shape, v, lv, params, region.anchors) for v, lv in _region_chains(region)]
     c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
     sol = sols[c]
     labels, probs = _confidences(sols, params.temperature)

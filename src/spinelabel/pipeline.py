@@ -14,6 +14,15 @@ from .geometry import Volume
 #: Below this confidence a label is flagged for the reader to check.
 LOW_CONFIDENCE = 0.5
 
+#: The shipped model that serves each region. The cervical model was trained on
+#: cervical and whole-spine phantoms plus real lumbar scans, so it also knows
+#: every level of a whole-spine scan.
+SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
+
+#: Levels that only a cervical field of view shows (the lumbar region ends at T6).
+_CERVICAL_ONLY = frozenset(anatomy.REGIONS["cervical"].levels) - frozenset(anatomy.REGIONS["lumbar"].levels)
+_LUMBAR_ONLY = frozenset(anatomy.REGIONS["lumbar"].levels) - frozenset(anatomy.REGIONS["cervical"].levels)
+
 
 @dataclass(frozen=True)
 class Vertebra:
@@ -55,6 +64,7 @@ class Labeler:
         self.region = anatomy.REGIONS[region or config.region]
         self.shape = ShapeModel.from_dict(config.shape_model)
         self.params = LabelingParams()
+        self.model_source: str | None = None
 
     @classmethod
     def load(cls, model: str | Path = "lumbar", region: str | None = None) -> "Labeler":
@@ -65,7 +75,9 @@ class Labeler:
 
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
         config, net = load_model(model)
-        return cls(config, net, region)
+        labeler = cls(config, net, region)
+        labeler.model_source = str(model)
+        return labeler
 
     def label(self, volume: Volume) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).
@@ -100,3 +112,59 @@ class Labeler:
             warnings=list(result.warnings),
             n_candidates=len(candidates),
         )
+
+
+def region_for_levels(levels: list[str]) -> str:
+    """The region whose field of view fits a set of (whole-chain) labels.
+
+    Cervical-only levels (C1-T5) and lumbar-only levels (T7-S1, L6, T13)
+    together mean a whole-spine scan; otherwise the side that has labels wins,
+    and a scan showing only T6 counts as lumbar (the default region).
+
+    >>> region_for_levels(["C2", "C3", "C4"]), region_for_levels(["T12", "L1"]), region_for_levels(["C7", "L1"])
+    ('cervical', 'lumbar', 'whole')
+    """
+    cervical = any(lv in _CERVICAL_ONLY for lv in levels)
+    lumbar = any(lv in _LUMBAR_ONLY for lv in levels)
+    if cervical and lumbar:
+        return "whole"
+    return "cervical" if cervical else "lumbar"
+
+
+class AutoLabeler:
+    """Decides the region from the image, then labels with that region's model.
+
+    A first pass labels the whole chain with ``survey`` (a labeler whose model
+    knows every level); the confident labels give the field of view
+    (:func:`region_for_levels`), and the matching labeler gives the answer.
+
+    Parameters
+    ----------
+    survey : Labeler
+        Region "whole".
+    by_region : dict of str to Labeler
+        One labeler per region ("lumbar", "cervical", "whole").
+    """
+
+    def __init__(self, survey: Labeler, by_region: dict[str, Labeler]):
+        self.survey, self.by_region = survey, by_region
+
+    @classmethod
+    def load(cls) -> "AutoLabeler":
+        """The shipped models, each loaded once."""
+        loaded: dict[str, Labeler] = {}
+        for region, name in SHIPPED_MODEL.items():
+            same = next((lab for lab in loaded.values() if lab.model_source == name), None)
+            loaded[region] = Labeler(same.config, same.net, region) if same else Labeler.load(name, region)
+            loaded[region].model_source = name
+        return cls(loaded["whole"], loaded)
+
+    def choose_region(self, volume: Volume) -> str:
+        """The region that fits the image (raises NothingFoundError when no spine is seen)."""
+        first = self.survey.label(volume)
+        confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]
+        return region_for_levels(confident or [v.label for v in first.vertebrae])
+
+    def label(self, volume: Volume) -> LabelResult:
+        """Label with the chosen region's labeler; the result's ``region`` says which."""
+        return self.by_region[self.choose_region(volume)].label(volume)

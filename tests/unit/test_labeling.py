@@ -223,7 +223,9 @@ def _brute_force(cands, region, shape, params):
             for k in range(len(cands) + 1):
                 for subset in itertools.combinations(order, k):
                     for lv in itertools.combinations(range(len(levels)), k):
-                        cost = _cost(cands, subset, [levels[x] for x in lv], variant, levels, scale, shape, params)
+                        cost = _cost(
+                            cands, subset, [levels[x] for x in lv], variant, levels, scale, shape, params, region.anchors
+                        )
                         best = min(best, cost)
                         chosen = dict(zip(subset, (levels[x] for x in lv)))
                         for c in range(len(cands)):
@@ -232,7 +234,7 @@ def _brute_force(cands, region, shape, params):
     return best, marg
 
 
-def _cost(cands, subset, names, variant, levels, scale, shape, params):
+def _cost(cands, subset, names, variant, levels, scale, shape, params, region_anchors=()):
     cost = params.variant_cost if variant else 0.0
     for c, cand in enumerate(cands):
         if c not in subset:
@@ -242,6 +244,9 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params):
         cost -= math.log(cands[c].score)
         if est is not None:
             cost += (est - anatomy.ordinal(name)) ** 2 / (2 * cands[c].level_sd ** 2)
+        if cands[c].anchor is not None:
+            a = min(max(cands[c].anchor, params.anchor_eps), 1 - params.anchor_eps)
+            cost -= params.anchor_weight * math.log(a if name in region_anchors else 1 - a)
     for (c1, n1), (c2, n2) in zip(zip(subset, names), zip(subset[1:], names[1:])):
         vec = cands[c2].position - cands[c1].position
         d = float(np.linalg.norm(vec))
@@ -262,8 +267,9 @@ def test_dynamic_programming_equals_brute_force():
     rng = np.random.default_rng(11)
     truth = spine(("L1", "L2", "L3", "L4"), seed=4)
     cands = [
-        Candidate(p + rng.normal(0, 4, 3), float(rng.uniform(0.3, 0.95)), float(rng.uniform(19, 24)), 1.0)
-        for p in truth.values()
+        Candidate(p + rng.normal(0, 4, 3), float(rng.uniform(0.3, 0.95)), float(rng.uniform(19, 24)), 1.0,
+                  anchor=float(rng.uniform(0.0, 1.0)) if k % 2 else None)
+        for k, p in enumerate(truth.values())
     ]
     cands.append(Candidate(truth["L2"] + np.array([0.0, 8.0, -15.0]), 0.5, None))
     result = label_candidates(cands, region, shape, params)
@@ -275,6 +281,37 @@ def test_dynamic_programming_equals_brute_force():
         p = np.exp(-(m - m.min()) / params.temperature)
         assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
         assert marg[(v.candidate_index, v.label)] == pytest.approx(best, abs=1e-9)
+
+
+def test_an_anchor_fixes_a_chain_the_level_estimates_shift():
+    """Level estimates all one level too high (myoseg-32's failure), but S1 is seen as S1."""
+    truth = ("L2", "L3", "L4", "L5", "S1")
+    cands = candidates(spine(truth), sd=1.0, shift=1.0)
+    no_anchor = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(no_anchor) != list(truth)  # the level estimates alone shift the chain
+    anchored = [
+        Candidate(c.position, c.score, c.level_estimate, c.level_sd, anchor=0.95 if lv == "S1" else 0.03)
+        for c, lv in zip(cands, truth)
+    ]
+    result = label_candidates(anchored, LUMBAR, PRIOR)
+    assert labels(result) == list(truth)
+    assert conf(result, "S1") > conf(result, "L2") * 0.9 and conf(result, "S1") > 0.6
+
+
+def test_anchor_evidence_against_s1_keeps_the_bottom_vertebra_lumbar():
+    truth = ("L1", "L2", "L3", "L4", "L5")
+    plain = candidates(spine(truth), estimates=False)
+    # without level estimates the chain could sit anywhere; "not an anchor" on all rules out S1
+    anchored = [Candidate(c.position, c.score, None, c.level_sd, anchor=0.02) for c in plain]
+    assert "S1" not in labels(label_candidates(anchored, LUMBAR, PRIOR))
+
+
+def test_a_model_without_anchor_output_is_unaffected_by_the_anchor_term():
+    truth = ("T12", "L1", "L2", "L3", "L4")
+    cands = candidates(spine(truth))
+    a = label_candidates(cands, LUMBAR, PRIOR)
+    b = label_candidates(cands, LUMBAR, PRIOR, LabelingParams(anchor_weight=5.0))
+    assert labels(a) == labels(b) and a.cost == pytest.approx(b.cost)
 
 
 # ------------------------------------------------------------------- shape model

@@ -37,3 +37,16 @@ def test_corrupt_weights_refused(tmp_path):
 def test_unknown_model():
     with pytest.raises(ModelError, match="no model found"):
         load_model("no-such-region")
+
+
+def test_three_output_model_round_trip(tmp_path):
+    import dataclasses
+
+    import torch
+
+    net = UNet2D(channels=(4, 8), out_channels=3).eval()
+    save_model(tmp_path, dataclasses.replace(_config(), out_channels=3), net)
+    config, loaded = load_model(tmp_path)
+    assert config.out_channels == 3
+    with torch.inference_mode():
+        assert loaded(torch.rand(1, 1, 32, 32)).shape == (1, 3, 32, 32)

@@ -98,3 +98,67 @@ def test_unanchored_labels_are_not_reported_as_found():
     vol, _ = blob_spine()
     with pytest.raises(NothingFoundError, match="0 labeled with confidence"):
         Labeler(dummy_config(min_confident=2), BlobNet()).label(vol)
+
+
+class LevelNet(BlobNet):
+    """BlobNet whose level channel says every blob is near one level (ordinal relative to L3)."""
+
+    def __init__(self, level: str):
+        super().__init__()
+        from spinelabel.anatomy import ordinal
+
+        self.offset = ordinal(level) - 22.0
+
+    def forward(self, x):
+        out = super().forward(x)
+        return torch.cat([out[:, :1], torch.full_like(x, self.offset)], dim=1)
+
+
+def test_region_for_levels():
+    from spinelabel.pipeline import region_for_levels
+
+    assert region_for_levels(["C1", "C2", "C3", "C4", "C5"]) == "cervical"
+    assert region_for_levels(["C6", "C7", "T1", "T2"]) == "cervical"
+    assert region_for_levels(["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]) == "lumbar"
+    assert region_for_levels(["T6"]) == "lumbar"
+    assert region_for_levels(["C2", "C3", "T9", "L1"]) == "whole"
+
+
+@pytest.mark.parametrize(("level", "region"), [("C4", "cervical"), ("L3", "lumbar")])
+def test_auto_labeler_picks_the_region_the_survey_sees(level, region):
+    from spinelabel.pipeline import AutoLabeler
+
+    vol, _ = blob_spine(n=4, spacing_mm=20.0 if region == "cervical" else 36.0)
+    cfg = dummy_config(level_sd=0.7)
+    survey = Labeler(cfg, LevelNet(level), "whole")
+    by_region = {r: Labeler(cfg, LevelNet(level), r) for r in ("lumbar", "cervical", "whole")}
+    auto = AutoLabeler(survey, by_region)
+    assert auto.choose_region(vol) == region
+    result = auto.label(vol)
+    assert result.region == region
+    assert all(v.label[0] == level[0] for v in result.vertebrae)
+
+
+class AnchorNet(BlobNet):
+    """BlobNet with a third output: 'anchor' everywhere below world z = -110 mm (image row based)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        rows = torch.arange(x.shape[2], dtype=x.dtype)[None, None, :, None].expand_as(x)
+        anchor = torch.where(rows > rows.max() * 0.6, 5.0, -5.0)
+        return torch.cat([out, anchor], dim=1)
+
+
+def test_candidates_carry_the_anchor_probability():
+    from spinelabel.detection import candidates_from_heatmaps, predict_heatmaps
+
+    vol, centres = blob_spine()
+    cfg = dummy_config()
+    maps = predict_heatmaps(vol, cfg, AnchorNet())
+    assert maps.anchor is not None and maps.anchor.shape == maps.heat.shape
+    cands = sorted(candidates_from_heatmaps(maps, cfg), key=lambda c: -c.position[2])
+    assert len(cands) == len(centres)
+    anchors = [c.anchor for c in cands]
+    assert anchors[0] < 0.05 and anchors[-1] > 0.95  # the top blob is not in the anchor zone, the bottom one is
+    # a two-output model gives no anchor
+    assert all(c.anchor is None for c in candidates_from_heatmaps(predict_heatmaps(vol, cfg, BlobNet()), cfg))

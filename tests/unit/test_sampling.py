@@ -32,7 +32,7 @@ def test_targets_peak_at_points_and_mask_beyond_ends():
     centre = scan.points_mm[2, 1:]  # L3
     matrix = np.eye(2) * spec.pixel_mm
     offset = centre - matrix @ np.array([63.5, 63.5])
-    heat, level, level_w, valid = S._targets(scan, spec, matrix, offset, x_mm=scan.points_mm[2, 0])
+    heat, level, level_w, valid, anchor = S._targets(scan, spec, matrix, offset, x_mm=scan.points_mm[2, 0])
     # L3 sits at the crop centre, pixel (63.5, 63.5): the four nearest pixels hold the maximum
     assert heat[63:65, 63:65].min() > 0.75 and heat.max() <= 1.0
     assert level[64, 64] == anatomy.ordinal("L3") - S.LEVEL_OFFSET
@@ -43,7 +43,27 @@ def test_targets_peak_at_points_and_mask_beyond_ends():
 
 def test_batch_shapes_and_ranges():
     rng = np.random.default_rng(1)
-    img, heat, level, level_w, valid = S.batch(rng, [_scan(np.eye(4))], S.SamplerSpec(), 6)
+    img, heat, level, level_w, valid, anchor = S.batch(rng, [_scan(np.eye(4))], S.SamplerSpec(), 6)
     for a in (img, heat, level, level_w, valid):
         assert a.shape == (6, 1, 128, 128) and a.dtype == np.float32
     assert np.isfinite(img).all() and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_anchor_target_marks_s1_only():
+    data = np.random.default_rng(0).uniform(0, 100, (60, 240, 120)).astype(np.float32)
+    vol = Volume(data, np.eye(4))
+    centre = vol.voxel_to_world([30, 120, 60])
+    names = ["L3", "L4", "L5", "S1"]
+    points = {lv: centre + np.array([0.0, 0.0, 54.0 - 36.0 * i]) for i, lv in enumerate(names)}
+    scan = S.make_training_scan("t", vol, points)
+    assert list(scan.is_anchor) == [False, False, False, True]
+    spec = S.SamplerSpec()
+    matrix = np.eye(2) * spec.pixel_mm
+    mid = scan.points_mm[1:3, 1:].mean(axis=0)
+    offset = mid - matrix @ np.array([63.5, 63.5])
+    heat, _, _, _, anchor = S._targets(scan, spec, matrix, offset, x_mm=scan.points_mm[0, 0])
+    uv = np.round((scan.points_mm[:, 1:] - offset) / spec.pixel_mm).astype(int)
+    for (u, v), is_anchor in zip(uv, scan.is_anchor):
+        if 0 <= u < 128 and 0 <= v < 128:
+            assert heat[u, v] > 0.7
+            assert (anchor[u, v] > 0.7) == is_anchor

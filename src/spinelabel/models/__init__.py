@@ -49,6 +49,8 @@ class ModelConfig:
     shape_model: dict[str, Any]
     sha256: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    #: 2 = heatmap + level; 3 adds the anchor heatmap (C2/S1).
+    out_channels: int = 2
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -103,7 +105,7 @@ def load_model(region_or_path: str | Path):
     digest = sha256_of(weights)
     if config.sha256 and digest != config.sha256:
         raise ModelError(f"model weights {weights} are corrupt (SHA-256 {digest[:12]}… does not match the config)")
-    net = UNet2D(channels=config.channels)
+    net = UNet2D(channels=config.channels, out_channels=config.out_channels)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     net.eval()

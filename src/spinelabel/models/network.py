@@ -1,7 +1,9 @@
 """The detection network: a small 2D U-Net applied to sagittal slices.
 
 Output channels: 0 = vertebral-body-centre heatmap logit, 1 = level regression
-(``anatomy.ordinal`` of the vertebra under the pixel). Narrow early layers keep
+(``anatomy.ordinal`` of the vertebra under the pixel), and in models with three
+outputs 2 = anchor heatmap logit (the centre of C2 or S1, the two levels whose
+shape tells them apart; see ``anatomy.ANCHOR_LEVELS``). Narrow early layers keep
 CPU inference fast; deep layers give the receptive field (> 150 px) that the level
 regression needs to see the sacrum or the rib cage.
 """
@@ -13,6 +15,7 @@ from torch import nn
 
 OUT_HEATMAP = 0
 OUT_LEVEL = 1
+OUT_ANCHOR = 2
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -11,6 +11,7 @@ Targets are computed analytically from the transformed points:
   spacing of the centre, across the body), falling off beyond: what one slice
   can actually see;
 - level map: ``anatomy.ordinal(level) - LEVEL_OFFSET`` near each centre;
+- anchor heatmap: the heatmap of the anchor levels (C2, S1) alone;
 - validity: zero beyond the first/last annotated vertebra along the spine,
   where visible but unannotated vertebrae (T12 above an L1-L5 set, S1) would
   otherwise be taught as background.
@@ -65,12 +66,14 @@ class TrainingScan:
     levels: list[str]
     points_mm: np.ndarray  # (N, 3)
     ordinals: np.ndarray = field(init=False)
+    is_anchor: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         order = np.argsort([anatomy.ordinal(lv) for lv in self.levels])
         self.levels = [self.levels[i] for i in order]
         self.points_mm = np.asarray(self.points_mm, dtype=float)[order]
         self.ordinals = np.array([anatomy.ordinal(lv) for lv in self.levels])
+        self.is_anchor = np.array([lv in anatomy.ANCHOR_LEVELS for lv in self.levels], bool)
 
 
 def make_training_scan(scan_id: str, volume: Volume, points: dict[str, np.ndarray]) -> TrainingScan:
@@ -121,7 +124,7 @@ def lateral_profile(scan: TrainingScan, spec: SamplerSpec, x_mm: float) -> np.nd
 
 
 def _targets(scan: TrainingScan, spec: SamplerSpec, matrix: np.ndarray, offset: np.ndarray, x_mm: float):
-    """Heatmap, level map, level weight and validity for one crop, each (crop, crop)."""
+    """Heatmap, level map, level weight, validity and anchor heatmap for one crop, each (crop, crop)."""
     n = spec.crop_px
     uu, vv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     inv = np.linalg.inv(matrix)
@@ -130,14 +133,18 @@ def _targets(scan: TrainingScan, spec: SamplerSpec, matrix: np.ndarray, offset: 
     heat = np.zeros((n, n), np.float32)
     level = np.zeros((n, n), np.float32)
     level_w = np.zeros((n, n), np.float32)
-    for (u, v), a, ordv in zip(uv, amp, scan.ordinals):
+    anchor = np.zeros((n, n), np.float32)
+    for (u, v), a, ordv, is_anchor in zip(uv, amp, scan.ordinals, scan.is_anchor):
         d2 = (uu - u) ** 2 + (vv - v) ** 2
-        heat = np.maximum(heat, a * np.exp(-d2 / (2 * spec.heatmap_sigma_px**2)))
+        blob = a * np.exp(-d2 / (2 * spec.heatmap_sigma_px**2))
+        heat = np.maximum(heat, blob)
+        if is_anchor:
+            anchor = np.maximum(anchor, blob)
         near = (d2 <= spec.level_radius_px**2) & (a > 0.3)
         level[near] = ordv - LEVEL_OFFSET
         level_w[near] = a
     valid = _validity(uv, scan, spec, matrix, uu, vv)
-    return heat, level, level_w, valid
+    return heat, level, level_w, valid, anchor
 
 
 def _validity(uv, scan, spec, matrix, uu, vv) -> np.ndarray:
@@ -184,16 +191,16 @@ def _augment_intensity(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def _negative(rng: np.random.Generator, spec: SamplerSpec) -> tuple[np.ndarray, ...]:
-    """A sample with no vertebrae at all: smooth random texture."""
+    """A sample with no vertebrae at all: smooth random texture (all six arrays)."""
     n = spec.crop_px
     img = ndimage.gaussian_filter(rng.normal(0.4, 0.3, (n, n)), rng.uniform(1, 6))
     img = _augment_intensity(rng, np.clip(img, 0, 1))
     zeros = np.zeros((n, n), np.float32)
-    return img, zeros, zeros, zeros, np.ones((n, n), np.float32)
+    return img, zeros, zeros, zeros, np.ones((n, n), np.float32), zeros
 
 
 def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> tuple[np.ndarray, ...]:
-    """One training sample: image, heatmap, level, level weight, validity (each (crop, crop))."""
+    """One training sample: image, heatmap, level, level weight, validity, anchor (each (crop, crop))."""
     if rng.random() < spec.p_negative:
         return _negative(rng, spec)
     n_slices_mm = scan.data.shape[0] * scan.spacing[0]
@@ -207,8 +214,8 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
     src_matrix = matrix / scan.spacing[1:, None]
     src_offset = offset / scan.spacing[1:]
     img = ndimage.affine_transform(slab, src_matrix, src_offset, output_shape=(spec.crop_px,) * 2, order=1, cval=0.0)
-    heat, level, level_w, valid = _targets(scan, spec, matrix, offset, x_mm)
-    return _augment_intensity(rng, img), heat, level, level_w, valid
+    heat, level, level_w, valid, anchor = _targets(scan, spec, matrix, offset, x_mm)
+    return _augment_intensity(rng, img), heat, level, level_w, valid, anchor
 
 
 def batch(
@@ -218,11 +225,11 @@ def batch(
     size: int,
     weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """A batch: arrays of shape (size, 1, crop, crop) for the image and each target.
+    """A batch: arrays of shape (size, 1, crop, crop) for the image and each target (see ``sample``).
 
     ``weights`` (shape (len(scans),), summing to 1) sets how often each scan is
     drawn; uniform when None.
     """
     picks = rng.choice(len(scans), size=size, p=weights)
     items = [sample(rng, scans[i], spec) for i in picks]
-    return tuple(np.stack([it[k] for it in items])[:, None].astype(np.float32) for k in range(5))
+    return tuple(np.stack([it[k] for it in items])[:, None].astype(np.float32) for k in range(len(items[0])))

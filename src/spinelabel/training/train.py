@@ -14,6 +14,9 @@ from ..models import DetectionSettings, ModelConfig, save_model
 from .sampling import LEVEL_OFFSET, SamplerSpec, TrainingScan, batch
 
 
+#: Network outputs of trained models: heatmap, level, anchor heatmap.
+OUT_CHANNELS = 3
+
 #: Lower bound on the learned sd of inter-vertebral distances (mm).
 SPACING_SD_FLOOR_MM = 3.5
 
@@ -26,6 +29,7 @@ class TrainSettings:
     weight_decay: float = 1e-4
     heatmap_positive_weight: float = 10.0
     level_loss_weight: float = 0.2
+    anchor_loss_weight: float = 1.0
     seed: int = 0
     threads: int = 2
     channels: tuple[int, ...] = (8, 16, 32, 64, 96, 128)
@@ -46,14 +50,24 @@ SYNTHETIC_FOV: dict[str, dict[str, float]] = {
 }
 
 
-def _losses(out, heat, level, level_w, valid, settings: TrainSettings):
+def _weighted_bce(logit, target, valid, positive_weight: float):
     import torch.nn.functional as F
 
-    logit, lev = out[:, 0:1], out[:, 1:2]
-    w = valid * (1.0 + settings.heatmap_positive_weight * heat)
-    l_heat = (F.binary_cross_entropy_with_logits(logit, heat, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
+    w = valid * (1.0 + positive_weight * target)
+    return (F.binary_cross_entropy_with_logits(logit, target, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
+
+
+def _losses(out, heat, level, level_w, valid, anchor, settings: TrainSettings):
+    """Total loss: heatmap and anchor BCE (masked by validity) plus the level regression."""
+    import torch.nn.functional as F
+
+    from ..models.network import OUT_ANCHOR, OUT_HEATMAP, OUT_LEVEL
+
+    l_heat = _weighted_bce(out[:, OUT_HEATMAP : OUT_HEATMAP + 1], heat, valid, settings.heatmap_positive_weight)
+    lev = out[:, OUT_LEVEL : OUT_LEVEL + 1]
     l_level = (F.smooth_l1_loss(lev, level, reduction="none", beta=0.5) * level_w).sum() / level_w.sum().clamp(min=1.0)
-    return l_heat, l_level
+    l_anchor = _weighted_bce(out[:, OUT_ANCHOR : OUT_ANCHOR + 1], anchor, valid, settings.heatmap_positive_weight)
+    return l_heat + settings.level_loss_weight * l_level + settings.anchor_loss_weight * l_anchor
 
 
 def train_network(
@@ -74,14 +88,13 @@ def train_network(
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
-    net = UNet2D(channels=settings.channels)
+    net = UNet2D(channels=settings.channels, out_channels=OUT_CHANNELS)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.learning_rate, total_steps=settings.steps, pct_start=0.05)
     net.train()
     for step in range(settings.steps):
-        img, heat, level, level_w, valid = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights))
-        l_heat, l_level = _losses(net(img), heat, level, level_w, valid, settings)
-        loss = l_heat + settings.level_loss_weight * l_level
+        img, *targets = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights))
+        loss = _losses(net(img), *targets, settings)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -120,6 +133,7 @@ def model_config(
         detection=DetectionSettings(),
         shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
         training={"scans": [s.scan_id for s in scans], "settings": asdict(settings), "seconds": round(seconds, 1)},
+        out_channels=OUT_CHANNELS,
     )
 
 
