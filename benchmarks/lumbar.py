@@ -62,6 +62,15 @@ def process_times(images: list[Path], model: str, n: int) -> list[float]:
     return times
 
 
+def _s1_summary(result) -> tuple[float, float] | None:
+    """(confidence, distance to L5 in mm) of a labeled S1, or None when S1 was not labeled."""
+    by = {v.label: v for v in result.vertebrae}
+    if "S1" not in by:
+        return None
+    dist = float(((by["S1"].position_mm - by["L5"].position_mm) ** 2).sum() ** 0.5) if "L5" in by else float("nan")
+    return by["S1"].confidence, dist
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lumbar")
@@ -81,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     labeler = Labeler.load(args.model)
     load_s = time.perf_counter() - t0
-    preds, per_scan_s, failures = {}, [], []
+    preds, per_scan_s, failures, s1 = {}, [], [], []
     for case in cases:
         image = args.data / case / "image.nii.gz"
         t = time.perf_counter()
         try:
             result = labeler.label(load_image([image]).volume)
             preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
+            s1.append(_s1_summary(result))
         except Exception as exc:  # a failure is a benchmark result, not a crash
             failures.append(f"{case}: {exc}")
         per_scan_s.append(time.perf_counter() - t)
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 | whole `spinelabel label` process, median of {len(proc)} | {statistics.median(proc):.2f} s | |
 | peak memory (benchmark process) | {peak_mib:.0f} MiB | ≤ 2048 MiB |
 | failures | {len(failures)} {'; '.join(failures)} | |
+| S1 labeled (not annotated, so not scored) | {sum(x is not None for x in s1)}/{len(s1)} scans; S1–L5 distance median {statistics.median([x[1] for x in s1 if x] or [float('nan')]):.1f} mm, confidence median {statistics.median([x[0] for x in s1 if x] or [float('nan')]):.2f} | |
 
 Per scan:
 

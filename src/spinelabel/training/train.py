@@ -39,6 +39,15 @@ class TrainSettings:
     synthetic_scans: int = 80
 
 
+#: Detection settings that differ from the defaults per region. Cervical
+#: centroids are 15-20 mm apart (lumbar 32-40 mm), so peaks closer than the
+#: lumbar 9 / 12 mm suppression and merge distances can be distinct vertebrae
+#: (C1-C2 in particular); about half the smallest spacing is used.
+REGION_DETECTION: dict[str, dict[str, float]] = {
+    "cervical": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0},
+    "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0},
+}
+
 #: Fields of view of the phantoms mixed into each region's training, with
 #: their frequencies: lumbar phantoms teach S1 and the sacrum; cervical
 #: training also sees whole-spine phantoms so C2 and the cervicothoracic
@@ -130,7 +139,7 @@ def model_config(
         channels=settings.channels,
         level_offset=LEVEL_OFFSET,
         level_sd=1.0,
-        detection=DetectionSettings(),
+        detection=DetectionSettings(**REGION_DETECTION.get(region, {})),
         shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
         training={"scans": [s.scan_id for s in scans], "settings": asdict(settings), "seconds": round(seconds, 1)},
         out_channels=OUT_CHANNELS,
