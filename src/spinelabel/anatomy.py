@@ -108,6 +108,8 @@ def typical_spacing_mm(upper: str, lower: str) -> float:
 
 
 _LABEL_RE = re.compile(r"^\s*([CTLS])\s*-?\s*(\d{1,2})\b", re.IGNORECASE)
+#: A disc or a range ("L4-L5", "L4/5", "L4-5", "C5 - C6"), which names no single vertebra.
+_DISC_RE = re.compile(r"^\s*[CTLS]\s*-?\s*\d{1,2}\s*[-/]\s*[CTLS]?\s*\d", re.IGNORECASE)
 
 
 def parse_level(text: str) -> str:
@@ -118,6 +120,8 @@ def parse_level(text: str) -> str:
     ValueError
         If the text names no known level.
     """
+    if _DISC_RE.match(str(text)):
+        raise ValueError(f"names a disc or a range, not a vertebra: {text!r}")
     m = _LABEL_RE.match(str(text))
     if not m:
         raise ValueError(f"not a vertebra label: {text!r}")

@@ -13,9 +13,16 @@ Two input forms are read, both giving world **RAS** millimetres:
   vertebra without ``"label"`` is named from ``"verse_id"`` (VerSe numbering).
   A folder given as a source means every ``centroids.json`` below it, in
   sorted path order.
-- CSV with the header ``scan,label,x,y,z`` and an optional ``image`` column
-  (a path relative to the CSV's folder, or absolute). Rows of one scan need
-  not be adjacent; other columns are ignored.
+- CSV with the header ``scan,label,x,y,z`` and optional ``image`` (a path
+  relative to the CSV's folder, or absolute) and ``series`` (the
+  SeriesInstanceUID to read when ``image`` is a DICOM folder holding several
+  series) columns. Rows of one scan need not be adjacent; other columns are
+  ignored.
+- DICOM: a folder with no ``centroids.json`` below it, or a DICOM file, is
+  read by :func:`spinelabel.io.dicom_annotations.import_dicom_annotations`
+  (GSPS / SR spine labels among the images they label; all DICOM sources of
+  one call are read together). Items it cannot use are reported on stderr
+  (or to ``on_problem``) and skipped; no label at all is an InputError.
 
 Label text is normalised with :func:`spinelabel.anatomy.parse_level`
 ("l3", "L 3" -> "L3"). Points are stored cranial to caudal.
@@ -35,8 +42,9 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +79,8 @@ class ScanAnnotation:
     duplicates: tuple[str, ...] = ()
     #: Where the points were read from (file, with row numbers in messages).
     source: Path | None = None
+    #: SeriesInstanceUID to read from ``image`` (a DICOM folder that may hold several series).
+    series_uid: str | None = None
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -199,10 +209,11 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
             f"{path}: line 1: missing column(s) {', '.join(missing)} "
             f"(expected header {','.join(CSV_COLUMNS)}[,image], got {','.join(h.strip() for h in header)})"
         )
-    col = {name: names.index(name) for name in (*CSV_COLUMNS, "image") if name in names}
+    col = {name: names.index(name) for name in (*CSV_COLUMNS, "image", "series") if name in names}
 
     builders: dict[str, _Builder] = {}
     image_of: dict[str, str] = {}
+    series_of: dict[str, str] = {}
     try:
         for row in reader:
             line = reader.line_num
@@ -223,6 +234,9 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
                         f"{where}: scan {scan!r} has two different images ({image_of[scan]!r} and {image_text!r})"
                     )
                 image_of[scan] = image_text
+            series_text = row[col["series"]].strip() if "series" in col else ""
+            if series_text:
+                series_of.setdefault(scan, series_text)
             if scan not in builders:
                 builders[scan] = _Builder(scan, None, path)
             builders[scan].add(label, xyz)
@@ -232,7 +246,7 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
         raise InputError(f"{path}: no annotation rows below the header")
     for scan, text_ in image_of.items():
         builders[scan].image = path.parent / text_  # an absolute path stays absolute
-    return [b.build() for b in builders.values()]
+    return [replace(b.build(), series_uid=series_of.get(b.scan_id)) for b in builders.values()]
 
 
 # ----------------------------------------------------------------- public
@@ -244,50 +258,110 @@ def _load_file(path: Path) -> list[ScanAnnotation]:
         return _load_csv(path)
     if suffix == ".json":
         return [_load_centroids_json(path)]
-    raise InputError(f"{path}: not an annotation file (expected {CENTROIDS_NAME}, *.json or *.csv)")
+    raise InputError(f"{path}: not an annotation file (expected {CENTROIDS_NAME}, *.json, *.csv or DICOM)")
 
 
-def load_annotations(sources: Sequence[str | Path]) -> list[ScanAnnotation]:
+#: Bytes 128-131 of a DICOM Part 10 file.
+_DICOM_MAGIC = b"DICM"
+_DICOM_PREAMBLE = 128
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """True for a DICOM Part 10 file (the "DICM" marker after the 128-byte preamble)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_DICOM_PREAMBLE)
+            return f.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
+    except OSError:
+        return False
+
+
+def _has_dicom_files(folder: Path) -> bool:
+    return any(f.is_file() and _is_dicom_file(f) for f in folder.rglob("*"))
+
+
+def _print_problem(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _load_dicom_sources(sources: list[Path], on_problem: Callable[[str], None]) -> list[ScanAnnotation]:
+    """Spine labels from GSPS/SR objects among DICOM images; InputError if none is found."""
+    from .io.dicom_annotations import import_dicom_annotations
+
+    imported = import_dicom_annotations(sources)
+    for message in imported.problems:
+        on_problem(message)
+    if not imported.annotations:
+        where = str(sources[0]) if len(sources) == 1 else f"{sources[0]} and {len(sources) - 1} more"
+        reason = f": {imported.problems[0]}" if imported.problems else ""
+        raise InputError(f"{where}: no spine labels found in the DICOM files{reason}")
+    return imported.annotations
+
+
+def load_annotations(
+    sources: Sequence[str | Path], on_problem: Callable[[str], None] | None = None
+) -> list[ScanAnnotation]:
     """Read point annotations from files and folders (see the module docstring).
 
-    ``sources`` may mix ``centroids.json`` / ``*.json`` files, CSV files and
-    folders (every ``centroids.json`` below, sorted). Scans are returned in
-    the order found. A file reached twice (e.g. a folder and a file inside
-    it) is read once.
+    ``sources`` may mix ``centroids.json`` / ``*.json`` files, CSV files,
+    folders (every ``centroids.json`` below, sorted) and DICOM files or
+    folders (GSPS / SR labels with their images, read together). Scans are
+    returned in the order found, DICOM scans last. A file reached twice
+    (e.g. a folder and a file inside it) is read once.
+
+    Parameters
+    ----------
+    on_problem : callable, optional
+        Receives one line per DICOM item that was skipped (default: printed
+        to stderr as ``warning: ...``).
 
     Raises
     ------
     InputError
-        A source is missing or unreadable, a folder holds no
-        ``centroids.json``, a file is malformed (the message names the file
-        and the row or vertebra), or two sources annotate the same scan id.
+        A source is missing or unreadable, a folder holds neither
+        ``centroids.json`` nor DICOM files, a file is malformed (the message
+        names the file and the row or vertebra), DICOM sources hold no usable
+        label, or two sources annotate the same scan id.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     files: list[Path] = []
+    dicom_sources: list[Path] = []
     for src in sources:
         p = Path(src)
         if p.is_dir():
             found = sorted(f for f in p.rglob(CENTROIDS_NAME) if f.is_file())
-            if not found:
-                raise InputError(f"{p}: no {CENTROIDS_NAME} found in this folder or below")
-            files.extend(found)
+            if found:
+                files.extend(found)
+            elif _has_dicom_files(p):
+                dicom_sources.append(p)
+            else:
+                raise InputError(f"{p}: no {CENTROIDS_NAME} found in this folder or below (and no DICOM files)")
         elif p.is_file():
-            files.append(p)
+            if p.suffix.lower() not in (".csv", ".json") and _is_dicom_file(p):
+                dicom_sources.append(p)
+            else:
+                files.append(p)
         elif p.exists():
             raise InputError(f"{p}: not a file or folder")
         else:
             raise InputError(f"{p}: no such file or folder")
 
     seen: set[Path] = set()
-    out: list[ScanAnnotation] = []
-    origin: dict[str, Path] = {}
+    loaded: list[tuple[Path, list[ScanAnnotation]]] = []
     for f in files:
         key = f.resolve()
         if key in seen:
             continue
         seen.add(key)
-        for ann in _load_file(f):
+        loaded.append((f, _load_file(f)))
+    if dicom_sources:
+        loaded.append((dicom_sources[0], _load_dicom_sources(dicom_sources, on_problem or _print_problem)))
+
+    out: list[ScanAnnotation] = []
+    origin: dict[str, Path] = {}
+    for f, anns in loaded:
+        for ann in anns:
             if ann.scan_id in origin:
                 raise InputError(
                     f"{f}: scan {ann.scan_id!r} is already annotated in {origin[ann.scan_id]} (scan ids must be unique)"
@@ -310,19 +384,21 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path) -> None:
-    """Write annotations as CSV ``scan,label,x,y,z[,image]`` (atomic: temp file + rename).
+    """Write annotations as CSV ``scan,label,x,y,z[,image][,series]`` (atomic: temp file + rename).
 
     The ``image`` column is written when any scan has an image; it holds the
     path relative to the CSV's folder (absolute when no relative path
-    exists, e.g. another drive). Coordinates are written with full float
-    precision, so :func:`load_annotations` reads back the same points.
+    exists, e.g. another drive). The ``series`` column (SeriesInstanceUID)
+    is written when any scan has one. Coordinates are written with full
+    float precision, so :func:`load_annotations` reads back the same points.
     Duplicated labels (only their first point is kept) are not written.
     """
     path = Path(path)
     with_image = any(a.image is not None for a in annotations)
+    with_series = any(a.series_uid for a in annotations)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS, "image"] if with_image else list(CSV_COLUMNS))
+    writer.writerow([*CSV_COLUMNS] + ["image"] * with_image + ["series"] * with_series)
     base = os.path.abspath(path.parent)
     for ann in annotations:
         image = ""
@@ -333,5 +409,5 @@ def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path
                 image = os.path.abspath(ann.image)
         for label, xyz in ann.points.items():
             row = [ann.scan_id, label, *(repr(float(c)) for c in np.asarray(xyz, float).reshape(3))]
-            writer.writerow(row + [image] if with_image else row)
+            writer.writerow(row + [image] * with_image + [ann.series_uid or ""] * with_series)
     _atomic_write_text(path, buf.getvalue())

@@ -1,4 +1,4 @@
-"""Command line: ``spinelabel label | train | evaluate | demo``.
+"""Command line: ``spinelabel label | train | evaluate | synth | demo | annotations ...``.
 
 Heavy libraries (torch, pydicom, nibabel) are imported inside the commands so
 ``spinelabel --help`` starts fast. Every expected problem is a SpinelabelError,
@@ -15,7 +15,7 @@ from typing import Optional
 import click
 import typer
 
-from .errors import SpinelabelError
+from .errors import InputError, SpinelabelError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
 
@@ -37,16 +37,28 @@ def _scan_name(inp: Path) -> str:
     return name
 
 
-def _label_one(labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None):
+def _label_one(
+    labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
+    dicom_sr: Path | None = None, gsps: Path | None = None,
+):
     from .io import load_image
     from .io.outputs import render_overlay, write_json
 
     loaded = load_image(inputs, series_uid=series)
+    if (dicom_sr is not None or gsps is not None) and loaded.dicom is None:
+        raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
     result = labeler.label(loaded.volume)
     if out_json is not None:
         write_json(result, loaded.source, out_json)
     if overlay is not None:
         render_overlay(loaded.volume, result, overlay)
+    if dicom_sr is not None or gsps is not None:
+        from .io.dicom_annotations import write_gsps, write_sr
+
+        if dicom_sr is not None:
+            write_sr(result, loaded.dicom, dicom_sr)
+        if gsps is not None:
+            write_gsps(result, loaded.dicom, gsps)
     return result
 
 
@@ -66,6 +78,9 @@ def label(
     overlays: bool = typer.Option(False, "--overlays", help="Batch mode: also write overlay PNGs."),
     series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
+    dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="DICOM SR (TID 1500) with the labels, for PACS (DICOM input)."),
+    gsps: Optional[Path] = typer.Option(None, "--gsps", help="DICOM presentation state (GSPS) showing the labels on the images (DICOM input)."),
+    dicom_outputs: bool = typer.Option(False, "--dicom-outputs", help="Batch mode: also write NAME.sr.dcm and NAME.gsps.dcm (DICOM inputs)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     from .anatomy import REGIONS
@@ -80,15 +95,17 @@ def label(
     else:
         labeler = Labeler.load(model or SHIPPED_MODEL[region], region)
     if output_dir is None:
-        result = _label_one(labeler, inputs, series, output, overlay)
+        result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps)
         _echo(_summary_line(result), quiet)
         for w in result.warnings:
             _echo(f"warning: {w}", quiet, err=True)
         return
-    _label_batch(labeler, inputs, series, output_dir, overlays, quiet)
+    _label_batch(labeler, inputs, series, output_dir, overlays, quiet, dicom_outputs)
 
 
-def _label_batch(labeler, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool) -> None:
+def _label_batch(
+    labeler, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool, dicom_outputs: bool = False
+) -> None:
     from tqdm import tqdm
 
     failures: list[tuple[Path, str]] = []
@@ -99,7 +116,11 @@ def _label_batch(labeler, inputs: list[Path], series, output_dir: Path, overlays
             name += "_"
         names.add(name)
         try:
-            _label_one(labeler, [inp], series, output_dir / f"{name}.json", output_dir / f"{name}.png" if overlays else None)
+            _label_one(
+                labeler, [inp], series, output_dir / f"{name}.json", output_dir / f"{name}.png" if overlays else None,
+                output_dir / f"{name}.sr.dcm" if dicom_outputs else None,
+                output_dir / f"{name}.gsps.dcm" if dicom_outputs else None,
+            )
         except SpinelabelError as exc:
             failures.append((inp, str(exc)))
     _echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
@@ -111,7 +132,7 @@ def _label_batch(labeler, inputs: list[Path], series, output_dir: Path, overlays
 
 @app.command()
 def train(
-    annotations: list[Path] = typer.Argument(..., help="centroids.json files, folders of them, or a CSV scan,label,x,y,z[,image]."),
+    annotations: list[Path] = typer.Argument(..., help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image], or DICOM folders with GSPS/SR labels."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     region: str = typer.Option("lumbar", help="Region the model labels."),
     steps: int = typer.Option(4000, min=1, help="Optimisation steps (batch of 16 crops each)."),
@@ -194,6 +215,41 @@ def demo(
 
     for line in run_demo(out):
         typer.echo(line)
+
+
+annotations_app = typer.Typer(
+    no_args_is_help=True, help="Clinical spine labels: import them from DICOM GSPS/SR, check them before training."
+)
+app.add_typer(annotations_app, name="annotations")
+
+
+@annotations_app.callback()
+def _annotations_group() -> None:
+    """Clinical spine labels: import them from DICOM GSPS/SR, check them before training."""
+
+
+@annotations_app.command("import")
+def annotations_import(
+    sources: list[Path] = typer.Argument(..., help="DICOM files or folders: sagittal series with the GSPS/SR objects that label them."),
+    output: Path = typer.Option(..., "--output", "-o", help="CSV to write: scan,label,x,y,z,image,series (what train reads)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or per-item warnings."),
+) -> None:
+    """Import spine labels (GSPS text/points, SR coordinates) from DICOM into an annotation CSV."""
+    from .annotations import save_annotations_csv
+    from .io.dicom_annotations import import_dicom_annotations
+
+    imported = import_dicom_annotations(sources)
+    for message in imported.problems:
+        _echo(f"warning: {message}", quiet, err=True)
+    if not imported.annotations:
+        raise InputError(
+            f"no spine labels imported from {imported.n_objects} GSPS/SR object(s) "
+            f"({len(imported.problems)} problem(s){' listed above' if not quiet else ''})"
+        )
+    save_annotations_csv(imported.annotations, output)
+    n_labels = sum(len(a.points) for a in imported.annotations)
+    skipped = f"; {len(imported.problems)} item(s) skipped" if imported.problems else ""
+    _echo(f"imported {n_labels} labels of {len(imported.annotations)} scans into {output}{skipped}", quiet)
 
 
 def main(argv: list[str] | None = None) -> int:

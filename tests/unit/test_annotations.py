@@ -239,3 +239,18 @@ def test_save_csv_is_atomic_on_failure(tmp_path, monkeypatch):
         save_annotations_csv([ScanAnnotation("s", None, {"L1": np.zeros(3)})], out)
     assert out.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+
+
+@pytest.mark.parametrize("text", ["L4-L5", "L4/5", "L4-5", "C5 - C6", "l5/s1"])
+def test_disc_labels_are_not_read_as_vertebrae(text):
+    from spinelabel.anatomy import parse_level
+
+    with pytest.raises(ValueError, match="disc"):
+        parse_level(text)
+
+
+@pytest.mark.parametrize(("text", "level"), [("L3", "L3"), ("l 3", "L3"), ("L3 vertebra", "L3"), ("L-3", "L3"), ("t13", "T13")])
+def test_clinician_label_text_is_normalised(text, level):
+    from spinelabel.anatomy import parse_level
+
+    assert parse_level(text) == level

@@ -49,7 +49,7 @@ def load_training_scans(
                 print(f"skipped {ann.scan_id}: no image or fewer than {MIN_POINTS_PER_SCAN} labels", file=sys.stderr)
             continue
         try:
-            volume = load_image([ann.image]).volume
+            volume = load_image([ann.image], getattr(ann, "series_uid", None)).volume
         except InputError as exc:
             if not quiet:
                 print(f"skipped {ann.scan_id}: {exc}", file=sys.stderr)
