@@ -22,10 +22,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
+from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
 
 #: Matching radius for cervical vertebrae (mm): about half the 15-20 mm spacing (docs/evaluation.md).
 CERVICAL_RADIUS_MM = 10.0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f} %"
+
+
+def _mm(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def _label_all(labeler, images: dict[str, Path]):
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="spinelabel-cervical-"))
     cerv_cases = write_synthetic_cases(tmp / "cervical", args.n, "cervical", args.seed, prefix="heldout-cervical")
     whole_cases = write_synthetic_cases(tmp / "whole", args.n_whole, "whole", args.seed, prefix="heldout-whole")
-    sections = []
+    sections, flags = [], []
     for region, cases, radius in (("cervical", cerv_cases, CERVICAL_RADIUS_MM), ("whole", whole_cases, CERVICAL_RADIUS_MM)):
         labeler = Labeler.load(args.model, region)
         images = {c.name: c / "image.nii.gz" for c in cases}
@@ -85,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(preds, load_annotations([c / "centroids.json" for c in cases]), match_radius_mm=radius)
         o = report_to_dict(report)["overall"]
         print(format_report(report))
+        confs = {k: {v.label: v.confidence for v in r.vertebrae} for k, r in results.items()}
+        flags.append(f"- {region}: {flag_stats(report, confs)}")
+        err = o["error_mm"]
         sections.append(
-            f"| {region} | {len(cases)} | {o['sensitivity']*100:.1f} % | {o['precision']*100:.1f} % | "
-            f"{o['error_mm']['mean']:.2f} / {o['error_mm']['median']:.2f} / {o['error_mm']['p95']:.2f} mm | "
-            f"{o['identification_rate']*100:.1f} % | {o['scan_accuracy']*100:.1f} % ({o['n_scans_correct']}/{o['n_scans']}) | "
+            f"| {region} | {len(cases)} | {_pct(o['sensitivity'])} | {_pct(o['precision'])} | "
+            f"{_mm(err['mean'])} / {_mm(err['median'])} / {_mm(err['p95'])} mm | "
+            f"{_pct(o['identification_rate'])} | {_pct(o['scan_accuracy'])} ({o['n_scans_correct']}/{o['n_scans']}) | "
             f"{statistics.median(times):.2f} s | {len(failures)} |"
         )
         if results:
@@ -126,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 | field of view | scans | sensitivity | precision | error mean / median / p95 | identification | scan accuracy | time/scan | failures |
 |---|---|---|---|---|---|---|---|---|
 {chr(10).join(sections)}
+
+Confidence as a flag for the labels to check:
+
+{chr(10).join(flags)}
 
 `--region auto` (first pass: the cervical model over the whole chain):
 

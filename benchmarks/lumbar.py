@@ -62,6 +62,24 @@ def process_times(images: list[Path], model: str, n: int) -> list[float]:
     return times
 
 
+def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.5) -> str:
+    """How well low confidence marks the labels to check: wrong labels flagged, right labels flagged.
+
+    ``confidences``: scan -> predicted label -> confidence. Only matched predictions count.
+    """
+    wrong = right = wrong_flagged = right_flagged = 0
+    for scan in report.per_scan:
+        conf = confidences.get(scan.scan_id, {})
+        for m in scan.matches:
+            flagged = conf.get(m.pred_label, 1.0) < low
+            if m.correct:
+                right, right_flagged = right + 1, right_flagged + flagged
+            else:
+                wrong, wrong_flagged = wrong + 1, wrong_flagged + flagged
+    return (f"{wrong_flagged}/{wrong} wrong labels flagged (confidence < {low}); "
+            f"{right_flagged}/{right} right labels flagged")
+
+
 def _s1_summary(result) -> tuple[float, float] | None:
     """(confidence, distance to L5 in mm) of a labeled S1, or None when S1 was not labeled."""
     by = {v.label: v for v in result.vertebrae}
@@ -90,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     labeler = Labeler.load(args.model)
     load_s = time.perf_counter() - t0
-    preds, per_scan_s, failures, s1 = {}, [], [], []
+    preds, per_scan_s, failures, s1, confidences = {}, [], [], [], {}
     for case in cases:
         image = args.data / case / "image.nii.gz"
         t = time.perf_counter()
@@ -98,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             result = labeler.label(load_image([image]).volume)
             preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
             s1.append(_s1_summary(result))
+            confidences[case] = {v.label: v.confidence for v in result.vertebrae}
         except Exception as exc:  # a failure is a benchmark result, not a crash
             failures.append(f"{case}: {exc}")
         per_scan_s.append(time.perf_counter() - t)
@@ -132,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 | whole `spinelabel label` process, median of {len(proc)} | {statistics.median(proc):.2f} s | |
 | peak memory (benchmark process) | {peak_mib:.0f} MiB | ≤ 2048 MiB |
 | failures | {len(failures)} {'; '.join(failures)} | |
+| confidence as a flag | {flag_stats(report, confidences)} | |
 | S1 labeled (not annotated, so not scored) | {sum(x is not None for x in s1)}/{len(s1)} scans; S1–L5 distance median {statistics.median([x[1] for x in s1 if x] or [float('nan')]):.1f} mm, confidence median {statistics.median([x[0] for x in s1 if x] or [float('nan')]):.2f} | |
 
 Per scan:

@@ -251,6 +251,11 @@ class LabelingParams:
     #: trained mostly on phantoms, so no single output may cost more than
     #: ~3.9 nats (about one missed level plus a weak level estimate).
     anchor_eps: float = 0.02
+    #: At most this many candidates (the strongest) enter the search. The DP's
+    #: memory grows with levels^2 x candidate pairs: 80 candidates on the
+    #: whole-spine chain need ~150 MB, while a noise image can give hundreds.
+    #: Three per level of the longest chain (26) leaves ample room for false positives.
+    max_candidates: int = 80
     #: Labels with a confidence below this get a warning.
     low_confidence: float = 0.5
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
@@ -639,6 +644,16 @@ def label_candidates(
     LabelingResult
         Possibly empty (with a warning); never raises for an empty input.
     """
+    dropped = max(len(candidates) - params.max_candidates, 0)
+    if dropped:
+        strongest = np.argsort([-float(c.score) for c in candidates], kind="stable")[: params.max_candidates]
+        keep = np.sort(strongest)
+        result = label_candidates([candidates[i] for i in keep], region, shape, params)
+        vertebrae = [
+            LabeledVertebra(v.label, int(keep[v.candidate_index]), v.position, v.confidence) for v in result.vertebrae
+        ]
+        note = f"{dropped} weakest of {len(candidates)} candidates ignored (more than {params.max_candidates}): is this a spine image?"
+        return LabelingResult(vertebrae, result.variant, result.scale, result.cost, [note, *result.warnings])
     inp = _prepare(candidates, params)
     if len(inp.order) == 0:
         empty: list[LabeledVertebra] = []

@@ -382,3 +382,17 @@ def test_thirty_candidates_with_many_weak_false_positives():
     ]
     result = label_candidates(cands, LUMBAR, PRIOR)
     assert labels(result) == list(LUMBAR.levels)  # speed is measured in benchmarks/, not here
+
+
+def test_too_many_candidates_keeps_the_strongest_and_warns():
+    pts = spine(("L1", "L2", "L3", "L4", "L5"))
+    strong = candidates(pts, score=0.95)
+    rng = np.random.default_rng(5)
+    weak = [Candidate(rng.uniform(-100, 100, 3), 0.05, None) for _ in range(30)]
+    cands = weak[:15] + strong + weak[15:]
+    params = LabelingParams(max_candidates=10)
+    result = label_candidates(cands, LUMBAR, PRIOR, params)
+    assert labels(result) == ["L1", "L2", "L3", "L4", "L5"]
+    # indices refer to the caller's list
+    assert [v.candidate_index for v in result.vertebrae] == list(range(15, 20))
+    assert any("25 weakest of 35 candidates ignored" in w for w in result.warnings)
