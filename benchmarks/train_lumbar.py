@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
 - {len(cfg['training']['scans'])} training scans plus {args.synthetic_scans} synthetic phantoms
   ({args.synthetic_fraction:.0%} of crops), {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
-  (of which optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.
+  (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.
 """
     write_section(REPO / "docs" / "RESULTS.md", "lumbar-training", body)
     return 0
