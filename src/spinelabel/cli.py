@@ -9,12 +9,14 @@ exit with 2.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import click
 import typer
 
+from .cli_pacs import pacs_app
 from .errors import InputError, SpinelabelError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
@@ -139,13 +141,15 @@ def train(
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
     synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
     synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
+    clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
     from .training.data import load_training_scans
     from .training.train import TrainSettings, train_and_save
 
-    scans, points = load_training_scans(annotations, exclude=exclude, quiet=quiet)
+    with _training_sources(annotations, exclude, region, clean, quiet) as sources:
+        scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet)
     _echo(f"training on {len(scans)} scans, {steps} steps", quiet)
     from tqdm import tqdm
 
@@ -160,6 +164,52 @@ def train(
     path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()
     _echo(f"model written to {path}", quiet)
+
+
+def _validation_ids(split_file: Path | None) -> set[str]:
+    """Scan ids in a split file's "validation" list (never trained on)."""
+    import json
+
+    if split_file is None:
+        return set()
+    try:
+        return set(json.loads(Path(split_file).read_text())["validation"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read split file {split_file}: {exc}") from None
+
+
+@contextmanager
+def _training_sources(sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool):
+    """The annotation sources to train on: as given, or cleaned into a temporary CSV.
+
+    Cleaning runs the geometric checks, the orientation check on each image,
+    and the detector checks with the region's shipped model when there is one.
+    """
+    if not clean:
+        yield sources
+        return
+    import tempfile
+
+    from .annotations import load_annotations, save_annotations_csv
+    from .cleaning import check_annotations, summary_lines
+    from .errors import ModelError
+    from .models import resolve_model_dir
+
+    skip = _validation_ids(exclude)
+    anns = [a for a in load_annotations(sources) if a.scan_id not in skip]
+    try:
+        model: str | None = str(resolve_model_dir(region))
+    except ModelError:
+        model = None  # no shipped model for this region: prior spacings, no detector checks
+    report = check_annotations(anns, model=model)
+    for line in summary_lines(report):
+        _echo(f"cleaning: {line}", quiet, err=True)
+    if not report.cleaned:
+        raise InputError("no scans left after cleaning the labels (findings above; --no-clean trains on every label)")
+    with tempfile.TemporaryDirectory(prefix="spinelabel-clean-") as tmp:
+        cleaned = Path(tmp) / "cleaned.csv"
+        save_annotations_csv(report.cleaned, cleaned)
+        yield [cleaned]
 
 
 @app.command()
@@ -221,6 +271,7 @@ annotations_app = typer.Typer(
     no_args_is_help=True, help="Clinical spine labels: import them from DICOM GSPS/SR, check them before training."
 )
 app.add_typer(annotations_app, name="annotations")
+app.add_typer(pacs_app, name="pacs")
 
 
 @annotations_app.callback()
@@ -250,6 +301,36 @@ def annotations_import(
     n_labels = sum(len(a.points) for a in imported.annotations)
     skipped = f"; {len(imported.problems)} item(s) skipped" if imported.problems else ""
     _echo(f"imported {n_labels} labels of {len(imported.annotations)} scans into {output}{skipped}", quiet)
+
+
+@annotations_app.command("check")
+def annotations_check(
+    sources: list[Path] = typer.Argument(..., help="Annotations: CSV, centroids.json files/folders, or DICOM folders with GSPS/SR labels."),
+    output: Path = typer.Option(..., "--output", "-o", help="CSV to write with the cleaned labels (what train reads)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Report of the findings: .json (with per-scan outcomes) or .csv."),
+    model: str = typer.Option("lumbar", help="Shipped model (region) or model directory: shape model and detector."),
+    no_images: bool = typer.Option(False, "--no-images", help="Geometry only: do not read the images (no orientation or detector checks)."),
+    shifted: str = typer.Option("drop", help="Scans whose labels are shifted by one level: drop or relabel."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
+) -> None:
+    """Find what clinical labels get wrong (duplicates, order, off-vertebra, spacing, gaps, shifts) and write a cleaned set."""
+    from .annotations import load_annotations, save_annotations_csv
+    from .cleaning import CleaningParams, check_annotations, summary_lines, write_report
+
+    if shifted not in ("drop", "relabel"):
+        raise click.BadParameter(f"{shifted!r}: choose drop or relabel", param_hint="--shifted")
+    if report is not None and report.suffix.lower() not in (".json", ".csv"):
+        raise click.BadParameter(f"{report}: must end in .json or .csv", param_hint="--report")
+    anns = load_annotations(sources, on_problem=None if not quiet else (lambda _m: None))
+    params = CleaningParams(shifted=shifted)  # type: ignore[arg-type]
+    result = check_annotations(anns, model=model, use_images=not no_images, params=params)
+    save_annotations_csv(result.cleaned, output)
+    if report is not None:
+        write_report(result, report)
+    lines = summary_lines(result)
+    for line in lines[:-1]:
+        _echo(line, quiet)
+    typer.echo(f"{lines[-1]}; cleaned labels in {output}" + (f", report in {report}" if report else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,3 +19,7 @@ class NothingFoundError(SpinelabelError):
 
 class ModelError(SpinelabelError):
     """A model is missing, corrupt (checksum mismatch) or incompatible."""
+
+
+class PacsError(SpinelabelError):
+    """A DICOMweb server cannot be reached, refuses a request, or fails on it."""

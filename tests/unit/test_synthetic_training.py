@@ -97,3 +97,21 @@ def test_synth_command_writes_loadable_cases(tmp_path, capsys):
 def test_synth_command_rejects_unknown_region(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--region", "pelvis", "--n", "1"]) != 0
     assert "unknown region" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4, 20, 21, 400])
+def test_learning_rate_schedule_works_for_any_number_of_steps(steps):
+    import torch
+
+    from spinelabel.training.train import TrainSettings, _scheduler
+
+    opt = torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=1e-3)
+    sched = _scheduler(opt, TrainSettings(steps=steps, learning_rate=1e-3))
+    lrs = []
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert len(lrs) == steps and all(np.isfinite(lrs))
+    if steps >= 20:
+        assert max(lrs) == pytest.approx(1e-3, rel=0.05) and lrs[-1] < 1e-4  # warm up, then anneal

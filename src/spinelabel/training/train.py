@@ -79,6 +79,23 @@ def _losses(out, heat, level, level_w, valid, anchor, settings: TrainSettings):
     return l_heat + settings.level_loss_weight * l_level + settings.anchor_loss_weight * l_anchor
 
 
+#: Share of the steps spent warming the learning rate up (one-cycle schedule).
+WARMUP_FRACTION = 0.05
+#: Shorter runs (smoke tests) keep a constant learning rate: a one-cycle
+#: schedule needs at least a couple of steps in each phase.
+MIN_ONE_CYCLE_STEPS = 4
+
+
+def _scheduler(opt, settings: TrainSettings):
+    """One-cycle learning rate with at least two warm-up steps; constant for tiny runs."""
+    import torch
+
+    if settings.steps < MIN_ONE_CYCLE_STEPS:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    pct = min(max(WARMUP_FRACTION, 2.0 / settings.steps), 0.5)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, settings.learning_rate, total_steps=settings.steps, pct_start=pct)
+
+
 def train_network(
     scans: Sequence[TrainingScan],
     settings: TrainSettings = TrainSettings(),
@@ -99,7 +116,7 @@ def train_network(
     rng = np.random.default_rng(settings.seed)
     net = UNet2D(channels=settings.channels, out_channels=OUT_CHANNELS)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.learning_rate, total_steps=settings.steps, pct_start=0.05)
+    sched = _scheduler(opt, settings)
     net.train()
     for step in range(settings.steps):
         img, *targets = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights))

@@ -1,0 +1,890 @@
+"""Cleaning clinical spine labels: find what real point annotations get wrong.
+
+Clinical "spine labels" left in PACS are a by-product of reading, not research
+ground truth. Before they teach a detector, every scan is checked, and each
+problem becomes a :class:`Finding` (scan, label, kind, one-line reason, and
+what the cleaned set does about it). The kinds, in the order they are checked:
+
+``non_sagittal``
+    The image is not a sagittal series (:func:`spinelabel.preprocessing.check_sagittal`
+    refuses it). The points may be right, but the image cannot train a
+    sagittal detector. Policy: **the scan is dropped**.
+``duplicate``
+    A level was given twice (:attr:`ScanAnnotation.duplicates`). Policy:
+    **the first point is kept**, the repeats are dropped (the loader already
+    did that); a wrong kept point is caught by the checks below.
+``out_of_order``
+    The points' cranio-caudal order along the spine (their projection on the
+    principal axis of the points, oriented caudally; the S-I axis when the
+    points are too few or lie too far from it) disagrees with the level order.
+    The points not in every longest in-order subsequence are flagged (both
+    points of a swapped pair). Policy: **those points are dropped**; when
+    more than half the points are out of order (labels upside down), **the
+    scan is dropped**.
+``far_from_vertebra``
+    A label lies off any vertebral body (on a disc, in the canal, beside the
+    spine). With the image, the detector is the reference: the vertebrae the
+    labeler found plus the candidates near the spine's mid-plane. A label
+    farther than :data:`FAR_FRACTION` of the local level spacing (in the
+    sagittal plane) from all of them, or more than
+    :data:`LATERAL_TOLERANCE_MM` from the mid-plane, is flagged. Without the image, the
+    geometry decides: an interior point farther than
+    :data:`MAX_OFF_LINE_FRACTION` of the spacing from where its neighbours
+    put it. Policy: **the point is dropped**.
+``spacing``
+    Two consecutive annotated levels lie at a distance the learned shape
+    model (:class:`spinelabel.labeling.ShapeModel`, with a per-scan size
+    factor) finds implausible: ``|z| > SPACING_Z_MAX``. Policy: **the chain
+    is split there** (see below).
+``missing_level``
+    A level between two annotated ones was not annotated, and their distance
+    fits the skipped levels. Policy: **the chain is split there**.
+``shifted``
+    Most labels match the detector + labeler's labels of the same image
+    shifted by exactly one level. Policy (``CleaningParams.shifted``):
+    ``"drop"`` (default) **drops the scan**; ``"relabel"`` renames every
+    level by the shift. Dropping is the default because the labeler itself
+    mislabels about one scan in thirteen by one level (docs/RESULTS.md):
+    relabeling would teach the model its own mistakes.
+
+Splitting and trimming: the training loss treats every vertebra inside the
+annotated range as labeled, so an unannotated vertebra *between* two labels
+(a gap, or a dropped point) would be taught as background. The cleaned scan
+therefore keeps only its longest run of consecutive levels (ties: the more
+caudal run, closer to the sacrum from which levels are counted). A scan left
+with fewer than :data:`MIN_POINTS` points is dropped.
+
+Everything here is pure except :func:`gather_evidence` (reads an image, runs
+the detector) and :func:`check_annotations` (its batch wrapper). Positions
+are world RAS millimetres throughout.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from . import anatomy
+from .annotations import ScanAnnotation
+from .errors import InputError
+from .labeling import PRIOR_SD_FRACTION, LabelingParams, ShapeModel
+
+if TYPE_CHECKING:
+    from .pipeline import Labeler
+
+__all__ = [
+    "KINDS",
+    "CleaningParams",
+    "CleaningReport",
+    "Finding",
+    "ImageEvidence",
+    "ScanOutcome",
+    "check_annotations",
+    "check_scan",
+    "clean_annotations",
+    "gather_evidence",
+    "out_of_order",
+    "report_csv",
+    "report_to_dict",
+    "shape_model_of",
+    "spine_axis",
+    "summary_lines",
+    "write_report",
+]
+
+#: Finding kinds, in the order the checks run.
+KINDS = ("non_sagittal", "duplicate", "out_of_order", "far_from_vertebra", "spacing", "missing_level", "shifted")
+
+# ----------------------------------------------------------------- constants
+
+#: Fewest points a cleaned scan needs: one pair gives a spacing and a level
+#: order; training (``training.data.MIN_POINTS_PER_SCAN``) needs as many.
+MIN_POINTS = 2
+#: Points far from the S-I axis: if the points' principal axis is more than
+#: 60 deg from S-I (cosine below 0.5) it is not trusted and S-I is used. The
+#: 52 shared scans are all within 16 deg (cosine >= 0.96); lordosis tilts a
+#: lumbar segment by at most ~45 deg.
+MIN_AXIS_COSINE = 0.5
+#: A spacing is implausible beyond 4 sd of the shape model: a Gaussian tail of
+#: 6e-5 per pair. On the 52 shared scans the largest |z| is 1.7.
+SPACING_Z_MAX = 4.0
+#: A per-scan size factor (median of distance / expected distance) is
+#: estimated from at least 3 pairs: the median then survives one bad pair.
+MIN_PAIRS_FOR_SCALE = 3
+#: Size-factor range: the labeler's own patient-size grid (+-25 %).
+SCALE_RANGE = (min(LabelingParams().scale_grid), max(LabelingParams().scale_grid))
+#: Without a size factor, patient size adds this fraction of the expected
+#: distance to the sd (adult spacings vary by 10-15 %; labeling.PRIOR_SD_FRACTION).
+SIZE_SD_FRACTION = PRIOR_SD_FRACTION
+#: Geometry without image: an interior point is off the spine when it lies more
+#: than this fraction of a level spacing (sagittal plane) from where its two
+#: neighbours put it. A body centre is half a spacing from the next disc and
+#: ~0.7 from the canal; the 52 shared scans reach 0.23 (lordosis, noise).
+MAX_OFF_LINE_FRACTION = 0.35
+#: With image: a label is off any vertebra when every detected vertebra is
+#: farther than this fraction of the local level spacing in the sagittal plane.
+#: A disc centre is half a spacing (about 18 mm in the lumbar spine) from the
+#: nearest body centre. Measured with the shipped model on 7 shared scans:
+#: true centroids lie <= 0.11 from a detection, disc centres >= 0.41. 0.3
+#: (~11 mm) accepts clicks within the central ~60 % of a body's height; a
+#: click at an endplate would teach a wrong centre anyway.
+FAR_FRACTION = 0.3
+#: A label more than this (mm, R-L) from the spine's mid-plane is beside the
+#: spine: half a lumbar body's width (45-50 mm). Clinicians click on whichever
+#: sagittal slice is on screen, often off the mid-plane, so less is no fault.
+LATERAL_TOLERANCE_MM = 25.0
+#: Detector candidates farther than this (mm, R-L) from the mid-plane of the
+#: labeled vertebrae are not vertebral bodies but pedicles and facet joints on
+#: para-sagittal slices (21-37 mm off in the shared scans): a quarter of a
+#: body's width keeps them out of the reference.
+MIDLINE_TOLERANCE_MM = 12.0
+#: Fewest detected vertebrae for the detector checks to be trusted at all.
+MIN_CANDIDATES = 3
+#: Radius (mm) within which a label and a predicted vertebra are the same
+#: vertebra (the evaluation's matching radius: about half a level spacing).
+SHIFT_MATCH_MM = 20.0
+#: A scan is "shifted" when at least this share of its matched labels differ
+#: from the prediction by the same one level: a clear majority, so one or two
+#: disagreeing levels (a labeler error at the edge of the field of view) do not count.
+SHIFT_MIN_FRACTION = 0.75
+#: ... and at least this many labels matched: two could agree with a shift by chance.
+SHIFT_MIN_MATCHED = 3
+#: Predicted labels below this confidence are not used as a reference
+#: (the labeler flags them for a reader: pipeline.LOW_CONFIDENCE).
+SHIFT_MIN_CONFIDENCE = 0.5
+
+ShiftPolicy = Literal["drop", "relabel"]
+
+
+@dataclass(frozen=True)
+class CleaningParams:
+    """Thresholds of the checks (defaults: the module constants and their reasons)."""
+
+    spacing_z_max: float = SPACING_Z_MAX
+    max_off_line_fraction: float = MAX_OFF_LINE_FRACTION
+    far_fraction: float = FAR_FRACTION
+    lateral_tolerance_mm: float = LATERAL_TOLERANCE_MM
+    shift_match_mm: float = SHIFT_MATCH_MM
+    shift_min_fraction: float = SHIFT_MIN_FRACTION
+    shift_min_matched: int = SHIFT_MIN_MATCHED
+    shift_min_confidence: float = SHIFT_MIN_CONFIDENCE
+    min_points: int = MIN_POINTS
+    #: What to do with a shifted scan: "drop" it or "relabel" it by the shift.
+    shifted: ShiftPolicy = "drop"
+
+
+# ----------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in one scan.
+
+    Attributes
+    ----------
+    scan : str
+    label : str
+        The level (``"L3"``), a pair (``"L2-L3"``), or ``""`` for the whole scan.
+    kind : str
+        One of :data:`KINDS`.
+    reason : str
+        One line, with the numbers that decided.
+    action : str
+        What the cleaned set does about it.
+    """
+
+    scan: str
+    label: str
+    kind: str
+    reason: str
+    action: str
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """The result of checking one scan."""
+
+    scan: str
+    levels_in: tuple[str, ...]
+    #: Levels of the cleaned scan (empty when dropped).
+    levels_out: tuple[str, ...]
+    #: The cleaned annotation, or None when the scan is dropped.
+    cleaned: ScanAnnotation | None
+    #: Checks that ran: "geometry", "image" (orientation), "detector".
+    checks: tuple[str, ...]
+    #: Why some check did not run, and other remarks.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def dropped(self) -> bool:
+        return self.cleaned is None
+
+
+@dataclass(frozen=True)
+class CleaningReport:
+    """Findings and per-scan outcomes of a set of annotations."""
+
+    findings: list[Finding]
+    scans: list[ScanOutcome]
+
+    @property
+    def cleaned(self) -> list[ScanAnnotation]:
+        """The cleaned annotations (dropped scans left out), in input order."""
+        return [s.cleaned for s in self.scans if s.cleaned is not None]
+
+
+@dataclass(frozen=True)
+class ImageEvidence:
+    """What the image of one scan says (see :func:`gather_evidence`).
+
+    Attributes
+    ----------
+    sagittal_error : str or None
+        Why the image is not a usable sagittal series; None when it is.
+    candidates : ndarray, shape (N, 3), or None
+        Reference vertebra positions (world RAS mm): the labeled vertebrae
+        and the detector candidates within :data:`MIDLINE_TOLERANCE_MM` of
+        their mid-plane; None when the detector did not run.
+    midline_x : float or None
+        The spine's mid-plane (world x, mm): median x of the labeled vertebrae.
+    predicted : dict or None
+        The labeler's result: level -> (position (3,), confidence).
+    error : str or None
+        Why the image could not be read or analysed (image checks skipped).
+    """
+
+    sagittal_error: str | None = None
+    candidates: np.ndarray | None = None
+    predicted: dict[str, tuple[np.ndarray, float]] | None = None
+    error: str | None = None
+    midline_x: float | None = None
+
+
+# ----------------------------------------------------------------- geometry helpers
+
+
+def spine_axis(points: np.ndarray) -> np.ndarray:
+    """The caudal unit direction along which points on a spine are ordered.
+
+    The principal axis of the points (first right singular vector of the
+    centred points), pointing caudally (negative z); world -z when there are
+    fewer than 3 points or the principal axis is more than ~60 deg from S-I
+    (:data:`MIN_AXIS_COSINE`).
+    """
+    caudal = np.array([0.0, 0.0, -1.0])
+    pts = np.asarray(points, float).reshape(-1, 3)
+    if len(pts) < 3:
+        return caudal
+    _, _, vt = np.linalg.svd(pts - pts.mean(axis=0), full_matrices=False)
+    axis = vt[0] / np.linalg.norm(vt[0])
+    if abs(axis @ caudal) < MIN_AXIS_COSINE:
+        return caudal
+    return axis if axis @ caudal >= 0 else -axis
+
+
+def out_of_order(positions_along: Sequence[float]) -> list[int]:
+    """Indices that are not in *every* longest increasing subsequence.
+
+    ``positions_along`` are the points' caudal coordinates in level order
+    (cranial level first); in a correct annotation they increase. A point
+    displaced past its neighbours is the only one outside the longest
+    increasing run; for a swapped pair, each of the two is left out of some
+    longest run, so both are returned.
+    """
+    t = np.asarray(positions_along, float)
+    n = len(t)
+    if n < 2:
+        return []
+    f = np.ones(n, int)  # longest increasing subsequence ending at i
+    for i in range(n):
+        for j in range(i):
+            if t[j] < t[i]:
+                f[i] = max(f[i], f[j] + 1)
+    g = np.ones(n, int)  # ... starting at i
+    for i in range(n - 1, -1, -1):
+        for j in range(i + 1, n):
+            if t[j] > t[i]:
+                g[i] = max(g[i], g[j] + 1)
+    best = int(f.max())
+    on_some = f + g - 1 == best
+    flagged = []
+    for i in range(n):
+        # i is on every longest run iff it is on one and no other index on a
+        # longest run shares its position f[i] in such a run
+        unique = on_some[i] and sum(1 for k in range(n) if on_some[k] and f[k] == f[i]) == 1
+        if not unique:
+            flagged.append(i)
+    return flagged
+
+
+def _chain_of(levels: Sequence[str]) -> tuple[str, ...]:
+    """The standard chain with the transitional variants present in ``levels``."""
+    return anatomy.chain(tuple(v for v in anatomy.VARIANT_AFTER if v in levels))
+
+
+def _local_spacing(shape: ShapeModel, level: str) -> float:
+    """Expected distance (mm) from ``level`` to its adjacent levels (mean of both sides)."""
+    chain = _chain_of([level])
+    i = chain.index(level)
+    sides = []
+    if i > 0:
+        sides.append(shape.adjacent(chain[i - 1], level)[0])
+    if i < len(chain) - 1:
+        sides.append(shape.adjacent(level, chain[i + 1])[0])
+    return float(np.mean(sides))
+
+
+def _sagittal(v: np.ndarray) -> np.ndarray:
+    """The (y, z) components: the sagittal plane, where clinicians click."""
+    return np.asarray(v, float)[..., 1:]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Two consecutive annotated levels and how their distance fits the shape model."""
+
+    upper: str
+    lower: str
+    distance: float
+    mean: float
+    sd: float
+    missing: tuple[str, ...]  # levels between them that were not annotated
+
+    @property
+    def label(self) -> str:
+        return f"{self.upper}-{self.lower}"
+
+
+def _pairs(points: Mapping[str, np.ndarray], shape: ShapeModel) -> list[_Pair]:
+    """Consecutive annotated levels with distance, expected mean and sd (unscaled)."""
+    levels = list(points)
+    chain = _chain_of(levels)
+    variants = tuple(v for v in anatomy.VARIANT_AFTER if v in levels)
+    out = []
+    for a, b in zip(levels, levels[1:]):
+        mean, sd = shape.expected(a, b, variants)
+        between = chain[chain.index(a) + 1 : chain.index(b)]
+        out.append(_Pair(a, b, float(np.linalg.norm(points[b] - points[a])), mean, sd, tuple(between)))
+    return out
+
+
+def _size_factor(pairs: Sequence[_Pair]) -> float | None:
+    """Median of distance / expected distance over the pairs, clipped to SCALE_RANGE; None if too few."""
+    if len(pairs) < MIN_PAIRS_FOR_SCALE:
+        return None
+    ratio = float(np.median([p.distance / p.mean for p in pairs]))
+    return float(np.clip(ratio, *SCALE_RANGE))
+
+
+def _z(pair: _Pair, scale: float | None) -> float:
+    """Signed z-score of a pair's distance at the scan's size factor."""
+    if scale is None:
+        sd = math.hypot(pair.sd, SIZE_SD_FRACTION * pair.mean)
+        return (pair.distance - pair.mean) / sd
+    return (pair.distance - scale * pair.mean) / (scale * pair.sd)
+
+
+def _off_line(points: Mapping[str, np.ndarray], shape: ShapeModel, limit: float) -> list[tuple[str, float, str, str]]:
+    """Interior points off the line of their neighbours, worst first, removed one at a time.
+
+    Returns (level, deviation as a fraction of the spacing, upper neighbour, lower neighbour).
+    """
+    current = dict(points)
+    flagged = []
+    while len(current) >= 3:
+        levels = list(current)
+        worst = None
+        variants = tuple(v for v in anatomy.VARIANT_AFTER if v in levels)
+        for a, b, c in zip(levels, levels[1:], levels[2:]):
+            mu_ab = shape.expected(a, b, variants)[0]
+            mu_bc = shape.expected(b, c, variants)[0]
+            predicted = current[a] + (current[c] - current[a]) * mu_ab / (mu_ab + mu_bc)
+            dev = float(np.linalg.norm(_sagittal(current[b] - predicted))) / math.sqrt(mu_ab * mu_bc)
+            if worst is None or dev > worst[1]:
+                worst = (b, dev, a, c)
+        if worst is None or worst[1] <= limit:
+            break
+        flagged.append(worst)
+        del current[worst[0]]
+    return flagged
+
+
+def _far_from_candidates(
+    points: Mapping[str, np.ndarray],
+    candidates: np.ndarray,
+    midline_x: float | None,
+    shape: ShapeModel,
+    params: CleaningParams,
+) -> list[tuple[str, str]]:
+    """Labels off every detected vertebra: (level, why)."""
+    out = []
+    cands = np.asarray(candidates, float).reshape(-1, 3)
+    for level, p in points.items():
+        if midline_x is not None and abs(p[0] - midline_x) > params.lateral_tolerance_mm:
+            out.append((level, f"{abs(p[0] - midline_x):.1f} mm beside the spine's mid-plane (limit {params.lateral_tolerance_mm:g} mm)"))
+            continue
+        d = float(np.min(np.linalg.norm(_sagittal(cands - p), axis=1)))
+        limit = params.far_fraction * _local_spacing(shape, level)
+        if d > limit:
+            out.append((level, f"{d:.1f} mm from the nearest detected vertebra (limit {limit:.1f} mm)"))
+    return out
+
+
+def _shift(
+    points: Mapping[str, np.ndarray], predicted: Mapping[str, tuple[np.ndarray, float]], params: CleaningParams
+) -> tuple[int, int, int]:
+    """(shift, agreeing, matched): the one-level shift most labels show against the prediction, else 0.
+
+    ``shift`` = +1 means the prediction names each vertebra one level more
+    caudal than the annotation (annotated L2 where the model sees L3).
+    """
+    ref = [(lv, np.asarray(p, float)) for lv, (p, conf) in predicted.items() if conf >= params.shift_min_confidence]
+    ref = [(lv, p) for lv, p in ref if lv in anatomy.STANDARD_LEVELS]
+    offsets = []
+    for level, p in points.items():
+        if level not in anatomy.STANDARD_LEVELS or not ref:
+            continue
+        dist = [float(np.linalg.norm(q - p)) for _, q in ref]
+        k = int(np.argmin(dist))
+        if dist[k] <= params.shift_match_mm:
+            offsets.append(anatomy.STANDARD_LEVELS.index(ref[k][0]) - anatomy.STANDARD_LEVELS.index(level))
+    n = len(offsets)
+    for s in (1, -1):
+        agree = sum(o == s for o in offsets)
+        if n >= params.shift_min_matched and agree >= params.shift_min_fraction * n:
+            return s, agree, n
+    return 0, 0, n
+
+
+def _runs(levels: Sequence[str], breaks: set[int]) -> list[list[str]]:
+    """Split consecutive levels into runs; ``breaks`` holds i where levels[i]-levels[i+1] is cut."""
+    runs: list[list[str]] = []
+    for i, level in enumerate(levels):
+        if i == 0 or (i - 1) in breaks:
+            runs.append([])
+        runs[-1].append(level)
+    return runs
+
+
+def _longest_run(runs: list[list[str]]) -> list[str]:
+    """The longest run; on ties the most caudal one."""
+    if not runs:
+        return []
+    best = max(len(r) for r in runs)
+    return [r for r in runs if len(r) == best][-1]
+
+
+def _span(levels: Sequence[str]) -> str:
+    if not levels:
+        return "nothing"
+    return levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}"
+
+
+# ----------------------------------------------------------------- one scan
+
+
+@dataclass
+class _Scan:
+    """Mutable state while one scan is checked."""
+
+    ann: ScanAnnotation
+    params: CleaningParams
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, label: str, kind: str, reason: str, action: str) -> None:
+        self.findings.append(Finding(self.ann.scan_id, label, kind, reason, action))
+
+
+def _drop_scan(state: _Scan, checks: tuple[str, ...]) -> tuple[list[Finding], ScanOutcome]:
+    outcome = ScanOutcome(state.ann.scan_id, state.ann.levels, (), None, checks, tuple(state.notes))
+    return state.findings, outcome
+
+
+def check_scan(
+    ann: ScanAnnotation,
+    shape: ShapeModel,
+    evidence: ImageEvidence | None = None,
+    params: CleaningParams = CleaningParams(),
+) -> tuple[list[Finding], ScanOutcome]:
+    """Check one scan's labels and build its cleaned version (pure).
+
+    Parameters
+    ----------
+    ann : ScanAnnotation
+    shape : ShapeModel
+        Expected spacings (a model's learned shape model).
+    evidence : ImageEvidence, optional
+        What the image says; None for geometry-only checks.
+    params : CleaningParams
+
+    Returns
+    -------
+    findings : list of Finding
+    outcome : ScanOutcome
+    """
+    state = _Scan(ann, params)
+    checks = ["geometry"]
+    if evidence is not None and evidence.error is not None:
+        state.notes.append(f"image checks skipped: {evidence.error}")
+        evidence = None
+    if evidence is not None:
+        checks.append("image")
+        if evidence.candidates is not None:
+            checks.append("detector")
+        if evidence.sagittal_error is not None:
+            state.add("", "non_sagittal", evidence.sagittal_error, "scan dropped")
+            return _drop_scan(state, tuple(checks))
+
+    for level in ann.duplicates:
+        state.add(level, "duplicate", f"{level} annotated more than once", "kept the first point, dropped the repeats")
+
+    ordered = sorted(ann.points.items(), key=lambda kv: anatomy.ordinal(kv[0]))
+    points = {lv: np.asarray(p, float).reshape(3) for lv, p in ordered}
+    if not _check_order(state, points):
+        return _drop_scan(state, tuple(checks))
+    _check_far(state, points, shape, evidence)
+    breaks = _check_spacing(state, points, shape, original=ann.levels)
+
+    kept = _longest_run(_runs(list(points), breaks))
+    if kept and evidence is not None and evidence.predicted is not None:
+        relabel = _check_shift(state, points, evidence.predicted)
+        if relabel is None:
+            return _drop_scan(state, tuple(checks))
+        if relabel:
+            points = _relabeled(points, relabel)
+            kept = [lv for lv in (_shifted_level(k, relabel) for k in kept) if lv is not None]
+    if len(kept) < params.min_points:
+        state.notes.append(f"fewer than {params.min_points} usable points left ({_span(kept)}): scan dropped")
+        return _drop_scan(state, tuple(checks))
+    if len(kept) < len(points):
+        state.notes.append(f"kept {_span(kept)}, the longest run of consecutive levels")
+    cleaned = replace(ann, points={lv: points[lv] for lv in kept}, duplicates=())
+    return state.findings, ScanOutcome(ann.scan_id, ann.levels, tuple(kept), cleaned, tuple(checks), tuple(state.notes))
+
+
+def _check_order(state: _Scan, points: dict[str, np.ndarray]) -> bool:
+    """Flag and remove out-of-order points; False when the whole scan must go."""
+    levels = list(points)
+    if len(levels) < 2:
+        return True
+    pos = np.array([points[lv] for lv in levels])
+    axis = spine_axis(pos)
+    along = pos @ axis
+    flagged = out_of_order(along)
+    if not flagged:
+        return True
+    if len(flagged) > len(levels) / 2:
+        state.add(
+            "", "out_of_order",
+            f"{len(flagged)} of {len(levels)} points run against the level order along the spine (labels upside down?)",
+            "scan dropped",
+        )
+        return False
+    for i in flagged:
+        level = levels[i]
+        above = [levels[k] for k in range(i) if along[k] > along[i]]
+        below = [levels[k] for k in range(i + 1, len(levels)) if along[k] < along[i]]
+        wrong = ", ".join([f"cranial to {lv}" for lv in above] + [f"caudal to {lv}" for lv in below])
+        wrong = wrong or "out of sequence with its neighbours"
+        state.add(level, "out_of_order", f"{level} lies {wrong}", "point dropped")
+    for i in flagged:
+        del points[levels[i]]
+    return True
+
+
+def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, evidence: ImageEvidence | None) -> None:
+    """Flag and remove labels that lie off any vertebra (detector or geometry)."""
+    cands = evidence.candidates if evidence is not None else None
+    if cands is not None and len(cands) >= MIN_CANDIDATES:
+        for level, why in _far_from_candidates(points, cands, evidence.midline_x, shape, state.params):
+            state.add(level, "far_from_vertebra", f"{level} is {why}: on a disc or outside a body?", "point dropped")
+            del points[level]
+        return
+    if cands is not None:
+        state.notes.append(f"detector found only {len(cands)} vertebrae: geometric check used for labels off a vertebra")
+    for level, dev, a, c in _off_line(points, shape, state.params.max_off_line_fraction):
+        state.add(
+            level, "far_from_vertebra",
+            f"{level} is {dev:.2f} level spacings off the line of {a} and {c} (limit {state.params.max_off_line_fraction:.2f}): on a disc or outside a body?",
+            "point dropped",
+        )
+        del points[level]
+
+
+def _check_spacing(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, original: tuple[str, ...]) -> set[int]:
+    """Flag implausible spacings and annotated gaps; return the pair indices where the chain breaks.
+
+    A gap made by a dropped point also breaks the chain but is not a finding
+    (its cause was reported already).
+    """
+    pairs = _pairs(points, shape)
+    scale = _size_factor(pairs)
+    breaks: set[int] = set()
+    for i, pair in enumerate(pairs):
+        z = _z(pair, scale)
+        n = len(pair.missing) + 1
+        levels_text = "1 level" if n == 1 else f"{n} levels"
+        if abs(z) > state.params.spacing_z_max:
+            factor = scale or 1.0
+            state.add(
+                pair.label, "spacing",
+                f"{pair.label} {pair.distance:.1f} mm apart, expected {factor * pair.mean:.1f} +- {factor * pair.sd:.1f} mm "
+                f"for {levels_text} (z = {z:+.1f}, limit {state.params.spacing_z_max:g})",
+                "chain split here",
+            )
+            breaks.add(i)
+        elif pair.missing:
+            breaks.add(i)
+            never = [lv for lv in pair.missing if lv not in original]  # not gaps left by dropped points
+            if never:
+                state.add(
+                    _span(never), "missing_level",
+                    f"{_span(never)} not annotated between {pair.upper} and {pair.lower} "
+                    f"({pair.distance:.1f} mm apart fits {levels_text}, z = {z:+.1f})",
+                    "chain split here",
+                )
+    return breaks
+
+
+def _check_shift(state: _Scan, points: dict[str, np.ndarray], predicted: Mapping[str, tuple[np.ndarray, float]]) -> int | None:
+    """0 when not shifted; the shift when the scan is to be relabeled; None when it is to be dropped."""
+    s, agree, n = _shift(points, predicted, state.params)
+    if s == 0:
+        return 0
+    sample = next(lv for lv in points if lv in anatomy.STANDARD_LEVELS)
+    seen = _shifted_level(sample, s)
+    reason = (
+        f"{agree} of {n} labels are one level {'cranial' if s > 0 else 'caudal'} of the model's labels "
+        f"(annotated {sample} where the model sees {seen})"
+    )
+    if state.params.shifted == "relabel":
+        state.add("", "shifted", reason, f"relabeled by {s:+d} level")
+        return s
+    state.add("", "shifted", reason, "scan dropped")
+    return None
+
+
+def _shifted_level(level: str, shift: int) -> str | None:
+    chain = anatomy.STANDARD_LEVELS
+    if level not in chain:
+        return None
+    i = chain.index(level) + shift
+    return chain[i] if 0 <= i < len(chain) else None
+
+
+def _relabeled(points: dict[str, np.ndarray], shift: int) -> dict[str, np.ndarray]:
+    out = {}
+    for level, p in points.items():
+        new = _shifted_level(level, shift)
+        if new is not None:
+            out[new] = p
+    return out
+
+
+# ----------------------------------------------------------------- sets
+
+
+def clean_annotations(
+    annotations: Sequence[ScanAnnotation],
+    shape: ShapeModel,
+    evidence: Mapping[str, ImageEvidence] | None = None,
+    params: CleaningParams = CleaningParams(),
+) -> CleaningReport:
+    """Check every scan (pure); ``evidence`` maps scan id -> ImageEvidence where known."""
+    findings: list[Finding] = []
+    outcomes: list[ScanOutcome] = []
+    for ann in annotations:
+        f, o = check_scan(ann, shape, (evidence or {}).get(ann.scan_id), params)
+        findings.extend(f)
+        outcomes.append(o)
+    return CleaningReport(findings, outcomes)
+
+
+def shape_model_of(model: str | Path) -> ShapeModel:
+    """The learned shape model of a shipped model (region name) or model directory (no torch needed)."""
+    from .models import read_config, resolve_model_dir
+
+    return ShapeModel.from_dict(read_config(resolve_model_dir(model)).shape_model)
+
+
+def gather_evidence(image: str | Path, labeler: Labeler | None = None, series_uid: str | None = None) -> ImageEvidence:
+    """Read an image, check it is sagittal, and run the detector and labeler on it.
+
+    ``series_uid`` picks the series when ``image`` is a DICOM folder holding several.
+
+    Never raises for a bad image: problems come back in ``error`` (the image
+    checks are then skipped for this scan) or ``sagittal_error``.
+    """
+    from .errors import GeometryError, SpinelabelError
+    from .io import load_image
+    from .preprocessing import check_sagittal
+
+    try:
+        volume = load_image([Path(image)], series_uid).volume
+    except SpinelabelError as exc:
+        return ImageEvidence(error=str(exc))
+    try:
+        check_sagittal(volume)
+    except GeometryError as exc:
+        return ImageEvidence(sagittal_error=str(exc))
+    if labeler is None:
+        return ImageEvidence()
+    try:
+        return _detect(volume, labeler)
+    except (SpinelabelError, ValueError, RuntimeError) as exc:
+        return ImageEvidence(error=f"detector failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def _detect(volume, labeler: Labeler) -> ImageEvidence:
+    """The labeler's vertebrae and the mid-plane candidates, from one pass of the network."""
+    from .detection import candidates_from_heatmaps, predict_heatmaps
+    from .labeling import label_candidates
+
+    maps = predict_heatmaps(volume, labeler.config, labeler.net)
+    candidates = candidates_from_heatmaps(maps, labeler.config)
+    result = label_candidates(candidates, labeler.region, labeler.shape, labeler.params)
+    predicted = {v.label: (np.asarray(v.position, float), float(v.confidence)) for v in result.vertebrae}
+    labeled = np.array([p for p, _ in predicted.values()], float).reshape(-1, 3)
+    cands = np.array([c.position for c in candidates], float).reshape(-1, 3)
+    if not len(labeled):
+        return ImageEvidence(candidates=labeled, predicted=predicted)
+    midline = float(np.median(labeled[:, 0]))
+    near = cands[np.abs(cands[:, 0] - midline) <= MIDLINE_TOLERANCE_MM]
+    return ImageEvidence(candidates=np.concatenate([labeled, near]), predicted=predicted, midline_x=midline)
+
+
+def check_annotations(
+    annotations: Sequence[ScanAnnotation],
+    *,
+    model: str | Path | None = "lumbar",
+    use_images: bool = True,
+    use_detector: bool = True,
+    params: CleaningParams = CleaningParams(),
+    labeler: Labeler | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CleaningReport:
+    """Check a set of annotations with the model's shape model and, optionally, their images.
+
+    Parameters
+    ----------
+    annotations : sequence of ScanAnnotation
+    model : str or Path or None
+        Shipped model (region name) or model directory: its shape model gives
+        the expected spacings and its network the detector checks. None: the
+        anatomical prior spacings, and no detector checks.
+    use_images : bool
+        Read each scan's image (orientation check); False: geometry only.
+    use_detector : bool
+        Also run the detector and labeler (needs ``use_images``).
+    labeler : Labeler, optional
+        Use this instead of loading ``model`` (tests).
+    progress : callable, optional
+        Called with each scan id before it is checked.
+
+    Raises
+    ------
+    ModelError
+        The model cannot be loaded. A bad scan never raises: see the notes of
+        its :class:`ScanOutcome`.
+    """
+    use_detector = use_detector and use_images and (model is not None or labeler is not None)
+    if labeler is None and use_detector:
+        from .pipeline import Labeler
+
+        labeler = Labeler.load(model)  # type: ignore[arg-type]
+    if labeler is not None:
+        shape = labeler.shape
+    else:
+        shape = shape_model_of(model) if model is not None else ShapeModel()
+    evidence: dict[str, ImageEvidence] = {}
+    if use_images:
+        for ann in annotations:
+            if progress is not None:
+                progress(ann.scan_id)
+            if ann.image is None:
+                evidence[ann.scan_id] = ImageEvidence(error="no image for this scan")
+            else:
+                evidence[ann.scan_id] = gather_evidence(ann.image, labeler if use_detector else None, ann.series_uid)
+    return clean_annotations(annotations, shape, evidence, params)
+
+
+# ----------------------------------------------------------------- reports
+
+
+def report_to_dict(report: CleaningReport) -> dict:
+    """A JSON-serialisable summary, findings and per-scan outcomes."""
+    by_kind = {k: sum(f.kind == k for f in report.findings) for k in KINDS}
+    return {
+        "summary": {
+            "scans": len(report.scans),
+            "scans_with_findings": len({f.scan for f in report.findings}),
+            "scans_dropped": sum(s.dropped for s in report.scans),
+            "points_in": sum(len(s.levels_in) for s in report.scans),
+            "points_out": sum(len(s.levels_out) for s in report.scans),
+            "findings": len(report.findings),
+            "findings_by_kind": {k: n for k, n in by_kind.items() if n},
+        },
+        "findings": [
+            {"scan": f.scan, "label": f.label, "kind": f.kind, "reason": f.reason, "action": f.action}
+            for f in report.findings
+        ],
+        "scans": [
+            {
+                "scan": s.scan,
+                "levels_in": list(s.levels_in),
+                "levels_out": list(s.levels_out),
+                "dropped": s.dropped,
+                "checks": list(s.checks),
+                "notes": list(s.notes),
+            }
+            for s in report.scans
+        ],
+    }
+
+
+REPORT_CSV_COLUMNS = ("scan", "label", "kind", "action", "reason")
+
+
+def report_csv(report: CleaningReport) -> str:
+    """The findings as CSV text, one row per finding."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(REPORT_CSV_COLUMNS)
+    for f in report.findings:
+        writer.writerow([f.scan, f.label, f.kind, f.action, f.reason])
+    return buf.getvalue()
+
+
+def write_report(report: CleaningReport, path: str | Path) -> None:
+    """Write the report as JSON (``.json``) or CSV of findings (``.csv``), atomically."""
+    from .io.outputs import atomic_write_bytes
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        text = json.dumps(report_to_dict(report), indent=1) + "\n"
+    elif suffix == ".csv":
+        text = report_csv(report)
+    else:
+        raise InputError(f"{path}: report must be a .json or .csv file")
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def summary_lines(report: CleaningReport) -> list[str]:
+    """Human-readable lines: one per finding, then a total."""
+    lines = [f"{f.scan} {f.label or '(scan)'} {f.kind}: {f.reason} -> {f.action}" for f in report.findings]
+    d = report_to_dict(report)["summary"]
+    lines.append(
+        f"checked {d['scans']} scans: {d['findings']} findings in {d['scans_with_findings']} scans; "
+        f"kept {d['points_out']} of {d['points_in']} points, dropped {d['scans_dropped']} scans"
+    )
+    return lines

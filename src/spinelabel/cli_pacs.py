@@ -1,0 +1,139 @@
+"""Command line: ``spinelabel pacs find | harvest | label`` (DICOMweb; see :mod:`spinelabel.pacs`).
+
+Registered on the main app in :mod:`spinelabel.cli`, whose ``main`` turns
+every :class:`~spinelabel.errors.SpinelabelError` into one line and exit
+status 1. Server settings come from the options or the environment
+(``SPINELABEL_DICOMWEB_URL``, ``..._USER``, ``..._PASSWORD``,
+``..._CA_BUNDLE``); prefer the environment for the password, which would
+otherwise show in the process list.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+pacs_app = typer.Typer(
+    no_args_is_help=True,
+    help="A PACS over DICOMweb: find sagittal spine series, harvest labeled ones for training, label a study and store the result.",
+)
+
+#: Exit status when some items of a batch failed (the others were done).
+EXIT_ERROR = 1
+
+_URL = typer.Option(None, "--url", help="DICOMweb root URL (env SPINELABEL_DICOMWEB_URL).", show_default=False)
+_USER = typer.Option(None, "--user", help="User name for HTTP basic auth (env SPINELABEL_DICOMWEB_USER).", show_default=False)
+_PASSWORD = typer.Option(None, "--password", help="Password (env SPINELABEL_DICOMWEB_PASSWORD, preferred).", show_default=False)
+_CA = typer.Option(None, "--ca-bundle", help="CA bundle (PEM) for the server's TLS certificate (env SPINELABEL_DICOMWEB_CA_BUNDLE).", show_default=False)
+_INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (test servers only).")
+_TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for each answer (default 60).", show_default=False)
+
+
+@pacs_app.callback()
+def _pacs_group() -> None:
+    """A PACS over DICOMweb: find sagittal spine series, harvest labeled ones for training, label a study and store the result."""
+
+
+def _client(url, user, password, ca_bundle, insecure, timeout):
+    from .pacs import connect, pacs_config
+
+    return connect(pacs_config(url, user, password, ca_bundle=ca_bundle, insecure=insecure, timeout_s=timeout))
+
+
+def _report_failures(failures: list[str]) -> None:
+    for message in failures:
+        typer.echo(f"failed: {message}", err=True)
+    if failures:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@pacs_app.command("find")
+def pacs_find(
+    patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Only this PatientID."),
+    date: Optional[str] = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231."),
+    study: Optional[list[str]] = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many studies."),
+    all_series: bool = typer.Option(False, "--all-series", help="List every image series, not only sagittal MR."),
+    url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
+    ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
+) -> None:
+    """List MR studies and their sagittal MR series (QIDO-RS)."""
+    from .errors import PacsError
+    from .pacs import find_series, find_studies
+
+    client = _client(url, user, password, ca_bundle, insecure, timeout)
+    studies = find_studies(client, patient_id=patient_id, study_date=date, study_uids=study or None, limit=limit)
+    failures = []
+    for s in studies:
+        typer.echo(f"{s.study_uid}  {s.patient_id or '-'}  {s.study_date or '-'}  {s.description!r}  [{' '.join(s.modalities)}]")
+        try:
+            series = find_series(client, s.study_uid, sagittal_only=not all_series, annotations=True)
+        except PacsError as exc:
+            failures.append(f"study {s.study_uid}: {exc}")
+            continue
+        for x in series:
+            plane = f" {x.orientation}" if x.modality == "MR" else ""
+            count = f" ({x.n_instances} instances)" if x.n_instances is not None else ""
+            typer.echo(f"  {x.series_uid}  {x.modality}{plane}  {x.description!r}{count}")
+    typer.echo(f"{len(studies)} studies", err=True)
+    _report_failures(failures)
+
+
+@pacs_app.command("harvest")
+def pacs_harvest(
+    out_dir: Path = typer.Argument(..., help="Folder to fill: OUT_DIR/<study>/<series>/*.dcm and harvest.json."),
+    patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Only this PatientID."),
+    date: Optional[str] = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231."),
+    study: Optional[list[str]] = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many studies."),
+    unannotated: bool = typer.Option(False, "--include-unannotated", help="Also fetch studies without SR/PR objects."),
+    url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
+    ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Fetch sagittal MR series and their SR/GSPS labels for 'annotations import' and 'train' (WADO-RS)."""
+    from tqdm import tqdm
+
+    from .pacs import find_studies, harvest
+
+    client = _client(url, user, password, ca_bundle, insecure, timeout)
+    studies = find_studies(client, patient_id=patient_id, study_date=date, study_uids=study or None, limit=limit)
+    with tqdm(total=len(studies), desc="harvesting", unit="study", disable=quiet, file=sys.stderr) as bar:
+        report = harvest(client, out_dir, studies=studies, annotated_only=not unannotated, progress=lambda _uid: bar.update(1))
+    typer.echo(
+        f"harvested {report.n_series} sagittal series and {report.n_annotations} annotation series "
+        f"of {len(report.studies)} studies into {out_dir} ({len(studies)} studies found)"
+    )
+    _report_failures(report.failures)
+
+
+@pacs_app.command("label")
+def pacs_label(
+    study_uid: str = typer.Argument(..., help="StudyInstanceUID to label."),
+    region: str = typer.Option("lumbar", help="Anatomical region."),
+    model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
+    series: Optional[str] = typer.Option(None, help="Only this SeriesInstanceUID (default: every sagittal MR series)."),
+    output_dir: Path = typer.Option(Path("spinelabel-pacs"), "--output-dir", help="Folder for <series>.json, .sr.dcm and .gsps.dcm."),
+    do_store: bool = typer.Option(False, "--store", help="Store the SR and GSPS back on the server (STOW-RS)."),
+    url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
+    ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
+) -> None:
+    """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
+    from .anatomy import REGIONS
+    from .pacs import label_study
+    from .pipeline import Labeler
+
+    if region not in REGIONS:
+        raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
+    client = _client(url, user, password, ca_bundle, insecure, timeout)
+    labeler = Labeler.load(model or region, region)
+    failures: list[str] = []
+    done = label_study(client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures)
+    for d in done:
+        stored = f"; stored {len(d.stored)} objects" if d.stored else ""
+        typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.json_path}, {d.sr_path.name}, {d.gsps_path.name}{stored}")
+    _report_failures(failures)

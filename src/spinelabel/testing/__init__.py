@@ -1,0 +1,5 @@
+"""Helpers for tests and benchmarks: a throw-away Orthanc server, clinical-style test studies.
+
+Nothing here is used when labeling; it lives in the package so that both
+``tests/`` and ``python -m benchmarks.…`` can import it without path tricks.
+"""

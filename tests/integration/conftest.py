@@ -1,0 +1,23 @@
+"""Shared integration fixtures: a private Orthanc DICOMweb server for the session."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def orthanc_server(tmp_path_factory):
+    """A running Orthanc with the DICOMweb plugin and basic auth; stopped after the session.
+
+    Skipped when Orthanc is not installed (``apt-get install orthanc
+    orthanc-dicomweb``; ``.ci/run`` installs it). A server that is installed
+    but does not start fails the tests that use it.
+    """
+    from spinelabel.testing.orthanc import OrthancNotInstalled, start_orthanc, stop_orthanc
+
+    try:
+        server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    except OrthancNotInstalled as exc:
+        pytest.skip(str(exc))
+    yield server
+    stop_orthanc(server)

@@ -1,0 +1,334 @@
+"""Cleaning clinical labels: every check finds its planted fault and leaves clean scans alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinelabel import anatomy
+from spinelabel.annotations import ScanAnnotation, save_annotations_csv
+from spinelabel.cleaning import (
+    CleaningParams,
+    ImageEvidence,
+    check_annotations,
+    check_scan,
+    clean_annotations,
+    gather_evidence,
+    out_of_order,
+    report_to_dict,
+    spine_axis,
+    write_report,
+)
+from spinelabel.cli import main
+from spinelabel.errors import InputError
+from spinelabel.labeling import ShapeModel
+
+SHAPE = ShapeModel()  # anatomical prior spacings
+LUMBAR = ("T12", "L1", "L2", "L3", "L4", "L5")
+
+
+def spine(levels=LUMBAR, x: float = 2.0, lordosis_deg: float = 4.0) -> dict[str, np.ndarray]:
+    """Body centres at the prior spacings, curving anteriorly by ``lordosis_deg`` per level."""
+    points, p, angle = {}, np.array([x, 10.0, 100.0]), 0.0
+    for i, level in enumerate(levels):
+        if i:
+            d = anatomy.typical_spacing_mm(levels[i - 1], level)
+            angle += np.deg2rad(lordosis_deg)
+            p = p + d * np.array([0.0, np.sin(angle), -np.cos(angle)])
+        points[level] = p.copy()
+    return points
+
+
+def scan(points: dict[str, np.ndarray], scan_id: str = "s1", **kw) -> ScanAnnotation:
+    ordered = dict(sorted(points.items(), key=lambda kv: anatomy.ordinal(kv[0])))
+    return ScanAnnotation(scan_id, kw.pop("image", None), ordered, **kw)
+
+
+def kinds(findings) -> list[tuple[str, str]]:
+    return [(f.label, f.kind) for f in findings]
+
+
+def evidence_for(points: dict[str, np.ndarray], **kw) -> ImageEvidence:
+    """What a perfect detector would report for a spine with these true centres."""
+    pos = np.array(list(points.values()))
+    predicted = {lv: (p, 0.95) for lv, p in points.items()}
+    return ImageEvidence(candidates=pos, predicted=predicted, midline_x=float(np.median(pos[:, 0])), **kw)
+
+
+# ----------------------------------------------------------------- clean scans
+
+
+def test_clean_scan_has_no_findings_and_is_kept_whole():
+    pts = spine()
+    findings, outcome = check_scan(scan(pts), SHAPE)
+    assert findings == []
+    assert outcome.levels_out == LUMBAR and not outcome.dropped
+    for lv in LUMBAR:
+        np.testing.assert_array_equal(outcome.cleaned.points[lv], pts[lv])
+
+
+def test_clean_scan_with_image_evidence_and_sloppy_clicks_has_no_findings():
+    """Clicks 6 mm off-centre and on a para-sagittal slice 12 mm lateral are not faults."""
+    truth = spine()
+    clicks = {lv: p + np.array([12.0, 4.0, -4.5]) for lv, p in truth.items()}
+    findings, outcome = check_scan(scan(clicks), SHAPE, evidence_for(truth))
+    assert findings == [] and outcome.checks == ("geometry", "image", "detector")
+
+
+def test_patient_size_is_absorbed_by_the_scale_factor():
+    big = {lv: p * 1.2 for lv, p in spine().items()}
+    assert check_scan(scan(big), SHAPE)[0] == []
+
+
+# ----------------------------------------------------------------- duplicates, order
+
+
+def test_duplicate_is_reported_and_first_point_kept():
+    findings, outcome = check_scan(scan(spine(), duplicates=("L2",)), SHAPE)
+    assert kinds(findings) == [("L2", "duplicate")]
+    assert outcome.levels_out == LUMBAR and outcome.cleaned.duplicates == ()
+
+
+def test_point_displaced_past_its_neighbours_is_out_of_order():
+    pts = spine()
+    pts["L3"] = pts["T12"] + np.array([0, 0, 20.0])  # above T12
+    findings, outcome = check_scan(scan(pts), SHAPE)
+    assert kinds(findings)[0] == ("L3", "out_of_order")
+    assert "cranial to T12" in findings[0].reason
+    assert "L3" not in outcome.levels_out
+
+
+def test_swapped_pair_flags_both():
+    pts = spine()
+    pts["L2"], pts["L3"] = pts["L3"].copy(), pts["L2"].copy()
+    findings, _ = check_scan(scan(pts), SHAPE)
+    assert sorted(lv for lv, k in kinds(findings) if k == "out_of_order") == ["L2", "L3"]
+
+
+def test_upside_down_labels_drop_the_scan():
+    pts = spine()
+    flipped = dict(zip(pts, reversed(list(pts.values()))))
+    findings, outcome = check_scan(scan(flipped), SHAPE)
+    assert kinds(findings) == [("", "out_of_order")] and outcome.dropped
+
+
+def test_out_of_order_function():
+    assert out_of_order([0, 1, 2, 3]) == []
+    assert out_of_order([0, 1, -5, 3, 4]) == [2]
+    assert out_of_order([0, 2, 1, 3]) == [1, 2]
+    assert out_of_order([5.0]) == []
+
+
+def test_spine_axis_points_caudally_and_falls_back_to_si():
+    pts = np.array(list(spine().values()))
+    axis = spine_axis(pts)
+    assert axis[2] < -0.9 and np.isclose(np.linalg.norm(axis), 1)
+    np.testing.assert_array_equal(spine_axis(pts[:2]), [0, 0, -1])
+    sideways = np.array([[0, 0, 0], [40.0, 0, 1], [80.0, 0, -1]])  # principal axis left-right
+    np.testing.assert_array_equal(spine_axis(sideways), [0, 0, -1])
+
+
+# ----------------------------------------------------------------- off the vertebra
+
+
+def test_label_on_a_disc_is_found_by_geometry():
+    pts = spine()
+    pts["L3"] = (pts["L3"] + pts["L4"]) / 2
+    findings, outcome = check_scan(scan(pts), SHAPE)
+    assert kinds(findings) == [("L3", "far_from_vertebra")]
+    assert "off the line of L2 and L4" in findings[0].reason
+    assert outcome.levels_out == ("T12", "L1", "L2")  # the longest run left around the gap
+
+
+def test_label_in_the_canal_is_found_by_geometry():
+    pts = spine()
+    pts["L2"] = pts["L2"] + np.array([0, -28.0, 0])  # posterior, in the spinal canal
+    assert kinds(check_scan(scan(pts), SHAPE)[0]) == [("L2", "far_from_vertebra")]
+
+
+def test_label_on_a_disc_is_found_by_the_detector():
+    truth = spine()
+    pts = dict(truth)
+    pts["L5"] = (truth["L4"] + truth["L5"]) / 2 + np.array([0, 0, -4.0])  # an end point: geometry cannot tell
+    findings, outcome = check_scan(scan(pts), SHAPE, evidence_for(truth))
+    assert kinds(findings) == [("L5", "far_from_vertebra")]
+    assert "from the nearest detected vertebra" in findings[0].reason
+    assert outcome.levels_out == LUMBAR[:-1]
+
+
+def test_label_beside_the_spine_is_found_by_the_detector():
+    truth = spine()
+    pts = dict(truth)
+    pts["L1"] = truth["L1"] + np.array([32.0, 0, 0])
+    findings, _ = check_scan(scan(pts), SHAPE, evidence_for(truth))
+    assert kinds(findings) == [("L1", "far_from_vertebra")] and "beside the spine" in findings[0].reason
+
+
+def test_too_few_detections_fall_back_to_geometry():
+    truth = spine()
+    pts = dict(truth)
+    pts["L3"] = (truth["L3"] + truth["L4"]) / 2
+    ev = replace(evidence_for(truth), candidates=np.array([truth["L1"]]))
+    findings, outcome = check_scan(scan(pts), SHAPE, ev)
+    assert kinds(findings) == [("L3", "far_from_vertebra")] and "off the line" in findings[0].reason
+    assert any("only 1 vertebrae" in n for n in outcome.notes)
+
+
+# ----------------------------------------------------------------- spacing and gaps
+
+
+def test_end_point_too_far_breaks_the_spacing():
+    pts = spine()
+    pts["L5"] = pts["L5"] + np.array([0, 0, -20.0])
+    findings, outcome = check_scan(scan(pts), SHAPE)
+    assert kinds(findings) == [("L4-L5", "spacing")]
+    assert "z = +" in findings[0].reason
+    assert outcome.levels_out == LUMBAR[:-1]
+
+
+def test_missing_level_is_reported_and_splits_the_chain():
+    pts = spine()
+    del pts["L2"]
+    findings, outcome = check_scan(scan(pts), SHAPE)
+    assert kinds(findings) == [("L2", "missing_level")]
+    assert outcome.levels_out == ("L3", "L4", "L5")
+
+
+def test_skipped_name_is_a_spacing_fault_not_a_missing_level():
+    """Five consecutive vertebrae named T12 L1 L3 L4 L5: L1-L3 are one spacing apart, not two."""
+    true = spine()
+    names = ["T12", "L1", "L3", "L4", "L5"]
+    pts = {n: true[t] for n, t in zip(names, LUMBAR[:5])}
+    findings, outcome = check_scan(scan(pts), SHAPE)
+    assert kinds(findings) == [("L1-L3", "spacing")]
+    assert outcome.levels_out == ("L3", "L4", "L5")
+
+
+def test_two_point_scan_uses_the_size_prior():
+    pts = {k: v for k, v in spine().items() if k in ("L1", "L2")}
+    assert check_scan(scan(pts), SHAPE)[0] == []
+    pts["L2"] = pts["L1"] + np.array([0, 0, -60.0])
+    assert kinds(check_scan(scan(pts), SHAPE)[0]) == [("L1-L2", "spacing")]
+
+
+def test_scan_left_with_one_point_is_dropped():
+    pts = {k: v for k, v in spine().items() if k in ("L1", "L2", "L3")}
+    pts["L2"] = pts["L1"] + np.array([0, 0, -70.0])  # both pairs bad
+    _, outcome = check_scan(scan(pts), SHAPE)
+    assert outcome.dropped and any("fewer than 2" in n for n in outcome.notes)
+
+
+# ----------------------------------------------------------------- shifted, orientation
+
+
+def _shifted(points: dict[str, np.ndarray], by: int) -> dict[str, np.ndarray]:
+    chain = anatomy.STANDARD_LEVELS
+    return {chain[chain.index(lv) + by]: p for lv, p in points.items()}
+
+
+def test_whole_sequence_shifted_by_one_is_dropped():
+    truth = spine()
+    findings, outcome = check_scan(scan(_shifted(truth, -1)), SHAPE, evidence_for(truth))
+    assert kinds(findings) == [("", "shifted")] and outcome.dropped
+    assert "annotated T11 where the model sees T12" in findings[0].reason
+
+
+def test_shifted_scan_can_be_relabeled():
+    truth = spine()
+    params = CleaningParams(shifted="relabel")
+    findings, outcome = check_scan(scan(_shifted(truth, 1)), SHAPE, evidence_for(truth), params)
+    assert kinds(findings) == [("", "shifted")] and "relabeled by -1" in findings[0].action
+    assert outcome.levels_out == LUMBAR
+    np.testing.assert_array_equal(outcome.cleaned.points["L3"], truth["L3"])
+
+
+def test_agreeing_or_mixed_labels_are_not_shifted():
+    truth = spine()
+    assert check_scan(scan(truth), SHAPE, evidence_for(truth))[0] == []
+    mixed = dict(truth)
+    ev = evidence_for(truth)
+    ev.predicted.update({"L1": (truth["L2"], 0.9), "L2": (truth["L1"], 0.9)})  # two of six disagree
+    assert check_scan(scan(mixed), SHAPE, ev)[0] == []
+    low = evidence_for(_shifted(truth, 1))
+    low.predicted.update({k: (p, 0.3) for k, (p, _) in low.predicted.items()})  # unsure model: no reference
+    assert check_scan(scan(truth), SHAPE, low)[0] == []
+
+
+def test_non_sagittal_image_drops_the_scan():
+    ev = ImageEvidence(sagittal_error="not a sagittal series: slices are axial")
+    findings, outcome = check_scan(scan(spine()), SHAPE, ev)
+    assert kinds(findings) == [("", "non_sagittal")] and outcome.dropped
+
+
+def test_unreadable_image_skips_image_checks_with_a_note():
+    findings, outcome = check_scan(scan(spine()), SHAPE, ImageEvidence(error="no such file"))
+    assert findings == [] and outcome.checks == ("geometry",) and "no such file" in outcome.notes[0]
+
+
+def test_gather_evidence_on_real_files(tmp_path):
+    axial = np.zeros((80, 80, 12), np.float32)
+    nib.save(nib.Nifti1Image(axial, np.diag([1.0, 1.0, 5.0, 1.0])), str(tmp_path / "axial.nii.gz"))
+    sagittal = np.zeros((12, 80, 80), np.float32)
+    nib.save(nib.Nifti1Image(sagittal, np.diag([4.0, 1.0, 1.0, 1.0])), str(tmp_path / "sag.nii.gz"))
+    assert "not a sagittal series" in gather_evidence(tmp_path / "axial.nii.gz").sagittal_error
+    assert gather_evidence(tmp_path / "sag.nii.gz") == ImageEvidence()
+    assert "no such file" in gather_evidence(tmp_path / "missing.nii.gz").error
+    ann = scan(spine(), image=tmp_path / "axial.nii.gz")
+    report = check_annotations([ann], model=None, use_detector=False)
+    assert kinds(report.findings) == [("", "non_sagittal")]
+
+
+# ----------------------------------------------------------------- sets and reports
+
+
+def _faulty_set() -> list[ScanAnnotation]:
+    a = spine()
+    b = spine()
+    del b["L3"]
+    c = spine()
+    c["L2"] = (c["L2"] + c["L3"]) / 2
+    return [scan(a, "clean"), scan(b, "gap"), scan(c, "disc"), scan(spine(), "dup", duplicates=("L4",))]
+
+
+def test_report_dict_and_files(tmp_path):
+    report = clean_annotations(_faulty_set(), SHAPE)
+    d = report_to_dict(report)
+    assert d["summary"]["findings_by_kind"] == {"duplicate": 1, "far_from_vertebra": 1, "missing_level": 1}
+    assert d["summary"]["scans"] == 4 and d["summary"]["scans_dropped"] == 0
+    assert [s["scan"] for s in d["scans"]] == ["clean", "gap", "disc", "dup"]
+    write_report(report, tmp_path / "r.json")
+    write_report(report, tmp_path / "r.csv")
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(d))
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert [(r["scan"], r["kind"]) for r in rows] == [("gap", "missing_level"), ("disc", "far_from_vertebra"), ("dup", "duplicate")]
+    with pytest.raises(InputError, match="json or .csv"):
+        write_report(report, tmp_path / "r.txt")
+
+
+def test_cli_check_geometry_only(tmp_path, capsys):
+    src = tmp_path / "labels.csv"
+    save_annotations_csv(_faulty_set(), src)
+    out, rep = tmp_path / "clean.csv", tmp_path / "report.json"
+    code = main(["annotations", "check", str(src), "-o", str(out), "--report", str(rep), "--no-images"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2 findings in 2 scans" in captured.out and "disc L2 far_from_vertebra" in captured.out
+    doc = json.loads(rep.read_text())
+    assert {f["scan"] for f in doc["findings"]} == {"gap", "disc"}  # a CSV holds no duplicates
+    rows = list(csv.DictReader(open(out)))
+    assert {r["scan"] for r in rows} == {"clean", "gap", "disc", "dup"}
+
+
+def test_cli_check_errors_are_one_line(tmp_path, capsys):
+    code = main(["annotations", "check", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"), "--no-images"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "no such file" in err
+    src = tmp_path / "labels.csv"
+    save_annotations_csv(_faulty_set(), src)
+    code = main(["annotations", "check", str(src), "-o", str(tmp_path / "o.csv"), "--report", str(tmp_path / "r.txt")])
+    assert code == 2 and "Traceback" not in capsys.readouterr().err

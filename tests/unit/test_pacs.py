@@ -1,0 +1,310 @@
+"""DICOMweb client wrapper: configuration, one-line errors, QIDO parsing, per-item failures (no real PACS)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from spinelabel import pacs
+from spinelabel.cli import main
+from spinelabel.errors import PacsError
+from spinelabel.pacs import (
+    ENV_PASSWORD,
+    ENV_URL,
+    ENV_USER,
+    SeriesInfo,
+    StudyInfo,
+    connect,
+    find_series,
+    find_studies,
+    harvest,
+    orientation_from_description,
+    orientation_of,
+    pacs_config,
+    retrieve_series,
+    store,
+)
+
+SAG = [0, 1, 0, 0, 0, -1]  # rows along A-P, columns head-feet: normal left-right
+AX = [1, 0, 0, 0, 1, 0]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers GETs from ``server.routes``: path -> (status, JSON body); records the requests."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.requests.append((self.path, self.headers.get("Authorization")))
+        time.sleep(self.server.delay)
+        status, body = self.server.routes.get(urlsplit(self.path).path, (404, None))
+        payload = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that gave up (timeout test) is not news
+
+
+@pytest.fixture
+def server():
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.routes, httpd.requests, httpd.delay = {}, [], 0.0
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/dicom-web"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _client(url: str, **kw):
+    return connect(pacs_config(url, environ={}, **kw))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _item(**values) -> dict:
+    """A DICOM JSON object from keyword=value pairs."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    out = {}
+    for keyword, value in values.items():
+        tag = tag_for_keyword(keyword)
+        out[f"{tag:08X}"] = {"vr": dictionary_VR(tag), "Value": value if isinstance(value, list) else [value]}
+    return out
+
+
+# ----------------------------------------------------------------- configuration
+
+
+def test_config_from_environment_and_options():
+    env = {ENV_URL: "https://pacs.example.org/dicom-web/", ENV_USER: "reader", ENV_PASSWORD: "s3cret"}
+    cfg = pacs_config(environ=env)
+    assert (cfg.url, cfg.username, cfg.password, cfg.verify) == ("https://pacs.example.org/dicom-web", "reader", "s3cret", True)
+    assert "s3cret" not in repr(cfg)
+    cfg = pacs_config("http://other:8042/dicom-web", "u", "p", insecure=True, timeout_s=5, environ=env)
+    assert (cfg.url, cfg.username, cfg.verify, cfg.timeout_s) == ("http://other:8042/dicom-web", "u", False, 5.0)
+
+
+def test_ca_bundle_option(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert pacs_config("https://h/dw", ca_bundle=bundle, environ={}).verify == str(bundle)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "no DICOMweb server given"),
+        ({"url": "ftp://pacs/dicom-web"}, "malformed DICOMweb URL"),
+        ({"url": "http://h/dw", "username": "u"}, "password missing"),
+        ({"url": "http://h/dw", "password": "p"}, "user name missing"),
+        ({"url": "http://h/dw", "ca_bundle": "/nonexistent/ca.pem"}, "CA bundle not found"),
+        ({"url": "http://h/dw", "ca_bundle": __file__, "insecure": True}, "contradict"),
+        ({"url": "http://h/dw", "timeout_s": 0}, "timeout must be positive"),
+    ],
+)
+def test_config_errors(kwargs, message):
+    with pytest.raises(PacsError, match=message):
+        pacs_config(environ={}, **kwargs)
+
+
+# ----------------------------------------------------------------- transport errors
+
+
+def test_closed_port_is_one_clear_line():
+    client = _client(f"http://127.0.0.1:{_closed_port()}/dicom-web", timeout_s=5)
+    with pytest.raises(PacsError) as exc:
+        find_studies(client)
+    msg = str(exc.value)
+    assert "cannot reach the DICOMweb server" in msg and "connection refused" in msg and "\n" not in msg
+
+
+def test_server_error_500(server):
+    server.routes["/dicom-web/studies"] = (500, {"error": "boom"})
+    with pytest.raises(PacsError, match=r"failed to search for studies \(HTTP 500"):
+        find_studies(_client(server.url))
+
+
+def test_unauthorized_401_names_the_credentials_and_basic_auth_is_sent(server):
+    server.routes["/dicom-web/studies"] = (401, None)
+    with pytest.raises(PacsError, match="check the user name and password") as exc:
+        find_studies(_client(server.url, username="reader", password="pw"))
+    assert ENV_USER in str(exc.value)
+    assert server.requests[0][1] == "Basic " + base64.b64encode(b"reader:pw").decode()
+
+
+def test_unavailable_503_is_retried_then_reported(server, monkeypatch):
+    monkeypatch.setattr(pacs, "RETRY_WAIT_S", 0.01)
+    server.routes["/dicom-web/studies"] = (503, None)
+    with pytest.raises(PacsError, match="HTTP 503"):
+        find_studies(_client(server.url))
+    assert len(server.requests) == pacs.RETRY_ATTEMPTS
+
+
+def test_slow_server_times_out(server):
+    server.delay = 1.0
+    with pytest.raises(PacsError, match="did not answer in time"):
+        find_studies(_client(server.url, timeout_s=0.2))
+
+
+def test_cli_errors_are_one_line(capsys, monkeypatch, server):
+    monkeypatch.delenv(ENV_URL, raising=False)
+    assert main(["pacs", "find"]) == 1
+    assert capsys.readouterr().err.strip() == f"spinelabel: error: no DICOMweb server given: use --url or set {ENV_URL}"
+    assert main(["pacs", "harvest", "out", "--url", f"http://127.0.0.1:{_closed_port()}/dw"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("spinelabel: error: cannot reach") and err.count("\n") == 1
+    server.routes["/dicom-web/studies/1.2.3/series"] = (500, None)
+    monkeypatch.setenv(ENV_URL, server.url)
+    assert main(["pacs", "label", "1.2.3"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 500" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------- QIDO
+
+
+def test_orientation_from_iop_and_description():
+    assert orientation_of(SAG) == "sagittal"
+    assert orientation_of(AX) == "axial"
+    assert orientation_of([1, 0, 0, 0, 0, -1]) == "coronal"
+    assert orientation_of([0, 0.96, 0.28, 0, -0.28, -0.96]) == "sagittal"  # oblique sagittal
+    assert orientation_of([1, 0, 0]) == "unknown" and orientation_of(None) == "unknown"
+    assert orientation_from_description("T2_TSE_SAG") == "sagittal"
+    assert orientation_from_description("t1 sagittal 4mm") == "sagittal"
+    assert orientation_from_description("T2 TRA") == "axial"
+    assert orientation_from_description("STIR COR") == "coronal"
+    assert orientation_from_description("localizer") == "unknown"
+    assert orientation_from_description("MASSAGE") == "unknown"
+
+
+def test_find_series_keeps_sagittal_mr_and_annotations(server):
+    base = "/dicom-web/studies/1.2.3/series"
+    server.routes[base] = (200, [
+        _item(SeriesInstanceUID="1.1", Modality="MR", SeriesDescription="T2 sag", SeriesNumber=3),
+        _item(SeriesInstanceUID="1.2", Modality="MR", SeriesDescription="T2 ax", SeriesNumber=4),
+        _item(SeriesInstanceUID="1.3", Modality="MR", SeriesDescription="T1 SAG", SeriesNumber=2),
+        _item(SeriesInstanceUID="1.4", Modality="PR", SeriesNumber=99),
+        _item(SeriesInstanceUID="1.5", Modality="SR", SeriesNumber=98),
+        _item(SeriesInstanceUID="1.6", Modality="CT", SeriesNumber=1),
+    ])
+    server.routes[f"{base}/1.1/instances"] = (200, [_item(SOPInstanceUID="9.1", ImageOrientationPatient=SAG)])
+    server.routes[f"{base}/1.2/instances"] = (200, [_item(SOPInstanceUID="9.2", ImageOrientationPatient=AX)])
+    server.routes[f"{base}/1.3/instances"] = (200, [_item(SOPInstanceUID="9.3")])  # no IOP, no metadata: description
+    client = _client(server.url)
+    found = find_series(client, "1.2.3")
+    assert [(s.series_uid, s.orientation) for s in found] == [("1.3", "sagittal"), ("1.1", "sagittal")]
+    with_notes = find_series(client, "1.2.3", annotations=True)
+    assert [s.series_uid for s in with_notes] == ["1.3", "1.1", "1.5", "1.4"]
+    everything = find_series(client, "1.2.3", sagittal_only=False)
+    assert {s.series_uid for s in everything} == {"1.1", "1.2", "1.3", "1.6"}
+
+
+def test_find_studies_parses_and_survives_a_server_ignoring_offset(server, monkeypatch):
+    study = _item(StudyInstanceUID="1.2.3", PatientID="P1", PatientName={"Alphabetic": "DOE^J"},
+                  StudyDate="20240102", ModalitiesInStudy=["MR", "PR"])
+    server.routes["/dicom-web/studies"] = (200, [study])
+    monkeypatch.setattr(pacs, "QIDO_PAGE", 1)  # every page is "full": only the no-new-results guard stops
+    found = find_studies(_client(server.url))
+    assert found == [StudyInfo("1.2.3", "P1", "DOE^J", "20240102", "", ("MR", "PR"))]
+    assert "ModalitiesInStudy=MR" in server.requests[0][0]
+
+
+# ----------------------------------------------------------------- WADO, STOW, harvest
+
+
+def _dataset(uid: str):
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = uid
+    ds.Modality = "MR"
+    return ds
+
+
+class _FakeClient:
+    base_url = "http://fake/dicom-web"
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def retrieve_series(self, study_instance_uid, series_instance_uid):
+        return self.datasets
+
+
+def test_retrieve_series_writes_files_atomically(tmp_path):
+    folder = tmp_path / "study" / "series"
+    files = retrieve_series(_FakeClient([_dataset("1.2.1"), _dataset("1.2.2")]), "1", "2", folder)
+    assert [f.name for f in files] == ["1.2.1.dcm", "1.2.2.dcm"]
+    import pydicom
+
+    assert pydicom.dcmread(files[0]).SOPInstanceUID == "1.2.1"
+    # an existing folder is a finished retrieval: kept as it is
+    assert retrieve_series(_FakeClient([]), "1", "2", folder) == files
+    # a failure half-way leaves nothing behind
+    broken = tmp_path / "study" / "broken"
+    with pytest.raises(AttributeError):
+        retrieve_series(_FakeClient([_dataset("1.3.1"), object()]), "1", "3", broken)
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["series"]
+
+
+def test_retrieve_empty_series_is_an_error(tmp_path):
+    with pytest.raises(PacsError, match="no instances"):
+        retrieve_series(_FakeClient([]), "1", "2", tmp_path / "s")
+
+
+def test_store_refuses_unreadable_file(tmp_path):
+    bad = tmp_path / "x.dcm"
+    bad.write_bytes(b"not dicom")
+    with pytest.raises(PacsError, match="cannot read .*x.dcm"):
+        store(_FakeClient([]), [bad])
+
+
+def test_harvest_goes_on_after_a_failing_series(tmp_path, monkeypatch):
+    studies = [StudyInfo(uid, "P", "P", "", "", ("MR",)) for uid in ("1.1", "1.2", "1.3", "1.4")]
+
+    def fake_find_series(client, study_uid, sagittal_only=True, annotations=False):
+        if study_uid == "1.3":
+            raise PacsError("the DICOMweb server at x failed to search the series of study 1.3 (HTTP 500)")
+        out = [SeriesInfo(study_uid, f"{study_uid}.7", "MR", "T2 SAG", 7, 20, "sagittal")]
+        if study_uid != "1.4":  # 1.4 has no labels: skipped
+            out.append(SeriesInfo(study_uid, f"{study_uid}.99", "PR", "", 99, 1))
+        return out
+
+    def fake_retrieve(client, study_uid, series_uid, folder):
+        if series_uid == "1.2.7":
+            raise PacsError("cannot retrieve series 1.2.7: not found (HTTP 404)")
+        folder.mkdir(parents=True)
+        (folder / "a.dcm").write_bytes(b"")
+        return [folder / "a.dcm"]
+
+    monkeypatch.setattr(pacs, "find_series", fake_find_series)
+    monkeypatch.setattr(pacs, "retrieve_series", fake_retrieve)
+    report = harvest(object(), tmp_path / "h", studies=studies)
+    assert [s["study_uid"] for s in report.studies] == ["1.1", "1.2"]
+    assert report.n_series == 1 and report.n_annotations == 2
+    assert len(report.failures) == 2 and "1.2.7" in report.failures[0] and "study 1.3" in report.failures[1]
+    manifest = json.loads((tmp_path / "h" / "harvest.json").read_text())
+    assert manifest["failures"] == report.failures
+    assert manifest["studies"][0]["images"][0]["folder"] == str(Path("1.1") / "1.1.7")
