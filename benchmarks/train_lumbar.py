@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from spinelabel.cli import main as cli
 
     split = REPO / "benchmarks" / "lumbar_split.json"
+    commit = git_commit()  # the code that trains, recorded before the run
     t0 = time.perf_counter()
     code = cli(["train", str(SHARED), "--exclude", str(split), "--out", str(args.out), "--steps", str(args.steps),
                 "--synthetic-fraction", str(args.synthetic_fraction), "--synthetic-scans", str(args.synthetic_scans)])
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     body = f"""## Lumbar: training time
 
 - command: `python -m benchmarks.train_lumbar {' '.join(argv or sys.argv[1:])}`
-- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
+- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{commit}` (at the start)
 - {len(cfg['training']['scans'])} training scans plus {args.synthetic_scans} synthetic phantoms
   ({args.synthetic_fraction:.0%} of crops), {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
   (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.
