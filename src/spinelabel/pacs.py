@@ -178,12 +178,34 @@ def pacs_config(
     return PacsConfig(url.rstrip("/"), username, password, verify, timeout)
 
 
+def _session_class(requests):
+    """A requests.Session whose explicit ``verify`` (a CA bundle, or off) beats the environment.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override a
+    session's ``verify`` for every request that does not pass its own, which
+    is how dicomweb-client calls it: on a machine with those variables set
+    (common in hospitals), ``--ca-bundle`` would be silently ignored.
+    """
+
+    class _Session(requests.Session):
+        explicit_verify = False
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if self.explicit_verify:
+                settings["verify"] = self.verify
+            return settings
+
+    return _Session
+
+
 def connect(config: PacsConfig) -> DICOMwebClient:
     """A DICOMweb client with the config's authentication, TLS verification and timeout."""
     import requests
     from dicomweb_client import DICOMwebClient
 
-    session = requests.Session()
+    session = _session_class(requests)()
+    session.explicit_verify = config.verify is not True
     if config.username is not None:
         session.auth = (config.username, config.password or "")
     session.verify = config.verify

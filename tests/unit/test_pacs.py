@@ -308,3 +308,59 @@ def test_harvest_goes_on_after_a_failing_series(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "h" / "harvest.json").read_text())
     assert manifest["failures"] == report.failures
     assert manifest["studies"][0]["images"][0]["folder"] == str(Path("1.1") / "1.1.7")
+
+
+# ----------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """The same fake server behind HTTPS with a fresh self-signed certificate for 127.0.0.1."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.routes, httpd.requests, httpd.delay = {}, [], 0.0
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"https://127.0.0.1:{httpd.server_address[1]}/dicom-web"
+    httpd.cert = cert
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_tls_server_is_refused_without_its_ca_and_used_with_it(tls_server):
+    tls_server.routes["/dicom-web/studies"] = (200, [_item(StudyInstanceUID="1.2.3", ModalitiesInStudy=["MR"])])
+    with pytest.raises(PacsError, match="TLS verification failed"):
+        find_studies(_client(tls_server.url))
+    studies = find_studies(_client(tls_server.url, ca_bundle=tls_server.cert, username="reader", password="pw"))
+    assert [s.study_uid for s in studies] == ["1.2.3"]
+    # basic auth travels inside the TLS connection
+    expected = "Basic " + base64.b64encode(b"reader:pw").decode()
+    assert tls_server.requests[-1][1] == expected
+    # --insecure skips verification (also when REQUESTS_CA_BUNDLE is set in the environment)
+    with pytest.warns(Warning, match="Unverified HTTPS"):  # urllib3 says so on every insecure request
+        assert [s.study_uid for s in find_studies(_client(tls_server.url, insecure=True))] == ["1.2.3"]
+
+
+def test_explicit_ca_bundle_beats_the_environment_bundle(tls_server, monkeypatch):
+    """requests would let REQUESTS_CA_BUNDLE override the session's CA bundle; ours must win."""
+    import certifi
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
+    tls_server.routes["/dicom-web/studies"] = (200, [])
+    assert find_studies(_client(tls_server.url, ca_bundle=tls_server.cert)) == []
