@@ -378,40 +378,9 @@ def test_gsps_round_trip_in_plane_and_validity(tmp_path, kind):
         assert got[2] == pytest.approx(round(v.voxel[2]), abs=1e-4)
 
 
-def _enhanced_mr(vol: Volume, path: Path, tmp: Path) -> None:
-    """Write ``vol`` as one enhanced multi-frame MR file (frames in reverse slice order)."""
-    from pydicom.uid import EnhancedMRImageStorage
-
-    frames = [pydicom.dcmread(f) for f in write_dicom_series(vol, tmp, patient_id="P5")][::-1]
-    first = frames[0]
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "FrameOfReferenceUID", "Modality",
-                    "PatientID", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
-                    "BitsStored", "HighBit", "PixelRepresentation"):  # fmt: skip
-        setattr(ds, keyword, first.get(keyword))
-    ds.NumberOfFrames = len(frames)
-    ds.PixelData = b"".join(f.PixelData for f in frames)
-    shared = Dataset()
-    shared.PlaneOrientationSequence = [Dataset()]
-    shared.PlaneOrientationSequence[0].ImageOrientationPatient = first.ImageOrientationPatient
-    shared.PixelMeasuresSequence = [Dataset()]
-    shared.PixelMeasuresSequence[0].PixelSpacing = first.PixelSpacing
-    ds.SharedFunctionalGroupsSequence = [shared]
-    ds.PerFrameFunctionalGroupsSequence = [Dataset() for _ in frames]
-    for group, frame in zip(ds.PerFrameFunctionalGroupsSequence, frames):
-        group.PlanePositionSequence = [Dataset()]
-        group.PlanePositionSequence[0].ImagePositionPatient = frame.ImagePositionPatient
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-
-
-def test_enhanced_multiframe_series_round_trips_with_frame_numbers(tmp_path):
+def test_enhanced_multiframe_series_round_trips_with_frame_numbers(tmp_path, write_enhanced_mr):
     data = np.random.default_rng(0).random(SHAPE).astype(np.float32)
-    _enhanced_mr(Volume(data, _affine("oblique")), tmp_path / "mf" / "enhanced.dcm", tmp_path / "classic")
+    write_enhanced_mr(Volume(data, _affine("oblique")), tmp_path / "mf" / "enhanced.dcm", tmp_path / "classic", patient_id="P5")
     loaded = load_image(tmp_path / "mf")
     result = _result(loaded, LEVELS)
     write_sr(result, loaded.dicom, tmp_path / "sr" / "out.dcm")

@@ -9,8 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from spinelabel.errors import GeometryError, InputError
 from spinelabel.geometry import Volume, lps_to_ras
@@ -218,44 +217,9 @@ def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
     np.testing.assert_allclose(back.data[:, :, :5], vol.data[:, :, :5], atol=0.1)
 
 
-def _enhanced_mr(vol: Volume, path: Path, tmp: Path, functional_groups: bool = True) -> None:
-    """Write ``vol`` as one multi-frame file, frames in reverse slice order."""
-    frames = [pydicom.dcmread(f) for f in write_dicom_series(vol, tmp)][::-1]
-    first = frames[0]
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "PatientID", "Rows",
-                    "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored",
-                    "HighBit", "PixelRepresentation"):  # fmt: skip
-        setattr(ds, keyword, first.get(keyword))
-    ds.NumberOfFrames = len(frames)
-    ds.PixelData = b"".join(f.PixelData for f in frames)
-    if functional_groups:
-        shared = Dataset()
-        shared.PlaneOrientationSequence = [Dataset()]
-        shared.PlaneOrientationSequence[0].ImageOrientationPatient = first.ImageOrientationPatient
-        shared.PixelMeasuresSequence = [Dataset()]
-        shared.PixelMeasuresSequence[0].PixelSpacing = first.PixelSpacing
-        shared.PixelValueTransformationSequence = [Dataset()]
-        shared.PixelValueTransformationSequence[0].RescaleSlope = first.RescaleSlope
-        shared.PixelValueTransformationSequence[0].RescaleIntercept = first.RescaleIntercept
-        ds.SharedFunctionalGroupsSequence = [shared]
-        ds.PerFrameFunctionalGroupsSequence = [Dataset() for _ in frames]
-        for group, frame in zip(ds.PerFrameFunctionalGroupsSequence, frames):
-            group.PlanePositionSequence = [Dataset()]
-            group.PlanePositionSequence[0].ImagePositionPatient = frame.ImagePositionPatient
-    else:
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-            setattr(ds, keyword, first.get(keyword))
-    ds.save_as(path, enforce_file_format=True)
-
-
-def test_enhanced_multiframe_round_trip(tmp_path: Path):
+def test_enhanced_multiframe_round_trip(tmp_path: Path, write_enhanced_mr):
     vol = _volume("oblique")
-    _enhanced_mr(vol, tmp_path / "enhanced.dcm", tmp_path / "classic")
+    write_enhanced_mr(vol, tmp_path / "enhanced.dcm", tmp_path / "classic")
     back, info = load_dicom([tmp_path / "enhanced.dcm"])
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)
     np.testing.assert_allclose(back.data, vol.data, atol=1e-3 * np.ptp(vol.data))
@@ -263,8 +227,8 @@ def test_enhanced_multiframe_round_trip(tmp_path: Path):
     assert len(set(info.sop_instance_uids)) == 1
 
 
-def test_legacy_multiframe_is_refused_clearly(tmp_path: Path):
-    _enhanced_mr(_volume(), tmp_path / "legacy.dcm", tmp_path / "classic", functional_groups=False)
+def test_legacy_multiframe_is_refused_clearly(tmp_path: Path, write_enhanced_mr):
+    write_enhanced_mr(_volume(), tmp_path / "legacy.dcm", tmp_path / "classic", functional_groups=False)
     with pytest.raises(InputError, match=ENHANCED_UNSUPPORTED):
         load_dicom([tmp_path / "legacy.dcm"])
 

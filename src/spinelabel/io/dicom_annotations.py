@@ -1150,4 +1150,21 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
         content_label=GSPS_CONTENT_LABEL, content_description=f"vertebra labels by {name} {result.model_name}",
         graphic_annotations=annotations or None, graphic_layers=[layer],
         series_description="spinelabel vertebra labels (GSPS)",
+        modality_lut_transformation=_modality_lut(series.unique_headers()[0]),
     )
+
+
+def _modality_lut(header: Any) -> Any:
+    """The source's rescale as the GSPS modality LUT, type "US" (unspecified, as MR has no units).
+
+    highdicom derives it itself for classic images but, for enhanced
+    multi-frame ones with a Pixel Value Transformation group, asks for a
+    rescale type that MR images do not carry.
+    """
+    import highdicom as hd
+
+    groups = header.get("SharedFunctionalGroupsSequence") or [header]
+    transform = (groups[0].get("PixelValueTransformationSequence") or [header])[0]
+    slope = float(transform.get("RescaleSlope", header.get("RescaleSlope", 1.0)))
+    intercept = float(transform.get("RescaleIntercept", header.get("RescaleIntercept", 0.0)))
+    return hd.ModalityLUTTransformation(rescale_intercept=intercept, rescale_slope=slope, rescale_type="US")
