@@ -12,39 +12,21 @@ the lumbar benchmark remains held out for this model too). See docs/cervical.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
+from benchmarks.lumbar import REPO, write_section
+from benchmarks.train_lumbar import parse_training_args, run_training, utc_now
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "cervical")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--synthetic-fraction", type=float, default=0.7)
-    ap.add_argument("--synthetic-scans", type=int, default=120)
-    args = ap.parse_args(argv)
-    from spinelabel.cli import main as cli
-
-    split = REPO / "benchmarks" / "lumbar_split.json"
-    commit = git_commit()  # the code that trains, recorded before the run
-    t0 = time.perf_counter()
-    code = cli(["train", str(SHARED), "--exclude", str(split), "--region", "cervical", "--out", str(args.out),
-                "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
-                "--synthetic-scans", str(args.synthetic_scans)])
-    seconds = time.perf_counter() - t0
+    args = parse_training_args(argv, "cervical", steps=4000, fraction=0.7, n_synthetic=120)
+    code, seconds, commit, cfg = run_training(args, "cervical")
     if code:
         return code
-    cfg = json.loads((args.out / "config.json").read_text())
     body = f"""## Cervical: training time
 
 - command: `python -m benchmarks.train_cervical {' '.join(argv if argv is not None else sys.argv[1:])}`
-- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{commit}` (at the start)
+- date: {utc_now()}, commit `{commit}` (at the start)
 - {args.synthetic_scans} synthetic phantoms ({args.synthetic_fraction:.0%} of crops) plus {len(cfg['training']['scans'])}
   real lumbar scans, {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
   (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU.

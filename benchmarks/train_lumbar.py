@@ -20,28 +20,49 @@ from pathlib import Path
 from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "lumbar")
-    ap.add_argument("--steps", type=int, default=5000)
-    ap.add_argument("--synthetic-fraction", type=float, default=0.25)
-    ap.add_argument("--synthetic-scans", type=int, default=80)
-    args = ap.parse_args(argv)
+def parse_training_args(argv, region: str, steps: int, fraction: float, n_synthetic: int) -> argparse.Namespace:
+    """The options both training benchmarks take, with the shipped recipe as defaults."""
+    ap = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
+    ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / region)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--synthetic-fraction", type=float, default=fraction)
+    ap.add_argument("--synthetic-scans", type=int, default=n_synthetic)
+    return ap.parse_args(argv)
+
+
+def run_training(args: argparse.Namespace, region: str) -> tuple[int, float, str, dict]:
+    """`spinelabel train` on ../shared minus the validation split.
+
+    Returns
+    -------
+    exit code, wall seconds, commit at the start, the written model config (empty on failure)
+    """
     from spinelabel.cli import main as cli
 
     split = REPO / "benchmarks" / "lumbar_split.json"
     commit = git_commit()  # the code that trains, recorded before the run
     t0 = time.perf_counter()
-    code = cli(["train", str(SHARED), "--exclude", str(split), "--out", str(args.out), "--steps", str(args.steps),
-                "--synthetic-fraction", str(args.synthetic_fraction), "--synthetic-scans", str(args.synthetic_scans)])
+    code = cli(["train", str(SHARED), "--exclude", str(split), "--region", region, "--out", str(args.out),
+                "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
+                "--synthetic-scans", str(args.synthetic_scans)])
     seconds = time.perf_counter() - t0
+    cfg = {} if code else json.loads((args.out / "config.json").read_text())
+    return code, seconds, commit, cfg
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_training_args(argv, "lumbar", steps=5000, fraction=0.25, n_synthetic=80)
+    code, seconds, commit, cfg = run_training(args, "lumbar")
     if code:
         return code
-    cfg = json.loads((args.out / "config.json").read_text())
     body = f"""## Lumbar: training time
 
 - command: `python -m benchmarks.train_lumbar {' '.join(argv or sys.argv[1:])}`
-- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{commit}` (at the start)
+- date: {utc_now()}, commit `{commit}` (at the start)
 - {len(cfg['training']['scans'])} training scans plus {args.synthetic_scans} synthetic phantoms
   ({args.synthetic_fraction:.0%} of crops), {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
   (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.

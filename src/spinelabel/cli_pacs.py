@@ -31,6 +31,11 @@ _PASSWORD = typer.Option(None, "--password", help="Password (env SPINELABEL_DICO
 _CA = typer.Option(None, "--ca-bundle", help="CA bundle (PEM) for the server's TLS certificate (env SPINELABEL_DICOMWEB_CA_BUNDLE).", show_default=False)
 _INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (test servers only).")
 _TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for each answer (default 60).", show_default=False)
+# Study filters (QIDO-RS), shared by find and harvest.
+_PATIENT_ID = typer.Option(None, "--patient-id", help="Only this PatientID.")
+_DATE = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231.")
+_STUDY = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable).")
+_LIMIT = typer.Option(None, "--limit", min=1, help="At most this many studies.")
 
 
 @pacs_app.callback()
@@ -53,10 +58,8 @@ def _report_failures(failures: list[str]) -> None:
 
 @pacs_app.command("find")
 def pacs_find(
-    patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Only this PatientID."),
-    date: Optional[str] = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231."),
-    study: Optional[list[str]] = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many studies."),
+    patient_id: Optional[str] = _PATIENT_ID, date: Optional[str] = _DATE,
+    study: Optional[list[str]] = _STUDY, limit: Optional[int] = _LIMIT,
     all_series: bool = typer.Option(False, "--all-series", help="List every image series, not only sagittal MR."),
     url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
     ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
@@ -86,10 +89,8 @@ def pacs_find(
 @pacs_app.command("harvest")
 def pacs_harvest(
     out_dir: Path = typer.Argument(..., help="Folder to fill: OUT_DIR/<study>/<series>/*.dcm and harvest.json."),
-    patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Only this PatientID."),
-    date: Optional[str] = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231."),
-    study: Optional[list[str]] = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many studies."),
+    patient_id: Optional[str] = _PATIENT_ID, date: Optional[str] = _DATE,
+    study: Optional[list[str]] = _STUDY, limit: Optional[int] = _LIMIT,
     unannotated: bool = typer.Option(False, "--include-unannotated", help="Also fetch studies without SR/PR objects."),
     url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
     ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
