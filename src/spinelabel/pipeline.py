@@ -44,6 +44,16 @@ class LabelResult:
     n_candidates: int = 0
 
 
+def _load_model(model: str | Path):
+    """(config, network) of a shipped model or model directory, with CPU threads capped at 4."""
+    import torch
+
+    from .models import load_model
+
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    return load_model(model)
+
+
 class Labeler:
     """Holds a loaded model and labels any number of volumes with it.
 
@@ -64,20 +74,11 @@ class Labeler:
         self.region = anatomy.REGIONS[region or config.region]
         self.shape = ShapeModel.from_dict(config.shape_model)
         self.params = LabelingParams()
-        self.model_source: str | None = None
 
     @classmethod
     def load(cls, model: str | Path = "lumbar", region: str | None = None) -> "Labeler":
         """Load a shipped model by region name, or a model directory (checksum verified)."""
-        import torch
-
-        from .models import load_model
-
-        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-        config, net = load_model(model)
-        labeler = cls(config, net, region)
-        labeler.model_source = str(model)
-        return labeler
+        return cls(*_load_model(model), region)
 
     def label(self, volume: Volume) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).
@@ -152,12 +153,9 @@ class AutoLabeler:
     @classmethod
     def load(cls) -> "AutoLabeler":
         """The shipped models, each loaded once."""
-        loaded: dict[str, Labeler] = {}
-        for region, name in SHIPPED_MODEL.items():
-            same = next((lab for lab in loaded.values() if lab.model_source == name), None)
-            loaded[region] = Labeler(same.config, same.net, region) if same else Labeler.load(name, region)
-            loaded[region].model_source = name
-        return cls(loaded["whole"], loaded)
+        models = {name: _load_model(name) for name in set(SHIPPED_MODEL.values())}
+        by_region = {region: Labeler(*models[name], region) for region, name in SHIPPED_MODEL.items()}
+        return cls(by_region["whole"], by_region)
 
     def choose_region(self, volume: Volume) -> str:
         """The region that fits the image (raises NothingFoundError when no spine is seen)."""
