@@ -20,13 +20,16 @@ from pathlib import Path
 from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
 
 
-def parse_training_args(argv, region: str, steps: int, fraction: float, n_synthetic: int) -> argparse.Namespace:
+def parse_training_args(
+    argv, region: str, steps: int, fraction: float, n_synthetic: int, complete_anchors: bool = False
+) -> argparse.Namespace:
     """The options both training benchmarks take, with the shipped recipe as defaults."""
     ap = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
     ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / region)
     ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--synthetic-fraction", type=float, default=fraction)
     ap.add_argument("--synthetic-scans", type=int, default=n_synthetic)
+    ap.add_argument("--complete-anchors", action=argparse.BooleanOptionalAction, default=complete_anchors)
     return ap.parse_args(argv)
 
 
@@ -44,7 +47,8 @@ def run_training(args: argparse.Namespace, region: str) -> tuple[int, float, str
     t0 = time.perf_counter()
     code = cli(["train", str(SHARED), "--exclude", str(split), "--region", region, "--out", str(args.out),
                 "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
-                "--synthetic-scans", str(args.synthetic_scans)])
+                "--synthetic-scans", str(args.synthetic_scans),
+                "--complete-anchors" if args.complete_anchors else "--no-complete-anchors"])
     seconds = time.perf_counter() - t0
     cfg = {} if code else json.loads((args.out / "config.json").read_text())
     return code, seconds, commit, cfg
@@ -55,7 +59,7 @@ def utc_now() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_training_args(argv, "lumbar", steps=5000, fraction=0.25, n_synthetic=80)
+    args = parse_training_args(argv, "lumbar", steps=5000, fraction=0.25, n_synthetic=80, complete_anchors=True)
     code, seconds, commit, cfg = run_training(args, "lumbar")
     if code:
         return code

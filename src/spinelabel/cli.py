@@ -142,14 +142,23 @@ def train(
     synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
     synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
+    complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the region's anchor (S1 below L5, C2 above C3) where the labels stop short of it, found by the shipped model's detector (pseudo-labels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
     from .training.data import load_training_scans
     from .training.train import TrainSettings, train_and_save
 
+    finder = None
+    if complete_anchors:
+        from .pipeline import SHIPPED_MODEL, Labeler
+
+        finder = Labeler.load(SHIPPED_MODEL.get(region, region), region)
     with _training_sources(annotations, exclude, region, clean, quiet) as sources:
-        scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet)
+        scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finder=finder)
+    pseudo = sum(bool(s.pseudo_levels) for s in scans)
+    if complete_anchors:
+        _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
     _echo(f"training on {len(scans)} scans, {steps} steps", quiet)
     from tqdm import tqdm
 

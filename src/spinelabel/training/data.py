@@ -26,9 +26,14 @@ def _excluded(split_file: Path | None) -> set[str]:
 
 
 def load_training_scans(
-    sources: Sequence[str | Path], exclude: Path | None = None, quiet: bool = False
+    sources: Sequence[str | Path], exclude: Path | None = None, quiet: bool = False, anchor_finder=None
 ) -> tuple[list[TrainingScan], list[dict[str, np.ndarray]]]:
     """Load every annotated scan (skipping excluded ones and unusable ones, with a message).
+
+    ``anchor_finder`` (a ``pipeline.Labeler``): when given, its detector looks
+    for each scan's missing anchor levels (S1 below annotated L5, C2 above C3),
+    which are added as pseudo-labels (``TrainingScan.pseudo_levels``; see
+    ``training.anchors``).
 
     Returns
     -------
@@ -54,8 +59,20 @@ def load_training_scans(
             if not quiet:
                 print(f"skipped {ann.scan_id}: {exc}", file=sys.stderr)
             continue
-        scans.append(make_training_scan(ann.scan_id, volume, dict(ann.points)))
-        points.append(dict(ann.points))
+        found = _missing_anchors(volume, dict(ann.points), anchor_finder) if anchor_finder is not None else {}
+        if found and not quiet:
+            print(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)", file=sys.stderr)
+        scans.append(make_training_scan(ann.scan_id, volume, {**ann.points, **found}, tuple(found)))
+        points.append({**ann.points, **found})
     if not scans:
         raise InputError("no usable annotated scans (each needs an image and at least two named vertebrae)")
     return scans, points
+
+
+def _missing_anchors(volume, points: dict[str, np.ndarray], labeler) -> dict[str, np.ndarray]:
+    """The labeler region's anchors absent from ``points`` that its detector finds in ``volume``."""
+    from ..detection import candidates_from_heatmaps, predict_heatmaps
+    from .anchors import complete_anchors
+
+    candidates = candidates_from_heatmaps(predict_heatmaps(volume, labeler.config, labeler.net), labeler.config)
+    return complete_anchors(points, labeler.region, candidates, labeler.shape)

@@ -65,6 +65,8 @@ class TrainingScan:
     spacing: np.ndarray  # (3,)
     levels: list[str]
     points_mm: np.ndarray  # (N, 3)
+    #: Levels among ``levels`` that a detector supplied, not the annotations (see ``training.anchors``).
+    pseudo_levels: tuple[str, ...] = ()
     ordinals: np.ndarray = field(init=False)
     is_anchor: np.ndarray = field(init=False)
 
@@ -76,13 +78,15 @@ class TrainingScan:
         self.is_anchor = np.array([lv in anatomy.ANCHOR_LEVELS for lv in self.levels], bool)
 
 
-def make_training_scan(scan_id: str, volume: Volume, points: dict[str, np.ndarray]) -> TrainingScan:
+def make_training_scan(
+    scan_id: str, volume: Volume, points: dict[str, np.ndarray], pseudo_levels: tuple[str, ...] = ()
+) -> TrainingScan:
     """Reorient an annotated volume to the canonical frame and normalise it."""
     canon = reorient(volume, CANONICAL_AXCODES)
     levels = list(points)
     vox = canon.world_to_voxel(np.array([points[lv] for lv in levels]))
     data = normalize_intensity(canon.data.astype(np.float32))
-    return TrainingScan(scan_id, data, canon.spacing, levels, vox * canon.spacing)
+    return TrainingScan(scan_id, data, canon.spacing, levels, vox * canon.spacing, tuple(pseudo_levels))
 
 
 def _slab(scan: TrainingScan, x_mm: float, thickness_mm: float) -> np.ndarray:

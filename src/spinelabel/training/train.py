@@ -158,7 +158,12 @@ def model_config(
         level_sd=1.0,
         detection=DetectionSettings(**REGION_DETECTION.get(region, {})),
         shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
-        training={"scans": [s.scan_id for s in scans], "settings": asdict(settings), "seconds": round(seconds, 1)},
+        training={
+            "scans": [s.scan_id for s in scans],
+            "pseudo_labels": {s.scan_id: list(s.pseudo_levels) for s in scans if s.pseudo_levels},
+            "settings": asdict(settings),
+            "seconds": round(seconds, 1),
+        },
         out_channels=OUT_CHANNELS,
     )
 
