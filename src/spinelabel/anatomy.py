@@ -68,6 +68,10 @@ def ordinal(level: str) -> float:
 #: detected anchor fixes the count of a chain, as the paper's clinicians do.
 ANCHOR_LEVELS: tuple[str, ...] = ("C2", "S1")
 
+#: Levels without a vertebral body: C1 is a ring (anterior arch, lateral
+#: masses) around the dens, so a detector of body centres finds it less often.
+BODILESS_LEVELS: tuple[str, ...] = ("C1",)
+
 
 @dataclass(frozen=True)
 class Region:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Volume
+from .geometry import Volume, distance_to_edge
 from .labeling import Candidate
 from .models import DetectionSettings, ModelConfig
 from .models.network import OUT_ANCHOR, OUT_HEATMAP, OUT_LEVEL
@@ -145,6 +145,8 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
     scores = np.array([r[1] for r in refined])
     keep = _merge(vox * spacing, scores, config.detection)
     world = maps.frame.voxel_to_world(vox[keep])
+    up = distance_to_edge(maps.frame.affine, maps.frame.shape, world, (0.0, 0.0, 1.0))
+    down = distance_to_edge(maps.frame.affine, maps.frame.shape, world, (0.0, 0.0, -1.0))
     return [
         Candidate(
             position=world[n],
@@ -152,6 +154,7 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
             level_estimate=float(refined[i][2]),
             level_sd=config.level_sd,
             anchor=refined[i][3],
+            room_mm=(float(up[n]), float(down[n])),
         )
         for n, i in enumerate(keep)
     ]

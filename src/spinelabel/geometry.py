@@ -87,6 +87,43 @@ class Volume:
         return apply_affine(np.linalg.inv(self.affine), xyz)
 
 
+def distance_to_edge(
+    affine: npt.ArrayLike, shape: tuple[int, int, int], points: npt.ArrayLike, direction: npt.ArrayLike
+) -> np.ndarray:
+    """How far each point can go along a world direction before it leaves the image.
+
+    The image is the box of its voxels' extents, ``[-0.5, shape - 0.5]`` in
+    voxel indices, mapped to the world by ``affine``.
+
+    Parameters
+    ----------
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (RAS mm).
+    shape : tuple of int
+        The array shape (I, J, K).
+    points : ndarray, shape (N, 3)
+        World RAS mm.
+    direction : ndarray, shape (3,)
+        World direction (normalised here).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        Distance in mm; 0 for a point outside the box.
+    """
+    aff = np.asarray(affine, float)
+    d = np.asarray(direction, float)
+    d = d / np.linalg.norm(d)
+    inv = np.linalg.inv(aff)
+    p = apply_affine(inv, np.asarray(points, float).reshape(-1, 3))  # (N, 3) voxels
+    dv = inv[:3, :3] @ d  # voxels per mm along the ray
+    hi = np.asarray(shape, float) - 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_hi = np.where(dv > 0, (hi - p) / dv, np.where(dv < 0, (-0.5 - p) / dv, np.inf))
+    inside = np.all((p >= -0.5) & (p <= hi), axis=1)
+    return np.where(inside, t_hi.min(axis=1), 0.0)
+
+
 def reorient(volume: Volume, axcodes: tuple[str, str, str] | str) -> Volume:
     """Permute and flip the array so its axes point along ``axcodes``.
 

@@ -22,7 +22,11 @@ constant), is
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
   ``d`` at the global scale ``s``, a direction cost, and ``miss_cost`` per
   level skipped between ``a`` and ``b``;
-- ``variant_cost`` once if the chain contains a transitional variant.
+- ``variant_cost`` once if the chain contains a transitional variant;
+- at each end of the labeled range, ``miss_cost`` for every further level of
+  the chain that the shape model puts inside the image (when candidates say
+  how much image lies above and below them, ``Candidate.room_mm``): a lumbar
+  chain cannot end at "L5" with a sacrum's length of image below it.
 
 The labeled range may start and end at any level (partial field of view). The
 best scale from ``LabelingParams.scale_grid`` is kept. Confidences come from
@@ -41,7 +45,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anatomy import STANDARD_LEVELS, VARIANT_AFTER, Region, chain, ordinal, parse_level, typical_spacing_mm
+from .anatomy import (
+    BODILESS_LEVELS,
+    STANDARD_LEVELS,
+    VARIANT_AFTER,
+    Region,
+    chain,
+    ordinal,
+    parse_level,
+    typical_spacing_mm,
+)
 
 #: Prior standard deviation of an adjacent-level spacing, as a fraction of the
 #: prior mean, used where no learned value exists. Centroid spacings vary by
@@ -71,6 +84,10 @@ class Candidate:
         Trust in ``level_estimate``, in levels (a Gaussian sd).
     anchor : float or None
         The CNN's probability that this is an anchor level (C2 or S1), if available.
+    room_mm : tuple of float or None
+        How far the image reaches from here cranially (+z) and caudally (-z), in
+        mm (``geometry.distance_to_edge``); None when unknown (no field-of-view
+        term).
     """
 
     position: np.ndarray
@@ -78,6 +95,7 @@ class Candidate:
     level_estimate: float | None = None
     level_sd: float = 1.5
     anchor: float | None = None
+    room_mm: tuple[float, float] | None = None
 
 
 def _pair_key(upper: str, lower: str) -> str:
@@ -218,6 +236,14 @@ class LabelingParams:
     #: detection). ~ -log(0.05): the detector misses roughly 1 in 20 vertebrae
     #: inside the field of view.
     miss_cost: float = 3.0
+    #: Miss cost of a level without a vertebral body (``anatomy.BODILESS_LEVELS``,
+    #: C1): -log(0.5), a body-centre detector finding C1's ring as often as not.
+    bodiless_miss_cost: float = 0.7
+    #: A level beyond the end of a labeled range counts as missed when its
+    #: expected centre lies at least this fraction of its spacing to the
+    #: neighbour inside the image: half a spacing (half a body plus half a
+    #: disc) puts the whole body in view; partly cut bodies are not expected.
+    edge_margin_fraction: float = 0.5
     #: Scale on -log(1 - score) for leaving a candidate unassigned. 1.0 makes the
     #: assign / reject costs the two halves of a Bernoulli likelihood of a
     #: calibrated detector score.
@@ -310,6 +336,7 @@ class _Inputs:
     est: np.ndarray  # (n,) NaN where unavailable
     sd: np.ndarray  # (n,)
     anchor: np.ndarray  # (n,) clipped; NaN where unavailable
+    room: np.ndarray  # (n, 2) mm of image cranially and caudally; 0 where unknown
 
 
 @dataclass(frozen=True)
@@ -349,8 +376,10 @@ def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs
     anchor = np.clip(anchor, params.anchor_eps, 1.0 - params.anchor_eps)  # NaN stays NaN
     if np.any(~(sd > 0)):
         raise ValueError("level_sd must be positive")
+    room = np.array([(0.0, 0.0) if c.room_mm is None else tuple(map(float, c.room_mm)) for c in candidates]).reshape(n, 2)
+    room = np.where(np.isfinite(room), np.maximum(room, 0.0), 0.0)  # unknown: no field-of-view term
     order = np.lexsort((-score, pos[:, 0], pos[:, 1], -pos[:, 2])) if n else np.zeros(0, int)
-    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order])
+    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order], room[order])
 
 
 def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -415,8 +444,45 @@ def _pairs(pos: np.ndarray, params: LabelingParams) -> _Pairs:
     return _Pairs(i, j, dist, direction, by_j)
 
 
+def _miss_costs(levels: Sequence[str], params: LabelingParams) -> np.ndarray:
+    """(L,) cost of each level of a chain being in view but not detected."""
+    return np.array([params.bodiless_miss_cost if lv in BODILESS_LEVELS else params.miss_cost for lv in levels])
+
+
+def _end_costs(
+    inp: _Inputs, mu: np.ndarray, miss: np.ndarray, scales: np.ndarray, params: LabelingParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Field-of-view costs of starting and of ending a labeled range at each candidate and level.
+
+    A level beyond the range's end is expected in view when its distance along
+    the chain (scaled) plus ``edge_margin_fraction`` of its spacing to the
+    next level inward fits in the image room on that side.
+
+    Returns
+    -------
+    start, end : ndarray, shape (L, n, S)
+        ``start[b, j, s]``: summed miss costs of the levels cranial to ``b`` in
+        view above candidate ``j`` at scale ``s``; ``end`` likewise caudally.
+    """
+    L = mu.shape[0]
+    spacing = np.diag(mu, 1)  # (L-1,) adjacent spacings
+    a, b = np.indices((L, L))
+    # need_up[l, b]: room above a candidate at level b for level l < b to be in view
+    inward_up = np.concatenate([spacing, [0.0]])  # level l's spacing to l + 1
+    need_up = np.where(a < b, mu + params.edge_margin_fraction * inward_up[:, None], np.inf)
+    inward_down = np.concatenate([[0.0], spacing])  # level l's spacing to l - 1
+    need_down = np.where(b < a, mu.T + params.edge_margin_fraction * inward_down[:, None], np.inf)  # [l, b], l > b
+    scaled_up = need_up[:, :, None, None] * scales[None, None, None, :]  # (l, b, 1, S)
+    scaled_down = need_down[:, :, None, None] * scales[None, None, None, :]
+    up = inp.room[:, 0][None, None, :, None]  # (1, 1, n, 1)
+    down = inp.room[:, 1][None, None, :, None]
+    start = ((scaled_up <= up) * miss[:, None, None, None]).sum(axis=0)
+    end = ((scaled_down <= down) * miss[:, None, None, None]).sum(axis=0)
+    return start, end
+
+
 def _pair_costs(
-    pairs: _Pairs, mu: np.ndarray, sd: np.ndarray, scales: np.ndarray, params: LabelingParams
+    pairs: _Pairs, mu: np.ndarray, sd: np.ndarray, scales: np.ndarray, params: LabelingParams, miss: np.ndarray
 ) -> np.ndarray:
     """Pairwise costs for every allowed pair, level pair and scale.
 
@@ -430,7 +496,9 @@ def _pair_costs(
     """
     L = mu.shape[0]
     a, b = np.indices((L, L))
-    static = np.where(b > a, params.miss_cost * (b - a - 1), np.inf)
+    cum = np.concatenate([[0.0], np.cumsum(miss)])  # cum[k]: summed miss costs of levels < k
+    skipped = cum[b] - cum[np.minimum(a + 1, L)]  # levels a+1 .. b-1
+    static = np.where(b > a, skipped, np.inf)
     cost = (pairs.dist[:, None] / scales[None, :])[None, None] - mu[:, :, None, None]
     cost *= (1.0 / sd)[:, :, None, None]
     cost *= cost
@@ -440,7 +508,7 @@ def _pair_costs(
     return cost
 
 
-def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray]:
+def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best cost of a labeling ending with candidate j at level b.
 
     Parameters
@@ -449,6 +517,8 @@ def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> tuple[np.ndarray, n
         Node costs (``_node_costs``).
     P : ndarray, shape (L, L, m, S)
         Pair costs (``_pair_costs``).
+    start : ndarray, shape (L, n, S)
+        Cost of a labeled range starting at (j, b) (``_end_costs``).
 
     Returns
     -------
@@ -464,26 +534,30 @@ def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> tuple[np.ndarray, n
     G = np.empty((L, m, S))
     for j in range(n):
         lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
-        F[:, j] = U[j][:, None]
+        F[:, j] = U[j][:, None] + start[:, j]
         if hi > lo:
             G[:, lo:hi] = (P[:, :, lo:hi] + F[:, None, pairs.i[lo:hi]]).min(axis=0)
-            F[:, j] += np.minimum(G[:, lo:hi].min(axis=1), 0.0)
+            F[:, j] = U[j][:, None] + np.minimum(G[:, lo:hi].min(axis=1), start[:, j])
     return F, G
 
 
-def _backward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> np.ndarray:
+def _backward(U: np.ndarray, P: np.ndarray, pairs: _Pairs, end: np.ndarray) -> np.ndarray:
     """Best cost of the rest of a labeling after candidate i at level a.
 
     Pushes from the caudal end: when the pairs ending at j are visited, every
     pair leaving j (ending further caudally) has been, so B[:, j] is final.
 
+    Parameters
+    ----------
+    end : ndarray, shape (L, n, S)
+        Cost of a labeled range ending at (i, a) (``_end_costs``).
+
     Returns
     -------
     B : ndarray, shape (L, n, S)
-        Excludes the node cost of (i, a); 0 where the labeling may end there.
+        Excludes the node cost of (i, a); at most ``end`` (ending there).
     """
-    L, _, _, S = P.shape
-    B = np.zeros((L, U.shape[0], S))
+    B = end.copy()
     for j in range(U.shape[0] - 1, 0, -1):
         lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
         if hi > lo:
@@ -493,7 +567,9 @@ def _backward(U: np.ndarray, P: np.ndarray, pairs: _Pairs) -> np.ndarray:
     return B
 
 
-def _unassigned_marginals(U: np.ndarray, pairs: _Pairs, F: np.ndarray, G: np.ndarray, B: np.ndarray) -> np.ndarray:
+def _unassigned_marginals(
+    U: np.ndarray, pairs: _Pairs, F: np.ndarray, G: np.ndarray, B: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> np.ndarray:
     """Best cost (relative to "all unassigned") of a labeling that leaves candidate i out.
 
     Such a labeling is empty, ends before i, starts after i, or jumps over i
@@ -505,8 +581,8 @@ def _unassigned_marginals(U: np.ndarray, pairs: _Pairs, F: np.ndarray, G: np.nda
     """
     _, n, S = F.shape
     inf = np.full((1, S), np.inf)
-    ends = F.min(axis=0)  # (n, S)
-    starts = (U.T[:, :, None] + B).min(axis=0)
+    ends = (F + end).min(axis=0)  # (n, S)
+    starts = (U.T[:, :, None] + start + B).min(axis=0)
     before = np.minimum.accumulate(np.concatenate([inf, ends[:-1]]), axis=0)
     after = np.minimum.accumulate(np.concatenate([starts[1:], inf])[::-1], axis=0)[::-1]
     best = np.minimum(np.minimum(before, after), 0.0)
@@ -518,24 +594,27 @@ def _unassigned_marginals(U: np.ndarray, pairs: _Pairs, F: np.ndarray, G: np.nda
     return best
 
 
-def _backtrack(F: np.ndarray, G: np.ndarray, P: np.ndarray, pairs: _Pairs) -> list[tuple[int, int]]:
+def _backtrack(
+    F: np.ndarray, G: np.ndarray, P: np.ndarray, pairs: _Pairs, start: np.ndarray, end: np.ndarray
+) -> list[tuple[int, int]]:
     """The best labeling at one scale as (sorted candidate, level index), cranial first.
 
     Parameters
     ----------
-    F : ndarray, shape (L, n)
+    F, start, end : ndarray, shape (L, n)
     G : ndarray, shape (L, m)
     P : ndarray, shape (L, L, m)
-        One scale of ``_forward``'s output and of the pair costs.
+        One scale of ``_forward``'s output, of the end costs and of the pair costs.
     """
-    if F.size == 0 or F.min() >= 0.0:
+    total = F + end
+    if total.size == 0 or total.min() >= 0.0:
         return []
-    b, j = (int(x) for x in np.unravel_index(int(np.argmin(F)), F.shape))
+    b, j = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
     path = [(j, b)]
     while pairs.by_j[j + 1] > pairs.by_j[j]:
         lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
         p = lo + int(np.argmin(G[b, lo:hi]))
-        if G[b, p] >= 0.0:
+        if G[b, p] >= start[b, j]:
             break
         j, b = int(pairs.i[p]), int(np.argmin(F[:, pairs.i[p]] + P[:, b, p]))
         path.append((j, b))
@@ -554,16 +633,18 @@ def _solve_chain(
     """Forward, backward and min-marginals for one chain at every scale."""
     scales = np.asarray(params.scale_grid, float)
     mu, sd = _chain_moments(shape, levels)
+    miss = _miss_costs(levels, params)
     U = _node_costs(inp, levels, params, anchors)
-    P = _pair_costs(pairs, mu, sd, scales, params)
-    F, G = _forward(U, P, pairs)
-    B = _backward(U, P, pairs)
+    P = _pair_costs(pairs, mu, sd, scales, params, miss)
+    start, end = _end_costs(inp, mu, miss, scales, params)
+    F, G = _forward(U, P, pairs, start)
+    B = _backward(U, P, pairs, end)
     base = float(_false_positive_costs(inp, params).sum()) + (params.variant_cost if variant else 0.0)
-    best = base + np.minimum(F.min(axis=(0, 1)), 0.0)
+    best = base + np.minimum((F + end).min(axis=(0, 1)), 0.0)
     s = int(np.argmin(best))
-    path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs)
+    path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
     assigned = base + (F + B).min(axis=2).T
-    unassigned = base + _unassigned_marginals(U, pairs, F, G, B).min(axis=1)
+    unassigned = base + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1)
     return _Solution(levels, variant, best, path, assigned, unassigned)
 
 

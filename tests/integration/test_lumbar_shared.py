@@ -84,9 +84,12 @@ def test_thick_clinical_slices_still_label(labeler):
 def test_train_evaluate_and_demo_commands(tmp_path, capsys):
     cases = ["myoseg-01", "zukic-02"]
     ann = [str(SHARED / c / "centroids.json") for c in cases]
-    assert main(["train", *ann, "--out", str(tmp_path / "model"), "--steps", "2", "--quiet"]) == 0
+    assert main(["train", *ann, "--out", str(tmp_path / "model"), "--steps", "2", "--complete-anchors", "--quiet"]) == 0
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
     assert cfg["training"]["scans"] == cases and len(cfg["sha256"]) == 64
+    # S1 (never annotated in the shared data) came from the shipped detector, and is recorded as such
+    pseudo = cfg["training"]["pseudo_labels"]
+    assert pseudo and set(pseudo) <= set(cases) and all(v == ["S1"] for v in pseudo.values())
     assert cfg["region"] == "lumbar" and "spacing" in cfg["shape_model"]
     # evaluate the shipped model's output for one scan against its annotation
     out = tmp_path / "pred" / "myoseg-07.json"

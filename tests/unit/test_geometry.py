@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from spinelabel.geometry import Volume, apply_affine, lps_to_ras, reorient, resample_grid
+from spinelabel.geometry import Volume, apply_affine, distance_to_edge, lps_to_ras, reorient, resample_grid
 
 PAIRS = (("L", "R"), ("P", "A"), ("I", "S"))
 #: Every permutation of the three axes times every flip: 6 x 8 = 48 codes.
@@ -153,3 +153,30 @@ def test_volume_rejects_non_finite_or_misshapen_affines():
         Volume(np.zeros((3, 3, 3)), bad)
     with pytest.raises(ValueError, match="finite 4x4"):
         Volume(np.zeros((3, 3, 3)), np.eye(3))
+
+
+def test_distance_to_edge_in_a_ras_box():
+    """A 10 x 20 x 30 box of 2 mm voxels from the origin: voxel extents run -1 .. 19 / 39 / 59 mm."""
+    aff = _affine(np.diag([2.0, 2.0, 2.0]), (0.0, 0.0, 0.0))
+    pts = np.array([[4.0, 10.0, 20.0], [4.0, 10.0, 58.0], [4.0, 10.0, 80.0]])
+    up = distance_to_edge(aff, (10, 20, 30), pts, (0.0, 0.0, 1.0))
+    down = distance_to_edge(aff, (10, 20, 30), pts, (0.0, 0.0, -5.0))  # any length of direction
+    np.testing.assert_allclose(up, [39.0, 1.0, 0.0])
+    np.testing.assert_allclose(down, [21.0, 59.0, 0.0])  # the third point lies outside
+    diagonal = distance_to_edge(aff, (10, 20, 30), pts[:1], (1.0, 0.0, 1.0))
+    np.testing.assert_allclose(diagonal, [15.0 * np.sqrt(2.0)])  # leaves through x = 19 first
+
+
+@pytest.mark.parametrize("codes", ALL_AXCODES[::5])
+def test_distance_to_edge_is_the_same_in_every_voxel_order(codes):
+    """Reorienting only permutes and flips the voxels, so the image box in the world is unchanged."""
+    aff = _affine(_rotation(10.0, -20.0) @ np.diag([0.7, 0.9, 3.5]), (-40.0, 25.0, -60.0))
+    vol = Volume(np.zeros((40, 50, 12)), aff)
+    pts = vol.voxel_to_world(np.array([[20.0, 25.0, 6.0], [3.0, 40.0, 1.0]]))
+    other = reorient(vol, codes)
+    for direction in ((0.0, 0.0, 1.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)):
+        np.testing.assert_allclose(
+            distance_to_edge(other.affine, other.shape, pts, direction),
+            distance_to_edge(vol.affine, vol.shape, pts, direction),
+            atol=1e-9,
+        )

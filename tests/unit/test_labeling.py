@@ -256,7 +256,30 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         mu, sd = shape.expected(n1, n2, variants=variant)
         cost += ((d - scale * mu) / (scale * sd)) ** 2 / 2
         cost += params.direction_weight * (angle / params.max_angle_deg) ** 2
-        cost += params.miss_cost * (levels.index(n2) - levels.index(n1) - 1)
+        cost += sum(_miss(levels[x], params) for x in range(levels.index(n1) + 1, levels.index(n2)))
+    if subset:
+        cost += _fov_cost(cands[subset[0]], levels.index(names[0]), levels, variant, scale, shape, params, up=True)
+        cost += _fov_cost(cands[subset[-1]], levels.index(names[-1]), levels, variant, scale, shape, params, up=False)
+    return cost
+
+
+def _miss(level, params):
+    return params.bodiless_miss_cost if level in anatomy.BODILESS_LEVELS else params.miss_cost
+
+
+def _fov_cost(cand, b, levels, variant, scale, shape, params, up):
+    """Miss costs of the levels beyond an end of the labeled range that fit in the image."""
+    if cand.room_mm is None:
+        return 0.0
+    room = cand.room_mm[0 if up else 1]
+    beyond = range(b - 1, -1, -1) if up else range(b + 1, len(levels))
+    cost = 0.0
+    for x in beyond:
+        inward = x + 1 if up else x - 1
+        dist = shape.expected(*sorted((levels[x], levels[b]), key=levels.index), variants=variant)[0]
+        step = shape.expected(*sorted((levels[x], levels[inward]), key=levels.index), variants=variant)[0]
+        if scale * (dist + params.edge_margin_fraction * step) <= room:
+            cost += _miss(levels[x], params)
     return cost
 
 
@@ -281,6 +304,71 @@ def test_dynamic_programming_equals_brute_force():
         p = np.exp(-(m - m.min()) / params.temperature)
         assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
         assert marg[(v.candidate_index, v.label)] == pytest.approx(best, abs=1e-9)
+
+
+def test_dynamic_programming_equals_brute_force_with_field_of_view_costs():
+    region = Region("tiny", ("C1", "C2", "C3", "C4", "C5", "C6"), ("C2",), ())
+    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1))
+    rng = np.random.default_rng(5)
+    truth = spine(("C2", "C3", "C4", "C5"), seed=2)
+    cands = [
+        Candidate(p + rng.normal(0, 2, 3), float(rng.uniform(0.3, 0.95)), float(rng.uniform(1, 7)), 1.0,
+                  anchor=float(rng.uniform(0.0, 1.0)), room_mm=(float(rng.uniform(0, 60)), float(rng.uniform(0, 60))))
+        for p in truth.values()
+    ]
+    cands.append(Candidate(truth["C3"] + np.array([0.0, 6.0, -8.0]), 0.5, None, room_mm=(30.0, 30.0)))
+    result = label_candidates(cands, region, PRIOR, params)
+    best, marg = _brute_force(cands, region, PRIOR, params)
+    assert result.cost == pytest.approx(best, abs=1e-9)
+    names = list(region.levels) + [None]
+    for v in result.vertebrae:
+        m = np.array([marg[(v.candidate_index, name)] for name in names])
+        p = np.exp(-(m - m.min()) / params.temperature)
+        assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
+
+
+def _with_room(cands, pts, bottom_mm, top_mm):
+    """The candidates, told how far the image reaches above ``top_mm`` and below ``bottom_mm`` (world z)."""
+    return [
+        Candidate(c.position, c.score, c.level_estimate, c.level_sd, c.anchor,
+                  room_mm=(top_mm - float(c.position[2]), float(c.position[2]) - bottom_mm))
+        for c in cands
+    ]
+
+
+def test_a_chain_may_not_end_early_with_room_for_more_vertebrae_in_view():
+    """Level estimates all one level too low, S1 unsure: the image below S1 says it is not L5."""
+    truth = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+    pts = spine(truth)
+    cands = candidates(pts, sd=1.0, shift=-0.8, noise=0.05)
+    shifted = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(shifted)[-1] == "L5"  # the estimates alone name S1 "L5"
+    z = [float(p[2]) for p in pts.values()]
+    # the image reaches 80 mm below S1 (the sacrum) and ends 20 mm above T12 (nothing more in view)
+    result = label_candidates(_with_room(cands, pts, min(z) - 80.0, max(z) + 20.0), LUMBAR, PRIOR)
+    assert labels(result) == list(truth)
+
+
+def test_field_of_view_costs_do_not_move_a_chain_that_ends_at_the_image_edges():
+    truth = ("L1", "L2", "L3", "L4", "L5")
+    pts = spine(truth)
+    cands = candidates(pts, sd=1.0)
+    z = [float(p[2]) for p in pts.values()]
+    plain = label_candidates(cands, LUMBAR, PRIOR)
+    cropped = label_candidates(_with_room(cands, pts, min(z) - 15.0, max(z) + 15.0), LUMBAR, PRIOR)
+    assert labels(cropped) == labels(plain) == list(truth)
+    assert cropped.cost == pytest.approx(plain.cost)
+
+
+def test_an_undetected_level_inside_the_image_costs_a_miss_at_the_end():
+    truth = ("L1", "L2", "L3", "L4", "L5")
+    pts = spine(truth)
+    cands = candidates(pts, sd=1.0)
+    z = [float(p[2]) for p in pts.values()]
+    tight = label_candidates(_with_room(cands, pts, min(z) - 15.0, max(z) + 15.0), LUMBAR, PRIOR)
+    roomy = label_candidates(_with_room(cands, pts, min(z) - 15.0, max(z) + 60.0), LUMBAR, PRIOR)
+    assert labels(roomy) == list(truth)  # T12 in view but not found: same labels, one miss dearer
+    assert roomy.cost == pytest.approx(tight.cost + LabelingParams().miss_cost)
 
 
 def test_an_anchor_fixes_a_chain_the_level_estimates_shift():

@@ -8,41 +8,8 @@ from spinelabel.errors import NothingFoundError
 from spinelabel.geometry import Volume, reorient
 from spinelabel.io import load_image
 from spinelabel.io.dicom import write_dicom_series
-from spinelabel.models import DetectionSettings, ModelConfig
 from spinelabel.pipeline import Labeler
-
-
-class BlobNet(torch.nn.Module):
-    """Stands in for the CNN: heatmap = the (normalised) image, level = unknown."""
-
-    divisor = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = (0.8 * x).clamp(1e-4, 1 - 1e-4)  # per pixel, like a real network
-        return torch.cat([torch.log(p / (1 - p)), torch.zeros_like(x)], dim=1)
-
-
-def dummy_config(level_sd: float = 100.0, min_confident: int = 0) -> ModelConfig:
-    return ModelConfig(
-        name="dummy", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
-        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4,), level_offset=22.0,
-        level_sd=level_sd, detection=DetectionSettings(threshold=0.5, min_confident=min_confident), shape_model={},
-    )
-
-
-def blob_spine(n: int = 5, spacing_mm: float = 36.0) -> tuple[Volume, np.ndarray]:
-    """Gaussian 'bodies' along -z in a 1 mm RAS volume; returns the volume and the centres (RAS mm)."""
-    shape = (60, 120, 220)  # R, A, S
-    affine = np.eye(4)
-    affine[:3, 3] = [-30.0, -60.0, -200.0]
-    centres = np.array([[1.3, 4.2, -30.0 - spacing_mm * i + 0.4 * i] for i in range(n)])
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) + affine[:3, 3]
-    data = np.zeros(shape, np.float32)
-    for c in centres:
-        d2 = (((grid - c) / np.array([12.0, 5.0, 5.0])) ** 2).sum(-1)
-        data += np.exp(-0.5 * d2).astype(np.float32)
-    data[data < 0.1] = 0.0  # blobs are most of the foreground, so normalisation keeps their peaks
-    return Volume(data, affine), centres
+from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
 
 
 @pytest.mark.parametrize("codes", ["RAS", "PIR", "LPS", "IPR"])
@@ -128,7 +95,8 @@ def test_region_for_levels():
 def test_auto_labeler_picks_the_region_the_survey_sees(level, region):
     from spinelabel.pipeline import AutoLabeler
 
-    vol, _ = blob_spine(n=4, spacing_mm=20.0 if region == "cervical" else 36.0)
+    spacing = 20.0 if region == "cervical" else 36.0
+    vol, _ = blob_spine(n=4, spacing_mm=spacing, margin_mm=0.6 * spacing)  # no room for more vertebrae
     cfg = dummy_config(level_sd=0.7)
     survey = Labeler(cfg, LevelNet(level), "whole")
     by_region = {r: Labeler(cfg, LevelNet(level), r) for r in ("lumbar", "cervical", "whole")}
@@ -162,3 +130,19 @@ def test_candidates_carry_the_anchor_probability():
     assert anchors[0] < 0.05 and anchors[-1] > 0.95  # the top blob is not in the anchor zone, the bottom one is
     # a two-output model gives no anchor
     assert all(c.anchor is None for c in candidates_from_heatmaps(predict_heatmaps(vol, cfg, BlobNet()), cfg))
+
+
+@pytest.mark.parametrize("codes", ["RAS", "PIR", "LPS"])
+def test_candidates_know_how_much_image_lies_above_and_below(codes):
+    from spinelabel.detection import candidates_from_heatmaps, predict_heatmaps
+
+    vol, centres = blob_spine(n=3)  # the image spans world z -200.5 .. 19.5 mm
+    cfg = dummy_config()
+    cands = candidates_from_heatmaps(predict_heatmaps(reorient(vol, codes), cfg, BlobNet()), cfg)
+    cands = sorted(cands, key=lambda c: -c.position[2])
+    assert len(cands) == 3
+    up = np.array([c.room_mm[0] for c in cands])
+    down = np.array([c.room_mm[1] for c in cands])
+    # the model frame resamples to 2 mm pixels, so its edges may move by up to a pixel
+    np.testing.assert_allclose(up, 19.5 - centres[:, 2], atol=2.0)
+    np.testing.assert_allclose(down, centres[:, 2] + 200.5, atol=2.0)

@@ -1,0 +1,62 @@
+"""Stand-ins for the CNN and small synthetic spines, for tests that exercise the pipeline without a trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..geometry import Volume
+from ..models import DetectionSettings, ModelConfig
+
+
+class BlobNet(torch.nn.Module):
+    """Stands in for the CNN: heatmap = the (normalised) image, level = unknown."""
+
+    divisor = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = (0.8 * x).clamp(1e-4, 1 - 1e-4)  # per pixel, like a real network
+        return torch.cat([torch.log(p / (1 - p)), torch.zeros_like(x)], dim=1)
+
+
+def dummy_config(level_sd: float = 100.0, min_confident: int = 0, region: str = "lumbar") -> ModelConfig:
+    """A model config for ``BlobNet``: 2 mm frame, detection threshold 0.5, prior spacings only."""
+    return ModelConfig(
+        name="dummy", version="0", region=region, axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
+        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4,), level_offset=22.0,
+        level_sd=level_sd, detection=DetectionSettings(threshold=0.5, min_confident=min_confident), shape_model={},
+    )
+
+
+def blob_spine(n: int = 5, spacing_mm: float = 36.0, margin_mm: float | None = None) -> tuple[Volume, np.ndarray]:
+    """Gaussian 'bodies' along -z in a 1 mm RAS volume.
+
+    Parameters
+    ----------
+    margin_mm : float, optional
+        Crop the image this far above the first and below the last body, so
+        that no further vertebra would fit in view; None keeps the full height.
+
+    Returns
+    -------
+    volume : Volume
+        Shape (60, 120, 220) before cropping, axes R, A, S.
+    centres : ndarray, shape (n, 3)
+        Blob centres, world RAS mm, cranial first.
+    """
+    shape = (60, 120, 220)  # R, A, S
+    affine = np.eye(4)
+    affine[:3, 3] = [-30.0, -60.0, -200.0]
+    centres = np.array([[1.3, 4.2, -30.0 - spacing_mm * i + 0.4 * i] for i in range(n)])
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) + affine[:3, 3]
+    data = np.zeros(shape, np.float32)
+    for c in centres:
+        d2 = (((grid - c) / np.array([12.0, 5.0, 5.0])) ** 2).sum(-1)
+        data += np.exp(-0.5 * d2).astype(np.float32)
+    data[data < 0.1] = 0.0  # blobs are most of the foreground, so normalisation keeps their peaks
+    if margin_mm is not None:
+        lo = max(int(np.floor(centres[-1, 2] - margin_mm - affine[2, 3])), 0)
+        hi = min(int(np.ceil(centres[0, 2] + margin_mm - affine[2, 3])) + 1, shape[2])
+        data = np.ascontiguousarray(data[:, :, lo:hi])
+        affine[2, 3] += lo
+    return Volume(data, affine), centres
