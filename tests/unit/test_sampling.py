@@ -67,3 +67,22 @@ def test_anchor_target_marks_s1_only():
         if 0 <= u < 128 and 0 <= v < 128:
             assert heat[u, v] > 0.7
             assert (anchor[u, v] > 0.7) == is_anchor
+
+
+def test_centre_weights_choose_crop_centres_by_level():
+    scan = _scan(np.eye(4))
+    rng = np.random.default_rng(3)
+    uniform = [S._centre_index(rng, scan, S.SamplerSpec()) for _ in range(2000)]
+    weighted_spec = S.SamplerSpec(centre_weights=(("L2", 6.0), ("C1", 50.0)))  # C1 not in this scan
+    weighted = [S._centre_index(rng, scan, weighted_spec) for _ in range(2000)]
+    l2 = scan.levels.index("L2")
+    assert abs(np.mean(np.array(uniform) == l2) - 0.2) < 0.04
+    assert abs(np.mean(np.array(weighted) == l2) - 0.6) < 0.04  # 6 / (6 + 4)
+    assert set(weighted) == set(range(5))
+
+
+def test_cervical_training_centres_more_crops_on_c1_and_c2():
+    from spinelabel.training.train import sampler_spec
+
+    assert dict(sampler_spec("cervical").centre_weights)["C1"] > 1.0
+    assert sampler_spec("lumbar").centre_weights == ()

@@ -50,6 +50,10 @@ class SamplerSpec:
     p_random_slice: float = 0.2
     p_negative: float = 0.04
     unannotated_band_mm: float = 35.0
+    #: (level, weight) pairs: how much more often a crop is centred near that
+    #: level than near any other annotated one (weight 1). Rare, hard levels
+    #: (C1's ring, C2) get more of the training this way.
+    centre_weights: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -203,6 +207,15 @@ def _negative(rng: np.random.Generator, spec: SamplerSpec) -> tuple[np.ndarray, 
     return img, zeros, zeros, zeros, np.ones((n, n), np.float32), zeros
 
 
+def _centre_index(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> int:
+    """The annotated point a crop is centred near: uniform, or weighted by ``spec.centre_weights``."""
+    if not spec.centre_weights:
+        return int(rng.integers(len(scan.points_mm)))
+    weights = dict(spec.centre_weights)
+    w = np.array([weights.get(lv, 1.0) for lv in scan.levels], float)
+    return int(rng.choice(len(w), p=w / w.sum()))
+
+
 def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> tuple[np.ndarray, ...]:
     """One training sample: image, heatmap, level, level weight, validity, anchor (each (crop, crop))."""
     if rng.random() < spec.p_negative:
@@ -213,7 +226,7 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
     else:
         x_mm = scan.points_mm[:, 0].mean() + rng.normal(0, spec.lateral_jitter_mm)
     slab = _slab(scan, x_mm, rng.uniform(*spec.slab_mm))
-    centre = scan.points_mm[rng.integers(len(scan.points_mm)), 1:] + rng.normal(0, spec.centre_jitter_mm, 2)
+    centre = scan.points_mm[_centre_index(rng, scan, spec), 1:] + rng.normal(0, spec.centre_jitter_mm, 2)
     matrix, offset = _crop_transform(rng, spec, centre)
     src_matrix = matrix / scan.spacing[1:, None]
     src_offset = offset / scan.spacing[1:]
