@@ -2,7 +2,7 @@
 
 Usage (repository root, ../shared beside it)::
 
-    python -m benchmarks.train_cervical [--out src/spinelabel/models/cervical] [--steps 4000]
+    python -m benchmarks.train_cervical [--out src/spinelabel/models/cervical] [--steps 5000]
 
 No annotated cervical MR exists in ../shared: 70 % of the crops come from
 synthetic cervical and whole-spine phantoms, 30 % from the real lumbar training
@@ -19,7 +19,7 @@ from benchmarks.train_lumbar import parse_training_args, run_training, utc_now
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_training_args(argv, "cervical", steps=4000, fraction=0.7, n_synthetic=120)
+    args = parse_training_args(argv, "cervical", steps=5000, fraction=0.7, n_synthetic=120)
     code, seconds, commit, cfg = run_training(args, "cervical")
     if code:
         return code
