@@ -17,13 +17,16 @@ constant), is
 
 - for every assigned candidate: ``-log(score)`` and, when the CNN gave a level
   estimate ``e`` with uncertainty ``sd``, ``(e - ordinal(level))**2 / (2 sd**2)``;
+  when it gave an anchor probability ``p``, ``-log p`` at the region's anchor
+  level (C2, S1) and ``-log(1 - p)`` at any other;
 - for every unassigned candidate: ``false_positive_weight * -log(1 - score)``;
 - for every two consecutive assigned candidates (upper at level ``a``, lower
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
-  ``d`` at the global scale ``s``, a direction cost, and ``miss_cost`` per
-  level skipped between ``a`` and ``b``;
+  ``d`` at the global scale ``s``, a direction cost, and a miss cost per
+  level skipped between ``a`` and ``b`` (``miss_cost``; ``bodiless_miss_cost``
+  for C1);
 - ``variant_cost`` once if the chain contains a transitional variant;
-- at each end of the labeled range, ``miss_cost`` for every further level of
+- at each end of the labeled range, the miss cost of every further level of
   the chain that the shape model puts inside the image (when candidates say
   how much image lies above and below them, ``Candidate.room_mm``): a lumbar
   chain cannot end at "L5" with a sacrum's length of image below it.

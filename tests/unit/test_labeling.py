@@ -371,6 +371,18 @@ def test_an_undetected_level_inside_the_image_costs_a_miss_at_the_end():
     assert roomy.cost == pytest.approx(tight.cost + LabelingParams().miss_cost)
 
 
+def test_an_undetected_c1_in_view_costs_less_than_a_vertebra_with_a_body():
+    cervical = REGIONS["cervical"]
+    truth = ("C2", "C3", "C4", "C5", "C6")
+    pts = spine(truth, top=(0.0, 0.0, 60.0))
+    cands = candidates(pts, sd=1.0)
+    z = [float(p[2]) for p in pts.values()]
+    tight = label_candidates(_with_room(cands, pts, min(z) - 10.0, max(z) + 10.0), cervical, PRIOR)
+    roomy = label_candidates(_with_room(cands, pts, min(z) - 10.0, max(z) + 60.0), cervical, PRIOR)
+    assert labels(tight) == labels(roomy) == list(truth)
+    assert roomy.cost == pytest.approx(tight.cost + LabelingParams().bodiless_miss_cost)
+
+
 def test_an_anchor_fixes_a_chain_the_level_estimates_shift():
     """Level estimates all one level too high (myoseg-32's failure), but S1 is seen as S1."""
     truth = ("L2", "L3", "L4", "L5", "S1")
