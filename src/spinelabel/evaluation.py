@@ -22,10 +22,14 @@ Detection (label-agnostic)
     the prediction on the axis from the most cranial to the most caudal GT
     point (by level order); it is outside when it lies more than
     ``match_radius_mm`` cranial of the top GT point or caudal of the bottom
-    one along that axis. (GT often covers only some levels, e.g. L1-L5, while
-    the software also finds T12 or S1; those are not errors.) With one GT
-    point the extent is the ball of radius ``match_radius_mm`` around it;
-    with none, every prediction is outside.
+    one along that axis. A prediction named with a level beyond the
+    annotated ones (S1 under GT ending at L5) that is farther than
+    ``match_radius_mm`` from every GT point is outside too: the lumbosacral
+    angle can put S1 posterior of L5 rather than below it along the axis.
+    (GT often covers only some levels, e.g. L1-L5, while the software also
+    finds T12 or S1; those are not errors.) With one GT point the extent is
+    the ball of radius ``match_radius_mm`` around it; with none, every
+    prediction is outside.
     sensitivity = TP / (TP + FN); precision = TP / (TP + FP).
 Localization error
     The distance of each matched pair; reported as mean, median, 95th
@@ -259,6 +263,16 @@ def _outside_extent(p: np.ndarray, gt_pts: np.ndarray, radius: float) -> bool:
     return s < -radius or s > length + radius
 
 
+def _beyond_levels(label: str, gt_labels: Sequence[str]) -> bool:
+    """Whether ``label`` is cranial or caudal of every annotated level (False for an unknown name)."""
+    try:
+        o = anatomy.ordinal(anatomy.parse_level(label))
+    except ValueError:
+        return False
+    ords = [anatomy.ordinal(lab) for lab in gt_labels]
+    return bool(ords) and (o < min(ords) or o > max(ords))
+
+
 def evaluate_scan(
     pred: Prediction,
     gt: Mapping[str, np.ndarray],
@@ -299,7 +313,9 @@ def evaluate_scan(
     for p in range(len(preds)):
         if p in matched_pred:
             continue
-        (outside if _outside_extent(pred_pts[p], gt_pts, match_radius_mm) else fps).append(pred_labels[p])
+        beyond = _beyond_levels(pred_labels[p], gt_labels) and bool(dist[:, p].min(initial=np.inf) > match_radius_mm)
+        is_outside = beyond or _outside_extent(pred_pts[p], gt_pts, match_radius_mm)
+        (outside if is_outside else fps).append(pred_labels[p])
 
     # Glocker / VerSe identification: the prediction labelled v is within the
     # radius of GT v, and GT v is the GT point closest to that prediction.

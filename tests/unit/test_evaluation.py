@@ -159,12 +159,25 @@ def test_unmatched_prediction_just_beyond_end_but_within_radius_is_fp():
     # 15 mm caudal of L5 along the axis and 25 mm to the side: too far to match (29 mm),
     # but within match_radius of the bottom along the spine -> inside the extent -> FP
     p = gt["L5"] + np.array([25.0, 0.0, -15.0])
-    r = evaluate_scan(as_list(gt) + [("S1", p)], gt, "s")
+    r = evaluate_scan(as_list(gt) + [("L5", p)], gt, "s")
     assert (r.tp, r.fp, r.n_outside) == (5, 1, 0)
     # 25 mm caudal (beyond the radius) -> outside
     p2 = gt["L5"] + np.array([0.0, 0.0, -25.0 - 1e-6])
-    r2 = evaluate_scan(as_list(gt) + [("S1", p2)], gt, "s")
+    r2 = evaluate_scan(as_list(gt) + [("L5", p2)], gt, "s")
     assert (r2.fp, r2.n_outside) == (0, 1)
+
+
+def test_s1_posterior_of_l5_is_outside_when_it_matches_no_annotated_point():
+    """Lumbosacral angle: S1 lies 34 mm from L5 but only 12 mm beyond it along the spine's axis."""
+    gt = chain(curve=False)
+    s1 = gt["L5"] + np.array([0.0, -32.0, -12.0])
+    r = evaluate_scan(as_list(gt) + [("S1", s1)], gt, "s")
+    assert (r.tp, r.fp, r.outside) == (5, 0, ("S1",))
+    # the same point named L5 (a level the GT has) stays a false positive
+    assert evaluate_scan(as_list(gt) + [("L5", s1)], gt, "s").fp == 1
+    # and a point named S1 within the radius of an annotated vertebra is one too
+    near = gt["L5"] + np.array([0.0, -5.0, -10.0])
+    assert evaluate_scan(as_list(gt) + [("S1", near)], gt, "s").false_positives == ("S1",)
 
 
 def test_match_radius_is_a_parameter():
