@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 - {len(cfg['training']['scans'])} training scans plus {args.synthetic_scans} synthetic phantoms
   ({args.synthetic_fraction:.0%} of crops), {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
   (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.
+- S1 pseudo-labels (`--complete-anchors`, from the previously shipped detector): {len(cfg['training'].get('pseudo_labels', {}))}
+  of {len(cfg['training']['scans'])} training scans.
 """
     write_section(REPO / "docs" / "RESULTS.md", "lumbar-training", body)
     return 0
