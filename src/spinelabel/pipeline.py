@@ -101,6 +101,13 @@ class Labeler:
                 f"no vertebrae found ({len(candidates)} candidates, {confident} labeled with confidence "
                 f">= {LOW_CONFIDENCE}): is this a sagittal {self.region.name} spine MR?"
             )
+        strong = {i for i, c in enumerate(candidates) if c.score >= LOW_CONFIDENCE}
+        explained = sum(v.candidate_index in strong for v in result.vertebrae)
+        if explained < settings.min_explained_fraction * len(strong):
+            raise NothingFoundError(
+                f"no vertebrae found: only {explained} of {len(strong)} strong detections form a chain of "
+                f"vertebrae: is this a sagittal {self.region.name} spine MR?"
+            )
         vertebrae = [
             Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
             for v in result.vertebrae

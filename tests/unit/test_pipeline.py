@@ -9,7 +9,7 @@ from spinelabel.geometry import Volume, reorient
 from spinelabel.io import load_image
 from spinelabel.io.dicom import write_dicom_series
 from spinelabel.pipeline import Labeler
-from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
+from spinelabel.testing.dummy import BlobNet, blob_spine, blob_volume, dummy_config
 
 
 @pytest.mark.parametrize("codes", ["RAS", "PIR", "LPS", "IPR"])
@@ -146,3 +146,13 @@ def test_candidates_know_how_much_image_lies_above_and_below(codes):
     # the model frame resamples to 2 mm pixels, so its edges may move by up to a pixel
     np.testing.assert_allclose(up, 19.5 - centres[:, 2], atol=2.0)
     np.testing.assert_allclose(down, centres[:, 2] + 200.5, atol=2.0)
+
+
+def test_many_strong_detections_that_form_no_spine_are_refused():
+    """A 3 x 5 grid of bodies: any chain explains at most 3 of 15 strong detections."""
+    grid = np.array([[0.0, y, z] for z in (-40.0, -76.0, -112.0) for y in (-40.0, -20.0, 0.0, 20.0, 40.0)])
+    labeler = Labeler(dummy_config(), BlobNet())
+    with pytest.raises(NothingFoundError, match="strong detections form a chain"):
+        labeler.label(blob_volume(grid))
+    # the middle column alone is a spine
+    assert len(labeler.label(blob_volume(grid[grid[:, 1] == 0.0])).vertebrae) == 3

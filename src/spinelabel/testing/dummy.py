@@ -44,19 +44,30 @@ def blob_spine(n: int = 5, spacing_mm: float = 36.0, margin_mm: float | None = N
     centres : ndarray, shape (n, 3)
         Blob centres, world RAS mm, cranial first.
     """
-    shape = (60, 120, 220)  # R, A, S
-    affine = np.eye(4)
-    affine[:3, 3] = [-30.0, -60.0, -200.0]
     centres = np.array([[1.3, 4.2, -30.0 - spacing_mm * i + 0.4 * i] for i in range(n)])
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) + affine[:3, 3]
-    data = np.zeros(shape, np.float32)
-    for c in centres:
-        d2 = (((grid - c) / np.array([12.0, 5.0, 5.0])) ** 2).sum(-1)
-        data += np.exp(-0.5 * d2).astype(np.float32)
-    data[data < 0.1] = 0.0  # blobs are most of the foreground, so normalisation keeps their peaks
+    volume = blob_volume(centres)
+    data, affine = volume.data, volume.affine.copy()
+    shape = data.shape
     if margin_mm is not None:
         lo = max(int(np.floor(centres[-1, 2] - margin_mm - affine[2, 3])), 0)
         hi = min(int(np.ceil(centres[0, 2] + margin_mm - affine[2, 3])) + 1, shape[2])
         data = np.ascontiguousarray(data[:, :, lo:hi])
         affine[2, 3] += lo
     return Volume(data, affine), centres
+
+
+def blob_volume(centres: np.ndarray) -> Volume:
+    """Gaussian 'bodies' (sd 12 x 5 x 5 mm) at ``centres`` (world RAS mm) in a (60, 120, 220) 1 mm RAS volume.
+
+    The volume spans x -30..29, y -60..59, z -200..19 mm.
+    """
+    shape = (60, 120, 220)  # R, A, S
+    affine = np.eye(4)
+    affine[:3, 3] = [-30.0, -60.0, -200.0]
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) + affine[:3, 3]
+    data = np.zeros(shape, np.float32)
+    for c in np.asarray(centres, float).reshape(-1, 3):
+        d2 = (((grid - c) / np.array([12.0, 5.0, 5.0])) ** 2).sum(-1)
+        data += np.exp(-0.5 * d2).astype(np.float32)
+    data[data < 0.1] = 0.0  # blobs are most of the foreground, so normalisation keeps their peaks
+    return Volume(data, affine)
