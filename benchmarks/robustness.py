@@ -9,7 +9,9 @@ way clinical series differ from the shared data, then labeled by the shipped
 lumbar model and scored against its (moved along) annotations:
 
 - ``dicom-thick``: written as an LPS-ordered DICOM series of 4 mm sagittal
-  slices with 0.8 mm pixels, and read back through the DICOM loader;
+  slices with 0.8 mm pixels, and read back through the DICOM loader (the
+  slices are resampled at 4 mm by linear interpolation, not averaged over a
+  4 mm slab as an acquisition would be);
 - ``inverted``: intensities inverted (CSF and discs dark, as on T1);
 - ``bias-noise``: a smooth multiplicative bias field (x0.6..x1.6) and
   Gaussian noise of 6 % of the bright level;
