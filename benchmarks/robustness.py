@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
+from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
 
 #: Ground-truth points closer than this to a cut are dropped (mm).
 CUT_MARGIN_MM = 10.0
@@ -128,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="spinelabel-robust-") as tmp:
         for name, change in conditions(Path(tmp), args.seed).items():
-            preds, truth, failures, times = {}, [], [], []
+            preds, truth, failures, times, conf = {}, [], [], [], {}
             for case in cases:
                 volume, points = change(load_image([SHARED / case / "image.nii.gz"]).volume, dict(gt[case].points), case)
                 truth.append(ScanAnnotation(case, None, points))
                 t = time.perf_counter()
                 try:
-                    preds[case] = [(v.label, v.position_mm) for v in labeler.label(volume).vertebrae]
+                    result = labeler.label(volume)
+                    preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
+                    conf[case] = {v.label: v.confidence for v in result.vertebrae}
                 except Exception as exc:  # a failure is a result
                     failures.append(f"{case}: {str(exc).splitlines()[0]}")
                 times.append(time.perf_counter() - t)
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {_pct(rep.sensitivity)} | {_pct(rep.precision)} | "
                 f"{_mm(rep.error_mean_mm)} | {_pct(rep.identification_rate)} | "
                 f"{rep.n_scans_correct}/{rep.n_scans} | {np.median(times):.2f} s | "
-                f"{'; '.join(failures + [f'{s} mislabeled' for s in shifted]) or '—'} |"
+                f"{'; '.join(failures + [f'{s} mislabeled' for s in shifted]) or '—'} | {flag_stats(rep, conf)} |"
             )
             print(rows[-1], flush=True)
     body = f"""## Lumbar: robustness to clinical-looking conditions (held-out split)
@@ -154,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 - the 13 held-out scans, each changed as the module docstring of `benchmarks/robustness.py` says;
   shipped lumbar model; match radius 20 mm. Measured only, nothing tuned on it.
 
-| condition | sensitivity | precision | mean error | identification | scans right | time/scan | failures, mislabeled scans |
-|---|---|---|---|---|---|---|---|
+| condition | sensitivity | precision | mean error | identification | scans right | time/scan | failures, mislabeled scans | confidence as a flag |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
     write_section(args.results, "lumbar-robustness", body)
