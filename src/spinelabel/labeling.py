@@ -684,9 +684,16 @@ def _gap_warnings(labels: list[str], levels: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _warnings(vertebrae: list[LabeledVertebra], sol: _Solution | None, n: int, params: LabelingParams) -> list[str]:
+def _warnings(
+    vertebrae: list[LabeledVertebra], sol: _Solution | None, n: int, params: LabelingParams, anchors: Sequence[str] = ()
+) -> list[str]:
     """Plain-English warnings about the chosen labeling."""
     out = []
+    if vertebrae and anchors and not any(v.label in anchors for v in vertebrae):
+        out.append(
+            f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
+            "estimates and the spacing alone and may be shifted by one level — count from a landmark to verify"
+        )
     if n == 0:
         out.append("no vertebra candidates were given: nothing to label")
     if len(vertebrae) < params.min_vertebrae:
@@ -754,5 +761,5 @@ def label_candidates(
         for j, b in sol.path
     ]
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
-    warnings = _warnings(vertebrae, sol, len(inp.order), params)
+    warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors)
     return LabelingResult(vertebrae, sol.variant, scale, float(sol.best[s]), warnings)

@@ -496,3 +496,11 @@ def test_too_many_candidates_keeps_the_strongest_and_warns():
     # indices refer to the caller's list
     assert [v.candidate_index for v in result.vertebrae] == list(range(15, 20))
     assert any("25 weakest of 35 candidates ignored" in w for w in result.warnings)
+
+
+def test_a_chain_without_its_anchor_warns_that_the_count_is_unverified():
+    with_s1 = label_candidates(candidates(spine(("L3", "L4", "L5", "S1")), sd=0.5), LUMBAR, PRIOR)
+    without = label_candidates(candidates(spine(("L1", "L2", "L3", "L4")), sd=0.5), LUMBAR, PRIOR)
+    assert labels(with_s1)[-1] == "S1" and not any("no anchor" in w for w in with_s1.warnings)
+    assert labels(without) == ["L1", "L2", "L3", "L4"]
+    assert any(w.startswith("no anchor vertebra (S1) labeled") for w in without.warnings)
