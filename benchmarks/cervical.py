@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-whole", type=int, default=6, help="synthetic whole-spine scans")
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
+    ap.add_argument("--overlay-dir", type=Path, default=REPO / "docs", help="where the example overlays go")
     ap.add_argument("--no-auto", action="store_true", help="skip the --region auto part")
     args = ap.parse_args(argv)
+    args.overlay_dir.mkdir(parents=True, exist_ok=True)
 
     from spinelabel.annotations import load_annotations
     from spinelabel.evaluation import evaluate, format_report, report_to_dict
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if results:
             case = sorted(results)[0]
-            render_overlay(load_image([images[case]]).volume, results[case], REPO / "docs" / f"example-synthetic-{region}.png")
+            render_overlay(load_image([images[case]]).volume, results[case], args.overlay_dir / f"example-synthetic-{region}.png")
 
     auto_lines = []
     if not args.no_auto:
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(cfg_path.read_text())
     settings = cfg.get("training", {}).get("settings", {})
     cmd = "python -m benchmarks.cervical " + " ".join(argv if argv is not None else sys.argv[1:])
+    where = args.overlay_dir.resolve()
+    shown = where.relative_to(REPO.resolve()).as_posix() if where.is_relative_to(REPO.resolve()) else str(where)
     body = f"""## Cervical: held-out synthetic scans and region detection
 
 - command: `{cmd.strip()}`
@@ -148,7 +152,7 @@ Confidence as a flag for the labels to check:
 |---|---|---|---|
 {chr(10).join(auto_lines) if auto_lines else '| (skipped) | | | |'}
 
-Overlays: `docs/example-synthetic-cervical.png`, `docs/example-synthetic-whole.png`.
+Overlays: `{shown}/example-synthetic-cervical.png`, `{shown}/example-synthetic-whole.png`.
 """
     write_section(args.results, "cervical-benchmark", body)
     print(f"wrote {args.results}")
