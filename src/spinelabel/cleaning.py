@@ -376,12 +376,33 @@ def _pairs(points: Mapping[str, np.ndarray], shape: ShapeModel) -> list[_Pair]:
     return out
 
 
-def _size_factor(pairs: Sequence[_Pair]) -> float | None:
+def _size_factor(pairs: Sequence[_Pair], min_pairs: int = MIN_PAIRS_FOR_SCALE) -> float | None:
     """Median of distance / expected distance over the pairs, clipped to SCALE_RANGE; None if too few."""
-    if len(pairs) < MIN_PAIRS_FOR_SCALE:
+    if len(pairs) < min_pairs:
         return None
     ratio = float(np.median([p.distance / p.mean for p in pairs]))
     return float(np.clip(ratio, *SCALE_RANGE))
+
+
+def size_factor(
+    points: Mapping[str, np.ndarray], shape: ShapeModel, min_pairs: int = MIN_PAIRS_FOR_SCALE
+) -> float | None:
+    """A scan's size relative to the shape model, from its annotated points.
+
+    Parameters
+    ----------
+    points : mapping
+        Level -> (3,) world mm, in any order.
+
+    Returns
+    -------
+    float or None
+        Median ratio of the distances between consecutive annotated levels to
+        their expected distances, clipped to ``SCALE_RANGE``; None with fewer
+        than ``min_pairs`` pairs.
+    """
+    ordered = {lv: points[lv] for lv in sorted(points, key=anatomy.ordinal)}
+    return _size_factor(_pairs(ordered, shape), min_pairs)
 
 
 def _z(pair: _Pair, scale: float | None) -> float:

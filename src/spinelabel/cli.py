@@ -156,8 +156,8 @@ def train(
         finder = Labeler.load(SHIPPED_MODEL.get(region, region), region)
     with _training_sources(annotations, exclude, region, clean, quiet) as sources:
         scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finder=finder)
-    pseudo = sum(bool(s.pseudo_levels) for s in scans)
     if complete_anchors:
+        pseudo = sum(bool(s.pseudo_levels) for s in scans)
         _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
     _echo(f"training on {len(scans)} scans, {steps} steps", quiet)
     from tqdm import tqdm
@@ -173,18 +173,6 @@ def train(
     path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()
     _echo(f"model written to {path}", quiet)
-
-
-def _validation_ids(split_file: Path | None) -> set[str]:
-    """Scan ids in a split file's "validation" list (never trained on)."""
-    import json
-
-    if split_file is None:
-        return set()
-    try:
-        return set(json.loads(Path(split_file).read_text())["validation"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read split file {split_file}: {exc}") from None
 
 
 @contextmanager
@@ -203,8 +191,9 @@ def _training_sources(sources: list[Path], exclude: Path | None, region: str, cl
     from .cleaning import check_annotations, summary_lines
     from .errors import ModelError
     from .models import resolve_model_dir
+    from .training.data import validation_ids
 
-    skip = _validation_ids(exclude)
+    skip = validation_ids(exclude)
     anns = [a for a in load_annotations(sources) if a.scan_id not in skip]
     try:
         model: str | None = str(resolve_model_dir(region))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..anatomy import VARIANT_AFTER, Region, chain
-from ..labeling import Candidate, ShapeModel
+from ..cleaning import size_factor
+from ..labeling import Candidate, LabelingParams, ShapeModel
 
 
 @dataclass(frozen=True)
@@ -34,22 +35,10 @@ class CompletionParams:
     distance_sds: float = 2.5
     #: The neighbour-to-anchor vector must lie within this angle of the
     #: cranio-caudal axis (the labeling model's own limit, lordosis included).
-    max_angle_deg: float = 60.0
+    max_angle_deg: float = LabelingParams.max_angle_deg
     #: A candidate closer than this fraction of the expected spacing to any
     #: annotated vertebra is that vertebra, not the anchor.
     min_separation_fraction: float = 0.5
-    #: Bounds of the scan's size factor (the labeling model's scale range).
-    scale_range: tuple[float, float] = (0.8, 1.25)
-
-
-def _scan_scale(points: Mapping[str, np.ndarray], levels: Sequence[str], shape: ShapeModel, bounds) -> float:
-    """Median ratio of the scan's annotated adjacent spacings to the shape model's (1.0 if none)."""
-    ratios = []
-    for upper, lower in zip(levels, levels[1:]):
-        if upper in points and lower in points:
-            mu, _ = shape.adjacent(upper, lower)
-            ratios.append(float(np.linalg.norm(np.asarray(points[lower]) - np.asarray(points[upper]))) / mu)
-    return float(np.clip(np.median(ratios), *bounds)) if ratios else 1.0
 
 
 def find_anchor(
@@ -86,7 +75,7 @@ def find_anchor(
     if not annotated:
         return None
     neighbour, side = annotated[0]
-    scale = _scan_scale(points, levels, shape, params.scale_range)
+    scale = size_factor(points, shape, min_pairs=1) or 1.0  # the scan's size; 1.0 with a single label
     upper, lower = (neighbour, anchor) if side < 0 else (anchor, neighbour)
     mu, sd = shape.adjacent(upper, lower)
     origin = np.asarray(points[neighbour], float)

@@ -16,12 +16,13 @@ from .sampling import TrainingScan, make_training_scan
 MIN_POINTS_PER_SCAN = 2
 
 
-def _excluded(split_file: Path | None) -> set[str]:
+def validation_ids(split_file: Path | None) -> set[str]:
+    """Scan ids in a split file's "validation" list (never trained on); empty without a file."""
     if split_file is None:
         return set()
     try:
         return set(json.loads(Path(split_file).read_text())["validation"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cannot read split file {split_file}: {exc}") from None
 
 
@@ -44,7 +45,7 @@ def load_training_scans(
     from ..annotations import load_annotations
     from ..io import load_image
 
-    skip = _excluded(exclude)
+    skip = validation_ids(exclude)
     scans, points = [], []
     for ann in load_annotations(list(sources)):
         if ann.scan_id in skip:
@@ -62,8 +63,9 @@ def load_training_scans(
         found = _missing_anchors(volume, dict(ann.points), anchor_finder) if anchor_finder is not None else {}
         if found and not quiet:
             print(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)", file=sys.stderr)
-        scans.append(make_training_scan(ann.scan_id, volume, {**ann.points, **found}, tuple(found)))
-        points.append({**ann.points, **found})
+        named = {**ann.points, **found}
+        scans.append(make_training_scan(ann.scan_id, volume, named, tuple(found)))
+        points.append(named)
     if not scans:
         raise InputError("no usable annotated scans (each needs an image and at least two named vertebrae)")
     return scans, points
