@@ -123,6 +123,51 @@ def _refine(
     return pos, float(heat[s, r, c]), lev, anc
 
 
+def _level_parts(
+    heat: np.ndarray, level: np.ndarray, anchor: np.ndarray | None, spacing: np.ndarray, settings: DetectionSettings
+) -> list[tuple[np.ndarray, float, float, float | None]]:
+    """Candidates from blobs whose level estimate spans several levels, one per one-level part.
+
+    Parameters
+    ----------
+    heat, level : ndarray, shape (S, R, C)
+    anchor : ndarray, shape (S, R, C), or None
+    spacing : ndarray, shape (3,)
+        Voxel size (mm) of the three axes.
+    settings : DetectionSettings
+
+    Returns
+    -------
+    list of (position, score, level, anchor)
+        Like :func:`_refine`: the part's heat-weighted centre (fractional
+        voxel indices, shape (3,)), the heat there, the heat-weighted mean
+        level and anchor probability over the part.
+    """
+    blobs, _ = ndimage.label(heat >= settings.threshold)
+    bins = np.rint(level).astype(int)
+    min_voxels = settings.split_min_volume_mm3 / float(np.prod(spacing))
+    out = []
+    for b, box in enumerate(ndimage.find_objects(blobs), start=1):
+        in_blob = blobs[box] == b
+        levels = np.unique(bins[box][in_blob])
+        if len(levels) < 2:
+            continue
+        for k in levels:
+            parts, n = ndimage.label(in_blob & (bins[box] == k))
+            for j in range(1, n + 1):
+                part = parts == j
+                if part.sum() < min_voxels:
+                    continue
+                w = heat[box] * part
+                total = float(w.sum())
+                centre = np.array(ndimage.center_of_mass(w)) + [sl.start for sl in box]
+                at = tuple(np.clip(np.rint(centre).astype(int), 0, np.array(heat.shape) - 1))
+                lev = float((level[box] * w).sum() / total)
+                anc = None if anchor is None else float((anchor[box] * w).sum() / total)
+                out.append((centre, float(heat[at]), lev, anc))
+    return out
+
+
 def _merge(points_mm: np.ndarray, scores: np.ndarray, settings: DetectionSettings) -> list[int]:
     """Greedy suppression of weaker peaks of the same vertebra (close in-plane and across)."""
     keep: list[int] = []
@@ -141,6 +186,8 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
     if len(peaks) == 0:
         return []
     refined = [_refine(maps.heat, maps.level, p, maps.anchor) for p in peaks]
+    if config.detection.split_levels:  # after the peaks: a part near a stronger peak merges into it
+        refined += _level_parts(maps.heat, maps.level, maps.anchor, spacing, config.detection)
     vox = np.array([r[0] for r in refined])
     scores = np.array([r[1] for r in refined])
     keep = _merge(vox * spacing, scores, config.detection)

@@ -63,6 +63,12 @@ from .anatomy import (
 #: prior mean, used where no learned value exists. Centroid spacings vary by
 #: roughly 10-15 % between adults (body size; Panjabi et al. 1991/1992).
 PRIOR_SD_FRACTION = 0.12
+#: The same for a pair with a level that has no body (``anatomy.BODILESS_LEVELS``:
+#: C1). Its point sits on no body centre: annotations put it on the ring's
+#: centroid, the anterior arch or the lateral masses, and flexion slides the
+#: atlas over the dens, so its spacing to C2 varies about twice as much; the
+#: detector's C1 response also fuses with C2's, pulling both centres inward.
+BODILESS_PRIOR_SD_FRACTION = 0.25
 
 #: Consistency constant turning a median absolute deviation into a Gaussian sd.
 _MAD_TO_SD = 1.4826
@@ -114,7 +120,7 @@ class ShapeModel:
     spacing : dict
         ``"L3-L4" -> (mean mm, sd mm)`` for pairs adjacent in a chain. Pairs not
         present fall back to ``anatomy.typical_spacing_mm`` with an sd of
-        ``PRIOR_SD_FRACTION`` of it.
+        ``PRIOR_SD_FRACTION`` of it (``BODILESS_PRIOR_SD_FRACTION`` next to C1).
     """
 
     spacing: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -125,7 +131,8 @@ class ShapeModel:
         if learned is not None:
             return float(learned[0]), float(learned[1])
         prior = typical_spacing_mm(upper, lower)
-        return prior, PRIOR_SD_FRACTION * prior
+        bodiless = upper in BODILESS_LEVELS or lower in BODILESS_LEVELS
+        return prior, (BODILESS_PRIOR_SD_FRACTION if bodiless else PRIOR_SD_FRACTION) * prior
 
     def expected(self, upper: str, lower: str, variants: tuple[str, ...] = ()) -> tuple[float, float]:
         """Mean and sd (mm) of the distance between ``upper`` and a more caudal ``lower``.

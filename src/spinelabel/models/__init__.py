@@ -37,6 +37,15 @@ class DetectionSettings:
     #: lateral duplicates); on uniform noise the v3 lumbar model gave 40 strong
     #: candidates and a 4-vertebra chain (0.1).
     min_explained_fraction: float = 0.25
+    #: Also propose the heat-weighted centre of each one-level part of a blob
+    #: whose level estimate spans several levels. Where adjacent centres lie
+    #: closer than the heatmap's width (C1 sits 13-18 mm above C2, behind the
+    #: dens, and has no body of its own) their responses fuse into one ridge
+    #: with a single maximum, but the level map still splits it.
+    split_levels: bool = False
+    #: Smallest one-level part (mm^3) proposed by ``split_levels``: smaller
+    #: parts are rounding flicker at a blob's rim.
+    split_min_volume_mm3: float = 200.0
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,12 @@ class TrainSettings:
 #: Detection settings that differ from the defaults per region. Cervical
 #: centroids are 15-20 mm apart (lumbar 32-40 mm), so peaks closer than the
 #: lumbar 9 / 12 mm suppression and merge distances can be distinct vertebrae
-#: (C1-C2 in particular); about half the smallest spacing is used.
-REGION_DETECTION: dict[str, dict[str, float]] = {
-    "cervical": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0},
-    "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0},
+#: (C1-C2 in particular); about half the smallest spacing is used. C1's
+#: response fuses with C2's into one ridge, which the level map splits
+#: (``DetectionSettings.split_levels``).
+REGION_DETECTION: dict[str, dict[str, float | bool]] = {
+    "cervical": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
+    "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
 }
 
 #: Fields of view of the phantoms mixed into each region's training, with
