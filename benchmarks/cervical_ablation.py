@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
 - arms: the shipped cervical model (70 % of crops from phantoms, 30 % from the real lumbar training
   scans) and the same recipe with `--synthetic-fraction 1.0` (phantoms only), {args.steps} steps each;
-  both run with the shipped detection settings, so only the weights differ
+  both run with the shipped detection settings, so only the weights differ; the phantoms-only arm
+  (`{args.synthetic_only}`, trained by `train_synthetic_only` above) took
+  {read_config(args.synthetic_only).training.get('seconds', 0) / 60:.1f} min of training
 - test data neither arm trained on: phantoms of seed {args.seed} (match radius {CERVICAL_RADIUS_MM:.0f} mm) and the
   lumbar validation split (real MR; labeled over the whole chain, default radius)
 
