@@ -263,8 +263,6 @@ def _call(client: DICOMwebClient, what: str, fn: Callable[..., T], *args: Any, *
     """
     import time
 
-    import requests
-
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return _call_once(client, what, fn, *args, **kwargs)

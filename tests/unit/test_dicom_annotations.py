@@ -258,7 +258,7 @@ def test_gsps_as_viewers_write_them_imports_world_points(tmp_path, kind):
 def test_label_text_variants(tmp_path, text, level):
     loaded = _series(tmp_path / "series")
     h = _header(loaded, 4)
-    gsps = _write_gsps(tmp_path / "gsps.dcm", h, [_annotation(h, texts=[_text(text, anchor=(10, 20))])])
+    _write_gsps(tmp_path / "gsps.dcm", h, [_annotation(h, texts=[_text(text, anchor=(10, 20))])])
     (ann,) = import_dicom_annotations([tmp_path]).annotations
     assert list(ann.points) == [level]
 
@@ -267,7 +267,7 @@ def test_pairing_is_nearest_first_within_the_radius(tmp_path):
     loaded = _series(tmp_path / "series")
     h = _header(loaded, 4)
     far = PAIR_RADIUS_MM / 0.8 + 5  # columns are 0.8 mm apart: a mark farther than the radius
-    gsps = _write_gsps(tmp_path / "gsps.dcm", h, [
+    _write_gsps(tmp_path / "gsps.dcm", h, [
         _annotation(h, texts=[_text("L1", anchor=(10, 10)), _text("L2", anchor=(10, 30))],
                     graphics=[_graphic("POINT", [(10, 28)]), _graphic("POINT", [(10, 12)]),
                               _graphic("POINT", [(10 + far, 50)])]),

@@ -8,7 +8,6 @@ import pytest
 from spinelabel import anatomy
 from spinelabel.annotations import load_annotations
 from spinelabel.cli import main
-from spinelabel.geometry import Volume
 from spinelabel.io.nifti import load_nifti
 from spinelabel.training import sampling as S
 from spinelabel.training import synthetic_data as D

@@ -92,8 +92,6 @@ from ..geometry import lps_to_ras
 from .nifti import _one_line
 
 if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
-
     from ..pipeline import LabelResult
     from .dicom import DicomSeriesInfo
 
