@@ -142,20 +142,20 @@ def train(
     synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
     synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
-    complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the region's anchor (S1 below L5, C2 above C3) where the labels stop short of it, found by the shipped model's detector (pseudo-labels)."),
+    complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
     from .training.data import load_training_scans
     from .training.train import TrainSettings, train_and_save
 
-    finder = None
-    if complete_anchors:
+    finders = None
+    if complete_anchors:  # one per region of the labels: lumbar labels get S1, cervical ones C2
         from .pipeline import SHIPPED_MODEL, Labeler
 
-        finder = Labeler.load(SHIPPED_MODEL.get(region, region), region)
+        finders = {r: Labeler.load(SHIPPED_MODEL[r], r) for r in ("lumbar", "cervical", "whole")}
     with _training_sources(annotations, exclude, region, clean, quiet) as sources:
-        scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finder=finder)
+        scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finders=finders)
     if complete_anchors:
         pseudo = sum(bool(s.pseudo_levels) for s in scans)
         _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)

@@ -86,9 +86,31 @@ def test_training_scans_get_s1_from_the_detector_and_record_it(tmp_path):
     ]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     finder = Labeler(dummy_config(), BlobNet())
-    scans, points = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finder=finder)
+    scans, points = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finders={"lumbar": finder})
     assert scans[0].pseudo_levels == ("S1",)
     assert scans[0].levels == ["L2", "L3", "L4", "L5", "S1"]
     np.testing.assert_allclose(points[0]["S1"], centres[4], atol=1.5)
     plain, plain_points = load_training_scans([tmp_path / "labels.csv"], quiet=True)
     assert plain[0].pseudo_levels == () and "S1" not in plain_points[0]
+
+
+def test_the_finder_is_chosen_by_the_region_the_labels_cover(tmp_path):
+    # a cervical model also serves whole spines, so its training completes
+    # lumbar scans with S1 (through the lumbar finder), not with C2
+    import nibabel as nib
+
+    from spinelabel.pipeline import Labeler
+    from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
+    from spinelabel.training.data import load_training_scans
+
+    vol, centres = blob_spine(n=5, spacing_mm=36.0)
+    nib.save(nib.Nifti1Image(vol.data, vol.affine), tmp_path / "scan.nii.gz")
+    rows = ["scan,label,x,y,z,image"] + [
+        f"case-1,{lv},{c[0]},{c[1]},{c[2]},scan.nii.gz" for lv, c in zip(("L2", "L3", "L4", "L5"), centres)
+    ]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    finder = Labeler(dummy_config(), BlobNet())
+    only_cervical = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finders={"cervical": finder})[0]
+    assert only_cervical[0].pseudo_levels == ()
+    both = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finders={"cervical": finder, "lumbar": finder})[0]
+    assert both[0].pseudo_levels == ("S1",)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,14 +28,19 @@ def validation_ids(split_file: Path | None) -> set[str]:
 
 
 def load_training_scans(
-    sources: Sequence[str | Path], exclude: Path | None = None, quiet: bool = False, anchor_finder=None
+    sources: Sequence[str | Path],
+    exclude: Path | None = None,
+    quiet: bool = False,
+    anchor_finders: Mapping[str, Any] | None = None,
 ) -> tuple[list[TrainingScan], list[dict[str, np.ndarray]]]:
     """Load every annotated scan (skipping excluded ones and unusable ones, with a message).
 
-    ``anchor_finder`` (a ``pipeline.Labeler``): when given, its detector looks
-    for each scan's missing anchor levels (S1 below annotated L5, C2 above C3),
-    which are added as pseudo-labels (``TrainingScan.pseudo_levels``; see
-    ``training.anchors``).
+    ``anchor_finders`` (region name -> ``pipeline.Labeler``): when given, the
+    finder of the region a scan's labels cover (``pipeline.region_for_levels``)
+    looks for that region's missing anchor levels (S1 below annotated L5, C2
+    above C3), which are added as pseudo-labels (``TrainingScan.pseudo_levels``;
+    see ``training.anchors``). Keyed by the labels' region, not the model's:
+    a cervical model that also serves whole spines learns S1 from lumbar scans.
 
     Returns
     -------
@@ -60,7 +66,8 @@ def load_training_scans(
             if not quiet:
                 print(f"skipped {ann.scan_id}: {exc}", file=sys.stderr)
             continue
-        found = _missing_anchors(volume, dict(ann.points), anchor_finder) if anchor_finder is not None else {}
+        finder = _finder_for(list(ann.points), anchor_finders or {})
+        found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
         if found and not quiet:
             print(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)", file=sys.stderr)
         named = {**ann.points, **found}
@@ -69,6 +76,13 @@ def load_training_scans(
     if not scans:
         raise InputError("no usable annotated scans (each needs an image and at least two named vertebrae)")
     return scans, points
+
+
+def _finder_for(levels: list[str], finders: Mapping[str, Any]):
+    """The anchor finder of the region that ``levels`` cover, or None."""
+    from ..pipeline import region_for_levels
+
+    return finders.get(region_for_levels(levels))
 
 
 def _missing_anchors(volume, points: dict[str, np.ndarray], labeler) -> dict[str, np.ndarray]:
