@@ -151,9 +151,9 @@ def train(
 
     finders = None
     if complete_anchors:  # one per region of the labels: lumbar labels get S1, cervical ones C2
-        from .pipeline import SHIPPED_MODEL, Labeler
+        from .pipeline import AutoLabeler
 
-        finders = {r: Labeler.load(SHIPPED_MODEL[r], r) for r in ("lumbar", "cervical", "whole")}
+        finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
     with _training_sources(annotations, exclude, region, clean, quiet) as sources:
         scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finders=finders)
     if complete_anchors:

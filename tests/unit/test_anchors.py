@@ -72,12 +72,12 @@ def test_c2_is_completed_above_c3_for_the_cervical_region():
     assert complete_anchors(pts, REGIONS["lumbar"], [c2], PRIOR) == {}  # lumbar's anchor is S1
 
 
-def test_training_scans_get_s1_from_the_detector_and_record_it(tmp_path):
+def _l2_l5_archive(tmp_path):
+    """A blob scan with five bodies, labeled L2-L5 (S1 unlabeled), as a CSV; returns (csv, centres, finder)."""
     import nibabel as nib
 
     from spinelabel.pipeline import Labeler
     from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
-    from spinelabel.training.data import load_training_scans
 
     vol, centres = blob_spine(n=5, spacing_mm=36.0)
     nib.save(nib.Nifti1Image(vol.data, vol.affine), tmp_path / "scan.nii.gz")
@@ -85,32 +85,28 @@ def test_training_scans_get_s1_from_the_detector_and_record_it(tmp_path):
         f"case-1,{lv},{c[0]},{c[1]},{c[2]},scan.nii.gz" for lv, c in zip(("L2", "L3", "L4", "L5"), centres)
     ]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    finder = Labeler(dummy_config(), BlobNet())
-    scans, points = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finders={"lumbar": finder})
+    return tmp_path / "labels.csv", centres, Labeler(dummy_config(), BlobNet())
+
+
+def test_training_scans_get_s1_from_the_detector_and_record_it(tmp_path):
+    from spinelabel.training.data import load_training_scans
+
+    labels, centres, finder = _l2_l5_archive(tmp_path)
+    scans, points = load_training_scans([labels], quiet=True, anchor_finders={"lumbar": finder})
     assert scans[0].pseudo_levels == ("S1",)
     assert scans[0].levels == ["L2", "L3", "L4", "L5", "S1"]
     np.testing.assert_allclose(points[0]["S1"], centres[4], atol=1.5)
-    plain, plain_points = load_training_scans([tmp_path / "labels.csv"], quiet=True)
+    plain, plain_points = load_training_scans([labels], quiet=True)
     assert plain[0].pseudo_levels == () and "S1" not in plain_points[0]
 
 
 def test_the_finder_is_chosen_by_the_region_the_labels_cover(tmp_path):
     # a cervical model also serves whole spines, so its training completes
     # lumbar scans with S1 (through the lumbar finder), not with C2
-    import nibabel as nib
-
-    from spinelabel.pipeline import Labeler
-    from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
     from spinelabel.training.data import load_training_scans
 
-    vol, centres = blob_spine(n=5, spacing_mm=36.0)
-    nib.save(nib.Nifti1Image(vol.data, vol.affine), tmp_path / "scan.nii.gz")
-    rows = ["scan,label,x,y,z,image"] + [
-        f"case-1,{lv},{c[0]},{c[1]},{c[2]},scan.nii.gz" for lv, c in zip(("L2", "L3", "L4", "L5"), centres)
-    ]
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    finder = Labeler(dummy_config(), BlobNet())
-    only_cervical = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finders={"cervical": finder})[0]
+    labels, _, finder = _l2_l5_archive(tmp_path)
+    only_cervical = load_training_scans([labels], quiet=True, anchor_finders={"cervical": finder})[0]
     assert only_cervical[0].pseudo_levels == ()
-    both = load_training_scans([tmp_path / "labels.csv"], quiet=True, anchor_finders={"cervical": finder, "lumbar": finder})[0]
+    both = load_training_scans([labels], quiet=True, anchor_finders={"cervical": finder, "lumbar": finder})[0]
     assert both[0].pseudo_levels == ("S1",)
