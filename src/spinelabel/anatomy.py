@@ -91,6 +91,28 @@ REGIONS: dict[str, Region] = {
     "whole": Region("whole", chain(), ("C2", "S1"), ("L6", "T13")),
 }
 
+#: Levels that only a cervical field of view shows (the lumbar region ends at T6).
+_CERVICAL_ONLY = frozenset(REGIONS["cervical"].levels) - frozenset(REGIONS["lumbar"].levels)
+_LUMBAR_ONLY = frozenset(REGIONS["lumbar"].levels) - frozenset(REGIONS["cervical"].levels)
+
+
+def region_for_levels(levels: list[str]) -> str:
+    """The region whose field of view fits a set of (whole-chain) labels.
+
+    Cervical-only levels (C1-T5) and lumbar-only levels (T7-S1, L6, T13)
+    together mean a whole-spine scan; otherwise the side that has labels wins,
+    and a scan showing only T6 counts as lumbar (the default region).
+
+    >>> region_for_levels(["C2", "C3", "C4"]), region_for_levels(["T12", "L1"]), region_for_levels(["C7", "L1"])
+    ('cervical', 'lumbar', 'whole')
+    """
+    cervical = any(lv in _CERVICAL_ONLY for lv in levels)
+    lumbar = any(lv in _LUMBAR_ONLY for lv in levels)
+    if cervical and lumbar:
+        return "whole"
+    return "cervical" if cervical else "lumbar"
+
+
 # Typical vertebral body height (mm, superior-inferior, at the centre) per level.
 BODY_HEIGHT_MM: dict[str, float] = {
     "C1": 10.0, "C2": 22.0, "C3": 14.0, "C4": 14.0, "C5": 14.0, "C6": 14.0, "C7": 15.0,

@@ -141,11 +141,20 @@ def train(
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
     synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
     synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
+    region_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from the real scans whose labels lie in --region (e.g. a few real cervical scans among many lumbar ones); 0: all real scans equally."),
+    init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network."),
+    learning_rate: float = typer.Option(2e-3, min=1e-6, max=1.0, help="Peak learning rate (one-cycle schedule); lower it for fine-tuning."),
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
+    if synthetic_fraction + region_fraction > 1.0:
+        raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
+    if init is not None:
+        from .models import resolve_model_dir
+
+        resolve_model_dir(init)  # a missing model is one clear line before any loading
     from .training.data import load_training_scans
     from .training.train import TrainSettings, train_and_save
 
@@ -169,7 +178,14 @@ def train(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
 
-    settings = TrainSettings(steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans)
+    settings = TrainSettings(
+        steps=steps,
+        synthetic_fraction=synthetic_fraction,
+        synthetic_scans=synthetic_scans,
+        region_fraction=region_fraction,
+        init=init,
+        learning_rate=learning_rate,
+    )
     path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()
     _echo(f"model written to {path}", quiet)

@@ -16,7 +16,8 @@ variant inserted). Its cost, in nats (negative log-likelihood up to a
 constant), is
 
 - for every assigned candidate: ``-log(score)`` and, when the CNN gave a level
-  estimate ``e`` with uncertainty ``sd``, ``(e - ordinal(level))**2 / (2 sd**2)``;
+  estimate ``e`` with uncertainty ``sd``, ``(e - delta - ordinal(level))**2 / (2 sd**2)``,
+  where ``delta`` is one scan-wide offset of the level estimates (below);
   when it gave an anchor probability ``p``, ``-log p`` at the region's anchor
   level (C2, S1) and ``-log(1 - p)`` at any other;
 - for every unassigned candidate: ``false_positive_weight * -log(1 - score)``;
@@ -25,16 +26,27 @@ constant), is
   ``d`` at the global scale ``s``, a direction cost, and a miss cost per
   level skipped between ``a`` and ``b`` (``miss_cost``; ``bodiless_miss_cost``
   for C1);
-- ``variant_cost`` once if the chain contains a transitional variant;
+- ``delta**2 / (2 level_offset_sd**2)`` once: the CNN's level estimates of one
+  scan share a bias (other scanner, contrast, field of view), so nine
+  consistent estimates are one piece of evidence about the count, not nine.
+  ``delta`` runs over ``LabelingParams.level_offset_grid`` and the best is kept,
+  like the scale;
+- ``variant_cost`` once if the chain contains a transitional variant. A
+  variant is only named when the labeled range reaches from C2 to S1, the only
+  field of view in which a supernumerary segment can be counted; elsewhere a
+  variant chain that would fit better only raises a warning;
 - at each end of the labeled range, the miss cost of every further level of
   the chain that the shape model puts inside the image (when candidates say
   how much image lies above and below them, ``Candidate.room_mm``): a lumbar
   chain cannot end at "L5" with a sacrum's length of image below it.
 
 The labeled range may start and end at any level (partial field of view). The
-best scale from ``LabelingParams.scale_grid`` is kept. Confidences come from
-min-marginals (forward and backward passes) turned into a softmax at
-``temperature``.
+best scale from ``LabelingParams.scale_grid`` and the best offset from
+``level_offset_grid`` are kept. Confidences come from min-marginals (forward
+and backward passes, minimised over scales and offsets) turned into a softmax
+at ``temperature``: when only the level estimates fix the count, a chain
+shifted by one level costs just the offset prior, and the confidence stays
+below ``low_confidence``.
 
 All positions are world RAS millimetres (x = Right, y = Anterior,
 z = Superior).
@@ -44,7 +56,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -270,6 +282,19 @@ class LabelingParams:
     #: over +-25 % (body-size range of adults and adolescents); a step of 7.7 %
     #: is about 0.6 of the prior spacing sd, so quantisation costs < 0.05 per pair.
     scale_grid: tuple[float, ...] = (0.8, 0.862, 0.928, 1.0, 1.077, 1.16, 1.25)
+    #: Scan-wide offsets ``delta`` of the CNN's level estimates tried (levels).
+    #: Half-level steps: between two grid points the quantisation costs at most
+    #: n (0.25 / sd)**2 / 2 for n candidates (0.2 nats for seven at sd 1).
+    #: +-1.5 covers the largest per-scan bias seen (about one level, issue #11).
+    level_offset_grid: tuple[float, ...] = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+    #: Prior sd of that offset (levels). Held-out scans of the training
+    #: sources showed per-scan biases of +-0.8 level (myoseg-32, zukic-20) and
+    #: scans from other hospitals about one level: with an sd of one level a
+    #: whole-chain shift by one level costs only 0.5 nats, so names that rest on
+    #: the level estimates alone get confidences below 0.5 (1 / (1 + 2 e^-0.5)
+    #: = 0.45 with shifts either way open), and an anchor or the field of view
+    #: must decide the count.
+    level_offset_sd: float = 1.0
     #: Prior cost of a chain with a transitional variant (L6, T13): about
     #: log(0.9 / 0.1), supernumerary lumbar / thoracic segments being found in
     #: roughly 5-10 % of patients.
@@ -292,6 +317,11 @@ class LabelingParams:
     #: whole-spine chain need ~150 MB, while a noise image can give hundreds.
     #: Three per level of the longest chain (26) leaves ample room for false positives.
     max_candidates: int = 80
+    #: The levels a labeled range must reach (first at or above, last at or
+    #: below) for a transitional variant to be named: a supernumerary segment
+    #: is only countable from C2 to the sacrum. A lumbar or cervical field of
+    #: view counts from its own anchor instead and warns.
+    variant_span: tuple[str, str] = ("C2", "S1")
     #: Labels with a confidence below this get a warning.
     low_confidence: float = 0.5
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
@@ -300,12 +330,18 @@ class LabelingParams:
 
 @dataclass(frozen=True)
 class LabeledVertebra:
-    """One labeled vertebra: its level, the candidate it came from, a confidence in [0, 1]."""
+    """One labeled vertebra: its level, the candidate it came from, a confidence in [0, 1].
+
+    ``confidence`` is the posterior of this level; ``vertebra_probability`` the
+    posterior that the candidate is a vertebra of the chain at all (any level),
+    which stays high when only the count is uncertain.
+    """
 
     label: str
     candidate_index: int
     position: np.ndarray
     confidence: float
+    vertebra_probability: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -324,6 +360,8 @@ class LabelingResult:
         Total cost (nats) of the labeling, false positives and variant included.
     warnings : list of str
         Plain-English warnings for the user.
+    level_offset : float
+        Chosen scan-wide offset of the CNN's level estimates (levels).
     """
 
     vertebrae: list[LabeledVertebra]
@@ -331,6 +369,7 @@ class LabelingResult:
     scale: float
     cost: float
     warnings: list[str]
+    level_offset: float = 0.0
 
 
 # --------------------------------------------------------------------- internals
@@ -366,10 +405,11 @@ class _Solution:
 
     levels: tuple[str, ...]
     variant: tuple[str, ...]
-    best: np.ndarray  # (S,) total cost of the best labeling per scale
-    path: list[tuple[int, int]]  # at the best scale: (sorted candidate, level index)
-    assigned: np.ndarray  # (n, L) min-marginal (over scales) with candidate i at level l
-    unassigned: np.ndarray  # (n,) min-marginal (over scales) with candidate i unassigned
+    best: np.ndarray  # (S,) total cost of the best labeling per scale (over offsets)
+    path: list[tuple[int, int]]  # at the best scale and offset: (sorted candidate, level index)
+    assigned: np.ndarray  # (n, L) min-marginal (over scales, offsets) with candidate i at level l
+    unassigned: np.ndarray  # (n,) min-marginal (over scales, offsets) with candidate i unassigned
+    offset: float  # the best offset of the level estimates
 
 
 def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs:
@@ -402,7 +442,7 @@ def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...
 
 
 def _node_costs(
-    inp: _Inputs, levels: Sequence[str], params: LabelingParams, anchors: Sequence[str] = ()
+    inp: _Inputs, levels: Sequence[str], params: LabelingParams, anchors: Sequence[str] = (), offset: float = 0.0
 ) -> np.ndarray:
     """Cost of assigning each candidate to each level, minus its false-positive cost.
 
@@ -410,6 +450,8 @@ def _node_costs(
     ----------
     anchors : sequence of str
         The region's anchor levels (``Region.anchors``).
+    offset : float
+        Scan-wide offset ``delta`` of the level estimates (levels).
 
     Returns
     -------
@@ -417,7 +459,7 @@ def _node_costs(
         ``-log score + level term + anchor term - fp cost``: negative means "better assigned".
     """
     ords = np.array([ordinal(lv) for lv in levels])
-    level_term = (inp.est[:, None] - ords[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
+    level_term = (inp.est[:, None] - offset - ords[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
     level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
     is_anchor = np.array([lv in anchors for lv in levels], bool)
     anchor_term = -params.anchor_weight * np.where(
@@ -631,6 +673,19 @@ def _backtrack(
     return path[::-1]
 
 
+def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """(L,) extra start and end costs: 0, or inf where a range may not start / end.
+
+    With ``span = (first, last)`` a labeled range must start at or above
+    ``first`` and end at or below ``last``.
+    """
+    start, end = np.zeros(L), np.zeros(L)
+    if span is not None:
+        start[levels.index(span[0]) + 1 :] = np.inf
+        end[: levels.index(span[1])] = np.inf
+    return start, end
+
+
 def _solve_chain(
     inp: _Inputs,
     pairs: _Pairs,
@@ -639,23 +694,38 @@ def _solve_chain(
     levels: tuple[str, ...],
     params: LabelingParams,
     anchors: Sequence[str] = (),
+    span: tuple[str, str] | None = None,
 ) -> _Solution:
-    """Forward, backward and min-marginals for one chain at every scale."""
+    """Forward, backward and min-marginals for one chain at every scale and level offset.
+
+    ``span``: the levels the labeled range must reach (``_span_masks``), or None.
+    """
     scales = np.asarray(params.scale_grid, float)
     mu, sd = _chain_moments(shape, levels)
     miss = _miss_costs(levels, params)
-    U = _node_costs(inp, levels, params, anchors)
     P = _pair_costs(pairs, mu, sd, scales, params, miss)
     start, end = _end_costs(inp, mu, miss, scales, params)
-    F, G = _forward(U, P, pairs, start)
-    B = _backward(U, P, pairs, end)
+    span_start, span_end = _span_masks(levels, span, len(levels))
+    start, end = start + span_start[:, None, None], end + span_end[:, None, None]
     base = float(_false_positive_costs(inp, params).sum()) + (params.variant_cost if variant else 0.0)
-    best = base + np.minimum((F + end).min(axis=(0, 1)), 0.0)
-    s = int(np.argmin(best))
-    path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
-    assigned = base + (F + B).min(axis=2).T
-    unassigned = base + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1)
-    return _Solution(levels, variant, best, path, assigned, unassigned)
+    best = np.full(len(scales), np.inf)
+    assigned = np.full((len(inp.order), len(levels)), np.inf)
+    unassigned = np.full(len(inp.order), np.inf)
+    top: tuple[float, float, list[tuple[int, int]]] = (np.inf, 0.0, [])
+    for offset in params.level_offset_grid:
+        prior = base + offset**2 / (2.0 * params.level_offset_sd**2)
+        U = _node_costs(inp, levels, params, anchors, offset)
+        F, G = _forward(U, P, pairs, start)
+        B = _backward(U, P, pairs, end)
+        here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
+        best = np.minimum(best, here)
+        assigned = np.minimum(assigned, prior + (F + B).min(axis=2).T)
+        unassigned = np.minimum(unassigned, prior + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
+        s = int(np.argmin(here))
+        if here[s] < top[0]:
+            path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
+            top = (float(here[s]), float(offset), path)
+    return _Solution(levels, variant, best, top[2], assigned, unassigned, top[1])
 
 
 def _confidences(solutions: list[_Solution], temperature: float) -> tuple[list[str], np.ndarray]:
@@ -747,26 +817,42 @@ def label_candidates(
         strongest = np.argsort([-float(c.score) for c in candidates], kind="stable")[: params.max_candidates]
         keep = np.sort(strongest)
         result = label_candidates([candidates[i] for i in keep], region, shape, params)
-        vertebrae = [
-            LabeledVertebra(v.label, int(keep[v.candidate_index]), v.position, v.confidence) for v in result.vertebrae
-        ]
+        vertebrae = [replace(v, candidate_index=int(keep[v.candidate_index])) for v in result.vertebrae]
         note = f"{dropped} weakest of {len(candidates)} candidates ignored (more than {params.max_candidates}): is this a spine image?"
-        return LabelingResult(vertebrae, result.variant, result.scale, result.cost, [note, *result.warnings])
+        return replace(result, vertebrae=vertebrae, warnings=[note, *result.warnings])
     inp = _prepare(candidates, params)
     if len(inp.order) == 0:
         empty: list[LabeledVertebra] = []
         return LabelingResult(empty, (), 1.0, 0.0, _warnings(empty, None, 0, params))
     pairs = _pairs(inp.pos, params)
-    sols = [_solve_chain(inp, pairs, shape, v, lv, params, region.anchors) for v, lv in _region_chains(region)]
+    sols, unnamed = [], []
+    for variant, levels in _region_chains(region):
+        countable = not variant or all(lv in levels for lv in params.variant_span)
+        span = params.variant_span if variant and countable else None
+        sol = _solve_chain(inp, pairs, shape, variant, levels, params, region.anchors, span)
+        (sols if countable else unnamed).append(sol)
     c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
     sol = sols[c]
     labels, probs = _confidences(sols, params.temperature)
     vertebrae = [
         LabeledVertebra(
-            sol.levels[b], int(inp.order[j]), inp.pos[j].copy(), float(probs[j, labels.index(sol.levels[b])])
+            sol.levels[b],
+            int(inp.order[j]),
+            inp.pos[j].copy(),
+            float(probs[j, labels.index(sol.levels[b])]),
+            float(1.0 - probs[j, -1]),
         )
         for j, b in sol.path
     ]
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
     warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors)
-    return LabelingResult(vertebrae, sol.variant, scale, float(sol.best[s]), warnings)
+    cost = float(sol.best[s])
+    warnings += [
+        f"the spacing and level estimates fit a transitional vertebra ({', '.join(u.variant)}) better, but this "
+        f"field of view does not reach from {params.variant_span[0]} to {params.variant_span[1]}, so it cannot be "
+        f"counted: levels are named from the {' / '.join(region.anchors)} end — verify the count "
+        "(transitional anatomy?)"
+        for u in unnamed
+        if vertebrae and float(u.best.min()) < cost
+    ]
+    return LabelingResult(vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import anatomy
+from .anatomy import region_for_levels
 from .errors import NothingFoundError
 from .geometry import Volume
 
@@ -19,9 +20,6 @@ LOW_CONFIDENCE = 0.5
 #: every level of a whole-spine scan.
 SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
 
-#: Levels that only a cervical field of view shows (the lumbar region ends at T6).
-_CERVICAL_ONLY = frozenset(anatomy.REGIONS["cervical"].levels) - frozenset(anatomy.REGIONS["lumbar"].levels)
-_LUMBAR_ONLY = frozenset(anatomy.REGIONS["lumbar"].levels) - frozenset(anatomy.REGIONS["cervical"].levels)
 
 
 @dataclass(frozen=True)
@@ -94,11 +92,13 @@ class Labeler:
         maps = predict_heatmaps(volume, self.config, self.net)
         candidates = candidates_from_heatmaps(maps, self.config)
         result = label_candidates(candidates, self.region, self.shape, self.params)
-        confident = sum(v.confidence >= LOW_CONFIDENCE for v in result.vertebrae)
+        # Whether these are vertebrae at all, not whether their count is sure: a
+        # chain whose names are uncertain is returned, flagged, not refused.
+        confident = sum(v.vertebra_probability >= LOW_CONFIDENCE for v in result.vertebrae)
         settings = self.config.detection
         if len(result.vertebrae) < settings.min_candidates or confident < settings.min_confident:
             raise NothingFoundError(
-                f"no vertebrae found ({len(candidates)} candidates, {confident} labeled with confidence "
+                f"no vertebrae found ({len(candidates)} candidates, {confident} vertebrae with probability "
                 f">= {LOW_CONFIDENCE}): is this a sagittal {self.region.name} spine MR?"
             )
         strong = {i for i, c in enumerate(candidates) if c.score >= LOW_CONFIDENCE}
@@ -120,23 +120,6 @@ class Labeler:
             warnings=list(result.warnings),
             n_candidates=len(candidates),
         )
-
-
-def region_for_levels(levels: list[str]) -> str:
-    """The region whose field of view fits a set of (whole-chain) labels.
-
-    Cervical-only levels (C1-T5) and lumbar-only levels (T7-S1, L6, T13)
-    together mean a whole-spine scan; otherwise the side that has labels wins,
-    and a scan showing only T6 counts as lumbar (the default region).
-
-    >>> region_for_levels(["C2", "C3", "C4"]), region_for_levels(["T12", "L1"]), region_for_levels(["C7", "L1"])
-    ('cervical', 'lumbar', 'whole')
-    """
-    cervical = any(lv in _CERVICAL_ONLY for lv in levels)
-    lumbar = any(lv in _LUMBAR_ONLY for lv in levels)
-    if cervical and lumbar:
-        return "whole"
-    return "cervical" if cervical else "lumbar"
 
 
 class AutoLabeler:

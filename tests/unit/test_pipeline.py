@@ -60,11 +60,13 @@ def test_blank_image_reports_nothing_found():
         Labeler(dummy_config(), SilentNet()).label(vol)
 
 
-def test_unanchored_labels_are_not_reported_as_found():
-    """Blobs with no level evidence cannot be named confidently: say so, do not invent labels."""
-    vol, _ = blob_spine()
-    with pytest.raises(NothingFoundError, match="0 labeled with confidence"):
-        Labeler(dummy_config(min_confident=2), BlobNet()).label(vol)
+def test_unanchored_labels_are_returned_but_flagged():
+    """Blobs with no level evidence are vertebrae, but their names are not sure: every label is flagged."""
+    vol, centres = blob_spine()
+    result = Labeler(dummy_config(min_confident=2), BlobNet()).label(vol)
+    assert len(result.vertebrae) == len(centres)
+    assert all(v.confidence < 0.5 for v in result.vertebrae)
+    assert any("low confidence" in w for w in result.warnings)
 
 
 class LevelNet(BlobNet):

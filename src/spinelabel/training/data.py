@@ -36,7 +36,7 @@ def load_training_scans(
     """Load every annotated scan (skipping excluded ones and unusable ones, with a message).
 
     ``anchor_finders`` (region name -> ``pipeline.Labeler``): when given, the
-    finder of the region a scan's labels cover (``pipeline.region_for_levels``)
+    finder of the region a scan's labels cover (``anatomy.region_for_levels``)
     looks for that region's missing anchor levels (S1 below annotated L5, C2
     above C3), which are added as pseudo-labels (``TrainingScan.pseudo_levels``;
     see ``training.anchors``). Keyed by the labels' region, not the model's:
@@ -80,7 +80,7 @@ def load_training_scans(
 
 def _finder_for(levels: list[str], finders: Mapping[str, Any]):
     """The anchor finder of the region that ``levels`` cover, or None."""
-    from ..pipeline import region_for_levels
+    from ..anatomy import region_for_levels
 
     return finders.get(region_for_levels(levels))
 

@@ -37,6 +37,14 @@ class TrainSettings:
     synthetic_fraction: float = 0.0
     #: Size of the phantom pool drawn once before training.
     synthetic_scans: int = 80
+    #: Share of training crops from the real scans whose labels lie in the
+    #: model's own region (``anatomy.region_for_levels``), e.g. the few real
+    #: cervical scans among many lumbar ones; the rest of the real share goes
+    #: to the other real scans. 0: every real scan is drawn equally often.
+    region_fraction: float = 0.0
+    #: Fine-tuning: a model (shipped region name or directory) whose weights
+    #: start the optimisation instead of a random initialisation; None = fresh.
+    init: str | None = None
 
 
 #: Detection settings that differ from the defaults per region. Cervical
@@ -113,6 +121,23 @@ def _scheduler(opt, settings: TrainSettings):
     return torch.optim.lr_scheduler.OneCycleLR(opt, settings.learning_rate, total_steps=settings.steps, pct_start=pct)
 
 
+def _initial_network(settings: TrainSettings):
+    """A fresh UNet2D, or the network of ``settings.init`` (its channels must match)."""
+    from ..errors import ModelError
+    from ..models import load_model
+    from ..models.network import UNet2D
+
+    if settings.init is None:
+        return UNet2D(channels=settings.channels, out_channels=OUT_CHANNELS)
+    config, net = load_model(settings.init)
+    if tuple(config.channels) != tuple(settings.channels) or config.out_channels != OUT_CHANNELS:
+        raise ModelError(
+            f"cannot fine-tune {settings.init}: its network ({config.channels}, {config.out_channels} outputs) "
+            f"differs from the one trained here ({settings.channels}, {OUT_CHANNELS} outputs)"
+        )
+    return net
+
+
 def train_network(
     scans: Sequence[TrainingScan],
     settings: TrainSettings = TrainSettings(),
@@ -126,12 +151,10 @@ def train_network(
     """
     import torch
 
-    from ..models.network import UNet2D
-
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
-    net = UNet2D(channels=settings.channels, out_channels=OUT_CHANNELS)
+    net = _initial_network(settings)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     sched = _scheduler(opt, settings)
     net.train()
@@ -186,6 +209,40 @@ def model_config(
     )
 
 
+def training_pool(
+    real: Sequence[TrainingScan], phantoms: Sequence[TrainingScan], region: str, settings: TrainSettings
+) -> tuple[list[TrainingScan], np.ndarray]:
+    """All scans of one training run and how often each is drawn.
+
+    Phantoms get ``settings.synthetic_fraction`` of the crops; the real scans
+    whose labels lie in ``region`` get ``settings.region_fraction`` (when there
+    are also real scans of other regions); every scan within a group is drawn
+    equally often. A group without scans gives its share to the others.
+
+    Returns
+    -------
+    pool : list of TrainingScan
+        ``real`` followed by ``phantoms``.
+    weights : ndarray, shape (len(pool),)
+        Sampling probabilities, summing to 1.
+    """
+    from ..anatomy import region_for_levels
+
+    in_region = np.array([region_for_levels(s.levels) == region for s in real], bool)
+    real_share = 1.0 - settings.synthetic_fraction if phantoms else 1.0
+    groups = [(np.ones(len(real), bool), real_share)]
+    if settings.region_fraction > 0 and in_region.any() and not in_region.all():
+        if settings.region_fraction > real_share:
+            raise ValueError(f"region_fraction {settings.region_fraction} + synthetic_fraction exceed 1")
+        groups = [(in_region, settings.region_fraction), (~in_region, real_share - settings.region_fraction)]
+    weights = np.zeros(len(real) + len(phantoms))
+    for members, share in groups:
+        weights[: len(real)][members] = share / int(members.sum())
+    if phantoms:
+        weights[len(real) :] = (1.0 - real_share) / len(phantoms)
+    return [*real, *phantoms], weights / weights.sum()
+
+
 def train_and_save(
     scans: Sequence[TrainingScan],
     points: Sequence[dict[str, np.ndarray]],
@@ -198,12 +255,12 @@ def train_and_save(
     """Train, fit the labeling shape model on the same annotations, and write a model directory."""
     spec = sampler_spec(region)
     t0 = time.time()
-    pool, weights = list(scans), None
+    phantoms: list[TrainingScan] = []
     if settings.synthetic_fraction > 0 and settings.synthetic_scans > 0:
-        from .synthetic_data import combined, synthetic_training_scans
+        from .synthetic_data import synthetic_training_scans
 
         phantoms, _ = synthetic_training_scans(settings.synthetic_scans, SYNTHETIC_FOV[region], settings.seed)
-        pool, weights = combined(scans, phantoms, settings.synthetic_fraction)
+    pool, weights = training_pool(scans, phantoms, region, settings)
     net = train_network(pool, settings, spec, progress, weights)
     # The shape model is fitted on the real annotations only: phantom spacings
     # come from the anatomical priors that fill in unlearned pairs anyway.
