@@ -52,7 +52,7 @@ import numpy as np
 from . import anatomy
 from .errors import InputError
 
-__all__ = ["CENTROIDS_NAME", "ScanAnnotation", "load_annotations", "save_annotations_csv"]
+__all__ = ["CENTROIDS_NAME", "ScanAnnotation", "add_labels", "load_annotations", "save_annotations_csv"]
 
 #: File name of a per-scan annotation file inside a case folder.
 CENTROIDS_NAME = "centroids.json"
@@ -369,6 +369,45 @@ def load_annotations(
             origin[ann.scan_id] = f
             out.append(ann)
     return out
+
+
+def add_labels(
+    annotations: Sequence[ScanAnnotation], extra: Sequence[ScanAnnotation]
+) -> tuple[list[ScanAnnotation], int]:
+    """Add the points of ``extra`` to the scans of the same id (levels the annotations lack, e.g. S1).
+
+    Extra scans whose id is not among ``annotations`` are ignored (they may
+    belong to scans excluded from this run).
+
+    Returns
+    -------
+    annotations : list of ScanAnnotation
+        In the input order; extended scans get their points re-sorted cranial to caudal.
+    n_extended : int
+        How many scans received points.
+
+    Raises
+    ------
+    InputError
+        An extra label is already annotated in its scan (which point is right
+        is for the user to decide, not for a merge).
+    """
+    by_id = {a.scan_id: a for a in extra}
+    out, n = [], 0
+    for ann in annotations:
+        more = by_id.get(ann.scan_id)
+        if more is None:
+            out.append(ann)
+            continue
+        clash = sorted(set(more.points) & set(ann.points), key=anatomy.ordinal)
+        if clash:
+            raise InputError(
+                f"{more.source}: scan {ann.scan_id!r} already has {', '.join(clash)} in {ann.source} "
+                "(extra labels may only add levels)"
+            )
+        out.append(replace(ann, points=_ordered({**ann.points, **more.points})))
+        n += 1
+    return out, n
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Optional
 
 import click
@@ -145,6 +146,7 @@ def train(
     init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network."),
     learning_rate: float = typer.Option(2e-3, min=1e-6, max=1.0, help="Peak learning rate (one-cycle schedule); lower it for fine-tuning."),
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
+    extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -163,7 +165,7 @@ def train(
         from .pipeline import AutoLabeler
 
         finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
-    with _training_sources(annotations, exclude, region, clean, quiet) as sources:
+    with _training_sources(annotations, exclude, region, clean, quiet, extra_labels) as sources:
         scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finders=finders)
     if complete_anchors:
         pseudo = sum(bool(s.pseudo_levels) for s in scans)
@@ -192,25 +194,43 @@ def train(
 
 
 @contextmanager
-def _training_sources(sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool):
-    """The annotation sources to train on: as given, or cleaned into a temporary CSV.
+def _training_sources(
+    sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool, extra: Sequence[Path] = ()
+):
+    """The annotation sources to train on: as given, or extended and cleaned into a temporary CSV.
 
-    Cleaning runs the geometric checks, the orientation check on each image,
-    and the detector checks with the region's shipped model when there is one.
+    ``extra`` label files are added to the scans of the same id
+    (:func:`spinelabel.annotations.add_labels`). Cleaning runs the geometric
+    checks, the orientation check on each image, and the detector checks with
+    the region's shipped model when there is one.
     """
-    if not clean:
+    if not clean and not extra:
         yield sources
         return
     import tempfile
 
-    from .annotations import load_annotations, save_annotations_csv
-    from .cleaning import check_annotations, summary_lines
-    from .errors import ModelError
-    from .models import resolve_model_dir
+    from .annotations import add_labels, load_annotations, save_annotations_csv
     from .training.data import validation_ids
 
     skip = validation_ids(exclude)
     anns = [a for a in load_annotations(sources) if a.scan_id not in skip]
+    if extra:
+        anns, n = add_labels(anns, load_annotations(list(extra)))
+        _echo(f"extra labels: points added to {n} of {len(anns)} scans", quiet, err=True)
+    if clean:
+        anns = _cleaned(anns, region, quiet)
+    with tempfile.TemporaryDirectory(prefix="spinelabel-clean-") as tmp:
+        cleaned = Path(tmp) / "cleaned.csv"
+        save_annotations_csv(anns, cleaned)
+        yield [cleaned]
+
+
+def _cleaned(anns: list, region: str, quiet: bool) -> list:
+    """The annotations that pass the checks of `annotations check` (findings echoed)."""
+    from .cleaning import check_annotations, summary_lines
+    from .errors import ModelError
+    from .models import resolve_model_dir
+
     try:
         model: str | None = str(resolve_model_dir(region))
     except ModelError:
@@ -220,10 +240,7 @@ def _training_sources(sources: list[Path], exclude: Path | None, region: str, cl
         _echo(f"cleaning: {line}", quiet, err=True)
     if not report.cleaned:
         raise InputError("no scans left after cleaning the labels (findings above; --no-clean trains on every label)")
-    with tempfile.TemporaryDirectory(prefix="spinelabel-clean-") as tmp:
-        cleaned = Path(tmp) / "cleaned.csv"
-        save_annotations_csv(report.cleaned, cleaned)
-        yield [cleaned]
+    return list(report.cleaned)
 
 
 @app.command()

@@ -550,7 +550,7 @@ def _mm(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f} mm"
 
 
-def _scan_notes(r: ScanResult) -> str:
+def scan_notes(r: ScanResult) -> str:
     notes = []
     if not r.has_prediction:
         notes.append("no prediction")
@@ -575,7 +575,7 @@ def format_report(report: EvaluationReport) -> str:
         err = "-" if r.mean_error_mm is None else f"{r.mean_error_mm:.2f}"
         lines.append(
             f"{r.scan_id:<{w}}  {r.n_gt:>3} {r.tp:>3} {r.fn:>3} {r.fp:>3} {r.n_outside:>3}  {err:>6}  "
-            f"{'yes' if r.all_correct else 'NO':<3}  {_scan_notes(r)}".rstrip()
+            f"{'yes' if r.all_correct else 'NO':<3}  {scan_notes(r)}".rstrip()
         )
     rep = report
     lines += [

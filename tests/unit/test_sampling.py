@@ -86,3 +86,52 @@ def test_cervical_training_centres_more_crops_on_c1_and_c2():
 
     assert dict(sampler_spec("cervical").centre_weights)["C1"] > 1.0
     assert sampler_spec("lumbar").centre_weights == ()
+
+
+def _dot_scan() -> S.TrainingScan:
+    """A dark canonical-frame scan with a bright 3 mm dot at each of L1..L5 (35 mm apart), 1 mm voxels."""
+    data = np.zeros((20, 220, 120), np.float32)
+    points = np.array([[10.0, 40.0 + 35.0 * i, 60.0] for i in range(5)])
+    rows, cols = np.indices(data.shape[1:])
+    for p in points:
+        data[:, (rows - p[1]) ** 2 + (cols - p[2]) ** 2 <= 9] = 1.0
+    return S.TrainingScan("dots", data, np.ones(3), [f"L{i}" for i in range(1, 6)], points)
+
+
+def test_segment_move_carries_image_and_targets_together():
+    """The caudal part rotated and slipped at a disc: each dot is where its moved point (and heatmap peak) is."""
+    scan = _dot_scan()
+    spec = S.SamplerSpec(crop_px=128, pixel_mm=2.0)
+    theta = np.deg2rad(20.0)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    hinge = scan.points_mm[1:3, 1:].mean(axis=0)  # disc between L2 and L3
+    down = np.array([1.0, 0.0])  # rows run inferior
+    move = S.SegmentMove(hinge, down, rot, np.array([0.0, 6.0]), 3.0, first_moved=2)
+    moved = move.points(scan.points_mm)
+    np.testing.assert_allclose(moved[:2], scan.points_mm[:2])  # L1, L2 stay
+    assert np.linalg.norm(moved[4, 1:] - scan.points_mm[4, 1:]) > 20.0  # L5 swings by tens of mm
+    # the moved image shows each dot at its moved point: read the image through the move
+    for p in moved:
+        src = move.source_of(p[1:][None])[0] / scan.spacing[1:]
+        assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
+    # and a random draw through `sample` keeps image and heatmap aligned
+    rng = np.random.default_rng(5)
+    spec_always = S.SamplerSpec(p_segment=1.0, p_negative=0.0, p_random_slice=0.0, p_caudal_cut=0.0,
+                                lateral_jitter_mm=0.0, slab_mm=(1.0, 1.0))
+    hits = 0
+    for _ in range(20):
+        img, heat, *_ = S.sample(rng, scan, spec_always)
+        if heat.max() > 0.9:
+            u, v = np.unravel_index(np.argmax(heat), heat.shape)
+            hits += img[max(u - 1, 0) : u + 2, max(v - 1, 0) : v + 2].max() > 0.3  # a bright dot under the peak
+    assert hits >= 15
+
+
+def test_caudal_cut_blanks_the_image_beyond_the_last_vertebra_only():
+    scan = _dot_scan()
+    spec = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(0.0, 0.0))
+    rows = np.arange(0, 220, 1.0)
+    y = np.stack([rows, np.full_like(rows, 60.0)], axis=-1)
+    cut = S._caudal_cut(np.random.default_rng(0), scan, spec, y)
+    last_row = scan.points_mm[-1, 1]
+    assert cut[rows > last_row + 0.5].all() and not cut[rows < last_row - 0.5].any()

@@ -19,7 +19,7 @@ Targets are computed analytically from the transformed points:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -50,6 +50,25 @@ class SamplerSpec:
     p_random_slice: float = 0.2
     p_negative: float = 0.04
     unannotated_band_mm: float = 35.0
+    #: Probability that the part of the spine caudal to a random annotated disc
+    #: is moved rigidly: rotated by up to ``segment_rotation_deg`` about the disc
+    #: (lumbosacral angle, steep sacrum, straightened or kyphotic segments) and
+    #: slipped by up to ``segment_slip_mm`` front to back (spondylolisthesis).
+    p_segment: float = 0.3
+    #: Sacral slope varies from ~20 to ~70 deg between patients (Legaye et al.,
+    #: Eur Spine J 7:99-103, 1998); +-25 deg about the shared scans' angles covers it.
+    segment_rotation_deg: float = 25.0
+    #: Grade I-II listhesis: a slip of up to about half a body depth (~15 mm lumbar);
+    #: 8 mm keeps the chain recognisable while teaching that bodies need not line up.
+    segment_slip_mm: float = 8.0
+    #: Half-width of the band over which the move blends in at the disc (mm); the
+    #: body centres lie >= 7 mm from their discs, so they move rigidly.
+    segment_blend_mm: float = 3.0
+    #: Probability that the image ends inside the caudal-most annotated vertebra
+    #: (a partly visible S1 at the bottom of the field of view), at
+    #: ``caudal_cut_mm`` from its centre along the spine.
+    p_caudal_cut: float = 0.1
+    caudal_cut_mm: tuple[float, float] = (-4.0, 10.0)
     #: (level, weight) pairs: how much more often a crop is centred near that
     #: level than near any other annotated one (weight 1). Rare, hard levels
     #: (C1's ring, C2) get more of the training this way.
@@ -173,6 +192,64 @@ def _validity(uv, scan, spec, matrix, uu, vv) -> np.ndarray:
     return valid
 
 
+@dataclass(frozen=True)
+class SegmentMove:
+    """A rigid move of the in-plane part of the spine caudal to a disc (source mm, (row, col)).
+
+    Rows run inferior, so the spine direction ``down`` points from the upper
+    vertebra to the lower one. Positions beyond the disc line by more than
+    ``blend`` mm move by ``x -> hinge + R (x - hinge) + slip``; the move fades
+    linearly to nothing across the band of +-``blend`` mm around the line.
+    """
+
+    hinge: np.ndarray  # (2,)
+    down: np.ndarray  # (2,) unit
+    rotation: np.ndarray  # (2, 2)
+    slip: np.ndarray  # (2,)
+    blend: float
+    first_moved: int  # index of the first point (cranio-caudal order) caudal to the disc
+
+    def _weight(self, y: np.ndarray) -> np.ndarray:
+        """(...,) share of the move at positions y (..., 2) of the moved image."""
+        along = (y - self.hinge) @ self.down
+        return np.clip(0.5 + along / (2.0 * self.blend), 0.0, 1.0)
+
+    def source_of(self, y: np.ndarray) -> np.ndarray:
+        """Where the moved image at y (..., 2) reads the original image (..., 2)."""
+        back = self.hinge + (y - self.hinge - self.slip) @ self.rotation  # R^T applied to row vectors
+        return y + self._weight(y)[..., None] * (back - y)
+
+    def points(self, points_mm: np.ndarray) -> np.ndarray:
+        """(N, 3) points with the in-plane coordinates of the caudal ones moved."""
+        out = points_mm.copy()
+        tail = out[self.first_moved :, 1:]
+        out[self.first_moved :, 1:] = self.hinge + (tail - self.hinge) @ self.rotation.T + self.slip
+        return out
+
+
+def _segment_move(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> SegmentMove | None:
+    """A random caudal-segment move at a random annotated disc, or None (not drawn, or < 2 points)."""
+    if len(scan.points_mm) < 2 or rng.random() >= spec.p_segment:
+        return None
+    i = int(rng.integers(len(scan.points_mm) - 1))
+    upper, lower = scan.points_mm[i, 1:], scan.points_mm[i + 1, 1:]
+    down = (lower - upper) / max(float(np.linalg.norm(lower - upper)), 1e-6)
+    theta = np.deg2rad(rng.uniform(-spec.segment_rotation_deg, spec.segment_rotation_deg))
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    across = np.array([-down[1], down[0]])
+    slip = across * rng.uniform(-spec.segment_slip_mm, spec.segment_slip_mm)
+    return SegmentMove((upper + lower) / 2, down, rotation, slip, spec.segment_blend_mm, i + 1)
+
+
+def _caudal_cut(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, y: np.ndarray) -> np.ndarray | None:
+    """(crop, crop) mask of pixels beyond a cut through the caudal-most vertebra, or None (not drawn)."""
+    if len(scan.points_mm) < 2 or rng.random() >= spec.p_caudal_cut:
+        return None
+    last, before = scan.points_mm[-1, 1:], scan.points_mm[-2, 1:]
+    down = (last - before) / max(float(np.linalg.norm(last - before)), 1e-6)
+    return (y - last) @ down > rng.uniform(*spec.caudal_cut_mm)
+
+
 def _augment_intensity(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Random contrast remapping, bias field, blur and noise (domain randomisation)."""
     img = np.clip(img, 0, 1.2)
@@ -228,9 +305,19 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
     slab = _slab(scan, x_mm, rng.uniform(*spec.slab_mm))
     centre = scan.points_mm[_centre_index(rng, scan, spec), 1:] + rng.normal(0, spec.centre_jitter_mm, 2)
     matrix, offset = _crop_transform(rng, spec, centre)
-    src_matrix = matrix / scan.spacing[1:, None]
-    src_offset = offset / scan.spacing[1:]
-    img = ndimage.affine_transform(slab, src_matrix, src_offset, output_shape=(spec.crop_px,) * 2, order=1, cval=0.0)
+    uv = np.stack(np.meshgrid(np.arange(spec.crop_px), np.arange(spec.crop_px), indexing="ij"), axis=-1)
+    y = uv @ matrix.T + offset  # (crop, crop, 2) source mm of each crop pixel
+    move = _segment_move(rng, scan, spec)
+    if move is not None:
+        scan = replace(scan, points_mm=move.points(scan.points_mm))
+        y_read = move.source_of(y)
+    else:
+        y_read = y
+    coords = np.moveaxis(y_read / scan.spacing[1:], -1, 0)
+    img = ndimage.map_coordinates(slab, coords, order=1, cval=0.0)
+    cut = _caudal_cut(rng, scan, spec, y)
+    if cut is not None:
+        img[cut] = 0.0  # beyond the field of view
     heat, level, level_w, valid, anchor = _targets(scan, spec, matrix, offset, x_mm)
     return _augment_intensity(rng, img), heat, level, level_w, valid, anchor
 
