@@ -4,11 +4,13 @@ Usage (repository root, ../shared beside it)::
 
     python -m benchmarks.cervical_ablation [--synthetic-only DIR] [--steps 5000]
 
-Two arms trained with the recipe of ``benchmarks.train_cervical`` (120
-phantoms, seed 0, the same steps) differ only in where the crops come from:
+Two arms trained with the recipe of the cervical base model
+(``benchmarks/models/cervical-base``, the shipped cervical model until real
+cervical MR was annotated: 120 phantoms, seed 0, 5000 steps) differ only in
+where the crops come from:
 
-- ``phantoms + real lumbar``: the shipped cervical model, 30 % of its crops
-  from the 39 real lumbar training scans;
+- ``phantoms + real lumbar``: the base model, 30 % of its crops from the 39
+  real lumbar training scans;
 - ``phantoms only``: ``--synthetic-fraction 1.0``. Trained first (about
   45 min on 2 CPU cores) when ``--synthetic-only DIR`` holds no model yet.
 
@@ -37,7 +39,7 @@ SPLIT = REPO / "benchmarks" / "lumbar_split.json"
 
 
 def train_synthetic_only(out: Path, steps: int) -> int:
-    """`spinelabel train` as benchmarks.train_cervical does, with no real crops."""
+    """`spinelabel train` as the cervical base model was trained, with no real crops."""
     from spinelabel.cli import main as cli
 
     return cli(["train", str(SHARED), "--exclude", str(SPLIT), "--region", "cervical", "--out", str(out),
@@ -68,7 +70,8 @@ def _row(arm: str, data: str, report, n_failures: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shipped", default="cervical", help="the phantoms + real lumbar arm")
+    ap.add_argument("--shipped", default=str(REPO / "benchmarks" / "models" / "cervical-base"),
+                    help="the phantoms + real lumbar arm")
     ap.add_argument("--synthetic-only", type=Path, default=Path(tempfile.gettempdir()) / "spinelabel-cervical-synthetic-only")
     ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--n", type=int, default=30, help="held-out cervical phantoms")
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 - command: `{cmd.strip()}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
-- arms: the shipped cervical model (70 % of crops from phantoms, 30 % from the real lumbar training
+- arms: the cervical base model `benchmarks/models/cervical-base` (70 % of crops from phantoms, 30 % from the real lumbar training
   scans) and the same recipe with `--synthetic-fraction 1.0` (phantoms only), {args.steps} steps each;
   both run with the shipped detection settings, so only the weights differ; the phantoms-only arm
   (`{args.synthetic_only}`, trained by `train_synthetic_only` above) took

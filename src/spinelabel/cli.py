@@ -25,6 +25,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and nam
 EXIT_ERROR = 1
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"spinelabel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Find and name the vertebrae in sagittal spine MR."""
+
+
 def _echo(msg: str, quiet: bool = False, err: bool = False) -> None:
     if not quiet:
         typer.echo(msg, err=err)
@@ -247,7 +262,7 @@ def _cleaned(anns: list, region: str, quiet: bool) -> list:
 def evaluate(
     predictions: Path = typer.Argument(..., help="Result JSON file or folder of them."),
     annotations: Path = typer.Argument(..., help="Ground truth: centroids.json, folder, or CSV."),
-    radius: float = typer.Option(20.0, help="Matching radius in mm."),
+    radius: float = typer.Option(20.0, min=0.1, max=1000.0, help="Matching radius in mm."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
 ) -> None:
     """Compare predictions with annotations: the paper's detection and labeling metrics."""
@@ -364,6 +379,18 @@ def annotations_check(
     typer.echo(f"{lines[-1]}; cleaned labels in {output}" + (f", report in {report}" if report else ""))
 
 
+def _classes(name: str, *roots: type) -> tuple[type, ...]:
+    """The classes called ``name`` among the roots and their bases (click's, and typer's own copy of click)."""
+    return tuple({c for root in roots for c in root.__mro__ if c.__name__ == name})
+
+
+# typer >= 0.2x carries its own copy of click, whose exceptions are not click's:
+# usage errors from either must print one usage message, never a traceback.
+_USAGE_ERRORS = _classes("ClickException", click.ClickException, typer.BadParameter)
+_EXIT = _classes("Exit", click.exceptions.Exit, typer.Exit)
+_ABORT = _classes("Abort", click.exceptions.Abort, typer.Abort)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
     try:
@@ -371,12 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     except SpinelabelError as exc:
         typer.echo(f"spinelabel: error: {exc}", err=True)
         return EXIT_ERROR
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except _EXIT as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _USAGE_ERRORS as exc:
+        exc.show()  # one "Usage: ... Error: ..." block, no traceback
+        return int(exc.exit_code)
+    except _ABORT:
         typer.echo("aborted", err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -128,3 +128,28 @@ def test_corrupt_model_weights(capsys, silent_model, tmp_path):
     path = _nifti(tmp_path / "x.nii.gz", np.random.rand(20, 60, 60))
     code, _, err = _run(capsys, "label", str(path), "--model", str(broken))
     _assert_one_line_error(code, err, "corrupt")
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["label"], "Missing argument"),
+        (["label", "--bogus"], "No such option"),
+        (["nonsense"], "No such command"),
+        (["train", "x.csv", "--out", "m", "--steps", "abc"], "Invalid value for '--steps'"),
+        (["train", "x.csv", "--out", "m", "--steps", "0"], "--steps"),
+        (["evaluate", "a", "b", "--radius", "abc"], "Invalid value for '--radius'"),
+        (["evaluate", "a", "b", "--radius", "-5"], "--radius"),
+    ],
+)
+def test_usage_errors_give_a_usage_message_and_exit_2_without_a_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "Usage:" in err
+
+
+def test_version(capsys):
+    from spinelabel import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"spinelabel {__version__}"

@@ -70,10 +70,20 @@ def _display_slice(volume: Volume, result: LabelResult) -> tuple[np.ndarray, np.
     return np.asarray(canon.data[index], dtype=np.float32), vox, canon
 
 
-def render_overlay(volume: Volume, result: LabelResult, path: str | Path, max_size: int = 768) -> None:
-    """Save a PNG of the mid-sagittal slice with each vertebra's point and name.
+#: Longest side of an overlay picture (pixels): at least this, so that a 20-25 cm
+#: field of view is not drawn at 1 px/mm with unreadable names ...
+OVERLAY_MIN_SIZE = 768
+#: ... and at most this (a 0.3 mm-pixel series is not drawn at full resolution).
+OVERLAY_MAX_SIZE = 1280
 
-    Colours: green = confident, orange = check (confidence < 0.5).
+
+def render_overlay(
+    volume: Volume, result: LabelResult, path: str | Path, min_size: int = OVERLAY_MIN_SIZE, max_size: int = OVERLAY_MAX_SIZE
+) -> None:
+    """Save a picture (PNG, or JPEG for .jpg/.jpeg) of the mid-sagittal slice with each vertebra's point and name.
+
+    The longest side is the native resolution, brought into [min_size, max_size]
+    pixels. Colours: green = confident, orange = check (confidence < 0.5).
     """
     from io import BytesIO
 
@@ -87,7 +97,8 @@ def render_overlay(volume: Volume, result: LabelResult, path: str | Path, max_si
     except Exception:  # constant slice: show it black rather than fail
         gray = np.zeros_like(img2d)
     dr, dc = canon.spacing[1], canon.spacing[2]
-    px = max(min(dr, dc), max(img2d.shape[0] * dr, img2d.shape[1] * dc) / max_size)
+    extent = max(img2d.shape[0] * dr, img2d.shape[1] * dc)  # mm
+    px = extent / float(np.clip(extent / min(dr, dc), min_size, max_size))  # mm per picture pixel
     size = (max(1, int(round(img2d.shape[1] * dc / px))), max(1, int(round(img2d.shape[0] * dr / px))))
     image = Image.fromarray((gray * 255).astype(np.uint8)).resize(size, Image.BILINEAR).convert("RGB")
     draw = ImageDraw.Draw(image)
@@ -95,12 +106,14 @@ def render_overlay(volume: Volume, result: LabelResult, path: str | Path, max_si
     for v, (_, r, c) in zip(result.vertebrae, vox):
         x, y = c * dc / px, r * dr / px
         colour = (60, 220, 60) if v.confidence >= LOW_CONFIDENCE else (255, 150, 0)
-        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline=(0, 0, 0))
-        draw.text((x + 8, y - 8), f"{v.label} {v.confidence:.2f}", fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        r = max(4, size[1] // 150)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour, outline=(0, 0, 0))
+        draw.text((x + 2 * r, y - 2 * r), f"{v.label} {v.confidence:.2f}", fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     header = f"{result.model_name} {result.model_version} - {result.region}"
     if result.warnings:
         header += f" - {len(result.warnings)} warning(s)"
     draw.text((6, 4), header, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     buf = BytesIO()
-    image.save(buf, format="PNG")
+    jpeg = Path(path).suffix.lower() in (".jpg", ".jpeg")
+    image.save(buf, format="JPEG" if jpeg else "PNG", **({"quality": 92} if jpeg else {}))
     atomic_write_bytes(path, buf.getvalue())
