@@ -33,7 +33,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.cervical import CERVICAL_RADIUS_MM
+from benchmarks.cervical import CERVICAL_RADIUS_MM, _mm, _pct
 from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
 
 ANNOTATIONS = REPO / "annotations" / "cervical-mr.csv"
@@ -112,8 +112,8 @@ def _rows(label: str, scores: dict[str, tuple]) -> list[str]:
         wrong = [f"{r.scan_id}: {scan_notes(r)}" for r in rep.per_scan if not r.all_correct]
         rows.append(
             f"| {label} | {condition} | {rep.n_scans_correct}/{rep.n_scans} | "
-            f"{rep.identification_rate * 100:.1f} % | {rep.sensitivity * 100:.1f} % | {rep.precision * 100:.1f} % | "
-            f"{rep.error_mean_mm if rep.error_mean_mm is not None else float('nan'):.2f} mm | "
+            f"{_pct(rep.identification_rate)} | {_pct(rep.sensitivity)} | {_pct(rep.precision)} | "
+            f"{_mm(rep.error_mean_mm)} mm | "
             f"{'; '.join(failures + wrong) or '—'} | {flag_stats(rep, conf)} |"
         )
     return rows

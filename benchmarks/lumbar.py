@@ -64,22 +64,31 @@ def process_times(images: list[Path], model: str, n: int) -> list[float]:
     return times
 
 
-def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.5) -> str:
-    """How well low confidence marks the labels to check: wrong labels flagged, right labels flagged.
+def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.5,
+               warned: set[str] | None = None) -> str:
+    """How well the output marks the labels to check: wrong labels flagged, right labels flagged.
 
-    ``confidences``: scan -> predicted label -> confidence. Only matched predictions count.
+    ``confidences``: scan -> predicted label -> confidence. Only matched
+    predictions count. A label is flagged when its confidence is below ``low``;
+    with ``warned`` (the scans whose output carries a warning), also when its
+    scan has a warning.
     """
     wrong = right = wrong_flagged = right_flagged = 0
+    wrong_warned = 0
     for scan in report.per_scan:
         conf = confidences.get(scan.scan_id, {})
         for m in scan.matches:
-            flagged = conf.get(m.pred_label, 1.0) < low
+            low_conf = conf.get(m.pred_label, 1.0) < low
+            flagged = low_conf or (warned is not None and scan.scan_id in warned)
             if m.correct:
-                right, right_flagged = right + 1, right_flagged + flagged
+                right, right_flagged = right + 1, right_flagged + low_conf
             else:
-                wrong, wrong_flagged = wrong + 1, wrong_flagged + flagged
-    return (f"{wrong_flagged}/{wrong} wrong labels flagged (confidence < {low}); "
+                wrong, wrong_flagged, wrong_warned = wrong + 1, wrong_flagged + low_conf, wrong_warned + flagged
+    text = (f"{wrong_flagged}/{wrong} wrong labels flagged (confidence < {low}); "
             f"{right_flagged}/{right} right labels flagged")
+    if warned is not None:
+        text += f"; {wrong_warned}/{wrong} wrong labels flagged or in a scan with a warning"
+    return text
 
 
 def _s1_summary(result) -> tuple[float, float] | None:
@@ -98,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     ap.add_argument("--processes", type=int, default=3, help="scans to time as whole processes")
+    ap.add_argument("--s1-labels", type=Path, default=REPO / "annotations" / "lumbar-s1.csv",
+                    help="S1 points annotated by us (docs/annotations.md), scored as a second ground truth")
     args = ap.parse_args(argv)
 
-    from spinelabel.annotations import load_annotations
+    from spinelabel.annotations import add_labels, load_annotations
     from spinelabel.evaluation import evaluate, format_report, report_to_dict
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     labeler = Labeler.load(args.model)
     load_s = time.perf_counter() - t0
-    preds, per_scan_s, failures, s1, confidences = {}, [], [], [], {}
+    preds, per_scan_s, failures, s1, confidences, warned = {}, [], [], [], {}, set()
     for case in cases:
         image = args.data / case / "image.nii.gz"
         t = time.perf_counter()
@@ -119,12 +130,17 @@ def main(argv: list[str] | None = None) -> int:
             preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
             s1.append(_s1_summary(result))
             confidences[case] = {v.label: v.confidence for v in result.vertebrae}
+            if result.warnings:
+                warned.add(case)
         except Exception as exc:  # a failure is a benchmark result, not a crash
             failures.append(f"{case}: {exc}")
         per_scan_s.append(time.perf_counter() - t)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gt = load_annotations([args.data / c / "centroids.json" for c in cases])
     report = evaluate(preds, gt)
+    gt_s1, n_s1 = add_labels(gt, load_annotations([args.s1_labels]))
+    report_s1 = evaluate(preds, gt_s1)
+    o1 = report_to_dict(report_s1)["overall"]
     proc = process_times([args.data / c / "image.nii.gz" for c in cases], args.model, args.processes)
     metrics = report_to_dict(report)
     print(format_report(report))
@@ -153,13 +169,22 @@ def main(argv: list[str] | None = None) -> int:
 | whole `spinelabel label` process, median of {len(proc)} | {statistics.median(proc):.2f} s | |
 | peak memory (benchmark process) | {peak_mib:.0f} MiB | ≤ 2048 MiB |
 | failures | {len(failures)} {'; '.join(failures)} | |
-| confidence as a flag | {flag_stats(report, confidences)} | |
+| confidence as a flag | {flag_stats(report, confidences, warned=warned)} | |
+| **with S1 scored** ({n_s1} scans with an S1 point, `annotations/lumbar-s1.csv`): identification | {o1['identification_rate']*100:.1f} % ({o1['n_identified']}/{o1['n_gt']}); S1 {report_s1.per_level.get('S1', (0, 0))[0]}/{report_s1.per_level.get('S1', (0, 0))[1]} | |
+| with S1 scored: scans entirely right / sensitivity / precision | {o1['n_scans_correct']}/{o1['n_scans']} / {o1['sensitivity']*100:.1f} % / {o1['precision']*100:.1f} % | |
+| with S1 scored: confidence as a flag | {flag_stats(report_s1, confidences, warned=warned)} | |
 | S1 labeled (not annotated, so not scored) | {sum(x is not None for x in s1)}/{len(s1)} scans; S1–L5 distance median {statistics.median([x[1] for x in s1 if x] or [float('nan')]):.1f} mm, confidence median {statistics.median([x[0] for x in s1 if x] or [float('nan')]):.2f} | |
 
-Per scan:
+Per scan (T11-L5 as annotated by the sources):
 
 ```
 {format_report(report)}
+```
+
+Per scan with our S1 points added to the ground truth:
+
+```
+{format_report(report_s1)}
 ```
 """
     write_section(args.results, "lumbar-benchmark", body)

@@ -767,12 +767,8 @@ def gather_evidence(image: str | Path, labeler: Labeler | None = None, series_ui
 
 def _detect(volume, labeler: Labeler) -> ImageEvidence:
     """The labeler's vertebrae and the mid-plane candidates, from one pass of the network."""
-    from .detection import candidates_from_heatmaps, predict_heatmaps
-    from .labeling import label_candidates
-
-    maps = predict_heatmaps(volume, labeler.config, labeler.net)
-    candidates = candidates_from_heatmaps(maps, labeler.config)
-    result = label_candidates(candidates, labeler.region, labeler.shape, labeler.params)
+    candidates = labeler.detect(volume)
+    result = labeler.name(candidates)
     predicted = {v.label: (np.asarray(v.position, float), float(v.confidence)) for v in result.vertebrae}
     labeled = np.array([p for p, _ in predicted.values()], float).reshape(-1, 3)
     cands = np.array([c.position for c in candidates], float).reshape(-1, 3)

@@ -101,17 +101,9 @@ def label(
     dicom_outputs: bool = typer.Option(False, "--dicom-outputs", help="Batch mode: also write NAME.sr.dcm and NAME.gsps.dcm (DICOM inputs)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
-    from .anatomy import REGIONS
-    from .pipeline import SHIPPED_MODEL, AutoLabeler, Labeler
+    from .pipeline import make_labeler
 
-    if region == "auto":
-        if model is not None:
-            raise click.BadParameter("--model needs an explicit region (lumbar, cervical, whole)", param_hint="--model")
-        labeler = AutoLabeler.load()
-    elif region not in REGIONS:
-        raise click.BadParameter(f"unknown region {region!r}; choose from auto, {', '.join(REGIONS)}", param_hint="--region")
-    else:
-        labeler = Labeler.load(model or SHIPPED_MODEL[region], region)
+    labeler = make_labeler(region, model)
     if output_dir is None:
         result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps)
         _echo(_summary_line(result), quiet)
@@ -243,14 +235,13 @@ def _training_sources(
 def _cleaned(anns: list, region: str, quiet: bool) -> list:
     """The annotations that pass the checks of `annotations check` (findings echoed)."""
     from .cleaning import check_annotations, summary_lines
-    from .errors import ModelError
-    from .models import resolve_model_dir
 
-    try:
-        model: str | None = str(resolve_model_dir(region))
-    except ModelError:
-        model = None  # no shipped model for this region: prior spacings, no detector checks
-    report = check_annotations(anns, model=model)
+    from .pipeline import SHIPPED_MODEL, make_labeler
+
+    if region in SHIPPED_MODEL:  # the region's shipped model checks the labels (shape model and detector)
+        report = check_annotations(anns, labeler=make_labeler(region))
+    else:
+        report = check_annotations(anns, model=None)  # prior spacings, no detector checks
     for line in summary_lines(report):
         _echo(f"cleaning: {line}", quiet, err=True)
     if not report.cleaned:

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 pacs_app = typer.Typer(
@@ -115,7 +114,7 @@ def pacs_harvest(
 @pacs_app.command("label")
 def pacs_label(
     study_uid: str = typer.Argument(..., help="StudyInstanceUID to label."),
-    region: str = typer.Option("lumbar", help="Anatomical region."),
+    region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided from each image)."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
     series: Optional[str] = typer.Option(None, help="Only this SeriesInstanceUID (default: every sagittal MR series)."),
     output_dir: Path = typer.Option(Path("spinelabel-pacs"), "--output-dir", help="Folder for <series>.json, .sr.dcm and .gsps.dcm."),
@@ -124,14 +123,11 @@ def pacs_label(
     ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
-    from .anatomy import REGIONS
     from .pacs import label_study
-    from .pipeline import Labeler
+    from .pipeline import make_labeler
 
-    if region not in REGIONS:
-        raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
+    labeler = make_labeler(region, model)
     client = _client(url, user, password, ca_bundle, insecure, timeout)
-    labeler = Labeler.load(model or region, region)
     failures: list[str] = []
     done = label_study(client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures)
     for d in done:

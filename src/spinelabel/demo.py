@@ -34,7 +34,7 @@ def run_demo(out: Path) -> Iterator[str]:
 
     from .io import load_image
     from .io.outputs import render_overlay, write_json
-    from .pipeline import Labeler
+    from .pipeline import make_labeler
 
     data = find_shared_data()
     image = data / "lumbar-mr" / DEMO_CASE / "image.nii.gz" if data else None
@@ -47,7 +47,7 @@ def run_demo(out: Path) -> Iterator[str]:
         volume, _ = synthesize_spine(SyntheticSpec(), np.random.default_rng(0))
         source = "synthetic phantom (spinelabel.synthetic, seed 0)"
         yield "example: no shared data found; using a synthetic phantom"
-    result = Labeler.load("lumbar").label(volume)
+    result = make_labeler("lumbar").label(volume)
     out.mkdir(parents=True, exist_ok=True)
     write_json(result, source, out / "demo.json")
     render_overlay(volume, result, out / "demo.png")

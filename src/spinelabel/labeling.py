@@ -35,10 +35,11 @@ constant), is
   variant is only named when the labeled range reaches from C2 to S1, the only
   field of view in which a supernumerary segment can be counted; elsewhere a
   variant chain that would fit better only raises a warning;
-- at each end of the labeled range, the miss cost of every further level of
-  the chain that the shape model puts inside the image (when candidates say
-  how much image lies above and below them, ``Candidate.room_mm``): a lumbar
-  chain cannot end at "L5" with a sacrum's length of image below it.
+- at each end of the labeled range, the miss cost of the next level of the
+  chain (``edge_levels``) when the shape model puts it inside the image (when
+  candidates say how much image lies above and below them,
+  ``Candidate.room_mm``): a lumbar chain cannot end at "L5" with a sacrum's
+  length of image below it.
 
 The labeled range may start and end at any level (partial field of view). The
 best scale from ``LabelingParams.scale_grid`` and the best offset from
@@ -266,6 +267,14 @@ class LabelingParams:
     #: neighbour inside the image: half a spacing (half a body plus half a
     #: disc) puts the whole body in view; partly cut bodies are not expected.
     edge_margin_fraction: float = 0.5
+    #: Only this many levels beyond each end of a labeled range are charged as
+    #: missed. The next level is what decides a one-level shift (a lumbar
+    #: chain stopping at "L5" above a sacrum); further levels fade together,
+    #: not one by one, as coil coverage and image quality fall off towards an
+    #: image's edge (the lower thoracic spine of a cervical scan), and charging
+    #: each of them independently made a good partial chain cost more than
+    #: labeling nothing at all.
+    edge_levels: int = 1
     #: Scale on -log(1 - score) for leaving a candidate unassigned. 1.0 makes the
     #: assign / reject costs the two halves of a Bernoulli likelihood of a
     #: calibrated detector score.
@@ -508,7 +517,8 @@ def _end_costs(
 
     A level beyond the range's end is expected in view when its distance along
     the chain (scaled) plus ``edge_margin_fraction`` of its spacing to the
-    next level inward fits in the image room on that side.
+    next level inward fits in the image room on that side. Only the
+    ``edge_levels`` levels next to each end are charged.
 
     Returns
     -------
@@ -521,9 +531,11 @@ def _end_costs(
     a, b = np.indices((L, L))
     # need_up[l, b]: room above a candidate at level b for level l < b to be in view
     inward_up = np.concatenate([spacing, [0.0]])  # level l's spacing to l + 1
-    need_up = np.where(a < b, mu + params.edge_margin_fraction * inward_up[:, None], np.inf)
+    need_up = np.where((a < b) & (a >= b - params.edge_levels), mu + params.edge_margin_fraction * inward_up[:, None], np.inf)
     inward_down = np.concatenate([[0.0], spacing])  # level l's spacing to l - 1
-    need_down = np.where(b < a, mu.T + params.edge_margin_fraction * inward_down[:, None], np.inf)  # [l, b], l > b
+    need_down = np.where(  # [l, b], b < l <= b + edge_levels
+        (b < a) & (a <= b + params.edge_levels), mu.T + params.edge_margin_fraction * inward_down[:, None], np.inf
+    )
     scaled_up = need_up[:, :, None, None] * scales[None, None, None, :]  # (l, b, 1, S)
     scaled_down = need_down[:, :, None, None] * scales[None, None, None, :]
     up = inp.room[:, 0][None, None, :, None]  # (1, 1, n, 1)

@@ -44,7 +44,7 @@ from .errors import PacsError, SpinelabelError
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
 
-    from .pipeline import Labeler
+    from .pipeline import AutoLabeler, Labeler
 
 __all__ = [
     "ENV_CA_BUNDLE",
@@ -760,7 +760,7 @@ class LabeledSeries:
 def label_study(
     client: DICOMwebClient,
     study_uid: str,
-    labeler: Labeler,
+    labeler: Labeler | AutoLabeler,
     out_dir: str | Path,
     *,
     series_uid: str | None = None,

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import anatomy
 from .anatomy import region_for_levels
-from .errors import NothingFoundError
+from .errors import InputError, NothingFoundError
 from .geometry import Volume
+from .results import LOW_CONFIDENCE, LabelResult, Vertebra
 
-#: Below this confidence a label is flagged for the reader to check.
-LOW_CONFIDENCE = 0.5
+__all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "make_labeler"]
 
 #: The shipped model that serves each region. The cervical model was trained on
 #: cervical and whole-spine phantoms plus real lumbar scans, so it also knows
 #: every level of a whole-spine scan.
 SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
-
-
-
-@dataclass(frozen=True)
-class Vertebra:
-    """One labeled vertebra: name, world RAS mm (3,), input voxel index (3,), confidence in [0, 1]."""
-
-    label: str
-    position_mm: np.ndarray
-    voxel: np.ndarray
-    confidence: float
-
-
-@dataclass(frozen=True)
-class LabelResult:
-    region: str
-    model_name: str
-    model_version: str
-    vertebrae: list[Vertebra]
-    warnings: list[str] = field(default_factory=list)
-    n_candidates: int = 0
 
 
 def _load_model(model: str | Path):
@@ -78,6 +56,24 @@ class Labeler:
         """Load a shipped model by region name, or a model directory (checksum verified)."""
         return cls(*_load_model(model), region)
 
+    def detect(self, volume: Volume) -> list:
+        """The vertebra candidates of one volume (any orientation): one pass of the network.
+
+        Returns
+        -------
+        list of labeling.Candidate
+            World RAS mm positions, scores, level estimates and anchor probabilities.
+        """
+        from .detection import candidates_from_heatmaps, predict_heatmaps
+
+        return candidates_from_heatmaps(predict_heatmaps(volume, self.config, self.net), self.config)
+
+    def name(self, candidates: list):
+        """The chain model's labeling (``labeling.LabelingResult``) of candidates, with this labeler's region and shape."""
+        from .labeling import label_candidates
+
+        return label_candidates(candidates, self.region, self.shape, self.params)
+
     def label(self, volume: Volume) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).
 
@@ -86,12 +82,8 @@ class Labeler:
         NothingFoundError
             If fewer than two vertebrae are found (not a spine image, or not this region).
         """
-        from .detection import candidates_from_heatmaps, predict_heatmaps
-        from .labeling import label_candidates
-
-        maps = predict_heatmaps(volume, self.config, self.net)
-        candidates = candidates_from_heatmaps(maps, self.config)
-        result = label_candidates(candidates, self.region, self.shape, self.params)
+        candidates = self.detect(volume)
+        result = self.name(candidates)
         # Whether these are vertebrae at all, not whether their count is sure: a
         # chain whose names are uncertain is returned, flagged, not refused.
         confident = sum(v.vertebra_probability >= LOW_CONFIDENCE for v in result.vertebrae)
@@ -156,3 +148,25 @@ class AutoLabeler:
     def label(self, volume: Volume) -> LabelResult:
         """Label with the chosen region's labeler; the result's ``region`` says which."""
         return self.by_region[self.choose_region(volume)].label(volume)
+
+
+def make_labeler(region: str = "lumbar", model: str | Path | None = None) -> "Labeler | AutoLabeler":
+    """The labeler of a region: the region's shipped model, or ``model``; "auto" decides per image.
+
+    The one place where a region is mapped to a model (``SHIPPED_MODEL``):
+    every command that labels goes through it.
+
+    Raises
+    ------
+    InputError
+        Unknown region, or a model directory with region "auto".
+    ModelError
+        The model cannot be found or loaded.
+    """
+    if region == "auto":
+        if model is not None:
+            raise InputError("--model needs an explicit region (lumbar, cervical or whole), not auto")
+        return AutoLabeler.load()
+    if region not in anatomy.REGIONS:
+        raise InputError(f"unknown region {region!r}; choose from auto, {', '.join(anatomy.REGIONS)}")
+    return Labeler.load(model or SHIPPED_MODEL[region], region)

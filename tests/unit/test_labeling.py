@@ -329,7 +329,7 @@ def _fov_cost(cand, b, levels, variant, scale, shape, params, up):
     if cand.room_mm is None:
         return 0.0
     room = cand.room_mm[0 if up else 1]
-    beyond = range(b - 1, -1, -1) if up else range(b + 1, len(levels))
+    beyond = range(b - 1, max(b - 1 - params.edge_levels, -1), -1) if up else range(b + 1, min(b + 1 + params.edge_levels, len(levels)))
     cost = 0.0
     for x in beyond:
         inward = x + 1 if up else x - 1

@@ -92,7 +92,7 @@ from ..geometry import lps_to_ras
 from .nifti import _one_line
 
 if TYPE_CHECKING:
-    from ..pipeline import LabelResult
+    from ..results import LabelResult
     from .dicom import DicomSeriesInfo
 
 __all__ = [
@@ -1077,7 +1077,7 @@ def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: st
 
     Per vertebra, on the slice nearest to it: a POINT graphic and a text
     object (the level name, with "?" appended below
-    :data:`spinelabel.pipeline.LOW_CONFIDENCE`) anchored at the point, its
+    :data:`spinelabel.results.LOW_CONFIDENCE`) anchored at the point, its
     box beside it. The presentation state applies to every image of the
     series (window and rescale taken from the images), so a PACS viewer
     shows the labels while scrolling. Points are the projection of each
@@ -1123,7 +1123,7 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from ..pipeline import LOW_CONFIDENCE
+    from ..results import LOW_CONFIDENCE
 
     name, version = _software()
     layer = hd.pr.GraphicLayer(layer_name=GRAPHIC_LAYER, order=1, description="vertebra labels")

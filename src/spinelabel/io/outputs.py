@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import __version__, anatomy
 from ..geometry import Volume, reorient
-from ..pipeline import LOW_CONFIDENCE, LabelResult
+from ..results import LOW_CONFIDENCE, LabelResult
 
 SCHEMA_VERSION = 1
 

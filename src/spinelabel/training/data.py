@@ -87,8 +87,6 @@ def _finder_for(levels: list[str], finders: Mapping[str, Any]):
 
 def _missing_anchors(volume, points: dict[str, np.ndarray], labeler) -> dict[str, np.ndarray]:
     """The labeler region's anchors absent from ``points`` that its detector finds in ``volume``."""
-    from ..detection import candidates_from_heatmaps, predict_heatmaps
     from .anchors import complete_anchors
 
-    candidates = candidates_from_heatmaps(predict_heatmaps(volume, labeler.config, labeler.net), labeler.config)
-    return complete_anchors(points, labeler.region, candidates, labeler.shape)
+    return complete_anchors(points, labeler.region, labeler.detect(volume), labeler.shape)

@@ -1,0 +1,32 @@
+"""What labeling returns: the result types and the one flag threshold, shared by the pipeline and the writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Below this confidence a label is flagged for the reader to check.
+LOW_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True)
+class Vertebra:
+    """One labeled vertebra: name, world RAS mm (3,), input voxel index (3,), confidence in [0, 1]."""
+
+    label: str
+    position_mm: np.ndarray
+    voxel: np.ndarray
+    confidence: float
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """The labeled vertebrae of one image (cranial to caudal), with the region and model that named them."""
+
+    region: str
+    model_name: str
+    model_version: str
+    vertebrae: list[Vertebra]
+    warnings: list[str] = field(default_factory=list)
+    n_candidates: int = 0
