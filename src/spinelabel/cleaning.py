@@ -625,7 +625,7 @@ def _check_order(state: _Scan, points: dict[str, np.ndarray]) -> bool:
 def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, evidence: ImageEvidence | None) -> None:
     """Flag and remove labels that lie off any vertebra (detector or geometry)."""
     cands = evidence.candidates if evidence is not None else None
-    if cands is not None and len(cands) >= MIN_CANDIDATES:
+    if evidence is not None and cands is not None and len(cands) >= MIN_CANDIDATES:
         for level, why in _far_from_candidates(points, cands, evidence.midline_x, shape, state.params):
             state.add(level, "far_from_vertebra", f"{level} is {why}: on a disc or outside a body?", "point dropped")
             del points[level]

@@ -235,13 +235,12 @@ def _training_sources(
 def _cleaned(anns: list, region: str, quiet: bool) -> list:
     """The annotations that pass the checks of `annotations check` (findings echoed)."""
     from .cleaning import check_annotations, summary_lines
+    from .pipeline import SHIPPED_MODEL, Labeler, make_labeler
 
-    from .pipeline import SHIPPED_MODEL, make_labeler
-
-    if region in SHIPPED_MODEL:  # the region's shipped model checks the labels (shape model and detector)
-        report = check_annotations(anns, labeler=make_labeler(region))
-    else:
-        report = check_annotations(anns, model=None)  # prior spacings, no detector checks
+    # The region's shipped model checks the labels (shape model and detector);
+    # a region without one gets the prior spacings and no detector checks.
+    labeler = make_labeler(region) if region in SHIPPED_MODEL else None
+    report = check_annotations(anns, model=None, labeler=labeler if isinstance(labeler, Labeler) else None)
     for line in summary_lines(report):
         _echo(f"cleaning: {line}", quiet, err=True)
     if not report.cleaned:
@@ -370,7 +369,7 @@ def annotations_check(
     typer.echo(f"{lines[-1]}; cleaned labels in {output}" + (f", report in {report}" if report else ""))
 
 
-def _classes(name: str, *roots: type) -> tuple[type, ...]:
+def _classes(name: str, *roots: type[BaseException]) -> tuple[type[BaseException], ...]:
     """The classes called ``name`` among the roots and their bases (click's, and typer's own copy of click)."""
     return tuple({c for root in roots for c in root.__mro__ if c.__name__ == name})
 
@@ -392,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     except _EXIT as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
     except _USAGE_ERRORS as exc:
-        exc.show()  # one "Usage: ... Error: ..." block, no traceback
-        return int(exc.exit_code)
+        getattr(exc, "show")()  # one "Usage: ... Error: ..." block, no traceback (click's and typer's copy)
+        return int(getattr(exc, "exit_code", 2))
     except _ABORT:
         typer.echo("aborted", err=True)
         return EXIT_ERROR

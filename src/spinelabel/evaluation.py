@@ -309,7 +309,8 @@ def evaluate_scan(
     matched_pred = {p for _, p in pairs}
     missed = tuple(lab for g, lab in enumerate(gt_labels) if g not in matched_gt)
 
-    fps, outside = [], []
+    fps: list[str] = []
+    outside: list[str] = []
     for p in range(len(preds)):
         if p in matched_pred:
             continue

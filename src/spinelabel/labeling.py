@@ -188,7 +188,7 @@ def _chain_moments(shape: ShapeModel, levels: Sequence[str]) -> tuple[np.ndarray
         and ``sd[a, b]`` the sds added in quadrature; entries with a >= b are
         0 (mu) and 1 (sd), placeholders that the search forbids.
     """
-    adj = np.array([shape.adjacent(u, l) for u, l in itertools.pairwise(levels)], float).reshape(-1, 2)
+    adj = np.array([shape.adjacent(up, low) for up, low in itertools.pairwise(levels)], float).reshape(-1, 2)
     cum_mu = np.concatenate([[0.0], np.cumsum(adj[:, 0])])
     cum_var = np.concatenate([[0.0], np.cumsum(adj[:, 1] ** 2)])
     mu = cum_mu[None, :] - cum_mu[:, None]
@@ -837,7 +837,8 @@ def label_candidates(
         empty: list[LabeledVertebra] = []
         return LabelingResult(empty, (), 1.0, 0.0, _warnings(empty, None, 0, params))
     pairs = _pairs(inp.pos, params)
-    sols, unnamed = [], []
+    sols: list[_Solution] = []
+    unnamed: list[_Solution] = []
     for variant, levels in _region_chains(region):
         countable = not variant or all(lv in levels for lv in params.variant_span)
         span = params.variant_span if variant and countable else None

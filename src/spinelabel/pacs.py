@@ -409,7 +409,8 @@ def find_studies(
         filters["ModalitiesInStudy"] = modality
     fields = ["StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "StudyDescription", "ModalitiesInStudy"]
     items = []
-    for uid in study_uids or [None]:  # one query per UID: not every server supports UID lists
+    uids: list[str | None] = list(study_uids) if study_uids else [None]
+    for uid in uids:  # one query per UID: not every server supports UID lists
         query = filters if uid is None else {**filters, "StudyInstanceUID": uid}
         items += _search_all(client, "search for studies", client.search_for_studies, limit, search_filters=query, fields=fields)
     studies = [

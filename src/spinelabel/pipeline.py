@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ __all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Lab
 SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
 
 
-def _load_model(model: str | Path):
+def _load_model(model: str | Path) -> tuple[Any, Any]:
     """(config, network) of a shipped model or model directory, with CPU threads capped at 4."""
     import torch
 

@@ -533,7 +533,7 @@ class _LatticeField:
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray, cell: float, rng: np.random.Generator):
         self.lo, self.cell = np.asarray(lo, float), float(cell)
-        shape = tuple(math.ceil((h - l) / cell) + 6 for l, h in zip(lo, hi))
+        shape = tuple(math.ceil((top - bottom) / cell) + 6 for bottom, top in zip(lo, hi))
         self.lattice = (rng.standard_normal(shape) / _BSPLINE_STD).astype(np.float32)
 
     def _weights(self, a: int, coords: np.ndarray) -> np.ndarray:

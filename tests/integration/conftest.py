@@ -21,3 +21,10 @@ def orthanc_server(tmp_path_factory):
         pytest.skip(str(exc))
     yield server
     stop_orthanc(server)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/integration is marked ``integration`` (``-m "not integration"``: the fast unit run)."""
+    for item in items:
+        if "tests/integration/" in item.nodeid.replace("\\", "/") or item.nodeid.startswith("integration/"):
+            item.add_marker(pytest.mark.integration)

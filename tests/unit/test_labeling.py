@@ -119,7 +119,9 @@ def test_without_level_estimates_labels_are_consecutive_but_not_anchored():
     assert any("low confidence" in w for w in blind.warnings)
     informed = label_candidates(candidates(pts), LUMBAR, PRIOR)
     assert labels(informed) == list(T10_S1)
-    mean = lambda r: np.mean([v.confidence for v in r.vertebrae])
+    def mean(r):
+        return np.mean([v.confidence for v in r.vertebrae])
+
     assert mean(blind) < 0.5 < mean(informed)
 
 

@@ -101,7 +101,6 @@ def _dot_scan() -> S.TrainingScan:
 def test_segment_move_carries_image_and_targets_together():
     """The caudal part rotated and slipped at a disc: each dot is where its moved point (and heatmap peak) is."""
     scan = _dot_scan()
-    spec = S.SamplerSpec(crop_px=128, pixel_mm=2.0)
     theta = np.deg2rad(20.0)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     hinge = scan.points_mm[1:3, 1:].mean(axis=0)  # disc between L2 and L3

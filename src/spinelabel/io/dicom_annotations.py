@@ -648,7 +648,9 @@ def _container_levels(container: Any, snomed: dict[tuple[str, str], str]) -> tup
 
     Returns the set of levels and the label texts that name no vertebra.
     """
-    strong, weak, bad = set(), set(), []
+    strong: set[Any] = set()
+    weak: set[Any] = set()
+    bad: list[Any] = []
     for child in _children(container):
         concept = _concept(child)
         key = concept[:2] if concept else None
@@ -835,7 +837,7 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
         mine = [f for f in found if f.series_uid == uid]
         builder = _Builder(ids[uid], _series_folder(index.series_files(uid)), mine[0].source)
         for f in mine:
-            builder.add(f.label, lps_to_ras(f.lps))
+            builder.add(f.label, [float(c) for c in lps_to_ras(f.lps)])
         out.append(replace(builder.build(), series_uid=uid))
     return out
 
@@ -910,7 +912,7 @@ def _series_headers(info: DicomSeriesInfo | None, what: str) -> _SeriesHeaders:
         raise InputError(f"{what} needs a DICOM input (the image was not read from a DICOM series)")
     cache: dict[Path, Any] = {}
     headers, planes = [], []
-    frames = list(info.frame_numbers) if info.frame_numbers else [None] * len(info.files)
+    frames: list[int | None] = list(info.frame_numbers) if info.frame_numbers else [None] * len(info.files)
     for path, frame in zip(info.files, frames):
         if path not in cache:
             try:
@@ -1034,7 +1036,8 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
             ),
         )
     )
-    groups, used = [], []
+    groups: list[Any] = []
+    used: list[Any] = []
     for placed in _place(result, series):
         header, frame = series.headers[placed.k], series.frames[placed.k]
         source = hd.sr.SourceImageForRegion.from_source_image(header, referenced_frame_numbers=[frame] if frame else None)
@@ -1131,7 +1134,7 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
     for placed in _place(result, series):
         header, frame, plane = series.headers[placed.k], series.frames[placed.k], series.planes[placed.k]
         text = placed.label if placed.confidence >= LOW_CONFIDENCE else f"{placed.label}?"
-        point = tuple(float(v) for v in placed.col_row)
+        point = (float(placed.col_row[0]), float(placed.col_row[1]))
         annotations.append(hd.pr.GraphicAnnotation(
             referenced_images=[header], graphic_layer=layer, referenced_frame_number=frame,
             graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT,

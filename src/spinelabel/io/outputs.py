@@ -100,7 +100,7 @@ def render_overlay(
     extent = max(img2d.shape[0] * dr, img2d.shape[1] * dc)  # mm
     px = extent / float(np.clip(extent / min(dr, dc), min_size, max_size))  # mm per picture pixel
     size = (max(1, int(round(img2d.shape[1] * dc / px))), max(1, int(round(img2d.shape[0] * dr / px))))
-    image = Image.fromarray((gray * 255).astype(np.uint8)).resize(size, Image.BILINEAR).convert("RGB")
+    image = Image.fromarray((gray * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR).convert("RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, size[1] // 40))
     for v, (_, r, c) in zip(result.vertebrae, vox):

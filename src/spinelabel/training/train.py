@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class TrainSettings:
 #: (C1-C2 in particular); about half the smallest spacing is used. C1's
 #: response fuses with C2's into one ridge, which the level map splits
 #: (``DetectionSettings.split_levels``).
-REGION_DETECTION: dict[str, dict[str, float | bool]] = {
+REGION_DETECTION: dict[str, dict[str, Any]] = {
     "cervical": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
     "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
 }
@@ -159,8 +160,10 @@ def train_network(
     sched = _scheduler(opt, settings)
     net.train()
     for step in range(settings.steps):
-        img, *targets = (torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights))
-        loss = _losses(net(img), *targets, settings)
+        img, heat, level, level_w, valid, anchor = (
+            torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights)
+        )
+        loss = _losses(net(img), heat, level, level_w, valid, anchor, settings)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
