@@ -222,19 +222,19 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
             where = f"{path}: line {line}"
             if len(row) < len(header):
                 row = row + [""] * (len(header) - len(row))
-            scan = row[col["scan"]].strip()
+            scan = _from_text_cell(row[col["scan"]].strip())
             if not scan:
                 raise InputError(f"{where}: empty scan id")
             label = _level(row[col["label"]], where)
             xyz = [_coordinate(row[col[a]].strip(), f"{where} ({scan} {label})", a) for a in "xyz"]
-            image_text = row[col["image"]].strip() if "image" in col else ""
+            image_text = _from_text_cell(row[col["image"]].strip()) if "image" in col else ""
             if image_text:
                 if scan in image_of and image_of[scan] != image_text:
                     raise InputError(
                         f"{where}: scan {scan!r} has two different images ({image_of[scan]!r} and {image_text!r})"
                     )
                 image_of[scan] = image_text
-            series_text = row[col["series"]].strip() if "series" in col else ""
+            series_text = _from_text_cell(row[col["series"]].strip()) if "series" in col else ""
             if series_text:
                 series_of.setdefault(scan, series_text)
             if scan not in builders:
@@ -422,6 +422,20 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: a leading ' before a formula character."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _from_text_cell(text: str) -> str:
+    """Inverse of :func:`_text_cell`."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+
+
 def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path) -> None:
     """Write annotations as CSV ``scan,label,x,y,z[,image][,series]`` (atomic: temp file + rename).
 
@@ -430,7 +444,9 @@ def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path
     exists, e.g. another drive). The ``series`` column (SeriesInstanceUID)
     is written when any scan has one. Coordinates are written with full
     float precision, so :func:`load_annotations` reads back the same points.
-    Duplicated labels (only their first point is kept) are not written.
+    Duplicated labels (only their first point is kept) are not written. Text
+    cells that a spreadsheet would run as a formula (starting with = + - @)
+    get a leading ``'``, which :func:`load_annotations` removes again.
     """
     path = Path(path)
     with_image = any(a.image is not None for a in annotations)
@@ -447,6 +463,6 @@ def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path
             except ValueError:  # no relative path (Windows: another drive)
                 image = os.path.abspath(ann.image)
         for label, xyz in ann.points.items():
-            row = [ann.scan_id, label, *(repr(float(c)) for c in np.asarray(xyz, float).reshape(3))]
-            writer.writerow(row + [image] * with_image + [ann.series_uid or ""] * with_series)
+            row = [_text_cell(ann.scan_id), label, *(repr(float(c)) for c in np.asarray(xyz, float).reshape(3))]
+            writer.writerow(row + [_text_cell(image)] * with_image + [_text_cell(ann.series_uid or "")] * with_series)
     _atomic_write_text(path, buf.getvalue())

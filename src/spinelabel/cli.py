@@ -315,6 +315,12 @@ def _annotations_group() -> None:
     """Clinical spine labels: import them from DICOM GSPS/SR, check them before training."""
 
 
+def _require_csv(output: Path) -> None:
+    """Annotation output is CSV: refuse another extension rather than write CSV into it."""
+    if output.suffix.lower() != ".csv":
+        raise click.BadParameter(f"{output}: the labels are written as CSV, so the name must end in .csv", param_hint="--output")
+
+
 @annotations_app.command("import")
 def annotations_import(
     sources: list[Path] = typer.Argument(..., help="DICOM files or folders: sagittal series with the GSPS/SR objects that label them."),
@@ -325,6 +331,7 @@ def annotations_import(
     from .annotations import save_annotations_csv
     from .io.dicom_annotations import import_dicom_annotations
 
+    _require_csv(output)
     imported = import_dicom_annotations(sources)
     for message in imported.problems:
         _echo(f"warning: {message}", quiet, err=True)
@@ -353,6 +360,7 @@ def annotations_check(
     from .annotations import load_annotations, save_annotations_csv
     from .cleaning import CleaningParams, check_annotations, summary_lines, write_report
 
+    _require_csv(output)
     if shifted not in ("drop", "relabel"):
         raise click.BadParameter(f"{shifted!r}: choose drop or relabel", param_hint="--shifted")
     if report is not None and report.suffix.lower() not in (".json", ".csv"):

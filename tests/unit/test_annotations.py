@@ -254,3 +254,25 @@ def test_clinician_label_text_is_normalised(text, level):
     from spinelabel.anatomy import parse_level
 
     assert parse_level(text) == level
+
+
+def test_csv_scan_ids_that_look_like_formulas_are_escaped_and_read_back(tmp_path):
+    from spinelabel.annotations import ScanAnnotation, load_annotations, save_annotations_csv
+
+    anns = [ScanAnnotation(name, None, {"L1": np.array([1.0, -2.0, 3.0]), "L2": np.array([1.0, -2.0, -30.0])})
+            for name in ("=HYPERLINK(1)", "+1", "-2", "@SUM(A1)", "plain")]
+    out = tmp_path / "labels.csv"
+    save_annotations_csv(anns, out)
+    cells = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in cells)
+    back = load_annotations([out])
+    assert [a.scan_id for a in back] == [a.scan_id for a in anns]
+    np.testing.assert_allclose(back[0].points["L2"], [1.0, -2.0, -30.0])
+
+
+def test_annotations_import_refuses_an_output_that_is_not_csv(tmp_path, capsys):
+    from spinelabel.cli import main
+
+    assert main(["annotations", "import", str(tmp_path), "-o", str(tmp_path / "labels.json")]) == 2
+    assert "must end in .csv" in capsys.readouterr().err
+    assert not (tmp_path / "labels.json").exists()
