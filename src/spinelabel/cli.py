@@ -65,7 +65,9 @@ def _label_one(
     loaded = load_image(inputs, series_uid=series)
     if (dicom_sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
-    result = labeler.label(loaded.volume)
+    from .pipeline import label_loaded
+
+    result = label_loaded(labeler, loaded)
     if out_json is not None:
         write_json(result, loaded.source, out_json)
     if overlay is not None:

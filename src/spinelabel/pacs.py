@@ -783,6 +783,7 @@ def label_study(
     from .io import load_image
     from .io.dicom_annotations import write_gsps, write_sr
     from .io.outputs import write_json
+    from .pipeline import label_loaded
 
     failures = [] if failures is None else failures
     series = [s for s in find_series(client, study_uid, sagittal_only=True) if series_uid in (None, s.series_uid)]
@@ -796,7 +797,7 @@ def label_study(
             with tempfile.TemporaryDirectory(prefix="spinelabel-pacs-") as tmp:
                 retrieve_series(client, study_uid, s.series_uid, Path(tmp) / "series")
                 loaded = load_image([Path(tmp) / "series"])
-                result = labeler.label(loaded.volume)
+                result = label_loaded(labeler, loaded)
                 base = out_dir / _safe_name(s.series_uid)
                 json_path, sr_path, gsps_path = (base.with_name(base.name + ext) for ext in (".json", ".sr.dcm", ".gsps.dcm"))
                 write_json(result, loaded.source, json_path)

@@ -13,7 +13,7 @@ from .errors import InputError, NothingFoundError
 from .geometry import Volume
 from .results import LOW_CONFIDENCE, LabelResult, Vertebra
 
-__all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "make_labeler"]
+__all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "make_labeler"]
 
 #: The shipped model that serves each region. The cervical model was trained on
 #: cervical and whole-spine phantoms plus real lumbar scans, so it also knows
@@ -171,3 +171,17 @@ def make_labeler(region: str = "lumbar", model: str | Path | None = None) -> "La
     if region not in anatomy.REGIONS:
         raise InputError(f"unknown region {region!r}; choose from auto, {', '.join(anatomy.REGIONS)}")
     return Labeler.load(model or SHIPPED_MODEL[region], region)
+
+
+def label_loaded(labeler: "Labeler | AutoLabeler", loaded: Any) -> LabelResult:
+    """Label an image read by ``io.load_image``; the reader's warnings come first in the result.
+
+    Irregular slice spacing, a missing slice or a gantry-tilted grid is found
+    while reading a DICOM series; the user sees it beside the labels (stderr
+    and the JSON ``warnings``), not only in a log.
+    """
+    from dataclasses import replace
+
+    result = labeler.label(loaded.volume)
+    reader = list(loaded.dicom.warnings) if getattr(loaded, "dicom", None) is not None else []
+    return replace(result, warnings=[*reader, *result.warnings]) if reader else result

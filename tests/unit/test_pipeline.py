@@ -158,3 +158,16 @@ def test_many_strong_detections_that_form_no_spine_are_refused():
         labeler.label(blob_volume(grid))
     # the middle column alone is a spine
     assert len(labeler.label(blob_volume(grid[grid[:, 1] == 0.0])).vertebrae) == 3
+
+
+def test_reader_warnings_reach_the_result(tmp_path):
+    """A DICOM series with a missing slice is labeled, and the result says so first."""
+    from spinelabel.pipeline import label_loaded
+
+    vol, _ = blob_spine()
+    files = write_dicom_series(reorient(vol, "PIL"), tmp_path / "dicom")
+    files[len(files) // 2].unlink()  # one slice lost in transfer
+    loaded = load_image([tmp_path / "dicom"])
+    result = label_loaded(Labeler(dummy_config(), BlobNet()), loaded)
+    assert result.vertebrae
+    assert "irregular slice spacing" in result.warnings[0]
