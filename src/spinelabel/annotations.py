@@ -41,7 +41,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -411,15 +410,9 @@ def add_labels(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .io.outputs import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).

@@ -45,14 +45,25 @@ def _echo(msg: str, quiet: bool = False, err: bool = False) -> None:
         typer.echo(msg, err=err)
 
 
+def check_region(region: str) -> str:
+    """``region`` if it names one (or "auto"); a usage error otherwise."""
+    from .anatomy import REGIONS
+
+    if region != "auto" and region not in REGIONS:
+        raise click.BadParameter(f"unknown region {region!r}; choose from auto, {', '.join(REGIONS)}", param_hint="--region")
+    return region
+
+
 def _scan_name(inp: Path) -> str:
+    """A visible output name for an input: its file or folder name without .nii(.gz), "scan" if it has none."""
+    inp = inp.resolve()
     name = inp.name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     if name in ("image", "") and inp.parent.name:
         name = inp.parent.name
-    return name
+    return name.lstrip(".") or "scan"
 
 
 def _label_one(
@@ -65,20 +76,18 @@ def _label_one(
     loaded = load_image(inputs, series_uid=series)
     if (dicom_sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
+    from .io.dicom_annotations import write_gsps, write_sr
+    from .io.outputs import write_all_or_nothing
     from .pipeline import label_loaded
 
     result = label_loaded(labeler, loaded)
-    if out_json is not None:
-        write_json(result, loaded.source, out_json)
-    if overlay is not None:
-        render_overlay(loaded.volume, result, overlay)
-    if dicom_sr is not None or gsps is not None:
-        from .io.dicom_annotations import write_gsps, write_sr
-
-        if dicom_sr is not None:
-            write_sr(result, loaded.dicom, dicom_sr)
-        if gsps is not None:
-            write_gsps(result, loaded.dicom, gsps)
+    writers = [
+        (out_json, lambda p: write_json(result, loaded.source, p)),
+        (overlay, lambda p: render_overlay(loaded.volume, result, p)),
+        (dicom_sr, lambda p: write_sr(result, loaded.dicom, p)),
+        (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
+    ]
+    write_all_or_nothing([(path, write) for path, write in writers if path is not None])
     return result
 
 
@@ -105,7 +114,7 @@ def label(
     """Detect and label the vertebrae of one or more sagittal MR images."""
     from .pipeline import make_labeler
 
-    labeler = make_labeler(region, model)
+    labeler = make_labeler(check_region(region), model)
     if output_dir is None:
         result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps)
         _echo(_summary_line(result), quiet)

@@ -126,7 +126,9 @@ def pacs_label(
     from .pacs import label_study
     from .pipeline import make_labeler
 
-    labeler = make_labeler(region, model)
+    from .cli import check_region
+
+    labeler = make_labeler(check_region(region), model)
     client = _client(url, user, password, ca_bundle, insecure, timeout)
     failures: list[str] = []
     done = label_study(client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures)

@@ -23,3 +23,7 @@ class ModelError(SpinelabelError):
 
 class PacsError(SpinelabelError):
     """A DICOMweb server cannot be reached, refuses a request, or fails on it."""
+
+
+class OutputError(SpinelabelError):
+    """An output cannot be written (read-only or full disk, a folder in the way, a name used twice)."""

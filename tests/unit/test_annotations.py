@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spinelabel.annotations import ScanAnnotation, load_annotations, save_annotations_csv
-from spinelabel.errors import InputError
+from spinelabel.errors import InputError, OutputError
 
 
 def centroids_doc(case: str, labels=("L1", "L2", "L3"), **extra) -> dict:
@@ -235,7 +235,7 @@ def test_save_csv_is_atomic_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full"):
         save_annotations_csv([ScanAnnotation("s", None, {"L1": np.zeros(3)})], out)
     assert out.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]

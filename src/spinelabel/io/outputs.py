@@ -5,29 +5,98 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import __version__, anatomy
+from ..errors import OutputError
 from ..geometry import Volume, reorient
 from ..results import LOW_CONFIDENCE, LabelResult
 
 SCHEMA_VERSION = 1
 
 
+#: Permissions of a written output before the umask: what ``open()`` would give.
+OUTPUT_MODE = 0o666
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path`` then rename: never a half-written file."""
+    """Write to a temporary file beside ``path`` then rename: never a half-written file.
+
+    The file gets the permissions a plain ``open()`` would give (0666 less the
+    umask), not the 0600 of a temporary file.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or written, the disk is full, or the name
+        is taken by a folder or a device.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    check_output_target(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".spinelabel-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+        os.chmod(tmp, OUTPUT_MODE & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_output_target(path: Path) -> None:
+    """Refuse a name that is empty, hidden by accident, or taken by anything but a regular file."""
+    if not path.name or path.name in (".", ".."):
+        raise OutputError(f"{str(path)!r} is not a file name")
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a device or a pipe?)"
+        raise OutputError(f"cannot write {path}: it is {what}")
+
+
+def write_all_or_nothing(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write a set of outputs of one scan together: all of them, or none.
+
+    Each ``(path, write)`` writes one file (atomically). The targets are
+    checked first (no name twice, none a folder or a device). When a write
+    fails, the outputs already written by this call are removed again, and
+    the error is raised.
+
+    Raises
+    ------
+    OutputError
+    """
+    paths = [Path(p) for p, _ in writers]
+    resolved = [p.resolve() for p in paths]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise OutputError(f"{paths[i]} is given for two outputs of the same scan")
+    for p in paths:
+        check_output_target(p)
+    done: list[Path] = []
+    try:
+        for path, write in writers:
+            write(Path(path))
+            done.append(Path(path))
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
         raise
 
 
