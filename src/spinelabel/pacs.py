@@ -137,6 +137,29 @@ class PacsConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
 
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without user:password@, user, password)``: credentials never travel inside a printed URL.
+
+    >>> split_credentials("https://ann:s3cret@pacs.example.org/dicom-web")
+    ('https://pacs.example.org/dicom-web', 'ann', 's3cret')
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        user, password, host = parts.username, parts.password, parts.hostname
+        port = parts.port
+    except ValueError:
+        return re.sub(r"//[^/@\s]*@", "//", url), None, None  # unparsable: drop anything that looks like user:pass@
+    if user is None and password is None:
+        return url, None, None
+    netloc = (host or "") + (f":{port}" if port is not None else "")
+    if host and ":" in host:  # IPv6 literal
+        netloc = f"[{host}]" + (f":{port}" if port is not None else "")
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return clean, unquote(user) if user else None, unquote(password) if password else None
+
+
 def pacs_config(
     url: str | None = None,
     username: str | None = None,
@@ -159,10 +182,11 @@ def pacs_config(
     url = (url or env.get(ENV_URL) or "").strip()
     if not url:
         raise PacsError(f"no DICOMweb server given: use --url or set {ENV_URL}")
+    url, url_user, url_password = split_credentials(url)
     if not re.match(r"^https?://[^/\s]+", url):
         raise PacsError(f"malformed DICOMweb URL {url!r} (expected http(s)://host[:port]/path)")
-    username = username if username is not None else env.get(ENV_USER) or None
-    password = password if password is not None else env.get(ENV_PASSWORD) or None
+    username = username if username is not None else url_user or env.get(ENV_USER) or None
+    password = password if password is not None else url_password or env.get(ENV_PASSWORD) or None
     if (username is None) != (password is None):
         missing = "password" if password is None else "user name"
         raise PacsError(f"DICOMweb {missing} missing: give both --user and --password (or {ENV_USER} and {ENV_PASSWORD})")

@@ -364,3 +364,15 @@ def test_explicit_ca_bundle_beats_the_environment_bundle(tls_server, monkeypatch
     monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
     tls_server.routes["/dicom-web/studies"] = (200, [])
     assert find_studies(_client(tls_server.url, ca_bundle=tls_server.cert)) == []
+
+
+def test_a_password_inside_the_url_becomes_basic_auth_and_is_never_shown():
+    from spinelabel.pacs import pacs_config
+
+    cfg = pacs_config("https://ann:s%40cret@pacs.example.org:8443/dicom-web", environ={})
+    assert cfg.url == "https://pacs.example.org:8443/dicom-web"
+    assert (cfg.username, cfg.password) == ("ann", "s@cret")
+    assert "cret" not in repr(cfg)
+    with pytest.raises(PacsError) as info:
+        pacs_config("ftp://ann:topsecret@pacs.example.org/x", environ={})
+    assert "topsecret" not in str(info.value)
