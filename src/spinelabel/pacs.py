@@ -95,6 +95,10 @@ SAGITTAL_AXIS = 0
 
 #: QIDO results asked for per request (servers cap pages, often at 100-1000).
 QIDO_PAGE = 100
+#: At most this many QIDO pages per search: a server that ignores ``offset`` or
+#: never stops would otherwise be asked forever (200 pages of QIDO_PAGE results
+#: is far beyond one query of a clinical archive).
+MAX_QIDO_PAGES = 200
 
 _SAGITTAL_WORDS = re.compile(r"(?<![A-Z])(SAG|SAGITTAL|SAGITAL)(?![A-Z])", re.IGNORECASE)
 _OTHER_WORDS = re.compile(r"(?<![A-Z])(AX|AXIAL|TRA|TRANS|TRANSVERSE|COR|CORONAL)(?![A-Z])", re.IGNORECASE)
@@ -462,16 +466,34 @@ def _search_all(
     """
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    while limit is None or len(out) < limit:
+    for _ in range(MAX_QIDO_PAGES):
+        if limit is not None and len(out) >= limit:
+            break
         page = QIDO_PAGE if limit is None else min(QIDO_PAGE, limit - len(out))
-        items = _call(client, what, fn, limit=page, offset=len(out), **kwargs)
+        items = _json_objects(_call(client, what, fn, limit=page, offset=len(out), **kwargs), what, client)
         keys = [json.dumps(it, sort_keys=True) for it in items]
         new = [it for it, k in zip(items, keys) if k not in seen]
         seen.update(keys)
         out.extend(new)
         if len(items) < page or not new:
-            break
+            return out
+    else:
+        raise PacsError(
+            f"cannot {what} on {_base_url(client)}: still more results after {MAX_QIDO_PAGES} pages "
+            f"({len(out)} items); narrow the query or give a limit"
+        )
     return out
+
+
+def _json_objects(items: Any, what: str, client: DICOMwebClient) -> list[dict[str, Any]]:
+    """A QIDO answer checked to be a list of DICOM JSON objects (tag -> {"vr", "Value"})."""
+    ok = isinstance(items, list) and all(
+        isinstance(it, dict) and all(isinstance(v, dict) and isinstance(v.get("Value", []), list) for v in it.values())
+        for it in items
+    )
+    if not ok:
+        raise PacsError(f"cannot {what} on {_base_url(client)}: unexpected answer (not a list of DICOM JSON objects)")
+    return items
 
 
 def orientation_of(iop: Sequence[float] | None) -> str:
@@ -501,11 +523,11 @@ def orientation_from_description(description: str) -> str:
 def _series_orientation(client: DICOMwebClient, study_uid: str, series_uid: str, description: str) -> str:
     """The plane of an image series: QIDO instance field, WADO metadata, or the description."""
     what = f"query an instance of series {series_uid}"
-    items = _call(
+    items = _json_objects(_call(
         client, what, client.search_for_instances,
         study_instance_uid=study_uid, series_instance_uid=series_uid,
         fields=["ImageOrientationPatient"], limit=1,
-    )
+    ), what, client)
     if items:
         iop = _values(items[0], "ImageOrientationPatient")
         if len(iop) == 6:
@@ -520,7 +542,7 @@ def _series_orientation(client: DICOMwebClient, study_uid: str, series_uid: str,
             except PacsError:
                 meta = None  # no WADO-RS metadata here: the description decides
             meta = meta[0] if isinstance(meta, list) and meta else meta
-            if isinstance(meta, dict):
+            if isinstance(meta, dict) and all(isinstance(v, dict) for v in meta.values()):
                 iop = _values(meta, "ImageOrientationPatient")
                 if len(iop) == 6:
                     return orientation_of(iop)
@@ -540,10 +562,9 @@ def find_series(
         Also keep the study's annotation series (modality SR / PR).
     """
     fields = ["SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber", "NumberOfSeriesRelatedInstances"]
-    items = _call(
-        client, f"search the series of study {study_uid}", client.search_for_series,
-        study_instance_uid=study_uid, fields=fields,
-    )
+    what = f"search the series of study {study_uid}"
+    items = _json_objects(_call(client, what, client.search_for_series, study_instance_uid=study_uid, fields=fields),
+                          what, client)
     out = []
     for it in items:
         info = SeriesInfo(

@@ -376,3 +376,33 @@ def test_a_password_inside_the_url_becomes_basic_auth_and_is_never_shown():
     with pytest.raises(PacsError) as info:
         pacs_config("ftp://ann:topsecret@pacs.example.org/x", environ={})
     assert "topsecret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"not": "a list"}, ["a string, not an object"], [{"0020000D": "not an element"}], [{"0020000D": {"Value": "x"}}]],
+)
+def test_answers_of_the_wrong_json_shape_are_one_pacs_error(server, body):
+    server.routes["/dicom-web/studies"] = (200, body)
+    with pytest.raises(PacsError, match="unexpected answer"):
+        find_studies(_client(server.url))
+
+
+def test_a_server_that_pages_forever_is_stopped(server, monkeypatch):
+    import spinelabel.pacs as pacs
+
+    class Endless:
+        """Every page full and new: a server that ignores offset and makes up results."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, limit=None, offset=0, **kwargs):
+            self.calls += 1
+            return [_item(StudyInstanceUID=f"1.2.{self.calls}.{k}") for k in range(limit)]
+
+    endless = Endless()
+    monkeypatch.setattr(pacs, "MAX_QIDO_PAGES", 5)
+    with pytest.raises(PacsError, match="still more results after 5 pages"):
+        pacs._search_all(_client(server.url), "search for studies", endless, None)
+    assert endless.calls == 5
