@@ -50,7 +50,8 @@ class Labeler:
         self.config, self.net = config, net
         self.region = anatomy.REGIONS[region or config.region]
         self.shape = ShapeModel.from_dict(config.shape_model)
-        self.params = LabelingParams()
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.labeling or {}).items()}
+        self.params = LabelingParams(**overrides)
 
     @classmethod
     def load(cls, model: str | Path = "lumbar", region: str | None = None) -> "Labeler":

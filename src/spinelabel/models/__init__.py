@@ -66,6 +66,8 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict)
     #: 2 = heatmap + level; 3 adds the anchor heatmap (C2/S1).
     out_channels: int = 2
+    #: Overrides of ``labeling.LabelingParams`` for this model (JSON lists for tuples).
+    labeling: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":

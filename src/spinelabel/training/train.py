@@ -59,6 +59,19 @@ REGION_DETECTION: dict[str, dict[str, Any]] = {
     "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
 }
 
+#: Labeling settings that differ from ``labeling.LabelingParams`` per region.
+#: The scan-wide level offset leaves the count to the anchor output (and the
+#: field of view), so it is used only where the anchor head is trained on real
+#: anchors: the lumbar model's S1 (annotated on 63 real scans). The cervical
+#: model's C2 comes from three real subjects and its S1 from phantoms only (its
+#: anchor output on a phantom's S1 is ~0.03): with the offset it shifted every
+#: whole-spine phantom by one level, confidently, so it keeps one level
+#: estimate per candidate as evidence (no offset).
+REGION_LABELING: dict[str, dict[str, Any]] = {
+    "cervical": {"level_offset_grid": [0.0]},
+    "whole": {"level_offset_grid": [0.0]},
+}
+
 #: Fields of view of the phantoms mixed into each region's training, with
 #: their frequencies: lumbar phantoms teach S1 and the sacrum; cervical
 #: training also sees whole-spine phantoms so C2 and the cervicothoracic
@@ -209,6 +222,7 @@ def model_config(
             "seconds": round(seconds, 1),
         },
         out_channels=OUT_CHANNELS,
+        labeling=dict(REGION_LABELING.get(region, {})),
     )
 
 
