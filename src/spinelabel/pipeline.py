@@ -50,7 +50,7 @@ class Labeler:
         self.config, self.net = config, net
         self.region = anatomy.REGIONS[region or config.region]
         self.shape = ShapeModel.from_dict(config.shape_model)
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.labeling or {}).items()}
+        overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.labeling or {}).items()}
         self.params = LabelingParams(**overrides)
 
     @classmethod
