@@ -142,8 +142,16 @@ class AutoLabeler:
         return cls(by_region["whole"], by_region)
 
     def choose_region(self, volume: Volume) -> str:
-        """The region that fits the image (raises NothingFoundError when no spine is seen)."""
-        first = self.survey.label(volume)
+        """The region that fits the image (raises NothingFoundError when no spine is seen).
+
+        The survey only has to say which levels are in view: it names the
+        candidates without the checks of ``Labeler.label`` (the chosen
+        region's labeler applies them), which a whole-chain model can fail on
+        a lumbar scan full of strong lateral detections.
+        """
+        first = self.survey.name(self.survey.detect(volume))
+        if not first.vertebrae:
+            raise NothingFoundError(f"no vertebrae found: is this a sagittal spine MR? ({self.survey.region.name} survey)")
         confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]
         return region_for_levels(confident or [v.label for v in first.vertebrae])
 

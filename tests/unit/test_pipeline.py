@@ -109,6 +109,24 @@ def test_auto_labeler_picks_the_region_the_survey_sees(level, region):
     assert all(v.label[0] == level[0] for v in result.vertebrae)
 
 
+def test_the_region_survey_does_not_apply_the_refusal_checks():
+    """A survey whose own `label` would refuse the image still tells the region; the chosen labeler decides."""
+    from dataclasses import replace
+
+    from spinelabel.errors import NothingFoundError
+    from spinelabel.pipeline import AutoLabeler
+
+    vol, _ = blob_spine(n=4, spacing_mm=36.0, margin_mm=20.0)
+    cfg = dummy_config(level_sd=0.7)
+    strict = replace(cfg, detection=replace(cfg.detection, min_explained_fraction=1.01))  # can never be met
+    survey = Labeler(strict, LevelNet("L3"), "whole")
+    with pytest.raises(NothingFoundError):
+        survey.label(vol)
+    auto = AutoLabeler(survey, {r: Labeler(cfg, LevelNet("L3"), r) for r in ("lumbar", "cervical", "whole")})
+    assert auto.choose_region(vol) == "lumbar"
+    assert auto.label(vol).region == "lumbar"
+
+
 class AnchorNet(BlobNet):
     """BlobNet with a third output: 'anchor' everywhere below world z = -110 mm (image row based)."""
 
