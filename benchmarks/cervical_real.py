@@ -35,6 +35,7 @@ from pathlib import Path
 
 from benchmarks.cervical import CERVICAL_RADIUS_MM, _mm, _pct
 from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
+from benchmarks.robustness import dicom_series
 
 ANNOTATIONS = REPO / "annotations" / "cervical-mr.csv"
 BASE_MODEL = REPO / "benchmarks" / "models" / "cervical-base"
@@ -66,16 +67,6 @@ def _subset_csv(source: Path, keep: set[str], dest: Path) -> Path:
     return dest
 
 
-def _dicom(volume, folder: Path):
-    from spinelabel.geometry import reorient, resample_grid
-    from spinelabel.io import load_image
-    from spinelabel.io.dicom import write_dicom_series
-
-    lps = reorient(volume, ("P", "I", "L"))  # axis 2 lateral: one file per sagittal slice
-    write_dicom_series(resample_grid(lps, list(DICOM_SPACING_MM)), folder)
-    return load_image([folder]).volume
-
-
 def _score(model: Path | str, subjects: list[str], gt: dict, tmp: Path) -> dict[str, tuple]:
     """Condition -> (report, confidences, failures, seconds) for ``subjects`` labeled by ``model``."""
     from spinelabel.annotations import ScanAnnotation
@@ -90,7 +81,7 @@ def _score(model: Path | str, subjects: list[str], gt: dict, tmp: Path) -> dict[
         for s in subjects:
             volume = load_image([gt[s].image]).volume
             if condition != "original":
-                volume = _dicom(volume, tmp / f"{s}-{Path(str(model)).name}")
+                volume = dicom_series(volume, tmp / f"{s}-{Path(str(model)).name}", DICOM_SPACING_MM)
             t = time.perf_counter()
             try:
                 result = labeler.label(volume)

@@ -70,16 +70,20 @@ def _cut(volume, points: dict[str, np.ndarray], level: str, offset_mm: float, ke
     return cropped, kept
 
 
-def _dicom_thick(volume, points, tmp: Path, case: str):
+def dicom_series(volume, folder: Path, spacing_mm: tuple[float, float, float]):
+    """``volume`` resampled to sagittal slices of ``spacing_mm`` (pixel, pixel, slice), written as an
+    LPS-ordered DICOM series in ``folder`` and read back through the DICOM loader."""
     from spinelabel.geometry import reorient, resample_grid
     from spinelabel.io import load_image
     from spinelabel.io.dicom import write_dicom_series
 
     lps = reorient(volume, ("P", "I", "L"))  # axis 2 lateral: one file per sagittal slice
-    thick = resample_grid(lps, [0.8, 0.8, 4.0])
-    folder = tmp / case
-    write_dicom_series(thick, folder)
-    return load_image([folder]).volume, points
+    write_dicom_series(resample_grid(lps, list(spacing_mm)), folder)
+    return load_image([folder]).volume
+
+
+def _dicom_thick(volume, points, tmp: Path, case: str):
+    return dicom_series(volume, tmp / case, (0.8, 0.8, 4.0)), points
 
 
 def _inverted(volume, points):

@@ -16,14 +16,12 @@ folds use. See docs/cervical.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.cervical_real import ANNOTATIONS, BASE_MODEL, fine_tune_args
-from benchmarks.lumbar import REPO, git_commit, write_section
-from benchmarks.train_lumbar import utc_now
+from benchmarks.lumbar import REPO, write_section
+from benchmarks.train_lumbar import run_training, utc_now
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,15 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1200)
     args = ap.parse_args(argv)
 
-    from spinelabel.cli import main as cli
-
-    commit = git_commit()  # the code that trains, recorded before the run
-    t0 = time.perf_counter()
-    code = cli(fine_tune_args([ANNOTATIONS], args.out, args.steps, BASE_MODEL))
-    seconds = time.perf_counter() - t0
+    code, seconds, commit, cfg = run_training(fine_tune_args([ANNOTATIONS], args.out, args.steps, BASE_MODEL), args.out)
     if code:
         return code
-    cfg = json.loads((args.out / "config.json").read_text())
     real = [s for s in cfg["training"]["scans"] if s.startswith("errsm")]
     body = f"""## Cervical: training time
 

@@ -27,21 +27,38 @@ from pathlib import Path
 from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
 
 
-def parse_training_args(
-    argv, region: str, steps: int, fraction: float, n_synthetic: int, complete_anchors: bool = False
-) -> argparse.Namespace:
-    """The options both training benchmarks take, with the shipped recipe as defaults."""
+SPLIT = REPO / "benchmarks" / "lumbar_split.json"
+BASE_MODEL = REPO / "benchmarks" / "models" / "lumbar-base"
+S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
+
+
+def parse_args(argv) -> argparse.Namespace:
+    """The shipped recipe's options (the base model's recipe with ``--from-scratch``)."""
     ap = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
-    ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / region)
-    ap.add_argument("--steps", type=int, default=steps)
-    ap.add_argument("--synthetic-fraction", type=float, default=fraction)
-    ap.add_argument("--synthetic-scans", type=int, default=n_synthetic)
-    ap.add_argument("--complete-anchors", action=argparse.BooleanOptionalAction, default=complete_anchors)
-    return ap.parse_args(argv)
+    ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "lumbar")
+    ap.add_argument("--from-scratch", action="store_true", help="the base model's recipe: 5000 steps, S1 pseudo-labels")
+    ap.add_argument("--steps", type=int, default=None, help="default 2000 (5000 from scratch)")
+    ap.add_argument("--synthetic-fraction", type=float, default=0.25)
+    ap.add_argument("--synthetic-scans", type=int, default=80)
+    args = ap.parse_args(argv)
+    if args.steps is None:
+        args.steps = 5000 if args.from_scratch else 2000
+    return args
 
 
-def run_training(args: argparse.Namespace, region: str) -> tuple[int, float, str, dict]:
-    """`spinelabel train` on ../shared minus the validation split.
+def train_args(args: argparse.Namespace) -> list[str]:
+    """`spinelabel train` on ../shared minus the validation split: the shipped or the base recipe."""
+    common = ["train", str(SHARED), "--exclude", str(SPLIT), "--region", "lumbar", "--out", str(args.out),
+              "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
+              "--synthetic-scans", str(args.synthetic_scans)]
+    if args.from_scratch:
+        return [*common, "--complete-anchors"]
+    return [*common, "--init", str(BASE_MODEL), "--learning-rate", "5e-4", "--extra-labels", str(S1_LABELS),
+            "--no-complete-anchors"]
+
+
+def run_training(cli_args: list[str], out: Path) -> tuple[int, float, str, dict]:
+    """Run `spinelabel train` with ``cli_args``, timed.
 
     Returns
     -------
@@ -49,15 +66,11 @@ def run_training(args: argparse.Namespace, region: str) -> tuple[int, float, str
     """
     from spinelabel.cli import main as cli
 
-    split = REPO / "benchmarks" / "lumbar_split.json"
     commit = git_commit()  # the code that trains, recorded before the run
     t0 = time.perf_counter()
-    code = cli(["train", str(SHARED), "--exclude", str(split), "--region", region, "--out", str(args.out),
-                "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
-                "--synthetic-scans", str(args.synthetic_scans),
-                "--complete-anchors" if args.complete_anchors else "--no-complete-anchors"])
+    code = cli(cli_args)
     seconds = time.perf_counter() - t0
-    cfg = {} if code else json.loads((args.out / "config.json").read_text())
+    cfg = {} if code else json.loads((out / "config.json").read_text())
     return code, seconds, commit, cfg
 
 
@@ -65,37 +78,17 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-BASE_MODEL = REPO / "benchmarks" / "models" / "lumbar-base"
-S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
-
-
-def _fine_tune(args: argparse.Namespace) -> tuple[int, float, str, dict]:
-    """`spinelabel train` of the shipped recipe: the base model fine-tuned with the annotated S1 points."""
-    from spinelabel.cli import main as cli
-
-    split = REPO / "benchmarks" / "lumbar_split.json"
-    commit = git_commit()
-    t0 = time.perf_counter()
-    code = cli(["train", str(SHARED), "--exclude", str(split), "--region", "lumbar", "--out", str(args.out),
-                "--steps", str(args.steps), "--init", str(BASE_MODEL), "--learning-rate", "5e-4",
-                "--synthetic-fraction", str(args.synthetic_fraction), "--synthetic-scans", str(args.synthetic_scans),
-                "--extra-labels", str(S1_LABELS), "--no-complete-anchors"])
-    seconds = time.perf_counter() - t0
-    cfg = {} if code else json.loads((args.out / "config.json").read_text())
-    return code, seconds, commit, cfg
-
-
 def main(argv: list[str] | None = None) -> int:
-    scratch = "--from-scratch" in (argv if argv is not None else sys.argv[1:])
-    rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--from-scratch"]
-    args = parse_training_args(rest, "lumbar", steps=5000 if scratch else 2000, fraction=0.25, n_synthetic=80,
-                               complete_anchors=scratch)
-    code, seconds, commit, cfg = run_training(args, "lumbar") if scratch else _fine_tune(args)
+    args = parse_args(argv)
+    code, seconds, commit, cfg = run_training(train_args(args), args.out)
     if code:
         return code
-    s1 = sum("S1" in scan for scan in [cfg["training"].get("pseudo_labels", {}).get(s, []) for s in cfg["training"]["scans"]])
-    how = (f"S1 pseudo-labels (`--complete-anchors`) in {s1} of {len(cfg['training']['scans'])} training scans"
-           if scratch else f"fine-tuned from `benchmarks/models/lumbar-base`, S1 annotated by eye (`{S1_LABELS.relative_to(REPO)}`)")
+    if args.from_scratch:
+        pseudo = cfg["training"].get("pseudo_labels", {})
+        how = (f"S1 pseudo-labels (`--complete-anchors`) in {sum('S1' in v for v in pseudo.values())} of "
+               f"{len(cfg['training']['scans'])} training scans")
+    else:
+        how = f"fine-tuned from `benchmarks/models/lumbar-base`, S1 annotated by eye (`{S1_LABELS.relative_to(REPO)}`)"
     body = f"""## Lumbar: training time
 
 - command: `python -m benchmarks.train_lumbar {' '.join(argv if argv is not None else sys.argv[1:])}`

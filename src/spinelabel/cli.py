@@ -246,12 +246,12 @@ def _training_sources(
 def _cleaned(anns: list, region: str, quiet: bool) -> list:
     """The annotations that pass the checks of `annotations check` (findings echoed)."""
     from .cleaning import check_annotations, summary_lines
-    from .pipeline import SHIPPED_MODEL, Labeler, make_labeler
+    from .pipeline import SHIPPED_MODEL, Labeler
 
     # The region's shipped model checks the labels (shape model and detector);
     # a region without one gets the prior spacings and no detector checks.
-    labeler = make_labeler(region) if region in SHIPPED_MODEL else None
-    report = check_annotations(anns, model=None, labeler=labeler if isinstance(labeler, Labeler) else None)
+    labeler = Labeler.load(SHIPPED_MODEL[region], region) if region in SHIPPED_MODEL else None
+    report = check_annotations(anns, model=None, labeler=labeler)
     for line in summary_lines(report):
         _echo(f"cleaning: {line}", quiet, err=True)
     if not report.cleaned:

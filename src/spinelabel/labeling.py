@@ -685,13 +685,13 @@ def _backtrack(
     return path[::-1]
 
 
-def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None, L: int) -> tuple[np.ndarray, np.ndarray]:
+def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
     """(L,) extra start and end costs: 0, or inf where a range may not start / end.
 
     With ``span = (first, last)`` a labeled range must start at or above
     ``first`` and end at or below ``last``.
     """
-    start, end = np.zeros(L), np.zeros(L)
+    start, end = np.zeros(len(levels)), np.zeros(len(levels))
     if span is not None:
         start[levels.index(span[0]) + 1 :] = np.inf
         end[: levels.index(span[1])] = np.inf
@@ -707,17 +707,21 @@ def _solve_chain(
     params: LabelingParams,
     anchors: Sequence[str] = (),
     span: tuple[str, str] | None = None,
+    marginals: bool = True,
 ) -> _Solution:
     """Forward, backward and min-marginals for one chain at every scale and level offset.
 
     ``span``: the levels the labeled range must reach (``_span_masks``), or None.
+    ``marginals=False`` runs the forward pass only: ``best`` and ``path`` are
+    exact, ``assigned`` and ``unassigned`` stay inf (a chain that is only
+    compared, never named).
     """
     scales = np.asarray(params.scale_grid, float)
     mu, sd = _chain_moments(shape, levels)
     miss = _miss_costs(levels, params)
     P = _pair_costs(pairs, mu, sd, scales, params, miss)
     start, end = _end_costs(inp, mu, miss, scales, params)
-    span_start, span_end = _span_masks(levels, span, len(levels))
+    span_start, span_end = _span_masks(levels, span)
     start, end = start + span_start[:, None, None], end + span_end[:, None, None]
     base = float(_false_positive_costs(inp, params).sum()) + (params.variant_cost if variant else 0.0)
     best = np.full(len(scales), np.inf)
@@ -728,11 +732,12 @@ def _solve_chain(
         prior = base + offset**2 / (2.0 * params.level_offset_sd**2)
         U = _node_costs(inp, levels, params, anchors, offset)
         F, G = _forward(U, P, pairs, start)
-        B = _backward(U, P, pairs, end)
         here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
         best = np.minimum(best, here)
-        assigned = np.minimum(assigned, prior + (F + B).min(axis=2).T)
-        unassigned = np.minimum(unassigned, prior + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
+        if marginals:
+            B = _backward(U, P, pairs, end)
+            assigned = np.minimum(assigned, prior + (F + B).min(axis=2).T)
+            unassigned = np.minimum(unassigned, prior + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
         s = int(np.argmin(here))
         if here[s] < top[0]:
             path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
@@ -842,7 +847,7 @@ def label_candidates(
     for variant, levels in _region_chains(region):
         countable = not variant or all(lv in levels for lv in params.variant_span)
         span = params.variant_span if variant and countable else None
-        sol = _solve_chain(inp, pairs, shape, variant, levels, params, region.anchors, span)
+        sol = _solve_chain(inp, pairs, shape, variant, levels, params, region.anchors, span, marginals=countable)
         (sols if countable else unnamed).append(sol)
     c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
     sol = sols[c]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from .anatomy import region_for_levels
 from .errors import InputError, NothingFoundError
 from .geometry import Volume
 from .results import LOW_CONFIDENCE, LabelResult, Vertebra
+
+if TYPE_CHECKING:
+    from .io import LoadedImage
 
 __all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "make_labeler"]
 
@@ -182,7 +185,7 @@ def make_labeler(region: str = "lumbar", model: str | Path | None = None) -> "La
     return Labeler.load(model or SHIPPED_MODEL[region], region)
 
 
-def label_loaded(labeler: "Labeler | AutoLabeler", loaded: Any) -> LabelResult:
+def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> LabelResult:
     """Label an image read by ``io.load_image``; the reader's warnings come first in the result.
 
     Irregular slice spacing, a missing slice or a gantry-tilted grid is found
@@ -192,5 +195,5 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: Any) -> LabelResult:
     from dataclasses import replace
 
     result = labeler.label(loaded.volume)
-    reader = list(loaded.dicom.warnings) if getattr(loaded, "dicom", None) is not None else []
+    reader = list(loaded.dicom.warnings) if loaded.dicom is not None else []
     return replace(result, warnings=[*reader, *result.warnings]) if reader else result

@@ -114,3 +114,24 @@ def test_learning_rate_schedule_works_for_any_number_of_steps(steps):
     assert len(lrs) == steps and all(np.isfinite(lrs))
     if steps >= 20:
         assert max(lrs) == pytest.approx(1e-3, rel=0.05) and lrs[-1] < 1e-4  # warm up, then anneal
+
+
+def test_training_pool_gives_the_region_scans_their_share():
+    from spinelabel.training.sampling import TrainingScan
+    from spinelabel.training.train import TrainSettings, training_pool
+
+    def scan(name, levels):
+        return TrainingScan(name, np.zeros((2, 2, 2), np.float32), np.ones(3), list(levels), np.zeros((len(levels), 3)))
+
+    lumbar = [scan(f"l{i}", ("L1", "L2")) for i in range(8)]
+    cervical = [scan(f"c{i}", ("C3", "C4")) for i in range(2)]
+    phantoms = [scan(f"p{i}", ("C2", "C3")) for i in range(5)]
+    pool, w = training_pool(lumbar + cervical, phantoms, "cervical",
+                            TrainSettings(synthetic_fraction=0.35, region_fraction=0.35))
+    assert len(pool) == 15 and np.isclose(w.sum(), 1.0)
+    np.testing.assert_allclose([w[:8].sum(), w[8:10].sum(), w[10:].sum()], [0.30, 0.35, 0.35])
+    np.testing.assert_allclose(w[8:10], 0.175)  # equal within a group
+    _, uniform = training_pool(lumbar + cervical, [], "cervical", TrainSettings())
+    np.testing.assert_allclose(uniform, 0.1)
+    with pytest.raises(ValueError):
+        training_pool(lumbar + cervical, phantoms, "cervical", TrainSettings(synthetic_fraction=0.8, region_fraction=0.35))

@@ -11,7 +11,7 @@ appearance.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -114,9 +114,3 @@ def mixing_weights(n_real: int, n_synthetic: int, synthetic_fraction: float) -> 
     synth = np.full(n_synthetic, synthetic_fraction / n_synthetic)
     return np.concatenate([real, synth])
 
-
-def combined(
-    real: Sequence[TrainingScan], synthetic: Sequence[TrainingScan], synthetic_fraction: float
-) -> tuple[list[TrainingScan], np.ndarray]:
-    """Real and synthetic scans in one list, with their sampling weights."""
-    return list(real) + list(synthetic), mixing_weights(len(real), len(synthetic), synthetic_fraction)

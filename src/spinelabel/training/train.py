@@ -244,20 +244,18 @@ def training_pool(
         Sampling probabilities, summing to 1.
     """
     from ..anatomy import region_for_levels
+    from .synthetic_data import mixing_weights
 
+    weights = mixing_weights(len(real), len(phantoms), settings.synthetic_fraction)
     in_region = np.array([region_for_levels(s.levels) == region for s in real], bool)
-    real_share = 1.0 - settings.synthetic_fraction if phantoms else 1.0
-    groups = [(np.ones(len(real), bool), real_share)]
     if settings.region_fraction > 0 and in_region.any() and not in_region.all():
+        real_share = float(weights[: len(real)].sum())
         if settings.region_fraction > real_share:
             raise ValueError(f"region_fraction {settings.region_fraction} + synthetic_fraction exceed 1")
-        groups = [(in_region, settings.region_fraction), (~in_region, real_share - settings.region_fraction)]
-    weights = np.zeros(len(real) + len(phantoms))
-    for members, share in groups:
-        weights[: len(real)][members] = share / int(members.sum())
-    if phantoms:
-        weights[len(real) :] = (1.0 - real_share) / len(phantoms)
-    return [*real, *phantoms], weights / weights.sum()
+        weights[: len(real)] = np.where(
+            in_region, settings.region_fraction / in_region.sum(), (real_share - settings.region_fraction) / (~in_region).sum()
+        )
+    return [*real, *phantoms], weights
 
 
 def train_and_save(
