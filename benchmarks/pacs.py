@@ -13,7 +13,7 @@ STOW-RS, then measures:
 
 - harvest: ``spinelabel.pacs.harvest`` (QIDO + WADO-RS) of every study;
 - import: the GSPS labels of the harvest into ScanAnnotations;
-- check: ``spinelabel.cleaning.check_annotations`` with the images and the
+- check: ``spinelabel.cleaning_evidence.check_annotations`` with the images and the
   shipped detector, and geometry-only; recall and precision of its findings
   against the planted faults (a finding is right when its study and kind
   match a planted fault).
@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the harvest here (default: a temporary folder)")
     args = ap.parse_args(argv)
 
-    from spinelabel.cleaning import check_annotations
-    from spinelabel.io.dicom_annotations import import_dicom_annotations
-    from spinelabel.pacs import connect, harvest, pacs_config
+    from spinelabel.cleaning_evidence import check_annotations
+    from spinelabel.io.dicom_label_read import import_dicom_annotations
+    from spinelabel.pacs import harvest
+    from spinelabel.pacs_client import connect, pacs_config
     from spinelabel.testing.orthanc import orthanc
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="spinelabel-pacs-bench-"))

@@ -75,7 +75,7 @@ def dicom_series(volume, folder: Path, spacing_mm: tuple[float, float, float]):
     LPS-ordered DICOM series in ``folder`` and read back through the DICOM loader."""
     from spinelabel.geometry import reorient, resample_grid
     from spinelabel.io import load_image
-    from spinelabel.io.dicom import write_dicom_series
+    from spinelabel.io.dicom_write import write_dicom_series
 
     lps = reorient(volume, ("P", "I", "L"))  # axis 2 lateral: one file per sagittal slice
     write_dicom_series(resample_grid(lps, list(spacing_mm)), folder)
@@ -122,7 +122,7 @@ def _oblique_dicom(volume, points, tmp: Path, case: str):
     """0.6 mm pixels, 4 mm slices, the slice plane turned 12 deg about world z, through DICOM."""
     from spinelabel.geometry import reorient
     from spinelabel.io import load_image
-    from spinelabel.io.dicom import write_dicom_series
+    from spinelabel.io.dicom_write import write_dicom_series
 
     lps = reorient(volume, ("P", "I", "L"))
     a = np.deg2rad(12.0)

@@ -19,10 +19,14 @@ Two input forms are read, both giving world **RAS** millimetres:
   series) columns. Rows of one scan need not be adjacent; other columns are
   ignored.
 - DICOM: a folder with no ``centroids.json`` below it, or a DICOM file, is
-  read by :func:`spinelabel.io.dicom_annotations.import_dicom_annotations`
+  read by :func:`spinelabel.io.dicom_label_read.import_dicom_annotations`
   (GSPS / SR spine labels among the images they label; all DICOM sources of
   one call are read together). Items it cannot use are reported on stderr
   (or to ``on_problem``) and skipped; no label at all is an InputError.
+- Reviewed results of ``spinelabel review`` (:mod:`spinelabel.reviewed`): a
+  result JSON file, or a folder of them with no ``centroids.json`` below it;
+  only accepted or corrected scans are read (in a folder, the others are
+  reported and skipped).
 
 Label text is normalised with :func:`spinelabel.anatomy.parse_level`
 ("l3", "L 3" -> "L3"). Points are stored cranial to caudal.
@@ -42,59 +46,32 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import anatomy
 from .errors import InputError
+from .reviewed import is_result_file, load_reviewed, result_files
+from .scan_annotation import ScanAnnotation, ScanAnnotationBuilder, ordered_points
 
-__all__ = ["CENTROIDS_NAME", "ScanAnnotation", "add_labels", "load_annotations", "save_annotations_csv"]
+__all__ = ["CENTROIDS_NAME", "ScanAnnotation", "add_labels", "drop_implausible", "load_annotations", "save_annotations_csv"]
 
 #: File name of a per-scan annotation file inside a case folder.
 CENTROIDS_NAME = "centroids.json"
 #: Image file looked for beside a ``centroids.json``.
 IMAGE_NAME = "image.nii.gz"
 CSV_COLUMNS = ("scan", "label", "x", "y", "z")
-
-
-@dataclass(frozen=True, eq=False)
-class ScanAnnotation:
-    """The annotated vertebrae of one scan.
-
-    ``eq=False``: instances compare by identity (``points`` holds arrays, whose
-    ``==`` is element-wise).
-    """
-
-    #: Scan identifier, e.g. the case folder name.
-    scan_id: str
-    #: Image file or folder the points belong to, if known.
-    image: Path | None
-    #: Level name -> (3,) world RAS mm, cranial to caudal.
-    points: dict[str, np.ndarray]
-    #: Labels that occurred more than once (the first point was kept), cranial to caudal.
-    duplicates: tuple[str, ...] = ()
-    #: Where the points were read from (file, with row numbers in messages).
-    source: Path | None = None
-    #: SeriesInstanceUID to read from ``image`` (a DICOM folder that may hold several series).
-    series_uid: str | None = None
-
-    @property
-    def levels(self) -> tuple[str, ...]:
-        return tuple(self.points)
+#: Largest plausible |coordinate| (mm) of a point in a patient. Patient
+#: coordinates are relative to the scanner's isocentre or table origin, and a
+#: patient lies within about 2 m of it; a point beyond 10 m (1e30 from a bad
+#: export, or metres read as micrometres) cannot be a vertebra.
+MAX_COORDINATE_MM = 10_000.0
 
 
 # ----------------------------------------------------------------- helpers
-
-
-def _ordered(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return dict(sorted(points.items(), key=lambda kv: anatomy.ordinal(kv[0])))
-
-
-def _sorted_levels(levels: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted(set(levels), key=anatomy.ordinal))
 
 
 def _coordinate(value: object, where: str, axis: str) -> float:
@@ -107,7 +84,31 @@ def _coordinate(value: object, where: str, axis: str) -> float:
         raise InputError(f"{where}: coordinate {axis} is not a number: {value!r}") from None
     if not math.isfinite(x):
         raise InputError(f"{where}: coordinate {axis} is not finite: {value!r}")
+    if abs(x) > MAX_COORDINATE_MM:
+        raise InputError(f"{where}: coordinate {axis} = {x:.4g} mm is beyond +-{MAX_COORDINATE_MM:.0f} mm (not a point in a patient)")
     return x
+
+
+def drop_implausible(annotations: Sequence[ScanAnnotation]) -> tuple[list[ScanAnnotation], list[str]]:
+    """The annotations without points beyond :data:`MAX_COORDINATE_MM`, and one line per point dropped.
+
+    For labels imported from DICOM, where a bad item is skipped and reported
+    rather than failing the whole import; a scan left without points is dropped.
+    """
+    kept: list[ScanAnnotation] = []
+    problems: list[str] = []
+    for ann in annotations:
+        bad = [lv for lv, p in ann.points.items() if not np.all(np.abs(np.asarray(p, float)) <= MAX_COORDINATE_MM)]
+        for lv in bad:
+            where = f" ({ann.source})" if ann.source is not None else ""
+            problems.append(
+                f"scan {ann.scan_id} {lv}: position {np.asarray(ann.points[lv], float).round(1).tolist()} mm is beyond "
+                f"+-{MAX_COORDINATE_MM:.0f} mm{where}: label skipped"
+            )
+        points = {lv: p for lv, p in ann.points.items() if lv not in bad}
+        if points:
+            kept.append(replace(ann, points=points) if bad else ann)
+    return kept, problems
 
 
 def _level(text: object, where: str) -> str:
@@ -115,26 +116,6 @@ def _level(text: object, where: str) -> str:
         return anatomy.parse_level(str(text))
     except ValueError:
         raise InputError(f"{where}: unknown vertebra label {str(text)!r}") from None
-
-
-class _Builder:
-    """Collects the points of one scan, keeping the first of duplicated labels."""
-
-    def __init__(self, scan_id: str, image: Path | None, source: Path):
-        self.scan_id, self.image, self.source = scan_id, image, source
-        self.points: dict[str, np.ndarray] = {}
-        self.duplicates: set[str] = set()
-
-    def add(self, label: str, xyz: Sequence[float]) -> None:
-        if label in self.points:
-            self.duplicates.add(label)
-        else:
-            self.points[label] = np.asarray(xyz, dtype=float)
-
-    def build(self) -> ScanAnnotation:
-        return ScanAnnotation(
-            self.scan_id, self.image, _ordered(self.points), _sorted_levels(self.duplicates), self.source
-        )
 
 
 # ----------------------------------------------------------------- JSON
@@ -162,7 +143,7 @@ def _load_centroids_json(path: Path) -> ScanAnnotation:
     else:
         scan_id = str(doc.get("case") or path.stem)
     image = path.parent / IMAGE_NAME
-    builder = _Builder(scan_id, image if image.exists() else None, path)
+    builder = ScanAnnotationBuilder(scan_id, image if image.exists() else None, path)
 
     for n, v in enumerate(verts, start=1):
         where = f"{path}: vertebra #{n}"
@@ -210,7 +191,7 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
         )
     col = {name: names.index(name) for name in (*CSV_COLUMNS, "image", "series") if name in names}
 
-    builders: dict[str, _Builder] = {}
+    builders: dict[str, ScanAnnotationBuilder] = {}
     image_of: dict[str, str] = {}
     series_of: dict[str, str] = {}
     try:
@@ -237,7 +218,7 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
             if series_text:
                 series_of.setdefault(scan, series_text)
             if scan not in builders:
-                builders[scan] = _Builder(scan, None, path)
+                builders[scan] = ScanAnnotationBuilder(scan, None, path)
             builders[scan].add(label, xyz)
     except csv.Error as e:
         raise InputError(f"{path}: line {reader.line_num}: not valid CSV ({e})") from None
@@ -256,7 +237,7 @@ def _load_file(path: Path) -> list[ScanAnnotation]:
     if suffix == ".csv":
         return _load_csv(path)
     if suffix == ".json":
-        return [_load_centroids_json(path)]
+        return load_reviewed([path]) if is_result_file(path) else [_load_centroids_json(path)]
     raise InputError(f"{path}: not an annotation file (expected {CENTROIDS_NAME}, *.json, *.csv or DICOM)")
 
 
@@ -285,16 +266,18 @@ def _print_problem(message: str) -> None:
 
 def _load_dicom_sources(sources: list[Path], on_problem: Callable[[str], None]) -> list[ScanAnnotation]:
     """Spine labels from GSPS/SR objects among DICOM images; InputError if none is found."""
-    from .io.dicom_annotations import import_dicom_annotations
+    from .io.dicom_label_read import import_dicom_annotations
 
     imported = import_dicom_annotations(sources)
-    for message in imported.problems:
+    annotations, implausible = drop_implausible(imported.annotations)
+    problems = [*imported.problems, *implausible]
+    for message in problems:
         on_problem(message)
-    if not imported.annotations:
+    if not annotations:
         where = str(sources[0]) if len(sources) == 1 else f"{sources[0]} and {len(sources) - 1} more"
-        reason = f": {imported.problems[0]}" if imported.problems else ""
+        reason = f": {problems[0]}" if problems else ""
         raise InputError(f"{where}: no spine labels found in the DICOM files{reason}")
-    return imported.annotations
+    return annotations
 
 
 def load_annotations(
@@ -324,7 +307,32 @@ def load_annotations(
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
+    files, reviewed, dicom_sources = _classify_sources(sources)
+    seen: set[Path] = set()
+    loaded: list[tuple[Path, list[ScanAnnotation]]] = []
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        loaded.append((f, _load_file(f)))
+    if reviewed:
+        loaded.append((reviewed[0], load_reviewed(reviewed, on_problem or _print_problem)))
+    if dicom_sources:
+        loaded.append((dicom_sources[0], _load_dicom_sources(dicom_sources, on_problem or _print_problem)))
+    return _unique_scans(loaded)
+
+
+def _classify_sources(sources: Sequence[str | Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(annotation files, reviewed result files, DICOM files and folders) named by ``sources``.
+
+    Raises
+    ------
+    InputError
+        A source is missing, not a file or folder, or a folder with nothing to read.
+    """
     files: list[Path] = []
+    reviewed: list[Path] = []  # result JSONs of `spinelabel review` in the folders given
     dicom_sources: list[Path] = []
     for src in sources:
         p = Path(src)
@@ -332,6 +340,8 @@ def load_annotations(
             found = sorted(f for f in p.rglob(CENTROIDS_NAME) if f.is_file())
             if found:
                 files.extend(found)
+            elif results := result_files(p):
+                reviewed.extend(results)
             elif _has_dicom_files(p):
                 dicom_sources.append(p)
             else:
@@ -345,18 +355,11 @@ def load_annotations(
             raise InputError(f"{p}: not a file or folder")
         else:
             raise InputError(f"{p}: no such file or folder")
+    return files, reviewed, dicom_sources
 
-    seen: set[Path] = set()
-    loaded: list[tuple[Path, list[ScanAnnotation]]] = []
-    for f in files:
-        key = f.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
-        loaded.append((f, _load_file(f)))
-    if dicom_sources:
-        loaded.append((dicom_sources[0], _load_dicom_sources(dicom_sources, on_problem or _print_problem)))
 
+def _unique_scans(loaded: list[tuple[Path, list[ScanAnnotation]]]) -> list[ScanAnnotation]:
+    """The annotations in order; a scan id annotated by two sources is an ``InputError``."""
     out: list[ScanAnnotation] = []
     origin: dict[str, Path] = {}
     for f, anns in loaded:
@@ -368,7 +371,6 @@ def load_annotations(
             origin[ann.scan_id] = f
             out.append(ann)
     return out
-
 
 def add_labels(
     annotations: Sequence[ScanAnnotation], extra: Sequence[ScanAnnotation]
@@ -404,7 +406,7 @@ def add_labels(
                 f"{more.source}: scan {ann.scan_id!r} already has {', '.join(clash)} in {ann.source} "
                 "(extra labels may only add levels)"
             )
-        out.append(replace(ann, points=_ordered({**ann.points, **more.points})))
+        out.append(replace(ann, points=ordered_points({**ann.points, **more.points})))
         n += 1
     return out, n
 

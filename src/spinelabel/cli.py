@@ -8,7 +8,9 @@ exit with 2.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ import click
 import typer
 
 from .cli_pacs import pacs_app
+from .cli_review import review as _review_command
 from .errors import InputError, SpinelabelError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
@@ -70,25 +73,9 @@ def _label_one(
     labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
     dicom_sr: Path | None = None, gsps: Path | None = None,
 ):
-    from .io import load_image
-    from .io.outputs import render_overlay, write_json
+    from .batch import label_to_files
 
-    loaded = load_image(inputs, series_uid=series)
-    if (dicom_sr is not None or gsps is not None) and loaded.dicom is None:
-        raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
-    from .io.dicom_annotations import write_gsps, write_sr
-    from .io.outputs import write_all_or_nothing
-    from .pipeline import label_loaded
-
-    result = label_loaded(labeler, loaded)
-    writers = [
-        (out_json, lambda p: write_json(result, loaded.source, p)),
-        (overlay, lambda p: render_overlay(loaded.volume, result, p)),
-        (dicom_sr, lambda p: write_sr(result, loaded.dicom, p)),
-        (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
-    ]
-    write_all_or_nothing([(path, write) for path, write in writers if path is not None])
-    return result
+    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps)
 
 
 def _summary_line(result) -> str:
@@ -110,45 +97,121 @@ def label(
     dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="DICOM SR (TID 1500) with the labels, for PACS (DICOM input)."),
     gsps: Optional[Path] = typer.Option(None, "--gsps", help="DICOM presentation state (GSPS) showing the labels on the images (DICOM input)."),
     dicom_outputs: bool = typer.Option(False, "--dicom-outputs", help="Batch mode: also write NAME.sr.dcm and NAME.gsps.dcm (DICOM inputs)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
-    from .pipeline import make_labeler
-
-    labeler = make_labeler(check_region(region), model)
+    region = check_region(region)
     if output_dir is None:
-        result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps)
+        from .pipeline import make_labeler
+
+        result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps)
         _echo(_summary_line(result), quiet)
         for w in result.warnings:
             _echo(f"warning: {w}", quiet, err=True)
         return
-    _label_batch(labeler, inputs, series, output_dir, overlays, quiet, dicom_outputs)
+    _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs)
 
 
-def _label_batch(
-    labeler, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool, dicom_outputs: bool = False
-) -> None:
-    from tqdm import tqdm
+def _batch_tasks(inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool) -> list:
+    """One ``batch.Task`` per input, in order, keyed by its output name (:func:`_scan_name`; a name taken twice gets a "_")."""
+    from .batch import Task
 
-    failures: list[tuple[Path, str]] = []
-    names: set[str] = set()
-    for inp in tqdm(inputs, desc="labeling", unit="scan", disable=quiet, file=sys.stderr):
+    tasks, names = [], set()
+    for inp in inputs:
         name = _scan_name(inp)
         while name in names:
             name += "_"
         names.add(name)
-        try:
-            _label_one(
-                labeler, [inp], series, output_dir / f"{name}.json", output_dir / f"{name}.png" if overlays else None,
-                output_dir / f"{name}.sr.dcm" if dicom_outputs else None,
-                output_dir / f"{name}.gsps.dcm" if dicom_outputs else None,
-            )
-        except SpinelabelError as exc:
-            failures.append((inp, str(exc)))
+        out = output_dir / name
+        tasks.append(Task(
+            name, (str(inp),), series, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
+            Path(f"{out}.sr.dcm") if dicom_outputs else None, Path(f"{out}.gsps.dcm") if dicom_outputs else None,
+        ))
+    return tasks
+
+
+def _label_batch(
+    region: str, model: str | None, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool,
+    dicom_outputs: bool = False, jobs: int = 1,
+) -> None:
+    """Label each input into ``output_dir``; ``jobs`` > 1: in that many worker processes (one thread each)."""
+    from tqdm import tqdm
+
+    from .batch import LabelerSpec, run_here, run_processes
+
+    tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs)
+    if jobs > 1:
+        if model is not None:
+            from .models import resolve_model_dir
+
+            resolve_model_dir(model)  # a missing model is one line before any worker starts
+        outcomes = run_processes(LabelerSpec(region, model), tasks, min(jobs, len(tasks)))
+    else:
+        outcomes = run_here(LabelerSpec(region, model, threads=None).load(), tasks)
+    errors = {o.key: o.error for o in tqdm(outcomes, total=len(tasks), desc="labeling", unit="scan", disable=quiet, file=sys.stderr)}
+    failures = [(inp, errors[t.key]) for inp, t in zip(inputs, tasks) if errors.get(t.key) is not None]
     _echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
     for inp, msg in failures:
         typer.echo(f"failed: {inp}: {msg}", err=True)
     if failures:
         raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def batch(
+    manifest: Path = typer.Argument(..., help="CSV with a header (input[,id][,series]) or JSON lines {\"input\": ..., \"id\": ..., \"series\": ...}."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="labels/<id>.json per item, done.txt, failed.csv; re-run to resume."),
+    region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided per image)."),
+    model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Local worker processes, one model and one thread each (without --scheduler)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (tcp://host:8786): label on that cluster instead."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also write labels/<id>.png."),
+    skip_failed: bool = typer.Option(False, "--skip-failed", help="Do not retry the items listed in failed.csv."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Label the series of a manifest, resumably: finished items are skipped when run again."""
+    from contextlib import nullcontext
+
+    from tqdm import tqdm
+
+    from .archive import FAILED_NAME, make_runner, read_manifest, run_archive
+    from .batch import LabelerSpec
+
+    region = check_region(region)
+    items = read_manifest(manifest)
+    if model is not None:
+        from .models import resolve_model_dir
+
+        resolve_model_dir(model)  # a missing model is one line before any worker starts
+    with _dask_client(scheduler) if scheduler else nullcontext() as client:
+        runner = make_runner(LabelerSpec(region, model, threads=None if client is None and jobs == 1 else 1), jobs, client)
+        with tqdm(desc="labeling", unit="item", disable=quiet, file=sys.stderr) as bar:
+            run = run_archive(items, output_dir, runner, overlays, skip_failed, lambda _o: bar.update(1))
+    done = run.done_before + run.labeled
+    _echo(
+        f"labeled {run.labeled} items ({run.items_per_minute:.1f} items/min); {done} of {run.total} done in {output_dir}"
+        + (f", {run.done_before} before this run" if run.done_before else ""), quiet,
+    )
+    for key, (inp, reason) in sorted(run.failed.items()):
+        typer.echo(f"failed: {key}: {inp}: {reason}", err=True)
+    if run.failed:
+        _echo(f"{len(run.failed)} failed, listed in {output_dir / FAILED_NAME}", quiet, err=True)
+        raise typer.Exit(EXIT_ERROR)
+
+
+@contextmanager
+def _dask_client(address: str):
+    """A ``distributed.Client`` connected to ``address``; InputError (one line) when it cannot be reached."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())}") from None
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @app.command()
@@ -166,6 +229,7 @@ def train(
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
     extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
+    threads: int = typer.Option(2, min=1, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
@@ -205,6 +269,7 @@ def train(
         region_fraction=region_fraction,
         init=init,
         learning_rate=learning_rate,
+        threads=threads,
     )
     path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()
@@ -245,7 +310,8 @@ def _training_sources(
 
 def _cleaned(anns: list, region: str, quiet: bool) -> list:
     """The annotations that pass the checks of `annotations check` (findings echoed)."""
-    from .cleaning import check_annotations, summary_lines
+    from .cleaning_evidence import check_annotations
+    from .cleaning_report import summary_lines
     from .pipeline import SHIPPED_MODEL, Labeler
 
     # The region's shipped model checks the labels (shape model and detector);
@@ -319,6 +385,7 @@ annotations_app = typer.Typer(
 )
 app.add_typer(annotations_app, name="annotations")
 app.add_typer(pacs_app, name="pacs")
+app.command("review")(_review_command)
 
 
 @annotations_app.callback()
@@ -339,22 +406,24 @@ def annotations_import(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or per-item warnings."),
 ) -> None:
     """Import spine labels (GSPS text/points, SR coordinates) from DICOM into an annotation CSV."""
-    from .annotations import save_annotations_csv
-    from .io.dicom_annotations import import_dicom_annotations
+    from .annotations import drop_implausible, save_annotations_csv
+    from .io.dicom_label_read import import_dicom_annotations
 
     _require_csv(output)
     imported = import_dicom_annotations(sources)
-    for message in imported.problems:
+    annotations, implausible = drop_implausible(imported.annotations)
+    problems = [*imported.problems, *implausible]
+    for message in problems:
         _echo(f"warning: {message}", quiet, err=True)
-    if not imported.annotations:
+    if not annotations:
         raise InputError(
             f"no spine labels imported from {imported.n_objects} GSPS/SR object(s) "
-            f"({len(imported.problems)} problem(s){' listed above' if not quiet else ''})"
+            f"({len(problems)} problem(s){' listed above' if not quiet else ''})"
         )
-    save_annotations_csv(imported.annotations, output)
-    n_labels = sum(len(a.points) for a in imported.annotations)
-    skipped = f"; {len(imported.problems)} item(s) skipped" if imported.problems else ""
-    _echo(f"imported {n_labels} labels of {len(imported.annotations)} scans into {output}{skipped}", quiet)
+    save_annotations_csv(annotations, output)
+    n_labels = sum(len(a.points) for a in annotations)
+    skipped = f"; {len(problems)} item(s) skipped" if problems else ""
+    _echo(f"imported {n_labels} labels of {len(annotations)} scans into {output}{skipped}", quiet)
 
 
 @annotations_app.command("check")
@@ -369,7 +438,9 @@ def annotations_check(
 ) -> None:
     """Find what clinical labels get wrong (duplicates, order, off-vertebra, spacing, gaps, shifts) and write a cleaned set."""
     from .annotations import load_annotations, save_annotations_csv
-    from .cleaning import CleaningParams, check_annotations, summary_lines, write_report
+    from .cleaning import CleaningParams
+    from .cleaning_evidence import check_annotations
+    from .cleaning_report import skipped_warning, summary_lines, write_report
 
     _require_csv(output)
     if shifted not in ("drop", "relabel"):
@@ -385,6 +456,9 @@ def annotations_check(
     lines = summary_lines(result)
     for line in lines[:-1]:
         _echo(line, quiet)
+    skipped = skipped_warning(result)
+    if skipped is not None:
+        typer.echo(f"warning: {skipped}", err=True)
     typer.echo(f"{lines[-1]}; cleaned labels in {output}" + (f", report in {report}" if report else ""))
 
 
@@ -402,8 +476,13 @@ _ABORT = _classes("Abort", click.exceptions.Abort, typer.Abort)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
+    # Before any command imports torch: OpenMP threads sleep instead of spinning while
+    # they wait, so a shared server stays fast (pipeline.passive_openmp; README "Threads").
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        rv = app(args=argv, prog_name="spinelabel", standalone_mode=False)
+        with warnings.catch_warnings():  # library noise (nibabel, pydicom, numpy, torch): spinelabel says what matters
+            warnings.simplefilter("ignore")
+            rv = app(args=argv, prog_name="spinelabel", standalone_mode=False)
     except SpinelabelError as exc:
         typer.echo(f"spinelabel: error: {exc}", err=True)
         return EXIT_ERROR

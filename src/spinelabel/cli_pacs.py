@@ -29,7 +29,12 @@ _USER = typer.Option(None, "--user", help="User name for HTTP basic auth (env SP
 _PASSWORD = typer.Option(None, "--password", help="Password (env SPINELABEL_DICOMWEB_PASSWORD, preferred).", show_default=False)
 _CA = typer.Option(None, "--ca-bundle", help="CA bundle (PEM) for the server's TLS certificate (env SPINELABEL_DICOMWEB_CA_BUNDLE).", show_default=False)
 _INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (test servers only).")
-_TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for each answer (default 60).", show_default=False)
+_TIMEOUT = typer.Option(
+    None, "--timeout", help="Deadline in seconds for each request, whole answer included (default 60).", show_default=False
+)
+_RETRIEVE_TIMEOUT = typer.Option(
+    None, "--retrieve-timeout", help="Deadline in seconds for retrieving one whole series (default 600).", show_default=False
+)
 # Study filters (QIDO-RS), shared by find and harvest.
 _PATIENT_ID = typer.Option(None, "--patient-id", help="Only this PatientID.")
 _DATE = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231.")
@@ -42,10 +47,13 @@ def _pacs_group() -> None:
     """A PACS over DICOMweb: find sagittal spine series, harvest labeled ones for training, label a study and store the result."""
 
 
-def _client(url, user, password, ca_bundle, insecure, timeout):
-    from .pacs import connect, pacs_config
+def _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout=None):
+    from .pacs_client import connect, pacs_config
 
-    return connect(pacs_config(url, user, password, ca_bundle=ca_bundle, insecure=insecure, timeout_s=timeout))
+    config = pacs_config(
+        url, user, password, ca_bundle=ca_bundle, insecure=insecure, timeout_s=timeout, retrieve_timeout_s=retrieve_timeout
+    )
+    return connect(config)
 
 
 def _report_failures(failures: list[str]) -> None:
@@ -65,7 +73,7 @@ def pacs_find(
 ) -> None:
     """List MR studies and their sagittal MR series (QIDO-RS)."""
     from .errors import PacsError
-    from .pacs import find_series, find_studies
+    from .pacs_query import find_series, find_studies
 
     client = _client(url, user, password, ca_bundle, insecure, timeout)
     studies = find_studies(client, patient_id=patient_id, study_date=date, study_uids=study or None, limit=limit)
@@ -93,14 +101,15 @@ def pacs_harvest(
     unannotated: bool = typer.Option(False, "--include-unannotated", help="Also fetch studies without SR/PR objects."),
     url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
     ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    retrieve_timeout: Optional[float] = _RETRIEVE_TIMEOUT, quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fetch sagittal MR series and their SR/GSPS labels for 'annotations import' and 'train' (WADO-RS)."""
     from tqdm import tqdm
 
-    from .pacs import find_studies, harvest
+    from .pacs import harvest
+    from .pacs_query import find_studies
 
-    client = _client(url, user, password, ca_bundle, insecure, timeout)
+    client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     studies = find_studies(client, patient_id=patient_id, study_date=date, study_uids=study or None, limit=limit)
     with tqdm(total=len(studies), desc="harvesting", unit="study", disable=quiet, file=sys.stderr) as bar:
         report = harvest(client, out_dir, studies=studies, annotated_only=not unannotated, progress=lambda _uid: bar.update(1))
@@ -121,6 +130,7 @@ def pacs_label(
     do_store: bool = typer.Option(False, "--store", help="Store the SR and GSPS back on the server (STOW-RS)."),
     url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
     ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
+    retrieve_timeout: Optional[float] = _RETRIEVE_TIMEOUT,
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
     from .pacs import label_study
@@ -129,10 +139,12 @@ def pacs_label(
     from .cli import check_region
 
     labeler = make_labeler(check_region(region), model)
-    client = _client(url, user, password, ca_bundle, insecure, timeout)
+    client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     failures: list[str] = []
     done = label_study(client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures)
     for d in done:
         stored = f"; stored {len(d.stored)} objects" if d.stored else ""
         typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.json_path}, {d.sr_path.name}, {d.gsps_path.name}{stored}")
+        for w in d.warnings:
+            typer.echo(f"warning: series {d.series_uid}: {w}", err=True)
     _report_failures(failures)

@@ -60,8 +60,9 @@ def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int =
     outs = []
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(padded[start : start + batch_size, None]))
-            outs.append(net(x).numpy())
+            x = torch.from_numpy(padded[start : start + batch_size, None])
+            # channels-last input for a channels-last network (models.network.prepare_for_inference)
+            outs.append(net(x.contiguous(memory_format=torch.channels_last)).numpy())
     out = np.concatenate(outs)[:, :, :rows, :cols]
     heat = _sigmoid(out[:, OUT_HEATMAP])
     level = out[:, OUT_LEVEL] + config.level_offset

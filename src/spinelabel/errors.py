@@ -27,3 +27,7 @@ class PacsError(SpinelabelError):
 
 class OutputError(SpinelabelError):
     """An output cannot be written (read-only or full disk, a folder in the way, a name used twice)."""
+
+
+class ServeError(SpinelabelError):
+    """The review page cannot be served (the port is taken, the address is not this machine's)."""

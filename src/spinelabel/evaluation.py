@@ -317,23 +317,8 @@ def evaluate_scan(
         beyond = _beyond_levels(pred_labels[p], gt_labels) and bool(dist[:, p].min(initial=np.inf) > match_radius_mm)
         is_outside = beyond or _outside_extent(pred_pts[p], gt_pts, match_radius_mm)
         (outside if is_outside else fps).append(pred_labels[p])
-
-    # Glocker / VerSe identification: the prediction labelled v is within the
-    # radius of GT v, and GT v is the GT point closest to that prediction.
-    glocker = []
-    for g, lab in enumerate(gt_labels):
-        cands = [p for p, pl in enumerate(pred_labels) if pl == lab]
-        if not cands:
-            continue
-        p = min(cands, key=lambda i: dist[g, i])
-        if dist[g, p] <= match_radius_mm and dist[g, p] <= dist[:, p].min():
-            glocker.append(lab)
-
-    counts: dict[str, int] = {}
-    for lab in pred_labels:
-        counts[lab] = counts.get(lab, 0) + 1
-    dups = tuple(sorted((lab for lab, n in counts.items() if n > 1), key=_level_key))
-
+    glocker = _glocker_identified(dist, gt_labels, pred_labels, match_radius_mm)
+    dups = tuple(sorted({lab for lab in pred_labels if pred_labels.count(lab) > 1}, key=_level_key))
     return ScanResult(
         scan_id=scan_id,
         n_gt=len(gt_labels),
@@ -346,6 +331,22 @@ def evaluate_scan(
         duplicate_pred_labels=dups,
         has_prediction=has_prediction,
     )
+
+
+def _glocker_identified(
+    dist: np.ndarray, gt_labels: Sequence[str], pred_labels: Sequence[str], match_radius_mm: float
+) -> list[str]:
+    """Glocker / VerSe identification: the GT levels v whose prediction labelled v lies within
+    the radius, and to which v is the closest GT point; ``dist`` is (n_gt, n_pred) in mm."""
+    glocker = []
+    for g, lab in enumerate(gt_labels):
+        cands = [p for p, pl in enumerate(pred_labels) if pl == lab]
+        if not cands:
+            continue
+        p = min(cands, key=lambda i: dist[g, i])
+        if dist[g, p] <= match_radius_mm and dist[g, p] <= dist[:, p].min():
+            glocker.append(lab)
+    return glocker
 
 
 # ----------------------------------------------------------------- many scans
@@ -370,27 +371,17 @@ def evaluate(
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"scan id(s) annotated more than once: {', '.join(dup)}")
-    per_scan: list[ScanResult] = []
-    missing: list[str] = []
-    for ann in annotations:
-        if ann.scan_id in predictions:
-            per_scan.append(evaluate_scan(predictions[ann.scan_id], ann.points, ann.scan_id, match_radius_mm))
-        else:
-            missing.append(ann.scan_id)
-            per_scan.append(evaluate_scan([], ann.points, ann.scan_id, match_radius_mm, has_prediction=False))
+    per_scan = [
+        evaluate_scan(predictions[a.scan_id], a.points, a.scan_id, match_radius_mm)
+        if a.scan_id in predictions
+        else evaluate_scan([], a.points, a.scan_id, match_radius_mm, has_prediction=False)
+        for a in annotations
+    ]
+    missing = [a.scan_id for a in annotations if a.scan_id not in predictions]
     annotated = set(ids)
     unannotated = tuple(s for s in predictions if s not in annotated)
-
     errors = np.array([e for r in per_scan for e in r.errors_mm], dtype=float)
-    per_level_counts: dict[str, list[int]] = {}
-    for r in per_scan:
-        ok = set(r.identified)
-        for lab in (*(m.gt_label for m in r.matches), *r.missed):
-            c = per_level_counts.setdefault(lab, [0, 0])
-            c[1] += 1
-            c[0] += lab in ok
-    per_level = {lab: (c[0], c[1]) for lab, c in sorted(per_level_counts.items(), key=lambda kv: _level_key(kv[0]))}
-
+    per_level = _per_level(per_scan)
     n_gt = sum(r.n_gt for r in per_scan)
     tp = sum(r.tp for r in per_scan)
     fn = sum(r.fn for r in per_scan)
@@ -425,6 +416,18 @@ def evaluate(
         missing_predictions=tuple(missing),
         unannotated_predictions=unannotated,
     )
+
+
+def _per_level(per_scan: Sequence[ScanResult]) -> dict[str, tuple[int, int]]:
+    """Level -> (identified, annotated) over all scans, cranial to caudal."""
+    counts: dict[str, list[int]] = {}
+    for r in per_scan:
+        ok = set(r.identified)
+        for lab in (*(m.gt_label for m in r.matches), *r.missed):
+            c = counts.setdefault(lab, [0, 0])
+            c[1] += 1
+            c[0] += lab in ok
+    return {lab: (c[0], c[1]) for lab, c in sorted(counts.items(), key=lambda kv: _level_key(kv[0]))}
 
 
 # ----------------------------------------------------------------- prediction files

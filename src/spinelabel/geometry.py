@@ -124,18 +124,29 @@ def distance_to_edge(
     return np.where(inside, t_hi.min(axis=1), 0.0)
 
 
-def reorient(volume: Volume, axcodes: tuple[str, str, str] | str) -> Volume:
+def reorient(volume: Volume, axcodes: tuple[str, str, str] | str, copy: bool = True) -> Volume:
     """Permute and flip the array so its axes point along ``axcodes``.
 
     Only axis permutations and flips are applied (no interpolation), and the
     affine is updated so every voxel keeps its world position exactly.
+
+    Parameters
+    ----------
+    volume : Volume
+        Data of shape (I, J, K).
+    axcodes : str or tuple of str
+        e.g. "RIP".
+    copy : bool
+        True: a C-contiguous array of its own. False: a strided view of
+        ``volume.data`` (no copy; writing to it writes to the input), for
+        reading the shape, the spacing or a few slices.
     """
     target = nio.axcodes2ornt(tuple(axcodes))
     current = nio.io_orientation(volume.affine)
     transform = nio.ornt_transform(current, target)
     data = nio.apply_orientation(volume.data, transform)
     affine = volume.affine @ nio.inv_ornt_aff(transform, volume.shape)
-    return Volume(np.ascontiguousarray(data), affine)
+    return Volume(np.ascontiguousarray(data) if copy else data, affine)
 
 
 def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Volume:

@@ -9,14 +9,17 @@ import numpy as np
 
 from . import anatomy
 from .anatomy import region_for_levels
-from .errors import InputError, NothingFoundError
+from .errors import InputError, ModelError, NothingFoundError
 from .geometry import Volume
 from .results import LOW_CONFIDENCE, LabelResult, Vertebra
 
 if TYPE_CHECKING:
     from .io import LoadedImage
 
-__all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "make_labeler"]
+__all__ = [
+    "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "make_labeler",
+    "passive_openmp", "thread_count",
+]
 
 #: The shipped model that serves each region. The cervical model was trained on
 #: cervical and whole-spine phantoms plus real lumbar scans, so it also knows
@@ -24,14 +27,76 @@ __all__ = ["LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Lab
 SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
 
 
-def _load_model(model: str | Path) -> tuple[Any, Any]:
-    """(config, network) of a shipped model or model directory, with CPU threads capped at 4."""
+#: Most intra-op threads for one labeling process: the U-Net's 2D slices gain little beyond this.
+MAX_THREADS = 4
+#: Environment variable that sets the thread count of a labeling process (default: ``thread_count``).
+THREADS_ENV = "SPINELABEL_THREADS"
+
+
+def passive_openmp() -> bool:
+    """Make OpenMP threads sleep, not spin, while they wait; True if it can still take effect.
+
+    Spinning threads (the default ``OMP_WAIT_POLICY=ACTIVE`` behaviour of
+    libgomp) burn the cores that other processes on a shared server need: a
+    batch became ~12x slower under a competing load (issue 15). The setting is
+    read when torch starts OpenMP, so it only takes effect before ``import
+    torch``; a value the user set is kept.
+    """
+    import os
+    import sys
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules
+
+
+def thread_count(requested: int | None = None) -> int:
+    """Intra-op threads for this process: ``requested``, else ``$SPINELABEL_THREADS``, else min(4, usable CPUs).
+
+    Raises
+    ------
+    InputError
+        ``$SPINELABEL_THREADS`` is not a positive integer.
+    """
+    import os
+
+    if requested is not None:
+        return max(1, int(requested))
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise InputError(f"{THREADS_ENV}={env!r}: must be a positive integer")
+        return int(env)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_THREADS, usable))
+
+
+def _load_model(model: str | Path, threads: int | None = None) -> tuple[Any, Any]:
+    """(config, network prepared for inference) of a shipped model or model directory; sets the thread count."""
     import torch
 
     from .models import load_model
+    from .models.network import prepare_for_inference
 
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    return load_model(model)
+    torch.set_num_threads(thread_count(threads))
+    config, net = load_model(model)
+    return config, prepare_for_inference(net)
+
+
+#: Key of ``ModelConfig.labeling`` whose entries override the rest for one region.
+PER_REGION_KEY = "regions"
+
+
+def labeling_overrides(labeling: dict[str, Any] | None, region: str) -> dict[str, Any]:
+    """``LabelingParams`` keyword arguments from a model's labeling settings, for one region.
+
+    ``labeling`` maps parameter names to values (JSON lists for tuples); its
+    optional ``"regions"`` entry maps a region name to overrides that apply to
+    that region only (one model serves cervical and whole-spine labeling, whose
+    anchors differ).
+    """
+    settings = dict(labeling or {})
+    settings.update(settings.pop(PER_REGION_KEY, {}).get(region, {}))
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
 
 
 class Labeler:
@@ -48,18 +113,28 @@ class Labeler:
     """
 
     def __init__(self, config, net, region: str | None = None):
-        from .labeling import LabelingParams, ShapeModel
+        from .labeling import LabelingParams
+        from .shape_model import ShapeModel
 
         self.config, self.net = config, net
         self.region = anatomy.REGIONS[region or config.region]
         self.shape = ShapeModel.from_dict(config.shape_model)
-        overrides: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in (config.labeling or {}).items()}
-        self.params = LabelingParams(**overrides)
+        self.params = LabelingParams(**labeling_overrides(config.labeling, self.region.name))
 
     @classmethod
-    def load(cls, model: str | Path = "lumbar", region: str | None = None) -> "Labeler":
-        """Load a shipped model by region name, or a model directory (checksum verified)."""
-        return cls(*_load_model(model), region)
+    def load(cls, model: str | Path = "lumbar", region: str | None = None, threads: int | None = None) -> "Labeler":
+        """Load a shipped model by region name, or a model directory (checksum verified); see ``thread_count``.
+
+        Raises
+        ------
+        ModelError
+            Missing or corrupt weights, or a config whose region, shape model or labeling settings are unusable.
+        """
+        config, net = _load_model(model, threads)
+        try:
+            return cls(config, net, region)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or foreign config.json
+            raise ModelError(f"model {model}: unusable config ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
     def detect(self, volume: Volume) -> list:
         """The vertebra candidates of one volume (any orientation): one pass of the network.
@@ -79,15 +154,22 @@ class Labeler:
 
         return label_candidates(candidates, self.region, self.shape, self.params)
 
-    def label(self, volume: Volume) -> LabelResult:
+    def label(self, volume: Volume, candidates: list | None = None) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).
+
+        Parameters
+        ----------
+        volume : Volume
+        candidates : list of labeling.Candidate, optional
+            This labeler's own ``detect(volume)``, when it was already run
+            (``AutoLabeler``): the network is not run again.
 
         Raises
         ------
         NothingFoundError
             If fewer than two vertebrae are found (not a spine image, or not this region).
         """
-        candidates = self.detect(volume)
+        candidates = self.detect(volume) if candidates is None else candidates
         result = self.name(candidates)
         # Whether these are vertebrae at all, not whether their count is sure: a
         # chain whose names are uncertain is returned, flagged, not refused.
@@ -138,9 +220,9 @@ class AutoLabeler:
         self.survey, self.by_region = survey, by_region
 
     @classmethod
-    def load(cls) -> "AutoLabeler":
+    def load(cls, threads: int | None = None) -> "AutoLabeler":
         """The shipped models, each loaded once."""
-        models = {name: _load_model(name) for name in set(SHIPPED_MODEL.values())}
+        models = {name: _load_model(name, threads) for name in set(SHIPPED_MODEL.values())}
         by_region = {region: Labeler(*models[name], region) for region, name in SHIPPED_MODEL.items()}
         return cls(by_region["whole"], by_region)
 
@@ -152,19 +234,34 @@ class AutoLabeler:
         region's labeler applies them), which a whole-chain model can fail on
         a lumbar scan full of strong lateral detections.
         """
-        first = self.survey.name(self.survey.detect(volume))
+        return self._survey(volume)[0]
+
+    def _survey(self, volume: Volume) -> tuple[str, list]:
+        """The chosen region and the survey's candidates (one network pass)."""
+        candidates = self.survey.detect(volume)
+        first = self.survey.name(candidates)
         if not first.vertebrae:
             raise NothingFoundError(f"no vertebrae found: is this a sagittal spine MR? ({self.survey.region.name} survey)")
         confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]
-        return region_for_levels(confident or [v.label for v in first.vertebrae])
+        return region_for_levels(confident or [v.label for v in first.vertebrae]), candidates
 
     def label(self, volume: Volume) -> LabelResult:
-        """Label with the chosen region's labeler; the result's ``region`` says which."""
-        return self.by_region[self.choose_region(volume)].label(volume)
+        """Label with the chosen region's labeler; the result's ``region`` says which.
+
+        When the chosen labeler runs the survey's own network and detection
+        settings (cervical and whole spine share the cervical model), the
+        survey's candidates are reused: the network runs once per image.
+        """
+        region, candidates = self._survey(volume)
+        chosen = self.by_region[region]
+        same_detector = chosen.net is self.survey.net and chosen.config is self.survey.config
+        return chosen.label(volume, candidates if same_detector else None)
 
 
-def make_labeler(region: str = "lumbar", model: str | Path | None = None) -> "Labeler | AutoLabeler":
+def make_labeler(region: str = "lumbar", model: str | Path | None = None, threads: int | None = None) -> "Labeler | AutoLabeler":
     """The labeler of a region: the region's shipped model, or ``model``; "auto" decides per image.
+
+    ``threads``: torch intra-op threads of this process (default ``thread_count()``).
 
     The one place where a region is mapped to a model (``SHIPPED_MODEL``):
     every command that labels goes through it.
@@ -179,10 +276,10 @@ def make_labeler(region: str = "lumbar", model: str | Path | None = None) -> "La
     if region == "auto":
         if model is not None:
             raise InputError("--model needs an explicit region (lumbar, cervical or whole), not auto")
-        return AutoLabeler.load()
+        return AutoLabeler.load(threads)
     if region not in anatomy.REGIONS:
         raise InputError(f"unknown region {region!r}; choose from auto, {', '.join(anatomy.REGIONS)}")
-    return Labeler.load(model or SHIPPED_MODEL[region], region)
+    return Labeler.load(model or SHIPPED_MODEL[region], region, threads)
 
 
 def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> LabelResult:

@@ -50,7 +50,7 @@ def check_sagittal(volume: Volume) -> None:
             f"not a sagittal series: slices are {plane} ({spacing[thick]:.1f} mm apart along "
             f"{volume.axcodes[thick]}); spinelabel needs sagittal images"
         )
-    canon = reorient(volume, CANONICAL_AXCODES)
+    canon = reorient(volume, CANONICAL_AXCODES, copy=False)  # a view: only its shape and spacing are read
     extent = np.array(canon.shape) * canon.spacing
     if extent[1] < MIN_INPLANE_EXTENT_MM or extent[2] < MIN_INPLANE_EXTENT_MM:
         raise GeometryError(f"field of view too small for a spine image ({extent[1]:.0f} x {extent[2]:.0f} mm)")
@@ -62,14 +62,20 @@ def to_model_frame(volume: Volume, spec: FrameSpec) -> Volume:
     Returns
     -------
     Volume
-        float32 data of shape (slices, rows, cols), not yet intensity-normalised.
+        float32 data of shape (slices, rows, cols), C-contiguous and not
+        sharing memory with ``volume``, not yet intensity-normalised.
+
+    Notes
+    -----
+    The input is reoriented as a view and read once, by the resampling or by
+    one float32 copy: at most one full-size array is made besides the input.
     """
     check_sagittal(volume)
-    canon = reorient(volume, CANONICAL_AXCODES)
+    canon = reorient(volume, CANONICAL_AXCODES, copy=False)
     step = max(float(canon.spacing[0]), spec.slice_step_mm)
     target = np.array([step, spec.inplane_spacing_mm, spec.inplane_spacing_mm])
     if np.allclose(target, canon.spacing, rtol=1e-3):
-        return Volume(canon.data.astype(np.float32), canon.affine)
+        return Volume(np.array(canon.data, dtype=np.float32, order="C"), canon.affine)
     return resample_grid(canon, target, order=1)
 
 

@@ -53,7 +53,7 @@ def test_cli_labels_every_annotated_vertebra(case, tmp_path, capsys):
 def test_dicom_series_gives_the_same_positions_as_nifti(labeler, tmp_path):
     from spinelabel.geometry import reorient
     from spinelabel.io import load_image
-    from spinelabel.io.dicom import write_dicom_series
+    from spinelabel.io.dicom_write import write_dicom_series
 
     vol = load_image([SHARED / MYOSEG / "image.nii.gz"]).volume
     write_dicom_series(reorient(vol, "PIL"), tmp_path / "dicom")  # slices across the body, as scanners store sagittals

@@ -47,7 +47,8 @@ def world(orthanc_server, tmp_path_factory):
     """The studies written, stored in Orthanc, and harvested with `spinelabel pacs harvest`."""
     from spinelabel.annotations import load_annotations
     from spinelabel.io import load_image
-    from spinelabel.pacs import connect, pacs_config, store
+    from spinelabel.pacs import store
+    from spinelabel.pacs_client import connect, pacs_config
     from spinelabel.testing.clinical import clinical_series_volume, plant_fault, write_clinical_study
 
     validation = set(json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"])
@@ -133,7 +134,7 @@ def test_train_tiny_model_on_cleaned_harvest(world, capsys):
 
 
 def test_pacs_label_stores_sr_that_reads_back(world, orthanc_server, tmp_path):
-    from spinelabel.io.dicom_annotations import import_dicom_annotations
+    from spinelabel.io.dicom_label_read import import_dicom_annotations
     from spinelabel.pacs import retrieve_series
 
     study = world["studies"][CLEAN_CASE][0]

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from spinelabel.geometry import Volume
-from spinelabel.io.dicom import write_dicom_series
+from spinelabel.io.dicom_write import write_dicom_series
 
 
 def _write_enhanced_mr(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from spinelabel.anatomy import REGIONS
-from spinelabel.labeling import Candidate, ShapeModel
+from spinelabel.labeling import Candidate
+from spinelabel.shape_model import ShapeModel
 from spinelabel.training.anchors import complete_anchors, find_anchor
 
 PRIOR = ShapeModel({})

@@ -15,18 +15,16 @@ from spinelabel.annotations import ScanAnnotation, save_annotations_csv
 from spinelabel.cleaning import (
     CleaningParams,
     ImageEvidence,
-    check_annotations,
     check_scan,
     clean_annotations,
-    gather_evidence,
     out_of_order,
-    report_to_dict,
     spine_axis,
-    write_report,
 )
+from spinelabel.cleaning_evidence import check_annotations, gather_evidence
+from spinelabel.cleaning_report import report_to_dict, write_report
 from spinelabel.cli import main
 from spinelabel.errors import InputError
-from spinelabel.labeling import ShapeModel
+from spinelabel.shape_model import ShapeModel
 
 SHAPE = ShapeModel()  # anatomical prior spacings
 LUMBAR = ("T12", "L1", "L2", "L3", "L4", "L5")

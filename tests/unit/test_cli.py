@@ -9,7 +9,7 @@ import torch
 
 from spinelabel.cli import main
 from spinelabel.geometry import Volume
-from spinelabel.io.dicom import write_dicom_series
+from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.models import DetectionSettings, ModelConfig, save_model
 from spinelabel.models.network import UNet2D
 

@@ -20,14 +20,10 @@ from spinelabel.annotations import load_annotations
 from spinelabel.cli import main
 from spinelabel.geometry import Volume
 from spinelabel.io import LoadedImage, load_image
-from spinelabel.io.dicom import write_dicom_series
-from spinelabel.io.dicom_annotations import (
-    GSPS_SOP_CLASS,
-    PAIR_RADIUS_MM,
-    import_dicom_annotations,
-    write_gsps,
-    write_sr,
-)
+from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.io.dicom_label_common import GSPS_SOP_CLASS
+from spinelabel.io.dicom_label_read import PAIR_RADIUS_MM, import_dicom_annotations
+from spinelabel.io.dicom_label_write import write_gsps, write_sr
 from spinelabel.pipeline import LabelResult, Vertebra
 
 SHAPE = (64, 72, 9)  # columns, rows, slices
@@ -350,6 +346,25 @@ def test_sr_round_trip_and_validity(tmp_path, kind):
     for v in result.vertebrae:
         assert np.linalg.norm(ann.points[v.label] - v.position_mm) <= 0.5, v.label
         np.testing.assert_allclose(ann.points[v.label], v.position_mm, atol=1e-3)
+
+
+def test_sr_names_every_level_by_finding_site_where_a_code_exists(tmp_path):
+    """Viewers such as OHIF show the finding site, not the tracking identifier: S1 gets the sacrum, L6 none."""
+    import highdicom as hd
+
+    loaded = _series(tmp_path / "series")
+    levels = {"L4": (20.0, 30.0, 4.0), "L5": (22.0, 45.0, 4.2), "L6": (24.0, 55.0, 4.1), "S1": (26.0, 66.0, 3.9)}
+    write_sr(_result(loaded, levels), loaded.dicom, tmp_path / "out.sr.dcm")
+    report = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(tmp_path / "out.sr.dcm")).content
+    sites = {}
+    for group in report.get_planar_roi_measurement_groups():
+        found = [item.ConceptCodeSequence[0] for item in group[0].ContentSequence
+                 if item.ConceptNameCodeSequence[0].CodeValue == "363698007"]  # fmt: skip
+        sites[group.tracking_identifier] = (found[0].CodeValue, found[0].CodeMeaning) if found else None
+    assert sites == {"L4": ("11994002", "L4 vertebra"), "L5": ("49668003", "L5 vertebra"), "L6": None,
+                     "S1": ("54735007", "Sacrum")}  # fmt: skip
+    (ann,) = import_dicom_annotations([tmp_path]).annotations
+    assert list(ann.points) == list(levels)  # the tracking identifier still names S1 on import
 
 
 @pytest.mark.parametrize("kind", ["sagittal", "oblique"])

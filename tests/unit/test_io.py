@@ -14,7 +14,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from spinelabel.errors import GeometryError, InputError
 from spinelabel.geometry import Volume, lps_to_ras
 from spinelabel.io import LoadedImage, load_image
-from spinelabel.io.dicom import ENHANCED_UNSUPPORTED, load_dicom, write_dicom_series
+from spinelabel.io.dicom import ENHANCED_UNSUPPORTED, load_dicom
+from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.io.nifti import load_nifti, save_nifti
 
 SHAPE = (9, 11, 6)  # (columns, rows, slices) in DICOM terms

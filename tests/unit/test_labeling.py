@@ -12,13 +12,8 @@ import pytest
 
 from spinelabel import anatomy
 from spinelabel.anatomy import REGIONS, Region
-from spinelabel.labeling import (
-    Candidate,
-    LabelingParams,
-    ShapeModel,
-    fit_shape_model,
-    label_candidates,
-)
+from spinelabel.labeling import Candidate, LabelingParams, label_candidates
+from spinelabel.shape_model import ShapeModel, fit_shape_model
 
 LUMBAR = REGIONS["lumbar"]
 PRIOR = ShapeModel({})

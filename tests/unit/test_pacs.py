@@ -13,24 +13,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from spinelabel import pacs
+from spinelabel import pacs, pacs_client, pacs_query
 from spinelabel.cli import main
 from spinelabel.errors import PacsError
-from spinelabel.pacs import (
-    ENV_PASSWORD,
-    ENV_URL,
-    ENV_USER,
+from spinelabel.pacs import harvest, retrieve_series, store
+from spinelabel.pacs_client import ENV_PASSWORD, ENV_URL, ENV_USER, connect, pacs_config
+from spinelabel.pacs_query import (
     SeriesInfo,
     StudyInfo,
-    connect,
     find_series,
     find_studies,
-    harvest,
     orientation_from_description,
     orientation_of,
-    pacs_config,
-    retrieve_series,
-    store,
 )
 
 SAG = [0, 1, 0, 0, 0, -1]  # rows along A-P, columns head-feet: normal left-right
@@ -154,11 +148,11 @@ def test_unauthorized_401_names_the_credentials_and_basic_auth_is_sent(server):
 
 
 def test_unavailable_503_is_retried_then_reported(server, monkeypatch):
-    monkeypatch.setattr(pacs, "RETRY_WAIT_S", 0.01)
+    monkeypatch.setattr(pacs_client, "RETRY_WAIT_S", 0.01)
     server.routes["/dicom-web/studies"] = (503, None)
     with pytest.raises(PacsError, match="HTTP 503"):
         find_studies(_client(server.url))
-    assert len(server.requests) == pacs.RETRY_ATTEMPTS
+    assert len(server.requests) == pacs_client.RETRY_ATTEMPTS
 
 
 def test_slow_server_times_out(server):
@@ -224,7 +218,7 @@ def test_find_studies_parses_and_survives_a_server_ignoring_offset(server, monke
     study = _item(StudyInstanceUID="1.2.3", PatientID="P1", PatientName={"Alphabetic": "DOE^J"},
                   StudyDate="20240102", ModalitiesInStudy=["MR", "PR"])
     server.routes["/dicom-web/studies"] = (200, [study])
-    monkeypatch.setattr(pacs, "QIDO_PAGE", 1)  # every page is "full": only the no-new-results guard stops
+    monkeypatch.setattr(pacs_query, "QIDO_PAGE", 1)  # every page is "full": only the no-new-results guard stops
     found = find_studies(_client(server.url))
     assert found == [StudyInfo("1.2.3", "P1", "DOE^J", "20240102", "", ("MR", "PR"))]
     assert "ModalitiesInStudy=MR" in server.requests[0][0]
@@ -367,8 +361,6 @@ def test_explicit_ca_bundle_beats_the_environment_bundle(tls_server, monkeypatch
 
 
 def test_a_password_inside_the_url_becomes_basic_auth_and_is_never_shown():
-    from spinelabel.pacs import pacs_config
-
     cfg = pacs_config("https://ann:s%40cret@pacs.example.org:8443/dicom-web", environ={})
     assert cfg.url == "https://pacs.example.org:8443/dicom-web"
     assert (cfg.username, cfg.password) == ("ann", "s@cret")
@@ -389,8 +381,6 @@ def test_answers_of_the_wrong_json_shape_are_one_pacs_error(server, body):
 
 
 def test_a_server_that_pages_forever_is_stopped(server, monkeypatch):
-    import spinelabel.pacs as pacs
-
     class Endless:
         """Every page full and new: a server that ignores offset and makes up results."""
 
@@ -402,7 +392,7 @@ def test_a_server_that_pages_forever_is_stopped(server, monkeypatch):
             return [_item(StudyInstanceUID=f"1.2.{self.calls}.{k}") for k in range(limit)]
 
     endless = Endless()
-    monkeypatch.setattr(pacs, "MAX_QIDO_PAGES", 5)
+    monkeypatch.setattr(pacs_query, "MAX_QIDO_PAGES", 5)
     with pytest.raises(PacsError, match="still more results after 5 pages"):
-        pacs._search_all(_client(server.url), "search for studies", endless, None)
+        pacs_query.search_all(_client(server.url), "search for studies", endless, None)
     assert endless.calls == 5

@@ -7,7 +7,7 @@ import torch
 from spinelabel.errors import NothingFoundError
 from spinelabel.geometry import Volume, reorient
 from spinelabel.io import load_image
-from spinelabel.io.dicom import write_dicom_series
+from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.pipeline import Labeler
 from spinelabel.testing.dummy import BlobNet, blob_spine, blob_volume, dummy_config
 
@@ -189,3 +189,20 @@ def test_reader_warnings_reach_the_result(tmp_path):
     result = label_loaded(Labeler(dummy_config(), BlobNet()), loaded)
     assert result.vertebrae
     assert "irregular slice spacing" in result.warnings[0]
+
+
+def test_labeling_settings_can_differ_per_region():
+    """One model, two regions: the per-region entry overrides the model-wide one for its region only."""
+    from spinelabel.pipeline import labeling_overrides
+
+    labeling = {"level_offset_sd": 0.8, "regions": {"whole": {"level_offset_grid": [0.0], "level_offset_sd": 2.0}}}
+    assert labeling_overrides(labeling, "cervical") == {"level_offset_sd": 0.8}
+    assert labeling_overrides(labeling, "whole") == {"level_offset_sd": 2.0, "level_offset_grid": (0.0,)}
+    assert labeling_overrides(None, "lumbar") == {}
+    from dataclasses import replace
+
+    config = replace(dummy_config(), labeling=labeling)
+    net = BlobNet()
+    assert Labeler(config, net, "whole").params.level_offset_grid == (0.0,)
+    assert len(Labeler(config, net, "cervical").params.level_offset_grid) > 1
+    assert labeling == {"level_offset_sd": 0.8, "regions": {"whole": {"level_offset_grid": [0.0], "level_offset_sd": 2.0}}}

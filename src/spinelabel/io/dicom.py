@@ -1,4 +1,4 @@
-"""DICOM input (one image series) and output (an MR Image Storage series).
+"""DICOM input: one image series into a Volume (writing a series: :mod:`spinelabel.io.dicom_write`).
 
 Conventions (see docs/output-format.md)
 ---------------------------------------
@@ -23,20 +23,17 @@ is an error, never silently dropped: a missing slice would shift anatomy.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..geometry import Volume, lps_to_ras
+from ..limits import check_image_size
 from .nifti import _one_line, is_nifti_path
-
-if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
 
 MIN_SLICES = 3
 #: Largest difference between direction cosines still counted as one orientation.
@@ -45,7 +42,6 @@ ORIENTATION_TOL = 1e-3
 DUPLICATE_TOL_MM = 0.01
 #: Relative deviation of a slice step from the median that triggers a warning.
 IRREGULAR_STEP = 0.10
-MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
 ENHANCED_UNSUPPORTED = "enhanced multi-frame DICOM not supported yet"
 
@@ -118,6 +114,8 @@ def load_dicom(
     InputError
         Missing path, empty folder, no DICOM images, corrupt file, several
         series without ``series_uid``, a missing geometry tag.
+        Non-numeric rescale values, pixel data shorter than Rows x Columns
+        imply, an image beyond the limits of :mod:`spinelabel.limits`.
     GeometryError
         Fewer than 3 slices, mixed orientations or sizes, duplicate positions.
     """
@@ -130,6 +128,7 @@ def load_dicom(
     slices = [s for path, ds in groups[uid] for s in _slices_of(path, ds)]
     order, affine_lps, warnings = _slice_geometry(slices, uid)
     ordered = [slices[i] for i in order]
+    _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
     volume = Volume(_read_pixels(ordered), lps_to_ras(affine_lps))
     return volume, _series_info(uid, ordered, warnings)
 
@@ -284,9 +283,9 @@ def _slices_of(path: Path, ds: Any) -> list[_Slice]:
             ipp=_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path),
             iop=_floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path),
             pixel_spacing=_floats(ds.PixelSpacing, 2, "PixelSpacing", path),
-            size=(int(ds.Rows), int(ds.Columns)),
-            slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
-            intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
+            size=_size(ds, path),
+            slope=_slope(ds.get("RescaleSlope"), path),
+            intercept=_number(ds.get("RescaleIntercept"), 0.0, "RescaleIntercept", path),
         )
     ]
 
@@ -308,6 +307,8 @@ def _frames_of(path: Path, ds: Any) -> list[_Slice]:
             raise InputError(f"{path}: {ENHANCED_UNSUPPORTED} (no plane position/orientation/pixel measures per frame)")
         slope = _functional_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _functional_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        slope = slope if slope not in (None, "") else ds.get("RescaleSlope")
+        intercept = intercept if intercept not in (None, "") else ds.get("RescaleIntercept")
         slices.append(
             _Slice(
                 path=path,
@@ -316,9 +317,9 @@ def _frames_of(path: Path, ds: Any) -> list[_Slice]:
                 ipp=_floats(ipp, 3, "ImagePositionPatient", path),
                 iop=_floats(iop, 6, "ImageOrientationPatient", path),
                 pixel_spacing=_floats(spacing, 2, "PixelSpacing", path),
-                size=(int(ds.Rows), int(ds.Columns)),
-                slope=float(slope if slope not in (None, "") else ds.get("RescaleSlope", 1.0) or 1.0),
-                intercept=float(intercept if intercept not in (None, "") else ds.get("RescaleIntercept", 0.0) or 0.0),
+                size=_size(ds, path),
+                slope=_slope(slope, path),
+                intercept=_number(intercept, 0.0, "RescaleIntercept", path),
             )
         )
     return slices
@@ -331,6 +332,41 @@ def _functional_value(groups: list[Any], sequence: str, keyword: str) -> Any:
         if items and keyword in items[0]:
             return items[0].get(keyword)
     return None
+
+
+def _number(value: Any, default: float, keyword: str, path: Path) -> float:
+    """A single-valued numeric tag as a finite float; ``default`` when absent or empty."""
+    if value is None or value == "":
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: malformed DICOM tag {keyword}: {_shown(value)} (expected a number)") from None
+    if not np.isfinite(out):
+        raise InputError(f"{path}: malformed DICOM tag {keyword}: {_shown(value)} (expected a finite number)")
+    return out
+
+
+def _slope(value: Any, path: Path) -> float:
+    """RescaleSlope: 1 when absent, empty or 0 (a slope of 0 would blank the image)."""
+    return _number(value, 1.0, "RescaleSlope", path) or 1.0
+
+
+def _size(ds: Any, path: Path) -> tuple[int, int]:
+    """(Rows, Columns), both positive integers."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        raise InputError(f"{path}: malformed DICOM tags Rows/Columns") from None
+    if rows < 1 or columns < 1:
+        raise InputError(f"{path}: image of {rows} x {columns} pixels (Rows/Columns must be positive)")
+    return rows, columns
+
+
+def _shown(value: Any) -> str:
+    """A tag value for a message: repr, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
@@ -429,6 +465,62 @@ def _spacing_warnings(steps: np.ndarray, step: np.ndarray, normal: np.ndarray) -
 # ----------------------------------------------------------------------------
 # pixels and series identity
 
+#: A value length of 0xFFFFFFFF: encapsulated (compressed) pixel data, whose size the header does not say.
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _check_sizes(ordered: list[_Slice], affine_lps: np.ndarray, where: str) -> None:
+    """InputError for a series beyond the size limits or pixel data shorter than the headers say.
+
+    Everything here comes from the headers (pixel data are deferred), so a
+    header claiming 60000 x 60000 pixels is refused before anything is allocated.
+    """
+    rows, columns = ordered[0].size
+    check_image_size((columns, rows, len(ordered)), np.linalg.norm(affine_lps[:3, :3], axis=0), where)
+    for path, ds in {s.path: s.dataset for s in ordered}.items():
+        stored = _pixel_data_length(ds)
+        needed = _native_pixel_bytes(ds, rows, columns)
+        if stored is not None and needed is not None and stored < needed:
+            raise InputError(
+                f"corrupt DICOM file {path}: {stored} bytes of pixel data, but Rows x Columns "
+                f"({rows} x {columns}) need {needed}"
+            )
+
+
+def _pixel_data_length(ds: Any) -> int | None:
+    """Bytes of native pixel data as stored; None when unknown (compressed or absent)."""
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            element = ds.get_item(keyword)
+            length = getattr(element, "length", None)
+            if length is None and getattr(element, "value", None) is not None:
+                length = len(element.value)
+            return None if length in (None, _UNDEFINED_LENGTH) else int(length)
+    return None
+
+
+def _native_pixel_bytes(ds: Any, rows: int, columns: int) -> int | None:
+    """Bytes that uncompressed pixel data of this header need (None when the header cannot say)."""
+    try:
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return None
+    if bits < 1:
+        return None
+    return (rows * columns * frames * bits + 7) // 8
+
+
+def _transfer_syntax(ds: Any) -> tuple[str, bool]:
+    """(name, is compressed) of a file's TransferSyntaxUID; a malformed UID is ('UID ...', False)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        return "no TransferSyntaxUID", False
+    try:
+        return str(syntax.name), bool(syntax.is_compressed)
+    except Exception:  # pydicom raises ValueError for a UID that is not a transfer syntax
+        return f"unknown transfer syntax {_shown(str(syntax))}", False
+
 
 def _read_pixels(ordered: list[_Slice]) -> np.ndarray:
     """Rescaled pixel data, float32 of shape (Columns, Rows, n_slices)."""
@@ -452,13 +544,13 @@ def _decode(s: _Slice) -> np.ndarray:
     """The stored pixel array of a file: (Rows, Columns) or (frames, Rows, Columns)."""
     try:
         return np.asarray(s.dataset.pixel_array)
-    except Exception as exc:  # decoder missing, truncated data, bad group 0028...
-        syntax = getattr(getattr(s.dataset, "file_meta", None), "TransferSyntaxUID", None)
-        if syntax is not None and getattr(syntax, "is_compressed", False):
-            raise InputError(
-                f"cannot decode the compressed pixel data of {s.path} ({syntax.name}): {_one_line(exc)}"
-            ) from exc
-        raise InputError(f"corrupt DICOM file {s.path}: cannot read pixel data: {_one_line(exc)}") from exc
+    except Exception as exc:  # decoder missing, truncated data, bad group 0028, unknown transfer syntax...
+        name, compressed = _transfer_syntax(s.dataset)
+        if compressed:
+            raise InputError(f"cannot decode the compressed pixel data of {s.path} ({name}): {_one_line(exc)}") from exc
+        raise InputError(
+            f"corrupt DICOM file {s.path}: cannot read pixel data ({name}): {_one_line(exc)}"
+        ) from exc
 
 
 def _series_info(uid: str, ordered: list[_Slice], warnings: list[str]) -> DicomSeriesInfo:
@@ -483,249 +575,4 @@ def _series_info(uid: str, ordered: list[_Slice], warnings: list[str]) -> DicomS
     )
 
 
-# ----------------------------------------------------------------------------
-# writing
-
-
-@dataclass(frozen=True)
-class _Rescale:
-    """Stored uint16 value ``v`` means ``v * slope + intercept``."""
-
-    slope: float
-    intercept: float
-
-    def encode(self, plane: np.ndarray) -> np.ndarray:
-        """Values of any shape -> uint16 of the same shape (non-finite -> 0)."""
-        values = np.where(np.isfinite(plane), plane, self.intercept).astype(np.float64)
-        return np.clip(np.rint((values - self.intercept) / self.slope), 0, 65535).astype(np.uint16)
-
-
-@dataclass(frozen=True)
-class _SeriesMeta:
-    """Attributes shared by every file of a written series."""
-
-    study_uid: str
-    series_uid: str
-    frame_of_reference_uid: str
-    series_description: str
-    series_number: int
-    patient_id: str
-    patient_name: str
-    iop: list[str]  # 6 DS strings
-    pixel_spacing: list[str]  # [row spacing, column spacing] DS strings
-    slice_thickness: str
-    rescale: _Rescale
-    window: tuple[str, str]  # (center, width) DS strings
-    date: str
-    time: str
-
-
-def write_dicom_series(
-    volume: Volume,
-    folder: str | Path,
-    *,
-    series_description: str = "spinelabel",
-    patient_id: str = "ANON",
-    patient_name: str = "ANON",
-    study_uid: str | None = None,
-    series_uid: str | None = None,
-    frame_of_reference_uid: str | None = None,
-    series_number: int = 1,
-    file_prefix: str = "IM",
-) -> list[Path]:
-    """Write ``volume`` as an MR Image Storage series, one file per slice of axis 2.
-
-    Pixels are uint16 with RescaleSlope/RescaleIntercept (integer data that fit
-    are stored exactly, other data to 1/65535 of their range; NaN/inf -> the
-    minimum). ImagePositionPatient/ImageOrientationPatient come from the
-    affine (RAS -> LPS); PixelSpacing = [spacing of axis 1, spacing of axis 0].
-
-    :func:`load_dicom` always returns a right-handed grid. For a right-handed
-    ``volume.affine`` the round trip gives the same array and affine; for a
-    left-handed one (det < 0) the slices are written in reverse order, so it
-    gives the array flipped along axis 2 with the matching affine: every
-    voxel keeps its world position either way.
-
-    Parameters
-    ----------
-    volume : Volume
-        Data of shape (I, J, K): I = DICOM columns, J = rows, K = slices.
-        Axes 0 and 1 must be perpendicular in world space.
-    folder : str or Path
-        Created if needed; files ``{file_prefix}00001.dcm``... are overwritten.
-
-    Returns
-    -------
-    list of Path, length K
-        The files in the slice order that :func:`load_dicom` will return.
-    """
-    from pydicom.uid import generate_uid
-
-    data, affine_lps = _writer_grid(volume)
-    meta = _series_meta(
-        data,
-        affine_lps,
-        study_uid=study_uid or generate_uid(),
-        series_uid=series_uid or generate_uid(),
-        frame_of_reference_uid=frame_of_reference_uid or generate_uid(),
-        series_description=series_description,
-        series_number=series_number,
-        patient_id=patient_id,
-        patient_name=patient_name,
-    )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in range(data.shape[2]):
-        ds = _slice_dataset(meta, data[:, :, k], affine_lps, k)
-        path = folder / f"{file_prefix}{k + 1:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def _writer_grid(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Data (I, J, K) and voxel -> LPS affine, flipped along axis 2 if left-handed."""
-    data, affine = volume.data, lps_to_ras(volume.affine)
-    if np.linalg.det(affine[:3, :3]) < 0:
-        flip = np.eye(4)
-        flip[2, 2], flip[2, 3] = -1.0, data.shape[2] - 1
-        data, affine = data[:, :, ::-1], affine @ flip
-    row, col = affine[:3, 0], affine[:3, 1]
-    if abs(row @ col) > 1e-6 * np.linalg.norm(row) * np.linalg.norm(col):
-        raise GeometryError("cannot write DICOM: array axes 0 and 1 are not perpendicular (sheared in-plane affine)")
-    return data, affine
-
-
-def _series_meta(data: np.ndarray, affine_lps: np.ndarray, **identity: Any) -> _SeriesMeta:
-    """Shared attributes of the series to write from its data and affine."""
-    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
-    row, col = affine_lps[:3, 0] / spacing[0], affine_lps[:3, 1] / spacing[1]
-    thickness = abs(float(affine_lps[:3, 2] @ np.cross(row, col)))
-    rescale, (lo, hi) = _choose_rescale(data)
-    now = datetime.datetime.now()
-    return _SeriesMeta(
-        iop=[_ds(v) for v in (*row, *col)],
-        pixel_spacing=[_ds(spacing[1]), _ds(spacing[0])],
-        slice_thickness=_ds(thickness),
-        rescale=rescale,
-        window=(_ds((lo + hi) / 2), _ds(max(hi - lo, 1e-3))),
-        date=now.strftime("%Y%m%d"),
-        time=now.strftime("%H%M%S"),
-        **identity,
-    )
-
-
-def _choose_rescale(data: np.ndarray) -> tuple[_Rescale, tuple[float, float]]:
-    """Slope/intercept mapping the finite range of ``data`` onto uint16; and that range."""
-    if data.dtype.kind in "biu":
-        lo, hi, integral = float(data.min()), float(data.max()), True
-    else:
-        finite = np.isfinite(data)
-        lo = float(np.min(data, where=finite, initial=np.inf)) if finite.any() else 0.0
-        hi = float(np.max(data, where=finite, initial=-np.inf)) if finite.any() else 0.0
-        integral = bool(np.all(np.rint(data[finite]) == data[finite]))
-    if integral and hi - lo <= 65535:
-        intercept = 0.0 if lo >= 0 and hi <= 65535 else lo
-        return _Rescale(1.0, intercept), (lo, hi)
-    slope = (hi - lo) / 65535 if hi > lo else 1.0
-    return _Rescale(float(_ds(slope)), float(_ds(lo))), (lo, hi)
-
-
-def _ds(value: float) -> str:
-    """A number as a DICOM decimal string (at most 16 characters)."""
-    from pydicom.valuerep import format_number_as_ds
-
-    return format_number_as_ds(float(value) + 0.0)  # + 0.0: no '-0'
-
-
-def _slice_dataset(meta: _SeriesMeta, plane: np.ndarray, affine_lps: np.ndarray, k: int) -> Dataset:
-    """The complete dataset of slice ``k``; ``plane`` has shape (I, J) = (columns, rows)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-
-    from .. import __version__
-
-    ds = Dataset()
-    sop_uid = generate_uid()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(MR_IMAGE_STORAGE)
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.SOPClassUID = MR_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    _set_patient_study_series(ds, meta)
-    ds.SoftwareVersions = f"spinelabel {__version__}"
-    _set_mr_acquisition(ds)
-    _set_plane(ds, meta, affine_lps, k)
-    _set_pixels(ds, meta, plane)
-    return ds
-
-
-def _set_patient_study_series(ds: Dataset, meta: _SeriesMeta) -> None:
-    """Patient, General Study, General Series, Frame of Reference, Equipment modules."""
-    ds.PatientName = meta.patient_name
-    ds.PatientID = meta.patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
-    ds.StudyInstanceUID = meta.study_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = meta.date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = meta.time
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = ""
-    ds.AccessionNumber = ""
-    ds.Modality = "MR"
-    ds.SeriesInstanceUID = meta.series_uid
-    ds.SeriesNumber = meta.series_number
-    ds.SeriesDescription = meta.series_description
-    ds.PatientPosition = ""
-    ds.FrameOfReferenceUID = meta.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = ""
-
-
-def _set_mr_acquisition(ds: Dataset) -> None:
-    """Type 1/2 attributes of the MR Image module (unknown for derived data)."""
-    ds.ScanningSequence = "RM"
-    ds.SequenceVariant = "NONE"
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = ""
-    ds.RepetitionTime = ""
-    ds.EchoTime = ""
-    ds.EchoTrainLength = ""
-
-
-def _set_plane(ds: Dataset, meta: _SeriesMeta, affine_lps: np.ndarray, k: int) -> None:
-    """Image Plane module and InstanceNumber of slice ``k``."""
-    position = affine_lps[:3, :3] @ np.array([0.0, 0.0, float(k)]) + affine_lps[:3, 3]
-    row, col = np.array(meta.iop[:3], float), np.array(meta.iop[3:], float)
-    ds.InstanceNumber = k + 1
-    ds.PatientOrientation = ""
-    ds.ImagePositionPatient = [_ds(v) for v in position]
-    ds.ImageOrientationPatient = list(meta.iop)
-    ds.PixelSpacing = list(meta.pixel_spacing)
-    ds.SliceThickness = meta.slice_thickness
-    ds.SpacingBetweenSlices = meta.slice_thickness
-    ds.SliceLocation = _ds(position @ np.cross(row, col))
-
-
-def _set_pixels(ds: Dataset, meta: _SeriesMeta, plane: np.ndarray) -> None:
-    """Image Pixel, Modality LUT (rescale) and VOI LUT (window) attributes."""
-    stored = meta.rescale.encode(np.asarray(plane).T)  # (rows, columns)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = stored.shape
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope = _ds(meta.rescale.slope)
-    ds.RescaleIntercept = _ds(meta.rescale.intercept)
-    ds.RescaleType = "US"
-    ds.WindowCenter, ds.WindowWidth = meta.window
-    ds.PixelData = np.ascontiguousarray(stored).astype("<u2").tobytes()
-
-
-__all__ = ["ENHANCED_UNSUPPORTED", "DicomSeriesInfo", "load_dicom", "write_dicom_series"]
+__all__ = ["ENHANCED_UNSUPPORTED", "DicomSeriesInfo", "load_dicom"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..geometry import Volume
+from ..limits import check_image_size
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -48,7 +49,8 @@ def load_nifti(path: str | Path) -> Volume:
     ------
     InputError
         Missing, unreadable or corrupt file; several volumes (4D); all voxels
-        NaN/inf.
+        NaN/inf; beyond the size limits of :mod:`spinelabel.limits` (checked
+        from the header, before the data are read).
     GeometryError
         A 2D image (fewer than 3 voxels along an axis) or a singular affine.
     """
@@ -59,10 +61,13 @@ def load_nifti(path: str | Path) -> Volume:
         raise InputError(f"expected a NIfTI file, got a folder: {path}")
     img = _open(path)
     shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
+    affine = np.asarray(img.affine, dtype=float)
+    # from the header, before the data are read (a non-finite affine is refused by Volume below)
+    check_image_size(shape, np.nan_to_num(np.linalg.norm(affine[:3, :3], axis=0), nan=0.0, posinf=0.0), str(path))
     data = _read_data(img, path).reshape(shape)
     data = _replace_non_finite(data, path)
     try:
-        return Volume(data, np.asarray(img.affine, dtype=float))
+        return Volume(data, affine)
     except ValueError as exc:
         raise GeometryError(f"{path}: unusable image geometry: {exc}") from exc
 
@@ -156,5 +161,5 @@ def _nifti_compatible(data: np.ndarray) -> np.ndarray:
 
 def _one_line(exc: BaseException) -> str:
     """An exception as one short line."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(exc)).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."

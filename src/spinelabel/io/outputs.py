@@ -129,7 +129,7 @@ def write_json(result: LabelResult, input_description: str, path: str | Path) ->
 
 def _display_slice(volume: Volume, result: LabelResult) -> tuple[np.ndarray, np.ndarray, Volume]:
     """The sagittal slice through the labeled vertebrae, (rows=I, cols=P), and the points on it."""
-    canon = reorient(volume, ("R", "I", "P"))
+    canon = reorient(volume, ("R", "I", "P"), copy=False)  # a view: one slice is copied below
     if result.vertebrae:
         vox = canon.world_to_voxel(np.array([v.position_mm for v in result.vertebrae]))
         index = int(np.clip(np.round(np.median(vox[:, 0])), 0, canon.shape[0] - 1))

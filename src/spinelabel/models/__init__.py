@@ -102,10 +102,11 @@ def resolve_model_dir(region_or_path: str | Path) -> Path:
 
 
 def read_config(model_dir: Path) -> ModelConfig:
+    """The config of a model directory; ModelError (one line) when it is not valid JSON of the right shape."""
     try:
         return ModelConfig.from_dict(json.loads((model_dir / CONFIG_NAME).read_text()))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ModelError(f"model config {model_dir / CONFIG_NAME} is unreadable: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelError(f"model config {model_dir / CONFIG_NAME} is unreadable: {_one_line(exc)}") from None
 
 
 def load_model(region_or_path: str | Path):
@@ -122,11 +123,20 @@ def load_model(region_or_path: str | Path):
     digest = sha256_of(weights)
     if config.sha256 and digest != config.sha256:
         raise ModelError(f"model weights {weights} are corrupt (SHA-256 {digest[:12]}… does not match the config)")
-    net = UNet2D(channels=config.channels, out_channels=config.out_channels)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    try:
+        net = UNet2D(channels=config.channels, out_channels=config.out_channels)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except Exception as exc:  # torch raises many types for garbage files and mismatched shapes
+        raise ModelError(f"model {model_dir} cannot be loaded (corrupt weights or config?): {_one_line(exc)}") from None
     net.eval()
     return config, net
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (torch's messages span many lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def save_model(model_dir: Path, config: ModelConfig, net) -> Path:

@@ -61,3 +61,45 @@ class UNet2D(nn.Module):
         for up, block in zip(self.up, self.up_blocks):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)
+
+
+def fold_batch_norm(net: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d into the Conv2d before it, in place (inference only).
+
+    In each ``nn.Sequential`` a ``Conv2d`` directly followed by a
+    ``BatchNorm2d`` becomes one ``Conv2d`` with bias (weights ``w * g / s``,
+    bias ``(b - m) * g / s + beta``, ``s = sqrt(var + eps)``), and the norm
+    an ``nn.Identity``: the same function with one pass over the feature map
+    less. The network must be in eval mode (running statistics).
+
+    Returns
+    -------
+    int
+        The number of norms folded.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if net.training:
+        raise ValueError("fold_batch_norm needs a network in eval mode")
+    folded = 0
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, norm = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, norm)
+                seq[i + 1] = nn.Identity()
+                folded += 1
+    return folded
+
+
+def prepare_for_inference(net: nn.Module) -> nn.Module:
+    """The network made fast for CPU inference: eval mode, batch norms folded, channels-last weights.
+
+    channels_last (NHWC) lets oneDNN run the convolutions without reordering
+    the feature maps; :func:`spinelabel.detection.predict_heatmaps` feeds it
+    channels-last input. Labels and logits are unchanged (logits to float
+    rounding; ``benchmarks/throughput.py`` compares them on real scans).
+    """
+    net.eval()
+    fold_batch_norm(net)
+    return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; missing from the stubs

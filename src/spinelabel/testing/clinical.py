@@ -167,7 +167,7 @@ def write_clinical_study(
     """
     from pydicom.uid import generate_uid
 
-    from ..io.dicom import write_dicom_series
+    from ..io.dicom_write import write_dicom_series
 
     folder = Path(folder)
     study_uid, series_uid = generate_uid(), generate_uid()

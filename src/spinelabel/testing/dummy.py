@@ -71,3 +71,14 @@ def blob_volume(centres: np.ndarray) -> Volume:
         data += np.exp(-0.5 * d2).astype(np.float32)
     data[data < 0.1] = 0.0  # blobs are most of the foreground, so normalisation keeps their peaks
     return Volume(data, affine)
+
+
+def blob_labeler():
+    """A ``pipeline.Labeler`` with ``BlobNet``: labels :func:`blob_spine` images (for batch-worker tests).
+
+    Importable by name (``"spinelabel.testing.dummy:blob_labeler"``), so a
+    worker process or a Dask worker can build it (``batch.LabelerSpec.factory``).
+    """
+    from ..pipeline import Labeler
+
+    return Labeler(dummy_config(), BlobNet())

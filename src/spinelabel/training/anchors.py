@@ -21,7 +21,8 @@ import numpy as np
 
 from ..anatomy import VARIANT_AFTER, Region, chain
 from ..cleaning import size_factor
-from ..labeling import Candidate, LabelingParams, ShapeModel
+from ..labeling import Candidate, LabelingParams
+from ..shape_model import ShapeModel
 
 
 @dataclass(frozen=True)

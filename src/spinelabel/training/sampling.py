@@ -19,6 +19,7 @@ Targets are computed analytically from the transformed points:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -69,6 +70,42 @@ class SamplerSpec:
     #: ``caudal_cut_mm`` from its centre along the spine.
     p_caudal_cut: float = 0.1
     caudal_cut_mm: tuple[float, float] = (-4.0, 10.0)
+    #: Probability that the image ends between two annotated vertebrae instead:
+    #: below a random one and above the next, whose points leave the targets. A
+    #: field of view that stops above the sacrum (L5 at the bottom edge, no S1)
+    #: must not look like a cut S1 to the anchor head.
+    p_gap_cut: float = 0.1
+    #: Where that cut lies below the kept vertebra's centre, as a fraction of the
+    #: distance to the next: from its lower endplate (bodies are ~0.6 spacings
+    #: tall, so ~0.3) to just above the next body's upper endplate (~0.7).
+    gap_cut_fraction: tuple[float, float] = (0.3, 0.65)
+    #: Probability that the slab is tilted out of the sagittal plane and bent:
+    #: clinical stacks are angled to follow the spine, patients lie rotated, and
+    #: scoliotic spines leave the plane (partial volume of a body's side).
+    p_oblique: float = 0.25
+    #: Tilt of the slab about each in-plane axis, up to this angle (deg):
+    #: planners angle sagittal stacks by up to ~15 deg.
+    oblique_deg: float = 15.0
+    #: Peak lateral deviation of a scoliotic bend across the crop (mm): a lumbar
+    #: curve of 10-20 deg Cobb moves the apex body ~10-15 mm out of the plane.
+    lateral_curve_mm: float = 12.0
+    #: Wavelength range of that bend (mm): one curve over 5-9 vertebrae.
+    lateral_curve_wavelength_mm: tuple[float, float] = (180.0, 320.0)
+    #: Probability of a smooth random intensity remap (other contrasts) ...
+    p_remap: float = 0.35
+    #: ... and, of those, the share whose knots sit at quantiles of the crop's
+    #: tissue intensities rather than at random intensities: every tissue class
+    #: (fluid, disc, marrow, fat, muscle) gets a new brightness, in any order.
+    #: T1 (dark discs, bright marrow), STIR and water-only Dixon (fat dark,
+    #: fluid bright) are such reorderings of T2 tissue brightnesses.
+    tissue_remap_share: float = 0.5
+    #: Percentile range of the tissue knots over the crop's foreground.
+    tissue_percentiles: tuple[float, float] = (20.0, 99.0)
+    #: Foreground: normalised intensity above this (the image outside the field
+    #: of view is 0 and would otherwise pull the quantiles down).
+    foreground_threshold: float = 0.05
+    #: Probability of a plain inversion when no remap was drawn.
+    p_invert: float = 0.15
     #: (level, weight) pairs: how much more often a crop is centred near that
     #: level than near any other annotated one (weight 1). Rare, hard levels
     #: (C1's ring, C2) get more of the training this way.
@@ -143,14 +180,16 @@ def _level_spacing_mm(scan: TrainingScan) -> np.ndarray:
     return d.min(axis=1)
 
 
-def lateral_profile(scan: TrainingScan, spec: SamplerSpec, x_mm: float) -> np.ndarray:
-    """Heatmap height per vertebra for a slab at x_mm: 1 inside the body, Gaussian fall-off outside."""
+def lateral_profile(scan: TrainingScan, spec: SamplerSpec, x_mm: float | np.ndarray) -> np.ndarray:
+    """Heatmap height per vertebra for a slab at x_mm (scalar, or (N,) per point): 1 inside the body, Gaussian fall-off outside."""
     half = spec.plateau_fraction * _level_spacing_mm(scan)
     beyond = np.maximum(np.abs(scan.points_mm[:, 0] - x_mm) - half, 0.0)
     return np.exp(-(beyond**2) / (2 * spec.lateral_falloff_mm**2))
 
 
-def _targets(scan: TrainingScan, spec: SamplerSpec, matrix: np.ndarray, offset: np.ndarray, x_mm: float):
+def _targets(
+    scan: TrainingScan, spec: SamplerSpec, matrix: np.ndarray, offset: np.ndarray, x_mm: float | np.ndarray
+):
     """Heatmap, level map, level weight, validity and anchor heatmap for one crop, each (crop, crop)."""
     n = spec.crop_px
     uu, vv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
@@ -241,25 +280,89 @@ def _segment_move(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpe
     return SegmentMove((upper + lower) / 2, down, rotation, slip, spec.segment_blend_mm, i + 1)
 
 
-def _caudal_cut(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, y: np.ndarray) -> np.ndarray | None:
-    """(crop, crop) mask of pixels beyond a cut through the caudal-most vertebra, or None (not drawn)."""
-    if len(scan.points_mm) < 2 or rng.random() >= spec.p_caudal_cut:
+def _caudal_cut(
+    rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, y: np.ndarray
+) -> tuple[np.ndarray, int] | None:
+    """A cut ending the image caudally, or None (not drawn).
+
+    Either through the caudal-most annotated vertebra (``p_caudal_cut``) or
+    between two annotated vertebrae (``p_gap_cut``).
+
+    Returns
+    -------
+    mask : ndarray of bool, shape y.shape[:-1]
+        Crop pixels beyond the cut.
+    keep : int
+        How many points (in cranio-caudal order) stay in the targets.
+    """
+    n = len(scan.points_mm)
+    if n < 2:
         return None
-    last, before = scan.points_mm[-1, 1:], scan.points_mm[-2, 1:]
-    down = (last - before) / max(float(np.linalg.norm(last - before)), 1e-6)
-    return (y - last) @ down > rng.uniform(*spec.caudal_cut_mm)
+    draw = rng.random()
+    if draw < spec.p_caudal_cut:
+        last, before = scan.points_mm[-1, 1:], scan.points_mm[-2, 1:]
+        down = (last - before) / max(float(np.linalg.norm(last - before)), 1e-6)
+        return (y - last) @ down > rng.uniform(*spec.caudal_cut_mm), n
+    if draw < spec.p_caudal_cut + spec.p_gap_cut:
+        i = int(rng.integers(1, n))  # keep >= 1 vertebra, drop >= 1
+        kept, nxt = scan.points_mm[i - 1, 1:], scan.points_mm[i, 1:]
+        gap = max(float(np.linalg.norm(nxt - kept)), 1e-6)
+        down = (nxt - kept) / gap
+        return (y - kept) @ down > rng.uniform(*spec.gap_cut_fraction) * gap, i
+    return None
 
 
-def _augment_intensity(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+def _tilted_slab(
+    rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, x_mm: float, centre: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A random oblique, bent slab: the lateral position x (mm) at in-plane source positions (..., 2)."""
+    tilt = np.tan(np.deg2rad(rng.uniform(-spec.oblique_deg, spec.oblique_deg, 2)))
+    amplitude = rng.uniform(-spec.lateral_curve_mm, spec.lateral_curve_mm)
+    wavelength = rng.uniform(*spec.lateral_curve_wavelength_mm)
+    phase = rng.uniform(0, 2 * np.pi)
+
+    def lateral(rc: np.ndarray) -> np.ndarray:
+        d = rc - centre
+        bend = amplitude * (np.sin(2 * np.pi * d[..., 0] / wavelength + phase) - np.sin(phase))
+        return x_mm + d @ tilt + bend
+
+    return lateral
+
+
+def _read_slab(
+    scan: TrainingScan, lateral: Callable[[np.ndarray], np.ndarray], thickness_mm: float, y: np.ndarray
+) -> np.ndarray:
+    """Mean over a slab of ``thickness_mm`` around the surface x = lateral(y), at in-plane positions y (..., 2)."""
+    n = max(1, int(round(thickness_mm / scan.spacing[0])))
+    xs = lateral(y)
+    rows, cols = y[..., 0] / scan.spacing[1], y[..., 1] / scan.spacing[2]
+    out = np.zeros(y.shape[:-1], np.float32)
+    for dx in np.linspace(-thickness_mm / 2, thickness_mm / 2, n + 2)[1:-1]:
+        coords = np.stack([(xs + dx) / scan.spacing[0], rows, cols])
+        out += ndimage.map_coordinates(scan.data, coords, order=1, cval=0.0)
+    return out / n
+
+
+def _remap(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
+    """A smooth random intensity remap; knots at random intensities or at tissue quantiles."""
+    fg = img[img > spec.foreground_threshold]
+    if rng.random() < spec.tissue_remap_share and fg.size > 16:
+        knots = np.percentile(fg, np.sort(rng.uniform(*spec.tissue_percentiles, 4)))
+    else:
+        knots = rng.uniform(0, 1, 4)
+    xs = np.concatenate([[0], np.sort(knots), [max(1.2, float(img.max()))]])
+    xs = np.maximum.accumulate(xs + np.arange(xs.size) * 1e-6)  # strictly increasing for interp
+    ys = rng.uniform(0, 1, xs.size)
+    ys[0] = rng.uniform(0, 0.2)
+    return np.interp(img, xs, ys)
+
+
+def _augment_intensity(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
     """Random contrast remapping, bias field, blur and noise (domain randomisation)."""
     img = np.clip(img, 0, 1.2)
-    if rng.random() < 0.35:  # random smooth intensity remap: other contrasts (T1, STIR)
-        knots = np.sort(rng.uniform(0, 1, 4))
-        xs = np.concatenate([[0], knots, [1.2]])
-        ys = rng.uniform(0, 1, xs.size)
-        ys[0] = rng.uniform(0, 0.2)
-        img = np.interp(img, xs, ys)
-    elif rng.random() < 0.15:
+    if rng.random() < spec.p_remap:  # other contrasts (T1, STIR, Dixon)
+        img = _remap(rng, img, spec)
+    elif rng.random() < spec.p_invert:
         img = 1.0 - img / 1.2
     img = np.clip(img, 0, None) ** rng.uniform(0.6, 1.6)
     n = img.shape[0]
@@ -279,7 +382,7 @@ def _negative(rng: np.random.Generator, spec: SamplerSpec) -> tuple[np.ndarray, 
     """A sample with no vertebrae at all: smooth random texture (all six arrays)."""
     n = spec.crop_px
     img = ndimage.gaussian_filter(rng.normal(0.4, 0.3, (n, n)), rng.uniform(1, 6))
-    img = _augment_intensity(rng, np.clip(img, 0, 1))
+    img = _augment_intensity(rng, np.clip(img, 0, 1), spec)
     zeros = np.zeros((n, n), np.float32)
     return img, zeros, zeros, zeros, np.ones((n, n), np.float32), zeros
 
@@ -302,24 +405,40 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
         x_mm = rng.uniform(0, n_slices_mm)
     else:
         x_mm = scan.points_mm[:, 0].mean() + rng.normal(0, spec.lateral_jitter_mm)
-    slab = _slab(scan, x_mm, rng.uniform(*spec.slab_mm))
+    thickness = rng.uniform(*spec.slab_mm)
     centre = scan.points_mm[_centre_index(rng, scan, spec), 1:] + rng.normal(0, spec.centre_jitter_mm, 2)
     matrix, offset = _crop_transform(rng, spec, centre)
     uv = np.stack(np.meshgrid(np.arange(spec.crop_px), np.arange(spec.crop_px), indexing="ij"), axis=-1)
     y = uv @ matrix.T + offset  # (crop, crop, 2) source mm of each crop pixel
+    source_points = scan.points_mm[:, 1:]
     move = _segment_move(rng, scan, spec)
     if move is not None:
         scan = replace(scan, points_mm=move.points(scan.points_mm))
         y_read = move.source_of(y)
     else:
         y_read = y
-    coords = np.moveaxis(y_read / scan.spacing[1:], -1, 0)
-    img = ndimage.map_coordinates(slab, coords, order=1, cval=0.0)
+    if rng.random() < spec.p_oblique:
+        lateral = _tilted_slab(rng, scan, spec, x_mm, centre)
+        img = _read_slab(scan, lateral, thickness, y_read)
+        x_at_points: float | np.ndarray = lateral(source_points)
+    else:
+        coords = np.moveaxis(y_read / scan.spacing[1:], -1, 0)
+        img = ndimage.map_coordinates(_slab(scan, x_mm, thickness), coords, order=1, cval=0.0)
+        x_at_points = x_mm
     cut = _caudal_cut(rng, scan, spec, y)
     if cut is not None:
-        img[cut] = 0.0  # beyond the field of view
-    heat, level, level_w, valid, anchor = _targets(scan, spec, matrix, offset, x_mm)
-    return _augment_intensity(rng, img), heat, level, level_w, valid, anchor
+        mask, keep = cut
+        img[mask] = 0.0  # beyond the field of view
+        if keep < len(scan.points_mm):
+            x_at_points = np.broadcast_to(x_at_points, len(scan.points_mm))[:keep]
+            scan = _first_points(scan, keep)
+    heat, level, level_w, valid, anchor = _targets(scan, spec, matrix, offset, x_at_points)
+    return _augment_intensity(rng, img, spec), heat, level, level_w, valid, anchor
+
+
+def _first_points(scan: TrainingScan, keep: int) -> TrainingScan:
+    """The scan with only its first ``keep`` points (cranio-caudal order)."""
+    return replace(scan, levels=scan.levels[:keep], points_mm=scan.points_mm[:keep])
 
 
 def batch(

@@ -1,13 +1,11 @@
-"""Spine labels as DICOM objects: read GSPS and SR annotations, write SR and GSPS.
+"""Spine labels from DICOM: read the GSPS and SR annotations clinicians saved.
 
-Reading (:func:`import_dicom_annotations`)
-------------------------------------------
 The inputs are files and folders (searched recursively) holding sagittal
 image series mixed with the presentation states (GSPS) and structured
 reports (SR) that clinicians saved while labelling them. Images are indexed
 by SOPInstanceUID; every label found on an image is mapped to world RAS mm
 through that image's own ImagePositionPatient / ImageOrientationPatient /
-PixelSpacing. The result is one :class:`~spinelabel.annotations.ScanAnnotation`
+PixelSpacing. The result is one :class:`~spinelabel.scan_annotation.ScanAnnotation`
 per labelled sagittal series, plus a list of one-line problems (an item that
 cannot be used is skipped and named; the rest is imported).
 
@@ -27,20 +25,7 @@ cannot be used is skipped and named; the rest is imported).
   :func:`write_sr` writes) is one point: the exact 3D position, on the series
   of the 2D reference.
 
-Pixel coordinates
------------------
-GSPS graphic annotations in PIXEL units and SR SCOORD values are
-(column, row) pairs in which the top left hand corner of the top left pixel
-is (0, 0) and the bottom right corner of the bottom right pixel is
-(Columns, Rows) (DICOM PS3.3 C.10.5 Graphic Annotation Module and C.18.6
-Spatial Coordinates Macro; highdicom's ImageToReferenceTransformer and
-cornerstone use the same convention). The centre of the pixel with 0-based
-indices (i, j) is therefore at (i + 0.5, j + 0.5): see :data:`PIXEL_CENTRE`.
-ImagePositionPatient is the centre of the top left pixel, so a point (c, r)
-lies at ``IPP + (c - 0.5) * dc * X + (r - 0.5) * dr * Y`` (LPS), with X, Y
-the row and column direction cosines and dc, dr = PixelSpacing[1],
-PixelSpacing[0]. Reader and writers use the same two functions
-(:meth:`_Plane.to_lps`, :meth:`_Plane.to_pixel`), so a round trip is exact.
+Pixel coordinates follow :mod:`spinelabel.io.dicom_label_common`.
 
 Naming
 ------
@@ -53,61 +38,29 @@ Scans
 -----
 ``scan_id`` is ``<PatientID>_<SeriesNumber>`` (characters other than
 letters, digits, ``.``, ``_`` and ``-`` replaced by ``-``; ``anon`` without a
-PatientID). When two labelled series would get the same id (e.g. two studies
-of one patient), each gets ``_<8 hex digits of a hash of its
-SeriesInstanceUID>`` appended; the SeriesInstanceUID itself is kept in
-``ScanAnnotation.series_uid``. ``image`` is the folder holding the series'
-files (their common folder), which :func:`spinelabel.io.load_image` reads
-with ``series_uid`` when the folder holds other series too.
-
-Writing (:func:`write_sr`, :func:`write_gsps`)
-----------------------------------------------
-Both reference the sagittal slice nearest each vertebra (by the distance of
-the point to each slice plane) with the point projected onto that slice in
-pixel coordinates. The SR also stores the exact world point (SCOORD3D), so
-it re-imports to the same 3D point; a GSPS can only hold in-plane points, so
-it re-imports to the projection of the point onto its slice (out of plane by
-at most half the slice spacing).
-"""
+PatientID). When two labelled series would get the same id (e.g. two studies"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import re
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .. import anatomy
-from ..annotations import ScanAnnotation, _Builder
 from ..errors import InputError
 from ..geometry import lps_to_ras
+from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
+from .dicom_label_common import GSPS_SOP_CLASS, ImagePlane, plane_of, snomed_levels
 from .nifti import _one_line
 
-if TYPE_CHECKING:
-    from ..results import LabelResult
-    from .dicom import DicomSeriesInfo
+__all__ = ["MAX_SHAPE_MM", "PAIR_RADIUS_MM", "DicomImport", "import_dicom_annotations"]
 
-__all__ = [
-    "GSPS_SOP_CLASS",
-    "MAX_SHAPE_MM",
-    "PAIR_RADIUS_MM",
-    "PIXEL_CENTRE",
-    "DicomImport",
-    "import_dicom_annotations",
-    "write_gsps",
-    "write_sr",
-]
-
-#: Grayscale Softcopy Presentation State Storage.
-GSPS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"
 #: Presentation states with the Graphic Annotation module (GSPS, colour, pseudo-colour).
 PRESENTATION_STATE_CLASSES = {
     GSPS_SOP_CLASS: "GSPS",
@@ -124,8 +77,6 @@ SR_SOP_CLASSES = {
 }
 #: Offset of a pixel centre from its index in DICOM pixel coordinates: the top
 #: left corner of the top left pixel is (0, 0), its centre (0.5, 0.5)
-#: (PS3.3 C.10.5 and C.18.6).
-PIXEL_CENTRE = 0.5
 #: A text and a graphic on one image belong together when they are at most this
 #: far apart (mm, in-plane). Labels are typed next to the mark they name; 30 mm
 #: is below the lumbar centre-to-centre spacing (~35-40 mm, see
@@ -138,17 +89,6 @@ PAIR_RADIUS_MM = 30.0
 #: mark one vertebra's centre.
 MAX_SHAPE_MM = 60.0
 #: Series numbers of the objects written; high so they sort after the acquired
-#: series (numbered from 1, rarely above a few hundred) in PACS series lists.
-SR_SERIES_NUMBER = 9901
-GSPS_SERIES_NUMBER = 9902
-#: Size (mm) of the text box written beside each point in a GSPS, and its gap from the point.
-TEXT_BOX_MM = (24.0, 8.0)
-TEXT_GAP_MM = 6.0
-#: GSPS content label (a DICOM code string: capitals, digits, '_' and ' ').
-GSPS_CONTENT_LABEL = "SPINE_LABELS"
-GRAPHIC_LAYER = "VERTEBRAE"
-#: Local code for the labeller's confidence (local coding schemes begin with "99").
-CONFIDENCE_CODE = ("LABELCONF", "99SPINELABEL", "Vertebra label confidence")
 
 # SR concept names (scheme, code value) that carry a label.
 _TRACKING_ID = ("DCM", "112039")
@@ -181,69 +121,6 @@ class DicomImport:
 
 
 # ----------------------------------------------------------------------------
-# geometry of one image plane
-
-
-@dataclass(frozen=True)
-class _Plane:
-    """Geometry of one 2D image (a single-frame file or one frame), LPS mm.
-
-    ``origin`` (3,) is the centre of the top left pixel (ImagePositionPatient);
-    ``row_dir`` (3,) the unit direction of increasing column index, ``col_dir``
-    (3,) that of increasing row index; ``spacing`` (2,) = (mm per column step,
-    mm per row step); ``size`` = (Columns, Rows).
-    """
-
-    origin: np.ndarray
-    row_dir: np.ndarray
-    col_dir: np.ndarray
-    spacing: np.ndarray
-    size: tuple[int, int]
-
-    @property
-    def normal(self) -> np.ndarray:
-        """Unit slice normal (3,), row_dir x col_dir."""
-        n = np.cross(self.row_dir, self.col_dir)
-        return n / np.linalg.norm(n)
-
-    def to_lps(self, col_row: np.ndarray) -> np.ndarray:
-        """DICOM pixel coordinates (N, 2) (column, row) -> LPS mm (N, 3) on this plane."""
-        ij = (np.asarray(col_row, float).reshape(-1, 2) - PIXEL_CENTRE) * self.spacing
-        return self.origin + ij[:, :1] * self.row_dir + ij[:, 1:] * self.col_dir
-
-    def to_pixel(self, lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """LPS mm (N, 3) -> pixel coordinates (N, 2) of the projection, and the signed distance (N,) to the plane."""
-        d = np.asarray(lps, float).reshape(-1, 3) - self.origin
-        col_row = np.stack([d @ self.row_dir, d @ self.col_dir], axis=1) / self.spacing + PIXEL_CENTRE
-        return col_row, d @ self.normal
-
-    @property
-    def is_sagittal(self) -> bool:
-        """True when the slice normal is closest to the left-right axis."""
-        return int(np.argmax(np.abs(self.normal))) == 0
-
-
-def _plane_of(path: Path, header: Any, frame: int | None) -> _Plane:
-    """The plane of a single-frame image (frame None) or of 1-based ``frame``; InputError if unusable."""
-    from .dicom import _slices_of
-
-    slices = _slices_of(path, header)
-    if frame is None:
-        if len(slices) > 1:
-            raise InputError(f"{path}: multi-frame image referenced without a frame number")
-        s = slices[0]
-    elif 1 <= frame <= len(slices):
-        s = slices[frame - 1]
-    else:
-        raise InputError(f"{path}: frame {frame} referenced, but the image has {len(slices)} frame(s)")
-    row, col = s.iop[:3], s.iop[3:]
-    if min(np.linalg.norm(row), np.linalg.norm(col)) < 1e-6 or s.pixel_spacing.min() <= 0:
-        raise InputError(f"{path}: degenerate ImageOrientationPatient or PixelSpacing")
-    spacing = np.array([s.pixel_spacing[1], s.pixel_spacing[0]])  # (column step, row step)
-    return _Plane(s.ipp, row / np.linalg.norm(row), col / np.linalg.norm(col), spacing, (s.size[1], s.size[0]))
-
-
-# ----------------------------------------------------------------------------
 # reading: files and the image index
 
 
@@ -271,7 +148,7 @@ class _Index:
         self.images: dict[str, _Image] = {}
         #: SeriesInstanceUID -> SOPInstanceUIDs of its images, in file order.
         self.series_images: dict[str, list[str]] = {}
-        self._planes: dict[tuple[str, int | None], _Plane] = {}
+        self._planes: dict[tuple[str, int | None], ImagePlane] = {}
 
     def add(self, path: Path, header: Any) -> None:
         uid = str(header.get("SOPInstanceUID", "") or "")
@@ -288,7 +165,7 @@ class _Index:
         """The header of the series' first image (for patient, series and frame-of-reference attributes)."""
         return self.images[self.series_images[series_uid][0]].header
 
-    def plane(self, sop_uid: str, frame: int | None) -> _Plane:
+    def plane(self, sop_uid: str, frame: int | None) -> ImagePlane:
         """The plane of a referenced image; _Skip when absent or unusable."""
         key = (sop_uid, frame)
         if key not in self._planes:
@@ -296,12 +173,12 @@ class _Index:
             if image is None:
                 raise _Skip(f"references image {sop_uid}, which is not among the inputs (export the images too)")
             try:
-                self._planes[key] = _plane_of(image.path, image.header, frame)
+                self._planes[key] = plane_of(image.path, image.header, frame)
             except InputError as exc:
                 raise _Skip(f"its image cannot be used: {exc}") from None
         return self._planes[key]
 
-    def first_plane(self, series_uid: str) -> _Plane | None:
+    def first_plane(self, series_uid: str) -> ImagePlane | None:
         """The plane of any image of a series (for its orientation), None if none is usable."""
         for uid in self.series_images.get(series_uid, []):
             multi_frame = int(self.images[uid].header.get("NumberOfFrames", 1) or 1) > 1
@@ -400,16 +277,6 @@ def _shape_centre(graphic_type: str, points: np.ndarray, spacing: np.ndarray | N
     return centre
 
 
-def _snomed_levels() -> dict[tuple[str, str], str]:
-    """SNOMED CT vertebra codes known to pydicom: (scheme, code) -> level."""
-    from pydicom.sr.codedict import codes
-
-    out = {}
-    for level in anatomy.ALL_LEVELS:
-        code = getattr(codes.SCT, f"{level}Vertebra", None) if level in anatomy.STANDARD_LEVELS else None
-        if code is not None:
-            out[("SCT", str(code.value))] = level
-    return out
 
 
 def _level_of_text(text: str) -> str:
@@ -552,7 +419,7 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
     return found
 
 
-def _pair_marks(marks: _Marks, plane: _Plane, problems: list[str]) -> list[tuple[str, np.ndarray]]:
+def _pair_marks(marks: _Marks, plane: ImagePlane, problems: list[str]) -> list[tuple[str, np.ndarray]]:
     """(label, (2,) pixel point) per vertebra label on one image; problems for the rest.
 
     Texts naming a vertebra and graphic centres are paired nearest-first
@@ -736,7 +603,7 @@ def _read_sr(path: Path, ds: Any, index: _Index, problems: list[str]) -> list[_F
     if not coords:
         problems.append(f"{path}: SR without spatial coordinates (SCOORD/SCOORD3D): nothing to import")
         return []
-    snomed = _snomed_levels()
+    snomed = snomed_levels()
     by_container: dict[int, list[tuple[int, Any, list[Any]]]] = {}
     for n, (coord, ancestors) in enumerate(coords, start=1):
         by_container.setdefault(id(ancestors[-1]), []).append((n, coord, ancestors))
@@ -835,10 +702,10 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
     out = []
     for uid in kept:
         mine = [f for f in found if f.series_uid == uid]
-        builder = _Builder(ids[uid], _series_folder(index.series_files(uid)), mine[0].source)
+        builder = ScanAnnotationBuilder(ids[uid], _series_folder(index.series_files(uid)), mine[0].source, uid)
         for f in mine:
             builder.add(f.label, [float(c) for c in lps_to_ras(f.lps)])
-        out.append(replace(builder.build(), series_uid=uid))
+        out.append(builder.build())
     return out
 
 
@@ -881,291 +748,3 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path) -> Dico
     if not objects:
         problems.append(f"no GSPS or SR objects found in {', '.join(str(s) for s in sources)}")
     return DicomImport(_group(found, index, problems), problems, len(objects))
-
-
-# ----------------------------------------------------------------------------
-# writing
-
-
-@dataclass
-class _SeriesHeaders:
-    """Headers of the slices of a loaded series, and each slice's plane (axis-2 order)."""
-
-    headers: list[Any]  # one per slice (a multi-frame file repeats)
-    frames: list[int | None]
-    planes: list[_Plane]
-
-    def unique_headers(self) -> list[Any]:
-        seen, out = set(), []
-        for h in self.headers:
-            if id(h) not in seen:
-                seen.add(id(h))
-                out.append(h)
-        return out
-
-
-def _series_headers(info: DicomSeriesInfo | None, what: str) -> _SeriesHeaders:
-    """Read the headers of the series behind a result; InputError for a non-DICOM input."""
-    import pydicom
-
-    if info is None or not info.files:
-        raise InputError(f"{what} needs a DICOM input (the image was not read from a DICOM series)")
-    cache: dict[Path, Any] = {}
-    headers, planes = [], []
-    frames: list[int | None] = list(info.frame_numbers) if info.frame_numbers else [None] * len(info.files)
-    for path, frame in zip(info.files, frames):
-        if path not in cache:
-            try:
-                cache[path] = pydicom.dcmread(path, stop_before_pixels=True)
-            except Exception as exc:  # moved or damaged since it was loaded
-                raise InputError(f"cannot read {path} to write {what}: {_one_line(exc)}") from None
-            _fill_type2(cache[path])
-        headers.append(cache[path])
-        planes.append(_plane_of(path, cache[path], frame))
-    return _SeriesHeaders(headers, frames, planes)
-
-
-def _fill_type2(header: Any) -> None:
-    """Add empty Type 2 patient/study attributes that some images lack (highdicom copies them)."""
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
-                    "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName"):
-        if keyword not in header:
-            setattr(header, keyword, "")
-
-
-@dataclass(frozen=True)
-class _Placed:
-    """A vertebra placed on its nearest slice: slice index, pixel point (2,), exact LPS (3,)."""
-
-    label: str
-    confidence: float
-    k: int
-    col_row: np.ndarray
-    lps: np.ndarray
-
-
-def _place(result: LabelResult, series: _SeriesHeaders) -> list[_Placed]:
-    """Each vertebra on the slice whose plane is nearest to it, projected in pixel coordinates."""
-    out = []
-    for v in result.vertebrae:
-        lps = lps_to_ras(np.asarray(v.position_mm, float))  # RAS -> LPS: the flip is its own inverse
-        distances = [abs(float(p.to_pixel(lps)[1][0])) for p in series.planes]
-        k = int(np.argmin(distances))
-        plane = series.planes[k]
-        col_row = plane.to_pixel(lps)[0][0]
-        col_row = np.clip(col_row, 0.0, np.array(plane.size, float))  # DICOM pixel coordinates lie on the image
-        out.append(_Placed(v.label, float(v.confidence), k, col_row, lps))
-    return out
-
-
-@contextlib.contextmanager
-def _quiet_highdicom() -> Iterator[None]:
-    """Hide highdicom's advice on the source's PatientName format (the source's, not ours to fix)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name", category=UserWarning)
-        yield
-
-
-def _save(dataset: Any, path: str | Path) -> None:
-    """Write a dataset as a DICOM Part 10 file, atomically."""
-    from pydicom import dcmwrite
-
-    from .outputs import atomic_write_bytes
-
-    buf = io.BytesIO()
-    dcmwrite(buf, dataset, enforce_file_format=True)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _software() -> tuple[str, str]:
-    from .. import __version__
-
-    return "spinelabel", str(__version__)
-
-
-def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path) -> None:
-    """Write the labels as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report).
-
-    One TID 1410 measurement group per vertebra: tracking identifier = the
-    level name ("L3"); finding "Vertebra" with the SNOMED CT finding site of
-    the level (C1..L5; other levels are named by the tracking identifier
-    only); the labeller's confidence as a NUM (local code
-    :data:`CONFIDENCE_CODE`, no units); the image region: a SCOORD POINT on
-    the nearest slice (what viewers draw), plus a SCOORD3D POINT (DCM
-    111010 "Center", the exact world LPS point; TID 1410 is extensible).
-    Patient and study come from the source images, which are listed as
-    evidence and in the image library.
-
-    Parameters
-    ----------
-    result : LabelResult
-        Positions in world RAS mm.
-    dicom_info : DicomSeriesInfo or None
-        ``LoadedImage.dicom`` of the labelled series; None (NIfTI) is an error.
-    path : str or Path
-        The .dcm file to write (atomically).
-
-    Raises
-    ------
-    InputError
-        Not a DICOM input, the series files are no longer readable, or the
-        object cannot be built from them.
-    """
-    series = _series_headers(dicom_info, "--dicom-sr")
-    try:
-        with _quiet_highdicom():
-            dataset = _build_sr(result, dicom_info, series)  # type: ignore[arg-type]
-    except ValueError as exc:  # highdicom refuses a value taken from the source headers
-        raise InputError(f"cannot write the DICOM SR: {_one_line(exc)}") from exc
-    _save(dataset, path)
-
-
-def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders) -> Any:
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
-
-    name, version = _software()
-    snomed = {level: code for (scheme, code), level in _snomed_levels().items()}
-    algorithm = hd.sr.AlgorithmIdentification(name=f"{name} {result.model_name}", version=result.model_version)
-    observer = hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device,
-            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=generate_uid(), name=name, manufacturer_name=name, model_name=f"{result.model_name} {result.model_version}"
-            ),
-        )
-    )
-    groups: list[Any] = []
-    used: list[Any] = []
-    for placed in _place(result, series):
-        header, frame = series.headers[placed.k], series.frames[placed.k]
-        source = hd.sr.SourceImageForRegion.from_source_image(header, referenced_frame_numbers=[frame] if frame else None)
-        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
-                                   graphic_data=placed.col_row.reshape(1, 2), source_image=source)
-        site = [hd.sr.FindingSite(anatomic_location=hd.sr.CodedConcept(snomed[placed.label], "SCT", f"{placed.label} vertebra"))] \
-            if placed.label in snomed else None
-        confidence = hd.sr.Measurement(name=hd.sr.CodedConcept(*CONFIDENCE_CODE), value=placed.confidence,
-                                       unit=codes.UCUM.NoUnits)
-        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=placed.label),
-            referenced_region=region, finding_type=codes.SCT.Vertebra, finding_sites=site,
-            algorithm_id=algorithm, measurements=[confidence],
-        )
-        if info.frame_of_reference_uid:
-            group[0].ContentSequence.append(hd.sr.Scoord3DContentItem(
-                name=codes.DCM.Center, graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-                graphic_data=placed.lps.reshape(1, 3), frame_of_reference_uid=info.frame_of_reference_uid,
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            ))
-        groups.append(group)
-        if id(header) not in {id(h) for h in used}:
-            used.append(header)
-    procedure = codes.cid100.MRIUnspecifiedBodyRegion if info.modality == "MR" else codes.SCT.ImagingProcedure
-    # highdicom's image library reads the plane attributes of single-frame images only; it is optional in TID 1500
-    library = used if used and all(frame is None for frame in series.frames) else None
-    report = hd.sr.MeasurementReport(observation_context=observer, procedure_reported=procedure,
-                                     imaging_measurements=groups, referenced_images=library)
-    return hd.sr.Comprehensive3DSR(
-        evidence=series.unique_headers(), content=report, series_instance_uid=generate_uid(),
-        series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer=name, is_complete=True, is_final=False, is_verified=False,
-        series_description="spinelabel vertebra labels (SR)", software_versions=version,
-        manufacturer_model_name=name,
-    )
-
-
-def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path) -> None:
-    """Write the labels as a Grayscale Softcopy Presentation State for the source series.
-
-    Per vertebra, on the slice nearest to it: a POINT graphic and a text
-    object (the level name, with "?" appended below
-    :data:`spinelabel.results.LOW_CONFIDENCE`) anchored at the point, its
-    box beside it. The presentation state applies to every image of the
-    series (window and rescale taken from the images), so a PACS viewer
-    shows the labels while scrolling. Points are the projection of each
-    vertebra onto its slice (out of plane by at most half the slice spacing).
-
-    Parameters
-    ----------
-    result : LabelResult
-    dicom_info : DicomSeriesInfo or None
-        ``LoadedImage.dicom``; None (NIfTI) is an error.
-    path : str or Path
-        The .dcm file to write (atomically).
-
-    Raises
-    ------
-    InputError
-        As :func:`write_sr`.
-    """
-    series = _series_headers(dicom_info, "--gsps")
-    try:
-        with _quiet_highdicom():
-            dataset = _build_gsps(result, series)
-    except ValueError as exc:  # highdicom refuses a value taken from the source headers
-        raise InputError(f"cannot write the GSPS: {_one_line(exc)}") from exc
-    _save(dataset, path)
-
-
-def _text_box(plane: _Plane, col_row: np.ndarray) -> tuple[float, float, float, float]:
-    """[left, top, right, bottom] pixel box beside a point (right of it, else left), inside the image."""
-    size = np.array(TEXT_BOX_MM) / plane.spacing
-    gap = TEXT_GAP_MM / plane.spacing[0]
-    limit = np.array(plane.size, float)
-    left = col_row[0] + gap
-    if left + size[0] > limit[0]:
-        left = col_row[0] - gap - size[0]
-    top = col_row[1] - size[1] / 2
-    lo = np.clip([left, top], 0.0, np.maximum(limit - size, 0.0))
-    hi = np.minimum(lo + size, limit)
-    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
-
-
-def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
-    import highdicom as hd
-    from pydicom.uid import generate_uid
-
-    from ..results import LOW_CONFIDENCE
-
-    name, version = _software()
-    layer = hd.pr.GraphicLayer(layer_name=GRAPHIC_LAYER, order=1, description="vertebra labels")
-    annotations = []
-    for placed in _place(result, series):
-        header, frame, plane = series.headers[placed.k], series.frames[placed.k], series.planes[placed.k]
-        text = placed.label if placed.confidence >= LOW_CONFIDENCE else f"{placed.label}?"
-        point = (float(placed.col_row[0]), float(placed.col_row[1]))
-        annotations.append(hd.pr.GraphicAnnotation(
-            referenced_images=[header], graphic_layer=layer, referenced_frame_number=frame,
-            graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT,
-                                                 graphic_data=placed.col_row.reshape(1, 2),
-                                                 units=hd.pr.AnnotationUnitsValues.PIXEL)],
-            text_objects=[hd.pr.TextObject(text_value=text, units=hd.pr.AnnotationUnitsValues.PIXEL,
-                                           anchor_point=point, bounding_box=_text_box(plane, placed.col_row),
-                                           text_justification=hd.pr.TextJustificationValues.LEFT)],
-        ))
-    return hd.pr.GrayscaleSoftcopyPresentationState(
-        referenced_images=series.unique_headers(), series_instance_uid=generate_uid(),
-        series_number=GSPS_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer=name, manufacturer_model_name=name, software_versions=version, device_serial_number="0",
-        content_label=GSPS_CONTENT_LABEL, content_description=f"vertebra labels by {name} {result.model_name}",
-        graphic_annotations=annotations or None, graphic_layers=[layer],
-        series_description="spinelabel vertebra labels (GSPS)",
-        modality_lut_transformation=_modality_lut(series.unique_headers()[0]),
-    )
-
-
-def _modality_lut(header: Any) -> Any:
-    """The source's rescale as the GSPS modality LUT, type "US" (unspecified, as MR has no units).
-
-    highdicom derives it itself for classic images but, for enhanced
-    multi-frame ones with a Pixel Value Transformation group, asks for a
-    rescale type that MR images do not carry.
-    """
-    import highdicom as hd
-
-    groups = header.get("SharedFunctionalGroupsSequence") or [header]
-    transform = (groups[0].get("PixelValueTransformationSequence") or [header])[0]
-    slope = float(transform.get("RescaleSlope", header.get("RescaleSlope", 1.0)))
-    intercept = float(transform.get("RescaleIntercept", header.get("RescaleIntercept", 0.0)))
-    return hd.ModalityLUTTransformation(rescale_intercept=intercept, rescale_slope=slope, rescale_type="US")

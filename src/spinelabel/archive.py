@@ -1,0 +1,287 @@
+"""Archive-scale labeling from a manifest, resumable: ``spinelabel batch MANIFEST``.
+
+A manifest lists the series to label, one item per row: a CSV with a header
+(column ``input``, optional ``id`` and ``series``), JSON lines with the same
+keys, or the ``harvest.json`` that ``spinelabel pacs harvest`` writes (its
+sagittal series, ids = SeriesInstanceUIDs). The output folder holds
+
+- ``labels/<id>.json`` (and ``labels/<id>.png`` with overlays): one result per item;
+- ``done.txt``: the ids labeled so far, one per line, appended after the
+  item's result is written. A re-run skips them, so a killed run is resumed
+  by starting it again;
+- ``failed.csv``: ``id,input,reason`` of the items that failed and have not
+  been labeled since (rewritten whenever it changes). A re-run tries them
+  again unless told to skip them.
+
+Only the driver (this process) writes ``done.txt`` and ``failed.csv``; the
+workers (:mod:`spinelabel.batch`) write the per-item results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .batch import LabelerSpec, Outcome, Task, run_dask, run_here, run_processes
+from .errors import InputError
+
+DONE_NAME = "done.txt"
+FAILED_NAME = "failed.csv"
+LABELS_DIR = "labels"
+#: What an item id may hold: it names files, so no path separators or spaces.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+MANIFEST_KEYS = ("id", "input", "series")
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    """One row of a manifest: ``input`` is absolute (relative paths are taken from the manifest's folder)."""
+
+    id: str
+    input: str
+    series: str | None = None
+
+
+@dataclass
+class ArchiveRun:
+    """What a run did; ``failed`` maps id -> (input, reason), including earlier runs' failures not retried."""
+
+    total: int
+    done_before: int
+    labeled: int = 0
+    failed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    seconds: float = 0.0
+    #: Items this run tried (labeled or failed).
+    attempted: int = 0
+
+    @property
+    def items_per_minute(self) -> float:
+        return 60.0 * self.attempted / self.seconds if self.seconds > 0 else 0.0
+
+
+def read_manifest(path: Path) -> list[ManifestItem]:
+    """The items of a CSV (with header), JSON-lines (``.jsonl``/``.ndjson``) or ``harvest.json`` manifest.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, no ``input`` column, an empty manifest, an id that
+        is not a safe file name, or the same id twice.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        rows = _harvest_rows(text, path)
+    else:
+        rows = _jsonl_rows(text, path) if suffix in (".jsonl", ".ndjson") else _csv_rows(text, path)
+    if not rows:
+        raise InputError(f"manifest {path} lists no items")
+    items = [_item(row, n, path) for n, row in enumerate(rows, start=1)]
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise InputError(f"manifest {path}: id {item.id!r} appears twice (ids name the result files)")
+        seen.add(item.id)
+    return items
+
+
+def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "input" not in [f.strip() for f in reader.fieldnames]:
+        raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
+    return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader if any((v or "").strip() for v in row.values())]
+
+
+def _jsonl_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise InputError(f"manifest {path}, line {n}: not valid JSON") from None
+        if not isinstance(row, dict):
+            raise InputError(f"manifest {path}, line {n}: expected an object with an 'input' key")
+        rows.append(row)
+    return rows
+
+
+def _harvest_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    """The sagittal image series of a ``spinelabel pacs harvest`` report (``harvest.json``), id = SeriesInstanceUID."""
+    try:
+        studies = json.loads(text)["studies"]
+        return [{"input": image["folder"], "id": image.get("series_uid") or ""} for s in studies for image in s["images"]]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"manifest {path}: a .json manifest must be the harvest.json of 'spinelabel pacs harvest'") from None
+
+
+def _item(row: dict[str, Any], n: int, path: Path) -> ManifestItem:
+    """A manifest row as an item; the id defaults to the input's name (no extension)."""
+    raw = str(row.get("input") or "").strip()
+    if not raw:
+        raise InputError(f"manifest {path}, item {n}: no input")
+    where = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+    default = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(raw).name.removesuffix(".gz").removesuffix(".nii")).strip("._-")
+    item_id = str(row.get("id") or "").strip() or default
+    if not ID_PATTERN.fullmatch(item_id):
+        raise InputError(f"manifest {path}, item {n}: id {item_id!r} must be letters, digits, '.', '_' or '-'")
+    return ManifestItem(item_id, str(where), str(row.get("series") or "").strip() or None)
+
+
+def read_done(out_dir: Path) -> set[str]:
+    """The ids in ``done.txt`` (a last line without its newline, cut by a kill, is not counted)."""
+    path = out_dir / DONE_NAME
+    if not path.is_file():
+        return set()
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")[:-1]  # the part after the last newline is incomplete (or empty)
+    return {line.strip() for line in lines if line.strip()}
+
+
+def read_failed(out_dir: Path) -> dict[str, tuple[str, str]]:
+    """``failed.csv`` as id -> (input, reason); empty when there is none."""
+    path = out_dir / FAILED_NAME
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["id"]: (r.get("input", ""), r.get("reason", "")) for r in csv.DictReader(f) if r.get("id")}
+
+
+def _write_failed(out_dir: Path, failed: dict[str, tuple[str, str]]) -> None:
+    from .io.outputs import atomic_write_bytes
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "input", "reason"])
+    writer.writerows([key, inp, reason] for key, (inp, reason) in sorted(failed.items()))
+    atomic_write_bytes(out_dir / FAILED_NAME, buf.getvalue().encode())
+
+
+class _DoneList:
+    """``done.txt`` opened for appending: one ``write`` per id, so a kill never leaves half a line."""
+
+    def __init__(self, out_dir: Path):
+        from .errors import OutputError
+
+        try:
+            self.fd = os.open(out_dir / DONE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out_dir / DONE_NAME}: {exc.strerror or exc}") from None
+
+    def add(self, key: str) -> None:
+        os.write(self.fd, f"{key}\n".encode())
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def pending_tasks(items: list[ManifestItem], out_dir: Path, overlays: bool, skip: set[str]) -> list[Task]:
+    """The tasks of the items not in ``skip``, writing to ``out_dir/labels/<id>.json`` (and ``.png``)."""
+    labels = out_dir / LABELS_DIR
+    return [
+        Task(item.id, (item.input,), item.series, labels / f"{item.id}.json", labels / f"{item.id}.png" if overlays else None)
+        for item in items
+        if item.id not in skip
+    ]
+
+
+Runner = Callable[[list[Task]], Iterator[Outcome]]
+
+
+def make_runner(spec: LabelerSpec, jobs: int = 1, client: Any = None) -> Runner:
+    """How tasks are run: on a Dask ``client``, else ``jobs`` worker processes, else this process.
+
+    Raises
+    ------
+    ModelError, InputError
+        In this process (no client, one job): the labeler cannot be loaded;
+        it is loaded here, before any task.
+    """
+    if client is not None:
+        return lambda tasks: run_dask(spec, tasks, client)
+    if jobs > 1:
+        return lambda tasks: run_processes(spec, tasks, jobs)
+    labeler = spec.load()
+    return lambda tasks: run_here(labeler, tasks)
+
+
+def run_archive(
+    items: list[ManifestItem], out_dir: Path, runner: Runner, overlays: bool = False, skip_failed: bool = False,
+    progress: Callable[[Outcome], None] | None = None,
+) -> ArchiveRun:
+    """Label every manifest item not yet done; record each outcome as it arrives.
+
+    Parameters
+    ----------
+    items : list of ManifestItem
+        From :func:`read_manifest` (ids unique).
+    runner : callable
+        From :func:`make_runner`.
+    skip_failed : bool
+        Do not retry the items listed in ``failed.csv``.
+    progress : callable, optional
+        Called with each outcome (a progress bar). An exception raised from it
+        stops the run like a kill: what was recorded stays recorded.
+
+    Raises
+    ------
+    OutputError
+        The output folder cannot be written.
+    """
+    _prepare_output(out_dir)
+    ids = {item.id for item in items}
+    done = read_done(out_dir) & ids
+    failed = {k: v for k, v in read_failed(out_dir).items() if k in ids and k not in done}
+    if (out_dir / FAILED_NAME).exists():
+        _write_failed(out_dir, failed)  # drop entries labeled since, or no longer in the manifest
+    tasks = pending_tasks(items, out_dir, overlays, done | (set(failed) if skip_failed else set()))
+    run = ArchiveRun(total=len(items), done_before=len(done), failed=failed)
+    inputs = {item.id: item.input for item in items}
+    done_list, start = _DoneList(out_dir), time.perf_counter()
+    try:
+        for outcome in runner(tasks):
+            _record(outcome, run, done_list, out_dir, inputs)
+            if progress is not None:
+                progress(outcome)
+    finally:
+        done_list.close()
+        run.seconds = time.perf_counter() - start
+    return run
+
+
+def _prepare_output(out_dir: Path) -> None:
+    """Create ``out_dir/labels``; OutputError (one line) when the folder cannot be made or written."""
+    from .errors import OutputError
+    from .io.outputs import check_output_target
+
+    for name in (DONE_NAME, FAILED_NAME):
+        check_output_target(out_dir / name)
+    try:
+        (out_dir / LABELS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir / LABELS_DIR}: {exc.strerror or exc}") from None
+
+
+def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Path, inputs: dict[str, str]) -> None:
+    """Append a labeled item to ``done.txt``, or list a failed one in ``failed.csv``."""
+    run.attempted += 1
+    if outcome.ok:
+        done_list.add(outcome.key)
+        run.labeled += 1
+        if run.failed.pop(outcome.key, None) is not None:
+            _write_failed(out_dir, run.failed)
+        return
+    run.failed[outcome.key] = (inputs[outcome.key], outcome.error or "failed")
+    _write_failed(out_dir, run.failed)

@@ -1,0 +1,262 @@
+"""Labeling many images with one model per worker: in this process, in worker processes, or on Dask.
+
+A :class:`Task` says what to read and where its outputs go; a worker labels it
+with :func:`label_to_files` (``pipeline.make_labeler`` + ``label_loaded``, the
+one inference path) and answers an :class:`Outcome`. One bad item is one failed
+outcome, never the end of the batch. Each worker process loads its labeler once
+(:func:`cached_labeler`) with one torch thread, so N workers use N cores
+without OpenMP threads competing for them.
+
+Runners, all yielding outcomes as they finish: :func:`run_here` (this
+process), :func:`run_processes` (a ``concurrent.futures`` process pool) and
+:func:`run_dask` (a ``dask.distributed`` client: a local or remote cluster).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelError, SpinelabelError
+
+if TYPE_CHECKING:
+    from .results import LabelResult
+
+#: Torch threads of each worker process: N workers then use N cores with no
+#: OpenMP threads contending for them (issue 15: 2 processes x 1 thread beat 1 x 2).
+WORKER_THREADS = 1
+
+
+@dataclass(frozen=True)
+class LabelerSpec:
+    """What a worker loads once: picklable and hashable (the key of :func:`cached_labeler`).
+
+    Attributes
+    ----------
+    region : str
+        lumbar, cervical, whole or auto (``pipeline.make_labeler``).
+    model : str, optional
+        Model directory or shipped model name; None: the region's shipped model.
+    threads : int, optional
+        Torch threads of the process; None: ``pipeline.thread_count()``.
+    factory : str, optional
+        ``"module:function"`` returning a labeler, used instead of
+        ``make_labeler`` (tests: ``spinelabel.testing.dummy:blob_labeler``).
+    """
+
+    region: str = "lumbar"
+    model: str | None = None
+    threads: int | None = WORKER_THREADS
+    factory: str | None = None
+
+    def load(self) -> Any:
+        """The labeler (``pipeline.Labeler`` or ``AutoLabeler``); raises ModelError/InputError."""
+        if self.factory is not None:
+            module, _, name = self.factory.partition(":")
+            return getattr(importlib.import_module(module), name)()
+        from .pipeline import make_labeler
+
+        return make_labeler(self.region, self.model, threads=self.threads)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to label and the outputs to write (None: not written).
+
+    Attributes
+    ----------
+    key : str
+        The item's name in outcomes, done-lists and messages.
+    inputs : tuple of str
+        A NIfTI file, a DICOM folder, or the DICOM files of one series.
+    """
+
+    key: str
+    inputs: tuple[str, ...]
+    series: str | None = None
+    json: Path | None = None
+    overlay: Path | None = None
+    sr: Path | None = None
+    gsps: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a task: ``error`` is None when it was labeled and written.
+
+    ``fatal`` marks a worker that could not load its labeler (a corrupt model):
+    every task would fail the same way, so the runners stop the batch.
+    """
+
+    key: str
+    error: str | None = None
+    n_vertebrae: int = 0
+    seconds: float = 0.0
+    fatal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def label_to_files(
+    labeler: Any, inputs: Iterable[str | Path], series: str | None, json: Path | None = None,
+    overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None,
+) -> "LabelResult":
+    """Read one image, label it, and write the requested outputs: all of them or none.
+
+    Raises
+    ------
+    SpinelabelError
+        The image cannot be read or labeled, or an output cannot be written
+        (then no output of this image is left behind).
+    """
+    from .errors import InputError
+    from .io import load_image
+    from .io.dicom_label_write import write_gsps, write_sr
+    from .io.outputs import render_overlay, write_all_or_nothing, write_json
+    from .pipeline import label_loaded
+
+    loaded = load_image([Path(p) for p in inputs], series_uid=series)
+    if (sr is not None or gsps is not None) and loaded.dicom is None:
+        raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
+    result = label_loaded(labeler, loaded)
+    writers = [
+        (json, lambda p: write_json(result, loaded.source, p)),
+        (overlay, lambda p: render_overlay(loaded.volume, result, p)),
+        (sr, lambda p: write_sr(result, loaded.dicom, p)),
+        (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
+    ]
+    write_all_or_nothing([(path, write) for path, write in writers if path is not None])
+    return result
+
+
+def run_task(labeler: Any, task: Task) -> Outcome:
+    """Label one task; any failure becomes a failed outcome with a one-line reason.
+
+    Beyond the expected ``SpinelabelError``, an unexpected exception (a bug,
+    a reader crashing on a strange file, memory) fails this item only: in an
+    archive of thousands of series one item must not stop the rest.
+    """
+    start = time.perf_counter()
+    try:
+        result = label_to_files(labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps)
+    except SpinelabelError as exc:
+        return Outcome(task.key, _one_line(str(exc)), seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - reported as this item's failure, see docstring
+        return Outcome(task.key, _one_line(f"unexpected error: {type(exc).__name__}: {exc}"), seconds=time.perf_counter() - start)
+    return Outcome(task.key, None, len(result.vertebrae), time.perf_counter() - start)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "failed"
+
+
+_LOADED: dict[LabelerSpec, Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def cached_labeler(spec: LabelerSpec) -> Any:
+    """The labeler of ``spec``, loaded once per process (thread-safe): what a worker calls per task.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` first when torch is not yet imported.
+    """
+    from .pipeline import passive_openmp
+
+    with _LOAD_LOCK:
+        if spec not in _LOADED:
+            passive_openmp()
+            _LOADED[spec] = spec.load()
+        return _LOADED[spec]
+
+
+def worker_task(spec: LabelerSpec, task: Task) -> Outcome:
+    """Label ``task`` with this worker's labeler (process pools and Dask workers run this)."""
+    try:
+        labeler = cached_labeler(spec)
+    except SpinelabelError as exc:
+        return Outcome(task.key, _one_line(str(exc)), fatal=True)
+    return run_task(labeler, task)
+
+
+def _warm_worker(spec: LabelerSpec) -> None:
+    """Process-pool initializer: load the labeler before the first task (errors come with the tasks)."""
+    try:
+        cached_labeler(spec)
+    except SpinelabelError:
+        pass  # worker_task reports it as a fatal outcome
+
+
+def _checked(outcome: Outcome) -> Outcome:
+    if outcome.fatal:
+        raise ModelError(f"a worker could not load the model: {outcome.error}")
+    return outcome
+
+
+def run_here(labeler: Any, tasks: Iterable[Task]) -> Iterator[Outcome]:
+    """Label the tasks one after another in this process with ``labeler`` (e.g. ``LabelerSpec.load()``)."""
+    for task in tasks:
+        yield run_task(labeler, task)
+
+
+def run_processes(spec: LabelerSpec, tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:
+    """Label the tasks in ``jobs`` worker processes, each loading the labeler once; outcomes as they finish.
+
+    Workers are started with ``spawn`` (no fork of a process that has torch's
+    thread pools). Closing the iterator early cancels the tasks not started.
+
+    Raises
+    ------
+    ModelError
+        A worker could not load the labeler (the batch stops), or a worker
+        process died (killed, out of memory).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_worker, initargs=(spec,)
+    )
+    try:
+        futures = [pool.submit(worker_task, spec, task) for task in tasks]
+        for future in as_completed(futures):
+            yield _checked(future.result())
+    except BrokenProcessPool:
+        raise ModelError("a worker process died (killed or out of memory); finished items are kept") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_dask(spec: LabelerSpec, tasks: Iterable[Task], client: Any) -> Iterator[Outcome]:
+    """Label the tasks on a Dask cluster; each worker process loads the labeler once (:func:`cached_labeler`).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Connected to a local or remote scheduler. The workers need
+        spinelabel installed and must see the input and output paths.
+
+    Notes
+    -----
+    A task whose worker dies is retried by Dask on another worker; one that
+    keeps killing workers (``KilledWorker``) becomes a failed outcome.
+    """
+    from distributed import as_completed
+
+    futures = {client.submit(worker_task, spec, task, pure=False): task for task in tasks}
+    try:
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - the worker died on it, or the cluster lost it
+                outcome = Outcome(task.key, _one_line(f"worker failed: {type(exc).__name__}: {exc}"))
+            yield _checked(outcome)
+    finally:
+        client.cancel(list(futures))

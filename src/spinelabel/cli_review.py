@@ -1,0 +1,81 @@
+"""Command line: ``spinelabel review`` (the local review page; see :mod:`spinelabel.review`).
+
+Registered on the main app in :mod:`spinelabel.cli`, whose ``main`` turns
+every :class:`~spinelabel.errors.SpinelabelError` into one line and exit
+status 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+#: Where results are read and saved when ``--labels`` is not given.
+DEFAULT_LABELS_DIR = Path("spinelabel-review")
+#: Reviewer name recorded when the login name cannot be found (a container without a user entry).
+UNKNOWN_REVIEWER = "unknown"
+
+
+def _login_name() -> str:
+    """The login name of this process's user, or :data:`UNKNOWN_REVIEWER`."""
+    import getpass
+
+    try:
+        return getpass.getuser() or UNKNOWN_REVIEWER
+    except (OSError, KeyError):
+        return UNKNOWN_REVIEWER
+
+
+def _unique_names(inputs: list[Path]) -> list[str]:
+    """One name per input, as ``label --output-dir`` gives them (a name taken twice gets a "_")."""
+    from .cli import _scan_name
+
+    names: list[str] = []
+    for inp in inputs:
+        name = _scan_name(inp)
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+def review(
+    inputs: list[Path] = typer.Argument(..., help="Scans to review: NIfTI files or DICOM series folders, one scan each."),
+    labels: Path = typer.Option(DEFAULT_LABELS_DIR, "--labels", help="Folder of the results: NAME.json is used where it exists, else the scan is labeled into it; reviews are saved there (with NAME.sr.dcm and NAME.gsps.dcm for DICOM inputs)."),
+    region: str = typer.Option("lumbar", help="Region for scans that still need labeling: lumbar, cervical, whole, or auto."),
+    model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
+    series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series."),
+    port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port to listen on (default 8765; 0: any free port).", show_default=False),
+    host: Optional[str] = typer.Option(None, help="Listen on this address instead of 127.0.0.1; every request then needs the token printed at start.", show_default=False),
+    reviewer: Optional[str] = typer.Option(None, help="Name recorded with each review (default: the login name).", show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the address to open."),
+) -> None:
+    """Serve a local page to confirm or correct the labels of scans; saved reviews are training data for 'train'."""
+    from .cli import _echo, check_region
+    from .errors import InputError
+    from .review import DEFAULT_PORT, ReviewSession, make_server, prepare_scans
+
+    region = check_region(region)
+
+    def labeler():
+        """The region's labeler, loaded only when a scan has no result yet."""
+        from .pipeline import make_labeler
+
+        return make_labeler(region, model)
+
+    scans, images, failures = prepare_scans(inputs, _unique_names(inputs), labels, labeler, series)
+    for inp, message in failures:
+        typer.echo(f"failed: {inp}: {message}", err=True)
+    if not scans:
+        raise InputError("no scan to review (every input failed: reasons above)")
+    server = make_server(ReviewSession(scans, reviewer or _login_name(), images), host, DEFAULT_PORT if port is None else port)
+    _echo(f"reviewing {len(scans)} scan(s); results in {labels}; Ctrl+C stops", quiet)
+    typer.echo(f"open {server.url}")  # the token, when there is one, is printed here only
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        _echo("stopped", quiet, err=True)
+    finally:
+        server.server_close()

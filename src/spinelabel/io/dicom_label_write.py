@@ -1,0 +1,400 @@
+"""Spine labels to DICOM: write a result as an SR (TID 1500) and as a GSPS.
+
+Both reference the sagittal slice nearest each vertebra (by the distance of
+the point to each slice plane) with the point projected onto that slice in
+pixel coordinates. The SR also stores the exact world point (SCOORD3D), so
+it re-imports to the same 3D point; a GSPS can only hold in-plane points, so
+it re-imports to the projection of the point onto its slice (out of plane by
+at most half the slice spacing). Pixel coordinates follow
+:mod:`spinelabel.io.dicom_label_common`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry import lps_to_ras
+from .dicom_label_common import ImagePlane, plane_of, snomed_levels
+from .nifti import _one_line
+
+if TYPE_CHECKING:
+    from ..results import LabelResult
+    from .dicom import DicomSeriesInfo
+
+__all__ = ["write_gsps", "write_sr"]
+
+#: series (numbered from 1, rarely above a few hundred) in PACS series lists.
+SR_SERIES_NUMBER = 9901
+GSPS_SERIES_NUMBER = 9902
+#: Size (mm) of the text box written beside each point in a GSPS, and its gap from the point.
+TEXT_BOX_MM = (24.0, 8.0)
+TEXT_GAP_MM = 6.0
+#: GSPS content label (a DICOM code string: capitals, digits, '_' and ' ').
+GSPS_CONTENT_LABEL = "SPINE_LABELS"
+GRAPHIC_LAYER = "VERTEBRAE"
+#: Local code for the labeller's confidence (local coding schemes begin with "99").
+CONFIDENCE_CODE = ("LABELCONF", "99SPINELABEL", "Vertebra label confidence")
+LOCAL_SCHEME_NAME = "spinelabel local codes"
+#: Finding sites of levels without a vertebra code in pydicom's SNOMED CT table: S1 is part of the sacrum.
+SITE_OF_LEVEL = {"S1": ("54735007", "SCT", "Sacrum")}
+#: Smallest window width DICOM allows for a LINEAR VOI function (PS3.3 C.11.2.1.2.1).
+MIN_WINDOW_WIDTH = 1.0
+#: Body Part Examined (PS3.16 CID 4031 defined terms) of the GSPS series, per labelling region.
+#: Spine is unpaired, so with it no Laterality is needed (General Series Type 2C).
+BODY_PART = {"cervical": "CSPINE", "lumbar": "LSPINE"}
+BODY_PART_DEFAULT = "SPINE"
+
+
+@dataclass
+class _SeriesHeaders:
+    """Headers of the slices of a loaded series, and each slice's plane (axis-2 order)."""
+
+    headers: list[Any]  # one per slice (a multi-frame file repeats)
+    frames: list[int | None]
+    planes: list[ImagePlane]
+
+    def unique_headers(self) -> list[Any]:
+        seen, out = set(), []
+        for h in self.headers:
+            if id(h) not in seen:
+                seen.add(id(h))
+                out.append(h)
+        return out
+
+
+def _series_headers(info: DicomSeriesInfo | None, what: str) -> _SeriesHeaders:
+    """Read the headers of the series behind a result; InputError for a non-DICOM input."""
+    import pydicom
+
+    if info is None or not info.files:
+        raise InputError(f"{what} needs a DICOM input (the image was not read from a DICOM series)")
+    cache: dict[Path, Any] = {}
+    headers, planes = [], []
+    frames: list[int | None] = list(info.frame_numbers) if info.frame_numbers else [None] * len(info.files)
+    for path, frame in zip(info.files, frames):
+        if path not in cache:
+            try:
+                cache[path] = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception as exc:  # moved or damaged since it was loaded
+                raise InputError(f"cannot read {path} to write {what}: {_one_line(exc)}") from None
+            _fill_type2(cache[path])
+        headers.append(cache[path])
+        planes.append(plane_of(path, cache[path], frame))
+    return _SeriesHeaders(headers, frames, planes)
+
+
+def _fill_type2(header: Any) -> None:
+    """Add empty Type 2 patient/study attributes that some images lack (highdicom copies them)."""
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                    "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName"):
+        if keyword not in header:
+            setattr(header, keyword, "")
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A vertebra placed on its nearest slice: slice index, pixel point (2,), exact LPS (3,)."""
+
+    label: str
+    confidence: float
+    k: int
+    col_row: np.ndarray
+    lps: np.ndarray
+
+
+def _place(result: LabelResult, series: _SeriesHeaders) -> list[_Placed]:
+    """Each vertebra on the slice whose plane is nearest to it, projected in pixel coordinates."""
+    out = []
+    for v in result.vertebrae:
+        lps = lps_to_ras(np.asarray(v.position_mm, float))  # RAS -> LPS: the flip is its own inverse
+        distances = [abs(float(p.to_pixel(lps)[1][0])) for p in series.planes]
+        k = int(np.argmin(distances))
+        plane = series.planes[k]
+        col_row = plane.to_pixel(lps)[0][0]
+        col_row = np.clip(col_row, 0.0, np.array(plane.size, float))  # DICOM pixel coordinates lie on the image
+        out.append(_Placed(v.label, float(v.confidence), k, col_row, lps))
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_highdicom() -> Iterator[None]:
+    """Hide highdicom's advice on the source's PatientName format (the source's, not ours to fix)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name", category=UserWarning)
+        yield
+
+
+def _save(dataset: Any, path: str | Path) -> None:
+    """Write a dataset as a DICOM Part 10 file, atomically."""
+    from pydicom import dcmwrite
+
+    from .outputs import atomic_write_bytes
+
+    buf = io.BytesIO()
+    dcmwrite(buf, dataset, enforce_file_format=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _software() -> tuple[str, str]:
+    from .. import __version__
+
+    return "spinelabel", str(__version__)
+
+
+def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path) -> None:
+    """Write the labels as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report).
+
+    One TID 1410 measurement group per vertebra: tracking identifier = the
+    level name ("L3"); finding "Vertebra" with the SNOMED CT finding site of
+    the level (C1..L5; other levels are named by the tracking identifier
+    only); the labeller's confidence as a NUM (local code
+    :data:`CONFIDENCE_CODE`, no units); the image region: a SCOORD POINT on
+    the nearest slice (what viewers draw), plus a SCOORD3D POINT (DCM
+    111010 "Center", the exact world LPS point; TID 1410 is extensible).
+    Patient and study come from the source images, which are listed as
+    evidence and in the image library.
+
+    Parameters
+    ----------
+    result : LabelResult
+        Positions in world RAS mm.
+    dicom_info : DicomSeriesInfo or None
+        ``LoadedImage.dicom`` of the labelled series; None (NIfTI) is an error.
+    path : str or Path
+        The .dcm file to write (atomically).
+
+    Raises
+    ------
+    InputError
+        Not a DICOM input, the series files are no longer readable, or the
+        object cannot be built from them.
+    """
+    series = _series_headers(dicom_info, "--dicom-sr")
+    try:
+        with _quiet_highdicom():
+            dataset = _build_sr(result, dicom_info, series)  # type: ignore[arg-type]
+    except ValueError as exc:  # highdicom refuses a value taken from the source headers
+        raise InputError(f"cannot write the DICOM SR: {_one_line(exc)}") from exc
+    _save(dataset, path)
+
+
+def _observer(result: LabelResult) -> Any:
+    """TID 1002 observation context: spinelabel as the observing device."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    name, _ = _software()
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=generate_uid(), name=name, manufacturer_name=name,
+                model_name=f"{result.model_name} {result.model_version}",
+            ),
+        )
+    )
+
+
+def _measurement_group(placed: _Placed, series: _SeriesHeaders, info: DicomSeriesInfo, algorithm: Any) -> Any:
+    """One TID 1410 group: tracking identifiers, finding, finding site, confidence, SCOORD (+ SCOORD3D)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    site = _finding_site(placed.label)
+    header, frame = series.headers[placed.k], series.frames[placed.k]
+    source = hd.sr.SourceImageForRegion.from_source_image(header, referenced_frame_numbers=[frame] if frame else None)
+    region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
+                               graphic_data=placed.col_row.reshape(1, 2), source_image=source)
+    confidence = hd.sr.Measurement(name=hd.sr.CodedConcept(*CONFIDENCE_CODE), value=placed.confidence,
+                                   unit=codes.UCUM.NoUnits)
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=placed.label),
+        referenced_region=region, finding_type=codes.SCT.Vertebra, finding_sites=[site] if site is not None else None,
+        algorithm_id=algorithm, measurements=[confidence],
+    )
+    if info.frame_of_reference_uid:
+        group[0].ContentSequence.append(hd.sr.Scoord3DContentItem(
+            name=codes.DCM.Center, graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+            graphic_data=placed.lps.reshape(1, 3), frame_of_reference_uid=info.frame_of_reference_uid,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        ))
+    return group
+
+
+def _finding_site(level: str) -> Any:
+    """TID 1410 finding site of a level: its SNOMED CT vertebra code, the sacrum for S1, else None.
+
+    OHIF shows the finding site's meaning beside each point (it does not show
+    the tracking identifier), so every level with a code gets one; L6 and T13
+    have none and are named by the tracking identifier only.
+    """
+    import highdicom as hd
+
+    snomed = {level: code for (scheme, code), level in snomed_levels().items()}
+    if level in snomed:
+        return hd.sr.FindingSite(anatomic_location=hd.sr.CodedConcept(snomed[level], "SCT", f"{level} vertebra"))
+    if level in SITE_OF_LEVEL:
+        return hd.sr.FindingSite(anatomic_location=hd.sr.CodedConcept(*SITE_OF_LEVEL[level]))
+    return None
+
+
+def _local_coding_scheme() -> Any:
+    """Coding Scheme Identification item describing the local scheme of :data:`CONFIDENCE_CODE`."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodingSchemeDesignator = CONFIDENCE_CODE[1]
+    item.CodingSchemeName = LOCAL_SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = _software()[0]
+    return item
+
+
+def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders) -> Any:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    name, version = _software()
+    algorithm = hd.sr.AlgorithmIdentification(name=f"{name} {result.model_name}", version=result.model_version)
+    placed = _place(result, series)
+    groups = [_measurement_group(p, series, info, algorithm) for p in placed]
+    used = {id(series.headers[p.k]): series.headers[p.k] for p in placed}
+    procedure = codes.cid100.MRIUnspecifiedBodyRegion if info.modality == "MR" else codes.SCT.ImagingProcedure
+    # highdicom's image library reads the plane attributes of single-frame images only; it is optional in TID 1500
+    library = list(used.values()) if used and all(frame is None for frame in series.frames) else None
+    report = hd.sr.MeasurementReport(observation_context=_observer(result), procedure_reported=procedure,
+                                     imaging_measurements=groups, referenced_images=library)
+    dataset = hd.sr.Comprehensive3DSR(
+        evidence=series.unique_headers(), content=report, series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer=name, is_complete=True, is_final=False, is_verified=False,
+        series_description="spinelabel vertebra labels (SR)", software_versions=version,
+        manufacturer_model_name=name,
+    )
+    dataset.CodingSchemeIdentificationSequence = [_local_coding_scheme()]
+    return dataset
+
+
+def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path) -> None:
+    """Write the labels as a Grayscale Softcopy Presentation State for the source series.
+
+    Per vertebra, on the slice nearest to it: a POINT graphic and a text
+    object (the level name, with "?" appended below
+    :data:`spinelabel.results.LOW_CONFIDENCE`) anchored at the point, its
+    box beside it. The presentation state applies to every image of the
+    series (window and rescale taken from the images), so a PACS viewer
+    shows the labels while scrolling. Points are the projection of each
+    vertebra onto its slice (out of plane by at most half the slice spacing).
+
+    Parameters
+    ----------
+    result : LabelResult
+    dicom_info : DicomSeriesInfo or None
+        ``LoadedImage.dicom``; None (NIfTI) is an error.
+    path : str or Path
+        The .dcm file to write (atomically).
+
+    Raises
+    ------
+    InputError
+        As :func:`write_sr`.
+    """
+    series = _series_headers(dicom_info, "--gsps")
+    try:
+        with _quiet_highdicom():
+            dataset = _build_gsps(result, series)
+    except ValueError as exc:  # highdicom refuses a value taken from the source headers
+        raise InputError(f"cannot write the GSPS: {_one_line(exc)}") from exc
+    _save(dataset, path)
+
+
+def _text_box(plane: ImagePlane, col_row: np.ndarray) -> tuple[float, float, float, float]:
+    """[left, top, right, bottom] pixel box beside a point (right of it, else left), inside the image."""
+    size = np.array(TEXT_BOX_MM) / plane.spacing
+    gap = TEXT_GAP_MM / plane.spacing[0]
+    limit = np.array(plane.size, float)
+    left = col_row[0] + gap
+    if left + size[0] > limit[0]:
+        left = col_row[0] - gap - size[0]
+    top = col_row[1] - size[1] / 2
+    lo = np.clip([left, top], 0.0, np.maximum(limit - size, 0.0))
+    hi = np.minimum(lo + size, limit)
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from ..results import LOW_CONFIDENCE
+
+    name, version = _software()
+    layer = hd.pr.GraphicLayer(layer_name=GRAPHIC_LAYER, order=1, description="vertebra labels")
+    annotations = []
+    for placed in _place(result, series):
+        header, frame, plane = series.headers[placed.k], series.frames[placed.k], series.planes[placed.k]
+        text = placed.label if placed.confidence >= LOW_CONFIDENCE else f"{placed.label}?"
+        point = (float(placed.col_row[0]), float(placed.col_row[1]))
+        annotations.append(hd.pr.GraphicAnnotation(
+            referenced_images=[header], graphic_layer=layer, referenced_frame_number=frame,
+            graphic_objects=[hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POINT,
+                                                 graphic_data=placed.col_row.reshape(1, 2),
+                                                 units=hd.pr.AnnotationUnitsValues.PIXEL)],
+            text_objects=[hd.pr.TextObject(text_value=text, units=hd.pr.AnnotationUnitsValues.PIXEL,
+                                           anchor_point=point, bounding_box=_text_box(plane, placed.col_row),
+                                           text_justification=hd.pr.TextJustificationValues.LEFT)],
+        ))
+    dataset = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=series.unique_headers(), series_instance_uid=generate_uid(),
+        series_number=GSPS_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer=name, manufacturer_model_name=name, software_versions=version, device_serial_number="0",
+        content_label=GSPS_CONTENT_LABEL, content_description=f"vertebra labels by {name} {result.model_name}",
+        graphic_annotations=annotations or None, graphic_layers=[layer],
+        series_description="spinelabel vertebra labels (GSPS)",
+        modality_lut_transformation=_modality_lut(series.unique_headers()[0]),
+    )
+    _make_conformant(dataset, result.region)
+    return dataset
+
+
+def _make_conformant(dataset: Any, region: str) -> None:
+    """Fix what the source images pass on to a GSPS that the GSPS IOD does not allow.
+
+    The body part is the spine (an unpaired structure, so no Laterality is
+    required); a window narrower than :data:`MIN_WINDOW_WIDTH` (images with
+    values in [0, 1]) is widened to it, about the same centre.
+    """
+    dataset.BodyPartExamined = BODY_PART.get(region, BODY_PART_DEFAULT)
+    for item in dataset.get("SoftcopyVOILUTSequence", []) or []:
+        if "WindowWidth" not in item:
+            continue
+        widths = item.WindowWidth if item["WindowWidth"].VM > 1 else [item.WindowWidth]
+        fixed = [max(float(w), MIN_WINDOW_WIDTH) for w in widths]
+        item.WindowWidth = fixed if len(fixed) > 1 else fixed[0]
+
+
+def _modality_lut(header: Any) -> Any:
+    """The source's rescale as the GSPS modality LUT, type "US" (unspecified, as MR has no units).
+
+    highdicom derives it itself for classic images but, for enhanced
+    multi-frame ones with a Pixel Value Transformation group, asks for a
+    rescale type that MR images do not carry.
+    """
+    import highdicom as hd
+
+    groups = header.get("SharedFunctionalGroupsSequence") or [header]
+    transform = (groups[0].get("PixelValueTransformationSequence") or [header])[0]
+    slope = float(transform.get("RescaleSlope", header.get("RescaleSlope", 1.0)))
+    intercept = float(transform.get("RescaleIntercept", header.get("RescaleIntercept", 0.0)))
+    return hd.ModalityLUTTransformation(rescale_intercept=intercept, rescale_slope=slope, rescale_type="US")

@@ -1,0 +1,200 @@
+"""A reviewer's corrections: checked edit operations applied to a result document, and the review record.
+
+The page sends a list of operations in display-voxel coordinates (slice, row,
+column of the sagittal display grid); :func:`apply_ops` checks every one of
+them, converts positions to world RAS mm and input voxels, and returns the new
+vertebra list and the changes to record. Nothing is applied unless every
+operation is valid.
+
+The review record added to the result JSON (schema v1, docs/output-format.md)::
+
+    "review": {"status": "corrected", "image": "/abs/input", "series_uid": null,
+               "events": [{"reviewer": "...", "time": "2026-12-01T12:00:00Z",
+                           "action": "corrected", "changes": [...]}]}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .. import anatomy
+from ..errors import InputError
+from ..results import LabelResult, Vertebra
+from ..reviewed import ACCEPTED, CORRECTED, REVIEWED_STATES, UNREVIEWED, review_status
+
+#: Confidence given to a label the reviewer placed or renamed: a person's label, not the model's estimate.
+REVIEWER_CONFIDENCE = 1.0
+#: Most operations one save may carry: far more than any scan has labels (26 levels), small enough to bound the work.
+MAX_OPS = 1000
+#: Decimals kept for positions in the JSON (0.01 mm, as ``io.outputs.result_to_dict`` writes).
+POSITION_DECIMALS = 2
+
+
+__all__ = ["ACCEPTED", "CORRECTED", "REVIEWED_STATES", "UNREVIEWED", "DisplayGrid", "ReviewRequestError", "apply_ops",
+           "result_of", "review_status", "with_review"]
+
+
+class ReviewRequestError(InputError):
+    """A review request from the page is malformed (unknown label, bad coordinates, unknown operation)."""
+
+
+@dataclass(frozen=True)
+class DisplayGrid:
+    """Maps display voxels (slice, row, column) to world RAS mm and input voxels.
+
+    Attributes
+    ----------
+    to_world : callable
+        (3,) display voxel -> (3,) world RAS mm.
+    to_input_voxel : callable
+        (3,) world RAS mm -> (3,) input voxel.
+    shape : tuple of int
+        (slices, rows, columns) of the display grid.
+    """
+
+    to_world: Callable[[np.ndarray], np.ndarray]
+    to_input_voxel: Callable[[np.ndarray], np.ndarray]
+    shape: tuple[int, int, int]
+
+
+def _level(value: Any) -> str:
+    """A level name from the page ("l3" -> "L3"), else ReviewRequestError."""
+    try:
+        return anatomy.parse_level(str(value))
+    except ValueError:
+        raise ReviewRequestError(f"unknown vertebra label {str(value)[:20]!r}") from None
+
+
+def _display_voxel(op: dict[str, Any], grid: DisplayGrid) -> np.ndarray:
+    """The (slice, row, column) of an operation, checked to be finite and inside the image."""
+    try:
+        ijk = np.array([float(op["slice"]), float(op["row"]), float(op["col"])])
+    except (KeyError, TypeError, ValueError):
+        raise ReviewRequestError("an operation needs numeric slice, row and col") from None
+    if not all(math.isfinite(x) for x in ijk):
+        raise ReviewRequestError("slice, row and col must be finite numbers")
+    if np.any(ijk < -0.5) or np.any(ijk > np.asarray(grid.shape) - 0.5):
+        raise ReviewRequestError(f"position {ijk.round(1).tolist()} lies outside the image {list(grid.shape)}")
+    return ijk
+
+
+def _rounded(xyz: np.ndarray) -> list[float]:
+    """A position as the JSON keeps it (:data:`POSITION_DECIMALS`)."""
+    return [round(float(x), POSITION_DECIMALS) for x in xyz]
+
+
+def _entry(label: str, world: np.ndarray, grid: DisplayGrid, confidence: float) -> dict[str, Any]:
+    """One vertebra of the result JSON."""
+    return {
+        "label": label,
+        "verse_id": anatomy.VERSE_ID[label],
+        "position_mm": _rounded(world),
+        "voxel": _rounded(grid.to_input_voxel(world)),
+        "confidence": confidence,
+    }
+
+
+def _find(vertebrae: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    """The vertebra called ``label``, else ReviewRequestError."""
+    for v in vertebrae:
+        if v["label"] == label:
+            return v
+    raise ReviewRequestError(f"no label {label} in this scan")
+
+
+def _apply_one(op: Any, verts: list[dict[str, Any]], grid: DisplayGrid) -> dict[str, Any]:
+    """Apply one operation to ``verts`` (in place) and return the change to record."""
+    if not isinstance(op, dict):
+        raise ReviewRequestError("each operation must be a JSON object")
+    kind, label = op.get("op"), _level(op.get("label"))
+    if kind == "add":
+        if any(v["label"] == label for v in verts):
+            raise ReviewRequestError(f"{label} is already labeled in this scan")
+        world = grid.to_world(_display_voxel(op, grid))
+        verts.append(_entry(label, world, grid, REVIEWER_CONFIDENCE))
+        return {"op": "add", "label": label, "position_mm": _rounded(world)}
+    v = _find(verts, label)
+    if kind == "delete":
+        verts.remove(v)
+        return {"op": "delete", "label": label, "position_mm": v["position_mm"]}
+    if kind == "move":
+        world = grid.to_world(_display_voxel(op, grid))
+        verts[verts.index(v)] = _entry(label, world, grid, REVIEWER_CONFIDENCE)
+        return {"op": "move", "label": label, "from_mm": v["position_mm"], "to_mm": _rounded(world)}
+    if kind == "rename":
+        new = _level(op.get("to"))
+        if new != label and any(w["label"] == new for w in verts):
+            raise ReviewRequestError(f"cannot rename {label} to {new}: {new} is already labeled")
+        verts[verts.index(v)] = {**v, "label": new, "verse_id": anatomy.VERSE_ID[new], "confidence": REVIEWER_CONFIDENCE}
+        return {"op": "rename", "from": label, "to": new}
+    raise ReviewRequestError(f"unknown operation {str(kind)[:20]!r} (add, delete, move or rename)")
+
+
+def apply_ops(vertebrae: list[dict[str, Any]], ops: Any, grid: DisplayGrid) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The vertebrae after the reviewer's operations, cranial to caudal, and the changes made.
+
+    Parameters
+    ----------
+    vertebrae : list of dict
+        The ``"vertebrae"`` of a result document (not modified).
+    ops : list of dict
+        ``{"op": "move"|"add", "label", "slice", "row", "col"}``,
+        ``{"op": "rename", "label", "to"}`` or ``{"op": "delete", "label"}``,
+        applied in order.
+    grid : DisplayGrid
+
+    Raises
+    ------
+    ReviewRequestError
+        Any operation is malformed or impossible (then nothing is applied).
+    """
+    if not isinstance(ops, list):
+        raise ReviewRequestError("\"ops\" must be a list")
+    if len(ops) > MAX_OPS:
+        raise ReviewRequestError(f"too many operations ({len(ops)} > {MAX_OPS})")
+    verts = [dict(v) for v in vertebrae]
+    changes = [_apply_one(op, verts, grid) for op in ops]
+    verts.sort(key=lambda v: anatomy.ordinal(v["label"]))
+    return verts, changes
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 UTC to the second (``2026-12-01T12:00:00Z``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_review(
+    doc: dict[str, Any], vertebrae: list[dict[str, Any]], changes: list[dict[str, Any]], reviewer: str,
+    image: str, series_uid: str | None,
+) -> dict[str, Any]:
+    """A copy of ``doc`` with the reviewed vertebrae and one more review event.
+
+    The status is "corrected" once any event changed a label, else "accepted".
+    """
+    old = doc.get("review")
+    old = old if isinstance(old, dict) else {}
+    events = [*old.get("events", []), {
+        "reviewer": reviewer, "time": utc_now(), "action": CORRECTED if changes else ACCEPTED, "changes": changes,
+    }]
+    status = CORRECTED if any(e.get("changes") for e in events) else ACCEPTED
+    review = {"status": status, "image": image, "series_uid": series_uid, "events": events}
+    return {**doc, "vertebrae": vertebrae, "review": review}
+
+
+def result_of(doc: dict[str, Any]) -> LabelResult:
+    """The ``LabelResult`` a result document describes (for the SR and GSPS writers)."""
+    model = doc.get("model") or {}
+    vertebrae = [
+        Vertebra(v["label"], np.asarray(v["position_mm"], float), np.asarray(v["voxel"], float), float(v["confidence"]))
+        for v in doc["vertebrae"]
+    ]
+    return LabelResult(
+        region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
+        model_version=str(model.get("version", "")), vertebrae=vertebrae, warnings=list(doc.get("warnings", [])),
+    )

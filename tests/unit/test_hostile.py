@@ -1,0 +1,537 @@
+"""Hostile inputs (issue 14), one class at a time: each case gives one line, an exit status, and a known disk.
+
+Classes: (1) usage errors, (2) failed writes, (3) bad inputs, (4) warnings
+that must reach the user, (5) odd DICOMweb servers, (6) CSV output. Every
+command runs through ``spinelabel.cli.main(argv)``; a labeler that needs no
+trained model (``testing.dummy``) stands in for the CNN where a case needs
+labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from spinelabel import pipeline
+from spinelabel.annotations import ScanAnnotation, drop_implausible, load_annotations
+from spinelabel.cli import main
+from spinelabel.errors import InputError
+from spinelabel.geometry import Volume, reorient
+from spinelabel.io.dicom import load_dicom
+from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.limits import MAX_FIELD_OF_VIEW_MM, MAX_VOXELS
+from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
+
+PASSWORD = "s3cret-Pw"
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def _one_error(err: str, fragment: str) -> str:
+    """The single stderr line: ``spinelabel: error: ...`` containing ``fragment``, no traceback."""
+    lines = _lines(err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("spinelabel: error: ") and fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _one_usage_error(err: str, fragment: str) -> None:
+    """A usage error: click's usage block with exactly one ``Error:`` line, no traceback."""
+    errors = [ln for ln in _lines(err) if ln.startswith("Error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in err, err
+
+
+def _tree(root: Path) -> set[str]:
+    """Every file below ``root``, relative, as posix strings."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def blob_labeler(monkeypatch):
+    """``make_labeler`` answers a BlobNet labeler: labels blob spines, no trained model needed."""
+    labeler = pipeline.Labeler(dummy_config(), BlobNet())
+    monkeypatch.setattr(pipeline, "make_labeler", lambda *args, **kwargs: labeler)
+    return labeler
+
+
+def _blob_dicom(folder: Path) -> list[Path]:
+    """A 5-vertebra blob spine as a sagittal DICOM series (slices across the body)."""
+    vol, _ = blob_spine()
+    return write_dicom_series(reorient(vol, "PIL"), folder)
+
+
+def _small_dicom(folder: Path, n_slices: int = 5) -> list[Path]:
+    vol = Volume(np.random.default_rng(0).random((20, 20, n_slices)).astype(np.float32) * 100, np.diag([1.0, 1.0, 3.0, 1.0]))
+    return write_dicom_series(vol, folder)
+
+
+def _rewrite(path: Path, edit) -> None:
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    ds.save_as(path)
+
+
+def _replace_bytes(path: Path, old: bytes, new: bytes) -> None:
+    """Put a value pydicom would refuse to write (``len(new) == len(old)``) into a file."""
+    data = path.read_bytes()
+    assert old in data and len(old) == len(new)
+    path.write_bytes(data.replace(old, new))
+
+
+# ----------------------------------------------------------------- 1. usage errors
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["label"], "Missing argument"),
+        (["label", "x.nii.gz", "--bogus"], "No such option"),
+        (["nonsense"], "No such command"),
+        (["train", "x.csv", "--out", "m", "--steps", "abc"], "'--steps'"),
+        (["evaluate", "a", "b", "--radius", "-5"], "'--radius'"),
+        (["label", "x.nii.gz", "--region", "elbow"], "unknown region"),
+        (["annotations", "check", "x.csv", "-o", "labels.json"], "must end in .csv"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_error_line_and_write_nothing(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    _one_usage_error(err, fragment)
+    assert _tree(tmp_path) == set()
+
+
+# ----------------------------------------------------------------- 2. failed writes
+
+
+def test_an_output_name_used_twice_writes_nothing(capsys, tmp_path, blob_labeler):
+    _blob_dicom(tmp_path / "series")
+    out = tmp_path / "out" / "x"
+    code, _, err = _run(capsys, "label", tmp_path / "series", "-o", out, "--overlay", out)
+    assert code == 1
+    _one_error(err, "x")
+    assert not (tmp_path / "out").exists() or _tree(tmp_path / "out") == set()
+
+
+def test_a_file_where_a_folder_is_expected_writes_nothing(capsys, tmp_path, blob_labeler):
+    _blob_dicom(tmp_path / "series")
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    code, _, err = _run(
+        capsys, "label", tmp_path / "series", "-o", tmp_path / "labels.json", "--overlay", tmp_path / "blocker" / "o.png"
+    )
+    assert code == 1
+    _one_error(err, "blocker")
+    assert not (tmp_path / "labels.json").exists() and (tmp_path / "blocker").read_text() == "a file, not a folder"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_one_line(capsys, tmp_path, blob_labeler):
+    _blob_dicom(tmp_path / "series")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, _, err = _run(capsys, "label", tmp_path / "series", "-o", locked / "labels.json")
+    finally:
+        locked.chmod(0o755)
+    assert code == 1
+    _one_error(err, "locked")
+    assert _tree(locked) == set()
+
+
+# ----------------------------------------------------------------- 3. bad inputs
+
+
+def test_non_numeric_rescale_slope(capsys, tmp_path):
+    files = _small_dicom(tmp_path / "series")
+    _rewrite(files[2], lambda ds: setattr(ds, "RescaleSlope", "9.99"))
+    _replace_bytes(files[2], b"9.99", b"abcd")
+    code, _, err = _run(capsys, "label", tmp_path / "series", "-o", tmp_path / "out.json")
+    assert code == 1
+    _one_error(err, "malformed DICOM tag RescaleSlope")  # pydicom's own warning about the value is not shown
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_non_numeric_rescale_intercept_is_refused_by_the_reader(tmp_path):
+    files = _small_dicom(tmp_path / "series")
+    _rewrite(files[0], lambda ds: setattr(ds, "RescaleIntercept", "1.25"))
+    _replace_bytes(files[0], b"1.25", b"n/a ")
+    with pytest.raises(InputError, match="malformed DICOM tag RescaleIntercept"):
+        load_dicom(tmp_path / "series")
+
+
+@pytest.mark.parametrize("syntax", [b"1.2.3.4\x00", b"\xff\xfe\x01zz\x00\x00\x00"])
+def test_corrupt_transfer_syntax(capsys, tmp_path, syntax):
+    files = _small_dicom(tmp_path / "series")
+    for f in files:
+        _rewrite(f, lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", "1.2.3.4"))
+        _replace_bytes(f, b"1.2.3.4\x00", syntax)
+    code, _, err = _run(capsys, "label", tmp_path / "series", "-o", tmp_path / "out.json")
+    assert code == 1
+    _one_error(err, "transfer syntax")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_rows_and_columns_far_beyond_the_pixel_data(capsys, tmp_path):
+    files = _small_dicom(tmp_path / "series")
+    for f in files:  # 4000 x 4000 pixels of 0.1 mm: within the limits, but 20 x 20 pixels stored
+        _rewrite(f, lambda ds: (setattr(ds, "Rows", 4000), setattr(ds, "Columns", 4000), setattr(ds, "PixelSpacing", [0.1, 0.1])))
+    code, _, err = _run(capsys, "label", tmp_path / "series")
+    assert code == 1
+    _one_error(err, "bytes of pixel data, but Rows x Columns (4000 x 4000) need")
+
+
+def test_a_header_beyond_the_voxel_limit_is_refused_before_allocating(capsys, tmp_path):
+    files = _small_dicom(tmp_path / "series")
+    for f in files:  # 60000 x 60000 x 5 = 1.8e10 voxels (67 GiB as float32)
+        _rewrite(f, lambda ds: (setattr(ds, "Rows", 60000), setattr(ds, "Columns", 60000), setattr(ds, "PixelSpacing", [0.01, 0.01])))
+    code, _, err = _run(capsys, "label", tmp_path / "series")
+    assert code == 1
+    _one_error(err, f"the limit is {MAX_VOXELS:.3g}")
+
+
+def _nifti_header_only(path: Path, shape: tuple[int, ...], zooms: tuple[float, ...]) -> Path:
+    """A .nii file whose header announces ``shape`` but which holds (almost) no data."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.float32)
+    header.set_zooms(zooms)
+    header.set_sform(np.diag([*zooms, 1.0]), code=1)
+    header.set_qform(np.diag([*zooms, 1.0]), code=1)
+    path.write_bytes(header.binaryblock + b"\x00" * 4 + b"\x00" * 64)  # vox_offset 352: a few voxels only
+    return path
+
+
+def test_a_nifti_field_of_view_beyond_the_limit(capsys, tmp_path):
+    path = _nifti_header_only(tmp_path / "huge_fov.nii", (200, 300, 300), (40.0, 40.0, 40.0))  # 12 m: pixdim in the wrong unit
+    code, _, err = _run(capsys, "label", path, "-o", tmp_path / "out.json")
+    assert code == 1
+    _one_error(err, f"beyond the limit of {MAX_FIELD_OF_VIEW_MM:.0f} mm")
+    assert _tree(tmp_path) == {"huge_fov.nii"}
+
+
+def test_a_nifti_voxel_count_beyond_the_limit(capsys, tmp_path):
+    path = _nifti_header_only(tmp_path / "huge.nii", (2000, 2000, 200), (0.1, 0.1, 0.5))  # 8e8 voxels in 200 x 200 x 100 mm
+    code, _, err = _run(capsys, "label", path)
+    assert code == 1
+    _one_error(err, "image too large")
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A real model directory (tiny U-Net, never fires), to be damaged by the tests."""
+    import torch
+
+    from spinelabel.models import DetectionSettings, ModelConfig, save_model
+    from spinelabel.models.network import UNet2D
+
+    net = UNet2D(channels=(4, 8))
+    with torch.no_grad():
+        net.head.bias.fill_(-10.0)
+    config = ModelConfig(
+        name="silent", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
+        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4, 8), level_offset=22.0,
+        level_sd=1.0, detection=DetectionSettings(), shape_model={},
+    )
+    return save_model(tmp_path / "model", config, net)
+
+
+def _damage_weights(model: Path) -> None:
+    (model / "weights.pt").write_bytes(b"PK\x03\x04 this is not a torch file" * 10)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["sha256"] = ""  # no checksum to catch it: torch.load itself must fail cleanly
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
+def _damage_config_json(model: Path) -> None:
+    (model / "config.json").write_text('{"name": "silent", "version": ')
+
+
+def _damage_config_shape(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["channels"] = "abc"
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
+def _damage_labeling(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["labeling"] = {"no_such_setting": 1}
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (_damage_weights, "cannot be loaded"),
+        (_damage_config_json, "is unreadable"),
+        (_damage_config_shape, "cannot be loaded"),
+        (_damage_labeling, "unusable config"),
+    ],
+)
+def test_garbage_model_is_one_line(capsys, tmp_path, model_dir, damage, fragment):
+    damage(model_dir)
+    code, _, err = _run(capsys, "label", tmp_path / "missing.nii.gz", "--model", model_dir, "-o", tmp_path / "o.json")
+    assert code == 1
+    _one_error(err, fragment)
+    assert not (tmp_path / "o.json").exists()
+
+
+# ----------------------------------------------------------------- 4. warnings that must reach the user
+
+
+def _label_with_warning(capsys, tmp_path: Path, fragment: str) -> None:
+    """Label ``tmp_path/series``: exit 0, the reader's warning once on stderr and in the JSON."""
+    out = tmp_path / "labels.json"
+    code, stdout, err = _run(capsys, "label", tmp_path / "series", "-o", out)
+    assert code == 0, err
+    assert "5 vertebrae" in stdout
+    lines = _lines(err)
+    assert all(ln.startswith("warning: ") for ln in lines), err  # no library noise
+    assert sum(fragment in ln for ln in lines) == 1, err
+    assert sum(fragment in w for w in json.loads(out.read_text())["warnings"]) == 1
+
+
+def test_a_missing_slice_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, blob_labeler):
+    files = _blob_dicom(tmp_path / "series")
+    files[len(files) // 2].unlink()
+    _label_with_warning(capsys, tmp_path, "irregular slice spacing")
+
+
+def test_gantry_tilt_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, blob_labeler):
+    files = _blob_dicom(tmp_path / "series")
+    for k, f in enumerate(files):  # each slice 0.5 mm further along the column direction: a sheared grid
+
+        def tilt(ds, k=k):
+            ipp = [float(v) for v in ds.ImagePositionPatient]
+            col = [float(v) for v in ds.ImageOrientationPatient[3:]]
+            ds.ImagePositionPatient = [f"{p + 0.5 * k * c:.4f}" for p, c in zip(ipp, col)]
+
+        _rewrite(f, tilt)
+    _label_with_warning(capsys, tmp_path, "gantry tilt")
+
+
+def _annotation_csv(path: Path, image: str, x: str = "1.0") -> Path:
+    rows = ["scan,label,x,y,z,image"]
+    for scan in ("a", "b"):
+        rows += [f"{scan},{lv},{x},0,{z},{image}" for lv, z in (("L3", 0.0), ("L4", -36.0), ("L5", -72.0))]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_annotations_check_that_could_not_read_any_image_says_so(capsys, tmp_path):
+    csv_path = _annotation_csv(tmp_path / "labels.csv", "missing.nii.gz")
+    code, out, err = _run(capsys, "annotations", "check", csv_path, "-o", tmp_path / "cleaned.csv", "--model", "lumbar")
+    assert code == 0
+    lines = _lines(err)
+    assert len(lines) == 1 and lines[0].startswith("warning: image checks skipped for 2 of 2 scans"), err
+    assert "0 findings" in out and "image checks skipped for 2 scans" in out
+    assert (tmp_path / "cleaned.csv").exists()
+
+
+def test_labels_at_1e30_are_refused_with_the_row(capsys, tmp_path):
+    csv_path = _annotation_csv(tmp_path / "labels.csv", "", x="1e30")
+    code, _, err = _run(capsys, "annotations", "check", csv_path, "-o", tmp_path / "cleaned.csv", "--no-images")
+    assert code == 1
+    _one_error(err, "beyond +-10000 mm")
+    assert not (tmp_path / "cleaned.csv").exists()
+
+
+def test_imported_labels_at_1e30_are_skipped_with_a_warning():
+    good = ScanAnnotation("s", None, {"L3": np.array([1.0, 2.0, 3.0]), "L4": np.array([1e30, 0.0, -1e30])})
+    gone = ScanAnnotation("t", None, {"L1": np.array([0.0, -2e30, 0.0])})
+    kept, problems = drop_implausible([good, gone])
+    assert [a.scan_id for a in kept] == ["s"] and list(kept[0].points) == ["L3"]
+    assert len(problems) == 2 and "s L4" in problems[0] and "label skipped" in problems[1]
+
+
+def test_a_json_label_at_1e30_is_an_input_error(tmp_path):
+    doc = {"case": "c", "vertebrae": [{"label": "L3", "world_mm": [0, 0, 0]}, {"label": "L4", "world_mm": [0, -1e30, 0]}]}
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="beyond"):
+        load_annotations([tmp_path / "c.json"])
+
+
+# ----------------------------------------------------------------- 5. DICOMweb servers
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that gave up is not news
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]):
+    httpd = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/dicom-web"
+
+
+class _Dripping(BaseHTTPRequestHandler):
+    """Answers 200 with a 1000-byte body, one byte every 0.2 s (a read timeout never fires)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass  # the client hung up: the deadline worked
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def dripping():
+    httpd, url = _serve(_Dripping)
+    yield url
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_timeout_is_a_deadline_per_request_not_per_read(capsys, dripping, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    code, _, err = _run(capsys, "pacs", "find", "--url", dripping, "--timeout", "1")
+    elapsed = time.monotonic() - start
+    assert code == 1
+    _one_error(err, "did not answer in time (deadline 1 s")
+    assert elapsed < 10, elapsed  # the body alone would take 200 s
+    assert _tree(tmp_path) == set()
+
+
+class _Failing(BaseHTTPRequestHandler):
+    """Lists one study, then fails its series search with a reason that echoes the password."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.split("?")[0].endswith("/studies"):
+            body = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
+            self.send_response(200)
+        else:
+            body = b"{}"
+            self.send_response(500, f"internal error for user ann password {PASSWORD}")
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_password_is_never_shown_nor_written(capsys, tmp_path):
+    httpd, url = _serve(_Failing)
+    try:
+        with_password = url.replace("http://", f"http://ann:{PASSWORD}@")
+        code, out, err = _run(capsys, "pacs", "harvest", tmp_path / "h", "--url", with_password, "--quiet")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert code == 1
+    failed = [ln for ln in _lines(err) if ln.startswith("failed: ")]
+    assert len(failed) == 1 and "HTTP 500" in failed[0] and "***" in failed[0], err
+    assert PASSWORD not in out + err
+    manifest = (tmp_path / "h" / "harvest.json").read_text()
+    assert PASSWORD not in manifest and json.loads(manifest)["failures"] == [failed[0][len("failed: ") :]]
+    assert _tree(tmp_path / "h") == {"harvest.json"}
+
+
+def test_a_wrong_json_shape_is_one_line(capsys, tmp_path):
+    class Odd(_Failing):
+        def do_GET(self) -> None:  # noqa: N802
+            body = json.dumps({"studies": "not a list"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd, url = _serve(Odd)
+    try:
+        code, _, err = _run(capsys, "pacs", "find", "--url", url)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert code == 1
+    _one_error(err, "unexpected answer")
+
+
+class _NoStow:
+    """A DICOMweb client double whose STOW-RS answers HTTP 500 (a pydicom-level fake, no server)."""
+
+    base_url = "http://pacs.example/dicom-web"
+
+    def store_instances(self, datasets):
+        import requests
+
+        response = requests.Response()
+        response.status_code, response.reason = 500, "Internal Server Error"
+        raise requests.exceptions.HTTPError(response=response)
+
+
+def test_a_failed_stow_is_reported_as_such(capsys, tmp_path, monkeypatch, blob_labeler):
+    from spinelabel import pacs, pacs_client
+    from spinelabel.pacs_query import SeriesInfo
+
+    def find_series(client, study_uid, **kwargs):
+        return [SeriesInfo(study_uid, "1.2.3.7", "MR", "T2 SAG", 7, 20, "sagittal")]
+
+    def retrieve(client, study_uid, series_uid, folder, **kwargs):
+        return _blob_dicom(folder)
+
+    monkeypatch.setattr(pacs, "find_series", find_series)
+    monkeypatch.setattr(pacs, "retrieve_series", retrieve)
+    monkeypatch.setattr(pacs_client, "connect", lambda config: _NoStow())
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "pacs", "label", "1.2.3", "--store", "--url", "http://pacs.example/dicom-web", "--output-dir", out)
+    assert code == 1
+    assert "series 1.2.3.7: 5 vertebrae" in stdout and "stored" not in stdout
+    failed = [ln for ln in _lines(err) if not ln.startswith("warning: ")]
+    assert len(failed) == 1 and failed[0].startswith("failed: series 1.2.3.7: labeled"), err
+    assert "not stored on the server" in failed[0] and "HTTP 500" in failed[0]
+    assert "no series could be labeled" not in err
+    assert _tree(out) == {"1.2.3.7.json", "1.2.3.7.sr.dcm", "1.2.3.7.gsps.dcm"}
+
+
+# ----------------------------------------------------------------- 6. CSV output
+
+
+def test_a_scan_id_that_looks_like_a_formula_is_written_as_text(capsys, tmp_path):
+    rows = ["scan,label,x,y,z"] + [f"=HYPERLINK(1),{lv},0,0,{z}" for lv, z in (("L3", 0), ("L4", -36), ("L5", -72))]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    code, _, err = _run(capsys, "annotations", "check", tmp_path / "in.csv", "-o", tmp_path / "out.csv", "--no-images")
+    assert code == 0 and _lines(err) == []
+    cells = [line.split(",")[0] for line in (tmp_path / "out.csv").read_text().splitlines()[1:]]
+    assert cells and all(c == "'=HYPERLINK(1)" for c in cells)
+    assert [a.scan_id for a in load_annotations([tmp_path / "out.csv"])] == ["=HYPERLINK(1)"]  # read back as written
+
+
+def test_test_helpers_fail_on_two_lines():
+    with pytest.raises(AssertionError):
+        _one_error("spinelabel: error: a\nspinelabel: error: b\n", "a")

@@ -1,0 +1,259 @@
+"""spinelabel review without a browser: edit operations, the session (labeling, worklist, saving), the server's safety rules."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import numpy as np
+import pytest
+
+from spinelabel.annotations import load_annotations
+from spinelabel.cli import main
+from spinelabel.errors import InputError
+from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.io.nifti import save_nifti
+from spinelabel.review import MAX_BODY_BYTES, ReviewRequestError, ReviewSession, prepare_scans
+from spinelabel.review.edits import DisplayGrid, apply_ops
+from spinelabel.testing.dummy import blob_spine
+from spinelabel.testing.review import blob_series_volume, dummy_labeler, serving, session_for
+
+# ----------------------------------------------------------------- edit operations
+
+GRID = DisplayGrid(to_world=lambda ijk: np.asarray(ijk, float) * 2.0, to_input_voxel=lambda xyz: np.asarray(xyz) / 2.0,
+                   shape=(10, 100, 100))
+VERTS = [{"label": "L1", "verse_id": 20, "position_mm": [0.0, 0.0, 0.0], "voxel": [0.0, 0.0, 0.0], "confidence": 0.3},
+         {"label": "L2", "verse_id": 21, "position_mm": [2.0, 2.0, 2.0], "voxel": [1.0, 1.0, 1.0], "confidence": 0.9}]
+
+
+def test_apply_ops_moves_renames_adds_and_deletes():
+    ops = [{"op": "move", "label": "L1", "slice": 1, "row": 2, "col": 3}, {"op": "rename", "label": "l2", "to": "L3"},
+           {"op": "add", "label": "T12", "slice": 4, "row": 5, "col": 6}, {"op": "delete", "label": "L1"}]
+    verts, changes = apply_ops(VERTS, ops, GRID)
+    assert [v["label"] for v in verts] == ["T12", "L3"]  # cranial to caudal
+    assert verts[0]["position_mm"] == [8.0, 10.0, 12.0] and verts[0]["voxel"] == [4.0, 5.0, 6.0]
+    assert verts[1]["verse_id"] == 22 and verts[1]["confidence"] == 1.0
+    assert [c["op"] for c in changes] == ["move", "rename", "add", "delete"]
+    assert changes[0]["from_mm"] == [0.0, 0.0, 0.0] and changes[0]["to_mm"] == [2.0, 4.0, 6.0]
+    assert VERTS[0]["label"] == "L1" and VERTS[0]["position_mm"] == [0.0, 0.0, 0.0]  # input untouched
+
+
+@pytest.mark.parametrize("ops, message", [
+    ([{"op": "move", "label": "L4", "slice": 1, "row": 1, "col": 1}], "no label L4"),
+    ([{"op": "move", "label": "L1", "slice": 1, "row": 1, "col": 100}], "outside the image"),
+    ([{"op": "move", "label": "L1", "slice": "nan", "row": 1, "col": 1}], "finite"),
+    ([{"op": "rename", "label": "L1", "to": "L2"}], "already labeled"),
+    ([{"op": "rename", "label": "L1", "to": "X9"}], "unknown vertebra label"),
+    ([{"op": "add", "label": "L2", "slice": 1, "row": 1, "col": 1}], "already labeled"),
+    ([{"op": "shift", "label": "L1"}], "unknown operation"),
+    ("move", "must be a list"),
+    ([{"op": "delete", "label": "L1"}] * 1001, "too many"),
+])
+def test_apply_ops_refuses_bad_operations(ops, message):
+    with pytest.raises(ReviewRequestError, match=message):
+        apply_ops(VERTS, ops, GRID)
+
+
+# ----------------------------------------------------------------- session
+
+
+@pytest.fixture
+def nifti_scans(tmp_path):
+    """Two NIfTI blob spines: a full one and one cut short (fewer labels)."""
+    full, _ = blob_spine(n=5)
+    short, _ = blob_spine(n=3, margin_mm=30.0)
+    paths = [tmp_path / "full.nii.gz", tmp_path / "short.nii.gz"]
+    save_nifti(full, paths[0])
+    save_nifti(short, paths[1])
+    return paths
+
+
+def test_session_labels_orders_and_saves(nifti_scans, tmp_path):
+    labels = tmp_path / "labels"
+    session = session_for(nifti_scans, labels)
+    assert sorted(p.name for p in labels.iterdir()) == ["full.json", "short.json"]  # labeled results written
+    work = session.worklist()
+    assert work["total"] == 2 and work["reviewed"] == 0
+    first = work["scans"][0]
+    assert first["min_confidence"] <= work["scans"][1]["min_confidence"] or first["n_warnings"] > 0
+    meta = session.meta(0)
+    doc = json.loads((labels / "full.json").read_text())
+    label = meta["labels"][0]
+    assert label["label"] == doc["vertebrae"][0]["label"]
+    assert len(session.slice_bytes(0, meta["start_slice"])) == 2 * meta["shape"][1] * meta["shape"][2]
+    with pytest.raises(ReviewRequestError, match="no slice"):
+        session.slice_bytes(0, meta["shape"][0])
+    with pytest.raises(ReviewRequestError, match="no scan 2"):
+        session.meta(2)
+    target = {"slice": label["slice"], "row": label["row"] + 10.0, "col": label["col"]}
+    session.review(0, [{"op": "move", "label": label["label"], **target}])
+    saved = json.loads((labels / "full.json").read_text())
+    assert saved["review"]["status"] == "corrected" and saved["review"]["events"][0]["reviewer"] == "tester"
+    assert saved["review"]["image"] == str(nifti_scans[0].resolve())
+    moved = np.array(saved["vertebrae"][0]["position_mm"]) - np.array(doc["vertebrae"][0]["position_mm"])
+    assert np.linalg.norm(moved) == pytest.approx(10.0 * meta["spacing_mm"][1], abs=0.02)  # 10 rows at 1 mm
+    session.review(1, [])
+    assert json.loads((labels / "short.json").read_text())["review"]["status"] == "accepted"
+    assert session.worklist()["reviewed"] == 2
+
+
+def test_existing_results_are_loaded_without_labeling(nifti_scans, tmp_path):
+    labels = tmp_path / "labels"
+    session_for(nifti_scans, labels).review(0, [])
+
+    def no_model():
+        raise AssertionError("the labeler must not be loaded when every result exists")
+
+    scans, _, failures = prepare_scans(nifti_scans, ["full", "short"], labels, no_model)
+    assert not failures and [s.doc.get("review", {}).get("status") for s in scans] == ["accepted", None]
+
+
+def test_bad_inputs_and_results_are_failures(nifti_scans, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "short.json").write_text("{not json")
+    scans, _, failures = prepare_scans([nifti_scans[1], tmp_path / "missing.nii.gz"], ["short", "missing"], labels,
+                                       dummy_labeler)
+    assert not scans and [str(p.name) for p, _ in failures] == ["short.nii.gz", "missing.nii.gz"]
+    assert "not valid JSON" in failures[0][1] and "no such file" in failures[1][1]
+
+
+def test_dicom_review_writes_sr_and_gsps_that_read_back(tmp_path):
+    from spinelabel.io.dicom_label_read import import_dicom_annotations
+
+    volume, _ = blob_series_volume((96, 96, 9), (2.0, 2.0, 4.0))
+    series = tmp_path / "series"
+    write_dicom_series(volume, series)
+    labels = tmp_path / "labels"
+    session = session_for([series], labels)
+    meta = session.meta(0)
+    first = meta["labels"][0]
+    session.review(0, [{"op": "rename", "label": first["label"], "to": "T13"}])
+    assert (labels / "series.sr.dcm").is_file() and (labels / "series.gsps.dcm").is_file()
+    assert not [p for p in labels.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    saved = json.loads((labels / "series.json").read_text())
+    imported = import_dicom_annotations([series, labels / "series.sr.dcm"])
+    points = imported.annotations[0].points
+    assert set(points) == {v["label"] for v in saved["vertebrae"]} and "T13" in points
+    for v in saved["vertebrae"]:
+        assert np.allclose(points[v["label"]], v["position_mm"], atol=0.05)
+
+
+# ----------------------------------------------------------------- training from reviewed results
+
+
+def test_train_reads_only_reviewed_results(nifti_scans, tmp_path):
+    labels = tmp_path / "labels"
+    session = session_for(nifti_scans, labels)
+    problems: list[str] = []
+    with pytest.raises(InputError, match="no reviewed result"):
+        load_annotations([labels], on_problem=problems.append)
+    session.review(0, [])
+    anns = load_annotations([labels], on_problem=problems.append)
+    assert [a.scan_id for a in anns] == ["full"] and anns[0].image == nifti_scans[0].resolve()
+    assert any("short.json: not reviewed yet" in p for p in problems)
+    doc = json.loads((labels / "full.json").read_text())
+    assert np.allclose(anns[0].points[doc["vertebrae"][0]["label"]], doc["vertebrae"][0]["position_mm"])
+    with pytest.raises(InputError, match="not reviewed yet"):
+        load_annotations([labels / "short.json"])
+
+
+def test_training_scans_come_from_a_reviewed_dicom_folder(tmp_path):
+    from spinelabel.training.data import load_training_scans
+
+    volume, _ = blob_series_volume((96, 96, 9), (2.0, 2.0, 4.0))
+    write_dicom_series(volume, tmp_path / "series")
+    labels = tmp_path / "labels"
+    session = session_for([tmp_path / "series"], labels)
+    session.review(0, [{"op": "delete", "label": session.meta(0)["labels"][0]["label"]}])
+    scans, points = load_training_scans([labels], quiet=True)  # the folder also holds the SR and GSPS
+    saved = json.loads((labels / "series.json").read_text())
+    assert [s.scan_id for s in scans] == ["series"] and list(points[0]) == [v["label"] for v in saved["vertebrae"]]
+
+
+# ----------------------------------------------------------------- server
+
+
+def _request(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response, data
+
+
+@pytest.fixture
+def served(nifti_scans, tmp_path):
+    with serving(session_for(nifti_scans[:1], tmp_path / "labels")) as server:
+        yield server
+
+
+def test_server_serves_page_assets_and_api(served):
+    response, page = _request(served, "GET", "/")
+    assert response.status == 200 and b"app.js" in page
+    assert "default-src 'self'" in response.getheader("Content-Security-Policy")
+    response, js = _request(served, "GET", "/static/app.js")
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/javascript")
+    assert json.loads(_request(served, "GET", "/api/worklist")[1])["total"] == 1
+    meta = json.loads(_request(served, "GET", "/api/scans/0/meta")[1])
+    response, data = _request(served, "GET", f"/api/scans/0/slices/{meta['start_slice']}")
+    assert response.status == 200 and len(data) == 2 * meta["shape"][1] * meta["shape"][2]
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/static/../session.py", 400), ("/static/%2e%2e/session.py", 400), ("/static/..%2fsession.py", 400),
+    ("/static/session.py", 404), ("/etc/passwd", 404), ("/api/scans/1/meta", 400), ("/api/scans/0/slices/99999", 400),
+    ("/api/scans/-1/meta", 404), ("/api/scans/0/review", 405),
+])
+def test_server_refuses_paths_outside_its_routes(served, path, status):
+    response, body = _request(served, "GET", path)
+    assert response.status == status and "error" in json.loads(body)
+
+
+def test_server_refuses_bad_posts(served):
+    ok = {"Content-Type": "application/json"}
+    assert _request(served, "POST", "/api/scans/0/review", b'{"ops": []}', {"Content-Type": "text/plain"})[0].status == 415
+    big = {**ok, "Content-Length": str(MAX_BODY_BYTES + 1)}
+    assert _request(served, "POST", "/api/scans/0/review", b"{}", big)[0].status == 413
+    evil = {**ok, "Origin": "http://evil.example"}
+    assert _request(served, "POST", "/api/scans/0/review", b'{"ops": []}', evil)[0].status == 403
+    assert _request(served, "POST", "/api/scans/0/review", b"[1", ok)[0].status == 400
+    response, body = _request(served, "POST", "/api/scans/0/review", b'{"ops": [{"op": "delete", "label": "C1"}]}', ok)
+    assert response.status == 400 and "no label C1" in json.loads(body)["error"]
+    response, body = _request(served, "POST", "/api/scans/0/review", b'{"ops": []}', ok)
+    assert response.status == 200 and json.loads(body)["status"] == "accepted"
+
+
+def test_loopback_server_refuses_other_host_names(served):
+    response, _ = _request(served, "GET", "/api/worklist", headers={"Host": "attacker.example:80"})
+    assert response.status == 403
+
+
+def test_token_is_required_when_given(nifti_scans, tmp_path):
+    session = session_for(nifti_scans[:1], tmp_path / "labels")
+    with serving(session, token="s3cret-token") as server:
+        assert server.url.endswith("/?token=s3cret-token")
+        assert _request(server, "GET", "/api/worklist")[0].status == 401
+        assert _request(server, "GET", "/?token=wrong")[0].status == 401
+        response, _ = _request(server, "GET", "/?token=s3cret-token")
+        cookie = response.getheader("Set-Cookie")
+        assert response.status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert _request(server, "GET", "/api/worklist", headers={"Cookie": cookie.split(";")[0]})[0].status == 200
+
+
+def test_cli_review_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["review", str(tmp_path / "missing.nii.gz"), "--labels", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "failed:" in err and "no scan to review" in err and "Traceback" not in err
+
+
+def test_cli_review_reports_a_taken_port(nifti_scans, tmp_path, capsys):
+    labels = tmp_path / "labels"
+    session_for(nifti_scans[:1], labels)  # results exist: no model is loaded
+    with serving(ReviewSession([], "x")) as other:
+        port = other.server_address[1]
+        code = main(["review", str(nifti_scans[0]), "--labels", str(labels), "--port", str(port), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err

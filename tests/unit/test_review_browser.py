@@ -1,0 +1,141 @@
+"""The review page driven in headless Chromium (Debian's chromium + chromium-driver, through Selenium).
+
+Synthetic scans labeled by the dummy network, so no trained model and no
+shared data are needed. Without Chromium the tests skip with the reason,
+except under CI (``CI=true``), where ``.ci/run`` installs it and a missing
+browser is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.testing.review import blob_series_volume, chromium_missing, headless_chromium, serving, session_for
+
+_MISSING = chromium_missing()
+if _MISSING and os.environ.get("CI") == "true":
+    pytest.fail(f"CI installs chromium for these tests, but: {_MISSING}", pytrace=False)
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"browser tests need headless Chromium: {_MISSING}")
+
+#: Seconds to wait for the page to react (a loaded 2-core machine is slow).
+WAIT_S = 30
+#: Pixels a label is dragged across the screen.
+DRAG_PX = 40
+
+
+def _series(tmp_path, name: str, n: int = 5):
+    volume, _ = blob_series_volume((96, 96, 9), (2.0, 2.0, 4.0), n=n)
+    folder = tmp_path / name
+    write_dicom_series(volume, folder)
+    return folder
+
+
+def _wait(driver, script: str, value):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, WAIT_S).until(lambda d: d.execute_script(f"return {script}") == value)
+
+
+def _open(driver, url: str) -> None:
+    driver.get(url)
+    _wait(driver, "document.body.dataset.ready", "1")
+
+
+def _markers(driver) -> list:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, "#labels .marker")
+
+
+def _press(driver, keys: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).send_keys(keys).perform()
+
+
+def test_move_rename_add_delete_and_accept_saves_json_and_sr(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from spinelabel.io.dicom_label_read import import_dicom_annotations
+
+    series, labels = _series(tmp_path, "series"), tmp_path / "labels"
+    session = session_for([series], labels)
+    before = json.loads((labels / "series.json").read_text())
+    names = [v["label"] for v in before["vertebrae"]]
+    with serving(session) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        markers = _markers(driver)
+        assert [m.get_attribute("data-label") for m in markers] == names
+        for m, v in zip(markers, before["vertebrae"]):  # confidence shown; low ones stand out
+            assert f"{v['confidence']:.2f}" in m.text
+            assert ("low" in m.get_attribute("class").split()) == (v["confidence"] < 0.5)
+        scale = driver.execute_script("return state.scale")  # screen px per mm
+        ActionChains(driver).drag_and_drop_by_offset(markers[0], DRAG_PX, 0).perform()
+        _markers(driver)[1].click()
+        Select(driver.find_element(By.ID, "rename-to")).select_by_value("T13")
+        driver.find_element(By.ID, "rename").click()
+        _markers(driver)[2].click()
+        _press(driver, "\ue017")  # Delete
+        Select(driver.find_element(By.ID, "add-name")).select_by_value("T12")
+        driver.find_element(By.ID, "add").click()
+        ActionChains(driver).move_to_element_with_offset(driver.find_element(By.ID, "image"), 0, -60).click().perform()
+        assert "4 unsaved" in driver.find_element(By.ID, "pending").text
+        _press(driver, "a")
+        _wait(driver, "document.body.dataset.saved", "1")
+        assert driver.find_element(By.ID, "progress").text == "1 of 1 reviewed"
+    saved = json.loads((labels / "series.json").read_text())
+    changes = saved["review"]["events"][-1]["changes"]
+    assert saved["review"]["status"] == "corrected"
+    assert [c["op"] for c in changes] == ["move", "rename", "delete", "add"]
+    moved = np.subtract(changes[0]["to_mm"], changes[0]["from_mm"])
+    assert np.linalg.norm(moved) == pytest.approx(DRAG_PX / scale, rel=0.1)
+    assert changes[1] == {"op": "rename", "from": names[1], "to": "T13"} and changes[2]["label"] == names[2]
+    expected = {"T12", "T13", names[0], *names[3:]}
+    assert {v["label"] for v in saved["vertebrae"]} == expected
+    points = import_dicom_annotations([series, labels / "series.sr.dcm"]).annotations[0].points
+    assert set(points) == expected
+    assert np.allclose(points[names[0]], changes[0]["to_mm"], atol=0.05)
+
+
+def test_keyboard_view_controls_and_plain_accept(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    folders = [_series(tmp_path, "a"), _series(tmp_path, "b", n=4)]
+    labels = tmp_path / "labels"
+    session = session_for(folders, labels)
+    with serving(session) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        first = driver.execute_script("return document.body.dataset.scan")
+        _press(driver, "n")
+        _wait(driver, "document.body.dataset.scan", ({"a", "b"} - {first}).pop())
+        _press(driver, "p")
+        _wait(driver, "document.body.dataset.scan", first)
+        k, n = (int(x) for x in driver.find_element(By.ID, "slice-text").text.split(" / "))
+        _press(driver, "\ue015")  # arrow down: next slice
+        _wait(driver, "document.getElementById('slice-text').textContent", f"{min(k + 1, n)} / {n}")
+        width = driver.execute_script("return document.getElementById('image').width")
+        _press(driver, "+")
+        _wait(driver, f"document.getElementById('image').width > {width}", True)
+        pixel = "return document.getElementById('image').getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data[0]"
+        centre = driver.execute_script("return toScreen(state.work.get(state.current).labels[0]).map(Math.round)")
+        bright = driver.execute_script(pixel, *centre)
+        assert bright > 0
+        driver.execute_script(  # a narrow window at the top of the range: all but the brightest voxels turn black
+            "const w = document.getElementById('window'), l = document.getElementById('level');"
+            "w.value = w.min; l.value = l.max; l.dispatchEvent(new Event('input'))")
+        _wait(driver, f"document.getElementById('image').getContext('2d').getImageData({centre[0]}, {centre[1]}, 1, 1).data[0] < {bright}", True)
+        _press(driver, "a")
+        _wait(driver, "document.body.dataset.saved", "1")
+        _wait(driver, "document.body.dataset.scan", ({"a", "b"} - {first}).pop())  # on to the scan still to review
+        assert driver.find_element(By.ID, "progress").text == "1 of 2 reviewed"
+        statuses = [li.get_attribute("data-status") for li in driver.find_elements(By.CSS_SELECTOR, "#worklist li")]
+        assert statuses == ["unreviewed", "accepted"]  # reviewed scans go to the end of the worklist
+    saved = json.loads((labels / f"{first}.json").read_text())
+    assert saved["review"]["status"] == "accepted" and saved["review"]["events"][0]["changes"] == []
