@@ -13,14 +13,9 @@ def orthanc_server(tmp_path_factory):
     orthanc-dicomweb``; ``.ci/run`` installs it). A server that is installed
     but does not start fails the tests that use it.
     """
-    from spinelabel.testing.orthanc import OrthancNotInstalled, start_orthanc, stop_orthanc
+    from spinelabel.testing.orthanc import orthanc_for_tests
 
-    try:
-        server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
-    except OrthancNotInstalled as exc:
-        pytest.skip(str(exc))
-    yield server
-    stop_orthanc(server)
+    yield from orthanc_for_tests(tmp_path_factory.mktemp("orthanc"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -76,14 +76,9 @@ def _volume() -> Volume:
 @pytest.fixture(scope="module")
 def own_orthanc(tmp_path_factory):
     """A private Orthanc for this module: the study stored here must not appear in other tests' harvests."""
-    from spinelabel.testing.orthanc import OrthancNotInstalled, start_orthanc, stop_orthanc
+    from spinelabel.testing.orthanc import orthanc_for_tests
 
-    try:
-        server = start_orthanc(tmp_path_factory.mktemp("orthanc-ohif"))
-    except OrthancNotInstalled as exc:
-        pytest.skip(str(exc))
-    yield server
-    stop_orthanc(server)
+    yield from orthanc_for_tests(tmp_path_factory.mktemp("orthanc-ohif"))
 
 
 @pytest.fixture(scope="module")

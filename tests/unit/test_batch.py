@@ -12,7 +12,7 @@ from spinelabel.archive import (
 from spinelabel.batch import LabelerSpec, Outcome, Task, run_here, run_processes, worker_task
 from spinelabel.cli import main
 from spinelabel.errors import InputError, ModelError
-from spinelabel.testing.dummy import blob_spine
+from spinelabel.testing.dummy import blob_spine, silent_model_dir
 
 BLOB = LabelerSpec(factory="spinelabel.testing.dummy:blob_labeler")
 
@@ -72,7 +72,7 @@ def test_an_unexpected_exception_fails_only_its_item(scans, tmp_path):
 def test_label_jobs_reports_failures_like_one_process(capsys, tmp_path):
     noise = tmp_path / "noise.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((30, 80, 80)).astype(np.float32), np.eye(4)), str(noise))
-    model = _silent_model(tmp_path / "model")
+    model = silent_model_dir(tmp_path / "model")
     args = ["label", str(tmp_path / "missing.nii.gz"), str(noise), "--model", model, "--quiet"]
     for jobs in ("1", "2"):
         code = main([*args, "--output-dir", str(tmp_path / f"out{jobs}"), "--jobs", jobs])
@@ -81,25 +81,6 @@ def test_label_jobs_reports_failures_like_one_process(capsys, tmp_path):
         assert code == 1 and len(failed) == 2, err
         assert "missing.nii.gz" in failed[0] and "no vertebrae found" in failed[1]
         assert "Traceback" not in err and not list((tmp_path / f"out{jobs}").glob("*.json"))
-
-
-def _silent_model(path):
-    """A tiny real model directory whose network never fires."""
-    import torch
-
-    from spinelabel.models import DetectionSettings, ModelConfig, save_model
-    from spinelabel.models.network import UNet2D
-
-    net = UNet2D(channels=(4, 8))
-    with torch.no_grad():
-        net.head.weight.zero_()
-        net.head.bias.fill_(-10.0)
-    config = ModelConfig(
-        name="silent", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
-        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4, 8), level_offset=22.0,
-        level_sd=1.0, detection=DetectionSettings(), shape_model={},
-    )
-    return str(save_model(path, config, net))
 
 
 # --- manifests -------------------------------------------------------------------------------------------
@@ -206,7 +187,7 @@ def test_batch_on_a_local_dask_cluster(scans, tmp_path):
         doc = json.loads((out / LABELS_DIR / "c.json").read_text())
         assert len(doc["vertebrae"]) == 5
         # the command line, pointed at the same cluster: a model that finds nothing fails every item, listed
-        model = _silent_model(tmp_path / "model")
+        model = silent_model_dir(tmp_path / "model")
         code = main(["batch", str(path), "-o", str(tmp_path / "cli"), "--model", model, "--scheduler", cluster.scheduler_address, "-q"])
     failed = read_failed(tmp_path / "cli")
     assert code == 1 and len(failed) == 5 and "no vertebrae found" in failed["a"][1]
@@ -216,7 +197,7 @@ def test_batch_on_a_local_dask_cluster(scans, tmp_path):
 def test_batch_command_in_worker_processes(capsys, scans, tmp_path):
     good, missing = scans
     manifest = _manifest(tmp_path, good, missing)
-    model = _silent_model(tmp_path / "model")
+    model = silent_model_dir(tmp_path / "model")
     code = main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--model", model, "--jobs", "2"])
     captured = capsys.readouterr()
     assert code == 1 and "0 of 5 done" in captured.out

@@ -5,28 +5,17 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from spinelabel.cli import main
 from spinelabel.geometry import Volume
 from spinelabel.io.dicom_write import write_dicom_series
-from spinelabel.models import DetectionSettings, ModelConfig, save_model
-from spinelabel.models.network import UNet2D
+from spinelabel.testing.dummy import silent_model_dir
 
 
 @pytest.fixture(scope="module")
 def silent_model(tmp_path_factory):
     """A tiny real model directory whose network never fires (head bias -10)."""
-    net = UNet2D(channels=(4, 8))
-    with torch.no_grad():
-        net.head.weight.zero_()
-        net.head.bias.fill_(-10.0)
-    config = ModelConfig(
-        name="silent", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
-        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4, 8), level_offset=22.0,
-        level_sd=1.0, detection=DetectionSettings(), shape_model={},
-    )
-    return str(save_model(tmp_path_factory.mktemp("model"), config, net))
+    return silent_model_dir(tmp_path_factory.mktemp("model"))
 
 
 def _nifti(path, data, affine=None):

@@ -82,3 +82,22 @@ def blob_labeler():
     from ..pipeline import Labeler
 
     return Labeler(dummy_config(), BlobNet())
+
+
+def silent_model_dir(path) -> str:
+    """A tiny real model directory (checksummed weights and config) whose network never fires (head bias -10)."""
+    from pathlib import Path
+
+    from ..models import save_model
+    from ..models.network import UNet2D
+
+    net = UNet2D(channels=(4, 8))
+    head = net.head.state_dict()
+    net.head.load_state_dict({"weight": torch.zeros_like(head["weight"]), "bias": torch.full_like(head["bias"], -10.0)})
+    config = ModelConfig(
+        name="silent", version="0", region="lumbar", axcodes=("R", "I", "P"), inplane_spacing_mm=2.0,
+        slice_step_mm=2.0, intensity_percentiles=(1.0, 99.5), channels=(4, 8), level_offset=22.0,
+        level_sd=1.0, detection=DetectionSettings(), shape_model={},
+    )
+    return str(save_model(Path(path), config, net))
+

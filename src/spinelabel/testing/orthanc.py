@@ -210,3 +210,18 @@ def orthanc(workdir: str | Path, username: str = "spinelabel", password: str | N
         yield server
     finally:
         stop_orthanc(server)
+
+
+def orthanc_for_tests(folder: Path) -> Iterator[OrthancServer]:
+    """A pytest fixture body: start an Orthanc in ``folder``, yield it, stop it; skip when Orthanc is not installed."""
+    import pytest
+
+    try:
+        server = start_orthanc(folder)
+    except OrthancNotInstalled as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        stop_orthanc(server)
+

@@ -313,7 +313,7 @@ def _caudal_cut(
 
 
 def _tilted_slab(
-    rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, x_mm: float, centre: np.ndarray
+    rng: np.random.Generator, spec: SamplerSpec, x_mm: float, centre: np.ndarray
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A random oblique, bent slab: the lateral position x (mm) at in-plane source positions (..., 2)."""
     tilt = np.tan(np.deg2rad(rng.uniform(-spec.oblique_deg, spec.oblique_deg, 2)))
@@ -418,7 +418,7 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
     else:
         y_read = y
     if rng.random() < spec.p_oblique:
-        lateral = _tilted_slab(rng, scan, spec, x_mm, centre)
+        lateral = _tilted_slab(rng, spec, x_mm, centre)
         img = _read_slab(scan, lateral, thickness, y_read)
         x_at_points: float | np.ndarray = lateral(source_points)
     else:
