@@ -119,8 +119,8 @@ def _body(args: argparse.Namespace, load: dict, shot: str | None) -> str:
         f"- command: `python -m benchmarks.review_page {' '.join(sys.argv[1:])}`".rstrip(),
         f"- date: {when}, commit `{git_commit()}`",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        "headless Debian Chromium via Selenium, server on loopback (127.0.0.1); run under `nice -n 19` beside a training "
-        f"(load average {load['load_average']:.1f} at the end)",
+        "headless Debian Chromium via Selenium, server on loopback (127.0.0.1); "
+        f"load average {load['load_average']:.1f} at the end",
         f"- series: synthetic {SERIES_SHAPE[0]} x {SERIES_SHAPE[1]} x {SERIES_SHAPE[2]} sagittal DICOM "
         f"({SERIES_SPACING_MM[0]} mm pixels, {SERIES_SPACING_MM[2]} mm slices), {load['labels']} labels (dummy network)",
         "- page load = navigation start to the first slice drawn with its labels (`window.spinelabelReadyMs`)", "",
