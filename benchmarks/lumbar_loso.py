@@ -2,7 +2,7 @@
 
 Usage (repository root, ../shared beside it)::
 
-    python -m benchmarks.lumbar_loso [--steps 2500] [--models /tmp/spinelabel-lumbar-loso] [--retrain]
+    python -m benchmarks.lumbar_loso [--steps 2500] [--models /tmp/spinelabel-lumbar-loso] [--retrain] [--jobs 2]
 
 The shared lumbar scans come from two sources (Zukić et al.: T2 TSE, 1.5 T
 Siemens; MyoSegmenTUM: 3 T Philips water-fat). A validation split drawn from
@@ -37,22 +37,35 @@ S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
 SOURCES = ("zukic", "myoseg")
 
 
-def _train(source: str, out: Path, steps: int, tmp: Path) -> float:
-    """Train on the split's training scans of one source; returns minutes."""
-    from spinelabel.cli import main as cli
-
+def _train_args(source: str, out: Path, steps: int, threads: int, tmp: Path) -> list[str]:
+    """``spinelabel train`` arguments for the split's training scans of one source."""
     split = json.loads(SPLIT.read_text())
     everything = sorted(p.name for p in SHARED.iterdir() if (p / "centroids.json").is_file())
     keep = [c for c in split["train"] if c.startswith(source)]
     exclude = tmp / f"only-{source}.json"
     exclude.write_text(json.dumps({"validation": [c for c in everything if c not in keep]}))
-    t0 = time.perf_counter()
-    code = cli(["train", str(SHARED), "--exclude", str(exclude), "--region", "lumbar", "--out", str(out),
-                "--steps", str(steps), "--synthetic-fraction", "0.25", "--synthetic-scans", "80",
-                "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--quiet"])
-    if code:
-        raise SystemExit(code)
-    return (time.perf_counter() - t0) / 60
+    return ["train", str(SHARED), "--exclude", str(exclude), "--region", "lumbar", "--out", str(out),
+            "--steps", str(steps), "--synthetic-fraction", "0.25", "--synthetic-scans", "80",
+            "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--threads", str(threads), "--quiet"]
+
+
+def _train_all(sources: list[str], models: Path, steps: int, jobs: int, tmp: Path) -> dict[str, float]:
+    """Train one model per source, ``jobs`` side by side (one thread each when > 1); minutes per source."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = 2 if jobs == 1 else 1
+
+    def one(source: str) -> float:
+        cmd = [sys.executable, "-c", "import sys; from spinelabel.cli import main; sys.exit(main(sys.argv[1:]))",
+               *_train_args(source, models / f"{source}-only", steps, threads, tmp)]
+        t0 = time.perf_counter()
+        if subprocess.call(cmd):
+            raise SystemExit(f"training on {source} failed")
+        return (time.perf_counter() - t0) / 60
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return dict(zip(sources, pool.map(one, sources)))
 
 
 def _score(model: Path, cases: list[str]) -> tuple[str, str]:
@@ -93,17 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "spinelabel-lumbar-loso")
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings run side by side (one thread each when > 1)")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
     everything = sorted(p.name for p in SHARED.iterdir() if (p / "centroids.json").is_file())
-    lines, minutes = [], {}
+    lines = []
     with tempfile.TemporaryDirectory(prefix="spinelabel-loso-") as tmp:
+        todo = [s for s in SOURCES if args.retrain or not (args.models / f"{s}-only" / "config.json").is_file()]
+        minutes = _train_all(todo, args.models, args.steps, args.jobs, Path(tmp))
         for train_on in SOURCES:
             test_on = next(s for s in SOURCES if s != train_on)
             model = args.models / f"{train_on}-only"
-            if args.retrain or not (model / "config.json").is_file():
-                minutes[train_on] = _train(train_on, model, args.steps, Path(tmp))
             n_train = len(json.loads((model / "config.json").read_text())["training"]["scans"])
             cases = [c for c in everything if c.startswith(test_on)]
             for row in _score(model, cases):

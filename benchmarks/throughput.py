@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with ../shared beside it, on an otherwise quiet machine)::
 
-    python -m benchmarks.throughput [--quick] [--results docs/RESULTS.md]
+    python -m benchmarks.throughput [--quick] [--results docs/RESULTS.md] [--only memory]
 
 Measured side by side in one run:
 
@@ -20,7 +20,9 @@ Measured side by side in one run:
    ones) on a 2-worker Dask LocalCluster, killed once and resumed.
 
 ``--quick`` is a smoke run (a few scans, a smaller series, 20 items): it
-proves the script works, not the numbers. Writes the "throughput" section of
+proves the script works, not the numbers. ``--only memory`` measures part 3
+alone and replaces only its line of the section (with its own command, date
+and commit). Writes the "throughput" section of
 the results file with the command, date and commit.
 """
 
@@ -242,8 +244,14 @@ def forward_table(results: list[dict], threads: int) -> str:
 # --- 3. peak memory on a large series -------------------------------------------------------------------
 
 
-def large_series(scan: Path, shape: tuple[int, int, int], folder: Path) -> Path:
-    """``scan`` resampled to sagittal DICOM slices of ``shape`` (columns, rows, slices), written into ``folder``."""
+def large_series(scan: Path, shape: tuple[int, int, int], folder: Path, integer: bool = True) -> Path:
+    """``scan`` resampled to sagittal DICOM slices of ``shape`` (columns, rows, slices), written into ``folder``.
+
+    ``integer``: pixel values rounded to whole numbers, so the series is stored
+    with RescaleSlope 1 as most MR scanners write it; otherwise the resampled
+    fractional values are kept and the writer stores them with a fractional
+    slope (as some vendors' series carry), which the reader holds as float32.
+    """
     import numpy as np
 
     from spinelabel.geometry import reorient, resample_grid
@@ -254,6 +262,8 @@ def large_series(scan: Path, shape: tuple[int, int, int], folder: Path) -> Path:
     extent = np.array(pil.shape) * pil.spacing
     spacing = extent / np.array(shape)
     big = resample_grid(pil, spacing)
+    if integer:
+        big = type(big)(np.rint(big.data), big.affine)
     write_dicom_series(big, folder)
     return folder
 
@@ -282,17 +292,22 @@ def peak_mib(args: list[str]) -> tuple[int, float]:
 
 
 def memory_table(scan: Path, shape: tuple[int, int, int]) -> tuple[str, float]:
+    """The memory line (integer series with slope 1, and the same with a fractional slope); the integer peak."""
+    peaks = {}
     with tempfile.TemporaryDirectory() as tmp:
-        series = large_series(scan, shape, Path(tmp) / "series")
         _, baseline = peak_mib([])
-        code, peak = peak_mib(["label", str(series), "-o", f"{tmp}/out.json", "--overlay", f"{tmp}/out.png", "-q"])
+        for integer in (True, False):
+            series = large_series(scan, shape, Path(tmp) / f"series-{integer}", integer)
+            peaks[integer] = peak_mib(["label", str(series), "-o", f"{tmp}/out.json", "--overlay", f"{tmp}/out.png", "-q"])
     size = shape[0] * shape[1] * shape[2] * 4 / 2**20
-    lines = [
+    line = (
         f"Peak memory of `spinelabel label` (JSON and overlay) on a {' x '.join(map(str, shape))} DICOM series "
-        f"(`{scan.parent.name}` resampled; {size:.0f} MiB as float32): **{peak:.0f} MiB** (exit status {code}); "
-        f"the process with torch imported and the model loaded, no image: {baseline:.0f} MiB.",
-    ]
-    return "\n".join(lines), peak
+        f"(`{scan.parent.name}` resampled; {size:.0f} MiB as float32): **{peaks[True][1]:.0f} MiB** with whole-number "
+        f"pixels and RescaleSlope 1, as most MR series are stored (exit status {peaks[True][0]}); "
+        f"{peaks[False][1]:.0f} MiB with a fractional RescaleSlope, read as float32 (exit status {peaks[False][0]}); "
+        f"the process with torch imported and the model loaded, no image: {baseline:.0f} MiB."
+    )
+    return line, peaks[True][1]
 
 
 # --- 4. an archive batch on a 2-worker Dask LocalCluster, killed and resumed ---------------------------
@@ -406,11 +421,45 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: a few scans, a smaller series, 20 items")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
+    ap.add_argument("--only", choices=["memory"], help="measure only this part and replace its line in the results file")
+    ap.add_argument("--commit", help="commit to write into the results (default: from git)")
     return ap.parse_args(argv)
+
+
+#: How the memory part's line in the throughput section begins (``--only memory`` replaces that line).
+MEMORY_LINE_START = "Peak memory of `spinelabel label`"
+
+
+def update_memory_line(results: Path, memory_md: str, cmd: str, commit: str) -> None:
+    """Replace the memory line of the throughput section with a new measurement, its command, date and commit."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    line = f"{memory_md} Measured alone: `{cmd}`, {stamp}, commit `{commit}`."
+    text = results.read_text()
+    lines = text.splitlines()
+    found = [i for i, ln in enumerate(lines) if ln.startswith(MEMORY_LINE_START)]
+    if len(found) != 1:
+        raise SystemExit(f"{results}: expected one line starting with {MEMORY_LINE_START!r}, found {len(found)}")
+    lines[found[0]] = line
+    results.write_text("\n".join(lines) + ("\n" if text.endswith("\n") else ""))
+
+
+def memory_only(args: argparse.Namespace, cmd: str) -> int:
+    """``--only memory``: the peak-memory measurement alone, written over its line of the results file."""
+    sizes = QUICK if args.quick else Sizes()
+    memory_md, _ = memory_table(lumbar_scans(1)[0], sizes.large_shape)
+    print(memory_md, flush=True)
+    if args.quick:
+        return 0  # a smoke run: the file keeps its measurement
+    update_memory_line(args.results, memory_md, cmd, args.commit or git_commit())
+    print(f"wrote {args.results}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    cmd = "python -m benchmarks.throughput" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    if args.only == "memory":
+        return memory_only(args, cmd.split(" --commit")[0])
     sizes = QUICK if args.quick else Sizes()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: as `spinelabel` runs
     from spinelabel.pipeline import thread_count
@@ -427,7 +476,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         archive_md = archive_table(archive_run(lumbar_scans(67), sizes, Path(tmp)))
     print(archive_md, flush=True)
-    cmd = "python -m benchmarks.throughput" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     body = f"""## Throughput: batches, thread policy under load, forward pass, memory, archive runs (issue 15)
 
 - command: `{cmd}`{' (**quick mode: a smoke run of the script, not the measurement**)' if args.quick else ''}

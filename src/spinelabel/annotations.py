@@ -21,8 +21,8 @@ Two input forms are read, both giving world **RAS** millimetres:
 - DICOM: a folder with no ``centroids.json`` below it, or a DICOM file, is
   read by :func:`spinelabel.io.dicom_label_read.import_dicom_annotations`
   (GSPS / SR spine labels among the images they label; all DICOM sources of
-  one call are read together). Items it cannot use are reported on stderr
-  (or to ``on_problem``) and skipped; no label at all is an InputError.
+  one call are read together). Items it cannot use are reported to
+  ``on_problem`` and skipped; no label at all is an InputError.
 - Reviewed results of ``spinelabel review`` (:mod:`spinelabel.reviewed`): a
   result JSON file, or a folder of them with no ``centroids.json`` below it;
   only accepted or corrected scans are read (in a folder, the others are
@@ -45,7 +45,6 @@ import io
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -260,8 +259,8 @@ def _has_dicom_files(folder: Path) -> bool:
     return any(f.is_file() and _is_dicom_file(f) for f in folder.rglob("*"))
 
 
-def _print_problem(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+def _ignore_problem(message: str) -> None:
+    """The default ``on_problem``: library code reports nothing itself (the command line passes a callback)."""
 
 
 def _load_dicom_sources(sources: list[Path], on_problem: Callable[[str], None]) -> list[ScanAnnotation]:
@@ -294,8 +293,9 @@ def load_annotations(
     Parameters
     ----------
     on_problem : callable, optional
-        Receives one line per DICOM item that was skipped (default: printed
-        to stderr as ``warning: ...``).
+        Receives one line per skipped item (a DICOM object, an unreviewed
+        result in a folder); the caller shows it (``spinelabel`` prints
+        ``warning: ...``). None: skipped items are not reported.
 
     Raises
     ------
@@ -317,9 +317,9 @@ def load_annotations(
         seen.add(key)
         loaded.append((f, _load_file(f)))
     if reviewed:
-        loaded.append((reviewed[0], load_reviewed(reviewed, on_problem or _print_problem)))
+        loaded.append((reviewed[0], load_reviewed(reviewed, on_problem or _ignore_problem)))
     if dicom_sources:
-        loaded.append((dicom_sources[0], _load_dicom_sources(dicom_sources, on_problem or _print_problem)))
+        loaded.append((dicom_sources[0], _load_dicom_sources(dicom_sources, on_problem or _ignore_problem)))
     return _unique_scans(loaded)
 
 
@@ -421,13 +421,17 @@ def _atomic_write_text(path: Path, text: str) -> None:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _text_cell(text: str) -> str:
-    """A text cell that a spreadsheet shows as text: a leading ' before a formula character."""
+def spreadsheet_text(text: str) -> str:
+    """A CSV text cell that a spreadsheet shows as text: a leading ' before a formula character.
+
+    Every CSV that spinelabel writes passes its text cells through this (no
+    formula injection from a scan id, a path or a message).
+    """
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _from_text_cell(text: str) -> str:
-    """Inverse of :func:`_text_cell`."""
+    """Inverse of :func:`spreadsheet_text`."""
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
@@ -458,6 +462,6 @@ def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path
             except ValueError:  # no relative path (Windows: another drive)
                 image = os.path.abspath(ann.image)
         for label, xyz in ann.points.items():
-            row = [_text_cell(ann.scan_id), label, *(repr(float(c)) for c in np.asarray(xyz, float).reshape(3))]
-            writer.writerow(row + [_text_cell(image)] * with_image + [_text_cell(ann.series_uid or "")] * with_series)
+            row = [spreadsheet_text(ann.scan_id), label, *(repr(float(c)) for c in np.asarray(xyz, float).reshape(3))]
+            writer.writerow(row + [spreadsheet_text(image)] * with_image + [spreadsheet_text(ann.series_uid or "")] * with_series)
     _atomic_write_text(path, buf.getvalue())

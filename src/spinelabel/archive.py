@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .batch import LabelerSpec, Outcome, Task, run_dask, run_here, run_processes
+from .batch import DicomwebSeries, LabelerSpec, Outcome, Task, run_dask, run_here, run_processes
 from .errors import InputError
 
 DONE_NAME = "done.txt"
@@ -48,6 +48,8 @@ class ManifestItem:
     id: str
     input: str
     series: str | None = None
+    #: A series on a DICOMweb server (``spinelabel batch --dicomweb``); ``input`` then describes it.
+    dicomweb: DicomwebSeries | None = None
 
 
 @dataclass
@@ -191,7 +193,10 @@ def pending_tasks(items: list[ManifestItem], out_dir: Path, overlays: bool, skip
     """The tasks of the items not in ``skip``, writing to ``out_dir/labels/<id>.json`` (and ``.png``)."""
     labels = out_dir / LABELS_DIR
     return [
-        Task(item.id, (item.input,), item.series, labels / f"{item.id}.json", labels / f"{item.id}.png" if overlays else None)
+        Task(
+            item.id, (item.input,), item.series, labels / f"{item.id}.json", labels / f"{item.id}.png" if overlays else None,
+            dicomweb=item.dicomweb,
+        )
         for item in items
         if item.id not in skip
     ]
@@ -240,7 +245,7 @@ def run_archive(
     OutputError
         The output folder cannot be written.
     """
-    _prepare_output(out_dir)
+    prepare_output(out_dir)
     ids = {item.id for item in items}
     done = read_done(out_dir) & ids
     failed = {k: v for k, v in read_failed(out_dir).items() if k in ids and k not in done}
@@ -261,11 +266,12 @@ def run_archive(
     return run
 
 
-def _prepare_output(out_dir: Path) -> None:
+def prepare_output(out_dir: Path) -> None:
     """Create ``out_dir/labels``; OutputError (one line) when the folder cannot be made or written."""
     from .errors import OutputError
-    from .io.outputs import check_output_target
+    from .io.outputs import check_output_target, check_writable_folder
 
+    check_writable_folder(out_dir / LABELS_DIR)
     for name in (DONE_NAME, FAILED_NAME):
         check_output_target(out_dir / name)
     try:

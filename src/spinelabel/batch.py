@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ModelError, SpinelabelError
 
 if TYPE_CHECKING:
+    from .pacs_client import PacsConfig
     from .results import LabelResult
 
 #: Torch threads of each worker process: N workers then use N cores with no
@@ -83,6 +84,27 @@ class Task:
     overlay: Path | None = None
     sr: Path | None = None
     gsps: Path | None = None
+    #: A series on a DICOMweb server, retrieved by the worker (``inputs`` then only describes it).
+    dicomweb: "DicomwebSeries | None" = None
+
+
+@dataclass(frozen=True)
+class DicomwebSeries:
+    """One series on a DICOMweb server: what a worker retrieves (WADO-RS) and labels.
+
+    Attributes
+    ----------
+    config : PacsConfig
+        The server and its credentials (they travel with the task to the worker).
+    store : bool
+        Store the SR and GSPS back on the server (STOW-RS) after labeling;
+        they are also kept beside the JSON.
+    """
+
+    config: PacsConfig
+    study_uid: str
+    series_uid: str
+    store: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,36 @@ def label_to_files(
     return result
 
 
+def label_dicomweb_series(labeler: Any, task: Task, source: DicomwebSeries) -> "LabelResult":
+    """Retrieve a series into a temporary folder, label it into the task's outputs, optionally store SR + GSPS.
+
+    With ``source.store`` the SR and GSPS are written beside the JSON
+    (``<id>.sr.dcm``, ``<id>.gsps.dcm``) and stored; a failed store fails
+    the item, so a re-run labels and stores it again.
+
+    Raises
+    ------
+    SpinelabelError
+        The series cannot be retrieved, read, labeled, written or stored.
+    """
+    import tempfile
+
+    from .pacs import retrieve_series, store
+    from .pacs_client import connect
+
+    sr, gsps = task.sr, task.gsps
+    if source.store and task.json is not None:
+        sr, gsps = (task.json.with_name(f"{task.key}{ext}") for ext in (".sr.dcm", ".gsps.dcm"))
+    client = connect(source.config)
+    with tempfile.TemporaryDirectory(prefix="spinelabel-batch-") as tmp:
+        folder = Path(tmp) / "series"
+        retrieve_series(client, source.study_uid, source.series_uid, folder)
+        result = label_to_files(labeler, (str(folder),), source.series_uid, task.json, task.overlay, sr, gsps)
+    if source.store and sr is not None and gsps is not None:
+        store(client, [sr, gsps])
+    return result
+
+
 def run_task(labeler: Any, task: Task) -> Outcome:
     """Label one task; any failure becomes a failed outcome with a one-line reason.
 
@@ -145,7 +197,10 @@ def run_task(labeler: Any, task: Task) -> Outcome:
     """
     start = time.perf_counter()
     try:
-        result = label_to_files(labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps)
+        if task.dicomweb is not None:
+            result = label_dicomweb_series(labeler, task, task.dicomweb)
+        else:
+            result = label_to_files(labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps)
     except SpinelabelError as exc:
         return Outcome(task.key, _one_line(str(exc)), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - reported as this item's failure, see docstring

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from .annotations import spreadsheet_text
 from .cleaning import KINDS, SKIPPED_NOTE, CleaningReport
 from .errors import InputError
 
@@ -53,8 +54,8 @@ def report_csv(report: CleaningReport) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(REPORT_CSV_COLUMNS)
-    for f in report.findings:
-        writer.writerow([f.scan, f.label, f.kind, f.action, f.reason])
+    for f in report.findings:  # the scan id and the reason come from the user's files: no formulas
+        writer.writerow([spreadsheet_text(str(cell)) for cell in (f.scan, f.label, f.kind, f.action, f.reason)])
     return buf.getvalue()
 
 

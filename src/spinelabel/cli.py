@@ -48,6 +48,11 @@ def _echo(msg: str, quiet: bool = False, err: bool = False) -> None:
         typer.echo(msg, err=err)
 
 
+def _warn(message: str) -> None:
+    """Show a skipped item of a library call (``on_problem`` callbacks) as a warning on stderr."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 def check_region(region: str) -> str:
     """``region`` if it names one (or "auto"); a usage error otherwise."""
     from .anatomy import REGIONS
@@ -138,7 +143,9 @@ def _label_batch(
     from tqdm import tqdm
 
     from .batch import LabelerSpec, run_here, run_processes
+    from .io.outputs import check_writable_folder
 
+    check_writable_folder(output_dir)  # one line before any labeling, not one failure per scan after it
     tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs)
     if jobs > 1:
         if model is not None:
@@ -159,7 +166,7 @@ def _label_batch(
 
 @app.command()
 def batch(
-    manifest: Path = typer.Argument(..., help="CSV with a header (input[,id][,series]) or JSON lines {\"input\": ..., \"id\": ..., \"series\": ...}."),
+    manifest: Optional[Path] = typer.Argument(None, help="CSV with a header (input[,id][,series]) or JSON lines {\"input\": ..., \"id\": ..., \"series\": ...}; or --dicomweb instead."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="labels/<id>.json per item, done.txt, failed.csv; re-run to resume."),
     region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided per image)."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
@@ -168,17 +175,22 @@ def batch(
     overlays: bool = typer.Option(False, "--overlays", help="Also write labels/<id>.png."),
     skip_failed: bool = typer.Option(False, "--skip-failed", help="Do not retry the items listed in failed.csv."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL instead of a manifest: the sagittal MR series of the studies matching --query (user/password: env SPINELABEL_DICOMWEB_USER/_PASSWORD)."),
+    query: Optional[str] = typer.Option(None, "--query", help="With --dicomweb: study filters, e.g. 'StudyDate=20260101-20261231&PatientID=123' (keys: StudyDate, PatientID, StudyInstanceUID, Modality)."),
+    store: bool = typer.Option(False, "--store", help="With --dicomweb: store each item's SR and GSPS back on the server (STOW-RS)."),
 ) -> None:
-    """Label the series of a manifest, resumably: finished items are skipped when run again."""
+    """Label the series of a manifest or a DICOMweb query, resumably: finished items are skipped when run again."""
     from contextlib import nullcontext
 
     from tqdm import tqdm
 
-    from .archive import FAILED_NAME, make_runner, read_manifest, run_archive
+    from .archive import FAILED_NAME, make_runner, prepare_output, run_archive
+    from .archive_dicomweb import batch_items
     from .batch import LabelerSpec
 
     region = check_region(region)
-    items = read_manifest(manifest)
+    items = batch_items(manifest, dicomweb, query, store)
+    prepare_output(output_dir)  # a folder that cannot be written is one line, before any model or worker starts
     if model is not None:
         from .models import resolve_model_dir
 
@@ -233,12 +245,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
-    if synthetic_fraction + region_fraction > 1.0:
-        raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
-    if init is not None:
-        from .models import resolve_model_dir
-
-        resolve_model_dir(init)  # a missing model is one clear line before any loading
+    _check_train_options(out, init, synthetic_fraction + region_fraction)
     from .training.data import load_training_scans
     from .training.train import TrainSettings, train_and_save
 
@@ -248,7 +255,9 @@ def train(
 
         finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
     with _training_sources(annotations, exclude, region, clean, quiet, extra_labels) as sources:
-        scans, points = load_training_scans(sources, exclude=exclude, quiet=quiet, anchor_finders=finders)
+        scans, points = load_training_scans(
+            sources, exclude=exclude, quiet=quiet, anchor_finders=finders, on_message=lambda m: _echo(m, err=True)
+        )
     if complete_anchors:
         pseudo = sum(bool(s.pseudo_levels) for s in scans)
         _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
@@ -276,6 +285,19 @@ def train(
     _echo(f"model written to {path}", quiet)
 
 
+def _check_train_options(out: Path, init: str | None, crop_shares: float) -> None:
+    """What can be refused in one line before hours of training: shares over 1, an unwritable --out, a missing --init."""
+    if crop_shares > 1.0:
+        raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
+    from .io.outputs import check_writable_folder
+
+    check_writable_folder(out)
+    if init is not None:
+        from .models import resolve_model_dir
+
+        resolve_model_dir(init)
+
+
 @contextmanager
 def _training_sources(
     sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool, extra: Sequence[Path] = ()
@@ -296,9 +318,10 @@ def _training_sources(
     from .training.data import validation_ids
 
     skip = validation_ids(exclude)
-    anns = [a for a in load_annotations(sources) if a.scan_id not in skip]
+    on_problem = None if quiet else _warn
+    anns = [a for a in load_annotations(sources, on_problem) if a.scan_id not in skip]
     if extra:
-        anns, n = add_labels(anns, load_annotations(list(extra)))
+        anns, n = add_labels(anns, load_annotations(list(extra), on_problem))
         _echo(f"extra labels: points added to {n} of {len(anns)} scans", quiet, err=True)
     if clean:
         anns = _cleaned(anns, region, quiet)
@@ -340,7 +363,7 @@ def evaluate(
     from .evaluation import format_report, load_predictions, report_to_dict
     from .io.outputs import atomic_write_bytes
 
-    gt = load_annotations([annotations])
+    gt = load_annotations([annotations], on_problem=_warn)
     preds = load_predictions([predictions])
     report = run_evaluation(preds, gt, match_radius_mm=radius)
     typer.echo(format_report(report))
@@ -363,6 +386,10 @@ def synth(
     if region not in REGIONS:
         raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
     from tqdm import tqdm
+
+    from .io.outputs import check_writable_folder
+
+    check_writable_folder(out)
 
     with tqdm(total=n, desc="synthesising", unit="scan", disable=quiet, file=sys.stderr) as bar:
         cases = write_synthetic_cases(out, n, region, seed, progress=lambda i: bar.update(1))
@@ -441,18 +468,20 @@ def annotations_check(
     from .cleaning import CleaningParams
     from .cleaning_evidence import check_annotations
     from .cleaning_report import skipped_warning, summary_lines, write_report
+    from .io.outputs import write_all_or_nothing
 
     _require_csv(output)
     if shifted not in ("drop", "relabel"):
         raise click.BadParameter(f"{shifted!r}: choose drop or relabel", param_hint="--shifted")
     if report is not None and report.suffix.lower() not in (".json", ".csv"):
         raise click.BadParameter(f"{report}: must end in .json or .csv", param_hint="--report")
-    anns = load_annotations(sources, on_problem=None if not quiet else (lambda _m: None))
+    anns = load_annotations(sources, on_problem=None if quiet else _warn)
     params = CleaningParams(shifted=shifted)  # type: ignore[arg-type]
     result = check_annotations(anns, model=model, use_images=not no_images, params=params)
-    save_annotations_csv(result.cleaned, output)
+    outputs = [(output, lambda p: save_annotations_csv(result.cleaned, p))]
     if report is not None:
-        write_report(result, report)
+        outputs.append((report, lambda p: write_report(result, p)))
+    write_all_or_nothing(outputs)  # the cleaned labels and the report, or neither
     lines = summary_lines(result)
     for line in lines[:-1]:
         _echo(line, quiet)
@@ -474,6 +503,11 @@ _EXIT = _classes("Exit", click.exceptions.Exit, typer.Exit)
 _ABORT = _classes("Abort", click.exceptions.Abort, typer.Abort)
 
 
+def _printable_line(message: str) -> str:
+    """``message`` as one line: whitespace runs collapsed, control characters (from a corrupt file's values) escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in " ".join(message.split()))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
     # Before any command imports torch: OpenMP threads sleep instead of spinning while
@@ -484,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             rv = app(args=argv, prog_name="spinelabel", standalone_mode=False)
     except SpinelabelError as exc:
-        typer.echo(f"spinelabel: error: {exc}", err=True)
+        typer.echo(f"spinelabel: error: {_printable_line(str(exc))}", err=True)
         return EXIT_ERROR
     except _EXIT as exc:
         return int(getattr(exc, "exit_code", 0) or 0)

@@ -55,9 +55,11 @@ def review(
     """Serve a local page to confirm or correct the labels of scans; saved reviews are training data for 'train'."""
     from .cli import _echo, check_region
     from .errors import InputError
+    from .io.outputs import check_writable_folder
     from .review import DEFAULT_PORT, ReviewSession, make_server, prepare_scans
 
     region = check_region(region)
+    check_writable_folder(labels)  # reviews are saved there: one line now, not a failed save later
 
     def labeler():
         """The region's labeler, loaded only when a scan has no result yet."""

@@ -33,7 +33,7 @@ def run_demo(out: Path) -> Iterator[str]:
     import numpy as np
 
     from .io import load_image
-    from .io.outputs import render_overlay, write_json
+    from .io.outputs import render_overlay, write_all_or_nothing, write_json
     from .pipeline import make_labeler
 
     data = find_shared_data()
@@ -48,9 +48,10 @@ def run_demo(out: Path) -> Iterator[str]:
         source = "synthetic phantom (spinelabel.synthetic, seed 0)"
         yield "example: no shared data found; using a synthetic phantom"
     result = make_labeler("lumbar").label(volume)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(result, source, out / "demo.json")
-    render_overlay(volume, result, out / "demo.png")
+    write_all_or_nothing([  # OutputError (one line) when they cannot be written
+        (out / "demo.json", lambda p: write_json(result, source, p)),
+        (out / "demo.png", lambda p: render_overlay(volume, result, p)),
+    ])
     yield "labels: " + " ".join(f"{v.label}({v.confidence:.2f})" for v in result.vertebrae)
     for w in result.warnings:
         yield f"warning: {w}"

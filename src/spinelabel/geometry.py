@@ -37,6 +37,16 @@ def apply_affine(affine: npt.ArrayLike, points: npt.ArrayLike) -> np.ndarray:
     return pts @ aff[:3, :3].T + aff[:3, 3]
 
 
+#: Widest integer voxel type kept as read (not converted to float32): 2 bytes a voxel,
+#: half of float32, and every value exact in float32 (which holds integers up to 2**24).
+MAX_INT_VOXEL_BYTES = 2
+
+
+def is_small_int(data: np.ndarray) -> bool:
+    """Whether ``data`` holds integers of at most ``MAX_INT_VOXEL_BYTES`` bytes (exact in float32)."""
+    return data.dtype.kind in "iu" and data.dtype.itemsize <= MAX_INT_VOXEL_BYTES
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A 3D image and the affine mapping voxel indices (i, j, k) to RAS mm.
@@ -44,7 +54,9 @@ class Volume:
     Parameters
     ----------
     data : ndarray, shape (I, J, K)
-        Intensities; any real dtype.
+        Intensities; any real dtype. The readers give float32, or the stored
+        integers (int8 to uint16, see ``MAX_INT_VOXEL_BYTES``) when they are
+        the image's values as they are (no fractional rescale).
     affine : ndarray, shape (4, 4)
         Voxel-to-world (RAS, mm) affine.
     """
@@ -155,16 +167,20 @@ def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Vol
     The first voxel centre is kept; new voxel ``n`` along an axis sits at old
     fractional index ``n * new / old``. The affine is updated exactly, so world
     positions are preserved. Axis directions (including obliquity) are unchanged.
+
+    The result is float32. Integers of at most 16 bits are read as they are,
+    without a float32 copy of the whole input: they are exact in float32, so
+    the result is the same as for the float32 version of the input.
     """
     from scipy import ndimage
 
     new = np.asarray(spacing, dtype=float)
     factor = new / volume.spacing
     shape = tuple(int(np.floor((n - 1) / f)) + 1 for n, f in zip(volume.shape, factor))
-    data = volume.data.astype(np.float32, copy=False)
+    data = volume.data if is_small_int(volume.data) else volume.data.astype(np.float32, copy=False)
     if np.allclose(factor, 1.0):
-        out = data.copy()
+        out = np.array(data, dtype=np.float32)
     else:
-        out = ndimage.affine_transform(data, factor, output_shape=shape, order=order, mode="nearest")
+        out = ndimage.affine_transform(data, factor, output_shape=shape, order=order, mode="nearest", output=np.float32)
     affine = volume.affine @ np.diag([*factor, 1.0])
     return Volume(out, affine)

@@ -177,6 +177,14 @@ class LabelingParams:
     #: is only countable from C2 to the sacrum. A lumbar or cervical field of
     #: view counts from its own anchor instead and warns.
     variant_span: tuple[str, str] = ("C2", "S1")
+    #: A labeled anchor level (C2, S1) counts as confirmed only when the anchor
+    #: head gives its candidate at least this probability: 0.5, the point above
+    #: which the head says "anchor" rather than "not an anchor". An anchor named
+    #: by the chain alone (from spacing and level estimates) fixes nothing, and
+    #: the output warns as when no anchor is labeled. Measured on models trained
+    #: on one source and run on the other (docs/RESULTS.md, lumbar leave one
+    #: source out): every confidently shifted scan had its "S1" at 0.12-0.39.
+    anchor_confirmation: float = 0.5
     #: Labels with a confidence below this get a warning.
     low_confidence: float = 0.5
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
@@ -625,14 +633,32 @@ def _gap_warnings(labels: list[str], levels: tuple[str, ...]) -> list[str]:
 
 
 def _warnings(
-    vertebrae: list[LabeledVertebra], sol: _Solution | None, n: int, params: LabelingParams, anchors: Sequence[str] = ()
+    vertebrae: list[LabeledVertebra],
+    sol: _Solution | None,
+    n: int,
+    params: LabelingParams,
+    anchors: Sequence[str] = (),
+    anchor_probs: Sequence[float] = (),
 ) -> list[str]:
-    """Plain-English warnings about the chosen labeling."""
+    """Plain-English warnings about the chosen labeling.
+
+    ``anchor_probs``: the anchor head's probabilities of the vertebrae labeled
+    as an anchor level (NaN where the detector has no anchor head).
+    """
     out = []
+    confirmed = [p for p in anchor_probs if not np.isnan(p) and p >= params.anchor_confirmation]
     if vertebrae and anchors and not any(v.label in anchors for v in vertebrae):
         out.append(
             f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
             "estimates and the spacing alone and may be shifted by one level — count from a landmark to verify"
+        )
+    elif vertebrae and anchor_probs and not confirmed and not all(np.isnan(p) for p in anchor_probs):
+        named = "/".join(v.label for v in vertebrae if v.label in anchors)
+        out.append(
+            f"{named} labeled, but the anchor detector does not confirm it (probability "
+            f"{max(p for p in anchor_probs if not np.isnan(p)):.2f} < {params.anchor_confirmation:.2f}): the level names "
+            "rest on the network's level estimates and the spacing and may be shifted by one level — count from a "
+            "landmark to verify"
         )
     if n == 0:
         out.append("no vertebra candidates were given: nothing to label")
@@ -703,7 +729,8 @@ def label_candidates(
         for j, b in sol.path
     ]
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
-    warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors)
+    anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in region.anchors]
+    warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors, anchor_probs)
     cost = float(sol.best[s])
     if vertebrae:
         warnings += [_uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]

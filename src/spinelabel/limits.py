@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import GeometryError, InputError
 
 #: Largest extent (mm) of an input image along any array axis. An adult spine
 #: from C1 to the coccyx is about 750 mm long; a whole-spine MR (composed from
@@ -24,6 +24,11 @@ MAX_FIELD_OF_VIEW_MM = 1000.0
 #: isotropic 1 mm lumbar scan about 25 M; 268 M leaves room for thin 3D
 #: whole-spine scans while a 2-core, 8 GiB machine can still process it.
 MAX_VOXELS = 2**28
+#: Fewest slices (voxels along the thinnest axis) of an input image. The
+#: detector finds a body's lateral centre from the run of sagittal slices that
+#: cross it, which needs a slice on each side of the middle one; a clinical
+#: sagittal series has 12-20 slices, so fewer than 3 is a 2D image or a stub.
+MIN_SLICES = 3
 
 
 def check_image_size(shape: Sequence[int], spacing_mm: Sequence[float], where: str) -> None:
@@ -57,3 +62,24 @@ def check_image_size(shape: Sequence[int], spacing_mm: Sequence[float], where: s
             f"{where}: field of view of {shown} mm is beyond the limit of {MAX_FIELD_OF_VIEW_MM:.0f} mm "
             f"per axis (wrong voxel size in the header?)"
         )
+
+
+def check_enough_slices(n_slices: int, where: str) -> None:
+    """Refuse an image with fewer than :data:`MIN_SLICES` slices, saying how many it has.
+
+    Parameters
+    ----------
+    n_slices : int
+        Slices of the image (voxels along its thinnest axis; 1 for a 2D image).
+    where : str
+        The image, for the message.
+
+    Raises
+    ------
+    GeometryError
+        Fewer than :data:`MIN_SLICES` slices.
+    """
+    if n_slices >= MIN_SLICES:
+        return
+    what = "a 2D image (one slice)" if n_slices <= 1 else f"only {n_slices} slices"
+    raise GeometryError(f"{where}: {what}: need a 3D sagittal stack of at least {MIN_SLICES} slices")

@@ -69,6 +69,8 @@ def to_model_frame(volume: Volume, spec: FrameSpec) -> Volume:
     -----
     The input is reoriented as a view and read once, by the resampling or by
     one float32 copy: at most one full-size array is made besides the input.
+    Integer input (``geometry.is_small_int``) is read as it is (no float copy
+    of it besides the result) and gives the same values as its float32 version.
     """
     check_sagittal(volume)
     canon = reorient(volume, CANONICAL_AXCODES, copy=False)
@@ -91,10 +93,22 @@ def normalize_intensity(data: np.ndarray, percentiles: tuple[float, float] = (1.
     InputError
         If the image has no finite values or is constant.
     """
+    return apply_window(data, *intensity_window(data, percentiles))
+
+
+def intensity_window(data: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.5)) -> tuple[float, float]:
+    """The (lo, hi) intensities that :func:`normalize_intensity` maps to 0 and 1.
+
+    Raises
+    ------
+    InputError
+        If the image has no finite values or is constant.
+    """
     finite = np.isfinite(data)
     if not finite.any():
         raise InputError("image contains no finite values (all NaN/inf)")
     values = data[finite]
+    del finite
     sample = values[:: max(1, values.size // 2_000_000)]
     background = np.percentile(sample, 5)
     fg = sample[sample > background]
@@ -103,5 +117,15 @@ def normalize_intensity(data: np.ndarray, percentiles: tuple[float, float] = (1.
     lo, hi = np.percentile(fg, percentiles)
     if hi - lo <= 1e-6 * max(1.0, abs(hi)):
         raise InputError("image is constant (no contrast): nothing to label")
-    out = (np.where(finite, data, lo) - lo) / (hi - lo)
+    return lo, hi
+
+
+def apply_window(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(data - lo) / (hi - lo)`` clipped to [-0.2, 1.5], float32; non-finite values become 0.
+
+    Element by element, so a large image may be mapped in parts (the overlay
+    maps a slice a block of rows at a time) with the same result.
+    """
+    lo64, hi64 = np.float64(lo), np.float64(hi)  # float64 arithmetic, whatever the caller passes
+    out = (np.where(np.isfinite(data), data, lo64) - lo64) / (hi64 - lo64)
     return np.clip(out, -0.2, 1.5).astype(np.float32)

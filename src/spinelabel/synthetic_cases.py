@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import anatomy
 from .annotations import CENTROIDS_NAME, IMAGE_NAME
+
+if TYPE_CHECKING:
+    from .geometry import Volume
+    from .synthetic import SyntheticSpec
 
 __all__ = ["write_synthetic_cases"]
 
@@ -46,9 +51,14 @@ def write_synthetic_cases(
     -------
     list of Path
         The case folders, in order.
+
+    Raises
+    ------
+    OutputError
+        A case cannot be written (the cases written before it are kept).
     """
     from .io.nifti import save_nifti
-    from .io.outputs import atomic_write_bytes
+    from .io.outputs import atomic_write_bytes, write_all_or_nothing
     from .synthetic import random_spec, synthesize_spine
 
     if region not in anatomy.REGIONS:
@@ -61,21 +71,27 @@ def write_synthetic_cases(
         spec = random_spec(rng, region)
         volume, points = synthesize_spine(spec, rng)
         case = out / f"{prefix}-{i:04d}"
-        case.mkdir(parents=True, exist_ok=True)
-        save_nifti(volume, case / IMAGE_NAME)
-        vox = volume.world_to_voxel(np.array([points[lv] for lv in points]))
-        doc = {
-            "case": case.name,
-            "source": "spinelabel.synthetic",
-            "spec": {"contrast": spec.contrast, "axcodes": spec.axcodes, "spacing": list(spec.spacing)},
-            "vertebrae": [
-                {"label": lv, "verse_id": anatomy.VERSE_ID[lv], "voxel": [round(float(c), 3) for c in v],
-                 "world_mm": [round(float(c), 3) for c in points[lv]]}
-                for lv, v in zip(points, vox)
-            ],
-        }
-        atomic_write_bytes(case / CENTROIDS_NAME, json.dumps(doc, indent=1).encode())
+        payload = json.dumps(_centroids_doc(case.name, spec, volume, points), indent=1).encode()
+        write_all_or_nothing([  # a case folder holds both files or neither
+            (case / IMAGE_NAME, lambda p: save_nifti(volume, p)),
+            (case / CENTROIDS_NAME, lambda p: atomic_write_bytes(p, payload)),
+        ])
         cases.append(case)
         if progress is not None:
             progress(i)
     return cases
+
+
+def _centroids_doc(name: str, spec: SyntheticSpec, volume: Volume, points: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The ``centroids.json`` of one case: its exact labels in voxels and world mm, and the phantom's spec."""
+    vox = volume.world_to_voxel(np.array([points[lv] for lv in points]))
+    return {
+        "case": name,
+        "source": "spinelabel.synthetic",
+        "spec": {"contrast": spec.contrast, "axcodes": spec.axcodes, "spacing": list(spec.spacing)},
+        "vertebrae": [
+            {"label": lv, "verse_id": anatomy.VERSE_ID[lv], "voxel": [round(float(c), 3) for c in v],
+             "world_mm": [round(float(c), 3) for c in points[lv]]}
+            for lv, v in zip(points, vox)
+        ],
+    }

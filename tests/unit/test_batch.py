@@ -216,3 +216,50 @@ def test_batch_command_refuses_a_bad_manifest_in_one_line(capsys, tmp_path):
         err = capsys.readouterr().err
         assert code == 1 and err.count("\n") == 1 and err.startswith("spinelabel: error: ") and fragment in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("query, expected", [
+    (None, {"modality": "MR"}),
+    ("StudyDate=20260101-20261231&Modality=MR", {"modality": "MR", "study_date": "20260101-20261231"}),
+    ("PatientID=P1&StudyInstanceUID=1.2&StudyInstanceUID=1.3", {"modality": "MR", "patient_id": "P1", "study_uids": ["1.2", "1.3"]}),
+])
+def test_a_dicomweb_query_becomes_study_filters(query, expected):
+    from spinelabel.archive_dicomweb import parse_query
+
+    assert parse_query(query) == expected
+
+
+@pytest.mark.parametrize("query, message", [
+    ("Colour=blue", "unknown key 'Colour'"),
+    ("StudyDate", "malformed --query"),
+    ("StudyDate=2026&StudyDate=2025", "StudyDate given twice"),
+])
+def test_a_bad_dicomweb_query_is_one_line(query, message):
+    from spinelabel.archive_dicomweb import parse_query
+
+    with pytest.raises(InputError, match=message):
+        parse_query(query)
+
+
+def test_batch_takes_a_manifest_or_a_dicomweb_server(capsys, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("input\na.nii.gz\n")
+    for args, message in [
+        ([], "give a manifest file or --dicomweb URL"),
+        ([str(manifest), "--dicomweb", "http://pacs/dicom-web"], "not both"),
+        ([str(manifest), "--query", "PatientID=1"], "--query and --store need --dicomweb URL"),
+    ]:
+        assert main(["batch", *args, "-o", str(tmp_path / "out")]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_a_dicomweb_task_can_be_sent_to_a_worker_process():
+    import pickle
+
+    from spinelabel.batch import DicomwebSeries
+    from spinelabel.pacs_client import pacs_config
+
+    source = DicomwebSeries(pacs_config("http://pacs:8042/dicom-web", "ann", "s3cret", environ={}), "1.2", "1.2.3", store=True)
+    task = Task("1.2.3", ("dicomweb:1.2/1.2.3",), None, dicomweb=source)
+    assert pickle.loads(pickle.dumps(task)) == task
+    assert "s3cret" not in repr(task)

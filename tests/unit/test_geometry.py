@@ -103,6 +103,24 @@ def test_resample_grid_to_same_spacing_is_a_copy():
     np.testing.assert_allclose(out.affine, vol.affine)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.uint8])
+@pytest.mark.parametrize("new_spacing", [(4.0, 2.0, 2.0), (4.0, 0.8, 0.7)], ids=["resampled", "same-grid"])
+def test_resample_grid_of_small_integers_equals_their_float32_version_without_a_float_copy(dtype, new_spacing):
+    import tracemalloc
+
+    affine = _affine(_rotation(0.0, 10.0) @ np.diag([4.0, 0.8, 0.7]), [10.0, -20.0, 5.0])
+    data = np.random.default_rng(0).integers(0, 250, (6, 120, 140)).astype(dtype)
+    expected = resample_grid(Volume(data.astype(np.float32), affine), new_spacing)
+    tracemalloc.start()
+    out = resample_grid(Volume(data, affine), new_spacing)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.data.dtype == np.float32
+    np.testing.assert_array_equal(out.data, expected.data)
+    np.testing.assert_array_equal(out.affine, expected.affine)
+    assert peak < out.data.nbytes + data.size * 4 // 2  # the output and less than half a float32 copy of the input
+
+
 def test_lps_to_ras_points():
     np.testing.assert_allclose(lps_to_ras([1.0, 2.0, 3.0]), [-1.0, -2.0, 3.0])
     pts = np.array([[1.0, -2.0, 3.0], [0.0, 5.5, -1.0]])

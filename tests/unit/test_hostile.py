@@ -109,6 +109,9 @@ def _replace_bytes(path: Path, old: bytes, new: bytes) -> None:
         (["nonsense"], "No such command"),
         (["train", "x.csv", "--out", "m", "--steps", "abc"], "'--steps'"),
         (["evaluate", "a", "b", "--radius", "-5"], "'--radius'"),
+        (["label", "x.nii.gz", "--jobs", "0"], "'--jobs'"),
+        (["batch"], "Missing option"),  # no manifest is allowed (--dicomweb), no --output-dir is not
+        (["annotations", "import", "x", "-o", "labels.json"], "must end in .csv"),
         (["label", "x.nii.gz", "--region", "elbow"], "unknown region"),
         (["annotations", "check", "x.csv", "-o", "labels.json"], "must end in .csv"),
     ],
@@ -140,7 +143,7 @@ def test_a_file_where_a_folder_is_expected_writes_nothing(capsys, tmp_path, blob
         capsys, "label", tmp_path / "series", "-o", tmp_path / "labels.json", "--overlay", tmp_path / "blocker" / "o.png"
     )
     assert code == 1
-    _one_error(err, "blocker")
+    _one_error(err, f"{tmp_path / 'blocker'} is a file, not a folder")
     assert not (tmp_path / "labels.json").exists() and (tmp_path / "blocker").read_text() == "a file, not a folder"
 
 
@@ -157,6 +160,148 @@ def test_a_read_only_folder_is_one_line(capsys, tmp_path, blob_labeler):
     assert code == 1
     _one_error(err, "locked")
     assert _tree(locked) == set()
+
+
+def test_an_empty_output_name_is_one_line(capsys, tmp_path, blob_labeler, monkeypatch):
+    _blob_dicom(tmp_path / "series")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, "label", tmp_path / "series", "-o", "")
+    assert code == 1
+    _one_error(err, "not a file name")
+    assert _tree(tmp_path) == {f"series/{n}" for n in _tree(tmp_path / "series")}
+
+
+@pytest.mark.parametrize("option", ["-o", "--overlay"])
+def test_a_name_too_long_for_the_file_system_is_one_line(capsys, tmp_path, blob_labeler, option):
+    _blob_dicom(tmp_path / "series")
+    before = _tree(tmp_path)
+    long_name = tmp_path / ("a" * 300 + ".json")  # beyond NAME_MAX (255 on Linux and macOS)
+    argv = ["-o", long_name] if option == "-o" else ["-o", tmp_path / "x.json", "--overlay", long_name]
+    code, _, err = _run(capsys, "label", tmp_path / "series", *argv)
+    assert code == 1
+    _one_error(err, "name too long")
+    assert _tree(tmp_path) == before
+
+
+def _blocked_folder(tmp_path: Path) -> Path:
+    """A file standing where an output folder should be."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    return blocker
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_label_output_dir_that_is_a_file_is_one_line_before_labeling(capsys, tmp_path, jobs, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("no model is loaded for a batch that cannot be written")
+
+    monkeypatch.setattr(pipeline, "make_labeler", never)
+    blocker = _blocked_folder(tmp_path)
+    code, _, err = _run(capsys, "label", tmp_path / "a.nii.gz", tmp_path / "b", "--output-dir", blocker / "out", "--jobs", jobs)
+    assert code == 1
+    _one_error(err, f"cannot write into {blocker / 'out'}: {blocker} is a file, not a folder")
+    assert _tree(tmp_path) == {"blocker"} and blocker.read_text() == "a file, not a folder"
+
+
+def _manifest(tmp_path: Path) -> Path:
+    _blob_dicom(tmp_path / "series")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"input,id\n{tmp_path / 'series'},a\n{tmp_path / 'missing'},b\n")
+    return manifest
+
+
+@pytest.mark.parametrize("blocked", ["run", "run/labels"])
+def test_batch_output_dir_that_cannot_be_written_is_one_line(capsys, tmp_path, blob_labeler, blocked):
+    manifest = _manifest(tmp_path)
+    before = _tree(tmp_path)
+    (tmp_path / blocked).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / blocked).write_text("a file")
+    code, out, err = _run(capsys, "batch", manifest, "--output-dir", tmp_path / "run" / "out" if blocked == "run" else tmp_path / "run")
+    assert code == 1 and out == ""
+    _one_error(err, f"{tmp_path / blocked} is a file, not a folder")
+    assert _tree(tmp_path) == before | {blocked}
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_batch_into_a_read_only_folder_is_one_line(capsys, tmp_path, blob_labeler):
+    manifest = _manifest(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, _, err = _run(capsys, "batch", manifest, "--output-dir", locked / "run")
+    finally:
+        locked.chmod(0o755)
+    assert code == 1
+    _one_error(err, "is not writable")
+    assert _tree(locked) == set()
+
+
+def test_batch_item_that_cannot_be_written_is_one_failed_line_and_the_rest_goes_on(capsys, tmp_path, blob_labeler):
+    manifest = _manifest(tmp_path)
+    manifest.write_text(manifest.read_text().replace("missing,b", "series,b"))
+    (tmp_path / "run" / "labels" / "a.json").mkdir(parents=True)  # a folder where item a's result goes
+    code, _, err = _run(capsys, "batch", manifest, "--output-dir", tmp_path / "run", "--quiet")
+    assert code == 1
+    assert _lines(err) == [f"failed: a: {tmp_path / 'series'}: cannot write {tmp_path / 'run' / 'labels' / 'a.json'}: it is a folder"]
+    assert _tree(tmp_path / "run") == {"done.txt", "failed.csv", "labels/b.json"}
+    assert (tmp_path / "run" / "done.txt").read_text() == "b\n"
+    assert all(p.stat().st_mode & 0o644 == 0o644 for p in (tmp_path / "run").rglob("*") if p.is_file())
+
+
+def test_train_into_a_file_is_one_line_before_training(capsys, tmp_path):
+    blocker = _blocked_folder(tmp_path)
+    code, _, err = _run(capsys, "train", tmp_path / "labels.csv", "--out", blocker / "model", "--steps", "1")
+    assert code == 1
+    _one_error(err, f"{blocker} is a file, not a folder")
+    assert _tree(tmp_path) == {"blocker"}
+
+
+def test_save_model_that_cannot_be_written_is_an_output_error(tmp_path, model_dir):
+    import torch
+
+    from spinelabel.errors import OutputError
+    from spinelabel.models import load_model, save_model
+
+    config, net = load_model(model_dir)
+    before = (model_dir / "weights.pt").read_bytes()
+    with pytest.raises(OutputError, match="cannot write the model to .*blocker"):
+        save_model(_blocked_folder(tmp_path) / "model", config, net)
+    with torch.no_grad():
+        net.head.bias.fill_(-9.0)
+    save_model(model_dir, config, net)  # an overwrite replaces both files, no temporary left
+    assert {p.name for p in model_dir.iterdir()} == {"config.json", "weights.pt"}
+    assert (model_dir / "weights.pt").read_bytes() != before
+    load_model(model_dir)  # the checksum in the new config matches the new weights
+
+
+@pytest.mark.parametrize("report", ["cleaned.csv", "report_folder.csv"])
+def test_annotations_check_writes_the_labels_and_the_report_or_neither(capsys, tmp_path, report):
+    csv_path = _annotation_csv(tmp_path / "labels.csv", "")
+    (tmp_path / "report_folder.csv").mkdir()
+    before = _tree(tmp_path)
+    code, _, err = _run(
+        capsys, "annotations", "check", csv_path, "-o", tmp_path / "cleaned.csv", "--report", tmp_path / report, "--no-images"
+    )
+    assert code == 1
+    _one_error(err, "given for two outputs" if report == "cleaned.csv" else "it is a folder")
+    assert _tree(tmp_path) == before
+
+
+def test_synth_into_a_file_is_one_line(capsys, tmp_path):
+    blocker = _blocked_folder(tmp_path)
+    code, _, err = _run(capsys, "synth", blocker / "phantoms", "--n", "1", "--quiet")
+    assert code == 1
+    _one_error(err, f"{blocker} is a file, not a folder")
+    assert _tree(tmp_path) == {"blocker"}
+
+
+def test_review_labels_folder_that_is_a_file_is_one_line(capsys, tmp_path):
+    blocker = _blocked_folder(tmp_path)
+    code, _, err = _run(capsys, "review", tmp_path / "scan.nii.gz", "--labels", blocker, "--port", "0")
+    assert code == 1
+    _one_error(err, f"cannot write into {blocker}: {blocker} is a file, not a folder")
+    assert _tree(tmp_path) == {"blocker"}
 
 
 # ----------------------------------------------------------------- 3. bad inputs
@@ -188,7 +333,7 @@ def test_corrupt_transfer_syntax(capsys, tmp_path, syntax):
         _replace_bytes(f, b"1.2.3.4\x00", syntax)
     code, _, err = _run(capsys, "label", tmp_path / "series", "-o", tmp_path / "out.json")
     assert code == 1
-    _one_error(err, "transfer syntax")
+    assert _one_error(err, "transfer syntax").isprintable()  # the corrupt bytes are escaped, not echoed raw
     assert not (tmp_path / "out.json").exists()
 
 
@@ -235,6 +380,15 @@ def test_a_nifti_voxel_count_beyond_the_limit(capsys, tmp_path):
     code, _, err = _run(capsys, "label", path)
     assert code == 1
     _one_error(err, "image too large")
+
+
+def test_a_thin_nifti_says_how_many_slices_it_has(capsys, tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((200, 200, 2), np.float32), np.eye(4)), tmp_path / "thin.nii.gz")
+    code, _, err = _run(capsys, "label", tmp_path / "thin.nii.gz", "-o", tmp_path / "out.json")
+    assert code == 1
+    line = _one_error(err, "only 2 slices: need a 3D sagittal stack of at least 3 slices")
+    assert "2D" not in line
+    assert _tree(tmp_path) == {"thin.nii.gz"}
 
 
 @pytest.fixture
@@ -369,6 +523,26 @@ def test_a_json_label_at_1e30_is_an_input_error(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="beyond"):
         load_annotations([tmp_path / "c.json"])
+
+
+def _reviewed_folder(folder: Path) -> Path:
+    """One accepted and one unreviewed result of ``spinelabel review``."""
+    folder.mkdir()
+    vertebrae = [{"label": lv, "verse_id": 0, "position_mm": [0.0, 0.0, z], "voxel": [0, 0, 0], "confidence": 0.9}
+                 for lv, z in (("L3", 0.0), ("L4", -36.0))]
+    doc = {"schema_version": 1, "input": "x", "region": "lumbar", "vertebrae": vertebrae, "warnings": []}
+    (folder / "done.json").write_text(json.dumps({**doc, "review": {"status": "accepted", "image": "done.nii.gz"}}))
+    (folder / "open.json").write_text(json.dumps(doc))
+    return folder
+
+
+def test_library_code_prints_nothing_the_command_line_shows_skipped_items(capsys, tmp_path):
+    folder = _reviewed_folder(tmp_path / "reviewed")
+    assert [a.scan_id for a in load_annotations([folder])] == ["done"]
+    assert capsys.readouterr() == ("", "")  # skipped quietly without a callback: library code never prints
+    code, _, err = _run(capsys, "annotations", "check", folder, "-o", tmp_path / "cleaned.csv", "--no-images")
+    assert code == 0
+    assert len(_lines(err)) == 1 and _lines(err)[0].startswith("warning: ") and "open.json: not reviewed yet" in err
 
 
 # ----------------------------------------------------------------- 5. DICOMweb servers
@@ -530,6 +704,17 @@ def test_a_scan_id_that_looks_like_a_formula_is_written_as_text(capsys, tmp_path
     cells = [line.split(",")[0] for line in (tmp_path / "out.csv").read_text().splitlines()[1:]]
     assert cells and all(c == "'=HYPERLINK(1)" for c in cells)
     assert [a.scan_id for a in load_annotations([tmp_path / "out.csv"])] == ["=HYPERLINK(1)"]  # read back as written
+
+
+def test_the_report_csv_writes_formula_like_cells_as_text(capsys, tmp_path):
+    rows = ["scan,label,x,y,z"] + [f"@SUM(1+1),{lv},0,0,{z}" for lv, z in (("L3", 0), ("L4", -36), ("L4", -72))]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    code, _, err = _run(
+        capsys, "annotations", "check", tmp_path / "in.csv", "-o", tmp_path / "out.csv", "--report", tmp_path / "r.csv", "--no-images"
+    )
+    assert code == 0 and _lines(err) == []
+    findings = (tmp_path / "r.csv").read_text().splitlines()[1:]
+    assert findings and all(line.startswith("'@SUM(1+1),") for line in findings)
 
 
 def test_test_helpers_fail_on_two_lines():

@@ -105,10 +105,11 @@ def test_nifti_replaces_some_non_finite_values_by_zero(tmp_path: Path):
     [
         (np.full((4, 5, 6), np.nan, np.float32), InputError, "contains NaN/inf values"),
         (np.zeros((4, 5, 6, 2), np.float32), InputError, "4D image with 2 volumes"),
-        (np.zeros((40, 50), np.float32), GeometryError, "2D image"),
-        (np.zeros((40, 50, 1), np.float32), GeometryError, "2D image"),
+        (np.zeros((40, 50), np.float32), GeometryError, r"a 2D image \(one slice\): need a 3D sagittal stack of at least 3"),
+        (np.zeros((40, 50, 1), np.float32), GeometryError, r"a 2D image \(one slice\)"),
+        (np.zeros((200, 200, 2), np.float32), GeometryError, "only 2 slices: need a 3D sagittal stack of at least 3 slices"),
     ],
-    ids=["all-nan", "4d", "2d", "single-slice"],
+    ids=["all-nan", "4d", "2d", "single-slice", "two-slices"],
 )
 def test_nifti_bad_contents(tmp_path: Path, data, error, message):
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "x.nii.gz")
@@ -336,10 +337,10 @@ def test_missing_image_orientation(tmp_path: Path):
         load_image([tmp_path])
 
 
-@pytest.mark.parametrize("n_slices", [1, 2])
-def test_too_few_slices(tmp_path: Path, n_slices: int):
+@pytest.mark.parametrize("n_slices, what", [(1, r"a 2D image \(one slice\)"), (2, "only 2 slices")])
+def test_too_few_slices(tmp_path: Path, n_slices: int, what: str):
     write_dicom_series(_volume(shape=(8, 8, n_slices)), tmp_path)
-    with pytest.raises(GeometryError, match="2D series: need at least 3 slices"):
+    with pytest.raises(GeometryError, match=f"{what}: need a 3D sagittal stack of at least 3 slices"):
         load_image([tmp_path])
 
 
@@ -373,3 +374,114 @@ def test_loaded_image_of_nifti(tmp_path: Path):
     assert (loaded.kind, loaded.source, loaded.dicom) == ("nifti", str(tmp_path / "v.nii.gz"), None)
     with pytest.raises(InputError, match="--series selects a DICOM series"):
         load_image([tmp_path / "v.nii.gz"], series_uid="1.2.3")
+
+
+def test_rescale_in_row_blocks_equals_the_whole_plane_in_float64():
+    from spinelabel.io.dicom import RESCALE_ROWS, _store_plane
+
+    plane = np.random.default_rng(2).integers(0, 65535, (2 * RESCALE_ROWS + 7, 50)).astype(np.uint16)
+    for slope, intercept in [(0.00374, -12.5), (1.0, 0.0), (2.0, 0.0)]:
+        target = np.empty(plane.shape[::-1], np.float32)
+        _store_plane(target, plane, slope, intercept)
+        np.testing.assert_array_equal(target, (plane.astype(np.float64) * slope + intercept).T.astype(np.float32))
+
+
+def test_a_loaded_series_keeps_no_pixel_data_in_its_headers(tmp_path: Path, monkeypatch):
+    """Each file's pixels are dropped after its slice is copied (one series in memory, not two)."""
+    import spinelabel.io.dicom as dicom
+
+    kept = []
+    original = dicom._read_pixels
+
+    def read_and_keep_headers(ordered):
+        kept.extend(s.dataset for s in ordered)
+        return original(ordered)
+
+    monkeypatch.setattr(dicom, "_read_pixels", read_and_keep_headers)
+    vol = Volume(np.random.default_rng(3).random((20, 24, 5)).astype(np.float32) * 100, np.diag([0.8, 0.8, 3.0, 1.0]))
+    write_dicom_series(vol, tmp_path / "s")
+    loaded = load_dicom(tmp_path / "s")[0]
+    assert len(kept) == 5 and not any("PixelData" in ds for ds in kept)
+    np.testing.assert_allclose(loaded.data, vol.data, atol=100 / 65535 + 1e-4)
+
+
+# ----------------------------------------------------------------------------
+# integer voxels: kept as stored when the rescale maps integers to integers
+
+
+def _twelve_bit_series(
+    folder: Path, slope: str, intercept: str, bits_stored: int = 12, shape=SHAPE, spacing=(0.7, 0.8, 3.5)
+) -> np.ndarray:
+    """A sagittal series of 12-bit values (0..4095) rewritten with the given rescale; the stored values."""
+    stored = np.random.default_rng(3).integers(0, 4096, shape).astype(np.uint16)
+    for path in write_dicom_series(Volume(stored, _affine("PIR", spacing)), folder):
+        _rewrite(path, BitsStored=bits_stored, HighBit=bits_stored - 1, RescaleSlope=slope, RescaleIntercept=intercept)
+    return stored
+
+
+@pytest.mark.parametrize(
+    "slope, intercept, bits_stored, dtype",
+    [
+        ("1", "0", 12, np.uint16),
+        ("1", "-1024", 12, np.int16),  # CT-like: 12 bits shifted by a whole intercept
+        ("1", "-1024", 16, np.float32),  # 0..65535 - 1024 does not fit 16 bits
+        ("0.5", "0", 12, np.float32),  # a fractional rescale
+        ("1", "0.5", 12, np.float32),
+    ],
+)
+def test_dicom_keeps_stored_integers_only_when_the_rescale_keeps_them_exact(
+    tmp_path: Path, slope: str, intercept: str, bits_stored: int, dtype
+):
+    stored = _twelve_bit_series(tmp_path, slope, intercept, bits_stored)
+    vol, _ = load_dicom([tmp_path])
+    assert vol.data.dtype == dtype
+    np.testing.assert_array_equal(vol.data, (stored * float(slope) + float(intercept)).astype(np.float32))
+
+
+def test_dicom_values_beyond_the_chosen_integer_type_fall_back_to_float32(tmp_path: Path, monkeypatch):
+    import spinelabel.io.dicom as dicom
+
+    stored = _twelve_bit_series(tmp_path, "1", "-1024", 12)
+    decode = dicom._decode
+    monkeypatch.setattr(dicom, "_decode", lambda s: decode(s).astype(np.int32) + 40000)  # beyond BitsStored
+    vol, _ = load_dicom([tmp_path])
+    assert vol.data.dtype == np.float32
+    np.testing.assert_array_equal(vol.data, stored.astype(np.float32) + 40000 - 1024)
+
+
+def test_integer_dicom_gives_the_model_input_and_overlay_of_its_float_version(tmp_path: Path):
+    from spinelabel.io.outputs import render_overlay
+    from spinelabel.pipeline import LabelResult, Vertebra
+    from spinelabel.preprocessing import FrameSpec, normalize_intensity, to_model_frame
+
+    shape = (70, 60, 6)  # 56 x 48 mm: wide enough for the model frame
+    _twelve_bit_series(tmp_path / "dcm", "1", "-1024", shape=shape, spacing=(0.8, 0.8, 3.5))
+    ints, _ = load_dicom([tmp_path / "dcm"])
+    floats = Volume(ints.data.astype(np.float32), ints.affine)
+    assert ints.data.dtype == np.int16
+    for spec, frame_shape in ((FrameSpec(0.8, 2.0), (6, 60, 70)), (FrameSpec(2.0, 2.0), (6, 24, 28))):  # copy, resampled
+        a, b = (to_model_frame(v, spec) for v in (ints, floats))
+        assert a.shape == frame_shape and a.data.dtype == np.float32
+        np.testing.assert_array_equal(a.affine, b.affine)
+        np.testing.assert_array_equal(normalize_intensity(a.data), normalize_intensity(b.data))
+    centre = ints.voxel_to_world(np.array(shape) / 2)
+    result = LabelResult("lumbar", "m", "0", [Vertebra("L3", centre, np.array(shape) / 2, 0.9)])
+    for name, vol in (("int.png", ints), ("float.png", floats)):
+        render_overlay(vol, result, tmp_path / name)
+    assert (tmp_path / "int.png").read_bytes() == (tmp_path / "float.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "dtype, slope, expected",
+    [("<i2", None, np.int16), (">i2", None, np.int16), ("u1", None, np.uint8), ("<i2", 2.0, np.float32), ("<i4", None, np.float32)],
+    ids=["int16", "big-endian", "uint8", "scaled", "int32"],
+)
+def test_nifti_keeps_unscaled_small_integers(tmp_path: Path, dtype: str, slope, expected):
+    data = np.random.default_rng(2).integers(0, 120, (5, 6, 7)).astype(dtype)
+    img = nib.Nifti1Image(data, _affine("PIR"))
+    if slope is not None:
+        img.header.set_slope_inter(slope, 0.0)
+    nib.save(img, tmp_path / "x.nii.gz")
+    vol = load_nifti(tmp_path / "x.nii.gz")
+    assert vol.data.dtype == expected and vol.data.dtype.isnative
+    np.testing.assert_array_equal(vol.data, data * (slope or 1))

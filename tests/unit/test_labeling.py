@@ -160,6 +160,20 @@ def test_a_whole_spine_view_that_misses_c2_names_no_variant():
     assert labels(result) == list(anatomy.chain()[7:])  # counted up from S1: T1 .. L5, S1
 
 
+def test_an_anchor_the_anchor_head_does_not_confirm_is_flagged():
+    """S1 named by the chain while the anchor head says "not S1" (0.45, others 0.3): the count rests on estimates; warned."""
+    levels = ("L1", "L2", "L3", "L4", "L5", "S1")
+    last = {len(levels) - 1}
+    unconfirmed = label_candidates(with_anchor(candidates(spine(levels), sd=0.3), at=last, p=0.45, elsewhere=0.3), LUMBAR, PRIOR)
+    confirmed = label_candidates(with_anchor(candidates(spine(levels), sd=0.5), at=last, p=0.8), LUMBAR, PRIOR)
+    assert labels(unconfirmed) == labels(confirmed) == list(levels)
+    assert any("S1 labeled, but the anchor detector does not confirm it (probability 0.45 < 0.50)" in w
+               for w in unconfirmed.warnings)
+    assert not any("does not confirm" in w or "no anchor" in w for w in confirmed.warnings)
+    without_head = label_candidates(candidates(spine(levels), sd=0.5), LUMBAR, PRIOR)  # anchor None: no head
+    assert not any("does not confirm" in w for w in without_head.warnings)
+
+
 def test_weak_evidence_keeps_the_standard_chain():
     """The variant prior needs evidence: vague estimates on a normal spine keep 5 lumbar."""
     result = label_candidates(candidates(spine(T10_S1), sd=3.0), LUMBAR, PRIOR)

@@ -43,3 +43,14 @@ def test_a_fine_grid_is_capped_at_the_maximum_size(tmp_path):
     render_overlay(vol, result, tmp_path / "o.png")
     with Image.open(tmp_path / "o.png") as im:
         assert max(im.size) == OVERLAY_MAX_SIZE
+
+
+def test_grey_levels_mapped_in_row_blocks_equal_the_whole_slice_at_once():
+    from spinelabel.io.outputs import GRAY_ROWS, _gray_bytes
+    from spinelabel.preprocessing import normalize_intensity
+
+    img = np.random.default_rng(1).gamma(2.0, 100.0, (3 * GRAY_ROWS + 5, 70)).astype(np.float32)
+    img[3, 4] = np.nan
+    whole = (np.clip(normalize_intensity(img), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(_gray_bytes(img), whole)
+    np.testing.assert_array_equal(_gray_bytes(np.ones((5, 5), np.float32)), np.zeros((5, 5), np.uint8))

@@ -32,10 +32,9 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..geometry import Volume, lps_to_ras
-from ..limits import check_image_size
+from ..limits import check_enough_slices, check_image_size
 from .nifti import _one_line, is_nifti_path
 
-MIN_SLICES = 3
 #: Largest difference between direction cosines still counted as one orientation.
 ORIENTATION_TOL = 1e-3
 #: Slices closer than this (mm) along the normal are duplicates.
@@ -104,8 +103,10 @@ def load_dicom(
     Returns
     -------
     volume : Volume
-        float32 data of shape (Columns, Rows, n_slices) with RescaleSlope and
-        RescaleIntercept applied; affine voxel -> RAS mm.
+        Data of shape (Columns, Rows, n_slices) with RescaleSlope and
+        RescaleIntercept applied: float32, or the stored integers (int8 to
+        uint16) when the slope is 1 and the intercepts are whole numbers
+        (:func:`_voxel_dtype`); affine voxel -> RAS mm.
     info : DicomSeriesInfo
         UIDs and per-slice references; ``warnings`` lists irregularities.
 
@@ -188,8 +189,12 @@ def _read_header(path: Path) -> Any | None:
         raise InputError(f"corrupt DICOM file {path}: {_one_line(exc)}") from exc
 
 
+#: The elements that hold an image's pixels.
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
 def _has_pixels(ds: Any) -> bool:
-    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    return any(k in ds for k in _PIXEL_KEYWORDS)
 
 
 def _sop_class_name(ds: Any) -> str:
@@ -395,8 +400,7 @@ def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[np.ndarray, np.ndar
         Voxel (column, row, slice) -> LPS mm.
     warnings : list of str
     """
-    if len(slices) < MIN_SLICES:
-        raise GeometryError(f"2D series: need at least {MIN_SLICES} slices, got {len(slices)} (series {uid})")
+    check_enough_slices(len(slices), f"series {uid}")
     _check_consistent(slices, uid)
     row, col = _direction_cosines(slices[0])
     normal = np.cross(row, col)
@@ -489,9 +493,9 @@ def _check_sizes(ordered: list[_Slice], affine_lps: np.ndarray, where: str) -> N
 
 def _pixel_data_length(ds: Any) -> int | None:
     """Bytes of native pixel data as stored; None when unknown (compressed or absent)."""
-    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+    for keyword in _PIXEL_KEYWORDS:
         if keyword in ds:
-            element = ds.get_item(keyword)
+            element = ds.get_item(keyword, keep_deferred=True)  # the length, without reading the pixels
             length = getattr(element, "length", None)
             if length is None and getattr(element, "value", None) is not None:
                 length = len(element.value)
@@ -523,9 +527,16 @@ def _transfer_syntax(ds: Any) -> tuple[str, bool]:
 
 
 def _read_pixels(ordered: list[_Slice]) -> np.ndarray:
-    """Rescaled pixel data, float32 of shape (Columns, Rows, n_slices)."""
+    """Rescaled pixel data of shape (Columns, Rows, n_slices), of :func:`_voxel_dtype`.
+
+    Each slice is written straight into the one preallocated array. A file's
+    pixel data (the stored bytes and pydicom's decoded array, which the
+    dataset would otherwise keep) are released after its last slice, so a
+    series never sits in memory twice besides its array.
+    """
     rows, columns = ordered[0].size
-    out = np.empty((columns, rows, len(ordered)), dtype=np.float32)
+    out = np.empty((columns, rows, len(ordered)), dtype=_voxel_dtype(ordered))
+    last_use = {s.path: k for k, s in enumerate(ordered)}
     decoded: dict[Path, np.ndarray] = {}
     for k, s in enumerate(ordered):
         if s.path not in decoded:
@@ -536,8 +547,87 @@ def _read_pixels(ordered: list[_Slice]) -> np.ndarray:
             raise InputError(
                 f"corrupt DICOM file {s.path}: pixel data of shape {plane.shape}, expected {(rows, columns)}"
             )
-        out[:, :, k] = (plane.astype(np.float64) * s.slope + s.intercept).T
+        if out.dtype.kind in "iu" and not _fits(plane, s.intercept, out.dtype):
+            out = out.astype(np.float32)  # values beyond BitsStored: float32, exact for what is already read
+        _store_plane(out[:, :, k], plane, s.slope, s.intercept)
+        if last_use[s.path] == k:
+            decoded = {}
+            _release_pixel_data(s.dataset)
     return out
+
+
+#: Integer voxel types a series may keep, smallest first (each at most
+#: ``geometry.MAX_INT_VOXEL_BYTES`` bytes: half of float32 or less, and exact in float32).
+_INT_VOXEL_TYPES = (np.uint8, np.int8, np.uint16, np.int16)
+
+
+def _voxel_dtype(ordered: list[_Slice]) -> np.dtype:
+    """float32, or the smallest integer type of ``_INT_VOXEL_TYPES`` that holds every value.
+
+    A slope of 1 with whole-number intercepts maps stored integers to
+    integers exactly, so the series keeps integers: every value that
+    BitsStored and PixelRepresentation allow, plus the intercepts, must fit.
+    Any other rescale, float pixel data or too wide a range give float32.
+    """
+    ds = ordered[0].dataset
+    if "PixelData" not in ds or any(s.slope != 1.0 or not s.intercept.is_integer() for s in ordered):
+        return np.dtype(np.float32)
+    try:
+        bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    except (TypeError, ValueError):
+        return np.dtype(np.float32)
+    if not 1 <= bits <= 16:
+        return np.dtype(np.float32)
+    stored_lo, stored_hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    intercepts = [int(s.intercept) for s in ordered]
+    lo, hi = stored_lo + min(intercepts), stored_hi + max(intercepts)
+    for t in _INT_VOXEL_TYPES:
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return np.dtype(t)
+    return np.dtype(np.float32)
+
+
+def _fits(plane: np.ndarray, intercept: float, dtype: np.dtype) -> bool:
+    """Whether the integers ``plane + intercept`` fit ``dtype`` (False for float planes)."""
+    if plane.dtype.kind not in "iu":
+        return False
+    info = np.iinfo(dtype)
+    return info.min <= int(plane.min()) + int(intercept) and int(plane.max()) + int(intercept) <= info.max
+
+
+#: Rows of a plane rescaled at a time: float64 scratch of a few MB (a 2048-column plane:
+#: 2 MB), not a whole-plane temporary that would stay in the heap after the read.
+RESCALE_ROWS = 128
+
+
+def _store_plane(target: np.ndarray, plane: np.ndarray, slope: float, intercept: float) -> None:
+    """Write ``plane * slope + intercept`` (transposed) into ``target`` (float32 or integer).
+
+    Without a rescale the stored values are cast directly (the same float32
+    values as through float64: one rounding either way); with one, the
+    arithmetic is done ``RESCALE_ROWS`` rows at a time, in float64 (or in
+    int32 for an integer target: slope 1 and a whole-number intercept).
+    """
+    if slope == 1.0 and intercept == 0.0:
+        target[...] = plane.T
+        return
+    for start in range(0, plane.shape[0], RESCALE_ROWS):
+        rows = slice(start, start + RESCALE_ROWS)
+        if target.dtype.kind in "iu":
+            target[:, rows] = (plane[rows].astype(np.int32) + int(intercept)).T
+            continue
+        scaled = plane[rows].astype(np.float64)
+        scaled *= slope
+        scaled += intercept
+        target[:, rows] = scaled.T
+
+
+def _release_pixel_data(ds: Any) -> None:
+    """Drop a dataset's pixel data and pydicom's cached decoded array (the header stays)."""
+    for keyword in _PIXEL_KEYWORDS:
+        if keyword in ds:
+            delattr(ds, keyword)
 
 
 def _decode(s: _Slice) -> np.ndarray:

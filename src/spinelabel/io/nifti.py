@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError, InputError
-from ..geometry import Volume
-from ..limits import check_image_size
+from ..errors import GeometryError, InputError, OutputError
+from ..geometry import Volume, is_small_int
+from ..limits import check_enough_slices, check_image_size
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -42,8 +42,10 @@ def load_nifti(path: str | Path) -> Volume:
     Returns
     -------
     Volume
-        ``data`` float32 of shape (I, J, K), scaled by ``scl_slope/scl_inter``,
-        with non-finite voxels set to 0; ``affine`` voxel -> RAS mm.
+        ``data`` of shape (I, J, K): float32, scaled by ``scl_slope/scl_inter``,
+        with non-finite voxels set to 0; or the stored integers when they are
+        unscaled and at most 16 bits (``geometry.is_small_int``); ``affine``
+        voxel -> RAS mm.
 
     Raises
     ------
@@ -52,7 +54,8 @@ def load_nifti(path: str | Path) -> Volume:
         NaN/inf; beyond the size limits of :mod:`spinelabel.limits` (checked
         from the header, before the data are read).
     GeometryError
-        A 2D image (fewer than 3 voxels along an axis) or a singular affine.
+        Fewer than ``limits.MIN_SLICES`` voxels along an axis (a 2D image or a
+        thin stack), or a singular affine.
     """
     path = Path(path)
     if not path.exists():
@@ -87,15 +90,18 @@ def save_nifti(volume: Volume, path: str | Path) -> None:
         raise InputError(f"a NIfTI file name must end with .nii or .nii.gz: {path}")
     img = nib.Nifti1Image(_nifti_compatible(volume.data), volume.affine)
     img.header.set_xyzt_units("mm")
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
     # a fresh unique name (not mkstemp) so the file gets the usual umask permissions
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp{suffix}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         nib.save(img, tmp)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 
@@ -117,19 +123,30 @@ def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
         raise InputError(f"{path}: 4D image with {shape[3]} volumes (shape {shape}); need a single 3D volume")
     if len(shape) > 4:
         raise InputError(f"{path}: {len(shape)}D image (shape {shape}); need a single 3D volume")
-    if len(shape) < 3 or min(shape) < 3:
-        raise GeometryError(
-            f"{path}: 2D image (shape {shape}); need a 3D volume with at least 3 voxels along each axis"
-        )
+    check_enough_slices(min(shape) if len(shape) == 3 else 1, f"{path} (shape {shape})")
     return shape  # type: ignore[return-value]
 
 
 def _read_data(img: Any, path: Path) -> np.ndarray:
-    """The voxel values as float32 (scaling applied); InputError when unreadable."""
+    """The voxel values: unscaled small integers as stored (native byte order), else float32 (scaling applied).
+
+    InputError when unreadable.
+    """
     try:
+        if _unscaled_small_int(img):
+            data = np.asarray(img.dataobj)
+            return data.astype(data.dtype.newbyteorder("="), copy=False)
         return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
     except Exception as exc:  # truncated gzip, short file, odd dtype...
         raise InputError(f"cannot read NIfTI file {path}: {_one_line(exc)}") from exc
+
+
+def _unscaled_small_int(img: Any) -> bool:
+    """Whether the image stores integers of at most 16 bits with no scaling (slope 1, intercept 0)."""
+    proxy = img.dataobj
+    if getattr(proxy, "slope", None) != 1 or getattr(proxy, "inter", None) != 0:
+        return False
+    return is_small_int(np.empty(0, img.get_data_dtype()))
 
 
 def _replace_non_finite(data: np.ndarray, path: Path) -> np.ndarray:

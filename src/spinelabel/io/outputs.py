@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,19 +55,80 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {_reason(path, exc)}") from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _reason(path: Path, exc: OSError) -> str:
+    """Why ``path`` cannot be written: a file standing where a folder of its path should be, else the OS's words."""
+    for parent in path.parents:
+        try:
+            mode = os.stat(parent).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISDIR(mode):
+            return f"{parent} is a file, not a folder"
+        break
+    return str(exc.strerror or exc)
+
+
+def _mode(path: Path, failure: str) -> int | None:
+    """The ``stat`` mode of ``path`` (links followed), None when nothing is there.
+
+    Raises
+    ------
+    OutputError
+        ``failure: reason`` when the system refuses the name itself (too
+        long, no permission to look).
+    """
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise OutputError(f"{failure}: {exc.strerror or exc}") from None
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Refuse an output folder that could not be created or written, without creating anything.
+
+    Run before long work (a batch, a training), so that a folder that cannot
+    be written is one message at the start, not a failure after the work.
+
+    Raises
+    ------
+    OutputError
+        ``folder``, or the nearest of its parents that exists, is a file or
+        cannot be written (read-only, no permission).
+    """
+    for existing in (folder, *folder.parents):
+        mode = _mode(existing, f"cannot write into {folder}")
+        if mode is not None:
+            break
+    if mode is None or not stat.S_ISDIR(mode):
+        raise OutputError(f"cannot write into {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only_file_system(existing) else "permission denied"
+        raise OutputError(f"cannot write into {folder}: {existing} is not writable ({reason})")
+
+
+def _read_only_file_system(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+
+
 def check_output_target(path: Path) -> None:
     """Refuse a name that is empty, hidden by accident, or taken by anything but a regular file."""
     if not path.name or path.name in (".", ".."):
-        raise OutputError(f"{str(path)!r} is not a file name")
-    if path.exists() and not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file (a device or a pipe?)"
+        raise OutputError(f"not a file name: {str(path)!r} (an empty name, or a folder such as '.')")
+    mode = _mode(path, f"cannot write {path}")
+    if mode is not None and not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device or a pipe?)"
         raise OutputError(f"cannot write {path}: it is {what}")
 
 
@@ -139,6 +201,29 @@ def _display_slice(volume: Volume, result: LabelResult) -> tuple[np.ndarray, np.
     return np.asarray(canon.data[index], dtype=np.float32), vox, canon
 
 
+#: Rows of a slice mapped to grey levels at a time (float64 scratch of a few MB, not a few whole-slice copies).
+GRAY_ROWS = 128
+
+
+def _gray_bytes(img2d: np.ndarray) -> np.ndarray:
+    """The slice as uint8 grey levels: the intensity window of ``normalize_intensity``, clipped to [0, 1].
+
+    Mapped ``GRAY_ROWS`` rows at a time (the same values as the whole slice at
+    once); a constant or empty slice is black rather than an error.
+    """
+    from ..preprocessing import apply_window, intensity_window
+
+    out = np.zeros(img2d.shape, dtype=np.uint8)
+    try:
+        lo, hi = intensity_window(img2d)
+    except Exception:  # constant slice: show it black rather than fail
+        return out
+    for start in range(0, img2d.shape[0], GRAY_ROWS):
+        rows = slice(start, start + GRAY_ROWS)
+        out[rows] = (np.clip(apply_window(img2d[rows], lo, hi), 0, 1) * 255).astype(np.uint8)
+    return out
+
+
 #: Longest side of an overlay picture (pixels): at least this, so that a 20-25 cm
 #: field of view is not drawn at 1 px/mm with unreadable names ...
 OVERLAY_MIN_SIZE = 768
@@ -158,18 +243,13 @@ def render_overlay(
 
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..preprocessing import normalize_intensity
-
     img2d, vox, canon = _display_slice(volume, result)
-    try:
-        gray = np.clip(normalize_intensity(img2d), 0, 1)
-    except Exception:  # constant slice: show it black rather than fail
-        gray = np.zeros_like(img2d)
+    gray = _gray_bytes(img2d)
     dr, dc = canon.spacing[1], canon.spacing[2]
     extent = max(img2d.shape[0] * dr, img2d.shape[1] * dc)  # mm
     px = extent / float(np.clip(extent / min(dr, dc), min_size, max_size))  # mm per picture pixel
     size = (max(1, int(round(img2d.shape[1] * dc / px))), max(1, int(round(img2d.shape[0] * dr / px))))
-    image = Image.fromarray((gray * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR).convert("RGB")
+    image = Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR).convert("RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, size[1] // 40))
     for v, (_, r, c) in zip(result.vertebrae, vox):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, OutputError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config.json"
@@ -140,19 +140,41 @@ def _one_line(exc: BaseException) -> str:
 
 
 def save_model(model_dir: Path, config: ModelConfig, net) -> Path:
-    """Write float16 weights and the config (with the weights' checksum)."""
-    import os
+    """Write float16 weights and the config (with the weights' checksum), both or neither.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or written (read-only, a file in the way,
+        the disk full); an earlier model there is left as it was.
+    """
+    import io
 
     import torch
 
-    model_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    tmp = model_dir / (WEIGHTS_NAME + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, model_dir / WEIGHTS_NAME)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    weights = buf.getvalue()
     d = config.to_dict()
-    d["sha256"] = sha256_of(model_dir / WEIGHTS_NAME)
-    tmp_cfg = model_dir / (CONFIG_NAME + ".tmp")
-    tmp_cfg.write_text(json.dumps(d, indent=1))
-    os.replace(tmp_cfg, model_dir / CONFIG_NAME)
-    return model_dir
+    d["sha256"] = hashlib.sha256(weights).hexdigest()
+    _write_together(Path(model_dir), {WEIGHTS_NAME: weights, CONFIG_NAME: json.dumps(d, indent=1).encode()})
+    return Path(model_dir)
+
+
+def _write_together(folder: Path, files: dict[str, bytes]) -> None:
+    """Write the files into ``folder`` under temporary names, then rename them all; OutputError on failure."""
+    import os
+
+    tmps = [folder / f"{name}.{os.getpid()}.tmp" for name in files]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for tmp, payload in zip(tmps, files.values()):
+            tmp.write_bytes(payload)
+        for tmp, name in zip(tmps, files):
+            os.replace(tmp, folder / name)
+    except OSError as exc:
+        for tmp in tmps:
+            if tmp.is_file():
+                tmp.unlink()
+        raise OutputError(f"cannot write the model to {folder}: {exc.strerror or exc}") from None

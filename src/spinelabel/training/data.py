@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ def load_training_scans(
     exclude: Path | None = None,
     quiet: bool = False,
     anchor_finders: Mapping[str, Any] | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> tuple[list[TrainingScan], list[dict[str, np.ndarray]]]:
     """Load every annotated scan (skipping excluded ones and unusable ones, with a message).
 
@@ -42,6 +42,10 @@ def load_training_scans(
     see ``training.anchors``). Keyed by the labels' region, not the model's:
     a cervical model that also serves whole spines learns S1 from lumbar scans.
 
+    ``on_message`` receives one line per skipped scan, skipped annotation item
+    (``warning: ...``) and added pseudo-label; None or ``quiet``: not reported
+    (library code prints nothing itself).
+
     Returns
     -------
     scans : list of TrainingScan
@@ -51,25 +55,27 @@ def load_training_scans(
     from ..annotations import load_annotations
     from ..io import load_image
 
+    def say(message: str) -> None:
+        if on_message is not None and not quiet:
+            on_message(message)
+
     skip = validation_ids(exclude)
     scans, points = [], []
-    for ann in load_annotations(list(sources)):
+    for ann in load_annotations(list(sources), on_problem=lambda m: say(f"warning: {m}")):
         if ann.scan_id in skip:
             continue
         if ann.image is None or len(ann.points) < MIN_POINTS_PER_SCAN:
-            if not quiet:
-                print(f"skipped {ann.scan_id}: no image or fewer than {MIN_POINTS_PER_SCAN} labels", file=sys.stderr)
+            say(f"skipped {ann.scan_id}: no image or fewer than {MIN_POINTS_PER_SCAN} labels")
             continue
         try:
             volume = load_image([ann.image], getattr(ann, "series_uid", None)).volume
         except InputError as exc:
-            if not quiet:
-                print(f"skipped {ann.scan_id}: {exc}", file=sys.stderr)
+            say(f"skipped {ann.scan_id}: {exc}")
             continue
         finder = _finder_for(list(ann.points), anchor_finders or {})
         found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
-        if found and not quiet:
-            print(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)", file=sys.stderr)
+        if found:
+            say(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)")
         named = {**ann.points, **found}
         scans.append(make_training_scan(ann.scan_id, volume, named, tuple(found)))
         points.append(named)
