@@ -71,23 +71,25 @@ def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.
     ``confidences``: scan -> predicted label -> confidence. Only matched
     predictions count. A label is flagged when its confidence is below ``low``;
     with ``warned`` (the scans whose output carries a warning), also when its
-    scan has a warning.
+    scan has a warning, and the right labels in warned scans are counted too
+    (the price of the warnings: a reader asked to check labels that were right).
     """
     wrong = right = wrong_flagged = right_flagged = 0
-    wrong_warned = 0
+    wrong_warned = right_warned = 0
     for scan in report.per_scan:
         conf = confidences.get(scan.scan_id, {})
         for m in scan.matches:
             low_conf = conf.get(m.pred_label, 1.0) < low
             flagged = low_conf or (warned is not None and scan.scan_id in warned)
             if m.correct:
-                right, right_flagged = right + 1, right_flagged + low_conf
+                right, right_flagged, right_warned = right + 1, right_flagged + low_conf, right_warned + flagged
             else:
                 wrong, wrong_flagged, wrong_warned = wrong + 1, wrong_flagged + low_conf, wrong_warned + flagged
     text = (f"{wrong_flagged}/{wrong} wrong labels flagged (confidence < {low}); "
             f"{right_flagged}/{right} right labels flagged")
     if warned is not None:
-        text += f"; {wrong_warned}/{wrong} wrong labels flagged or in a scan with a warning"
+        text += (f"; {wrong_warned}/{wrong} wrong labels flagged or in a scan with a warning "
+                 f"({right_warned}/{right} right ones)")
     return text
 
 

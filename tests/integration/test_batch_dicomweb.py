@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/lumbar-mr not present"),
 ]
 
-#: The PatientID of this test's studies: the query selects them among the other tests' studies in the same Orthanc.
+#: The PatientID of this test's studies (its own Orthanc, so other tests' harvests never see them).
 PATIENT = "BATCH-DICOMWEB"
 #: Side (mm) of the bad series: a sagittal field of view too small for a spine (preprocessing.MIN_INPLANE_EXTENT_MM).
 BAD_FOV_MM = 30
@@ -31,6 +31,14 @@ def _bad_volume():
 
     noise = np.random.default_rng(0).random((5, BAD_FOV_MM, BAD_FOV_MM)).astype(np.float32) * 1000
     return reorient(Volume(noise, np.diag([4.0, 1.0, 1.0, 1.0])), ("P", "I", "L"))
+
+
+@pytest.fixture(scope="module")
+def orthanc_server(tmp_path_factory):
+    """A private Orthanc for this module: its studies must not appear in the session server's harvests."""
+    from spinelabel.testing.orthanc import orthanc_for_tests
+
+    yield from orthanc_for_tests(tmp_path_factory.mktemp("orthanc-batch"))
 
 
 @pytest.fixture(scope="module")
