@@ -646,17 +646,17 @@ def _warnings(
     as an anchor level (NaN where the detector has no anchor head).
     """
     out = []
-    confirmed = [p for p in anchor_probs if not np.isnan(p) and p >= params.anchor_confirmation]
+    known = [p for p in anchor_probs if not np.isnan(p)]  # the anchor head's view of the named anchors
     if vertebrae and anchors and not any(v.label in anchors for v in vertebrae):
         out.append(
             f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
             "estimates and the spacing alone and may be shifted by one level — count from a landmark to verify"
         )
-    elif vertebrae and anchor_probs and not confirmed and not all(np.isnan(p) for p in anchor_probs):
+    elif vertebrae and known and max(known) < params.anchor_confirmation:
         named = "/".join(v.label for v in vertebrae if v.label in anchors)
         out.append(
             f"{named} labeled, but the anchor detector does not confirm it (probability "
-            f"{max(p for p in anchor_probs if not np.isnan(p)):.2f} < {params.anchor_confirmation:.2f}): the level names "
+            f"{max(known):.2f} < {params.anchor_confirmation:.2f}): the level names "
             "rest on the network's level estimates and the spacing and may be shifted by one level — count from a "
             "landmark to verify"
         )
