@@ -64,7 +64,7 @@ def _cut(volume, points: dict[str, np.ndarray], level: str, offset_mm: float, ke
     lo, hi = (0, int(np.clip(np.ceil(row), 1, n))) if keep_above else (int(np.clip(np.floor(row), 0, n - 1)), n)
     affine = canon.affine.copy()
     affine[:3, 3] = canon.voxel_to_world([0.0, lo, 0.0])
-    cropped = Volume(np.ascontiguousarray(canon.data[:, lo:hi]), affine)
+    cropped = Volume(np.ascontiguousarray(canon.data[:, lo:hi]), affine, canon.rescale)
     z_cut = points[level][2] + offset_mm
     kept = {k: p for k, p in points.items() if (p[2] - z_cut > CUT_MARGIN_MM if keep_above else z_cut - p[2] > CUT_MARGIN_MM)}
     return cropped, kept
@@ -89,7 +89,7 @@ def _dicom_thick(volume, points, tmp: Path, case: str):
 def _inverted(volume, points):
     from spinelabel.geometry import Volume
 
-    data = volume.data.astype(np.float32)
+    data = volume.real_data()
     return Volume(float(np.percentile(data, 99.5)) - data, volume.affine), points
 
 
@@ -98,7 +98,7 @@ def _bias_noise(volume, points, rng: np.random.Generator):
 
     from spinelabel.geometry import Volume
 
-    data = volume.data.astype(np.float32)
+    data = volume.real_data()
     coarse = rng.normal(0.0, 0.25, (4, 4, 4))
     field = ndimage.zoom(coarse, np.array(data.shape) / 4.0, order=3)[tuple(slice(0, s) for s in data.shape)]
     bright = float(np.percentile(data, 99))
@@ -114,7 +114,7 @@ def _resample_to(volume, affine: np.ndarray, shape: tuple[int, int, int]):
 
     grid = np.indices(shape, dtype=float).reshape(3, -1).T
     src = volume.world_to_voxel(grid @ affine[:3, :3].T + affine[:3, 3])
-    data = ndimage.map_coordinates(volume.data.astype(np.float32), src.T, order=1, cval=0.0)
+    data = ndimage.map_coordinates(volume.real_data(), src.T, order=1, cval=0.0)
     return Volume(data.reshape(shape), affine)
 
 
@@ -150,7 +150,7 @@ def _warp_sagittal(volume, source_of):
     rows, cols = canon.shape[1:]
     y = np.stack(np.indices((rows, cols), dtype=float), axis=-1) * canon.spacing[1:]
     src = np.moveaxis(source_of(y) / canon.spacing[1:], -1, 0)
-    data = np.stack([ndimage.map_coordinates(s.astype(np.float32), src, order=1, cval=0.0) for s in canon.data])
+    data = np.stack([ndimage.map_coordinates(s.astype(np.float32), src, order=1, cval=0.0) for s in canon.real_data()])
     return Volume(data, canon.affine), canon
 
 
@@ -186,7 +186,7 @@ def _s1_half(volume, points):
 def _contrast(volume, points, fold: bool, rng: np.random.Generator):
     from spinelabel.geometry import Volume
 
-    data = volume.data.astype(np.float32)
+    data = volume.real_data()
     fg = data[data > np.percentile(data, 5)]
     x = np.clip(data / float(np.percentile(fg, 99.5)), 0.0, 1.2)
     if fold:  # t1-like: the brightest tissues fold over to dark

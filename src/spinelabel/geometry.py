@@ -8,6 +8,7 @@ one place, :func:`lps_to_ras`. Array indices are 0-based voxel centres.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,50 @@ def is_small_int(data: np.ndarray) -> bool:
     return data.dtype.kind in "iu" and data.dtype.itemsize <= MAX_INT_VOXEL_BYTES
 
 
+#: Voxels of float64 scratch per block when a rescale is applied (8 MB), not a whole-array temporary.
+RESCALE_BLOCK_VOXELS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Rescale:
+    """A positive linear map from stored voxel values to real-world values.
+
+    ``real = stored * slope + intercept`` (DICOM RescaleSlope/RescaleIntercept,
+    NIfTI scl_slope/scl_inter). The slope is positive, so the map keeps the
+    order of values and commutes with percentiles and linear interpolation.
+
+    Parameters
+    ----------
+    slope : float
+        Finite and > 0.
+    intercept : float
+        Finite.
+    """
+
+    slope: float
+    intercept: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.slope) and np.isfinite(self.intercept)) or self.slope <= 0:
+            raise ValueError(f"a rescale needs a finite positive slope and a finite intercept, got {self}")
+
+    def apply_in_place(self, out: np.ndarray) -> None:
+        """Replace the stored values in ``out`` (floating point, ndim >= 1) by real-world values.
+
+        The arithmetic is done in float64, ``RESCALE_BLOCK_VOXELS`` voxels (whole
+        sub-arrays along axis 0) at a time, with one rounding to ``out``'s type:
+        the values of rescaling the whole array in float64 at once.
+        """
+        if out.dtype.kind != "f":
+            raise TypeError(f"a rescale writes real values into a floating-point array, got {out.dtype}")
+        step = max(1, RESCALE_BLOCK_VOXELS // max(1, out[:1].size))
+        for start in range(0, out.shape[0], step):
+            block = out[start : start + step].astype(np.float64)
+            block *= self.slope
+            block += self.intercept
+            out[start : start + step] = block
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A 3D image and the affine mapping voxel indices (i, j, k) to RAS mm.
@@ -54,15 +99,20 @@ class Volume:
     Parameters
     ----------
     data : ndarray, shape (I, J, K)
-        Intensities; any real dtype. The readers give float32, or the stored
-        integers (int8 to uint16, see ``MAX_INT_VOXEL_BYTES``) when they are
-        the image's values as they are (no fractional rescale).
+        Voxel values; any real dtype. The readers give float32, or the stored
+        integers (int8 to uint16, see ``MAX_INT_VOXEL_BYTES``): the image's
+        values as they are, or with ``rescale`` the values before it.
     affine : ndarray, shape (4, 4)
         Voxel-to-world (RAS, mm) affine.
+    rescale : Rescale, optional
+        The map from ``data`` to the image's real-world values; None: ``data``
+        are the real-world values. Whatever reads intensities uses
+        :meth:`real_data` (or applies the map itself).
     """
 
     data: np.ndarray
     affine: np.ndarray
+    rescale: Rescale | None = None
 
     def __post_init__(self) -> None:
         data = np.asarray(self.data)
@@ -73,8 +123,23 @@ class Volume:
             raise ValueError("a Volume needs a finite 4x4 affine")
         if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
             raise ValueError("the affine is singular (zero voxel size or degenerate axes)")
+        if self.rescale is not None and not isinstance(self.rescale, Rescale):
+            raise TypeError(f"rescale must be a Rescale or None, got {type(self.rescale).__name__}")
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "affine", affine)
+
+    def real_data(self, index: Any = ...) -> np.ndarray:
+        """The real-world values of ``data[index]``: a new C-contiguous float32 array.
+
+        Parameters
+        ----------
+        index : optional
+            Any numpy index of ``data`` (default: the whole array), e.g. one slice.
+        """
+        out = np.array(self.data[index], dtype=np.float32, order="C")
+        if self.rescale is not None:
+            self.rescale.apply_in_place(out.reshape(-1))
+        return out
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -158,7 +223,7 @@ def reorient(volume: Volume, axcodes: tuple[str, str, str] | str, copy: bool = T
     transform = nio.ornt_transform(current, target)
     data = nio.apply_orientation(volume.data, transform)
     affine = volume.affine @ nio.inv_ornt_aff(transform, volume.shape)
-    return Volume(np.ascontiguousarray(data) if copy else data, affine)
+    return Volume(np.ascontiguousarray(data) if copy else data, affine, volume.rescale)
 
 
 def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Volume:
@@ -168,9 +233,11 @@ def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Vol
     fractional index ``n * new / old``. The affine is updated exactly, so world
     positions are preserved. Axis directions (including obliquity) are unchanged.
 
-    The result is float32. Integers of at most 16 bits are read as they are,
-    without a float32 copy of the whole input: they are exact in float32, so
-    the result is the same as for the float32 version of the input.
+    The result is float32 real-world values (no ``rescale``). Integers of at
+    most 16 bits are read as they are, without a float32 copy of the whole
+    input: they are exact in float32, so the result is the same as for the
+    float32 version of the input. A ``rescale`` is applied to the result (a
+    positive linear map commutes with the interpolation), not to the input.
     """
     from scipy import ndimage
 
@@ -182,5 +249,7 @@ def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Vol
         out = np.array(data, dtype=np.float32)
     else:
         out = ndimage.affine_transform(data, factor, output_shape=shape, order=order, mode="nearest", output=np.float32)
+    if volume.rescale is not None:
+        volume.rescale.apply_in_place(out)
     affine = volume.affine @ np.diag([*factor, 1.0])
     return Volume(out, affine)

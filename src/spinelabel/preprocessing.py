@@ -62,22 +62,24 @@ def to_model_frame(volume: Volume, spec: FrameSpec) -> Volume:
     Returns
     -------
     Volume
-        float32 data of shape (slices, rows, cols), C-contiguous and not
-        sharing memory with ``volume``, not yet intensity-normalised.
+        float32 real-world values (``volume.rescale`` applied) of shape
+        (slices, rows, cols), C-contiguous and not sharing memory with
+        ``volume``, not yet intensity-normalised.
 
     Notes
     -----
     The input is reoriented as a view and read once, by the resampling or by
     one float32 copy: at most one full-size array is made besides the input.
     Integer input (``geometry.is_small_int``) is read as it is (no float copy
-    of it besides the result) and gives the same values as its float32 version.
+    of it besides the result) and gives the same values as its float32 version;
+    a ``rescale`` is applied to the result, in place.
     """
     check_sagittal(volume)
     canon = reorient(volume, CANONICAL_AXCODES, copy=False)
     step = max(float(canon.spacing[0]), spec.slice_step_mm)
     target = np.array([step, spec.inplane_spacing_mm, spec.inplane_spacing_mm])
     if np.allclose(target, canon.spacing, rtol=1e-3):
-        return Volume(np.array(canon.data, dtype=np.float32, order="C"), canon.affine)
+        return Volume(canon.real_data(), canon.affine)
     return resample_grid(canon, target, order=1)
 
 

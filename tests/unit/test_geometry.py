@@ -7,7 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from spinelabel.geometry import Volume, apply_affine, distance_to_edge, lps_to_ras, reorient, resample_grid
+from spinelabel.geometry import (
+    RESCALE_BLOCK_VOXELS, Rescale, Volume, apply_affine, distance_to_edge, lps_to_ras, reorient, resample_grid,
+)
 
 PAIRS = (("L", "R"), ("P", "A"), ("I", "S"))
 #: Every permutation of the three axes times every flip: 6 x 8 = 48 codes.
@@ -119,6 +121,59 @@ def test_resample_grid_of_small_integers_equals_their_float32_version_without_a_
     np.testing.assert_array_equal(out.data, expected.data)
     np.testing.assert_array_equal(out.affine, expected.affine)
     assert peak < out.data.nbytes + data.size * 4 // 2  # the output and less than half a float32 copy of the input
+
+
+# ----------------------------------------------------------------------------
+# a rescale (stored integers and the map to real-world values) travels with the data
+
+RESCALE = Rescale(1.52747, -3.25)
+
+
+def _rescaled_and_real(seed: int = 0) -> tuple[Volume, Volume]:
+    """(stored uint16 with ``RESCALE``, its real-world float32 values without a map), 7-degree oblique."""
+    affine = _affine(_rotation(7.0, -5.0) @ np.diag([3.5, 0.8, 0.7]), [-12.0, 30.5, 7.25])
+    stored = np.random.default_rng(seed).integers(0, 4096, (6, 40, 50)).astype(np.uint16)
+    real = (stored * RESCALE.slope + RESCALE.intercept).astype(np.float32)
+    return Volume(stored, affine, RESCALE), Volume(real, affine)
+
+
+def test_real_data_applies_the_map_in_float64_in_blocks():
+    stored = np.random.default_rng(1).integers(0, 65536, (3, 700, 900)).astype(np.uint16)  # > one block
+    assert stored.size > RESCALE_BLOCK_VOXELS
+    vol = Volume(stored, np.eye(4), RESCALE)
+    expected = (stored.astype(np.float64) * RESCALE.slope + RESCALE.intercept).astype(np.float32)
+    np.testing.assert_array_equal(vol.real_data(), expected)
+    np.testing.assert_array_equal(vol.real_data(1), expected[1])
+    np.testing.assert_array_equal(vol.real_data((slice(None), 5)), expected[:, 5])
+    assert vol.real_data().flags.c_contiguous and vol.data.dtype == np.uint16  # the stored data are untouched
+    plain = Volume(stored, np.eye(4))
+    np.testing.assert_array_equal(plain.real_data(), stored.astype(np.float32))
+
+
+@pytest.mark.parametrize("slope, intercept", [(0.0, 1.0), (-1.5, 0.0), (np.nan, 0.0), (1.0, np.inf)])
+def test_a_rescale_needs_a_finite_positive_slope(slope, intercept):
+    with pytest.raises(ValueError, match="finite positive slope"):
+        Rescale(slope, intercept)
+
+
+@pytest.mark.parametrize("codes", ["RIP", "LAS", "PIR", "SPL"])
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_reoriented_volume_keeps_its_map(codes, copy):
+    vol, real = _rescaled_and_real()
+    out, expected = reorient(vol, codes, copy=copy), reorient(real, codes)
+    assert out.rescale == RESCALE and out.axcodes == tuple(codes) and out.data.dtype == np.uint16
+    np.testing.assert_array_equal(out.affine, expected.affine)
+    np.testing.assert_array_equal(out.real_data(), expected.data)
+    np.testing.assert_array_equal(reorient(out, vol.axcodes).real_data(), real.data)
+
+
+@pytest.mark.parametrize("new_spacing", [(4.0, 2.0, 2.0), (3.5, 0.8, 0.7)], ids=["resampled", "same-grid"])
+def test_resampling_a_volume_with_a_map_gives_real_values(new_spacing):
+    vol, real = _rescaled_and_real()
+    out, expected = resample_grid(vol, new_spacing), resample_grid(real, new_spacing)
+    assert out.rescale is None and out.data.dtype == np.float32
+    np.testing.assert_array_equal(out.affine, expected.affine)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-6, atol=1e-3)
 
 
 def test_lps_to_ras_points():

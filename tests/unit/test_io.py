@@ -12,7 +12,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from spinelabel.errors import GeometryError, InputError
-from spinelabel.geometry import Volume, lps_to_ras
+from spinelabel.geometry import Rescale, Volume, lps_to_ras
 from spinelabel.io import LoadedImage, load_image
 from spinelabel.io.dicom import ENHANCED_UNSUPPORTED, load_dicom
 from spinelabel.io.dicom_write import write_dicom_series
@@ -136,7 +136,7 @@ def test_dicom_round_trip_right_handed(tmp_path: Path, case: str):
     loaded = load_image([tmp_path / "dcm"])
     assert loaded.kind == "dicom"
     np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
-    np.testing.assert_allclose(loaded.volume.data, vol.data, atol=1e-3 * np.ptp(vol.data))
+    np.testing.assert_allclose(loaded.volume.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
     assert loaded.volume.axcodes == vol.axcodes
     assert loaded.dicom is not None
     sheared = [w for w in loaded.dicom.warnings if "sheared grid" in w]
@@ -150,7 +150,7 @@ def test_dicom_round_trip_left_handed_flips_slices_only(tmp_path: Path):
     back, _ = load_dicom([tmp_path / "dcm"])
     expected = _flip_slices(vol)
     np.testing.assert_allclose(back.affine, expected.affine, atol=1e-4)
-    np.testing.assert_allclose(back.data, expected.data, atol=1e-3 * np.ptp(vol.data))
+    np.testing.assert_allclose(back.real_data(), expected.data, atol=1e-3 * np.ptp(vol.data))
 
 
 @pytest.mark.parametrize("case", ["PIR", "LPS", "oblique", "LAS"])
@@ -186,7 +186,7 @@ def test_dicom_integer_data_are_stored_exactly(tmp_path: Path):
     vol = Volume(data, _affine("LPS"))
     write_dicom_series(vol, tmp_path)
     back, _ = load_dicom([tmp_path])
-    np.testing.assert_array_equal(back.data, data)
+    np.testing.assert_array_equal(back.real_data(), data)
 
 
 def test_dicom_shuffled_files_and_series_info(tmp_path: Path):
@@ -197,7 +197,7 @@ def test_dicom_shuffled_files_and_series_info(tmp_path: Path):
     assert shuffled != files
     loaded = load_image(shuffled)
     np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
-    np.testing.assert_allclose(loaded.volume.data, vol.data, atol=1e-3 * np.ptp(vol.data))
+    np.testing.assert_allclose(loaded.volume.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
     info = loaded.dicom
     assert info is not None and info.files == files
     assert info.sop_instance_uids == [pydicom.dcmread(f).SOPInstanceUID for f in files]
@@ -216,7 +216,7 @@ def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
     assert back.shape == (5, 6, 7)
     assert any("irregular slice spacing" in w for w in info.warnings)
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)  # median step = the true step
-    np.testing.assert_allclose(back.data[:, :, :5], vol.data[:, :, :5], atol=0.1)
+    np.testing.assert_allclose(back.real_data()[:, :, :5], vol.data[:, :, :5], atol=0.1)
 
 
 def test_enhanced_multiframe_round_trip(tmp_path: Path, write_enhanced_mr):
@@ -224,7 +224,7 @@ def test_enhanced_multiframe_round_trip(tmp_path: Path, write_enhanced_mr):
     write_enhanced_mr(vol, tmp_path / "enhanced.dcm", tmp_path / "classic")
     back, info = load_dicom([tmp_path / "enhanced.dcm"])
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)
-    np.testing.assert_allclose(back.data, vol.data, atol=1e-3 * np.ptp(vol.data))
+    np.testing.assert_allclose(back.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
     assert info.frame_numbers == list(range(SHAPE[2], 0, -1))
     assert len(set(info.sop_instance_uids)) == 1
 
@@ -402,7 +402,7 @@ def test_a_loaded_series_keeps_no_pixel_data_in_its_headers(tmp_path: Path, monk
     write_dicom_series(vol, tmp_path / "s")
     loaded = load_dicom(tmp_path / "s")[0]
     assert len(kept) == 5 and not any("PixelData" in ds for ds in kept)
-    np.testing.assert_allclose(loaded.data, vol.data, atol=100 / 65535 + 1e-4)
+    np.testing.assert_allclose(loaded.real_data(), vol.data, atol=100 / 65535 + 1e-4)
 
 
 # ----------------------------------------------------------------------------
@@ -420,22 +420,109 @@ def _twelve_bit_series(
 
 
 @pytest.mark.parametrize(
-    "slope, intercept, bits_stored, dtype",
+    "slope, intercept, bits_stored, dtype, rescale",
     [
-        ("1", "0", 12, np.uint16),
-        ("1", "-1024", 12, np.int16),  # CT-like: 12 bits shifted by a whole intercept
-        ("1", "-1024", 16, np.float32),  # 0..65535 - 1024 does not fit 16 bits
-        ("0.5", "0", 12, np.float32),  # a fractional rescale
-        ("1", "0.5", 12, np.float32),
+        ("1", "0", 12, np.uint16, None),
+        ("1", "-1024", 12, np.int16, None),  # CT-like: 12 bits shifted by a whole intercept
+        ("1", "-1024", 16, np.uint16, Rescale(1.0, -1024.0)),  # 0..65535 - 1024 does not fit 16 bits
+        ("0.5", "0", 12, np.uint16, Rescale(0.5, 0.0)),  # a fractional rescale: stored integers and the map
+        ("1", "0.5", 12, np.uint16, Rescale(1.0, 0.5)),
     ],
 )
-def test_dicom_keeps_stored_integers_only_when_the_rescale_keeps_them_exact(
-    tmp_path: Path, slope: str, intercept: str, bits_stored: int, dtype
+def test_dicom_keeps_integers_exact_or_stored_with_the_rescale(
+    tmp_path: Path, slope: str, intercept: str, bits_stored: int, dtype, rescale
 ):
     stored = _twelve_bit_series(tmp_path, slope, intercept, bits_stored)
     vol, _ = load_dicom([tmp_path])
-    assert vol.data.dtype == dtype
-    np.testing.assert_array_equal(vol.data, (stored * float(slope) + float(intercept)).astype(np.float32))
+    assert vol.data.dtype == dtype and vol.rescale == rescale
+    expected = (stored * float(slope) + float(intercept)).astype(np.float32)
+    np.testing.assert_array_equal(vol.real_data(), expected)
+    if rescale is None:
+        np.testing.assert_array_equal(vol.data, expected)
+
+
+def _float32_path(monkeypatch) -> None:
+    """Make the reader rescale every series into float32 while reading (the path before stored integers + map)."""
+    import spinelabel.io.dicom as dicom
+
+    monkeypatch.setattr(dicom, "_voxel_type", lambda ordered: (np.dtype(np.float32), None))
+
+
+def test_a_fractional_slope_series_is_held_as_stored_integers_with_the_map(tmp_path: Path, monkeypatch):
+    stored = _twelve_bit_series(tmp_path, "1.52747", "-3.25")
+    vol, _ = load_dicom([tmp_path])
+    assert vol.data.dtype == np.uint16 and vol.rescale == Rescale(1.52747, -3.25)
+    np.testing.assert_array_equal(vol.data, stored)
+    _float32_path(monkeypatch)
+    floats, _ = load_dicom([tmp_path])
+    assert floats.data.dtype == np.float32 and floats.rescale is None
+    np.testing.assert_array_equal(vol.real_data(), floats.data)
+    np.testing.assert_array_equal(vol.real_data((slice(None), 3)), floats.data[:, 3])  # one slice of the values
+    np.testing.assert_array_equal(vol.affine, floats.affine)
+
+
+def test_slices_with_different_slopes_are_read_as_float32(tmp_path: Path):
+    stored = _twelve_bit_series(tmp_path, "1.52747", "0")
+    files = sorted(tmp_path.glob("*.dcm"))
+    _rewrite(files[1], RescaleSlope="0.75", RescaleIntercept="2")
+    vol, info = load_dicom([tmp_path])
+    assert vol.data.dtype == np.float32 and vol.rescale is None
+    k = info.files.index(files[1])
+    expected = stored * 1.52747
+    expected[:, :, k] = stored[:, :, k] * 0.75 + 2
+    np.testing.assert_array_equal(vol.data, expected.astype(np.float32))
+
+
+def test_values_beyond_the_stored_type_drop_the_map_and_give_real_float32_values(tmp_path: Path, monkeypatch):
+    import spinelabel.io.dicom as dicom
+
+    stored = _twelve_bit_series(tmp_path, "1.52747", "-3.25")
+    odd = sorted(tmp_path.glob("*.dcm"))[-1]
+    decode = dicom._decode
+    monkeypatch.setattr(dicom, "_decode", lambda s: decode(s).astype(np.int32) - 5000 * (s.path == odd))
+    vol, info = load_dicom([tmp_path])
+    assert vol.data.dtype == np.float32 and vol.rescale is None and info.files.index(odd) > 0
+    values = stored.astype(np.int32)
+    values[:, :, info.files.index(odd)] -= 5000
+    np.testing.assert_array_equal(vol.data, (values.astype(np.float64) * 1.52747 - 3.25).astype(np.float32))
+
+
+def test_a_fractional_slope_series_gives_the_model_input_and_overlay_of_its_float_version(tmp_path: Path, monkeypatch):
+    from spinelabel.io.outputs import render_overlay
+    from spinelabel.pipeline import LabelResult, Vertebra
+    from spinelabel.preprocessing import FrameSpec, normalize_intensity, to_model_frame
+
+    shape = (70, 60, 6)  # 56 x 48 mm: wide enough for the model frame
+    _twelve_bit_series(tmp_path / "dcm", "1.52747", "-3.25", shape=shape, spacing=(0.8, 0.8, 3.5))
+    ints, _ = load_dicom([tmp_path / "dcm"])
+    _float32_path(monkeypatch)
+    floats, _ = load_dicom([tmp_path / "dcm"])
+    assert ints.rescale is not None and floats.rescale is None
+    for spec, exact in ((FrameSpec(0.8, 2.0), True), (FrameSpec(2.0, 2.0), False)):  # copy, resampled
+        a, b = (to_model_frame(v, spec) for v in (ints, floats))
+        assert a.data.dtype == np.float32 and a.rescale is None
+        np.testing.assert_array_equal(a.affine, b.affine)
+        compare = np.testing.assert_array_equal if exact else np.testing.assert_allclose
+        compare(a.data, b.data, **({} if exact else {"rtol": 1e-6}))
+        compare(normalize_intensity(a.data), normalize_intensity(b.data), **({} if exact else {"atol": 1e-6}))
+    centre = ints.voxel_to_world(np.array(shape) / 2)
+    result = LabelResult("lumbar", "m", "0", [Vertebra("L3", centre, np.array(shape) / 2, 0.9)])
+    for name, vol in (("int.png", ints), ("float.png", floats)):
+        render_overlay(vol, result, tmp_path / name)
+    assert (tmp_path / "int.png").read_bytes() == (tmp_path / "float.png").read_bytes()
+
+
+def test_writing_a_volume_with_a_map_writes_its_real_values(tmp_path: Path):
+    stored = np.random.default_rng(4).integers(0, 4096, SHAPE).astype(np.uint16)
+    vol = Volume(stored, _affine("PIR"), Rescale(0.25, 10.0))
+    write_dicom_series(vol, tmp_path / "dcm")
+    save_nifti(vol, tmp_path / "v.nii.gz")
+    from_dicom, _ = load_dicom([tmp_path / "dcm"])
+    from_nifti = load_nifti(tmp_path / "v.nii.gz")
+    assert from_nifti.data.dtype == np.uint16 and from_nifti.rescale == Rescale(0.25, 10.0)
+    np.testing.assert_array_equal(from_nifti.real_data(), vol.real_data())
+    real_range = 4095 * 0.25
+    np.testing.assert_allclose(from_dicom.real_data(), vol.real_data(), atol=real_range / 65535 + 1e-4)  # the writer's quantum
 
 
 def test_dicom_values_beyond_the_chosen_integer_type_fall_back_to_float32(tmp_path: Path, monkeypatch):
@@ -473,15 +560,21 @@ def test_integer_dicom_gives_the_model_input_and_overlay_of_its_float_version(tm
 
 @pytest.mark.parametrize(
     "dtype, slope, expected",
-    [("<i2", None, np.int16), (">i2", None, np.int16), ("u1", None, np.uint8), ("<i2", 2.0, np.float32), ("<i4", None, np.float32)],
-    ids=["int16", "big-endian", "uint8", "scaled", "int32"],
+    [
+        ("<i2", None, np.int16), (">i2", None, np.int16), ("u1", None, np.uint8), ("<i2", 1.5, np.int16),
+        ("<i2", -2.0, np.float32), ("<i4", None, np.float32),
+    ],
+    ids=["int16", "big-endian", "uint8", "scaled", "negative-slope", "int32"],
 )
-def test_nifti_keeps_unscaled_small_integers(tmp_path: Path, dtype: str, slope, expected):
+def test_nifti_keeps_small_integers_and_their_scaling(tmp_path: Path, dtype: str, slope, expected):
     data = np.random.default_rng(2).integers(0, 120, (5, 6, 7)).astype(dtype)
     img = nib.Nifti1Image(data, _affine("PIR"))
     if slope is not None:
-        img.header.set_slope_inter(slope, 0.0)
+        img.header.set_slope_inter(slope, 0.5)
     nib.save(img, tmp_path / "x.nii.gz")
     vol = load_nifti(tmp_path / "x.nii.gz")
     assert vol.data.dtype == expected and vol.data.dtype.isnative
-    np.testing.assert_array_equal(vol.data, data * (slope or 1))
+    scaled = slope is not None and slope > 0
+    assert vol.rescale == (Rescale(slope, 0.5) if scaled else None)
+    np.testing.assert_array_equal(vol.data, data if scaled else data * (slope or 1) + 0.5 * (slope is not None))
+    np.testing.assert_array_equal(vol.real_data(), (data * (slope or 1) + 0.5 * (slope is not None)).astype(np.float32))

@@ -128,13 +128,33 @@ def test_segment_move_carries_image_and_targets_together():
 
 def test_caudal_cut_blanks_the_image_beyond_the_last_vertebra_only():
     scan = _dot_scan()
-    spec = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(0.0, 0.0))
+    spec = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(0.0, 0.0), caudal_cut_tilt_deg=0.0)
     rows = np.arange(0, 220, 1.0)
     y = np.stack([rows, np.full_like(rows, 60.0)], axis=-1)
     cut, keep = S._caudal_cut(np.random.default_rng(0), scan, spec, y)
     last_row = scan.points_mm[-1, 1]
     assert cut[rows > last_row + 0.5].all() and not cut[rows < last_row - 0.5].any()
     assert keep == len(scan.points_mm)
+
+
+def test_caudal_cut_is_a_field_of_view_edge_across_the_image_not_across_a_tilted_spine():
+    """A spine running 45 deg through the image: the edge stays a row of the source, ``caudal_cut_mm`` below the last body."""
+    points = np.array([[10.0, 40.0 + 25.0 * i, 20.0 + 25.0 * i] for i in range(5)])
+    scan = S.TrainingScan("diagonal", np.zeros((20, 220, 220), np.float32), np.ones(3),
+                          [f"L{i}" for i in range(1, 6)], points)
+    spec = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(20.0, 20.0), caudal_cut_tilt_deg=0.0)
+    y = np.stack(np.meshgrid(np.arange(0, 220.0), np.arange(0, 220.0), indexing="ij"), axis=-1)
+    cut, keep = S._caudal_cut(np.random.default_rng(1), scan, spec, y)
+    edge = points[-1, 1] + 20.0
+    assert cut[y[..., 0] > edge + 0.5].all() and not cut[y[..., 0] < edge - 0.5].any()
+    assert keep == 5
+    # tilted edges stay within the tilt: at 15 deg, over +-100 mm of columns the edge moves < 27 mm
+    tilted = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(20.0, 20.0), caudal_cut_tilt_deg=15.0)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        cut, _ = S._caudal_cut(rng, scan, tilted, y)
+        near = np.abs(y[..., 1] - points[-1, 2]) <= 100.0
+        assert not cut[near & (y[..., 0] < edge - 27.0)].any() and cut[near & (y[..., 0] > edge + 27.0)].all()
 
 
 def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below():

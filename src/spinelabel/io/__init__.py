@@ -27,9 +27,9 @@ class LoadedImage:
     Attributes
     ----------
     volume : Volume
-        Data of shape (I, J, K) (float32, or the stored integers of at most
-        16 bits when no fractional rescale applies; see the readers) and
-        voxel -> RAS affine. For DICOM,
+        Data of shape (I, J, K) (float32, or integers of at most 16 bits,
+        with the rescale to real-world values in ``volume.rescale`` where it
+        is not applied; see the readers) and voxel -> RAS affine. For DICOM,
         I = column, J = row, K = slice (sorted along the slice normal).
     source : str
         Printable description: the NIfTI path, or

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryError, InputError
-from ..geometry import Volume, lps_to_ras
+from ..geometry import Rescale, Volume, lps_to_ras
 from ..limits import check_enough_slices, check_image_size
 from .nifti import _one_line, is_nifti_path
 
@@ -103,10 +103,13 @@ def load_dicom(
     Returns
     -------
     volume : Volume
-        Data of shape (Columns, Rows, n_slices) with RescaleSlope and
-        RescaleIntercept applied: float32, or the stored integers (int8 to
-        uint16) when the slope is 1 and the intercepts are whole numbers
-        (:func:`_voxel_dtype`); affine voxel -> RAS mm.
+        Data of shape (Columns, Rows, n_slices) and affine voxel -> RAS mm.
+        The data are integers (int8 to uint16) where they can be: with
+        RescaleSlope 1 and whole-number intercepts, the rescaled integers
+        (:func:`_voxel_dtype`); else, when every slice has the same positive
+        slope and intercept, the stored integers with that map as the
+        volume's ``rescale`` (:func:`_voxel_type`). Otherwise float32 with
+        the rescale applied.
     info : DicomSeriesInfo
         UIDs and per-slice references; ``warnings`` lists irregularities.
 
@@ -130,7 +133,8 @@ def load_dicom(
     order, affine_lps, warnings = _slice_geometry(slices, uid)
     ordered = [slices[i] for i in order]
     _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
-    volume = Volume(_read_pixels(ordered), lps_to_ras(affine_lps))
+    data, rescale = _read_pixels(ordered)
+    volume = Volume(data, lps_to_ras(affine_lps), rescale)
     return volume, _series_info(uid, ordered, warnings)
 
 
@@ -526,16 +530,19 @@ def _transfer_syntax(ds: Any) -> tuple[str, bool]:
         return f"unknown transfer syntax {_shown(str(syntax))}", False
 
 
-def _read_pixels(ordered: list[_Slice]) -> np.ndarray:
-    """Rescaled pixel data of shape (Columns, Rows, n_slices), of :func:`_voxel_dtype`.
+def _read_pixels(ordered: list[_Slice]) -> tuple[np.ndarray, Rescale | None]:
+    """Pixel data of shape (Columns, Rows, n_slices), of :func:`_voxel_type`, and the rescale still to apply.
 
     Each slice is written straight into the one preallocated array. A file's
     pixel data (the stored bytes and pydicom's decoded array, which the
     dataset would otherwise keep) are released after its last slice, so a
-    series never sits in memory twice besides its array.
+    series never sits in memory twice besides its array. Values beyond the
+    integer type (beyond BitsStored) turn the array into float32 with every
+    rescale applied (exact for what is already read).
     """
     rows, columns = ordered[0].size
-    out = np.empty((columns, rows, len(ordered)), dtype=_voxel_dtype(ordered))
+    dtype, rescale = _voxel_type(ordered)
+    out = np.empty((columns, rows, len(ordered)), dtype=dtype)
     last_use = {s.path: k for k, s in enumerate(ordered)}
     decoded: dict[Path, np.ndarray] = {}
     for k, s in enumerate(ordered):
@@ -547,18 +554,43 @@ def _read_pixels(ordered: list[_Slice]) -> np.ndarray:
             raise InputError(
                 f"corrupt DICOM file {s.path}: pixel data of shape {plane.shape}, expected {(rows, columns)}"
             )
-        if out.dtype.kind in "iu" and not _fits(plane, s.intercept, out.dtype):
-            out = out.astype(np.float32)  # values beyond BitsStored: float32, exact for what is already read
-        _store_plane(out[:, :, k], plane, s.slope, s.intercept)
+        slope, intercept = (1.0, 0.0) if rescale is not None else (s.slope, s.intercept)
+        if out.dtype.kind in "iu" and not _fits(plane, intercept, out.dtype):
+            out = out.astype(np.float32)
+            if rescale is not None:
+                rescale.apply_in_place(out[:, :, :k])
+            rescale, slope, intercept = None, s.slope, s.intercept
+        _store_plane(out[:, :, k], plane, slope, intercept)
         if last_use[s.path] == k:
             decoded = {}
             _release_pixel_data(s.dataset)
-    return out
+    return out, rescale
 
 
 #: Integer voxel types a series may keep, smallest first (each at most
 #: ``geometry.MAX_INT_VOXEL_BYTES`` bytes: half of float32 or less, and exact in float32).
 _INT_VOXEL_TYPES = (np.uint8, np.int8, np.uint16, np.int16)
+
+
+def _voxel_type(ordered: list[_Slice]) -> tuple[np.dtype, Rescale | None]:
+    """The array type of a series and the rescale to record on the volume (None: applied while reading).
+
+    The rescaled integers of :func:`_voxel_dtype` when they fit; else, when
+    every slice has the same positive slope and intercept (a fractional slope,
+    as Philips MR series carry), the stored integers (the type
+    :func:`_voxel_dtype` picks for slope 1 and intercept 0) and that map; else
+    float32 with the rescale applied.
+    """
+    dtype = _voxel_dtype(ordered)
+    first = ordered[0]
+    if dtype.kind in "iu" or first.slope <= 0:
+        return dtype, None
+    if any(s.slope != first.slope or s.intercept != first.intercept for s in ordered):
+        return dtype, None
+    stored = _stored_int_dtype(first.dataset, 0, 0)
+    if stored is None:
+        return dtype, None
+    return stored, Rescale(first.slope, first.intercept)
 
 
 def _voxel_dtype(ordered: list[_Slice]) -> np.dtype:
@@ -569,23 +601,34 @@ def _voxel_dtype(ordered: list[_Slice]) -> np.dtype:
     BitsStored and PixelRepresentation allow, plus the intercepts, must fit.
     Any other rescale, float pixel data or too wide a range give float32.
     """
-    ds = ordered[0].dataset
-    if "PixelData" not in ds or any(s.slope != 1.0 or not s.intercept.is_integer() for s in ordered):
+    if any(s.slope != 1.0 or not s.intercept.is_integer() for s in ordered):
         return np.dtype(np.float32)
+    intercepts = [int(s.intercept) for s in ordered]
+    stored = _stored_int_dtype(ordered[0].dataset, min(intercepts), max(intercepts))
+    return np.dtype(np.float32) if stored is None else stored
+
+
+def _stored_int_dtype(ds: Any, shift_lo: int, shift_hi: int) -> np.dtype | None:
+    """The smallest type of ``_INT_VOXEL_TYPES`` holding every stored integer plus a shift in [shift_lo, shift_hi].
+
+    The stored range comes from BitsStored and PixelRepresentation; None for
+    float pixel data, more than 16 bits or a range no type holds.
+    """
+    if "PixelData" not in ds:
+        return None
     try:
         bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
         signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     except (TypeError, ValueError):
-        return np.dtype(np.float32)
+        return None
     if not 1 <= bits <= 16:
-        return np.dtype(np.float32)
+        return None
     stored_lo, stored_hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    intercepts = [int(s.intercept) for s in ordered]
-    lo, hi = stored_lo + min(intercepts), stored_hi + max(intercepts)
+    lo, hi = stored_lo + shift_lo, stored_hi + shift_hi
     for t in _INT_VOXEL_TYPES:
         if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
             return np.dtype(t)
-    return np.dtype(np.float32)
+    return None
 
 
 def _fits(plane: np.ndarray, intercept: float, dtype: np.dtype) -> bool:

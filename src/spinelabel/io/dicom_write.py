@@ -72,7 +72,8 @@ def write_dicom_series(
 ) -> list[Path]:
     """Write ``volume`` as an MR Image Storage series, one file per slice of axis 2.
 
-    Pixels are uint16 with RescaleSlope/RescaleIntercept (integer data that fit
+    The real-world values (``volume.rescale`` applied) are written. Pixels
+    are uint16 with RescaleSlope/RescaleIntercept (integer data that fit
     are stored exactly, other data to 1/65535 of their range; NaN/inf -> the
     minimum). ImagePositionPatient/ImageOrientationPatient come from the
     affine (RAS -> LPS); PixelSpacing = [spacing of axis 1, spacing of axis 0].
@@ -116,8 +117,9 @@ def write_dicom_series(
 
 
 def _writer_grid(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Data (I, J, K) and voxel -> LPS affine, flipped along axis 2 if left-handed."""
-    data, affine = volume.data, lps_to_ras(volume.affine)
+    """Real-world data (I, J, K) and voxel -> LPS affine, flipped along axis 2 if left-handed."""
+    data = volume.data if volume.rescale is None else volume.real_data()
+    affine = lps_to_ras(volume.affine)
     if np.linalg.det(affine[:3, :3]) < 0:
         flip = np.eye(4)
         flip[2, 2], flip[2, 3] = -1.0, data.shape[2] - 1

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryError, InputError, OutputError
-from ..geometry import Volume, is_small_int
+from ..geometry import Rescale, Volume, is_small_int
 from ..limits import check_enough_slices, check_image_size
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -42,9 +42,10 @@ def load_nifti(path: str | Path) -> Volume:
     Returns
     -------
     Volume
-        ``data`` of shape (I, J, K): float32, scaled by ``scl_slope/scl_inter``,
-        with non-finite voxels set to 0; or the stored integers when they are
-        unscaled and at most 16 bits (``geometry.is_small_int``); ``affine``
+        ``data`` of shape (I, J, K): the stored integers when they are at most
+        16 bits (``geometry.is_small_int``), with ``scl_slope/scl_inter`` as
+        the volume's ``rescale`` when they scale them by a positive slope;
+        else float32, scaled, with non-finite voxels set to 0. ``affine``
         voxel -> RAS mm.
 
     Raises
@@ -67,10 +68,10 @@ def load_nifti(path: str | Path) -> Volume:
     affine = np.asarray(img.affine, dtype=float)
     # from the header, before the data are read (a non-finite affine is refused by Volume below)
     check_image_size(shape, np.nan_to_num(np.linalg.norm(affine[:3, :3], axis=0), nan=0.0, posinf=0.0), str(path))
-    data = _read_data(img, path).reshape(shape)
-    data = _replace_non_finite(data, path)
+    data, rescale = _read_data(img, path)
+    data = _replace_non_finite(data.reshape(shape), path)
     try:
-        return Volume(data, affine)
+        return Volume(data, affine, rescale)
     except ValueError as exc:
         raise GeometryError(f"{path}: unusable image geometry: {exc}") from exc
 
@@ -81,7 +82,8 @@ def save_nifti(volume: Volume, path: str | Path) -> None:
     The file is written beside ``path`` under a temporary name and then
     renamed, so a reader never sees a half-written file. ``.nii.gz`` is
     gzip-compressed. Data keep their dtype where NIfTI-1 supports it
-    (bool -> uint8, float16 -> float32, int64 -> int32 when the values fit).
+    (bool -> uint8, float16 -> float32, int64 -> int32 when the values fit);
+    a ``rescale`` is written as ``scl_slope/scl_inter`` (float32 in the header).
     """
     import nibabel as nib
 
@@ -90,6 +92,8 @@ def save_nifti(volume: Volume, path: str | Path) -> None:
         raise InputError(f"a NIfTI file name must end with .nii or .nii.gz: {path}")
     img = nib.Nifti1Image(_nifti_compatible(volume.data), volume.affine)
     img.header.set_xyzt_units("mm")
+    if volume.rescale is not None:
+        img.header.set_slope_inter(volume.rescale.slope, volume.rescale.intercept)
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
     # a fresh unique name (not mkstemp) so the file gets the usual umask permissions
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp{suffix}"
@@ -127,30 +131,38 @@ def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _read_data(img: Any, path: Path) -> np.ndarray:
-    """The voxel values: unscaled small integers as stored (native byte order), else float32 (scaling applied).
+def _read_data(img: Any, path: Path) -> tuple[np.ndarray, Rescale | None]:
+    """The voxel values and the rescale still to apply to them; InputError when unreadable.
 
-    InputError when unreadable.
+    Small integers (``geometry.is_small_int``) are kept as stored (native byte
+    order), with ``scl_slope/scl_inter`` as a :class:`Rescale` unless they are
+    1 and 0; anything else (a float or wide type, a slope <= 0) is float32 with
+    the scaling applied.
     """
     try:
-        if _unscaled_small_int(img):
-            data = np.asarray(img.dataobj)
-            return data.astype(data.dtype.newbyteorder("="), copy=False)
-        return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+        scaling = _small_int_scaling(img)
+        if scaling is None:
+            return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32), None
+        data = np.asarray(img.dataobj.get_unscaled())
+        rescale = None if scaling == (1.0, 0.0) else Rescale(*scaling)
+        return data.astype(data.dtype.newbyteorder("="), copy=False), rescale
     except Exception as exc:  # truncated gzip, short file, odd dtype...
         raise InputError(f"cannot read NIfTI file {path}: {_one_line(exc)}") from exc
 
 
-def _unscaled_small_int(img: Any) -> bool:
-    """Whether the image stores integers of at most 16 bits with no scaling (slope 1, intercept 0)."""
+def _small_int_scaling(img: Any) -> tuple[float, float] | None:
+    """(slope, intercept) of an image of small integers with a finite positive slope; None otherwise."""
     proxy = img.dataobj
-    if getattr(proxy, "slope", None) != 1 or getattr(proxy, "inter", None) != 0:
-        return False
-    return is_small_int(np.empty(0, img.get_data_dtype()))
+    slope, inter = float(getattr(proxy, "slope", np.nan)), float(getattr(proxy, "inter", np.nan))
+    if not is_small_int(np.empty(0, img.get_data_dtype())) or not (np.isfinite(slope) and np.isfinite(inter)):
+        return None
+    return (slope, inter) if slope > 0 else None
 
 
 def _replace_non_finite(data: np.ndarray, path: Path) -> np.ndarray:
     """Set NaN/inf voxels to 0; InputError when no voxel is finite."""
+    if data.dtype.kind in "iu":  # integers are finite: no full-size mask
+        return data
     finite = np.isfinite(data)
     if finite.all():
         return data

@@ -198,7 +198,7 @@ def _display_slice(volume: Volume, result: LabelResult) -> tuple[np.ndarray, np.
     else:
         vox = np.zeros((0, 3))
         index = canon.shape[0] // 2
-    return np.asarray(canon.data[index], dtype=np.float32), vox, canon
+    return canon.real_data(index), vox, canon
 
 
 #: Rows of a slice mapped to grey levels at a time (float64 scratch of a few MB, not a few whole-slice copies).

@@ -65,11 +65,23 @@ class SamplerSpec:
     #: Half-width of the band over which the move blends in at the disc (mm); the
     #: body centres lie >= 7 mm from their discs, so they move rigidly.
     segment_blend_mm: float = 3.0
-    #: Probability that the image ends inside the caudal-most annotated vertebra
-    #: (a partly visible S1 at the bottom of the field of view), at
-    #: ``caudal_cut_mm`` from its centre along the spine.
-    p_caudal_cut: float = 0.1
-    caudal_cut_mm: tuple[float, float] = (-4.0, 10.0)
+    #: Probability that the field of view ends at or below the caudal-most
+    #: annotated vertebra: the image is blank beyond an edge that lies
+    #: ``caudal_cut_mm`` below that vertebra's centre, from a half-cut body to
+    #: one whole with the next segment below partly in view. The shared sources
+    #: span both regimes: MyoSegmenTUM ends 1-47 mm below the S1 centre (median
+    #: 15), Zukic 79-116 mm (whole sacrum); a model trained on one of them must
+    #: see the other (leave-one-source-out: the Zukic-only model seldom found S1
+    #: on MyoSegmenTUM). Full-sacrum views stay the majority of crops.
+    p_caudal_cut: float = 0.25
+    #: A body is ~25-30 mm tall and the sacral segments below S1 shrink fast: -4 mm
+    #: cuts through the upper half of the body; 45 mm leaves S1 whole and the upper
+    #: S2 in view, where most clinical lumbar fields of view end.
+    caudal_cut_mm: tuple[float, float] = (-4.0, 45.0)
+    #: The edge runs across the source image's superior-inferior axis (a field of
+    #: view is a rectangle in the scanner's frame, not one that follows the spine),
+    #: tilted by up to this angle (deg) for stacks planned obliquely to the body.
+    caudal_cut_tilt_deg: float = 15.0
     #: Probability that the image ends between two annotated vertebrae instead:
     #: below a random one and above the next, whose points leave the targets. A
     #: field of view that stops above the sacrum (L5 at the bottom edge, no S1)
@@ -145,7 +157,7 @@ def make_training_scan(
     canon = reorient(volume, CANONICAL_AXCODES)
     levels = list(points)
     vox = canon.world_to_voxel(np.array([points[lv] for lv in levels]))
-    data = normalize_intensity(canon.data.astype(np.float32))
+    data = normalize_intensity(canon.real_data())
     return TrainingScan(scan_id, data, canon.spacing, levels, vox * canon.spacing, tuple(pseudo_levels))
 
 
@@ -285,8 +297,9 @@ def _caudal_cut(
 ) -> tuple[np.ndarray, int] | None:
     """A cut ending the image caudally, or None (not drawn).
 
-    Either through the caudal-most annotated vertebra (``p_caudal_cut``) or
-    between two annotated vertebrae (``p_gap_cut``).
+    Either a field-of-view edge across the image at or below the caudal-most
+    annotated vertebra (``p_caudal_cut``), or between two annotated vertebrae,
+    across the spine (``p_gap_cut``).
 
     Returns
     -------
@@ -300,9 +313,9 @@ def _caudal_cut(
         return None
     draw = rng.random()
     if draw < spec.p_caudal_cut:
-        last, before = scan.points_mm[-1, 1:], scan.points_mm[-2, 1:]
-        down = (last - before) / max(float(np.linalg.norm(last - before)), 1e-6)
-        return (y - last) @ down > rng.uniform(*spec.caudal_cut_mm), n
+        tilt = np.deg2rad(rng.uniform(-spec.caudal_cut_tilt_deg, spec.caudal_cut_tilt_deg))
+        down = np.array([np.cos(tilt), np.sin(tilt)])  # in-plane rows run inferior
+        return (y - scan.points_mm[-1, 1:]) @ down > rng.uniform(*spec.caudal_cut_mm), n
     if draw < spec.p_caudal_cut + spec.p_gap_cut:
         i = int(rng.integers(1, n))  # keep >= 1 vertebra, drop >= 1
         kept, nxt = scan.points_mm[i - 1, 1:], scan.points_mm[i, 1:]
