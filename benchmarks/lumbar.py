@@ -64,6 +64,22 @@ def process_times(images: list[Path], model: str, n: int) -> list[float]:
     return times
 
 
+def flag_counts(report, confidences: dict[str, dict[str, float]], low: float = 0.5,
+                warned: set[str] | None = None) -> dict[str, int]:
+    """Counts behind :func:`flag_stats`: wrong/right labels, flagged by confidence, flagged or warned."""
+    n = dict.fromkeys(("wrong", "right", "wrong_flagged", "right_flagged", "wrong_warned", "right_warned"), 0)
+    for scan in report.per_scan:
+        conf = confidences.get(scan.scan_id, {})
+        for m in scan.matches:
+            low_conf = conf.get(m.pred_label, 1.0) < low
+            flagged = low_conf or (warned is not None and scan.scan_id in warned)
+            kind = "right" if m.correct else "wrong"
+            n[kind] += 1
+            n[f"{kind}_flagged"] += low_conf
+            n[f"{kind}_warned"] += flagged
+    return n
+
+
 def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.5,
                warned: set[str] | None = None) -> str:
     """How well the output marks the labels to check: wrong labels flagged, right labels flagged.
@@ -74,22 +90,12 @@ def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.
     scan has a warning, and the right labels in warned scans are counted too
     (the price of the warnings: a reader asked to check labels that were right).
     """
-    wrong = right = wrong_flagged = right_flagged = 0
-    wrong_warned = right_warned = 0
-    for scan in report.per_scan:
-        conf = confidences.get(scan.scan_id, {})
-        for m in scan.matches:
-            low_conf = conf.get(m.pred_label, 1.0) < low
-            flagged = low_conf or (warned is not None and scan.scan_id in warned)
-            if m.correct:
-                right, right_flagged, right_warned = right + 1, right_flagged + low_conf, right_warned + flagged
-            else:
-                wrong, wrong_flagged, wrong_warned = wrong + 1, wrong_flagged + low_conf, wrong_warned + flagged
-    text = (f"{wrong_flagged}/{wrong} wrong labels flagged (confidence < {low}); "
-            f"{right_flagged}/{right} right labels flagged")
+    n = flag_counts(report, confidences, low, warned)
+    text = (f"{n['wrong_flagged']}/{n['wrong']} wrong labels flagged (confidence < {low}); "
+            f"{n['right_flagged']}/{n['right']} right labels flagged")
     if warned is not None:
-        text += (f"; {wrong_warned}/{wrong} wrong labels flagged or in a scan with a warning "
-                 f"({right_warned}/{right} right ones)")
+        text += (f"; {n['wrong_warned']}/{n['wrong']} wrong labels flagged or in a scan with a warning "
+                 f"({n['right_warned']}/{n['right']} right ones)")
     return text
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
+from benchmarks.lumbar import REPO, SHARED, flag_counts, flag_stats, git_commit, write_section
 
 #: Ground-truth points closer than this to a cut are dropped (mm).
 CUT_MARGIN_MM = 10.0
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     gt = {a.scan_id: a for a in sources}
     labeler = Labeler.load(args.model)
     rows = []
+    total = {"scans": 0, "scans_right": 0, "wrong": 0, "wrong_warned": 0, "right": 0, "right_warned": 0}
     with tempfile.TemporaryDirectory(prefix="spinelabel-robust-") as tmp:
         for name, change in conditions(Path(tmp), args.seed).items():
             if args.only and name not in args.only:
@@ -293,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'; '.join(failures + [f'{s} mislabeled' for s in shifted]) or '—'} | {flag_stats(rep, conf, warned=warned)} |"
             )
             print(rows[-1], flush=True)
+            counts = flag_counts(rep, conf, warned=warned)
+            total["scans"] += rep.n_scans
+            total["scans_right"] += rep.n_scans_correct
+            for key in ("wrong", "wrong_warned", "right", "right_warned"):
+                total[key] += counts[key]
     body = f"""## Lumbar: robustness to clinical-looking conditions (held-out split)
 
 - command: `python -m benchmarks.robustness {' '.join(argv if argv is not None else sys.argv[1:])}`
@@ -301,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
   ground truth: the sources' T11-L5 points plus our S1 points where S1 is visible ({n_s1} scans,
   `annotations/lumbar-s1.csv`);
   shipped lumbar model; match radius 20 mm. Measured only, nothing tuned on it.
+- totals: {total['scans_right']} of {total['scans']} scans entirely right; {total['wrong']} wrong names,
+  {total['wrong_warned']} of them ({_pct(total['wrong_warned'] / max(total['wrong'], 1))}) flagged or in a scan with a warning;
+  {total['right_warned']} of {total['right']} right names ({_pct(total['right_warned'] / max(total['right'], 1))}) are in a scan with a warning too.
 
 | condition | sensitivity | precision | mean error | identification | scans right | time/scan | failures, mislabeled scans | confidence as a flag |
 |---|---|---|---|---|---|---|---|---|

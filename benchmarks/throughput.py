@@ -9,7 +9,8 @@ Measured side by side in one run:
 1. a batch of 20 scans (``spinelabel label ... --output-dir``) as one process and
    with ``--jobs 2``, on a quiet machine and under a competing CPU load (one
    busy process per core), plus the old default (2 spinning OpenMP threads)
-   under the same load;
+   under the same load, and the same load run as background work (``nice``),
+   the operator's remedy;
 2. the forward pass before and after the speed-ups (batch norm folded into
    the convolutions, channels-last), with the labels and network outputs of
    both compared on shared scans (lumbar model on lumbar scans, cervical model
