@@ -8,11 +8,12 @@ Usage (repository root, ../shared beside it)::
 Trains on every scan of ../shared/data/lumbar-mr except the validation split in
 benchmarks/lumbar_split.json, then writes the wall time to docs/RESULTS.md.
 
-The shipped model (v4) fine-tunes ``benchmarks/models/lumbar-base`` (v3: 5000
+The shipped model (v6) fine-tunes ``benchmarks/models/lumbar-base`` (v3: 5000
 steps from scratch with S1 pseudo-labels, ``--from-scratch``) with the S1
 points annotated by eye (``annotations/lumbar-s1.csv``, docs/annotations.md)
-added to the training scans and the caudal-segment and caudal-cut
-augmentations of ``training.sampling``.
+added to the training scans and the augmentations of ``training.sampling``
+as they stand (docs/training.md): the recipe is the code at the commit that
+trained it, recorded in the model's ``config.json``.
 """
 
 from __future__ import annotations
