@@ -1,0 +1,30 @@
+"""The benchmarks' "confidence as a flag" counts: what a reader is asked to check, right and wrong."""
+
+import numpy as np
+
+from benchmarks.lumbar import flag_counts, flag_stats
+from spinelabel.annotations import ScanAnnotation
+from spinelabel.evaluation import evaluate
+
+
+def _points(levels: list[str], start: float = 0.0) -> dict[str, np.ndarray]:
+    return {lv: np.array([0.0, 0.0, start - 35.0 * i]) for i, lv in enumerate(levels)}
+
+
+def test_flag_counts_separate_low_confidence_from_warnings_and_count_right_names_in_warned_scans():
+    truth = [ScanAnnotation("right", None, _points(["L1", "L2", "L3"])),
+             ScanAnnotation("shifted", None, _points(["L1", "L2", "L3"]))]
+    preds = {"right": list(_points(["L1", "L2", "L3"]).items()),
+             "shifted": list(_points(["T12", "L1", "L2"]).items())}  # every name one level high
+    conf = {"right": {"L1": 0.9, "L2": 0.4, "L3": 0.9},  # one right name below 0.5
+            "shifted": {"T12": 0.3, "L1": 0.8, "L2": 0.8}}  # one wrong name below 0.5
+    rep = evaluate(preds, truth)
+    n = flag_counts(rep, conf)
+    assert (n["right"], n["wrong"], n["right_flagged"], n["wrong_flagged"]) == (3, 3, 1, 1)
+    # a warning on the shifted scan flags all its names; the right scan has none
+    n = flag_counts(rep, conf, warned={"shifted"})
+    assert (n["wrong_warned"], n["right_warned"]) == (3, 1)
+    # a warning on the right scan: its right names count as the price of the warning
+    n = flag_counts(rep, conf, warned={"right"})
+    assert (n["wrong_warned"], n["right_warned"]) == (1, 3)
+    assert flag_stats(rep, conf, warned={"shifted"}).startswith("1/3 wrong labels flagged (confidence < 0.5); 1/3 right")
