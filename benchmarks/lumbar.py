@@ -80,8 +80,8 @@ def flag_counts(report, confidences: dict[str, dict[str, float]], low: float = 0
     return n
 
 
-def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.5,
-               warned: set[str] | None = None) -> str:
+def flag_stats(report=None, confidences: dict[str, dict[str, float]] | None = None, low: float = 0.5,
+               warned: set[str] | None = None, counts: dict[str, int] | None = None) -> str:
     """How well the output marks the labels to check: wrong labels flagged, right labels flagged.
 
     ``confidences``: scan -> predicted label -> confidence. Only matched
@@ -89,11 +89,14 @@ def flag_stats(report, confidences: dict[str, dict[str, float]], low: float = 0.
     with ``warned`` (the scans whose output carries a warning), also when its
     scan has a warning, and the right labels in warned scans are counted too
     (the price of the warnings: a reader asked to check labels that were right).
+    ``counts``: the :func:`flag_counts` of a warned report, already made (then
+    ``report`` and ``confidences`` are not needed).
     """
-    n = flag_counts(report, confidences, low, warned)
+    n = counts if counts is not None else flag_counts(report, confidences or {}, low, warned)
+    warned_part = counts is not None or warned is not None
     text = (f"{n['wrong_flagged']}/{n['wrong']} wrong labels flagged (confidence < {low}); "
             f"{n['right_flagged']}/{n['right']} right labels flagged")
-    if warned is not None:
+    if warned_part:
         text += (f"; {n['wrong_warned']}/{n['wrong']} wrong labels flagged or in a scan with a warning "
                  f"({n['right_warned']}/{n['right']} right ones)")
     return text

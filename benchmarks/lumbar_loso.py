@@ -57,8 +57,7 @@ def _train_all(sources: list[str], models: Path, steps: int, jobs: int, tmp: Pat
     threads = 2 if jobs == 1 else 1
 
     def one(source: str) -> float:
-        cmd = [sys.executable, "-c", "import sys; from spinelabel.cli import main; sys.exit(main(sys.argv[1:]))",
-               *_train_args(source, models / f"{source}-only", steps, threads, tmp)]
+        cmd = [sys.executable, "-m", "spinelabel.cli", *_train_args(source, models / f"{source}-only", steps, threads, tmp)]
         t0 = time.perf_counter()
         if subprocess.call(cmd):
             raise SystemExit(f"training on {source} failed")

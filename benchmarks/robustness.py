@@ -150,7 +150,7 @@ def _warp_sagittal(volume, source_of):
     rows, cols = canon.shape[1:]
     y = np.stack(np.indices((rows, cols), dtype=float), axis=-1) * canon.spacing[1:]
     src = np.moveaxis(source_of(y) / canon.spacing[1:], -1, 0)
-    data = np.stack([ndimage.map_coordinates(s.astype(np.float32), src, order=1, cval=0.0) for s in canon.real_data()])
+    data = np.stack([ndimage.map_coordinates(s, src, order=1, cval=0.0) for s in canon.real_data()])
     return Volume(data, canon.affine), canon
 
 
@@ -287,14 +287,14 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(time.perf_counter() - t)
             rep = evaluate(preds, truth)
             shifted = [r.scan_id for r in rep.per_scan if r.mislabeled]
+            counts = flag_counts(rep, conf, warned=warned)
             rows.append(
                 f"| {name} | {_pct(rep.sensitivity)} | {_pct(rep.precision)} | "
                 f"{_mm(rep.error_mean_mm)} | {_pct(rep.identification_rate)} | "
                 f"{rep.n_scans_correct}/{rep.n_scans} | {np.median(times):.2f} s | "
-                f"{'; '.join(failures + [f'{s} mislabeled' for s in shifted]) or '—'} | {flag_stats(rep, conf, warned=warned)} |"
+                f"{'; '.join(failures + [f'{s} mislabeled' for s in shifted]) or '—'} | {flag_stats(counts=counts)} |"
             )
             print(rows[-1], flush=True)
-            counts = flag_counts(rep, conf, warned=warned)
             total["scans"] += rep.n_scans
             total["scans_right"] += rep.n_scans_correct
             for key in ("wrong", "wrong_warned", "right", "right_warned"):

@@ -483,11 +483,24 @@ def memory_only(args: argparse.Namespace, cmd: str) -> int:
     return 0
 
 
+def _without_commit(args: list[str]) -> list[str]:
+    """The command line as run, less ``--commit VALUE`` / ``--commit=VALUE`` (the commit is written on its own)."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--commit":
+            skip = True
+        elif not a.startswith("--commit="):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    cmd = "python -m benchmarks.throughput" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = "python -m benchmarks.throughput" + "".join(f" {a}" for a in _without_commit(argv if argv is not None else sys.argv[1:]))
     if args.only == "memory":
-        return memory_only(args, cmd.split(" --commit")[0])
+        return memory_only(args, cmd)
     sizes = QUICK if args.quick else Sizes()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: as `spinelabel` runs
     from spinelabel.pipeline import thread_count
@@ -507,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     body = f"""## Throughput: batches, thread policy under load, forward pass, memory, archive runs (issue 15)
 
 - command: `{cmd}`{' (**quick mode: a smoke run of the script, not the measurement**)' if args.quick else ''}
-- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
+- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{args.commit or git_commit()}`
 - machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}
 
 {batch_md}

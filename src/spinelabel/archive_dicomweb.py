@@ -90,10 +90,12 @@ def dicomweb_items(config: PacsConfig, query: str | None, store: bool = False) -
     kwargs = parse_query(query)
     client = connect(config)
     items: list[ManifestItem] = []
+    seen: set[str] = set()
     for study in find_studies(client, **kwargs):
         for series in find_series(client, study.study_uid, sagittal_only=True):
-            if not ID_PATTERN.fullmatch(series.series_uid) or any(i.id == series.series_uid for i in items):
+            if not ID_PATTERN.fullmatch(series.series_uid) or series.series_uid in seen:
                 continue  # not a usable file name, or listed twice
+            seen.add(series.series_uid)
             source = DicomwebSeries(config, study.study_uid, series.series_uid, store)
             items.append(ManifestItem(series.series_uid, f"dicomweb:{study.study_uid}/{series.series_uid}", None, source))
     if not items:

@@ -43,9 +43,10 @@ def apply_affine(affine: npt.ArrayLike, points: npt.ArrayLike) -> np.ndarray:
 MAX_INT_VOXEL_BYTES = 2
 
 
-def is_small_int(data: np.ndarray) -> bool:
-    """Whether ``data`` holds integers of at most ``MAX_INT_VOXEL_BYTES`` bytes (exact in float32)."""
-    return data.dtype.kind in "iu" and data.dtype.itemsize <= MAX_INT_VOXEL_BYTES
+def is_small_int(data: np.ndarray | np.dtype) -> bool:
+    """Whether ``data`` (an array or a dtype) holds integers of at most ``MAX_INT_VOXEL_BYTES`` bytes (exact in float32)."""
+    dtype = np.dtype(getattr(data, "dtype", data))
+    return dtype.kind in "iu" and dtype.itemsize <= MAX_INT_VOXEL_BYTES
 
 
 #: Voxels of float64 scratch per block when a rescale is applied (8 MB), not a whole-array temporary.
@@ -244,12 +245,12 @@ def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Vol
     new = np.asarray(spacing, dtype=float)
     factor = new / volume.spacing
     shape = tuple(int(np.floor((n - 1) / f)) + 1 for n, f in zip(volume.shape, factor))
-    data = volume.data if is_small_int(volume.data) else volume.data.astype(np.float32, copy=False)
     if np.allclose(factor, 1.0):
-        out = np.array(data, dtype=np.float32)
+        out = volume.real_data()
     else:
+        data = volume.data if is_small_int(volume.data) else volume.data.astype(np.float32, copy=False)
         out = ndimage.affine_transform(data, factor, output_shape=shape, order=order, mode="nearest", output=np.float32)
-    if volume.rescale is not None:
-        volume.rescale.apply_in_place(out)
+        if volume.rescale is not None:
+            volume.rescale.apply_in_place(out)
     affine = volume.affine @ np.diag([*factor, 1.0])
     return Volume(out, affine)

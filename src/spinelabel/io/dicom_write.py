@@ -16,25 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import GeometryError
-from ..geometry import Volume, lps_to_ras
+from ..geometry import Rescale, Volume, lps_to_ras
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
-
-
-@dataclass(frozen=True)
-class _Rescale:
-    """Stored uint16 value ``v`` means ``v * slope + intercept``."""
-
-    slope: float
-    intercept: float
-
-    def encode(self, plane: np.ndarray) -> np.ndarray:
-        """Values of any shape -> uint16 of the same shape (non-finite -> 0)."""
-        values = np.where(np.isfinite(plane), plane, self.intercept).astype(np.float64)
-        return np.clip(np.rint((values - self.intercept) / self.slope), 0, 65535).astype(np.uint16)
 
 
 @dataclass(frozen=True)
@@ -51,7 +38,7 @@ class _SeriesMeta:
     iop: list[str]  # 6 DS strings
     pixel_spacing: list[str]  # [row spacing, column spacing] DS strings
     slice_thickness: str
-    rescale: _Rescale
+    rescale: Rescale  # stored uint16 value v means v * slope + intercept
     window: tuple[str, str]  # (center, width) DS strings
     date: str
     time: str
@@ -149,7 +136,7 @@ def _series_meta(data: np.ndarray, affine_lps: np.ndarray, **identity: Any) -> _
     )
 
 
-def _choose_rescale(data: np.ndarray) -> tuple[_Rescale, tuple[float, float]]:
+def _choose_rescale(data: np.ndarray) -> tuple[Rescale, tuple[float, float]]:
     """Slope/intercept mapping the finite range of ``data`` onto uint16; and that range."""
     if data.dtype.kind in "biu":
         lo, hi, integral = float(data.min()), float(data.max()), True
@@ -160,9 +147,15 @@ def _choose_rescale(data: np.ndarray) -> tuple[_Rescale, tuple[float, float]]:
         integral = bool(np.all(np.rint(data[finite]) == data[finite]))
     if integral and hi - lo <= 65535:
         intercept = 0.0 if lo >= 0 and hi <= 65535 else lo
-        return _Rescale(1.0, intercept), (lo, hi)
+        return Rescale(1.0, intercept), (lo, hi)
     slope = (hi - lo) / 65535 if hi > lo else 1.0
-    return _Rescale(float(_ds(slope)), float(_ds(lo))), (lo, hi)
+    return Rescale(float(_ds(slope)), float(_ds(lo))), (lo, hi)
+
+
+def _encode(rescale: Rescale, plane: np.ndarray) -> np.ndarray:
+    """Real values of any shape -> the stored uint16 values of ``rescale``, same shape (non-finite -> 0)."""
+    values = np.where(np.isfinite(plane), plane, rescale.intercept).astype(np.float64)
+    return np.clip(np.rint((values - rescale.intercept) / rescale.slope), 0, 65535).astype(np.uint16)
 
 
 def _ds(value: float) -> str:
@@ -246,7 +239,7 @@ def _set_plane(ds: Dataset, meta: _SeriesMeta, affine_lps: np.ndarray, k: int) -
 
 def _set_pixels(ds: Dataset, meta: _SeriesMeta, plane: np.ndarray) -> None:
     """Image Pixel, Modality LUT (rescale) and VOI LUT (window) attributes."""
-    stored = meta.rescale.encode(np.asarray(plane).T)  # (rows, columns)
+    stored = _encode(meta.rescale, np.asarray(plane).T)  # (rows, columns)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = stored.shape

@@ -154,7 +154,7 @@ def _small_int_scaling(img: Any) -> tuple[float, float] | None:
     """(slope, intercept) of an image of small integers with a finite positive slope; None otherwise."""
     proxy = img.dataobj
     slope, inter = float(getattr(proxy, "slope", np.nan)), float(getattr(proxy, "inter", np.nan))
-    if not is_small_int(np.empty(0, img.get_data_dtype())) or not (np.isfinite(slope) and np.isfinite(inter)):
+    if not is_small_int(img.get_data_dtype()) or not (np.isfinite(slope) and np.isfinite(inter)):
         return None
     return (slope, inter) if slope > 0 else None
 

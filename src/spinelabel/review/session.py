@@ -65,7 +65,7 @@ def _display(loaded: LoadedImage) -> _Display:
     from ..geometry import reorient
 
     canon = reorient(loaded.volume, DISPLAY_AXES, copy=False)  # a view: quantised into a new array below
-    data = np.nan_to_num(canon.real_data())
+    data = np.nan_to_num(canon.real_data(), copy=False)
     lo, hi = float(data.min()), float(data.max())
     span = hi - lo if hi > lo else 1.0
     pixels = np.round((data - lo) * (U16_MAX / span)).astype("<u2")
