@@ -81,11 +81,13 @@ def test_centre_weights_choose_crop_centres_by_level():
     assert set(weighted) == set(range(5))
 
 
-def test_cervical_training_centres_more_crops_on_c1_and_c2():
+def test_cervical_training_centres_more_crops_on_c1_and_c2_and_cuts_the_top():
     from spinelabel.training.train import sampler_spec
 
     assert dict(sampler_spec("cervical").centre_weights)["C1"] > 1.0
+    assert sampler_spec("cervical").p_cranial_cut > 0.0 and sampler_spec("cervical").p_cranial_gap_cut > 0.0
     assert sampler_spec("lumbar").centre_weights == ()
+    assert sampler_spec("lumbar").p_cranial_cut == sampler_spec("lumbar").p_cranial_gap_cut == 0.0
 
 
 def _dot_scan() -> S.TrainingScan:
@@ -172,6 +174,38 @@ def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below():
         assert cut[rows > middle + 0.5].all() and not cut[rows < middle - 0.5].any()
     # through `sample`: no heatmap is taught below the cut, where the image is blank
     spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, p_negative=0.0, p_segment=0.0, p_oblique=0.0)
+    for _ in range(10):
+        img, heat, *_ = S.sample(rng, scan, spec_cut)
+        assert heat[img == 0.0].max(initial=0.0) < 0.5 or (img == 0.0).mean() < 0.01
+
+
+def test_cranial_cut_blanks_the_image_above_the_first_vertebra_and_keeps_every_target():
+    scan = _dot_scan()
+    spec = S.SamplerSpec(p_cranial_cut=1.0, cranial_cut_mm=(12.0, 12.0), caudal_cut_tilt_deg=0.0)
+    rows = np.arange(0, 220, 1.0)
+    y = np.stack([rows, np.full_like(rows, 60.0)], axis=-1)
+    cut, keep = S._cranial_cut(np.random.default_rng(0), scan, spec, y)
+    edge = scan.points_mm[0, 1] - 12.0  # rows run inferior: above is smaller rows
+    assert cut[rows < edge - 0.5].all() and not cut[rows > edge + 0.5].any()
+    assert keep == len(scan.points_mm)
+    assert S._cranial_cut(np.random.default_rng(0), scan, S.SamplerSpec(), y) is None  # off by default
+
+
+def test_cranial_gap_cut_starts_the_image_between_vertebrae_and_drops_the_ones_above():
+    """Through `sample`: the top bodies leave the targets (no heat on the blank part), the lower ones are kept."""
+    scan = _dot_scan()
+    spec = S.SamplerSpec(p_cranial_gap_cut=1.0, gap_cut_fraction=(0.5, 0.5))
+    rows = np.arange(0, 220, 1.0)
+    y = np.stack([rows, np.full_like(rows, 60.0)], axis=-1)
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        cut, keep = S._cranial_cut(rng, scan, spec, y)
+        assert 1 <= keep <= len(scan.points_mm) - 1
+        first_kept = len(scan.points_mm) - keep
+        middle = (scan.points_mm[first_kept, 1] + scan.points_mm[first_kept - 1, 1]) / 2
+        assert cut[rows < middle - 0.5].all() and not cut[rows > middle + 0.5].any()
+    spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=0.0, p_cranial_gap_cut=1.0, p_negative=0.0,
+                             p_segment=0.0, p_oblique=0.0)
     for _ in range(10):
         img, heat, *_ = S.sample(rng, scan, spec_cut)
         assert heat[img == 0.0].max(initial=0.0) < 0.5 or (img == 0.0).mean() < 0.01

@@ -91,6 +91,24 @@ class SamplerSpec:
     #: distance to the next: from its lower endplate (bodies are ~0.6 spacings
     #: tall, so ~0.3) to just above the next body's upper endplate (~0.7).
     gap_cut_fraction: tuple[float, float] = (0.3, 0.65)
+    #: The same at the cranial end: probability that the field of view starts
+    #: ``cranial_cut_mm`` above the cranial-most annotated vertebra (edge across
+    #: the image rows, tilted as the caudal one). Off by default; cervical
+    #: training turns it on (``train.REGION_SAMPLER``): the real cervical
+    #: sources start at the dens (the image top lies 25-35 mm above the C2
+    #: body centre in all three shared subjects), clinical stacks anywhere from
+    #: the posterior fossa down, so C2 must be known by its own shape (body and
+    #: dens) and not by the skull above it.
+    p_cranial_cut: float = 0.0
+    #: From 12 mm above the centre (the C2 body whole, the base of the dens in
+    #: view: the body is ~14 mm tall, the dens rises ~15 mm above it) to 45 mm
+    #: (C1 and the foramen magnum in view). Cuts through the C2 body itself are
+    #: not drawn: with the dens gone, a C2 at the edge looks like a C3 there.
+    cranial_cut_mm: tuple[float, float] = (12.0, 45.0)
+    #: Probability that the image starts between two annotated vertebrae
+    #: instead (at ``gap_cut_fraction``, the cranial ones leave the targets): a
+    #: C3 or lower body at the top edge must not look like the C2 anchor.
+    p_cranial_gap_cut: float = 0.0
     #: Probability that the slab is tilted out of the sagittal plane and bent:
     #: clinical stacks are angled to follow the spine, patients lie rotated, and
     #: scoliotic spines leave the plane (partial volume of a body's side).
@@ -292,37 +310,82 @@ def _segment_move(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpe
     return SegmentMove((upper + lower) / 2, down, rotation, slip, spec.segment_blend_mm, i + 1)
 
 
-def _caudal_cut(
-    rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, y: np.ndarray
+def _edge_cut(
+    rng: np.random.Generator,
+    points: np.ndarray,
+    y: np.ndarray,
+    p_edge: float,
+    edge_mm: tuple[float, float],
+    tilt_deg: float,
+    p_gap: float,
+    gap_fraction: tuple[float, float],
+    outward: float,
 ) -> tuple[np.ndarray, int] | None:
-    """A cut ending the image caudally, or None (not drawn).
+    """A field of view ending at one end of the annotated spine, or None (not drawn).
 
-    Either a field-of-view edge across the image at or below the caudal-most
-    annotated vertebra (``p_caudal_cut``), or between two annotated vertebrae,
-    across the spine (``p_gap_cut``).
+    Either an edge across the image rows (tilted by up to ``tilt_deg``) at
+    ``edge_mm`` beyond the end-most point (probability ``p_edge``), or an edge
+    across the spine between two points (``p_gap``, at ``gap_fraction`` of
+    their distance from the kept one).
+
+    Parameters
+    ----------
+    points : ndarray, shape (N, 2)
+        In-plane (row, col) mm, ordered from the far end towards this one.
+    y : ndarray, shape (..., 2)
+        Source mm of each crop pixel.
+    outward : float
+        +1 when this end lies towards increasing rows (caudal), -1 otherwise.
 
     Returns
     -------
     mask : ndarray of bool, shape y.shape[:-1]
-        Crop pixels beyond the cut.
+        Crop pixels beyond the edge.
     keep : int
-        How many points (in cranio-caudal order) stay in the targets.
+        How many of ``points`` (from the far end) stay in the targets.
     """
-    n = len(scan.points_mm)
+    n = len(points)
     if n < 2:
         return None
     draw = rng.random()
-    if draw < spec.p_caudal_cut:
-        tilt = np.deg2rad(rng.uniform(-spec.caudal_cut_tilt_deg, spec.caudal_cut_tilt_deg))
-        down = np.array([np.cos(tilt), np.sin(tilt)])  # in-plane rows run inferior
-        return (y - scan.points_mm[-1, 1:]) @ down > rng.uniform(*spec.caudal_cut_mm), n
-    if draw < spec.p_caudal_cut + spec.p_gap_cut:
+    if draw < p_edge:
+        tilt = np.deg2rad(rng.uniform(-tilt_deg, tilt_deg))
+        out = outward * np.array([np.cos(tilt), np.sin(tilt)])  # rows run inferior
+        return (y - points[-1]) @ out > rng.uniform(*edge_mm), n
+    if draw < p_edge + p_gap:
         i = int(rng.integers(1, n))  # keep >= 1 vertebra, drop >= 1
-        kept, nxt = scan.points_mm[i - 1, 1:], scan.points_mm[i, 1:]
+        kept, nxt = points[i - 1], points[i]
         gap = max(float(np.linalg.norm(nxt - kept)), 1e-6)
-        down = (nxt - kept) / gap
-        return (y - kept) @ down > rng.uniform(*spec.gap_cut_fraction) * gap, i
+        return (y - kept) @ ((nxt - kept) / gap) > rng.uniform(*gap_fraction) * gap, i
     return None
+
+
+def _caudal_cut(
+    rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, y: np.ndarray
+) -> tuple[np.ndarray, int] | None:
+    """A cut ending the image caudally (``p_caudal_cut``, ``p_gap_cut``), or None.
+
+    Returns the crop pixels beyond it and how many points, from the cranial
+    end, stay in the targets (``_edge_cut``).
+    """
+    return _edge_cut(
+        rng, scan.points_mm[:, 1:], y, spec.p_caudal_cut, spec.caudal_cut_mm, spec.caudal_cut_tilt_deg,
+        spec.p_gap_cut, spec.gap_cut_fraction, outward=1.0,
+    )
+
+
+def _cranial_cut(
+    rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec, y: np.ndarray
+) -> tuple[np.ndarray, int] | None:
+    """A cut starting the image cranially (``p_cranial_cut``, ``p_cranial_gap_cut``), or None.
+
+    Returns the crop pixels beyond it and how many points, from the caudal
+    end, stay in the targets (``_edge_cut``).
+    """
+    return _edge_cut(
+        rng, scan.points_mm[::-1, 1:], y, spec.p_cranial_cut, spec.cranial_cut_mm, spec.caudal_cut_tilt_deg,
+        spec.p_cranial_gap_cut, spec.gap_cut_fraction, outward=-1.0,
+    )
 
 
 def _tilted_slab(
@@ -438,20 +501,23 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
         coords = np.moveaxis(y_read / scan.spacing[1:], -1, 0)
         img = ndimage.map_coordinates(_slab(scan, x_mm, thickness), coords, order=1, cval=0.0)
         x_at_points = x_mm
-    cut = _caudal_cut(rng, scan, spec, y)
-    if cut is not None:
+    for cut_at, cranial in ((_caudal_cut, False), (_cranial_cut, True)):
+        cut = cut_at(rng, scan, spec, y)
+        if cut is None:
+            continue
         mask, keep = cut
         img[mask] = 0.0  # beyond the field of view
         if keep < len(scan.points_mm):
-            x_at_points = np.broadcast_to(x_at_points, len(scan.points_mm))[:keep]
-            scan = _first_points(scan, keep)
+            kept = slice(len(scan.points_mm) - keep, None) if cranial else slice(0, keep)
+            x_at_points = np.broadcast_to(x_at_points, len(scan.points_mm))[kept]
+            scan = _some_points(scan, kept)
     heat, level, level_w, valid, anchor = _targets(scan, spec, matrix, offset, x_at_points)
     return _augment_intensity(rng, img, spec), heat, level, level_w, valid, anchor
 
 
-def _first_points(scan: TrainingScan, keep: int) -> TrainingScan:
-    """The scan with only its first ``keep`` points (cranio-caudal order)."""
-    return replace(scan, levels=scan.levels[:keep], points_mm=scan.points_mm[:keep])
+def _some_points(scan: TrainingScan, kept: slice) -> TrainingScan:
+    """The scan with only the ``kept`` points (cranio-caudal order)."""
+    return replace(scan, levels=scan.levels[kept], points_mm=scan.points_mm[kept])
 
 
 def batch(

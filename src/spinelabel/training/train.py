@@ -87,19 +87,23 @@ SYNTHETIC_FOV: dict[str, dict[str, float]] = {
 }
 
 
-#: Crop-centre weights per region (``SamplerSpec.centre_weights``). C1 has no
-#: body, so its ring looks like nothing else the detector learns, and C2 is
-#: the cervical anchor: both are one level in thirteen of a cervical phantom,
-#: so crops are centred on each three times as often as on another level.
-REGION_CENTRE_WEIGHTS: dict[str, tuple[tuple[str, float], ...]] = {
-    "cervical": (("C1", 3.0), ("C2", 3.0)),
-    "whole": (("C1", 3.0), ("C2", 3.0)),
+#: Sampling and augmentation per region (``SamplerSpec`` fields), over the defaults.
+#: C1 has no body, so its ring looks like nothing else the detector learns, and
+#: C2 is the cervical anchor: both are one level in thirteen of a cervical
+#: phantom, so crops are centred on each three times as often as on another
+#: level. Cervical fields of view start anywhere from the posterior fossa to
+#: the dens (the shared real subjects) or lower: the cranial edge is drawn as
+#: often as the caudal one (``p_caudal_cut``, ``p_gap_cut``), so that C2 is
+#: learned from its own shape and a body at the top edge is not taken for it.
+REGION_SAMPLER: dict[str, dict[str, Any]] = {
+    region: {"centre_weights": (("C1", 3.0), ("C2", 3.0)), "p_cranial_cut": 0.25, "p_cranial_gap_cut": 0.1}
+    for region in ("cervical", "whole")
 }
 
 
 def sampler_spec(region: str) -> SamplerSpec:
     """The augmentation and sampling of a region's training."""
-    return SamplerSpec(centre_weights=REGION_CENTRE_WEIGHTS.get(region, ()))
+    return SamplerSpec(**REGION_SAMPLER.get(region, {}))
 
 
 def _weighted_bce(logit, target, valid, positive_weight: float):
