@@ -201,19 +201,19 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
             where = f"{path}: line {line}"
             if len(row) < len(header):
                 row = row + [""] * (len(header) - len(row))
-            scan = _from_text_cell(row[col["scan"]].strip())
+            scan = from_spreadsheet_text(row[col["scan"]].strip())
             if not scan:
                 raise InputError(f"{where}: empty scan id")
             label = _level(row[col["label"]], where)
             xyz = [_coordinate(row[col[a]].strip(), f"{where} ({scan} {label})", a) for a in "xyz"]
-            image_text = _from_text_cell(row[col["image"]].strip()) if "image" in col else ""
+            image_text = from_spreadsheet_text(row[col["image"]].strip()) if "image" in col else ""
             if image_text:
                 if scan in image_of and image_of[scan] != image_text:
                     raise InputError(
                         f"{where}: scan {scan!r} has two different images ({image_of[scan]!r} and {image_text!r})"
                     )
                 image_of[scan] = image_text
-            series_text = _from_text_cell(row[col["series"]].strip()) if "series" in col else ""
+            series_text = from_spreadsheet_text(row[col["series"]].strip()) if "series" in col else ""
             if series_text:
                 series_of.setdefault(scan, series_text)
             if scan not in builders:
@@ -430,8 +430,8 @@ def spreadsheet_text(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _from_text_cell(text: str) -> str:
-    """Inverse of :func:`spreadsheet_text`."""
+def from_spreadsheet_text(text: str) -> str:
+    """Inverse of :func:`spreadsheet_text`: a cell as read back from a CSV that spinelabel wrote."""
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 

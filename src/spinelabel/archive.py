@@ -10,8 +10,9 @@ sagittal series, ids = SeriesInstanceUIDs). The output folder holds
   item's result is written. A re-run skips them, so a killed run is resumed
   by starting it again;
 - ``failed.csv``: ``id,input,reason`` of the items that failed and have not
-  been labeled since (rewritten whenever it changes). A re-run tries them
-  again unless told to skip them.
+  been labeled since (rewritten whenever it changes; a cell starting like a
+  formula gets a leading ', as in every CSV spinelabel writes). A re-run
+  tries them again unless told to skip them.
 
 Only the driver (this process) writes ``done.txt`` and ``failed.csv``; the
 workers (:mod:`spinelabel.batch`) write the per-item results.
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .annotations import from_spreadsheet_text, spreadsheet_text
 from .batch import DicomwebSeries, LabelerSpec, Outcome, Task, run_dask, run_here, run_processes
 from .errors import InputError
 
@@ -48,7 +50,7 @@ class ManifestItem:
     id: str
     input: str
     series: str | None = None
-    #: A series on a DICOMweb server (``spinelabel batch --dicomweb``); ``input`` then describes it.
+    #: A series on a DICOMweb server (``spinelabel batch`` without a manifest); ``input`` then describes it.
     dicomweb: DicomwebSeries | None = None
 
 
@@ -158,16 +160,18 @@ def read_failed(out_dir: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         return {}
     with open(path, newline="", encoding="utf-8") as f:
-        return {r["id"]: (r.get("input", ""), r.get("reason", "")) for r in csv.DictReader(f) if r.get("id")}
+        rows = [{k: from_spreadsheet_text(v or "") for k, v in r.items() if k is not None} for r in csv.DictReader(f)]
+    return {r["id"]: (r.get("input", ""), r.get("reason", "")) for r in rows if r.get("id")}
 
 
 def _write_failed(out_dir: Path, failed: dict[str, tuple[str, str]]) -> None:
+    """Write ``failed.csv`` (atomically); every cell through :func:`~spinelabel.annotations.spreadsheet_text`."""
     from .io.outputs import atomic_write_bytes
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "input", "reason"])
-    writer.writerows([key, inp, reason] for key, (inp, reason) in sorted(failed.items()))
+    writer.writerows([spreadsheet_text(cell) for cell in (key, inp, reason)] for key, (inp, reason) in sorted(failed.items()))
     atomic_write_bytes(out_dir / FAILED_NAME, buf.getvalue().encode())
 
 

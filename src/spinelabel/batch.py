@@ -1,8 +1,9 @@
 """Labeling many images with one model per worker: in this process, in worker processes, or on Dask.
 
 A :class:`Task` says what to read and where its outputs go; a worker labels it
-with :func:`label_to_files` (``pipeline.make_labeler`` + ``label_loaded``, the
-one inference path) and answers an :class:`Outcome`. One bad item is one failed
+with :func:`label_task` (``pipeline.label_to_files``, the one read-label-write
+path; a series on a DICOMweb server: ``pacs.label_series``, the one
+retrieve-label-store path) and answers an :class:`Outcome`. One bad item is one failed
 outcome, never the end of the batch. Each worker process loads its labeler once
 (:func:`cached_labeler`) with one torch thread, so N workers use N cores
 without OpenMP threads competing for them.
@@ -22,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelError, SpinelabelError
+from .errors import InputError, ModelError, SpinelabelError, one_line
 
 if TYPE_CHECKING:
     from .pacs_client import PacsConfig
-    from .results import LabelResult
 
 #: Torch threads of each worker process: N workers then use N cores with no
 #: OpenMP threads contending for them (issue 15: 2 processes x 1 thread beat 1 x 2).
@@ -126,70 +126,40 @@ class Outcome:
         return self.error is None
 
 
-def label_to_files(
-    labeler: Any, inputs: Iterable[str | Path], series: str | None, json: Path | None = None,
-    overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None,
-) -> "LabelResult":
-    """Read one image, label it, and write the requested outputs: all of them or none.
+def label_task(labeler: Any, task: Task) -> int:
+    """Label one task into its outputs; the number of vertebrae found.
+
+    Files go through ``pipeline.label_to_files``; a DICOMweb series through
+    ``pacs.label_series``, the retrieve-label-store path of ``spinelabel pacs
+    label``. With ``store`` the SR and GSPS are written beside the JSON
+    (``<id>.sr.dcm``, ``<id>.gsps.dcm``) and stored; a failed store fails the
+    item, so a re-run labels and stores it again.
 
     Raises
     ------
     SpinelabelError
-        The image cannot be read or labeled, or an output cannot be written
-        (then no output of this image is left behind).
+        The image cannot be retrieved, read, labeled, written or stored.
     """
-    from .errors import InputError
-    from .io import load_image
-    from .io.dicom_label_write import write_gsps, write_sr
-    from .io.outputs import render_overlay, write_all_or_nothing, write_json
-    from .pipeline import label_loaded
+    if task.dicomweb is None:
+        from .pipeline import label_to_files
 
-    loaded = load_image([Path(p) for p in inputs], series_uid=series)
-    if (sr is not None or gsps is not None) and loaded.dicom is None:
-        raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
-    result = label_loaded(labeler, loaded)
-    writers = [
-        (json, lambda p: write_json(result, loaded.source, p)),
-        (overlay, lambda p: render_overlay(loaded.volume, result, p)),
-        (sr, lambda p: write_sr(result, loaded.dicom, p)),
-        (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
-    ]
-    write_all_or_nothing([(path, write) for path, write in writers if path is not None])
-    return result
-
-
-def label_dicomweb_series(labeler: Any, task: Task, source: DicomwebSeries) -> "LabelResult":
-    """Retrieve a series into a temporary folder, label it into the task's outputs, optionally store SR + GSPS.
-
-    With ``source.store`` the SR and GSPS are written beside the JSON
-    (``<id>.sr.dcm``, ``<id>.gsps.dcm``) and stored; a failed store fails
-    the item, so a re-run labels and stores it again.
-
-    Raises
-    ------
-    SpinelabelError
-        The series cannot be retrieved, read, labeled, written or stored.
-    """
-    import tempfile
-
-    from .pacs import retrieve_series, store
+        return len(label_to_files(labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps).vertebrae)
+    from .pacs import SeriesOutputs, label_series
     from .pacs_client import connect
 
-    sr, gsps = task.sr, task.gsps
-    if source.store and task.json is not None:
-        sr, gsps = (task.json.with_name(f"{task.key}{ext}") for ext in (".sr.dcm", ".gsps.dcm"))
+    source = task.dicomweb
+    if task.json is None:
+        raise InputError(f"DICOMweb item {task.key} has no JSON output")
+    if source.store:
+        outputs = SeriesOutputs.beside(task.json, overlay=task.overlay)
+    else:
+        outputs = SeriesOutputs(task.json, task.sr, task.gsps, task.overlay)
     client = connect(source.config)
-    with tempfile.TemporaryDirectory(prefix="spinelabel-batch-") as tmp:
-        folder = Path(tmp) / "series"
-        retrieve_series(client, source.study_uid, source.series_uid, folder)
-        result = label_to_files(labeler, (str(folder),), source.series_uid, task.json, task.overlay, sr, gsps)
-    if source.store and sr is not None and gsps is not None:
-        store(client, [sr, gsps])
-    return result
+    return label_series(client, source.study_uid, source.series_uid, labeler, outputs, do_store=source.store).n_vertebrae
 
 
 def run_task(labeler: Any, task: Task) -> Outcome:
-    """Label one task; any failure becomes a failed outcome with a one-line reason.
+    """Label one task (:func:`label_task`); any failure becomes a failed outcome with a one-line reason.
 
     Beyond the expected ``SpinelabelError``, an unexpected exception (a bug,
     a reader crashing on a strange file, memory) fails this item only: in an
@@ -197,19 +167,17 @@ def run_task(labeler: Any, task: Task) -> Outcome:
     """
     start = time.perf_counter()
     try:
-        if task.dicomweb is not None:
-            result = label_dicomweb_series(labeler, task, task.dicomweb)
-        else:
-            result = label_to_files(labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps)
+        n_vertebrae = label_task(labeler, task)
     except SpinelabelError as exc:
         return Outcome(task.key, _one_line(str(exc)), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - reported as this item's failure, see docstring
         return Outcome(task.key, _one_line(f"unexpected error: {type(exc).__name__}: {exc}"), seconds=time.perf_counter() - start)
-    return Outcome(task.key, None, len(result.vertebrae), time.perf_counter() - start)
+    return Outcome(task.key, None, n_vertebrae, time.perf_counter() - start)
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "failed"
+    """``message`` as one line (:func:`errors.one_line`), never empty: an item's reason marks it as failed."""
+    return one_line(message) or "failed"
 
 
 _LOADED: dict[LabelerSpec, Any] = {}

@@ -14,14 +14,29 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import click
 import typer
 
-from .cli_pacs import pacs_app
+from .cli_pacs import (
+    OPT_CA_BUNDLE,
+    OPT_DATE,
+    OPT_INSECURE,
+    OPT_LIMIT,
+    OPT_PASSWORD,
+    OPT_PATIENT_ID,
+    OPT_RETRIEVE_TIMEOUT,
+    OPT_STUDY,
+    OPT_TIMEOUT,
+    OPT_URL,
+    OPT_USER,
+    pacs_app,
+    server_config,
+    study_filters,
+)
 from .cli_review import review as _review_command
-from .errors import InputError, SpinelabelError
+from .errors import InputError, SpinelabelError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
 
@@ -78,7 +93,7 @@ def _label_one(
     labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
     dicom_sr: Path | None = None, gsps: Path | None = None,
 ):
-    from .batch import label_to_files
+    from .pipeline import label_to_files
 
     return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps)
 
@@ -166,7 +181,7 @@ def _label_batch(
 
 @app.command()
 def batch(
-    manifest: Optional[Path] = typer.Argument(None, help="CSV with a header (input[,id][,series]) or JSON lines {\"input\": ..., \"id\": ..., \"series\": ...}; or --dicomweb instead."),
+    manifest: Optional[Path] = typer.Argument(None, help="CSV with a header (input[,id][,series]), JSON lines {\"input\": ..., \"id\": ..., \"series\": ...} or harvest.json; without it, the sagittal MR series of the studies a DICOMweb server finds (--url, study filters)."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="labels/<id>.json per item, done.txt, failed.csv; re-run to resume."),
     region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided per image)."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
@@ -175,21 +190,25 @@ def batch(
     overlays: bool = typer.Option(False, "--overlays", help="Also write labels/<id>.png."),
     skip_failed: bool = typer.Option(False, "--skip-failed", help="Do not retry the items listed in failed.csv."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-    dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL instead of a manifest: the sagittal MR series of the studies matching --query (user/password: env SPINELABEL_DICOMWEB_USER/_PASSWORD)."),
-    query: Optional[str] = typer.Option(None, "--query", help="With --dicomweb: study filters, e.g. 'StudyDate=20260101-20261231&PatientID=123' (keys: StudyDate, PatientID, StudyInstanceUID, Modality)."),
-    store: bool = typer.Option(False, "--store", help="With --dicomweb: store each item's SR and GSPS back on the server (STOW-RS)."),
+    store: bool = typer.Option(False, "--store", help="DICOMweb batch: also write labels/<id>.sr.dcm and .gsps.dcm and store them back on the server (STOW-RS)."),
+    patient_id: Optional[str] = OPT_PATIENT_ID, date: Optional[str] = OPT_DATE,
+    study: Optional[list[str]] = OPT_STUDY, limit: Optional[int] = OPT_LIMIT,
+    url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
+    ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
+    retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
 ) -> None:
-    """Label the series of a manifest or a DICOMweb query, resumably: finished items are skipped when run again."""
+    """Label the series of a manifest or of a DICOMweb query, resumably: finished items are skipped when run again."""
     from contextlib import nullcontext
 
     from tqdm import tqdm
 
     from .archive import FAILED_NAME, make_runner, prepare_output, run_archive
-    from .archive_dicomweb import batch_items
     from .batch import LabelerSpec
 
     region = check_region(region)
-    items = batch_items(manifest, dicomweb, query, store)
+    server = {"url": url, "user": user, "password": password, "ca_bundle": ca_bundle, "insecure": insecure,
+              "timeout": timeout, "retrieve_timeout": retrieve_timeout}
+    items = _batch_items(manifest, server, {"patient_id": patient_id, "date": date, "study": study, "limit": limit}, store)
     prepare_output(output_dir)  # a folder that cannot be written is one line, before any model or worker starts
     if model is not None:
         from .models import resolve_model_dir
@@ -209,6 +228,32 @@ def batch(
     if run.failed:
         _echo(f"{len(run.failed)} failed, listed in {output_dir / FAILED_NAME}", quiet, err=True)
         raise typer.Exit(EXIT_ERROR)
+
+
+def _batch_items(manifest: Path | None, server: dict[str, Any], filters: dict[str, Any], store: bool) -> list:
+    """The items of ``spinelabel batch``: the manifest's, or one per sagittal MR series the DICOMweb query finds.
+
+    ``server`` and ``filters`` are the DICOMweb options by parameter name
+    (``cli_pacs.server_config``, ``cli_pacs.study_filters``).
+
+    Raises
+    ------
+    InputError
+        A manifest together with a DICOMweb option, or neither a manifest
+        nor a server (option or environment).
+    """
+    from .archive import read_manifest
+    from .archive_dicomweb import dicomweb_items
+    from .pacs_client import ENV_URL
+
+    given = [f"--{name.replace('_', '-')}" for name, value in {**server, **filters, "store": store}.items() if value]
+    if manifest is not None:
+        if given:
+            raise InputError(f"{given[0]} is an option of a DICOMweb batch: give a manifest file or a DICOMweb server, not both")
+        return read_manifest(manifest)
+    if server["url"] is None and not os.environ.get(ENV_URL):
+        raise InputError(f"give a manifest file, or a DICOMweb server (--url or {ENV_URL}) and study filters")
+    return dicomweb_items(server_config(**server), store, **study_filters(**filters))
 
 
 @contextmanager
@@ -503,11 +548,6 @@ _EXIT = _classes("Exit", click.exceptions.Exit, typer.Exit)
 _ABORT = _classes("Abort", click.exceptions.Abort, typer.Abort)
 
 
-def _printable_line(message: str) -> str:
-    """``message`` as one line: whitespace runs collapsed, control characters (from a corrupt file's values) escaped."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in " ".join(message.split()))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
     # Before any command imports torch: OpenMP threads sleep instead of spinning while
@@ -518,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             rv = app(args=argv, prog_name="spinelabel", standalone_mode=False)
     except SpinelabelError as exc:
-        typer.echo(f"spinelabel: error: {_printable_line(str(exc))}", err=True)
+        typer.echo(f"spinelabel: error: {one_line(str(exc))}", err=True)
         return EXIT_ERROR
     except _EXIT as exc:
         return int(getattr(exc, "exit_code", 0) or 0)

@@ -5,16 +5,23 @@ every :class:`~spinelabel.errors.SpinelabelError` into one line and exit
 status 1. Server settings come from the options or the environment
 (``SPINELABEL_DICOMWEB_URL``, ``..._USER``, ``..._PASSWORD``,
 ``..._CA_BUNDLE``); prefer the environment for the password, which would
-otherwise show in the process list.
+otherwise show in the process list. The server and study filter options
+(``OPT_*``, :func:`server_config`, :func:`study_filters`) are defined here
+once and also used by ``spinelabel batch``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from dicomweb_client import DICOMwebClient
+
+    from .pacs_client import PacsConfig
 
 pacs_app = typer.Typer(
     no_args_is_help=True,
@@ -24,22 +31,43 @@ pacs_app = typer.Typer(
 #: Exit status when some items of a batch failed (the others were done).
 EXIT_ERROR = 1
 
-_URL = typer.Option(None, "--url", help="DICOMweb root URL (env SPINELABEL_DICOMWEB_URL).", show_default=False)
-_USER = typer.Option(None, "--user", help="User name for HTTP basic auth (env SPINELABEL_DICOMWEB_USER).", show_default=False)
-_PASSWORD = typer.Option(None, "--password", help="Password (env SPINELABEL_DICOMWEB_PASSWORD, preferred).", show_default=False)
-_CA = typer.Option(None, "--ca-bundle", help="CA bundle (PEM) for the server's TLS certificate (env SPINELABEL_DICOMWEB_CA_BUNDLE).", show_default=False)
-_INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (test servers only).")
-_TIMEOUT = typer.Option(
+# The DICOMweb options, one definition each: every ``spinelabel pacs`` command and
+# ``spinelabel batch`` (a DICOMweb query instead of a manifest) use these.
+OPT_URL = typer.Option(None, "--url", help="DICOMweb root URL (env SPINELABEL_DICOMWEB_URL).", show_default=False)
+OPT_USER = typer.Option(None, "--user", help="User name for HTTP basic auth (env SPINELABEL_DICOMWEB_USER).", show_default=False)
+OPT_PASSWORD = typer.Option(None, "--password", help="Password (env SPINELABEL_DICOMWEB_PASSWORD, preferred).", show_default=False)
+OPT_CA_BUNDLE = typer.Option(
+    None, "--ca-bundle", help="CA bundle (PEM) for the server's TLS certificate (env SPINELABEL_DICOMWEB_CA_BUNDLE).", show_default=False
+)
+OPT_INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (test servers only).")
+OPT_TIMEOUT = typer.Option(
     None, "--timeout", help="Deadline in seconds for each request, whole answer included (default 60).", show_default=False
 )
-_RETRIEVE_TIMEOUT = typer.Option(
+OPT_RETRIEVE_TIMEOUT = typer.Option(
     None, "--retrieve-timeout", help="Deadline in seconds for retrieving one whole series (default 600).", show_default=False
 )
-# Study filters (QIDO-RS), shared by find and harvest.
-_PATIENT_ID = typer.Option(None, "--patient-id", help="Only this PatientID.")
-_DATE = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231.")
-_STUDY = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable).")
-_LIMIT = typer.Option(None, "--limit", min=1, help="At most this many studies.")
+# Study filters (QIDO-RS, MR studies).
+OPT_PATIENT_ID = typer.Option(None, "--patient-id", help="Only this PatientID.")
+OPT_DATE = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231.")
+OPT_STUDY = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable).")
+OPT_LIMIT = typer.Option(None, "--limit", min=1, help="At most this many studies.")
+
+
+def server_config(
+    url: str | None, user: str | None, password: str | None, ca_bundle: Path | None, insecure: bool,
+    timeout: float | None, retrieve_timeout: float | None = None,
+) -> PacsConfig:
+    """The connection settings of the DICOMweb options (unset ones from the environment); PacsError when incomplete."""
+    from .pacs_client import pacs_config
+
+    return pacs_config(
+        url, user, password, ca_bundle=ca_bundle, insecure=insecure, timeout_s=timeout, retrieve_timeout_s=retrieve_timeout
+    )
+
+
+def study_filters(patient_id: str | None, date: str | None, study: list[str] | None, limit: int | None) -> dict[str, Any]:
+    """The study filter options as ``pacs_query.find_studies`` keyword arguments."""
+    return {"patient_id": patient_id, "study_date": date, "study_uids": study or None, "limit": limit}
 
 
 @pacs_app.callback()
@@ -47,13 +75,13 @@ def _pacs_group() -> None:
     """A PACS over DICOMweb: find sagittal spine series, harvest labeled ones for training, label a study and store the result."""
 
 
-def _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout=None):
-    from .pacs_client import connect, pacs_config
+def _client(
+    url: str | None, user: str | None, password: str | None, ca_bundle: Path | None, insecure: bool,
+    timeout: float | None, retrieve_timeout: float | None = None,
+) -> DICOMwebClient:
+    from .pacs_client import connect
 
-    config = pacs_config(
-        url, user, password, ca_bundle=ca_bundle, insecure=insecure, timeout_s=timeout, retrieve_timeout_s=retrieve_timeout
-    )
-    return connect(config)
+    return connect(server_config(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout))
 
 
 def _report_failures(failures: list[str]) -> None:
@@ -65,18 +93,18 @@ def _report_failures(failures: list[str]) -> None:
 
 @pacs_app.command("find")
 def pacs_find(
-    patient_id: Optional[str] = _PATIENT_ID, date: Optional[str] = _DATE,
-    study: Optional[list[str]] = _STUDY, limit: Optional[int] = _LIMIT,
+    patient_id: Optional[str] = OPT_PATIENT_ID, date: Optional[str] = OPT_DATE,
+    study: Optional[list[str]] = OPT_STUDY, limit: Optional[int] = OPT_LIMIT,
     all_series: bool = typer.Option(False, "--all-series", help="List every image series, not only sagittal MR."),
-    url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
-    ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
+    url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
+    ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
 ) -> None:
     """List MR studies and their sagittal MR series (QIDO-RS)."""
     from .errors import PacsError
     from .pacs_query import find_series, find_studies
 
     client = _client(url, user, password, ca_bundle, insecure, timeout)
-    studies = find_studies(client, patient_id=patient_id, study_date=date, study_uids=study or None, limit=limit)
+    studies = find_studies(client, **study_filters(patient_id, date, study, limit))
     failures = []
     for s in studies:
         typer.echo(f"{s.study_uid}  {s.patient_id or '-'}  {s.study_date or '-'}  {s.description!r}  [{' '.join(s.modalities)}]")
@@ -96,12 +124,12 @@ def pacs_find(
 @pacs_app.command("harvest")
 def pacs_harvest(
     out_dir: Path = typer.Argument(..., help="Folder to fill: OUT_DIR/<study>/<series>/*.dcm and harvest.json."),
-    patient_id: Optional[str] = _PATIENT_ID, date: Optional[str] = _DATE,
-    study: Optional[list[str]] = _STUDY, limit: Optional[int] = _LIMIT,
+    patient_id: Optional[str] = OPT_PATIENT_ID, date: Optional[str] = OPT_DATE,
+    study: Optional[list[str]] = OPT_STUDY, limit: Optional[int] = OPT_LIMIT,
     unannotated: bool = typer.Option(False, "--include-unannotated", help="Also fetch studies without SR/PR objects."),
-    url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
-    ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
-    retrieve_timeout: Optional[float] = _RETRIEVE_TIMEOUT, quiet: bool = typer.Option(False, "--quiet", "-q"),
+    url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
+    ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
+    retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT, quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fetch sagittal MR series and their SR/GSPS labels for 'annotations import' and 'train' (WADO-RS)."""
     from tqdm import tqdm
@@ -110,7 +138,7 @@ def pacs_harvest(
     from .pacs_query import find_studies
 
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
-    studies = find_studies(client, patient_id=patient_id, study_date=date, study_uids=study or None, limit=limit)
+    studies = find_studies(client, **study_filters(patient_id, date, study, limit))
     with tqdm(total=len(studies), desc="harvesting", unit="study", disable=quiet, file=sys.stderr) as bar:
         report = harvest(client, out_dir, studies=studies, annotated_only=not unannotated, progress=lambda _uid: bar.update(1))
     typer.echo(
@@ -128,9 +156,9 @@ def pacs_label(
     series: Optional[str] = typer.Option(None, help="Only this SeriesInstanceUID (default: every sagittal MR series)."),
     output_dir: Path = typer.Option(Path("spinelabel-pacs"), "--output-dir", help="Folder for <series>.json, .sr.dcm and .gsps.dcm."),
     do_store: bool = typer.Option(False, "--store", help="Store the SR and GSPS back on the server (STOW-RS)."),
-    url: Optional[str] = _URL, user: Optional[str] = _USER, password: Optional[str] = _PASSWORD,
-    ca_bundle: Optional[Path] = _CA, insecure: bool = _INSECURE, timeout: Optional[float] = _TIMEOUT,
-    retrieve_timeout: Optional[float] = _RETRIEVE_TIMEOUT,
+    url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
+    ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
+    retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
     from .pacs import label_study
@@ -144,7 +172,8 @@ def pacs_label(
     done = label_study(client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures)
     for d in done:
         stored = f"; stored {len(d.stored)} objects" if d.stored else ""
-        typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.json_path}, {d.sr_path.name}, {d.gsps_path.name}{stored}")
+        written = ", ".join(p.name for p in (d.outputs.sr, d.outputs.gsps) if p is not None)
+        typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.outputs.json}, {written}{stored}")
         for w in d.warnings:
             typer.echo(f"warning: series {d.series_uid}: {w}", err=True)
     _report_failures(failures)

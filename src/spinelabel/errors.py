@@ -31,3 +31,35 @@ class OutputError(SpinelabelError):
 
 class ServeError(SpinelabelError):
     """The review page cannot be served (the port is taken, the address is not this machine's)."""
+
+
+#: Most characters kept of an exception's message in :func:`one_line` (torch's messages span pages).
+EXCEPTION_MESSAGE_LIMIT = 300
+
+
+def one_line(message: str | BaseException) -> str:
+    """``message`` as one printable line: for an error message, a log or a CSV cell.
+
+    Runs of whitespace (newlines included) become one space; any other
+    character that is not printable (a NUL or a terminal escape from a corrupt
+    file's values) is shown escaped (``\\x1b``), never passed through.
+
+    Parameters
+    ----------
+    message : str or BaseException
+        A message of ours, kept whole; or an exception (typically a library's,
+        wrapped into one of ours), shown by its message, or its type's name when
+        that is empty, and cut to ``EXCEPTION_MESSAGE_LIMIT`` characters.
+
+    Returns
+    -------
+    str
+        The line; empty only for an empty (or all-whitespace) message string.
+    """
+    text = " ".join(str(message).split())
+    if isinstance(message, BaseException):
+        text = text or type(message).__name__
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    if isinstance(message, BaseException) and len(shown) > EXCEPTION_MESSAGE_LIMIT:
+        return shown[: EXCEPTION_MESSAGE_LIMIT - 3] + "..."
+    return shown

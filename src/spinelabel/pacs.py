@@ -20,8 +20,10 @@ in three modules:
     same study) into the folder layout that ``spinelabel annotations import``
     reads (see :data:`LAYOUT`);
   - :func:`store` (STOW-RS): our DICOM SR / GSPS back to the server;
-  - :func:`label_study`: retrieve a study's sagittal series, label it, write
-    the result JSON, SR and GSPS, and optionally store them.
+  - :func:`label_series`: retrieve one series, label it, write its outputs
+    and optionally store the SR and GSPS (the one path of ``spinelabel pacs
+    label`` and of ``spinelabel batch``'s DICOMweb items);
+    :func:`label_study`: that for each sagittal series of a study.
 
 Batch functions record a failing item and go on.
 """
@@ -47,7 +49,10 @@ if TYPE_CHECKING:
 
     from .pipeline import AutoLabeler, Labeler
 
-__all__ = ["LAYOUT", "HarvestReport", "LabeledSeries", "harvest", "label_study", "retrieve_series", "store"]
+__all__ = [
+    "LAYOUT", "HarvestReport", "LabeledSeries", "NotStoredError", "SeriesOutputs", "harvest", "label_series", "label_study",
+    "retrieve_series", "store",
+]
 
 LAYOUT = """\
 OUT_DIR/
@@ -264,17 +269,44 @@ def _write_json(path: Path, doc: Any) -> None:
 
 
 @dataclass(frozen=True)
+class SeriesOutputs:
+    """Where labeling one series writes: the result JSON and, optionally, the DICOM SR, the GSPS and an overlay PNG."""
+
+    json: Path
+    sr: Path | None = None
+    gsps: Path | None = None
+    overlay: Path | None = None
+
+    @classmethod
+    def beside(cls, json: Path, *, dicom: bool = True, overlay: Path | None = None) -> SeriesOutputs:
+        """``json`` (``NAME.json``) with, if ``dicom``, ``NAME.sr.dcm`` and ``NAME.gsps.dcm`` in its folder."""
+        if not dicom:
+            return cls(json, overlay=overlay)
+        name = json.name.removesuffix(".json")
+        return cls(json, json.with_name(f"{name}.sr.dcm"), json.with_name(f"{name}.gsps.dcm"), overlay)
+
+
+@dataclass(frozen=True)
 class LabeledSeries:
     """The outputs of labeling one retrieved series."""
 
     series_uid: str
-    json_path: Path
-    sr_path: Path
-    gsps_path: Path
+    outputs: SeriesOutputs
     n_vertebrae: int
     stored: tuple[str, ...] = ()
     #: The reader's and the labeler's warnings (stderr and the JSON ``warnings``).
     warnings: tuple[str, ...] = ()
+
+
+class NotStoredError(PacsError):
+    """A series was labeled and its outputs written, but the server did not store them (``labeled``: what was written)."""
+
+    def __init__(self, labeled: LabeledSeries, reason: str) -> None:
+        super().__init__(f"labeled ({labeled.outputs.json}) but not stored on the server: {reason}")
+        self.labeled, self.reason = labeled, reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.labeled, self.reason)
 
 
 def label_study(
@@ -289,9 +321,8 @@ def label_study(
 ) -> list[LabeledSeries]:
     """Label the sagittal MR series of a study; write JSON, SR and GSPS; optionally STOW them.
 
-    Each series is retrieved into a temporary folder (removed afterwards).
-    Outputs go to ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``,
-    all three or none.
+    Each series goes through :func:`label_series`; its outputs are
+    ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``, all three or none.
 
     Raises
     ------
@@ -309,47 +340,62 @@ def label_study(
         raise PacsError(f"study {study_uid}: no {which} on {base_url(client)}")
     done = []
     for s in series:
+        outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(s.series_uid)}.json")
         try:
-            labeled = _label_series(client, study_uid, s.series_uid, labeler, Path(out_dir))
+            done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store))
+        except NotStoredError as exc:
+            failures.append(f"series {s.series_uid}: {exc}")
+            done.append(exc.labeled)
         except SpinelabelError as exc:
             failures.append(f"series {s.series_uid}: {exc}")
-            continue
-        done.append(_store_outputs(client, labeled, failures) if do_store else labeled)
     if not done:
         raise PacsError(f"study {study_uid}: no series could be labeled ({'; '.join(failures)})")
     return done
 
 
-def _label_series(
-    client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, out_dir: Path
+def label_series(
+    client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, outputs: SeriesOutputs,
+    *, do_store: bool = False,
 ) -> LabeledSeries:
-    """Retrieve one series into a temporary folder, label it, write its JSON, SR and GSPS (all or none)."""
-    from .io import load_image
-    from .io.dicom_label_write import write_gsps, write_sr
-    from .io.outputs import write_all_or_nothing, write_json
-    from .pipeline import label_loaded
+    """Retrieve one series into a temporary folder, label it, write ``outputs``; with ``do_store`` store its SR and GSPS.
 
+    The one retrieve-label-store path: :func:`label_study` (``spinelabel
+    pacs label``) and the DICOMweb items of ``spinelabel batch``
+    (``batch.run_task``) both go through it. The outputs are written all or
+    none (``pipeline.label_to_files``); the temporary folder is removed.
+
+    Returns
+    -------
+    LabeledSeries
+        ``stored``: the SOP Instance UIDs the server stored (empty without ``do_store``).
+
+    Raises
+    ------
+    NotStoredError
+        With ``do_store``: the outputs were written, the server did not store them.
+    SpinelabelError
+        The series cannot be retrieved, read or labeled, or an output cannot
+        be written (none is left behind).
+    ValueError
+        ``do_store`` with no SR or no GSPS among ``outputs``.
+    """
+    from .pipeline import label_to_files
+
+    if do_store and (outputs.sr is None or outputs.gsps is None):
+        raise ValueError("storing a labeled series needs its SR and GSPS outputs")
     with tempfile.TemporaryDirectory(prefix="spinelabel-pacs-") as tmp:
-        retrieve_series(client, study_uid, series_uid, Path(tmp) / "series")
-        loaded = load_image([Path(tmp) / "series"])
-        result = label_loaded(labeler, loaded)
-        base = out_dir / _safe_name(series_uid)
-        json_path, sr_path, gsps_path = (base.with_name(base.name + ext) for ext in (".json", ".sr.dcm", ".gsps.dcm"))
-        write_all_or_nothing([
-            (json_path, lambda p: write_json(result, loaded.source, p)),
-            (sr_path, lambda p: write_sr(result, loaded.dicom, p)),
-            (gsps_path, lambda p: write_gsps(result, loaded.dicom, p)),
-        ])
-    n_vertebrae = len(result.vertebrae)
-    return LabeledSeries(series_uid, json_path, sr_path, gsps_path, n_vertebrae, warnings=tuple(result.warnings))
+        folder = Path(tmp) / "series"
+        retrieve_series(client, study_uid, series_uid, folder)
+        # the folder holds this one series (several would be refused as such)
+        result = label_to_files(labeler, [folder], None, outputs.json, outputs.overlay, outputs.sr, outputs.gsps)
+    labeled = LabeledSeries(series_uid, outputs, len(result.vertebrae), warnings=tuple(result.warnings))
+    return _store_outputs(client, labeled) if do_store else labeled
 
 
-def _store_outputs(client: DICOMwebClient, labeled: LabeledSeries, failures: list[str]) -> LabeledSeries:
-    """``labeled`` with the UIDs the server stored; a failed STOW is added to ``failures`` as such."""
+def _store_outputs(client: DICOMwebClient, labeled: LabeledSeries) -> LabeledSeries:
+    """``labeled`` with the UIDs the server stored of its SR and GSPS; NotStoredError when it did not."""
+    paths = [p for p in (labeled.outputs.sr, labeled.outputs.gsps) if p is not None]
     try:
-        return replace(labeled, stored=tuple(store(client, [labeled.sr_path, labeled.gsps_path])))
+        return replace(labeled, stored=tuple(store(client, paths)))
     except PacsError as exc:
-        failures.append(
-            f"series {labeled.series_uid}: labeled ({labeled.json_path}) but not stored on the server: {exc}"
-        )
-        return labeled
+        raise NotStoredError(labeled, str(exc)) from None

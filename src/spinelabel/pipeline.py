@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from .io import LoadedImage
 
 __all__ = [
-    "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "make_labeler",
-    "passive_openmp", "thread_count",
+    "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "label_to_files",
+    "make_labeler", "passive_openmp", "thread_count",
 ]
 
 #: The shipped model that serves each region. The cervical model was trained on
@@ -294,3 +295,37 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> Lab
     result = labeler.label(loaded.volume)
     reader = list(loaded.dicom.warnings) if loaded.dicom is not None else []
     return replace(result, warnings=[*reader, *result.warnings]) if reader else result
+
+
+def label_to_files(
+    labeler: "Labeler | AutoLabeler", inputs: Iterable[str | Path], series: str | None, json: Path | None = None,
+    overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None,
+) -> LabelResult:
+    """Read one image, label it, and write the requested outputs (None: not written): all of them or none.
+
+    The one read-label-write path of ``spinelabel label``, of every batch item
+    (``batch.run_task``) and of every series retrieved from a PACS
+    (``pacs.label_series``).
+
+    Raises
+    ------
+    SpinelabelError
+        The image cannot be read or labeled, or an output cannot be written
+        (then no output of this image is left behind).
+    """
+    from .io import load_image
+    from .io.dicom_label_write import write_gsps, write_sr
+    from .io.outputs import render_overlay, write_all_or_nothing, write_json
+
+    loaded = load_image([Path(p) for p in inputs], series_uid=series)
+    if (sr is not None or gsps is not None) and loaded.dicom is None:
+        raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
+    result = label_loaded(labeler, loaded)
+    writers = [
+        (json, lambda p: write_json(result, loaded.source, p)),
+        (overlay, lambda p: render_overlay(loaded.volume, result, p)),
+        (sr, lambda p: write_sr(result, loaded.dicom, p)),
+        (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
+    ]
+    write_all_or_nothing([(path, write) for path, write in writers if path is not None])
+    return result

@@ -1,4 +1,4 @@
-"""``spinelabel batch --dicomweb URL --query ...`` against a real Orthanc: two series, one bad, resumed, stored back."""
+"""``spinelabel batch --url URL --patient-id ... --date ...`` (no manifest) against a real Orthanc: two series, one bad, resumed, stored back."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_batch_over_a_dicomweb_query_labels_lists_resumes_and_stores(stored):
     from spinelabel.pacs_query import find_series
 
     out = stored["root"] / "run"
-    args = ["batch", "--dicomweb", stored["url"], "--query", f"Modality=MR&PatientID={PATIENT}&StudyDate=19000101-", "-o", str(out), "-q", "--store"]
+    args = ["batch", "--url", stored["url"], "--patient-id", PATIENT, "--date", "19000101-", "-o", str(out), "-q", "--store"]
     (good_study, good), (_, bad) = stored["uids"]["good"], stored["uids"]["bad"]
     with mock.patch.dict(os.environ, stored["env"]):  # credentials from the environment, as in production
         assert main(args) == 1  # one item failed
@@ -89,7 +89,17 @@ def test_batch_over_a_dicomweb_query_labels_lists_resumes_and_stores(stored):
     assert (out / "done.txt").read_text().splitlines() == [good], "the labeled series was not labeled again"
 
 
-def test_a_query_with_an_unknown_key_is_one_line(stored, capsys):
+def test_a_query_that_finds_no_series_is_one_line(stored, capsys):
     with mock.patch.dict(os.environ, stored["env"]):
-        assert main(["batch", "--dicomweb", stored["url"], "--query", "Colour=blue", "-o", str(stored["root"] / "x")]) == 1
-    assert "unknown key 'Colour'" in capsys.readouterr().err
+        assert main(["batch", "--url", stored["url"], "--patient-id", "NOBODY", "-o", str(stored["root"] / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "no sagittal MR series" in err and "in the 0 MR studies" in err and err.count("\n") == 1, err
+
+
+def test_limit_takes_one_study(stored):
+    from spinelabel.archive import read_done, read_failed
+
+    out = stored["root"] / "limited"
+    with mock.patch.dict(os.environ, stored["env"]):
+        main(["batch", "--url", stored["url"], "--patient-id", PATIENT, "--limit", "1", "-o", str(out), "-q"])
+    assert len(read_done(out) | set(read_failed(out))) == 1

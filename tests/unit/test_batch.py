@@ -218,39 +218,73 @@ def test_batch_command_refuses_a_bad_manifest_in_one_line(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("query, expected", [
-    (None, {"modality": "MR"}),
-    ("StudyDate=20260101-20261231&Modality=MR", {"modality": "MR", "study_date": "20260101-20261231"}),
-    ("PatientID=P1&StudyInstanceUID=1.2&StudyInstanceUID=1.3", {"modality": "MR", "patient_id": "P1", "study_uids": ["1.2", "1.3"]}),
-])
-def test_a_dicomweb_query_becomes_study_filters(query, expected):
-    from spinelabel.archive_dicomweb import parse_query
+def test_batch_takes_a_manifest_or_a_dicomweb_server(capsys, tmp_path, monkeypatch):
+    from spinelabel.pacs_client import ENV_URL
 
-    assert parse_query(query) == expected
-
-
-@pytest.mark.parametrize("query, message", [
-    ("Colour=blue", "unknown key 'Colour'"),
-    ("StudyDate", "malformed --query"),
-    ("StudyDate=2026&StudyDate=2025", "StudyDate given twice"),
-])
-def test_a_bad_dicomweb_query_is_one_line(query, message):
-    from spinelabel.archive_dicomweb import parse_query
-
-    with pytest.raises(InputError, match=message):
-        parse_query(query)
-
-
-def test_batch_takes_a_manifest_or_a_dicomweb_server(capsys, tmp_path):
+    monkeypatch.delenv(ENV_URL, raising=False)
     manifest = tmp_path / "m.csv"
     manifest.write_text("input\na.nii.gz\n")
     for args, message in [
-        ([], "give a manifest file or --dicomweb URL"),
-        ([str(manifest), "--dicomweb", "http://pacs/dicom-web"], "not both"),
-        ([str(manifest), "--query", "PatientID=1"], "--query and --store need --dicomweb URL"),
+        ([], f"give a manifest file, or a DICOMweb server (--url or {ENV_URL})"),
+        ([str(manifest), "--url", "http://pacs/dicom-web"], "--url is an option of a DICOMweb batch"),
+        ([str(manifest), "--date", "20260101-"], "--date is an option of a DICOMweb batch"),
+        ([str(manifest), "--limit", "3"], "--limit is an option of a DICOMweb batch"),
+        ([str(manifest), "--insecure"], "--insecure is an option of a DICOMweb batch"),
+        ([str(manifest), "--store"], "--store is an option of a DICOMweb batch"),
     ]:
         assert main(["batch", *args, "-o", str(tmp_path / "out")]) == 1
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(ENV_URL, "http://pacs/dicom-web")  # a server in the environment does not contradict a manifest
+    manifest.write_text("path\na.nii.gz\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out")]) == 1
+    assert "'input' column" in capsys.readouterr().err  # the manifest was read
+
+
+class _StowClient:
+    """A DICOMweb client whose STOW-RS answers like a server that stores (or, ``fail``: refuses) every object."""
+
+    base_url = "http://pacs.example/dicom-web"
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.stored = fail, []
+
+    def store_instances(self, datasets):
+        self.stored += [str(ds.Modality) for ds in datasets]
+        return {"FailedSOPSequence": [{"FailureReason": 272}]} if self.fail else {}
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_dicomweb_item_is_retrieved_labeled_and_stored_through_pacs_label_series(tmp_path, monkeypatch, fail):
+    """The batch item takes ``pacs.label_series``: outputs beside the JSON, a failed store fails the item."""
+    from spinelabel import pacs, pacs_client
+    from spinelabel.batch import DicomwebSeries, run_task
+    from spinelabel.geometry import reorient
+    from spinelabel.io.dicom_write import write_dicom_series
+    from spinelabel.pacs_client import pacs_config
+
+    client = _StowClient(fail)
+    retrieved = []
+
+    def retrieve(client_, study_uid, series_uid, folder, **kwargs):
+        retrieved.append((client_, study_uid, series_uid))
+        return write_dicom_series(reorient(blob_spine()[0], "PIL"), folder)
+
+    monkeypatch.setattr(pacs, "retrieve_series", retrieve)
+    monkeypatch.setattr(pacs_client, "connect", lambda config: client)
+    source = DicomwebSeries(pacs_config("http://pacs.example/dicom-web", environ={}), "1.2", "1.2.3", store=True)
+    labels = tmp_path / LABELS_DIR
+    labels.mkdir()  # as archive.prepare_output does
+    outcome = run_task(BLOB.load(), Task("1.2.3", ("dicomweb:1.2/1.2.3",), None, labels / "1.2.3.json", dicomweb=source))
+    assert retrieved == [(client, "1.2", "1.2.3")]
+    assert sorted(p.name for p in labels.iterdir()) == ["1.2.3.gsps.dcm", "1.2.3.json", "1.2.3.sr.dcm"]
+    assert sorted(client.stored) == (["PR", "SR"] if not fail else ["SR"])  # a refused SR stops before the GSPS
+    if fail:
+        assert not outcome.ok and outcome.error.startswith(f"labeled ({labels / '1.2.3.json'}) but not stored on the server")
+        assert "failure reason 272" in outcome.error
+    else:
+        assert outcome.ok and outcome.n_vertebrae == 5
 
 
 def test_a_dicomweb_task_can_be_sent_to_a_worker_process():
@@ -263,3 +297,18 @@ def test_a_dicomweb_task_can_be_sent_to_a_worker_process():
     task = Task("1.2.3", ("dicomweb:1.2/1.2.3",), None, dicomweb=source)
     assert pickle.loads(pickle.dumps(task)) == task
     assert "s3cret" not in repr(task)
+
+
+def test_failed_csv_cells_are_text_to_a_spreadsheet_and_read_back_unchanged(tmp_path):
+    import csv
+
+    from spinelabel.archive import _write_failed
+
+    failed = {"a": ("=HYPERLINK(\"http://x\")", "=1+2 cannot read"), "b": ("+b.nii.gz", "@SUM(A1)"), "c": ("c.nii", "-1 slices")}
+    _write_failed(tmp_path, failed)
+    with open(tmp_path / FAILED_NAME, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "input", "reason"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in row)
+    assert rows[1] == ["a", "'=HYPERLINK(\"http://x\")", "'=1+2 cannot read"]
+    assert read_failed(tmp_path) == failed

@@ -110,7 +110,7 @@ def _replace_bytes(path: Path, old: bytes, new: bytes) -> None:
         (["train", "x.csv", "--out", "m", "--steps", "abc"], "'--steps'"),
         (["evaluate", "a", "b", "--radius", "-5"], "'--radius'"),
         (["label", "x.nii.gz", "--jobs", "0"], "'--jobs'"),
-        (["batch"], "Missing option"),  # no manifest is allowed (--dicomweb), no --output-dir is not
+        (["batch"], "Missing option"),  # no manifest is allowed (a DICOMweb batch), no --output-dir is not
         (["annotations", "import", "x", "-o", "labels.json"], "must end in .csv"),
         (["label", "x.nii.gz", "--region", "elbow"], "unknown region"),
         (["annotations", "check", "x.csv", "-o", "labels.json"], "must end in .csv"),

@@ -578,3 +578,16 @@ def test_nifti_keeps_small_integers_and_their_scaling(tmp_path: Path, dtype: str
     assert vol.rescale == (Rescale(slope, 0.5) if scaled else None)
     np.testing.assert_array_equal(vol.data, data if scaled else data * (slope or 1) + 0.5 * (slope is not None))
     np.testing.assert_array_equal(vol.real_data(), (data * (slope or 1) + 0.5 * (slope is not None)).astype(np.float32))
+
+
+def test_nifti_that_cannot_be_written_says_why_and_leaves_nothing(tmp_path: Path):
+    from spinelabel.errors import OutputError
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(OutputError, match=f"^cannot write {blocker / 'out' / 'v.nii.gz'}: {blocker} is a file, not a folder$"):
+        save_nifti(_volume(), blocker / "out" / "v.nii.gz")
+    (tmp_path / "taken.nii.gz").mkdir()
+    with pytest.raises(OutputError, match="it is a folder"):
+        save_nifti(_volume(), tmp_path / "taken.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "taken.nii.gz"]

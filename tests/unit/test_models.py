@@ -50,3 +50,49 @@ def test_three_output_model_round_trip(tmp_path):
     assert config.out_channels == 3
     with torch.inference_mode():
         assert loaded(torch.rand(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def _failing_replace(monkeypatch, fail_calls: set[int]):
+    """``os.replace`` that raises at the given calls (1-based), as a full disk or a lost mount would."""
+    import os
+
+    real, calls = os.replace, [0]
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] in fail_calls:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("before", [{"weights.pt": b"old weights", "config.json": b"old config"}, {}])
+def test_a_failed_second_rename_leaves_the_earlier_model_or_nothing(tmp_path, monkeypatch, before):
+    from spinelabel.errors import OutputError
+    from spinelabel.models import _write_together
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name, payload in before.items():
+        (folder / name).write_bytes(payload)
+    _failing_replace(monkeypatch, {2})
+    with pytest.raises(OutputError) as info:
+        _write_together(folder, {"weights.pt": b"new weights", "config.json": b"new config"})
+    assert str(info.value) == f"cannot write the model to {folder}: No space left on device"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no new file, no temporary
+
+
+def test_a_failed_roll_back_names_the_kept_copy_of_the_earlier_file(tmp_path, monkeypatch):
+    from spinelabel.errors import OutputError
+    from spinelabel.models import _write_together
+
+    (tmp_path / "weights.pt").write_bytes(b"old weights")
+    _failing_replace(monkeypatch, {2, 3})  # the second rename, then putting the first file back
+    with pytest.raises(OutputError) as info:
+        _write_together(tmp_path, {"weights.pt": b"new weights", "config.json": b"new config"})
+    message = str(info.value)
+    assert "\n" not in message and "the earlier model could not be put back (No space left on device)" in message
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert len(kept) == 1 and kept[0].read_bytes() == b"old weights" and message.endswith(f"kept as {kept[0]}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept[0].name, "weights.pt"])

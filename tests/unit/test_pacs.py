@@ -396,3 +396,67 @@ def test_a_server_that_pages_forever_is_stopped(server, monkeypatch):
     with pytest.raises(PacsError, match="still more results after 5 pages"):
         pacs_query.search_all(_client(server.url), "search for studies", endless, None)
     assert endless.calls == 5
+
+
+# ----------------------------------------------------------------- spinelabel batch: the same options
+
+
+def _two_studies(server) -> None:
+    """Two MR studies with one sagittal MR series each; retrieving a series answers 404."""
+    server.routes["/dicom-web/studies"] = (200, [_item(StudyInstanceUID=f"1.2.{k}", ModalitiesInStudy=["MR"]) for k in (1, 2)])
+    for k in (1, 2):
+        base = f"/dicom-web/studies/1.2.{k}/series"
+        server.routes[base] = (200, [_item(SeriesInstanceUID=f"1.2.{k}.7", Modality="MR", SeriesDescription="T2 SAG")])
+        server.routes[f"{base}/1.2.{k}.7/instances"] = (200, [_item(SOPInstanceUID=f"9.{k}", ImageOrientationPatient=SAG)])
+
+
+def _batch(tmp_path, *args) -> tuple[int, dict]:
+    from spinelabel.archive import read_failed
+
+    out = tmp_path / "run"
+    code = main(["batch", "-o", str(out), "-q", *map(str, args)])
+    return code, read_failed(out) if out.is_dir() else {}
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """``spinelabel batch`` loads no model: these items fail at retrieval, before any labeling."""
+    from spinelabel.batch import LabelerSpec
+
+    monkeypatch.setattr(LabelerSpec, "load", lambda self: object())
+    monkeypatch.delenv(ENV_URL, raising=False)
+
+
+def test_batch_limit_and_study_filters_are_the_pacs_ones(server, tmp_path, no_model):
+    _two_studies(server)
+    code, failed = _batch(tmp_path, "--url", server.url, "--limit", 1, "--patient-id", "P1", "--date", "20260101-")
+    assert code == 1 and set(failed) == {"1.2.1.7"}, failed  # one study, its series tried (and not found)
+    assert "HTTP 404" in failed["1.2.1.7"][1]
+    query = next(path for path, _ in server.requests if urlsplit(path).path == "/dicom-web/studies")
+    assert "limit=1" in query and "PatientID=P1" in query and "StudyDate=20260101-" in query
+    assert not any(path.startswith("/dicom-web/studies/1.2.2") for path, _ in server.requests)
+
+
+def test_batch_timeout_is_the_pacs_one(server, tmp_path, no_model, capsys):
+    _two_studies(server)
+    server.delay = 1.0
+    code, _ = _batch(tmp_path, "--url", server.url, "--timeout", 0.2)
+    err = capsys.readouterr().err
+    assert code == 1 and "did not answer in time" in err and err.count("\n") == 1, err
+
+
+def test_batch_ca_bundle_and_insecure_reach_the_query_and_the_workers(tls_server, tmp_path, no_model, capsys):
+    _two_studies(tls_server)
+    code, failed = _batch(tmp_path, "--url", tls_server.url)
+    err = capsys.readouterr().err
+    assert code == 1 and "TLS verification failed" in err and err.count("\n") == 1 and not failed, err
+    # --ca-bundle in two worker processes (the settings travel with each item), --insecure in this one
+    for option in (["--ca-bundle", tls_server.cert, "--jobs", 2], ["--insecure"]):
+        tls_server.requests.clear()
+        code, failed = _batch(tmp_path / option[0].strip("-"), "--url", tls_server.url, *option)
+        assert code == 1 and set(failed) == {"1.2.1.7", "1.2.2.7"}, failed
+        # the workers' retrieves got through TLS too: the server answered them (404)
+        assert all("HTTP 404" in reason for _, reason in failed.values()), failed
+        assert {p for p, _ in tls_server.requests if p.endswith(".7")} == {f"/dicom-web/studies/1.2.{k}/series/1.2.{k}.7" for k in (1, 2)}
+    code, _ = _batch(tmp_path / "both", "--url", tls_server.url, "--insecure", "--ca-bundle", tls_server.cert)
+    assert code == 1 and "contradict" in capsys.readouterr().err

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError, InputError
+from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, lps_to_ras
 from ..limits import check_enough_slices, check_image_size
-from .nifti import _one_line, is_nifti_path
+from .nifti import is_nifti_path
 
 #: Largest difference between direction cosines still counted as one orientation.
 ORIENTATION_TOL = 1e-3
@@ -105,11 +105,10 @@ def load_dicom(
     volume : Volume
         Data of shape (Columns, Rows, n_slices) and affine voxel -> RAS mm.
         The data are integers (int8 to uint16) where they can be: with
-        RescaleSlope 1 and whole-number intercepts, the rescaled integers
-        (:func:`_voxel_dtype`); else, when every slice has the same positive
-        slope and intercept, the stored integers with that map as the
-        volume's ``rescale`` (:func:`_voxel_type`). Otherwise float32 with
-        the rescale applied.
+        RescaleSlope 1 and whole-number intercepts, the rescaled integers;
+        else, when every slice has the same positive slope and intercept, the
+        stored integers with that map as the volume's ``rescale``. Otherwise
+        float32 with the rescale applied (:func:`_voxel_type`).
     info : DicomSeriesInfo
         UIDs and per-slice references; ``warnings`` lists irregularities.
 
@@ -188,9 +187,9 @@ def _read_header(path: Path) -> Any | None:
     except InvalidDicomError:
         return None
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {_one_line(exc)}") from exc
+        raise InputError(f"cannot read {path}: {one_line(exc)}") from exc
     except Exception as exc:  # pydicom raises many types for damaged files
-        raise InputError(f"corrupt DICOM file {path}: {_one_line(exc)}") from exc
+        raise InputError(f"corrupt DICOM file {path}: {one_line(exc)}") from exc
 
 
 #: The elements that hold an image's pixels.
@@ -575,37 +574,27 @@ _INT_VOXEL_TYPES = (np.uint8, np.int8, np.uint16, np.int16)
 def _voxel_type(ordered: list[_Slice]) -> tuple[np.dtype, Rescale | None]:
     """The array type of a series and the rescale to record on the volume (None: applied while reading).
 
-    The rescaled integers of :func:`_voxel_dtype` when they fit; else, when
-    every slice has the same positive slope and intercept (a fractional slope,
-    as Philips MR series carry), the stored integers (the type
-    :func:`_voxel_dtype` picks for slope 1 and intercept 0) and that map; else
-    float32 with the rescale applied.
+    1. A slope of 1 with whole-number intercepts maps stored integers to
+       integers exactly: the rescaled integers, in the smallest type of
+       ``_INT_VOXEL_TYPES`` that holds every value BitsStored and
+       PixelRepresentation allow plus the intercepts.
+    2. Else, when every slice has the same positive slope and intercept (a
+       fractional slope, as Philips MR series carry): the stored integers, in
+       the smallest type that holds them, and that map as the rescale.
+    3. Otherwise (float pixel data, too wide a range, slices that differ):
+       float32, with the rescale applied while reading.
     """
-    dtype = _voxel_dtype(ordered)
     first = ordered[0]
-    if dtype.kind in "iu" or first.slope <= 0:
-        return dtype, None
-    if any(s.slope != first.slope or s.intercept != first.intercept for s in ordered):
-        return dtype, None
-    stored = _stored_int_dtype(first.dataset, 0, 0)
+    if all(s.slope == 1.0 and s.intercept.is_integer() for s in ordered):
+        intercepts = [int(s.intercept) for s in ordered]
+        shifted = _stored_int_dtype(first.dataset, min(intercepts), max(intercepts))
+        if shifted is not None:
+            return shifted, None
+    uniform = all(s.slope == first.slope and s.intercept == first.intercept for s in ordered)
+    stored = _stored_int_dtype(first.dataset, 0, 0) if uniform and first.slope > 0 else None
     if stored is None:
-        return dtype, None
+        return np.dtype(np.float32), None
     return stored, Rescale(first.slope, first.intercept)
-
-
-def _voxel_dtype(ordered: list[_Slice]) -> np.dtype:
-    """float32, or the smallest integer type of ``_INT_VOXEL_TYPES`` that holds every value.
-
-    A slope of 1 with whole-number intercepts maps stored integers to
-    integers exactly, so the series keeps integers: every value that
-    BitsStored and PixelRepresentation allow, plus the intercepts, must fit.
-    Any other rescale, float pixel data or too wide a range give float32.
-    """
-    if any(s.slope != 1.0 or not s.intercept.is_integer() for s in ordered):
-        return np.dtype(np.float32)
-    intercepts = [int(s.intercept) for s in ordered]
-    stored = _stored_int_dtype(ordered[0].dataset, min(intercepts), max(intercepts))
-    return np.dtype(np.float32) if stored is None else stored
 
 
 def _stored_int_dtype(ds: Any, shift_lo: int, shift_hi: int) -> np.dtype | None:
@@ -680,9 +669,9 @@ def _decode(s: _Slice) -> np.ndarray:
     except Exception as exc:  # decoder missing, truncated data, bad group 0028, unknown transfer syntax...
         name, compressed = _transfer_syntax(s.dataset)
         if compressed:
-            raise InputError(f"cannot decode the compressed pixel data of {s.path} ({name}): {_one_line(exc)}") from exc
+            raise InputError(f"cannot decode the compressed pixel data of {s.path} ({name}): {one_line(exc)}") from exc
         raise InputError(
-            f"corrupt DICOM file {s.path}: cannot read pixel data ({name}): {_one_line(exc)}"
+            f"corrupt DICOM file {s.path}: cannot read pixel data ({name}): {one_line(exc)}"
         ) from exc
 
 

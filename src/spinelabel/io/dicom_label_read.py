@@ -53,11 +53,10 @@ from typing import Any
 import numpy as np
 
 from .. import anatomy
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
 from .dicom_label_common import GSPS_SOP_CLASS, ImagePlane, plane_of, snomed_levels
-from .nifti import _one_line
 
 __all__ = ["MAX_SHAPE_MM", "PAIR_RADIUS_MM", "DicomImport", "import_dicom_annotations"]
 
@@ -229,7 +228,7 @@ def _scan_files(files: list[Path], problems: list[str]) -> tuple[_Index, list[tu
         except InvalidDicomError:
             continue  # not a DICOM file: skipped silently, like the image loader
         except Exception as exc:  # pydicom raises many types for damaged files
-            problems.append(f"{path}: malformed DICOM file, skipped ({_one_line(exc)})")
+            problems.append(f"{path}: malformed DICOM file, skipped ({one_line(exc)})")
             continue
         sop_class = _sop_class(ds)
         if sop_class in PRESENTATION_STATE_CLASSES or sop_class in SR_SOP_CLASSES:
@@ -744,7 +743,7 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path) -> Dico
             else:
                 found.extend(_read_sr(path, ds, index, problems))
         except (ValueError, TypeError, AttributeError, KeyError, IndexError, OSError, EOFError) as exc:
-            problems.append(f"{path}: malformed {kind}, skipped ({_one_line(exc)})")
+            problems.append(f"{path}: malformed {kind}, skipped ({one_line(exc)})")
     if not objects:
         problems.append(f"no GSPS or SR objects found in {', '.join(str(s) for s in sources)}")
     return DicomImport(_group(found, index, problems), problems, len(objects))

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from .dicom_label_common import ImagePlane, plane_of, snomed_levels
-from .nifti import _one_line
 
 if TYPE_CHECKING:
     from ..results import LabelResult
@@ -85,7 +84,7 @@ def _series_headers(info: DicomSeriesInfo | None, what: str) -> _SeriesHeaders:
             try:
                 cache[path] = pydicom.dcmread(path, stop_before_pixels=True)
             except Exception as exc:  # moved or damaged since it was loaded
-                raise InputError(f"cannot read {path} to write {what}: {_one_line(exc)}") from None
+                raise InputError(f"cannot read {path} to write {what}: {one_line(exc)}") from None
             _fill_type2(cache[path])
         headers.append(cache[path])
         planes.append(plane_of(path, cache[path], frame))
@@ -183,7 +182,7 @@ def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str 
         with _quiet_highdicom():
             dataset = _build_sr(result, dicom_info, series)  # type: ignore[arg-type]
     except ValueError as exc:  # highdicom refuses a value taken from the source headers
-        raise InputError(f"cannot write the DICOM SR: {_one_line(exc)}") from exc
+        raise InputError(f"cannot write the DICOM SR: {one_line(exc)}") from exc
     _save(dataset, path)
 
 
@@ -315,7 +314,7 @@ def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: st
         with _quiet_highdicom():
             dataset = _build_gsps(result, series)
     except ValueError as exc:  # highdicom refuses a value taken from the source headers
-        raise InputError(f"cannot write the GSPS: {_one_line(exc)}") from exc
+        raise InputError(f"cannot write the GSPS: {one_line(exc)}") from exc
     _save(dataset, path)
 
 

@@ -11,18 +11,20 @@ accepted and those voxels are set to 0.
 
 from __future__ import annotations
 
-import os
-import uuid
+import gzip
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import GeometryError, InputError, OutputError
+from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, is_small_int
 from ..limits import check_enough_slices, check_image_size
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+#: gzip level of a written ``.nii.gz``: nibabel's default (fast; a higher level gains little on images).
+GZIP_LEVEL = 1
 
 
 def is_nifti_path(path: str | Path) -> bool:
@@ -84,8 +86,17 @@ def save_nifti(volume: Volume, path: str | Path) -> None:
     gzip-compressed. Data keep their dtype where NIfTI-1 supports it
     (bool -> uint8, float16 -> float32, int64 -> int32 when the values fit);
     a ``rescale`` is written as ``scl_slope/scl_inter`` (float32 in the header).
+
+    Raises
+    ------
+    InputError
+        The name does not end with ``.nii`` or ``.nii.gz``.
+    OutputError
+        The file cannot be written (:func:`~spinelabel.io.outputs.atomic_write`).
     """
     import nibabel as nib
+
+    from .outputs import atomic_write
 
     path = Path(path)
     if not is_nifti_path(path):
@@ -94,19 +105,16 @@ def save_nifti(volume: Volume, path: str | Path) -> None:
     img.header.set_xyzt_units("mm")
     if volume.rescale is not None:
         img.header.set_slope_inter(volume.rescale.slope, volume.rescale.intercept)
-    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    # a fresh unique name (not mkstemp) so the file gets the usual umask permissions
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp{suffix}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp.is_file():
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    atomic_write(path, lambda f: _write_image(img, f, compress=path.name.lower().endswith(".gz")))
+
+
+def _write_image(img: Any, stream: BinaryIO, compress: bool) -> None:
+    """Write a nibabel NIfTI-1 image into an open binary file (gzip-compressed, as nibabel does, when ``compress``)."""
+    if not compress:
+        img.to_stream(stream)
+        return
+    with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
+        img.to_stream(gz)
 
 
 def _open(path: Path) -> Any:
@@ -116,7 +124,7 @@ def _open(path: Path) -> Any:
     try:
         return nib.load(path)
     except Exception as exc:  # nibabel raises many types for damaged files
-        raise InputError(f"cannot read NIfTI file {path}: {_one_line(exc)}") from exc
+        raise InputError(f"cannot read NIfTI file {path}: {one_line(exc)}") from exc
 
 
 def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
@@ -147,7 +155,7 @@ def _read_data(img: Any, path: Path) -> tuple[np.ndarray, Rescale | None]:
         rescale = None if scaling == (1.0, 0.0) else Rescale(*scaling)
         return data.astype(data.dtype.newbyteorder("="), copy=False), rescale
     except Exception as exc:  # truncated gzip, short file, odd dtype...
-        raise InputError(f"cannot read NIfTI file {path}: {_one_line(exc)}") from exc
+        raise InputError(f"cannot read NIfTI file {path}: {one_line(exc)}") from exc
 
 
 def _small_int_scaling(img: Any) -> tuple[float, float] | None:
@@ -186,9 +194,3 @@ def _nifti_compatible(data: np.ndarray) -> np.ndarray:
             return data.astype(small)
         return data.astype(np.float64)
     return data
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one short line."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in str(exc)).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -8,7 +8,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -31,16 +31,36 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path`` then rename: never a half-written file.
+    """Write ``payload`` to ``path`` through :func:`atomic_write`: never a half-written file.
+
+    Raises
+    ------
+    OutputError
+        As :func:`atomic_write`.
+    """
+    atomic_write(path, lambda f: f.write(payload))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, then rename it: never a half-written file.
 
     The file gets the permissions a plain ``open()`` would give (0666 less the
-    umask), not the 0600 of a temporary file.
+    umask), not the 0600 of a temporary file. Whatever goes wrong, the
+    temporary file is removed.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write (replaced when it exists).
+    write : callable
+        Writes the contents into the binary file object it is given (which it
+        must not close).
 
     Raises
     ------
     OutputError
         The folder cannot be created or written, the disk is full, or the name
-        is taken by a folder or a device.
+        is taken by a folder or a device; also an ``OSError`` of ``write``.
     """
     path = Path(path)
     check_output_target(path)
@@ -49,7 +69,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".spinelabel-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write(f)
         os.chmod(tmp, OUTPUT_MODE & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:

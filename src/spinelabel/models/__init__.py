@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError, OutputError
+from ..errors import ModelError, OutputError, one_line
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config.json"
@@ -106,7 +107,7 @@ def read_config(model_dir: Path) -> ModelConfig:
     try:
         return ModelConfig.from_dict(json.loads((model_dir / CONFIG_NAME).read_text()))
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ModelError(f"model config {model_dir / CONFIG_NAME} is unreadable: {_one_line(exc)}") from None
+        raise ModelError(f"model config {model_dir / CONFIG_NAME} is unreadable: {one_line(exc)}") from None
 
 
 def load_model(region_or_path: str | Path):
@@ -128,15 +129,9 @@ def load_model(region_or_path: str | Path):
         state = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except Exception as exc:  # torch raises many types for garbage files and mismatched shapes
-        raise ModelError(f"model {model_dir} cannot be loaded (corrupt weights or config?): {_one_line(exc)}") from None
+        raise ModelError(f"model {model_dir} cannot be loaded (corrupt weights or config?): {one_line(exc)}") from None
     net.eval()
     return config, net
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one short line (torch's messages span many lines)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def save_model(model_dir: Path, config: ModelConfig, net) -> Path:
@@ -163,18 +158,94 @@ def save_model(model_dir: Path, config: ModelConfig, net) -> Path:
 
 
 def _write_together(folder: Path, files: dict[str, bytes]) -> None:
-    """Write the files into ``folder`` under temporary names, then rename them all; OutputError on failure."""
+    """Write the files into ``folder``, all of them or none.
+
+    Each file is written under a temporary name first; an earlier file of the
+    same name is kept as a hard link (a copy where links are refused), and the
+    temporary files are then renamed over the names one by one. When a rename
+    fails, the ones already made are rolled back: ``folder`` holds the earlier
+    files again (or none, where there were none), never a new file beside an
+    old one.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or written; one line. Should the roll
+        back fail too, the line names the kept copies of the earlier files.
+    """
     import os
 
-    tmps = [folder / f"{name}.{os.getpid()}.tmp" for name in files]
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmps = {name: folder / f".{name}.{tag}.tmp" for name in files}
+    olds = {name: folder / f".{name}.{tag}.old" for name in files}
+    renamed: list[str] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for tmp, payload in zip(tmps, files.values()):
-            tmp.write_bytes(payload)
-        for tmp, name in zip(tmps, files):
-            os.replace(tmp, folder / name)
+        for name, payload in files.items():
+            tmps[name].write_bytes(payload)
+        for name in files:
+            _keep_copy(folder / name, olds[name])
+        for name in files:
+            os.replace(tmps[name], folder / name)
+            renamed.append(name)
+    except BaseException as exc:
+        failure = _roll_back(folder, renamed, olds)
+        kept = [olds[n] for n in renamed if olds[n].exists()] if failure else []
+        olds = {n: p for n, p in olds.items() if p not in kept}  # the only copies of the earlier files: not removed
+        if not isinstance(exc, OSError):
+            raise
+        raise OutputError(_failure_line(folder, exc, failure, kept)) from None
+    finally:
+        for path in [*tmps.values(), *olds.values()]:
+            _remove_quietly(path)
+
+
+def _failure_line(folder: Path, exc: OSError, failure: str | None, kept: list[Path]) -> str:
+    """The one-line reason of a failed model write (and of a failed roll back, naming the earlier files' copies)."""
+    line = f"cannot write the model to {folder}: {exc.strerror or exc}"
+    if failure is None:
+        return line
+    line += f"; the earlier model could not be put back ({failure})"
+    return line + (f", its files are kept as {', '.join(map(str, kept))}" if kept else "")
+
+
+def _keep_copy(path: Path, copy: Path) -> None:
+    """Keep the contents of ``path`` (when it is a file) as ``copy``: a hard link, else a copy."""
+    import os
+    import shutil
+
+    if not path.is_file():
+        return
+    try:
+        os.link(path, copy)
+    except OSError:
+        shutil.copy2(path, copy)
+
+
+def _roll_back(folder: Path, renamed: list[str], olds: dict[str, Path]) -> str | None:
+    """Undo the renames of ``renamed``: put each earlier file back, or remove the new one where there was none.
+
+    Returns
+    -------
+    str or None
+        Why the roll back failed; None when ``folder`` is as it was.
+    """
+    import os
+
+    try:
+        for name in reversed(renamed):
+            if olds[name].is_file():
+                os.replace(olds[name], folder / name)
+            else:
+                (folder / name).unlink(missing_ok=True)
     except OSError as exc:
-        for tmp in tmps:
-            if tmp.is_file():
-                tmp.unlink()
-        raise OutputError(f"cannot write the model to {folder}: {exc.strerror or exc}") from None
+        return str(exc.strerror or exc)
+    return None
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a leftover temporary file; one that cannot be removed stays (the error at hand matters more)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
