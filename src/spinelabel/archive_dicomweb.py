@@ -59,5 +59,6 @@ def dicomweb_items(config: PacsConfig, store: bool = False, **find: Any) -> list
             source = DicomwebSeries(config, study.study_uid, series.series_uid, store)
             items.append(ManifestItem(series.series_uid, f"dicomweb:{study.study_uid}/{series.series_uid}", None, source))
     if not items:
-        raise InputError(f"no sagittal MR series on {config.url} in the {len(studies)} MR studies that match the filters")
+        given = ", ".join(f"{k}={v}" for k, v in find.items() if v not in (None, (), [], "")) or "none"
+        raise InputError(f"no sagittal MR series on {config.url} in the {len(studies)} MR studies that match the filters ({given})")
     return items

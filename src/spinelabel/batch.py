@@ -171,7 +171,7 @@ def run_task(labeler: Any, task: Task) -> Outcome:
     except SpinelabelError as exc:
         return Outcome(task.key, _one_line(str(exc)), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - reported as this item's failure, see docstring
-        return Outcome(task.key, _one_line(f"unexpected error: {type(exc).__name__}: {exc}"), seconds=time.perf_counter() - start)
+        return Outcome(task.key, _one_line(f"unexpected error: {type(exc).__name__}: {one_line(exc)}"), seconds=time.perf_counter() - start)
     return Outcome(task.key, None, n_vertebrae, time.perf_counter() - start)
 
 
@@ -279,7 +279,7 @@ def run_dask(spec: LabelerSpec, tasks: Iterable[Task], client: Any) -> Iterator[
             try:
                 outcome = future.result()
             except Exception as exc:  # noqa: BLE001 - the worker died on it, or the cluster lost it
-                outcome = Outcome(task.key, _one_line(f"worker failed: {type(exc).__name__}: {exc}"))
+                outcome = Outcome(task.key, _one_line(f"worker failed: {type(exc).__name__}: {one_line(exc)}"))
             yield _checked(outcome)
     finally:
         client.cancel(list(futures))

@@ -361,7 +361,7 @@ def label_series(
 
     The one retrieve-label-store path: :func:`label_study` (``spinelabel
     pacs label``) and the DICOMweb items of ``spinelabel batch``
-    (``batch.run_task``) both go through it. The outputs are written all or
+    (``batch.label_task``) both go through it. The outputs are written all or
     none (``pipeline.label_to_files``); the temporary folder is removed.
 
     Returns

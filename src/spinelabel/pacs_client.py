@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import PacsError
+from .errors import PacsError, one_line
 
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
@@ -340,7 +340,7 @@ def short_error(exc: BaseException) -> str:
     ):
         if needle in text:
             return say
-    return " ".join(text.split())[:200] or type(exc).__name__
+    return one_line(exc)
 
 
 def _http_message(what: str, url: str, response: Any) -> str:

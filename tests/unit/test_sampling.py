@@ -159,7 +159,7 @@ def test_caudal_cut_is_a_field_of_view_edge_across_the_image_not_across_a_tilted
         assert not cut[near & (y[..., 0] < edge - 27.0)].any() and cut[near & (y[..., 0] > edge + 27.0)].all()
 
 
-def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below():
+def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below(monkeypatch):
     """A field of view ending above the next body: the bodies beyond leave the targets, the kept ones stay whole."""
     scan = _dot_scan()
     spec = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, gap_cut_fraction=(0.5, 0.5))
@@ -173,10 +173,9 @@ def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below():
         middle = (kept_row + next_row) / 2
         assert cut[rows > middle + 0.5].all() and not cut[rows < middle - 0.5].any()
     # through `sample`: no heatmap is taught below the cut, where the image is blank
-    spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, p_negative=0.0, p_segment=0.0, p_oblique=0.0)
-    for _ in range(10):
-        img, heat, *_ = S.sample(rng, scan, spec_cut)
-        assert heat[img == 0.0].max(initial=0.0) < 0.5 or (img == 0.0).mean() < 0.01
+    spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, gap_cut_fraction=(0.5, 0.5), p_negative=0.0,
+                             p_segment=0.0, p_oblique=0.0)
+    _assert_no_target_beyond_the_cut(rng, spec_cut, monkeypatch)
 
 
 def test_cranial_cut_blanks_the_image_above_the_first_vertebra_and_keeps_every_target():
@@ -191,7 +190,7 @@ def test_cranial_cut_blanks_the_image_above_the_first_vertebra_and_keeps_every_t
     assert S._cranial_cut(np.random.default_rng(0), scan, S.SamplerSpec(), y) is None  # off by default
 
 
-def test_cranial_gap_cut_starts_the_image_between_vertebrae_and_drops_the_ones_above():
+def test_cranial_gap_cut_starts_the_image_between_vertebrae_and_drops_the_ones_above(monkeypatch):
     """Through `sample`: the top bodies leave the targets (no heat on the blank part), the lower ones are kept."""
     scan = _dot_scan()
     spec = S.SamplerSpec(p_cranial_gap_cut=1.0, gap_cut_fraction=(0.5, 0.5))
@@ -204,11 +203,38 @@ def test_cranial_gap_cut_starts_the_image_between_vertebrae_and_drops_the_ones_a
         first_kept = len(scan.points_mm) - keep
         middle = (scan.points_mm[first_kept, 1] + scan.points_mm[first_kept - 1, 1]) / 2
         assert cut[rows < middle - 0.5].all() and not cut[rows > middle + 0.5].any()
-    spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=0.0, p_cranial_gap_cut=1.0, p_negative=0.0,
-                             p_segment=0.0, p_oblique=0.0)
-    for _ in range(10):
-        img, heat, *_ = S.sample(rng, scan, spec_cut)
-        assert heat[img == 0.0].max(initial=0.0) < 0.5 or (img == 0.0).mean() < 0.01
+    spec_cut = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=0.0, p_cranial_gap_cut=1.0, gap_cut_fraction=(0.5, 0.5),
+                             p_negative=0.0, p_segment=0.0, p_oblique=0.0)
+    _assert_no_target_beyond_the_cut(rng, spec_cut, monkeypatch)
+
+
+def _assert_no_target_beyond_the_cut(rng, spec, monkeypatch) -> None:
+    """Through `sample` on a mid-grey scan (exact zeros only beyond the cut, or outside the source):
+    neither heat nor a level target is taught on the blank part, so the dropped side is the cut one."""
+    monkeypatch.setattr(S, "_augment_intensity", lambda rng, img, spec: img.astype(np.float32))
+    base = _dot_scan()
+    scan = S.TrainingScan("grey", np.maximum(base.data, 0.5), base.spacing, base.levels, base.points_mm)
+    cut_seen = 0
+    for _ in range(20):
+        img, heat, level, level_w, *_ = S.sample(rng, scan, spec)
+        blank = img == 0.0
+        assert heat[blank].max(initial=0.0) < 0.5
+        assert not (level_w > 0)[blank].any()
+        cut_seen += bool(blank.mean() > 0.05 and (level_w > 0).any())
+    assert cut_seen >= 5
+
+
+def test_cranial_gap_cut_never_drops_c1_alone():
+    """Dropping only C1 would cut through the dens of the C2 kept below it (taught as the anchor)."""
+    points = np.array([[10.0, 40.0 + 16.0 * i, 60.0] for i in range(4)])
+    scan = S.TrainingScan("c1c4", np.zeros((20, 220, 120), np.float32), np.ones(3), ["C1", "C2", "C3", "C4"], points)
+    spec = S.SamplerSpec(p_cranial_gap_cut=1.0)
+    y = np.stack([np.arange(0, 220, 1.0), np.full(220, 60.0)], axis=-1)
+    rng = np.random.default_rng(6)
+    kept = {S._cranial_cut(rng, scan, spec, y)[1] for _ in range(60)}
+    assert kept == {1, 2}  # C4 alone, or C3-C4: never C2-C4 without C1
+    two = S.TrainingScan("c1c2", scan.data, scan.spacing, ["C1", "C2"], points[:2])
+    assert S._cranial_cut(rng, two, spec, y) is None
 
 
 def test_oblique_slab_follows_the_tilted_surface_and_scales_targets():

@@ -100,14 +100,19 @@ class SamplerSpec:
     #: the posterior fossa down, so C2 must be known by its own shape (body and
     #: dens) and not by the skull above it.
     p_cranial_cut: float = 0.0
-    #: From 12 mm above the centre (the C2 body whole, the base of the dens in
-    #: view: the body is ~14 mm tall, the dens rises ~15 mm above it) to 45 mm
-    #: (C1 and the foramen magnum in view). Cuts through the C2 body itself are
-    #: not drawn: with the dens gone, a C2 at the edge looks like a C3 there.
+    #: Measured from the first annotated centre: on the real cervical subjects
+    #: (annotated from C2) from 12 mm above the C2 body centre (the body whole,
+    #: the base of the dens in view: the body is ~14 mm tall, the dens rises
+    #: ~15 mm above it) to 45 mm (C1 and the foramen magnum in view); on
+    #: phantoms annotated from C1 (13-18 mm above C2), the edge stays above C1.
+    #: Cuts through the C2 body are never drawn: with the dens gone, a C2 at
+    #: the edge would look like a C3 there yet be taught as the anchor.
     cranial_cut_mm: tuple[float, float] = (12.0, 45.0)
     #: Probability that the image starts between two annotated vertebrae
     #: instead (at ``gap_cut_fraction``, the cranial ones leave the targets): a
-    #: C3 or lower body at the top edge must not look like the C2 anchor.
+    #: C3 or lower body at the top edge must not look like the C2 anchor. A
+    #: level without a body (C1) is never dropped alone: that cut would run
+    #: through the dens of the C2 below it.
     p_cranial_gap_cut: float = 0.0
     #: Probability that the slab is tilted out of the sagittal plane and bent:
     #: clinical stacks are angled to follow the spine, patients lie rotated, and
@@ -320,6 +325,7 @@ def _edge_cut(
     p_gap: float,
     gap_fraction: tuple[float, float],
     outward: float,
+    bodiless: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int] | None:
     """A field of view ending at one end of the annotated spine, or None (not drawn).
 
@@ -336,6 +342,9 @@ def _edge_cut(
         Source mm of each crop pixel.
     outward : float
         +1 when this end lies towards increasing rows (caudal), -1 otherwise.
+    bodiless : ndarray of bool, shape (N,), optional
+        Points of levels without a body (C1): a gap cut never drops one of
+        them as the first point beyond it, which would cut the body next to it.
 
     Returns
     -------
@@ -345,15 +354,16 @@ def _edge_cut(
         How many of ``points`` (from the far end) stay in the targets.
     """
     n = len(points)
-    if n < 2:
+    if n < 2 or p_edge + p_gap <= 0.0:  # no draw when off: other regions' samples stay as they were
         return None
     draw = rng.random()
     if draw < p_edge:
         tilt = np.deg2rad(rng.uniform(-tilt_deg, tilt_deg))
         out = outward * np.array([np.cos(tilt), np.sin(tilt)])  # rows run inferior
         return (y - points[-1]) @ out > rng.uniform(*edge_mm), n
-    if draw < p_edge + p_gap:
-        i = int(rng.integers(1, n))  # keep >= 1 vertebra, drop >= 1
+    allowed = [k for k in range(1, n) if bodiless is None or not bodiless[k]]  # keep >= 1, drop >= 1
+    if draw < p_edge + p_gap and allowed:
+        i = allowed[int(rng.integers(len(allowed)))]
         kept, nxt = points[i - 1], points[i]
         gap = max(float(np.linalg.norm(nxt - kept)), 1e-6)
         return (y - kept) @ ((nxt - kept) / gap) > rng.uniform(*gap_fraction) * gap, i
@@ -385,6 +395,7 @@ def _cranial_cut(
     return _edge_cut(
         rng, scan.points_mm[::-1, 1:], y, spec.p_cranial_cut, spec.cranial_cut_mm, spec.caudal_cut_tilt_deg,
         spec.p_cranial_gap_cut, spec.gap_cut_fraction, outward=-1.0,
+        bodiless=np.array([lv in anatomy.BODILESS_LEVELS for lv in scan.levels[::-1]], bool),
     )
 
 
