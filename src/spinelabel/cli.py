@@ -301,7 +301,7 @@ def train(
         finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
     with _training_sources(annotations, exclude, region, clean, quiet, extra_labels) as sources:
         scans, points = load_training_scans(
-            sources, exclude=exclude, quiet=quiet, anchor_finders=finders, on_message=lambda m: _echo(m, err=True)
+            sources, exclude=exclude, anchor_finders=finders, on_message=None if quiet else lambda m: _echo(m, err=True)
         )
     if complete_anchors:
         pseudo = sum(bool(s.pseudo_levels) for s in scans)

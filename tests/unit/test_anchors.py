@@ -93,11 +93,11 @@ def test_training_scans_get_s1_from_the_detector_and_record_it(tmp_path):
     from spinelabel.training.data import load_training_scans
 
     labels, centres, finder = _l2_l5_archive(tmp_path)
-    scans, points = load_training_scans([labels], quiet=True, anchor_finders={"lumbar": finder})
+    scans, points = load_training_scans([labels], anchor_finders={"lumbar": finder})
     assert scans[0].pseudo_levels == ("S1",)
     assert scans[0].levels == ["L2", "L3", "L4", "L5", "S1"]
     np.testing.assert_allclose(points[0]["S1"], centres[4], atol=1.5)
-    plain, plain_points = load_training_scans([labels], quiet=True)
+    plain, plain_points = load_training_scans([labels])
     assert plain[0].pseudo_levels == () and "S1" not in plain_points[0]
 
 
@@ -107,7 +107,7 @@ def test_the_finder_is_chosen_by_the_region_the_labels_cover(tmp_path):
     from spinelabel.training.data import load_training_scans
 
     labels, _, finder = _l2_l5_archive(tmp_path)
-    only_cervical = load_training_scans([labels], quiet=True, anchor_finders={"cervical": finder})[0]
+    only_cervical = load_training_scans([labels], anchor_finders={"cervical": finder})[0]
     assert only_cervical[0].pseudo_levels == ()
-    both = load_training_scans([labels], quiet=True, anchor_finders={"cervical": finder, "lumbar": finder})[0]
+    both = load_training_scans([labels], anchor_finders={"cervical": finder, "lumbar": finder})[0]
     assert both[0].pseudo_levels == ("S1",)

@@ -166,7 +166,7 @@ def test_training_scans_come_from_a_reviewed_dicom_folder(tmp_path):
     labels = tmp_path / "labels"
     session = session_for([tmp_path / "series"], labels)
     session.review(0, [{"op": "delete", "label": session.meta(0)["labels"][0]["label"]}])
-    scans, points = load_training_scans([labels], quiet=True)  # the folder also holds the SR and GSPS
+    scans, points = load_training_scans([labels])  # the folder also holds the SR and GSPS
     saved = json.loads((labels / "series.json").read_text())
     assert [s.scan_id for s in scans] == ["series"] and list(points[0]) == [v["label"] for v in saved["vertebrae"]]
 

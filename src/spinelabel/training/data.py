@@ -29,7 +29,6 @@ def validation_ids(split_file: Path | None) -> set[str]:
 def load_training_scans(
     sources: Sequence[str | Path],
     exclude: Path | None = None,
-    quiet: bool = False,
     anchor_finders: Mapping[str, Any] | None = None,
     on_message: Callable[[str], None] | None = None,
 ) -> tuple[list[TrainingScan], list[dict[str, np.ndarray]]]:
@@ -43,8 +42,8 @@ def load_training_scans(
     a cervical model that also serves whole spines learns S1 from lumbar scans.
 
     ``on_message`` receives one line per skipped scan, skipped annotation item
-    (``warning: ...``) and added pseudo-label; None or ``quiet``: not reported
-    (library code prints nothing itself).
+    (``warning: ...``) and added pseudo-label; None: not reported (library
+    code prints nothing itself).
 
     Returns
     -------
@@ -56,7 +55,7 @@ def load_training_scans(
     from ..io import load_image
 
     def say(message: str) -> None:
-        if on_message is not None and not quiet:
+        if on_message is not None:
             on_message(message)
 
     skip = validation_ids(exclude)
