@@ -624,7 +624,9 @@ def _fits(plane: np.ndarray, intercept: float, dtype: np.dtype) -> bool:
     """Whether the integers ``plane + intercept`` fit ``dtype`` (False for float planes)."""
     if plane.dtype.kind not in "iu":
         return False
-    info = np.iinfo(dtype)
+    info, stored = np.iinfo(dtype), np.iinfo(plane.dtype)
+    if info.min <= stored.min + int(intercept) and stored.max + int(intercept) <= info.max:
+        return True  # every value the stored type can hold fits: no pass over the plane
     return info.min <= int(plane.min()) + int(intercept) and int(plane.max()) + int(intercept) <= info.max
 
 
