@@ -278,10 +278,8 @@ class SeriesOutputs:
     overlay: Path | None = None
 
     @classmethod
-    def beside(cls, json: Path, *, dicom: bool = True, overlay: Path | None = None) -> SeriesOutputs:
-        """``json`` (``NAME.json``) with, if ``dicom``, ``NAME.sr.dcm`` and ``NAME.gsps.dcm`` in its folder."""
-        if not dicom:
-            return cls(json, overlay=overlay)
+    def beside(cls, json: Path, *, overlay: Path | None = None) -> SeriesOutputs:
+        """``json`` (``NAME.json``) with ``NAME.sr.dcm`` and ``NAME.gsps.dcm`` in its folder."""
         name = json.name.removesuffix(".json")
         return cls(json, json.with_name(f"{name}.sr.dcm"), json.with_name(f"{name}.gsps.dcm"), overlay)
 
