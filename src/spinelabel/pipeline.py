@@ -181,12 +181,14 @@ class Labeler:
                 f"no vertebrae found ({len(candidates)} candidates, {confident} vertebrae with probability "
                 f">= {LOW_CONFIDENCE}): is this a sagittal {self.region.name} spine MR?"
             )
-        strong = {i for i, c in enumerate(candidates) if c.score >= LOW_CONFIDENCE}
+        chain = np.array([v.position for v in result.vertebrae], float)
+        within = within_chain_span(np.array([c.position for c in candidates], float).reshape(-1, 3), chain)
+        strong = {i for i, c in enumerate(candidates) if c.score >= LOW_CONFIDENCE and within[i]}
         explained = sum(v.candidate_index in strong for v in result.vertebrae)
         if explained < settings.min_explained_fraction * len(strong):
             raise NothingFoundError(
-                f"no vertebrae found: only {explained} of {len(strong)} strong detections form a chain of "
-                f"vertebrae: is this a sagittal {self.region.name} spine MR?"
+                f"no vertebrae found: only {explained} of the {len(strong)} strong detections along the best chain "
+                f"are vertebrae of it: is this a sagittal {self.region.name} spine MR?"
             )
         vertebrae = [
             Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
@@ -257,6 +259,42 @@ class AutoLabeler:
         chosen = self.by_region[region]
         same_detector = chosen.net is self.survey.net and chosen.config is self.survey.config
         return chosen.label(volume, candidates if same_detector else None)
+
+
+def within_chain_span(positions: np.ndarray, chain: np.ndarray) -> np.ndarray:
+    """Which positions lie along a chain's length: between its end vertebrae, or half a spacing beyond.
+
+    The spine-plausibility check counts only these detections. Beyond the
+    chain's ends lie the levels it leaves unnamed (a partial chain; on real
+    cervical scans the dim cervicothoracic junction draws strong detections
+    that fit no level), which say nothing about whether the chain is a spine;
+    within its length every strong detection is either one of its vertebrae
+    or clutter that a real spine would not leave. Half the chain's mean
+    spacing is the distance at which a detection stops being a candidate for
+    the next level and becomes one for a level beyond it.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (N, 3)
+        World mm.
+    chain : ndarray, shape (M, 3)
+        The chain's vertebrae in order (either end first), world mm.
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        Along the chain, measured on the line through its end vertebrae;
+        everything when the chain has fewer than two vertebrae.
+    """
+    positions = np.asarray(positions, float).reshape(-1, 3)
+    chain = np.asarray(chain, float).reshape(-1, 3)
+    if len(chain) < 2 or np.linalg.norm(chain[-1] - chain[0]) == 0.0:
+        return np.ones(len(positions), bool)
+    axis = chain[-1] - chain[0]
+    length = float(np.linalg.norm(axis))
+    margin = 0.5 * length / (len(chain) - 1)
+    t = (positions - chain[0]) @ (axis / length)
+    return (t >= -margin) & (t <= length + margin)
 
 
 def make_labeler(region: str = "lumbar", model: str | Path | None = None, threads: int | None = None) -> "Labeler | AutoLabeler":

@@ -172,10 +172,31 @@ def test_many_strong_detections_that_form_no_spine_are_refused():
     """A 3 x 5 grid of bodies: any chain explains at most 3 of 15 strong detections."""
     grid = np.array([[0.0, y, z] for z in (-40.0, -76.0, -112.0) for y in (-40.0, -20.0, 0.0, 20.0, 40.0)])
     labeler = Labeler(dummy_config(), BlobNet())
-    with pytest.raises(NothingFoundError, match="strong detections form a chain"):
+    with pytest.raises(NothingFoundError, match="strong detections along the best chain"):
         labeler.label(blob_volume(grid))
     # the middle column alone is a spine
     assert len(labeler.label(blob_volume(grid[grid[:, 1] == 0.0])).vertebrae) == 3
+
+
+def test_strong_detections_beyond_the_chain_ends_do_not_refuse_it():
+    """A 3-body spine 78 mm above 18 strong blobs: 3 of 21 strong detections in all, 3 of 3 along the chain."""
+    spine = np.array([[0.0, 0.0, z] for z in (-10.0, -46.0, -82.0)])
+    clutter = np.array([[0.0, y, z] for z in (-160.0, -180.0, -200.0) for y in (-50.0, -30.0, -10.0, 10.0, 30.0, 50.0)])
+    labeler = Labeler(dummy_config(), BlobNet())
+    volume = blob_volume(np.vstack([spine, clutter]))
+    assert sum(c.score >= 0.5 for c in labeler.detect(volume)) == 21  # the old count would refuse: 3 / 21 < 0.25
+    found = np.array([v.position_mm for v in labeler.label(volume).vertebrae])
+    np.testing.assert_allclose(found, spine, atol=1.5)
+
+
+def test_within_chain_span_measures_along_the_chain():
+    from spinelabel.pipeline import within_chain_span
+
+    chain = np.array([[0.0, 0.0, 0.0], [0.0, 5.0, -30.0], [0.0, 0.0, -60.0]])  # mean spacing 30 mm: margin 15
+    points = np.array([[40.0, 40.0, 14.0], [0.0, 0.0, 16.0], [-20.0, 9.0, -74.0], [0.0, 0.0, -76.0], [3.0, 0.0, -30.0]])
+    np.testing.assert_array_equal(within_chain_span(points, chain), [True, False, True, False, True])
+    np.testing.assert_array_equal(within_chain_span(points, chain[::-1]), [True, False, True, False, True])
+    assert within_chain_span(points, chain[:1]).all()  # no length: nothing is left out
 
 
 def test_reader_warnings_reach_the_result(tmp_path):
