@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         o = report_to_dict(report)["overall"]
         print(format_report(report))
         confs = {k: {v.label: v.confidence for v in r.vertebrae} for k, r in results.items()}
-        flags.append(f"- {region}: {flag_stats(report, confs)}")
+        warned = {k for k, r in results.items() if r.warnings}
+        flags.append(f"- {region}: {flag_stats(report, confs, warned=warned)}")
         err = o["error_mm"]
         sections.append(
             f"| {region} | {len(cases)} | {_pct(o['sensitivity'])} | {_pct(o['precision'])} | "
