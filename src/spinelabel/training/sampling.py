@@ -136,6 +136,12 @@ class SamplerSpec:
     tissue_remap_share: float = 0.5
     #: Percentile range of the tissue knots over the crop's foreground.
     tissue_percentiles: tuple[float, float] = (20.0, 99.0)
+    #: Inner knots of the remap's piecewise-linear curve: four tissue classes
+    #: besides the background (fluid, disc, marrow, fat/muscle) get a new
+    #: brightness each; tissue knots need more foreground pixels than knots squared.
+    remap_knots: int = 4
+    #: The background (0) maps to at most this: air stays dark in every contrast.
+    remap_background_max: float = 0.2
     #: Foreground: normalised intensity above this (the image outside the field
     #: of view is 0 and would otherwise pull the quantiles down).
     foreground_threshold: float = 0.05
@@ -145,6 +151,52 @@ class SamplerSpec:
     #: level than near any other annotated one (weight 1). Rare, hard levels
     #: (C1's ring, C2) get more of the training this way.
     centre_weights: tuple[tuple[str, float], ...] = ()
+    #: Normalised intensities (1 = the 99.5th percentile, ``normalize_intensity``)
+    #: are clipped here before the intensity augmentation: fat and fluid may
+    #: exceed the percentile a little, a few bright artefacts by far.
+    intensity_clip: float = 1.2
+    #: Gamma range applied after the remap: scanners and windowing differ in
+    #: how they map signal to grey levels (sqrt-like to square-like).
+    gamma: tuple[float, float] = (0.6, 1.6)
+    #: Probability of a smooth multiplicative bias field (surface-coil falloff,
+    #: B1 inhomogeneity) ...
+    p_bias_field: float = 0.7
+    #: ... exp of a cubic zoom of a ``bias_field_grid`` x ``bias_field_grid``
+    #: grid of N(0, sd) values, sd drawn from this range: up to ~x0.5-x2 across a
+    #: crop, as from the centre of a spine coil array to its edge.
+    bias_field_sd: tuple[float, float] = (0.1, 0.35)
+    bias_field_grid: int = 3
+    #: Probability and Gaussian sd range (px) of a blur: thick slices, partial
+    #: volume and in-plane interpolation soften edges by up to about a pixel.
+    p_blur: float = 0.4
+    blur_sigma_px: tuple[float, float] = (0.3, 1.2)
+    #: Probability and sd range of additive Gaussian noise (share of the
+    #: normalised bright level): low-field and fast sequences reach ~8 %.
+    p_noise: float = 0.7
+    noise_sd: tuple[float, float] = (0.0, 0.08)
+    #: Final linear gain and offset ranges: what is left of the percentile
+    #: normalisation's spread between scans.
+    gain: tuple[float, float] = (0.8, 1.25)
+    offset: tuple[float, float] = (-0.1, 0.1)
+    #: Negative samples (no vertebra): Gaussian noise of this mean and sd,
+    #: smoothed by a Gaussian of sd drawn from ``negative_smoothing_px``: blobby
+    #: texture at the scale of bowel, muscle and fat, where the detector must
+    #: stay silent.
+    negative_mean: float = 0.4
+    negative_sd: float = 0.3
+    negative_smoothing_px: tuple[float, float] = (1.0, 6.0)
+    #: Beyond the first and last annotated vertebra the loss is masked from this
+    #: share of the spacing to the next annotated one on: the next (unlabeled)
+    #: body's edge lies ~0.6 spacings away (bodies are ~0.6 spacings tall, so
+    #: their edges start at ~0.7 of the way), minus a margin for the heatmap width.
+    validity_band_start: float = 0.55
+    #: The level map is a target only where a vertebra's lateral profile is
+    #: above this (``lateral_profile``): near a body's side its level is still
+    #: clear, while far out of its slab the pixel shows another structure.
+    level_min_amplitude: float = 0.3
+    #: Level spacing (mm) assumed for a scan with a single annotated point
+    #: (a typical lumbar spacing; it only scales that point's plateau).
+    default_spacing_mm: float = 30.0
 
 
 @dataclass
@@ -206,10 +258,10 @@ def _crop_transform(rng: np.random.Generator, spec: SamplerSpec, centre_mm: np.n
     return matrix, offset
 
 
-def _level_spacing_mm(scan: TrainingScan) -> np.ndarray:
+def _level_spacing_mm(scan: TrainingScan, spec: SamplerSpec) -> np.ndarray:
     """Distance from each point to its nearest annotated neighbour (mm), shape (N,)."""
     if len(scan.points_mm) < 2:
-        return np.full(len(scan.points_mm), 30.0)
+        return np.full(len(scan.points_mm), spec.default_spacing_mm)
     d = np.linalg.norm(scan.points_mm[:, None] - scan.points_mm[None], axis=-1)
     np.fill_diagonal(d, np.inf)
     return d.min(axis=1)
@@ -217,7 +269,7 @@ def _level_spacing_mm(scan: TrainingScan) -> np.ndarray:
 
 def lateral_profile(scan: TrainingScan, spec: SamplerSpec, x_mm: float | np.ndarray) -> np.ndarray:
     """Heatmap height per vertebra for a slab at x_mm (scalar, or (N,) per point): 1 inside the body, Gaussian fall-off outside."""
-    half = spec.plateau_fraction * _level_spacing_mm(scan)
+    half = spec.plateau_fraction * _level_spacing_mm(scan, spec)
     beyond = np.maximum(np.abs(scan.points_mm[:, 0] - x_mm) - half, 0.0)
     return np.exp(-(beyond**2) / (2 * spec.lateral_falloff_mm**2))
 
@@ -241,7 +293,7 @@ def _targets(
         heat = np.maximum(heat, blob)
         if is_anchor:
             anchor = np.maximum(anchor, blob)
-        near = (d2 <= spec.level_radius_px**2) & (a > 0.3)
+        near = (d2 <= spec.level_radius_px**2) & (a > spec.level_min_amplitude)
         level[near] = ordv - LEVEL_OFFSET
         level_w[near] = a
     valid = _validity(uv, scan, spec, matrix, uu, vv)
@@ -261,7 +313,7 @@ def _validity(uv, scan, spec, matrix, uu, vv) -> np.ndarray:
         du, dv = uu - uv[end][0], vv - uv[end][1]
         along = du * direction[0] + dv * direction[1]
         across = np.abs(-du * direction[1] + dv * direction[0])
-        band = (along > 0.55 * spacing) & (across < spec.unannotated_band_mm / px)
+        band = (along > spec.validity_band_start * spacing) & (across < spec.unannotated_band_mm / px)
         valid[band] = 0.0
     return valid
 
@@ -433,42 +485,43 @@ def _read_slab(
 def _remap(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
     """A smooth random intensity remap; knots at random intensities or at tissue quantiles."""
     fg = img[img > spec.foreground_threshold]
-    if rng.random() < spec.tissue_remap_share and fg.size > 16:
-        knots = np.percentile(fg, np.sort(rng.uniform(*spec.tissue_percentiles, 4)))
+    if rng.random() < spec.tissue_remap_share and fg.size > spec.remap_knots**2:
+        knots = np.percentile(fg, np.sort(rng.uniform(*spec.tissue_percentiles, spec.remap_knots)))
     else:
-        knots = rng.uniform(0, 1, 4)
-    xs = np.concatenate([[0], np.sort(knots), [max(1.2, float(img.max()))]])
+        knots = rng.uniform(0, 1, spec.remap_knots)
+    xs = np.concatenate([[0], np.sort(knots), [max(spec.intensity_clip, float(img.max()))]])
     xs = np.maximum.accumulate(xs + np.arange(xs.size) * 1e-6)  # strictly increasing for interp
     ys = rng.uniform(0, 1, xs.size)
-    ys[0] = rng.uniform(0, 0.2)
+    ys[0] = rng.uniform(0, spec.remap_background_max)
     return np.interp(img, xs, ys)
 
 
 def _augment_intensity(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
     """Random contrast remapping, bias field, blur and noise (domain randomisation)."""
-    img = np.clip(img, 0, 1.2)
+    img = np.clip(img, 0, spec.intensity_clip)
     if rng.random() < spec.p_remap:  # other contrasts (T1, STIR, Dixon)
         img = _remap(rng, img, spec)
     elif rng.random() < spec.p_invert:
-        img = 1.0 - img / 1.2
-    img = np.clip(img, 0, None) ** rng.uniform(0.6, 1.6)
-    n = img.shape[0]
-    if rng.random() < 0.7:  # multiplicative bias field from a coarse random grid
-        coarse = rng.normal(0, rng.uniform(0.1, 0.35), (3, 3))
-        field_ = ndimage.zoom(coarse, n / 3, order=3)[:n, :n]
+        img = 1.0 - img / spec.intensity_clip
+    img = np.clip(img, 0, None) ** rng.uniform(*spec.gamma)
+    n, grid = img.shape[0], spec.bias_field_grid
+    if rng.random() < spec.p_bias_field:
+        coarse = rng.normal(0, rng.uniform(*spec.bias_field_sd), (grid, grid))
+        field_ = ndimage.zoom(coarse, n / grid, order=3)[:n, :n]
         img = img * np.exp(field_)
-    if rng.random() < 0.4:
-        img = ndimage.gaussian_filter(img, rng.uniform(0.3, 1.2))
-    if rng.random() < 0.7:
-        img = img + rng.normal(0, rng.uniform(0.0, 0.08), img.shape)
-    img = img * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
+    if rng.random() < spec.p_blur:
+        img = ndimage.gaussian_filter(img, rng.uniform(*spec.blur_sigma_px))
+    if rng.random() < spec.p_noise:
+        img = img + rng.normal(0, rng.uniform(*spec.noise_sd), img.shape)
+    img = img * rng.uniform(*spec.gain) + rng.uniform(*spec.offset)
     return img.astype(np.float32)
 
 
 def _negative(rng: np.random.Generator, spec: SamplerSpec) -> tuple[np.ndarray, ...]:
     """A sample with no vertebrae at all: smooth random texture (all six arrays)."""
     n = spec.crop_px
-    img = ndimage.gaussian_filter(rng.normal(0.4, 0.3, (n, n)), rng.uniform(1, 6))
+    img = ndimage.gaussian_filter(rng.normal(spec.negative_mean, spec.negative_sd, (n, n)),
+                                  rng.uniform(*spec.negative_smoothing_px))
     img = _augment_intensity(rng, np.clip(img, 0, 1), spec)
     zeros = np.zeros((n, n), np.float32)
     return img, zeros, zeros, zeros, np.ones((n, n), np.float32), zeros
