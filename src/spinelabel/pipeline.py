@@ -269,9 +269,11 @@ def within_chain_span(positions: np.ndarray, chain: np.ndarray) -> np.ndarray:
     cervical scans the dim cervicothoracic junction draws strong detections
     that fit no level), which say nothing about whether the chain is a spine;
     within its length every strong detection is either one of its vertebrae
-    or clutter that a real spine would not leave. Half the chain's mean
-    spacing is the distance at which a detection stops being a candidate for
-    the next level and becomes one for a level beyond it.
+    or clutter that a real spine would not leave. The margin is half a step of
+    the chain, taken as the distance between its end vertebrae divided by its
+    number of steps (a little less than the mean spacing on a curved chain): the
+    distance at which a detection stops being a candidate for the next level
+    and becomes one for a level beyond it.
 
     Parameters
     ----------

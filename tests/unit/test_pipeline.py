@@ -197,6 +197,8 @@ def test_within_chain_span_measures_along_the_chain():
     np.testing.assert_array_equal(within_chain_span(points, chain), [True, False, True, False, True])
     np.testing.assert_array_equal(within_chain_span(points, chain[::-1]), [True, False, True, False, True])
     assert within_chain_span(points, chain[:1]).all()  # no length: nothing is left out
+    assert within_chain_span(points, np.zeros((3, 3))).all()
+    assert within_chain_span(np.zeros((0, 3)), chain).shape == (0,)
 
 
 def test_reader_warnings_reach_the_result(tmp_path):
