@@ -740,13 +740,26 @@ def label_candidates(
 def _label_strongest(
     candidates: Sequence[Candidate], region: Region, shape: ShapeModel, params: LabelingParams
 ) -> LabelingResult:
-    """``label_candidates`` on the ``params.max_candidates`` strongest candidates, with a warning."""
-    keep = np.sort(np.argsort([-float(c.score) for c in candidates], kind="stable")[: params.max_candidates])
+    """``label_candidates`` on the ``params.max_candidates`` strongest candidates.
+
+    Warns when a candidate of score >= ``params.low_confidence`` is left out:
+    so many strong detections are unlike a spine. Weaker ones left out need no
+    warning (a whole spine with its lateral duplicates gives 150-220
+    candidates, most of them weak): as a vertebra, such a candidate would have
+    been a flagged label at best, and a missing one is what the chain model
+    already allows for.
+    """
+    order = np.argsort([-float(c.score) for c in candidates], kind="stable")
+    keep = np.sort(order[: params.max_candidates])
     result = label_candidates([candidates[i] for i in keep], region, shape, params)
     vertebrae = [replace(v, candidate_index=int(keep[v.candidate_index])) for v in result.vertebrae]
+    dropped_strong = sum(float(candidates[i].score) >= params.low_confidence for i in order[params.max_candidates :])
+    if not dropped_strong:
+        return replace(result, vertebrae=vertebrae)
     note = (
         f"{len(candidates) - len(keep)} weakest of {len(candidates)} candidates ignored "
-        f"(more than {params.max_candidates}): is this a spine image?"
+        f"(more than {params.max_candidates}; {dropped_strong} of them with score >= {params.low_confidence}): "
+        "is this a spine image?"
     )
     return replace(result, vertebrae=vertebrae, warnings=[note, *result.warnings])
 

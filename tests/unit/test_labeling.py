@@ -619,7 +619,14 @@ def test_too_many_candidates_keeps_the_strongest_and_warns():
     assert labels(result) == ["L1", "L2", "L3", "L4", "L5"]
     # indices refer to the caller's list
     assert [v.candidate_index for v in result.vertebrae] == list(range(15, 20))
-    assert any("25 weakest of 35 candidates ignored" in w for w in result.warnings)
+    # only weak candidates were left out: no warning (a whole spine gives many weak lateral ones)
+    assert not any("candidates ignored" in w for w in result.warnings)
+    # strong clutter left out is unlike a spine: warned
+    clutter = [Candidate(rng.uniform(-100, 100, 3) + [300.0, 0.0, 0.0], 0.6, None) for _ in range(8)]
+    result = label_candidates(strong + clutter + weak, LUMBAR, PRIOR, params)
+    assert labels(result) == ["L1", "L2", "L3", "L4", "L5"]
+    assert any("33 weakest of 43 candidates ignored (more than 10; 3 of them with score >= 0.5)" in w
+               for w in result.warnings)
 
 
 def test_a_chain_without_its_anchor_warns_that_the_count_is_unverified():
