@@ -138,8 +138,12 @@ class SamplerSpec:
     tissue_percentiles: tuple[float, float] = (20.0, 99.0)
     #: Inner knots of the remap's piecewise-linear curve: four tissue classes
     #: besides the background (fluid, disc, marrow, fat/muscle) get a new
-    #: brightness each; tissue knots need more foreground pixels than knots squared.
+    #: brightness each.
     remap_knots: int = 4
+    #: Tissue knots need more than this many foreground pixels (a crop that is
+    #: nearly all background gets random knots): a percentile of fewer pixels
+    #: is one pixel's value, not a tissue's.
+    tissue_remap_min_pixels: int = 16
     #: The background (0) maps to at most this: air stays dark in every contrast.
     remap_background_max: float = 0.2
     #: Foreground: normalised intensity above this (the image outside the field
@@ -485,7 +489,7 @@ def _read_slab(
 def _remap(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
     """A smooth random intensity remap; knots at random intensities or at tissue quantiles."""
     fg = img[img > spec.foreground_threshold]
-    if rng.random() < spec.tissue_remap_share and fg.size > spec.remap_knots**2:
+    if rng.random() < spec.tissue_remap_share and fg.size > spec.tissue_remap_min_pixels:
         knots = np.percentile(fg, np.sort(rng.uniform(*spec.tissue_percentiles, spec.remap_knots)))
     else:
         knots = rng.uniform(0, 1, spec.remap_knots)
@@ -497,7 +501,7 @@ def _remap(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.n
 
 
 def _augment_intensity(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
-    """Random contrast remapping, bias field, blur and noise (domain randomisation)."""
+    """Random contrast remap or inversion, gamma, bias field, blur, noise, gain and offset (domain randomisation)."""
     img = np.clip(img, 0, spec.intensity_clip)
     if rng.random() < spec.p_remap:  # other contrasts (T1, STIR, Dixon)
         img = _remap(rng, img, spec)
