@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import anatomy
 from .anatomy import region_for_levels
@@ -182,7 +183,7 @@ class Labeler:
                 f">= {LOW_CONFIDENCE}): is this a sagittal {self.region.name} spine MR?"
             )
         chain = np.array([v.position for v in result.vertebrae], float)
-        within = within_chain_span(np.array([c.position for c in candidates], float).reshape(-1, 3), chain)
+        within = within_chain_span([c.position for c in candidates], chain)
         strong = {i for i, c in enumerate(candidates) if c.score >= LOW_CONFIDENCE and within[i]}
         explained = sum(v.candidate_index in strong for v in result.vertebrae)
         if explained < settings.min_explained_fraction * len(strong):
@@ -261,7 +262,7 @@ class AutoLabeler:
         return chosen.label(volume, candidates if same_detector else None)
 
 
-def within_chain_span(positions: np.ndarray, chain: np.ndarray) -> np.ndarray:
+def within_chain_span(positions: npt.ArrayLike, chain: npt.ArrayLike) -> np.ndarray:
     """Which positions lie along a chain's length: between its end vertebrae, or half a spacing beyond.
 
     The spine-plausibility check counts only these detections. Beyond the
@@ -290,10 +291,10 @@ def within_chain_span(positions: np.ndarray, chain: np.ndarray) -> np.ndarray:
     """
     positions = np.asarray(positions, float).reshape(-1, 3)
     chain = np.asarray(chain, float).reshape(-1, 3)
-    if len(chain) < 2 or np.linalg.norm(chain[-1] - chain[0]) == 0.0:
-        return np.ones(len(positions), bool)
-    axis = chain[-1] - chain[0]
+    axis = chain[-1] - chain[0] if len(chain) else np.zeros(3)
     length = float(np.linalg.norm(axis))
+    if len(chain) < 2 or length == 0.0:
+        return np.ones(len(positions), bool)
     margin = 0.5 * length / (len(chain) - 1)
     t = (positions - chain[0]) @ (axis / length)
     return (t >= -margin) & (t <= length + margin)
