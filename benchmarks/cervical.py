@@ -4,23 +4,29 @@ Usage (from the repository root, with ../shared beside it)::
 
     python -m benchmarks.cervical [--model cervical] [--n 30] [--seed 1000]
 
-No annotated real cervical MR is available to us, so accuracy is measured on
-synthetic phantoms drawn with a seed the training never used (training draws
-its phantom pool from seed 0 with a different random stream). Also measured:
-whether ``--region auto`` picks "lumbar" on every shared lumbar scan and
-"cervical" on the synthetic cervical ones. Writes docs/RESULTS.md and overlay
-pictures in docs/.
+Accuracy is measured on synthetic phantoms drawn with a seed the training
+never used (training draws its phantom pool from seed 0 with a different
+random stream); real cervical MR is measured by ``benchmarks.cervical_real``
+and ``benchmarks.cervical_robustness``. Also measured: whether ``--region
+auto`` picks "lumbar" on every shared lumbar scan and "cervical" on the real
+and synthetic cervical ones, also when the real scans' contrast is changed
+as in ``benchmarks.robustness`` (inverted, T1-like, STIR-like; lumbar: the
+held-out split). Writes docs/RESULTS.md and overlay pictures in docs/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
 
@@ -52,16 +58,30 @@ def _label_all(labeler, images: dict[str, Path]):
     return preds, times, failures, results
 
 
-def _auto_choices(auto, images: dict[str, Path]) -> dict[str, str]:
+def _auto_choices(auto, images: dict[str, Path], change=None) -> dict[str, str]:
+    """Case -> the region ``auto`` chooses for its image (``change``d first, when given), or the error."""
     from spinelabel.io import load_image
 
     out = {}
     for case, image in images.items():
         try:
-            out[case] = auto.choose_region(load_image([image]).volume)
+            volume = load_image([image]).volume
+            out[case] = auto.choose_region(change(volume) if change else volume)
         except Exception as exc:
             out[case] = f"error: {exc}"
     return out
+
+
+def _contrast_changes(seed: int) -> dict[str, Callable]:
+    """The contrast variants of ``benchmarks.robustness`` as volume -> volume."""
+    from benchmarks.robustness import contrast, inverted
+
+    rng = np.random.default_rng(seed)
+    return {
+        "inverted": lambda v: inverted(v, {})[0],
+        "t1-like": lambda v: contrast(v, {}, True, rng)[0],
+        "stir-like": lambda v: contrast(v, {}, False, rng)[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         lumbar_images = {p.name: p / "image.nii.gz" for p in sorted(SHARED.iterdir()) if (p / "image.nii.gz").is_file()}
         real_cervical = {p.name: p / "image.nii.gz" for p in sorted((SHARED.parent / "cervical-mr").iterdir())
                          if (p / "image.nii.gz").is_file()}
-        sets = (("shared lumbar-mr (real)", "lumbar", lumbar_images),
-                ("shared cervical-mr (real)", "cervical", real_cervical),
-                ("held-out synthetic cervical", "cervical", {c.name: c / "image.nii.gz" for c in cerv_cases}))
-        for name, expected, images in sets:
-            chosen = _auto_choices(auto, images)
+        held_out = json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"]
+        sets: list[tuple[str, str, dict[str, Path], Callable | None]] = [
+            ("shared lumbar-mr (real)", "lumbar", lumbar_images, None),
+            ("shared cervical-mr (real)", "cervical", real_cervical, None),
+            ("held-out synthetic cervical", "cervical", {c.name: c / "image.nii.gz" for c in cerv_cases}, None),
+        ]
+        for variant, change in _contrast_changes(args.seed).items():
+            sets += [(f"held-out lumbar-mr (real), {variant}", "lumbar", {c: lumbar_images[c] for c in held_out}, change),
+                     (f"shared cervical-mr (real), {variant}", "cervical", real_cervical, change)]
+        for name, expected, images, change in sets:
+            chosen = _auto_choices(auto, images, change)
             wrong = {k: v for k, v in chosen.items() if v != expected}
             auto_lines.append(
                 f"| {name} | {len(images)} | "
@@ -127,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     cfg_path = resolve_model_dir(args.model) / "config.json"
-    import json
-
     cfg = json.loads(cfg_path.read_text())
     settings = cfg.get("training", {}).get("settings", {})
     cmd = "python -m benchmarks.cervical " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -54,7 +54,7 @@ from benchmarks.lumbar import REPO, SHARED, flag_counts, flag_stats, git_commit,
 CUT_MARGIN_MM = 10.0
 
 
-def _cut(volume, points: dict[str, np.ndarray], level: str, offset_mm: float, keep_above: bool):
+def cut(volume, points: dict[str, np.ndarray], level: str, offset_mm: float, keep_above: bool):
     """Crop along the cranio-caudal axis at the annotated ``level`` + ``offset_mm`` (world z)."""
     from spinelabel.geometry import Volume, reorient
 
@@ -82,18 +82,21 @@ def dicom_series(volume, folder: Path, spacing_mm: tuple[float, float, float]):
     return load_image([folder]).volume
 
 
-def _dicom_thick(volume, points, tmp: Path, case: str):
-    return dicom_series(volume, tmp / case, (0.8, 0.8, 4.0)), points
+def dicom_thick(volume, points, tmp: Path, case: str, spacing_mm: tuple[float, float, float] = (0.8, 0.8, 4.0)):
+    """Thick sagittal slices through DICOM (``dicom_series``); the points stay."""
+    return dicom_series(volume, tmp / case, spacing_mm), points
 
 
-def _inverted(volume, points):
+def inverted(volume, points):
+    """Intensities inverted about the 99.5th percentile."""
     from spinelabel.geometry import Volume
 
     data = volume.real_data()
     return Volume(float(np.percentile(data, 99.5)) - data, volume.affine), points
 
 
-def _bias_noise(volume, points, rng: np.random.Generator):
+def bias_noise(volume, points, rng: np.random.Generator):
+    """A smooth multiplicative field (x0.6..x1.6) and Gaussian noise of 6 % of the bright level."""
     from scipy import ndimage
 
     from spinelabel.geometry import Volume
@@ -118,7 +121,7 @@ def _resample_to(volume, affine: np.ndarray, shape: tuple[int, int, int]):
     return Volume(data.reshape(shape), affine)
 
 
-def _oblique_dicom(volume, points, tmp: Path, case: str):
+def oblique_dicom(volume, points, tmp: Path, case: str):
     """0.6 mm pixels, 4 mm slices, the slice plane turned 12 deg about world z, through DICOM."""
     from spinelabel.geometry import reorient
     from spinelabel.io import load_image
@@ -180,10 +183,11 @@ def _steep_sacrum(volume, points):
 
 def _s1_half(volume, points):
     spacing = float(points["L4"][2] - points["L5"][2])
-    return _cut(volume, points, "L5", -spacing, keep_above=True)
+    return cut(volume, points, "L5", -spacing, keep_above=True)
 
 
-def _contrast(volume, points, fold: bool, rng: np.random.Generator):
+def contrast(volume, points, fold: bool, rng: np.random.Generator):
+    """``fold``: T1-like (the brightest tissues folded over to dark); else STIR-like (power 2.5 and 4 % noise)."""
     from spinelabel.geometry import Volume
 
     data = volume.real_data()
@@ -197,13 +201,14 @@ def _contrast(volume, points, fold: bool, rng: np.random.Generator):
     return Volume(np.clip(y, 0.0, None).astype(np.float32), volume.affine), points
 
 
-def _fracture(volume, points):
+def fracture(volume, points, level: str = "L1", below: str = "L2"):
+    """``level`` compressed to 60 % of its height around its centre; the discs next to it stretch to fill."""
     from spinelabel.geometry import reorient
 
     canon = reorient(volume, "RIP")
-    c, below = _inplane(canon, points["L1"]), _inplane(canon, points["L2"])
-    spacing = float(np.linalg.norm(below - c))
-    down = (below - c) / spacing
+    c, nxt = _inplane(canon, points[level]), _inplane(canon, points[below])
+    spacing = float(np.linalg.norm(nxt - c))
+    down = (nxt - c) / spacing
     body, band, k = 0.3 * spacing, 0.8 * spacing, 0.6  # half body height, warped band, compression
 
     def source_of(y):
@@ -233,17 +238,17 @@ def conditions(tmp: Path, seed: int):
     rng = np.random.default_rng(seed)
     return {
         "original": lambda v, p, c: (v, p),
-        "dicom-thick": lambda v, p, c: _dicom_thick(v, p, tmp, c),
-        "inverted": lambda v, p, c: _inverted(v, p),
-        "bias-noise": lambda v, p, c: _bias_noise(v, p, rng),
-        "no-sacrum": lambda v, p, c: _cut(v, p, "L5", -20.0, keep_above=True),
-        "no-thoracic": lambda v, p, c: _cut(v, p, "L2", 20.0, keep_above=False),
+        "dicom-thick": lambda v, p, c: dicom_thick(v, p, tmp, c),
+        "inverted": lambda v, p, c: inverted(v, p),
+        "bias-noise": lambda v, p, c: bias_noise(v, p, rng),
+        "no-sacrum": lambda v, p, c: cut(v, p, "L5", -20.0, keep_above=True),
+        "no-thoracic": lambda v, p, c: cut(v, p, "L2", 20.0, keep_above=False),
         "steep-sacrum": lambda v, p, c: _steep_sacrum(v, p),
         "s1-half": lambda v, p, c: _s1_half(v, p),
-        "oblique-dicom": lambda v, p, c: _oblique_dicom(v, p, tmp, c),
-        "t1-like": lambda v, p, c: _contrast(v, p, True, rng),
-        "stir-like": lambda v, p, c: _contrast(v, p, False, rng),
-        "fracture": lambda v, p, c: _fracture(v, p),
+        "oblique-dicom": lambda v, p, c: oblique_dicom(v, p, tmp, c),
+        "t1-like": lambda v, p, c: contrast(v, p, True, rng),
+        "stir-like": lambda v, p, c: contrast(v, p, False, rng),
+        "fracture": lambda v, p, c: fracture(v, p),
     }
 
 
