@@ -99,15 +99,20 @@ class CompetingLoad:
         self.n, self.niceness, self.own_session, self.procs = n, niceness, own_session, []
 
     def __enter__(self) -> "CompetingLoad":
-        code = f"import os; os.nice({self.niceness})\nwhile True: pass"
-        self.procs = [
-            subprocess.Popen([sys.executable, "-c", code], start_new_session=self.own_session) for _ in range(self.n)
-        ]
+        if self.own_session:  # one session (one autogroup) whose leader forks the other busy processes
+            code = f"import os; os.nice({self.niceness})\nfor _ in range({self.n - 1}):\n    if os.fork() == 0: break\nwhile True: pass"
+            self.procs = [subprocess.Popen([sys.executable, "-c", code], start_new_session=True)]
+        else:
+            code = f"import os; os.nice({self.niceness})\nwhile True: pass"
+            self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(self.n)]
         return self
 
     def __exit__(self, *exc) -> None:
         for p in self.procs:
-            p.send_signal(signal.SIGKILL)
+            if self.own_session:
+                os.killpg(p.pid, signal.SIGKILL)  # the leader and its forks
+            else:
+                p.send_signal(signal.SIGKILL)
             p.wait()
 
 
