@@ -35,7 +35,7 @@ from pathlib import Path
 
 from benchmarks.cervical import CERVICAL_RADIUS_MM, _mm, _pct
 from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
-from benchmarks.robustness import dicom_series
+from benchmarks.robustness import Labeled, dicom_series
 
 ANNOTATIONS = REPO / "annotations" / "cervical-mr.csv"
 BASE_MODEL = REPO / "benchmarks" / "models" / "cervical-base"
@@ -88,23 +88,14 @@ def _score(model: Path | str, subjects: list[str], gt: dict, tmp: Path) -> dict[
     labeler = Labeler.load(str(model), "cervical")
     out = {}
     for condition in ("original", "dicom-0.5x3"):
-        preds, conf, failures, times, warned = {}, {}, [], [], set()
+        run = Labeled()
         for s in subjects:
             volume = load_image([gt[s].image]).volume
             if condition != "original":
                 volume = dicom_series(volume, tmp / f"{s}-{Path(str(model)).name}", DICOM_SPACING_MM)
-            t = time.perf_counter()
-            try:
-                result = labeler.label(volume)
-                preds[s] = [(v.label, v.position_mm) for v in result.vertebrae]
-                conf[s] = {v.label: v.confidence for v in result.vertebrae}
-                if result.warnings:
-                    warned.add(s)
-            except Exception as exc:  # a failure is a result
-                failures.append(f"{s}: {str(exc).splitlines()[0]}")
-            times.append(time.perf_counter() - t)
+            run.add(s, labeler, volume)
         truth = [ScanAnnotation(s, None, dict(gt[s].points)) for s in subjects]
-        out[condition] = (evaluate(preds, truth, CERVICAL_RADIUS_MM), conf, failures, times, warned)
+        out[condition] = (evaluate(run.preds, truth, CERVICAL_RADIUS_MM), run.conf, run.failures, run.times, run.warned)
     return out
 
 

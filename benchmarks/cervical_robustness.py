@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +42,7 @@ import numpy as np
 from benchmarks.cervical import CERVICAL_RADIUS_MM, _mm, _pct
 from benchmarks.cervical_real import ANNOTATIONS
 from benchmarks.lumbar import flag_counts, flag_stats, git_commit, write_section
-from benchmarks.robustness import bias_noise, contrast, cut, dicom_thick, fracture, inverted, oblique_dicom
+from benchmarks.robustness import Labeled, bias_noise, contrast, cut, dicom_thick, fracture, inverted, oblique_dicom
 
 #: Pixel and slice spacing (mm) of the 2D TSE variant: the thick end of clinical cervical series.
 TSE_SPACING_MM = (0.7, 0.7, 4.0)
@@ -89,27 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     total = {"scans": 0, "scans_right": 0, "wrong": 0, "wrong_warned": 0, "right": 0, "right_warned": 0}
     with tempfile.TemporaryDirectory(prefix="spinelabel-cerv-robust-") as tmp:
         for name, change in conditions(Path(tmp), args.seed).items():
-            preds, truth, failures, times, conf, warned = {}, [], [], [], {}, set()
+            truth, run = [], Labeled()
             for s in subjects:
                 volume, points = change(load_image([gt[s].image]).volume, dict(gt[s].points), s)
                 truth.append(ScanAnnotation(s, None, points))
-                t = time.perf_counter()
-                try:
-                    result = labelers[s].label(volume)
-                    preds[s] = [(v.label, v.position_mm) for v in result.vertebrae]
-                    conf[s] = {v.label: v.confidence for v in result.vertebrae}
-                    if result.warnings:
-                        warned.add(s)
-                except Exception as exc:  # a failure is a result
-                    failures.append(f"{s}: {str(exc).splitlines()[0]}")
-                times.append(time.perf_counter() - t)
-            rep = evaluate(preds, truth, CERVICAL_RADIUS_MM)
+                run.add(s, labelers[s], volume)
+            rep = evaluate(run.preds, truth, CERVICAL_RADIUS_MM)
             wrong = [f"{r.scan_id}: {scan_notes(r)}" for r in rep.per_scan if not r.all_correct]
-            counts = flag_counts(rep, conf, warned=warned)
+            counts = flag_counts(rep, run.conf, warned=run.warned)
             rows.append(
                 f"| {name} | {rep.n_scans_correct}/{rep.n_scans} | {_pct(rep.identification_rate)} | "
                 f"{_pct(rep.sensitivity)} | {_pct(rep.precision)} | {_mm(rep.error_mean_mm)} mm | "
-                f"{np.median(times):.2f} s | {'; '.join(failures + wrong) or '—'} | {flag_stats(counts=counts)} |"
+                f"{np.median(run.times):.2f} s | {'; '.join(run.failures + wrong) or '—'} | {flag_stats(counts=counts)} |"
             )
             print(rows[-1], flush=True)
             total["scans"] += rep.n_scans

@@ -43,6 +43,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,6 +53,30 @@ from benchmarks.lumbar import REPO, SHARED, flag_counts, flag_stats, git_commit,
 
 #: Ground-truth points closer than this to a cut are dropped (mm).
 CUT_MARGIN_MM = 10.0
+
+
+@dataclass
+class Labeled:
+    """What labelers made of some cases: names and positions, confidences, warned cases, failures, seconds."""
+
+    preds: dict[str, list] = field(default_factory=dict)
+    conf: dict[str, dict[str, float]] = field(default_factory=dict)
+    warned: set[str] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+    def add(self, case: str, labeler, volume) -> None:
+        """Label ``volume`` as ``case``, timed; a failure is recorded as its first line (a result, not a crash)."""
+        t = time.perf_counter()
+        try:
+            result = labeler.label(volume)
+            self.preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
+            self.conf[case] = {v.label: v.confidence for v in result.vertebrae}
+            if result.warnings:
+                self.warned.add(case)
+        except Exception as exc:  # a failure is a result
+            self.failures.append(f"{case}: {str(exc).splitlines()[0]}")
+        self.times.append(time.perf_counter() - t)
 
 
 def cut(volume, points: dict[str, np.ndarray], level: str, offset_mm: float, keep_above: bool):
@@ -276,28 +301,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, change in conditions(Path(tmp), args.seed).items():
             if args.only and name not in args.only:
                 continue
-            preds, truth, failures, times, conf, warned = {}, [], [], [], {}, set()
+            truth, run = [], Labeled()
             for case in cases:
                 volume, points = change(load_image([SHARED / case / "image.nii.gz"]).volume, dict(gt[case].points), case)
                 truth.append(ScanAnnotation(case, None, points))
-                t = time.perf_counter()
-                try:
-                    result = labeler.label(volume)
-                    preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
-                    conf[case] = {v.label: v.confidence for v in result.vertebrae}
-                    if result.warnings:
-                        warned.add(case)
-                except Exception as exc:  # a failure is a result
-                    failures.append(f"{case}: {str(exc).splitlines()[0]}")
-                times.append(time.perf_counter() - t)
-            rep = evaluate(preds, truth)
+                run.add(case, labeler, volume)
+            rep = evaluate(run.preds, truth)
             shifted = [r.scan_id for r in rep.per_scan if r.mislabeled]
-            counts = flag_counts(rep, conf, warned=warned)
+            counts = flag_counts(rep, run.conf, warned=run.warned)
             rows.append(
                 f"| {name} | {_pct(rep.sensitivity)} | {_pct(rep.precision)} | "
                 f"{_mm(rep.error_mean_mm)} | {_pct(rep.identification_rate)} | "
-                f"{rep.n_scans_correct}/{rep.n_scans} | {np.median(times):.2f} s | "
-                f"{'; '.join(failures + [f'{s} mislabeled' for s in shifted]) or '—'} | {flag_stats(counts=counts)} |"
+                f"{rep.n_scans_correct}/{rep.n_scans} | {np.median(run.times):.2f} s | "
+                f"{'; '.join(run.failures + [f'{s} mislabeled' for s in shifted]) or '—'} | {flag_stats(counts=counts)} |"
             )
             print(rows[-1], flush=True)
             total["scans"] += rep.n_scans
