@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -53,6 +52,7 @@ import numpy as np
 
 from . import anatomy
 from .errors import InputError
+from .jsonfile import read_json
 from .reviewed import is_result_file, load_reviewed, result_files
 from .scan_annotation import ScanAnnotation, ScanAnnotationBuilder, ordered_points
 
@@ -121,14 +121,7 @@ def _level(text: object, where: str) -> str:
 
 
 def _load_centroids_json(path: Path) -> ScanAnnotation:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text (UTF-8) JSON file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object with a \"vertebrae\" list")
     verts = doc.get("vertebrae")

@@ -63,7 +63,6 @@ series), else the folder holding the JSON file.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -77,6 +76,7 @@ from scipy.optimize import linear_sum_assignment
 from . import anatomy
 from .annotations import CENTROIDS_NAME, ScanAnnotation
 from .errors import InputError
+from .jsonfile import read_json
 
 __all__ = [
     "DEFAULT_MATCH_RADIUS_MM",
@@ -446,14 +446,7 @@ def _scan_id_from_input(input_text: object, json_path: Path) -> str:
 
 
 def _load_prediction_file(path: Path) -> tuple[str, list[tuple[str, np.ndarray]]]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text (UTF-8) JSON file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise InputError(f"{path}: not a spinelabel output (no \"schema_version\")")
     if doc["schema_version"] != 1 or isinstance(doc["schema_version"], bool):

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import anatomy
 from ..errors import InputError, NothingFoundError, SpinelabelError
+from ..jsonfile import read_json
 from ..results import LOW_CONFIDENCE
 from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, result_of, review_status, with_review
 
@@ -258,12 +259,7 @@ def load_result_doc(path: Path) -> dict[str, Any]:
     InputError
         Unreadable, not JSON, or not a schema-v1 result.
     """
-    try:
-        return _check_doc(json.loads(path.read_text(encoding="utf-8")), path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return _check_doc(read_json(path), path)
 
 
 def _unlabeled_doc(source: str, message: str) -> dict[str, Any]:

@@ -1,0 +1,24 @@
+import pytest
+
+from spinelabel.errors import InputError
+from spinelabel.jsonfile import read_json
+
+
+def test_read_json_returns_the_value(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('{"vertebrae": [1, 2]}', encoding="utf-8")
+    assert read_json(path) == {"vertebrae": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [(b'{"a": 1,', "not valid JSON (line 1"), (b"\xff\xfe\x00{", "not a text (UTF-8) JSON file"), (None, "cannot read")],
+)
+def test_read_json_says_in_one_line_what_is_wrong(tmp_path, content, expected):
+    path = tmp_path / "a.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        read_json(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
