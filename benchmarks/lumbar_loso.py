@@ -2,7 +2,7 @@
 
 Usage (repository root, ../shared beside it)::
 
-    python -m benchmarks.lumbar_loso [--steps 2500] [--models /tmp/spinelabel-lumbar-loso] [--retrain] [--jobs 2]
+    python -m benchmarks.lumbar_loso [--steps 2500] [--models /tmp/spinelabel-lumbar-loso] [--retrain] [--jobs 2] [--seed 0]
 
 The shared lumbar scans come from two sources (Zukić et al.: T2 TSE, 1.5 T
 Siemens; MyoSegmenTUM: 3 T Philips water-fat). A validation split drawn from
@@ -16,7 +16,10 @@ Training uses the shipped recipe's data (phantoms 25 %, our S1 points in
 ``annotations/lumbar-s1.csv``, the caudal-segment augmentations) from a random
 start, for ``--steps`` steps (the shipped model got 5000 + 2000). Scored twice:
 against the sources' T11/L1-L5 points, and with our S1 points added. Writes the
-"lumbar-loso" section of docs/RESULTS.md.
+"lumbar-loso" section of docs/RESULTS.md; with ``--seed N`` (N > 0) the same
+recipe is trained again from another random start and written to its own
+section, "lumbar-loso-seedN": the run-to-run spread that a recipe change must
+exceed to count.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
 SOURCES = ("zukic", "myoseg")
 
 
-def _train_args(source: str, out: Path, steps: int, threads: int, tmp: Path) -> list[str]:
+def _train_args(source: str, out: Path, steps: int, threads: int, tmp: Path, seed: int = 0) -> list[str]:
     """``spinelabel train`` arguments for the split's training scans of one source."""
     split = json.loads(SPLIT.read_text())
     everything = sorted(p.name for p in SHARED.iterdir() if (p / "centroids.json").is_file())
@@ -46,10 +49,11 @@ def _train_args(source: str, out: Path, steps: int, threads: int, tmp: Path) -> 
     exclude.write_text(json.dumps({"validation": [c for c in everything if c not in keep]}))
     return ["train", str(SHARED), "--exclude", str(exclude), "--region", "lumbar", "--out", str(out),
             "--steps", str(steps), "--synthetic-fraction", "0.25", "--synthetic-scans", "80",
-            "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--threads", str(threads), "--quiet"]
+            "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--threads", str(threads), "--seed", str(seed),
+            "--quiet"]
 
 
-def _train_all(sources: list[str], models: Path, steps: int, jobs: int, tmp: Path) -> dict[str, float]:
+def _train_all(sources: list[str], models: Path, steps: int, jobs: int, tmp: Path, seed: int = 0) -> dict[str, float]:
     """Train one model per source, ``jobs`` side by side (one thread each when > 1); minutes per source."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +61,7 @@ def _train_all(sources: list[str], models: Path, steps: int, jobs: int, tmp: Pat
     threads = 2 if jobs == 1 else 1
 
     def one(source: str) -> float:
-        cmd = [sys.executable, "-m", "spinelabel.cli", *_train_args(source, models / f"{source}-only", steps, threads, tmp)]
+        cmd = [sys.executable, "-m", "spinelabel.cli", *_train_args(source, models / f"{source}-only", steps, threads, tmp, seed)]
         t0 = time.perf_counter()
         if subprocess.call(cmd):
             raise SystemExit(f"training on {source} failed")
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "spinelabel-lumbar-loso")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="trainings run side by side (one thread each when > 1)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed; N > 0 writes section lumbar-loso-seedN")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     with tempfile.TemporaryDirectory(prefix="spinelabel-loso-") as tmp:
         todo = [s for s in SOURCES if args.retrain or not (args.models / f"{s}-only" / "config.json").is_file()]
-        minutes = _train_all(todo, args.models, args.steps, args.jobs, Path(tmp))
+        minutes = _train_all(todo, args.models, args.steps, args.jobs, Path(tmp), args.seed)
         for train_on in SOURCES:
             test_on = next(s for s in SOURCES if s != train_on)
             model = args.models / f"{train_on}-only"
@@ -123,18 +128,19 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {train_on} ({n_train} scans) -> {test_on} ({len(cases)} scans) | {row} |")
                 print(lines[-1], flush=True)
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
-    body = f"""## Lumbar: leave one source out
+    title, key = ("", "lumbar-loso") if not args.seed else (f", training seed {args.seed}", f"lumbar-loso-seed{args.seed}")
+    body = f"""## Lumbar: leave one source out{title}
 
 - command: `python -m benchmarks.lumbar_loso {' '.join(argv if argv is not None else sys.argv[1:])}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
-- each model trained from scratch for {args.steps} steps on one source's training scans plus phantoms (25 %) and
+- each model trained from scratch (seed {args.seed}) for {args.steps} steps on one source's training scans plus phantoms (25 %) and
   our S1 points ({took}); tested on every scan of the other source; match radius 20 mm.
 
 | trained on -> tested on | ground truth | identification | scans entirely right | sensitivity | precision | mean error | failures | wrong scans | flags |
 |---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(lines)}
 """
-    write_section(args.results, "lumbar-loso", body)
+    write_section(args.results, key, body)
     print(f"wrote {args.results}")
     return 0
 

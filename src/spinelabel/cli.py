@@ -287,6 +287,7 @@ def train(
     extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
     threads: int = typer.Option(2, min=1, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
+    seed: int = typer.Option(0, min=0, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
@@ -324,6 +325,7 @@ def train(
         init=init,
         learning_rate=learning_rate,
         threads=threads,
+        seed=seed,
     )
     path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()

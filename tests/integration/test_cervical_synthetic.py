@@ -56,3 +56,20 @@ def test_synthetic_cases_evaluate_perfectly_against_themselves(tmp_path, capsys)
     o = json.loads((tmp_path / "r.json").read_text())["overall"]
     assert o["sensitivity"] == 1.0 and o["scan_accuracy"] == 1.0
     assert abs(o["error_mm"]["mean"] - np.sqrt(3)) < 1e-3
+
+
+def test_the_training_seed_is_recorded_and_decides_the_run(tmp_path):
+    import torch
+
+    data = tmp_path / "archive"
+    assert main(["synth", str(data), "--region", "cervical", "--n", "2", "--seed", "3", "-q"]) == 0
+    weights = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 5)):
+        model = tmp_path / name
+        assert main(["train", str(data), "--region", "cervical", "--out", str(model), "--steps", "1",
+                     "--seed", str(seed), "--threads", "1", "-q"]) == 0
+        assert json.loads((model / "config.json").read_text())["training"]["settings"]["seed"] == seed
+        weights[name] = torch.load(model / "weights.pt", weights_only=True)
+    same = [torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"]]
+    other = [torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"] if weights["a"][k].is_floating_point()]
+    assert all(same) and not any(other)
