@@ -10,13 +10,13 @@ without ``.json`` (the name ``spinelabel review`` gave the scan).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .jsonfile import read_json
 from .scan_annotation import ScanAnnotation, ScanAnnotationBuilder
 
 __all__ = ["ACCEPTED", "CORRECTED", "REVIEWED_STATES", "UNREVIEWED", "is_result_file", "load_reviewed", "result_files",
@@ -33,8 +33,8 @@ RESULT_SCHEMA_VERSION = 1
 def _read(path: Path) -> Any:
     """The JSON in ``path``, or None when it is not readable JSON."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except InputError:
         return None
 
 
