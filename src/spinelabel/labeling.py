@@ -25,7 +25,19 @@ constant), is
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
   ``d`` at the global scale ``s``, a direction cost, and a miss cost per
   level skipped between ``a`` and ``b`` (``miss_cost``; ``bodiless_miss_cost``
-  for C1);
+  for C1), and, where the shape model learned the step's direction in the
+  sagittal plane (``shape_model.sagittal_angle``, mean ``theta_ab``, sd
+  ``tau_ab``), the log-likelihood ratio of that direction under a Student-t
+  with ``direction_dof`` degrees of freedom against a uniform background over
+  the ``direction_range_deg`` a step may take at all:
+  ``log(tau_ab) + c(nu) + (nu + 1) / 2 * log(1 + t**2 / nu) - log(range)``,
+  ``t = (angle - theta_ab) / tau_ab``, ``c(nu)`` the Student-t normaliser.
+  A fitting step earns up to ~1.7 nats, one beyond ~2 sd pays. The lumbosacral
+  step turns 30-40 deg posteriorly, the lumbar steps above it do not: this
+  tells S1 from L5 when the anchor head
+  and the level estimates are unsure (other contrast, other hospital). Every
+  ``theta_ab`` is turned by one scan-wide tilt ``phi`` (posture), which
+  costs ``phi**2 / (2 tilt_sd**2)`` once and runs over ``tilt_grid_deg``;
 - ``delta**2 / (2 level_offset_sd**2)`` once: the CNN's level estimates of one
   scan share a bias (other scanner, contrast, field of view), so nine
   consistent estimates are one piece of evidence about the count, not nine.
@@ -47,7 +59,14 @@ best scale from ``LabelingParams.scale_grid`` and the best offset from
 and backward passes, minimised over scales and offsets) turned into a softmax
 at ``temperature``: when only the level estimates fix the count, a chain
 shifted by one level costs just the offset prior, and the confidence stays
-below ``low_confidence``.
+below ``low_confidence``. Where the shape model has learned step directions,
+each confidence is the lower of the posteriors with and without them (the
+vertebra probability, "a vertebra of the chain at all", is the model's
+own): the curvature may choose the names, but
+on its own it cannot make a count sure, since a spine with an unusual curve
+(a steep L4 -> L5 step above a sacrum out of view) looks like one a level
+lower (issue 11: myoseg-32, myoseg-49). A warning says when the names
+without the directions would differ.
 
 All positions are world RAS millimetres (x = Right, y = Anterior,
 z = Superior).
@@ -62,7 +81,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .anatomy import BODILESS_LEVELS, VARIANT_AFTER, Region, chain, ordinal
-from .shape_model import ShapeModel, chain_moments
+from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 
 # --------------------------------------------------------------------------- data
 
@@ -133,6 +152,33 @@ class LabelingParams:
     #: Direction cost ``direction_weight * (angle / max_angle)**2``: a mild
     #: preference for the cranio-caudal axis (1 nat at the limit).
     direction_weight: float = 1.0
+    #: Degrees of freedom of the Student-t cost on a step's learned sagittal
+    #: direction. A heavy tail: the learned sd comes from healthy spines in
+    #: one posture, and a listhesis, a fracture or another posture must cost a
+    #: few nats, not tens (4 dof: 3 sd cost 2.9 nats against a Gaussian's 4.5,
+    #: 5 sd 5.0 against 12.5), while the 3-4 sd between an L4 -> L5 step and
+    #: an L5 -> S1 step still weigh about as much as a missed vertebra.
+    direction_dof: float = 4.0
+    #: Width (deg) of the uniform background a step's sagittal direction is
+    #: compared with: any direction within ``max_angle_deg`` either side of
+    #: straight caudal. As a likelihood ratio the direction term is 0 for
+    #: pairs without a learned direction and for a step that fits no better
+    #: than chance, so a chain is not charged for labeling more steps.
+    direction_range_deg: float = 120.0
+    #: Scan-wide tilts ``phi`` (deg) added to every learned step direction.
+    #: The patient's posture (pelvic tilt, a knee cushion) and the slice
+    #: plane turn all steps of one scan alike: over the shared lumbar scans
+    #: whole spines sit up to ~15 deg steeper (zukic-07: L4 -> L5 24, L5 -> S1
+    #: 55) or flatter (myoseg-13: 10 and 13) than their source's median. Like
+    #: the level offset, one consistent deviation then counts once, and what
+    #: names the steps is the shape of the curve (the lumbosacral turn below
+    #: a straighter lumbar spine). 7.5 deg steps cost at most
+    #: (3.75 / 8)**2 / 2 = 0.11 nats per step of quantisation.
+    tilt_grid_deg: tuple[float, ...] = (-15.0, -7.5, 0.0, 7.5, 15.0)
+    #: Prior sd of that tilt (deg): the between-patient spread of supine
+    #: lumbar posture, about the ~10 deg by which the two shared sources'
+    #: median lumbosacral steps differ.
+    tilt_sd_deg: float = 10.0
     #: Global patient-size factors tried on the shape model: 7 log-spaced steps
     #: over +-25 % (body-size range of adults and adolescents); a step of 7.7 %
     #: is about 0.6 of the prior spacing sd, so quantisation costs < 0.05 per pair.
@@ -259,6 +305,7 @@ class _Pairs:
     j: np.ndarray  # (m,)
     dist: np.ndarray  # (m,) mm
     direction: np.ndarray  # (m,) direction cost
+    sagittal: np.ndarray  # (m,) shape_model.sagittal_angle of the step, deg
     by_j: np.ndarray  # (n + 1,) pairs by_j[j]:by_j[j+1] end at j
 
 
@@ -356,7 +403,7 @@ def _pairs(pos: np.ndarray, params: LabelingParams) -> _Pairs:
     i, j, dist, angle = i[ok], j[ok], dist[ok], angle[ok]
     direction = params.direction_weight * (angle / params.max_angle_deg) ** 2
     by_j = np.searchsorted(j, np.arange(n + 1))
-    return _Pairs(i, j, dist, direction, by_j)
+    return _Pairs(i, j, dist, direction, sagittal_angle(pos[j] - pos[i]), by_j)
 
 
 def _miss_costs(levels: Sequence[str], params: LabelingParams) -> np.ndarray:
@@ -400,9 +447,19 @@ def _end_costs(
 
 
 def _pair_costs(
-    pairs: _Pairs, mu: np.ndarray, sd: np.ndarray, scales: np.ndarray, params: LabelingParams, miss: np.ndarray
+    pairs: _Pairs,
+    mu: np.ndarray,
+    sd: np.ndarray,
+    scales: np.ndarray,
+    params: LabelingParams,
+    miss: np.ndarray,
+    heading: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pairwise costs for every allowed pair, level pair and scale.
+
+    ``heading``: the chain's expected step directions and their sds, (L, L)
+    degrees each (``shape_model.chain_directions``); None or an infinite sd:
+    no direction term.
 
     Returns
     -------
@@ -423,7 +480,38 @@ def _pair_costs(
     cost *= 0.5
     cost += static[:, :, None, None]
     cost += pairs.direction[None, None, :, None]
+    if heading is not None:
+        cost += _heading_costs(pairs.sagittal, *heading, params.direction_dof, params.direction_range_deg)[:, :, :, None]
     return cost
+
+
+def _heading_costs(angle: np.ndarray, theta: np.ndarray, tau: np.ndarray, dof: float, span: float) -> np.ndarray:
+    """Negative log-likelihood ratio of each pair's sagittal direction under each level pair's learned one.
+
+    Parameters
+    ----------
+    angle : ndarray, shape (m,)
+        The pairs' ``sagittal_angle`` (deg).
+    theta, tau : ndarray, shape (L, L)
+        Expected direction and its sd (deg); ``tau = inf`` means not learned.
+    dof : float
+        Student-t degrees of freedom.
+    span : float
+        Width (deg) of the uniform background density.
+
+    Returns
+    -------
+    ndarray, shape (L, L, m)
+        ``-log t_dof(angle; theta, tau) - log(span)``; 0 where not learned.
+    """
+    from math import lgamma, log, pi
+
+    known = np.isfinite(tau)
+    scale = np.where(known, tau, 1.0)[:, :, None]
+    t = (angle[None, None, :] - theta[:, :, None]) / scale
+    normaliser = lgamma(dof / 2.0) - lgamma((dof + 1.0) / 2.0) + 0.5 * log(dof * pi)
+    nll = normaliser + np.log(scale) + 0.5 * (dof + 1.0) * np.log1p(t * t / dof)
+    return np.where(known[:, :, None], nll - log(span), 0.0)
 
 
 def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -563,7 +651,7 @@ def _solve_chain(
     span: tuple[str, str] | None = None,
     marginals: bool = True,
 ) -> _Solution:
-    """Forward, backward and min-marginals for one chain at every scale and level offset.
+    """Forward, backward and min-marginals for one chain at every scale, level offset and tilt.
 
     ``span``: the levels the labeled range must reach (``_span_masks``), or None.
     ``marginals=False`` runs the forward pass only: ``best`` and ``path`` are
@@ -573,7 +661,6 @@ def _solve_chain(
     scales = np.asarray(params.scale_grid, float)
     mu, sd = chain_moments(shape, levels)
     miss = _miss_costs(levels, params)
-    P = _pair_costs(pairs, mu, sd, scales, params, miss)
     start, end = _end_costs(inp, mu, miss, scales, params)
     span_start, span_end = _span_masks(levels, span)
     start, end = start + span_start[:, None, None], end + span_end[:, None, None]
@@ -582,20 +669,25 @@ def _solve_chain(
     assigned = np.full((len(inp.order), len(levels)), np.inf)
     unassigned = np.full(len(inp.order), np.inf)
     top: tuple[float, float, list[tuple[int, int]]] = (np.inf, 0.0, [])
-    for offset in params.level_offset_grid:
-        prior = base + offset**2 / (2.0 * params.level_offset_sd**2)
-        U = _node_costs(inp, levels, params, anchors, offset)
-        F, G = _forward(U, P, pairs, start)
-        here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
-        best = np.minimum(best, here)
-        if marginals:
-            B = _backward(U, P, pairs, end)
-            assigned = np.minimum(assigned, prior + (F + B).min(axis=2).T)
-            unassigned = np.minimum(unassigned, prior + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
-        s = int(np.argmin(here))
-        if here[s] < top[0]:
-            path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
-            top = (float(here[s]), float(offset), path)
+    theta, tau = chain_directions(shape, levels)
+    tilts = params.tilt_grid_deg if np.isfinite(tau).any() else (0.0,)  # no learned direction: tilt is moot
+    for tilt in tilts:
+        P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau))
+        tilt_prior = base + tilt**2 / (2.0 * params.tilt_sd_deg**2)
+        for offset in params.level_offset_grid:
+            prior = tilt_prior + offset**2 / (2.0 * params.level_offset_sd**2)
+            U = _node_costs(inp, levels, params, anchors, offset)
+            F, G = _forward(U, P, pairs, start)
+            here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
+            best = np.minimum(best, here)
+            if marginals:
+                B = _backward(U, P, pairs, end)
+                assigned = np.minimum(assigned, prior + (F + B).min(axis=2).T)
+                unassigned = np.minimum(unassigned, prior + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
+            s = int(np.argmin(here))
+            if here[s] < top[0]:
+                path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
+                top = (float(here[s]), float(offset), path)
     return _Solution(levels, variant, best, top[2], assigned, unassigned, top[1])
 
 
@@ -708,16 +800,15 @@ def label_candidates(
         empty: list[LabeledVertebra] = []
         return LabelingResult(empty, (), 1.0, 0.0, _warnings(empty, None, 0, params))
     pairs = _pairs(inp.pos, params)
-    sols: list[_Solution] = []
-    unnamed: list[_Solution] = []
-    for variant, levels in _region_chains(region):
-        countable = not variant or all(lv in levels for lv in params.variant_span)
-        span = params.variant_span if variant and countable else None
-        sol = _solve_chain(inp, pairs, shape, variant, levels, params, region.anchors, span, marginals=countable)
-        (sols if countable else unnamed).append(sol)
+    sols, unnamed = _solve_region(inp, pairs, shape, region, params)
     c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
     sol = sols[c]
     labels, probs = _confidences(sols, params.temperature)
+    if shape.direction:  # the curvature may choose the names, not make them sure on its own
+        plain_sols, _ = _solve_region(inp, pairs, ShapeModel(shape.spacing), region, params)
+        plain_labels, plain_probs = _confidences(plain_sols, params.temperature)
+        plain_probs = plain_probs[:, [plain_labels.index(lv) for lv in labels] + [len(plain_labels)]]
+        probs[:, :-1] = np.minimum(probs[:, :-1], plain_probs[:, :-1])  # names only: "a vertebra at all" stays
     vertebrae = [
         LabeledVertebra(
             sol.levels[b],
@@ -734,7 +825,48 @@ def label_candidates(
     cost = float(sol.best[s])
     if vertebrae:
         warnings += [_uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]
+    if vertebrae and shape.direction:
+        warnings += _direction_check(vertebrae, inp, plain_sols)
     return LabelingResult(vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0)
+
+
+def _solve_region(
+    inp: _Inputs, pairs: _Pairs, shape: ShapeModel, region: Region, params: LabelingParams
+) -> tuple[list[_Solution], list[_Solution]]:
+    """The region's chains solved: (those that may be named, with marginals; uncountable variant chains, forward only)."""
+    sols: list[_Solution] = []
+    unnamed: list[_Solution] = []
+    for variant, levels in _region_chains(region):
+        countable = not variant or all(lv in levels for lv in params.variant_span)
+        span = params.variant_span if variant and countable else None
+        sol = _solve_chain(inp, pairs, shape, variant, levels, params, region.anchors, span, marginals=countable)
+        (sols if countable else unnamed).append(sol)
+    return sols, unnamed
+
+
+def _direction_check(vertebrae: list[LabeledVertebra], inp: _Inputs, plain: list[_Solution]) -> list[str]:
+    """A warning when the best labeling without the learned step directions names a candidate otherwise.
+
+    The directions and the appearance (level estimates, anchor head) are two
+    lines of evidence about the count. Where they agree the names stand on
+    both; where the directions alone move the count, a steep L4 -> L5 step
+    above a cut-off sacrum can pass for the lumbosacral turn (issue 11:
+    myoseg-32, S1 out of view), so the result is flagged.
+
+    Parameters
+    ----------
+    plain : list of _Solution
+        The region's nameable chains solved without directions (``_solve_region``).
+    """
+    best = min(plain, key=lambda sol: float(sol.best.min()))
+    other = {int(inp.order[j]): best.levels[b] for j, b in best.path}
+    moved = [f"{v.label} ({other[v.candidate_index]})" for v in vertebrae if other.get(v.candidate_index, v.label) != v.label]
+    if not moved:
+        return []
+    return [
+        f"the level names rest on the spine's curvature: without the learned step directions they would be "
+        f"{', '.join(moved)} — count from a landmark to verify"
+    ]
 
 
 def _label_strongest(

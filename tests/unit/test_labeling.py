@@ -282,8 +282,9 @@ def _brute_force(cands, region, shape, params):
     ]
     chains = [(v, lv) for v, lv in chains if not v or all(s in lv for s in params.variant_span)]
     best, marg = math.inf, {}
-    for (variant, levels), scale, offset in itertools.product(chains, params.scale_grid, params.level_offset_grid):
-        prior = offset**2 / (2 * params.level_offset_sd**2)
+    tilts = params.tilt_grid_deg if shape.direction else (0.0,)
+    for (variant, levels), scale, offset, tilt in itertools.product(chains, params.scale_grid, params.level_offset_grid, tilts):
+        prior = offset**2 / (2 * params.level_offset_sd**2) + tilt**2 / (2 * params.tilt_sd_deg**2)
         first, last = (levels.index(s) for s in params.variant_span) if variant else (len(levels), 0)
         for k in range(len(cands) + 1):
             for subset in itertools.combinations(order, k):
@@ -292,7 +293,7 @@ def _brute_force(cands, region, shape, params):
                         continue
                     cost = prior + _cost(
                         cands, subset, [levels[x] for x in lv], variant, levels, scale, shape, params,
-                        region.anchors, offset,
+                        region.anchors, offset, tilt,
                     )
                     best = min(best, cost)
                     chosen = dict(zip(subset, (levels[x] for x in lv)))
@@ -302,7 +303,7 @@ def _brute_force(cands, region, shape, params):
     return best, marg
 
 
-def _cost(cands, subset, names, variant, levels, scale, shape, params, region_anchors=(), offset=0.0):
+def _cost(cands, subset, names, variant, levels, scale, shape, params, region_anchors=(), offset=0.0, tilt=0.0):
     cost = params.variant_cost if variant else 0.0
     for c, cand in enumerate(cands):
         if c not in subset:
@@ -324,11 +325,30 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         mu, sd = shape.expected(n1, n2, variants=variant)
         cost += ((d - scale * mu) / (scale * sd)) ** 2 / 2
         cost += params.direction_weight * (angle / params.max_angle_deg) ** 2
+        cost += _heading_cost(vec, n1, n2, levels, shape, params, tilt)
         cost += sum(_miss(levels[x], params) for x in range(levels.index(n1) + 1, levels.index(n2)))
     if subset:
         cost += _fov_cost(cands[subset[0]], levels.index(names[0]), levels, variant, scale, shape, params, up=True)
         cost += _fov_cost(cands[subset[-1]], levels.index(names[-1]), levels, variant, scale, shape, params, up=False)
     return cost
+
+
+def _heading_cost(vec, upper, lower, levels, shape, params, tilt):
+    """Student-t cost of a step's sagittal direction: the learned steps from upper to lower summed as vectors, tilted."""
+    total, var = np.zeros(2), 0.0
+    for a, b in zip(levels[levels.index(upper) : levels.index(lower)], levels[levels.index(upper) + 1 : levels.index(lower) + 1]):
+        learned = shape.step_direction(a, b)
+        if learned is None:
+            return 0.0
+        length, theta = shape.adjacent(a, b)[0], math.radians(learned[0])
+        total += length * np.array([math.sin(theta), math.cos(theta)])
+        var += (length * math.radians(learned[1])) ** 2
+    expected = math.degrees(math.atan2(total[0], total[1])) + tilt
+    sd = math.degrees(math.sqrt(var) / float(np.linalg.norm(total)))
+    t = (math.degrees(math.atan2(-vec[1], -vec[2])) - expected) / sd
+    nu = params.direction_dof  # Student-t density against a uniform one over direction_range_deg
+    density = math.gamma((nu + 1) / 2) / (math.gamma(nu / 2) * math.sqrt(nu * math.pi) * sd) * (1 + t * t / nu) ** (-(nu + 1) / 2)
+    return -math.log(density * params.direction_range_deg)
 
 
 def _miss(level, params):
@@ -395,6 +415,41 @@ def test_dynamic_programming_equals_brute_force_with_a_countable_variant_and_off
         p = np.exp(-(m - m.min()) / params.temperature)
         assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
         assert v.vertebra_probability == pytest.approx(1.0 - p[-1] / p.sum(), abs=1e-9)
+
+
+def test_dynamic_programming_equals_brute_force_with_learned_directions():
+    """Sagittal direction terms, summed over skipped levels and borrowed by the L6 chain's steps."""
+    region = Region("tiny", ("L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
+    shape = ShapeModel(
+        {"L4-L5": (37.0, 3.0)},
+        {"L2-L3": (-12.0, 8.0), "L3-L4": (-2.0, 8.0), "L4-L5": (9.0, 8.0), "L5-S1": (38.0, 9.0)},
+    )
+    params = LabelingParams(scale_grid=(0.9, 1.1), level_offset_grid=(-0.5, 0.5), variant_span=("L3", "S1"),
+                            tilt_grid_deg=(-10.0, 0.0, 10.0))
+    rng = np.random.default_rng(8)
+    truth = spine(("L3", "L4", "L5", "S1"), seed=6)
+    cands = [
+        Candidate(p + rng.normal(0, 3, 3), float(rng.uniform(0.3, 0.95)), float(rng.uniform(21, 25)), 0.8,
+                  anchor=float(rng.uniform(0.0, 1.0)))
+        for p in truth.values()
+    ]
+    cands.append(Candidate(truth["L4"] + np.array([0.0, -12.0, -20.0]), 0.6, 23.0))
+    result = label_candidates(cands, region, shape, params)
+    best, marg = _brute_force(cands, region, shape, params)
+    _, plain = _brute_force(cands, region, ShapeModel(shape.spacing), params)
+    assert result.cost == pytest.approx(best, abs=1e-9)
+    names = list(dict.fromkeys(region.levels + ("L6",))) + [None]
+
+    def posterior(marginals, c):
+        m = np.array([marginals.get((c, name), math.inf) for name in names])
+        p = np.exp(-(m - m.min()) / params.temperature)
+        return p / p.sum()
+
+    for v in result.vertebrae:  # the lower posterior of the two models
+        with_dirs, without = posterior(marg, v.candidate_index), posterior(plain, v.candidate_index)
+        k = names.index(v.label)
+        assert v.confidence == pytest.approx(min(with_dirs[k], without[k]), abs=1e-9)
+        assert v.vertebra_probability == pytest.approx(1 - with_dirs[-1], abs=1e-9)
 
 
 def test_dynamic_programming_equals_brute_force_with_field_of_view_costs():
