@@ -81,6 +81,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .anatomy import BODILESS_LEVELS, VARIANT_AFTER, Region, chain, ordinal
+from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 
 # --------------------------------------------------------------------------- data
@@ -298,18 +299,6 @@ class _Inputs:
 
 
 @dataclass(frozen=True)
-class _Pairs:
-    """Allowed ordered pairs (upper i, lower j) of sorted candidates, grouped by j."""
-
-    i: np.ndarray  # (m,)
-    j: np.ndarray  # (m,)
-    dist: np.ndarray  # (m,) mm
-    direction: np.ndarray  # (m,) direction cost
-    sagittal: np.ndarray  # (m,) shape_model.sagittal_angle of the step, deg
-    by_j: np.ndarray  # (n + 1,) pairs by_j[j]:by_j[j+1] end at j
-
-
-@dataclass(frozen=True)
 class _Solution:
     """Everything the DP gives for one chain, stacked over S scales."""
 
@@ -385,7 +374,7 @@ def _false_positive_costs(inp: _Inputs, params: LabelingParams) -> np.ndarray:
     return -params.false_positive_weight * np.log1p(-inp.score)
 
 
-def _pairs(pos: np.ndarray, params: LabelingParams) -> _Pairs:
+def _pairs(pos: np.ndarray, params: LabelingParams) -> Pairs:
     """Ordered candidate pairs whose vector points caudally within ``max_angle_deg``.
 
     Parameters
@@ -403,7 +392,7 @@ def _pairs(pos: np.ndarray, params: LabelingParams) -> _Pairs:
     i, j, dist, angle = i[ok], j[ok], dist[ok], angle[ok]
     direction = params.direction_weight * (angle / params.max_angle_deg) ** 2
     by_j = np.searchsorted(j, np.arange(n + 1))
-    return _Pairs(i, j, dist, direction, sagittal_angle(pos[j] - pos[i]), by_j)
+    return Pairs(i, j, dist, direction, sagittal_angle(pos[j] - pos[i]), by_j)
 
 
 def _miss_costs(levels: Sequence[str], params: LabelingParams) -> np.ndarray:
@@ -447,7 +436,7 @@ def _end_costs(
 
 
 def _pair_costs(
-    pairs: _Pairs,
+    pairs: Pairs,
     mu: np.ndarray,
     sd: np.ndarray,
     scales: np.ndarray,
@@ -514,119 +503,6 @@ def _heading_costs(angle: np.ndarray, theta: np.ndarray, tau: np.ndarray, dof: f
     return np.where(known[:, :, None], nll - log(span), 0.0)
 
 
-def _forward(U: np.ndarray, P: np.ndarray, pairs: _Pairs, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best cost of a labeling ending with candidate j at level b.
-
-    Parameters
-    ----------
-    U : ndarray, shape (n, L)
-        Node costs (``_node_costs``).
-    P : ndarray, shape (L, L, m, S)
-        Pair costs (``_pair_costs``).
-    start : ndarray, shape (L, n, S)
-        Cost of a labeled range starting at (j, b) (``_end_costs``).
-
-    Returns
-    -------
-    F : ndarray, shape (L, n, S)
-        Includes the node cost of (j, b); relative to "all unassigned".
-    G : ndarray, shape (L, m, S)
-        ``G[b, p, s]``: best cost up to candidate ``pairs.i[p]`` plus the edge to
-        ``pairs.j[p]`` at level b (minimised over the level of ``pairs.i[p]``).
-    """
-    L, _, m, S = P.shape
-    n = U.shape[0]
-    F = np.empty((L, n, S))
-    G = np.empty((L, m, S))
-    for j in range(n):
-        lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
-        F[:, j] = U[j][:, None] + start[:, j]
-        if hi > lo:
-            G[:, lo:hi] = (P[:, :, lo:hi] + F[:, None, pairs.i[lo:hi]]).min(axis=0)
-            F[:, j] = U[j][:, None] + np.minimum(G[:, lo:hi].min(axis=1), start[:, j])
-    return F, G
-
-
-def _backward(U: np.ndarray, P: np.ndarray, pairs: _Pairs, end: np.ndarray) -> np.ndarray:
-    """Best cost of the rest of a labeling after candidate i at level a.
-
-    Pushes from the caudal end: when the pairs ending at j are visited, every
-    pair leaving j (ending further caudally) has been, so B[:, j] is final.
-
-    Parameters
-    ----------
-    end : ndarray, shape (L, n, S)
-        Cost of a labeled range ending at (i, a) (``_end_costs``).
-
-    Returns
-    -------
-    B : ndarray, shape (L, n, S)
-        Excludes the node cost of (i, a); at most ``end`` (ending there).
-    """
-    B = end.copy()
-    for j in range(U.shape[0] - 1, 0, -1):
-        lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
-        if hi > lo:
-            i = pairs.i[lo:hi]  # distinct within the group
-            rest = np.repeat((U[j][:, None] + B[:, j])[:, None], hi - lo, axis=1)  # (L, k, S)
-            B[:, i] = np.minimum(B[:, i], (P[:, :, lo:hi] + rest[None]).min(axis=1))
-    return B
-
-
-def _unassigned_marginals(
-    U: np.ndarray, pairs: _Pairs, F: np.ndarray, G: np.ndarray, B: np.ndarray, start: np.ndarray, end: np.ndarray
-) -> np.ndarray:
-    """Best cost (relative to "all unassigned") of a labeling that leaves candidate i out.
-
-    Such a labeling is empty, ends before i, starts after i, or jumps over i
-    with one edge (k, m), k < i < m.
-
-    Returns
-    -------
-    ndarray, shape (n, S)
-    """
-    _, n, S = F.shape
-    inf = np.full((1, S), np.inf)
-    ends = (F + end).min(axis=0)  # (n, S)
-    starts = (U.T[:, :, None] + start + B).min(axis=0)
-    before = np.minimum.accumulate(np.concatenate([inf, ends[:-1]]), axis=0)
-    after = np.minimum.accumulate(np.concatenate([starts[1:], inf])[::-1], axis=0)[::-1]
-    best = np.minimum(np.minimum(before, after), 0.0)
-    if len(pairs.i):
-        jump = (G + U.T[:, pairs.j, None] + B[:, pairs.j]).min(axis=0)  # (m, S)
-        k = np.arange(n)
-        over = (pairs.i[:, None] < k[None]) & (k[None] < pairs.j[:, None])  # (m, n)
-        best = np.minimum(best, np.where(over[:, :, None], jump[:, None, :], np.inf).min(axis=0))
-    return best
-
-
-def _backtrack(
-    F: np.ndarray, G: np.ndarray, P: np.ndarray, pairs: _Pairs, start: np.ndarray, end: np.ndarray
-) -> list[tuple[int, int]]:
-    """The best labeling at one scale as (sorted candidate, level index), cranial first.
-
-    Parameters
-    ----------
-    F, start, end : ndarray, shape (L, n)
-    G : ndarray, shape (L, m)
-    P : ndarray, shape (L, L, m)
-        One scale of ``_forward``'s output, of the end costs and of the pair costs.
-    """
-    total = F + end
-    if total.size == 0 or total.min() >= 0.0:
-        return []
-    b, j = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
-    path = [(j, b)]
-    while pairs.by_j[j + 1] > pairs.by_j[j]:
-        lo, hi = pairs.by_j[j], pairs.by_j[j + 1]
-        p = lo + int(np.argmin(G[b, lo:hi]))
-        if G[b, p] >= start[b, j]:
-            break
-        j, b = int(pairs.i[p]), int(np.argmin(F[:, pairs.i[p]] + P[:, b, p]))
-        path.append((j, b))
-    return path[::-1]
-
-
 def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
     """(L,) extra start and end costs: 0, or inf where a range may not start / end.
 
@@ -642,7 +518,7 @@ def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None) -> tuple[
 
 def _solve_chain(
     inp: _Inputs,
-    pairs: _Pairs,
+    pairs: Pairs,
     shape: ShapeModel,
     variant: tuple[str, ...],
     levels: tuple[str, ...],
@@ -677,16 +553,16 @@ def _solve_chain(
         for offset in params.level_offset_grid:
             prior = tilt_prior + offset**2 / (2.0 * params.level_offset_sd**2)
             U = _node_costs(inp, levels, params, anchors, offset)
-            F, G = _forward(U, P, pairs, start)
+            F, G = forward(U, P, pairs, start)
             here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
             best = np.minimum(best, here)
             if marginals:
-                B = _backward(U, P, pairs, end)
+                B = backward(U, P, pairs, end)
                 assigned = np.minimum(assigned, prior + (F + B).min(axis=2).T)
-                unassigned = np.minimum(unassigned, prior + _unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
+                unassigned = np.minimum(unassigned, prior + unassigned_marginals(U, pairs, F, G, B, start, end).min(axis=1))
             s = int(np.argmin(here))
             if here[s] < top[0]:
-                path = _backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
+                path = backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
                 top = (float(here[s]), float(offset), path)
     return _Solution(levels, variant, best, top[2], assigned, unassigned, top[1])
 
@@ -831,7 +707,7 @@ def label_candidates(
 
 
 def _solve_region(
-    inp: _Inputs, pairs: _Pairs, shape: ShapeModel, region: Region, params: LabelingParams
+    inp: _Inputs, pairs: Pairs, shape: ShapeModel, region: Region, params: LabelingParams
 ) -> tuple[list[_Solution], list[_Solution]]:
     """The region's chains solved: (those that may be named, with marginals; uncountable variant chains, forward only)."""
     sols: list[_Solution] = []
