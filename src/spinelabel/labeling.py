@@ -180,6 +180,8 @@ class LabelingParams:
     #: lumbar posture, about the ~10 deg by which the two shared sources'
     #: median lumbosacral steps differ.
     tilt_sd_deg: float = 10.0
+    #: Use the shape model's learned step directions at all (off: spacings only).
+    use_directions: bool = True
     #: Global patient-size factors tried on the shape model: 7 log-spaced steps
     #: over +-25 % (body-size range of adults and adolescents); a step of 7.7 %
     #: is about 0.6 of the prior spacing sd, so quantisation costs < 0.05 per pair.
@@ -669,6 +671,8 @@ def label_candidates(
     LabelingResult
         Possibly empty (with a warning); never raises for an empty input.
     """
+    if shape.direction and not params.use_directions:
+        shape = ShapeModel(shape.spacing)
     if len(candidates) > params.max_candidates:
         return _label_strongest(candidates, region, shape, params)
     inp = _prepare(candidates, params)

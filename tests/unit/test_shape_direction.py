@@ -153,3 +153,16 @@ def test_the_direction_cost_is_a_likelihood_ratio_with_a_heavy_tail():
     assert cost[0] < cost[1] < 0.0 < cost[3]  # fits: a gain; beyond ~2 sd: a cost
     assert cost[4] - cost[0] == pytest.approx(2.5 * math.log(1 + 25 / 4))  # 5 sd: ~5 nats, not a Gaussian's 12.5
     assert _heading_costs(np.array([40.0]), theta, np.array([[np.inf]]), 4.0, 120.0)[0, 0, 0] == 0.0
+
+
+def test_directions_can_be_switched_off_per_region():
+    """``use_directions=False`` (whole-spine labeling) labels as the spacings-only model does."""
+    rng = np.random.default_rng(9)
+    learned = fit_shape_model([lumbar_spine(rng, angle_sd=4.0) for _ in range(12)])
+    pts = {k: v for k, v in lumbar_spine(np.random.default_rng(1), angle_sd=2.0).items() if k != "T12"}
+    cands = _detections(pts, shift=-0.8, anchor=0.25)
+    off = label_candidates(cands, REGIONS["lumbar"], learned, LabelingParams(use_directions=False))
+    plain = label_candidates(cands, REGIONS["lumbar"], ShapeModel(learned.spacing))
+    assert [v.label for v in off.vertebrae] == [v.label for v in plain.vertebrae] == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    assert [v.confidence for v in off.vertebrae] == [v.confidence for v in plain.vertebrae]
+    assert off.warnings == plain.warnings
