@@ -166,3 +166,18 @@ def test_directions_can_be_switched_off_per_region():
     assert [v.label for v in off.vertebrae] == [v.label for v in plain.vertebrae] == ["T12", "L1", "L2", "L3", "L4", "L5"]
     assert [v.confidence for v in off.vertebrae] == [v.confidence for v in plain.vertebrae]
     assert off.warnings == plain.warnings
+
+
+def test_shipped_models_use_directions_where_they_were_measured():
+    """The lumbar model carries learned directions (the lumbosacral turn); whole-spine labeling leaves them out."""
+    from spinelabel.models import read_config, resolve_model_dir
+    from spinelabel.pipeline import labeling_overrides
+
+    lumbar = read_config(resolve_model_dir("lumbar"))
+    turns = ShapeModel.from_dict(lumbar.shape_model).direction
+    assert 25.0 < turns["L5-S1"][0] < 45.0 and turns["L4-L5"][0] < 15.0
+    assert LabelingParams(**labeling_overrides(lumbar.labeling, "lumbar")).use_directions
+    cervical = read_config(resolve_model_dir("cervical"))
+    assert not any(key.startswith("C") for key in ShapeModel.from_dict(cervical.shape_model).direction)
+    assert LabelingParams(**labeling_overrides(cervical.labeling, "cervical")).use_directions
+    assert not LabelingParams(**labeling_overrides(cervical.labeling, "whole")).use_directions
