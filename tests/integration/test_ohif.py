@@ -132,7 +132,7 @@ def _wait(driver, condition, what: str):
 
 def _open_sr(driver) -> None:
     """Double-click the SR in the study browser (after dismissing the first-visit tour) and decline tracking."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import ElementNotInteractableException, TimeoutException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -145,7 +145,10 @@ def _open_sr(driver) -> None:
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-cy=viewport-pane] canvas"), "show the series")
     for _ in range(LOAD_TRIES):  # a double-click while OHIF is still busy can go unheard
         for button in driver.find_elements(By.XPATH, "//*[normalize-space(text())='Skip all']"):
-            button.click()
+            try:  # the tour's button can be in the page but not (yet, or no longer) clickable
+                button.click()
+            except ElementNotInteractableException:
+                pass
         ActionChains(driver).double_click(sr_thumbnail(driver) or thumbnail).perform()
         try:
             WebDriverWait(driver, WAIT_S / LOAD_TRIES, poll_frequency=1.0).until(_drawn_text)
