@@ -54,9 +54,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the model's spacings, add the directions (where its training points cannot be rebuilt exactly)")
     args = ap.parse_args(argv)
 
-    config = json.loads((args.model / "config.json").read_text())
-    scans = list(config["training"]["scans"])
-    points = training_points(scans, args.labels)
+    from spinelabel.errors import InputError
+    from spinelabel.jsonfile import read_json
+
+    try:
+        config = read_json(args.model / "config.json")
+        scans = list(config["training"]["scans"])
+        points = training_points(scans, args.labels)
+    except InputError as exc:
+        print(f"refit_shape: {exc}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError):
+        print(f"refit_shape: {args.model / 'config.json'}: no training scans recorded", file=sys.stderr)
+        return 1
     missing = sorted(set(scans) - set(points))
     if missing:
         print(f"refit_shape: no annotations for {', '.join(missing)}", file=sys.stderr)
@@ -70,12 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     config["shape_model"] = {**shape, "spacing": before} if args.directions_only else shape
     out = args.out or args.model
-    if out != args.model:
-        out.mkdir(parents=True, exist_ok=True)
-        for f in args.model.iterdir():
-            if f.name != "config.json" and f.is_file():
-                shutil.copy2(f, out / f.name)
-    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    try:
+        if out != args.model:
+            out.mkdir(parents=True, exist_ok=True)
+            for f in args.model.iterdir():
+                if f.name != "config.json" and f.is_file():
+                    shutil.copy2(f, out / f.name)
+        tmp = out / ".config.json.tmp"
+        tmp.write_text(json.dumps(config, indent=1) + "\n")
+        tmp.replace(out / "config.json")  # all of it or none: the old config stays on a failed write
+    except OSError as exc:
+        print(f"refit_shape: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     learned = ", ".join(f"{k} {m:+.1f}±{s:.1f}" for k, (m, s) in sorted(shape.get("direction", {}).items()))
     print(f"{out}: {len(points)} scans; directions learned: {learned or 'none'}")
     return 0

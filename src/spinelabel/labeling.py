@@ -75,6 +75,7 @@ z = Superior).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -495,14 +496,12 @@ def _heading_costs(angle: np.ndarray, theta: np.ndarray, tau: np.ndarray, dof: f
     ndarray, shape (L, L, m)
         ``-log t_dof(angle; theta, tau) - log(span)``; 0 where not learned.
     """
-    from math import lgamma, log, pi
-
     known = np.isfinite(tau)
     scale = np.where(known, tau, 1.0)[:, :, None]
     t = (angle[None, None, :] - theta[:, :, None]) / scale
-    normaliser = lgamma(dof / 2.0) - lgamma((dof + 1.0) / 2.0) + 0.5 * log(dof * pi)
+    normaliser = math.lgamma(dof / 2.0) - math.lgamma((dof + 1.0) / 2.0) + 0.5 * math.log(dof * math.pi)
     nll = normaliser + np.log(scale) + 0.5 * (dof + 1.0) * np.log1p(t * t / dof)
-    return np.where(known[:, :, None], nll - log(span), 0.0)
+    return np.where(known[:, :, None], nll - math.log(span), 0.0)
 
 
 def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -548,9 +547,9 @@ def _solve_chain(
     unassigned = np.full(len(inp.order), np.inf)
     top: tuple[float, float, list[tuple[int, int]]] = (np.inf, 0.0, [])
     theta, tau = chain_directions(shape, levels)
-    tilts = params.tilt_grid_deg if np.isfinite(tau).any() else (0.0,)  # no learned direction: tilt is moot
-    for tilt in tilts:
-        P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau))
+    directional = bool(np.isfinite(tau).any())  # no learned direction: no term, and the tilt is moot
+    for tilt in params.tilt_grid_deg if directional else (0.0,):
+        P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau) if directional else None)
         tilt_prior = base + tilt**2 / (2.0 * params.tilt_sd_deg**2)
         for offset in params.level_offset_grid:
             prior = tilt_prior + offset**2 / (2.0 * params.level_offset_sd**2)
@@ -671,8 +670,8 @@ def label_candidates(
     LabelingResult
         Possibly empty (with a warning); never raises for an empty input.
     """
-    if shape.direction and not params.use_directions:
-        shape = ShapeModel(shape.spacing)
+    if shape.direction and not (params.use_directions and _learns_directions(shape, region)):
+        shape = shape.without_directions()  # nothing to use: one solve, not two
     if len(candidates) > params.max_candidates:
         return _label_strongest(candidates, region, shape, params)
     inp = _prepare(candidates, params)
@@ -685,7 +684,7 @@ def label_candidates(
     sol = sols[c]
     labels, probs = _confidences(sols, params.temperature)
     if shape.direction:  # the curvature may choose the names, not make them sure on its own
-        plain_sols, _ = _solve_region(inp, pairs, ShapeModel(shape.spacing), region, params)
+        plain_sols, _ = _solve_region(inp, pairs, shape.without_directions(), region, params, uncountable=False)
         plain_labels, plain_probs = _confidences(plain_sols, params.temperature)
         plain_probs = plain_probs[:, [plain_labels.index(lv) for lv in labels] + [len(plain_labels)]]
         probs[:, :-1] = np.minimum(probs[:, :-1], plain_probs[:, :-1])  # names only: "a vertebra at all" stays
@@ -710,14 +709,24 @@ def label_candidates(
     return LabelingResult(vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0)
 
 
+def _learns_directions(shape: ShapeModel, region: Region) -> bool:
+    """Whether any step of the region's standard chain has a learned direction."""
+    return any(shape.step_direction(up, low) is not None for up, low in itertools.pairwise(region.levels))
+
+
 def _solve_region(
-    inp: _Inputs, pairs: Pairs, shape: ShapeModel, region: Region, params: LabelingParams
+    inp: _Inputs, pairs: Pairs, shape: ShapeModel, region: Region, params: LabelingParams, uncountable: bool = True
 ) -> tuple[list[_Solution], list[_Solution]]:
-    """The region's chains solved: (those that may be named, with marginals; uncountable variant chains, forward only)."""
+    """The region's chains solved: (those that may be named, with marginals; uncountable variant chains, forward only).
+
+    ``uncountable=False`` skips the latter (they only feed a warning).
+    """
     sols: list[_Solution] = []
     unnamed: list[_Solution] = []
     for variant, levels in _region_chains(region):
         countable = not variant or all(lv in levels for lv in params.variant_span)
+        if not (countable or uncountable):
+            continue
         span = params.variant_span if variant and countable else None
         sol = _solve_chain(inp, pairs, shape, variant, levels, params, region.anchors, span, marginals=countable)
         (sols if countable else unnamed).append(sol)

@@ -100,6 +100,10 @@ class ShapeModel:
             upper = VARIANT_AFTER[upper]
         return self.direction.get(_pair_key(upper, lower))
 
+    def without_directions(self) -> ShapeModel:
+        """The same spacings without learned step directions (spacings-only labeling)."""
+        return ShapeModel(self.spacing)
+
     def expected(self, upper: str, lower: str, variants: tuple[str, ...] = ()) -> tuple[float, float]:
         """Mean and sd (mm) of the distance between ``upper`` and a more caudal ``lower``.
 
@@ -176,16 +180,21 @@ def chain_directions(shape: ShapeModel, levels: Sequence[str]) -> tuple[np.ndarr
     angle, sd = np.zeros((L, L)), np.full((L, L), np.inf)
     steps = list(itertools.pairwise(levels))
     known = [shape.step_direction(up, low) for up, low in steps]
+    # per learned step: its mean vector (posterior, caudal) and sideways variance
+    moves = [
+        None if d is None else (
+            length * np.array([np.sin(np.radians(d[0])), np.cos(np.radians(d[0]))]), (length * np.radians(d[1])) ** 2
+        )
+        for d, length in zip(known, (shape.adjacent(up, low)[0] for up, low in steps))
+    ]
     for a in range(L):
         vec, var = np.zeros(2), 0.0
         for b in range(a + 1, L):
-            d = known[b - 1]
-            if d is None:
+            move = moves[b - 1]
+            if move is None:
                 break
-            length = shape.adjacent(*steps[b - 1])[0]
-            theta = np.radians(d[0])
-            vec += length * np.array([np.sin(theta), np.cos(theta)])  # (posterior, caudal)
-            var += (length * np.radians(d[1])) ** 2
+            vec = vec + move[0]
+            var += move[1]
             norm = float(np.linalg.norm(vec))
             angle[a, b] = np.degrees(np.arctan2(vec[0], vec[1]))
             sd[a, b] = np.degrees(np.sqrt(var) / max(norm, 1e-9))
