@@ -19,7 +19,8 @@ constant), is
   estimate ``e`` with uncertainty ``sd``, ``(e - delta - ordinal(level))**2 / (2 sd**2)``,
   where ``delta`` is one scan-wide offset of the level estimates (below);
   when it gave an anchor probability ``p``, ``-log p`` at the region's anchor
-  level (C2, S1) and ``-log(1 - p)`` at any other;
+  level (C2, S1) and ``-log(1 - p)`` at any other (nothing at an anchor level
+  that ``anchor_levels`` leaves out: an output not learned from real anchors);
 - for every unassigned candidate: ``false_positive_weight * -log(1 - score)``;
 - for every two consecutive assigned candidates (upper at level ``a``, lower
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
@@ -81,7 +82,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .anatomy import BODILESS_LEVELS, VARIANT_AFTER, Region, chain, ordinal
+from .anatomy import ANCHOR_LEVELS, BODILESS_LEVELS, VARIANT_AFTER, Region, chain, ordinal
 from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 
@@ -235,6 +236,14 @@ class LabelingParams:
     #: on one source and run on the other (docs/RESULTS.md, lumbar leave one
     #: source out): every confidently shifted scan had its "S1" at 0.12-0.39.
     anchor_confirmation: float = 0.5
+    #: The anchor levels whose anchor-head output the chain uses; None: all of
+    #: the region's (``Region.anchors``). An anchor output is evidence only
+    #: where the model learned it from real anchors: the cervical model's S1
+    #: comes from phantoms only (~0.03 at a phantom's S1, so "not S1" at
+    #: every S1), and whole-spine labeling with it counts from C2 alone. An
+    #: anchor level left out costs nothing either way (neither ``-log p`` nor
+    #: ``-log(1 - p)``).
+    anchor_levels: tuple[str, ...] | None = None
     #: Labels with a confidence below this get a warning.
     low_confidence: float = 0.5
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
@@ -368,6 +377,9 @@ def _node_costs(
         is_anchor[None, :], np.log(inp.anchor)[:, None], np.log1p(-inp.anchor)[:, None]
     )
     anchor_term = np.where(np.isnan(inp.anchor)[:, None], 0.0, anchor_term)
+    if params.anchor_levels is not None:  # an untrusted anchor level: the head's output there is no evidence
+        untrusted = np.array([lv in ANCHOR_LEVELS and lv not in params.anchor_levels for lv in levels], bool)
+        anchor_term = np.where(untrusted[None, :], 0.0, anchor_term)
     fp = _false_positive_costs(inp, params)
     return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
 
@@ -670,6 +682,8 @@ def label_candidates(
     LabelingResult
         Possibly empty (with a warning); never raises for an empty input.
     """
+    if params.anchor_levels is not None:
+        region = replace(region, anchors=tuple(a for a in region.anchors if a in params.anchor_levels))
     if shape.direction and not (params.use_directions and _learns_directions(shape, region)):
         shape = shape.without_directions()  # nothing to use: one solve, not two
     if len(candidates) > params.max_candidates:

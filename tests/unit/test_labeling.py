@@ -560,6 +560,27 @@ def test_anchor_evidence_against_s1_keeps_the_bottom_vertebra_lumbar():
     assert "S1" not in labels(label_candidates(anchored, LUMBAR, PRIOR))
 
 
+def test_an_untrusted_anchor_level_is_no_evidence_either_way():
+    """Whole-spine labeling with the cervical model counts from C2 alone: its S1 output (phantoms only) is ignored."""
+    whole = REGIONS["whole"]
+    truth = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+    cands = candidates(spine(truth), sd=1.0)
+
+    def with_s1_anchor(p):
+        return [replace(c, anchor=p if lv == "S1" else 0.03) for c, lv in zip(cands, truth)]
+
+    c2_only = LabelingParams(anchor_levels=("C2",))
+    says_no, says_yes = (label_candidates(with_s1_anchor(p), whole, PRIOR, c2_only) for p in (0.03, 0.97))
+    assert labels(says_no) == labels(says_yes) == list(truth)
+    assert says_no.cost == pytest.approx(says_yes.cost)
+    # trusted, the same outputs move the cost, and "not S1" at S1 pulls the count
+    trusted_no, trusted_yes = (label_candidates(with_s1_anchor(p), whole, PRIOR) for p in (0.03, 0.97))
+    assert labels(trusted_yes) == list(truth) and labels(trusted_no) != list(truth)
+    assert trusted_no.cost > trusted_yes.cost
+    # the warning names only the anchors that count
+    assert any("no anchor vertebra (C2) labeled" in w for w in says_no.warnings)
+
+
 def test_a_model_without_anchor_output_is_unaffected_by_the_anchor_term():
     truth = ("T12", "L1", "L2", "L3", "L4")
     cands = candidates(spine(truth))

@@ -62,18 +62,19 @@ REGION_DETECTION: dict[str, dict[str, Any]] = {
 
 #: Labeling settings that differ from ``labeling.LabelingParams`` per model
 #: (``"regions"``: per region it labels). The scan-wide level offset leaves the
-#: count to the anchor output (and the field of view), so it is used only where
-#: the anchor in question is trained on real anchors: the lumbar model's S1
+#: count to the anchor output (and the field of view), so an anchor output is
+#: only used where it was trained on real anchors: the lumbar model's S1
 #: (annotated on 63 real scans) and the cervical model's C2 (three real
-#: subjects; the leave-one-subject-out benchmark measures it with the offset).
-#: The cervical model's S1 comes from phantoms only (its anchor output on a
-#: phantom's S1 is ~0.03): with the offset it shifted every whole-spine phantom
-#: by one level, confidently, so whole-spine labeling keeps one level estimate
-#: per candidate as evidence (no offset). Nor does it use the learned step
-#: directions: they exist only for T11-S1 (real lumbar scans), whole-spine
-#: phantoms gave the same names with them (5/6, 95.1 %, thirteenth session)
-#: and the tilt grid made whole-spine labeling three times slower (8.5 s).
-_WHOLE: dict[str, Any] = {"level_offset_grid": [0.0], "use_directions": False}
+#: subjects). The cervical model's S1 comes from phantoms only (its anchor
+#: output on a phantom's S1 is ~0.03, "not S1"): with the offset and that S1 it
+#: shifted 10 of 12 development whole-spine phantoms (seed 2000) by one level,
+#: so whole-spine labeling counts from C2 alone (``anchor_levels``) and then
+#: takes the offset as lumbar and cervical labeling do: 11 of 12 right, against
+#: 10 of 12 with neither (docs/NOTES.md, fourteenth session). Nor does it use
+#: the learned step directions: they exist only for T11-S1 (real lumbar scans),
+#: whole-spine phantoms gave the same names with them (5/6, 95.1 %, thirteenth
+#: session) and the tilt grid made whole-spine labeling three times slower (8.5 s).
+_WHOLE: dict[str, Any] = {"anchor_levels": ["C2"], "use_directions": False}
 REGION_LABELING: dict[str, dict[str, Any]] = {
     "cervical": {"regions": {"whole": _WHOLE}},
     "whole": {"regions": {"whole": _WHOLE}},
