@@ -61,20 +61,22 @@ REGION_DETECTION: dict[str, dict[str, Any]] = {
 }
 
 #: Labeling settings that differ from ``labeling.LabelingParams`` per model
-#: (``"regions"``: per region it labels). The scan-wide level offset leaves the
-#: count to the anchor output (and the field of view), so an anchor output is
-#: only used where it was trained on real anchors: the lumbar model's S1
-#: (annotated on 63 real scans) and the cervical model's C2 (three real
-#: subjects). The cervical model's S1 comes from phantoms only (its anchor
-#: output on a phantom's S1 is ~0.03, "not S1"): with the offset and that S1 it
-#: shifted 10 of 12 development whole-spine phantoms (seed 2000) by one level,
-#: so whole-spine labeling counts from C2 alone (``anchor_levels``) and then
-#: takes the offset as lumbar and cervical labeling do: 11 of 12 right, against
-#: 10 of 12 with neither (docs/NOTES.md, fourteenth session). Nor does it use
-#: the learned step directions: they exist only for T11-S1 (real lumbar scans),
-#: whole-spine phantoms gave the same names with them (5/6, 95.1 %, thirteenth
-#: session) and the tilt grid made whole-spine labeling three times slower (8.5 s).
-_WHOLE: dict[str, Any] = {"anchor_levels": ["C2"], "use_directions": False}
+#: (``"regions"``: per region it labels). An anchor output is only used where it
+#: was trained on real anchors: the lumbar model's S1 (annotated on 63 real
+#: scans) and the cervical model's C2 (three real subjects); the cervical
+#: model's S1 comes from phantoms only (its output at a phantom's S1 is ~0.03,
+#: "not S1"), so whole-spine labeling uses C2 alone (``anchor_levels``: 11 of 12
+#: development phantoms of seed 2000 right, 10 of 12 with both anchors). The
+#: scan-wide level offset leaves the count to the anchor (and the field of
+#: view), so whole-spine labeling keeps one level estimate per candidate as
+#: evidence instead: a whole-spine field of view without C2 has no trusted
+#: anchor, and with the offset 4 of the 6 benchmark phantoms (seed 1000) were
+#: named a level off, half of those names unflagged (docs/NOTES.md, fourteenth
+#: session). Nor does it use the learned step directions: they exist only for
+#: T11-S1 (real lumbar scans), whole-spine phantoms gave the same names with
+#: them (5/6, 95.1 %, thirteenth session) and the tilt grid made whole-spine
+#: labeling three times slower (8.5 s).
+_WHOLE: dict[str, Any] = {"anchor_levels": ["C2"], "level_offset_grid": [0.0], "use_directions": False}
 REGION_LABELING: dict[str, dict[str, Any]] = {
     "cervical": {"regions": {"whole": _WHOLE}},
     "whole": {"regions": {"whole": _WHOLE}},
