@@ -249,6 +249,11 @@ class LabelingParams:
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
     min_vertebrae: int = 2
 
+    def __post_init__(self) -> None:
+        levels = self.anchor_levels
+        if levels is not None and (not isinstance(levels, tuple) or not set(levels) <= set(ANCHOR_LEVELS)):
+            raise ValueError(f"anchor_levels must be None or a tuple of {', '.join(ANCHOR_LEVELS)}, not {levels!r}")
+
 
 @dataclass(frozen=True)
 class LabeledVertebra:

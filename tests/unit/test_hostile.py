@@ -433,6 +433,12 @@ def _damage_labeling(model: Path) -> None:
     (model / "config.json").write_text(json.dumps(cfg))
 
 
+def _damage_anchor_levels(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["labeling"] = {"anchor_levels": ["S2"]}
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
 @pytest.mark.parametrize(
     "damage, fragment",
     [
@@ -440,6 +446,7 @@ def _damage_labeling(model: Path) -> None:
         (_damage_config_json, "is unreadable"),
         (_damage_config_shape, "cannot be loaded"),
         (_damage_labeling, "unusable config"),
+        (_damage_anchor_levels, "unusable config"),
     ],
 )
 def test_garbage_model_is_one_line(capsys, tmp_path, model_dir, damage, fragment):

@@ -581,6 +581,13 @@ def test_an_untrusted_anchor_level_is_no_evidence_either_way():
     assert any("no anchor vertebra (C2) labeled" in w for w in says_no.warnings)
 
 
+@pytest.mark.parametrize("bad", [("S2",), "C2", ["C2"]])
+def test_anchor_levels_must_name_anchor_levels(bad):
+    """A hand-edited config with an unknown level or a bare string fails loudly, not silently."""
+    with pytest.raises(ValueError, match="anchor_levels"):
+        LabelingParams(anchor_levels=bad)
+
+
 def test_a_model_without_anchor_output_is_unaffected_by_the_anchor_term():
     truth = ("T12", "L1", "L2", "L3", "L4")
     cands = candidates(spine(truth))
