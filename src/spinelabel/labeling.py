@@ -16,8 +16,10 @@ variant inserted). Its cost, in nats (negative log-likelihood up to a
 constant), is
 
 - for every assigned candidate: ``-log(score)`` and, when the CNN gave a level
-  estimate ``e`` with uncertainty ``sd``, ``(e - delta - ordinal(level))**2 / (2 sd**2)``,
-  where ``delta`` is one scan-wide offset of the level estimates (below);
+  estimate ``e`` with uncertainty ``sd``, ``(e - delta - g' - ordinal(level))**2 / (2 sd**2)``,
+  where ``delta`` is one scan-wide offset of the level estimates and
+  ``g' = (g - 1) (ordinal(level) - ordinal(pivot))`` one scan-wide gain ``g``
+  about the region's anchor (below);
   when it gave an anchor probability ``p``, ``-log p`` at the region's anchor
   level (C2, S1) and ``-log(1 - p)`` at any other (nothing at an anchor level
   that ``anchor_levels`` leaves out: an output not learned from real anchors);
@@ -43,7 +45,9 @@ constant), is
   scan share a bias (other scanner, contrast, field of view), so nine
   consistent estimates are one piece of evidence about the count, not nine.
   ``delta`` runs over ``LabelingParams.level_offset_grid`` and the best is kept,
-  like the scale;
+  like the scale. The gain ``g`` (``level_gain_grid``, no prior cost) lets the
+  estimates of a network that extrapolates beyond its training levels run
+  compressed, as they do on another source's fields of view;
 - ``variant_cost`` once if the chain contains a transitional variant. A
   variant is only named when the labeled range reaches from C2 to S1, the only
   field of view in which a supernumerary segment can be counted; elsewhere a
@@ -201,6 +205,21 @@ class LabelingParams:
     #: = 0.45 with shifts either way open), and an anchor or the field of view
     #: must decide the count.
     level_offset_sd: float = 1.0
+    #: Scan-wide gains ``g`` of the level estimates tried: the estimate of
+    #: level ``l`` is modelled as ``ordinal(l) + delta + (g - 1) * (ordinal(l) -
+    #: ordinal(pivot))``, the pivot being the region's first trusted anchor
+    #: (S1 for lumbar). A network extrapolates poorly beyond the levels it was
+    #: trained on: trained on the source whose fields of view start at T12
+    #: (MyoSegmenTUM), its estimates on scans reaching T10 (Zukic) were
+    #: compressed towards S1, 0.77 levels per level (IQR 0.67-0.79, 17 scans),
+    #: while inside its training range the slope is 1.0 (0.97-1.02: the shipped
+    #: model on the held-out split; 0.98 the Zukic-trained one on MyoSegmenTUM;
+    #: fourteenth session). Over a compressed chain one offset cannot fit, and
+    #: nine estimates outvote the anchor: the chain shifted by a level fits them
+    #: better (zukic-07). Every gain costs the same: which one holds is not known
+    #: beforehand, and the count is left to the anchor and the field of view.
+    #: (1.0,) switches it off; the lumbar model turns it on (``train.REGION_LABELING``).
+    level_gain_grid: tuple[float, ...] = (1.0,)
     #: Prior cost of a chain with a transitional variant (L6, T13): about
     #: log(0.9 / 0.1), supernumerary lumbar / thoracic segments being found in
     #: roughly 5-10 % of patients.
@@ -289,6 +308,8 @@ class LabelingResult:
         Plain-English warnings for the user.
     level_offset : float
         Chosen scan-wide offset of the CNN's level estimates (levels).
+    level_gain : float
+        Chosen scan-wide gain of the CNN's level estimates.
     """
 
     vertebrae: list[LabeledVertebra]
@@ -297,6 +318,7 @@ class LabelingResult:
     cost: float
     warnings: list[str]
     level_offset: float = 0.0
+    level_gain: float = 1.0
 
 
 # --------------------------------------------------------------------- internals
@@ -326,6 +348,7 @@ class _Solution:
     assigned: np.ndarray  # (n, L) min-marginal (over scales, offsets) with candidate i at level l
     unassigned: np.ndarray  # (n,) min-marginal (over scales, offsets) with candidate i unassigned
     offset: float  # the best offset of the level estimates
+    gain: float = 1.0  # and their best gain
 
 
 def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs:
@@ -358,7 +381,12 @@ def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...
 
 
 def _node_costs(
-    inp: _Inputs, levels: Sequence[str], params: LabelingParams, anchors: Sequence[str] = (), offset: float = 0.0
+    inp: _Inputs,
+    levels: Sequence[str],
+    params: LabelingParams,
+    anchors: Sequence[str] = (),
+    offset: float = 0.0,
+    gain: float = 1.0,
 ) -> np.ndarray:
     """Cost of assigning each candidate to each level, minus its false-positive cost.
 
@@ -368,14 +396,17 @@ def _node_costs(
         The region's anchor levels (``Region.anchors``).
     offset : float
         Scan-wide offset ``delta`` of the level estimates (levels).
+    gain : float
+        Scan-wide gain ``g`` of the level estimates about the pivot (``_gain_pivot``).
 
     Returns
     -------
     ndarray, shape (n, L)
         ``-log score + level term + anchor term - fp cost``: negative means "better assigned".
     """
-    ords = np.array([ordinal(lv) for lv in levels])
-    level_term = (inp.est[:, None] - offset - ords[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
+    ords = np.array([ordinal(lv) for lv in levels], float)
+    expected = ords + offset + (gain - 1.0) * (ords - _gain_pivot(levels, anchors))
+    level_term = (inp.est[:, None] - expected[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
     level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
     is_anchor = np.array([lv in anchors for lv in levels], bool)
     anchor_term = -params.anchor_weight * np.where(
@@ -387,6 +418,11 @@ def _node_costs(
         anchor_term = np.where(untrusted[None, :], 0.0, anchor_term)
     fp = _false_positive_costs(inp, params)
     return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
+
+
+def _gain_pivot(levels: Sequence[str], anchors: Sequence[str] = ()) -> float:
+    """The ordinal about which the level estimates' gain turns: the first anchor, else the chain's middle."""
+    return float(ordinal(anchors[0])) if anchors else float(np.mean([ordinal(lv) for lv in levels]))
 
 
 def _false_positive_costs(inp: _Inputs, params: LabelingParams) -> np.ndarray:
@@ -545,7 +581,7 @@ def _solve_chain(
     span: tuple[str, str] | None = None,
     marginals: bool = True,
 ) -> _Solution:
-    """Forward, backward and min-marginals for one chain at every scale, level offset and tilt.
+    """Forward, backward and min-marginals for one chain at every scale, level offset and gain, and tilt.
 
     ``span``: the levels the labeled range must reach (``_span_masks``), or None.
     ``marginals=False`` runs the forward pass only: ``best`` and ``path`` are
@@ -562,15 +598,15 @@ def _solve_chain(
     best = np.full(len(scales), np.inf)
     assigned = np.full((len(inp.order), len(levels)), np.inf)
     unassigned = np.full(len(inp.order), np.inf)
-    top: tuple[float, float, list[tuple[int, int]]] = (np.inf, 0.0, [])
+    top: tuple[float, float, float, list[tuple[int, int]]] = (np.inf, 0.0, 1.0, [])
     theta, tau = chain_directions(shape, levels)
     directional = bool(np.isfinite(tau).any())  # no learned direction: no term, and the tilt is moot
     for tilt in params.tilt_grid_deg if directional else (0.0,):
         P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau) if directional else None)
         tilt_prior = base + tilt**2 / (2.0 * params.tilt_sd_deg**2)
-        for offset in params.level_offset_grid:
+        for offset, gain in itertools.product(params.level_offset_grid, params.level_gain_grid):
             prior = tilt_prior + offset**2 / (2.0 * params.level_offset_sd**2)
-            U = _node_costs(inp, levels, params, anchors, offset)
+            U = _node_costs(inp, levels, params, anchors, offset, gain)
             F, G = forward(U, P, pairs, start)
             here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
             best = np.minimum(best, here)
@@ -581,8 +617,8 @@ def _solve_chain(
             s = int(np.argmin(here))
             if here[s] < top[0]:
                 path = backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
-                top = (float(here[s]), float(offset), path)
-    return _Solution(levels, variant, best, top[2], assigned, unassigned, top[1])
+                top = (float(here[s]), float(offset), float(gain), path)
+    return _Solution(levels, variant, best, top[3], assigned, unassigned, top[1], top[2])
 
 
 def _confidences(solutions: list[_Solution], temperature: float) -> tuple[list[str], np.ndarray]:
@@ -725,7 +761,9 @@ def label_candidates(
         warnings += [_uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]
     if vertebrae and shape.direction:
         warnings += _direction_check(vertebrae, inp, plain_sols)
-    return LabelingResult(vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0)
+    return LabelingResult(
+        vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0, sol.gain if vertebrae else 1.0
+    )
 
 
 def _learns_directions(shape: ShapeModel, region: Region) -> bool:

@@ -283,7 +283,8 @@ def _brute_force(cands, region, shape, params):
     chains = [(v, lv) for v, lv in chains if not v or all(s in lv for s in params.variant_span)]
     best, marg = math.inf, {}
     tilts = params.tilt_grid_deg if shape.direction else (0.0,)
-    for (variant, levels), scale, offset, tilt in itertools.product(chains, params.scale_grid, params.level_offset_grid, tilts):
+    grids = (chains, params.scale_grid, params.level_offset_grid, params.level_gain_grid, tilts)
+    for (variant, levels), scale, offset, gain, tilt in itertools.product(*grids):
         prior = offset**2 / (2 * params.level_offset_sd**2) + tilt**2 / (2 * params.tilt_sd_deg**2)
         first, last = (levels.index(s) for s in params.variant_span) if variant else (len(levels), 0)
         for k in range(len(cands) + 1):
@@ -293,7 +294,7 @@ def _brute_force(cands, region, shape, params):
                         continue
                     cost = prior + _cost(
                         cands, subset, [levels[x] for x in lv], variant, levels, scale, shape, params,
-                        region.anchors, offset, tilt,
+                        region.anchors, offset, tilt, gain,
                     )
                     best = min(best, cost)
                     chosen = dict(zip(subset, (levels[x] for x in lv)))
@@ -303,7 +304,7 @@ def _brute_force(cands, region, shape, params):
     return best, marg
 
 
-def _cost(cands, subset, names, variant, levels, scale, shape, params, region_anchors=(), offset=0.0, tilt=0.0):
+def _cost(cands, subset, names, variant, levels, scale, shape, params, region_anchors=(), offset=0.0, tilt=0.0, gain=1.0):
     cost = params.variant_cost if variant else 0.0
     for c, cand in enumerate(cands):
         if c not in subset:
@@ -312,7 +313,9 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         est = cands[c].level_estimate
         cost -= math.log(cands[c].score)
         if est is not None:
-            cost += (est - offset - anatomy.ordinal(name)) ** 2 / (2 * cands[c].level_sd ** 2)
+            pivot = anatomy.ordinal(region_anchors[0]) if region_anchors else np.mean([anatomy.ordinal(x) for x in levels])
+            expected = anatomy.ordinal(name) + offset + (gain - 1) * (anatomy.ordinal(name) - pivot)
+            cost += (est - expected) ** 2 / (2 * cands[c].level_sd ** 2)
         if cands[c].anchor is not None:
             a = min(max(cands[c].anchor, params.anchor_eps), 1 - params.anchor_eps)
             cost -= params.anchor_weight * math.log(a if name in region_anchors else 1 - a)
@@ -395,10 +398,10 @@ def test_dynamic_programming_equals_brute_force():
 
 
 def test_dynamic_programming_equals_brute_force_with_a_countable_variant_and_offsets():
-    """A variant chain that may be named (its span L1..S1 lies in the region), offsets on a coarse grid."""
+    """A variant chain that may be named (its span L1..S1 lies in the region), offsets and gains on coarse grids."""
     region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
     params = LabelingParams(scale_grid=(0.9, 1.1), level_offset_grid=(-1.0, 0.0, 1.0), level_offset_sd=0.8,
-                            variant_span=("L1", "S1"))
+                            level_gain_grid=(0.75, 1.0), variant_span=("L1", "S1"))
     rng = np.random.default_rng(3)
     truth = spine(("L2", "L3", "L4", "L5", "S1"), seed=1)
     cands = [
@@ -534,6 +537,29 @@ def test_an_undetected_c1_in_view_costs_less_than_a_vertebra_with_a_body():
     roomy = label_candidates(_with_room(cands, pts, min(z) - 10.0, max(z) + 60.0), cervical, PRIOR)
     assert labels(tight) == labels(roomy) == list(truth)
     assert roomy.cost == pytest.approx(tight.cost + LabelingParams().bodiless_miss_cost)
+
+
+def test_the_scan_wide_gain_lets_an_anchor_count_a_chain_whose_estimates_run_compressed():
+    """A network trained on fields of view from T12 down, on a scan reaching T10 (zukic-07 left out):
+    its estimates rise only 0.75 per level above S1, and S1 is seen with anchor 0.68 against 0.51 at L5."""
+    truth = T10_S1
+    pts = spine(truth)
+    rng = np.random.default_rng(2)
+    s1 = anatomy.ordinal("S1")
+    cands = [
+        Candidate(p + rng.normal(0, 1.0, 3), 0.85 if lv != "S1" else 0.77,
+                  s1 + 0.75 * (anatomy.ordinal(lv) - s1) + float(rng.normal(0, 0.1)), 1.0,
+                  anchor={"S1": 0.68, "L5": 0.51}.get(lv, 0.05))
+        for lv, p in pts.items()
+    ]
+    plain = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(plain) != list(truth)  # one offset cannot fit: the count moves a level, S1 left out
+    gained = label_candidates(cands, LUMBAR, PRIOR, LabelingParams(level_gain_grid=(0.75, 1.0)))
+    assert labels(gained) == list(truth) and gained.level_gain == 0.75
+    # estimates that rise one per level choose the plain gain, and the names stay
+    straight = [replace(c, level_estimate=float(anatomy.ordinal(lv))) for c, lv in zip(cands, truth)]
+    result = label_candidates(straight, LUMBAR, PRIOR, LabelingParams(level_gain_grid=(0.75, 1.0)))
+    assert labels(result) == list(truth) and result.level_gain == 1.0
 
 
 def test_an_anchor_fixes_a_chain_the_level_estimates_shift():
