@@ -218,7 +218,11 @@ class LabelingParams:
     #: nine estimates outvote the anchor: the chain shifted by a level fits them
     #: better (zukic-07). Every gain costs the same: which one holds is not known
     #: beforehand, and the count is left to the anchor and the field of view.
-    #: (1.0,) switches it off; the lumbar model turns it on (``train.REGION_LABELING``).
+    #: (1.0,), the default, switches it off. Off in the shipped models: with
+    #: (0.75, 1.0) the held-out split lost a scan (a gain about S1 mimics a
+    #: shift where S1 is not labeled) and the robustness benchmark two
+    #: (docs/NOTES.md, fourteenth session); a model trained on narrow fields of
+    #: view may need it (``ModelConfig.labeling``).
     level_gain_grid: tuple[float, ...] = (1.0,)
     #: Prior cost of a chain with a transitional variant (L6, T13): about
     #: log(0.9 / 0.1), supernumerary lumbar / thoracic segments being found in
