@@ -18,8 +18,8 @@ constant), is
 - for every assigned candidate: ``-log(score)`` and, when the CNN gave a level
   estimate ``e`` with uncertainty ``sd``, ``(e - delta - g' - ordinal(level))**2 / (2 sd**2)``,
   where ``delta`` is one scan-wide offset of the level estimates and
-  ``g' = (g - 1) (ordinal(level) - ordinal(pivot))`` one scan-wide gain ``g``
-  about the region's anchor (below);
+  ``g' = (g - 1) (ordinal(level) - pivot)`` one scan-wide gain ``g`` about
+  the middle of the levels the shape model learned (below);
   when it gave an anchor probability ``p``, ``-log p`` at the region's anchor
   level (C2, S1) and ``-log(1 - p)`` at any other (nothing at an anchor level
   that ``anchor_levels`` leaves out: an output not learned from real anchors);
@@ -159,6 +159,7 @@ def _node_costs(
     anchors: Sequence[str] = (),
     offset: float = 0.0,
     gain: float = 1.0,
+    pivot: float = 0.0,
 ) -> np.ndarray:
     """Cost of assigning each candidate to each level, minus its false-positive cost.
 
@@ -168,8 +169,8 @@ def _node_costs(
         The region's anchor levels (``Region.anchors``).
     offset : float
         Scan-wide offset ``delta`` of the level estimates (levels).
-    gain : float
-        Scan-wide gain ``g`` of the level estimates about the pivot (``_gain_pivot``).
+    gain, pivot : float
+        Scan-wide gain ``g`` of the level estimates about the ordinal ``pivot`` (``_gain_pivot``).
 
     Returns
     -------
@@ -177,7 +178,7 @@ def _node_costs(
         ``-log score + level term + anchor term - fp cost``: negative means "better assigned".
     """
     ords = np.array([ordinal(lv) for lv in levels], float)
-    expected = ords + offset + (gain - 1.0) * (ords - _gain_pivot(levels, anchors))
+    expected = ords + offset + (gain - 1.0) * (ords - pivot)
     level_term = (inp.est[:, None] - expected[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
     level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
     is_anchor = np.array([lv in anchors for lv in levels], bool)
@@ -192,8 +193,18 @@ def _node_costs(
     return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
 
 
-def _gain_pivot(levels: Sequence[str], anchors: Sequence[str] = ()) -> float:
-    """The ordinal about which the level estimates' gain turns: the first anchor, else the chain's middle."""
+def _gain_pivot(shape: ShapeModel, levels: Sequence[str], anchors: Sequence[str] = ()) -> float:
+    """The ordinal about which the level estimates' gain turns (``level_gain_grid``).
+
+    The middle of the levels whose spacings the shape model learned (the
+    levels annotated in the training scans): the network's estimates hold
+    there and compress beyond, and a gain about them does not mimic a
+    whole-chain shift inside them. Without learned spacings, the first
+    anchor, else the chain's middle.
+    """
+    learned = {lv for key in shape.spacing for lv in key.split("-")} & set(levels)
+    if learned:
+        return float(np.mean([ordinal(lv) for lv in learned]))
     return float(ordinal(anchors[0])) if anchors else float(np.mean([ordinal(lv) for lv in levels]))
 
 
@@ -372,13 +383,14 @@ def _solve_chain(
     unassigned = np.full(len(inp.order), np.inf)
     top: tuple[float, float, float, list[tuple[int, int]]] = (np.inf, 0.0, 1.0, [])
     theta, tau = chain_directions(shape, levels)
+    pivot = _gain_pivot(shape, levels, anchors)
     directional = bool(np.isfinite(tau).any())  # no learned direction: no term, and the tilt is moot
     for tilt in params.tilt_grid_deg if directional else (0.0,):
         P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau) if directional else None)
         tilt_prior = base + tilt**2 / (2.0 * params.tilt_sd_deg**2)
         for offset, gain in itertools.product(params.level_offset_grid, params.level_gain_grid):
             prior = tilt_prior + offset**2 / (2.0 * params.level_offset_sd**2)
-            U = _node_costs(inp, levels, params, anchors, offset, gain)
+            U = _node_costs(inp, levels, params, anchors, offset, gain, pivot)
             F, G = forward(U, P, pairs, start)
             here = prior + np.minimum((F + end).min(axis=(0, 1)), 0.0)  # (S,)
             best = np.minimum(best, here)

@@ -127,8 +127,8 @@ class LabelingParams:
     level_offset_sd: float = 1.0
     #: Scan-wide gains ``g`` of the level estimates tried: the estimate of
     #: level ``l`` is modelled as ``ordinal(l) + delta + (g - 1) * (ordinal(l) -
-    #: ordinal(pivot))``, the pivot being the region's first trusted anchor
-    #: (S1 for lumbar). A network extrapolates poorly beyond the levels it was
+    #: pivot)``, the pivot being the middle of the levels whose spacings the
+    #: shape model learned (``labeling._gain_pivot``). A network extrapolates poorly beyond the levels it was
     #: trained on: trained on the source whose fields of view start at T12
     #: (MyoSegmenTUM), its estimates on scans reaching T10 (Zukic) were
     #: compressed towards S1, 0.77 levels per level (IQR 0.67-0.79, 17 scans),

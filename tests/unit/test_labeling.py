@@ -313,7 +313,9 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         est = cands[c].level_estimate
         cost -= math.log(cands[c].score)
         if est is not None:
-            pivot = anatomy.ordinal(region_anchors[0]) if region_anchors else np.mean([anatomy.ordinal(x) for x in levels])
+            learned = {x for key in shape.spacing for x in key.split("-")} & set(levels)
+            pivot = (np.mean([anatomy.ordinal(x) for x in learned]) if learned
+                     else anatomy.ordinal(region_anchors[0]) if region_anchors else np.mean([anatomy.ordinal(x) for x in levels]))
             expected = anatomy.ordinal(name) + offset + (gain - 1) * (anatomy.ordinal(name) - pivot)
             cost += (est - expected) ** 2 / (2 * cands[c].level_sd ** 2)
         if cands[c].anchor is not None:
@@ -377,7 +379,7 @@ def _fov_cost(cand, b, levels, variant, scale, shape, params, up):
 def test_dynamic_programming_equals_brute_force():
     region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
     shape = ShapeModel({"L3-L4": (37.0, 3.0), "L5-L6": (36.0, 4.0)})
-    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1))
+    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1), level_gain_grid=(0.8, 1.0))  # gain about L3-L4 (and L5, L6)
     rng = np.random.default_rng(11)
     truth = spine(("L1", "L2", "L3", "L4"), seed=4)
     cands = [
