@@ -138,11 +138,13 @@ class LabelingParams:
     #: nine estimates outvote the anchor: the chain shifted by a level fits them
     #: better (zukic-07). Every gain costs the same: which one holds is not known
     #: beforehand, and the count is left to the anchor and the field of view.
-    #: (1.0,), the default, switches it off. Off in the shipped models: with
-    #: (0.75, 1.0) the held-out split lost a scan (a gain about S1 mimics a
-    #: shift where S1 is not labeled) and the robustness benchmark two
-    #: (docs/NOTES.md, fourteenth session); a model trained on narrow fields of
-    #: view may need it (``ModelConfig.labeling``).
+    #: (1.0,), the default, switches it off. Off in the shipped models
+    #: (docs/NOTES.md, fourteenth session): with (0.75, 1.0) about S1 the
+    #: held-out split lost a scan (a gain about a level outside the chain
+    #: mimics a shift); about the learned levels' middle it kept 26/28 and
+    #: gained 3 of 34 other-source scans, but the robustness benchmark lost
+    #: one (298/336) and the scan that motivated it stayed wrong. A model
+    #: trained on narrow fields of view may need it (``ModelConfig.labeling``).
     level_gain_grid: tuple[float, ...] = (1.0,)
     #: Prior cost of a chain with a transitional variant (L6, T13): about
     #: log(0.9 / 0.1), supernumerary lumbar / thoracic segments being found in
