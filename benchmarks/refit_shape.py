@@ -80,15 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     config["shape_model"] = {**shape, "spacing": before} if args.directions_only else shape
     out = args.out or args.model
+    from spinelabel.errors import OutputError
+    from spinelabel.io.outputs import atomic_write_bytes
+
     try:
         if out != args.model:
             out.mkdir(parents=True, exist_ok=True)
             for f in args.model.iterdir():
                 if f.name != "config.json" and f.is_file():
                     shutil.copy2(f, out / f.name)
-        tmp = out / ".config.json.tmp"
-        tmp.write_text(json.dumps(config, indent=1) + "\n")
-        tmp.replace(out / "config.json")  # all of it or none: the old config stays on a failed write
+        # all of it or none: the old config stays on a failed write
+        atomic_write_bytes(out / "config.json", (json.dumps(config, indent=1) + "\n").encode())
+    except OutputError as exc:
+        print(f"refit_shape: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"refit_shape: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -89,9 +89,9 @@ import numpy as np
 from .anatomy import ANCHOR_LEVELS, BODILESS_LEVELS, VARIANT_AFTER, Region, chain, ordinal
 from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .labeling_params import Candidate, LabeledVertebra, LabelingParams, LabelingResult
+from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 
 __all__ = ["Candidate", "LabeledVertebra", "LabelingParams", "LabelingResult", "label_candidates"]
-from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 
 # --------------------------------------------------------------------- internals
 
@@ -166,7 +166,9 @@ def _node_costs(
     Parameters
     ----------
     anchors : sequence of str
-        The region's anchor levels (``Region.anchors``).
+        The region's trusted anchor levels (``Region.anchors`` less those
+        ``anchor_levels`` leaves out); any other anchor level
+        (``anatomy.ANCHOR_LEVELS``) gets no anchor term.
     offset : float
         Scan-wide offset ``delta`` of the level estimates (levels).
     gain, pivot : float
@@ -185,10 +187,8 @@ def _node_costs(
     anchor_term = -params.anchor_weight * np.where(
         is_anchor[None, :], np.log(inp.anchor)[:, None], np.log1p(-inp.anchor)[:, None]
     )
-    anchor_term = np.where(np.isnan(inp.anchor)[:, None], 0.0, anchor_term)
-    if params.anchor_levels is not None:  # an untrusted anchor level: the head's output there is no evidence
-        untrusted = np.array([lv in ANCHOR_LEVELS and lv not in params.anchor_levels for lv in levels], bool)
-        anchor_term = np.where(untrusted[None, :], 0.0, anchor_term)
+    untrusted = np.array([lv in ANCHOR_LEVELS and lv not in anchors for lv in levels], bool)  # no evidence there
+    anchor_term = np.where(np.isnan(inp.anchor)[:, None] | untrusted[None, :], 0.0, anchor_term)
     fp = _false_positive_costs(inp, params)
     return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
 
