@@ -89,6 +89,16 @@ def test_duplicate_label_keeps_first(tmp_path):
     np.testing.assert_allclose(ann.points["L1"], [1.0, -2.0, 0.0])
 
 
+def _assert_one_line_error(p, message: str) -> None:
+    """Loading ``p`` fails with one line that names the file and says ``message``."""
+    with pytest.raises(InputError) as e:
+        load_annotations([p])
+    msg = str(e.value)
+    assert message in msg
+    assert str(p) in msg
+    assert "\n" not in msg
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -110,12 +120,7 @@ def test_bad_centroids_json(tmp_path, content, message):
     folder.mkdir()
     p = folder / "centroids.json"
     p.write_text(content)
-    with pytest.raises(InputError) as e:
-        load_annotations([p])
-    msg = str(e.value)
-    assert message in msg
-    assert str(p) in msg
-    assert "\n" not in msg
+    _assert_one_line_error(p, message)
 
 
 def test_missing_source_and_empty_folder(tmp_path):
@@ -179,12 +184,7 @@ def test_csv_header_tolerates_case_spaces_bom_and_extra_columns(tmp_path):
 )
 def test_bad_csv(tmp_path, text, message):
     p = write_csv(tmp_path / "bad.csv", text)
-    with pytest.raises(InputError) as e:
-        load_annotations([p])
-    msg = str(e.value)
-    assert message in msg
-    assert str(p) in msg
-    assert "\n" not in msg
+    _assert_one_line_error(p, message)
 
 
 def test_same_scan_in_two_sources_is_an_error(tmp_path):

@@ -90,6 +90,16 @@ def test_cervical_training_centres_more_crops_on_c1_and_c2_and_cuts_the_top():
     assert sampler_spec("lumbar").p_cranial_cut == sampler_spec("lumbar").p_cranial_gap_cut == 0.0
 
 
+def test_crop_rotation_spans_the_spec_range_and_no_more():
+    rng = np.random.default_rng(0)
+    spec = S.SamplerSpec(rotation_deg=35.0)
+    angles = []
+    for _ in range(400):
+        matrix, _ = S._crop_transform(rng, spec, np.zeros(2))
+        angles.append(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+    assert max(np.abs(angles)) <= 35.0 and max(angles) > 33.0 and min(angles) < -33.0
+
+
 def _dot_scan() -> S.TrainingScan:
     """A dark canonical-frame scan with a bright 3 mm dot at each of L1..L5 (35 mm apart), 1 mm voxels."""
     data = np.zeros((20, 220, 120), np.float32)
@@ -126,6 +136,29 @@ def test_segment_move_carries_image_and_targets_together():
             u, v = np.unravel_index(np.argmax(heat), heat.shape)
             hits += img[max(u - 1, 0) : u + 2, max(v - 1, 0) : v + 2].max() > 0.3  # a bright dot under the peak
     assert hits >= 15
+
+
+def test_bend_turns_every_step_by_an_equal_share_and_carries_the_image_along():
+    """A sagittal bend: each step between annotated points turns by total / (n - 1); dots stay under their points."""
+    scan = _dot_scan()
+    spec = S.SamplerSpec(p_bend=1.0, bend_deg=16.0)
+    rng = np.random.default_rng(3)
+    moves = S._bend_moves(rng, scan, spec)
+    assert [m.first_moved for m in moves] == [1, 2, 3, 4]
+    y = np.stack(np.meshgrid(np.arange(220.0), np.arange(120.0), indexing="ij"), axis=-1)
+    moved, y_read = S._apply_moves(moves, scan.points_mm, y)
+    steps = np.diff(moved[:, 1:], axis=0)
+    turn = np.degrees(np.diff(np.arctan2(steps[:, 1], steps[:, 0])))
+    assert np.all(np.abs(turn - turn[0]) < 1e-6) and 0.0 < abs(turn[0]) <= 16.0 / 4
+    np.testing.assert_allclose(np.linalg.norm(steps, axis=1), 35.0, rtol=1e-3)  # turned about the discs: spacings kept
+    np.testing.assert_allclose(moved[0], scan.points_mm[0])  # the cranial-most point stays
+    for p in moved:  # the bent image shows each dot at its bent point
+        src = S._apply_moves(moves, scan.points_mm, p[1:][None])[1][0] / scan.spacing[1:]
+        assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
+    assert y_read.shape == y.shape
+    # off by default, and then no random number is drawn (the other augmentations' draws stay as they were)
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert S._bend_moves(rng_a, scan, S.SamplerSpec()) == [] and rng_a.random() == rng_b.random()
 
 
 def test_caudal_cut_blanks_the_image_beyond_the_last_vertebra_only():

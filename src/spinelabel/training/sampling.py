@@ -65,6 +65,19 @@ class SamplerSpec:
     #: Half-width of the band over which the move blends in at the disc (mm); the
     #: body centres lie >= 7 mm from their discs, so they move rigidly.
     segment_blend_mm: float = 3.0
+    #: Probability that the whole annotated chain is bent in the sagittal plane:
+    #: every annotated disc turns the spine below it by an equal share of one
+    #: total angle of up to ``bend_deg`` either way (``_bend_moves``). Lumbar
+    #: lordosis differs by tens of degrees between people and postures, and a
+    #: network trained on one source read the level partly from it: on the
+    #: other source its per-scan level bias followed the change of step angle
+    #: from L1-L2 to L4-L5 (r = -0.73; docs/NOTES.md, fifteenth session). Off
+    #: by default: with 0.5, one seed left one source out did not weaken that
+    #: correlation (-0.71) and gained 1 scan net; not shipped.
+    p_bend: float = 0.0
+    #: Half-range of that total angle (deg): the L1-L5 angle of adults spans
+    #: roughly 20-60 deg, so +-15 deg about a scan's own moves it across most of it.
+    bend_deg: float = 15.0
     #: Probability that the field of view ends at or below the caudal-most
     #: annotated vertebra: the image is blank beyond an edge that lies
     #: ``caudal_cut_mm`` below that vertebra's centre, from a half-cut body to
@@ -371,6 +384,36 @@ def _segment_move(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpe
     return SegmentMove((upper + lower) / 2, down, rotation, slip, spec.segment_blend_mm, i + 1)
 
 
+def _bend_moves(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> list[SegmentMove]:
+    """A random sagittal bend of the annotated chain as one turn per annotated disc (cranio-caudal order), or []."""
+    n = len(scan.points_mm)
+    if n < 3 or spec.p_bend <= 0.0 or rng.random() >= spec.p_bend:  # no draw when off: samples stay as they were
+        return []
+    step = np.deg2rad(rng.uniform(-spec.bend_deg, spec.bend_deg)) / (n - 1)
+    rotation = np.array([[np.cos(step), -np.sin(step)], [np.sin(step), np.cos(step)]])
+    moves = []
+    for i in range(n - 1):
+        upper, lower = scan.points_mm[i, 1:], scan.points_mm[i + 1, 1:]
+        down = (lower - upper) / max(float(np.linalg.norm(lower - upper)), 1e-6)
+        moves.append(SegmentMove((upper + lower) / 2, down, rotation, np.zeros(2), spec.segment_blend_mm, i + 1))
+    return moves
+
+
+def _apply_moves(moves: list[SegmentMove], points_mm: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 3) and reading positions (..., 2) under moves at discs of the original chain.
+
+    Each move is defined on the original image with its own hinge; composed
+    caudal move first, every hinge stays where it was when its move applies:
+    points move caudal-first, reading positions undo the cranial move first.
+    """
+    ordered = sorted(moves, key=lambda m: m.first_moved)
+    for m in ordered:
+        y = m.source_of(y)
+    for m in reversed(ordered):
+        points_mm = m.points(points_mm)
+    return points_mm, y
+
+
 def _edge_cut(
     rng: np.random.Generator,
     points: np.ndarray,
@@ -555,12 +598,13 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
     uv = np.stack(np.meshgrid(np.arange(spec.crop_px), np.arange(spec.crop_px), indexing="ij"), axis=-1)
     y = uv @ matrix.T + offset  # (crop, crop, 2) source mm of each crop pixel
     source_points = scan.points_mm[:, 1:]
+    moves = _bend_moves(rng, scan, spec)
     move = _segment_move(rng, scan, spec)
-    if move is not None:
-        scan = replace(scan, points_mm=move.points(scan.points_mm))
-        y_read = move.source_of(y)
-    else:
-        y_read = y
+    moves += [move] if move is not None else []
+    y_read = y
+    if moves:
+        moved, y_read = _apply_moves(moves, scan.points_mm, y)
+        scan = replace(scan, points_mm=moved)
     if rng.random() < spec.p_oblique:
         lateral = _tilted_slab(rng, spec, x_mm, centre)
         img = _read_slab(scan, lateral, thickness, y_read)
