@@ -375,13 +375,18 @@ def _segment_move(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpe
     if len(scan.points_mm) < 2 or rng.random() >= spec.p_segment:
         return None
     i = int(rng.integers(len(scan.points_mm) - 1))
-    upper, lower = scan.points_mm[i, 1:], scan.points_mm[i + 1, 1:]
-    down = (lower - upper) / max(float(np.linalg.norm(lower - upper)), 1e-6)
+    hinge, down = _disc(scan, i)
     theta = np.deg2rad(rng.uniform(-spec.segment_rotation_deg, spec.segment_rotation_deg))
     rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     across = np.array([-down[1], down[0]])
     slip = across * rng.uniform(-spec.segment_slip_mm, spec.segment_slip_mm)
-    return SegmentMove((upper + lower) / 2, down, rotation, slip, spec.segment_blend_mm, i + 1)
+    return SegmentMove(hinge, down, rotation, slip, spec.segment_blend_mm, i + 1)
+
+
+def _disc(scan: TrainingScan, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane midpoint and unit cranio-caudal direction (2,) of the step from point i to point i + 1."""
+    upper, lower = scan.points_mm[i, 1:], scan.points_mm[i + 1, 1:]
+    return (upper + lower) / 2, (lower - upper) / max(float(np.linalg.norm(lower - upper)), 1e-6)
 
 
 def _bend_moves(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> list[SegmentMove]:
@@ -391,12 +396,7 @@ def _bend_moves(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec)
         return []
     step = np.deg2rad(rng.uniform(-spec.bend_deg, spec.bend_deg)) / (n - 1)
     rotation = np.array([[np.cos(step), -np.sin(step)], [np.sin(step), np.cos(step)]])
-    moves = []
-    for i in range(n - 1):
-        upper, lower = scan.points_mm[i, 1:], scan.points_mm[i + 1, 1:]
-        down = (lower - upper) / max(float(np.linalg.norm(lower - upper)), 1e-6)
-        moves.append(SegmentMove((upper + lower) / 2, down, rotation, np.zeros(2), spec.segment_blend_mm, i + 1))
-    return moves
+    return [SegmentMove(*_disc(scan, i), rotation, np.zeros(2), spec.segment_blend_mm, i + 1) for i in range(n - 1)]
 
 
 def _apply_moves(moves: list[SegmentMove], points_mm: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
