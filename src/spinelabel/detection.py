@@ -8,7 +8,7 @@ in world RAS mm, a detection score, and the network's level estimate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -49,25 +49,33 @@ def frame_spec(config: ModelConfig) -> FrameSpec:
 
 def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int = 8) -> Heatmaps:
     """Run the network on every sagittal slice of ``volume`` (any orientation)."""
-    import torch
-
     frame = to_model_frame(volume, frame_spec(config))
     data = normalize_intensity(frame.data, config.intensity_percentiles)
+    return _maps(Volume(data, frame.affine), _network_outputs(net, data, batch_size), config)
+
+
+def _network_outputs(net, data: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Raw network outputs for each slice of ``data`` (S, R, C): shape (S, K, R, C)."""
+    import torch
+
     div = net.divisor
     _, rows, cols = data.shape
-    pad_r, pad_c = (-rows) % div, (-cols) % div
-    padded = np.pad(data, ((0, 0), (0, pad_r), (0, pad_c)), mode="constant")
+    padded = np.pad(data, ((0, 0), (0, (-rows) % div), (0, (-cols) % div)), mode="constant")
     outs = []
     with torch.inference_mode():
         for start in range(0, padded.shape[0], batch_size):
-            x = torch.from_numpy(padded[start : start + batch_size, None])
+            x = torch.from_numpy(np.ascontiguousarray(padded[start : start + batch_size, None], np.float32))
             # channels-last input for a channels-last network (models.network.prepare_for_inference)
             outs.append(net(x.contiguous(memory_format=torch.channels_last)).numpy())
-    out = np.concatenate(outs)[:, :, :rows, :cols]
+    return np.concatenate(outs)[:, :, :rows, :cols]
+
+
+def _maps(frame: Volume, out: np.ndarray, config: ModelConfig) -> Heatmaps:
+    """Heatmaps from raw outputs (S, K, R, C) on the model-frame image ``frame``."""
     heat = _sigmoid(out[:, OUT_HEATMAP])
     level = out[:, OUT_LEVEL] + config.level_offset
     anchor = _sigmoid(out[:, OUT_ANCHOR]) if out.shape[1] > OUT_ANCHOR else None
-    return Heatmaps(Volume(data, frame.affine), heat, level.astype(np.float32), anchor)
+    return Heatmaps(frame, heat, level.astype(np.float32), anchor)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -206,3 +214,74 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
         )
         for n, i in enumerate(keep)
     ]
+
+
+#: Half-width (mm) of the slab of sagittal slices, centred on the chain's last
+#: vertebra, that ``candidates_beyond`` looks at again: a cervicothoracic body
+#: is 25-35 mm wide, and the next few levels may drift sideways by some mm
+#: (a lateral curve); further out lie ribs and lateral masses, not the chain.
+BEYOND_SLAB_HALF_WIDTH_MM = 20.0
+#: Logit given to pixels that a turned slice does not cover: probability ~0.
+_UNCOVERED_LOGIT = -20.0
+
+
+def turn_slices(stack: np.ndarray, deg: float, centre: tuple[float, float]) -> np.ndarray:
+    """Each slice of ``stack`` (S, R, C) turned in-plane by ``deg`` about pixel ``centre`` (linear, 0 outside).
+
+    The model frame's pixels are square (``FrameSpec``), so a turn of the
+    pixel grid is a turn in millimetres. ``turn_slices(turn_slices(x, a, c), -a, c)``
+    is ``x`` wherever the turned slices cover it.
+    """
+    t = np.deg2rad(deg)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    at = np.asarray(centre, float)
+    matrix = np.eye(3)
+    matrix[1:, 1:] = rot.T  # output pixel o reads input rot.T @ (o - at) + at
+    offset = np.concatenate([[0.0], at - rot.T @ at])
+    return ndimage.affine_transform(stack, matrix, offset=offset, order=1, mode="constant", cval=0.0)
+
+
+def candidates_beyond(
+    volume: Volume, config: ModelConfig, net, end: np.ndarray, known: list[Candidate]
+) -> list[Candidate]:
+    """Candidates caudal to a chain's last vertebra, found on slices turned by ``config.detection.caudal_turns_deg``.
+
+    The model-frame slices within ``BEYOND_SLAB_HALF_WIDTH_MM`` of ``end`` are
+    turned in-plane about it, the network's outputs turned back, and their
+    peaks below ``end`` that lie farther than ``merge_inplane_mm`` from every
+    ``known`` candidate (and from each other) are returned. They carry no
+    level estimate and no anchor probability: a turn moves both (the network
+    reads them partly from the spine's angle), so the chain names them from
+    their order and spacing alone.
+
+    Parameters
+    ----------
+    volume : Volume
+        The image (any orientation).
+    end : ndarray, shape (3,)
+        World RAS mm of the labeled chain's caudal vertebra.
+    known : list of Candidate
+        The plain pass's candidates.
+    """
+    settings = config.detection
+    frame = to_model_frame(volume, frame_spec(config))
+    data = normalize_intensity(frame.data, config.intensity_percentiles)
+    s, r, c = frame.world_to_voxel(np.asarray(end, float))
+    half = int(np.ceil(BEYOND_SLAB_HALF_WIDTH_MM / frame.spacing[0]))
+    lo, hi = max(int(round(s)) - half, 0), min(int(round(s)) + half + 1, data.shape[0])
+    if lo >= hi:
+        return []
+    shift = np.eye(4)
+    shift[0, 3] = lo
+    slab = Volume(data[lo:hi], frame.affine @ shift)
+    found: list[Candidate] = []
+    for deg in settings.caudal_turns_deg:
+        out = _network_outputs(net, turn_slices(slab.data, deg, (r, c)))
+        covered = turn_slices(np.ones(slab.shape, np.float32), -deg, (r, c)) > 0.99
+        back = np.stack([np.where(covered, turn_slices(out[:, k], -deg, (r, c)), _UNCOVERED_LOGIT) for k in range(out.shape[1])], 1)
+        for cand in candidates_from_heatmaps(_maps(slab, back, config), config):
+            p = np.asarray(cand.position, float)
+            near = [np.linalg.norm(np.asarray(o.position, float) - p) for o in (*known, *found)]
+            if p[2] < end[2] - settings.merge_inplane_mm and min(near, default=np.inf) >= settings.merge_inplane_mm:
+                found.append(replace(cand, level_estimate=None, anchor=None))
+    return found

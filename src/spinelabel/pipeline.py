@@ -156,6 +156,21 @@ class Labeler:
 
         return label_candidates(candidates, self.region, self.shape, self.params)
 
+    def _look_beyond(self, volume: Volume, candidates: list, result):
+        """Candidates and labeling once more, with those found beyond the chain's caudal end on turned slices.
+
+        ``detection.candidates_beyond``; the chain model decides whether they
+        continue it (the labeling of the plain candidates is one of its options).
+        """
+        from .detection import candidates_beyond
+
+        end = min((v.position for v in result.vertebrae), key=lambda p: p[2])
+        extra = candidates_beyond(volume, self.config, self.net, np.asarray(end, float), list(candidates))
+        if not extra:
+            return candidates, result
+        candidates = [*candidates, *extra]
+        return candidates, self.name(candidates)
+
     def label(self, volume: Volume, candidates: list | None = None) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).
 
@@ -164,7 +179,9 @@ class Labeler:
         volume : Volume
         candidates : list of labeling.Candidate, optional
             This labeler's own ``detect(volume)``, when it was already run
-            (``AutoLabeler``): the network is not run again.
+            (``AutoLabeler``): the network is not run again (except on the
+            slices near the chain's caudal end, turned, where the model's
+            ``caudal_turns_deg`` asks for it: ``_look_beyond``).
 
         Raises
         ------
@@ -173,6 +190,8 @@ class Labeler:
         """
         candidates = self.detect(volume) if candidates is None else candidates
         result = self.name(candidates)
+        if self.config.detection.caudal_turns_deg and result.vertebrae:
+            candidates, result = self._look_beyond(volume, candidates, result)
         # Whether these are vertebrae at all, not whether their count is sure: a
         # chain whose names are uncertain is returned, flagged, not refused.
         confident = sum(v.vertebra_probability >= LOW_CONFIDENCE for v in result.vertebrae)

@@ -72,3 +72,59 @@ def test_a_one_level_blob_is_not_split():
     maps = _ridge_maps()
     one_level = Heatmaps(maps.frame, maps.heat, np.full_like(maps.level, 2.0))
     assert len(candidates_from_heatmaps(one_level, _config(split=True))) == 1
+
+
+# ------------------------------------------------- looking beyond the chain's end
+
+
+def test_a_turn_of_the_slices_moves_a_pixel_about_the_centre_and_back():
+    from spinelabel.detection import turn_slices
+
+    stack = np.zeros((2, 41, 41), np.float32)
+    stack[:, 20, 30] = 1.0  # 10 pixels posterior of the centre (20, 20)
+    turned = turn_slices(stack, 90.0, (20.0, 20.0))
+    assert np.unravel_index(np.argmax(turned[1]), turned[1].shape) == (10, 20)  # a quarter turn: 10 pixels cranial
+    smooth = np.random.default_rng(0).normal(size=(2, 41, 41)).astype(np.float32)
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(smooth, (0, 6, 6))
+    back = turn_slices(turn_slices(smooth, 17.0, (15.0, 25.0)), -17.0, (15.0, 25.0))
+    inner = (slice(None), slice(12, 29), slice(12, 29))  # covered by the turned grid, away from its corners
+    np.testing.assert_allclose(back[inner], smooth[inner], atol=0.05 * float(np.abs(smooth).max()))
+
+
+def _turn_config():
+    cfg = dummy_config()
+    return replace(cfg, detection=replace(cfg.detection, caudal_turns_deg=(-20.0, 20.0)))
+
+
+def test_candidates_beyond_the_chain_end_come_back_to_their_place_without_level_or_anchor():
+    from spinelabel.detection import candidates_beyond
+    from spinelabel.testing.dummy import BlobNet, blob_spine
+    from spinelabel.pipeline import Labeler
+
+    vol, centres = blob_spine(5)
+    labeler = Labeler(_turn_config(), BlobNet())
+    plain = labeler.detect(vol)
+    known = [c for c in plain if c.position[2] >= centres[1, 2] - 5]  # the chain found the top two only
+    extra = candidates_beyond(vol, labeler.config, labeler.net, centres[1], known)
+    pos = np.array([c.position for c in extra])
+    assert len(extra) == 3  # the three bodies below, once each (two turns, no duplicates)
+    np.testing.assert_allclose(pos[np.argsort(-pos[:, 2])], centres[2:], atol=1.5)
+    assert all(c.level_estimate is None and c.anchor is None for c in extra)
+    assert candidates_beyond(vol, labeler.config, labeler.net, centres[1], plain) == []  # all known already
+
+
+def test_the_labeler_continues_a_chain_with_the_bodies_found_beyond_its_end():
+    from spinelabel.pipeline import Labeler
+    from spinelabel.testing.dummy import BlobNet, blob_spine
+
+    vol, centres = blob_spine(5)
+    top = [c for c in Labeler(dummy_config(), BlobNet()).detect(vol) if c.position[2] >= centres[1, 2] - 5]
+    plain = Labeler(dummy_config(), BlobNet()).label(vol, top)
+    turned = Labeler(_turn_config(), BlobNet()).label(vol, top)
+    assert len(plain.vertebrae) == 2
+    assert len(turned.vertebrae) == 5
+    np.testing.assert_allclose([v.position_mm for v in turned.vertebrae], centres, atol=1.5)
+    whole = Labeler(dummy_config(), BlobNet()).label(vol)  # every body found in the plain pass
+    assert [v.label for v in turned.vertebrae] == [v.label for v in whole.vertebrae]

@@ -51,6 +51,16 @@ class DetectionSettings:
     #: Smallest one-level part (mm^3) proposed by ``split_levels``: smaller
     #: parts are rounding flicker at a blob's rim.
     split_min_volume_mm3: float = 200.0
+    #: In-plane turns (deg) of the slices near the labeled chain's caudal end
+    #: under which the network looks again for vertebrae the chain could
+    #: continue with (``detection.candidates_beyond``; empty: never). The
+    #: network reads a level partly from the angle of the spine in the image and
+    #: misses bodies tilted beyond the angles it was trained on: the real
+    #: cervical errsm20's T1-T3, whose steps tilt 42-45 deg (17-21 deg in the
+    #: other subjects), are found on slices turned 20 deg back (docs/NOTES.md,
+    #: fifteenth and sixteenth sessions). Both signs, since a junction may turn
+    #: either way from the training angles.
+    caudal_turns_deg: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,10 @@ class ModelConfig:
         d["axcodes"] = tuple(d["axcodes"])
         d["intensity_percentiles"] = tuple(d["intensity_percentiles"])
         d["channels"] = tuple(d["channels"])
-        d["detection"] = DetectionSettings(**d["detection"])
+        detection = dict(d["detection"])
+        if "caudal_turns_deg" in detection:
+            detection["caudal_turns_deg"] = tuple(float(a) for a in detection["caudal_turns_deg"])
+        d["detection"] = DetectionSettings(**detection)
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
