@@ -60,8 +60,7 @@ def gather_evidence(image: str | Path, labeler: Labeler | None = None, series_ui
 
 def _detect(volume, labeler: Labeler) -> ImageEvidence:
     """The labeler's vertebrae and the mid-plane candidates, from one pass of the network."""
-    candidates = labeler.detect(volume)
-    result = labeler.name(candidates)
+    candidates, result = labeler.detect_and_name(volume)
     predicted = {v.label: (np.asarray(v.position, float), float(v.confidence)) for v in result.vertebrae}
     labeled = np.array([p for p, _ in predicted.values()], float).reshape(-1, 3)
     cands = np.array([c.position for c in candidates], float).reshape(-1, 3)

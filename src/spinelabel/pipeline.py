@@ -156,6 +156,19 @@ class Labeler:
 
         return label_candidates(candidates, self.region, self.shape, self.params)
 
+    def detect_and_name(self, volume: Volume, candidates: list | None = None) -> tuple[list, Any]:
+        """The candidates and their labeling (``labeling.LabelingResult``) that ``label`` reports, without its checks.
+
+        ``candidates``: as for ``label``. Where the model's
+        ``caudal_turns_deg`` asks for it, the candidates found beyond the
+        chain's caudal end on turned slices are added (``_look_beyond``).
+        """
+        candidates = self.detect(volume) if candidates is None else candidates
+        result = self.name(candidates)
+        if self.config.detection.caudal_turns_deg and result.vertebrae:
+            candidates, result = self._look_beyond(volume, candidates, result)
+        return candidates, result
+
     def _look_beyond(self, volume: Volume, candidates: list, result):
         """Candidates and labeling once more, with those found beyond the chain's caudal end on turned slices.
 
@@ -188,10 +201,7 @@ class Labeler:
         NothingFoundError
             If fewer than two vertebrae are found (not a spine image, or not this region).
         """
-        candidates = self.detect(volume) if candidates is None else candidates
-        result = self.name(candidates)
-        if self.config.detection.caudal_turns_deg and result.vertebrae:
-            candidates, result = self._look_beyond(volume, candidates, result)
+        candidates, result = self.detect_and_name(volume, candidates)
         # Whether these are vertebrae at all, not whether their count is sure: a
         # chain whose names are uncertain is returned, flagged, not refused.
         confident = sum(v.vertebra_probability >= LOW_CONFIDENCE for v in result.vertebrae)
