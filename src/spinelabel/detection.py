@@ -47,11 +47,16 @@ def frame_spec(config: ModelConfig) -> FrameSpec:
     return FrameSpec(config.inplane_spacing_mm, config.slice_step_mm, config.intensity_percentiles)
 
 
+def model_frame_image(volume: Volume, config: ModelConfig) -> Volume:
+    """``volume`` (any orientation) resampled to the model frame and normalised: what the network sees, (S, R, C)."""
+    frame = to_model_frame(volume, frame_spec(config))
+    return Volume(normalize_intensity(frame.data, config.intensity_percentiles), frame.affine)
+
+
 def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int = 8) -> Heatmaps:
     """Run the network on every sagittal slice of ``volume`` (any orientation)."""
-    frame = to_model_frame(volume, frame_spec(config))
-    data = normalize_intensity(frame.data, config.intensity_percentiles)
-    return _maps(Volume(data, frame.affine), _network_outputs(net, data, batch_size), config)
+    frame = model_frame_image(volume, config)
+    return _maps(frame, _network_outputs(net, frame.data, batch_size), config)
 
 
 def _network_outputs(net, data: np.ndarray, batch_size: int = 8) -> np.ndarray:
@@ -242,7 +247,7 @@ def turn_slices(stack: np.ndarray, deg: float, centre: tuple[float, float]) -> n
 
 
 def candidates_beyond(
-    volume: Volume, config: ModelConfig, net, end: np.ndarray, known: list[Candidate]
+    frame: Volume, config: ModelConfig, net, end: np.ndarray, known: list[Candidate]
 ) -> list[Candidate]:
     """Candidates caudal to a chain's last vertebra, found on slices turned by ``config.detection.caudal_turns_deg``.
 
@@ -256,16 +261,16 @@ def candidates_beyond(
 
     Parameters
     ----------
-    volume : Volume
-        The image (any orientation).
+    frame : Volume
+        The model-frame image of the plain pass (``model_frame_image``,
+        ``Heatmaps.frame``), shape (S, R, C).
     end : ndarray, shape (3,)
         World RAS mm of the labeled chain's caudal vertebra.
     known : list of Candidate
         The plain pass's candidates.
     """
     settings = config.detection
-    frame = to_model_frame(volume, frame_spec(config))
-    data = normalize_intensity(frame.data, config.intensity_percentiles)
+    data = frame.data
     s, r, c = frame.world_to_voxel(np.asarray(end, float))
     half = int(np.ceil(BEYOND_SLAB_HALF_WIDTH_MM / frame.spacing[0]))
     lo, hi = max(int(round(s)) - half, 0), min(int(round(s)) + half + 1, data.shape[0])

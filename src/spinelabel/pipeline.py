@@ -163,22 +163,29 @@ class Labeler:
         ``caudal_turns_deg`` asks for it, the candidates found beyond the
         chain's caudal end on turned slices are added (``_look_beyond``).
         """
-        candidates = self.detect(volume) if candidates is None else candidates
+        from .detection import candidates_from_heatmaps, model_frame_image, predict_heatmaps
+
+        frame = None
+        if candidates is None:  # one resampling for both passes
+            maps = predict_heatmaps(volume, self.config, self.net)
+            candidates, frame = candidates_from_heatmaps(maps, self.config), maps.frame
         result = self.name(candidates)
         if self.config.detection.caudal_turns_deg and result.vertebrae:
-            candidates, result = self._look_beyond(volume, candidates, result)
+            frame = model_frame_image(volume, self.config) if frame is None else frame
+            candidates, result = self._look_beyond(frame, candidates, result)
         return candidates, result
 
-    def _look_beyond(self, volume: Volume, candidates: list, result):
+    def _look_beyond(self, frame: Volume, candidates: list, result):
         """Candidates and labeling once more, with those found beyond the chain's caudal end on turned slices.
 
-        ``detection.candidates_beyond``; the chain model decides whether they
-        continue it (the labeling of the plain candidates is one of its options).
+        ``detection.candidates_beyond`` on the model-frame image ``frame``; the
+        chain model decides whether they continue it (the labeling of the
+        plain candidates is one of its options).
         """
         from .detection import candidates_beyond
 
         end = min((v.position for v in result.vertebrae), key=lambda p: p[2])
-        extra = candidates_beyond(volume, self.config, self.net, np.asarray(end, float), list(candidates))
+        extra = candidates_beyond(frame, self.config, self.net, np.asarray(end, float), candidates)
         if not extra:
             return candidates, result
         candidates = [*candidates, *extra]

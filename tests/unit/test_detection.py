@@ -99,7 +99,7 @@ def _turn_config():
 
 
 def test_candidates_beyond_the_chain_end_come_back_to_their_place_without_level_or_anchor():
-    from spinelabel.detection import candidates_beyond
+    from spinelabel.detection import candidates_beyond, model_frame_image
     from spinelabel.testing.dummy import BlobNet, blob_spine
     from spinelabel.pipeline import Labeler
 
@@ -107,12 +107,13 @@ def test_candidates_beyond_the_chain_end_come_back_to_their_place_without_level_
     labeler = Labeler(_turn_config(), BlobNet())
     plain = labeler.detect(vol)
     known = [c for c in plain if c.position[2] >= centres[1, 2] - 5]  # the chain found the top two only
-    extra = candidates_beyond(vol, labeler.config, labeler.net, centres[1], known)
+    frame = model_frame_image(vol, labeler.config)
+    extra = candidates_beyond(frame, labeler.config, labeler.net, centres[1], known)
     pos = np.array([c.position for c in extra])
     assert len(extra) == 3  # the three bodies below, once each (two turns, no duplicates)
     np.testing.assert_allclose(pos[np.argsort(-pos[:, 2])], centres[2:], atol=1.5)
     assert all(c.level_estimate is None and c.anchor is None for c in extra)
-    assert candidates_beyond(vol, labeler.config, labeler.net, centres[1], plain) == []  # all known already
+    assert candidates_beyond(frame, labeler.config, labeler.net, centres[1], plain) == []  # all known already
 
 
 def test_the_labeler_continues_a_chain_with_the_bodies_found_beyond_its_end():
