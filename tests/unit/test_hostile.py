@@ -439,10 +439,17 @@ def _damage_anchor_levels(model: Path) -> None:
     (model / "config.json").write_text(json.dumps(cfg))
 
 
+def _damage_caudal_turns(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["detection"]["caudal_turns_deg"] = [float("nan")]  # json writes NaN, and reads it back
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
 @pytest.mark.parametrize(
     "damage, fragment",
     [
         (_damage_weights, "cannot be loaded"),
+        (_damage_caudal_turns, "is unreadable"),
         (_damage_config_json, "is unreadable"),
         (_damage_config_shape, "cannot be loaded"),
         (_damage_labeling, "unusable config"),

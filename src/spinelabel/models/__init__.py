@@ -62,6 +62,10 @@ class DetectionSettings:
     #: either way from the training angles.
     caudal_turns_deg: tuple[float, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not all(-90.0 < float(a) < 90.0 for a in self.caudal_turns_deg):  # NaN fails too
+            raise ValueError(f"caudal_turns_deg must be angles strictly between -90 and 90 deg, not {self.caudal_turns_deg!r}")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
