@@ -26,7 +26,10 @@ constant), is
 - for every unassigned candidate: ``false_positive_weight * -log(1 - score)``;
 - for every two consecutive assigned candidates (upper at level ``a``, lower
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
-  ``d`` at the global scale ``s``, a direction cost, and a miss cost per
+  ``d`` at the global scale ``s`` (where a body may be cut by the image edge,
+  ``d`` may be up to ``k_a + k_b`` longer, ``k = max(0, s h / 2 - room)`` for a body
+  of height ``h`` with ``room`` mm of image on its outer side, and the best
+  ``d`` in that range counts), a direction cost, and a miss cost per
   level skipped between ``a`` and ``b`` (``miss_cost``; ``bodiless_miss_cost``
   for C1), and, where the shape model learned the step's direction in the
   sagittal plane (``shape_model.sagittal_angle``, mean ``theta_ab``, sd
@@ -86,7 +89,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .anatomy import ANCHOR_LEVELS, BODILESS_LEVELS, VARIANT_AFTER, Region, chain, ordinal
+from .anatomy import ANCHOR_LEVELS, BODILESS_LEVELS, BODY_HEIGHT_MM, VARIANT_AFTER, Region, chain, ordinal
 from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .labeling_params import Candidate, LabeledVertebra, LabelingParams, LabelingResult
 from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
@@ -106,7 +109,7 @@ class _Inputs:
     est: np.ndarray  # (n,) NaN where unavailable
     sd: np.ndarray  # (n,)
     anchor: np.ndarray  # (n,) clipped; NaN where unavailable
-    room: np.ndarray  # (n, 2) mm of image cranially and caudally; 0 where unknown
+    room: np.ndarray  # (n, 2) mm of image cranially and caudally; NaN where unknown
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,8 @@ def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs
     anchor = np.clip(anchor, params.anchor_eps, 1.0 - params.anchor_eps)  # NaN stays NaN
     if np.any(~(sd > 0)):
         raise ValueError("level_sd must be positive")
-    room = np.array([(0.0, 0.0) if c.room_mm is None else tuple(map(float, c.room_mm)) for c in candidates]).reshape(n, 2)
-    room = np.where(np.isfinite(room), np.maximum(room, 0.0), 0.0)  # unknown: no field-of-view term
+    room = np.array([(np.nan, np.nan) if c.room_mm is None else tuple(map(float, c.room_mm)) for c in candidates]).reshape(n, 2)
+    room = np.where(np.isfinite(room), np.maximum(room, 0.0), np.nan)  # unknown: no field-of-view term, no slack
     order = np.lexsort((-score, pos[:, 0], pos[:, 1], -pos[:, 2])) if n else np.zeros(0, int)
     return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order], room[order])
 
@@ -282,12 +285,15 @@ def _pair_costs(
     params: LabelingParams,
     miss: np.ndarray,
     heading: tuple[np.ndarray, np.ndarray] | None = None,
+    slack: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pairwise costs for every allowed pair, level pair and scale.
 
     ``heading``: the chain's expected step directions and their sds, (L, L)
     degrees each (``shape_model.chain_directions``); None or an infinite sd:
-    no direction term.
+    no direction term. ``slack``: how much longer each step may be than
+    measured because a body is cut by the image edge (``_edge_slack``), or
+    None.
 
     Returns
     -------
@@ -303,6 +309,9 @@ def _pair_costs(
     skipped = cum[b] - cum[np.minimum(a + 1, L)]  # levels a+1 .. b-1
     static = np.where(b > a, skipped, np.inf)
     cost = (pairs.dist[:, None] / scales[None, :])[None, None] - mu[:, :, None, None]
+    if slack is not None:  # a step short of the mean by no more than its slack costs nothing for it
+        allowed = slack[0][:, None] + slack[1][None, :]  # (L, L, m, S)
+        cost = np.where(cost < 0.0, np.minimum(cost + allowed, 0.0), cost)
     cost *= (1.0 / sd)[:, :, None, None]
     cost *= cost
     cost *= 0.5
@@ -311,6 +320,30 @@ def _pair_costs(
     if heading is not None:
         cost += _heading_costs(pairs.sagittal, *heading, params.direction_dof, params.direction_range_deg)[:, :, :, None]
     return cost
+
+
+def _edge_slack(inp: _Inputs, pairs: Pairs, levels: Sequence[str], scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How far the centre of each pair's upper and lower body may lie beyond its candidate (``LabelingParams.edge_slack``).
+
+    A body of height ``h`` whose candidate has ``r`` mm of image on its outer
+    side may be cut by the edge there, its centre up to ``h / 2 - r`` further
+    out: upward for the upper body of a step, downward for the lower one.
+
+    Returns
+    -------
+    upper, lower : ndarray, shape (L, m, S)
+        Slack in the units of the spacing means (mm divided by the scale):
+        ``upper[a, p, s]`` for candidate ``pairs.i[p]`` at level ``a``,
+        ``lower[b, p, s]`` for ``pairs.j[p]`` at level ``b``; 0 where the room is
+        unknown or at least half the body.
+    """
+    half = np.array([BODY_HEIGHT_MM[lv] / 2.0 for lv in levels])[:, None, None]  # (L, 1, 1)
+
+    def beyond(room: np.ndarray) -> np.ndarray:  # room (m,) mm -> (L, m, S)
+        out = half - room[None, :, None] / scales[None, None, :]
+        return np.where(np.isfinite(out), np.maximum(out, 0.0), 0.0)
+
+    return beyond(inp.room[pairs.i, 0]), beyond(inp.room[pairs.j, 1])
 
 
 def _heading_costs(angle: np.ndarray, theta: np.ndarray, tau: np.ndarray, dof: float, span: float) -> np.ndarray:
@@ -385,8 +418,9 @@ def _solve_chain(
     theta, tau = chain_directions(shape, levels)
     pivot = _gain_pivot(shape, levels, anchors)
     directional = bool(np.isfinite(tau).any())  # no learned direction: no term, and the tilt is moot
+    slack = _edge_slack(inp, pairs, levels, scales) if params.edge_slack else None
     for tilt in params.tilt_grid_deg if directional else (0.0,):
-        P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau) if directional else None)
+        P = _pair_costs(pairs, mu, sd, scales, params, miss, (theta + tilt, tau) if directional else None, slack)
         tilt_prior = base + tilt**2 / (2.0 * params.tilt_sd_deg**2)
         for offset, gain in itertools.product(params.level_offset_grid, params.level_gain_grid):
             prior = tilt_prior + offset**2 / (2.0 * params.level_offset_sd**2)

@@ -71,6 +71,16 @@ class LabelingParams:
     #: assign / reject costs the two halves of a Bernoulli likelihood of a
     #: calibrated detector score.
     false_positive_weight: float = 1.0
+    #: A body cut by the image edge shows only its inner part, and the detector
+    #: may place it at the centre of what is in view: up to half its height
+    #: (``anatomy.BODY_HEIGHT_MM``, at the chain's scale) minus the room between
+    #: the candidate and that edge inward of the true centre. A step to or from
+    #: such a candidate may then be that much longer than measured, and the
+    #: spacing term charges only a shortfall beyond it (a step measured too long
+    #: is charged as before). Issue 11, class 3: myoseg-32's S1, cut through by
+    #: the lower edge, was found 21 mm below L5 where ~30 mm is expected, and
+    #: the chain took L5 for S1 instead. False: distances as measured.
+    edge_slack: bool = True
     #: The vector from an upper to the next lower vertebra must point caudally
     #: within this angle of -z. Lumbosacral and cervical lordosis tilt it by up to
     #: ~45 deg in supine MR; 60 deg leaves room for scoliosis and patient tilt

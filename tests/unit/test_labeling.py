@@ -328,7 +328,10 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         if angle > params.max_angle_deg:
             return math.inf
         mu, sd = shape.expected(n1, n2, variants=variant)
-        cost += ((d - scale * mu) / (scale * sd)) ** 2 / 2
+        short = d - scale * mu  # a step short of the mean by less than the edge slack is not charged for it
+        if short < 0 and params.edge_slack:
+            short = min(0.0, short + _slack(cands[c1], n1, scale, up=True) + _slack(cands[c2], n2, scale, up=False))
+        cost += (short / (scale * sd)) ** 2 / 2
         cost += params.direction_weight * (angle / params.max_angle_deg) ** 2
         cost += _heading_cost(vec, n1, n2, levels, shape, params, tilt)
         cost += sum(_miss(levels[x], params) for x in range(levels.index(n1) + 1, levels.index(n2)))
@@ -358,6 +361,13 @@ def _heading_cost(vec, upper, lower, levels, shape, params, tilt):
 
 def _miss(level, params):
     return params.bodiless_miss_cost if level in anatomy.BODILESS_LEVELS else params.miss_cost
+
+
+def _slack(cand, level, scale, up):
+    """How much further out (mm) a body cut by the image edge may have its centre than its candidate."""
+    if cand.room_mm is None:
+        return 0.0
+    return max(0.0, scale * anatomy.BODY_HEIGHT_MM[level] / 2 - cand.room_mm[0 if up else 1])
 
 
 def _fov_cost(cand, b, levels, variant, scale, shape, params, up):
@@ -457,7 +467,9 @@ def test_dynamic_programming_equals_brute_force_with_learned_directions():
         assert v.vertebra_probability == pytest.approx(1 - with_dirs[-1], abs=1e-9)
 
 
-def test_dynamic_programming_equals_brute_force_with_field_of_view_costs():
+@pytest.mark.parametrize("cut", [False, True])
+def test_dynamic_programming_equals_brute_force_with_field_of_view_costs(cut):
+    """Field-of-view costs; with ``cut``, C4 lies 2 mm above the lower image edge (no C5), found 5 mm high: the edge slack."""
     region = Region("tiny", ("C1", "C2", "C3", "C4", "C5", "C6"), ("C2",), ())
     params = LabelingParams(scale_grid=(0.9, 1.0, 1.1))
     rng = np.random.default_rng(5)
@@ -467,8 +479,13 @@ def test_dynamic_programming_equals_brute_force_with_field_of_view_costs():
                   anchor=float(rng.uniform(0.0, 1.0)), room_mm=(float(rng.uniform(0, 60)), float(rng.uniform(0, 60))))
         for p in truth.values()
     ]
+    if cut:
+        cands = cands[:2] + [replace(cands[2], position=truth["C4"] + np.array([0.0, 0.0, 5.0]), score=0.9,
+                                     level_estimate=4.0, room_mm=(80.0, 2.0))]
     cands.append(Candidate(truth["C3"] + np.array([0.0, 6.0, -8.0]), 0.5, None, room_mm=(30.0, 30.0)))
     result = label_candidates(cands, region, PRIOR, params)
+    if cut:  # the slack is in play: without it the best labeling costs more
+        assert result.cost < label_candidates(cands, region, PRIOR, replace(params, edge_slack=False)).cost - 1e-6
     best, marg = _brute_force(cands, region, PRIOR, params)
     assert result.cost == pytest.approx(best, abs=1e-9)
     names = list(region.levels) + [None]
@@ -485,6 +502,18 @@ def _with_room(cands, pts, bottom_mm, top_mm):
                   room_mm=(top_mm - float(c.position[2]), float(c.position[2]) - bottom_mm))
         for c in cands
     ]
+
+
+def test_a_body_cut_by_the_image_edge_may_lie_below_its_candidate():
+    """S1 cut by the lower edge, found 9 mm high (4 mm of image below it): its short step to L5 is forgiven."""
+    truth = ("L1", "L2", "L3", "L4", "L5", "S1")
+    pts = spine(truth)
+    cands = candidates(pts, sd=1.0)
+    cands[-1] = replace(cands[-1], position=cands[-1].position + np.array([0.0, 0.0, 9.0]))
+    z = [float(c.position[2]) for c in cands]
+    cut = _with_room(cands, pts, min(z) - 4.0, max(z) + 60.0)
+    assert labels(label_candidates(cut, LUMBAR, PRIOR)) == list(truth)
+    assert labels(label_candidates(cut, LUMBAR, PRIOR, LabelingParams(edge_slack=False))) == list(truth[:-1])
 
 
 def test_a_chain_may_not_end_early_with_room_for_more_vertebrae_in_view():
