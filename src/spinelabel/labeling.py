@@ -310,8 +310,11 @@ def _pair_costs(
     static = np.where(b > a, skipped, np.inf)
     cost = (pairs.dist[:, None] / scales[None, :])[None, None] - mu[:, :, None, None]
     if slack is not None:  # a step short of the mean by no more than its slack costs nothing for it
-        allowed = slack[0][:, None] + slack[1][None, :]  # (L, L, m, S)
-        cost = np.where(cost < 0.0, np.minimum(cost + allowed, 0.0), cost)
+        upper, lower = slack
+        near = np.flatnonzero((upper > 0).any(axis=(0, 2)) | (lower > 0).any(axis=(0, 2)))  # pairs at an edge only
+        short = cost[:, :, near]
+        allowed = upper[:, None, near] + lower[None, :, near]  # (L, L, k, S)
+        cost[:, :, near] = np.where(short < 0.0, np.minimum(short + allowed, 0.0), short)
     cost *= (1.0 / sd)[:, :, None, None]
     cost *= cost
     cost *= 0.5
