@@ -161,6 +161,64 @@ def test_bend_turns_every_step_by_an_equal_share_and_carries_the_image_along():
     assert S._bend_moves(rng_a, scan, S.SamplerSpec()) == [] and rng_a.random() == rng_b.random()
 
 
+def test_a_narrowed_disc_moves_the_spine_below_it_up_and_the_image_with_it():
+    scan = _dot_scan()
+    spec = S.SamplerSpec(p_narrow=1.0, narrow_fraction=0.2)
+    for seed in range(10):
+        move = S._narrow_move(np.random.default_rng(seed), scan, spec)
+        moved = move.points(scan.points_mm)
+        above, below = moved[: move.first_moved], moved[move.first_moved :]
+        np.testing.assert_allclose(above, scan.points_mm[: move.first_moved])  # the spine above stays
+        shift = below[:, 1:] - scan.points_mm[move.first_moved :, 1:]
+        np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape))  # the spine below moves as one piece ...
+        assert shift[0, 1] == 0.0 and -0.2 * 35.0 <= shift[0, 0] <= 0.0  # ... up along it, by at most 0.2 of a step
+        for q in moved:  # the narrowed image shows each dot at its moved point
+            src = move.source_of(q[1:][None])[0] / scan.spacing[1:]
+            assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)  # off by default, and then no draw
+    assert S._narrow_move(rng_a, scan, S.SamplerSpec()) is None and rng_a.random() == rng_b.random()
+
+
+def test_a_collapsed_body_is_squeezed_about_its_fixed_centre_more_at_the_front():
+    down = np.array([1.0, 0.0])  # rows inferior; columns posterior
+    c = S.Collapse(np.array([100.0, 60.0]), down, body=10.0, band=28.0, depth=18.0, k_front=0.5, k_back=0.9)
+    at = lambda row, col: c.source_of(np.array([[row, col]]))[0]  # noqa: E731
+    np.testing.assert_allclose(at(100.0, 60.0), [100.0, 60.0])  # the centre stays
+    np.testing.assert_allclose(at(100.0 + 0.7 * 10.0, 60.0), [110.0, 60.0])  # mid-depth: k 0.7, the endplate at 0.7 h
+    np.testing.assert_allclose(at(100.0 - 0.5 * 10.0, 42.0), [90.0, 42.0])  # the front: squeezed to half
+    np.testing.assert_allclose(at(100.0 + 0.9 * 10.0, 78.0), [110.0, 78.0])  # the back: to 0.9
+    np.testing.assert_allclose(at(100.0 + 28.0, 60.0), [128.0, 60.0])  # beyond the discs nothing moves
+    np.testing.assert_allclose(at(100.0 + 8.0, 60.0 + 40.0), [108.0, 100.0])  # nor far behind the body
+    mid = at(100.0 + 20.0, 60.0)[0]
+    assert 100.0 + 20.0 < mid < 100.0 + 28.0  # the disc below stretches to fill
+    scan = _dot_scan()  # drawn on a scan: a middle body, its centre unmoved, its dot still under its point
+    spec = S.SamplerSpec(p_collapse=1.0)
+    for seed in range(10):
+        col = S._collapse(np.random.default_rng(seed), scan, spec)
+        i = int(np.argmin(np.linalg.norm(scan.points_mm[:, 1:] - col.centre, axis=1)))
+        assert 0 < i < len(scan.points_mm) - 1 and col.k_front <= col.k_back
+        for q in scan.points_mm:
+            src = col.source_of(q[1:][None])[0] / scan.spacing[1:]
+            assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert S._collapse(rng_a, scan, S.SamplerSpec()) is None and rng_a.random() == rng_b.random()
+
+
+def test_pathology_draws_keep_image_and_heatmap_aligned():
+    """Through ``sample`` with narrowing and collapse always on: a bright dot under each strong heatmap peak."""
+    scan = _dot_scan()
+    rng = np.random.default_rng(5)
+    spec = S.SamplerSpec(p_narrow=1.0, p_collapse=1.0, p_negative=0.0, p_random_slice=0.0, p_caudal_cut=0.0,
+                         lateral_jitter_mm=0.0, slab_mm=(1.0, 1.0))
+    hits = 0
+    for _ in range(20):
+        img, heat, *_ = S.sample(rng, scan, spec)
+        if heat.max() > 0.9:
+            u, v = np.unravel_index(np.argmax(heat), heat.shape)
+            hits += img[max(u - 1, 0) : u + 2, max(v - 1, 0) : v + 2].max() > 0.3
+    assert hits >= 15
+
+
 def test_caudal_cut_blanks_the_image_beyond_the_last_vertebra_only():
     scan = _dot_scan()
     spec = S.SamplerSpec(p_caudal_cut=1.0, caudal_cut_mm=(0.0, 0.0), caudal_cut_tilt_deg=0.0)
