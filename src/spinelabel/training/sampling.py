@@ -71,8 +71,9 @@ class SamplerSpec:
     #: cervical alike, so 0.2 leaves a sliver). Off by default (issue 11, class
     #: 4: a vertebra missed in a degenerated segment). With 0.25 and
     #: ``p_collapse`` 0.2, seed 3 left one source out gained (44/50 and 15/17
-    #: against 43 and 14) but the shipped fine-tune lost two held-out scans
-    #: (25/28 against 27/28; docs/NOTES.md, seventeenth session): not shipped.
+    #: against 43 and 14) but seed 4 lost (35/50 and 14/17 against 40 and 16),
+    #: and the shipped fine-tune lost two held-out scans (25/28 against 27/28;
+    #: docs/NOTES.md, seventeenth session): not shipped.
     p_narrow: float = 0.0
     narrow_fraction: float = 0.2
     #: Probability that one annotated body with a neighbour on each side is
