@@ -6,7 +6,7 @@ re-exports everything here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -205,6 +205,10 @@ class LabelingParams:
     min_vertebrae: int = 2
 
     def __post_init__(self) -> None:
+        # a model's config.json sets these by hand: "no" or 0 for a switch must not quietly mean something
+        for f in fields(self):
+            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"{f.name} must be true or false, not {getattr(self, f.name)!r}")
         levels = self.anchor_levels
         if levels is not None and (not isinstance(levels, tuple) or not set(levels) <= set(ANCHOR_LEVELS)):
             raise ValueError(f"anchor_levels must be None or a tuple of {', '.join(ANCHOR_LEVELS)}, not {levels!r}")

@@ -439,6 +439,12 @@ def _damage_anchor_levels(model: Path) -> None:
     (model / "config.json").write_text(json.dumps(cfg))
 
 
+def _damage_switch(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["labeling"] = {"edge_slack": "no"}  # a string is truthy: it would have run with the slack on
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
 def _damage_caudal_turns(model: Path) -> None:
     cfg = json.loads((model / "config.json").read_text())
     cfg["detection"]["caudal_turns_deg"] = [float("nan")]  # json writes NaN, and reads it back
@@ -454,6 +460,7 @@ def _damage_caudal_turns(model: Path) -> None:
         (_damage_config_shape, "cannot be loaded"),
         (_damage_labeling, "unusable config"),
         (_damage_anchor_levels, "unusable config"),
+        (_damage_switch, "unusable config"),
     ],
 )
 def test_garbage_model_is_one_line(capsys, tmp_path, model_dir, damage, fragment):
