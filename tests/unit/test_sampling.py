@@ -110,6 +110,18 @@ def _dot_scan() -> S.TrainingScan:
     return S.TrainingScan("dots", data, np.ones(3), [f"L{i}" for i in range(1, 6)], points)
 
 
+def _dots_under_peaks(scan: S.TrainingScan, spec: S.SamplerSpec, draws: int = 20) -> int:
+    """Of ``draws`` samples (seed 5), how many have a bright dot under their strongest heatmap peak (>= 0.9)."""
+    rng = np.random.default_rng(5)
+    hits = 0
+    for _ in range(draws):
+        img, heat, *_ = S.sample(rng, scan, spec)
+        if heat.max() > 0.9:
+            u, v = np.unravel_index(np.argmax(heat), heat.shape)
+            hits += img[max(u - 1, 0) : u + 2, max(v - 1, 0) : v + 2].max() > 0.3
+    return hits
+
+
 def test_segment_move_carries_image_and_targets_together():
     """The caudal part rotated and slipped at a disc: each dot is where its moved point (and heatmap peak) is."""
     scan = _dot_scan()
@@ -126,16 +138,8 @@ def test_segment_move_carries_image_and_targets_together():
         src = move.source_of(p[1:][None])[0] / scan.spacing[1:]
         assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
     # and a random draw through `sample` keeps image and heatmap aligned
-    rng = np.random.default_rng(5)
-    spec_always = S.SamplerSpec(p_segment=1.0, p_negative=0.0, p_random_slice=0.0, p_caudal_cut=0.0,
-                                lateral_jitter_mm=0.0, slab_mm=(1.0, 1.0))
-    hits = 0
-    for _ in range(20):
-        img, heat, *_ = S.sample(rng, scan, spec_always)
-        if heat.max() > 0.9:
-            u, v = np.unravel_index(np.argmax(heat), heat.shape)
-            hits += img[max(u - 1, 0) : u + 2, max(v - 1, 0) : v + 2].max() > 0.3  # a bright dot under the peak
-    assert hits >= 15
+    assert _dots_under_peaks(scan, S.SamplerSpec(p_segment=1.0, p_negative=0.0, p_random_slice=0.0, p_caudal_cut=0.0,
+                                                 lateral_jitter_mm=0.0, slab_mm=(1.0, 1.0))) >= 15
 
 
 def test_bend_turns_every_step_by_an_equal_share_and_carries_the_image_along():
@@ -206,17 +210,9 @@ def test_a_collapsed_body_is_squeezed_about_its_fixed_centre_more_at_the_front()
 
 def test_pathology_draws_keep_image_and_heatmap_aligned():
     """Through ``sample`` with narrowing and collapse always on: a bright dot under each strong heatmap peak."""
-    scan = _dot_scan()
-    rng = np.random.default_rng(5)
     spec = S.SamplerSpec(p_narrow=1.0, p_collapse=1.0, p_negative=0.0, p_random_slice=0.0, p_caudal_cut=0.0,
                          lateral_jitter_mm=0.0, slab_mm=(1.0, 1.0))
-    hits = 0
-    for _ in range(20):
-        img, heat, *_ = S.sample(rng, scan, spec)
-        if heat.max() > 0.9:
-            u, v = np.unravel_index(np.argmax(heat), heat.shape)
-            hits += img[max(u - 1, 0) : u + 2, max(v - 1, 0) : v + 2].max() > 0.3
-    assert hits >= 15
+    assert _dots_under_peaks(_dot_scan(), spec) >= 15
 
 
 def test_caudal_cut_blanks_the_image_beyond_the_last_vertebra_only():
