@@ -23,7 +23,10 @@ constant), is
   when it gave an anchor probability ``p``, ``-log p`` at the region's anchor
   level (C2, S1) and ``-log(1 - p)`` at any other (nothing at an anchor level
   that ``anchor_levels`` leaves out: an output not learned from real anchors);
-- for every unassigned candidate: ``false_positive_weight * -log(1 - score)``;
+- for every unassigned candidate: ``false_positive_weight * -log(1 - score)``
+  (and ``-log(1 - p)`` with ``anchor_unassigned``, off: a false positive is
+  not the anchor either; an anchor level that ``anchor_levels`` leaves out
+  then pays ``-log(1 - p)`` like any other level);
 - for every two consecutive assigned candidates (upper at level ``a``, lower
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
   ``d`` at the global scale ``s`` (where a body may be cut by the image edge,
@@ -190,8 +193,10 @@ def _node_costs(
     anchor_term = -params.anchor_weight * np.where(
         is_anchor[None, :], np.log(inp.anchor)[:, None], np.log1p(-inp.anchor)[:, None]
     )
-    untrusted = np.array([lv in ANCHOR_LEVELS and lv not in anchors for lv in levels], bool)  # no evidence there
-    anchor_term = np.where(np.isnan(inp.anchor)[:, None] | untrusted[None, :], 0.0, anchor_term)
+    untrusted = np.array([lv in ANCHOR_LEVELS and lv not in anchors for lv in levels], bool)
+    if not params.anchor_unassigned:  # an untrusted anchor level: no evidence there either way
+        anchor_term = np.where(untrusted[None, :], 0.0, anchor_term)
+    anchor_term = np.where(np.isnan(inp.anchor)[:, None], 0.0, anchor_term)
     fp = _false_positive_costs(inp, params)
     return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
 
@@ -212,8 +217,16 @@ def _gain_pivot(shape: ShapeModel, levels: Sequence[str], anchors: Sequence[str]
 
 
 def _false_positive_costs(inp: _Inputs, params: LabelingParams) -> np.ndarray:
-    """(n,) cost of leaving each candidate unassigned."""
-    return -params.false_positive_weight * np.log1p(-inp.score)
+    """(n,) cost of leaving each candidate unassigned.
+
+    With ``params.anchor_unassigned`` an unassigned candidate is "not the
+    anchor" and pays ``-anchor_weight * log(1 - anchor)`` too (nothing where
+    the anchor output is unknown).
+    """
+    cost = -params.false_positive_weight * np.log1p(-inp.score)
+    if params.anchor_unassigned:
+        cost = cost - params.anchor_weight * np.where(np.isnan(inp.anchor), 0.0, np.log1p(-inp.anchor))
+    return cost
 
 
 def _pairs(pos: np.ndarray, params: LabelingParams) -> Pairs:

@@ -309,6 +309,8 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
     for c, cand in enumerate(cands):
         if c not in subset:
             cost -= params.false_positive_weight * math.log(1 - cand.score)
+            if cand.anchor is not None and params.anchor_unassigned:  # a false positive is not the anchor
+                cost -= params.anchor_weight * math.log(1 - min(max(cand.anchor, params.anchor_eps), 1 - params.anchor_eps))
     for c, name in zip(subset, names):
         est = cands[c].level_estimate
         cost -= math.log(cands[c].score)
@@ -386,10 +388,13 @@ def _fov_cost(cand, b, levels, variant, scale, shape, params, up):
     return cost
 
 
-def test_dynamic_programming_equals_brute_force():
+@pytest.mark.parametrize("anchor_unassigned", [False, True])
+def test_dynamic_programming_equals_brute_force(anchor_unassigned):
     region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
     shape = ShapeModel({"L3-L4": (37.0, 3.0), "L5-L6": (36.0, 4.0)})
-    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1), level_gain_grid=(0.8, 1.0))  # gain about L3-L4 (and L5, L6)
+    params = LabelingParams(  # gain about L3-L4 (and L5, L6)
+        scale_grid=(0.9, 1.0, 1.1), level_gain_grid=(0.8, 1.0), anchor_unassigned=anchor_unassigned
+    )
     rng = np.random.default_rng(11)
     truth = spine(("L1", "L2", "L3", "L4"), seed=4)
     cands = [
@@ -583,14 +588,28 @@ def test_the_scan_wide_gain_lets_an_anchor_count_a_chain_whose_estimates_run_com
                   anchor={"S1": 0.68, "L5": 0.51}.get(lv, 0.05))
         for lv, p in pts.items()
     ]
-    plain = label_candidates(cands, LUMBAR, PRIOR)
+    ignored = LabelingParams()  # the S1 left out pays nothing for its anchor output (``anchor_unassigned`` off)
+    plain = label_candidates(cands, LUMBAR, PRIOR, ignored)
     assert labels(plain) != list(truth)  # one offset cannot fit: the count moves a level, S1 left out
-    gained = label_candidates(cands, LUMBAR, PRIOR, LabelingParams(level_gain_grid=(0.75, 1.0)))
+    gained = label_candidates(cands, LUMBAR, PRIOR, replace(ignored, level_gain_grid=(0.75, 1.0)))
     assert labels(gained) == list(truth) and gained.level_gain == 0.75
     # estimates that rise one per level choose the plain gain, and the names stay
     straight = [replace(c, level_estimate=float(anatomy.ordinal(lv))) for c, lv in zip(cands, truth)]
-    result = label_candidates(straight, LUMBAR, PRIOR, LabelingParams(level_gain_grid=(0.75, 1.0)))
+    result = label_candidates(straight, LUMBAR, PRIOR, replace(ignored, level_gain_grid=(0.75, 1.0)))
     assert labels(result) == list(truth) and result.level_gain == 1.0
+    # the same scan when a candidate left out is "not S1" too: leaving the true S1 out now pays for it
+    assert labels(label_candidates(cands, LUMBAR, PRIOR, LabelingParams(anchor_unassigned=True))) == list(truth)
+
+
+def test_a_candidate_left_out_pays_its_anchor_output():
+    """The anchor head's Bernoulli holds for every candidate: a false positive is "not the anchor" too."""
+    pts = spine(("L3", "L4", "L5", "S1"))
+    cands = [replace(c, anchor=0.9 if lv == "S1" else 0.1) for c, lv in zip(candidates(pts, sd=1.0), pts)]
+    stray = Candidate(pts["L4"] + np.array([0.0, 60.0, 0.0]), 0.3, None, 1.0, anchor=0.6)  # in front of the spine
+    on = label_candidates([*cands, stray], LUMBAR, PRIOR, LabelingParams(anchor_unassigned=True))
+    off = label_candidates([*cands, stray], LUMBAR, PRIOR)
+    assert labels(on) == labels(off) == list(pts) and 4 not in {v.candidate_index for v in on.vertebrae}
+    assert on.cost - off.cost == pytest.approx(-math.log(1 - 0.6))
 
 
 def test_an_anchor_fixes_a_chain_the_level_estimates_shift():
@@ -630,6 +649,13 @@ def test_an_untrusted_anchor_level_is_no_evidence_either_way():
     says_no, says_yes = (label_candidates(with_s1_anchor(p), whole, PRIOR, c2_only) for p in (0.03, 0.97))
     assert labels(says_no) == labels(says_yes) == list(truth)
     assert says_no.cost == pytest.approx(says_yes.cost)
+    # when a candidate left out pays its anchor output too, whatever it is named it pays the same: still no evidence
+    counted = replace(c2_only, anchor_unassigned=True)
+    says_no, says_yes = (label_candidates(with_s1_anchor(p), whole, PRIOR, counted) for p in (0.03, 0.97))
+    assert labels(says_no) == labels(says_yes) == list(truth)
+    confidences = [[v.confidence for v in r.vertebrae] for r in (says_no, says_yes)]
+    assert confidences[0] == pytest.approx(confidences[1])
+    assert says_yes.cost - says_no.cost == pytest.approx(math.log(0.97 / 0.03))
     # trusted, the same outputs move the cost, and "not S1" at S1 pulls the count
     trusted_no, trusted_yes = (label_candidates(with_s1_anchor(p), whole, PRIOR) for p in (0.03, 0.97))
     assert labels(trusted_yes) == list(truth) and labels(trusted_no) != list(truth)
