@@ -28,6 +28,7 @@ from scipy import ndimage
 from .. import anatomy
 from ..geometry import Volume, reorient
 from ..preprocessing import CANONICAL_AXCODES, normalize_intensity
+from .intensity import random_network_contrast
 
 #: Targets for the level channel are ordinals relative to L3.
 LEVEL_OFFSET = anatomy.ordinal("L3")
@@ -183,6 +184,21 @@ class SamplerSpec:
     foreground_threshold: float = 0.05
     #: Probability of a plain inversion when no remap was drawn.
     p_invert: float = 0.15
+    #: Probability that a crop's contrast and texture come from a shallow
+    #: network of random weights instead (``intensity.random_network_contrast``;
+    #: Ouyang et al. 2023, single-source domain generalisation): edges stay,
+    #: every tissue's brightness, polarity and fine texture change. Off by
+    #: default, and then no random number is drawn. The other numbers are the
+    #: paper's: four layers of two channels, kernels of 1 or 3 px, a leaky ReLU
+    #: of slope 0.2, and half the crops blending two networks through a smooth
+    #: mask of 4 x 4 control points (regions of ~2 vertebrae at 2 mm pixels).
+    p_random_network: float = 0.0
+    random_network_layers: int = 4
+    random_network_channels: int = 2
+    random_network_kernels: tuple[int, ...] = (1, 3)
+    random_network_leak: float = 0.2
+    random_network_blend: float = 0.5
+    random_network_blend_grid: int = 4
     #: (level, weight) pairs: how much more often a crop is centred near that
     #: level than near any other annotated one (weight 1). Rare, hard levels
     #: (C1's ring, C2) get more of the training this way.
@@ -629,7 +645,12 @@ def _remap(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.n
 def _augment_intensity(rng: np.random.Generator, img: np.ndarray, spec: SamplerSpec) -> np.ndarray:
     """Random contrast remap or inversion, gamma, bias field, blur, noise, gain and offset (domain randomisation)."""
     img = np.clip(img, 0, spec.intensity_clip)
-    if rng.random() < spec.p_remap:  # other contrasts (T1, STIR, Dixon)
+    if spec.p_random_network and rng.random() < spec.p_random_network:
+        img = random_network_contrast(
+            rng, img, spec.random_network_layers, spec.random_network_channels, spec.random_network_kernels,
+            spec.random_network_leak, spec.random_network_blend, spec.random_network_blend_grid, spec.intensity_clip,
+        )
+    elif rng.random() < spec.p_remap:  # other contrasts (T1, STIR, Dixon)
         img = _remap(rng, img, spec)
     elif rng.random() < spec.p_invert:
         img = 1.0 - img / spec.intensity_clip
