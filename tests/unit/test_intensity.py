@@ -28,7 +28,7 @@ def test_random_network_is_local_flat_regions_stay_flat():
         assert np.ptp(inside) < 1e-9 and np.ptp(outside) < 1e-9
 
 
-def test_random_network_contrast_keeps_edges_and_draws_both_polarities():
+def test_random_network_contrast_stays_in_range_and_draws_both_polarities():
     img = _square()
     brighter_inside = []
     for seed in range(40):

@@ -109,7 +109,7 @@ def random_network_contrast(
     if rng.random() < p_blend:
         coarse = rng.uniform(0.0, 1.0, (blend_grid, blend_grid))
         zoom = (img.shape[0] / blend_grid, img.shape[1] / blend_grid)
-        mask = np.clip(ndimage.zoom(coarse, zoom, order=1, mode="nearest")[: img.shape[0], : img.shape[1]], 0.0, 1.0)
+        mask = ndimage.zoom(coarse, zoom, order=1, mode="nearest")  # linear: stays in [0, 1]
         out = mask * out + (1.0 - mask) * one()
     alpha = rng.uniform(0.0, 1.0)
     return np.clip(alpha * out + (1.0 - alpha) * img, 0.0, clip)
