@@ -24,9 +24,9 @@ constant), is
   level (C2, S1) and ``-log(1 - p)`` at any other (nothing at an anchor level
   that ``anchor_levels`` leaves out: an output not learned from real anchors);
 - for every unassigned candidate: ``false_positive_weight * -log(1 - score)``
-  (and ``-log(1 - p)`` with ``anchor_unassigned``, off: a false positive is
-  not the anchor either; an anchor level that ``anchor_levels`` leaves out
-  then pays ``-log(1 - p)`` like any other level);
+  and ``-log(1 - p)`` (``anchor_unassigned``: a false positive is not the
+  anchor either; an anchor level that ``anchor_levels`` leaves out then pays
+  ``-log(1 - p)`` like any other level, which says nothing about the names);
 - for every two consecutive assigned candidates (upper at level ``a``, lower
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
   ``d`` at the global scale ``s`` (where a body may be cut by the image edge,
@@ -77,7 +77,12 @@ own): the curvature may choose the names, but
 on its own it cannot make a count sure, since a spine with an unusual curve
 (a steep L4 -> L5 step above a sacrum out of view) looks like one a level
 lower (issue 11: myoseg-32, myoseg-49). A warning says when the names
-without the directions would differ.
+without the directions would differ. Likewise each confidence is the lower
+of the posteriors with and without the left-out candidates' anchor outputs
+(``anchor_unassigned``): they may choose the names (the true S1 left out
+below an "S1" the chain took at L5 now costs its anchor output) but cannot
+make them surer than the named candidates alone do. A left-out detection
+that the anchor head rates above the named anchor raises a warning.
 
 All positions are world RAS millimetres (x = Right, y = Anterior,
 z = Superior).
@@ -536,6 +541,80 @@ def _warnings(
     return out
 
 
+def _name_posteriors(
+    inp: _Inputs, pairs: Pairs, shape: ShapeModel, region: Region, params: LabelingParams, sols: list[_Solution]
+) -> tuple[list[str], np.ndarray, list[_Solution]]:
+    """``_confidences`` of ``sols``, each name lowered to its posterior under the other readings of the evidence.
+
+    The step directions and the left-out candidates' anchor outputs may
+    choose the names, not make them sure on their own: each name keeps the
+    lowest of its posteriors with and without each of them.
+
+    Returns
+    -------
+    labels, probs
+        As ``_confidences``.
+    plain_sols : list of _Solution
+        The chains solved without directions (empty when the shape model has none).
+    """
+    labels, probs = _confidences(sols, params.temperature)
+    plain_sols: list[_Solution] = []
+    if shape.direction:
+        plain_sols, _ = _solve_region(inp, pairs, shape.without_directions(), region, params, uncountable=False)
+        _lower_names(probs, labels, plain_sols, params.temperature)
+    if params.anchor_unassigned:
+        ignored = replace(params, anchor_unassigned=False)
+        for reading in (shape, shape.without_directions()) if shape.direction else (shape,):
+            other, _ = _solve_region(inp, pairs, reading, region, ignored, uncountable=False)
+            _lower_names(probs, labels, other, params.temperature)
+    return labels, probs, plain_sols
+
+
+def _lower_names(probs: np.ndarray, labels: list[str], other: list[_Solution], temperature: float) -> None:
+    """Lower each name's posterior, in place, to its posterior under another reading of the evidence.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n, len(labels) + 1)
+        ``_confidences`` of the chosen model; the last column ("unassigned")
+        stays: "a vertebra of the chain at all" is that model's own.
+    other : list of _Solution
+        The region's nameable chains solved under the other reading.
+    """
+    other_labels, other_probs = _confidences(other, temperature)
+    other_probs = other_probs[:, [other_labels.index(lv) for lv in labels] + [len(other_labels)]]
+    probs[:, :-1] = np.minimum(probs[:, :-1], other_probs[:, :-1])
+
+
+def _anchor_rivals(inp: _Inputs, sol: _Solution, anchors: Sequence[str], params: LabelingParams) -> list[str]:
+    """A warning when a left-out candidate is a better anchor than the confirmed one named.
+
+    The chain may leave a candidate out at the cost of its detection score
+    alone: its anchor output is not evidence there (``anchor_unassigned``,
+    off). So a chain that takes L5 for S1 can drop the true S1 below it,
+    which the anchor head rates higher, and stay sure of every name. This
+    check sees that contradiction; see ``LabelingParams.anchor_rival_score``.
+    """
+    named = {int(j): sol.levels[b] for j, b in sol.path}
+    out = []
+    for j, level in named.items():
+        p = float(inp.anchor[j])
+        if level not in anchors or np.isnan(p) or p < params.anchor_confirmation:
+            continue  # an unconfirmed or missing anchor already warns (_warnings)
+        far = np.linalg.norm(inp.pos - inp.pos[j], axis=1) > BODY_HEIGHT_MM[level] / 2.0
+        unnamed = np.array([i not in named for i in range(len(inp.order))])
+        rivals = np.flatnonzero(unnamed & far & (inp.score >= params.anchor_rival_score) & (inp.anchor > p))
+        if len(rivals):
+            k = rivals[np.argmax(inp.anchor[rivals])]
+            where = "below" if inp.pos[k, 2] < inp.pos[j, 2] else "above"
+            out.append(
+                f"{level} named on a candidate of anchor probability {p:.2f}, but a detection {where} it "
+                f"(score {inp.score[k]:.2f}) that the chain left out has {inp.anchor[k]:.2f}: the level names may "
+                "be shifted by one level — count from a landmark to verify"
+            )
+    return out
+
+
 def label_candidates(
     candidates: Sequence[Candidate], region: Region, shape: ShapeModel, params: LabelingParams = LabelingParams()
 ) -> LabelingResult:
@@ -568,12 +647,7 @@ def label_candidates(
     sols, unnamed = _solve_region(inp, pairs, shape, region, params)
     c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
     sol = sols[c]
-    labels, probs = _confidences(sols, params.temperature)
-    if shape.direction:  # the curvature may choose the names, not make them sure on its own
-        plain_sols, _ = _solve_region(inp, pairs, shape.without_directions(), region, params, uncountable=False)
-        plain_labels, plain_probs = _confidences(plain_sols, params.temperature)
-        plain_probs = plain_probs[:, [plain_labels.index(lv) for lv in labels] + [len(plain_labels)]]
-        probs[:, :-1] = np.minimum(probs[:, :-1], plain_probs[:, :-1])  # names only: "a vertebra at all" stays
+    labels, probs, plain_sols = _name_posteriors(inp, pairs, shape, region, params, sols)
     vertebrae = [
         LabeledVertebra(
             sol.levels[b],
@@ -587,6 +661,7 @@ def label_candidates(
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
     anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in region.anchors]
     warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors, anchor_probs)
+    warnings += _anchor_rivals(inp, sol, region.anchors, params)
     cost = float(sol.best[s])
     if vertebrae:
         warnings += [_uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]

@@ -177,15 +177,12 @@ class LabelingParams:
     #: S1 leaves the true S1 below it out at no cost for its anchor output,
     #: while naming it anything but S1 would pay (issue 11: zukic-07 under a
     #: MyoSegmenTUM-only network, the true S1 detected below and left out).
-    #: False (the default): an unassigned candidate's anchor output is ignored,
-    #: and an anchor level left out by ``anchor_levels`` costs nothing either
-    #: way. Measured and not switched on (docs/NOTES.md, eighteenth session):
-    #: leave one source out gained (seed 3: 44/50 and 15/17 against 43 and 14,
-    #: every wrong name flagged or warned), but every confidence rises, since
-    #: "left out" no longer takes a share of the posterior, and the held-out
-    #: myoseg-49's wrong "S1" reached 0.56 and bias-noise variants 8 wrong
-    #: names without a flag or a warning (none before).
-    anchor_unassigned: bool = False
+    #: Alone it raised every confidence, wrong ones too ("left out" no longer
+    #: takes a share of the posterior; docs/NOTES.md, eighteenth session), so
+    #: each name's confidence is the lower of its posteriors with and without
+    #: it: the evidence chooses the names and cannot make them surer. Measured
+    #: in the twentieth session (docs/NOTES.md). False: the model without it.
+    anchor_unassigned: bool = True
     #: Anchor probabilities are clipped into [eps, 1 - eps]: the anchor head is
     #: trained mostly on phantoms, so no single output may cost more than
     #: ~3.9 nats (about one missed level plus a weak level estimate).
@@ -208,6 +205,17 @@ class LabelingParams:
     #: on one source and run on the other (docs/RESULTS.md, lumbar leave one
     #: source out): every confidently shifted scan had its "S1" at 0.12-0.39.
     anchor_confirmation: float = 0.5
+    #: A candidate the chain leaves out contradicts a confirmed anchor when the
+    #: anchor head rates it higher than the named one, it lies outside that
+    #: body (farther than half its height, ``anatomy.BODY_HEIGHT_MM``) and the
+    #: detector itself calls it a vertebra (score at least this, the point
+    #: above which the heatmap says "body" rather than "not a body"): the
+    #: chain then rests on a weaker anchor than the scan offers, the pattern of
+    #: every confident one-level shift left without a flag or a warning (issue
+    #: 11: zukic-07 under a MyoSegmenTUM-only network and stir-like myoseg-39,
+    #: L5 named S1 at anchor 0.51 while the true S1 below, score 0.77 and
+    #: anchor 0.68, is left out). It only warns; the names stay the model's.
+    anchor_rival_score: float = 0.5
     #: The anchor levels whose anchor-head output the chain uses; None: all of
     #: the region's (``Region.anchors``). An anchor output is evidence only
     #: where the model learned it from real anchors: the cervical model's S1

@@ -406,11 +406,16 @@ def test_dynamic_programming_equals_brute_force(anchor_unassigned):
     result = label_candidates(cands, region, shape, params)
     best, marg = _brute_force(cands, region, shape, params)
     assert result.cost == pytest.approx(best, abs=1e-9)
+    # with the left-out anchor outputs, a name is only as sure as it is without them
+    readings = [marg, _brute_force(cands, region, shape, replace(params, anchor_unassigned=False))[1]]
     names = list(region.levels) + [None]  # L6 is not countable without C2 in the region: never named
     for v in result.vertebrae:
-        m = np.array([marg[(v.candidate_index, name)] for name in names])
-        p = np.exp(-(m - m.min()) / params.temperature)
-        assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
+        posteriors = []
+        for reading in readings[: 2 if anchor_unassigned else 1]:
+            m = np.array([reading[(v.candidate_index, name)] for name in names])
+            p = np.exp(-(m - m.min()) / params.temperature)
+            posteriors.append(p[names.index(v.label)] / p.sum())
+        assert v.confidence == pytest.approx(min(posteriors), abs=1e-9)
         assert marg[(v.candidate_index, v.label)] == pytest.approx(best, abs=1e-9)
 
 
@@ -418,7 +423,7 @@ def test_dynamic_programming_equals_brute_force_with_a_countable_variant_and_off
     """A variant chain that may be named (its span L1..S1 lies in the region), offsets and gains on coarse grids."""
     region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
     params = LabelingParams(scale_grid=(0.9, 1.1), level_offset_grid=(-1.0, 0.0, 1.0), level_offset_sd=0.8,
-                            level_gain_grid=(0.75, 1.0), variant_span=("L1", "S1"))
+                            level_gain_grid=(0.75, 1.0), variant_span=("L1", "S1"), anchor_unassigned=False)
     rng = np.random.default_rng(3)
     truth = spine(("L2", "L3", "L4", "L5", "S1"), seed=1)
     cands = [
@@ -476,7 +481,7 @@ def test_dynamic_programming_equals_brute_force_with_learned_directions():
 def test_dynamic_programming_equals_brute_force_with_field_of_view_costs(cut):
     """Field-of-view costs; with ``cut``, C4 lies 2 mm above the lower image edge (no C5), found 5 mm high: the edge slack."""
     region = Region("tiny", ("C1", "C2", "C3", "C4", "C5", "C6"), ("C2",), ())
-    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1))
+    params = LabelingParams(scale_grid=(0.9, 1.0, 1.1), anchor_unassigned=False)  # one model's posteriors
     rng = np.random.default_rng(5)
     truth = spine(("C2", "C3", "C4", "C5"), seed=2)
     cands = [
@@ -588,7 +593,7 @@ def test_the_scan_wide_gain_lets_an_anchor_count_a_chain_whose_estimates_run_com
                   anchor={"S1": 0.68, "L5": 0.51}.get(lv, 0.05))
         for lv, p in pts.items()
     ]
-    ignored = LabelingParams()  # the S1 left out pays nothing for its anchor output (``anchor_unassigned`` off)
+    ignored = LabelingParams(anchor_unassigned=False)  # the S1 left out pays nothing for its anchor output
     plain = label_candidates(cands, LUMBAR, PRIOR, ignored)
     assert labels(plain) != list(truth)  # one offset cannot fit: the count moves a level, S1 left out
     gained = label_candidates(cands, LUMBAR, PRIOR, replace(ignored, level_gain_grid=(0.75, 1.0)))
@@ -601,13 +606,45 @@ def test_the_scan_wide_gain_lets_an_anchor_count_a_chain_whose_estimates_run_com
     assert labels(label_candidates(cands, LUMBAR, PRIOR, LabelingParams(anchor_unassigned=True))) == list(truth)
 
 
+def _rival_warnings(result):
+    return [w for w in result.warnings if "that the chain left out has" in w]
+
+
+def test_a_left_out_candidate_the_anchor_head_prefers_to_the_named_anchor_warns():
+    """Level estimates a level high take L5 for S1 (anchor 0.55); the true S1 below (0.68) is left out."""
+    truth = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")
+
+    def scan(s1_score=0.6, s1_anchor=0.68):
+        return [
+            replace(c, anchor={"S1": s1_anchor, "L5": 0.55}.get(lv, 0.05), score=s1_score if lv == "S1" else 0.85)
+            for c, lv in zip(candidates(spine(truth), sd=0.8, shift=1.0), truth)
+        ]
+
+    shifted = label_candidates(scan(), LUMBAR, PRIOR, LabelingParams(anchor_unassigned=False))
+    assert labels(shifted) == list(truth[1:]) and 7 not in {v.candidate_index for v in shifted.vertebrae}
+    (warning,) = _rival_warnings(shifted)
+    assert "anchor probability 0.55" in warning and "below it (score 0.60)" in warning and "has 0.68" in warning
+    # the same left-out S1 that the anchor head rates below the named one, or that the detector doubts: no warning
+    for weaker in (scan(s1_anchor=0.52), scan(s1_score=0.45)):
+        result = label_candidates(weaker, LUMBAR, PRIOR)
+        assert labels(result) == labels(shifted) and not _rival_warnings(result)
+    # nor a duplicate of the named anchor inside its body
+    twin = replace(scan()[6], position=scan()[6].position + np.array([4.0, 0.0, -3.0]), anchor=0.6, score=0.6)
+    result = label_candidates([*scan()[:7], twin], LUMBAR, PRIOR)
+    assert labels(result) == list(truth[1:]) and not _rival_warnings(result)
+    # a right chain whose anchor is the best of the scan
+    right = [replace(c, anchor=0.9 if lv == "S1" else 0.3) for c, lv in zip(candidates(spine(truth), sd=1.0), truth)]
+    result = label_candidates(right, LUMBAR, PRIOR)
+    assert labels(result) == list(truth) and not _rival_warnings(result)
+
+
 def test_a_candidate_left_out_pays_its_anchor_output():
     """The anchor head's Bernoulli holds for every candidate: a false positive is "not the anchor" too."""
     pts = spine(("L3", "L4", "L5", "S1"))
     cands = [replace(c, anchor=0.9 if lv == "S1" else 0.1) for c, lv in zip(candidates(pts, sd=1.0), pts)]
     stray = Candidate(pts["L4"] + np.array([0.0, 60.0, 0.0]), 0.3, None, 1.0, anchor=0.6)  # in front of the spine
     on = label_candidates([*cands, stray], LUMBAR, PRIOR, LabelingParams(anchor_unassigned=True))
-    off = label_candidates([*cands, stray], LUMBAR, PRIOR)
+    off = label_candidates([*cands, stray], LUMBAR, PRIOR, LabelingParams(anchor_unassigned=False))
     assert labels(on) == labels(off) == list(pts) and 4 not in {v.candidate_index for v in on.vertebrae}
     assert on.cost - off.cost == pytest.approx(-math.log(1 - 0.6))
 
@@ -645,7 +682,7 @@ def test_an_untrusted_anchor_level_is_no_evidence_either_way():
     def with_s1_anchor(p):
         return [replace(c, anchor=p if lv == "S1" else 0.03) for c, lv in zip(cands, truth)]
 
-    c2_only = LabelingParams(anchor_levels=("C2",))
+    c2_only = LabelingParams(anchor_levels=("C2",), anchor_unassigned=False)
     says_no, says_yes = (label_candidates(with_s1_anchor(p), whole, PRIOR, c2_only) for p in (0.03, 0.97))
     assert labels(says_no) == labels(says_yes) == list(truth)
     assert says_no.cost == pytest.approx(says_yes.cost)
