@@ -589,21 +589,24 @@ def _lower_names(probs: np.ndarray, labels: list[str], other: list[_Solution], t
 def _anchor_rivals(inp: _Inputs, sol: _Solution, anchors: Sequence[str], params: LabelingParams) -> list[str]:
     """A warning when a left-out candidate is a better anchor than the confirmed one named.
 
-    The chain may leave a candidate out at the cost of its detection score
-    alone: its anchor output is not evidence there (``anchor_unassigned``,
-    off). So a chain that takes L5 for S1 can drop the true S1 below it,
-    which the anchor head rates higher, and stay sure of every name. This
+    Leaving a candidate out costs little where its detection score is
+    modest, and nothing for its anchor output unless ``anchor_unassigned``.
+    So a chain that takes L5 for S1 can drop the true S1 below it, which the
+    anchor head rates higher, and stay sure of every name (zukic-07 under a
+    MyoSegmenTUM-only network, with or without ``anchor_unassigned``). This
     check sees that contradiction; see ``LabelingParams.anchor_rival_score``.
     """
     named = {int(j): sol.levels[b] for j, b in sol.path}
+    unnamed = np.ones(len(inp.order), bool)
+    unnamed[list(named)] = False
+    strong_unnamed = unnamed & (inp.score >= params.anchor_rival_score)
     out = []
     for j, level in named.items():
         p = float(inp.anchor[j])
         if level not in anchors or np.isnan(p) or p < params.anchor_confirmation:
             continue  # an unconfirmed or missing anchor already warns (_warnings)
         far = np.linalg.norm(inp.pos - inp.pos[j], axis=1) > BODY_HEIGHT_MM[level] / 2.0
-        unnamed = np.array([i not in named for i in range(len(inp.order))])
-        rivals = np.flatnonzero(unnamed & far & (inp.score >= params.anchor_rival_score) & (inp.anchor > p))
+        rivals = np.flatnonzero(strong_unnamed & far & (inp.anchor > p))
         if len(rivals):
             k = rivals[np.argmax(inp.anchor[rivals])]
             where = "below" if inp.pos[k, 2] < inp.pos[j, 2] else "above"

@@ -210,11 +210,11 @@ class LabelingParams:
     #: body (farther than half its height, ``anatomy.BODY_HEIGHT_MM``) and the
     #: detector itself calls it a vertebra (score at least this, the point
     #: above which the heatmap says "body" rather than "not a body"): the
-    #: chain then rests on a weaker anchor than the scan offers, the pattern of
-    #: every confident one-level shift left without a flag or a warning (issue
-    #: 11: zukic-07 under a MyoSegmenTUM-only network and stir-like myoseg-39,
-    #: L5 named S1 at anchor 0.51 while the true S1 below, score 0.77 and
-    #: anchor 0.68, is left out). It only warns; the names stay the model's.
+    #: chain then rests on a weaker anchor than the scan offers (issue 11:
+    #: zukic-07 under a MyoSegmenTUM-only network, L5 named S1 at anchor 0.51
+    #: while the true S1 below, score 0.77 and anchor 0.68, is left out; the
+    #: last confident shift of leave one source out without a flag or a
+    #: warning). It only warns; the names stay the model's.
     anchor_rival_score: float = 0.5
     #: The anchor levels whose anchor-head output the chain uses; None: all of
     #: the region's (``Region.anchors``). An anchor output is evidence only
