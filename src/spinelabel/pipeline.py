@@ -209,8 +209,40 @@ class Labeler:
             If fewer than two vertebrae are found (not a spine image, or not this region).
         """
         candidates, result = self.detect_and_name(volume, candidates)
-        # Whether these are vertebrae at all, not whether their count is sure: a
-        # chain whose names are uncertain is returned, flagged, not refused.
+        self.check_spine(candidates, result)
+        vertebrae = [
+            Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
+            for v in result.vertebrae
+        ]
+        return LabelResult(
+            region=self.region.name,
+            model_name=self.config.name,
+            model_version=self.config.version,
+            vertebrae=vertebrae,
+            warnings=list(result.warnings),
+            n_candidates=len(candidates),
+        )
+
+
+    def check_spine(self, candidates: list, result) -> None:
+        """Refuse a labeling that is no spine: too few sure vertebrae, or a chain that explains too few detections.
+
+        Whether these are vertebrae at all, not whether their count is sure: a
+        chain whose names are uncertain is returned, flagged, not refused.
+
+        Parameters
+        ----------
+        candidates : list of labeling.Candidate
+        result : labeling.LabelingResult
+            Their labeling (``name``).
+
+        Raises
+        ------
+        NothingFoundError
+            Fewer than ``min_candidates`` vertebrae or ``min_confident`` sure
+            ones, or fewer than ``min_explained_fraction`` of the strong
+            detections along the chain (``within_chain_span``) in it.
+        """
         confident = sum(v.vertebra_probability >= LOW_CONFIDENCE for v in result.vertebrae)
         settings = self.config.detection
         if len(result.vertebrae) < settings.min_candidates or confident < settings.min_confident:
@@ -227,18 +259,6 @@ class Labeler:
                 f"no vertebrae found: only {explained} of the {len(strong)} strong detections along the best chain "
                 f"are vertebrae of it: is this a sagittal {self.region.name} spine MR?"
             )
-        vertebrae = [
-            Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
-            for v in result.vertebrae
-        ]
-        return LabelResult(
-            region=self.region.name,
-            model_name=self.config.name,
-            model_version=self.config.version,
-            vertebrae=vertebrae,
-            warnings=list(result.warnings),
-            n_candidates=len(candidates),
-        )
 
 
 class AutoLabeler:
