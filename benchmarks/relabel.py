@@ -24,7 +24,8 @@ With no ``--set`` it reproduces the benchmarks' rows. One approximation: the
 look beyond the chain's caudal end (``Labeler._look_beyond``) ran at cache time,
 with the labeling of that time; its extra candidates are kept, not re-decided.
 Measured only: nothing is written to docs/RESULTS.md; a setting that helps here
-is confirmed by the benchmarks themselves before it ships.
+is confirmed by the benchmarks themselves before it ships. A cache is a pickle:
+score only caches you made.
 """
 
 from __future__ import annotations
