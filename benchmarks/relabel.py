@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import pickle
 import sys
 import tempfile
@@ -60,13 +61,20 @@ def _candidates(labeler, volume) -> list | None:
         return None
 
 
-def _cache_heldout() -> dict[str, dict]:
+def _validation_truth() -> list:
+    """The split's validation scans: the sources' points plus our S1 points (``ScanAnnotation`` list, split order)."""
     from spinelabel.annotations import add_labels, load_annotations
+
+    cases = json.loads(SPLIT.read_text())["validation"]
+    return add_labels(load_annotations([SHARED / c / "centroids.json" for c in cases]), load_annotations([S1_LABELS]))[0]
+
+
+def _cache_heldout() -> dict[str, dict]:
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
 
-    cases = json.loads(SPLIT.read_text())["validation"]
-    truth = add_labels(load_annotations([SHARED / c / "centroids.json" for c in cases]), load_annotations([S1_LABELS]))[0]
+    truth = _validation_truth()
+    cases = [a.scan_id for a in truth]
     labeler = Labeler.load("lumbar")
     found = {c: _candidates(labeler, load_image([SHARED / c / "image.nii.gz"]).volume) for c in cases}
     return {"heldout": _cached("lumbar", found, truth)}
@@ -91,13 +99,12 @@ def _cache_loso(models: Path) -> dict[str, dict]:
 
 def _cache_robustness() -> dict[str, dict]:
     from benchmarks.robustness import conditions
-    from spinelabel.annotations import ScanAnnotation, add_labels, load_annotations
+    from spinelabel.annotations import ScanAnnotation
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
 
-    cases = json.loads(SPLIT.read_text())["validation"]
-    sources = add_labels(load_annotations([SHARED / c / "centroids.json" for c in cases]), load_annotations([S1_LABELS]))[0]
-    gt = {a.scan_id: a for a in sources}
+    gt = {a.scan_id: a for a in _validation_truth()}
+    cases = list(gt)
     labeler = Labeler.load("lumbar")
     out = {}
     with tempfile.TemporaryDirectory(prefix="spinelabel-relabel-") as tmp:
@@ -121,18 +128,20 @@ def _parse_sets(pairs: list[str]) -> dict[str, object]:
         name, sep, value = pair.partition("=")
         if not sep or name not in fields:
             raise SystemExit(f"--set {pair!r}: expected NAME=VALUE with NAME a LabelingParams field")
-        out[name] = ast.literal_eval(value)
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--set {pair!r}: {value!r} is not a Python literal") from None
     return out
 
 
-def _relabel(labeler, params, candidates: list | None) -> tuple[list, dict[str, float], bool] | None:
-    """Names, positions and confidences of one scan under ``params``, whether warned; None when refused or failed."""
+def _relabel(labeler, candidates: list | None) -> tuple[list, dict[str, float], bool] | None:
+    """Names, positions and confidences of one scan under the labeler's settings, whether warned; None when refused or failed."""
     from spinelabel.errors import NothingFoundError
-    from spinelabel.labeling import label_candidates
 
     if candidates is None:
         return None
-    result = label_candidates(candidates, labeler.region, labeler.shape, params)
+    result = labeler.name(candidates)
     try:
         labeler.check_spine(candidates, result)
     except NothingFoundError:
@@ -150,12 +159,16 @@ def score(cached: dict[str, dict], overrides: dict[str, object]) -> list[dict[st
     rows = []
     for key, run in cached.items():
         if run["model"] not in labelers:
-            labelers[run["model"]] = Labeler.load(run["model"])
+            labeler = Labeler.load(run["model"])
+            try:
+                labeler.params = replace(labeler.params, **overrides)
+            except (TypeError, ValueError) as exc:
+                raise SystemExit(f"--set: {' '.join(str(exc).split())}") from None
+            labelers[run["model"]] = labeler
         labeler = labelers[run["model"]]
-        params = replace(labeler.params, **overrides)
         preds, conf, warned, refused = {}, {}, set(), []
         for case, candidates in run["candidates"].items():
-            named = _relabel(labeler, params, candidates)
+            named = _relabel(labeler, candidates)
             if named is None:
                 refused.append(case)
                 continue
@@ -170,6 +183,30 @@ def score(cached: dict[str, dict], overrides: dict[str, object]) -> list[dict[st
             "wrong_scans": [r.scan_id for r in report.per_scan if not r.all_correct], "refused": refused,
         })
     return rows
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a sibling temporary file, renamed over it)."""
+    part = path.with_name(path.name + ".part")
+    try:
+        part.write_bytes(data)
+        os.replace(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise SystemExit(f"cache: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _read_cache(path: Path) -> dict[str, dict]:
+    """A cache that ``cache`` wrote; one line and exit 1 for anything else."""
+    try:
+        cached = pickle.loads(path.read_bytes())
+    except OSError as exc:
+        raise SystemExit(f"score: cannot read {path}: {exc.strerror or exc}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
+        raise SystemExit(f"score: {path} is not a cache of benchmarks.relabel ({type(exc).__name__})") from None
+    if not isinstance(cached, dict) or not all(isinstance(r, dict) and "candidates" in r for r in cached.values()):
+        raise SystemExit(f"score: {path} is not a cache of benchmarks.relabel")
+    return cached
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,15 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         if args.suite == "loso" and args.models is None:
             raise SystemExit("cache loso: --models DIR (with zukic-only/ and myoseg-only/) is needed")
-        made = {"heldout": _cache_heldout, "robustness": _cache_robustness}.get(args.suite)
-        cached = made() if made else _cache_loso(args.models)
-        args.out.write_bytes(pickle.dumps(cached))
+        if not args.out.parent.is_dir():  # before the network runs, not after
+            raise SystemExit(f"cache: {args.out.parent} is not a folder")
+        cached = _cache_loso(args.models) if args.suite == "loso" else {
+            "heldout": _cache_heldout, "robustness": _cache_robustness}[args.suite]()
+        _write_whole(args.out, pickle.dumps(cached))
         print(f"wrote {args.out} ({sum(len(r['candidates']) for r in cached.values())} scans)")
         return 0
     overrides = _parse_sets(args.sets)
     total = {"right": 0, "scans": 0, "wrong": 0, "unwarned": 0}
     for path in args.caches:
-        for row in score(pickle.loads(path.read_bytes()), overrides):
+        for row in score(_read_cache(path), overrides):
             print(f"{path.stem}: {row['key']:16s} {row['right']:2d}/{row['scans']} right, {row['wrong']:3d} wrong names, "
                   f"{row['unwarned']:2d} neither flagged nor warned, {row['right_warned']}/{row['names_right']} right "
                   f"names warned | {', '.join(row['wrong_scans']) or '—'}"

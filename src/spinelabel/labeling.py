@@ -559,12 +559,14 @@ def _name_posteriors(
     """
     labels, probs = _confidences(sols, params.temperature)
     plain_sols: list[_Solution] = []
+    plain = shape.without_directions()
+    readings = (shape, plain) if shape.direction else (shape,)
     if shape.direction:
-        plain_sols, _ = _solve_region(inp, pairs, shape.without_directions(), region, params, uncountable=False)
+        plain_sols, _ = _solve_region(inp, pairs, plain, region, params, uncountable=False)
         _lower_names(probs, labels, plain_sols, params.temperature)
     if params.anchor_unassigned:
         ignored = replace(params, anchor_unassigned=False)
-        for reading in (shape, shape.without_directions()) if shape.direction else (shape,):
+        for reading in readings:
             other, _ = _solve_region(inp, pairs, reading, region, ignored, uncountable=False)
             _lower_names(probs, labels, other, params.temperature)
     return labels, probs, plain_sols

@@ -223,7 +223,6 @@ class Labeler:
             n_candidates=len(candidates),
         )
 
-
     def check_spine(self, candidates: list, result) -> None:
         """Refuse a labeling that is no spine: too few sure vertebrae, or a chain that explains too few detections.
 

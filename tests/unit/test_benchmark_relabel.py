@@ -36,3 +36,21 @@ def test_parse_sets_reads_python_literals_and_refuses_unknown_fields():
         _parse_sets(["no_such_field=1"])
     with pytest.raises(SystemExit):
         _parse_sets(["anchor_weight"])
+
+
+def test_a_bad_cache_or_a_failed_write_is_one_line_and_leaves_no_part_file(tmp_path):
+    from benchmarks.relabel import _write_whole, main
+
+    not_a_cache = tmp_path / "notes.txt"
+    not_a_cache.write_text("hello")
+    with pytest.raises(SystemExit, match="is not a cache of benchmarks.relabel"):
+        main(["score", str(not_a_cache)])
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["score", str(tmp_path / "missing.pkl")])
+    with pytest.raises(SystemExit, match="is not a folder"):
+        main(["cache", "heldout", str(tmp_path / "no" / "such" / "out.pkl")])
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()  # a folder where the cache file should go: the rename fails
+    with pytest.raises(SystemExit, match="cannot write"):
+        _write_whole(blocked, b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "notes.txt"]
