@@ -29,7 +29,9 @@ constant), is
   ``-log(1 - p)`` like any other level, which says nothing about the names);
 - for every two consecutive assigned candidates (upper at level ``a``, lower
   at level ``b``): ``((d - s mu_ab) / (s sd_ab))**2 / 2`` for their distance
-  ``d`` at the global scale ``s`` (where a body may be cut by the image edge,
+  ``d`` at the global scale ``s`` (with ``spacing_range_mm`` = ``R``, plus
+  ``log(s sd_ab sqrt(2 pi) / R)``: the ratio against a uniform step length;
+  where a body may be cut by the image edge,
   ``d`` may be up to ``k_a + k_b`` longer, ``k = max(0, s h / 2 - room)`` for a body
   of height ``h`` with ``room`` mm of image on its outer side, and the best
   ``d`` in that range counts), a direction cost, and a miss cost per
@@ -336,6 +338,9 @@ def _pair_costs(
     cost *= (1.0 / sd)[:, :, None, None]
     cost *= cost
     cost *= 0.5
+    if params.spacing_range_mm is not None:  # a likelihood ratio against a uniform step length
+        normaliser = np.log(sd * math.sqrt(2.0 * math.pi) / params.spacing_range_mm)
+        cost += normaliser[:, :, None, None] + np.log(scales)[None, None, None, :]
     cost += static[:, :, None, None]
     cost += pairs.direction[None, None, :, None]
     if heading is not None:

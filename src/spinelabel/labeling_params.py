@@ -81,6 +81,20 @@ class LabelingParams:
     #: the lower edge, was found 21 mm below L5 where ~30 mm is expected, and
     #: the chain took L5 for S1 instead. False: distances as measured.
     edge_slack: bool = True
+    #: Width (mm) of the uniform background a step's length is compared with,
+    #: or None. With it the spacing term is a log-likelihood ratio, as the
+    #: direction term is: the Gaussian's normaliser ``log(s sd sqrt(2 pi))``
+    #: is added and ``log(spacing_range_mm)`` taken off, so a step that fits
+    #: its levels earns up to ``log(range / (s sd sqrt(2 pi)))`` nats against
+    #: "the lower candidate lies anywhere along the chain", and a chain is no
+    #: longer charged alike for a well-placed step and for leaving a body out
+    #: (a cut S1 below L5, a dim T1 below C7: docs/NOTES.md, seventeenth
+    #: session). None, the default and the shipped models' setting: the
+    #: penalty without its normaliser. Measured and not shipped
+    #: (twenty-second session): at 14 mm, held-out +1 scan, leave one source
+    #: out +1 over two seeds, robustness -2; at 20 mm and above the chain
+    #: takes a sacral segment or a lateral detection to earn more steps.
+    spacing_range_mm: float | None = None
     #: The vector from an upper to the next lower vertebra must point caudally
     #: within this angle of -z. Lumbosacral and cervical lordosis tilt it by up to
     #: ~45 deg in supine MR; 60 deg leaves room for scoliosis and patient tilt

@@ -334,6 +334,8 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         if short < 0 and params.edge_slack:
             short = min(0.0, short + _slack(cands[c1], n1, scale, up=True) + _slack(cands[c2], n2, scale, up=False))
         cost += (short / (scale * sd)) ** 2 / 2
+        if params.spacing_range_mm is not None:  # a Gaussian density against a uniform one
+            cost += math.log(scale * sd * math.sqrt(2 * math.pi) / params.spacing_range_mm)
         cost += params.direction_weight * (angle / params.max_angle_deg) ** 2
         cost += _heading_cost(vec, n1, n2, levels, shape, params, tilt)
         cost += sum(_miss(levels[x], params) for x in range(levels.index(n1) + 1, levels.index(n2)))
@@ -419,11 +421,14 @@ def test_dynamic_programming_equals_brute_force(anchor_unassigned):
         assert marg[(v.candidate_index, v.label)] == pytest.approx(best, abs=1e-9)
 
 
-def test_dynamic_programming_equals_brute_force_with_a_countable_variant_and_offsets():
-    """A variant chain that may be named (its span L1..S1 lies in the region), offsets and gains on coarse grids."""
+@pytest.mark.parametrize("spacing_range_mm", [None, 80.0])
+def test_dynamic_programming_equals_brute_force_with_a_countable_variant_and_offsets(spacing_range_mm):
+    """A variant chain that may be named (its span L1..S1 lies in the region), offsets and gains on coarse grids;
+    the spacing term as a likelihood ratio or not."""
     region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
     params = LabelingParams(scale_grid=(0.9, 1.1), level_offset_grid=(-1.0, 0.0, 1.0), level_offset_sd=0.8,
-                            level_gain_grid=(0.75, 1.0), variant_span=("L1", "S1"), anchor_unassigned=False)
+                            level_gain_grid=(0.75, 1.0), variant_span=("L1", "S1"), anchor_unassigned=False,
+                            spacing_range_mm=spacing_range_mm)
     rng = np.random.default_rng(3)
     truth = spine(("L2", "L3", "L4", "L5", "S1"), seed=1)
     cands = [
@@ -838,3 +843,16 @@ def test_a_chain_without_its_anchor_warns_that_the_count_is_unverified():
     assert labels(with_s1)[-1] == "S1" and not any("no anchor" in w for w in with_s1.warnings)
     assert labels(without) == ["L1", "L2", "L3", "L4"]
     assert any(w.startswith("no anchor vertebra (S1) labeled") for w in without.warnings)
+
+
+def test_a_well_placed_step_is_evidence_with_a_spacing_range():
+    """With ``spacing_range_mm`` a step that fits its levels earns log(R / (s sd sqrt(2 pi))) nats: a weak L5 exactly
+    one spacing below L4 is named; without it the same step only costs, and the weak candidate is left out."""
+    pts = spine(("L1", "L2", "L3", "L4", "L5"), jitter=0.0)
+    cands = [Candidate(p, 0.9 if lv != "L5" else 0.45) for lv, p in pts.items()]
+    params = LabelingParams(scale_grid=(1.0,))
+    plain = label_candidates(cands, LUMBAR, PRIOR, params)
+    ratio = label_candidates(cands, LUMBAR, PRIOR, replace(params, spacing_range_mm=25.0))
+    assert len(plain.vertebrae) == 4 and len(ratio.vertebrae) == 5
+    # the four strong bodies keep their relative order and spacing either way: the step below them decides
+    assert [v.candidate_index for v in ratio.vertebrae[:4]] == [v.candidate_index for v in plain.vertebrae]
