@@ -248,6 +248,9 @@ class LabelingParams:
         for f in fields(self):
             if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
                 raise ValueError(f"{f.name} must be true or false, not {getattr(self, f.name)!r}")
+        span = self.spacing_range_mm  # the log of a width: a string, 0 or a negative would be a traceback or NaN costs
+        if span is not None and (isinstance(span, bool) or not isinstance(span, (int, float)) or not 0 < span < np.inf):
+            raise ValueError(f"spacing_range_mm must be None or a positive number of mm, not {span!r}")
         levels = self.anchor_levels
         if levels is not None and (not isinstance(levels, tuple) or not set(levels) <= set(ANCHOR_LEVELS)):
             raise ValueError(f"anchor_levels must be None or a tuple of {', '.join(ANCHOR_LEVELS)}, not {levels!r}")

@@ -451,6 +451,12 @@ def _damage_caudal_turns(model: Path) -> None:
     (model / "config.json").write_text(json.dumps(cfg))
 
 
+def _damage_spacing_range(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["labeling"] = {"spacing_range_mm": 0}  # log(0): every chain would cost -inf, silently
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
 @pytest.mark.parametrize(
     "damage, fragment",
     [
@@ -461,6 +467,7 @@ def _damage_caudal_turns(model: Path) -> None:
         (_damage_labeling, "unusable config"),
         (_damage_anchor_levels, "unusable config"),
         (_damage_switch, "unusable config"),
+        (_damage_spacing_range, "unusable config"),
     ],
 )
 def test_garbage_model_is_one_line(capsys, tmp_path, model_dir, damage, fragment):

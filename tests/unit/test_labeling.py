@@ -713,6 +713,13 @@ def test_anchor_levels_must_name_anchor_levels(bad):
         LabelingParams(anchor_levels=bad)
 
 
+@pytest.mark.parametrize("bad", [0.0, -5.0, float("nan"), float("inf"), "20", True])
+def test_spacing_range_must_be_a_positive_width(bad):
+    """A hand-edited config's width of the step-length background: no log of zero, a negative or a string."""
+    with pytest.raises(ValueError, match="spacing_range_mm"):
+        LabelingParams(spacing_range_mm=bad)
+
+
 def test_a_model_without_anchor_output_is_unaffected_by_the_anchor_term():
     truth = ("T12", "L1", "L2", "L3", "L4")
     cands = candidates(spine(truth))
