@@ -167,6 +167,32 @@ def test_label_beside_the_spine_is_found_by_the_detector():
     assert kinds(findings) == [("L1", "far_from_vertebra")] and "beside the spine" in findings[0].reason
 
 
+def test_body_the_detector_missed_keeps_its_label():
+    truth = spine(LUMBAR + ("S1",))
+    seen = {lv: p for lv, p in truth.items() if lv not in ("L2", "L3")}  # two dim bodies without a detection
+    findings, outcome = check_scan(scan(truth), SHAPE, evidence_for(seen))
+    assert findings == []
+    assert outcome.levels_out == LUMBAR + ("S1",)
+    assert any("no detection near L2, L3" in n and "kept" in n for n in outcome.notes)
+
+
+def test_label_on_a_disc_is_dropped_when_detector_and_geometry_agree():
+    truth = spine()
+    pts = dict(truth)
+    pts["L3"] = (truth["L3"] + truth["L4"]) / 2  # interior: off the line of L2 and L4 as well
+    findings, outcome = check_scan(scan(pts), SHAPE, evidence_for(truth))
+    assert kinds(findings) == [("L3", "far_from_vertebra")]
+    assert "from the nearest detected vertebra" in findings[0].reason
+    assert outcome.levels_out == ("T12", "L1", "L2")
+
+
+def test_missed_end_body_is_still_the_detectors_call():
+    truth = spine()
+    seen = {lv: p for lv, p in truth.items() if lv != "L5"}  # an end label: no second neighbour to agree
+    findings, _ = check_scan(scan(truth), SHAPE, evidence_for(seen))
+    assert kinds(findings) == [("L5", "far_from_vertebra")]
+
+
 def test_too_few_detections_fall_back_to_geometry():
     truth = spine()
     pts = dict(truth)
