@@ -647,9 +647,10 @@ def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, e
     """Flag and remove labels that lie off any vertebra (detector or geometry)."""
     cands = evidence.candidates if evidence is not None else None
     if evidence is not None and cands is not None and len(cands) >= MIN_CANDIDATES:
-        on_line = _on_the_line(points, shape, state.params.max_off_line_fraction)
         far = _far_from_candidates(points, cands, evidence.midline_x, shape, state.params)
-        missed = [level for level, _, beside in far if not beside and level in on_line]
+        unseen = [level for level, _, beside in far if not beside]  # beside the spine: no geometry to ask
+        on_line = _on_the_line(points, shape, state.params.max_off_line_fraction) if unseen else set()
+        missed = [level for level in unseen if level in on_line]
         if missed:
             state.notes.append(
                 f"no detection near {', '.join(missed)}, but on the line of the neighbouring labels: kept "
