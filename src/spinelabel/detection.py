@@ -96,10 +96,23 @@ def _peaks(heat: np.ndarray, spacing: np.ndarray, settings: DetectionSettings) -
     return idx[np.argsort(-heat[tuple(idx.T)])]
 
 
-def _parabolic_offset(y0: float, y1: float, y2: float) -> float:
-    """Sub-sample offset of the vertex of a parabola through three log-heat samples."""
-    denom = y0 - 2 * y1 + y2
-    return float(np.clip(0.5 * (y0 - y2) / denom, -0.5, 0.5)) if denom < 0 else 0.0
+#: Half-width (mm) of the in-plane window whose heat gives a candidate's centre.
+#: The heatmap target is a Gaussian of sd 5 mm in the slice plane
+#: (``training.sampling.SamplerSpec.heatmap_sigma_px``, 2.5 px of 2 mm): +-4 mm
+#: holds its upper half, while the next body's peak lies >= 14 mm away (the
+#: shortest cervical spacing of the shared data at 0.85 scale).
+CENTRE_WINDOW_MM = 4.0
+
+
+def _plateau(profile: np.ndarray, s: int) -> tuple[int, int]:
+    """First and last slice of the run of slices above half the peak around slice s."""
+    half = 0.5 * profile[s]
+    lo, hi = s, s
+    while lo > 0 and profile[lo - 1] >= half:
+        lo -= 1
+    while hi < len(profile) - 1 and profile[hi + 1] >= half:
+        hi += 1
+    return lo, hi
 
 
 def _lateral_centre(profile: np.ndarray, s: int) -> float:
@@ -108,27 +121,48 @@ def _lateral_centre(profile: np.ndarray, s: int) -> float:
     The heatmap is a plateau across the body (every slice through the body
     answers "yes"), so the centre of the plateau, not its maximum, is the centre.
     """
-    half = 0.5 * profile[s]
-    lo, hi = s, s
-    while lo > 0 and profile[lo - 1] >= half:
-        lo -= 1
-    while hi < len(profile) - 1 and profile[hi + 1] >= half:
-        hi += 1
+    lo, hi = _plateau(profile, s)
     w = profile[lo : hi + 1]
     return float((np.arange(lo, hi + 1) * w).sum() / w.sum())
 
 
+def _inplane_centre(plane: np.ndarray, r: int, c: int, half: tuple[int, int]) -> tuple[float, float]:
+    """Centre (fractional row, col) of a blob in ``plane`` (R, C) near its peak pixel (r, c).
+
+    The centre of mass of the blob's upper half (the heat less half its
+    maximum, clipped at zero) within ``half`` pixels of the peak: the tails,
+    a neighbour's among them, and a saturated (flat) top do not pull it.
+    """
+    r0, r1 = max(r - half[0], 0), min(r + half[0] + 1, plane.shape[0])
+    c0, c1 = max(c - half[1], 0), min(c + half[1] + 1, plane.shape[1])
+    window = plane[r0:r1, c0:c1]
+    w = np.clip(window - 0.5 * window.max(), 0.0, None)
+    total = float(w.sum())
+    if total <= 0.0:
+        return float(r), float(c)
+    rows, cols = np.mgrid[r0:r1, c0:c1]
+    return float((w * rows).sum() / total), float((w * cols).sum() / total)
+
+
 def _refine(
-    heat: np.ndarray, level: np.ndarray, peak: np.ndarray, anchor: np.ndarray | None = None
+    heat: np.ndarray,
+    level: np.ndarray,
+    peak: np.ndarray,
+    spacing: np.ndarray,
+    anchor: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float, float | None]:
-    """Sub-voxel position (s, r, c), peak value, and heat-weighted mean level estimate and anchor probability around a peak."""
+    """Sub-voxel position (s, r, c), peak value, and heat-weighted mean level estimate and anchor probability around a peak.
+
+    Across the slices, the centre of the plateau (``_lateral_centre``); in
+    the slice plane, the centre of the heat summed over the plateau's slices
+    (``_inplane_centre``, ``CENTRE_WINDOW_MM``): every slice through the body
+    sees its centre, so all of them, not the peak slice alone, place it.
+    """
     s, r, c = (int(v) for v in peak)
-    pos = np.array([_lateral_centre(heat[:, r, c], s), r, c], dtype=float)
-    logh = np.log(np.maximum(heat[s], 1e-6))
-    if 0 < r < heat.shape[1] - 1:
-        pos[1] += _parabolic_offset(logh[r - 1, c], logh[r, c], logh[r + 1, c])
-    if 0 < c < heat.shape[2] - 1:
-        pos[2] += _parabolic_offset(logh[r, c - 1], logh[r, c], logh[r, c + 1])
+    lo, hi = _plateau(heat[:, r, c], s)
+    half = tuple(max(1, int(round(CENTRE_WINDOW_MM / float(d)))) for d in spacing[1:])
+    row, col = _inplane_centre(heat[lo : hi + 1].sum(axis=0), r, c, half)
+    pos = np.array([_lateral_centre(heat[:, r, c], s), row, col], dtype=float)
     win = (slice(max(s - 1, 0), s + 2), slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2))
     weights = heat[win]
     total = max(float(weights.sum()), 1e-6)
@@ -199,7 +233,7 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
     peaks = _peaks(maps.heat, spacing, config.detection)
     if len(peaks) == 0:
         return []
-    refined = [_refine(maps.heat, maps.level, p, maps.anchor) for p in peaks]
+    refined = [_refine(maps.heat, maps.level, p, spacing, maps.anchor) for p in peaks]
     if config.detection.split_levels:  # after the peaks: a part near a stronger peak merges into it
         refined += _level_parts(maps.heat, maps.level, maps.anchor, spacing, config.detection)
     vox = np.array([r[0] for r in refined])

@@ -129,3 +129,39 @@ def test_the_labeler_continues_a_chain_with_the_bodies_found_beyond_its_end():
     np.testing.assert_allclose([v.position_mm for v in turned.vertebrae], centres, atol=1.5)
     whole = Labeler(dummy_config(), BlobNet()).label(vol)  # every body found in the plain pass
     assert [v.label for v in turned.vertebrae] == [v.label for v in whole.vertebrae]
+
+
+def _blob_maps(centres: list[tuple[float, float, float, float]], n_slices: int = 7) -> Heatmaps:
+    """Gaussian blobs (in-plane sd 2.5 px, the training target's) on a stack of slices.
+
+    ``centres``: (slice, row, col, amplitude) per slice-blob; a blob is drawn on
+    one slice only, so a body seen by several slices is several entries.
+    """
+    r, c = np.meshgrid(np.arange(48), np.arange(30), indexing="ij")
+    heat = np.zeros((n_slices, 48, 30), np.float32)
+    for s, r0, c0, amp in centres:
+        heat[int(s)] = np.maximum(heat[int(s)], amp * np.exp(-((r - r0) ** 2 + (c - c0) ** 2) / (2 * 2.5**2)))
+    frame = Volume(np.zeros(heat.shape, np.float32), np.diag([SPACING_MM] * 3 + [1.0]))
+    return Heatmaps(frame, heat, np.ones_like(heat))
+
+
+def test_a_sub_pixel_centre_is_recovered():
+    maps = _blob_maps([(s, 20.3, 15.6, 0.8) for s in range(2, 5)])
+    (cand,) = candidates_from_heatmaps(maps, _config(split=False))
+    np.testing.assert_allclose(cand.position, [3.0 * SPACING_MM, 20.3 * SPACING_MM, 15.6 * SPACING_MM], atol=0.3)
+
+
+def test_every_slice_through_the_body_places_its_centre_not_the_peak_slice_alone():
+    # five slices see the body at row 20; the brightest one is off by a pixel
+    blobs = [(s, 20.0, 15.0, 0.8) for s in (1, 2, 4, 5)] + [(3, 21.0, 15.0, 0.9)]
+    (cand,) = candidates_from_heatmaps(_blob_maps(blobs), _config(split=False))
+    assert abs(cand.position[1] / SPACING_MM - 20.0) < 0.45  # the peak slice alone says 21
+
+
+def test_a_neighbour_seven_pixels_away_does_not_pull_the_centre():
+    # two bodies 14 mm apart (a short cervical step) on the same slices
+    blobs = [(s, r, 15.0, 0.8) for s in range(2, 5) for r in (17.0, 24.0)]
+    cands = sorted(candidates_from_heatmaps(_blob_maps(blobs), _config(split=False, merge_inplane_mm=8.0)),
+                   key=lambda c: c.position[1])
+    assert len(cands) == 2
+    np.testing.assert_allclose([c.position[1] / SPACING_MM for c in cands], [17.0, 24.0], atol=0.3)
