@@ -160,8 +160,8 @@ def _refine(
     """
     s, r, c = (int(v) for v in peak)
     lo, hi = _plateau(heat[:, r, c], s)
-    half = tuple(max(1, int(round(CENTRE_WINDOW_MM / float(d)))) for d in spacing[1:])
-    row, col = _inplane_centre(heat[lo : hi + 1].sum(axis=0), r, c, half)
+    half_r, half_c = (max(1, int(round(CENTRE_WINDOW_MM / float(d)))) for d in spacing[1:])
+    row, col = _inplane_centre(heat[lo : hi + 1].sum(axis=0), r, c, (half_r, half_c))
     pos = np.array([_lateral_centre(heat[:, r, c], s), row, col], dtype=float)
     win = (slice(max(s - 1, 0), s + 2), slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2))
     weights = heat[win]
