@@ -126,16 +126,16 @@ def _lateral_centre(profile: np.ndarray, s: int) -> float:
     return float((np.arange(lo, hi + 1) * w).sum() / w.sum())
 
 
-def _inplane_centre(plane: np.ndarray, r: int, c: int, half: tuple[int, int]) -> tuple[float, float]:
-    """Centre (fractional row, col) of a blob in ``plane`` (R, C) near its peak pixel (r, c).
+def _inplane_centre(slices: np.ndarray, r: int, c: int, half: tuple[int, int]) -> tuple[float, float]:
+    """Centre (fractional row, col) of a blob on ``slices`` (K, R, C), summed, near its peak pixel (r, c).
 
-    The centre of mass of the blob's upper half (the heat less half its
+    The centre of mass of the summed blob's upper half (the heat less half its
     maximum, clipped at zero) within ``half`` pixels of the peak: the tails,
     a neighbour's among them, and a saturated (flat) top do not pull it.
     """
-    r0, r1 = max(r - half[0], 0), min(r + half[0] + 1, plane.shape[0])
-    c0, c1 = max(c - half[1], 0), min(c + half[1] + 1, plane.shape[1])
-    window = plane[r0:r1, c0:c1]
+    r0, r1 = max(r - half[0], 0), min(r + half[0] + 1, slices.shape[1])
+    c0, c1 = max(c - half[1], 0), min(c + half[1] + 1, slices.shape[2])
+    window = slices[:, r0:r1, c0:c1].sum(axis=0)
     w = np.clip(window - 0.5 * window.max(), 0.0, None)
     total = float(w.sum())
     if total <= 0.0:
@@ -161,7 +161,7 @@ def _refine(
     s, r, c = (int(v) for v in peak)
     lo, hi = _plateau(heat[:, r, c], s)
     half_r, half_c = (max(1, int(round(CENTRE_WINDOW_MM / float(d)))) for d in spacing[1:])
-    row, col = _inplane_centre(heat[lo : hi + 1].sum(axis=0), r, c, (half_r, half_c))
+    row, col = _inplane_centre(heat[lo : hi + 1], r, c, (half_r, half_c))
     pos = np.array([_lateral_centre(heat[:, r, c], s), row, col], dtype=float)
     win = (slice(max(s - 1, 0), s + 2), slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2))
     weights = heat[win]
