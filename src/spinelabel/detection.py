@@ -98,9 +98,11 @@ def _peaks(heat: np.ndarray, spacing: np.ndarray, settings: DetectionSettings) -
 
 #: Half-width (mm) of the in-plane window whose heat gives a candidate's centre.
 #: The heatmap target is a Gaussian of sd 5 mm in the slice plane
-#: (``training.sampling.SamplerSpec.heatmap_sigma_px``, 2.5 px of 2 mm): +-4 mm
-#: holds its upper half, while the next body's peak lies >= 14 mm away (the
-#: shortest cervical spacing of the shared data at 0.85 scale).
+#: (``training.sampling.SamplerSpec.heatmap_sigma_px``, 2.5 px of 2 mm), above
+#: half its height within +-5.9 mm: +-4 mm holds the core of that upper half and
+#: none of the next body's, whose peak lies >= 14 mm away (the shortest cervical
+#: step of the shared data, 16 mm, at the 0.85 scale of training). Measured
+#: against +-2 mm parabolas and a 5 x 5 px quadratic: docs/NOTES.md, 2026-12-03.
 CENTRE_WINDOW_MM = 4.0
 
 
