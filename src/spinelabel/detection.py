@@ -117,13 +117,12 @@ def _plateau(profile: np.ndarray, s: int) -> tuple[int, int]:
     return lo, hi
 
 
-def _lateral_centre(profile: np.ndarray, s: int) -> float:
-    """Centre (fractional slice) of the run of slices above half the peak around slice s.
+def _lateral_centre(profile: np.ndarray, lo: int, hi: int) -> float:
+    """Centre (fractional slice) of the run of slices lo..hi (``_plateau``), weighted by ``profile``.
 
     The heatmap is a plateau across the body (every slice through the body
     answers "yes"), so the centre of the plateau, not its maximum, is the centre.
     """
-    lo, hi = _plateau(profile, s)
     w = profile[lo : hi + 1]
     return float((np.arange(lo, hi + 1) * w).sum() / w.sum())
 
@@ -161,10 +160,11 @@ def _refine(
     sees its centre, so all of them, not the peak slice alone, place it.
     """
     s, r, c = (int(v) for v in peak)
-    lo, hi = _plateau(heat[:, r, c], s)
+    profile = heat[:, r, c]
+    lo, hi = _plateau(profile, s)
     half_r, half_c = (max(1, int(round(CENTRE_WINDOW_MM / float(d)))) for d in spacing[1:])
     row, col = _inplane_centre(heat[lo : hi + 1], r, c, (half_r, half_c))
-    pos = np.array([_lateral_centre(heat[:, r, c], s), row, col], dtype=float)
+    pos = np.array([_lateral_centre(profile, lo, hi), row, col], dtype=float)
     win = (slice(max(s - 1, 0), s + 2), slice(max(r - 1, 0), r + 2), slice(max(c - 1, 0), c + 2))
     weights = heat[win]
     total = max(float(weights.sum()), 1e-6)
