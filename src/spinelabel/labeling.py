@@ -537,6 +537,11 @@ def _warnings(
         out.extend(f"transitional anatomy: {v} labeled — verify counting" for v in sol.variant)
     if sol is not None:
         out.extend(_gap_warnings([v.label for v in vertebrae], sol.levels))
+    if sol is not None and vertebrae and abs(sol.offset) >= params.offset_warning_levels:
+        out.append(
+            f"the network's level estimates read {abs(sol.offset):.1f} level(s) {'below' if sol.offset > 0 else 'above'} "
+            "the names: the anchor and the level estimates disagree about the count — count from a landmark to verify"
+        )
     low = [f"{v.label} ({v.confidence:.2f})" for v in vertebrae if v.confidence < params.low_confidence]
     if low:
         out.append(

@@ -242,6 +242,17 @@ class LabelingParams:
     low_confidence: float = 0.5
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
     min_vertebrae: int = 2
+    #: A chosen scan-wide offset of the level estimates at least this large
+    #: (levels) gets a warning: the names then sit a whole level from what
+    #: the network reads, so the anchor (or the field of view) and the level
+    #: estimates disagree about the count. Half a level is the ordinary
+    #: per-scan bias (``level_offset_sd``: +-0.8 on held-out scans of the
+    #: training sources); a whole level is either a network biased by a level
+    #: (another hospital's scan) or an anchor on the wrong body (a cervical
+    #: phantom whose anchor head rates C3 above C2, its C2-C6 named C1-C5 at
+    #: 0.50-0.57 with no other warning; docs/NOTES.md, twenty-fifth session),
+    #: and the scan cannot tell which. It only warns; the names stay the model's.
+    offset_warning_levels: float = 1.0
 
     def __post_init__(self) -> None:
         # a model's config.json sets these by hand: "no" or 0 for a switch must not quietly mean something

@@ -199,6 +199,17 @@ def test_the_scan_wide_offset_absorbs_a_consistent_bias_of_the_level_estimates()
     assert labels(result) == list(truth)
     assert result.level_offset == pytest.approx(1.0)
     assert min(v.confidence for v in result.vertebrae) > 0.8
+    # the anchor and the estimates disagree by a whole level: right names, but the count is for the reader to check
+    assert any("level estimates read 1.0 level(s) below the names" in w for w in result.warnings)
+
+
+def test_half_a_level_of_bias_in_the_level_estimates_is_not_a_disagreement():
+    truth = ("L1", "L2", "L3", "L4", "L5", "S1")
+    cands = with_anchor(candidates(spine(truth), sd=0.3, shift=0.5, noise=0.05), at={len(truth) - 1})
+    result = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(result) == list(truth)
+    assert result.level_offset == pytest.approx(0.5)
+    assert not any("level estimates read" in w for w in result.warnings)
 
 
 def test_vague_level_estimates_give_low_confidence():
