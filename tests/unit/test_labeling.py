@@ -192,10 +192,15 @@ def test_a_count_that_rests_on_level_estimates_alone_is_flagged():
     assert any("no anchor vertebra (S1)" in w for w in result.warnings)
 
 
-def test_the_scan_wide_offset_absorbs_a_consistent_bias_of_the_level_estimates():
+def _anchored_at_s1(shift):
+    """L1-S1 with S1 confirmed by the anchor head and every level estimate ``shift`` levels off: (truth, result)."""
     truth = ("L1", "L2", "L3", "L4", "L5", "S1")
-    cands = with_anchor(candidates(spine(truth), sd=0.3, shift=1.0, noise=0.05), at={len(truth) - 1})
-    result = label_candidates(cands, LUMBAR, PRIOR)
+    cands = with_anchor(candidates(spine(truth), sd=0.3, shift=shift, noise=0.05), at={len(truth) - 1})
+    return truth, label_candidates(cands, LUMBAR, PRIOR)
+
+
+def test_the_scan_wide_offset_absorbs_a_consistent_bias_of_the_level_estimates():
+    truth, result = _anchored_at_s1(1.0)
     assert labels(result) == list(truth)
     assert result.level_offset == pytest.approx(1.0)
     assert min(v.confidence for v in result.vertebrae) > 0.8
@@ -204,9 +209,7 @@ def test_the_scan_wide_offset_absorbs_a_consistent_bias_of_the_level_estimates()
 
 
 def test_half_a_level_of_bias_in_the_level_estimates_is_not_a_disagreement():
-    truth = ("L1", "L2", "L3", "L4", "L5", "S1")
-    cands = with_anchor(candidates(spine(truth), sd=0.3, shift=0.5, noise=0.05), at={len(truth) - 1})
-    result = label_candidates(cands, LUMBAR, PRIOR)
+    truth, result = _anchored_at_s1(0.5)
     assert labels(result) == list(truth)
     assert result.level_offset == pytest.approx(0.5)
     assert not any("level estimates read" in w for w in result.warnings)
