@@ -27,6 +27,11 @@ __all__ = [
 #: cervical and whole-spine phantoms plus real lumbar scans, so it also knows
 #: every level of a whole-spine scan.
 SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
+#: The region ``--region auto`` asks when its whole-chain survey names nothing. The survey runs
+#: the cervical model, which was fine-tuned on three real subjects of one contrast and is blind
+#: to contrasts the lumbar model (67 real scans) still reads: on STIR-like lumbar scans the survey
+#: found nothing where ``--region lumbar`` named every level (docs/NOTES.md, twenty-sixth session).
+FALLBACK_REGION = "lumbar"
 
 
 #: Most intra-op threads for one labeling process: the U-Net's 2D slices gain little beyond this.
@@ -266,6 +271,8 @@ class AutoLabeler:
     A first pass labels the whole chain with ``survey`` (a labeler whose model
     knows every level); the confident labels give the field of view
     (:func:`region_for_levels`), and the matching labeler gives the answer.
+    When the survey names nothing, the ``FALLBACK_REGION`` labeler answers
+    if it names something with confidence.
 
     Parameters
     ----------
@@ -295,14 +302,35 @@ class AutoLabeler:
         """
         return self._survey(volume)[0]
 
-    def _survey(self, volume: Volume) -> tuple[str, list]:
-        """The chosen region and the survey's candidates (one network pass)."""
+    def _survey(self, volume: Volume) -> tuple[str, list | None, LabelResult | None]:
+        """The chosen region, the survey's candidates, and the answer when the fallback gave it.
+
+        When the survey names nothing, the ``FALLBACK_REGION`` labeler reads
+        the image with its own checks (``_fallback``): its answer is final.
+        """
         candidates = self.survey.detect(volume)
         first = self.survey.name(candidates)
         if not first.vertebrae:
-            raise NothingFoundError(f"no vertebrae found: is this a sagittal spine MR? ({self.survey.region.name} survey)")
+            return FALLBACK_REGION, None, self._fallback(volume)
         confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]
-        return region_for_levels(confident or [v.label for v in first.vertebrae]), candidates
+        return region_for_levels(confident or [v.label for v in first.vertebrae]), candidates, None
+
+    def _fallback(self, volume: Volume) -> LabelResult:
+        """The fallback region's labeling of an image the survey cannot read, or NothingFoundError.
+
+        Accepted only with at least one confident name: the survey decides a
+        region from its confident labels, and a reading that is unsure of every
+        name is no evidence that the image shows that region (a neck in a
+        contrast neither model knows can draw low-confidence lumbar names).
+        """
+        refusal = f"no vertebrae found: is this a sagittal spine MR? ({self.survey.region.name} survey"
+        try:
+            result = self.by_region[FALLBACK_REGION].label(volume)
+        except NothingFoundError as exc:
+            raise NothingFoundError(f"{refusal}; {FALLBACK_REGION} model: {exc})") from exc
+        if not any(v.confidence >= LOW_CONFIDENCE for v in result.vertebrae):
+            raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model names nothing with confidence)")
+        return result
 
     def label(self, volume: Volume) -> LabelResult:
         """Label with the chosen region's labeler; the result's ``region`` says which.
@@ -311,7 +339,9 @@ class AutoLabeler:
         settings (cervical and whole spine share the cervical model), the
         survey's candidates are reused: the network runs once per image.
         """
-        region, candidates = self._survey(volume)
+        region, candidates, answer = self._survey(volume)
+        if answer is not None:
+            return answer
         chosen = self.by_region[region]
         same_detector = chosen.net is self.survey.net and chosen.config is self.survey.config
         return chosen.label(volume, candidates if same_detector else None)

@@ -49,13 +49,15 @@ def test_dicom_and_nifti_give_the_same_world_positions(tmp_path):
     np.testing.assert_allclose(a, b, atol=0.1)
 
 
+class SilentNet(BlobNet):
+    """A network that sees no vertebra anywhere."""
+
+    def forward(self, x):
+        return torch.cat([torch.full_like(x, -10.0), torch.zeros_like(x)], dim=1)
+
+
 def test_blank_image_reports_nothing_found():
     vol = Volume(np.random.default_rng(0).uniform(0, 0.2, (40, 100, 100)).astype(np.float32), np.eye(4))
-
-    class SilentNet(BlobNet):
-        def forward(self, x):
-            return torch.cat([torch.full_like(x, -10.0), torch.zeros_like(x)], dim=1)
-
     with pytest.raises(NothingFoundError, match="no vertebrae found"):
         Labeler(dummy_config(), SilentNet()).label(vol)
 
@@ -125,6 +127,52 @@ def test_the_region_survey_does_not_apply_the_refusal_checks():
     auto = AutoLabeler(survey, {r: Labeler(cfg, LevelNet("L3"), r) for r in ("lumbar", "cervical", "whole")})
     assert auto.choose_region(vol) == "lumbar"
     assert auto.label(vol).region == "lumbar"
+
+
+class SureOf:
+    """A labeler that answers ``labeler``'s names, each at ``confidence`` (a fallback sure of what it reads)."""
+
+    def __init__(self, labeler: Labeler, confidence: float):
+        self.labeler, self.confidence = labeler, confidence
+
+    def label(self, volume, candidates=None):
+        from dataclasses import replace
+
+        result = self.labeler.label(volume, candidates)
+        return replace(result, vertebrae=[replace(v, confidence=self.confidence) for v in result.vertebrae])
+
+
+def test_auto_asks_the_lumbar_labeler_when_the_survey_sees_nothing():
+    """A survey blind to the image (the cervical model on a STIR lumbar scan) no longer ends the reading."""
+    from spinelabel.pipeline import FALLBACK_REGION, AutoLabeler
+
+    vol, _ = blob_spine(n=4, spacing_mm=36.0, margin_mm=20.0)
+    cfg = dummy_config(level_sd=0.7)
+    survey = Labeler(cfg, SilentNet(), "whole")
+    lumbar = SureOf(Labeler(cfg, LevelNet("L3"), FALLBACK_REGION), 0.9)
+    auto = AutoLabeler(survey, {"lumbar": lumbar, "cervical": survey, "whole": survey})  # type: ignore[dict-item]
+    assert auto.choose_region(vol) == "lumbar"
+    result = auto.label(vol)
+    assert result.region == "lumbar"
+    assert [v.label for v in result.vertebrae] == [v.label for v in lumbar.label(vol).vertebrae]
+
+
+@pytest.mark.parametrize("net", ["silent", "unsure"])
+def test_auto_refuses_when_the_fallback_has_nothing_confident(net):
+    """Neither a fallback that finds nothing nor one unsure of every name may decide the region."""
+    from spinelabel.pipeline import AutoLabeler
+
+    vol, _ = blob_spine()
+    cfg = dummy_config(min_confident=2)
+    lumbar = Labeler(cfg, SilentNet() if net == "silent" else BlobNet(), "lumbar")
+    if net == "unsure":  # BlobNet gives no level evidence: names, every one flagged
+        assert lumbar.label(vol).vertebrae and all(v.confidence < 0.5 for v in lumbar.label(vol).vertebrae)
+    survey = Labeler(cfg, SilentNet(), "whole")
+    auto = AutoLabeler(survey, {"lumbar": lumbar, "cervical": survey, "whole": survey})
+    with pytest.raises(NothingFoundError, match=r"no vertebrae found: is this a sagittal spine MR\? \(whole survey; "):
+        auto.label(vol)
+    with pytest.raises(NothingFoundError):
+        auto.choose_region(vol)
 
 
 class AnchorNet(BlobNet):
