@@ -327,7 +327,7 @@ class AutoLabeler:
         try:
             result = self.by_region[FALLBACK_REGION].label(volume)
         except NothingFoundError as exc:
-            raise NothingFoundError(f"{refusal}; {FALLBACK_REGION} model: {exc})") from exc
+            raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model finds none either)") from exc
         if not any(v.confidence >= LOW_CONFIDENCE for v in result.vertebrae):
             raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model names nothing with confidence)")
         return result
