@@ -272,7 +272,7 @@ class AutoLabeler:
     knows every level); the confident labels give the field of view
     (:func:`region_for_levels`), and the matching labeler gives the answer.
     When the survey names nothing, the ``FALLBACK_REGION`` labeler answers
-    if it names something with confidence.
+    if it names that region's anchor (S1) with confidence.
 
     Parameters
     ----------
@@ -318,18 +318,22 @@ class AutoLabeler:
     def _fallback(self, volume: Volume) -> LabelResult:
         """The fallback region's labeling of an image the survey cannot read, or NothingFoundError.
 
-        Accepted only with at least one confident name: the survey decides a
-        region from its confident labels, and a reading that is unsure of every
-        name is no evidence that the image shows that region (a neck in a
-        contrast neither model knows can draw low-confidence lumbar names).
+        Accepted only when it names the region's anchor (S1) with confidence:
+        the survey decides a region from its confident labels, and the sacrum
+        seen and named is positive evidence of a lumbar field of view, where a
+        chain without it rests on the level estimates alone. A neck in a
+        contrast neither model knows can draw low-confidence lumbar names; it
+        has no sacrum to name.
         """
         refusal = f"no vertebrae found: is this a sagittal spine MR? ({self.survey.region.name} survey"
+        labeler = self.by_region[FALLBACK_REGION]
         try:
-            result = self.by_region[FALLBACK_REGION].label(volume)
+            result = labeler.label(volume)
         except NothingFoundError as exc:
             raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model finds none either)") from exc
-        if not any(v.confidence >= LOW_CONFIDENCE for v in result.vertebrae):
-            raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model names nothing with confidence)")
+        anchors = anatomy.REGIONS[FALLBACK_REGION].anchors
+        if not any(v.label in anchors and v.confidence >= LOW_CONFIDENCE for v in result.vertebrae):
+            raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model names no {'/'.join(anchors)} with confidence)")
         return result
 
     def label(self, volume: Volume) -> LabelResult:

@@ -149,26 +149,33 @@ def test_auto_asks_the_lumbar_labeler_when_the_survey_sees_nothing():
     vol, _ = blob_spine(n=4, spacing_mm=36.0, margin_mm=20.0)
     cfg = dummy_config(level_sd=0.7)
     survey = Labeler(cfg, SilentNet(), "whole")
-    lumbar = SureOf(Labeler(cfg, LevelNet("L3"), FALLBACK_REGION), 0.9)
+    lumbar = SureOf(Labeler(cfg, LevelNet("L5"), FALLBACK_REGION), 0.9)
     auto = AutoLabeler(survey, {"lumbar": lumbar, "cervical": survey, "whole": survey})  # type: ignore[dict-item]
     assert auto.choose_region(vol) == "lumbar"
     result = auto.label(vol)
     assert result.region == "lumbar"
     assert [v.label for v in result.vertebrae] == [v.label for v in lumbar.label(vol).vertebrae]
+    assert "S1" in [v.label for v in result.vertebrae]
 
 
-@pytest.mark.parametrize("net", ["silent", "unsure"])
-def test_auto_refuses_when_the_fallback_has_nothing_confident(net):
-    """Neither a fallback that finds nothing nor one unsure of every name may decide the region."""
+@pytest.mark.parametrize("net", ["silent", "unsure", "unanchored"])
+def test_auto_refuses_when_the_fallback_does_not_name_s1_with_confidence(net):
+    """A fallback that finds nothing, is unsure of every name, or is sure without the sacrum may not decide."""
     from spinelabel.pipeline import AutoLabeler
 
-    vol, _ = blob_spine()
-    cfg = dummy_config(min_confident=2)
-    lumbar = Labeler(cfg, SilentNet() if net == "silent" else BlobNet(), "lumbar")
-    if net == "unsure":  # BlobNet gives no level evidence: names, every one flagged
-        assert lumbar.label(vol).vertebrae and all(v.confidence < 0.5 for v in lumbar.label(vol).vertebrae)
+    vol, _ = blob_spine(n=4, spacing_mm=36.0, margin_mm=20.0)
+    cfg = dummy_config(level_sd=0.7)
+    lumbar = {
+        "silent": Labeler(cfg, SilentNet(), "lumbar"),
+        "unsure": Labeler(cfg, LevelNet("L5"), "lumbar"),  # L4-S1, every name below 0.5
+        "unanchored": SureOf(Labeler(cfg, LevelNet("L3"), "lumbar"), 0.9),  # L2-L4 at 0.9
+    }[net]
+    if net != "silent":
+        labels = [(v.label, v.confidence) for v in lumbar.label(vol).vertebrae]
+        assert labels and (net == "unanchored") == all(c >= 0.5 for _, c in labels)
+        assert (net == "unsure") == ("S1" in dict(labels))
     survey = Labeler(cfg, SilentNet(), "whole")
-    auto = AutoLabeler(survey, {"lumbar": lumbar, "cervical": survey, "whole": survey})
+    auto = AutoLabeler(survey, {"lumbar": lumbar, "cervical": survey, "whole": survey})  # type: ignore[dict-item]
     with pytest.raises(NothingFoundError, match=r"no vertebrae found: is this a sagittal spine MR\? \(whole survey; "):
         auto.label(vol)
     with pytest.raises(NothingFoundError):
