@@ -79,6 +79,7 @@ def check_annotations(
     use_detector: bool = True,
     params: CleaningParams = CleaningParams(),
     labeler: Labeler | None = None,
+    labeler_for: Callable[[ScanAnnotation], Labeler | None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CleaningReport:
     """Check a set of annotations with the model's shape model and, optionally, their images.
@@ -96,6 +97,11 @@ def check_annotations(
         Also run the detector and labeler (needs ``use_images``).
     labeler : Labeler, optional
         Use this instead of loading ``model`` (tests).
+    labeler_for : callable, optional
+        The labeler whose detector checks one scan's image, when that is not
+        the same for every scan (``train`` checks a lumbar scan of a cervical
+        training set with the lumbar model); ``labeler`` still gives the shape
+        model. None: ``labeler`` checks every scan.
     progress : callable, optional
         Called with each scan id before it is checked.
 
@@ -122,5 +128,6 @@ def check_annotations(
             if ann.image is None:
                 evidence[ann.scan_id] = ImageEvidence(error="no image for this scan")
             else:
-                evidence[ann.scan_id] = gather_evidence(ann.image, labeler if use_detector else None, ann.series_uid)
+                checker = labeler_for(ann) if labeler_for is not None else labeler
+                evidence[ann.scan_id] = gather_evidence(ann.image, checker if use_detector else None, ann.series_uid)
     return clean_annotations(annotations, shape, evidence, params)

@@ -382,12 +382,24 @@ def _cleaned(anns: list, region: str, quiet: bool) -> list:
     """The annotations that pass the checks of `annotations check` (findings echoed)."""
     from .cleaning_evidence import check_annotations
     from .cleaning_report import summary_lines
-    from .pipeline import SHIPPED_MODEL, Labeler
+    from .pipeline import SHIPPED_MODEL, Labeler, checking_region
 
-    # The region's shipped model checks the labels (shape model and detector);
-    # a region without one gets the prior spacings and no detector checks.
-    labeler = Labeler.load(SHIPPED_MODEL[region], region) if region in SHIPPED_MODEL else None
-    report = check_annotations(anns, model=None, labeler=labeler)
+    # The region's shipped model gives the shape model; each scan's image is checked by the shipped
+    # model of the region its labels show (a lumbar scan in a cervical training set by the lumbar
+    # model, not by a cervical chain laid over a lumbar spine). No shipped model: the prior
+    # spacings and no detector checks.
+    labelers: dict[str, Labeler] = {}
+
+    def labeler_of(name: str) -> Labeler:
+        if name not in labelers:
+            labelers[name] = Labeler.load(SHIPPED_MODEL[name], name)
+        return labelers[name]
+
+    labeler = labeler_of(region) if region in SHIPPED_MODEL else None
+    report = check_annotations(
+        anns, model=None, labeler=labeler,
+        labeler_for=None if labeler is None else lambda ann: labeler_of(checking_region(ann.points, region)),
+    )
     for line in summary_lines(report):
         _echo(f"cleaning: {line}", quiet, err=True)
     if not report.cleaned:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from .io import LoadedImage
 
 __all__ = [
-    "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "label_loaded", "label_to_files",
-    "make_labeler", "passive_openmp", "thread_count",
+    "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
+    "label_to_files", "make_labeler", "passive_openmp", "thread_count",
 ]
 
 #: The shipped model that serves each region. The cervical model was trained on
@@ -349,6 +349,23 @@ class AutoLabeler:
         chosen = self.by_region[region]
         same_detector = chosen.net is self.survey.net and chosen.config is self.survey.config
         return chosen.label(volume, candidates if same_detector else None)
+
+
+def checking_region(levels: Iterable[str], region: str) -> str:
+    """The region whose shipped model checks a scan labeled with ``levels`` in a ``region`` training set.
+
+    The region the labels show (:func:`region_for_levels`) when it has a
+    different shipped model, else ``region``: a cervical model names a
+    lumbar scan with a cervical chain (spacings half the lumbar ones) and can
+    lay it on the pedicles beside the bodies, and the cleaner would then drop
+    every right label as "beside the spine's mid-plane" (zukic-13, docs/NOTES.md,
+    twenty-sixth session).
+
+    >>> checking_region(["L1", "L2", "L3"], "cervical"), checking_region(["C3", "C4"], "whole")
+    ('lumbar', 'whole')
+    """
+    shown = region_for_levels(list(levels))
+    return shown if SHIPPED_MODEL.get(shown) not in (None, SHIPPED_MODEL.get(region)) else region
 
 
 def within_chain_span(positions: npt.ArrayLike, chain: npt.ArrayLike) -> np.ndarray:

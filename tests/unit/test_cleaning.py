@@ -307,6 +307,30 @@ def test_gather_evidence_on_real_files(tmp_path):
     assert kinds(report.findings) == [("", "non_sagittal")]
 
 
+def test_each_scan_is_checked_by_the_labeler_chosen_for_it(tmp_path):
+    """``labeler_for`` picks the detector per scan (train: a lumbar scan of a cervical set gets the lumbar model)."""
+    from spinelabel.io.nifti import save_nifti
+    from spinelabel.pipeline import Labeler
+    from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
+
+    vol, centres = blob_spine()
+    save_nifti(vol, tmp_path / "spine.nii.gz")
+    points = dict(zip(["T12", "L1", "L2", "L3", "L4"], centres))
+    anns = [scan(points, name, image=tmp_path / "spine.nii.gz") for name in ("seen", "unseen")]
+    seeing = Labeler(dummy_config(), BlobNet(), "lumbar")
+    asked = []
+
+    def labeler_for(ann):
+        asked.append(ann.scan_id)
+        return seeing if ann.scan_id == "seen" else None
+
+    report = check_annotations(anns, model=None, labeler=seeing, labeler_for=labeler_for)
+    assert asked == ["seen", "unseen"]
+    checks = {o.scan: o.checks for o in report.scans}
+    assert "detector" in checks["seen"] and "detector" not in checks["unseen"]
+    assert report.findings == []  # the labels sit on the blobs the detector found
+
+
 # ----------------------------------------------------------------- sets and reports
 
 

@@ -95,6 +95,23 @@ def test_region_for_levels():
     assert region_for_levels(["C2", "C3", "T9", "L1"]) == "whole"
 
 
+@pytest.mark.parametrize(
+    ("levels", "training", "checker"),
+    [
+        (["T12", "L1", "L2"], "cervical", "lumbar"),  # a lumbar scan in a cervical set: the lumbar model
+        (["C3", "C4", "C5"], "cervical", "cervical"),
+        (["C3", "C4", "C5"], "whole", "whole"),  # the same shipped model: the training region's chain
+        (["C3", "C4", "C5"], "lumbar", "cervical"),
+        (["T12", "L1", "L2"], "lumbar", "lumbar"),
+        (["C2", "T9", "L1"], "lumbar", "whole"),
+    ],
+)
+def test_checking_region_follows_the_labels_where_another_model_serves_them(levels, training, checker):
+    from spinelabel.pipeline import checking_region
+
+    assert checking_region(levels, training) == checker
+
+
 @pytest.mark.parametrize(("level", "region"), [("C4", "cervical"), ("L3", "lumbar")])
 def test_auto_labeler_picks_the_region_the_survey_sees(level, region):
     from spinelabel.pipeline import AutoLabeler
