@@ -8,6 +8,7 @@ exit with 2.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -388,12 +389,9 @@ def _cleaned(anns: list, region: str, quiet: bool) -> list:
     # model of the region its labels show (a lumbar scan in a cervical training set by the lumbar
     # model, not by a cervical chain laid over a lumbar spine). No shipped model: the prior
     # spacings and no detector checks.
-    labelers: dict[str, Labeler] = {}
-
+    @functools.cache
     def labeler_of(name: str) -> Labeler:
-        if name not in labelers:
-            labelers[name] = Labeler.load(SHIPPED_MODEL[name], name)
-        return labelers[name]
+        return Labeler.load(SHIPPED_MODEL[name], name)
 
     labeler = labeler_of(region) if region in SHIPPED_MODEL else None
     report = check_annotations(
