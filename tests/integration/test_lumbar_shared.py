@@ -1,6 +1,7 @@
 """End to end on the shared lumbar MR (skipped when ../shared/data is absent)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,29 @@ def test_dicom_series_gives_the_same_positions_as_nifti(labeler, tmp_path):
 
 def _labels_of(result) -> dict[str, np.ndarray]:
     return {v.label: v.position_mm for v in result.vertebrae}
+
+
+@pytest.mark.skipif(shutil.which("dcmcjpeg") is None, reason="DCMTK's dcmcjpeg not installed (Debian dcmtk)")
+def test_a_jpeg_lossless_archive_series_is_labeled_as_the_uncompressed_one(tmp_path, capsys):
+    """A clinical-style series (4 mm slices) as archives keep it, JPEG Lossless SV1 (DCMTK), through the CLI."""
+    import subprocess
+
+    from spinelabel.io import load_image
+    from spinelabel.io.dicom_write import write_dicom_series
+    from spinelabel.testing.clinical import clinical_series_volume
+
+    files = write_dicom_series(clinical_series_volume(load_image([SHARED / ZUKIC / "image.nii.gz"]).volume),
+                               tmp_path / "plain")
+    (tmp_path / "sv1").mkdir()
+    for f in files:
+        subprocess.run(["dcmcjpeg", "--encode-lossless-sv1", str(f), str(tmp_path / "sv1" / f.name)], check=True)
+    docs = {}
+    for name in ("plain", "sv1"):
+        assert main(["label", str(tmp_path / name), "-o", str(tmp_path / f"{name}.json")]) == 0
+        docs[name] = _labels(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert set(docs["sv1"]) == set(docs["plain"]) >= set(_gt(ZUKIC))
+    for level, p in docs["plain"].items():
+        np.testing.assert_allclose(docs["sv1"][level], p, atol=1e-3)
 
 
 def test_thick_clinical_slices_still_label(labeler):

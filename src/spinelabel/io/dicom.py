@@ -671,7 +671,10 @@ def _decode(s: _Slice) -> np.ndarray:
     except Exception as exc:  # decoder missing, truncated data, bad group 0028, unknown transfer syntax...
         name, compressed = _transfer_syntax(s.dataset)
         if compressed:
-            raise InputError(f"cannot decode the compressed pixel data of {s.path} ({name}): {one_line(exc)}") from exc
+            raise InputError(
+                f"cannot decode the compressed pixel data of {s.path} ({name}): {one_line(exc)}; "
+                f"decompress the series first (for example with DCMTK's dcmdjpeg or gdcmconv --raw)"
+            ) from exc
         raise InputError(
             f"corrupt DICOM file {s.path}: cannot read pixel data ({name}): {one_line(exc)}"
         ) from exc
