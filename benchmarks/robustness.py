@@ -22,6 +22,9 @@ lumbar model and scored against its (moved along) annotations:
   sacrum backwards: sacral slopes of about 55-65 deg instead of 35-45;
 - ``s1-half``: the image cut one L4-L5 spacing below L5, through the middle of
   S1 (a partly visible first sacral segment);
+- ``jpeg2000-lossy``: the ``dicom-thick`` series with its pixel data compressed
+  by lossy JPEG 2000 at 20:1 (a lossy archive setting; published guidelines for
+  MR accept ratios of this order), read back through GDCM;
 - ``oblique-dicom``: resampled onto 0.6 mm pixels and 4 mm sagittal slices
   turned 12 deg about the cranio-caudal axis, written and read as DICOM;
 - ``t1-like``: intensities folded at the 75th percentile of the foreground, so
@@ -110,6 +113,26 @@ def dicom_series(volume, folder: Path, spacing_mm: tuple[float, float, float]):
 def dicom_thick(volume, points, tmp: Path, case: str, spacing_mm: tuple[float, float, float] = (0.8, 0.8, 4.0)):
     """Thick sagittal slices through DICOM (``dicom_series``); the points stay."""
     return dicom_series(volume, tmp / case, spacing_mm), points
+
+
+#: Compression ratio of the ``jpeg2000-lossy`` condition.
+LOSSY_RATIO = 20
+
+
+def jpeg2000_lossy(volume, points, tmp: Path, case: str, spacing_mm: tuple[float, float, float] = (0.8, 0.8, 4.0)):
+    """The ``dicom_thick`` series, every file's pixel data compressed by lossy JPEG 2000 (``LOSSY_RATIO``:1)."""
+    import pydicom
+    from pydicom.uid import JPEG2000
+
+    from spinelabel.io import load_image
+
+    folder = tmp / f"{case}-j2k"
+    dicom_series(volume, folder, spacing_mm)
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.compress(JPEG2000, j2k_cr=[LOSSY_RATIO])
+        ds.save_as(f, enforce_file_format=True)
+    return load_image([folder]).volume, points
 
 
 def inverted(volume, points):
@@ -271,6 +294,7 @@ def conditions(tmp: Path, seed: int):
         "steep-sacrum": lambda v, p, c: _steep_sacrum(v, p),
         "s1-half": lambda v, p, c: _s1_half(v, p),
         "oblique-dicom": lambda v, p, c: oblique_dicom(v, p, tmp, c),
+        "jpeg2000-lossy": lambda v, p, c: jpeg2000_lossy(v, p, tmp, c),
         "t1-like": lambda v, p, c: contrast(v, p, True, rng),
         "stir-like": lambda v, p, c: contrast(v, p, False, rng),
         "fracture": lambda v, p, c: fracture(v, p),

@@ -358,6 +358,73 @@ def test_duplicate_positions(tmp_path: Path):
         load_image([tmp_path])
 
 
+def _set_tags(files: list[Path], **tags) -> None:
+    for f in files:
+        ds = pydicom.dcmread(f)
+        for keyword, value in tags.items():
+            setattr(ds, keyword, value)
+        ds.save_as(f)
+
+
+def test_of_several_echoes_in_one_series_the_longest_is_read_with_a_warning(tmp_path: Path):
+    """A dual-echo series (proton density at TE 12 ms, T2 at TE 96 ms): the T2 images, said so."""
+    pd_, t2 = _volume(seed=1), _volume(seed=2)
+    _set_tags(write_dicom_series(t2, tmp_path, series_uid="1.2.3", file_prefix="E2_"), EchoTime="96", EchoNumbers=2)
+    _set_tags(write_dicom_series(pd_, tmp_path, series_uid="1.2.3", file_prefix="E1_"), EchoTime="12", EchoNumbers=1)
+    loaded = load_image([tmp_path])
+    np.testing.assert_allclose(loaded.volume.real_data(), t2.data, atol=1e-3 * np.ptp(t2.data))
+    np.testing.assert_allclose(loaded.volume.affine, t2.affine, atol=1e-4)
+    assert loaded.dicom is not None
+    assert all(f.name.startswith("E2_") for f in loaded.dicom.files)
+    assert loaded.dicom.warnings == [
+        "series 1.2.3 holds 2 echoes at the same slice positions (TE 12, 96 ms): "
+        "the longest, TE 96 ms (the most T2-weighted), was read"
+    ]
+
+
+def test_of_several_echoes_in_one_enhanced_file_the_longest_is_read(tmp_path: Path, write_enhanced_mr):
+    """The echo time per frame (MR Echo functional group) of an enhanced multi-frame file."""
+    pd_, t2 = _volume(seed=1), _volume(seed=2)
+    n = t2.shape[2]
+    both = Volume(np.concatenate([pd_.data, t2.data], axis=2), pd_.affine)  # slices n..2n-1 are the T2 echo
+    write_enhanced_mr(both, tmp_path / "enhanced.dcm", tmp_path / "classic")  # frames in reverse slice order
+    ds = pydicom.dcmread(tmp_path / "enhanced.dcm")
+    frames = ds.PerFrameFunctionalGroupsSequence
+    for f, group in enumerate(frames):
+        t2_frame = f < n
+        if t2_frame:  # the T2 image of slice k sits where the proton-density image of slice k does
+            group.PlanePositionSequence[0].ImagePositionPatient = frames[f + n].PlanePositionSequence[0].ImagePositionPatient
+        echo = pydicom.Dataset()
+        echo.EffectiveEchoTime = 96.0 if t2_frame else 12.0
+        group.MREchoSequence = [echo]
+    ds.save_as(tmp_path / "enhanced.dcm")
+    back, info = load_dicom([tmp_path / "enhanced.dcm"])
+    np.testing.assert_allclose(back.affine, t2.affine, atol=1e-4)
+    np.testing.assert_allclose(back.real_data(), t2.data, atol=1e-3 * np.ptp(both.data))
+    assert sorted(info.frame_numbers) == list(range(1, n + 1)) and "TE 12, 96 ms" in info.warnings[0]
+
+
+def test_stacks_that_differ_in_image_type_are_refused_with_a_listing(tmp_path: Path):
+    """Dixon water and fat images in one series: neither is better; one line says what to do."""
+    _set_tags(write_dicom_series(_volume(seed=1), tmp_path, series_uid="1.2.3", file_prefix="W_"),
+              ImageType=["DERIVED", "PRIMARY", "W"])
+    _set_tags(write_dicom_series(_volume(seed=2), tmp_path, series_uid="1.2.3", file_prefix="F_"),
+              ImageType=["DERIVED", "PRIMARY", "F"])
+    with pytest.raises(GeometryError) as exc:
+        load_image([tmp_path])
+    message = str(exc.value)
+    assert "\n" not in message and "told apart by ImageType" in message
+    assert r"DERIVED\PRIMARY\W: 6 images" in message and "export one of them as a series of its own" in message
+
+
+def test_a_localizer_of_several_orientations_is_refused_as_before(tmp_path: Path):
+    """Stacks are looked for within one orientation only."""
+    write_dicom_series(_volume("PIR"), tmp_path, series_uid="1.2.3", file_prefix="A")
+    _set_tags(write_dicom_series(_volume("LPS"), tmp_path, series_uid="1.2.3", file_prefix="B"), EchoTime="50")
+    with pytest.raises(GeometryError, match="inconsistent ImageOrientationPatient"):
+        load_image([tmp_path])
+
+
 def test_mixed_nifti_and_dicom(tmp_path: Path):
     save_nifti(_volume(), tmp_path / "v.nii.gz")
     files = write_dicom_series(_volume(), tmp_path / "dcm")

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, lps_to_ras
 from ..limits import check_enough_slices, check_image_size
+from .dicom_stacks import STACK_KEYWORDS, choose_stack, stack_value
 from .nifti import is_nifti_path
 
 #: Largest difference between direction cosines still counted as one orientation.
@@ -120,7 +121,10 @@ def load_dicom(
         Non-numeric rescale values, pixel data shorter than Rows x Columns
         imply, an image beyond the limits of :mod:`spinelabel.limits`.
     GeometryError
-        Fewer than 3 slices, mixed orientations or sizes, duplicate positions.
+        Fewer than 3 slices, mixed orientations or sizes, duplicate positions
+        (several stacks at the same positions are told apart by
+        :mod:`.dicom_stacks`: of several echoes the longest is read, with a
+        warning in ``info.warnings``; other stacks are refused).
     """
     inputs = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     files = _collect_files(inputs)
@@ -128,8 +132,9 @@ def load_dicom(
     headers = _read_headers(files, where)
     groups = _group_by_series(headers)
     uid = _choose_series(groups, series_uid, where)
-    slices = [s for path, ds in groups[uid] for s in _slices_of(path, ds)]
+    slices, stack_warnings = _one_stack([s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid)
     order, affine_lps, warnings = _slice_geometry(slices, uid)
+    warnings = stack_warnings + warnings
     ordered = [slices[i] for i in order]
     _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
     data, rescale = _read_pixels(ordered)
@@ -423,6 +428,17 @@ def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[np.ndarray, np.ndar
     affine[:3, 2] = step
     affine[:3, 3] = ipp[order[0]]
     return order, affine, _spacing_warnings(steps, step, normal)
+
+
+def _one_stack(slices: list[_Slice], uid: str) -> tuple[list[_Slice], list[str]]:
+    """The slices of one stack where several share the positions (``dicom_stacks.choose_stack``)."""
+    check_enough_slices(len(slices), f"series {uid}")
+    _check_consistent(slices, uid)  # stacks of one orientation only: a localizer is refused as before
+    row, col = _direction_cosines(slices[0])
+    positions = np.array([s.ipp for s in slices]) @ np.cross(row, col)
+    values = {k: [stack_value(s.dataset, s.frame, k) for s in slices] for k in STACK_KEYWORDS}
+    keep, warnings = choose_stack(positions, values, uid, DUPLICATE_TOL_MM)
+    return [slices[i] for i in keep], warnings
 
 
 def _check_consistent(slices: list[_Slice], uid: str) -> None:

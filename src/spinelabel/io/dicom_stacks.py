@@ -1,0 +1,118 @@
+"""Several stacks at the same slice positions in one DICOM series: which one to read.
+
+A dual-echo (proton density and T2) or multi-echo acquisition stores one image
+per echo at every slice position under one SeriesInstanceUID; Dixon series can
+hold water, fat, in- and opposed-phase images the same way, and dynamic series
+several time points. A volume has one image per position, so the loader picks
+a stack or says why it cannot:
+
+- echoes (``EchoTime``): the longest echo is read, with a warning. It is the
+  most T2-weighted image, the contrast every shipped model was trained on most
+  (the T2 sources and T2 phantoms; a proton-density echo looks like neither).
+- other differences (``ImageType``, ``AcquisitionNumber``,
+  ``TemporalPositionIdentifier``): no image is better than another for
+  labeling, so the series is refused with the stacks listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import GeometryError
+
+#: Header values that tell the stacks of one series apart, in the order tried.
+STACK_KEYWORDS = ("EchoTime", "ImageType", "AcquisitionNumber", "TemporalPositionIdentifier")
+#: Enhanced multi-frame files keep the echo time per frame (functional group, keyword).
+_PER_FRAME = {"EchoTime": ("MREchoSequence", "EffectiveEchoTime")}
+
+
+def stack_value(ds: Any, frame: int | None, keyword: str) -> str:
+    """One image's value of a ``STACK_KEYWORDS`` element as text ('' when absent).
+
+    ``frame``: the 0-based frame of an enhanced multi-frame file (its
+    per-frame functional groups first), None for a single-frame file.
+    """
+    value = None
+    if frame is not None and keyword in _PER_FRAME:
+        sequence, inner = _PER_FRAME[keyword]
+        groups = [ds.PerFrameFunctionalGroupsSequence[frame], *ds.get("SharedFunctionalGroupsSequence", [])]
+        for group in groups:
+            items = group.get(sequence)
+            if items and inner in items[0]:
+                value = items[0].get(inner)
+                break
+    if value is None:
+        value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def has_duplicates(positions: np.ndarray, tol_mm: float) -> bool:
+    """Whether two of ``positions`` (shape (n,), mm along the slice normal) are closer than ``tol_mm``."""
+    return len(positions) > 1 and bool(np.diff(np.sort(positions)).min() < tol_mm)
+
+
+def choose_stack(
+    positions: np.ndarray, values: Mapping[str, Sequence[str]], uid: str, tol_mm: float
+) -> tuple[np.ndarray, list[str]]:
+    """The images of the one stack to read, and warnings.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (n,)
+        Each image's position along the slice normal (mm).
+    values : mapping of str to sequence of str
+        ``STACK_KEYWORDS`` -> each image's value (``stack_value``).
+    uid : str
+        The series, for messages.
+    tol_mm : float
+        Positions closer than this are the same.
+
+    Returns
+    -------
+    keep : ndarray of int
+        Indices of the images to read: all of them when no two share a
+        position, or when no keyword separates them (the geometry check then
+        refuses the duplicates).
+    warnings : list of str
+
+    Raises
+    ------
+    GeometryError
+        The stacks differ in something other than the echo time.
+    """
+    everything = np.arange(len(positions))
+    if not has_duplicates(positions, tol_mm):
+        return everything, []
+    for keyword in STACK_KEYWORDS:
+        stacks: dict[str, list[int]] = {}
+        for i, value in enumerate(values[keyword]):
+            stacks.setdefault(value, []).append(i)
+        if len(stacks) < 2 or any(has_duplicates(positions[members], tol_mm) for members in stacks.values()):
+            continue
+        if keyword == "EchoTime" and all(_is_number(v) for v in stacks):
+            longest = max(stacks, key=float)
+            shown = ", ".join(f"{float(v):g}" for v in sorted(stacks, key=float))
+            return np.array(stacks[longest]), [
+                f"series {uid} holds {len(stacks)} echoes at the same slice positions (TE {shown} ms): the "
+                f"longest, TE {float(longest):g} ms (the most T2-weighted), was read"
+            ]
+        listing = ", ".join(f"{v or '(none)'}: {len(m)} images" for v, m in stacks.items())
+        raise GeometryError(
+            f"series {uid} holds {len(stacks)} images at each slice position, told apart by {keyword} ({listing}); "
+            f"spinelabel reads one stack: export one of them as a series of its own"
+        )
+    return everything, []
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except ValueError:
+        return False
