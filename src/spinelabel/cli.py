@@ -379,25 +379,37 @@ def _training_sources(
         yield [cleaned]
 
 
-def _cleaned(anns: list, region: str, quiet: bool) -> list:
-    """The annotations that pass the checks of `annotations check` (findings echoed)."""
-    from .cleaning_evidence import check_annotations
-    from .cleaning_report import summary_lines
+def _region_checkers(region: str) -> tuple[Any, Any]:
+    """The labeler of a shipped region and the per-scan choice of checking labeler (``check_annotations``).
+
+    The region's shipped model gives the shape model; each scan's image is
+    checked by the shipped model of the region its labels show
+    (``pipeline.checking_region``: a lumbar scan in a cervical set by the
+    lumbar model, not by a cervical chain laid over a lumbar spine). (None,
+    None) when ``region`` has no shipped model.
+    """
     from .pipeline import SHIPPED_MODEL, Labeler, checking_region
 
-    # The region's shipped model gives the shape model; each scan's image is checked by the shipped
-    # model of the region its labels show (a lumbar scan in a cervical training set by the lumbar
-    # model, not by a cervical chain laid over a lumbar spine). No shipped model: the prior
-    # spacings and no detector checks.
+    if region not in SHIPPED_MODEL:
+        return None, None
+
     @functools.cache
     def labeler_of(name: str) -> Labeler:
         return Labeler.load(SHIPPED_MODEL[name], name)
 
-    labeler = labeler_of(region) if region in SHIPPED_MODEL else None
-    report = check_annotations(
-        anns, model=None, labeler=labeler,
-        labeler_for=None if labeler is None else lambda ann: labeler_of(checking_region(ann.points, region)),
-    )
+    return labeler_of(region), lambda ann: labeler_of(checking_region(ann.points, region))
+
+
+def _cleaned(anns: list, region: str, quiet: bool) -> list:
+    """The annotations that pass the checks of `annotations check` (findings echoed).
+
+    Without a shipped model for ``region``: the prior spacings and no detector checks.
+    """
+    from .cleaning_evidence import check_annotations
+    from .cleaning_report import summary_lines
+
+    labeler, labeler_for = _region_checkers(region)
+    report = check_annotations(anns, model=None, labeler=labeler, labeler_for=labeler_for)
     for line in summary_lines(report):
         _echo(f"cleaning: {line}", quiet, err=True)
     if not report.cleaned:
@@ -515,7 +527,9 @@ def annotations_check(
     sources: list[Path] = typer.Argument(..., help="Annotations: CSV, centroids.json files/folders, or DICOM folders with GSPS/SR labels."),
     output: Path = typer.Option(..., "--output", "-o", help="CSV to write with the cleaned labels (what train reads)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report of the findings: .json (with per-scan outcomes) or .csv."),
-    model: str = typer.Option("lumbar", help="Shipped model (region) or model directory: shape model and detector."),
+    model: str = typer.Option(
+        "lumbar", help="Shipped model (region) or model directory: shape model and detector. A shipped region checks "
+        "each scan's image with the shipped model of the region its labels show."),
     no_images: bool = typer.Option(False, "--no-images", help="Geometry only: do not read the images (no orientation or detector checks)."),
     shifted: str = typer.Option("drop", help="Scans whose labels are shifted by one level: drop or relabel."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
@@ -534,7 +548,12 @@ def annotations_check(
         raise click.BadParameter(f"{report}: must end in .json or .csv", param_hint="--report")
     anns = load_annotations(sources, on_problem=None if quiet else _warn)
     params = CleaningParams(shifted=shifted)  # type: ignore[arg-type]
-    result = check_annotations(anns, model=model, use_images=not no_images, params=params)
+    # A shipped region checks each scan with the model of the region its labels show, as train's cleaning does;
+    # a model directory checks every scan.
+    labeler, labeler_for = _region_checkers(model) if not no_images else (None, None)
+    result = check_annotations(
+        anns, model=model, use_images=not no_images, params=params, labeler=labeler, labeler_for=labeler_for
+    )
     outputs = [(output, lambda p: save_annotations_csv(result.cleaned, p))]
     if report is not None:
         outputs.append((report, lambda p: write_report(result, p)))

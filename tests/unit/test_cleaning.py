@@ -331,6 +331,39 @@ def test_each_scan_is_checked_by_the_labeler_chosen_for_it(tmp_path):
     assert report.findings == []  # the labels sit on the blobs the detector found
 
 
+def test_annotations_check_with_a_shipped_region_checks_each_scan_with_the_model_its_labels_show(tmp_path, monkeypatch):
+    """As train's cleaning: a lumbar scan of a set checked with --model cervical is read by the lumbar model."""
+    from spinelabel import cleaning_evidence
+    from spinelabel.io.nifti import save_nifti
+    from spinelabel.pipeline import Labeler
+    from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
+
+    vol, centres = blob_spine()
+    save_nifti(vol, tmp_path / "spine.nii.gz")
+    anns = [scan(dict(zip(["L1", "L2", "L3", "L4", "L5"], centres)), "low-back", image=tmp_path / "spine.nii.gz"),
+            scan(dict(zip(["C3", "C4", "C5", "C6", "C7"], centres)), "neck", image=tmp_path / "spine.nii.gz")]
+    save_annotations_csv(anns, tmp_path / "labels.csv")
+    loaded: list[tuple[str, str]] = []
+
+    def load(model, region=None, threads=None):
+        loaded.append((str(model), str(region)))
+        return Labeler(dummy_config(region=str(region)), BlobNet(), region)
+
+    checked: dict[str, str] = {}
+    real_gather = cleaning_evidence.gather_evidence
+
+    def gather(image, labeler=None, series_uid=None):
+        checked[str(len(checked))] = labeler.region.name
+        return real_gather(image, labeler, series_uid)
+
+    monkeypatch.setattr(Labeler, "load", staticmethod(load))
+    monkeypatch.setattr(cleaning_evidence, "gather_evidence", gather)
+    assert main(["annotations", "check", str(tmp_path / "labels.csv"), "-o", str(tmp_path / "out.csv"),
+                 "--model", "cervical", "-q"]) == 0
+    assert sorted(loaded) == [("cervical", "cervical"), ("lumbar", "lumbar")]  # each model once
+    assert checked == {"0": "lumbar", "1": "cervical"}
+
+
 # ----------------------------------------------------------------- sets and reports
 
 
