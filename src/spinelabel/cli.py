@@ -113,7 +113,7 @@ def label(
     overlay: Optional[Path] = typer.Option(None, help="Overlay PNG (single image)."),
     output_dir: Optional[Path] = typer.Option(None, help="Batch mode: write NAME.json (and NAME.png with --overlays) per input."),
     overlays: bool = typer.Option(False, "--overlays", help="Batch mode: also write overlay PNGs."),
-    series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series."),
+    series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series (without it, the only sagittal one)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
     dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="DICOM SR (TID 1500) with the labels, for PACS (DICOM input)."),
     gsps: Optional[Path] = typer.Option(None, "--gsps", help="DICOM presentation state (GSPS) showing the labels on the images (DICOM input)."),

@@ -46,7 +46,7 @@ def review(
     labels: Path = typer.Option(DEFAULT_LABELS_DIR, "--labels", help="Folder of the results: NAME.json is used where it exists, else the scan is labeled into it; reviews are saved there (with NAME.sr.dcm and NAME.gsps.dcm for DICOM inputs)."),
     region: str = typer.Option("lumbar", help="Region for scans that still need labeling: lumbar, cervical, whole, or auto."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
-    series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series."),
+    series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series (without it, the only sagittal one)."),
     port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port to listen on (default 8765; 0: any free port).", show_default=False),
     host: Optional[str] = typer.Option(None, help="Listen on this address instead of 127.0.0.1; every request then needs the token printed at start.", show_default=False),
     reviewer: Optional[str] = typer.Option(None, help="Name recorded with each review (default: the login name).", show_default=False),

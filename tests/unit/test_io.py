@@ -246,21 +246,39 @@ def test_sheared_in_plane_affine_cannot_be_written(tmp_path: Path):
 # series selection
 
 
-def test_two_series_in_one_folder_are_listed_and_selectable(tmp_path: Path):
-    sag, ax = _volume("PIR", seed=1), _volume("LPS", seed=2)
-    write_dicom_series(sag, tmp_path / "a", series_uid="1.2.826.0.1.1", series_description="T2 SAG")
+def test_two_sagittal_series_in_one_folder_are_listed_and_selectable(tmp_path: Path):
+    t2, t1, ax = _volume("PIR", seed=1), _volume("PIR", seed=3), _volume("LPS", seed=2)
+    write_dicom_series(t2, tmp_path / "a", series_uid="1.2.826.0.1.1", series_description="T2 SAG")
     write_dicom_series(ax, tmp_path / "b", series_uid="1.2.826.0.1.2", series_description="T2 AX")
+    write_dicom_series(t1, tmp_path / "c", series_uid="1.2.826.0.1.3", series_description="T1 SAG")
     with pytest.raises(InputError) as exc:
         load_image([tmp_path])
     message = str(exc.value)
-    assert "\n" not in message and "--series" in message
+    assert "\n" not in message and "--series" in message and message.startswith("3 image series in")
     assert "1.2.826.0.1.1 'T2 SAG' (6 images, sagittal)" in message
     assert "1.2.826.0.1.2 'T2 AX' (6 images, axial)" in message
     picked = load_image([tmp_path], series_uid="1.2.826.0.1.2")
     np.testing.assert_allclose(picked.volume.affine, ax.affine, atol=1e-4)
     assert picked.dicom is not None and picked.dicom.series_instance_uid == "1.2.826.0.1.2"
+    assert picked.dicom.warnings == []  # the user's choice: nothing to say
     with pytest.raises(InputError, match="series 9.9 not found"):
         load_image([tmp_path], series_uid="9.9")
+
+
+def test_the_only_sagittal_series_of_a_study_is_read_with_a_warning(tmp_path: Path):
+    """A study exported with its axial series and a three-plane localizer: the sagittal series is labeled."""
+    sag, ax = _volume("PIR", seed=1), _volume("LPS", seed=2)
+    write_dicom_series(sag, tmp_path / "a", series_uid="1.2.826.0.1.1", series_description="T2 SAG")
+    write_dicom_series(ax, tmp_path / "b", series_uid="1.2.826.0.1.2", series_description="T2 AX")
+    write_dicom_series(_volume("PIR", seed=4), tmp_path / "loc", series_uid="1.2.826.0.1.9", file_prefix="S")
+    write_dicom_series(_volume("LPS", seed=5), tmp_path / "loc", series_uid="1.2.826.0.1.9", file_prefix="A")
+    loaded = load_image([tmp_path])
+    np.testing.assert_allclose(loaded.volume.affine, sag.affine, atol=1e-4)
+    np.testing.assert_allclose(loaded.volume.real_data(), sag.data, atol=1e-3 * np.ptp(sag.data))
+    assert loaded.dicom is not None and loaded.dicom.series_instance_uid == "1.2.826.0.1.1"
+    (warning,) = loaded.dicom.warnings
+    assert warning.startswith("3 image series in") and "labeled the only sagittal one, 1.2.826.0.1.1 'T2 SAG'" in warning
+    assert "1.2.826.0.1.2 'T2 AX'" in warning and "--series UID picks another" in warning
 
 
 def test_copies_of_the_same_instances_count_once(tmp_path: Path):

@@ -117,7 +117,8 @@ def load_dicom(
     ------
     InputError
         Missing path, empty folder, no DICOM images, corrupt file, several
-        series without ``series_uid``, a missing geometry tag.
+        series without ``series_uid`` (unless only one of them is sagittal:
+        it is read, with a warning), a missing geometry tag.
         Non-numeric rescale values, pixel data shorter than Rows x Columns
         imply, an image beyond the limits of :mod:`spinelabel.limits`.
     GeometryError
@@ -131,10 +132,10 @@ def load_dicom(
     where = _describe_inputs(inputs)
     headers = _read_headers(files, where)
     groups = _group_by_series(headers)
-    uid = _choose_series(groups, series_uid, where)
+    uid, chosen = _choose_series(groups, series_uid, where)
     slices, stack_warnings = _one_stack([s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid)
     order, affine_lps, warnings = _slice_geometry(slices, uid)
-    warnings = stack_warnings + warnings
+    warnings = chosen + stack_warnings + warnings
     ordered = [slices[i] for i in order]
     _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
     data, rescale = _read_pixels(ordered)
@@ -238,16 +239,37 @@ def _group_by_series(headers: list[tuple[Path, Any]]) -> dict[str, list[tuple[Pa
     return groups
 
 
-def _choose_series(groups: dict[str, list[tuple[Path, Any]]], series_uid: str | None, where: str) -> str:
-    """The UID of the series to load; InputError listing the series when ambiguous."""
+def _choose_series(
+    groups: dict[str, list[tuple[Path, Any]]], series_uid: str | None, where: str
+) -> tuple[str, list[str]]:
+    """The UID of the series to load, and a warning when it was chosen for the user.
+
+    Of several series, the only sagittal one (sagittal or oblique sagittal
+    images, at least 3) is chosen, with a warning that names the others: a
+    study exported with its localizer and axial series is labeled without
+    asking. Otherwise InputError listing the series.
+    """
     listing = "; ".join(_series_summary(uid, members) for uid, members in groups.items())
     if series_uid is not None:
         if series_uid not in groups:
             raise InputError(f"series {series_uid} not found in {where}; available: {listing}")
-        return series_uid
-    if len(groups) > 1:
+        return series_uid, []
+    if len(groups) == 1:
+        return next(iter(groups)), []
+    sagittal = [uid for uid, members in groups.items() if _is_sagittal_stack(members)]
+    if len(sagittal) != 1:
         raise InputError(f"{len(groups)} image series in {where}; choose one with --series UID: {listing}")
-    return next(iter(groups))
+    others = "; ".join(_series_summary(uid, members) for uid, members in groups.items() if uid != sagittal[0])
+    return sagittal[0], [
+        f"{len(groups)} image series in {where}: labeled the only sagittal one, "
+        f"{_series_summary(sagittal[0], groups[sagittal[0]])} (others: {others}; --series UID picks another)"
+    ]
+
+
+def _is_sagittal_stack(members: list[tuple[Path, Any]]) -> bool:
+    """Whether every image of a series is (oblique) sagittal and there are at least 3 of them."""
+    n_images = sum(int(m.get("NumberOfFrames", 1) or 1) for _, m in members)
+    return n_images >= 3 and all(_orientation_name(ds).endswith("sagittal") for _, ds in members)
 
 
 def _series_summary(uid: str, members: list[tuple[Path, Any]]) -> str:
