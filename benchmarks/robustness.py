@@ -29,6 +29,8 @@ lumbar model and scored against its (moved along) annotations:
   turned 12 deg about the cranio-caudal axis, written and read as DICOM;
 - ``t1-like``: intensities folded at the 75th percentile of the foreground, so
   the brightest tissues (fluid, discs) turn dark and mid-grey marrow bright;
+- ``t1-like-dark-air``: the same fold inside the body's outline only, the air
+  kept dark as on a real T1 image (the plain fold lifts the air's noise);
 - ``stir-like``: intensities raised to the power 2.5 (mid tones such as fat and
   marrow suppressed, fluid kept bright), plus 4 % noise;
 - ``fracture``: L1 compressed to 60 % of its height around its centre (a
@@ -249,6 +251,36 @@ def contrast(volume, points, fold: bool, rng: np.random.Generator):
     return Volume(np.clip(y, 0.0, None).astype(np.float32), volume.affine), points
 
 
+#: The body's outline: the image smoothed by this Gaussian (sd, mm) above this share of its 99.5th percentile,
+#: closed and filled (air and the scanner's background are far below it, every tissue above it).
+OUTLINE_SIGMA_MM = 2.0
+OUTLINE_LEVEL = 0.1
+#: The air outside the outline keeps this share of its brightness: dark, as on any MR image.
+AIR_GAIN = 0.1
+
+
+def body_outline(volume) -> np.ndarray:
+    """Voxels inside the body (bool, the volume's shape): ``OUTLINE_*``."""
+    from scipy import ndimage
+
+    data = volume.real_data().astype(np.float32)
+    smooth = ndimage.gaussian_filter(data, OUTLINE_SIGMA_MM / np.asarray(volume.spacing, float))
+    inside = ndimage.binary_closing(smooth > OUTLINE_LEVEL * float(np.percentile(data, 99.5)), iterations=3)
+    return ndimage.binary_fill_holes(inside)
+
+
+def t1_dark_air(volume, points):
+    """T1-like inside the body outline (the fold of ``contrast`` at the 75th percentile of the body); the air dark."""
+    from spinelabel.geometry import Volume
+
+    data = volume.real_data().astype(np.float32)
+    inside = body_outline(volume)
+    x = np.clip(data / float(np.percentile(data[inside], 99.5)), 0.0, 1.2)
+    m = float(np.percentile(x[inside], 75))
+    folded = np.where(x <= m, x / m, np.clip((1.2 - x) / (1.2 - m), 0.0, None))
+    return Volume(np.where(inside, folded, AIR_GAIN * x).astype(np.float32), volume.affine), points
+
+
 def fracture(volume, points, level: str = "L1", below: str = "L2"):
     """``level`` compressed to 60 % of its height around its centre; the discs next to it stretch to fill."""
     from spinelabel.geometry import reorient
@@ -296,6 +328,7 @@ def conditions(tmp: Path, seed: int):
         "oblique-dicom": lambda v, p, c: oblique_dicom(v, p, tmp, c),
         "jpeg2000-lossy": lambda v, p, c: jpeg2000_lossy(v, p, tmp, c),
         "t1-like": lambda v, p, c: contrast(v, p, True, rng),
+        "t1-like-dark-air": lambda v, p, c: t1_dark_air(v, p),
         "stir-like": lambda v, p, c: contrast(v, p, False, rng),
         "fracture": lambda v, p, c: fracture(v, p),
     }
