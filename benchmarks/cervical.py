@@ -10,7 +10,7 @@ random stream); real cervical MR is measured by ``benchmarks.cervical_real``
 and ``benchmarks.cervical_robustness``. Also measured: whether ``--region
 auto`` picks "lumbar" on every shared lumbar scan and "cervical" on the real
 and synthetic cervical ones, also when the real scans' contrast is changed
-as in ``benchmarks.robustness`` (inverted, T1-like, STIR-like; lumbar: the
+as in ``benchmarks.robustness`` (inverted, T1-like, T1-like with the air dark, STIR-like; lumbar: the
 held-out split). Writes docs/RESULTS.md and overlay pictures in docs/.
 """
 
@@ -74,12 +74,13 @@ def _auto_choices(auto, images: dict[str, Path], change=None) -> dict[str, str]:
 
 def _contrast_changes(seed: int) -> dict[str, Callable]:
     """The contrast variants of ``benchmarks.robustness`` as volume -> volume."""
-    from benchmarks.robustness import contrast, inverted
+    from benchmarks.robustness import contrast, inverted, t1_dark_air
 
     rng = np.random.default_rng(seed)
     return {
         "inverted": lambda v: inverted(v, {})[0],
         "t1-like": lambda v: contrast(v, {}, True, rng)[0],
+        "t1-like-dark-air": lambda v: t1_dark_air(v, {})[0],
         "stir-like": lambda v: contrast(v, {}, False, rng)[0],
     }
 

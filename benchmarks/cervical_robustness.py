@@ -14,7 +14,8 @@ against its (moved along) annotations:
   cranio-caudal axis, through DICOM;
 - ``inverted``, ``bias-noise``, ``t1-like``, ``stir-like``: the intensity
   changes of ``benchmarks.robustness`` (T1-like: CSF and discs dark, marrow
-  bright; STIR-like: mid tones suppressed);
+  bright; STIR-like: mid tones suppressed); ``t1-like-dark-air``: the T1-like
+  fold inside the body's outline only, the air kept dark;
 - ``c2-cut``: the image cut 12 mm above the annotated C2 centre (the dens and
   the top of C2's body out of view: C2, the anchor, only partly visible);
 - ``no-thoracic``: the image cut 20 mm below C7 (the field of view ends at
@@ -42,7 +43,17 @@ import numpy as np
 from benchmarks.cervical import CERVICAL_RADIUS_MM, _mm, _pct
 from benchmarks.cervical_real import ANNOTATIONS
 from benchmarks.lumbar import flag_counts, flag_stats, git_commit, write_section
-from benchmarks.robustness import Labeled, bias_noise, contrast, cut, dicom_thick, fracture, inverted, oblique_dicom
+from benchmarks.robustness import (
+    Labeled,
+    bias_noise,
+    contrast,
+    cut,
+    dicom_thick,
+    fracture,
+    inverted,
+    oblique_dicom,
+    t1_dark_air,
+)
 
 #: Pixel and slice spacing (mm) of the 2D TSE variant: the thick end of clinical cervical series.
 TSE_SPACING_MM = (0.7, 0.7, 4.0)
@@ -58,6 +69,7 @@ def conditions(tmp: Path, seed: int):
         "inverted": lambda v, p, c: inverted(v, p),
         "bias-noise": lambda v, p, c: bias_noise(v, p, rng),
         "t1-like": lambda v, p, c: contrast(v, p, True, rng),
+        "t1-like-dark-air": lambda v, p, c: t1_dark_air(v, p),
         "stir-like": lambda v, p, c: contrast(v, p, False, rng),
         "c2-cut": lambda v, p, c: cut(v, p, "C2", 12.0, keep_above=False),
         "no-thoracic": lambda v, p, c: cut(v, p, "C7", -20.0, keep_above=True),
