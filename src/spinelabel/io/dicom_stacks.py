@@ -48,7 +48,9 @@ def stack_value(ds: Any, frame: int | None, keyword: str) -> str:
         value = ds.get(keyword)
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, (list, tuple, MultiValue)):
         return "\\".join(str(v) for v in value)
     return str(value)
 
