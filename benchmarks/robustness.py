@@ -100,28 +100,36 @@ def cut(volume, points: dict[str, np.ndarray], level: str, offset_mm: float, kee
     return cropped, kept
 
 
-def dicom_series(volume, folder: Path, spacing_mm: tuple[float, float, float]):
-    """``volume`` resampled to sagittal slices of ``spacing_mm`` (pixel, pixel, slice), written as an
-    LPS-ordered DICOM series in ``folder`` and read back through the DICOM loader."""
-    from spinelabel.geometry import reorient, resample_grid
-    from spinelabel.io import load_image
-    from spinelabel.io.dicom_write import write_dicom_series
-
-    lps = reorient(volume, ("P", "I", "L"))  # axis 2 lateral: one file per sagittal slice
-    write_dicom_series(resample_grid(lps, list(spacing_mm)), folder)
-    return load_image([folder]).volume
-
-
-def dicom_thick(volume, points, tmp: Path, case: str, spacing_mm: tuple[float, float, float] = (0.8, 0.8, 4.0)):
-    """Thick sagittal slices through DICOM (``dicom_series``); the points stay."""
-    return dicom_series(volume, tmp / case, spacing_mm), points
-
-
+#: Pixel and slice spacing (mm) of the ``dicom-thick`` and ``jpeg2000-lossy`` series.
+THICK_SPACING_MM = (0.8, 0.8, 4.0)
 #: Compression ratio of the ``jpeg2000-lossy`` condition.
 LOSSY_RATIO = 20
 
 
-def jpeg2000_lossy(volume, points, tmp: Path, case: str, spacing_mm: tuple[float, float, float] = (0.8, 0.8, 4.0)):
+def write_series(volume, folder: Path, spacing_mm: tuple[float, float, float]) -> list[Path]:
+    """``volume`` resampled to sagittal slices of ``spacing_mm`` (pixel, pixel, slice), written as an
+    LPS-ordered DICOM series in ``folder``; the files."""
+    from spinelabel.geometry import reorient, resample_grid
+    from spinelabel.io.dicom_write import write_dicom_series
+
+    lps = reorient(volume, ("P", "I", "L"))  # axis 2 lateral: one file per sagittal slice
+    return write_dicom_series(resample_grid(lps, list(spacing_mm)), folder)
+
+
+def dicom_series(volume, folder: Path, spacing_mm: tuple[float, float, float]):
+    """``write_series``, read back through the DICOM loader."""
+    from spinelabel.io import load_image
+
+    write_series(volume, folder, spacing_mm)
+    return load_image([folder]).volume
+
+
+def dicom_thick(volume, points, tmp: Path, case: str, spacing_mm: tuple[float, float, float] = THICK_SPACING_MM):
+    """Thick sagittal slices through DICOM (``dicom_series``); the points stay."""
+    return dicom_series(volume, tmp / case, spacing_mm), points
+
+
+def jpeg2000_lossy(volume, points, tmp: Path, case: str):
     """The ``dicom_thick`` series, every file's pixel data compressed by lossy JPEG 2000 (``LOSSY_RATIO``:1)."""
     import pydicom
     from pydicom.uid import JPEG2000
@@ -129,8 +137,7 @@ def jpeg2000_lossy(volume, points, tmp: Path, case: str, spacing_mm: tuple[float
     from spinelabel.io import load_image
 
     folder = tmp / f"{case}-j2k"
-    dicom_series(volume, folder, spacing_mm)
-    for f in sorted(folder.iterdir()):
+    for f in write_series(volume, folder, THICK_SPACING_MM):
         ds = pydicom.dcmread(f)
         ds.compress(JPEG2000, j2k_cr=[LOSSY_RATIO])
         ds.save_as(f, enforce_file_format=True)
@@ -236,16 +243,24 @@ def _s1_half(volume, points):
     return cut(volume, points, "L5", -spacing, keep_above=True)
 
 
+#: Intensities (as a share of the bright level) are clipped here before the T1-like fold; it folds down to 0 there.
+FOLD_TOP = 1.2
+
+
+def _fold(x: np.ndarray, m: float) -> np.ndarray:
+    """The T1-like fold of intensities ``x`` (0..``FOLD_TOP``): up to 1 below ``m``, back down to 0 above it."""
+    return np.where(x <= m, x / m, np.clip((FOLD_TOP - x) / (FOLD_TOP - m), 0.0, None))
+
+
 def contrast(volume, points, fold: bool, rng: np.random.Generator):
     """``fold``: T1-like (the brightest tissues folded over to dark); else STIR-like (power 2.5 and 4 % noise)."""
     from spinelabel.geometry import Volume
 
     data = volume.real_data()
     fg = data[data > np.percentile(data, 5)]
-    x = np.clip(data / float(np.percentile(fg, 99.5)), 0.0, 1.2)
+    x = np.clip(data / float(np.percentile(fg, 99.5)), 0.0, FOLD_TOP)
     if fold:  # t1-like: the brightest tissues fold over to dark
-        m = float(np.percentile(x[data > np.percentile(data, 5)], 75))
-        y = np.where(x <= m, x / m, np.clip((1.2 - x) / (1.2 - m), 0.0, None))
+        y = _fold(x, float(np.percentile(x[data > np.percentile(data, 5)], 75)))
     else:  # stir-like
         y = x**2.5 + rng.normal(0.0, 0.04, x.shape)
     return Volume(np.clip(y, 0.0, None).astype(np.float32), volume.affine), points
@@ -275,9 +290,8 @@ def t1_dark_air(volume, points):
 
     data = volume.real_data().astype(np.float32)
     inside = body_outline(volume)
-    x = np.clip(data / float(np.percentile(data[inside], 99.5)), 0.0, 1.2)
-    m = float(np.percentile(x[inside], 75))
-    folded = np.where(x <= m, x / m, np.clip((1.2 - x) / (1.2 - m), 0.0, None))
+    x = np.clip(data / float(np.percentile(data[inside], 99.5)), 0.0, FOLD_TOP)
+    folded = _fold(x, float(np.percentile(x[inside], 75)))
     return Volume(np.where(inside, folded, AIR_GAIN * x).astype(np.float32), volume.affine), points
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, lps_to_ras
 from ..limits import check_enough_slices, check_image_size
-from .dicom_stacks import STACK_KEYWORDS, choose_stack, stack_value
+from .dicom_stacks import PER_FRAME, STACK_KEYWORDS, as_text, choose_stack, has_duplicates
 from .nifti import is_nifti_path
 
 #: Largest difference between direction cosines still counted as one orientation.
@@ -133,10 +133,8 @@ def load_dicom(
     headers = _read_headers(files, where)
     groups = _group_by_series(headers)
     uid, chosen = _choose_series(groups, series_uid, where)
-    slices, stack_warnings = _one_stack([s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid)
-    order, affine_lps, warnings = _slice_geometry(slices, uid)
-    warnings = chosen + stack_warnings + warnings
-    ordered = [slices[i] for i in order]
+    ordered, affine_lps, warnings = _slice_geometry([s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid)
+    warnings = chosen + warnings
     _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
     data, rescale = _read_pixels(ordered)
     volume = Volume(data, lps_to_ras(affine_lps), rescale)
@@ -327,14 +325,12 @@ def _slices_of(path: Path, ds: Any) -> list[_Slice]:
 
 def _frames_of(path: Path, ds: Any) -> list[_Slice]:
     """The frames of an enhanced multi-frame file (plane position, orientation, pixel measures)."""
-    per_frame = ds.PerFrameFunctionalGroupsSequence
-    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if len(per_frame) != n_frames or "Rows" not in ds or "Columns" not in ds:
+    if len(ds.PerFrameFunctionalGroupsSequence) != n_frames or "Rows" not in ds or "Columns" not in ds:
         raise InputError(f"{path}: {ENHANCED_UNSUPPORTED} (inconsistent functional groups)")
     slices = []
     for f in range(n_frames):
-        groups = [g for g in (per_frame[f], shared) if g is not None]
+        groups = _frame_groups(ds, f)
         ipp = _functional_value(groups, "PlanePositionSequence", "ImagePositionPatient")
         iop = _functional_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient")
         spacing = _functional_value(groups, "PixelMeasuresSequence", "PixelSpacing")
@@ -358,6 +354,20 @@ def _frames_of(path: Path, ds: Any) -> list[_Slice]:
             )
         )
     return slices
+
+
+def _frame_groups(ds: Any, frame: int) -> list[Any]:
+    """The functional groups of one frame of an enhanced file: its per-frame group, then the shared one."""
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
+    return [g for g in (ds.PerFrameFunctionalGroupsSequence[frame], shared) if g is not None]
+
+
+def _stack_value(s: _Slice, keyword: str) -> str:
+    """One slice's value of a ``dicom_stacks.STACK_KEYWORDS`` element as text; per frame first in enhanced files."""
+    value = None
+    if s.frame is not None and keyword in PER_FRAME:
+        value = _functional_value(_frame_groups(s.dataset, s.frame), *PER_FRAME[keyword])
+    return as_text(s.dataset.get(keyword) if value is None else value)
 
 
 def _functional_value(groups: list[Any], sequence: str, keyword: str) -> Any:
@@ -419,21 +429,24 @@ def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
 # geometry
 
 
-def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Sort the slices along their normal and build the voxel -> LPS affine.
+def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[list[_Slice], np.ndarray, list[str]]:
+    """Keep one stack, sort its slices along their normal and build the voxel -> LPS affine.
 
     Returns
     -------
-    order : ndarray of int, shape (n_slices,)
-        Indices into ``slices`` in array axis-2 order.
+    ordered : list of _Slice
+        The slices read, in array axis-2 order: of several stacks at the same
+        positions, the one :func:`_one_stack` keeps.
     affine_lps : ndarray, shape (4, 4)
         Voxel (column, row, slice) -> LPS mm.
     warnings : list of str
+        The stack choice first, then irregular steps and sheared grids.
     """
-    check_enough_slices(len(slices), f"series {uid}")
-    _check_consistent(slices, uid)
+    _check_consistent(slices, uid)  # one orientation: a localizer is refused before stacks are looked for
     row, col = _direction_cosines(slices[0])
     normal = np.cross(row, col)
+    slices, stack_warnings = _one_stack(slices, np.array([s.ipp for s in slices]) @ normal, uid)
+    check_enough_slices(len(slices), f"series {uid}")
     ipp = np.array([s.ipp for s in slices])
     proj = ipp @ normal
     order = np.argsort(proj, kind="stable")
@@ -449,16 +462,18 @@ def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[np.ndarray, np.ndar
     affine[:3, 1] = col * row_spacing
     affine[:3, 2] = step
     affine[:3, 3] = ipp[order[0]]
-    return order, affine, _spacing_warnings(steps, step, normal)
+    return [slices[i] for i in order], affine, stack_warnings + _spacing_warnings(steps, step, normal)
 
 
-def _one_stack(slices: list[_Slice], uid: str) -> tuple[list[_Slice], list[str]]:
-    """The slices of one stack where several share the positions (``dicom_stacks.choose_stack``)."""
-    check_enough_slices(len(slices), f"series {uid}")
-    _check_consistent(slices, uid)  # stacks of one orientation only: a localizer is refused as before
-    row, col = _direction_cosines(slices[0])
-    positions = np.array([s.ipp for s in slices]) @ np.cross(row, col)
-    values = {k: [stack_value(s.dataset, s.frame, k) for s in slices] for k in STACK_KEYWORDS}
+def _one_stack(slices: list[_Slice], positions: np.ndarray, uid: str) -> tuple[list[_Slice], list[str]]:
+    """The slices of one stack where several share the positions (``dicom_stacks.choose_stack``), and warnings.
+
+    ``positions``: each slice's position along the normal (mm). The header
+    values that tell stacks apart are read only when two slices share one.
+    """
+    if not has_duplicates(positions, DUPLICATE_TOL_MM):
+        return slices, []
+    values = {k: [_stack_value(s, k) for s in slices] for k in STACK_KEYWORDS}
     keep, warnings = choose_stack(positions, values, uid, DUPLICATE_TOL_MM)
     return [slices[i] for i in keep], warnings
 

@@ -25,31 +25,16 @@ from ..errors import GeometryError
 
 #: Header values that tell the stacks of one series apart, in the order tried.
 STACK_KEYWORDS = ("EchoTime", "ImageType", "AcquisitionNumber", "TemporalPositionIdentifier")
-#: Enhanced multi-frame files keep the echo time per frame (functional group, keyword).
-_PER_FRAME = {"EchoTime": ("MREchoSequence", "EffectiveEchoTime")}
+#: Enhanced multi-frame files keep the echo time per frame: keyword -> (functional group sequence, keyword in it).
+PER_FRAME = {"EchoTime": ("MREchoSequence", "EffectiveEchoTime")}
 
 
-def stack_value(ds: Any, frame: int | None, keyword: str) -> str:
-    """One image's value of a ``STACK_KEYWORDS`` element as text ('' when absent).
-
-    ``frame``: the 0-based frame of an enhanced multi-frame file (its
-    per-frame functional groups first), None for a single-frame file.
-    """
-    value = None
-    if frame is not None and keyword in _PER_FRAME:
-        sequence, inner = _PER_FRAME[keyword]
-        groups = [ds.PerFrameFunctionalGroupsSequence[frame], *ds.get("SharedFunctionalGroupsSequence", [])]
-        for group in groups:
-            items = group.get(sequence)
-            if items and inner in items[0]:
-                value = items[0].get(inner)
-                break
-    if value is None:
-        value = ds.get(keyword)
-    if value is None:
-        return ""
+def as_text(value: Any) -> str:
+    """A header value as it is compared between images: '' when absent, multiple values joined by backslashes."""
     from pydicom.multival import MultiValue
 
+    if value is None:
+        return ""
     if isinstance(value, (list, tuple, MultiValue)):
         return "\\".join(str(v) for v in value)
     return str(value)
@@ -70,7 +55,7 @@ def choose_stack(
     positions : ndarray, shape (n,)
         Each image's position along the slice normal (mm).
     values : mapping of str to sequence of str
-        ``STACK_KEYWORDS`` -> each image's value (``stack_value``).
+        ``STACK_KEYWORDS`` -> each image's value as text (``as_text``).
     uid : str
         The series, for messages.
     tol_mm : float
