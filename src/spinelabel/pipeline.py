@@ -261,7 +261,9 @@ class Labeler:
         if explained < settings.min_explained_fraction * len(strong):
             raise NothingFoundError(
                 f"no vertebrae found: only {explained} of the {len(strong)} strong detections along the best chain "
-                f"are vertebrae of it: is this a sagittal {self.region.name} spine MR?"
+                f"are vertebrae of it: is this a sagittal {self.region.name} spine MR? (in a contrast the model was "
+                "not trained on the network responds to other structures too, and a chain picked among them is not "
+                "safe to name)"
             )
 
 
