@@ -1,4 +1,4 @@
-"""Contrast and texture from random shallow networks (a training augmentation).
+"""Contrast augmentations beyond global remaps: random shallow networks, and inversion of the tissue only.
 
 Ouyang C, Chen C, Li S, et al., "Causality-inspired single-source domain
 generalization for medical image segmentation", IEEE Trans Med Imaging
@@ -12,6 +12,9 @@ at random; blending two such outputs through a smooth random mask (their
 suppression do. Global remaps (``sampling._remap``) change brightness per
 intensity only; this changes it per local pattern as well.
 
+``invert_tissue`` inverts the tissue's polarity while the air stays dark, as
+on any real image (a whole-crop inversion makes the air bright).
+
 Plain functions over 2D arrays; the caller owns the random generator.
 """
 
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["random_network", "random_network_contrast"]
+__all__ = ["invert_tissue", "random_network", "random_network_contrast"]
 
 #: Percentiles of a network's output mapped to 0 and 1: the same robust range
 #: the input normalisation uses (1 = the 99.5th percentile), with the darkest
@@ -113,3 +116,37 @@ def random_network_contrast(
         out = mask * out + (1.0 - mask) * one()
     alpha = rng.uniform(0.0, 1.0)
     return np.clip(alpha * out + (1.0 - alpha) * img, 0.0, clip)
+
+
+
+def invert_tissue(img: np.ndarray, clip: float, sigma_px: float, dark: tuple[float, float]) -> np.ndarray:
+    """Intensities inverted where there is tissue; what is dark on every sequence stays dark.
+
+    A whole-crop inversion makes the air bright, which no MR image shows: a
+    network could read "bright background" as "other polarity". Here fluid
+    turns dark and mid-grey tissue bright, as on T1, while air and what is
+    dark on every sequence (cortical bone, ligament) keep their own values. The
+    weight of the inversion rises from 0 to 1 as a pixel rises through
+    ``dark``, read on the lower of the pixel and the image smoothed by
+    ``sigma_px``: a lone bright noise pixel in the air stays, and so does the
+    air next to bright tissue (no bright rim); a smooth blend, no edge at a
+    threshold.
+
+    Parameters
+    ----------
+    img : ndarray, shape (rows, cols)
+        Normalised intensities in 0..``clip`` (1 = the scan's 99.5th percentile).
+    clip : float
+        The top of the range; ``clip`` maps to 0 and 0 to 1 where inverted.
+    sigma_px : float
+        Gaussian smoothing (pixels) of the image the weight is read from.
+    dark : (float, float)
+        Smoothed intensities at which the weight starts to rise and reaches 1.
+
+    Returns
+    -------
+    ndarray, shape (rows, cols)
+    """
+    smooth = ndimage.gaussian_filter(img, sigma_px)
+    weight = np.clip((np.minimum(img, smooth) - dark[0]) / (dark[1] - dark[0]), 0.0, 1.0)
+    return weight * (1.0 - img / clip) + (1.0 - weight) * img

@@ -28,7 +28,7 @@ from scipy import ndimage
 from .. import anatomy
 from ..geometry import Volume, reorient
 from ..preprocessing import CANONICAL_AXCODES, normalize_intensity
-from .intensity import random_network_contrast
+from .intensity import invert_tissue, random_network_contrast
 
 #: Targets for the level channel are ordinals relative to L3.
 LEVEL_OFFSET = anatomy.ordinal("L3")
@@ -184,6 +184,17 @@ class SamplerSpec:
     foreground_threshold: float = 0.05
     #: Probability of a plain inversion when no remap was drawn.
     p_invert: float = 0.15
+    #: Invert only where there is tissue and keep the air dark
+    #: (``intensity.invert_tissue``): every real image has dark air, so a
+    #: bright background would teach a shortcut for the other polarity. The
+    #: weight of the inversion follows the crop smoothed by 1 px (2 mm, beyond
+    #: the air's pixel noise) from 0 at 0.05 of the normalised range (air and the
+    #: scanner's background lie below) to 1 at 0.15 (every soft tissue above).
+    #: Off: in the cervical recipe it left the inverted and T1-like real necks
+    #: refused (docs/NOTES.md, twenty-eighth session).
+    invert_keeps_air_dark: bool = False
+    air_smoothing_px: float = 1.0
+    air_range: tuple[float, float] = (0.05, 0.15)
     #: Probability that a crop's contrast and texture come from a shallow
     #: network of random weights instead (``intensity.random_network_contrast``;
     #: Ouyang et al. 2023, single-source domain generalisation): edges stay,
@@ -653,7 +664,10 @@ def _augment_intensity(rng: np.random.Generator, img: np.ndarray, spec: SamplerS
     elif rng.random() < spec.p_remap:  # other contrasts (T1, STIR, Dixon)
         img = _remap(rng, img, spec)
     elif rng.random() < spec.p_invert:
-        img = 1.0 - img / spec.intensity_clip
+        if spec.invert_keeps_air_dark:
+            img = invert_tissue(img, spec.intensity_clip, spec.air_smoothing_px, spec.air_range)
+        else:
+            img = 1.0 - img / spec.intensity_clip
     img = np.clip(img, 0, None) ** rng.uniform(*spec.gamma)
     n, grid = img.shape[0], spec.bias_field_grid
     if rng.random() < spec.p_bias_field:
