@@ -247,7 +247,8 @@ def _choose_series(
     study exported with its localizer and axial series is labeled without
     asking. Otherwise InputError listing the series.
     """
-    listing = "; ".join(_series_summary(uid, members) for uid, members in groups.items())
+    summaries = {uid: _series_summary(uid, members) for uid, members in groups.items()}
+    listing = "; ".join(summaries.values())
     if series_uid is not None:
         if series_uid not in groups:
             raise InputError(f"series {series_uid} not found in {where}; available: {listing}")
@@ -257,10 +258,10 @@ def _choose_series(
     sagittal = [uid for uid, members in groups.items() if _is_sagittal_stack(members)]
     if len(sagittal) != 1:
         raise InputError(f"{len(groups)} image series in {where}; choose one with --series UID: {listing}")
-    others = "; ".join(_series_summary(uid, members) for uid, members in groups.items() if uid != sagittal[0])
+    others = "; ".join(summary for uid, summary in summaries.items() if uid != sagittal[0])
     return sagittal[0], [
         f"{len(groups)} image series in {where}: labeled the only sagittal one, "
-        f"{_series_summary(sagittal[0], groups[sagittal[0]])} (others: {others}; --series UID picks another)"
+        f"{summaries[sagittal[0]]} (others: {others}; --series UID picks another)"
     ]
 
 

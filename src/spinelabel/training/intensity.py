@@ -118,7 +118,6 @@ def random_network_contrast(
     return np.clip(alpha * out + (1.0 - alpha) * img, 0.0, clip)
 
 
-
 def invert_tissue(img: np.ndarray, clip: float, sigma_px: float, dark: tuple[float, float]) -> np.ndarray:
     """Intensities inverted where there is tissue; what is dark on every sequence stays dark.
 
@@ -141,7 +140,7 @@ def invert_tissue(img: np.ndarray, clip: float, sigma_px: float, dark: tuple[flo
     sigma_px : float
         Gaussian smoothing (pixels) of the image the weight is read from.
     dark : (float, float)
-        Smoothed intensities at which the weight starts to rise and reaches 1.
+        Intensities (the lower of pixel and smoothed image) at which the weight starts to rise and reaches 1.
 
     Returns
     -------
