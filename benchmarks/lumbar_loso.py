@@ -3,6 +3,7 @@
 Usage (repository root, ../shared beside it)::
 
     python -m benchmarks.lumbar_loso [--steps 2500] [--models /tmp/spinelabel-lumbar-loso] [--retrain] [--jobs 2] [--seed 0]
+    python -m benchmarks.lumbar_loso --seeds 10,11,12 --models DIR [--device cuda] [--jobs 6]
 
 The shared lumbar scans come from two sources (Zukić et al.: T2 TSE, 1.5 T
 Siemens; MyoSegmenTUM: 3 T Philips water-fat). A validation split drawn from
@@ -19,7 +20,11 @@ against the sources' T11/L1-L5 points, and with our S1 points added. Writes the
 "lumbar-loso" section of docs/RESULTS.md; with ``--seed N`` (N > 0) the same
 recipe is trained again from another random start and written to its own
 section, "lumbar-loso-seedN": the run-to-run spread that a recipe change must
-exceed to count.
+exceed to count. With ``--seeds A,B,...`` every seed's pair (``DIR/seedN/``)
+is trained where missing and scored, and one section, "lumbar-loso-seeds",
+lists each seed's T11/L1-L5 row and the mean and range of scans right: the
+distribution a recipe is judged by. ``--device cuda`` trains on a GPU (crops
+are still drawn on the CPU: give each training a core, ``--jobs``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
 SOURCES = ("zukic", "myoseg")
 
 
-def _train_args(source: str, out: Path, steps: int, threads: int, tmp: Path, seed: int = 0) -> list[str]:
+def _train_args(
+    source: str, out: Path, steps: int, threads: int, tmp: Path, seed: int = 0, device: str = "cpu"
+) -> list[str]:
     """``spinelabel train`` arguments for the split's training scans of one source."""
     split = json.loads(SPLIT.read_text())
     everything = sorted(p.name for p in SHARED.iterdir() if (p / "centroids.json").is_file())
@@ -50,28 +57,32 @@ def _train_args(source: str, out: Path, steps: int, threads: int, tmp: Path, see
     return ["train", str(SHARED), "--exclude", str(exclude), "--region", "lumbar", "--out", str(out),
             "--steps", str(steps), "--synthetic-fraction", "0.25", "--synthetic-scans", "80",
             "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--threads", str(threads), "--seed", str(seed),
-            "--quiet"]
+            "--device", device, "--quiet"]
 
 
-def _train_all(sources: list[str], models: Path, steps: int, jobs: int, tmp: Path, seed: int = 0) -> dict[str, float]:
-    """Train one model per source, ``jobs`` side by side (one thread each when > 1); minutes per source."""
+def _train_all(todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Path, device: str = "cpu") -> dict[str, float]:
+    """Train one model per (seed, source, model folder), ``jobs`` side by side (one thread each when > 1);
+    minutes per model."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
     threads = 2 if jobs == 1 else 1
 
-    def one(source: str) -> float:
-        cmd = [sys.executable, "-m", "spinelabel.cli", *_train_args(source, models / f"{source}-only", steps, threads, tmp, seed)]
+    def one(job: tuple[int, str, Path]) -> float:
+        seed, source, out = job
+        work = tmp / f"seed{seed}"
+        work.mkdir(exist_ok=True)
         t0 = time.perf_counter()
-        if subprocess.call(cmd):
-            raise SystemExit(f"training on {source} failed")
+        if subprocess.call([sys.executable, "-m", "spinelabel.cli", *_train_args(source, out, steps, threads, work, seed, device)]):
+            raise SystemExit(f"training on {source} (seed {seed}) failed")
         return (time.perf_counter() - t0) / 60
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return dict(zip(sources, pool.map(one, sources)))
+        return {f"{source} seed {seed}": m for (seed, source, _), m in zip(todo, pool.map(one, todo))}
 
 
-def _score(model: Path, cases: list[str]) -> tuple[str, str]:
+def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int]:
+    """The scoring rows (T11/L1-L5; with our S1) of one model on ``cases``, and its T11/L1-L5 scans entirely right."""
     from spinelabel.annotations import add_labels, load_annotations
     from spinelabel.evaluation import evaluate, report_to_dict
     from spinelabel.io import load_image
@@ -90,10 +101,11 @@ def _score(model: Path, cases: list[str]) -> tuple[str, str]:
         if result.warnings:
             warned.add(case)
     gt = load_annotations([SHARED / c / "centroids.json" for c in cases])
-    rows = []
+    rows, right = [], []
     for name, truth in (("T11/L1-L5", gt), ("with our S1", add_labels(gt, load_annotations([S1_LABELS]))[0])):
         rep = evaluate(preds, truth)
         o = report_to_dict(rep)["overall"]
+        right.append(o["n_scans_correct"])
         wrong = [r.scan_id for r in rep.per_scan if not r.all_correct]
         rows.append(
             f"{name} | {_pct(o['identification_rate'])} ({o['n_identified']}/{o['n_gt']}) | "
@@ -101,7 +113,29 @@ def _score(model: Path, cases: list[str]) -> tuple[str, str]:
             f"{_mm(o['error_mm']['mean'])} mm | {'; '.join(failures) or '—'} | {', '.join(wrong) or '—'} | "
             f"{flag_stats(rep, conf, warned=warned)}"
         )
-    return rows[0], rows[1]
+    return (rows[0], rows[1]), right[0]
+
+
+def _direction(model: Path, train_on: str, everything: list[str]) -> tuple[list[str], int]:
+    """Table lines (T11/L1-L5; with our S1) of a model trained on ``train_on``, tested on the other source, and its
+    T11/L1-L5 scans entirely right."""
+    test_on = next(s for s in SOURCES if s != train_on)
+    n_train = len(json.loads((model / "config.json").read_text())["training"]["scans"])
+    cases = [c for c in everything if c.startswith(test_on)]
+    rows, right = _score(model, cases)
+    lines = [f"| {train_on} ({n_train} scans) -> {test_on} ({len(cases)} scans) | {row} |" for row in rows]
+    for line in lines:
+        print(line, flush=True)
+    return lines, right
+
+
+def _seeds_summary(right: dict[tuple[int, str], int]) -> str:
+    """Mean and range of scans right per direction and summed, over the seeds."""
+    seeds = sorted({seed for seed, _ in right})
+    per = {src: [right[seed, src] for seed in seeds] for src in SOURCES}
+    per["both"] = [sum(right[seed, src] for src in SOURCES) for seed in seeds]
+    names = {"zukic": "zukic -> myoseg", "myoseg": "myoseg -> zukic", "both": "both directions"}
+    return "; ".join(f"{names[k]} mean {sum(v) / len(v):.1f} (range {min(v)}-{max(v)})" for k, v in per.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,33 +145,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="trainings run side by side (one thread each when > 1)")
     ap.add_argument("--seed", type=int, default=0, help="training seed; N > 0 writes section lumbar-loso-seedN")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds, models in MODELS/seedN: section lumbar-loso-seeds")
+    ap.add_argument("--device", default="cpu", help="torch device of the trainings (cpu, cuda)")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+
+    def folder(seed: int, source: str) -> Path:
+        return (args.models / f"seed{seed}" if args.seeds else args.models) / f"{source}-only"
+
     everything = sorted(p.name for p in SHARED.iterdir() if (p / "centroids.json").is_file())
-    lines = []
     with tempfile.TemporaryDirectory(prefix="spinelabel-loso-") as tmp:
-        todo = [s for s in SOURCES if args.retrain or not (args.models / f"{s}-only" / "config.json").is_file()]
-        minutes = _train_all(todo, args.models, args.steps, args.jobs, Path(tmp), args.seed)
-        for train_on in SOURCES:
-            test_on = next(s for s in SOURCES if s != train_on)
-            model = args.models / f"{train_on}-only"
-            n_train = len(json.loads((model / "config.json").read_text())["training"]["scans"])
-            cases = [c for c in everything if c.startswith(test_on)]
-            for row in _score(model, cases):
-                lines.append(f"| {train_on} ({n_train} scans) -> {test_on} ({len(cases)} scans) | {row} |")
-                print(lines[-1], flush=True)
+        todo = [(seed, src, folder(seed, src)) for seed in seeds for src in SOURCES
+                if args.retrain or not (folder(seed, src) / "config.json").is_file()]
+        minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device)
+    lines, right = [], {}
+    for seed in seeds:
+        for src in SOURCES:
+            rows, right[seed, src] = _direction(folder(seed, src), src, everything)
+            lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
-    title, key = ("", "lumbar-loso") if not args.seed else (f", training seed {args.seed}", f"lumbar-loso-seed{args.seed}")
+    if args.seeds:
+        title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {args.seeds}"
+        head = "| seed | trained on -> tested on | ground truth |"
+        extra = f"- scans entirely right (T11/L1-L5) over {len(seeds)} seeds: {_seeds_summary(right)}.\n"
+    else:
+        title, key = ("", "lumbar-loso") if not args.seed else (f", training seed {args.seed}", f"lumbar-loso-seed{args.seed}")
+        seed_text, head, extra = f"seed {args.seed}", "| trained on -> tested on | ground truth |", ""
     body = f"""## Lumbar: leave one source out{title}
 
 - command: `python -m benchmarks.lumbar_loso {' '.join(argv if argv is not None else sys.argv[1:])}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
-- each model trained from scratch (seed {args.seed}) for {args.steps} steps on one source's training scans plus phantoms (25 %) and
+- each model trained from scratch ({seed_text}) for {args.steps} steps on one source's training scans plus phantoms (25 %) and
   our S1 points ({took}); tested on every scan of the other source; match radius 20 mm.
-
-| trained on -> tested on | ground truth | identification | scans entirely right | sensitivity | precision | mean error | failures | wrong scans | flags |
-|---|---|---|---|---|---|---|---|---|---|
+{extra}
+{head} identification | scans entirely right | sensitivity | precision | mean error | failures | wrong scans | flags |
+|{'---|' * (head.count('|') - 1 + 8)}
 {chr(10).join(lines)}
 """
     write_section(args.results, key, body)

@@ -289,10 +289,11 @@ def train(
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
     threads: int = typer.Option(2, min=1, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
     seed: int = typer.Option(0, min=0, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
+    device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
-    _check_train_options(out, init, synthetic_fraction + region_fraction)
+    _check_train_options(out, init, synthetic_fraction + region_fraction, device)
     from .training.data import load_training_scans
     from .training.train import TrainSettings, train_and_save
 
@@ -319,24 +320,19 @@ def train(
             bar.set_postfix(loss=f"{loss:.3f}")
 
     settings = TrainSettings(
-        steps=steps,
-        synthetic_fraction=synthetic_fraction,
-        synthetic_scans=synthetic_scans,
-        region_fraction=region_fraction,
-        init=init,
-        learning_rate=learning_rate,
-        threads=threads,
-        seed=seed,
+        steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
+        region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
     )
     path = train_and_save(scans, points, region, out, settings, progress=progress)
     bar.close()
     _echo(f"model written to {path}", quiet)
 
 
-def _check_train_options(out: Path, init: str | None, crop_shares: float) -> None:
-    """What can be refused in one line before hours of training: shares over 1, an unwritable --out, a missing --init."""
+def _check_train_options(out: Path, init: str | None, crop_shares: float, device: str = "cpu") -> None:
+    """What can be refused in one line before hours of training: shares over 1, a device that is not here, an unwritable --out, a missing --init."""
     if crop_shares > 1.0:
         raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
+    _check_device(device)
     from .io.outputs import check_writable_folder
 
     check_writable_folder(out)
@@ -344,6 +340,22 @@ def _check_train_options(out: Path, init: str | None, crop_shares: float) -> Non
         from .models import resolve_model_dir
 
         resolve_model_dir(init)
+
+
+def _check_device(device: str) -> None:
+    """Refuse a --device that PyTorch does not know or cannot reach here, in one line."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device}: not a PyTorch device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        raise InputError(f"--device {device}: PyTorch sees no such device here (train with --device cpu)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} GPU(s) here")
 
 
 @contextmanager

@@ -257,6 +257,21 @@ def test_train_into_a_file_is_one_line_before_training(capsys, tmp_path):
     assert _tree(tmp_path) == {"blocker"}
 
 
+@pytest.mark.parametrize(
+    ("device", "fragment"),
+    [("gpu0", "--device gpu0: not a PyTorch device"), ("cuda:7", "--device cuda:7: PyTorch sees")],
+)
+def test_train_on_a_device_that_is_not_here_is_one_line_before_training(capsys, tmp_path, device, fragment):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    code, _, err = _run(capsys, "train", tmp_path / "labels.csv", "--out", tmp_path / "model", "--device", device)
+    assert code == 1
+    _one_error(err, fragment)
+    assert _tree(tmp_path) == set()  # refused before the labels are read or anything is written
+
+
 def test_save_model_that_cannot_be_written_is_an_output_error(tmp_path, model_dir):
     import torch
 

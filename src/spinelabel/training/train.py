@@ -47,6 +47,9 @@ class TrainSettings:
     #: Fine-tuning: a model (shipped region name or directory) whose weights
     #: start the optimisation instead of a random initialisation; None = fresh.
     init: str | None = None
+    #: Torch device of the optimisation ("cpu", "cuda", "cuda:1"); crops are
+    #: always drawn on the CPU and the returned network is always on the CPU.
+    device: str = "cpu"
 
 
 #: Detection settings that differ from the defaults per region. Cervical
@@ -195,13 +198,14 @@ def train_network(
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
-    net = _initial_network(settings)
+    device = torch.device(settings.device)
+    net = _initial_network(settings).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     sched = _scheduler(opt, settings)
     net.train()
     for step in range(settings.steps):
         img, heat, level, level_w, valid, anchor = (
-            torch.from_numpy(a) for a in batch(rng, list(scans), spec, settings.batch_size, weights)
+            torch.from_numpy(a).to(device) for a in batch(rng, list(scans), spec, settings.batch_size, weights)
         )
         loss = _losses(net(img), heat, level, level_w, valid, anchor, settings)
         opt.zero_grad(set_to_none=True)
@@ -210,7 +214,7 @@ def train_network(
         sched.step()
         if progress is not None:
             progress(step, loss.item())
-    return net.eval()
+    return net.to("cpu").eval()
 
 
 def model_config(

@@ -1,0 +1,30 @@
+"""The leave-one-source-out benchmark's training arguments and its summary over several training seeds."""
+
+import json
+
+import benchmarks.lumbar_loso as loso
+
+
+def test_seeds_summary_gives_mean_and_range_per_direction_and_summed():
+    right = {(10, "zukic"): 43, (10, "myoseg"): 14, (11, "zukic"): 35, (11, "myoseg"): 17}
+    assert loso._seeds_summary(right) == (
+        "zukic -> myoseg mean 39.0 (range 35-43); myoseg -> zukic mean 15.5 (range 14-17); "
+        "both directions mean 54.5 (range 52-57)"
+    )
+
+
+def test_train_args_keep_one_sources_training_scans_and_pass_seed_and_device(tmp_path, monkeypatch):
+    split = {"train": ["zukic-01", "myoseg-01"], "validation": ["zukic-02", "myoseg-02"]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    shared = tmp_path / "shared"
+    for case in [*split["train"], *split["validation"]]:
+        (shared / case).mkdir(parents=True)
+        (shared / case / "centroids.json").write_text("{}")
+    monkeypatch.setattr(loso, "SPLIT", tmp_path / "split.json")
+    monkeypatch.setattr(loso, "SHARED", shared)
+    args = loso._train_args("zukic", tmp_path / "m", 3000, 1, tmp_path, seed=12, device="cuda")
+    assert args[args.index("--seed") + 1] == "12"
+    assert args[args.index("--device") + 1] == "cuda"
+    assert args[args.index("--steps") + 1] == "3000"
+    excluded = json.loads(open(args[args.index("--exclude") + 1]).read())["validation"]
+    assert sorted(excluded) == ["myoseg-01", "myoseg-02", "zukic-02"]
