@@ -55,13 +55,15 @@ PHANTOM_SHARE = 0.35
 STEPS = 1200
 
 
-def fine_tune_args(annotations: list[Path], out: Path, steps: int, init: Path | str, threads: int = 2) -> list[str]:
+def fine_tune_args(
+    annotations: list[Path], out: Path, steps: int, init: Path | str, threads: int = 2, device: str = "cpu"
+) -> list[str]:
     """`spinelabel train` arguments of the cervical recipe (shared with benchmarks.train_cervical)."""
     return [
         "train", *map(str, annotations), str(SHARED), "--exclude", str(SPLIT), "--region", "cervical",
         "--out", str(out), "--steps", str(steps), "--init", str(init), "--learning-rate", "5e-4",
         "--synthetic-fraction", str(PHANTOM_SHARE), "--synthetic-scans", "60",
-        "--region-fraction", str(CERVICAL_SHARE), "--threads", str(threads), "--quiet",
+        "--region-fraction", str(CERVICAL_SHARE), "--threads", str(threads), "--device", device, "--quiet",
     ]
 
 
@@ -124,7 +126,7 @@ def _train_folds(held_out: list[str], subjects: list[str], args: argparse.Namesp
     def one(held: str) -> float | None:
         train_csv = _subset_csv(ANNOTATIONS, set(subjects) - {held}, tmp / f"train-{held}.csv")
         cmd = [sys.executable, "-c", "import sys; from spinelabel.cli import main; sys.exit(main(sys.argv[1:]))",
-               *fine_tune_args([train_csv], args.models / f"without-{held}", args.steps, BASE_MODEL, threads)]
+               *fine_tune_args([train_csv], args.models / f"without-{held}", args.steps, BASE_MODEL, threads, args.device)]
         t0 = time.perf_counter()
         code = subprocess.call(cmd)
         return (time.perf_counter() - t0) / 60 if code == 0 else None
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-train", action="store_true", help="score only the fold models already present")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     ap.add_argument("--jobs", type=int, default=1, help="fold trainings run side by side (one thread each when > 1)")
+    ap.add_argument("--device", default="cpu", help="torch device of the fold trainings (cpu; cuda where there is a GPU)")
     args = ap.parse_args(argv)
 
     from spinelabel.annotations import load_annotations

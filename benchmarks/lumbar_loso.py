@@ -129,6 +129,22 @@ def _direction(model: Path, train_on: str, everything: list[str]) -> tuple[list[
     return lines, right
 
 
+def _one_thread() -> None:
+    import os
+
+    os.environ["SPINELABEL_THREADS"] = "1"  # read when each worker loads its labeler
+
+
+def _score_all(models: list[tuple[Path, str]], everything: list[str], jobs: int) -> list[tuple[list[str], int]]:
+    """``_direction`` of each (model folder, source trained on), ``jobs`` processes side by side (one thread each when > 1)."""
+    if jobs <= 1:
+        return [_direction(model, src, everything) for model, src in models]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, initializer=_one_thread) as pool:
+        return list(pool.map(_direction, *zip(*models), [everything] * len(models)))
+
+
 def _seeds_summary(right: dict[tuple[int, str], int]) -> str:
     """Mean and range of scans right per direction and summed, over the seeds."""
     seeds = sorted({seed for seed, _ in right})
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "spinelabel-lumbar-loso")
     ap.add_argument("--retrain", action="store_true")
-    ap.add_argument("--jobs", type=int, default=1, help="trainings run side by side (one thread each when > 1)")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings (and scorings) run side by side (one thread each when > 1)")
     ap.add_argument("--seed", type=int, default=0, help="training seed; N > 0 writes section lumbar-loso-seedN")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds, models in MODELS/seedN: section lumbar-loso-seeds")
     ap.add_argument("--device", default="cpu", help="torch device of the trainings (cpu, cuda)")
@@ -160,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(seed, src, folder(seed, src)) for seed in seeds for src in SOURCES
                 if args.retrain or not (folder(seed, src) / "config.json").is_file()]
         minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device)
+    jobs = [(seed, src) for seed in seeds for src in SOURCES]
+    scored = _score_all([(folder(seed, src), src) for seed, src in jobs], everything, args.jobs)
     lines, right = [], {}
-    for seed in seeds:
-        for src in SOURCES:
-            rows, right[seed, src] = _direction(folder(seed, src), src, everything)
-            lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
+    for (seed, src), (rows, right[seed, src]) in zip(jobs, scored):
+        lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
     if args.seeds:
         title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {args.seeds}"

@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "cervical")
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--threads", type=int, default=2, help="1 when other trainings share the cores")
+    ap.add_argument("--device", default="cpu", help="torch device of the optimisation (cpu; cuda where there is a GPU)")
     args = ap.parse_args(argv)
 
-    cli_args = fine_tune_args([ANNOTATIONS], args.out, args.steps, BASE_MODEL, args.threads)
+    cli_args = fine_tune_args([ANNOTATIONS], args.out, args.steps, BASE_MODEL, args.threads, args.device)
     code, seconds, commit, cfg = run_training(cli_args, args.out)
     if code:
         return code
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 - fine-tuned from `benchmarks/models/cervical-base` for {args.steps} steps of 16 crops: {len(real)} real cervical
   subjects ({', '.join(real)}; {CERVICAL_SHARE:.0%} of crops), {len(cfg['training']['scans']) - len(real)} real lumbar
   scans ({1 - CERVICAL_SHARE - PHANTOM_SHARE:.0%}), 60 phantoms ({PHANTOM_SHARE:.0%}): **{seconds / 60:.1f} min** wall time
-  in all, 2-core CPU ({args.threads} thread(s); other trainings side by side when 1).
+  in all, {'2-core CPU' if args.device == 'cpu' else f'device {args.device}, crops on the CPU'} ({args.threads} thread(s); other trainings side by side when 1).
 """
     write_section(REPO / "docs" / "RESULTS.md", "cervical-training", body)
     return 0

@@ -41,6 +41,7 @@ def parse_args(argv) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=None, help="default 2000 (5000 from scratch)")
     ap.add_argument("--synthetic-fraction", type=float, default=0.25)
     ap.add_argument("--synthetic-scans", type=int, default=80)
+    ap.add_argument("--device", default="cpu", help="torch device of the optimisation (cpu; cuda where there is a GPU)")
     args = ap.parse_args(argv)
     if args.steps is None:
         args.steps = 5000 if args.from_scratch else 2000
@@ -51,7 +52,7 @@ def train_args(args: argparse.Namespace) -> list[str]:
     """`spinelabel train` on ../shared minus the validation split: the shipped or the base recipe."""
     common = ["train", str(SHARED), "--exclude", str(SPLIT), "--region", "lumbar", "--out", str(args.out),
               "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
-              "--synthetic-scans", str(args.synthetic_scans)]
+              "--synthetic-scans", str(args.synthetic_scans), "--device", args.device]
     if args.from_scratch:
         return [*common, "--complete-anchors"]
     return [*common, "--init", str(BASE_MODEL), "--learning-rate", "5e-4", "--extra-labels", str(S1_LABELS),
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 - date: {utc_now()}, commit `{commit}` (at the start)
 - {len(cfg['training']['scans'])} training scans plus {args.synthetic_scans} synthetic phantoms
   ({args.synthetic_fraction:.0%} of crops), {args.steps} steps of 16 crops: **{seconds / 60:.1f} min** wall time in all
-  (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), 2-core CPU; target < 60 min.
+  (of which phantoms + optimisation {cfg['training']['seconds'] / 60:.1f} min), {'2-core CPU' if args.device == 'cpu' else f'device {args.device} (crops on the CPU)'}; target < 60 min on the CPU.
 - {how}.
 """
     write_section(REPO / "docs" / "RESULTS.md", "lumbar-training", body)
