@@ -101,7 +101,7 @@ def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int]:
         if result.warnings:
             warned.add(case)
     gt = load_annotations([SHARED / c / "centroids.json" for c in cases])
-    rows, right = [], []
+    rows, right = [], []  # right: scans entirely right, per ground truth
     for name, truth in (("T11/L1-L5", gt), ("with our S1", add_labels(gt, load_annotations([S1_LABELS]))[0])):
         rep = evaluate(preds, truth)
         o = report_to_dict(rep)["overall"]
@@ -113,7 +113,7 @@ def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int]:
             f"{_mm(o['error_mm']['mean'])} mm | {'; '.join(failures) or '—'} | {', '.join(wrong) or '—'} | "
             f"{flag_stats(rep, conf, warned=warned)}"
         )
-    return (rows[0], rows[1]), right[0]
+    return (rows[0], rows[1]), right[0]  # the T11/L1-L5 count: the sources' own points
 
 
 def _direction(model: Path, train_on: str, everything: list[str]) -> tuple[list[str], int]:

@@ -71,7 +71,6 @@ def test_random_network_changes_the_image_never_the_targets(p):
         assert not np.allclose(ref[0], got[0])
 
 
-
 def _neck(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
     """A body (an ellipse of tissue at 0.2-1.0, with a thin dark line inside) in noisy dark air, a bright noise pixel."""
     rng = np.random.default_rng(0)
