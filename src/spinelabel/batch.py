@@ -86,6 +86,8 @@ class Task:
     gsps: Path | None = None
     #: A series on a DICOMweb server, retrieved by the worker (``inputs`` then only describes it).
     dicomweb: "DicomwebSeries | None" = None
+    #: The stack to read of a DICOM series holding several (``io.load_image``).
+    stack: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,9 @@ def label_task(labeler: Any, task: Task) -> int:
     if task.dicomweb is None:
         from .pipeline import label_to_files
 
-        return len(label_to_files(labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps).vertebrae)
+        return len(label_to_files(
+            labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps, task.stack
+        ).vertebrae)
     from .pacs import SeriesOutputs, label_series
     from .pacs_client import connect
 

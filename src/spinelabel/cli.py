@@ -92,11 +92,11 @@ def _scan_name(inp: Path) -> str:
 
 def _label_one(
     labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
-    dicom_sr: Path | None = None, gsps: Path | None = None,
+    dicom_sr: Path | None = None, gsps: Path | None = None, stack: str | None = None,
 ):
     from .pipeline import label_to_files
 
-    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps)
+    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps, stack)
 
 
 def _summary_line(result) -> str:
@@ -114,6 +114,7 @@ def label(
     output_dir: Optional[Path] = typer.Option(None, help="Batch mode: write NAME.json (and NAME.png with --overlays) per input."),
     overlays: bool = typer.Option(False, "--overlays", help="Batch mode: also write overlay PNGs."),
     series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series (without it, the only sagittal one)."),
+    stack: Optional[str] = typer.Option(None, help="Stack to read when a series holds several at the same positions (Dixon W/F/IP/OP, echoes): a value as listed, a part of it (W), or an echo time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
     dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="DICOM SR (TID 1500) with the labels, for PACS (DICOM input)."),
     gsps: Optional[Path] = typer.Option(None, "--gsps", help="DICOM presentation state (GSPS) showing the labels on the images (DICOM input)."),
@@ -125,15 +126,17 @@ def label(
     if output_dir is None:
         from .pipeline import make_labeler
 
-        result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps)
+        result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps, stack)
         _echo(_summary_line(result), quiet)
         for w in result.warnings:
             _echo(f"warning: {w}", quiet, err=True)
         return
-    _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs)
+    _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack)
 
 
-def _batch_tasks(inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool) -> list:
+def _batch_tasks(
+    inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool, stack: str | None = None
+) -> list:
     """One ``batch.Task`` per input, in order, keyed by its output name (:func:`_scan_name`; a name taken twice gets a "_")."""
     from .batch import Task
 
@@ -147,13 +150,14 @@ def _batch_tasks(inputs: list[Path], series, output_dir: Path, overlays: bool, d
         tasks.append(Task(
             name, (str(inp),), series, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
             Path(f"{out}.sr.dcm") if dicom_outputs else None, Path(f"{out}.gsps.dcm") if dicom_outputs else None,
+            stack=stack,
         ))
     return tasks
 
 
 def _label_batch(
     region: str, model: str | None, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool,
-    dicom_outputs: bool = False, jobs: int = 1,
+    dicom_outputs: bool = False, jobs: int = 1, stack: str | None = None,
 ) -> None:
     """Label each input into ``output_dir``; ``jobs`` > 1: in that many worker processes (one thread each)."""
     from tqdm import tqdm
@@ -162,7 +166,7 @@ def _label_batch(
     from .io.outputs import check_writable_folder
 
     check_writable_folder(output_dir)  # one line before any labeling, not one failure per scan after it
-    tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs)
+    tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs, stack)
     if jobs > 1:
         if model is not None:
             from .models import resolve_model_dir

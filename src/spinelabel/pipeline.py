@@ -448,13 +448,14 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> Lab
 
 def label_to_files(
     labeler: "Labeler | AutoLabeler", inputs: Iterable[str | Path], series: str | None, json: Path | None = None,
-    overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None,
+    overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None, stack: str | None = None,
 ) -> LabelResult:
     """Read one image, label it, and write the requested outputs (None: not written): all of them or none.
 
     The one read-label-write path of ``spinelabel label``, of every batch item
     (``batch.run_task``) and of every series retrieved from a PACS
-    (``pacs.label_series``).
+    (``pacs.label_series``). ``series`` and ``stack`` pick what is read of
+    the DICOM inputs (``io.load_image``).
 
     Raises
     ------
@@ -466,7 +467,7 @@ def label_to_files(
     from .io.dicom_label_write import write_gsps, write_sr
     from .io.outputs import render_overlay, write_all_or_nothing, write_json
 
-    loaded = load_image([Path(p) for p in inputs], series_uid=series)
+    loaded = load_image([Path(p) for p in inputs], series_uid=series, stack=stack)
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
     result = label_loaded(labeler, loaded)

@@ -66,6 +66,37 @@ def test_dicom_series_gives_the_same_positions_as_nifti(labeler, tmp_path):
         assert np.linalg.norm(a[level] - b[level]) <= 0.5
 
 
+def test_the_water_stack_of_a_dixon_like_series_is_labeled_with_stack(labeler, tmp_path):
+    """A series holding the scan (W) and its inversion (F) at the same positions, as Dixon exports do:
+    ``--stack W`` labels the scan as its NIfTI is labeled, and its SR refers to the W images only."""
+    import pydicom
+
+    from spinelabel.geometry import Volume, reorient
+    from spinelabel.io import load_image
+    from spinelabel.io.dicom_write import write_dicom_series
+
+    vol = reorient(load_image([SHARED / ZUKIC / "image.nii.gz"]).volume, "PIL")
+    data = vol.real_data().astype(np.float32)
+    for part, image in (("W", data), ("F", data.max() - data)):
+        for f in write_dicom_series(Volume(image, vol.affine), tmp_path / "dixon", series_uid="1.2.826.0.1.3680043.2.1125.7",
+                                    file_prefix=f"{part}_"):
+            ds = pydicom.dcmread(f)
+            ds.ImageType = ["DERIVED", "PRIMARY", part]
+            ds.save_as(f)
+    out, sr = tmp_path / "out.json", tmp_path / "out.sr.dcm"
+    assert main(["label", str(tmp_path / "dixon"), "--stack", "W", "-o", str(out), "--dicom-sr", str(sr)]) == 0
+    doc = json.loads(out.read_text())
+    expected = _labels_of(labeler.label(vol))
+    got = _labels(doc)
+    assert set(got) == set(expected) >= set(_gt(ZUKIC))
+    for level, p in got.items():
+        assert np.linalg.norm(p - expected[level]) <= 0.5
+    assert any("--stack W" in w for w in doc["warnings"])
+    water = {pydicom.dcmread(f).SOPInstanceUID for f in (tmp_path / "dixon").glob("W_*")}
+    referenced = {str(v) for e in pydicom.dcmread(sr).iterall() if e.keyword == "ReferencedSOPInstanceUID" for v in [e.value]}
+    assert referenced and referenced <= water
+
+
 def _labels_of(result) -> dict[str, np.ndarray]:
     return {v.label: v.position_mm for v in result.vertebrae}
 

@@ -81,6 +81,32 @@ def test_two_series_in_one_folder(capsys, silent_model, tmp_path):
     _assert_one_line_error(code, err, "--series")
 
 
+def _two_stacks(folder):
+    """One series holding two stacks at the same positions, told apart by ImageType (Dixon water and fat)."""
+    import pydicom
+
+    for part in ("W", "F"):
+        vol = Volume(np.random.default_rng(len(part)).random((40, 40, 5)).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+        for f in write_dicom_series(vol, folder, series_uid="1.2.3", file_prefix=f"{part}_"):
+            ds = pydicom.dcmread(f)
+            ds.ImageType = ["DERIVED", "PRIMARY", part]
+            ds.save_as(f)
+
+
+def test_a_series_of_two_stacks_is_refused_pointing_to_stack(capsys, silent_model, tmp_path):
+    _two_stacks(tmp_path / "dixon")
+    code, _, err = _run(capsys, "label", str(tmp_path / "dixon"), "--model", silent_model)
+    _assert_one_line_error(code, err, "name one with --stack")
+
+
+def test_a_stack_name_that_fits_no_stack_is_one_line(capsys, silent_model, tmp_path):
+    _two_stacks(tmp_path / "dixon")
+    out = tmp_path / "out.json"
+    code, _, err = _run(capsys, "label", str(tmp_path / "dixon"), "--model", silent_model, "--stack", "OP", "-o", str(out))
+    _assert_one_line_error(code, err, "--stack 'OP' names none or several of the 2 stacks")
+    assert not out.exists()
+
+
 def test_non_spine_image_says_nothing_found(capsys, silent_model, tmp_path):
     path = _nifti(tmp_path / "noise.nii.gz", np.random.default_rng(0).random((30, 80, 80)))
     code, _, err = _run(capsys, "label", str(path), "--model", silent_model, "-o", str(tmp_path / "out.json"))

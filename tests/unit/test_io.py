@@ -432,7 +432,67 @@ def test_stacks_that_differ_in_image_type_are_refused_with_a_listing(tmp_path: P
         load_image([tmp_path])
     message = str(exc.value)
     assert "\n" not in message and "told apart by ImageType" in message
-    assert r"DERIVED\PRIMARY\W: 6 images" in message and "export one of them as a series of its own" in message
+    assert r"DERIVED\PRIMARY\W: 6 images" in message and "name one with --stack, or export it" in message
+
+
+def _dixon(tmp_path: Path) -> tuple[Volume, Volume]:
+    """A series of water (W) and fat (F) images at the same positions; (water, fat)."""
+    water, fat = _volume(seed=1), _volume(seed=2)
+    _set_tags(write_dicom_series(water, tmp_path, series_uid="1.2.3", file_prefix="W_"),
+              ImageType=["DERIVED", "PRIMARY", "W"])
+    _set_tags(write_dicom_series(fat, tmp_path, series_uid="1.2.3", file_prefix="F_"),
+              ImageType=["DERIVED", "PRIMARY", "F"])
+    return water, fat
+
+
+@pytest.mark.parametrize("stack, prefix", [("W", "W_"), ("f", "F_"), (r"DERIVED\PRIMARY\F", "F_"), (" w ", "W_")])
+def test_the_stack_named_is_read_with_its_geometry(tmp_path: Path, stack: str, prefix: str):
+    """``--stack``: a listed value or the one part of it that tells it apart (any case) picks a stack."""
+    water, fat = _dixon(tmp_path)
+    loaded = load_image([tmp_path], stack=stack)
+    expected = water if prefix == "W_" else fat
+    np.testing.assert_allclose(loaded.volume.real_data(), expected.data, atol=1e-3 * np.ptp(expected.data))
+    np.testing.assert_allclose(loaded.volume.affine, expected.affine, atol=1e-4)
+    assert loaded.dicom is not None and all(f.name.startswith(prefix) for f in loaded.dicom.files)
+    (warning,) = loaded.dicom.warnings
+    assert "2 stacks" in warning and f"was read (--stack {stack})" in warning
+
+
+@pytest.mark.parametrize("stack", ["PRIMARY", "IP", "", "12"])
+def test_a_stack_name_that_fits_none_or_several_is_one_line_listing_them(tmp_path: Path, stack: str):
+    _dixon(tmp_path)
+    with pytest.raises(InputError) as exc:
+        load_image([tmp_path], stack=stack)
+    message = str(exc.value)
+    assert "\n" not in message and "names none or several of the 2 stacks" in message
+    assert r"DERIVED\PRIMARY\W: 6 images" in message
+
+
+def test_an_echo_is_picked_by_its_echo_time(tmp_path: Path):
+    """The shorter echo of a dual-echo series, which is not read by default."""
+    pd_, t2 = _volume(seed=1), _volume(seed=2)
+    _set_tags(write_dicom_series(t2, tmp_path, series_uid="1.2.3", file_prefix="E2_"), EchoTime="96")
+    _set_tags(write_dicom_series(pd_, tmp_path, series_uid="1.2.3", file_prefix="E1_"), EchoTime="12")
+    loaded = load_image([tmp_path], stack="12.0")
+    np.testing.assert_allclose(loaded.volume.real_data(), pd_.data, atol=1e-3 * np.ptp(pd_.data))
+    assert loaded.dicom is not None and all(f.name.startswith("E1_") for f in loaded.dicom.files)
+    assert "told apart by EchoTime" in loaded.dicom.warnings[0]
+
+
+def test_a_series_of_one_stack_is_read_whatever_stack_says(tmp_path: Path):
+    """The option chooses among stacks; with one there is nothing to choose (a batch may name it for every series)."""
+    vol = _volume()
+    write_dicom_series(vol, tmp_path, series_uid="1.2.3")
+    loaded = load_image([tmp_path], stack="W")
+    np.testing.assert_allclose(loaded.volume.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
+    assert loaded.dicom is not None and loaded.dicom.warnings == []
+
+
+def test_stack_on_a_nifti_file_is_refused(tmp_path: Path):
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), str(path))
+    with pytest.raises(InputError, match="--stack selects a stack of a DICOM series"):
+        load_image([path], stack="W")
 
 
 def test_a_localizer_of_several_orientations_is_refused_as_before(tmp_path: Path):

@@ -45,7 +45,9 @@ class LoadedImage:
     dicom: DicomSeriesInfo | None = None
 
 
-def load_image(inputs: Sequence[str | Path] | str | Path, series_uid: str | None = None) -> LoadedImage:
+def load_image(
+    inputs: Sequence[str | Path] | str | Path, series_uid: str | None = None, stack: str | None = None
+) -> LoadedImage:
     """Read one image: a NIfTI file, a DICOM folder, or the DICOM files of a series.
 
     Parameters
@@ -54,6 +56,9 @@ def load_image(inputs: Sequence[str | Path] | str | Path, series_uid: str | None
         One ``.nii``/``.nii.gz`` file; or one or more DICOM folders/files.
     series_uid : str, optional
         SeriesInstanceUID to pick when the DICOM inputs hold several series.
+    stack : str, optional
+        The stack to read when the DICOM series holds several at the same
+        slice positions (Dixon water and fat, echoes; ``load_dicom``).
 
     Raises
     ------
@@ -65,10 +70,10 @@ def load_image(inputs: Sequence[str | Path] | str | Path, series_uid: str | None
     _check_paths(paths)
     niftis = [p for p in paths if p.is_file() and is_nifti_path(p)]
     if niftis:
-        return _load_nifti_input(paths, series_uid)
+        return _load_nifti_input(paths, series_uid, stack)
     from .dicom import load_dicom
 
-    volume, info = load_dicom(paths, series_uid=series_uid)
+    volume, info = load_dicom(paths, series_uid=series_uid, stack=stack)
     return LoadedImage(volume, describe_dicom(info, paths), "dicom", info)
 
 
@@ -93,7 +98,7 @@ def _check_paths(paths: list[Path]) -> None:
             raise InputError(f"folder is empty: {p}")
 
 
-def _load_nifti_input(paths: list[Path], series_uid: str | None) -> LoadedImage:
+def _load_nifti_input(paths: list[Path], series_uid: str | None, stack: str | None = None) -> LoadedImage:
     """The single NIfTI input, or InputError for a mix or several files."""
     from .nifti import load_nifti
 
@@ -105,6 +110,8 @@ def _load_nifti_input(paths: list[Path], series_uid: str | None) -> LoadedImage:
         raise InputError("mixed NIfTI and DICOM inputs: give one NIfTI file, or the DICOM folder/files of one series")
     if series_uid is not None:
         raise InputError(f"--series selects a DICOM series, but {paths[0]} is a NIfTI file")
+    if stack is not None:
+        raise InputError(f"--stack selects a stack of a DICOM series, but {paths[0]} is a NIfTI file")
     return LoadedImage(load_nifti(paths[0]), str(paths[0]), "nifti", None)
 
 

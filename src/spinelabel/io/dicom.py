@@ -90,7 +90,7 @@ class _Slice:
 
 
 def load_dicom(
-    paths: Sequence[str | Path] | str | Path, series_uid: str | None = None
+    paths: Sequence[str | Path] | str | Path, series_uid: str | None = None, stack: str | None = None
 ) -> tuple[Volume, DicomSeriesInfo]:
     """Read one DICOM image series into a Volume.
 
@@ -100,6 +100,10 @@ def load_dicom(
         One or more folders (searched recursively) and/or files.
     series_uid : str, optional
         SeriesInstanceUID to load when the inputs hold several image series.
+    stack : str, optional
+        The stack to read when the series holds several at the same slice
+        positions (``dicom_stacks.pick_stack``: a header value as listed, a
+        part of it, or an echo time).
 
     Returns
     -------
@@ -125,7 +129,8 @@ def load_dicom(
         Fewer than 3 slices, mixed orientations or sizes, duplicate positions
         (several stacks at the same positions are told apart by
         :mod:`.dicom_stacks`: of several echoes the longest is read, with a
-        warning in ``info.warnings``; other stacks are refused).
+        warning in ``info.warnings``; other stacks are refused unless
+        ``stack`` names one). InputError when ``stack`` names none of them.
     """
     inputs = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     files = _collect_files(inputs)
@@ -133,7 +138,9 @@ def load_dicom(
     headers = _read_headers(files, where)
     groups = _group_by_series(headers)
     uid, chosen = _choose_series(groups, series_uid, where)
-    ordered, affine_lps, warnings = _slice_geometry([s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid)
+    ordered, affine_lps, warnings = _slice_geometry(
+        [s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid, stack
+    )
     warnings = chosen + warnings
     _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
     data, rescale = _read_pixels(ordered)
@@ -430,14 +437,16 @@ def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
 # geometry
 
 
-def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[list[_Slice], np.ndarray, list[str]]:
+def _slice_geometry(
+    slices: list[_Slice], uid: str, stack: str | None = None
+) -> tuple[list[_Slice], np.ndarray, list[str]]:
     """Keep one stack, sort its slices along their normal and build the voxel -> LPS affine.
 
     Returns
     -------
     ordered : list of _Slice
         The slices read, in array axis-2 order: of several stacks at the same
-        positions, the one :func:`_one_stack` keeps.
+        positions, the one :func:`_one_stack` keeps (``stack``: the one named).
     affine_lps : ndarray, shape (4, 4)
         Voxel (column, row, slice) -> LPS mm.
     warnings : list of str
@@ -446,7 +455,7 @@ def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[list[_Slice], np.nd
     _check_consistent(slices, uid)  # one orientation: a localizer is refused before stacks are looked for
     row, col = _direction_cosines(slices[0])
     normal = np.cross(row, col)
-    slices, stack_warnings = _one_stack(slices, np.array([s.ipp for s in slices]) @ normal, uid)
+    slices, stack_warnings = _one_stack(slices, np.array([s.ipp for s in slices]) @ normal, uid, stack)
     check_enough_slices(len(slices), f"series {uid}")
     ipp = np.array([s.ipp for s in slices])
     proj = ipp @ normal
@@ -466,7 +475,9 @@ def _slice_geometry(slices: list[_Slice], uid: str) -> tuple[list[_Slice], np.nd
     return [slices[i] for i in order], affine, stack_warnings + _spacing_warnings(steps, step, normal)
 
 
-def _one_stack(slices: list[_Slice], positions: np.ndarray, uid: str) -> tuple[list[_Slice], list[str]]:
+def _one_stack(
+    slices: list[_Slice], positions: np.ndarray, uid: str, stack: str | None = None
+) -> tuple[list[_Slice], list[str]]:
     """The slices of one stack where several share the positions (``dicom_stacks.choose_stack``), and warnings.
 
     ``positions``: each slice's position along the normal (mm). The header
@@ -475,7 +486,7 @@ def _one_stack(slices: list[_Slice], positions: np.ndarray, uid: str) -> tuple[l
     if not has_duplicates(positions, DUPLICATE_TOL_MM):
         return slices, []
     values = {k: [_stack_value(s, k) for s in slices] for k in STACK_KEYWORDS}
-    keep, warnings = choose_stack(positions, values, uid, DUPLICATE_TOL_MM)
+    keep, warnings = choose_stack(positions, values, uid, DUPLICATE_TOL_MM, stack)
     return [slices[i] for i in keep], warnings
 
 
