@@ -154,6 +154,17 @@ def _seeds_summary(right: dict[tuple[int, str], int]) -> str:
     return "; ".join(f"{names[k]} mean {sum(v) / len(v):.1f} (range {min(v)}-{max(v)})" for k, v in per.items())
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds``: "10,11,12" -> [10, 11, 12]; argparse reports anything else in one line."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated whole numbers expected, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed named twice in {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2500)
@@ -161,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="trainings (and scorings) run side by side (one thread each when > 1)")
     ap.add_argument("--seed", type=int, default=0, help="training seed; N > 0 writes section lumbar-loso-seedN")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds, models in MODELS/seedN: section lumbar-loso-seeds")
+    ap.add_argument("--seeds", type=_seed_list, default=None,
+                    help="comma-separated seeds, models in MODELS/seedN: section lumbar-loso-seeds")
     ap.add_argument("--device", default="cpu", help="torch device of the trainings (cpu, cuda)")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    seeds = args.seeds or [args.seed]
 
     def folder(seed: int, source: str) -> Path:
         return (args.models / f"seed{seed}" if args.seeds else args.models) / f"{source}-only"
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
     if args.seeds:
-        title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {args.seeds}"
+        title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {','.join(map(str, seeds))}"
         head = "| seed | trained on -> tested on | ground truth |"
         extra = f"- scans entirely right (T11/L1-L5) over {len(seeds)} seeds: {_seeds_summary(right)}.\n"
     else:

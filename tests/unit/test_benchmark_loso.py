@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import benchmarks.lumbar_loso as loso
 
 
@@ -28,3 +30,15 @@ def test_train_args_keep_one_sources_training_scans_and_pass_seed_and_device(tmp
     assert args[args.index("--steps") + 1] == "3000"
     excluded = json.loads(open(args[args.index("--exclude") + 1]).read())["validation"]
     assert sorted(excluded) == ["myoseg-01", "myoseg-02", "zukic-02"]
+
+
+@pytest.mark.parametrize("text", ["abc", "10,x", "10,,11", "10,10"])
+def test_a_bad_seed_list_is_a_usage_error_without_a_traceback(text, capsys):
+    with pytest.raises(SystemExit) as exc:
+        loso.main(["--seeds", text])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and "--seeds" in err.splitlines()[-1]
+
+
+def test_a_seed_list_is_read_in_order():
+    assert loso._seed_list("12,3,40") == [12, 3, 40]
