@@ -70,9 +70,9 @@ The labeled range may start and end at any level (partial field of view). The
 best scale from ``LabelingParams.scale_grid`` and the best offset from
 ``level_offset_grid`` are kept. Confidences come from min-marginals (forward
 and backward passes, minimised over scales and offsets) turned into a softmax
-at ``temperature``: when only the level estimates fix the count, a chain
-shifted by one level costs just the offset prior, and the confidence stays
-below ``low_confidence``. Where the shape model has learned step directions,
+at ``temperature``; when no anchor is named, the level estimates alone fix
+the count, and no confidence exceeds ``unanchored_confidence`` (below
+``low_confidence``: flagged). Where the shape model has learned step directions,
 each confidence is the lower of the posteriors with and without them (the
 vertebra probability, "a vertebra of the chain at all", is the model's
 own): the curvature may choose the names, but
@@ -498,6 +498,19 @@ def _gap_warnings(labels: list[str], levels: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _unanchored(vertebrae: Sequence[LabeledVertebra], anchors: Sequence[str]) -> bool:
+    """Whether a region with anchors has vertebrae named and none of them at an anchor level."""
+    return bool(vertebrae) and bool(anchors) and not any(v.label in anchors for v in vertebrae)
+
+
+def _capped(vertebrae: list[LabeledVertebra], anchors: Sequence[str], params: LabelingParams) -> list[LabeledVertebra]:
+    """``vertebrae`` with each confidence at most ``params.unanchored_confidence`` when no anchor is named."""
+    ceiling = params.unanchored_confidence
+    if ceiling is None or not _unanchored(vertebrae, anchors):
+        return vertebrae
+    return [replace(v, confidence=min(v.confidence, ceiling)) for v in vertebrae]
+
+
 def _warnings(
     vertebrae: list[LabeledVertebra],
     sol: _Solution | None,
@@ -513,7 +526,7 @@ def _warnings(
     """
     out = []
     known = [p for p in anchor_probs if not np.isnan(p)]  # the anchor head's view of the named anchors
-    if vertebrae and anchors and not any(v.label in anchors for v in vertebrae):
+    if _unanchored(vertebrae, anchors):
         out.append(
             f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
             "estimates and the spacing alone and may be shifted by one level — count from a landmark to verify"
@@ -673,6 +686,7 @@ def label_candidates(
         )
         for j, b in sol.path
     ]
+    vertebrae = _capped(vertebrae, region.anchors, params)
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
     anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in region.anchors]
     warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors, anchor_probs)

@@ -240,6 +240,16 @@ class LabelingParams:
     anchor_levels: tuple[str, ...] | None = None
     #: Labels with a confidence below this get a warning.
     low_confidence: float = 0.5
+    #: When no anchor level (C2, S1) is labeled, the names rest on the
+    #: network's level estimates and the spacing alone, and no name is surer
+    #: than this: just below ``low_confidence``, so that every such name is
+    #: flagged, not only the scan warned. The chain's posterior cannot see a
+    #: level bias shared by every estimate of a scan, which is what another
+    #: hospital's scans show: with the twelve leave-one-source-out networks,
+    #: 28 of 82 scans without a labeled anchor had every name right (34 %),
+    #: and 20 of the 54 wrong ones named some level at 0.5 or more
+    #: (docs/NOTES.md, thirtieth session). None: no ceiling.
+    unanchored_confidence: float | None = 0.49
     #: Fewer labeled vertebrae than this get a warning (no spacing evidence).
     min_vertebrae: int = 2
     #: A chosen scan-wide offset of the level estimates at least this large

@@ -17,6 +17,7 @@ from .results import LOW_CONFIDENCE, LabelResult, Vertebra
 
 if TYPE_CHECKING:
     from .io import LoadedImage
+    from .labeling_params import LabelingParams
 
 __all__ = [
     "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
@@ -155,11 +156,12 @@ class Labeler:
 
         return candidates_from_heatmaps(predict_heatmaps(volume, self.config, self.net), self.config)
 
-    def name(self, candidates: list):
-        """The chain model's labeling (``labeling.LabelingResult``) of candidates, with this labeler's region and shape."""
+    def name(self, candidates: list, params: LabelingParams | None = None):
+        """The chain model's labeling (``labeling.LabelingResult``) of candidates, with this labeler's region and shape
+        (and its ``params`` unless others are given)."""
         from .labeling import label_candidates
 
-        return label_candidates(candidates, self.region, self.shape, self.params)
+        return label_candidates(candidates, self.region, self.shape, params or self.params)
 
     def detect_and_name(self, volume: Volume, candidates: list | None = None) -> tuple[list, Any]:
         """The candidates and their labeling (``labeling.LabelingResult``) that ``label`` reports, without its checks.
@@ -310,8 +312,12 @@ class AutoLabeler:
         When the survey names nothing, the ``FALLBACK_REGION`` labeler reads
         the image with its own checks (``_fallback``): its answer is final.
         """
+        from dataclasses import replace
+
         candidates = self.survey.detect(volume)
-        first = self.survey.name(candidates)
+        # which levels are in view, not how sure their count is: the whole-chain survey's only anchor is C2, so
+        # every lumbar scan would be "unanchored" and its names held below the flag threshold
+        first = self.survey.name(candidates, replace(self.survey.params, unanchored_confidence=None))
         if not first.vertebrae:
             return FALLBACK_REGION, None, self._fallback(volume)
         confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]

@@ -551,9 +551,11 @@ def test_a_chain_may_not_end_early_with_room_for_more_vertebrae_in_view():
     pts = spine(truth)
     cands = candidates(pts, sd=1.0, shift=-0.8, noise=0.05)
     no_offset = LabelingParams(level_offset_grid=(0.0,))
-    shifted = label_candidates(cands, LUMBAR, PRIOR, no_offset)
+    shifted = label_candidates(cands, LUMBAR, PRIOR, replace(no_offset, unanchored_confidence=None))
     assert labels(shifted)[-1] == "L5"  # without the scan-wide offset the estimates name S1 "L5", confidently
     assert min(v.confidence for v in shifted.vertebrae) > 0.7
+    held = label_candidates(cands, LUMBAR, PRIOR, no_offset)  # no anchor named: held below the flag threshold
+    assert labels(held) == labels(shifted) and max(v.confidence for v in held.vertebrae) < 0.5
     unsure = label_candidates(cands, LUMBAR, PRIOR)  # with it, the count is open: flagged
     assert max(v.confidence for v in unsure.vertebrae) < 0.5
     z = [float(p[2]) for p in pts.values()]
@@ -864,6 +866,25 @@ def test_a_chain_without_its_anchor_warns_that_the_count_is_unverified():
     assert labels(with_s1)[-1] == "S1" and not any("no anchor" in w for w in with_s1.warnings)
     assert labels(without) == ["L1", "L2", "L3", "L4"]
     assert any(w.startswith("no anchor vertebra (S1) labeled") for w in without.warnings)
+
+
+def test_names_that_rest_on_the_level_estimates_alone_are_flagged_however_sure_the_estimates():
+    """Sharp level estimates (sd 0.3, no offset) make the chain's posterior sure of L1-L4 with no S1 in view; a bias
+    shared by every estimate of a scan (another hospital's) is what that posterior cannot see, so each name is
+    held at ``unanchored_confidence``, below the flag threshold. A chain that names its anchor is not held."""
+    params = LabelingParams(level_offset_grid=(0.0,))  # no offset to doubt the estimates with: sure names
+    assert params.unanchored_confidence is not None and params.unanchored_confidence < params.low_confidence
+    cands = candidates(spine(("L1", "L2", "L3", "L4")), sd=0.3, noise=0.05)
+    free = label_candidates(cands, LUMBAR, PRIOR, replace(params, unanchored_confidence=None))
+    held = label_candidates(cands, LUMBAR, PRIOR, params)
+    assert labels(held) == labels(free) == ["L1", "L2", "L3", "L4"]
+    assert max(v.confidence for v in free.vertebrae) > params.low_confidence  # the posterior alone is sure
+    for f, h in zip(free.vertebrae, held.vertebrae):
+        assert h.confidence == min(f.confidence, params.unanchored_confidence)
+        assert h.vertebra_probability == f.vertebra_probability
+    assert any(w.startswith("low confidence") for w in held.warnings)
+    anchored = label_candidates(candidates(spine(("L3", "L4", "L5", "S1")), sd=0.3, noise=0.05), LUMBAR, PRIOR, params)
+    assert labels(anchored)[-1] == "S1" and max(v.confidence for v in anchored.vertebrae) > params.low_confidence
 
 
 def test_a_well_placed_step_is_evidence_with_a_spacing_range():

@@ -128,6 +128,35 @@ def test_auto_labeler_picks_the_region_the_survey_sees(level, region):
     assert all(v.label[0] == level[0] for v in result.vertebrae)
 
 
+def test_the_region_survey_reads_its_confident_names_though_it_names_no_anchor(monkeypatch):
+    """The whole-chain survey's anchor is C2, so on a lumbar scan its names are unanchored; the ceiling on unanchored
+    confidences is about the count, not about which levels are in view: the survey decides from the chain's own
+    confidences, as before the ceiling (detections of T12-L3 with sharp level estimates, no offset to doubt them)."""
+    from dataclasses import replace
+
+    from spinelabel.anatomy import ordinal, typical_spacing_mm
+    from spinelabel.labeling import Candidate
+    from spinelabel.pipeline import AutoLabeler
+
+    levels, z = ("T12", "L1", "L2", "L3"), [0.0]
+    for upper, lower in zip(levels, levels[1:]):
+        z.append(z[-1] - typical_spacing_mm(upper, lower))
+    found = [Candidate(np.array([0.0, 0.0, zz]), 0.9, float(ordinal(lv)), 0.3) for lv, zz in zip(levels, z)]
+    survey = Labeler(dummy_config(), SilentNet(), "whole")
+    survey.params = replace(survey.params, level_offset_grid=(0.0,))
+    monkeypatch.setattr(survey, "detect", lambda volume: found)
+    capped = survey.name(found)
+    assert [v.label for v in capped.vertebrae] == list(levels)
+    assert max(v.confidence for v in capped.vertebrae) < 0.5  # the ceiling holds in the survey's own labeling
+    read = []
+    name = survey.name
+    monkeypatch.setattr(survey, "name", lambda candidates, params=None: read.append(name(candidates, params)) or read[-1])
+    auto = AutoLabeler(survey, {})  # type: ignore[arg-type]
+    assert auto.choose_region(Volume(np.zeros((4, 4, 4), np.float32), np.eye(4))) == "lumbar"
+    (first,) = read
+    assert [v.label for v in first.vertebrae] == list(levels) and min(v.confidence for v in first.vertebrae) >= 0.5
+
+
 def test_the_region_survey_does_not_apply_the_refusal_checks():
     """A survey whose own `label` would refuse the image still tells the region; the chosen labeler decides."""
     from dataclasses import replace
