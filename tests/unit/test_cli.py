@@ -86,7 +86,8 @@ def _two_stacks(folder):
     import pydicom
 
     for part in ("W", "F"):
-        vol = Volume(np.random.default_rng(len(part)).random((40, 40, 5)).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+        sagittal = np.array([[0.0, 0.0, 3.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+        vol = Volume(np.random.default_rng(len(part)).random((48, 48, 5)).astype(np.float32), sagittal)
         for f in write_dicom_series(vol, folder, series_uid="1.2.3", file_prefix=f"{part}_"):
             ds = pydicom.dcmread(f)
             ds.ImageType = ["DERIVED", "PRIMARY", part]
@@ -124,6 +125,19 @@ def test_batch_goes_on_and_summarises_failures(capsys, silent_model, tmp_path):
     failed = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
     assert len(failed) == 2 and "missing.nii.gz" in failed[0] and "no vertebrae found" in failed[1]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("stack, reason", [("OP", "names none or several of the 2 stacks"), ("W", "no vertebrae found")])
+def test_batch_mode_reads_the_stack_named_for_every_item(capsys, silent_model, tmp_path, stack, reason):
+    """``--stack`` reaches each batch item: a name that fits no stack fails there; ``W`` is read, and the silent
+    network then finds nothing in it (not the "several stacks" refusal)."""
+    _two_stacks(tmp_path / "dixon")
+    code, _, err = _run(
+        capsys, "label", str(tmp_path / "dixon"), "--model", silent_model, "--stack", stack,
+        "--output-dir", str(tmp_path / "out"), "--quiet",
+    )
+    (failed,) = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
+    assert code == 1 and reason in failed and "Traceback" not in err
 
 
 def test_unknown_region_is_a_usage_error(capsys, silent_model, tmp_path):
