@@ -21,7 +21,11 @@ against its (moved along) annotations:
 - ``no-thoracic``: the image cut 20 mm below C7 (the field of view ends at
   C7/T1, as a short cervical scan does);
 - ``fracture``: C5 compressed to 60 % of its height (the discs next to it
-  stretch).
+  stretch);
+- ``kyphosis``: everything caudal to the C4/C5 disc turned 20 deg forward about
+  it (a straightened or kyphotic mid-cervical spine instead of the lordosis);
+- ``thick-slab``: a 2D sagittal stack as acquired: each 3 mm slice the mean of
+  its slab, 3.3 mm apart (10 % gap), 0.6 mm pixels, through DICOM.
 
 Cuts drop annotated points closer than 10 mm to the cut from the ground truth
 (``benchmarks.robustness.CUT_MARGIN_MM``). A subject counts as right when
@@ -53,10 +57,18 @@ from benchmarks.robustness import (
     inverted,
     oblique_dicom,
     t1_dark_air,
+    thick_slab,
+    turn_below,
 )
 
 #: Pixel and slice spacing (mm) of the 2D TSE variant: the thick end of clinical cervical series.
 TSE_SPACING_MM = (0.7, 0.7, 4.0)
+#: ``thick-slab``: the slab (mm) and grid of a 2D TSE cervical stack, 3 mm slices with a 10 % gap.
+SLAB_MM = 3.0
+SLAB_SPACING_MM = (0.6, 0.6, 3.3)
+#: ``kyphosis``: the turn below C4 (deg; negative: the caudal part swings forward). Cervical lordosis (C2-C7) is
+#: about 15-40 deg in adults; 20 deg at one disc straightens it or turns it kyphotic there.
+KYPHOSIS_DEG = -20.0
 
 
 def conditions(tmp: Path, seed: int):
@@ -74,6 +86,8 @@ def conditions(tmp: Path, seed: int):
         "c2-cut": lambda v, p, c: cut(v, p, "C2", 12.0, keep_above=False),
         "no-thoracic": lambda v, p, c: cut(v, p, "C7", -20.0, keep_above=True),
         "fracture": lambda v, p, c: fracture(v, p, "C5", "C6"),
+        "kyphosis": lambda v, p, c: turn_below(v, p, "C4", "C3", KYPHOSIS_DEG),
+        "thick-slab": lambda v, p, c: thick_slab(v, p, tmp, c, SLAB_MM, SLAB_SPACING_MM),
     }
 
 

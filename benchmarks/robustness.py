@@ -34,7 +34,13 @@ lumbar model and scored against its (moved along) annotations:
 - ``stir-like``: intensities raised to the power 2.5 (mid tones such as fat and
   marrow suppressed, fluid kept bright), plus 4 % noise;
 - ``fracture``: L1 compressed to 60 % of its height around its centre (a
-  simulated compression fracture; the discs above and below stretch to fill).
+  simulated compression fracture; the discs above and below stretch to fill);
+- ``scoliosis``: a lumbar curve, every axial level moved sideways by up to
+  15 mm at L3 (a Cobb angle near 23 deg): the midline slices cut the sides of
+  the apical bodies;
+- ``listhesis``: L5 slipped 9 mm forward over S1 (grade I spondylolisthesis);
+- ``thick-slab``: a 2D sagittal stack as acquired: each 4 mm slice the mean of
+  its slab, 4.4 mm apart (10 % gap), 0.7 mm pixels, through DICOM.
 
 Cuts keep the annotated points at least 10 mm inside the image; points
 closer to the cut are dropped from the ground truth. Nothing here is tuned:
@@ -219,23 +225,43 @@ def _inplane(canon, point) -> np.ndarray:
     return canon.world_to_voxel(point)[1:] * canon.spacing[1:]
 
 
-def _steep_sacrum(volume, points):
+#: The band (mm, either side of the disc line) over which a moved segment blends in, as in training
+#: (``SamplerSpec.segment_blend_mm``): the body centres lie >= 7 mm from their discs and move rigidly.
+BLEND_MM = 3.0
+
+
+def turn_below(volume, points, level: str, above: str, deg: float):
+    """Everything caudal to the disc below ``level`` (0.55 of the ``above``-``level`` spacing below ``level``)
+    turned by ``deg`` about it in the sagittal plane, positive: the caudal part swings back; the points of the
+    levels caudal to ``level`` move with it."""
     from spinelabel.geometry import reorient
     from spinelabel.training.sampling import SegmentMove
 
-    canon = reorient(volume, "RIP")
-    l4, l5 = _inplane(canon, points["L4"]), _inplane(canon, points["L5"])
-    down = (l5 - l4) / np.linalg.norm(l5 - l4)
-    a = np.deg2rad(20.0)  # + turns caudal points towards +col (posterior): a steeper sacrum
-    move = SegmentMove(l5 + 0.55 * (l5 - l4), down, np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]),
-                       np.zeros(2), 3.0, first_moved=0)
-    warped, _ = _warp_sagittal(volume, move.source_of)
+    canon = reorient(volume, "RIP", copy=False)
+    a, b = _inplane(canon, points[above]), _inplane(canon, points[level])
+    down = (b - a) / np.linalg.norm(b - a)
+    t = np.deg2rad(deg)  # + turns caudal points towards +col (posterior)
+    move = SegmentMove(b + 0.55 * (b - a), down, np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]),
+                       np.zeros(2), BLEND_MM, first_moved=0)
+    return _move_below(volume, points, level, move)
+
+
+def _move_below(volume, points, level: str, move):
+    """``volume`` warped by ``move`` (a ``SegmentMove`` in the RIP frame's (row, col) mm), and the points of the
+    levels caudal to ``level`` moved with it."""
+    from spinelabel.anatomy import ordinal
+
+    warped, canon = _warp_sagittal(volume, move.source_of)
     moved = dict(points)
-    if "S1" in points:  # the only annotated level below the disc moves with the sacrum
-        vox = canon.world_to_voxel(points["S1"])
-        vox[1:] = move.points(np.array([[0.0, *_inplane(canon, points["S1"])]]))[0, 1:] / canon.spacing[1:]
-        moved["S1"] = canon.voxel_to_world(vox)
+    for name in (n for n in points if ordinal(n) > ordinal(level)):
+        vox = canon.world_to_voxel(points[name])
+        vox[1:] = move.points(np.array([[0.0, *_inplane(canon, points[name])]]))[0, 1:] / canon.spacing[1:]
+        moved[name] = canon.voxel_to_world(vox)
     return warped, moved
+
+
+#: ``steep-sacrum``: the turn below L5 (deg): sacral slopes of about 55-65 deg instead of 35-45.
+STEEP_SACRUM_DEG = 20.0
 
 
 def _s1_half(volume, points):
@@ -319,6 +345,81 @@ def fracture(volume, points, level: str = "L1", below: str = "L2"):
     return warped, points
 
 
+#: Peak lateral deviation of the ``scoliosis`` curve (mm): a half sine of this height over six lumbar spacings (one
+#: above L1 to one below L5, about 230 mm) tilts the end vertebrae by about 12 deg each way (a Cobb angle near
+#: 23 deg, a mild to moderate curve) and keeps the moved bodies inside the shared scans' 77 mm lateral extent.
+SCOLIOSIS_APEX_MM = 15.0
+
+
+def scoliosis(volume, points, apex_mm: float = SCOLIOSIS_APEX_MM):
+    """A lumbar curve: every axial level moved sideways by ``apex_mm`` sin(pi t), t running 0..1 from one spacing
+    above L1 to one below L5 (apex at L3), nothing moved outside that span; the points move with the spine.
+
+    A shear, not a rotation (the bodies stay level); on the sagittal slices the spine leaves the midline plane at
+    the apex, as a scoliotic one does.
+    """
+    from scipy import ndimage
+
+    from spinelabel.geometry import Volume, reorient
+
+    canon = reorient(volume, "RIP")  # axis 0 lateral, axis 1 inferior
+    l1, l5 = canon.world_to_voxel(points["L1"])[1], canon.world_to_voxel(points["L5"])[1]
+    top, bottom = l1 - (l5 - l1) / 4.0, l5 + (l5 - l1) / 4.0
+
+    def shift_mm(row: float) -> float:
+        return float(apex_mm * np.sin(np.pi * np.clip((row - top) / (bottom - top), 0.0, 1.0)))
+
+    data = canon.real_data().astype(np.float32)
+    out = np.empty_like(data)
+    for r in range(data.shape[1]):
+        out[:, r, :] = ndimage.shift(data[:, r, :], (shift_mm(r) / canon.spacing[0], 0.0), order=1, cval=0.0)
+    moved = {}
+    for name, p in points.items():
+        vox = canon.world_to_voxel(p)
+        vox[0] += shift_mm(float(vox[1])) / canon.spacing[0]
+        moved[name] = canon.voxel_to_world(vox)
+    return Volume(out, canon.affine), moved
+
+
+#: The ``listhesis`` slip (mm): a grade I isthmic spondylolisthesis, L5 about a quarter of a body depth (~35 mm)
+#: in front of S1; the training augmentation's slips stop at 8 mm.
+LISTHESIS_MM = 9.0
+
+
+def listhesis(volume, points, slip_mm: float = LISTHESIS_MM):
+    """L5 slipped forward over S1 by ``slip_mm``: everything caudal to the L5/S1 disc (0.55 of the L4-L5 spacing
+    below L5) moved back by it, across the spine; the S1 point moves with the sacrum."""
+    from spinelabel.geometry import reorient
+    from spinelabel.training.sampling import SegmentMove
+
+    canon = reorient(volume, "RIP", copy=False)
+    l4, l5 = _inplane(canon, points["L4"]), _inplane(canon, points["L5"])
+    down = (l5 - l4) / np.linalg.norm(l5 - l4)
+    back = np.array([-down[1], down[0]])  # rows run inferior, columns posterior
+    move = SegmentMove(l5 + 0.55 * (l5 - l4), down, np.eye(2), slip_mm * back, BLEND_MM, first_moved=0)
+    return _move_below(volume, points, "L5", move)
+
+
+#: ``thick-slab``: a 2D TSE sagittal stack as most lumbar protocols acquire it: 4 mm slices with a 10 % gap
+#: (4.4 mm apart), 0.7 mm pixels.
+SLAB_MM = 4.0
+SLAB_SPACING_MM = (0.7, 0.7, 4.4)
+
+
+def thick_slab(volume, points, tmp: Path, case: str, slab_mm: float = SLAB_MM,
+               spacing_mm: tuple[float, float, float] = SLAB_SPACING_MM):  # fmt: skip
+    """Each sagittal slice the mean over a ``slab_mm`` slab (partial volume across it), at ``spacing_mm``
+    (pixel, pixel, slice), through DICOM; the points stay."""
+    from scipy import ndimage
+
+    from spinelabel.geometry import Volume, reorient
+
+    canon = reorient(volume, "RIP")
+    width = max(1, int(round(slab_mm / canon.spacing[0])))
+    slab = ndimage.uniform_filter1d(canon.real_data().astype(np.float32), width, axis=0, mode="constant")
+    return dicom_series(Volume(slab, canon.affine), tmp / f"{case}-slab", spacing_mm), points
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.1f} %"
 
@@ -337,7 +438,7 @@ def conditions(tmp: Path, seed: int):
         "bias-noise": lambda v, p, c: bias_noise(v, p, rng),
         "no-sacrum": lambda v, p, c: cut(v, p, "L5", -20.0, keep_above=True),
         "no-thoracic": lambda v, p, c: cut(v, p, "L2", 20.0, keep_above=False),
-        "steep-sacrum": lambda v, p, c: _steep_sacrum(v, p),
+        "steep-sacrum": lambda v, p, c: turn_below(v, p, "L5", "L4", STEEP_SACRUM_DEG),
         "s1-half": lambda v, p, c: _s1_half(v, p),
         "oblique-dicom": lambda v, p, c: oblique_dicom(v, p, tmp, c),
         "jpeg2000-lossy": lambda v, p, c: jpeg2000_lossy(v, p, tmp, c),
@@ -345,6 +446,9 @@ def conditions(tmp: Path, seed: int):
         "t1-like-dark-air": lambda v, p, c: t1_dark_air(v, p),
         "stir-like": lambda v, p, c: contrast(v, p, False, rng),
         "fracture": lambda v, p, c: fracture(v, p),
+        "scoliosis": lambda v, p, c: scoliosis(v, p),
+        "listhesis": lambda v, p, c: listhesis(v, p),
+        "thick-slab": lambda v, p, c: thick_slab(v, p, tmp, c),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -179,6 +180,21 @@ def test_dicom_geometry_tags_follow_the_conventions(tmp_path: Path):
     assert files[0].read_bytes()[128:132] == b"DICM"
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID", "ImageType"):
         assert ds.get(keyword), keyword
+
+
+def test_dicom_positions_just_short_of_a_power_of_ten_fit_a_decimal_string(tmp_path: Path):
+    """pydicom formats -9.99999999999999 as 17 characters ("-10.0000000000000"); DS allows 16."""
+    affine = np.diag([0.7, 0.7, 4.4, 1.0])
+    affine[:3, 3] = [9.99999999999999, 9.99999999999999, -9.99999999999999]  # LPS x, y negated: -9.99...
+    files = write_dicom_series(Volume(np.zeros((4, 5, 3), np.float32), affine), tmp_path)
+    for f in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pydicom warns on reading a DS longer than 16 characters
+            ds = pydicom.dcmread(f)
+            values = [*ds.ImagePositionPatient, ds.SliceLocation, *ds.PixelSpacing, ds.SliceThickness]
+        assert all(len(str(v)) <= 16 for v in values)
+    back, _ = load_dicom([tmp_path])
+    np.testing.assert_allclose(back.affine, affine, atol=1e-6)
 
 
 def test_dicom_integer_data_are_stored_exactly(tmp_path: Path):

@@ -158,11 +158,17 @@ def _encode(rescale: Rescale, plane: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((values - rescale.intercept) / rescale.slope), 0, 65535).astype(np.uint16)
 
 
+#: Significant digits kept in a decimal string (a nanometre at a metre; a rescale slope to 1e-12 of itself).
+#: pydicom's formatter turns a value just short of a power of ten, such as -9.99999999999999, into 17 characters
+#: ("-10.0000000000000", one more than DS allows); rounding to fewer digits first gives "-10.0".
+DS_SIGNIFICANT = 12
+
+
 def _ds(value: float) -> str:
     """A number as a DICOM decimal string (at most 16 characters)."""
     from pydicom.valuerep import format_number_as_ds
 
-    return format_number_as_ds(float(value) + 0.0)  # + 0.0: no '-0'
+    return format_number_as_ds(float(f"{float(value):.{DS_SIGNIFICANT}g}") + 0.0)  # + 0.0: no '-0'
 
 
 def _slice_dataset(meta: _SeriesMeta, plane: np.ndarray, affine_lps: np.ndarray, k: int) -> Dataset:
