@@ -25,7 +25,9 @@ against its (moved along) annotations:
 - ``kyphosis``: everything caudal to the C4/C5 disc turned 20 deg forward about
   it (a straightened or kyphotic mid-cervical spine instead of the lordosis);
 - ``thick-slab``: a 2D sagittal stack as acquired: each 3 mm slice the mean of
-  its slab, 3.3 mm apart (10 % gap), 0.6 mm pixels, through DICOM.
+  its slab, 3.3 mm apart (10 % gap), 0.6 mm pixels, through DICOM;
+- ``narrow-disc``: the C5/C6 disc (the level most often degenerated) collapsed
+  to a sliver, the spine below it moved up by 0.2 of the C5-C6 spacing.
 
 Cuts drop annotated points closer than 10 mm to the cut from the ground truth
 (``benchmarks.robustness.CUT_MARGIN_MM``). A subject counts as right when
@@ -55,6 +57,7 @@ from benchmarks.robustness import (
     dicom_thick,
     fracture,
     inverted,
+    narrow_disc,
     oblique_dicom,
     t1_dark_air,
     thick_slab,
@@ -88,6 +91,7 @@ def conditions(tmp: Path, seed: int):
         "fracture": lambda v, p, c: fracture(v, p, "C5", "C6"),
         "kyphosis": lambda v, p, c: turn_below(v, p, "C4", "C3", KYPHOSIS_DEG),
         "thick-slab": lambda v, p, c: thick_slab(v, p, tmp, c, SLAB_MM, SLAB_SPACING_MM),
+        "narrow-disc": lambda v, p, c: narrow_disc(v, p, "C5", "C6"),
     }
 
 

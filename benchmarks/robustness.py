@@ -40,7 +40,9 @@ lumbar model and scored against its (moved along) annotations:
   the apical bodies;
 - ``listhesis``: L5 slipped 9 mm forward over S1 (grade I spondylolisthesis);
 - ``thick-slab``: a 2D sagittal stack as acquired: each 4 mm slice the mean of
-  its slab, 4.4 mm apart (10 % gap), 0.7 mm pixels, through DICOM.
+  its slab, 4.4 mm apart (10 % gap), 0.7 mm pixels, through DICOM;
+- ``narrow-disc``: the L4/L5 disc collapsed to a sliver (the spine below it
+  moved up by 0.2 of the L4-L5 spacing), as in a degenerated segment.
 
 Cuts keep the annotated points at least 10 mm inside the image; points
 closer to the cut are dropped from the ground truth. Nothing here is tuned:
@@ -400,6 +402,25 @@ def listhesis(volume, points, slip_mm: float = LISTHESIS_MM):
     return _move_below(volume, points, "L5", move)
 
 
+#: ``narrow-disc``: how much of the spacing between the two bodies the disc between them loses. Discs take about
+#: 0.27 of a lumbar or cervical step, so 0.2 leaves a sliver: a collapsed, degenerated disc (issue 11, class 4).
+NARROW_FRACTION = 0.2
+
+
+def narrow_disc(volume, points, level: str, below: str, fraction: float = NARROW_FRACTION):
+    """The disc between ``level`` and ``below`` narrowed: everything caudal to it (0.55 of their spacing below
+    ``level``) moved up along the spine by ``fraction`` of that spacing; the points caudal to ``level`` with it."""
+    from spinelabel.geometry import reorient
+    from spinelabel.training.sampling import SegmentMove
+
+    canon = reorient(volume, "RIP", copy=False)
+    a, b = _inplane(canon, points[level]), _inplane(canon, points[below])
+    step = float(np.linalg.norm(b - a))
+    down = (b - a) / step
+    move = SegmentMove(a + 0.55 * (b - a), down, np.eye(2), -fraction * step * down, BLEND_MM, first_moved=0)
+    return _move_below(volume, points, level, move)
+
+
 #: ``thick-slab``: a 2D TSE sagittal stack as most lumbar protocols acquire it: 4 mm slices with a 10 % gap
 #: (4.4 mm apart), 0.7 mm pixels.
 SLAB_MM = 4.0
@@ -449,6 +470,7 @@ def conditions(tmp: Path, seed: int):
         "scoliosis": lambda v, p, c: scoliosis(v, p),
         "listhesis": lambda v, p, c: listhesis(v, p),
         "thick-slab": lambda v, p, c: thick_slab(v, p, tmp, c),
+        "narrow-disc": lambda v, p, c: narrow_disc(v, p, "L4", "L5"),
     }
 
 

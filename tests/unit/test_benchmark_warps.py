@@ -5,9 +5,11 @@ import pytest
 
 from benchmarks.robustness import (
     LISTHESIS_MM,
+    NARROW_FRACTION,
     SCOLIOSIS_APEX_MM,
     SLAB_SPACING_MM,
     listhesis,
+    narrow_disc,
     scoliosis,
     thick_slab,
     turn_below,
@@ -91,3 +93,14 @@ def test_turn_below_swings_the_caudal_part_about_the_disc(deg: float):
     np.testing.assert_allclose(_bright_centre(out), expected, atol=0.5)
     np.testing.assert_allclose(moved["L5"], expected, atol=0.5)
     np.testing.assert_allclose(moved["L3"], points["L3"])  # above the disc: nothing moves
+
+
+def test_narrow_disc_moves_the_spine_below_up_by_its_share_of_the_step():
+    vol, points = _spine("L5")
+    out, moved = narrow_disc(vol, points, "L4", "L5")
+    step = points["L4"][2] - points["L5"][2]
+    expected = points["L5"] + np.array([0.0, 0.0, NARROW_FRACTION * step])  # up: +z
+    np.testing.assert_allclose(_bright_centre(out), expected, atol=0.5)
+    np.testing.assert_allclose(moved["L5"], expected, atol=0.5)
+    np.testing.assert_allclose(moved["S1"], points["S1"] + expected - points["L5"], atol=0.5)
+    np.testing.assert_allclose(moved["L4"], points["L4"])
