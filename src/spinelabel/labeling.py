@@ -102,6 +102,7 @@ import numpy as np
 from .anatomy import ANCHOR_LEVELS, BODILESS_LEVELS, BODY_HEIGHT_MM, VARIANT_AFTER, Region, chain, ordinal
 from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .labeling_params import Candidate, LabeledVertebra, LabelingParams, LabelingResult
+from .labeling_warnings import anchor_rivals, capped, direction_check, labeling_warnings, uncountable_variant_warning
 from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 
 __all__ = ["Candidate", "LabeledVertebra", "LabelingParams", "LabelingResult", "label_candidates"]
@@ -487,83 +488,6 @@ def _confidences(solutions: list[_Solution], temperature: float) -> tuple[list[s
     return labels, w / w.sum(axis=1, keepdims=True)
 
 
-def _gap_warnings(labels: list[str], levels: tuple[str, ...]) -> list[str]:
-    """Warnings for levels skipped between consecutive labeled vertebrae."""
-    out = []
-    for upper, lower in itertools.pairwise(labels):
-        missing = levels[levels.index(upper) + 1 : levels.index(lower)]
-        if missing:
-            names = ", ".join(missing)
-            out.append(f"missed detection: no vertebra found at {names} (between {upper} and {lower})")
-    return out
-
-
-def _unanchored(vertebrae: Sequence[LabeledVertebra], anchors: Sequence[str]) -> bool:
-    """Whether a region with anchors has vertebrae named and none of them at an anchor level."""
-    return bool(vertebrae) and bool(anchors) and not any(v.label in anchors for v in vertebrae)
-
-
-def _capped(vertebrae: list[LabeledVertebra], anchors: Sequence[str], params: LabelingParams) -> list[LabeledVertebra]:
-    """``vertebrae`` with each confidence at most ``params.unanchored_confidence`` when no anchor is named."""
-    ceiling = params.unanchored_confidence
-    if ceiling is None or not _unanchored(vertebrae, anchors):
-        return vertebrae
-    return [replace(v, confidence=min(v.confidence, ceiling)) for v in vertebrae]
-
-
-def _warnings(
-    vertebrae: list[LabeledVertebra],
-    sol: _Solution | None,
-    n: int,
-    params: LabelingParams,
-    anchors: Sequence[str] = (),
-    anchor_probs: Sequence[float] = (),
-) -> list[str]:
-    """Plain-English warnings about the chosen labeling.
-
-    ``anchor_probs``: the anchor head's probabilities of the vertebrae labeled
-    as an anchor level (NaN where the detector has no anchor head).
-    """
-    out = []
-    known = [p for p in anchor_probs if not np.isnan(p)]  # the anchor head's view of the named anchors
-    if _unanchored(vertebrae, anchors):
-        out.append(
-            f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
-            "estimates and the spacing alone and may be shifted by one level — count from a landmark to verify"
-        )
-    elif vertebrae and known and max(known) < params.anchor_confirmation:
-        named = "/".join(v.label for v in vertebrae if v.label in anchors)
-        out.append(
-            f"{named} labeled, but the anchor detector does not confirm it (probability "
-            f"{max(known):.2f} < {params.anchor_confirmation:.2f}): the level names "
-            "rest on the network's level estimates and the spacing and may be shifted by one level — count from a "
-            "landmark to verify"
-        )
-    if n == 0:
-        out.append("no vertebra candidates were given: nothing to label")
-    if len(vertebrae) < params.min_vertebrae:
-        out.append(
-            f"only {len(vertebrae)} vertebra(e) labeled (fewer than {params.min_vertebrae}): "
-            "too few to check spacing, labels unreliable"
-        )
-    if sol is not None and sol.variant:
-        out.extend(f"transitional anatomy: {v} labeled — verify counting" for v in sol.variant)
-    if sol is not None:
-        out.extend(_gap_warnings([v.label for v in vertebrae], sol.levels))
-    if sol is not None and vertebrae and abs(sol.offset) >= params.offset_warning_levels:
-        out.append(
-            f"the network's level estimates read {abs(sol.offset):.1f} level(s) {'below' if sol.offset > 0 else 'above'} "
-            "the names: the anchor and the level estimates disagree about the count — count from a landmark to verify"
-        )
-    low = [f"{v.label} ({v.confidence:.2f})" for v in vertebrae if v.confidence < params.low_confidence]
-    if low:
-        out.append(
-            f"low confidence (< {params.low_confidence:.2f}) for {', '.join(low)}: the labels may be shifted "
-            "by a level or a candidate may be spurious — verify"
-        )
-    return out
-
-
 def _name_posteriors(
     inp: _Inputs, pairs: Pairs, shape: ShapeModel, region: Region, params: LabelingParams, sols: list[_Solution]
 ) -> tuple[list[str], np.ndarray, list[_Solution]]:
@@ -611,38 +535,6 @@ def _lower_names(probs: np.ndarray, labels: list[str], other: list[_Solution], t
     probs[:, :-1] = np.minimum(probs[:, :-1], other_probs[:, :-1])
 
 
-def _anchor_rivals(inp: _Inputs, sol: _Solution, anchors: Sequence[str], params: LabelingParams) -> list[str]:
-    """A warning when a left-out candidate is a better anchor than the confirmed one named.
-
-    Leaving a candidate out costs little where its detection score is
-    modest, and nothing for its anchor output unless ``anchor_unassigned``.
-    So a chain that takes L5 for S1 can drop the true S1 below it, which the
-    anchor head rates higher, and stay sure of every name (zukic-07 under a
-    MyoSegmenTUM-only network, with or without ``anchor_unassigned``). This
-    check sees that contradiction; see ``LabelingParams.anchor_rival_score``.
-    """
-    named = {int(j): sol.levels[b] for j, b in sol.path}
-    unnamed = np.ones(len(inp.order), bool)
-    unnamed[list(named)] = False
-    strong_unnamed = unnamed & (inp.score >= params.anchor_rival_score)
-    out = []
-    for j, level in named.items():
-        p = float(inp.anchor[j])
-        if level not in anchors or np.isnan(p) or p < params.anchor_confirmation:
-            continue  # an unconfirmed or missing anchor already warns (_warnings)
-        far = np.linalg.norm(inp.pos - inp.pos[j], axis=1) > BODY_HEIGHT_MM[level] / 2.0
-        rivals = np.flatnonzero(strong_unnamed & far & (inp.anchor > p))
-        if len(rivals):
-            k = rivals[np.argmax(inp.anchor[rivals])]
-            where = "below" if inp.pos[k, 2] < inp.pos[j, 2] else "above"
-            out.append(
-                f"{level} named on a candidate of anchor probability {p:.2f}, but a detection {where} it "
-                f"(score {inp.score[k]:.2f}) that the chain left out has {inp.anchor[k]:.2f}: the level names may "
-                "be shifted by one level — count from a landmark to verify"
-            )
-    return out
-
-
 def label_candidates(
     candidates: Sequence[Candidate], region: Region, shape: ShapeModel, params: LabelingParams = LabelingParams()
 ) -> LabelingResult:
@@ -670,7 +562,7 @@ def label_candidates(
     inp = _prepare(candidates, params)
     if len(inp.order) == 0:
         empty: list[LabeledVertebra] = []
-        return LabelingResult(empty, (), 1.0, 0.0, _warnings(empty, None, 0, params))
+        return LabelingResult(empty, (), 1.0, 0.0, labeling_warnings(empty, 0, params))
     pairs = _pairs(inp.pos, params)
     sols, unnamed = _solve_region(inp, pairs, shape, region, params)
     c, s = np.unravel_index(int(np.argmin([sol.best for sol in sols])), (len(sols), len(params.scale_grid)))
@@ -686,16 +578,20 @@ def label_candidates(
         )
         for j, b in sol.path
     ]
-    vertebrae = _capped(vertebrae, region.anchors, params)
+    vertebrae = capped(vertebrae, region.anchors, params)
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
     anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in region.anchors]
-    warnings = _warnings(vertebrae, sol, len(inp.order), params, region.anchors, anchor_probs)
-    warnings += _anchor_rivals(inp, sol, region.anchors, params)
+    warnings = labeling_warnings(
+        vertebrae, len(inp.order), params, region.anchors, anchor_probs, (sol.levels, sol.variant, sol.offset)
+    )
+    named = {int(j): sol.levels[b] for j, b in sol.path}
+    warnings += anchor_rivals(named, inp.pos, inp.score, inp.anchor, region.anchors, params)
     cost = float(sol.best[s])
     if vertebrae:
-        warnings += [_uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]
+        warnings += [uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]
     if vertebrae and shape.direction:
-        warnings += _direction_check(vertebrae, inp, plain_sols)
+        best_plain = min(plain_sols, key=lambda p: float(p.best.min()))
+        warnings += direction_check(vertebrae, {int(inp.order[j]): best_plain.levels[b] for j, b in best_plain.path})
     return LabelingResult(
         vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0, sol.gain if vertebrae else 1.0
     )
@@ -735,31 +631,6 @@ def _solve_region(
     return sols, unnamed
 
 
-def _direction_check(vertebrae: list[LabeledVertebra], inp: _Inputs, plain: list[_Solution]) -> list[str]:
-    """A warning when the best labeling without the learned step directions names a candidate otherwise.
-
-    The directions and the appearance (level estimates, anchor head) are two
-    lines of evidence about the count. Where they agree the names stand on
-    both; where the directions alone move the count, a steep L4 -> L5 step
-    above a cut-off sacrum can pass for the lumbosacral turn (issue 11:
-    myoseg-32, S1 out of view), so the result is flagged.
-
-    Parameters
-    ----------
-    plain : list of _Solution
-        The region's nameable chains solved without directions (``_solve_region``).
-    """
-    best = min(plain, key=lambda sol: float(sol.best.min()))
-    other = {int(inp.order[j]): best.levels[b] for j, b in best.path}
-    moved = [f"{v.label} ({other[v.candidate_index]})" for v in vertebrae if other.get(v.candidate_index, v.label) != v.label]
-    if not moved:
-        return []
-    return [
-        f"the level names rest on the spine's curvature: without the learned step directions they would be "
-        f"{', '.join(moved)} — count from a landmark to verify"
-    ]
-
-
 def _label_strongest(
     candidates: Sequence[Candidate], region: Region, shape: ShapeModel, params: LabelingParams
 ) -> LabelingResult:
@@ -787,11 +658,3 @@ def _label_strongest(
     return replace(result, vertebrae=vertebrae, warnings=[note, *result.warnings])
 
 
-def _uncountable_variant_warning(variant: tuple[str, ...], region: Region, params: LabelingParams) -> str:
-    """The warning for a transitional chain that fits better where a variant cannot be counted."""
-    return (
-        f"the spacing and level estimates fit a transitional vertebra ({', '.join(variant)}) better, but this "
-        f"field of view does not reach from {params.variant_span[0]} to {params.variant_span[1]}, so it cannot be "
-        f"counted: levels are named from the {' / '.join(region.anchors)} end — verify the count "
-        "(transitional anatomy?)"
-    )

@@ -1,0 +1,180 @@
+"""What the chain model's chosen labeling tells a reader to check: warnings and the confidence ceiling.
+
+Pure functions over a labeling (``LabeledVertebra`` list) and what the chain
+model saw (:mod:`spinelabel.labeling` composes them). Each warning says what
+the names rest on and what to verify; none changes a name.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from .anatomy import BODY_HEIGHT_MM, Region
+from .labeling_params import LabeledVertebra, LabelingParams
+
+#: The advice every warning about the count ends with.
+COUNT_YOURSELF = "count from a landmark to verify"
+
+
+def gap_warnings(labels: Sequence[str], levels: Sequence[str]) -> list[str]:
+    """Warnings for levels of the chain ``levels`` skipped between consecutive ``labels``."""
+    out = []
+    for upper, lower in itertools.pairwise(labels):
+        missing = levels[levels.index(upper) + 1 : levels.index(lower)]
+        if missing:
+            names = ", ".join(missing)
+            out.append(f"missed detection: no vertebra found at {names} (between {upper} and {lower})")
+    return out
+
+
+def unanchored(vertebrae: Sequence[LabeledVertebra], anchors: Sequence[str]) -> bool:
+    """Whether a region with anchors has vertebrae named and none of them at an anchor level."""
+    return bool(vertebrae) and bool(anchors) and not any(v.label in anchors for v in vertebrae)
+
+
+def capped(vertebrae: list[LabeledVertebra], anchors: Sequence[str], params: LabelingParams) -> list[LabeledVertebra]:
+    """``vertebrae`` with each confidence at most ``params.unanchored_confidence`` when no anchor is named."""
+    ceiling = params.unanchored_confidence
+    if ceiling is None or not unanchored(vertebrae, anchors):
+        return vertebrae
+    return [replace(v, confidence=min(v.confidence, ceiling)) for v in vertebrae]
+
+
+def labeling_warnings(
+    vertebrae: list[LabeledVertebra],
+    n: int,
+    params: LabelingParams,
+    anchors: Sequence[str] = (),
+    anchor_probs: Sequence[float] = (),
+    chain: tuple[tuple[str, ...], tuple[str, ...], float] = ((), (), 0.0),
+) -> list[str]:
+    """Plain-English warnings about a labeling of ``n`` candidates.
+
+    Parameters
+    ----------
+    anchor_probs : sequence of float
+        The anchor head's probabilities of the vertebrae labeled as an anchor
+        level (NaN where the detector has no anchor head).
+    chain : (levels, variant, offset)
+        The chosen chain's levels, its transitional variant and the scan-wide
+        offset of the level estimates (empty where nothing was solved).
+    """
+    levels, variant, offset = chain
+    out = []
+    known = [p for p in anchor_probs if not np.isnan(p)]  # the anchor head's view of the named anchors
+    if unanchored(vertebrae, anchors):
+        out.append(
+            f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
+            f"estimates and the spacing alone and may be shifted by one level — {COUNT_YOURSELF}"
+        )
+    elif vertebrae and known and max(known) < params.anchor_confirmation:
+        named = "/".join(v.label for v in vertebrae if v.label in anchors)
+        out.append(
+            f"{named} labeled, but the anchor detector does not confirm it (probability "
+            f"{max(known):.2f} < {params.anchor_confirmation:.2f}): the level names "
+            f"rest on the network's level estimates and the spacing and may be shifted by one level — {COUNT_YOURSELF}"
+        )
+    if n == 0:
+        out.append("no vertebra candidates were given: nothing to label")
+    if len(vertebrae) < params.min_vertebrae:
+        out.append(
+            f"only {len(vertebrae)} vertebra(e) labeled (fewer than {params.min_vertebrae}): "
+            "too few to check spacing, labels unreliable"
+        )
+    out.extend(f"transitional anatomy: {v} labeled — verify counting" for v in variant)
+    out.extend(gap_warnings([v.label for v in vertebrae], levels))
+    if vertebrae and abs(offset) >= params.offset_warning_levels:
+        out.append(
+            f"the network's level estimates read {abs(offset):.1f} level(s) {'below' if offset > 0 else 'above'} "
+            f"the names: the anchor and the level estimates disagree about the count — {COUNT_YOURSELF}"
+        )
+    low = [f"{v.label} ({v.confidence:.2f})" for v in vertebrae if v.confidence < params.low_confidence]
+    if low:
+        out.append(
+            f"low confidence (< {params.low_confidence:.2f}) for {', '.join(low)}: the labels may be shifted "
+            "by a level or a candidate may be spurious — verify"
+        )
+    return out
+
+
+def anchor_rivals(
+    named: Mapping[int, str],
+    pos: np.ndarray,
+    score: np.ndarray,
+    anchor: np.ndarray,
+    anchors: Sequence[str],
+    params: LabelingParams,
+) -> list[str]:
+    """A warning when a left-out candidate is a better anchor than the confirmed one named.
+
+    Leaving a candidate out costs little where its detection score is
+    modest, and nothing for its anchor output unless ``anchor_unassigned``.
+    So a chain that takes L5 for S1 can drop the true S1 below it, which the
+    anchor head rates higher, and stay sure of every name (zukic-07 under a
+    MyoSegmenTUM-only network, with or without ``anchor_unassigned``). This
+    check sees that contradiction; see ``LabelingParams.anchor_rival_score``.
+
+    Parameters
+    ----------
+    named : mapping of int to str
+        Candidate (row of the arrays) -> the level the chain gives it.
+    pos : ndarray, shape (n, 3)
+    score, anchor : ndarray, shape (n,)
+        Detection scores and anchor-head probabilities (NaN where unavailable).
+    """
+    unnamed = np.ones(len(score), bool)
+    unnamed[list(named)] = False
+    strong_unnamed = unnamed & (score >= params.anchor_rival_score)
+    out = []
+    for j, level in named.items():
+        p = float(anchor[j])
+        if level not in anchors or np.isnan(p) or p < params.anchor_confirmation:
+            continue  # an unconfirmed or missing anchor already warns (labeling_warnings)
+        far = np.linalg.norm(pos - pos[j], axis=1) > BODY_HEIGHT_MM[level] / 2.0
+        rivals = np.flatnonzero(strong_unnamed & far & (anchor > p))
+        if len(rivals):
+            k = rivals[np.argmax(anchor[rivals])]
+            where = "below" if pos[k, 2] < pos[j, 2] else "above"
+            out.append(
+                f"{level} named on a candidate of anchor probability {p:.2f}, but a detection {where} it "
+                f"(score {score[k]:.2f}) that the chain left out has {anchor[k]:.2f}: the level names may "
+                f"be shifted by one level — {COUNT_YOURSELF}"
+            )
+    return out
+
+
+def direction_check(vertebrae: Sequence[LabeledVertebra], plain: Mapping[int, str]) -> list[str]:
+    """A warning when the best labeling without the learned step directions names a candidate otherwise.
+
+    The directions and the appearance (level estimates, anchor head) are two
+    lines of evidence about the count. Where they agree the names stand on
+    both; where the directions alone move the count, a steep L4 -> L5 step
+    above a cut-off sacrum can pass for the lumbosacral turn (issue 11:
+    myoseg-32, S1 out of view), so the result is flagged.
+
+    Parameters
+    ----------
+    plain : mapping of int to str
+        Candidate index -> its name in the best labeling without directions.
+    """
+    moved = [f"{v.label} ({plain[v.candidate_index]})" for v in vertebrae if plain.get(v.candidate_index, v.label) != v.label]
+    if not moved:
+        return []
+    return [
+        f"the level names rest on the spine's curvature: without the learned step directions they would be "
+        f"{', '.join(moved)} — {COUNT_YOURSELF}"
+    ]
+
+
+def uncountable_variant_warning(variant: Sequence[str], region: Region, params: LabelingParams) -> str:
+    """The warning for a transitional chain that fits better where a variant cannot be counted."""
+    return (
+        f"the spacing and level estimates fit a transitional vertebra ({', '.join(variant)}) better, but this "
+        f"field of view does not reach from {params.variant_span[0]} to {params.variant_span[1]}, so it cannot be "
+        f"counted: levels are named from the {' / '.join(region.anchors)} end — verify the count "
+        "(transitional anatomy?)"
+    )
