@@ -1,0 +1,62 @@
+"""The warnings and the confidence ceiling of a chosen labeling, as pure functions (``labeling_warnings``)."""
+
+import numpy as np
+
+from spinelabel.labeling_params import LabeledVertebra, LabelingParams
+from spinelabel.labeling_warnings import anchor_rivals, capped, direction_check, gap_warnings, labeling_warnings
+
+LUMBAR = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+
+
+def _named(labels: list[str], confidence: float = 0.8) -> list[LabeledVertebra]:
+    return [LabeledVertebra(lv, i, np.array([0.0, 0.0, -30.0 * i]), confidence) for i, lv in enumerate(labels)]
+
+
+def test_a_skipped_level_is_named():
+    assert gap_warnings(["L2", "L4", "L5"], LUMBAR) == [
+        "missed detection: no vertebra found at L3 (between L2 and L4)"
+    ]
+    assert gap_warnings(["L2", "L3"], LUMBAR) == []
+
+
+def test_no_name_is_surer_than_the_ceiling_without_an_anchor():
+    params = LabelingParams()
+    unanchored = capped(_named(["L2", "L3", "L4"]), ("S1",), params)
+    assert [v.confidence for v in unanchored] == [params.unanchored_confidence] * 3
+    anchored = capped(_named(["L4", "L5", "S1"]), ("S1",), params)
+    assert [v.confidence for v in anchored] == [0.8] * 3
+    off = LabelingParams(unanchored_confidence=None)  # the region survey's setting
+    assert [v.confidence for v in capped(_named(["L2", "L3"]), ("S1",), off)] == [0.8, 0.8]
+
+
+def test_the_warnings_say_what_the_count_rests_on():
+    params = LabelingParams()
+    vertebrae = _named(["L3", "L4", "L5", "S1"])
+    assert labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, (), 0.0)) == []
+    unconfirmed = labeling_warnings(vertebrae, 4, params, ("S1",), [0.3], (LUMBAR, (), 0.0))
+    assert len(unconfirmed) == 1 and "anchor detector does not confirm it (probability 0.30" in unconfirmed[0]
+    shifted = labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, (), -params.offset_warning_levels))
+    assert len(shifted) == 1 and "read 1.0 level(s) above the names" in shifted[0]
+    variant = labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, ("L6",), 0.0))
+    assert variant == ["transitional anatomy: L6 labeled — verify counting"]
+    assert labeling_warnings([], 0, params)[0] == "no vertebra candidates were given: nothing to label"
+
+
+def test_a_left_out_detection_rated_a_better_anchor_is_a_rival():
+    params = LabelingParams()
+    pos = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -35.0], [0.0, -10.0, -70.0]])
+    score = np.array([0.9, 0.9, params.anchor_rival_score + 0.1])
+    anchor = np.array([0.01, 0.6, 0.9])  # the left-out candidate below the named S1 looks more like one
+    named = {0: "L5", 1: "S1"}
+    (warning,) = anchor_rivals(named, pos, score, anchor, ("S1",), params)
+    assert warning.startswith("S1 named on a candidate of anchor probability 0.60, but a detection below it")
+    weak = score.copy()
+    weak[2] = params.anchor_rival_score - 0.1
+    assert anchor_rivals(named, pos, weak, anchor, ("S1",), params) == []
+
+
+def test_names_that_move_without_the_directions_are_listed():
+    vertebrae = _named(["L4", "L5", "S1"])
+    assert direction_check(vertebrae, {0: "L4", 1: "L5", 2: "S1"}) == []
+    (warning,) = direction_check(vertebrae, {0: "L3", 1: "L4", 2: "L5"})
+    assert "they would be L4 (L3), L5 (L4), S1 (L5)" in warning
