@@ -193,13 +193,16 @@ class _DoneList:
         os.close(self.fd)
 
 
-def pending_tasks(items: list[ManifestItem], out_dir: Path, overlays: bool, skip: set[str]) -> list[Task]:
-    """The tasks of the items not in ``skip``, writing to ``out_dir/labels/<id>.json`` (and ``.png``)."""
+def pending_tasks(
+    items: list[ManifestItem], out_dir: Path, overlays: bool, skip: set[str], stack: str | None = None
+) -> list[Task]:
+    """The tasks of the items not in ``skip``, writing to ``out_dir/labels/<id>.json`` (and ``.png``); ``stack``:
+    the stack every item reads of a series holding several (``io.load_image``)."""
     labels = out_dir / LABELS_DIR
     return [
         Task(
             item.id, (item.input,), item.series, labels / f"{item.id}.json", labels / f"{item.id}.png" if overlays else None,
-            dicomweb=item.dicomweb,
+            dicomweb=item.dicomweb, stack=stack,
         )
         for item in items
         if item.id not in skip
@@ -228,7 +231,7 @@ def make_runner(spec: LabelerSpec, jobs: int = 1, client: Any = None) -> Runner:
 
 def run_archive(
     items: list[ManifestItem], out_dir: Path, runner: Runner, overlays: bool = False, skip_failed: bool = False,
-    progress: Callable[[Outcome], None] | None = None,
+    progress: Callable[[Outcome], None] | None = None, stack: str | None = None,
 ) -> ArchiveRun:
     """Label every manifest item not yet done; record each outcome as it arrives.
 
@@ -243,6 +246,8 @@ def run_archive(
     progress : callable, optional
         Called with each outcome (a progress bar). An exception raised from it
         stops the run like a kill: what was recorded stays recorded.
+    stack : str, optional
+        Of a DICOM series holding several stacks, the one to read (every item).
 
     Raises
     ------
@@ -255,7 +260,7 @@ def run_archive(
     failed = {k: v for k, v in read_failed(out_dir).items() if k in ids and k not in done}
     if (out_dir / FAILED_NAME).exists():
         _write_failed(out_dir, failed)  # drop entries labeled since, or no longer in the manifest
-    tasks = pending_tasks(items, out_dir, overlays, done | (set(failed) if skip_failed else set()))
+    tasks = pending_tasks(items, out_dir, overlays, done | (set(failed) if skip_failed else set()), stack)
     run = ArchiveRun(total=len(items), done_before=len(done), failed=failed)
     inputs = {item.id: item.input for item in items}
     done_list, start = _DoneList(out_dir), time.perf_counter()

@@ -159,7 +159,9 @@ def label_task(labeler: Any, task: Task) -> int:
     else:
         outputs = SeriesOutputs(task.json, task.sr, task.gsps, task.overlay)
     client = connect(source.config)
-    return label_series(client, source.study_uid, source.series_uid, labeler, outputs, do_store=source.store).n_vertebrae
+    return label_series(
+        client, source.study_uid, source.series_uid, labeler, outputs, do_store=source.store, stack=task.stack
+    ).n_vertebrae
 
 
 def run_task(labeler: Any, task: Task) -> Outcome:

@@ -28,6 +28,7 @@ from .cli_pacs import (
     OPT_PASSWORD,
     OPT_PATIENT_ID,
     OPT_RETRIEVE_TIMEOUT,
+    OPT_STACK,
     OPT_STUDY,
     OPT_TIMEOUT,
     OPT_URL,
@@ -114,7 +115,7 @@ def label(
     output_dir: Optional[Path] = typer.Option(None, help="Batch mode: write NAME.json (and NAME.png with --overlays) per input."),
     overlays: bool = typer.Option(False, "--overlays", help="Batch mode: also write overlay PNGs."),
     series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series (without it, the only sagittal one)."),
-    stack: Optional[str] = typer.Option(None, help="Stack to read when a series holds several at the same positions (Dixon W/F/IP/OP, echoes): a value as listed, a part of it (W), or an echo time."),
+    stack: Optional[str] = OPT_STACK,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
     dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="DICOM SR (TID 1500) with the labels, for PACS (DICOM input)."),
     gsps: Optional[Path] = typer.Option(None, "--gsps", help="DICOM presentation state (GSPS) showing the labels on the images (DICOM input)."),
@@ -196,6 +197,7 @@ def batch(
     skip_failed: bool = typer.Option(False, "--skip-failed", help="Do not retry the items listed in failed.csv."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     store: bool = typer.Option(False, "--store", help="DICOMweb batch: also write labels/<id>.sr.dcm and .gsps.dcm and store them back on the server (STOW-RS)."),
+    stack: Optional[str] = OPT_STACK,
     patient_id: Optional[str] = OPT_PATIENT_ID, date: Optional[str] = OPT_DATE,
     study: Optional[list[str]] = OPT_STUDY, limit: Optional[int] = OPT_LIMIT,
     url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
@@ -222,7 +224,7 @@ def batch(
     with _dask_client(scheduler) if scheduler else nullcontext() as client:
         runner = make_runner(LabelerSpec(region, model, threads=None if client is None and jobs == 1 else 1), jobs, client)
         with tqdm(desc="labeling", unit="item", disable=quiet, file=sys.stderr) as bar:
-            run = run_archive(items, output_dir, runner, overlays, skip_failed, lambda _o: bar.update(1))
+            run = run_archive(items, output_dir, runner, overlays, skip_failed, lambda _o: bar.update(1), stack)
     done = run.done_before + run.labeled
     _echo(
         f"labeled {run.labeled} items ({run.items_per_minute:.1f} items/min); {done} of {run.total} done in {output_dir}"

@@ -47,6 +47,10 @@ OPT_RETRIEVE_TIMEOUT = typer.Option(
     None, "--retrieve-timeout", help="Deadline in seconds for retrieving one whole series (default 600).", show_default=False
 )
 # Study filters (QIDO-RS, MR studies).
+OPT_STACK = typer.Option(
+    None, "--stack", help="Stack to read when a series holds several at the same positions (Dixon W/F/IP/OP, echoes): "
+    "a value as listed, a part of it (W), or an echo time.", show_default=False,
+)
 OPT_PATIENT_ID = typer.Option(None, "--patient-id", help="Only this PatientID.")
 OPT_DATE = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231.")
 OPT_STUDY = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable).")
@@ -156,6 +160,7 @@ def pacs_label(
     series: Optional[str] = typer.Option(None, help="Only this SeriesInstanceUID (default: every sagittal MR series)."),
     output_dir: Path = typer.Option(Path("spinelabel-pacs"), "--output-dir", help="Folder for <series>.json, .sr.dcm and .gsps.dcm."),
     do_store: bool = typer.Option(False, "--store", help="Store the SR and GSPS back on the server (STOW-RS)."),
+    stack: Optional[str] = OPT_STACK,
     url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
@@ -169,7 +174,9 @@ def pacs_label(
     labeler = make_labeler(check_region(region), model)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     failures: list[str] = []
-    done = label_study(client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures)
+    done = label_study(
+        client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures, stack=stack
+    )
     for d in done:
         stored = f"; stored {len(d.stored)} objects" if d.stored else ""
         written = ", ".join(p.name for p in (d.outputs.sr, d.outputs.gsps) if p is not None)

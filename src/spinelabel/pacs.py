@@ -316,6 +316,7 @@ def label_study(
     series_uid: str | None = None,
     do_store: bool = False,
     failures: list[str] | None = None,
+    stack: str | None = None,
 ) -> list[LabeledSeries]:
     """Label the sagittal MR series of a study; write JSON, SR and GSPS; optionally STOW them.
 
@@ -340,7 +341,7 @@ def label_study(
     for s in series:
         outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(s.series_uid)}.json")
         try:
-            done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store))
+            done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store, stack=stack))
         except NotStoredError as exc:
             failures.append(f"series {s.series_uid}: {exc}")
             done.append(exc.labeled)
@@ -353,14 +354,15 @@ def label_study(
 
 def label_series(
     client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, outputs: SeriesOutputs,
-    *, do_store: bool = False,
+    *, do_store: bool = False, stack: str | None = None,
 ) -> LabeledSeries:
     """Retrieve one series into a temporary folder, label it, write ``outputs``; with ``do_store`` store its SR and GSPS.
 
     The one retrieve-label-store path: :func:`label_study` (``spinelabel
     pacs label``) and the DICOMweb items of ``spinelabel batch``
     (``batch.label_task``) both go through it. The outputs are written all or
-    none (``pipeline.label_to_files``); the temporary folder is removed.
+    none (``pipeline.label_to_files``, which reads ``stack`` of a series holding
+    several); the temporary folder is removed.
 
     Returns
     -------
@@ -385,7 +387,9 @@ def label_series(
         folder = Path(tmp) / "series"
         retrieve_series(client, study_uid, series_uid, folder)
         # the folder holds this one series (several would be refused as such)
-        result = label_to_files(labeler, [folder], None, outputs.json, outputs.overlay, outputs.sr, outputs.gsps)
+        result = label_to_files(
+            labeler, [folder], None, outputs.json, outputs.overlay, outputs.sr, outputs.gsps, stack=stack
+        )
     labeled = LabeledSeries(series_uid, outputs, len(result.vertebrae), warnings=tuple(result.warnings))
     return _store_outputs(client, labeled) if do_store else labeled
 

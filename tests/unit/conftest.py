@@ -56,3 +56,23 @@ def _write_enhanced_mr(
 def write_enhanced_mr():
     """A function writing a volume as one enhanced multi-frame MR file (see ``_write_enhanced_mr``)."""
     return _write_enhanced_mr
+
+
+def _write_two_stacks(folder: Path) -> None:
+    """One series (UID 1.2.3) of two random 5-slice sagittal stacks at the same positions, told apart by ImageType
+    (``DERIVED\\PRIMARY\\W`` and ``...\\F``: Dixon water and fat)."""
+    import numpy as np
+
+    sagittal = np.array([[0.0, 0.0, 3.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    for k, part in enumerate(("W", "F")):
+        vol = Volume(np.random.default_rng(k + 1).random((48, 48, 5)).astype(np.float32), sagittal)
+        for f in write_dicom_series(vol, folder, series_uid="1.2.3", file_prefix=f"{part}_"):
+            ds = pydicom.dcmread(f)
+            ds.ImageType = ["DERIVED", "PRIMARY", part]
+            ds.save_as(f)
+
+
+@pytest.fixture
+def write_two_stacks():
+    """A function writing a two-stack Dixon-like series into a folder (see ``_write_two_stacks``)."""
+    return _write_two_stacks

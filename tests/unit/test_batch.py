@@ -205,6 +205,21 @@ def test_batch_command_in_worker_processes(capsys, scans, tmp_path):
     assert len(failed) == 5 and failed[1].startswith(f"failed: a-again: {good[0]}: no vertebrae found")
 
 
+@pytest.mark.parametrize("stack, reason", [(None, "name one with --stack"), ("W", "no vertebrae found")])
+def test_batch_command_reads_the_stack_named_for_every_item(capsys, tmp_path, write_two_stacks, stack, reason):
+    """``spinelabel batch --stack`` reaches each manifest item: a two-stack series is refused as such without it,
+    and read (the silent network then finds nothing) with ``W``."""
+    write_two_stacks(tmp_path / "dixon")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"id,input\ndixon,{tmp_path / 'dixon'}\n")
+    model = silent_model_dir(tmp_path / "model")
+    args = ["batch", str(manifest), "-o", str(tmp_path / "out"), "--model", model, "-q"]
+    code = main(args + (["--stack", stack] if stack else []))
+    err = capsys.readouterr().err
+    (failed,) = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
+    assert code == 1 and reason in failed and "Traceback" not in err
+
+
 def test_outcome_ok():
     assert Outcome("a").ok and not Outcome("a", "bad").ok
 

@@ -81,27 +81,14 @@ def test_two_series_in_one_folder(capsys, silent_model, tmp_path):
     _assert_one_line_error(code, err, "--series")
 
 
-def _two_stacks(folder):
-    """One series holding two stacks at the same positions, told apart by ImageType (Dixon water and fat)."""
-    import pydicom
-
-    for part in ("W", "F"):
-        sagittal = np.array([[0.0, 0.0, 3.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-        vol = Volume(np.random.default_rng(len(part)).random((48, 48, 5)).astype(np.float32), sagittal)
-        for f in write_dicom_series(vol, folder, series_uid="1.2.3", file_prefix=f"{part}_"):
-            ds = pydicom.dcmread(f)
-            ds.ImageType = ["DERIVED", "PRIMARY", part]
-            ds.save_as(f)
-
-
-def test_a_series_of_two_stacks_is_refused_pointing_to_stack(capsys, silent_model, tmp_path):
-    _two_stacks(tmp_path / "dixon")
+def test_a_series_of_two_stacks_is_refused_pointing_to_stack(capsys, silent_model, tmp_path, write_two_stacks):
+    write_two_stacks(tmp_path / "dixon")
     code, _, err = _run(capsys, "label", str(tmp_path / "dixon"), "--model", silent_model)
     _assert_one_line_error(code, err, "name one with --stack")
 
 
-def test_a_stack_name_that_fits_no_stack_is_one_line(capsys, silent_model, tmp_path):
-    _two_stacks(tmp_path / "dixon")
+def test_a_stack_name_that_fits_no_stack_is_one_line(capsys, silent_model, tmp_path, write_two_stacks):
+    write_two_stacks(tmp_path / "dixon")
     out = tmp_path / "out.json"
     code, _, err = _run(capsys, "label", str(tmp_path / "dixon"), "--model", silent_model, "--stack", "OP", "-o", str(out))
     _assert_one_line_error(code, err, "--stack 'OP' names none or several of the 2 stacks")
@@ -128,16 +115,39 @@ def test_batch_goes_on_and_summarises_failures(capsys, silent_model, tmp_path):
 
 
 @pytest.mark.parametrize("stack, reason", [("OP", "names none or several of the 2 stacks"), ("W", "no vertebrae found")])
-def test_batch_mode_reads_the_stack_named_for_every_item(capsys, silent_model, tmp_path, stack, reason):
+def test_batch_mode_reads_the_stack_named_for_every_item(capsys, silent_model, tmp_path, write_two_stacks, stack, reason):
     """``--stack`` reaches each batch item: a name that fits no stack fails there; ``W`` is read, and the silent
     network then finds nothing in it (not the "several stacks" refusal)."""
-    _two_stacks(tmp_path / "dixon")
+    write_two_stacks(tmp_path / "dixon")
     code, _, err = _run(
         capsys, "label", str(tmp_path / "dixon"), "--model", silent_model, "--stack", stack,
         "--output-dir", str(tmp_path / "out"), "--quiet",
     )
     (failed,) = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
     assert code == 1 and reason in failed and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stack, reason", [(None, "name one with --stack"), ("W", "no vertebrae found")])
+def test_pacs_label_reads_the_stack_named(capsys, silent_model, tmp_path, monkeypatch, write_two_stacks, stack, reason):
+    """``spinelabel pacs label --stack`` reaches the retrieved series (the one path, ``pacs.label_series``): without
+    it a two-stack series is refused as such; with ``W`` it is read, and the silent network finds nothing in it."""
+    from spinelabel import pacs
+    from spinelabel.pacs_query import SeriesInfo
+
+    def one_series(client, study_uid, sagittal_only=True):
+        return [SeriesInfo(study_uid, "1.2.3", "MR", "DIXON SAG", 7, 10, "sagittal")]
+
+    def retrieve(client, study_uid, series_uid, folder):
+        write_two_stacks(folder)
+        return sorted(folder.iterdir())
+
+    monkeypatch.setattr(pacs, "find_series", one_series)
+    monkeypatch.setattr(pacs, "retrieve_series", retrieve)
+    args = ["pacs", "label", "1.2", "--model", silent_model, "--url", "http://127.0.0.1:9/dicom-web",
+            "--output-dir", str(tmp_path / "out")] + (["--stack", stack] if stack else [])  # fmt: skip
+    code, _, err = _run(capsys, *args)
+    assert code == 1 and reason in err and "Traceback" not in err
+    assert not list((tmp_path / "out").glob("*.json"))
 
 
 def test_unknown_region_is_a_usage_error(capsys, silent_model, tmp_path):
