@@ -302,6 +302,22 @@ def test_a_dicomweb_item_is_retrieved_labeled_and_stored_through_pacs_label_seri
         assert outcome.ok and outcome.n_vertebrae == 5
 
 
+@pytest.mark.parametrize("stack", [None, "W"])
+def test_a_dicomweb_item_reads_the_stack_of_its_task(tmp_path, monkeypatch, write_two_stacks, stack):
+    """``Task.stack`` reaches the retrieved series of a DICOMweb item (it was dropped before ``pacs.label_series``)."""
+    from spinelabel import pacs, pacs_client
+    from spinelabel.batch import DicomwebSeries, run_task
+    from spinelabel.pacs_client import pacs_config
+
+    monkeypatch.setattr(pacs, "retrieve_series", lambda client, study, series, folder, **kw: write_two_stacks(folder))
+    monkeypatch.setattr(pacs_client, "connect", lambda config: _StowClient(False))
+    source = DicomwebSeries(pacs_config("http://pacs.example/dicom-web", environ={}), "1.2", "1.2.3")
+    json_path = tmp_path / "1.2.3.json"
+    outcome = run_task(BLOB.load(), Task("1.2.3", ("dicomweb:1.2/1.2.3",), None, json_path, dicomweb=source, stack=stack))
+    refused = outcome.error is not None and "name one with --stack" in outcome.error
+    assert refused == (stack is None)
+
+
 def test_a_dicomweb_task_can_be_sent_to_a_worker_process():
     import pickle
 
