@@ -233,18 +233,24 @@ BLEND_MM = 3.0
 
 
 def turn_below(volume, points, level: str, above: str, deg: float):
+    """Everything caudal to the disc below ``level`` turned by ``deg`` about it in the sagittal plane, positive: the
+    caudal part swings back (``_move_below_disc``)."""
+    t = np.deg2rad(deg)  # + turns caudal points towards +col (posterior)
+    return _move_below_disc(volume, points, level, above, np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]))
+
+
+def _move_below_disc(volume, points, level: str, above: str, rotation: np.ndarray, slip_back_mm: float = 0.0):
     """Everything caudal to the disc below ``level`` (0.55 of the ``above``-``level`` spacing below ``level``)
-    turned by ``deg`` about it in the sagittal plane, positive: the caudal part swings back; the points of the
-    levels caudal to ``level`` move with it."""
+    moved rigidly in the sagittal plane: turned by ``rotation`` (2, 2) about the disc, then slipped back across the
+    spine by ``slip_back_mm``; the points of the levels caudal to ``level`` move with it."""
     from spinelabel.geometry import reorient
     from spinelabel.training.sampling import SegmentMove
 
     canon = reorient(volume, "RIP", copy=False)
     a, b = _inplane(canon, points[above]), _inplane(canon, points[level])
     down = (b - a) / np.linalg.norm(b - a)
-    t = np.deg2rad(deg)  # + turns caudal points towards +col (posterior)
-    move = SegmentMove(b + 0.55 * (b - a), down, np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]),
-                       np.zeros(2), BLEND_MM, first_moved=0)
+    back = np.array([-down[1], down[0]])  # rows run inferior, columns posterior
+    move = SegmentMove(b + 0.55 * (b - a), down, rotation, slip_back_mm * back, BLEND_MM, first_moved=0)
     return _move_below(volume, points, level, move)
 
 
@@ -389,17 +395,9 @@ LISTHESIS_MM = 9.0
 
 
 def listhesis(volume, points, slip_mm: float = LISTHESIS_MM):
-    """L5 slipped forward over S1 by ``slip_mm``: everything caudal to the L5/S1 disc (0.55 of the L4-L5 spacing
-    below L5) moved back by it, across the spine; the S1 point moves with the sacrum."""
-    from spinelabel.geometry import reorient
-    from spinelabel.training.sampling import SegmentMove
-
-    canon = reorient(volume, "RIP", copy=False)
-    l4, l5 = _inplane(canon, points["L4"]), _inplane(canon, points["L5"])
-    down = (l5 - l4) / np.linalg.norm(l5 - l4)
-    back = np.array([-down[1], down[0]])  # rows run inferior, columns posterior
-    move = SegmentMove(l5 + 0.55 * (l5 - l4), down, np.eye(2), slip_mm * back, BLEND_MM, first_moved=0)
-    return _move_below(volume, points, "L5", move)
+    """L5 slipped forward over S1 by ``slip_mm``: everything caudal to the L5/S1 disc moved back by it, across the
+    spine (``_move_below_disc``); the S1 point moves with the sacrum."""
+    return _move_below_disc(volume, points, "L5", "L4", np.eye(2), slip_mm)
 
 
 #: ``narrow-disc``: how much of the spacing between the two bodies the disc between them loses. Discs take about

@@ -46,11 +46,12 @@ OPT_TIMEOUT = typer.Option(
 OPT_RETRIEVE_TIMEOUT = typer.Option(
     None, "--retrieve-timeout", help="Deadline in seconds for retrieving one whole series (default 600).", show_default=False
 )
-# Study filters (QIDO-RS, MR studies).
+# What is read of a DICOM series (spinelabel label, batch, pacs label).
 OPT_STACK = typer.Option(
     None, "--stack", help="Stack to read when a series holds several at the same positions (Dixon W/F/IP/OP, echoes): "
     "a value as listed, a part of it (W), or an echo time.", show_default=False,
 )
+# Study filters (QIDO-RS, MR studies).
 OPT_PATIENT_ID = typer.Option(None, "--patient-id", help="Only this PatientID.")
 OPT_DATE = typer.Option(None, "--date", help="StudyDate or range, e.g. 20240101-20241231.")
 OPT_STUDY = typer.Option(None, "--study", help="Only this StudyInstanceUID (repeatable).")

@@ -287,7 +287,12 @@ class AutoLabeler:
     """
 
     def __init__(self, survey: Labeler, by_region: dict[str, Labeler]):
+        from dataclasses import replace
+
         self.survey, self.by_region = survey, by_region
+        # the survey asks which levels are in view, not how sure their count is: the whole-chain survey's only anchor
+        # is C2, so every lumbar scan would be "unanchored" and its names held below the flag threshold
+        self.survey_params = replace(survey.params, unanchored_confidence=None)
 
     @classmethod
     def load(cls, threads: int | None = None) -> "AutoLabeler":
@@ -312,12 +317,8 @@ class AutoLabeler:
         When the survey names nothing, the ``FALLBACK_REGION`` labeler reads
         the image with its own checks (``_fallback``): its answer is final.
         """
-        from dataclasses import replace
-
         candidates = self.survey.detect(volume)
-        # which levels are in view, not how sure their count is: the whole-chain survey's only anchor is C2, so
-        # every lumbar scan would be "unanchored" and its names held below the flag threshold
-        first = self.survey.name(candidates, replace(self.survey.params, unanchored_confidence=None))
+        first = self.survey.name(candidates, self.survey_params)
         if not first.vertebrae:
             return FALLBACK_REGION, None, self._fallback(volume)
         confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]
