@@ -102,6 +102,38 @@ def flag_stats(report=None, confidences: dict[str, dict[str, float]] | None = No
     return text
 
 
+def warning_code_rows(scans: list[tuple[list[str], bool]]) -> list[str]:
+    """Table rows: for each warning code, how many scans carry it and how many of those are wrong.
+
+    ``scans``: (warning codes, every name right) per labeled scan. Then three
+    summary rows: any code of concern ``count``, none of them, and no warning
+    at all. "share of wrong scans" is the part of all wrong scans the row
+    holds: for the ``count`` rows, how many miscounted scans a worklist that
+    routes on those codes would catch or miss.
+    """
+    from spinelabel.warning_codes import CODES, COUNT
+
+    n_wrong = sum(not right for _, right in scans)
+
+    def row(name: str, concern: str, members: list[bool]) -> str:
+        wrong = sum(not right for right in members)
+        share = f"{wrong}/{n_wrong}" if n_wrong else "—"
+        rate = f"{100 * wrong / len(members):.0f} %" if members else "—"
+        return f"| {name} | {concern} | {len(members)} | {wrong} ({rate}) | {share} |"
+
+    seen = sorted({c for codes, _ in scans for c in codes}, key=list(CODES).index)
+    lines = [row(f"`{c}`", CODES[c][0], [right for codes, right in scans if c in codes]) for c in seen]
+    counted = [any(CODES[c][0] == COUNT for c in codes) for codes, _ in scans]
+    lines.append(row("any `count` code", COUNT, [right for (_, right), k in zip(scans, counted) if k]))
+    lines.append(row("no `count` code", "—", [right for (_, right), k in zip(scans, counted) if not k]))
+    lines.append(row("no warning at all", "—", [right for codes, right in scans if not codes]))
+    return lines
+
+
+#: The header of :func:`warning_code_rows`' table.
+WARNING_CODE_HEAD = "| warning code | concern | scans with it | wrong scans among them | share of all wrong scans |\n|---|---|---|---|---|"
+
+
 def _s1_summary(result) -> tuple[float, float] | None:
     """(confidence, distance to L5 in mm) of a labeled S1, or None when S1 was not labeled."""
     by = {v.label: v for v in result.vertebrae}

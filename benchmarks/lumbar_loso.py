@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.cervical import _mm, _pct
-from benchmarks.lumbar import REPO, SHARED, flag_stats, git_commit, write_section
+from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, flag_stats, git_commit, warning_code_rows, write_section
 
 SPLIT = REPO / "benchmarks" / "lumbar_split.json"
 S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
@@ -81,15 +81,20 @@ def _train_all(todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Pa
         return {f"{source} seed {seed}": m for (seed, source, _), m in zip(todo, pool.map(one, todo))}
 
 
-def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int]:
-    """The scoring rows (T11/L1-L5; with our S1) of one model on ``cases``, and its T11/L1-L5 scans entirely right."""
+Coded = list[tuple[list[str], bool]]  # (warning codes, every T11/L1-L5 name right) per labeled scan
+
+
+def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Coded]:
+    """The scoring rows (T11/L1-L5; with our S1) of one model on ``cases``, its T11/L1-L5 scans entirely right,
+    and each labeled scan's warning codes with whether it is right (T11/L1-L5)."""
+    from spinelabel.warning_codes import codes
     from spinelabel.annotations import add_labels, load_annotations
     from spinelabel.evaluation import evaluate, report_to_dict
     from spinelabel.io import load_image
     from spinelabel.pipeline import make_labeler
 
     labeler = make_labeler("lumbar", model)
-    preds, conf, warned, failures = {}, {}, set(), []
+    preds, conf, warned, failures, coded = {}, {}, set(), [], {}
     for case in cases:
         try:
             result = labeler.label(load_image([SHARED / case / "image.nii.gz"]).volume)
@@ -98,14 +103,16 @@ def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int]:
             continue
         preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
         conf[case] = {v.label: v.confidence for v in result.vertebrae}
+        coded[case] = codes(result.warnings)
         if result.warnings:
             warned.add(case)
     gt = load_annotations([SHARED / c / "centroids.json" for c in cases])
-    rows, right = [], []  # right: scans entirely right, per ground truth
+    rows, right, per_scan = [], [], []  # right: scans entirely right, per ground truth
     for name, truth in (("T11/L1-L5", gt), ("with our S1", add_labels(gt, load_annotations([S1_LABELS]))[0])):
         rep = evaluate(preds, truth)
         o = report_to_dict(rep)["overall"]
         right.append(o["n_scans_correct"])
+        per_scan = per_scan or [(coded[r.scan_id], r.all_correct) for r in rep.per_scan if r.scan_id in coded]
         wrong = [r.scan_id for r in rep.per_scan if not r.all_correct]
         rows.append(
             f"{name} | {_pct(o['identification_rate'])} ({o['n_identified']}/{o['n_gt']}) | "
@@ -113,20 +120,20 @@ def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int]:
             f"{_mm(o['error_mm']['mean'])} mm | {'; '.join(failures) or '—'} | {', '.join(wrong) or '—'} | "
             f"{flag_stats(rep, conf, warned=warned)}"
         )
-    return (rows[0], rows[1]), right[0]  # the T11/L1-L5 count: the sources' own points
+    return (rows[0], rows[1]), right[0], per_scan  # the T11/L1-L5 count: the sources' own points
 
 
-def _direction(model: Path, train_on: str, everything: list[str]) -> tuple[list[str], int]:
-    """Table lines (T11/L1-L5; with our S1) of a model trained on ``train_on``, tested on the other source, and its
-    T11/L1-L5 scans entirely right."""
+def _direction(model: Path, train_on: str, everything: list[str]) -> tuple[list[str], int, Coded]:
+    """Table lines (T11/L1-L5; with our S1) of a model trained on ``train_on``, tested on the other source, its
+    T11/L1-L5 scans entirely right and its scans' warning codes (``_score``)."""
     test_on = next(s for s in SOURCES if s != train_on)
     n_train = len(json.loads((model / "config.json").read_text())["training"]["scans"])
     cases = [c for c in everything if c.startswith(test_on)]
-    rows, right = _score(model, cases)
+    rows, right, coded = _score(model, cases)
     lines = [f"| {train_on} ({n_train} scans) -> {test_on} ({len(cases)} scans) | {row} |" for row in rows]
     for line in lines:
         print(line, flush=True)
-    return lines, right
+    return lines, right, coded
 
 
 def _one_thread() -> None:
@@ -135,7 +142,7 @@ def _one_thread() -> None:
     os.environ["SPINELABEL_THREADS"] = "1"  # read when each worker loads its labeler
 
 
-def _score_all(models: list[tuple[Path, str]], everything: list[str], jobs: int) -> list[tuple[list[str], int]]:
+def _score_all(models: list[tuple[Path, str]], everything: list[str], jobs: int) -> list[tuple[list[str], int, Coded]]:
     """``_direction`` of each (model folder, source trained on), ``jobs`` processes side by side (one thread each when > 1)."""
     if jobs <= 1:
         return [_direction(model, src, everything) for model, src in models]
@@ -190,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device)
     jobs = [(seed, src) for seed in seeds for src in SOURCES]
     scored = _score_all([(folder(seed, src), src) for seed, src in jobs], everything, args.jobs)
-    lines, right = [], {}
-    for (seed, src), (rows, right[seed, src]) in zip(jobs, scored):
+    lines, right, coded = [], {}, []
+    for (seed, src), (rows, right[seed, src], scans) in zip(jobs, scored):
         lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
+        coded += scans
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
     if args.seeds:
         title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {','.join(map(str, seeds))}"
@@ -211,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
 {head} identification | scans entirely right | sensitivity | precision | mean error | failures | wrong scans | flags |
 |{'---|' * (head.count('|') - 1 + 8)}
 {chr(10).join(lines)}
+
+What the warning codes say (docs/output-format.md), over every model and scan above (T11/L1-L5 points; refused
+scans left out): a scan is wrong when any name is.
+
+{WARNING_CODE_HEAD}
+{chr(10).join(warning_code_rows(coded))}
 """
     write_section(args.results, key, body)
     print(f"wrote {args.results}")

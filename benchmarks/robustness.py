@@ -62,7 +62,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lumbar import REPO, SHARED, flag_counts, flag_stats, git_commit, write_section
+from benchmarks.lumbar import (
+    REPO,
+    SHARED,
+    WARNING_CODE_HEAD,
+    flag_counts,
+    flag_stats,
+    git_commit,
+    warning_code_rows,
+    write_section,
+)
 
 #: Ground-truth points closer than this to a cut are dropped (mm).
 CUT_MARGIN_MM = 10.0
@@ -70,11 +79,13 @@ CUT_MARGIN_MM = 10.0
 
 @dataclass
 class Labeled:
-    """What labelers made of some cases: names and positions, confidences, warned cases, failures, seconds."""
+    """What labelers made of some cases: names and positions, confidences, warned cases, warning codes, failures,
+    seconds."""
 
     preds: dict[str, list] = field(default_factory=dict)
     conf: dict[str, dict[str, float]] = field(default_factory=dict)
     warned: set[str] = field(default_factory=set)
+    codes: dict[str, list[str]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
 
@@ -85,6 +96,7 @@ class Labeled:
             result = labeler.label(volume)
             self.preds[case] = [(v.label, v.position_mm) for v in result.vertebrae]
             self.conf[case] = {v.label: v.confidence for v in result.vertebrae}
+            self.codes[case] = [w.code for w in result.warnings]
             if result.warnings:
                 self.warned.add(case)
         except Exception as exc:  # a failure is a result
@@ -490,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     sources, n_s1 = add_labels(sources, load_annotations([REPO / "annotations" / "lumbar-s1.csv"]))
     gt = {a.scan_id: a for a in sources}
     labeler = Labeler.load(args.model)
-    rows = []
+    rows, coded = [], []
     total = {"scans": 0, "scans_right": 0, "wrong": 0, "wrong_warned": 0, "right": 0, "right_warned": 0}
     with tempfile.TemporaryDirectory(prefix="spinelabel-robust-") as tmp:
         for name, change in conditions(Path(tmp), args.seed).items():
@@ -504,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             rep = evaluate(run.preds, truth)
             shifted = [r.scan_id for r in rep.per_scan if r.mislabeled]
             counts = flag_counts(rep, run.conf, warned=run.warned)
+            coded += [(run.codes[r.scan_id], r.all_correct) for r in rep.per_scan if r.scan_id in run.codes]
             rows.append(
                 f"| {name} | {_pct(rep.sensitivity)} | {_pct(rep.precision)} | "
                 f"{_mm(rep.error_mean_mm)} | {_pct(rep.identification_rate)} | "
@@ -530,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
 | condition | sensitivity | precision | mean error | identification | scans right | time/scan | failures, mislabeled scans | confidence as a flag |
 |---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+What the warning codes say (docs/output-format.md), over every condition and scan above (refused scans left out): a
+scan is wrong when any name is.
+
+{WARNING_CODE_HEAD}
+{chr(10).join(warning_code_rows(coded))}
 """
     write_section(args.results, "lumbar-robustness", body)
     print(f"wrote {args.results}")

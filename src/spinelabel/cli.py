@@ -130,7 +130,7 @@ def label(
         result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps, stack)
         _echo(_summary_line(result), quiet)
         for w in result.warnings:
-            _echo(f"warning: {w}", quiet, err=True)
+            _echo(f"warning: {w.line()}", quiet, err=True)
         return
     _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack)
 

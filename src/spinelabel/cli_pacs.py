@@ -183,5 +183,5 @@ def pacs_label(
         written = ", ".join(p.name for p in (d.outputs.sr, d.outputs.gsps) if p is not None)
         typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.outputs.json}, {written}{stored}")
         for w in d.warnings:
-            typer.echo(f"warning: series {d.series_uid}: {w}", err=True)
+            typer.echo(f"warning: series {d.series_uid}: {w.line()}", err=True)
     _report_failures(failures)

@@ -54,5 +54,5 @@ def run_demo(out: Path) -> Iterator[str]:
     ])
     yield "labels: " + " ".join(f"{v.label}({v.confidence:.2f})" for v in result.vertebrae)
     for w in result.warnings:
-        yield f"warning: {w}"
+        yield f"warning: {w.line()}"
     yield f"wrote {out / 'demo.json'} and {out / 'demo.png'}"

@@ -104,6 +104,7 @@ from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .labeling_params import Candidate, LabeledVertebra, LabelingParams, LabelingResult
 from .labeling_warnings import anchor_rivals, capped, direction_check, labeling_warnings, uncountable_variant_warning
 from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
+from .warning_codes import LabelWarning
 
 __all__ = ["Candidate", "LabeledVertebra", "LabelingParams", "LabelingResult", "label_candidates"]
 
@@ -650,10 +651,11 @@ def _label_strongest(
     dropped_strong = sum(float(candidates[i].score) >= params.low_confidence for i in order[params.max_candidates :])
     if not dropped_strong:
         return replace(result, vertebrae=vertebrae)
-    note = (
+    note = LabelWarning(
+        "candidates-capped",
         f"{len(candidates) - len(keep)} weakest of {len(candidates)} candidates ignored "
         f"(more than {params.max_candidates}; {dropped_strong} of them with score >= {params.low_confidence}): "
-        "is this a spine image?"
+        "is this a spine image?",
     )
     return replace(result, vertebrae=vertebrae, warnings=[note, *result.warnings])
 

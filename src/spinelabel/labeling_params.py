@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .anatomy import ANCHOR_LEVELS
+from .warning_codes import LabelWarning
 
 
 @dataclass(frozen=True)
@@ -307,8 +308,8 @@ class LabelingResult:
         Chosen patient-size factor of the shape model.
     cost : float
         Total cost (nats) of the labeling, false positives and variant included.
-    warnings : list of str
-        Plain-English warnings for the user.
+    warnings : list of LabelWarning
+        What a reader should check, each a code and a sentence.
     level_offset : float
         Chosen scan-wide offset of the CNN's level estimates (levels).
     level_gain : float
@@ -319,6 +320,6 @@ class LabelingResult:
     variant: tuple[str, ...]
     scale: float
     cost: float
-    warnings: list[str]
+    warnings: list[LabelWarning]
     level_offset: float = 0.0
     level_gain: float = 1.0

@@ -15,19 +15,20 @@ import numpy as np
 
 from .anatomy import BODY_HEIGHT_MM, Region
 from .labeling_params import LabeledVertebra, LabelingParams
+from .warning_codes import LabelWarning
 
 #: The advice every warning about the count ends with.
 COUNT_YOURSELF = "count from a landmark to verify"
 
 
-def gap_warnings(labels: Sequence[str], levels: Sequence[str]) -> list[str]:
+def gap_warnings(labels: Sequence[str], levels: Sequence[str]) -> list[LabelWarning]:
     """Warnings for levels of the chain ``levels`` skipped between consecutive ``labels``."""
     out = []
     for upper, lower in itertools.pairwise(labels):
         missing = levels[levels.index(upper) + 1 : levels.index(lower)]
         if missing:
             names = ", ".join(missing)
-            out.append(f"missed detection: no vertebra found at {names} (between {upper} and {lower})")
+            out.append(LabelWarning("missed-level", f"missed detection: no vertebra found at {names} (between {upper} and {lower})"))
     return out
 
 
@@ -51,8 +52,8 @@ def labeling_warnings(
     anchors: Sequence[str] = (),
     anchor_probs: Sequence[float] = (),
     chain: tuple[tuple[str, ...], tuple[str, ...], float] = ((), (), 0.0),
-) -> list[str]:
-    """Plain-English warnings about a labeling of ``n`` candidates.
+) -> list[LabelWarning]:
+    """Warnings about a labeling of ``n`` candidates.
 
     Parameters
     ----------
@@ -67,37 +68,42 @@ def labeling_warnings(
     out = []
     known = [p for p in anchor_probs if not np.isnan(p)]  # the anchor head's view of the named anchors
     if unanchored(vertebrae, anchors):
-        out.append(
+        out.append(LabelWarning(
+            "no-anchor",
             f"no anchor vertebra ({' or '.join(anchors)}) labeled: the level names rest on the network's level "
-            f"estimates and the spacing alone and may be shifted by one level — {COUNT_YOURSELF}"
-        )
+            f"estimates and the spacing alone and may be shifted by one level — {COUNT_YOURSELF}",
+        ))
     elif vertebrae and known and max(known) < params.anchor_confirmation:
         named = "/".join(v.label for v in vertebrae if v.label in anchors)
-        out.append(
+        out.append(LabelWarning(
+            "anchor-unconfirmed",
             f"{named} labeled, but the anchor detector does not confirm it (probability "
             f"{max(known):.2f} < {params.anchor_confirmation:.2f}): the level names "
-            f"rest on the network's level estimates and the spacing and may be shifted by one level — {COUNT_YOURSELF}"
-        )
+            f"rest on the network's level estimates and the spacing and may be shifted by one level — {COUNT_YOURSELF}",
+        ))
     if n == 0:
-        out.append("no vertebra candidates were given: nothing to label")
+        out.append(LabelWarning("no-candidates", "no vertebra candidates were given: nothing to label"))
     if len(vertebrae) < params.min_vertebrae:
-        out.append(
+        out.append(LabelWarning(
+            "few-vertebrae",
             f"only {len(vertebrae)} vertebra(e) labeled (fewer than {params.min_vertebrae}): "
-            "too few to check spacing, labels unreliable"
-        )
-    out.extend(f"transitional anatomy: {v} labeled — verify counting" for v in variant)
+            "too few to check spacing, labels unreliable",
+        ))
+    out.extend(LabelWarning("transitional", f"transitional anatomy: {v} labeled — verify counting") for v in variant)
     out.extend(gap_warnings([v.label for v in vertebrae], levels))
     if vertebrae and abs(offset) >= params.offset_warning_levels:
-        out.append(
+        out.append(LabelWarning(
+            "level-offset",
             f"the network's level estimates read {abs(offset):.1f} level(s) {'below' if offset > 0 else 'above'} "
-            f"the names: the anchor and the level estimates disagree about the count — {COUNT_YOURSELF}"
-        )
+            f"the names: the anchor and the level estimates disagree about the count — {COUNT_YOURSELF}",
+        ))
     low = [f"{v.label} ({v.confidence:.2f})" for v in vertebrae if v.confidence < params.low_confidence]
     if low:
-        out.append(
+        out.append(LabelWarning(
+            "low-confidence",
             f"low confidence (< {params.low_confidence:.2f}) for {', '.join(low)}: the labels may be shifted "
-            "by a level or a candidate may be spurious — verify"
-        )
+            "by a level or a candidate may be spurious — verify",
+        ))
     return out
 
 
@@ -108,7 +114,7 @@ def anchor_rivals(
     anchor: np.ndarray,
     anchors: Sequence[str],
     params: LabelingParams,
-) -> list[str]:
+) -> list[LabelWarning]:
     """A warning when a left-out candidate is a better anchor than the confirmed one named.
 
     Leaving a candidate out costs little where its detection score is
@@ -139,15 +145,16 @@ def anchor_rivals(
         if len(rivals):
             k = rivals[np.argmax(anchor[rivals])]
             where = "below" if pos[k, 2] < pos[j, 2] else "above"
-            out.append(
+            out.append(LabelWarning(
+                "anchor-rival",
                 f"{level} named on a candidate of anchor probability {p:.2f}, but a detection {where} it "
                 f"(score {score[k]:.2f}) that the chain left out has {anchor[k]:.2f}: the level names may "
-                f"be shifted by one level — {COUNT_YOURSELF}"
-            )
+                f"be shifted by one level — {COUNT_YOURSELF}",
+            ))
     return out
 
 
-def direction_check(vertebrae: Sequence[LabeledVertebra], plain: Mapping[int, str]) -> list[str]:
+def direction_check(vertebrae: Sequence[LabeledVertebra], plain: Mapping[int, str]) -> list[LabelWarning]:
     """A warning when the best labeling without the learned step directions names a candidate otherwise.
 
     The directions and the appearance (level estimates, anchor head) are two
@@ -164,17 +171,19 @@ def direction_check(vertebrae: Sequence[LabeledVertebra], plain: Mapping[int, st
     moved = [f"{v.label} ({plain[v.candidate_index]})" for v in vertebrae if plain.get(v.candidate_index, v.label) != v.label]
     if not moved:
         return []
-    return [
+    return [LabelWarning(
+        "direction-dependent",
         f"the level names rest on the spine's curvature: without the learned step directions they would be "
-        f"{', '.join(moved)} — {COUNT_YOURSELF}"
-    ]
+        f"{', '.join(moved)} — {COUNT_YOURSELF}",
+    )]
 
 
-def uncountable_variant_warning(variant: Sequence[str], region: Region, params: LabelingParams) -> str:
+def uncountable_variant_warning(variant: Sequence[str], region: Region, params: LabelingParams) -> LabelWarning:
     """The warning for a transitional chain that fits better where a variant cannot be counted."""
-    return (
+    return LabelWarning(
+        "uncountable-variant",
         f"the spacing and level estimates fit a transitional vertebra ({', '.join(variant)}) better, but this "
         f"field of view does not reach from {params.variant_span[0]} to {params.variant_span[1]}, so it cannot be "
         f"counted: levels are named from the {' / '.join(region.anchors)} end — verify the count "
-        "(transitional anatomy?)"
+        "(transitional anatomy?)",
     )

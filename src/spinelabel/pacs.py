@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PacsError, SpinelabelError
 from .pacs_client import base_url, call, short_error
 from .pacs_query import StudyInfo, find_series, find_studies
+from .warning_codes import LabelWarning
 
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
@@ -293,7 +294,7 @@ class LabeledSeries:
     n_vertebrae: int
     stored: tuple[str, ...] = ()
     #: The reader's and the labeler's warnings (stderr and the JSON ``warnings``).
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[LabelWarning, ...] = ()
 
 
 class NotStoredError(PacsError):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .warning_codes import LabelWarning
+
 #: Below this confidence a label is flagged for the reader to check.
 LOW_CONFIDENCE = 0.5
 
@@ -28,5 +30,5 @@ class LabelResult:
     model_name: str
     model_version: str
     vertebrae: list[Vertebra]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[LabelWarning] = field(default_factory=list)
     n_candidates: int = 0

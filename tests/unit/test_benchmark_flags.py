@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.lumbar import flag_counts, flag_stats
+from benchmarks.lumbar import flag_counts, flag_stats, warning_code_rows
 from spinelabel.annotations import ScanAnnotation
 from spinelabel.evaluation import evaluate
 
@@ -28,3 +28,16 @@ def test_flag_counts_separate_low_confidence_from_warnings_and_count_right_names
     n = flag_counts(rep, conf, warned={"right"})
     assert (n["wrong_warned"], n["right_warned"]) == (1, 3)
     assert flag_stats(rep, conf, warned={"shifted"}).startswith("1/3 wrong labels flagged (confidence < 0.5); 1/3 right")
+
+
+def test_warning_code_rows_count_scans_per_code_and_the_wrong_ones_the_count_codes_miss():
+    scans = [(["no-anchor", "low-confidence"], False), (["no-anchor"], True), (["low-confidence"], False),
+             ([], True), ([], False)]
+    rows = warning_code_rows(scans)
+    assert rows == [
+        "| `no-anchor` | count | 2 | 1 (50 %) | 1/3 |",
+        "| `low-confidence` | detection | 2 | 2 (100 %) | 2/3 |",
+        "| any `count` code | count | 2 | 1 (50 %) | 1/3 |",
+        "| no `count` code | — | 3 | 2 (67 %) | 2/3 |",
+        "| no warning at all | — | 2 | 1 (50 %) | 1/3 |",
+    ]

@@ -496,22 +496,24 @@ def test_garbage_model_is_one_line(capsys, tmp_path, model_dir, damage, fragment
 # ----------------------------------------------------------------- 4. warnings that must reach the user
 
 
-def _label_with_warning(capsys, tmp_path: Path, fragment: str) -> None:
-    """Label ``tmp_path/series``: exit 0, the reader's warning once on stderr and in the JSON."""
+def _label_with_warning(capsys, tmp_path: Path, fragment: str, code: str) -> None:
+    """Label ``tmp_path/series``: exit 0, the reader's warning once on stderr and in the JSON, with its code."""
     out = tmp_path / "labels.json"
-    code, stdout, err = _run(capsys, "label", tmp_path / "series", "-o", out)
-    assert code == 0, err
+    status, stdout, err = _run(capsys, "label", tmp_path / "series", "-o", out)
+    assert status == 0, err
     assert "5 vertebrae" in stdout
     lines = _lines(err)
     assert all(ln.startswith("warning: ") for ln in lines), err  # no library noise
-    assert sum(fragment in ln for ln in lines) == 1, err
-    assert sum(fragment in w for w in json.loads(out.read_text())["warnings"]) == 1
+    assert sum(fragment in ln and ln.endswith(f" [{code}]") for ln in lines) == 1, err
+    doc = json.loads(out.read_text())
+    assert len(doc["warning_codes"]) == len(doc["warnings"])
+    assert [c for w, c in zip(doc["warnings"], doc["warning_codes"]) if fragment in w] == [code]
 
 
 def test_a_missing_slice_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, blob_labeler):
     files = _blob_dicom(tmp_path / "series")
     files[len(files) // 2].unlink()
-    _label_with_warning(capsys, tmp_path, "irregular slice spacing")
+    _label_with_warning(capsys, tmp_path, "irregular slice spacing", "irregular-spacing")
 
 
 def test_gantry_tilt_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, blob_labeler):
@@ -524,7 +526,7 @@ def test_gantry_tilt_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, bl
             ds.ImagePositionPatient = [f"{p + 0.5 * k * c:.4f}" for p, c in zip(ipp, col)]
 
         _rewrite(f, tilt)
-    _label_with_warning(capsys, tmp_path, "gantry tilt")
+    _label_with_warning(capsys, tmp_path, "gantry tilt", "sheared-grid")
 
 
 def _annotation_csv(path: Path, image: str, x: str = "1.0") -> Path:

@@ -18,6 +18,7 @@ from spinelabel.io import LoadedImage, load_image
 from spinelabel.io.dicom import ENHANCED_UNSUPPORTED, load_dicom
 from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.io.nifti import load_nifti, save_nifti
+from spinelabel.warning_codes import LabelWarning
 
 SHAPE = (9, 11, 6)  # (columns, rows, slices) in DICOM terms
 MARK = (2, 7, 3)
@@ -140,7 +141,7 @@ def test_dicom_round_trip_right_handed(tmp_path: Path, case: str):
     np.testing.assert_allclose(loaded.volume.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
     assert loaded.volume.axcodes == vol.axcodes
     assert loaded.dicom is not None
-    sheared = [w for w in loaded.dicom.warnings if "sheared grid" in w]
+    sheared = [w for w in loaded.dicom.warnings if w.code == "sheared-grid" and "sheared grid" in w.text]
     assert len(sheared) == (case == "sheared") and len(loaded.dicom.warnings) == len(sheared)
 
 
@@ -230,7 +231,7 @@ def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
     files[5].unlink()  # a missing slice: steps 3.5 x 5 and one 7.0
     back, info = load_dicom([tmp_path])
     assert back.shape == (5, 6, 7)
-    assert any("irregular slice spacing" in w for w in info.warnings)
+    assert any(w.code == "irregular-spacing" and "irregular slice spacing" in w.text for w in info.warnings)
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)  # median step = the true step
     np.testing.assert_allclose(back.real_data()[:, :, :5], vol.data[:, :, :5], atol=0.1)
 
@@ -293,6 +294,8 @@ def test_the_only_sagittal_series_of_a_study_is_read_with_a_warning(tmp_path: Pa
     np.testing.assert_allclose(loaded.volume.real_data(), sag.data, atol=1e-3 * np.ptp(sag.data))
     assert loaded.dicom is not None and loaded.dicom.series_instance_uid == "1.2.826.0.1.1"
     (warning,) = loaded.dicom.warnings
+    assert warning.code == "series-chosen"
+    warning = warning.text
     assert warning.startswith("3 image series in") and "labeled the only sagittal one, 1.2.826.0.1.1 'T2 SAG'" in warning
     assert "1.2.826.0.1.2 'T2 AX'" in warning and "--series UID picks another" in warning
 
@@ -410,10 +413,11 @@ def test_of_several_echoes_in_one_series_the_longest_is_read_with_a_warning(tmp_
     np.testing.assert_allclose(loaded.volume.affine, t2.affine, atol=1e-4)
     assert loaded.dicom is not None
     assert all(f.name.startswith("E2_") for f in loaded.dicom.files)
-    assert loaded.dicom.warnings == [
+    assert loaded.dicom.warnings == [LabelWarning(
+        "echo-chosen",
         "series 1.2.3 holds 2 echoes at the same slice positions (TE 12, 96 ms): "
-        "the longest, TE 96 ms (the most T2-weighted), was read"
-    ]
+        "the longest, TE 96 ms (the most T2-weighted), was read",
+    )]
 
 
 def test_of_several_echoes_in_one_enhanced_file_the_longest_is_read(tmp_path: Path, write_enhanced_mr):
@@ -435,7 +439,7 @@ def test_of_several_echoes_in_one_enhanced_file_the_longest_is_read(tmp_path: Pa
     back, info = load_dicom([tmp_path / "enhanced.dcm"])
     np.testing.assert_allclose(back.affine, t2.affine, atol=1e-4)
     np.testing.assert_allclose(back.real_data(), t2.data, atol=1e-3 * np.ptp(both.data))
-    assert sorted(info.frame_numbers) == list(range(1, n + 1)) and "TE 12, 96 ms" in info.warnings[0]
+    assert sorted(info.frame_numbers) == list(range(1, n + 1)) and "TE 12, 96 ms" in info.warnings[0].text
 
 
 def test_stacks_that_differ_in_image_type_are_refused_with_a_listing(tmp_path: Path):
@@ -471,7 +475,7 @@ def test_the_stack_named_is_read_with_its_geometry(tmp_path: Path, stack: str, p
     np.testing.assert_allclose(loaded.volume.affine, expected.affine, atol=1e-4)
     assert loaded.dicom is not None and all(f.name.startswith(prefix) for f in loaded.dicom.files)
     (warning,) = loaded.dicom.warnings
-    assert "2 stacks" in warning and f"was read (--stack {stack})" in warning
+    assert warning.code == "stack-chosen" and "2 stacks" in warning.text and f"was read (--stack {stack})" in warning.text
 
 
 @pytest.mark.parametrize("stack", ["PRIMARY", "IP", "", "12"])
@@ -492,7 +496,7 @@ def test_an_echo_is_picked_by_its_echo_time(tmp_path: Path):
     loaded = load_image([tmp_path], stack="12.0")
     np.testing.assert_allclose(loaded.volume.real_data(), pd_.data, atol=1e-3 * np.ptp(pd_.data))
     assert loaded.dicom is not None and all(f.name.startswith("E1_") for f in loaded.dicom.files)
-    assert "told apart by EchoTime" in loaded.dicom.warnings[0]
+    assert "told apart by EchoTime" in loaded.dicom.warnings[0].text and loaded.dicom.warnings[0].code == "stack-chosen"
 
 
 def test_a_series_of_one_stack_is_read_whatever_stack_says(tmp_path: Path):

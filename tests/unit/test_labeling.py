@@ -77,7 +77,7 @@ def test_missed_vertebra_keeps_the_rest_and_warns_about_the_gap():
     del pts["L3"]
     result = label_candidates(candidates(pts), LUMBAR, PRIOR)
     assert labels(result) == ["T10", "T11", "T12", "L1", "L2", "L4", "L5", "S1"]
-    gap = [w for w in result.warnings if "missed" in w]
+    gap = [w.text for w in result.warnings if w.code == "missed-level"]
     assert len(gap) == 1 and "L3" in gap[0] and "L2" in gap[0] and "L4" in gap[0]
 
 
@@ -99,7 +99,7 @@ def test_false_positives_are_left_unassigned():
 def test_partial_field_of_view_with_level_estimates(fov):
     result = label_candidates(candidates(spine(fov, seed=3)), LUMBAR, PRIOR)
     assert labels(result) == list(fov)
-    assert not any("missed" in w for w in result.warnings)
+    assert not any("missed" in w.text for w in result.warnings)
 
 
 def test_without_level_estimates_labels_are_consecutive_but_not_anchored():
@@ -111,7 +111,7 @@ def test_without_level_estimates_labels_are_consecutive_but_not_anchored():
     idx = [chain.index(lv) for lv in labels(blind)]
     assert len(idx) == 9 and idx == list(range(idx[0], idx[0] + 9))
     assert [v.candidate_index for v in blind.vertebrae] == list(range(9))
-    assert any("low confidence" in w for w in blind.warnings)
+    assert any("low confidence" in w.text for w in blind.warnings)
     informed = label_candidates(candidates(pts), LUMBAR, PRIOR)
     assert labels(informed) == list(T10_S1)
     def mean(r):
@@ -139,7 +139,7 @@ def test_sharp_estimates_of_a_sixth_lumbar_vertebra_warn_but_name_no_l6():
     cands = with_anchor(candidates(spine(levels), sd=0.3, noise=0.1), at={len(levels) - 1})
     result = label_candidates(cands, LUMBAR, PRIOR)
     assert result.variant == () and "L6" not in labels(result) and "T13" not in labels(result)
-    assert any("transitional vertebra (L6)" in w and "verify the count" in w for w in result.warnings)
+    assert any(w.code == "uncountable-variant" and "transitional vertebra (L6)" in w.text and "verify the count" in w.text for w in result.warnings)
 
 
 def test_a_whole_spine_from_c2_to_s1_names_the_l6_variant_with_a_warning():
@@ -149,7 +149,7 @@ def test_a_whole_spine_from_c2_to_s1_names_the_l6_variant_with_a_warning():
     result = label_candidates(cands, REGIONS["whole"], PRIOR)
     assert result.variant == ("L6",)
     assert labels(result) == list(levels)
-    assert any("transitional anatomy: L6" in w and "verify counting" in w for w in result.warnings)
+    assert any(w.code == "transitional" and "transitional anatomy: L6" in w.text and "verify counting" in w.text for w in result.warnings)
 
 
 def test_a_whole_spine_view_that_misses_c2_names_no_variant():
@@ -167,18 +167,19 @@ def test_an_anchor_the_anchor_head_does_not_confirm_is_flagged():
     unconfirmed = label_candidates(with_anchor(candidates(spine(levels), sd=0.3), at=last, p=0.45, elsewhere=0.3), LUMBAR, PRIOR)
     confirmed = label_candidates(with_anchor(candidates(spine(levels), sd=0.5), at=last, p=0.8), LUMBAR, PRIOR)
     assert labels(unconfirmed) == labels(confirmed) == list(levels)
-    assert any("S1 labeled, but the anchor detector does not confirm it (probability 0.45 < 0.50)" in w
+    assert any(w.code == "anchor-unconfirmed"
+               and "S1 labeled, but the anchor detector does not confirm it (probability 0.45 < 0.50)" in w.text
                for w in unconfirmed.warnings)
-    assert not any("does not confirm" in w or "no anchor" in w for w in confirmed.warnings)
+    assert not any("does not confirm" in w.text or "no anchor" in w.text for w in confirmed.warnings)
     without_head = label_candidates(candidates(spine(levels), sd=0.5), LUMBAR, PRIOR)  # anchor None: no head
-    assert not any("does not confirm" in w for w in without_head.warnings)
+    assert not any("does not confirm" in w.text for w in without_head.warnings)
 
 
 def test_weak_evidence_keeps_the_standard_chain():
     """The variant prior needs evidence: vague estimates on a normal spine keep 5 lumbar."""
     result = label_candidates(candidates(spine(T10_S1), sd=3.0), LUMBAR, PRIOR)
     assert result.variant == ()
-    assert not any("transitional" in w for w in result.warnings)
+    assert not any("transitional" in w.text for w in result.warnings)
 
 
 def test_a_count_that_rests_on_level_estimates_alone_is_flagged():
@@ -188,8 +189,8 @@ def test_a_count_that_rests_on_level_estimates_alone_is_flagged():
     assert labels(result) == ["L1", "L2", "L3", "L4", "L5"]
     assert max(v.confidence for v in result.vertebrae) < LabelingParams().low_confidence
     assert min(v.vertebra_probability for v in result.vertebrae) > 0.9  # detections are sure, the count is not
-    assert any("low confidence" in w for w in result.warnings)
-    assert any("no anchor vertebra (S1)" in w for w in result.warnings)
+    assert any("low confidence" in w.text for w in result.warnings)
+    assert any("no anchor vertebra (S1)" in w.text for w in result.warnings)
 
 
 def _anchored_at_s1(shift):
@@ -205,14 +206,14 @@ def test_the_scan_wide_offset_absorbs_a_consistent_bias_of_the_level_estimates()
     assert result.level_offset == pytest.approx(1.0)
     assert min(v.confidence for v in result.vertebrae) > 0.8
     # the anchor and the estimates disagree by a whole level: right names, but the count is for the reader to check
-    assert any("level estimates read 1.0 level(s) below the names" in w for w in result.warnings)
+    assert any("level estimates read 1.0 level(s) below the names" in w.text for w in result.warnings)
 
 
 def test_half_a_level_of_bias_in_the_level_estimates_is_not_a_disagreement():
     truth, result = _anchored_at_s1(0.5)
     assert labels(result) == list(truth)
     assert result.level_offset == pytest.approx(0.5)
-    assert not any("level estimates read" in w for w in result.warnings)
+    assert not any("level estimates read" in w.text for w in result.warnings)
 
 
 def test_vague_level_estimates_give_low_confidence():
@@ -223,7 +224,7 @@ def test_vague_level_estimates_give_low_confidence():
     assert labels(sharp) == list(truth)
     assert all(v.confidence > 0.7 for v in sharp.vertebrae)
     assert all(v.confidence < 0.5 for v in vague.vertebrae)
-    assert any("low confidence" in w for w in vague.warnings)
+    assert any("low confidence" in w.text for w in vague.warnings)
 
 
 def test_two_candidates_competing_for_one_level_lower_its_confidence():
@@ -257,13 +258,13 @@ def test_shuffled_input_gives_the_same_labeling():
 def test_empty_candidate_list_gives_an_empty_result_with_a_warning():
     result = label_candidates([], LUMBAR, PRIOR)
     assert result.vertebrae == [] and result.variant == ()
-    assert any("no vertebra candidates" in w for w in result.warnings)
+    assert any("no vertebra candidates" in w.text for w in result.warnings)
 
 
 def test_a_single_candidate_is_labeled_with_a_warning():
     result = label_candidates([Candidate(np.zeros(3), 0.9, anatomy.ordinal("L3"), 0.5)], LUMBAR, PRIOR)
     assert labels(result) == ["L3"]
-    assert any("only 1 vertebra" in w for w in result.warnings)
+    assert any("only 1 vertebra" in w.text for w in result.warnings)
 
 
 def test_only_weak_candidates_give_the_empty_labeling():
@@ -271,7 +272,7 @@ def test_only_weak_candidates_give_the_empty_labeling():
     result = label_candidates(cands, LUMBAR, PRIOR)
     assert result.vertebrae == []
     assert result.cost == pytest.approx(-2 * math.log(0.95))
-    assert any("only 0 vertebra" in w for w in result.warnings)
+    assert any("only 0 vertebra" in w.text for w in result.warnings)
 
 
 def test_side_by_side_candidates_are_never_consecutive():
@@ -628,7 +629,7 @@ def test_the_scan_wide_gain_lets_an_anchor_count_a_chain_whose_estimates_run_com
 
 
 def _rival_warnings(result):
-    return [w for w in result.warnings if "that the chain left out has" in w]
+    return [w.text for w in result.warnings if w.code == "anchor-rival"]
 
 
 def test_a_left_out_candidate_the_anchor_head_prefers_to_the_named_anchor_warns():
@@ -719,7 +720,7 @@ def test_an_untrusted_anchor_level_is_no_evidence_either_way():
     assert labels(trusted_yes) == list(truth) and labels(trusted_no) != list(truth)
     assert trusted_no.cost > trusted_yes.cost
     # the warning names only the anchors that count
-    assert any("no anchor vertebra (C2) labeled" in w for w in says_no.warnings)
+    assert any("no anchor vertebra (C2) labeled" in w.text for w in says_no.warnings)
 
 
 @pytest.mark.parametrize("bad", [("S2",), "C2", ["C2"]])
@@ -851,21 +852,21 @@ def test_too_many_candidates_keeps_the_strongest_and_warns():
     # indices refer to the caller's list
     assert [v.candidate_index for v in result.vertebrae] == list(range(15, 20))
     # only weak candidates were left out: no warning (a whole spine gives many weak lateral ones)
-    assert not any("candidates ignored" in w for w in result.warnings)
+    assert not any("candidates ignored" in w.text for w in result.warnings)
     # strong clutter left out is unlike a spine: warned
     clutter = [Candidate(rng.uniform(-100, 100, 3) + [300.0, 0.0, 0.0], 0.6, None) for _ in range(8)]
     result = label_candidates(strong + clutter + weak, LUMBAR, PRIOR, params)
     assert labels(result) == ["L1", "L2", "L3", "L4", "L5"]
-    assert any("33 weakest of 43 candidates ignored (more than 10; 3 of them with score >= 0.5)" in w
+    assert any("33 weakest of 43 candidates ignored (more than 10; 3 of them with score >= 0.5)" in w.text
                for w in result.warnings)
 
 
 def test_a_chain_without_its_anchor_warns_that_the_count_is_unverified():
     with_s1 = label_candidates(candidates(spine(("L3", "L4", "L5", "S1")), sd=0.5), LUMBAR, PRIOR)
     without = label_candidates(candidates(spine(("L1", "L2", "L3", "L4")), sd=0.5), LUMBAR, PRIOR)
-    assert labels(with_s1)[-1] == "S1" and not any("no anchor" in w for w in with_s1.warnings)
+    assert labels(with_s1)[-1] == "S1" and not any("no anchor" in w.text for w in with_s1.warnings)
     assert labels(without) == ["L1", "L2", "L3", "L4"]
-    assert any(w.startswith("no anchor vertebra (S1) labeled") for w in without.warnings)
+    assert any(w.text.startswith("no anchor vertebra (S1) labeled") for w in without.warnings)
 
 
 def test_names_that_rest_on_the_level_estimates_alone_are_flagged_however_sure_the_estimates():
@@ -882,7 +883,7 @@ def test_names_that_rest_on_the_level_estimates_alone_are_flagged_however_sure_t
     for f, h in zip(free.vertebrae, held.vertebrae):
         assert h.confidence == min(f.confidence, params.unanchored_confidence)
         assert h.vertebra_probability == f.vertebra_probability
-    assert any(w.startswith("low confidence") for w in held.warnings)
+    assert any(w.text.startswith("low confidence") for w in held.warnings)
     anchored = label_candidates(candidates(spine(("L3", "L4", "L5", "S1")), sd=0.3, noise=0.05), LUMBAR, PRIOR, params)
     assert labels(anchored)[-1] == "S1" and max(v.confidence for v in anchored.vertebrae) > params.low_confidence
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from spinelabel.labeling_params import LabeledVertebra, LabelingParams
 from spinelabel.labeling_warnings import anchor_rivals, capped, direction_check, gap_warnings, labeling_warnings
+from spinelabel.warning_codes import LabelWarning, codes, count_at_risk
 
 LUMBAR = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
 
@@ -14,7 +15,7 @@ def _named(labels: list[str], confidence: float = 0.8) -> list[LabeledVertebra]:
 
 def test_a_skipped_level_is_named():
     assert gap_warnings(["L2", "L4", "L5"], LUMBAR) == [
-        "missed detection: no vertebra found at L3 (between L2 and L4)"
+        LabelWarning("missed-level", "missed detection: no vertebra found at L3 (between L2 and L4)")
     ]
     assert gap_warnings(["L2", "L3"], LUMBAR) == []
 
@@ -34,12 +35,17 @@ def test_the_warnings_say_what_the_count_rests_on():
     vertebrae = _named(["L3", "L4", "L5", "S1"])
     assert labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, (), 0.0)) == []
     unconfirmed = labeling_warnings(vertebrae, 4, params, ("S1",), [0.3], (LUMBAR, (), 0.0))
-    assert len(unconfirmed) == 1 and "anchor detector does not confirm it (probability 0.30" in unconfirmed[0]
+    assert codes(unconfirmed) == ["anchor-unconfirmed"]
+    assert "anchor detector does not confirm it (probability 0.30" in unconfirmed[0].text
     shifted = labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, (), -params.offset_warning_levels))
-    assert len(shifted) == 1 and "read 1.0 level(s) above the names" in shifted[0]
+    assert codes(shifted) == ["level-offset"] and "read 1.0 level(s) above the names" in shifted[0].text
     variant = labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, ("L6",), 0.0))
-    assert variant == ["transitional anatomy: L6 labeled — verify counting"]
-    assert labeling_warnings([], 0, params)[0] == "no vertebra candidates were given: nothing to label"
+    assert variant == [LabelWarning("transitional", "transitional anatomy: L6 labeled — verify counting")]
+    assert codes(labeling_warnings([], 0, params)) == ["no-candidates", "few-vertebrae"]
+    unanchored = labeling_warnings(_named(["L2", "L3", "L4"], 0.49), 3, params, ("S1",), [], (LUMBAR, (), 0.0))
+    assert codes(unanchored) == ["no-anchor", "low-confidence"] and count_at_risk(unanchored)
+    low = labeling_warnings(_named(["L4", "L5", "S1"], 0.4), 3, params, ("S1",), [0.9], (LUMBAR, (), 0.0))
+    assert codes(low) == ["low-confidence"] and not count_at_risk(low)
 
 
 def test_a_left_out_detection_rated_a_better_anchor_is_a_rival():
@@ -49,7 +55,7 @@ def test_a_left_out_detection_rated_a_better_anchor_is_a_rival():
     anchor = np.array([0.01, 0.6, 0.9])  # the left-out candidate below the named S1 looks more like one
     named = {0: "L5", 1: "S1"}
     (warning,) = anchor_rivals(named, pos, score, anchor, ("S1",), params)
-    assert warning.startswith("S1 named on a candidate of anchor probability 0.60, but a detection below it")
+    assert warning.code == "anchor-rival" and warning.text.startswith("S1 named on a candidate of anchor probability 0.60, but a detection below it")
     weak = score.copy()
     weak[2] = params.anchor_rival_score - 0.1
     assert anchor_rivals(named, pos, weak, anchor, ("S1",), params) == []
@@ -59,4 +65,4 @@ def test_names_that_move_without_the_directions_are_listed():
     vertebrae = _named(["L4", "L5", "S1"])
     assert direction_check(vertebrae, {0: "L4", 1: "L5", 2: "S1"}) == []
     (warning,) = direction_check(vertebrae, {0: "L3", 1: "L4", 2: "L5"})
-    assert "they would be L4 (L3), L5 (L4), S1 (L5)" in warning
+    assert warning.code == "direction-dependent" and "they would be L4 (L3), L5 (L4), S1 (L5)" in warning.text

@@ -68,7 +68,7 @@ def test_unanchored_labels_are_returned_but_flagged():
     result = Labeler(dummy_config(min_confident=2), BlobNet()).label(vol)
     assert len(result.vertebrae) == len(centres)
     assert all(v.confidence < 0.5 for v in result.vertebrae)
-    assert any("low confidence" in w for w in result.warnings)
+    assert any("low confidence" in w.text for w in result.warnings if w.code == "low-confidence")
 
 
 class LevelNet(BlobNet):
@@ -316,7 +316,7 @@ def test_reader_warnings_reach_the_result(tmp_path):
     loaded = load_image([tmp_path / "dicom"])
     result = label_loaded(Labeler(dummy_config(), BlobNet()), loaded)
     assert result.vertebrae
-    assert "irregular slice spacing" in result.warnings[0]
+    assert result.warnings[0].code == "irregular-spacing" and "irregular slice spacing" in result.warnings[0].text
 
 
 def test_labeling_settings_can_differ_per_region():

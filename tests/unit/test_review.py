@@ -108,6 +108,40 @@ def test_existing_results_are_loaded_without_labeling(nifti_scans, tmp_path):
     assert not failures and [s.doc.get("review", {}).get("status") for s in scans] == ["accepted", None]
 
 
+def _rewrite(path, **fields):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+def test_a_scan_whose_count_is_in_doubt_comes_first_with_its_warnings_coded(nifti_scans, tmp_path):
+    """Order: count warnings, then other warnings, then the lowest confidence; codes and concerns reach the viewer."""
+    labels = tmp_path / "labels"
+    session_for(nifti_scans, labels)
+    _rewrite(labels / "full.json", warnings=["no anchor vertebra (S1) labeled"], warning_codes=["no-anchor"])
+    _rewrite(labels / "short.json", warnings=["low confidence for L2", "slices offset"],
+             warning_codes=["low-confidence", "sheared-grid"])
+    session = session_for(nifti_scans, labels)
+    names = [(e["name"], e["count_warned"], e["n_warnings"]) for e in session.worklist()["scans"]]
+    assert names == [("full", True, 1), ("short", False, 2)]
+    assert session.meta(1)["warnings"] == [
+        {"code": "low-confidence", "concern": "detection", "text": "low confidence for L2"},
+        {"code": "sheared-grid", "concern": "input", "text": "slices offset"},
+    ]
+    old = {k: v for k, v in json.loads((labels / "full.json").read_text()).items() if k != "warning_codes"}
+    (labels / "full.json").write_text(json.dumps({**old, "warnings": ["an old warning"]}))  # written before codes
+    session = session_for(nifti_scans, labels)
+    assert [e["name"] for e in session.worklist()["scans"]] == ["short", "full"]  # then by warnings, confidence
+    assert session.meta(0)["warnings"] == [{"code": "unspecified", "concern": "detection", "text": "an old warning"}]
+
+
+def test_warning_codes_that_do_not_match_the_warnings_are_a_failure(nifti_scans, tmp_path):
+    labels = tmp_path / "labels"
+    session_for(nifti_scans, labels)
+    _rewrite(labels / "short.json", warnings=["one", "two"], warning_codes=["no-anchor"])
+    scans, _, failures = prepare_scans(nifti_scans, ["full", "short"], labels, dummy_labeler)
+    assert [s.name for s in scans] == ["full"] and [p.name for p, _ in failures] == ["short.nii.gz"]
+    assert "warning_codes" in failures[0][1]
+
+
 def test_bad_inputs_and_results_are_failures(nifti_scans, tmp_path):
     labels = tmp_path / "labels"
     labels.mkdir()

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, lps_to_ras
 from ..limits import check_enough_slices, check_image_size
+from ..warning_codes import LabelWarning
 from .dicom_stacks import PER_FRAME, STACK_KEYWORDS, as_text, choose_stack, has_duplicates
 from .nifti import is_nifti_path
 
@@ -65,7 +66,7 @@ class DicomSeriesInfo:
     modality: str
     series_description: str
     patient_id: str
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[LabelWarning] = field(default_factory=list)
     frame_numbers: list[int | None] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
@@ -246,7 +247,7 @@ def _group_by_series(headers: list[tuple[Path, Any]]) -> dict[str, list[tuple[Pa
 
 def _choose_series(
     groups: dict[str, list[tuple[Path, Any]]], series_uid: str | None, where: str
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[LabelWarning]]:
     """The UID of the series to load, and a warning when it was chosen for the user.
 
     Of several series, the only sagittal one (sagittal or oblique sagittal
@@ -266,10 +267,11 @@ def _choose_series(
     if len(sagittal) != 1:
         raise InputError(f"{len(groups)} image series in {where}; choose one with --series UID: {listing}")
     others = "; ".join(summary for uid, summary in summaries.items() if uid != sagittal[0])
-    return sagittal[0], [
+    return sagittal[0], [LabelWarning(
+        "series-chosen",
         f"{len(groups)} image series in {where}: labeled the only sagittal one, "
-        f"{summaries[sagittal[0]]} (others: {others}; --series UID picks another)"
-    ]
+        f"{summaries[sagittal[0]]} (others: {others}; --series UID picks another)",
+    )]
 
 
 def _is_sagittal_stack(members: list[tuple[Path, Any]]) -> bool:
@@ -439,7 +441,7 @@ def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
 
 def _slice_geometry(
     slices: list[_Slice], uid: str, stack: str | None = None
-) -> tuple[list[_Slice], np.ndarray, list[str]]:
+) -> tuple[list[_Slice], np.ndarray, list[LabelWarning]]:
     """Keep one stack, sort its slices along their normal and build the voxel -> LPS affine.
 
     Returns
@@ -449,7 +451,7 @@ def _slice_geometry(
         positions, the one :func:`_one_stack` keeps (``stack``: the one named).
     affine_lps : ndarray, shape (4, 4)
         Voxel (column, row, slice) -> LPS mm.
-    warnings : list of str
+    warnings : list of LabelWarning
         The stack choice first, then irregular steps and sheared grids.
     """
     _check_consistent(slices, uid)  # one orientation: a localizer is refused before stacks are looked for
@@ -477,7 +479,7 @@ def _slice_geometry(
 
 def _one_stack(
     slices: list[_Slice], positions: np.ndarray, uid: str, stack: str | None = None
-) -> tuple[list[_Slice], list[str]]:
+) -> tuple[list[_Slice], list[LabelWarning]]:
     """The slices of one stack where several share the positions (``dicom_stacks.choose_stack``), and warnings.
 
     ``positions``: each slice's position along the normal (mm). The header
@@ -519,18 +521,21 @@ def _direction_cosines(s: _Slice) -> tuple[np.ndarray, np.ndarray]:
     return row, col
 
 
-def _spacing_warnings(steps: np.ndarray, step: np.ndarray, normal: np.ndarray) -> list[str]:
+def _spacing_warnings(steps: np.ndarray, step: np.ndarray, normal: np.ndarray) -> list[LabelWarning]:
     """Warnings for irregular slice steps and for in-plane offsets (sheared grids)."""
     warnings = []
     median = float(np.median(steps))
     if np.abs(steps - median).max() > IRREGULAR_STEP * median:
-        warnings.append(
+        warnings.append(LabelWarning(
+            "irregular-spacing",
             f"irregular slice spacing: steps from {steps.min():.3g} to {steps.max():.3g} mm; "
-            f"using the median {median:.3g} mm (positions of some slices are approximate)"
-        )
+            f"using the median {median:.3g} mm (positions of some slices are approximate)",
+        ))
     in_plane = float(np.linalg.norm(step - (step @ normal) * normal))
     if in_plane > 0.01 * median:
-        warnings.append(f"slices are offset in-plane by {in_plane:.3g} mm per slice (gantry tilt?): sheared grid")
+        warnings.append(LabelWarning(
+            "sheared-grid", f"slices are offset in-plane by {in_plane:.3g} mm per slice (gantry tilt?): sheared grid"
+        ))
     return warnings
 
 
@@ -745,7 +750,7 @@ def _decode(s: _Slice) -> np.ndarray:
         ) from exc
 
 
-def _series_info(uid: str, ordered: list[_Slice], warnings: list[str]) -> DicomSeriesInfo:
+def _series_info(uid: str, ordered: list[_Slice], warnings: list[LabelWarning]) -> DicomSeriesInfo:
     """Identity of the series; per-slice lists in array axis-2 order."""
     ds = ordered[0].dataset
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryError, InputError
+from ..warning_codes import LabelWarning
 
 #: Header values that tell the stacks of one series apart, in the order tried.
 STACK_KEYWORDS = ("EchoTime", "ImageType", "AcquisitionNumber", "TemporalPositionIdentifier")
@@ -51,7 +52,7 @@ def has_duplicates(positions: np.ndarray, tol_mm: float) -> bool:
 
 def choose_stack(
     positions: np.ndarray, values: Mapping[str, Sequence[str]], uid: str, tol_mm: float, stack: str | None = None
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[np.ndarray, list[LabelWarning]]:
     """The images of the one stack to read, and warnings.
 
     Parameters
@@ -74,7 +75,7 @@ def choose_stack(
         Indices of the images to read: all of them when no two share a
         position, or when no keyword separates them (the geometry check then
         refuses the duplicates).
-    warnings : list of str
+    warnings : list of LabelWarning
 
     Raises
     ------
@@ -99,10 +100,11 @@ def choose_stack(
         if keyword == "EchoTime" and all(_is_number(v) for v in stacks):
             longest = max(stacks, key=float)
             shown = ", ".join(f"{float(v):g}" for v in sorted(stacks, key=float))
-            return np.array(stacks[longest]), [
+            return np.array(stacks[longest]), [LabelWarning(
+                "echo-chosen",
                 f"series {uid} holds {len(stacks)} echoes at the same slice positions (TE {shown} ms): the "
-                f"longest, TE {float(longest):g} ms (the most T2-weighted), was read"
-            ]
+                f"longest, TE {float(longest):g} ms (the most T2-weighted), was read",
+            )]
         raise GeometryError(
             f"series {uid} holds {len(stacks)} images at each slice position, told apart by {keyword} ({listing}); "
             f"spinelabel reads one stack: name one with --stack, or export it as a series of its own"
@@ -112,7 +114,7 @@ def choose_stack(
 
 def _named_stack(
     stack: str, stacks: dict[str, list[int]], keyword: str, uid: str, listing: str
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[np.ndarray, list[LabelWarning]]:
     """The images of the stack ``stack`` names (:func:`pick_stack`) and a warning saying so; InputError for none."""
     named = pick_stack(stack, list(stacks), keyword == "EchoTime")
     if named is None:
@@ -120,10 +122,11 @@ def _named_stack(
             f"--stack {stack!r} names none or several of the {len(stacks)} stacks of series {uid}, told apart "
             f"by {keyword} ({listing}): give a value as listed, or a part of it that only one stack has"
         )
-    return np.array(stacks[named]), [
+    return np.array(stacks[named]), [LabelWarning(
+        "stack-chosen",
         f"series {uid} holds {len(stacks)} stacks at the same slice positions, told apart by {keyword} "
-        f"({listing}): {named or '(none)'} was read (--stack {stack})"
-    ]
+        f"({listing}): {named or '(none)'} was read (--stack {stack})",
+    )]
 
 
 def pick_stack(wanted: str, values: Sequence[str], numeric: bool) -> str | None:

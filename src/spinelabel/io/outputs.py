@@ -16,6 +16,7 @@ from .. import __version__, anatomy
 from ..errors import OutputError
 from ..geometry import Volume, reorient
 from ..results import LOW_CONFIDENCE, LabelResult
+from ..warning_codes import codes, texts
 
 SCHEMA_VERSION = 1
 
@@ -200,7 +201,8 @@ def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any
             }
             for v in result.vertebrae
         ],
-        "warnings": list(result.warnings),
+        "warnings": texts(result.warnings),
+        "warning_codes": codes(result.warnings),
     }
 
 

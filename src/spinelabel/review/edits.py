@@ -27,6 +27,7 @@ from .. import anatomy
 from ..errors import InputError
 from ..results import LabelResult, Vertebra
 from ..reviewed import ACCEPTED, CORRECTED, REVIEWED_STATES, UNREVIEWED, review_status
+from ..warning_codes import LabelWarning, from_document
 
 #: Confidence given to a label the reviewer placed or renamed: a person's label, not the model's estimate.
 REVIEWER_CONFIDENCE = 1.0
@@ -187,6 +188,17 @@ def with_review(
     return {**doc, "vertebrae": vertebrae, "review": review}
 
 
+def doc_warnings(doc: dict[str, Any]) -> list[LabelWarning]:
+    """The warnings of a result document (``warnings`` with ``warning_codes``; see ``warning_codes.from_document``).
+
+    Raises
+    ------
+    ValueError
+        The two lists differ in length.
+    """
+    return from_document([str(w) for w in doc.get("warnings", [])], doc.get("warning_codes"))
+
+
 def result_of(doc: dict[str, Any]) -> LabelResult:
     """The ``LabelResult`` a result document describes (for the SR and GSPS writers)."""
     model = doc.get("model") or {}
@@ -196,5 +208,5 @@ def result_of(doc: dict[str, Any]) -> LabelResult:
     ]
     return LabelResult(
         region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
-        model_version=str(model.get("version", "")), vertebrae=vertebrae, warnings=list(doc.get("warnings", [])),
+        model_version=str(model.get("version", "")), vertebrae=vertebrae, warnings=doc_warnings(doc),
     )

@@ -24,7 +24,17 @@ from .. import anatomy
 from ..errors import InputError, NothingFoundError, SpinelabelError
 from ..jsonfile import read_json
 from ..results import LOW_CONFIDENCE
-from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, result_of, review_status, with_review
+from ..warning_codes import count_at_risk
+from .edits import (
+    UNREVIEWED,
+    DisplayGrid,
+    ReviewRequestError,
+    apply_ops,
+    doc_warnings,
+    result_of,
+    review_status,
+    with_review,
+)
 
 if TYPE_CHECKING:
     from ..io import LoadedImage
@@ -83,18 +93,25 @@ def _warned(label: str, warnings: Sequence[str]) -> bool:
 
 
 def _summary(index: int, scan: ReviewScan) -> dict[str, Any]:
-    """The worklist entry of one scan."""
+    """The worklist entry of one scan (``count_warned``: a warning says the count itself may be wrong)."""
     confidences = [float(v["confidence"]) for v in scan.doc["vertebrae"]]
+    warnings = doc_warnings(scan.doc)
     return {
         "index": index, "name": scan.name, "status": review_status(scan.doc),
         "n_labels": len(confidences), "min_confidence": min(confidences, default=0.0),
-        "n_low": sum(c < LOW_CONFIDENCE for c in confidences), "n_warnings": len(scan.doc.get("warnings", [])),
+        "n_low": sum(c < LOW_CONFIDENCE for c in confidences), "n_warnings": len(warnings),
+        "count_warned": count_at_risk(warnings),
     }
 
 
-def _order_key(entry: dict[str, Any]) -> tuple[bool, bool, float, str]:
-    """Unreviewed first; among them, warned scans, then the lowest confidence."""
-    return entry["status"] != UNREVIEWED, entry["n_warnings"] == 0, entry["min_confidence"], entry["name"]
+def _order_key(entry: dict[str, Any]) -> tuple[bool, bool, bool, float, str]:
+    """Unreviewed first; among them, scans whose count is in doubt, then other warned scans, then the lowest confidence.
+
+    A warning about the count (``no-anchor``, ``anchor-rival``, ...) is what
+    precedes a whole-chain shift, the error that matters most.
+    """
+    return (entry["status"] != UNREVIEWED, not entry["count_warned"], entry["n_warnings"] == 0,
+            entry["min_confidence"], entry["name"])
 
 
 class ReviewSession:
@@ -155,19 +172,19 @@ class ReviewSession:
             entry = _summary(index, self.scans[index])
         shape = display.pixels.shape
         inverse = np.linalg.inv(display.canon_affine)
-        warnings = [str(w) for w in doc.get("warnings", [])]
+        warnings = doc_warnings(doc)
         labels = []
         for v in doc["vertebrae"]:
             s, r, c = (float(x) for x in (inverse @ np.append(np.asarray(v["position_mm"], float), 1.0))[:3])
             conf = float(v["confidence"])
             labels.append({"label": v["label"], "slice": s, "row": r, "col": c, "confidence": conf,
-                           "low": conf < LOW_CONFIDENCE, "warned": _warned(v["label"], warnings)})
+                           "low": conf < LOW_CONFIDENCE, "warned": _warned(v["label"], [w.text for w in warnings])})
         spacing = np.sqrt((display.canon_affine[:3, :3] ** 2).sum(axis=0))
         middle = int(np.clip(np.round(np.median([lab["slice"] for lab in labels])), 0, shape[0] - 1)) if labels else shape[0] // 2
         return {
             **entry, "shape": list(shape), "spacing_mm": [float(x) for x in spacing], "start_slice": middle,
             "value_range": list(display.value_range), "window": list(display.window), "labels": labels,
-            "warnings": warnings, "levels": sorted(anatomy.ALL_LEVELS, key=anatomy.ordinal),
+            "warnings": [{"code": w.code, "concern": w.concern, "text": w.text} for w in warnings], "levels": sorted(anatomy.ALL_LEVELS, key=anatomy.ordinal),
             "low_confidence": LOW_CONFIDENCE, "input": str(doc.get("input", "")), "region": str(doc.get("region", "")),
             "dicom": display.loaded.kind == "dicom", "review": doc.get("review"),
         }
@@ -248,6 +265,9 @@ def _check_doc(doc: Any, path: Path) -> dict[str, Any]:
             isinstance(v.get(k), list) and len(v[k]) == 3 for k in ("position_mm", "voxel"))
         if not ok or not isinstance(v.get("confidence"), (int, float)):
             raise InputError(f"{path}: vertebra #{n} needs a known label, position_mm, voxel and confidence")
+    texts, codes = doc.get("warnings", []), doc.get("warning_codes")
+    if not isinstance(texts, list) or not (codes is None or (isinstance(codes, list) and len(codes) == len(texts))):
+        raise InputError(f"{path}: \"warnings\" must be a list, and \"warning_codes\" (if any) a list as long")
     return doc
 
 
@@ -265,7 +285,7 @@ def load_result_doc(path: Path) -> dict[str, Any]:
 def _unlabeled_doc(source: str, message: str) -> dict[str, Any]:
     """The document of a scan in which the model found nothing: no labels, the reason as a warning."""
     return {"schema_version": 1, "input": source, "region": "", "model": {"name": "", "version": ""},
-            "vertebrae": [], "warnings": [f"labeling found nothing: {message}"]}
+            "vertebrae": [], "warnings": [f"labeling found nothing: {message}"], "warning_codes": ["nothing-labeled"]}
 
 
 def _new_scan(

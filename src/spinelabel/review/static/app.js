@@ -43,7 +43,8 @@ async function loadWorklist(preloaded) {
     li.dataset.status = entry.status;
     if (entry.index === state.current) li.classList.add("current");
     const flags = entry.n_labels ? `min ${entry.min_confidence.toFixed(2)}` : "no labels";
-    const warn = entry.n_warnings ? ` · ${entry.n_warnings} warning(s)` : "";
+    const count = entry.count_warned ? " · check the count" : "";
+    const warn = entry.n_warnings ? ` · ${entry.n_warnings} warning(s)${count}` : "";
     li.innerHTML = `<span class="name"></span> <span class="status ${entry.status}">${entry.status}</span>` +
       `<div class="flags">${entry.n_labels} labels · ${flags}${warn}</div>`;
     li.querySelector(".name").textContent = entry.name;
@@ -86,7 +87,12 @@ async function openScan(index, preloaded) {
   fillSelect($("rename-to"), meta.levels);
   fillSelect($("add-name"), meta.levels);
   const ul = $("warnings");
-  ul.replaceChildren(...meta.warnings.map((w) => { const li = document.createElement("li"); li.textContent = w; return li; }));
+  ul.replaceChildren(...meta.warnings.map((w) => {
+    const li = document.createElement("li");
+    li.dataset.concern = w.concern;
+    li.textContent = `${w.text} [${w.code}]`;
+    return li;
+  }));
   for (const li of $("worklist").children) li.classList.toggle("current", Number(li.dataset.index) === index);
   await showSlice(meta.start_slice);
   document.body.dataset.scan = meta.name;

@@ -1,0 +1,38 @@
+"""Warning codes: the vocabulary, reading them back from a result document, and their documentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spinelabel.warning_codes import CODES, LabelWarning, codes, count_at_risk, from_document, texts
+
+OUTPUT_FORMAT = Path(__file__).resolve().parents[2] / "docs" / "output-format.md"
+
+
+def test_a_warning_has_a_known_code_and_reads_as_its_text():
+    w = LabelWarning("no-anchor", "no anchor vertebra (S1) labeled")
+    assert str(w) == w.text and w.line() == "no anchor vertebra (S1) labeled [no-anchor]" and w.concern == "count"
+    with pytest.raises(ValueError, match="unknown warning code"):
+        LabelWarning("no-such-code", "text")
+
+
+def test_texts_and_codes_keep_the_order_and_only_count_concerns_put_the_count_at_risk():
+    ws = [LabelWarning("sheared-grid", "a"), LabelWarning("low-confidence", "b")]
+    assert texts(ws) == ["a", "b"] and codes(ws) == ["sheared-grid", "low-confidence"]
+    assert not count_at_risk(ws) and count_at_risk([*ws, LabelWarning("anchor-rival", "c")])
+
+
+def test_a_document_without_codes_or_with_unknown_ones_reads_as_unspecified():
+    assert from_document(["a"], None) == [LabelWarning("unspecified", "a")]
+    assert from_document(["a", "b"], ["no-anchor", "from-a-later-version"]) == [
+        LabelWarning("no-anchor", "a"), LabelWarning("unspecified", "b")]
+    with pytest.raises(ValueError, match="2 warnings but 1 warning codes"):
+        from_document(["a", "b"], ["no-anchor"])
+
+
+def test_every_code_is_documented_with_its_concern():
+    doc = OUTPUT_FORMAT.read_text()
+    for code, (concern, _) in CODES.items():
+        assert f"| `{code}` | {concern} |" in doc, code
