@@ -7,6 +7,7 @@ check of the pixel convention used by the reader and the writers.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from spinelabel.io.dicom_label_common import GSPS_SOP_CLASS
 from spinelabel.io.dicom_label_read import PAIR_RADIUS_MM, import_dicom_annotations
 from spinelabel.io.dicom_label_write import write_gsps, write_sr
 from spinelabel.pipeline import LabelResult, Vertebra
+from spinelabel.warning_codes import LabelWarning
 
 SHAPE = (64, 72, 9)  # columns, rows, slices
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -391,6 +393,23 @@ def test_gsps_round_trip_in_plane_and_validity(tmp_path, kind):
         assert np.linalg.norm(in_plane_mm) < 1e-3
         assert abs(got[2] - v.voxel[2]) <= 0.5  # on the nearest slice
         assert got[2] == pytest.approx(round(v.voxel[2]), abs=1e-4)
+
+
+def test_gsps_marks_every_name_when_a_warning_doubts_the_count(tmp_path):
+    """Confident names get "?" when a ``count`` warning comes with them, not for other warnings; re-imported as named."""
+    loaded = _series(tmp_path / "series", "sagittal")
+    sure = _result(loaded, LEVELS, confidence=0.9)
+
+    def texts_with(*warnings: LabelWarning) -> list[str]:
+        out = tmp_path / "gsps" / "out.dcm"
+        write_gsps(replace(sure, warnings=list(warnings)), loaded.dicom, out)
+        return [a.TextObjectSequence[0].UnformattedTextValue for a in pydicom.dcmread(out).GraphicAnnotationSequence]
+
+    assert texts_with() == ["L1", "L2", "L3", "L4"]
+    assert texts_with(LabelWarning("sheared-grid", "sheared"), LabelWarning("missed-level", "gap")) == ["L1", "L2", "L3", "L4"]
+    assert texts_with(LabelWarning("anchor-rival", "rival")) == ["L1?", "L2?", "L3?", "L4?"]
+    imported = import_dicom_annotations([tmp_path / "series", tmp_path / "gsps"])
+    assert imported.problems == [] and sorted(imported.annotations[0].points) == ["L1", "L2", "L3", "L4"]
 
 
 def test_enhanced_multiframe_series_round_trips_with_frame_numbers(tmp_path, write_enhanced_mr):

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
+from ..warning_codes import count_at_risk
 from .dicom_label_common import ImagePlane, plane_of, snomed_levels
 
 if TYPE_CHECKING:
@@ -290,8 +291,10 @@ def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: st
 
     Per vertebra, on the slice nearest to it: a POINT graphic and a text
     object (the level name, with "?" appended below
-    :data:`spinelabel.results.LOW_CONFIDENCE`) anchored at the point, its
-    box beside it. The presentation state applies to every image of the
+    :data:`spinelabel.results.LOW_CONFIDENCE`, and on every name when a
+    warning says the count itself may be off, ``warning_codes.count_at_risk``:
+    the viewer's only sign that the names need checking) anchored at the
+    point, its box beside it. The presentation state applies to every image of the
     series (window and rescale taken from the images), so a PACS viewer
     shows the labels while scrolling. Points are the projection of each
     vertebra onto its slice (out of plane by at most half the slice spacing).
@@ -339,11 +342,12 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
     from ..results import LOW_CONFIDENCE
 
     name, version = _software()
+    doubt = count_at_risk(result.warnings)
     layer = hd.pr.GraphicLayer(layer_name=GRAPHIC_LAYER, order=1, description="vertebra labels")
     annotations = []
     for placed in _place(result, series):
         header, frame, plane = series.headers[placed.k], series.frames[placed.k], series.planes[placed.k]
-        text = placed.label if placed.confidence >= LOW_CONFIDENCE else f"{placed.label}?"
+        text = placed.label if placed.confidence >= LOW_CONFIDENCE and not doubt else f"{placed.label}?"
         point = (float(placed.col_row[0]), float(placed.col_row[1]))
         annotations.append(hd.pr.GraphicAnnotation(
             referenced_images=[header], graphic_layer=layer, referenced_frame_number=frame,

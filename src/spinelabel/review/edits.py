@@ -200,7 +200,12 @@ def doc_warnings(doc: dict[str, Any]) -> list[LabelWarning]:
 
 
 def result_of(doc: dict[str, Any]) -> LabelResult:
-    """The ``LabelResult`` a result document describes (for the SR and GSPS writers)."""
+    """The ``LabelResult`` a result document describes (for the SR and GSPS writers).
+
+    A reviewed document's warnings have been answered by its reviewer, so
+    none go on (the GSPS would otherwise mark every name of a scan whose count
+    was in doubt); the document itself keeps them.
+    """
     model = doc.get("model") or {}
     vertebrae = [
         Vertebra(v["label"], np.asarray(v["position_mm"], float), np.asarray(v["voxel"], float), float(v["confidence"]))
@@ -208,5 +213,6 @@ def result_of(doc: dict[str, Any]) -> LabelResult:
     ]
     return LabelResult(
         region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
-        model_version=str(model.get("version", "")), vertebrae=vertebrae, warnings=doc_warnings(doc),
+        model_version=str(model.get("version", "")), vertebrae=vertebrae,
+        warnings=[] if review_status(doc) in REVIEWED_STATES else doc_warnings(doc),
     )
