@@ -48,7 +48,7 @@ import numpy as np
 
 from benchmarks.cervical import CERVICAL_RADIUS_MM, _mm, _pct
 from benchmarks.cervical_real import ANNOTATIONS
-from benchmarks.lumbar import flag_counts, flag_stats, git_commit, write_section
+from benchmarks.lumbar import WARNING_CODE_HEAD, flag_counts, flag_stats, git_commit, warning_code_rows, write_section
 from benchmarks.robustness import (
     Labeled,
     bias_noise,
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     labelers = {s: Labeler.load(str(args.models / f"without-{s}"), "cervical") for s in subjects}
     rows: list[str] = []
+    coded: list[tuple[list[str], bool]] = []
     total = {"scans": 0, "scans_right": 0, "wrong": 0, "wrong_warned": 0, "right": 0, "right_warned": 0}
     with tempfile.TemporaryDirectory(prefix="spinelabel-cerv-robust-") as tmp:
         for name, change in conditions(Path(tmp), args.seed).items():
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             rep = evaluate(run.preds, truth, CERVICAL_RADIUS_MM)
             wrong = [f"{r.scan_id}: {scan_notes(r)}" for r in rep.per_scan if not r.all_correct]
             counts = flag_counts(rep, run.conf, warned=run.warned)
+            coded += [(run.codes[r.scan_id], r.all_correct) for r in rep.per_scan if r.scan_id in run.codes]
             rows.append(
                 f"| {name} | {rep.n_scans_correct}/{rep.n_scans} | {_pct(rep.identification_rate)} | "
                 f"{_pct(rep.sensitivity)} | {_pct(rep.precision)} | {_mm(rep.error_mean_mm)} mm | "
@@ -151,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
 | condition | subjects right | identification | sensitivity | precision | mean error | time/scan | wrong or failed | confidence as a flag |
 |---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+What the warning codes say (docs/output-format.md), over every condition and subject above (refused scans left out):
+a scan is wrong when it is not entirely right (a name wrong, a vertebra missed or a false one).
+
+{WARNING_CODE_HEAD}
+{chr(10).join(warning_code_rows(coded))}
 """
     write_section(args.results, "cervical-robustness", body)
     print(f"wrote {args.results}")

@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
 {chr(10).join(rows)}
 
 What the warning codes say (docs/output-format.md), over every condition and scan above (refused scans left out): a
-scan is wrong when any name is.
+scan is wrong when it is not entirely right (a name wrong, a vertebra missed or a false one).
 
 {WARNING_CODE_HEAD}
 {chr(10).join(warning_code_rows(coded))}

@@ -65,6 +65,8 @@ class ArchiveRun:
     seconds: float = 0.0
     #: Items this run tried (labeled or failed).
     attempted: int = 0
+    #: Items this run labeled whose result warns that the count may be off (a ``count`` warning code).
+    count_in_doubt: int = 0
 
     @property
     def items_per_minute(self) -> float:
@@ -295,6 +297,7 @@ def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Pa
     if outcome.ok:
         done_list.add(outcome.key)
         run.labeled += 1
+        run.count_in_doubt += outcome.count_in_doubt
         if run.failed.pop(outcome.key, None) is not None:
             _write_failed(out_dir, run.failed)
         return

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, ModelError, SpinelabelError, one_line
+from .warning_codes import count_at_risk
 
 if TYPE_CHECKING:
     from .pacs_client import PacsConfig
@@ -122,14 +123,16 @@ class Outcome:
     n_vertebrae: int = 0
     seconds: float = 0.0
     fatal: bool = False
+    #: The result carries a warning that its count may be off (``warning_codes.count_at_risk``).
+    count_in_doubt: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def label_task(labeler: Any, task: Task) -> int:
-    """Label one task into its outputs; the number of vertebrae found.
+def label_task(labeler: Any, task: Task) -> tuple[int, bool]:
+    """Label one task into its outputs; the number of vertebrae found, and whether a warning doubts their count.
 
     Files go through ``pipeline.label_to_files``; a DICOMweb series through
     ``pacs.label_series``, the retrieve-label-store path of ``spinelabel pacs
@@ -145,9 +148,10 @@ def label_task(labeler: Any, task: Task) -> int:
     if task.dicomweb is None:
         from .pipeline import label_to_files
 
-        return len(label_to_files(
+        result = label_to_files(
             labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps, task.stack
-        ).vertebrae)
+        )
+        return len(result.vertebrae), count_at_risk(result.warnings)
     from .pacs import SeriesOutputs, label_series
     from .pacs_client import connect
 
@@ -159,9 +163,10 @@ def label_task(labeler: Any, task: Task) -> int:
     else:
         outputs = SeriesOutputs(task.json, task.sr, task.gsps, task.overlay)
     client = connect(source.config)
-    return label_series(
+    labeled = label_series(
         client, source.study_uid, source.series_uid, labeler, outputs, do_store=source.store, stack=task.stack
-    ).n_vertebrae
+    )
+    return labeled.n_vertebrae, count_at_risk(labeled.warnings)
 
 
 def run_task(labeler: Any, task: Task) -> Outcome:
@@ -173,12 +178,12 @@ def run_task(labeler: Any, task: Task) -> Outcome:
     """
     start = time.perf_counter()
     try:
-        n_vertebrae = label_task(labeler, task)
+        n_vertebrae, in_doubt = label_task(labeler, task)
     except SpinelabelError as exc:
         return Outcome(task.key, _one_line(str(exc)), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - reported as this item's failure, see docstring
         return Outcome(task.key, _one_line(f"unexpected error: {type(exc).__name__}: {one_line(exc)}"), seconds=time.perf_counter() - start)
-    return Outcome(task.key, None, n_vertebrae, time.perf_counter() - start)
+    return Outcome(task.key, None, n_vertebrae, time.perf_counter() - start, count_in_doubt=in_doubt)
 
 
 def _one_line(message: str) -> str:

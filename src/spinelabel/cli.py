@@ -100,6 +100,12 @@ def _label_one(
     return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps, stack)
 
 
+def _doubt_line(n: int, labeled: int) -> str:
+    """The batch summary's line on results whose count a warning doubts."""
+    return (f"{n} of the {labeled} labeled carry a warning that the level count may be off (a `count` code in "
+            "their warning_codes): check those first")
+
+
 def _summary_line(result) -> str:
     labels = " ".join(f"{v.label}({v.confidence:.2f})" for v in result.vertebrae)
     return f"{len(result.vertebrae)} vertebrae: {labels}"
@@ -176,9 +182,12 @@ def _label_batch(
         outcomes = run_processes(LabelerSpec(region, model), tasks, min(jobs, len(tasks)))
     else:
         outcomes = run_here(LabelerSpec(region, model, threads=None).load(), tasks)
-    errors = {o.key: o.error for o in tqdm(outcomes, total=len(tasks), desc="labeling", unit="scan", disable=quiet, file=sys.stderr)}
-    failures = [(inp, errors[t.key]) for inp, t in zip(inputs, tasks) if errors.get(t.key) is not None]
+    done = {o.key: o for o in tqdm(outcomes, total=len(tasks), desc="labeling", unit="scan", disable=quiet, file=sys.stderr)}
+    failures = [(inp, done[t.key].error) for inp, t in zip(inputs, tasks) if t.key in done and not done[t.key].ok]
     _echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
+    in_doubt = sum(o.count_in_doubt for o in done.values())
+    if in_doubt:
+        _echo(_doubt_line(in_doubt, len(inputs) - len(failures)), quiet)
     for inp, msg in failures:
         typer.echo(f"failed: {inp}: {msg}", err=True)
     if failures:
@@ -230,6 +239,8 @@ def batch(
         f"labeled {run.labeled} items ({run.items_per_minute:.1f} items/min); {done} of {run.total} done in {output_dir}"
         + (f", {run.done_before} before this run" if run.done_before else ""), quiet,
     )
+    if run.count_in_doubt:
+        _echo(_doubt_line(run.count_in_doubt, run.labeled), quiet)
     for key, (inp, reason) in sorted(run.failed.items()):
         typer.echo(f"failed: {key}: {inp}: {reason}", err=True)
     if run.failed:

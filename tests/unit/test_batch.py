@@ -173,6 +173,34 @@ def test_a_killed_run_resumes_without_redoing_finished_items(scans, tmp_path):
     assert seen[3] == ["bad"]  # failures are retried by default
 
 
+class _DoubtsPil:
+    """The blob labeler, with a ``no-anchor`` warning on images stored in PIL order."""
+
+    def __init__(self):
+        self.inner = BLOB.load()
+
+    def label(self, volume):
+        from dataclasses import replace
+
+        from spinelabel.warning_codes import LabelWarning
+
+        result = self.inner.label(volume)
+        extra = [LabelWarning("no-anchor", "no anchor")] if "".join(volume.axcodes) == "PIL" else []
+        return replace(result, warnings=[*result.warnings, *extra])
+
+
+def test_a_run_counts_the_results_whose_count_a_warning_doubts(scans, tmp_path):
+    from spinelabel.cli import _doubt_line
+
+    good, missing = scans
+    out = tmp_path / "out"
+    run = run_archive(read_manifest(_manifest(tmp_path, good, missing)), out, lambda tasks: run_here(_DoubtsPil(), tasks))
+    assert (run.labeled, run.count_in_doubt) == (4, 1)  # b is the PIL one
+    doubted = [p.stem for p in (out / LABELS_DIR).glob("*.json") if "no-anchor" in json.loads(p.read_text())["warning_codes"]]
+    assert doubted == ["b"]
+    assert _doubt_line(run.count_in_doubt, run.labeled).startswith("1 of the 4 labeled carry a warning that the level count")
+
+
 def test_batch_on_a_local_dask_cluster(scans, tmp_path):
     distributed = pytest.importorskip("distributed")
     good, missing = scans
