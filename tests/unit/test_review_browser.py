@@ -139,3 +139,21 @@ def test_keyboard_view_controls_and_plain_accept(tmp_path):
         assert statuses == ["unreviewed", "accepted"]  # reviewed scans go to the end of the worklist
     saved = json.loads((labels / f"{first}.json").read_text())
     assert saved["review"]["status"] == "accepted" and saved["review"]["events"][0]["changes"] == []
+
+
+def test_warnings_show_their_codes_and_a_doubted_count_leads_the_worklist(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    series, labels = [_series(tmp_path, "a"), _series(tmp_path, "b")], tmp_path / "labels"
+    session_for(series, labels)
+    doc = json.loads((labels / "b.json").read_text())
+    doc.update(warnings=["no anchor vertebra labeled", "slices sheared"], warning_codes=["no-anchor", "sheared-grid"])
+    (labels / "b.json").write_text(json.dumps(doc))
+    with serving(session_for(series, labels)) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        first = driver.find_elements(By.CSS_SELECTOR, "#worklist li")[0]
+        assert first.find_element(By.CSS_SELECTOR, ".name").text == "b" and "check the count" in first.text
+        _wait(driver, "document.body.dataset.scan", "b")  # the first of the worklist is opened
+        items = driver.find_elements(By.CSS_SELECTOR, "#warnings li")
+        assert [li.text for li in items] == ["no anchor vertebra labeled [no-anchor]", "slices sheared [sheared-grid]"]
+        assert [li.get_attribute("data-concern") for li in items] == ["count", "input"]
