@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,13 @@ from spinelabel.cli import main
 from spinelabel.demo import DEMO_CASE, find_shared_data
 from spinelabel.geometry import Volume
 from spinelabel.io import load_image
+from spinelabel.io.dicom_label_write import write_sr
 from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.review.edits import result_of
 from spinelabel.testing.clinical import clinical_series_volume
 from spinelabel.testing.ohif import OhifUnavailable, install_ohif, serve_ohif
 from spinelabel.testing.review import chromium_missing
+from spinelabel.warning_codes import LabelWarning
 
 pytestmark = pytest.mark.slow
 
@@ -83,14 +87,22 @@ def own_orthanc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labelled_study(tmp_path_factory):
-    """A clinical-style series labelled by the CLI: (folder, images, SR, GSPS, result JSON)."""
+    """A clinical-style series labelled by the CLI: (folder, images, SR, GSPS, result JSON).
+
+    The SR is written once more with a warning added, so that OHIF is shown
+    the warnings' container too (``write_sr``), whatever the model says.
+    """
     root = tmp_path_factory.mktemp("ohif-study")
     files = write_dicom_series(clinical_series_volume(_volume(), *SERIES_MM), root / "series",
                                series_description="T2 SAG", patient_id="OHIF1", patient_name="TEST^Ohif",
                                series_number=3)  # fmt: skip
     sr, gsps, result = root / "labels.sr.dcm", root / "labels.gsps.dcm", root / "labels.json"
     assert main(["label", str(root / "series"), "-o", str(result), "--dicom-sr", str(sr), "--gsps", str(gsps)]) == 0
-    return files, sr, gsps, json.loads(result.read_text())
+    doc = json.loads(result.read_text())
+    labelled = result_of(doc)
+    warned = replace(labelled, warnings=[*labelled.warnings, LabelWarning("no-anchor", "no anchor vertebra labeled")])
+    write_sr(warned, load_image(root / "series").dicom, sr)
+    return files, sr, gsps, doc
 
 
 def _start_browser(stack: ExitStack):

@@ -7,6 +7,7 @@ check of the pixel convention used by the reader and the writers.
 
 from __future__ import annotations
 
+import warnings as warnings_module
 from dataclasses import replace
 from pathlib import Path
 
@@ -348,6 +349,31 @@ def test_sr_round_trip_and_validity(tmp_path, kind):
     for v in result.vertebrae:
         assert np.linalg.norm(ann.points[v.label] - v.position_mm) <= 0.5, v.label
         np.testing.assert_allclose(ann.points[v.label], v.position_mm, atol=1e-3)
+
+
+def test_sr_carries_the_warnings_as_text_and_still_reads_back_as_labels(tmp_path):
+    import highdicom as hd
+
+    loaded = _series(tmp_path / "series", "sagittal")
+    warnings = [LabelWarning("no-anchor", "no anchor vertebra (S1) labeled — count"), LabelWarning("sheared-grid", "sheared")]
+    out = tmp_path / "labels" / "out.sr.dcm"
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error")  # pydicom warns when a character does not fit the character set
+        write_sr(replace(_result(loaded, LEVELS), warnings=warnings), loaded.dicom, out)
+    ds = pydicom.dcmread(out)
+    (container,) = [item for item in ds.ContentSequence if item.ValueType == "CONTAINER"
+                    and item.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"]
+    texts = [t.TextValue for t in container.ContentSequence]
+    assert texts == ["no anchor vertebra (S1) labeled - count [no-anchor]", "sheared [sheared-grid]"]
+    assert {t.ConceptNameCodeSequence[0].CodeValue for t in container.ContentSequence} == {"LABELWARN"}
+    report = hd.sr.Comprehensive3DSR.from_dataset(ds).content  # still a measurement report to highdicom
+    assert [g.tracking_identifier for g in report.get_planar_roi_measurement_groups()] == list(LEVELS)
+    imported = import_dicom_annotations([tmp_path])
+    assert imported.problems == [] and list(imported.annotations[0].points) == list(LEVELS)
+    plain = tmp_path / "plain.sr.dcm"
+    write_sr(_result(loaded, LEVELS), loaded.dicom, plain)  # no warnings: no container
+    assert not [item for item in pydicom.dcmread(plain).ContentSequence if item.ValueType == "CONTAINER"
+                and item.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"]
 
 
 def test_sr_names_every_level_by_finding_site_where_a_code_exists(tmp_path):

@@ -7,9 +7,11 @@ installed; ``.ci/run`` installs it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from spinelabel.geometry import Volume
@@ -18,6 +20,7 @@ from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.io.dicom_label_write import write_gsps, write_sr
 from spinelabel.results import LabelResult, Vertebra
 from spinelabel.testing.dciodvfy import dciodvfy_executable, validate
+from spinelabel.warning_codes import LabelWarning
 
 pytestmark = pytest.mark.skipif(
     dciodvfy_executable() is None, reason="dciodvfy not installed (apt-get install dicom3tools; .ci/run installs it)"
@@ -89,13 +92,19 @@ def test_only_the_local_code_scheme_warning_is_ours(tmp_path):
     loaded = load_image(tmp_path / "series")
     sr, gsps = _write_both(loaded, _result(loaded, LUMBAR, "lumbar"), tmp_path)
     for path in (sr, gsps):  # the source images lack a Study ID, which PACS need for a DICOMDIR
-        import pydicom
-
         ds = pydicom.dcmread(path)
         ds.StudyID = "1"
         ds.save_as(path)
     assert validate(sr).warnings == (LOCAL_SCHEME_WARNING,) * (len(LUMBAR) + 1)  # each confidence, and the scheme
     assert validate(gsps).warnings == ()
+    warned = replace(_result(loaded, LUMBAR, "lumbar"), warnings=[
+        LabelWarning("no-anchor", "no anchor vertebra (S1) labeled"), LabelWarning("low-confidence", "L1 (0.40)")])
+    sr, _ = _write_both(loaded, warned, tmp_path / "warned")
+    ds = pydicom.dcmread(sr)
+    ds.StudyID = "1"
+    ds.save_as(sr)
+    report = validate(sr)  # the warnings' TEXT items: one more local-scheme warning each, no error
+    assert report.errors == () and report.warnings == (LOCAL_SCHEME_WARNING,) * (len(LUMBAR) + 1 + 2)
 
 
 def test_enhanced_multiframe_source_has_no_errors(tmp_path, write_enhanced_mr):

@@ -43,6 +43,12 @@ GSPS_CONTENT_LABEL = "SPINE_LABELS"
 GRAPHIC_LAYER = "VERTEBRAE"
 #: Local code for the labeller's confidence (local coding schemes begin with "99").
 CONFIDENCE_CODE = ("LABELCONF", "99SPINELABEL", "Vertebra label confidence")
+#: Local code naming each of the result's warnings (a TEXT item: the sentence and its code, ``LabelWarning.line``).
+WARNING_CODE = ("LABELWARN", "99SPINELABEL", "Vertebra labeling warning")
+#: TID 1500's container of document-level qualitative evaluations, which takes TEXT items.
+QUALITATIVE_EVALUATIONS = ("C0034375", "UMLS", "Qualitative Evaluations")
+#: Typography of our warning sentences that the SR's character set (the source's, often Latin-1) may lack.
+SR_TEXT_PLAIN = str.maketrans({"\u2014": "-", "\u2013": "-"})
 LOCAL_SCHEME_NAME = "spinelabel local codes"
 #: Finding sites of levels without a vertebra code in pydicom's SNOMED CT table: S1 is part of the sacrum.
 SITE_OF_LEVEL = {"S1": ("54735007", "SCT", "Sacrum")}
@@ -160,6 +166,9 @@ def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str 
     :data:`CONFIDENCE_CODE`, no units); the image region: a SCOORD POINT on
     the nearest slice (what viewers draw), plus a SCOORD3D POINT (DCM
     111010 "Center", the exact world LPS point; TID 1410 is extensible).
+    The result's warnings, if any, follow as TID 1500 "Qualitative
+    Evaluations": one TEXT item each (local code :data:`WARNING_CODE`),
+    the sentence ending in its warning code, ``... [no-anchor]``.
     Patient and study come from the source images, which are listed as
     evidence and in the image library.
 
@@ -249,6 +258,21 @@ def _finding_site(level: str) -> Any:
     return None
 
 
+def _warnings_container(result: LabelResult) -> Any:
+    """TID 1500 "Qualitative Evaluations" holding one TEXT item per warning (``text [code]``)."""
+    import highdicom as hd
+
+    container = hd.sr.ContainerContentItem(
+        name=hd.sr.CodedConcept(*QUALITATIVE_EVALUATIONS), relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = hd.sr.ContentSequence([
+        hd.sr.TextContentItem(name=hd.sr.CodedConcept(*WARNING_CODE), value=w.line().translate(SR_TEXT_PLAIN),
+                              relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+        for w in result.warnings
+    ])
+    return container
+
+
 def _local_coding_scheme() -> Any:
     """Coding Scheme Identification item describing the local scheme of :data:`CONFIDENCE_CODE`."""
     from pydicom.dataset import Dataset
@@ -275,6 +299,8 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
     library = list(used.values()) if used and all(frame is None for frame in series.frames) else None
     report = hd.sr.MeasurementReport(observation_context=_observer(result), procedure_reported=procedure,
                                      imaging_measurements=groups, referenced_images=library)
+    if result.warnings:
+        report[0].ContentSequence.append(_warnings_container(result))
     dataset = hd.sr.Comprehensive3DSR(
         evidence=series.unique_headers(), content=report, series_instance_uid=generate_uid(),
         series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
