@@ -12,7 +12,9 @@ sagittal series, ids = SeriesInstanceUIDs). The output folder holds
 - ``failed.csv``: ``id,input,reason`` of the items that failed and have not
   been labeled since (rewritten whenever it changes; a cell starting like a
   formula gets a leading ', as in every CSV spinelabel writes). A re-run
-  tries them again unless told to skip them.
+  tries them again unless told to skip them;
+- ``worklist.csv``: every item done so far (this run and earlier ones), what
+  to check first first (:func:`write_worklist`), rewritten at the end of a run.
 
 Only the driver (this process) writes ``done.txt`` and ``failed.csv``; the
 workers (:mod:`spinelabel.batch`) write the per-item results.
@@ -37,6 +39,11 @@ from .errors import InputError
 
 DONE_NAME = "done.txt"
 FAILED_NAME = "failed.csv"
+WORKLIST_NAME = "worklist.csv"
+#: ``worklist.csv``'s columns.
+WORKLIST_COLUMNS = ("id", "input", "check", "warning_codes", "labels", "min_confidence")
+#: What a worklist row asks, most urgent first: the count in doubt, some names unsure, nothing, no readable result.
+CHECK_ORDER = ("count", "names", "", "result unreadable")
 LABELS_DIR = "labels"
 #: What an item id may hold: it names files, so no path separators or spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -67,6 +74,8 @@ class ArchiveRun:
     attempted: int = 0
     #: Items this run labeled whose result warns that the count may be off (a ``count`` warning code).
     count_in_doubt: int = 0
+    #: Ids this run labeled.
+    done_now: set[str] = field(default_factory=set)
 
     @property
     def items_per_minute(self) -> float:
@@ -274,7 +283,60 @@ def run_archive(
     finally:
         done_list.close()
         run.seconds = time.perf_counter() - start
+    write_worklist(out_dir, [item for item in items if item.id in done or item.id in run.done_now])
     return run
+
+
+def worklist_row(item: ManifestItem, doc: dict[str, Any] | None) -> dict[str, str]:
+    """The ``worklist.csv`` row of a labeled item from its result document (None: unreadable).
+
+    ``check`` is ``count`` when a warning doubts the count (a code of concern
+    ``count``), ``names`` when some name is below 0.5 (or a ``low-confidence``
+    warning from a result written before codes), else empty.
+    """
+    from .results import LOW_CONFIDENCE
+    from .warning_codes import count_at_risk, from_document
+
+    unreadable = {"id": item.id, "input": item.input, "check": CHECK_ORDER[-1], "warning_codes": "", "labels": "",
+                  "min_confidence": ""}
+    if doc is None:
+        return unreadable
+    try:
+        warnings = from_document([str(w) for w in doc["warnings"]], doc.get("warning_codes"))
+        confidences = [float(v["confidence"]) for v in doc["vertebrae"]]
+        labels = " ".join(str(v["label"]) for v in doc["vertebrae"])
+    except (KeyError, TypeError, ValueError):  # not a result document: said in the row, the batch goes on
+        return unreadable
+    unsure = any(c < LOW_CONFIDENCE for c in confidences) or any(w.code == "low-confidence" for w in warnings)
+    return {
+        **unreadable, "check": "count" if count_at_risk(warnings) else "names" if unsure else "",
+        "warning_codes": " ".join(w.code for w in warnings), "labels": labels,
+        "min_confidence": f"{min(confidences):.2f}" if confidences else "",
+    }
+
+
+def write_worklist(out_dir: Path, items: list[ManifestItem]) -> None:
+    """Write ``worklist.csv`` (atomically): one :func:`worklist_row` per labeled item, what to check first first.
+
+    Rows are ordered by :data:`CHECK_ORDER`, then by the lowest confidence,
+    then by id; every cell through :func:`~spinelabel.annotations.spreadsheet_text`.
+    """
+    from .io.outputs import atomic_write_bytes
+    from .jsonfile import read_json
+
+    rows = []
+    for item in items:
+        try:
+            doc = read_json(out_dir / LABELS_DIR / f"{item.id}.json")
+        except InputError:
+            doc = None
+        rows.append(worklist_row(item, doc if isinstance(doc, dict) else None))
+    rows.sort(key=lambda r: (CHECK_ORDER.index(r["check"]), float(r["min_confidence"] or "inf"), r["id"]))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, WORKLIST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: spreadsheet_text(v) for k, v in row.items()} for row in rows)
+    atomic_write_bytes(out_dir / WORKLIST_NAME, buf.getvalue().encode())
 
 
 def prepare_output(out_dir: Path) -> None:
@@ -283,7 +345,7 @@ def prepare_output(out_dir: Path) -> None:
     from .io.outputs import check_output_target, check_writable_folder
 
     check_writable_folder(out_dir / LABELS_DIR)
-    for name in (DONE_NAME, FAILED_NAME):
+    for name in (DONE_NAME, FAILED_NAME, WORKLIST_NAME):
         check_output_target(out_dir / name)
     try:
         (out_dir / LABELS_DIR).mkdir(parents=True, exist_ok=True)
@@ -296,6 +358,7 @@ def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Pa
     run.attempted += 1
     if outcome.ok:
         done_list.add(outcome.key)
+        run.done_now.add(outcome.key)
         run.labeled += 1
         run.count_in_doubt += outcome.count_in_doubt
         if run.failed.pop(outcome.key, None) is not None:

@@ -218,7 +218,7 @@ def batch(
 
     from tqdm import tqdm
 
-    from .archive import FAILED_NAME, make_runner, prepare_output, run_archive
+    from .archive import FAILED_NAME, WORKLIST_NAME, make_runner, prepare_output, run_archive
     from .batch import LabelerSpec
 
     region = check_region(region)
@@ -241,6 +241,8 @@ def batch(
     )
     if run.count_in_doubt:
         _echo(_doubt_line(run.count_in_doubt, run.labeled), quiet)
+    if done:
+        _echo(f"{output_dir / WORKLIST_NAME}: every item done, what to check first at the top", quiet)
     for key, (inp, reason) in sorted(run.failed.items()):
         typer.echo(f"failed: {key}: {inp}: {reason}", err=True)
     if run.failed:

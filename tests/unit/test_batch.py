@@ -1,5 +1,6 @@
 """Batches: worker processes, Dask, resumable manifests (spinelabel.batch, spinelabel.archive, `spinelabel batch`)."""
 
+import csv
 import json
 
 import nibabel as nib
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from spinelabel.archive import (
-    DONE_NAME, FAILED_NAME, LABELS_DIR, make_runner, read_done, read_failed, read_manifest, run_archive,
+    DONE_NAME, FAILED_NAME, LABELS_DIR, WORKLIST_NAME, make_runner, read_done, read_failed, read_manifest, run_archive,
+    write_worklist,
 )
 from spinelabel.batch import LabelerSpec, Outcome, Task, run_here, run_processes, worker_task
 from spinelabel.cli import main
@@ -199,6 +201,15 @@ def test_a_run_counts_the_results_whose_count_a_warning_doubts(scans, tmp_path):
     doubted = [p.stem for p in (out / LABELS_DIR).glob("*.json") if "no-anchor" in json.loads(p.read_text())["warning_codes"]]
     assert doubted == ["b"]
     assert _doubt_line(run.count_in_doubt, run.labeled).startswith("1 of the 4 labeled carry a warning that the level count")
+    rows = list(csv.DictReader((out / WORKLIST_NAME).open()))
+    assert [(r["id"], r["check"]) for r in rows][0] == ("b", "count")  # what to check first, first
+    assert sorted(r["id"] for r in rows) == ["a", "a-again", "b", "c"]  # every item done; "bad" failed
+    assert rows[0]["warning_codes"].split() == ["low-confidence", "no-anchor"] and rows[0]["labels"].split()[-1] == "S1"
+    assert {r["check"] for r in rows[1:]} == {"names"}  # the blob labeler's names are below 0.5
+    (out / LABELS_DIR / "c.json").write_text("{broken")
+    write_worklist(out, read_manifest(tmp_path / "manifest.csv")[:3])
+    rows = list(csv.DictReader((out / WORKLIST_NAME).open()))
+    assert [(r["id"], r["check"]) for r in rows] == [("b", "count"), ("a", "names"), ("c", "result unreadable")]
 
 
 def test_batch_on_a_local_dask_cluster(scans, tmp_path):
