@@ -107,8 +107,11 @@ def _doubt_line(n: int, labeled: int) -> str:
 
 
 def _summary_line(result) -> str:
+    """``N vertebrae: L1(0.98) ...``, ending in "check the count" when a warning doubts it."""
+    from .warning_codes import count_note
+
     labels = " ".join(f"{v.label}({v.confidence:.2f})" for v in result.vertebrae)
-    return f"{len(result.vertebrae)} vertebrae: {labels}"
+    return f"{len(result.vertebrae)} vertebrae: {labels}{count_note(result.warnings)}"
 
 
 @app.command()

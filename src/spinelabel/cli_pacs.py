@@ -169,6 +169,7 @@ def pacs_label(
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
     from .pacs import label_study
     from .pipeline import make_labeler
+    from .warning_codes import count_note
 
     from .cli import check_region
 
@@ -181,7 +182,8 @@ def pacs_label(
     for d in done:
         stored = f"; stored {len(d.stored)} objects" if d.stored else ""
         written = ", ".join(p.name for p in (d.outputs.sr, d.outputs.gsps) if p is not None)
-        typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.outputs.json}, {written}{stored}")
+        typer.echo(f"series {d.series_uid}: {d.n_vertebrae} vertebrae -> {d.outputs.json}, {written}{stored}"
+                   f"{count_note(d.warnings)}")
         for w in d.warnings:
             typer.echo(f"warning: series {d.series_uid}: {w.line()}", err=True)
     _report_failures(failures)

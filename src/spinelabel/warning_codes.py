@@ -26,6 +26,9 @@ COUNT = "count"
 DETECTION = "detection"
 INPUT = "input"
 
+#: What a summary line, an overlay's header and the review worklist add when a ``count`` warning comes with a result.
+CHECK_THE_COUNT = "check the count"
+
 #: Every warning code -> (concern, what it means). Codes are kept while the
 #: output's ``schema_version`` is 1; new ones may be added.
 CODES: dict[str, tuple[str, str]] = {
@@ -88,6 +91,11 @@ def codes(warnings: Iterable[LabelWarning]) -> list[str]:
 def count_at_risk(warnings: Iterable[LabelWarning]) -> bool:
     """Whether any warning says the count itself may be wrong (concern ``count``)."""
     return any(w.concern == COUNT for w in warnings)
+
+
+def count_note(warnings: Iterable[LabelWarning]) -> str:
+    """`` - check the count (see the warnings)`` for a summary line when :func:`count_at_risk`, else ``""``."""
+    return f" - {CHECK_THE_COUNT} (see the warnings)" if count_at_risk(warnings) else ""
 
 
 def from_document(warning_texts: Sequence[str], warning_codes: Sequence[str] | None) -> list[LabelWarning]:

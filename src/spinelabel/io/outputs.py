@@ -16,7 +16,7 @@ from .. import __version__, anatomy
 from ..errors import OutputError
 from ..geometry import Volume, reorient
 from ..results import LOW_CONFIDENCE, LabelResult
-from ..warning_codes import codes, count_at_risk, texts
+from ..warning_codes import CHECK_THE_COUNT, codes, count_at_risk, texts
 
 SCHEMA_VERSION = 1
 
@@ -284,7 +284,7 @@ def render_overlay(
     if result.warnings:
         header += f" - {len(result.warnings)} warning(s)"
     if count_at_risk(result.warnings):
-        header += " - check the count"
+        header += f" - {CHECK_THE_COUNT}"
     draw.text((6, 4), header, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     buf = BytesIO()
     jpeg = Path(path).suffix.lower() in (".jpg", ".jpeg")
