@@ -32,26 +32,22 @@ def run_demo(out: Path) -> Iterator[str]:
     """Label the example; yields lines to print."""
     import numpy as np
 
-    from .io import load_image
-    from .io.outputs import render_overlay, write_all_or_nothing, write_json
-    from .pipeline import make_labeler
+    from .io import LoadedImage, load_image
+    from .pipeline import label_loaded_to_files, make_labeler
 
     data = find_shared_data()
     image = data / "lumbar-mr" / DEMO_CASE / "image.nii.gz" if data else None
     if image is not None and image.is_file():
-        volume, source = load_image([image]).volume, str(image)
+        loaded = load_image([image])
         yield f"example: {image} (real lumbar MR from the shared data)"
     else:
         from .synthetic import SyntheticSpec, synthesize_spine
 
         volume, _ = synthesize_spine(SyntheticSpec(), np.random.default_rng(0))
-        source = "synthetic phantom (spinelabel.synthetic, seed 0)"
+        loaded = LoadedImage(volume, "synthetic phantom (spinelabel.synthetic, seed 0)", "nifti", None)
         yield "example: no shared data found; using a synthetic phantom"
-    result = make_labeler("lumbar").label(volume)
-    write_all_or_nothing([  # OutputError (one line) when they cannot be written
-        (out / "demo.json", lambda p: write_json(result, source, p)),
-        (out / "demo.png", lambda p: render_overlay(volume, result, p)),
-    ])
+    # the one label-and-write path (OutputError, one line, when the outputs cannot be written)
+    result = label_loaded_to_files(make_labeler("lumbar"), loaded, out / "demo.json", out / "demo.png")
     yield "labels: " + " ".join(f"{v.label}({v.confidence:.2f})" for v in result.vertebrae)
     for w in result.warnings:
         yield f"warning: {w.line()}"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
-    "label_to_files", "make_labeler", "passive_openmp", "thread_count",
+    "label_loaded_to_files", "label_to_files", "make_labeler", "passive_openmp", "thread_count",
 ]
 
 #: The shipped model that serves each region. The cervical model was trained on
@@ -471,10 +471,28 @@ def label_to_files(
         (then no output of this image is left behind).
     """
     from .io import load_image
+
+    loaded = load_image([Path(p) for p in inputs], series_uid=series, stack=stack)
+    return label_loaded_to_files(labeler, loaded, json, overlay, sr, gsps)
+
+
+def label_loaded_to_files(
+    labeler: "Labeler | AutoLabeler", loaded: "LoadedImage", json: Path | None = None, overlay: Path | None = None,
+    sr: Path | None = None, gsps: Path | None = None,
+) -> LabelResult:
+    """Label an image already read and write the requested outputs (None: not written): all of them or none.
+
+    :func:`label_to_files` after its reading; also what ``spinelabel demo``
+    runs on its built-in phantom, which is made in memory, not read.
+
+    Raises
+    ------
+    SpinelabelError
+        As :func:`label_to_files`.
+    """
     from .io.dicom_label_write import write_gsps, write_sr
     from .io.outputs import render_overlay, write_all_or_nothing, write_json
 
-    loaded = load_image([Path(p) for p in inputs], series_uid=series, stack=stack)
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
     result = label_loaded(labeler, loaded)
