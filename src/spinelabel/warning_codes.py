@@ -102,7 +102,8 @@ def from_document(warning_texts: Sequence[str], warning_codes: Sequence[str] | N
     """The warnings of a result document: its ``warnings`` with its ``warning_codes``.
 
     A document written before codes existed (no ``warning_codes``) or with a
-    code this version does not know gets ``unspecified`` for it.
+    code this version does not know (or that is no string) gets
+    ``unspecified`` for it.
 
     Raises
     ------
@@ -113,4 +114,5 @@ def from_document(warning_texts: Sequence[str], warning_codes: Sequence[str] | N
         warning_codes = ["unspecified"] * len(warning_texts)
     if len(warning_codes) != len(warning_texts):
         raise ValueError(f"{len(warning_texts)} warnings but {len(warning_codes)} warning codes")
-    return [LabelWarning(c if c in CODES else "unspecified", str(t)) for t, c in zip(warning_texts, warning_codes)]
+    known = [isinstance(c, str) and c in CODES for c in warning_codes]
+    return [LabelWarning(c if k else "unspecified", str(t)) for t, c, k in zip(warning_texts, warning_codes, known)]

@@ -27,8 +27,8 @@ def test_texts_and_codes_keep_the_order_and_only_count_concerns_put_the_count_at
 
 def test_a_document_without_codes_or_with_unknown_ones_reads_as_unspecified():
     assert from_document(["a"], None) == [LabelWarning("unspecified", "a")]
-    assert from_document(["a", "b"], ["no-anchor", "from-a-later-version"]) == [
-        LabelWarning("no-anchor", "a"), LabelWarning("unspecified", "b")]
+    assert from_document(["a", "b", "c"], ["no-anchor", "from-a-later-version", {"not": "a code"}]) == [
+        LabelWarning("no-anchor", "a"), LabelWarning("unspecified", "b"), LabelWarning("unspecified", "c")]
     with pytest.raises(ValueError, match="2 warnings but 1 warning codes"):
         from_document(["a", "b"], ["no-anchor"])
 
