@@ -87,11 +87,11 @@ Coded = list[tuple[list[str], bool]]  # (warning codes, every T11/L1-L5 name rig
 def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Coded]:
     """The scoring rows (T11/L1-L5; with our S1) of one model on ``cases``, its T11/L1-L5 scans entirely right,
     and each labeled scan's warning codes with whether it is right (T11/L1-L5)."""
-    from spinelabel.warning_codes import codes
     from spinelabel.annotations import add_labels, load_annotations
     from spinelabel.evaluation import evaluate, report_to_dict
     from spinelabel.io import load_image
     from spinelabel.pipeline import make_labeler
+    from spinelabel.warning_codes import codes
 
     labeler = make_labeler("lumbar", model)
     preds, conf, warned, failures, coded = {}, {}, set(), [], {}

@@ -67,7 +67,6 @@ class ArchiveRun:
 
     total: int
     done_before: int
-    labeled: int = 0
     failed: dict[str, tuple[str, str]] = field(default_factory=dict)
     seconds: float = 0.0
     #: Items this run tried (labeled or failed).
@@ -76,6 +75,11 @@ class ArchiveRun:
     count_in_doubt: int = 0
     #: Ids this run labeled.
     done_now: set[str] = field(default_factory=set)
+
+    @property
+    def labeled(self) -> int:
+        """Items this run labeled."""
+        return len(self.done_now)
 
     @property
     def items_per_minute(self) -> float:
@@ -291,23 +295,22 @@ def worklist_row(item: ManifestItem, doc: dict[str, Any] | None) -> dict[str, st
     """The ``worklist.csv`` row of a labeled item from its result document (None: unreadable).
 
     ``check`` is ``count`` when a warning doubts the count (a code of concern
-    ``count``), ``names`` when some name is below 0.5 (or a ``low-confidence``
-    warning from a result written before codes), else empty.
+    ``count``), ``names`` when some name is below 0.5, else empty.
     """
     from .results import LOW_CONFIDENCE
-    from .warning_codes import count_at_risk, from_document
+    from .warning_codes import count_at_risk, document_warnings
 
     unreadable = {"id": item.id, "input": item.input, "check": CHECK_ORDER[-1], "warning_codes": "", "labels": "",
                   "min_confidence": ""}
     if doc is None:
         return unreadable
     try:
-        warnings = from_document([str(w) for w in doc["warnings"]], doc.get("warning_codes"))
+        warnings = document_warnings(doc)
         confidences = [float(v["confidence"]) for v in doc["vertebrae"]]
         labels = " ".join(str(v["label"]) for v in doc["vertebrae"])
     except (KeyError, TypeError, ValueError):  # not a result document: said in the row, the batch goes on
         return unreadable
-    unsure = any(c < LOW_CONFIDENCE for c in confidences) or any(w.code == "low-confidence" for w in warnings)
+    unsure = any(c < LOW_CONFIDENCE for c in confidences)
     return {
         **unreadable, "check": "count" if count_at_risk(warnings) else "names" if unsure else "",
         "warning_codes": " ".join(w.code for w in warnings), "labels": labels,
@@ -359,7 +362,6 @@ def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Pa
     if outcome.ok:
         done_list.add(outcome.key)
         run.done_now.add(outcome.key)
-        run.labeled += 1
         run.count_in_doubt += outcome.count_in_doubt
         if run.failed.pop(outcome.key, None) is not None:
             _write_failed(out_dir, run.failed)

@@ -19,8 +19,9 @@ labeler both build warnings from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 COUNT = "count"
 DETECTION = "detection"
@@ -116,3 +117,17 @@ def from_document(warning_texts: Sequence[str], warning_codes: Sequence[str] | N
         raise ValueError(f"{len(warning_texts)} warnings but {len(warning_codes)} warning codes")
     known = [isinstance(c, str) and c in CODES for c in warning_codes]
     return [LabelWarning(c if k else "unspecified", str(t)) for t, c, k in zip(warning_texts, warning_codes, known)]
+
+
+def document_warnings(doc: Mapping[str, Any]) -> list[LabelWarning]:
+    """The warnings of a result document (its ``warnings`` and ``warning_codes``, :func:`from_document`).
+
+    Raises
+    ------
+    ValueError
+        ``warnings`` or ``warning_codes`` is no list, or their lengths differ.
+    """
+    warning_texts, warning_codes = doc.get("warnings", []), doc.get("warning_codes")
+    if not isinstance(warning_texts, list) or not (warning_codes is None or isinstance(warning_codes, list)):
+        raise ValueError("\"warnings\" and \"warning_codes\" must be lists")
+    return from_document([str(w) for w in warning_texts], warning_codes)

@@ -27,7 +27,7 @@ from .. import anatomy
 from ..errors import InputError
 from ..results import LabelResult, Vertebra
 from ..reviewed import ACCEPTED, CORRECTED, REVIEWED_STATES, UNREVIEWED, review_status
-from ..warning_codes import LabelWarning, from_document
+from ..warning_codes import document_warnings
 
 #: Confidence given to a label the reviewer placed or renamed: a person's label, not the model's estimate.
 REVIEWER_CONFIDENCE = 1.0
@@ -188,17 +188,6 @@ def with_review(
     return {**doc, "vertebrae": vertebrae, "review": review}
 
 
-def doc_warnings(doc: dict[str, Any]) -> list[LabelWarning]:
-    """The warnings of a result document (``warnings`` with ``warning_codes``; see ``warning_codes.from_document``).
-
-    Raises
-    ------
-    ValueError
-        The two lists differ in length.
-    """
-    return from_document([str(w) for w in doc.get("warnings", [])], doc.get("warning_codes"))
-
-
 def result_of(doc: dict[str, Any]) -> LabelResult:
     """The ``LabelResult`` a result document describes (for the SR and GSPS writers).
 
@@ -214,5 +203,5 @@ def result_of(doc: dict[str, Any]) -> LabelResult:
     return LabelResult(
         region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
         model_version=str(model.get("version", "")), vertebrae=vertebrae,
-        warnings=[] if review_status(doc) in REVIEWED_STATES else doc_warnings(doc),
+        warnings=[] if review_status(doc) in REVIEWED_STATES else document_warnings(doc),
     )

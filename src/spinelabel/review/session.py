@@ -24,17 +24,8 @@ from .. import anatomy
 from ..errors import InputError, NothingFoundError, SpinelabelError
 from ..jsonfile import read_json
 from ..results import LOW_CONFIDENCE
-from ..warning_codes import count_at_risk
-from .edits import (
-    UNREVIEWED,
-    DisplayGrid,
-    ReviewRequestError,
-    apply_ops,
-    doc_warnings,
-    result_of,
-    review_status,
-    with_review,
-)
+from ..warning_codes import count_at_risk, document_warnings
+from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, result_of, review_status, with_review
 
 if TYPE_CHECKING:
     from ..io import LoadedImage
@@ -95,7 +86,7 @@ def _warned(label: str, warnings: Sequence[str]) -> bool:
 def _summary(index: int, scan: ReviewScan) -> dict[str, Any]:
     """The worklist entry of one scan (``count_warned``: a warning says the count itself may be wrong)."""
     confidences = [float(v["confidence"]) for v in scan.doc["vertebrae"]]
-    warnings = doc_warnings(scan.doc)
+    warnings = document_warnings(scan.doc)
     return {
         "index": index, "name": scan.name, "status": review_status(scan.doc),
         "n_labels": len(confidences), "min_confidence": min(confidences, default=0.0),
@@ -172,13 +163,14 @@ class ReviewSession:
             entry = _summary(index, self.scans[index])
         shape = display.pixels.shape
         inverse = np.linalg.inv(display.canon_affine)
-        warnings = doc_warnings(doc)
+        warnings = document_warnings(doc)
+        texts = [w.text for w in warnings]
         labels = []
         for v in doc["vertebrae"]:
             s, r, c = (float(x) for x in (inverse @ np.append(np.asarray(v["position_mm"], float), 1.0))[:3])
             conf = float(v["confidence"])
             labels.append({"label": v["label"], "slice": s, "row": r, "col": c, "confidence": conf,
-                           "low": conf < LOW_CONFIDENCE, "warned": _warned(v["label"], [w.text for w in warnings])})
+                           "low": conf < LOW_CONFIDENCE, "warned": _warned(v["label"], texts)})
         spacing = np.sqrt((display.canon_affine[:3, :3] ** 2).sum(axis=0))
         middle = int(np.clip(np.round(np.median([lab["slice"] for lab in labels])), 0, shape[0] - 1)) if labels else shape[0] // 2
         return {
@@ -265,9 +257,10 @@ def _check_doc(doc: Any, path: Path) -> dict[str, Any]:
             isinstance(v.get(k), list) and len(v[k]) == 3 for k in ("position_mm", "voxel"))
         if not ok or not isinstance(v.get("confidence"), (int, float)):
             raise InputError(f"{path}: vertebra #{n} needs a known label, position_mm, voxel and confidence")
-    texts, codes = doc.get("warnings", []), doc.get("warning_codes")
-    if not isinstance(texts, list) or not (codes is None or (isinstance(codes, list) and len(codes) == len(texts))):
-        raise InputError(f"{path}: \"warnings\" must be a list, and \"warning_codes\" (if any) a list as long")
+    try:
+        document_warnings(doc)
+    except ValueError as exc:
+        raise InputError(f"{path}: its warning_codes do not fit its warnings ({exc})") from None
     return doc
 
 
