@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spinelabel.warning_codes import CODES, LabelWarning, codes, count_at_risk, count_note, from_document, texts
+from spinelabel.warning_codes import CODES, LabelWarning, codes, count_at_risk, count_note, document_warnings, from_document, texts
 
 OUTPUT_FORMAT = Path(__file__).resolve().parents[2] / "docs" / "output-format.md"
 
@@ -31,6 +31,13 @@ def test_a_document_without_codes_or_with_unknown_ones_reads_as_unspecified():
         LabelWarning("no-anchor", "a"), LabelWarning("unspecified", "b"), LabelWarning("unspecified", "c")]
     with pytest.raises(ValueError, match="2 warnings but 1 warning codes"):
         from_document(["a", "b"], ["no-anchor"])
+
+
+def test_a_result_document_gives_its_warnings_or_says_why_not():
+    assert document_warnings({"warnings": ["a"], "warning_codes": ["no-anchor"]}) == [LabelWarning("no-anchor", "a")]
+    assert document_warnings({"vertebrae": []}) == []
+    with pytest.raises(ValueError, match="must be lists"):
+        document_warnings({"warnings": "a", "warning_codes": ["no-anchor"]})
 
 
 def test_every_code_is_documented_with_its_concern():
