@@ -161,14 +161,19 @@ def test_dicom_review_writes_sr_and_gsps_that_read_back(tmp_path):
     write_dicom_series(volume, series)
     labels = tmp_path / "labels"
     session_for([series], labels)
-    _rewrite(labels / "series.json", warnings=["no anchor"], warning_codes=["no-anchor"])  # the count in doubt
+    doc = json.loads((labels / "series.json").read_text())
+    doc["vertebrae"][-1]["confidence"] = 0.3  # a name the model was unsure of, left as it is by the reviewer
+    _rewrite(labels / "series.json", vertebrae=doc["vertebrae"], warnings=["no anchor"],
+             warning_codes=["no-anchor"])  # and the count in doubt
     session = session_for([series], labels)
     meta = session.meta(0)
     first = meta["labels"][0]
     session.review(0, [{"op": "rename", "label": first["label"], "to": "T13"}])
     assert (labels / "series.sr.dcm").is_file() and (labels / "series.gsps.dcm").is_file()
     gsps = pydicom.dcmread(labels / "series.gsps.dcm")
-    assert "T13" in [a.TextObjectSequence[0].UnformattedTextValue for a in gsps.GraphicAnnotationSequence]
+    texts = [a.TextObjectSequence[0].UnformattedTextValue for a in gsps.GraphicAnnotationSequence]
+    assert "T13" in texts and len(texts) == len(doc["vertebrae"])
+    assert not [t for t in texts if t.endswith("?")]  # every name seen and confirmed: no doubt marks
     assert not [p for p in labels.iterdir() if p.name.startswith(".")]  # no temporary left behind
     saved = json.loads((labels / "series.json").read_text())
     imported = import_dicom_annotations([series, labels / "series.sr.dcm"])

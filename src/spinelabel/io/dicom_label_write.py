@@ -312,7 +312,9 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
     return dataset
 
 
-def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path) -> None:
+def write_gsps(
+    result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path, confirmed: bool = False
+) -> None:
     """Write the labels as a Grayscale Softcopy Presentation State for the source series.
 
     Per vertebra, on the slice nearest to it: a POINT graphic and a text
@@ -332,6 +334,9 @@ def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: st
         ``LoadedImage.dicom``; None (NIfTI) is an error.
     path : str or Path
         The .dcm file to write (atomically).
+    confirmed : bool
+        A reviewer has confirmed every name (``spinelabel review``): no "?"
+        marks, whatever the model's confidences.
 
     Raises
     ------
@@ -341,7 +346,7 @@ def write_gsps(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: st
     series = _series_headers(dicom_info, "--gsps")
     try:
         with _quiet_highdicom():
-            dataset = _build_gsps(result, series)
+            dataset = _build_gsps(result, series, confirmed)
     except ValueError as exc:  # highdicom refuses a value taken from the source headers
         raise InputError(f"cannot write the GSPS: {one_line(exc)}") from exc
     _save(dataset, path)
@@ -361,7 +366,7 @@ def _text_box(plane: ImagePlane, col_row: np.ndarray) -> tuple[float, float, flo
     return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
-def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
+def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = False) -> Any:
     import highdicom as hd
     from pydicom.uid import generate_uid
 
@@ -373,7 +378,8 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders) -> Any:
     annotations = []
     for placed in _place(result, series):
         header, frame, plane = series.headers[placed.k], series.frames[placed.k], series.planes[placed.k]
-        text = placed.label if placed.confidence >= LOW_CONFIDENCE and not doubt else f"{placed.label}?"
+        sure = confirmed or (placed.confidence >= LOW_CONFIDENCE and not doubt)
+        text = placed.label if sure else f"{placed.label}?"
         point = (float(placed.col_row[0]), float(placed.col_row[1]))
         annotations.append(hd.pr.GraphicAnnotation(
             referenced_images=[header], graphic_layer=layer, referenced_frame_number=frame,

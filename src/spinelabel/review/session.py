@@ -235,7 +235,9 @@ def _save(scan: ReviewScan, doc: dict[str, Any], loaded: LoadedImage) -> None:
 
         result = result_of(doc)
         folder = scan.json_path.parent
-        targets = {".sr.dcm": write_sr, ".gsps.dcm": write_gsps}
+        targets: dict[str, Callable[..., None]] = {  # a review confirms every name: no "?" in the GSPS
+            ".sr.dcm": write_sr, ".gsps.dcm": functools.partial(write_gsps, confirmed=True),
+        }
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=folder, prefix=".spinelabel-review-") as tmp:
