@@ -102,7 +102,14 @@ import numpy as np
 from .anatomy import ANCHOR_LEVELS, BODILESS_LEVELS, BODY_HEIGHT_MM, VARIANT_AFTER, Region, chain, ordinal
 from .chain_dp import Pairs, backtrack, backward, forward, unassigned_marginals
 from .labeling_params import Candidate, LabeledVertebra, LabelingParams, LabelingResult
-from .labeling_warnings import anchor_rivals, capped, direction_check, labeling_warnings, uncountable_variant_warning
+from .labeling_warnings import (
+    anchor_rivals,
+    capped,
+    direction_check,
+    end_warnings,
+    labeling_warnings,
+    uncountable_variant_warning,
+)
 from .shape_model import ShapeModel, chain_directions, chain_moments, sagittal_angle
 from .warning_codes import LabelWarning
 
@@ -264,21 +271,21 @@ def _miss_costs(levels: Sequence[str], params: LabelingParams) -> np.ndarray:
     return np.array([params.bodiless_miss_cost if lv in BODILESS_LEVELS else params.miss_cost for lv in levels])
 
 
-def _end_costs(
-    inp: _Inputs, mu: np.ndarray, miss: np.ndarray, scales: np.ndarray, params: LabelingParams
+def _beyond_in_view(
+    inp: _Inputs, mu: np.ndarray, scales: np.ndarray, params: LabelingParams
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Field-of-view costs of starting and of ending a labeled range at each candidate and level.
+    """Which levels beyond a labeled range's end the image shows whole, for every candidate, end level and scale.
 
     A level beyond the range's end is expected in view when its distance along
     the chain (scaled) plus ``edge_margin_fraction`` of its spacing to the
     next level inward fits in the image room on that side. Only the
-    ``edge_levels`` levels next to each end are charged.
+    ``edge_levels`` levels next to each end are considered.
 
     Returns
     -------
-    start, end : ndarray, shape (L, n, S)
-        ``start[b, j, s]``: summed miss costs of the levels cranial to ``b`` in
-        view above candidate ``j`` at scale ``s``; ``end`` likewise caudally.
+    up, down : ndarray of bool, shape (L, L, n, S)
+        ``up[l, b, j, s]``: level ``l`` cranial to ``b`` is in view above
+        candidate ``j`` at level ``b`` and scale ``s``; ``down`` likewise caudally.
     """
     L = mu.shape[0]
     spacing = np.diag(mu, 1)  # (L-1,) adjacent spacings
@@ -294,9 +301,41 @@ def _end_costs(
     scaled_down = need_down[:, :, None, None] * scales[None, None, None, :]
     up = inp.room[:, 0][None, None, :, None]  # (1, 1, n, 1)
     down = inp.room[:, 1][None, None, :, None]
-    start = ((scaled_up <= up) * miss[:, None, None, None]).sum(axis=0)
-    end = ((scaled_down <= down) * miss[:, None, None, None]).sum(axis=0)
-    return start, end
+    return scaled_up <= up, scaled_down <= down
+
+
+def _end_costs(
+    inp: _Inputs, mu: np.ndarray, miss: np.ndarray, scales: np.ndarray, params: LabelingParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Field-of-view costs of starting and of ending a labeled range at each candidate and level.
+
+    Every level the image shows beyond the range's end (``_beyond_in_view``)
+    costs its miss cost.
+
+    Returns
+    -------
+    start, end : ndarray, shape (L, n, S)
+        ``start[b, j, s]``: summed miss costs of the levels cranial to ``b`` in
+        view above candidate ``j`` at scale ``s``; ``end`` likewise caudally.
+    """
+    up, down = _beyond_in_view(inp, mu, scales, params)
+    return (up * miss[:, None, None, None]).sum(axis=0), (down * miss[:, None, None, None]).sum(axis=0)
+
+
+def _missed_beyond(
+    inp: _Inputs, sol: _Solution, shape: ShapeModel, s: int, params: LabelingParams
+) -> tuple[list[str], list[str]]:
+    """The levels the chosen labeling pays as missed beyond its ends: (above its first, below its last).
+
+    ``s``: the index of the chosen scale in ``params.scale_grid``. Empty
+    lists for an empty path.
+    """
+    if not sol.path:
+        return [], []
+    mu, _ = chain_moments(shape, sol.levels)
+    up, down = _beyond_in_view(inp, mu, np.asarray(params.scale_grid, float), params)
+    (j0, b0), (j1, b1) = sol.path[0], sol.path[-1]
+    return [sol.levels[k] for k in np.flatnonzero(up[:, b0, j0, s])], [sol.levels[k] for k in np.flatnonzero(down[:, b1, j1, s])]
 
 
 def _pair_costs(
@@ -582,11 +621,11 @@ def label_candidates(
     vertebrae = capped(vertebrae, region.anchors, params)
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
     anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in region.anchors]
-    warnings = labeling_warnings(
-        vertebrae, len(inp.order), params, region.anchors, anchor_probs, (sol.levels, sol.variant, sol.offset)
-    )
+    chain = (sol.levels, sol.variant, sol.offset)
+    warnings = labeling_warnings(vertebrae, len(inp.order), params, region.anchors, anchor_probs, chain)
     named = {int(j): sol.levels[b] for j, b in sol.path}
     warnings += anchor_rivals(named, inp.pos, inp.score, inp.anchor, region.anchors, params)
+    warnings += end_warnings(vertebrae, *_missed_beyond(inp, sol, shape, int(s), params))
     cost = float(sol.best[s])
     if vertebrae:
         warnings += [uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]

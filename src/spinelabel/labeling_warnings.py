@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .anatomy import BODY_HEIGHT_MM, Region
+from .anatomy import BODILESS_LEVELS, BODY_HEIGHT_MM, Region
 from .labeling_params import LabeledVertebra, LabelingParams
 from .warning_codes import LabelWarning
 
@@ -29,6 +29,29 @@ def gap_warnings(labels: Sequence[str], levels: Sequence[str]) -> list[LabelWarn
         if missing:
             names = ", ".join(missing)
             out.append(LabelWarning("missed-level", f"missed detection: no vertebra found at {names} (between {upper} and {lower})"))
+    return out
+
+
+def end_warnings(vertebrae: Sequence[LabeledVertebra], above: Sequence[str], below: Sequence[str]) -> list[LabelWarning]:
+    """Warnings for levels beyond the labeled range's ends that the image should show whole but that have no vertebra.
+
+    ``above`` and ``below``: the levels the chain model paid as missed above
+    the first and below the last named vertebra (``labeling._missed_beyond``).
+    A level without a body (``anatomy.BODILESS_LEVELS``: C1) is left out: a
+    body-centre detector finds C1's ring only as often as not
+    (``LabelingParams.bodiless_miss_cost``), so its absence says nothing.
+    """
+    if not vertebrae:
+        return []
+    out = []
+    for levels, side, end in ((above, "above", vertebrae[0].label), (below, "below", vertebrae[-1].label)):
+        bodied = [lv for lv in levels if lv not in BODILESS_LEVELS]
+        if bodied:
+            out.append(LabelWarning(
+                "missed-at-end",
+                f"missed detection: no vertebra found at {', '.join(bodied)} {side} {end}, where the image should "
+                f"show it: any vertebrae {side} {end} are unnamed — look {side}",
+            ))
     return out
 
 

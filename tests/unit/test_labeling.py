@@ -588,6 +588,24 @@ def test_an_undetected_level_inside_the_image_costs_a_miss_at_the_end():
     roomy = label_candidates(_with_room(cands, pts, min(z) - 15.0, max(z) + 60.0), LUMBAR, PRIOR)
     assert labels(roomy) == list(truth)  # T12 in view but not found: same labels, one miss dearer
     assert roomy.cost == pytest.approx(tight.cost + LabelingParams().miss_cost)
+    assert "missed-at-end" not in [w.code for w in tight.warnings]
+    (end,) = [w.text for w in roomy.warnings if w.code == "missed-at-end"]  # and the reader is told to look
+    assert "no vertebra found at T12 above L1" in end
+
+
+def test_a_chain_that_stops_short_of_the_image_edge_says_to_look_beyond_it():
+    """A cervical chain C2-C7 with 70 mm of image below C7 (errsm20's T1-T3 not detected)."""
+    cervical = REGIONS["cervical"]
+    truth = ("C2", "C3", "C4", "C5", "C6", "C7")
+    pts = spine(truth, top=(0.0, 0.0, 60.0))
+    cands = candidates(pts, sd=1.0)
+    z = [float(p[2]) for p in pts.values()]
+    result = label_candidates(_with_room(cands, pts, min(z) - 70.0, max(z) + 10.0), cervical, PRIOR)
+    assert labels(result) == list(truth)
+    (end,) = [w.text for w in result.warnings if w.code == "missed-at-end"]
+    assert "no vertebra found at T1 below C7" in end and "look below" in end
+    edge = label_candidates(_with_room(cands, pts, min(z) - 10.0, max(z) + 10.0), cervical, PRIOR)
+    assert "missed-at-end" not in [w.code for w in edge.warnings]  # the image ends with C7: nothing to look for
 
 
 def test_an_undetected_c1_in_view_costs_less_than_a_vertebra_with_a_body():
@@ -600,6 +618,7 @@ def test_an_undetected_c1_in_view_costs_less_than_a_vertebra_with_a_body():
     roomy = label_candidates(_with_room(cands, pts, min(z) - 10.0, max(z) + 60.0), cervical, PRIOR)
     assert labels(tight) == labels(roomy) == list(truth)
     assert roomy.cost == pytest.approx(tight.cost + LabelingParams().bodiless_miss_cost)
+    assert "missed-at-end" not in [w.code for w in roomy.warnings]  # C1's ring is found only as often as not
 
 
 def test_the_scan_wide_gain_lets_an_anchor_count_a_chain_whose_estimates_run_compressed():

@@ -3,7 +3,14 @@
 import numpy as np
 
 from spinelabel.labeling_params import LabeledVertebra, LabelingParams
-from spinelabel.labeling_warnings import anchor_rivals, capped, direction_check, gap_warnings, labeling_warnings
+from spinelabel.labeling_warnings import (
+    anchor_rivals,
+    capped,
+    direction_check,
+    end_warnings,
+    gap_warnings,
+    labeling_warnings,
+)
 from spinelabel.warning_codes import LabelWarning, codes, count_at_risk
 
 LUMBAR = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
@@ -18,6 +25,17 @@ def test_a_skipped_level_is_named():
         LabelWarning("missed-level", "missed detection: no vertebra found at L3 (between L2 and L4)")
     ]
     assert gap_warnings(["L2", "L3"], LUMBAR) == []
+
+
+def test_levels_missed_beyond_the_ends_are_named_on_their_side_but_not_c1():
+    vertebrae = _named(["C2", "C3", "C4", "C5", "C6", "C7"])
+    (below,) = end_warnings(vertebrae, ["C1"], ["T1"])
+    assert below.code == "missed-at-end"
+    assert below.text.startswith("missed detection: no vertebra found at T1 below C7")
+    (above,) = end_warnings(_named(["L1", "L2"]), ["T12"], [])
+    assert "T12 above L1" in above.text and above.text.endswith("look above")
+    assert end_warnings(vertebrae, ["C1"], []) == []
+    assert end_warnings([], ["T12"], ["S1"]) == []
 
 
 def test_no_name_is_surer_than_the_ceiling_without_an_anchor():
