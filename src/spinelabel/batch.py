@@ -89,6 +89,8 @@ class Task:
     dicomweb: "DicomwebSeries | None" = None
     #: The stack to read of a DICOM series holding several (``io.load_image``).
     stack: str | None = None
+    #: A NIfTI point-label map on the input's grid (``io.outputs.label_map``; files only, not DICOMweb items).
+    label_map: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def label_task(labeler: Any, task: Task) -> tuple[int, bool]:
         from .pipeline import label_to_files
 
         result = label_to_files(
-            labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps, task.stack
+            labeler, task.inputs, task.series, task.json, task.overlay, task.sr, task.gsps, task.stack,
+            label_map=task.label_map,
         )
         return len(result.vertebrae), count_at_risk(result.warnings)
     from .pacs import SeriesOutputs, label_series

@@ -93,11 +93,11 @@ def _scan_name(inp: Path) -> str:
 
 def _label_one(
     labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
-    dicom_sr: Path | None = None, gsps: Path | None = None, stack: str | None = None,
+    dicom_sr: Path | None = None, gsps: Path | None = None, stack: str | None = None, label_map: Path | None = None,
 ):
     from .pipeline import label_to_files
 
-    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps, stack)
+    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps, stack, label_map=label_map)
 
 
 def _doubt_line(n: int, labeled: int) -> str:
@@ -129,6 +129,8 @@ def label(
     dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="DICOM SR (TID 1500) with the labels, for PACS (DICOM input)."),
     gsps: Optional[Path] = typer.Option(None, "--gsps", help="DICOM presentation state (GSPS) showing the labels on the images (DICOM input)."),
     dicom_outputs: bool = typer.Option(False, "--dicom-outputs", help="Batch mode: also write NAME.sr.dcm and NAME.gsps.dcm (DICOM inputs)."),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="NIfTI point labels on the input's grid: each vertebra's VerSe number (C1=1 ... L5=24, S1=26) at its centre voxel (single image)."),
+    label_maps: bool = typer.Option(False, "--label-maps", help="Batch mode: also write NAME.labels.nii.gz."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
@@ -136,16 +138,17 @@ def label(
     if output_dir is None:
         from .pipeline import make_labeler
 
-        result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps, stack)
+        result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps, stack, label_map)
         _echo(_summary_line(result), quiet)
         for w in result.warnings:
             _echo(f"warning: {w.line()}", quiet, err=True)
         return
-    _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack)
+    _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
 
 
 def _batch_tasks(
-    inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool, stack: str | None = None
+    inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool, stack: str | None = None,
+    label_maps: bool = False,
 ) -> list:
     """One ``batch.Task`` per input, in order, keyed by its output name (:func:`_scan_name`; a name taken twice gets a "_")."""
     from .batch import Task
@@ -160,14 +163,14 @@ def _batch_tasks(
         tasks.append(Task(
             name, (str(inp),), series, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
             Path(f"{out}.sr.dcm") if dicom_outputs else None, Path(f"{out}.gsps.dcm") if dicom_outputs else None,
-            stack=stack,
+            stack=stack, label_map=Path(f"{out}.labels.nii.gz") if label_maps else None,
         ))
     return tasks
 
 
 def _label_batch(
     region: str, model: str | None, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool,
-    dicom_outputs: bool = False, jobs: int = 1, stack: str | None = None,
+    dicom_outputs: bool = False, jobs: int = 1, stack: str | None = None, label_maps: bool = False,
 ) -> None:
     """Label each input into ``output_dir``; ``jobs`` > 1: in that many worker processes (one thread each)."""
     from tqdm import tqdm
@@ -176,7 +179,7 @@ def _label_batch(
     from .io.outputs import check_writable_folder
 
     check_writable_folder(output_dir)  # one line before any labeling, not one failure per scan after it
-    tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs, stack)
+    tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs, stack, label_maps)
     if jobs > 1:
         if model is not None:
             from .models import resolve_model_dir

@@ -456,6 +456,7 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> Lab
 def label_to_files(
     labeler: "Labeler | AutoLabeler", inputs: Iterable[str | Path], series: str | None, json: Path | None = None,
     overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None, stack: str | None = None,
+    *, label_map: Path | None = None,
 ) -> LabelResult:
     """Read one image, label it, and write the requested outputs (None: not written): all of them or none.
 
@@ -473,14 +474,17 @@ def label_to_files(
     from .io import load_image
 
     loaded = load_image([Path(p) for p in inputs], series_uid=series, stack=stack)
-    return label_loaded_to_files(labeler, loaded, json, overlay, sr, gsps)
+    return label_loaded_to_files(labeler, loaded, json, overlay, sr, gsps, label_map=label_map)
 
 
 def label_loaded_to_files(
     labeler: "Labeler | AutoLabeler", loaded: "LoadedImage", json: Path | None = None, overlay: Path | None = None,
-    sr: Path | None = None, gsps: Path | None = None,
+    sr: Path | None = None, gsps: Path | None = None, *, label_map: Path | None = None,
 ) -> LabelResult:
     """Label an image already read and write the requested outputs (None: not written): all of them or none.
+
+    ``label_map``: a NIfTI point-label image on the input's grid
+    (``io.outputs.label_map``).
 
     :func:`label_to_files` after its reading; also what ``spinelabel demo``
     runs on its built-in phantom, which is made in memory, not read.
@@ -491,16 +495,20 @@ def label_loaded_to_files(
         As :func:`label_to_files`.
     """
     from .io.dicom_label_write import write_gsps, write_sr
-    from .io.outputs import render_overlay, write_all_or_nothing, write_json
+    from .io.nifti import is_nifti_path
+    from .io.outputs import render_overlay, write_all_or_nothing, write_json, write_label_map
 
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
+    if label_map is not None and not is_nifti_path(label_map):
+        raise InputError(f"a label map is NIfTI: its name must end with .nii or .nii.gz: {label_map}")
     result = label_loaded(labeler, loaded)
     writers = [
         (json, lambda p: write_json(result, loaded.source, p)),
         (overlay, lambda p: render_overlay(loaded.volume, result, p)),
         (sr, lambda p: write_sr(result, loaded.dicom, p)),
         (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
+        (label_map, lambda p: write_label_map(result, loaded.volume, p)),
     ]
     write_all_or_nothing([(path, write) for path, write in writers if path is not None])
     return result

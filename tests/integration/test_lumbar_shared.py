@@ -34,8 +34,9 @@ def labeler():
 
 @pytest.mark.parametrize("case", [ZUKIC, MYOSEG])
 def test_cli_labels_every_annotated_vertebra(case, tmp_path, capsys):
-    out, png = tmp_path / "out.json", tmp_path / "out.png"
-    assert main(["label", str(SHARED / case / "image.nii.gz"), "-o", str(out), "--overlay", str(png)]) == 0
+    out, png, ids = tmp_path / "out.json", tmp_path / "out.png", tmp_path / "out.labels.nii.gz"
+    argv = ["label", str(SHARED / case / "image.nii.gz"), "-o", str(out), "--overlay", str(png), "--label-map", str(ids)]
+    assert main(argv) == 0
     doc = json.loads(out.read_text())
     assert doc["schema_version"] == 1 and doc["region"] == "lumbar" and doc["model"]["name"]
     pred = _labels(doc)
@@ -49,6 +50,14 @@ def test_cli_labels_every_annotated_vertebra(case, tmp_path, capsys):
     for v in doc["vertebrae"]:
         np.testing.assert_allclose(affine[:3, :3] @ v["voxel"] + affine[:3, 3], v["position_mm"], atol=0.05)
     assert png.stat().st_size > 10_000
+    # the label map lies on the input's grid: each vertebra's VerSe number at its voxel, nothing else
+    label_map = nib.load(str(ids))
+    np.testing.assert_allclose(label_map.affine, affine)
+    data = np.asarray(label_map.dataobj)
+    assert data.shape == nib.load(str(SHARED / case / "image.nii.gz")).shape
+    assert sorted(data[data > 0].tolist()) == sorted(v["verse_id"] for v in doc["vertebrae"])
+    for v in doc["vertebrae"]:
+        assert data[tuple(np.rint(v["voxel"]).astype(int))] == v["verse_id"]
 
 
 def test_dicom_series_gives_the_same_positions_as_nifti(labeler, tmp_path):

@@ -1,4 +1,4 @@
-"""Writing results: the JSON document (schema v1) and the overlay picture."""
+"""Writing results: the JSON document (schema v1), the overlay picture and the NIfTI label map."""
 
 from __future__ import annotations
 
@@ -209,6 +209,41 @@ def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any
 def write_json(result: LabelResult, input_description: str, path: str | Path) -> None:
     doc = result_to_dict(result, input_description)
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def label_map(result: LabelResult, volume: Volume) -> Volume:
+    """The labels as a point-label image on the input's grid: each vertebra's VerSe number at its centre voxel.
+
+    The form of a "labels" file of the Spinal Cord Toolbox or a VerSe
+    centroid mask: one voxel per vertebra, valued by ``anatomy.VERSE_ID``
+    (C1 = 1 ... L5 = 24, L6 = 25, S1 = 26, T13 = 28), 0 elsewhere.
+
+    Parameters
+    ----------
+    result : LabelResult
+        Its ``Vertebra.voxel`` indices refer to ``volume``.
+    volume : Volume
+        The labeled image; the map takes its shape and affine.
+
+    Returns
+    -------
+    Volume
+        uint8 data of ``volume``'s shape (I, J, K), ``volume``'s affine; each
+        centre rounded to the nearest voxel (clipped into the grid: a centre
+        less than half a voxel outside, on a body cut by the image edge).
+    """
+    data = np.zeros(volume.shape, np.uint8)
+    for v in result.vertebrae:
+        ijk = np.clip(np.rint(np.asarray(v.voxel, float)).astype(int), 0, np.array(volume.shape) - 1)
+        data[tuple(ijk)] = anatomy.VERSE_ID[v.label]
+    return Volume(data, volume.affine.copy())
+
+
+def write_label_map(result: LabelResult, volume: Volume, path: str | Path) -> None:
+    """Write :func:`label_map` as NIfTI (atomically; ``.nii`` or ``.nii.gz``, ``io.nifti.save_nifti``)."""
+    from .nifti import save_nifti
+
+    save_nifti(label_map(result, volume), path)
 
 
 def _display_slice(volume: Volume, result: LabelResult) -> tuple[np.ndarray, np.ndarray, Volume]:
