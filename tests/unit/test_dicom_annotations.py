@@ -429,13 +429,37 @@ def test_gsps_marks_every_name_when_a_warning_doubts_the_count(tmp_path):
     def texts_with(*warnings: LabelWarning) -> list[str]:
         out = tmp_path / "gsps" / "out.dcm"
         write_gsps(replace(sure, warnings=list(warnings)), loaded.dicom, out)
-        return [a.TextObjectSequence[0].UnformattedTextValue for a in pydicom.dcmread(out).GraphicAnnotationSequence]
+        return [a.TextObjectSequence[0].UnformattedTextValue for a in pydicom.dcmread(out).GraphicAnnotationSequence
+                if a.GraphicLayer == "VERTEBRAE"]
 
     assert texts_with() == ["L1", "L2", "L3", "L4"]
     assert texts_with(LabelWarning("sheared-grid", "sheared"), LabelWarning("missed-level", "gap")) == ["L1", "L2", "L3", "L4"]
     assert texts_with(LabelWarning("anchor-rival", "rival")) == ["L1?", "L2?", "L3?", "L4?"]
-    imported = import_dicom_annotations([tmp_path / "series", tmp_path / "gsps"])
+    imported = import_dicom_annotations([tmp_path / "series", tmp_path / "gsps"])  # the warning lines are passed over
     assert imported.problems == [] and sorted(imported.annotations[0].points) == ["L1", "L2", "L3", "L4"]
+
+
+def test_gsps_shows_what_to_check_on_every_image(tmp_path):
+    """``count`` and ``detection`` warnings as screen-fixed lines on every image, with their codes; not ``input`` ones."""
+    loaded = _series(tmp_path / "series", "sagittal")
+    warned = replace(_result(loaded, LEVELS, confidence=0.9), warnings=[
+        LabelWarning("sheared-grid", "sheared"), LabelWarning("no-anchor", "no anchor \u2014 count from a landmark"),
+        LabelWarning("missed-at-end", "no vertebra found at L5 below L4 - look below"),
+    ])
+    write_gsps(warned, loaded.dicom, tmp_path / "out.dcm")
+    ds = pydicom.dcmread(tmp_path / "out.dcm")
+    assert [layer.GraphicLayer for layer in ds.GraphicLayerSequence] == ["VERTEBRAE", "WARNINGS"]
+    (banner,) = [a for a in ds.GraphicAnnotationSequence if a.GraphicLayer == "WARNINGS"]
+    assert len(banner.ReferencedImageSequence) == SHAPE[2]  # every slice
+    lines = [t.UnformattedTextValue for t in banner.TextObjectSequence]
+    assert lines == ["spinelabel: no anchor - count from a landmark [no-anchor]",
+                     "spinelabel: no vertebra found at L5 below L4 - look below [missed-at-end]"]
+    assert {t.BoundingBoxAnnotationUnits for t in banner.TextObjectSequence} == {"DISPLAY"}
+    tops = [float(t.BoundingBoxTopLeftHandCorner[1]) for t in banner.TextObjectSequence]
+    assert tops == sorted(tops) and all(0.0 <= v <= 1.0 for t in banner.TextObjectSequence
+                                        for v in (*t.BoundingBoxTopLeftHandCorner, *t.BoundingBoxBottomRightHandCorner))
+    write_gsps(_result(loaded, LEVELS, confidence=0.9), loaded.dicom, tmp_path / "calm.dcm")
+    assert [layer.GraphicLayer for layer in pydicom.dcmread(tmp_path / "calm.dcm").GraphicLayerSequence] == ["VERTEBRAE"]
 
 
 def test_enhanced_multiframe_series_round_trips_with_frame_numbers(tmp_path, write_enhanced_mr):

@@ -99,12 +99,16 @@ def test_only_the_local_code_scheme_warning_is_ours(tmp_path):
     assert validate(gsps).warnings == ()
     warned = replace(_result(loaded, LUMBAR, "lumbar"), warnings=[
         LabelWarning("no-anchor", "no anchor vertebra (S1) labeled"), LabelWarning("low-confidence", "L1 (0.40)")])
-    sr, _ = _write_both(loaded, warned, tmp_path / "warned")
-    ds = pydicom.dcmread(sr)
-    ds.StudyID = "1"
-    ds.save_as(sr)
+    sr, gsps = _write_both(loaded, warned, tmp_path / "warned")
+    for path in (sr, gsps):
+        ds = pydicom.dcmread(path)
+        ds.StudyID = "1"
+        ds.save_as(path)
     report = validate(sr)  # the warnings' TEXT items: one more local-scheme warning each, no error
     assert report.errors == () and report.warnings == (LOCAL_SCHEME_WARNING,) * (len(LUMBAR) + 1 + 2)
+    report = validate(gsps)  # the warning lines on every image, in display units
+    assert report.errors == () and report.warnings == ()
+    assert "WARNINGS" in [layer.GraphicLayer for layer in pydicom.dcmread(gsps).GraphicLayerSequence]
 
 
 def test_enhanced_multiframe_source_has_no_errors(tmp_path, write_enhanced_mr):

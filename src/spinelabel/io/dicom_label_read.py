@@ -365,6 +365,15 @@ def _text_position(text: Any, where: str) -> np.ndarray:
     raise _Skip(f"{where}: text without anchor point or bounding box")
 
 
+def _screen_fixed(item: Any) -> bool:
+    """Whether a graphic annotation is only text fixed to the screen (DISPLAY units): a note, such as our GSPS's
+    warning lines, that names no point of the image, so no label (passed over without a problem)."""
+    texts = item.get("TextObjectSequence", []) or []
+    units = [str(t.get(k, "") or "").upper() for t in texts for k in ("AnchorPointAnnotationUnits", "BoundingBoxAnnotationUnits")
+             if t.get(k) is not None]
+    return bool(texts) and not item.get("GraphicObjectSequence") and bool(units) and set(units) == {"DISPLAY"}
+
+
 def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int | None], _Marks]:
     """Texts and graphics of a presentation state, per referenced image."""
     applies_to = [ref for series in ds.get("ReferencedSeriesSequence", []) or []
@@ -376,6 +385,8 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
         where = f"{path}: graphic annotation #{n}"
         # without its own ReferencedImageSequence an annotation applies to every image of the state
         refs = _image_refs(item.ReferencedImageSequence) if "ReferencedImageSequence" in item else applies_to
+        if _screen_fixed(item):
+            continue
         try:
             key = _single_image(refs, where)
         except _Skip as exc:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
-from ..warning_codes import count_at_risk
+from ..warning_codes import CODES, COUNT, DETECTION, count_at_risk
 from .dicom_label_common import ImagePlane, plane_of, snomed_levels
 
 if TYPE_CHECKING:
@@ -41,6 +41,16 @@ TEXT_GAP_MM = 6.0
 #: GSPS content label (a DICOM code string: capitals, digits, '_' and ' ').
 GSPS_CONTENT_LABEL = "SPINE_LABELS"
 GRAPHIC_LAYER = "VERTEBRAE"
+#: Graphic layer of the GSPS's warning lines: fixed to the screen (DISPLAY units) on every image, above the labels.
+WARNING_LAYER = "WARNINGS"
+#: Concerns whose warnings the images show: what the reader must check (``input`` warnings, how the
+#: image was read, stay in the SR and the JSON).
+SHOWN_CONCERNS = (COUNT, DETECTION)
+#: Height of one warning line and the margin from the displayed area's edges, as fractions of that area.
+WARNING_LINE_HEIGHT = 0.04
+WARNING_MARGIN = 0.01
+#: The most warning lines drawn: a result rarely has more, and the rest are in the SR and the JSON.
+MAX_WARNING_LINES = 6
 #: Local code for the labeller's confidence (local coding schemes begin with "99").
 CONFIDENCE_CODE = ("LABELCONF", "99SPINELABEL", "Vertebra label confidence")
 #: Local code naming each of the result's warnings (a TEXT item: the sentence and its code, ``LabelWarning.line``).
@@ -390,17 +400,54 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = F
                                            anchor_point=point, bounding_box=_text_box(plane, placed.col_row),
                                            text_justification=hd.pr.TextJustificationValues.LEFT)],
         ))
+    layers = [layer]
+    banner = _warning_banner(result, series)
+    if banner is not None:
+        annotations.append(banner[0])
+        layers.append(banner[1])
     dataset = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=series.unique_headers(), series_instance_uid=generate_uid(),
         series_number=GSPS_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer=name, manufacturer_model_name=name, software_versions=version, device_serial_number="0",
         content_label=GSPS_CONTENT_LABEL, content_description=f"vertebra labels by {name} {result.model_name}",
-        graphic_annotations=annotations or None, graphic_layers=[layer],
+        graphic_annotations=annotations or None, graphic_layers=layers,
         series_description="spinelabel vertebra labels (GSPS)",
         modality_lut_transformation=_modality_lut(series.unique_headers()[0]),
     )
     _make_conformant(dataset, result.region)
     return dataset
+
+
+def warning_lines(result: LabelResult) -> list[str]:
+    """The lines a GSPS shows on every image: each warning of a :data:`SHOWN_CONCERNS` concern, with its code.
+
+    At most :data:`MAX_WARNING_LINES`; plain dashes (:data:`SR_TEXT_PLAIN`).
+    """
+    shown = [w for w in result.warnings if CODES.get(w.code, (DETECTION,))[0] in SHOWN_CONCERNS]
+    return [f"spinelabel: {w.line().translate(SR_TEXT_PLAIN)}" for w in shown[:MAX_WARNING_LINES]]
+
+
+def _warning_banner(result: LabelResult, series: _SeriesHeaders) -> tuple[Any, Any] | None:
+    """One graphic annotation on every image of the series, and its layer: :func:`warning_lines`, one per line
+    from the top of the displayed area (DISPLAY units, so it stays in view while zooming); None without lines.
+
+    A viewer shows why names carry a "?" (a ``count`` warning) and where to look
+    (``missed-at-end``: "look below C7"). The graphic layer is :data:`WARNING_LAYER`,
+    which a viewer may switch off; our GSPS importer passes over screen-fixed text.
+    """
+    import highdicom as hd
+
+    lines = warning_lines(result)
+    if not lines:
+        return None
+    layer = hd.pr.GraphicLayer(layer_name=WARNING_LAYER, order=2, description="what to check (spinelabel warnings)")
+    texts = []
+    for k, line in enumerate(lines):
+        top = WARNING_MARGIN + k * WARNING_LINE_HEIGHT
+        box = (WARNING_MARGIN, top, 1.0 - WARNING_MARGIN, top + WARNING_LINE_HEIGHT)
+        texts.append(hd.pr.TextObject(text_value=line, units=hd.pr.AnnotationUnitsValues.DISPLAY, bounding_box=box,
+                                      text_justification=hd.pr.TextJustificationValues.LEFT))
+    return hd.pr.GraphicAnnotation(referenced_images=series.unique_headers(), graphic_layer=layer, text_objects=texts), layer
 
 
 def _make_conformant(dataset: Any, region: str) -> None:
