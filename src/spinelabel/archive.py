@@ -42,8 +42,11 @@ FAILED_NAME = "failed.csv"
 WORKLIST_NAME = "worklist.csv"
 #: ``worklist.csv``'s columns.
 WORKLIST_COLUMNS = ("id", "input", "check", "warning_codes", "labels", "min_confidence")
-#: What a worklist row asks, most urgent first: the count in doubt, some names unsure, nothing, no readable result.
-CHECK_ORDER = ("count", "names", "", "result unreadable")
+#: What a worklist row asks, most urgent first: the count in doubt, some names unsure, a vertebra in view left
+#: without a name (:data:`MISSED_CODES`), nothing, no readable result.
+CHECK_ORDER = ("count", "names", "missed", "", "result unreadable")
+#: Warning codes of a vertebra the image shows but the labels skip: inside the chain, or beyond its end.
+MISSED_CODES = frozenset({"missed-level", "missed-at-end"})
 LABELS_DIR = "labels"
 #: What an item id may hold: it names files, so no path separators or spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -295,7 +298,8 @@ def worklist_row(item: ManifestItem, doc: dict[str, Any] | None) -> dict[str, st
     """The ``worklist.csv`` row of a labeled item from its result document (None: unreadable).
 
     ``check`` is ``count`` when a warning doubts the count (a code of concern
-    ``count``), ``names`` when some name is below 0.5, else empty.
+    ``count``), ``names`` when some name is below 0.5, ``missed`` when a
+    vertebra in view has no name (:data:`MISSED_CODES`), else empty.
     """
     from .results import LOW_CONFIDENCE
     from .warning_codes import count_at_risk, document_warnings
@@ -311,8 +315,10 @@ def worklist_row(item: ManifestItem, doc: dict[str, Any] | None) -> dict[str, st
     except (KeyError, TypeError, ValueError):  # not a result document: said in the row, the batch goes on
         return unreadable
     unsure = any(c < LOW_CONFIDENCE for c in confidences)
+    missed = any(w.code in MISSED_CODES for w in warnings)
+    check = "count" if count_at_risk(warnings) else "names" if unsure else "missed" if missed else ""
     return {
-        **unreadable, "check": "count" if count_at_risk(warnings) else "names" if unsure else "",
+        **unreadable, "check": check,
         "warning_codes": " ".join(w.code for w in warnings), "labels": labels,
         "min_confidence": f"{min(confidences):.2f}" if confidences else "",
     }

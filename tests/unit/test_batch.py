@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from spinelabel.archive import (
-    DONE_NAME, FAILED_NAME, LABELS_DIR, WORKLIST_NAME, make_runner, read_done, read_failed, read_manifest, run_archive,
-    write_worklist,
+    DONE_NAME, FAILED_NAME, LABELS_DIR, WORKLIST_NAME, ManifestItem, make_runner, read_done, read_failed, read_manifest,
+    run_archive, worklist_row, write_worklist,
 )
 from spinelabel.batch import LabelerSpec, Outcome, Task, run_here, run_processes, worker_task
 from spinelabel.cli import main
@@ -210,6 +210,20 @@ def test_a_run_counts_the_results_whose_count_a_warning_doubts(scans, tmp_path):
     write_worklist(out, read_manifest(tmp_path / "manifest.csv")[:3])
     rows = list(csv.DictReader((out / WORKLIST_NAME).open()))
     assert [(r["id"], r["check"]) for r in rows] == [("b", "count"), ("a", "names"), ("c", "result unreadable")]
+
+
+def test_a_vertebra_left_without_a_name_asks_for_a_look_after_doubtful_names():
+    item = ManifestItem("x", "/data/x")
+    sure = [{"label": lv, "confidence": 0.9} for lv in ("C2", "C3", "C7")]
+
+    def check(codes, vertebrae=sure):
+        return worklist_row(item, {"vertebrae": vertebrae, "warnings": [f"w{k}" for k in range(len(codes))],
+                                   "warning_codes": codes})["check"]
+
+    assert check(["missed-at-end"]) == check(["missed-level"]) == "missed"
+    assert check(["missed-at-end", "no-anchor"]) == "count"
+    assert check(["missed-at-end"], [*sure, {"label": "T1", "confidence": 0.3}]) == "names"
+    assert check(["sheared-grid"]) == ""
 
 
 def test_batch_on_a_local_dask_cluster(scans, tmp_path):
