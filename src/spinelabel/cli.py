@@ -135,6 +135,9 @@ def label(
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     region = check_region(region)
+    _check_label_mode(output_dir is not None, {"--output": output, "--overlay": overlay, "--dicom-sr": dicom_sr,
+                      "--gsps": gsps, "--label-map": label_map},
+                      {"--overlays": overlays, "--dicom-outputs": dicom_outputs, "--label-maps": label_maps, "--jobs": jobs > 1})
     if output_dir is None:
         from .pipeline import make_labeler
 
@@ -144,6 +147,20 @@ def label(
             _echo(f"warning: {w.line()}", quiet, err=True)
         return
     _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
+
+
+def _check_label_mode(batch: bool, single_outputs: dict[str, object], batch_options: dict[str, object]) -> None:
+    """A usage error for an option of the other mode: one image's output names with ``--output-dir``, or a batch
+    option without it (either would otherwise be passed over without a word, and its outputs never written)."""
+    if batch:
+        given = [name for name, value in single_outputs.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{given[0]} names an output of a single image; with --output-dir each scan's "
+                                   "outputs are named after it (--overlays, --dicom-outputs, --label-maps)")
+    else:
+        given = [name for name, value in batch_options.items() if value]
+        if given:
+            raise click.UsageError(f"{given[0]} is an option of batch mode: give --output-dir too")
 
 
 def _batch_tasks(

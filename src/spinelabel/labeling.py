@@ -143,6 +143,7 @@ class _Solution:
     unassigned: np.ndarray  # (n,) min-marginal (over scales, offsets) with candidate i unassigned
     offset: float  # the best offset of the level estimates
     gain: float = 1.0  # and their best gain
+    scale_index: int = 0  # the index in ``scale_grid`` of the scale ``path`` was found at
 
 
 def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs:
@@ -322,19 +323,17 @@ def _end_costs(
     return (up * miss[:, None, None, None]).sum(axis=0), (down * miss[:, None, None, None]).sum(axis=0)
 
 
-def _missed_beyond(
-    inp: _Inputs, sol: _Solution, shape: ShapeModel, s: int, params: LabelingParams
-) -> tuple[list[str], list[str]]:
-    """The levels the chosen labeling pays as missed beyond its ends: (above its first, below its last).
+def _missed_beyond(inp: _Inputs, sol: _Solution, shape: ShapeModel, params: LabelingParams) -> tuple[list[str], list[str]]:
+    """The levels ``sol.path`` pays as missed beyond its ends, at its scale: (above its first, below its last).
 
-    ``s``: the index of the chosen scale in ``params.scale_grid``. Empty
-    lists for an empty path.
+    Empty lists for an empty path.
     """
     if not sol.path:
         return [], []
     mu, _ = chain_moments(shape, sol.levels)
     up, down = _beyond_in_view(inp, mu, np.asarray(params.scale_grid, float), params)
     (j0, b0), (j1, b1) = sol.path[0], sol.path[-1]
+    s = sol.scale_index
     return [sol.levels[k] for k in np.flatnonzero(up[:, b0, j0, s])], [sol.levels[k] for k in np.flatnonzero(down[:, b1, j1, s])]
 
 
@@ -481,7 +480,7 @@ def _solve_chain(
     best = np.full(len(scales), np.inf)
     assigned = np.full((len(inp.order), len(levels)), np.inf)
     unassigned = np.full(len(inp.order), np.inf)
-    top: tuple[float, float, float, list[tuple[int, int]]] = (np.inf, 0.0, 1.0, [])
+    top: tuple[float, float, float, list[tuple[int, int]], int] = (np.inf, 0.0, 1.0, [], 0)
     theta, tau = chain_directions(shape, levels)
     pivot = _gain_pivot(shape, levels, anchors)
     directional = bool(np.isfinite(tau).any())  # no learned direction: no term, and the tilt is moot
@@ -502,8 +501,8 @@ def _solve_chain(
             s = int(np.argmin(here))
             if here[s] < top[0]:
                 path = backtrack(F[:, :, s], G[:, :, s], P[:, :, :, s], pairs, start[:, :, s], end[:, :, s])
-                top = (float(here[s]), float(offset), float(gain), path)
-    return _Solution(levels, variant, best, top[3], assigned, unassigned, top[1], top[2])
+                top = (float(here[s]), float(offset), float(gain), path, s)
+    return _Solution(levels, variant, best, top[3], assigned, unassigned, top[1], top[2], top[4])
 
 
 def _confidences(solutions: list[_Solution], temperature: float) -> tuple[list[str], np.ndarray]:
@@ -625,7 +624,7 @@ def label_candidates(
     warnings = labeling_warnings(vertebrae, len(inp.order), params, region.anchors, anchor_probs, chain)
     named = {int(j): sol.levels[b] for j, b in sol.path}
     warnings += anchor_rivals(named, inp.pos, inp.score, inp.anchor, region.anchors, params)
-    warnings += end_warnings(vertebrae, *_missed_beyond(inp, sol, shape, int(s), params))
+    warnings += end_warnings(vertebrae, *_missed_beyond(inp, sol, shape, params))
     cost = float(sol.best[s])
     if vertebrae:
         warnings += [uncountable_variant_warning(u.variant, region, params) for u in unnamed if float(u.best.min()) < cost]

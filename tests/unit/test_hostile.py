@@ -110,6 +110,11 @@ def _replace_bytes(path: Path, old: bytes, new: bytes) -> None:
         (["train", "x.csv", "--out", "m", "--steps", "abc"], "'--steps'"),
         (["evaluate", "a", "b", "--radius", "-5"], "'--radius'"),
         (["label", "x.nii.gz", "--jobs", "0"], "'--jobs'"),
+        (["label", "x.nii.gz", "--output-dir", "out", "--overlay", "x.png"], "--overlay names an output of a single image"),
+        (["label", "x.nii.gz", "--output-dir", "out", "--label-map", "x.nii"], "--label-map names an output of a single"),
+        (["label", "x.nii.gz", "-o", "x.json", "--label-maps"], "--label-maps is an option of batch mode"),
+        (["label", "x.nii.gz", "--overlays"], "--overlays is an option of batch mode"),
+        (["label", "x.nii.gz", "--jobs", "2"], "--jobs is an option of batch mode"),
         (["batch"], "Missing option"),  # no manifest is allowed (a DICOMweb batch), no --output-dir is not
         (["annotations", "import", "x", "-o", "labels.json"], "must end in .csv"),
         (["label", "x.nii.gz", "--region", "elbow"], "unknown region"),

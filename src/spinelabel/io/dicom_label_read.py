@@ -369,8 +369,8 @@ def _screen_fixed(item: Any) -> bool:
     """Whether a graphic annotation is only text fixed to the screen (DISPLAY units): a note, such as our GSPS's
     warning lines, that names no point of the image, so no label (passed over without a problem)."""
     texts = item.get("TextObjectSequence", []) or []
-    units = [str(t.get(k, "") or "").upper() for t in texts for k in ("AnchorPointAnnotationUnits", "BoundingBoxAnnotationUnits")
-             if t.get(k) is not None]
+    keys = ("AnchorPointAnnotationUnits", "BoundingBoxAnnotationUnits")
+    units = [str(t.get(k, "") or "").upper() for t in texts for k in keys if t.get(k) is not None]
     return bool(texts) and not item.get("GraphicObjectSequence") and bool(units) and set(units) == {"DISPLAY"}
 
 
