@@ -483,11 +483,10 @@ def label_loaded_to_files(
 ) -> LabelResult:
     """Label an image already read and write the requested outputs (None: not written): all of them or none.
 
-    ``label_map``: a NIfTI point-label image on the input's grid
-    (``io.outputs.label_map``).
-
     :func:`label_to_files` after its reading; also what ``spinelabel demo``
     runs on its built-in phantom, which is made in memory, not read.
+    ``label_map``: a NIfTI point-label image on the input's grid
+    (``io.outputs.label_map``).
 
     Raises
     ------

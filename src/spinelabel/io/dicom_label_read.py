@@ -382,11 +382,11 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
     if not ds.get("GraphicAnnotationSequence"):
         problems.append(f"{path}: presentation state without graphic annotations (truncated?): nothing to import")
     for n, item in enumerate(ds.get("GraphicAnnotationSequence", []) or [], start=1):
+        if _screen_fixed(item):
+            continue
         where = f"{path}: graphic annotation #{n}"
         # without its own ReferencedImageSequence an annotation applies to every image of the state
         refs = _image_refs(item.ReferencedImageSequence) if "ReferencedImageSequence" in item else applies_to
-        if _screen_fixed(item):
-            continue
         try:
             key = _single_image(refs, where)
         except _Skip as exc:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
-from ..warning_codes import CODES, COUNT, DETECTION, count_at_risk
+from ..warning_codes import COUNT, DETECTION, LabelWarning, count_at_risk
 from .dicom_label_common import ImagePlane, plane_of, snomed_levels
 
 if TYPE_CHECKING:
@@ -276,11 +276,16 @@ def _warnings_container(result: LabelResult) -> Any:
         name=hd.sr.CodedConcept(*QUALITATIVE_EVALUATIONS), relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
     container.ContentSequence = hd.sr.ContentSequence([
-        hd.sr.TextContentItem(name=hd.sr.CodedConcept(*WARNING_CODE), value=w.line().translate(SR_TEXT_PLAIN),
+        hd.sr.TextContentItem(name=hd.sr.CodedConcept(*WARNING_CODE), value=_plain_line(w),
                               relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
         for w in result.warnings
     ])
     return container
+
+
+def _plain_line(warning: LabelWarning) -> str:
+    """``warning.line()`` in the characters of the source's character set (:data:`SR_TEXT_PLAIN`), for SR and GSPS text."""
+    return warning.line().translate(SR_TEXT_PLAIN)
 
 
 def _local_coding_scheme() -> Any:
@@ -332,7 +337,9 @@ def write_gsps(
     :data:`spinelabel.results.LOW_CONFIDENCE`, and on every name when a
     warning says the count itself may be off, ``warning_codes.count_at_risk``:
     the viewer's only sign that the names need checking) anchored at the
-    point, its box beside it. The presentation state applies to every image of the
+    point, its box beside it; the result's ``count`` and ``detection``
+    warnings as screen-fixed lines on every image (:func:`warning_lines`,
+    layer :data:`WARNING_LAYER`). The presentation state applies to every image of the
     series (window and rescale taken from the images), so a PACS viewer
     shows the labels while scrolling. Points are the projection of each
     vertebra onto its slice (out of plane by at most half the slice spacing).
@@ -423,8 +430,8 @@ def warning_lines(result: LabelResult) -> list[str]:
 
     At most :data:`MAX_WARNING_LINES`; plain dashes (:data:`SR_TEXT_PLAIN`).
     """
-    shown = [w for w in result.warnings if CODES.get(w.code, (DETECTION,))[0] in SHOWN_CONCERNS]
-    return [f"spinelabel: {w.line().translate(SR_TEXT_PLAIN)}" for w in shown[:MAX_WARNING_LINES]]
+    shown = [w for w in result.warnings if w.concern in SHOWN_CONCERNS]
+    return [f"spinelabel: {_plain_line(w)}" for w in shown[:MAX_WARNING_LINES]]
 
 
 def _warning_banner(result: LabelResult, series: _SeriesHeaders) -> tuple[Any, Any] | None:
