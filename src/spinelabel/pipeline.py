@@ -509,5 +509,12 @@ def label_loaded_to_files(
         (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
         (label_map, lambda p: write_label_map(result, loaded.volume, p)),
     ]
-    write_all_or_nothing([(path, write) for path, write in writers if path is not None])
+    write_all_or_nothing([(path, write) for path, write in writers if path is not None], _files_read(loaded))
     return result
+
+
+def _files_read(loaded: "LoadedImage") -> list[Path]:
+    """The files an image was read from: a DICOM series' files, or the NIfTI file (none for an image made in memory)."""
+    if loaded.dicom is not None:
+        return list(loaded.dicom.files)
+    return [Path(loaded.source)] if loaded.kind == "nifti" and Path(loaded.source).is_file() else []

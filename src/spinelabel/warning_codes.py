@@ -50,6 +50,7 @@ CODES: dict[str, tuple[str, str]] = {
     "series-chosen": (INPUT, "of several series in the input, the only sagittal one was read"),
     "echo-chosen": (INPUT, "of several echoes at the same positions, the longest was read"),
     "stack-chosen": (INPUT, "of several stacks at the same positions, the one --stack names was read"),
+    "missing-slices": (INPUT, "slices are missing from the series' regular grid: filled in from their neighbours"),
     "irregular-spacing": (INPUT, "the slice steps are irregular: the median step was used"),
     "sheared-grid": (INPUT, "the slices are offset in-plane (gantry tilt): a sheared grid"),
     "unspecified": (DETECTION, "a warning from a result written before warning codes existed"),

@@ -28,6 +28,7 @@ from spinelabel.errors import InputError
 from spinelabel.geometry import Volume, reorient
 from spinelabel.io.dicom import load_dicom
 from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.io.nifti import save_nifti
 from spinelabel.limits import MAX_FIELD_OF_VIEW_MM, MAX_VOXELS
 from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
 
@@ -139,6 +140,30 @@ def test_an_output_name_used_twice_writes_nothing(capsys, tmp_path, blob_labeler
     assert code == 1
     _one_error(err, "x")
     assert not (tmp_path / "out").exists() or _tree(tmp_path / "out") == set()
+
+
+@pytest.mark.parametrize("option", ["--dicom-sr", "--gsps", "-o"])
+def test_an_output_named_as_an_input_file_is_refused_and_the_input_kept(capsys, tmp_path, blob_labeler, option):
+    """``--dicom-sr series/IM00003.dcm`` would replace an image of the series with the SR: one line, nothing written."""
+    files = _blob_dicom(tmp_path / "series")
+    before = files[3].read_bytes()
+    result = tmp_path / "labels.json"
+    args = ["-o", files[3]] if option == "-o" else ["-o", result, option, files[3]]
+    code, _, err = _run(capsys, "label", tmp_path / "series", *args)
+    assert code == 1
+    _one_error(err, f"{files[3]} is a file the scan was read from")
+    assert files[3].read_bytes() == before and not result.exists()
+
+
+def test_a_nifti_input_is_not_overwritten_by_its_label_map(capsys, tmp_path, blob_labeler):
+    vol, _ = blob_spine()
+    scan = tmp_path / "scan.nii.gz"
+    save_nifti(vol, scan)
+    before = scan.read_bytes()
+    code, _, err = _run(capsys, "label", scan, "-o", tmp_path / "a.json", "--label-map", scan)
+    assert code == 1
+    _one_error(err, "is a file the scan was read from")
+    assert scan.read_bytes() == before and not (tmp_path / "a.json").exists()
 
 
 def test_a_file_where_a_folder_is_expected_writes_nothing(capsys, tmp_path, blob_labeler):
@@ -519,7 +544,7 @@ def _label_with_warning(capsys, tmp_path: Path, fragment: str, code: str) -> Non
 def test_a_missing_slice_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, blob_labeler):
     files = _blob_dicom(tmp_path / "series")
     files[len(files) // 2].unlink()
-    _label_with_warning(capsys, tmp_path, "irregular slice spacing", "irregular-spacing")
+    _label_with_warning(capsys, tmp_path, "1 slice(s) missing", "missing-slices")
 
 
 def test_gantry_tilt_is_a_warning_on_stderr_and_in_the_json(capsys, tmp_path, blob_labeler):

@@ -225,15 +225,41 @@ def test_dicom_shuffled_files_and_series_info(tmp_path: Path):
     assert loaded.source == f"DICOM series {info.series_instance_uid} ({len(files)} files in {tmp_path})"
 
 
-def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
+@pytest.mark.parametrize("lost", [[5], [2, 3], [1, 5]])
+def test_dicom_missing_slices_are_filled_in_and_every_slice_keeps_its_place(tmp_path: Path, lost: list[int]):
+    """Slices lost in transfer: each slice read stays at its own position, each missing one is interpolated."""
     vol = _volume("PIR", shape=(5, 6, 8))
     files = write_dicom_series(vol, tmp_path)
-    files[5].unlink()  # a missing slice: steps 3.5 x 5 and one 7.0
+    for k in lost:
+        files[k].unlink()
     back, info = load_dicom([tmp_path])
-    assert back.shape == (5, 6, 7)
-    assert any(w.code == "irregular-spacing" and "irregular slice spacing" in w.text for w in info.warnings)
+    assert back.shape == (5, 6, 8)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)
+    kept = [k for k in range(8) if k not in lost]
+    np.testing.assert_allclose(back.real_data()[:, :, kept], vol.data[:, :, kept], atol=0.1)
+    for k in lost:  # between the nearest slices read on either side
+        lo, hi = max(j for j in kept if j < k), min(j for j in kept if j > k)
+        w = (k - lo) / (hi - lo)
+        np.testing.assert_allclose(back.real_data()[:, :, k], (1 - w) * vol.data[:, :, lo] + w * vol.data[:, :, hi],
+                                   atol=0.2)
+    assert [w.code for w in info.warnings] == ["missing-slices"]
+    assert f"{len(lost)} slice(s) missing" in info.warnings[0].text
+    assert len(info.files) == len(kept)
+
+
+def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
+    """Steps that are not whole multiples of one step (no slice missing, an irregular grid): the median, warned."""
+    vol = _volume("PIR", shape=(5, 6, 8))
+    files = write_dicom_series(vol, tmp_path)
+    ds = pydicom.dcmread(files[5])
+    normal = np.cross(np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float))
+    ds.ImagePositionPatient = list(np.asarray(ds.ImagePositionPatient, float) + 1.2 * normal)  # 1.2 mm off its place
+    ds.save_as(files[5])
+    back, info = load_dicom([tmp_path])
+    assert back.shape == (5, 6, 8)
+    assert [w.code for w in info.warnings] == ["irregular-spacing"]
+    assert "irregular slice spacing" in info.warnings[0].text
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)  # median step = the true step
-    np.testing.assert_allclose(back.real_data()[:, :, :5], vol.data[:, :, :5], atol=0.1)
 
 
 def test_enhanced_multiframe_round_trip(tmp_path: Path, write_enhanced_mr):

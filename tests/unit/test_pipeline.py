@@ -316,7 +316,7 @@ def test_reader_warnings_reach_the_result(tmp_path):
     loaded = load_image([tmp_path / "dicom"])
     result = label_loaded(Labeler(dummy_config(), BlobNet()), loaded)
     assert result.vertebrae
-    assert result.warnings[0].code == "irregular-spacing" and "irregular slice spacing" in result.warnings[0].text
+    assert result.warnings[0].code == "missing-slices" and "1 slice(s) missing" in result.warnings[0].text
 
 
 def test_labeling_settings_can_differ_per_region():

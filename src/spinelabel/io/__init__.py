@@ -30,7 +30,8 @@ class LoadedImage:
         Data of shape (I, J, K) (float32, or integers of at most 16 bits,
         with the rescale to real-world values in ``volume.rescale`` where it
         is not applied; see the readers) and voxel -> RAS affine. For DICOM,
-        I = column, J = row, K = slice (sorted along the slice normal).
+        I = column, J = row, K = slice (sorted along the slice normal; a slice
+        missing from the series keeps its place, filled in).
     source : str
         Printable description: the NIfTI path, or
         ``DICOM series <SeriesInstanceUID> (<n> files in <folder>)``.

@@ -34,6 +34,7 @@ from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, lps_to_ras
 from ..limits import check_enough_slices, check_image_size
 from ..warning_codes import LabelWarning
+from .dicom_repair import fill_missing, grid_index, invert_monochrome1, missing_slices_warning
 from .dicom_stacks import PER_FRAME, STACK_KEYWORDS, as_text, choose_stack, has_duplicates
 from .nifti import is_nifti_path
 
@@ -114,7 +115,10 @@ def load_dicom(
         RescaleSlope 1 and whole-number intercepts, the rescaled integers;
         else, when every slice has the same positive slope and intercept, the
         stored integers with that map as the volume's ``rescale``. Otherwise
-        float32 with the rescale applied (:func:`_voxel_type`).
+        float32 with the rescale applied (:func:`_voxel_type`). MONOCHROME1
+        values are inverted, and slices missing from a regular grid are
+        interpolated between their neighbours, with a warning
+        (:mod:`.dicom_repair`).
     info : DicomSeriesInfo
         UIDs and per-slice references; ``warnings`` lists irregularities.
 
@@ -139,14 +143,20 @@ def load_dicom(
     headers = _read_headers(files, where)
     groups = _group_by_series(headers)
     uid, chosen = _choose_series(groups, series_uid, where)
-    ordered, affine_lps, warnings = _slice_geometry(
+    ordered, affine_lps, grid, warnings = _slice_geometry(
         [s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid, stack
     )
     warnings = chosen + warnings
-    _check_sizes(ordered, affine_lps, where)  # from the headers, before any pixel is allocated
+    _check_sizes(ordered, affine_lps, where, int(grid[-1]) + 1)  # from the headers, before any pixel is allocated
+    return _read_volume(ordered, affine_lps, grid, uid), _series_info(uid, ordered, warnings)
+
+
+def _read_volume(ordered: list[_Slice], affine_lps: np.ndarray, grid: np.ndarray, uid: str) -> Volume:
+    """The slices' pixels as a Volume: in displayed polarity, missing slices filled in (:mod:`.dicom_repair`)."""
     data, rescale = _read_pixels(ordered)
-    volume = Volume(data, lps_to_ras(affine_lps), rescale)
-    return volume, _series_info(uid, ordered, warnings)
+    photometric = [str(s.dataset.get("PhotometricInterpretation", "")) for s in ordered]
+    data = fill_missing(invert_monochrome1(data, photometric, f"series {uid}"), grid)
+    return Volume(data, lps_to_ras(affine_lps), rescale)
 
 
 def _collect_files(paths: list[Path]) -> list[Path]:
@@ -281,11 +291,12 @@ def _is_sagittal_stack(members: list[tuple[Path, Any]]) -> bool:
 
 
 def _series_summary(uid: str, members: list[tuple[Path, Any]]) -> str:
-    """``UID 'description' (N images, sagittal)`` for the series listing."""
+    """``UID 'description' (N images, sagittal)`` for the series listing (``sagittal, coronal, axial`` for a localizer)."""
     ds = members[0][1]
     n_images = sum(int(m.get("NumberOfFrames", 1) or 1) for _, m in members)
     description = str(ds.get("SeriesDescription", "") or "")
-    return f"{uid} '{description}' ({n_images} images, {_orientation_name(ds)})"
+    names = ", ".join(dict.fromkeys(_orientation_name(m) for _, m in members))
+    return f"{uid} '{description}' ({n_images} images, {names})"
 
 
 def _orientation_name(ds: Any) -> str:
@@ -441,18 +452,21 @@ def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
 
 def _slice_geometry(
     slices: list[_Slice], uid: str, stack: str | None = None
-) -> tuple[list[_Slice], np.ndarray, list[LabelWarning]]:
+) -> tuple[list[_Slice], np.ndarray, np.ndarray, list[LabelWarning]]:
     """Keep one stack, sort its slices along their normal and build the voxel -> LPS affine.
 
     Returns
     -------
     ordered : list of _Slice
-        The slices read, in array axis-2 order: of several stacks at the same
-        positions, the one :func:`_one_stack` keeps (``stack``: the one named).
+        The slices read, sorted along the normal: of several stacks at the
+        same positions, the one :func:`_one_stack` keeps (``stack``: the one named).
     affine_lps : ndarray, shape (4, 4)
         Voxel (column, row, slice) -> LPS mm.
+    grid : ndarray of int, shape (len(ordered),)
+        Each slice's index along array axis 2: consecutive, or with holes
+        where slices are missing from a regular grid (``dicom_repair.grid_index``).
     warnings : list of LabelWarning
-        The stack choice first, then irregular steps and sheared grids.
+        The stack choice first, then missing slices, irregular steps and sheared grids.
     """
     _check_consistent(slices, uid)  # one orientation: a localizer is refused before stacks are looked for
     row, col = _direction_cosines(slices[0])
@@ -467,14 +481,21 @@ def _slice_geometry(
         raise GeometryError(
             f"duplicate slice positions in series {uid} (several echoes, time points or stacks in one series?)"
         )
-    step = np.median(np.diff(ipp[order], axis=0), axis=0)
+    grid = grid_index(steps, IRREGULAR_STEP)
+    holes = grid is not None and grid[-1] + 1 > len(grid)
+    if grid is None:  # irregular, not holed: the median step, with a warning
+        grid = np.arange(len(order))
+    gap_steps = np.diff(grid).astype(float)
+    step = np.median(np.diff(ipp[order], axis=0) / gap_steps[:, None], axis=0)
     row_spacing, column_spacing = slices[0].pixel_spacing
     affine = np.eye(4)
     affine[:3, 0] = row * column_spacing
     affine[:3, 1] = col * row_spacing
     affine[:3, 2] = step
     affine[:3, 3] = ipp[order[0]]
-    return [slices[i] for i in order], affine, stack_warnings + _spacing_warnings(steps, step, normal)
+    missing = [missing_slices_warning(grid, float(step @ normal))] if holes else []
+    warnings = stack_warnings + [w for w in missing if w] + _spacing_warnings(steps / gap_steps, step, normal)
+    return [slices[i] for i in order], affine, grid, warnings
 
 
 def _one_stack(
@@ -546,14 +567,14 @@ def _spacing_warnings(steps: np.ndarray, step: np.ndarray, normal: np.ndarray) -
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
-def _check_sizes(ordered: list[_Slice], affine_lps: np.ndarray, where: str) -> None:
+def _check_sizes(ordered: list[_Slice], affine_lps: np.ndarray, where: str, n_slices: int) -> None:
     """InputError for a series beyond the size limits or pixel data shorter than the headers say.
 
     Everything here comes from the headers (pixel data are deferred), so a
     header claiming 60000 x 60000 pixels is refused before anything is allocated.
     """
     rows, columns = ordered[0].size
-    check_image_size((columns, rows, len(ordered)), np.linalg.norm(affine_lps[:3, :3], axis=0), where)
+    check_image_size((columns, rows, n_slices), np.linalg.norm(affine_lps[:3, :3], axis=0), where)
     for path, ds in {s.path: s.dataset for s in ordered}.items():
         stored = _pixel_data_length(ds)
         needed = _native_pixel_bytes(ds, rows, columns)
@@ -751,7 +772,7 @@ def _decode(s: _Slice) -> np.ndarray:
 
 
 def _series_info(uid: str, ordered: list[_Slice], warnings: list[LabelWarning]) -> DicomSeriesInfo:
-    """Identity of the series; per-slice lists in array axis-2 order."""
+    """Identity of the series; per-slice lists in the order along the normal (the slices read, not those filled in)."""
     ds = ordered[0].dataset
 
     def text(keyword: str) -> str:

@@ -25,6 +25,7 @@ from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..warning_codes import COUNT, DETECTION, LabelWarning, count_at_risk
 from .dicom_label_common import ImagePlane, plane_of, snomed_levels
+from .dicom_repair import MONOCHROME1
 
 if TYPE_CHECKING:
     from ..results import LabelResult
@@ -68,11 +69,21 @@ MIN_WINDOW_WIDTH = 1.0
 #: Spine is unpaired, so with it no Laterality is needed (General Series Type 2C).
 BODY_PART = {"cervical": "CSPINE", "lumbar": "LSPINE"}
 BODY_PART_DEFAULT = "SPINE"
+#: What every source image must hold for an SR or GSPS to reference it (Type 1 in the image IODs);
+#: an export that dropped one is refused in one line.
+REFERENCE_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
+#: The SR also reads each source image's Modality (highdicom checks that it is an image's).
+SR_SOURCE_KEYWORDS = (*REFERENCE_KEYWORDS, "Modality")
+#: Specific Character Set: the default repertoire's name as a code-extension set. A source may leave a first
+#: value empty for it (``\\ISO 2022 IR 87``, Japanese), which highdicom does not take (PS3.3 C.12.1.1.2).
+DEFAULT_REPERTOIRE_EXTENDED = "ISO 2022 IR 6"
+#: Code-extension sets that need the default repertoire named before them when a source gives them alone.
+MULTI_BYTE_EXTENSIONS = ("ISO 2022 IR 87", "ISO 2022 IR 159", "ISO 2022 IR 149", "ISO 2022 IR 58")
 
 
 @dataclass
 class _SeriesHeaders:
-    """Headers of the slices of a loaded series, and each slice's plane (axis-2 order)."""
+    """Headers of the slices read of a loaded series, and each slice's plane (in order along the normal)."""
 
     headers: list[Any]  # one per slice (a multi-frame file repeats)
     frames: list[int | None]
@@ -87,8 +98,14 @@ class _SeriesHeaders:
         return out
 
 
-def _series_headers(info: DicomSeriesInfo | None, what: str) -> _SeriesHeaders:
-    """Read the headers of the series behind a result; InputError for a non-DICOM input."""
+def _series_headers(
+    info: DicomSeriesInfo | None, what: str, required: tuple[str, ...] = REFERENCE_KEYWORDS
+) -> _SeriesHeaders:
+    """Read the headers of the series behind a result.
+
+    InputError for a non-DICOM input, and for a source image without one of
+    the ``required`` attributes (named in the message).
+    """
     import pydicom
 
     if info is None or not info.files:
@@ -102,6 +119,9 @@ def _series_headers(info: DicomSeriesInfo | None, what: str) -> _SeriesHeaders:
                 cache[path] = pydicom.dcmread(path, stop_before_pixels=True)
             except Exception as exc:  # moved or damaged since it was loaded
                 raise InputError(f"cannot read {path} to write {what}: {one_line(exc)}") from None
+            missing = [k for k in required if not cache[path].get(k)]
+            if missing:
+                raise InputError(f"cannot write {what}: {path} has no {missing[0]} (a required DICOM attribute)")
             _fill_type2(cache[path])
         headers.append(cache[path])
         planes.append(plane_of(path, cache[path], frame))
@@ -197,7 +217,7 @@ def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str 
         Not a DICOM input, the series files are no longer readable, or the
         object cannot be built from them.
     """
-    series = _series_headers(dicom_info, "--dicom-sr")
+    series = _series_headers(dicom_info, "--dicom-sr", SR_SOURCE_KEYWORDS)
     try:
         with _quiet_highdicom():
             dataset = _build_sr(result, dicom_info, series)  # type: ignore[arg-type]
@@ -299,6 +319,36 @@ def _local_coding_scheme() -> Any:
     return item
 
 
+def output_character_set(value: Any) -> str | list[str] | None:
+    """The source's Specific Character Set as our SR and GSPS declare it: the same text, in a form highdicom takes.
+
+    An empty first value (the default repertoire) is written out as
+    :data:`DEFAULT_REPERTOIRE_EXTENDED`; a single-byte code-extension set
+    given alone (``ISO 2022 IR 100``) becomes its plain term (``ISO_IR 100``),
+    and a multi-byte one given alone gets the default repertoire before it.
+    """
+    if value is None:
+        return None
+    values = [str(v).strip() for v in ([value] if isinstance(value, str) else value)]
+    if not any(values):
+        return None
+    if len(values) > 1:
+        return [v or DEFAULT_REPERTOIRE_EXTENDED for v in values]
+    (only,) = values
+    if only in MULTI_BYTE_EXTENSIONS:
+        return [DEFAULT_REPERTOIRE_EXTENDED, only]
+    if only == DEFAULT_REPERTOIRE_EXTENDED:
+        return None
+    if only.startswith("ISO 2022 IR "):
+        return "ISO_IR " + only.removeprefix("ISO 2022 IR ")
+    return only
+
+
+def _has_thickness(header: Any) -> bool:
+    """Whether an image header holds a SliceThickness value (Type 2: it may be absent or empty)."""
+    return isinstance(header.get("SliceThickness"), (int, float))
+
+
 def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -310,8 +360,10 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
     groups = [_measurement_group(p, series, info, algorithm) for p in placed]
     used = {id(series.headers[p.k]): series.headers[p.k] for p in placed}
     procedure = codes.cid100.MRIUnspecifiedBodyRegion if info.modality == "MR" else codes.SCT.ImagingProcedure
-    # highdicom's image library reads the plane attributes of single-frame images only; it is optional in TID 1500
-    library = list(used.values()) if used and all(frame is None for frame in series.frames) else None
+    # highdicom's image library reads the plane attributes of single-frame images only, SliceThickness (Type 2,
+    # may be empty) among them; the library is optional in TID 1500, so it is left out where they are not all there
+    single_frame = all(frame is None for frame in series.frames)
+    library = list(used.values()) if used and single_frame and all(map(_has_thickness, used.values())) else None
     report = hd.sr.MeasurementReport(observation_context=_observer(result), procedure_reported=procedure,
                                      imaging_measurements=groups, referenced_images=library)
     if result.warnings:
@@ -322,6 +374,7 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
         manufacturer=name, is_complete=True, is_final=False, is_verified=False,
         series_description="spinelabel vertebra labels (SR)", software_versions=version,
         manufacturer_model_name=name,
+        specific_character_set=output_character_set(series.headers[0].get("SpecificCharacterSet")),
     )
     dataset.CodingSchemeIdentificationSequence = [_local_coding_scheme()]
     return dataset
@@ -412,6 +465,7 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = F
     if banner is not None:
         annotations.append(banner[0])
         layers.append(banner[1])
+    modality_lut, windows = _rescale_and_windows(series.unique_headers())
     dataset = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=series.unique_headers(), series_instance_uid=generate_uid(),
         series_number=GSPS_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
@@ -419,7 +473,9 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = F
         content_label=GSPS_CONTENT_LABEL, content_description=f"vertebra labels by {name} {result.model_name}",
         graphic_annotations=annotations or None, graphic_layers=layers,
         series_description="spinelabel vertebra labels (GSPS)",
-        modality_lut_transformation=_modality_lut(series.unique_headers()[0]),
+        modality_lut_transformation=modality_lut, voi_lut_transformations=windows,
+        presentation_lut_transformation=_presentation_lut(series.headers[0]),
+        specific_character_set=output_character_set(series.headers[0].get("SpecificCharacterSet")),
     )
     _make_conformant(dataset, result.region)
     return dataset
@@ -471,6 +527,51 @@ def _make_conformant(dataset: Any, region: str) -> None:
         widths = item.WindowWidth if item["WindowWidth"].VM > 1 else [item.WindowWidth]
         fixed = [max(float(w), MIN_WINDOW_WIDTH) for w in widths]
         item.WindowWidth = fixed if len(fixed) > 1 else fixed[0]
+
+
+def _presentation_lut(header: Any) -> Any:
+    """INVERSE for MONOCHROME1 images (the lowest value white, as without the GSPS), else IDENTITY."""
+    import highdicom as hd
+
+    inverse = str(header.get("PhotometricInterpretation", "")).strip().upper() == MONOCHROME1
+    shape = hd.PresentationLUTShapeValues.INVERSE if inverse else hd.PresentationLUTShapeValues.IDENTITY
+    return hd.PresentationLUTTransformation(presentation_lut_shape=shape)
+
+
+def _rescale_and_windows(headers: list[Any]) -> tuple[Any, list[Any] | None]:
+    """The GSPS modality LUT and, where the images' rescales differ, their windows in stored values.
+
+    One GSPS modality LUT serves every image it references. When the images
+    share one rescale it is that rescale, and highdicom copies each image's
+    window (None here). When they do not (Philips writes a slope per slice),
+    the LUT is the identity and each image's window is given in its own
+    stored values, ``(centre - intercept) / slope`` and ``width / slope``, so
+    every slice is shown as its own header says.
+    """
+    import highdicom as hd
+
+    def rescale(h: Any) -> tuple[float, float]:
+        return float(h.get("RescaleSlope", 1.0) or 1.0), float(h.get("RescaleIntercept", 0.0) or 0.0)
+
+    if len({rescale(h) for h in headers}) <= 1 or any("PerFrameFunctionalGroupsSequence" in h for h in headers):
+        return _modality_lut(headers[0]), None
+    groups: dict[tuple[float, float], list[Any]] = {}
+    for h in headers:
+        if h.get("WindowCenter") is not None and h.get("WindowWidth") is not None:
+            (slope, intercept), centre, width = rescale(h), _first(h.WindowCenter), _first(h.WindowWidth)
+            groups.setdefault(((centre - intercept) / slope, max(width / slope, MIN_WINDOW_WIDTH)), []).append(h)
+    windows = [hd.pr.SoftcopyVOILUTTransformation(window_center=c, window_width=w,
+                                               referenced_images=hd.ReferencedImageSequence(referenced_images=group))
+               for (c, w), group in groups.items()]
+    identity = hd.ModalityLUTTransformation(rescale_intercept=0.0, rescale_slope=1.0, rescale_type="US")
+    return identity, windows or None
+
+
+def _first(value: Any) -> float:
+    """The first of a multi-valued DS (a window's first setting), or the value."""
+    from pydicom.multival import MultiValue
+
+    return float(value[0]) if isinstance(value, MultiValue) else float(value)
 
 
 def _modality_lut(header: Any) -> Any:

@@ -153,13 +153,16 @@ def check_output_target(path: Path) -> None:
         raise OutputError(f"cannot write {path}: it is {what}")
 
 
-def write_all_or_nothing(writers: Sequence[tuple[Path, Callable[[Path], None]]]) -> None:
+def write_all_or_nothing(
+    writers: Sequence[tuple[Path, Callable[[Path], None]]], inputs: Sequence[Path] = ()
+) -> None:
     """Write a set of outputs of one scan together: all of them, or none.
 
     Each ``(path, write)`` writes one file (atomically). The targets are
-    checked first (no name twice, none a folder or a device). When a write
-    fails, the outputs already written by this call are removed again, and
-    the error is raised.
+    checked first (no name twice, none a folder or a device, none one of the
+    ``inputs``, the files the scan was read from). When a write fails, the
+    outputs already written by this call are removed again, and the error is
+    raised.
 
     Raises
     ------
@@ -170,6 +173,10 @@ def write_all_or_nothing(writers: Sequence[tuple[Path, Callable[[Path], None]]])
     for i, r in enumerate(resolved):
         if r in resolved[:i]:
             raise OutputError(f"{paths[i]} is given for two outputs of the same scan")
+    read = {Path(p).resolve() for p in inputs}
+    for p, r in zip(paths, resolved):
+        if r in read:
+            raise OutputError(f"{p} is a file the scan was read from: not overwritten with an output")
     for p in paths:
         check_output_target(p)
     done: list[Path] = []

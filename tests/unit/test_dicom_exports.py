@@ -1,0 +1,193 @@
+"""DICOM series as hospital exports write them: what the reader and the SR/GSPS writers must take.
+
+Each case is a small synthetic series (known affine, from ``write_dicom_series``)
+edited as a scanner or an anonymiser leaves it: Type 2 attributes empty or
+absent, Type 1 attributes stripped, a Japanese character set, MONOCHROME1, a
+rescale per slice, a localizer beside the sagittal series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+
+from spinelabel.errors import InputError
+from spinelabel.geometry import Volume
+from spinelabel.io import LoadedImage, load_image
+from spinelabel.io.dicom_label_write import output_character_set, write_gsps, write_sr
+from spinelabel.io.dicom_write import write_dicom_series
+from spinelabel.results import LabelResult, Vertebra
+from spinelabel.testing.dciodvfy import dciodvfy_executable, validate
+
+SHAPE = (40, 48, 7)  # columns, rows, slices
+AFFINE = np.array([[0.0, 0.0, -3.5, 12.0], [0.8, 0.0, 0.0, -30.5], [0.0, -0.9, 0.0, 40.25], [0.0, 0.0, 0.0, 1.0]])
+LEVELS = {"L3": (10.0, 12.0, 2.0), "L4": (20.0, 30.0, 3.0), "L5": (25.0, 40.0, 4.0)}
+
+
+def _series(folder: Path, edit: Callable[[Any, int], None] | None = None, scale: float = 1000.0) -> list[Path]:
+    """A sagittal series of random values; ``edit(dataset, k)`` changes each slice's file before it is kept."""
+    data = (np.random.default_rng(1).random(SHAPE) * scale).astype(np.float32)
+    files = write_dicom_series(Volume(data, AFFINE), folder, patient_id="P1", patient_name="Doe^Jane")
+    for k, f in enumerate(files):
+        if edit is not None:
+            ds = pydicom.dcmread(f)
+            edit(ds, k)
+            ds.save_as(f)
+    return files
+
+
+def _result(loaded: LoadedImage) -> LabelResult:
+    vertebrae = [Vertebra(label, loaded.volume.voxel_to_world(np.array(ijk)), np.array(ijk, float), 0.9)
+                 for label, ijk in LEVELS.items()]  # fmt: skip
+    return LabelResult("lumbar", "dummy", "0", vertebrae)
+
+
+def _write(folder: Path, out: Path) -> tuple[Path, Path]:
+    loaded = load_image(folder)
+    sr, gsps = out / "labels.sr.dcm", out / "labels.gsps.dcm"
+    out.mkdir(exist_ok=True)
+    write_sr(_result(loaded), loaded.dicom, sr)
+    write_gsps(_result(loaded), loaded.dicom, gsps)
+    return sr, gsps
+
+
+def _no_validator_errors(*paths: Path) -> None:
+    if dciodvfy_executable() is None:
+        return  # .ci/run installs dicom3tools; the objects were still written and read back above
+    for path in paths:
+        assert validate(path).errors == (), path
+
+
+@pytest.mark.parametrize("thickness", ["absent", "empty"])
+def test_sr_is_written_without_a_slice_thickness(tmp_path, thickness):
+    """SliceThickness is Type 2 (it may be empty or left out): the SR goes without its optional image library."""
+
+    def edit(ds, k):
+        if thickness == "absent":
+            del ds.SliceThickness
+        else:
+            ds.SliceThickness = None
+
+    _series(tmp_path / "s", edit)
+    sr, gsps = _write(tmp_path / "s", tmp_path / "out")
+    back = pydicom.dcmread(sr)
+    assert len(back.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+               .ReferencedSOPSequence) == SHAPE[2]  # fmt: skip
+    _no_validator_errors(sr, gsps)
+
+
+def test_sr_with_a_slice_thickness_keeps_its_image_library(tmp_path):
+    _series(tmp_path / "s")
+    sr, _ = _write(tmp_path / "s", tmp_path / "out")
+    assert "Image Library" in str(pydicom.dcmread(sr).ContentSequence)
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "Modality", "SOPInstanceUID"])
+def test_a_stripped_type1_attribute_is_one_line(tmp_path, keyword):
+    """An anonymiser that drops a required attribute from one slice: the SR is refused, naming it; nothing written."""
+    _series(tmp_path / "s", lambda ds, k: delattr(ds, keyword) if k == 2 else None)
+    loaded = load_image(tmp_path / "s")
+    with pytest.raises(InputError, match=f"has no {keyword} \\(a required DICOM attribute\\)"):
+        write_sr(_result(loaded), loaded.dicom, tmp_path / "sr.dcm")
+    assert not (tmp_path / "sr.dcm").exists()
+
+
+@pytest.mark.parametrize(("source", "declared"), [
+    (None, None), ("", None), ("ISO_IR 100", "ISO_IR 100"), ("ISO 2022 IR 100", "ISO_IR 100"),
+    ("ISO 2022 IR 6", None), (["", "ISO 2022 IR 87"], ["ISO 2022 IR 6", "ISO 2022 IR 87"]),
+    ("ISO 2022 IR 87", ["ISO 2022 IR 6", "ISO 2022 IR 87"]), ("ISO_IR 192", "ISO_IR 192"),
+    (["ISO 2022 IR 6", "ISO 2022 IR 149"], ["ISO 2022 IR 6", "ISO 2022 IR 149"]),
+])  # fmt: skip
+def test_output_character_set(source, declared):
+    assert output_character_set(source) == declared
+
+
+@pytest.mark.parametrize(("charset", "name"), [
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),  # as Japanese scanners write it
+    ("ISO 2022 IR 100", "Müller^Jürgen"),
+    ("ISO_IR 192", "Ŝmith^Ĵohn=山田^太郎"),
+])  # fmt: skip
+def test_sr_and_gsps_keep_the_patient_name_in_its_character_set(tmp_path, charset, name):
+    def edit(ds, k):
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+
+    _series(tmp_path / "s", edit)
+    sr, gsps = _write(tmp_path / "s", tmp_path / "out")
+    for path in (sr, gsps):
+        assert str(pydicom.dcmread(path).PatientName) == name
+    _no_validator_errors(sr, gsps)
+
+
+def test_monochrome1_is_read_in_displayed_polarity(tmp_path):
+    """A MONOCHROME1 series (the lowest value shown white) reads as its MONOCHROME2 twin, inverted about its range."""
+    _series(tmp_path / "m2")
+    stored: list[np.ndarray] = []
+
+    def invert(ds, k):
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        top = 2 ** int(ds.BitsStored) - 1
+        pixels = (top - ds.pixel_array.astype(np.int64)).astype(ds.pixel_array.dtype)
+        stored.append(pixels)
+        ds.PixelData = pixels.tobytes()
+
+    _series(tmp_path / "m1", invert)
+    plain, inverted = load_image(tmp_path / "m2"), load_image(tmp_path / "m1")
+    np.testing.assert_array_equal(inverted.volume.affine, plain.volume.affine)
+    a, b = plain.volume.real_data(), inverted.volume.real_data()
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999  # same polarity (it was -1 before the fix)
+    np.testing.assert_allclose(b - b.min(), a - a.min(), atol=1e-3 * np.ptp(a))
+    _, gsps = _write(tmp_path / "m1", tmp_path / "out")
+    assert pydicom.dcmread(gsps).PresentationLUTShape == "INVERSE"  # shown as without the GSPS
+    _, plain_gsps = _write(tmp_path / "m2", tmp_path / "out2")
+    assert pydicom.dcmread(plain_gsps).PresentationLUTShape == "IDENTITY"
+
+
+def test_mixed_photometric_interpretations_are_refused(tmp_path):
+    _series(tmp_path / "s", lambda ds, k: setattr(ds, "PhotometricInterpretation", "MONOCHROME1") if k == 3 else None)
+    with pytest.raises(InputError, match="differ in PhotometricInterpretation"):
+        load_image(tmp_path / "s")
+
+
+def test_gsps_windows_each_slice_in_its_own_stored_values_when_rescales_differ(tmp_path):
+    """Philips writes a slope per slice: the GSPS's modality LUT is then the identity, each window in stored values."""
+    slopes = [0.002 + 0.0003 * k for k in range(SHAPE[2])]
+
+    def rescale(ds, k):
+        real = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        ds.RescaleSlope, ds.RescaleIntercept = slopes[k], -1.5 * k
+        ds.PixelData = np.clip(np.rint((real + 1.5 * k) / slopes[k]), 0, 65535).astype(np.uint16).tobytes()
+        ds.WindowCenter, ds.WindowWidth = 500.0, 800.0
+
+    files = _series(tmp_path / "s", rescale)
+    _, gsps = _write(tmp_path / "s", tmp_path / "out")
+    g = pydicom.dcmread(gsps)
+    assert (float(g.RescaleSlope), float(g.RescaleIntercept)) == (1.0, 0.0)
+    uid_slice = {pydicom.dcmread(f).SOPInstanceUID: k for k, f in enumerate(files)}
+    seen = set()
+    for item in g.SoftcopyVOILUTSequence:
+        for ref in item.ReferencedImageSequence:
+            k = uid_slice[ref.ReferencedSOPInstanceUID]
+            seen.add(k)
+            assert float(item.WindowCenter) == pytest.approx((500.0 + 1.5 * k) / slopes[k], rel=1e-6)
+            assert float(item.WindowWidth) == pytest.approx(800.0 / slopes[k], rel=1e-6)
+    assert seen == set(range(SHAPE[2]))
+    _no_validator_errors(gsps)
+
+
+def test_a_localizer_beside_the_series_is_listed_with_its_orientations(tmp_path):
+    """A three-plane localizer is named as such in the listing, not by its first image's plane."""
+    from spinelabel.io.dicom import _series_summary
+
+    files = _series(tmp_path / "s")
+    members = []
+    for k, iop in enumerate(([0, 1, 0, 0, 0, -1], [1, 0, 0, 0, 0, -1], [1, 0, 0, 0, 1, 0])):
+        ds = pydicom.dcmread(files[k])
+        ds.ImageOrientationPatient = iop
+        members.append((files[k], ds))
+    assert _series_summary("1.2", members).endswith("(3 images, sagittal, coronal, axial)")
