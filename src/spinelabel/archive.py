@@ -6,9 +6,10 @@ keys, or the ``harvest.json`` that ``spinelabel pacs harvest`` writes (its
 sagittal series, ids = SeriesInstanceUIDs). The output folder holds
 
 - ``labels/<id>.json`` (and ``labels/<id>.png`` with overlays): one result per item;
-- ``done.txt``: the ids labeled so far, one per line, appended after the
-  item's result is written. A re-run skips them, so a killed run is resumed
-  by starting it again;
+- ``done.txt``: the items labeled so far, one per line (``id``, a tab, the
+  input it was labeled from), appended after the item's result is written. A
+  re-run skips them, so a killed run is resumed by starting it again; an item
+  whose manifest input has changed since is labeled again;
 - ``failed.csv``: ``id,input,reason`` of the items that failed and have not
   been labeled since (rewritten whenever it changes; a cell starting like a
   formula gets a leading ', as in every CSV spinelabel writes). A re-run
@@ -164,12 +165,35 @@ def _item(row: dict[str, Any], n: int, path: Path) -> ManifestItem:
 
 def read_done(out_dir: Path) -> set[str]:
     """The ids in ``done.txt`` (a last line without its newline, cut by a kill, is not counted)."""
+    return set(read_done_inputs(out_dir))
+
+
+def read_done_inputs(out_dir: Path) -> dict[str, str | None]:
+    """``done.txt`` as id -> the input it was labeled from (None on a line of an older run, which has no input).
+
+    The last line of an id counts; a last line without its newline, cut by a kill, is not counted.
+    """
     path = out_dir / DONE_NAME
     if not path.is_file():
-        return set()
+        return {}
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")[:-1]  # the part after the last newline is incomplete (or empty)
-    return {line.strip() for line in lines if line.strip()}
+    done: dict[str, str | None] = {}
+    for line in lines:
+        key, tab, recorded = line.partition("\t")
+        if key.strip():
+            done[key.strip()] = recorded if tab else None
+    return done
+
+
+def _recordable(item_input: str) -> str:
+    """An input as ``done.txt`` records it (:func:`_done_line`)."""
+    return _done_line("", item_input)[1:-1]
+
+
+def _done_line(key: str, item_input: str) -> str:
+    """A ``done.txt`` line: the id, a tab, the input (tabs and line breaks in it made spaces)."""
+    return f"{key}\t{' '.join(item_input.replace(chr(9), ' ').splitlines())}\n"
 
 
 def read_failed(out_dir: Path) -> dict[str, tuple[str, str]]:
@@ -204,8 +228,8 @@ class _DoneList:
         except OSError as exc:
             raise OutputError(f"cannot write {out_dir / DONE_NAME}: {exc.strerror or exc}") from None
 
-    def add(self, key: str) -> None:
-        os.write(self.fd, f"{key}\n".encode())
+    def add(self, key: str, item_input: str) -> None:
+        os.write(self.fd, _done_line(key, item_input).encode())
 
     def close(self) -> None:
         os.close(self.fd)
@@ -274,7 +298,8 @@ def run_archive(
     """
     prepare_output(out_dir)
     ids = {item.id for item in items}
-    done = read_done(out_dir) & ids
+    recorded = read_done_inputs(out_dir)  # an item whose input changed since is labeled again
+    done = {item.id for item in items if item.id in recorded and recorded[item.id] in (None, _recordable(item.input))}
     failed = {k: v for k, v in read_failed(out_dir).items() if k in ids and k not in done}
     if (out_dir / FAILED_NAME).exists():
         _write_failed(out_dir, failed)  # drop entries labeled since, or no longer in the manifest
@@ -366,7 +391,7 @@ def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Pa
     """Append a labeled item to ``done.txt``, or list a failed one in ``failed.csv``."""
     run.attempted += 1
     if outcome.ok:
-        done_list.add(outcome.key)
+        done_list.add(outcome.key, inputs[outcome.key])
         run.done_now.add(outcome.key)
         run.count_in_doubt += outcome.count_in_doubt
         if run.failed.pop(outcome.key, None) is not None:

@@ -92,6 +92,10 @@ class Task:
     #: A NIfTI point-label map on the input's grid (``io.outputs.label_map``; files only, not DICOMweb items).
     label_map: Path | None = None
 
+    def outputs(self) -> list[Path]:
+        """The files this task writes."""
+        return [p for p in (self.json, self.overlay, self.sr, self.gsps, self.label_map) if p is not None]
+
 
 @dataclass(frozen=True)
 class DicomwebSeries:

@@ -116,7 +116,7 @@ def _summary_line(result) -> str:
 
 @app.command()
 def label(
-    inputs: list[Path] = typer.Argument(..., help="NIfTI file, DICOM folder, or DICOM files (one image); with --output-dir, one scan per input."),
+    inputs: list[Path] = typer.Argument(..., readable=False, help="NIfTI file, DICOM folder, or DICOM files (one image); with --output-dir, one scan per input."),
     region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided from the image)."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Result JSON (single image)."),
@@ -167,21 +167,30 @@ def _batch_tasks(
     inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool, stack: str | None = None,
     label_maps: bool = False,
 ) -> list:
-    """One ``batch.Task`` per input, in order, keyed by its output name (:func:`_scan_name`; a name taken twice gets a "_")."""
+    """One ``batch.Task`` per input, in order, keyed by its output name (:func:`_scan_name`).
+
+    A name gets a "_" while it is taken: by an earlier input, or because one
+    of its outputs would be a file of the batch's inputs (``x.nii.gz`` and
+    ``x.labels.nii.gz`` labeled with ``--label-maps`` into their own folder).
+    """
     from .batch import Task
 
-    tasks, names = [], set()
-    for inp in inputs:
-        name = _scan_name(inp)
-        while name in names:
-            name += "_"
-        names.add(name)
+    def task(name: str) -> Task:
         out = output_dir / name
-        tasks.append(Task(
+        return Task(
             name, (str(inp),), series, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
             Path(f"{out}.sr.dcm") if dicom_outputs else None, Path(f"{out}.gsps.dcm") if dicom_outputs else None,
             stack=stack, label_map=Path(f"{out}.labels.nii.gz") if label_maps else None,
-        ))
+        )
+
+    inputs_read = {p.resolve() for p in inputs if p.is_file()}
+    tasks, names = [], set()
+    for inp in inputs:
+        name = _scan_name(inp)
+        while name in names or any(p.resolve() in inputs_read for p in task(name).outputs()):
+            name += "_"
+        names.add(name)
+        tasks.append(task(name))
     return tasks
 
 
@@ -219,7 +228,7 @@ def _label_batch(
 
 @app.command()
 def batch(
-    manifest: Optional[Path] = typer.Argument(None, help="CSV with a header (input[,id][,series]), JSON lines {\"input\": ..., \"id\": ..., \"series\": ...} or harvest.json; without it, the sagittal MR series of the studies a DICOMweb server finds (--url, study filters)."),
+    manifest: Optional[Path] = typer.Argument(None, readable=False, help="CSV with a header (input[,id][,series]), JSON lines {\"input\": ..., \"id\": ..., \"series\": ...} or harvest.json; without it, the sagittal MR series of the studies a DICOMweb server finds (--url, study filters)."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="labels/<id>.json per item, done.txt, failed.csv; re-run to resume."),
     region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (decided per image)."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
@@ -316,7 +325,7 @@ def _dask_client(address: str):
 
 @app.command()
 def train(
-    annotations: list[Path] = typer.Argument(..., help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image], or DICOM folders with GSPS/SR labels."),
+    annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image], or DICOM folders with GSPS/SR labels."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     region: str = typer.Option("lumbar", help="Region the model labels."),
     steps: int = typer.Option(4000, min=1, help="Optimisation steps (batch of 16 crops each)."),
@@ -473,8 +482,8 @@ def _cleaned(anns: list, region: str, quiet: bool) -> list:
 
 @app.command()
 def evaluate(
-    predictions: Path = typer.Argument(..., help="Result JSON file or folder of them."),
-    annotations: Path = typer.Argument(..., help="Ground truth: centroids.json, folder, or CSV."),
+    predictions: Path = typer.Argument(..., readable=False, help="Result JSON file or folder of them."),
+    annotations: Path = typer.Argument(..., readable=False, help="Ground truth: centroids.json, folder, or CSV."),
     radius: float = typer.Option(20.0, min=0.1, max=1000.0, help="Matching radius in mm."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
 ) -> None:
@@ -551,7 +560,7 @@ def _require_csv(output: Path) -> None:
 
 @annotations_app.command("import")
 def annotations_import(
-    sources: list[Path] = typer.Argument(..., help="DICOM files or folders: sagittal series with the GSPS/SR objects that label them."),
+    sources: list[Path] = typer.Argument(..., readable=False, help="DICOM files or folders: sagittal series with the GSPS/SR objects that label them."),
     output: Path = typer.Option(..., "--output", "-o", help="CSV to write: scan,label,x,y,z,image,series (what train reads)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or per-item warnings."),
 ) -> None:
@@ -578,7 +587,7 @@ def annotations_import(
 
 @annotations_app.command("check")
 def annotations_check(
-    sources: list[Path] = typer.Argument(..., help="Annotations: CSV, centroids.json files/folders, or DICOM folders with GSPS/SR labels."),
+    sources: list[Path] = typer.Argument(..., readable=False, help="Annotations: CSV, centroids.json files/folders, or DICOM folders with GSPS/SR labels."),
     output: Path = typer.Option(..., "--output", "-o", help="CSV to write with the cleaned labels (what train reads)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report of the findings: .json (with per-scan outcomes) or .csv."),
     model: str = typer.Option(
@@ -633,13 +642,46 @@ _EXIT = _classes("Exit", click.exceptions.Exit, typer.Exit)
 _ABORT = _classes("Abort", click.exceptions.Abort, typer.Abort)
 
 
+#: Exit status after SIGTERM (``kill``, ``timeout``, a service stop): 128 + the signal's number, as a shell reports it.
+EXIT_TERMINATED = 128 + 15
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs (worker pools shut, partial outputs removed)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _clean_exit_on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread only; the old handler after).
+
+    Without it the process ends at once: worker processes of ``--jobs N`` are
+    left running without a parent, and a file being written stays half-written
+    under its temporary name.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
     # Before any command imports torch: OpenMP threads sleep instead of spinning while
     # they wait, so a shared server stays fast (pipeline.passive_openmp; README "Threads").
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        with warnings.catch_warnings():  # library noise (nibabel, pydicom, numpy, torch): spinelabel says what matters
+        with warnings.catch_warnings(), _clean_exit_on_sigterm():  # library noise: spinelabel says what matters
             warnings.simplefilter("ignore")
             rv = app(args=argv, prog_name="spinelabel", standalone_mode=False)
     except SpinelabelError as exc:
@@ -655,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        typer.echo("spinelabel: terminated", err=True)
+        return EXIT_TERMINATED
     return rv if isinstance(rv, int) else 0
 
 

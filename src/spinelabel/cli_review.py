@@ -42,7 +42,7 @@ def _unique_names(inputs: list[Path]) -> list[str]:
 
 
 def review(
-    inputs: list[Path] = typer.Argument(..., help="Scans to review: NIfTI files or DICOM series folders, one scan each."),
+    inputs: list[Path] = typer.Argument(..., readable=False, help="Scans to review: NIfTI files or DICOM series folders, one scan each."),
     labels: Path = typer.Option(DEFAULT_LABELS_DIR, "--labels", help="Folder of the results: NAME.json is used where it exists, else the scan is labeled into it; reviews are saved there (with NAME.sr.dcm and NAME.gsps.dcm for DICOM inputs)."),
     region: str = typer.Option("lumbar", help="Region for scans that still need labeling: lumbar, cervical, whole, or auto."),
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),

@@ -28,6 +28,13 @@ __all__ = [
 #: cervical and whole-spine phantoms plus real lumbar scans, so it also knows
 #: every level of a whole-spine scan.
 SHIPPED_MODEL: dict[str, str] = {"lumbar": "lumbar", "cervical": "cervical", "whole": "cervical"}
+#: The regions a model trained for a region can label (its ``config.region`` -> ``--region``): a lumbar
+#: model has never seen C2 nor the cervicothoracic junction, so it labels lumbar only; the cervical
+#: model also counts down to the thoracic spine for ``whole`` (``SHIPPED_MODEL``), and a whole-spine
+#: model covers the cervical region. A model given with ``--model`` for another region is refused:
+#: its detection settings and shape model are another region's, and the names would be quietly wrong.
+MODEL_SERVES: dict[str, tuple[str, ...]] = {"lumbar": ("lumbar",), "cervical": ("cervical", "whole"),
+                                            "whole": ("whole", "cervical")}
 #: The region ``--region auto`` asks when its whole-chain survey names nothing. The survey runs
 #: the cervical model, which was fine-tuned on three real subjects of one contrast and is blind
 #: to contrasts the lumbar model (67 real scans) still reads: on STIR-like lumbar scans the survey
@@ -426,7 +433,8 @@ def make_labeler(region: str = "lumbar", model: str | Path | None = None, thread
     Raises
     ------
     InputError
-        Unknown region, or a model directory with region "auto".
+        Unknown region, a model directory with region "auto", or a model
+        trained for a region that cannot serve ``region`` (``MODEL_SERVES``).
     ModelError
         The model cannot be found or loaded.
     """
@@ -436,7 +444,11 @@ def make_labeler(region: str = "lumbar", model: str | Path | None = None, thread
         return AutoLabeler.load(threads)
     if region not in anatomy.REGIONS:
         raise InputError(f"unknown region {region!r}; choose from auto, {', '.join(anatomy.REGIONS)}")
-    return Labeler.load(model or SHIPPED_MODEL[region], region, threads)
+    labeler = Labeler.load(model or SHIPPED_MODEL[region], region, threads)
+    trained = labeler.config.region if model is not None else region  # a shipped model serves its region
+    if region not in MODEL_SERVES.get(trained, (trained,)):
+        raise InputError(f"model {model} was trained for --region {trained}: it cannot label --region {region}")
+    return labeler
 
 
 def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> LabelResult:

@@ -133,6 +133,29 @@ def test_a_torn_last_line_of_the_done_list_is_not_counted(tmp_path):
     assert read_done(tmp_path) == {"a", "b"}
 
 
+def test_an_item_whose_input_changed_is_labeled_again(scans, tmp_path):
+    """An id pointed at another scan since it was labeled: its old result is not kept for the new input."""
+    good, _ = scans
+    out, labeled = tmp_path / "out", []
+
+    def runner(tasks):
+        labeled.append([(t.key, t.inputs[0]) for t in tasks])
+        return run_here(BLOB.load(), tasks)
+
+    first = tmp_path / "m1.csv"
+    first.write_text(f"id,input\np1,{good[0]}\np2,{good[1]}\n")
+    run_archive(read_manifest(first), out, runner)
+    second = tmp_path / "m2.csv"
+    second.write_text(f"id,input\np1,{good[2]}\np2,{good[1]}\n")
+    run_archive(read_manifest(second), out, runner)
+    assert labeled[1] == [("p1", str(good[2]))]  # p2 unchanged: skipped
+    run_archive(read_manifest(second), out, runner)
+    assert labeled[2] == []
+    (out / DONE_NAME).write_text("p1\np2\n")  # a done list of an older run, without inputs: trusted as it is
+    run_archive(read_manifest(first), out, runner)
+    assert labeled[3] == []
+
+
 class _Kill(Exception):
     pass
 
@@ -396,3 +419,57 @@ def test_failed_csv_cells_are_text_to_a_spreadsheet_and_read_back_unchanged(tmp_
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in row)
     assert rows[1] == ["a", "'=HYPERLINK(\"http://x\")", "'=1+2 cannot read"]
     assert read_failed(tmp_path) == failed
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path):
+    """``kill`` (SIGTERM) on ``batch --jobs 2``: exit 143, the worker processes end with it, no temporary files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths, _ = scans
+    manifest = tmp_path / "manifest.csv"  # far more items than the run gets to before it is stopped
+    manifest.write_text("id,input\n" + "".join(f"s{k},{paths[k % 2]}\n" for k in range(2000)))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spinelabel.cli", "batch", str(manifest), "-o", str(out), "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # until the worker processes exist
+        time.sleep(2.0)
+        workers = _children(proc.pid)
+        assert proc.poll() is None and len(workers) >= 2, "the batch ended or never started its workers"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if os.path.exists(f"/proc/{w}")], "worker processes outlived the batch"
+        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == 143 and err.strip().splitlines()[-1] == "spinelabel: terminated", err
+        assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary file left behind
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the outcome, leave no process of the test behind
+        except ProcessLookupError:
+            pass
+        proc.communicate()

@@ -334,3 +334,21 @@ def test_labeling_settings_can_differ_per_region():
     assert Labeler(config, net, "whole").params.level_offset_grid == (0.0,)
     assert len(Labeler(config, net, "cervical").params.level_offset_grid) > 1
     assert labeling == {"level_offset_sd": 0.8, "regions": {"whole": {"level_offset_grid": [0.0], "level_offset_sd": 2.0}}}
+
+
+@pytest.mark.parametrize(("trained", "asked", "ok"), [
+    ("cervical", "lumbar", False), ("lumbar", "cervical", False), ("lumbar", "whole", False),
+    ("cervical", "whole", True), ("lumbar", "lumbar", True),
+])  # fmt: skip
+def test_a_model_labels_only_the_regions_it_was_trained_for(trained, asked, ok):
+    """``--model`` of one region with ``--region`` of another: refused in one line, not quietly misnamed."""
+    from spinelabel.errors import InputError
+    from spinelabel.models import PACKAGE_DIR
+    from spinelabel.pipeline import make_labeler
+
+    model = PACKAGE_DIR / trained
+    if ok:
+        assert make_labeler(asked, model).region.name == asked
+        return
+    with pytest.raises(InputError, match=f"was trained for --region {trained}: it cannot label --region {asked}"):
+        make_labeler(asked, model)

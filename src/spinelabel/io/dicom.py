@@ -235,6 +235,8 @@ def _nothing_found_message(files: list[Path], where: str, n_dicom: int) -> str:
     hint = ""
     if any(is_nifti_path(f) for f in files):
         hint = " (it holds NIfTI files: give the .nii/.nii.gz file itself)"
+    elif len(files) == 1:
+        hint = " (not a DICOM file; spinelabel reads DICOM and NIfTI .nii/.nii.gz: convert other formats to NIfTI)"
     return f"no DICOM files in {where}{hint}"
 
 

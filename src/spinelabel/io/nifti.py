@@ -11,7 +11,9 @@ accepted and those voxels are set to 0.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -65,17 +67,57 @@ def load_nifti(path: str | Path) -> Volume:
         raise InputError(f"no such file or folder: {path}")
     if path.is_dir():
         raise InputError(f"expected a NIfTI file, got a folder: {path}")
-    img = _open(path)
-    shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
-    affine = np.asarray(img.affine, dtype=float)
-    # from the header, before the data are read (a non-finite affine is refused by Volume below)
-    check_image_size(shape, np.nan_to_num(np.linalg.norm(affine[:3, :3], axis=0), nan=0.0, posinf=0.0), str(path))
-    data, rescale = _read_data(img, path)
+    with _quiet_nibabel():
+        img = _open(path)
+        _check_orientation(img.header, path)
+        shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
+        affine = np.asarray(img.affine, dtype=float)
+        # from the header, before the data are read (a non-finite affine is refused by Volume below)
+        check_image_size(shape, np.nan_to_num(np.linalg.norm(affine[:3, :3], axis=0), nan=0.0, posinf=0.0), str(path))
+        data, rescale = _read_data(img, path)
     data = _replace_non_finite(data.reshape(shape), path)
     try:
         return Volume(data, affine, rescale)
     except ValueError as exc:
         raise GeometryError(f"{path}: unusable image geometry: {exc}") from exc
+
+
+#: nibabel's logger of header problems, which writes its repairs ("setting 0 dims to 1") to stderr.
+NIBABEL_LOGGER = "nibabel.global"
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Keep nibabel's header-repair messages off stderr: our one line (or the labels) says what matters.
+
+    The logger's level is raised above every problem level, not its handlers
+    removed: a logger without handlers falls back to Python's last-resort
+    handler, which prints to stderr too. Errors are still raised.
+    """
+    import logging
+
+    logger = logging.getLogger(NIBABEL_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_orientation(header: Any, path: Path) -> None:
+    """GeometryError for a header that says nothing of where the patient is (sform and qform codes both 0).
+
+    nibabel then assumes the voxel axes run left-to-right, back-to-front and
+    feet-to-head, which is a guess: a scan stored in another order would be
+    read mirrored or upside down and named wrong, without a sign.
+    """
+    codes = [int(header.get(key, 0) or 0) for key in ("sform_code", "qform_code")]
+    if not any(codes):
+        raise GeometryError(
+            f"{path}: the NIfTI header gives no orientation (sform_code and qform_code are 0), so which way is "
+            f"head, front or left is unknown; convert the DICOM series again (e.g. dcm2niix) or label the DICOM series"
+        )
 
 
 def save_nifti(volume: Volume, path: str | Path) -> None:
