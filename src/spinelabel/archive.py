@@ -29,7 +29,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ def read_manifest(path: Path) -> list[ManifestItem]:
         rows = _jsonl_rows(text, path) if suffix in (".jsonl", ".ndjson") else _csv_rows(text, path)
     if not rows:
         raise InputError(f"manifest {path} lists no items")
-    items = [_item(row, n, path) for n, row in enumerate(rows, start=1)]
+    items = _distinct_default_ids([_item(row, n, path) for n, row in enumerate(rows, start=1)], rows)
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -119,8 +119,14 @@ def read_manifest(path: Path) -> list[ManifestItem]:
     return items
 
 
+#: Field separators a CSV manifest may use: spreadsheets in many locales save with ';' (or tabs).
+CSV_DELIMITERS = ",;\t"
+
+
 def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
-    reader = csv.DictReader(io.StringIO(text))
+    header = text.split("\n", 1)[0]
+    delimiter = max(CSV_DELIMITERS, key=header.count) if any(d in header for d in CSV_DELIMITERS) else ","
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if not reader.fieldnames or "input" not in [f.strip() for f in reader.fieldnames]:
         raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader if any((v or "").strip() for v in row.values())]
@@ -151,16 +157,42 @@ def _harvest_rows(text: str, path: Path) -> list[dict[str, Any]]:
 
 
 def _item(row: dict[str, Any], n: int, path: Path) -> ManifestItem:
-    """A manifest row as an item; the id defaults to the input's name (no extension)."""
+    """A manifest row as an item; the id defaults to the input's name (:func:`_default_id`)."""
     raw = str(row.get("input") or "").strip()
     if not raw:
         raise InputError(f"manifest {path}, item {n}: no input")
     where = Path(raw) if Path(raw).is_absolute() else path.parent / raw
-    default = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(raw).name.removesuffix(".gz").removesuffix(".nii")).strip("._-")
-    item_id = str(row.get("id") or "").strip() or default
+    item_id = str(row.get("id") or "").strip() or _default_id(Path(raw).parts[-1:], n)
     if not ID_PATTERN.fullmatch(item_id):
         raise InputError(f"manifest {path}, item {n}: id {item_id!r} must be letters, digits, '.', '_' or '-'")
     return ManifestItem(item_id, str(where), str(row.get("series") or "").strip() or None)
+
+
+def _default_id(parts: Sequence[str], n: int) -> str:
+    """An id from the last parts of an input path (``image.nii.gz`` -> ``image``; ``a/image`` -> ``a_image``).
+
+    Characters an id may not hold become "_"; a name with none left (``脊椎.nii.gz``) becomes ``item-<n>``.
+    """
+    name = "_".join([*parts[:-1], parts[-1].removesuffix(".gz").removesuffix(".nii")]) if parts else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or f"item-{n}"
+
+
+def _distinct_default_ids(items: list[ManifestItem], rows: list[dict[str, Any]]) -> list[ManifestItem]:
+    """Items whose id was not given and repeats get their parent folder's name in it (``myoseg-05_image``).
+
+    A layout of one folder per scan holding ``image.nii.gz`` would otherwise
+    give every item the same id. Ids given in the manifest are kept as they are.
+    """
+    from collections import Counter
+    from dataclasses import replace
+
+    given = [bool(str(row.get("id") or "").strip()) for row in rows]
+    counts = Counter(item.id for item, g in zip(items, given) if not g)
+    return [
+        replace(item, id=_default_id(Path(str(row.get("input")).strip()).parts[-2:], n))
+        if not g and counts[item.id] > 1 else item
+        for n, (item, row, g) in enumerate(zip(items, rows, given), start=1)
+    ]
 
 
 def read_done(out_dir: Path) -> set[str]:

@@ -118,7 +118,11 @@ def intensity_window(data: np.ndarray, percentiles: tuple[float, float] = (1.0, 
         fg = sample
     lo, hi = np.percentile(fg, percentiles)
     if hi - lo <= 1e-6 * max(1.0, abs(hi)):
-        raise InputError("image is constant (no contrast): nothing to label")
+        values_seen = np.unique(sample[:100_000]).size
+        if values_seen == 1:
+            raise InputError("image is constant (no contrast): nothing to label")
+        what = "two values only: a mask or label image, not an MR image?" if values_seen == 2 else "nothing to label"
+        raise InputError(f"image has no contrast above its background ({what})")
     return lo, hi
 
 

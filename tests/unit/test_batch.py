@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -126,6 +127,21 @@ def test_bad_manifests_are_one_line_errors(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(InputError, match=message):
         read_manifest(tmp_path / name)
+
+
+def test_manifest_default_ids_tell_one_folder_per_scan_apart(tmp_path):
+    """``a/image.nii.gz``, ``b/image.nii.gz`` (the shared data's layout) without ids: ``a_image``, ``b_image``."""
+    (tmp_path / "m.csv").write_text("input\na/image.nii.gz\nb/image.nii.gz\nc/other.nii.gz\nd/脊椎.nii.gz\n")
+    assert [i.id for i in read_manifest(tmp_path / "m.csv")] == ["a_image", "b_image", "other", "item-4"]
+    (tmp_path / "given.csv").write_text("input,id\na/image.nii.gz,x\nb/image.nii.gz,x\n")
+    with pytest.raises(InputError, match="id 'x' appears twice"):  # ids the user gave are kept as given
+        read_manifest(tmp_path / "given.csv")
+
+
+def test_a_semicolon_separated_manifest_is_read(tmp_path):
+    (tmp_path / "m.csv").write_text("id;input;series\nk1;a.nii.gz;\nk2;b/;1.2.3\n")
+    items = read_manifest(tmp_path / "m.csv")
+    assert [(i.id, Path(i.input).name, i.series) for i in items] == [("k1", "a.nii.gz", None), ("k2", "b", "1.2.3")]
 
 
 def test_a_torn_last_line_of_the_done_list_is_not_counted(tmp_path):

@@ -476,6 +476,14 @@ def test_a_file_of_another_format_is_named_as_such(capsys, tmp_path, name):
     _one_error(err, "not a DICOM file; spinelabel reads DICOM and NIfTI .nii/.nii.gz: convert other formats to NIfTI")
 
 
+def test_a_colour_nifti_is_one_line(capsys, tmp_path):
+    rgb = np.zeros((10, 10, 10), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "rgb.nii.gz")
+    code, _, err = _run(capsys, "label", tmp_path / "rgb.nii.gz", "-o", tmp_path / "o.json")
+    assert code == 1
+    _one_error(err, "colour (RGB) NIfTI images are not supported")
+
+
 def _nifti_header_only(path: Path, shape: tuple[int, ...], zooms: tuple[float, ...]) -> Path:
     """A .nii file whose header announces ``shape`` but which holds (almost) no data."""
     header = nib.Nifti1Header()
@@ -578,9 +586,16 @@ def _damage_spacing_range(model: Path) -> None:
     (model / "config.json").write_text(json.dumps(cfg))
 
 
+def _damage_config_field(model: Path) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    del cfg["axcodes"]
+    (model / "config.json").write_text(json.dumps(cfg))
+
+
 @pytest.mark.parametrize(
     "damage, fragment",
     [
+        (_damage_config_field, "lacks the field 'axcodes'"),
         (_damage_weights, "cannot be loaded"),
         (_damage_caudal_turns, "is unreadable"),
         (_damage_config_json, "is unreadable"),

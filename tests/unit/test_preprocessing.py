@@ -66,5 +66,9 @@ def test_normalize_robust_and_errors():
     assert 0.3 < np.median(out) < 0.7 and out.max() <= 1.5
     with pytest.raises(InputError, match="constant"):
         normalize_intensity(np.ones((5, 5, 5)))
+    mask = np.zeros((20, 20, 20))
+    mask[5:15, 5:15, 5:15] = 1  # a binary mask given for the image
+    with pytest.raises(InputError, match="two values only: a mask or label image"):
+        normalize_intensity(mask)
     with pytest.raises(InputError, match="no finite"):
         normalize_intensity(np.full((5, 5, 5), np.nan))

@@ -189,6 +189,8 @@ def _read_data(img: Any, path: Path) -> tuple[np.ndarray, Rescale | None]:
     1 and 0; anything else (a float or wide type, a slope <= 0) is float32 with
     the scaling applied.
     """
+    if img.get_data_dtype().fields is not None:  # RGB(A) voxels: a record of channels
+        raise InputError(f"{path}: colour (RGB) NIfTI images are not supported; give the grey-scale MR image")
     try:
         scaling = _small_int_scaling(img)
         if scaling is None:

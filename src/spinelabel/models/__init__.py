@@ -127,7 +127,9 @@ def read_config(model_dir: Path) -> ModelConfig:
     """The config of a model directory; ModelError (one line) when it is not valid JSON of the right shape."""
     try:
         return ModelConfig.from_dict(json.loads((model_dir / CONFIG_NAME).read_text()))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except KeyError as exc:
+        raise ModelError(f"model config {model_dir / CONFIG_NAME} lacks the field {exc.args[0]!r}") from None
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"model config {model_dir / CONFIG_NAME} is unreadable: {one_line(exc)}") from None
 
 
