@@ -484,7 +484,6 @@ def _slice_geometry(
             f"duplicate slice positions in series {uid} (several echoes, time points or stacks in one series?)"
         )
     grid = grid_index(steps, IRREGULAR_STEP)
-    holes = grid is not None and grid[-1] + 1 > len(grid)
     if grid is None:  # irregular, not holed: the median step, with a warning
         grid = np.arange(len(order))
     gap_steps = np.diff(grid).astype(float)
@@ -495,8 +494,8 @@ def _slice_geometry(
     affine[:3, 1] = col * row_spacing
     affine[:3, 2] = step
     affine[:3, 3] = ipp[order[0]]
-    missing = [missing_slices_warning(grid, float(step @ normal))] if holes else []
-    warnings = stack_warnings + [w for w in missing if w] + _spacing_warnings(steps / gap_steps, step, normal)
+    missing = missing_slices_warning(grid, float(step @ normal))  # None without holes
+    warnings = stack_warnings + ([missing] if missing else []) + _spacing_warnings(steps / gap_steps, step, normal)
     return [slices[i] for i in order], affine, grid, warnings
 
 
