@@ -124,6 +124,25 @@ def test_sr_and_gsps_keep_the_patient_name_in_its_character_set(tmp_path, charse
     _no_validator_errors(sr, gsps)
 
 
+def test_an_undeclared_latin1_name_is_written_declared(tmp_path):
+    """A source without SpecificCharacterSet but with Latin-1 bytes in its names (common in the wild): our copies
+    declare UTF-8, so they are valid DICOM and the name reads as pydicom read it."""
+
+    def edit(ds, k):
+        del ds.SpecificCharacterSet
+        ds.PatientName = "Müller^Jürgen".encode("latin-1")
+
+    _series(tmp_path / "s", edit)
+    sr, gsps = _write(tmp_path / "s", tmp_path / "out")
+    for path in (sr, gsps):
+        back = pydicom.dcmread(path)
+        assert back.SpecificCharacterSet == "ISO_IR 192" and str(back.PatientName) == "Müller^Jürgen"
+    _no_validator_errors(sr, gsps)
+    _series(tmp_path / "ascii", lambda ds, k: delattr(ds, "SpecificCharacterSet"))
+    sr, _ = _write(tmp_path / "ascii", tmp_path / "out2")
+    assert "SpecificCharacterSet" not in pydicom.dcmread(sr)  # plain ASCII needs no declaration
+
+
 def test_monochrome1_is_read_in_displayed_polarity(tmp_path):
     """A MONOCHROME1 series (the lowest value shown white) reads as its MONOCHROME2 twin, inverted about its range."""
     _series(tmp_path / "m2")

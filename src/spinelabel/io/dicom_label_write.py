@@ -344,6 +344,23 @@ def output_character_set(value: Any) -> str | list[str] | None:
     return only
 
 
+#: Character set declared when the source declares none but its text is not ASCII (the bytes of an
+#: undeclared Latin-1 export, which pydicom reads as Latin-1): UTF-8 holds whatever was read.
+UNDECLARED_NON_ASCII = "ISO_IR 192"
+#: Value representations of text that our SR and GSPS copy from the source (patient, study, series).
+TEXT_VRS = ("PN", "LO", "SH", "ST", "LT", "UT")
+
+
+def _declared_character_set(header: Any) -> str | list[str] | None:
+    """The character set our SR and GSPS declare for a source: :func:`output_character_set` of the source's, or
+    :data:`UNDECLARED_NON_ASCII` where it declares none and yet holds non-ASCII text (else the copies are invalid)."""
+    declared = output_character_set(header.get("SpecificCharacterSet"))
+    if declared is not None or "SpecificCharacterSet" in header and str(header.SpecificCharacterSet).strip():
+        return declared
+    texts = (str(e.value) for e in header if e.VR in TEXT_VRS and e.value is not None)
+    return UNDECLARED_NON_ASCII if any(not t.isascii() for t in texts) else None
+
+
 def _has_thickness(header: Any) -> bool:
     """Whether an image header holds a SliceThickness value (Type 2: it may be absent or empty)."""
     return isinstance(header.get("SliceThickness"), (int, float))
@@ -374,7 +391,7 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
         manufacturer=name, is_complete=True, is_final=False, is_verified=False,
         series_description="spinelabel vertebra labels (SR)", software_versions=version,
         manufacturer_model_name=name,
-        specific_character_set=output_character_set(series.headers[0].get("SpecificCharacterSet")),
+        specific_character_set=_declared_character_set(series.headers[0]),
     )
     dataset.CodingSchemeIdentificationSequence = [_local_coding_scheme()]
     return dataset
@@ -475,7 +492,7 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = F
         series_description="spinelabel vertebra labels (GSPS)",
         modality_lut_transformation=modality_lut, voi_lut_transformations=windows,
         presentation_lut_transformation=_presentation_lut(series.headers[0]),
-        specific_character_set=output_character_set(series.headers[0].get("SpecificCharacterSet")),
+        specific_character_set=_declared_character_set(series.headers[0]),
     )
     _make_conformant(dataset, result.region)
     return dataset
