@@ -133,13 +133,19 @@ def typical_spacing_mm(upper: str, lower: str) -> float:
     return BODY_HEIGHT_MM[upper] / 2 + DISC_BELOW_MM[upper] + BODY_HEIGHT_MM[lower] / 2
 
 
-_LABEL_RE = re.compile(r"^\s*([CTLS])\s*-?\s*(\d{1,2})\b", re.IGNORECASE)
+#: A level's region letter as clinicians write it: C, T, L, S, and for thoracic also "Th" (German-speaking
+#: countries) and "D" (dorsal: Italy, Spain, France).
+_REGION = r"(C|TH?|D|L|S)"
+_REGION_NAME = {"C": "C", "T": "T", "TH": "T", "D": "T", "L": "L", "S": "S"}
+_LABEL_RE = re.compile(rf"^\s*{_REGION}\s*-?\s*(\d{{1,2}})\b", re.IGNORECASE)
 #: A disc or a range ("L4-L5", "L4/5", "L4-5", "C5 - C6"), which names no single vertebra.
-_DISC_RE = re.compile(r"^\s*[CTLS]\s*-?\s*\d{1,2}\s*[-/]\s*[CTLS]?\s*\d", re.IGNORECASE)
+_DISC_RE = re.compile(rf"^\s*{_REGION}\s*-?\s*\d{{1,2}}\s*[-/]\s*{_REGION}?\s*\d", re.IGNORECASE)
+#: A further level named after the first ("L1\\L2", "L2 L3", "L2,L3"): the text names two vertebrae, not one.
+_ANOTHER_LEVEL_RE = re.compile(rf"(?<![A-Za-z]){_REGION}\s*-?\s*\d{{1,2}}\b", re.IGNORECASE)
 
 
 def parse_level(text: str) -> str:
-    """Normalise a clinician's label text ("l3", "L 3", "L3 vertebra") to a level name.
+    """Normalise a clinician's label text ("l3", "L 3", "L3 vertebra", "Th12", "D12") to a level name.
 
     Raises
     ------
@@ -151,7 +157,9 @@ def parse_level(text: str) -> str:
     m = _LABEL_RE.match(str(text))
     if not m:
         raise ValueError(f"not a vertebra label: {text!r}")
-    name = f"{m.group(1).upper()}{int(m.group(2))}"
+    if _ANOTHER_LEVEL_RE.search(str(text), m.end()):
+        raise ValueError(f"names more than one level, not one vertebra: {text!r}")
+    name = f"{_REGION_NAME[m.group(1).upper()]}{int(m.group(2))}"
     if name not in VERSE_ID:
         raise ValueError(f"unknown vertebra level: {text!r}")
     return name

@@ -47,6 +47,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,13 +142,15 @@ def _load_centroids_json(path: Path) -> ScanAnnotation:
         where = f"{path}: vertebra #{n}"
         if not isinstance(v, dict):
             raise InputError(f"{where}: expected an object with \"label\" and \"world_mm\"")
-        if "label" in v:
+        if v.get("label") is not None:
             label = _level(v["label"], where)
-        elif "verse_id" in v:
-            vid = v["verse_id"]
-            if isinstance(vid, bool) or not isinstance(vid, (int, float)) or int(vid) != vid or int(vid) not in anatomy.VERSE_NAME:
-                raise InputError(f"{where}: unknown VerSe id {vid!r}")
-            label = anatomy.VERSE_NAME[int(vid)]
+            named = _verse_name(v.get("verse_id"))  # a placeholder id (0, none) is not checked
+            if named is not None and named != label:
+                raise InputError(f"{where}: \"label\" {label} and \"verse_id\" {v['verse_id']} ({named}) disagree")
+        elif v.get("verse_id") is not None:
+            label = _verse_name(v["verse_id"]) or ""
+            if not label:
+                raise InputError(f"{where}: unknown VerSe id {v['verse_id']!r}")
         else:
             raise InputError(f"{where}: no \"label\" (or \"verse_id\")")
         xyz = v.get("world_mm")
@@ -155,6 +158,13 @@ def _load_centroids_json(path: Path) -> ScanAnnotation:
             raise InputError(f"{where} ({label}): \"world_mm\" must be a list of 3 numbers")
         builder.add(label, [_coordinate(c, f"{where} ({label})", a) for c, a in zip(xyz, "xyz")])
     return builder.build()
+
+
+def _verse_name(vid: Any) -> str | None:
+    """The level of a VerSe id (20 -> "L1"); None for anything else."""
+    if isinstance(vid, bool) or not isinstance(vid, (int, float)) or not math.isfinite(vid) or int(vid) != vid:
+        return None
+    return anatomy.VERSE_NAME.get(int(vid))
 
 
 # ----------------------------------------------------------------- CSV
@@ -217,7 +227,7 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
     if not builders:
         raise InputError(f"{path}: no annotation rows below the header")
     for scan, text_ in image_of.items():
-        builders[scan].image = path.parent / text_  # an absolute path stays absolute
+        builders[scan].image = Path(os.path.normpath(path.parent / text_))  # absolute stays absolute; "a/../b" is "b"
     return [replace(b.build(), series_uid=series_of.get(b.scan_id)) for b in builders.values()]
 
 

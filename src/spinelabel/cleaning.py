@@ -37,7 +37,9 @@ what the cleaned set does about it). The kinds, in the order they are checked:
     alone decides there (and the spacing check). Without the image, the
     geometry decides: an interior point farther than
     :data:`MAX_OFF_LINE_FRACTION` of the spacing from where its neighbours
-    put it. Policy: **the point is dropped**.
+    put it. Policy: **the point is dropped**; when more than
+    :data:`MAX_FAR_SHARE` of a scan's labels are off every detection (the
+    labels of another scan, or the wrong image), **the scan is dropped**.
 ``spacing``
     Two consecutive annotated levels lie at a distance the learned shape
     model (:class:`spinelabel.shape_model.ShapeModel`, with a per-scan size
@@ -134,6 +136,12 @@ MAX_OFF_LINE_FRACTION = 0.35
 #: (~11 mm) accepts clicks within the central ~60 % of a body's height; a
 #: click at an endplate would teach a wrong centre anyway.
 FAR_FRACTION = 0.3
+#: Above this share of a scan's labels off every detected vertebra, the labels
+#: do not belong to the image (another scan's labels, the wrong image, a
+#: transposed coordinate): a detector that finds the spine misses a body or two
+#: (errsm20's dim T1-T2), not most of them, so "a body the detector missed"
+#: explains a few interior points, never the majority. Policy: the scan is dropped.
+MAX_FAR_SHARE = 0.5
 #: A label more than this (mm, R-L) from the spine's mid-plane is beside the
 #: spine: half a lumbar body's width (45-50 mm). Clinicians click on whichever
 #: sagittal slice is on screen, often off the mid-plane, so less is no fault.
@@ -177,6 +185,7 @@ class CleaningParams:
     spacing_z_max: float = SPACING_Z_MAX
     max_off_line_fraction: float = MAX_OFF_LINE_FRACTION
     far_fraction: float = FAR_FRACTION
+    max_far_share: float = MAX_FAR_SHARE
     lateral_tolerance_mm: float = LATERAL_TOLERANCE_MM
     shift_match_mm: float = SHIFT_MATCH_MM
     shift_min_fraction: float = SHIFT_MIN_FRACTION
@@ -591,9 +600,8 @@ def check_scan(
 
     ordered = sorted(ann.points.items(), key=lambda kv: anatomy.ordinal(kv[0]))
     points = {lv: np.asarray(p, float).reshape(3) for lv, p in ordered}
-    if not _check_order(state, points):
+    if not _check_order(state, points) or not _check_far(state, points, shape, evidence):
         return _drop_scan(state, tuple(checks))
-    _check_far(state, points, shape, evidence)
     breaks = _check_spacing(state, points, shape, original=ann.levels)
 
     kept = _longest_run(_runs(list(points), breaks))
@@ -643,11 +651,16 @@ def _check_order(state: _Scan, points: dict[str, np.ndarray]) -> bool:
     return True
 
 
-def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, evidence: ImageEvidence | None) -> None:
-    """Flag and remove labels that lie off any vertebra (detector or geometry)."""
+def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, evidence: ImageEvidence | None) -> bool:
+    """Flag and remove labels that lie off any vertebra (detector or geometry); False: the scan is dropped
+    (more than :data:`MAX_FAR_SHARE` of its labels off every detection)."""
     cands = evidence.candidates if evidence is not None else None
     if evidence is not None and cands is not None and len(cands) >= MIN_CANDIDATES:
         far = _far_from_candidates(points, cands, evidence.midline_x, shape, state.params)
+        if len(far) > state.params.max_far_share * len(points):
+            state.add("", "far_from_vertebra", f"{len(far)} of {len(points)} labels lie off every detected vertebra: "
+                      "labels of another scan, or the wrong image?", "scan dropped")
+            return False
         unseen = [level for level, _, beside in far if not beside]  # beside the spine: no geometry to ask
         on_line = _on_the_line(points, shape, state.params.max_off_line_fraction) if unseen else set()
         missed = [level for level in unseen if level in on_line]
@@ -660,7 +673,7 @@ def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, e
             if level not in missed:
                 state.add(level, "far_from_vertebra", f"{level} is {why}: on a disc or outside a body?", "point dropped")
                 del points[level]
-        return
+        return True
     if cands is not None:
         state.notes.append(f"detector found only {len(cands)} vertebrae: geometric check used for labels off a vertebra")
     for level, dev, a, c in _off_line(points, shape, state.params.max_off_line_fraction):
@@ -670,6 +683,7 @@ def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, e
             "point dropped",
         )
         del points[level]
+    return True
 
 
 def _check_spacing(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, original: tuple[str, ...]) -> set[int]:

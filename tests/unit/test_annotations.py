@@ -50,6 +50,33 @@ def test_centroids_json_file(tmp_path):
     assert ann.duplicates == ()
 
 
+@pytest.mark.parametrize(("vertebra", "outcome"), [
+    ({"label": "L1", "verse_id": 20}, "L1"),
+    ({"label": None, "verse_id": 22}, "L3"),  # a null label: named from the VerSe id
+    ({"label": "L1", "verse_id": 0}, "L1"),  # a placeholder id is not checked
+    ({"label": "L1", "verse_id": 5}, "disagree"),  # C5 by its id: which one is meant cannot be known
+])  # fmt: skip
+def test_centroids_label_and_verse_id(tmp_path, vertebra, outcome):
+    doc = {"vertebrae": [{**vertebra, "world_mm": [0.0, 0.0, 0.0]}, {"label": "L4", "world_mm": [0.0, 0.0, -70.0]}]}
+    path = tmp_path / "c" / "centroids.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(doc))
+    if outcome == "disagree":
+        with pytest.raises(InputError, match='"label" L1 and "verse_id" 5 \\(C5\\) disagree'):
+            load_annotations([path])
+        return
+    (ann,) = load_annotations([path])
+    assert list(ann.points)[0] == outcome
+
+
+def test_csv_image_paths_are_normalised(tmp_path):
+    (tmp_path / "sub").mkdir()
+    csv_path = tmp_path / "sub" / "labels.csv"
+    csv_path.write_text("scan,label,x,y,z,image\ns1,L1,0,0,0,../../elsewhere/image.nii.gz\ns1,L2,0,0,-35,../../elsewhere/image.nii.gz\n")
+    (ann,) = load_annotations([csv_path])
+    assert ann.image == tmp_path.parent / "elsewhere" / "image.nii.gz"  # as a message would name it, no ".."
+
+
 def test_centroids_json_without_image(tmp_path):
     p = write_case(tmp_path, "case-a", image=False)
     (ann,) = load_annotations([str(p)])
@@ -241,7 +268,7 @@ def test_save_csv_is_atomic_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
 
 
-@pytest.mark.parametrize("text", ["L4-L5", "L4/5", "L4-5", "C5 - C6", "l5/s1"])
+@pytest.mark.parametrize("text", ["L4-L5", "L4/5", "L4-5", "C5 - C6", "l5/s1", "Th11/12"])
 def test_disc_labels_are_not_read_as_vertebrae(text):
     from spinelabel.anatomy import parse_level
 
@@ -249,7 +276,18 @@ def test_disc_labels_are_not_read_as_vertebrae(text):
         parse_level(text)
 
 
-@pytest.mark.parametrize(("text", "level"), [("L3", "L3"), ("l 3", "L3"), ("L3 vertebra", "L3"), ("L-3", "L3"), ("t13", "T13")])
+@pytest.mark.parametrize("text", ["L1\\L2", "L2 L3", "L2,L3", "C7 T1"])
+def test_a_text_naming_two_levels_is_not_read_as_the_first(text):
+    from spinelabel.anatomy import parse_level
+
+    with pytest.raises(ValueError, match="names more than one level"):
+        parse_level(text)
+
+
+@pytest.mark.parametrize(("text", "level"), [
+    ("L3", "L3"), ("l 3", "L3"), ("L3 vertebra", "L3"), ("L-3", "L3"), ("t13", "T13"), ("T12 (last rib)", "T12"),
+    ("Th12", "T12"), ("th 7", "T7"), ("D12", "T12"), ("L5 segment 2", "L5"),
+])  # fmt: skip
 def test_clinician_label_text_is_normalised(text, level):
     from spinelabel.anatomy import parse_level
 

@@ -143,6 +143,19 @@ def test_label_on_a_disc_is_found_by_geometry():
     assert outcome.levels_out == ("T12", "L1", "L2")  # the longest run left around the gap
 
 
+def test_labels_of_another_scan_drop_the_scan():
+    """Labels on the wrong image: most lie off every detection. Each interior one is on the line of its
+    neighbours (as a body the detector missed would be), yet together they do not fit the image."""
+    truth = spine()
+    labels = {lv: p + np.array([0.0, 10.0, 85.0]) for lv, p in truth.items()}  # another patient's spine, higher up
+    findings, outcome = check_scan(scan(labels), SHAPE, evidence_for(truth))
+    assert kinds(findings) == [("", "far_from_vertebra")] and findings[0].action == "scan dropped"
+    assert "labels lie off every detected vertebra" in findings[0].reason and outcome.cleaned is None
+    one_off = dict(truth)
+    one_off["L3"] = truth["L3"] + np.array([0.0, 0.0, 40.0])  # one interior label only: a point, not the scan
+    assert check_scan(scan(one_off), SHAPE, evidence_for(truth))[1].cleaned is not None
+
+
 def test_label_in_the_canal_is_found_by_geometry():
     pts = spine()
     pts["L2"] = pts["L2"] + np.array([0, -28.0, 0])  # posterior, in the spinal canal

@@ -251,6 +251,36 @@ def test_gsps_as_viewers_write_them_imports_world_points(tmp_path, kind):
     assert ann.source == gsps
 
 
+@pytest.mark.parametrize("point", [(900.0, 900.0), (-400.0, -400.0), (10.0, -3.0)])
+def test_a_gsps_point_off_its_image_is_skipped_with_a_reason(tmp_path, point):
+    """A label drawn off the image (a viewer's bug, a hand edit) would become a point metres away in training."""
+    loaded = _series(tmp_path / "series")
+    h = _header(loaded, 4)
+    _write_gsps(tmp_path / "gsps.dcm", h, [
+        _annotation(h, texts=[_text("L2", anchor=(10, 20))]),
+        _annotation(h, texts=[_text("L3", anchor=point)]),
+    ])
+    imported = import_dicom_annotations([tmp_path])
+    (ann,) = imported.annotations
+    assert list(ann.points) == ["L2"]
+    assert len(imported.problems) == 1 and "L3" in imported.problems[0] and "lies off the" in imported.problems[0]
+
+
+def test_a_gsps_annotation_on_an_image_of_another_series_is_skipped(tmp_path):
+    """The state presents series A; one annotation points at an image of series B (both in the folder): its label
+    must not become a label of B."""
+    a = _series(tmp_path / "a", series_number=7)
+    b = _series(tmp_path / "b", series_number=8)
+    ha, hb = _header(a, 4), _header(b, 4)
+    _write_gsps(tmp_path / "gsps.dcm", ha, [
+        _annotation(ha, texts=[_text("L2", anchor=(10, 20))]),
+        _annotation(hb, texts=[_text("L3", anchor=(10, 40))]),
+    ])
+    imported = import_dicom_annotations([tmp_path])
+    assert [(x.series_uid, list(x.points)) for x in imported.annotations] == [(a.dicom.series_instance_uid, ["L2"])]
+    assert len(imported.problems) == 1 and "which the presentation state does not reference" in imported.problems[0]
+
+
 @pytest.mark.parametrize(
     "text, level", [("L3", "L3"), ("l3", "L3"), ("L 3", "L3"), ("L3 vertebra", "L3"), ("T13", "T13"), ("L6", "L6")]
 )

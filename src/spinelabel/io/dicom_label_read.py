@@ -416,17 +416,35 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
 def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[str]) -> list[_Found]:
     """Named points of a GSPS (see the module docstring)."""
     found = []
+    referenced = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", None) or []}
     for (uid, frame), marks in _gsps_marks(path, ds, problems).items():
+        names = ", ".join(repr(t.strip()) for t, _, _ in marks.texts) or "graphics only"
         try:
             plane = index.plane(uid, frame)
         except _Skip as exc:
-            names = ", ".join(repr(t.strip()) for t, _, _ in marks.texts) or "graphics only"
             problems.append(f"{path}: labels on image {uid} ({names}): {exc} (skipped)")
             continue
         series = index.images[uid].series_uid
+        if referenced and series not in referenced:  # an annotation pointing into a series the state does not present
+            problems.append(f"{path}: labels on image {uid} ({names}) of series {series}, which the presentation state "
+                            "does not reference (skipped)")
+            continue
         for label, col_row in _pair_marks(marks, plane, problems):
+            try:
+                _check_on_image(col_row, plane)
+            except _Skip as exc:
+                problems.append(f"{path}: {label} on image {uid}: {exc} (skipped)")
+                continue
             found.append(_Found(series, label, plane.to_lps(col_row)[0], path))
     return found
+
+
+def _check_on_image(col_row: np.ndarray, plane: ImagePlane) -> None:
+    """_Skip for a pixel point (column, row) off its image: beyond [0, Columns] x [0, Rows] (DICOM pixel
+    coordinates run from the top left corner of the first pixel to the bottom right of the last)."""
+    point = np.asarray(col_row, float).reshape(2)
+    if np.any(point < 0.0) or np.any(point > np.asarray(plane.size, float)):
+        raise _Skip(f"the point ({point[0]:.1f}, {point[1]:.1f}) lies off the {plane.size[0]} x {plane.size[1]} image")
 
 
 def _pair_marks(marks: _Marks, plane: ImagePlane, problems: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -644,6 +662,7 @@ def _sr_point(path: Path, ds: Any, group: list[tuple[Any, list[Any]]], index: _I
         series = index.images[uid].series_uid
         points = _graphic_points(flat["SCOORD"], 2)
         centre = _shape_centre(str(flat["SCOORD"].get("GraphicType", "")), points, plane.spacing, "SCOORD")
+        _check_on_image(centre, plane)
         lps = plane.to_lps(centre)[0]
     if "SCOORD3D" in flat:
         item = flat["SCOORD3D"]
