@@ -496,7 +496,7 @@ def evaluate(
     from .io.outputs import atomic_write_bytes
 
     gt = load_annotations([annotations], on_problem=_warn)
-    preds = load_predictions([predictions])
+    preds = load_predictions([predictions], {a.series_uid: a.scan_id for a in gt if a.series_uid})
     report = run_evaluation(preds, gt, match_radius_mm=radius)
     typer.echo(format_report(report))
     if json_out is not None:

@@ -56,9 +56,11 @@ scans without annotations are listed and otherwise ignored.
 
 Prediction files (spinelabel output, schema v1, see docs/output-format.md)
 are read by :func:`load_predictions`; the scan id of a file is its
-``"scan_id"`` field when present, else the case folder of its ``"input"``
-(the parent folder name of the input file, or the folder of a DICOM
-series), else the folder holding the JSON file.
+``"scan_id"`` field when present, else for a DICOM series the scan id the
+annotations give that SeriesInstanceUID (``spinelabel evaluate`` passes
+them), else the case folder of its ``"input"`` (the parent folder name of the
+input file, or the folder of a DICOM series), else the folder holding the
+JSON file.
 """
 
 from __future__ import annotations
@@ -432,20 +434,23 @@ def _per_level(per_scan: Sequence[ScanResult]) -> dict[str, tuple[int, int]]:
 
 # ----------------------------------------------------------------- prediction files
 
-_DICOM_INPUT = re.compile(r"^DICOM series .*\(\d+ files? in (?P<folder>.+)\)\s*$")
+_DICOM_INPUT = re.compile(r"^DICOM series (?P<uid>\S*).*\(\d+ files? in (?P<folder>.+)\)\s*$")
 
 
-def _scan_id_from_input(input_text: object, json_path: Path) -> str:
-    """Case folder name of a prediction's ``input``, else the JSON file's folder name."""
+def _scan_id_from_input(input_text: object, json_path: Path, series_ids: Mapping[str, str]) -> str:
+    """The scan id ``series_ids`` gives a prediction's DICOM series; else the case folder name of its ``input``;
+    else the JSON file's folder name."""
     if isinstance(input_text, str) and input_text.strip():
         m = _DICOM_INPUT.match(input_text.strip())
+        if m and m.group("uid") in series_ids:
+            return series_ids[m.group("uid")]
         name = PurePath(m.group("folder")).name if m else PurePath(input_text.strip()).parent.name
         if name not in ("", ".", ".."):
             return name
     return json_path.resolve().parent.name
 
 
-def _load_prediction_file(path: Path) -> tuple[str, list[tuple[str, np.ndarray]]]:
+def _load_prediction_file(path: Path, series_ids: Mapping[str, str]) -> tuple[str, list[tuple[str, np.ndarray]]]:
     doc = read_json(path)
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise InputError(f"{path}: not a spinelabel output (no \"schema_version\")")
@@ -460,7 +465,7 @@ def _load_prediction_file(path: Path) -> tuple[str, list[tuple[str, np.ndarray]]
             raise InputError(f"{path}: \"scan_id\" must be a non-empty string")
         scan_id = scan_id.strip()
     else:
-        scan_id = _scan_id_from_input(doc.get("input"), path)
+        scan_id = _scan_id_from_input(doc.get("input"), path, series_ids)
     out: list[tuple[str, np.ndarray]] = []
     for n, v in enumerate(verts, start=1):
         where = f"{path}: vertebra #{n}"
@@ -481,12 +486,16 @@ def _load_prediction_file(path: Path) -> tuple[str, list[tuple[str, np.ndarray]]
     return scan_id, out
 
 
-def load_predictions(paths: Sequence[str | Path]) -> dict[str, list[tuple[str, np.ndarray]]]:
+def load_predictions(
+    paths: Sequence[str | Path], series_ids: Mapping[str, str] | None = None
+) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Read spinelabel output JSONs (schema v1): files, or folders of ``*.json``.
 
     A folder means every ``*.json`` in it or below, in sorted order, except
     annotation files named ``centroids.json`` and hidden files. Scan id: the
-    JSON's ``"scan_id"`` if present; else the case folder of its ``"input"``
+    JSON's ``"scan_id"`` if present; else, for a DICOM input, the scan id
+    ``series_ids`` gives its SeriesInstanceUID (the annotations' own ids, as
+    ``annotations import`` names them); else the case folder of its ``"input"``
     (the parent folder's name for a file such as ``.../zukic-02/image.nii.gz``;
     the series folder's name for ``DICOM series <uid> (<n> files in <folder>)``);
     else (no or folder-less input) the name of the folder holding the JSON.
@@ -525,7 +534,7 @@ def load_predictions(paths: Sequence[str | Path]) -> dict[str, list[tuple[str, n
         if key in seen:
             continue
         seen.add(key)
-        scan_id, verts = _load_prediction_file(f)
+        scan_id, verts = _load_prediction_file(f, series_ids or {})
         if scan_id in origin:
             raise InputError(
                 f"{f}: scan id {scan_id!r} also comes from {origin[scan_id]} "

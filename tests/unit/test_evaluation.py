@@ -342,6 +342,16 @@ def test_load_predictions_scan_id_rules(tmp_path):
     assert list(single) == ["zukic-06"]
 
 
+def test_a_dicom_result_takes_the_scan_id_its_series_has_in_the_annotations(tmp_path):
+    """``label series/ -o zukic-02.json`` and ``annotations import`` of the same series (scan id P1_3): one scan."""
+    pts = as_list(chain())
+    write_pred(tmp_path / "out" / "zukic-02.json", pts, input="DICOM series 1.2.3 (19 files in dcm/zukic-02)")
+    write_pred(tmp_path / "out" / "other.json", pts, input="DICOM series 9.9 (19 files in dcm/other)")
+    preds = load_predictions([tmp_path / "out"], {"1.2.3": "P1_3"})
+    assert set(preds) == {"P1_3", "other"}
+    assert set(load_predictions([tmp_path / "out"])) == {"zukic-02", "other"}  # without annotations: the folder
+
+
 def test_load_predictions_keeps_duplicate_labels(tmp_path):
     gt = chain()
     pts = as_list(gt) + [("L3", gt["L3"] + 1.0)]
