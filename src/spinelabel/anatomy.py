@@ -134,9 +134,10 @@ def typical_spacing_mm(upper: str, lower: str) -> float:
 
 
 #: A level's region letter as clinicians write it: C, T, L, S, and for thoracic also "Th" (German-speaking
-#: countries) and "D" (dorsal: Italy, Spain, France).
-_REGION = r"(C|TH?|D|L|S)"
-_REGION_NAME = {"C": "C", "T": "T", "TH": "T", "D": "T", "L": "L", "S": "S"}
+#: countries). Not "D" (dorsal, D12 in Italy, Spain, France): viewers name distance measurements "D1", "D2",
+#: and a measurement read as T1 would be a wrong label in the training data.
+_REGION = r"(C|TH?|L|S)"
+_REGION_NAME = {"C": "C", "T": "T", "TH": "T", "L": "L", "S": "S"}
 _LABEL_RE = re.compile(rf"^\s*{_REGION}\s*-?\s*(\d{{1,2}})\b", re.IGNORECASE)
 #: A disc or a range ("L4-L5", "L4/5", "L4-5", "C5 - C6"), which names no single vertebra.
 _DISC_RE = re.compile(rf"^\s*{_REGION}\s*-?\s*\d{{1,2}}\s*[-/]\s*{_REGION}?\s*\d", re.IGNORECASE)
@@ -145,7 +146,7 @@ _ANOTHER_LEVEL_RE = re.compile(rf"(?<![A-Za-z]){_REGION}\s*-?\s*\d{{1,2}}\b", re
 
 
 def parse_level(text: str) -> str:
-    """Normalise a clinician's label text ("l3", "L 3", "L3 vertebra", "Th12", "D12") to a level name.
+    """Normalise a clinician's label text ("l3", "L 3", "L3 vertebra", "Th12") to a level name.
 
     Raises
     ------

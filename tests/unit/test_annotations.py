@@ -284,9 +284,18 @@ def test_a_text_naming_two_levels_is_not_read_as_the_first(text):
         parse_level(text)
 
 
+@pytest.mark.parametrize("text", ["D1", "D2 = 23.4 mm", "d12"])
+def test_a_measurement_name_is_not_a_level(text):
+    """Viewers name distance measurements D1, D2: never read as dorsal (thoracic) levels."""
+    from spinelabel.anatomy import parse_level
+
+    with pytest.raises(ValueError, match="not a vertebra label"):
+        parse_level(text)
+
+
 @pytest.mark.parametrize(("text", "level"), [
     ("L3", "L3"), ("l 3", "L3"), ("L3 vertebra", "L3"), ("L-3", "L3"), ("t13", "T13"), ("T12 (last rib)", "T12"),
-    ("Th12", "T12"), ("th 7", "T7"), ("D12", "T12"), ("L5 segment 2", "L5"),
+    ("Th12", "T12"), ("th 7", "T7"), ("L5 segment 2", "L5"),
 ])  # fmt: skip
 def test_clinician_label_text_is_normalised(text, level):
     from spinelabel.anatomy import parse_level
