@@ -219,13 +219,13 @@ def read_done_inputs(out_dir: Path) -> dict[str, str | None]:
 
 
 def _recordable(item_input: str) -> str:
-    """An input as ``done.txt`` records it (:func:`_done_line`)."""
-    return _done_line("", item_input)[1:-1]
+    """An input as ``done.txt`` records it: tabs and line breaks made spaces (one field of one line)."""
+    return " ".join(item_input.replace("\t", " ").splitlines())
 
 
 def _done_line(key: str, item_input: str) -> str:
-    """A ``done.txt`` line: the id, a tab, the input (tabs and line breaks in it made spaces)."""
-    return f"{key}\t{' '.join(item_input.replace(chr(9), ' ').splitlines())}\n"
+    """A ``done.txt`` line: the id, a tab, the input (:func:`_recordable`)."""
+    return f"{key}\t{_recordable(item_input)}\n"
 
 
 def read_failed(out_dir: Path) -> dict[str, tuple[str, str]]:

@@ -354,9 +354,9 @@ TEXT_VRS = ("PN", "LO", "SH", "ST", "LT", "UT")
 def _declared_character_set(header: Any) -> str | list[str] | None:
     """The character set our SR and GSPS declare for a source: :func:`output_character_set` of the source's, or
     :data:`UNDECLARED_NON_ASCII` where it declares none and yet holds non-ASCII text (else the copies are invalid)."""
-    declared = output_character_set(header.get("SpecificCharacterSet"))
-    if declared is not None or "SpecificCharacterSet" in header and str(header.SpecificCharacterSet).strip():
-        return declared
+    source = header.get("SpecificCharacterSet")
+    if source:  # declared (an empty value declares nothing)
+        return output_character_set(source)
     texts = (str(e.value) for e in header if e.VR in TEXT_VRS and e.value is not None)
     return UNDECLARED_NON_ASCII if any(not t.isascii() for t in texts) else None
 
