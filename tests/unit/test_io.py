@@ -568,12 +568,12 @@ def test_loaded_image_of_nifti(tmp_path: Path):
 
 
 def test_rescale_in_row_blocks_equals_the_whole_plane_in_float64():
-    from spinelabel.io.dicom import RESCALE_ROWS, _store_plane
+    from spinelabel.io.dicom_pixels import RESCALE_ROWS, store_plane
 
     plane = np.random.default_rng(2).integers(0, 65535, (2 * RESCALE_ROWS + 7, 50)).astype(np.uint16)
     for slope, intercept in [(0.00374, -12.5), (1.0, 0.0), (2.0, 0.0)]:
         target = np.empty(plane.shape[::-1], np.float32)
-        _store_plane(target, plane, slope, intercept)
+        store_plane(target, plane, slope, intercept)
         np.testing.assert_array_equal(target, (plane.astype(np.float64) * slope + intercept).T.astype(np.float32))
 
 
@@ -582,13 +582,13 @@ def test_a_loaded_series_keeps_no_pixel_data_in_its_headers(tmp_path: Path, monk
     import spinelabel.io.dicom as dicom
 
     kept = []
-    original = dicom._read_pixels
+    original = dicom.read_pixels
 
     def read_and_keep_headers(ordered):
         kept.extend(s.dataset for s in ordered)
         return original(ordered)
 
-    monkeypatch.setattr(dicom, "_read_pixels", read_and_keep_headers)
+    monkeypatch.setattr(dicom, "read_pixels", read_and_keep_headers)
     vol = Volume(np.random.default_rng(3).random((20, 24, 5)).astype(np.float32) * 100, np.diag([0.8, 0.8, 3.0, 1.0]))
     write_dicom_series(vol, tmp_path / "s")
     loaded = load_dicom(tmp_path / "s")[0]
@@ -634,9 +634,9 @@ def test_dicom_keeps_integers_exact_or_stored_with_the_rescale(
 
 def _float32_path(monkeypatch) -> None:
     """Make the reader rescale every series into float32 while reading (the path before stored integers + map)."""
-    import spinelabel.io.dicom as dicom
+    import spinelabel.io.dicom_pixels as dicom_pixels
 
-    monkeypatch.setattr(dicom, "_voxel_type", lambda ordered: (np.dtype(np.float32), None))
+    monkeypatch.setattr(dicom_pixels, "_voxel_type", lambda ordered: (np.dtype(np.float32), None))
 
 
 def test_a_fractional_slope_series_is_held_as_stored_integers_with_the_map(tmp_path: Path, monkeypatch):
@@ -665,12 +665,12 @@ def test_slices_with_different_slopes_are_read_as_float32(tmp_path: Path):
 
 
 def test_values_beyond_the_stored_type_drop_the_map_and_give_real_float32_values(tmp_path: Path, monkeypatch):
-    import spinelabel.io.dicom as dicom
+    import spinelabel.io.dicom_pixels as dicom_pixels
 
     stored = _twelve_bit_series(tmp_path, "1.52747", "-3.25")
     odd = sorted(tmp_path.glob("*.dcm"))[-1]
-    decode = dicom._decode
-    monkeypatch.setattr(dicom, "_decode", lambda s: decode(s).astype(np.int32) - 5000 * (s.path == odd))
+    decode = dicom_pixels.decode
+    monkeypatch.setattr(dicom_pixels, "decode", lambda s: decode(s).astype(np.int32) - 5000 * (s.path == odd))
     vol, info = load_dicom([tmp_path])
     assert vol.data.dtype == np.float32 and vol.rescale is None and info.files.index(odd) > 0
     values = stored.astype(np.int32)
@@ -717,11 +717,11 @@ def test_writing_a_volume_with_a_map_writes_its_real_values(tmp_path: Path):
 
 
 def test_dicom_values_beyond_the_chosen_integer_type_fall_back_to_float32(tmp_path: Path, monkeypatch):
-    import spinelabel.io.dicom as dicom
+    import spinelabel.io.dicom_pixels as dicom_pixels
 
     stored = _twelve_bit_series(tmp_path, "1", "-1024", 12)
-    decode = dicom._decode
-    monkeypatch.setattr(dicom, "_decode", lambda s: decode(s).astype(np.int32) + 40000)  # beyond BitsStored
+    decode = dicom_pixels.decode
+    monkeypatch.setattr(dicom_pixels, "decode", lambda s: decode(s).astype(np.int32) + 40000)  # beyond BitsStored
     vol, _ = load_dicom([tmp_path])
     assert vol.data.dtype == np.float32
     np.testing.assert_array_equal(vol.data, stored.astype(np.float32) + 40000 - 1024)

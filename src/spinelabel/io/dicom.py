@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryError, InputError, one_line
-from ..geometry import Rescale, Volume, lps_to_ras
-from ..limits import check_enough_slices, check_image_size
+from ..geometry import Volume, lps_to_ras
+from ..limits import check_enough_slices
 from ..warning_codes import LabelWarning
+from .dicom_pixels import PIXEL_KEYWORDS, DicomSlice, check_sizes, read_pixels, shown
 from .dicom_repair import fill_missing, grid_index, invert_monochrome1, missing_slices_warning
 from .dicom_stacks import PER_FRAME, STACK_KEYWORDS, as_text, choose_stack, has_duplicates
 from .nifti import is_nifti_path
@@ -72,21 +73,6 @@ class DicomSeriesInfo:
     files: list[Path] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Slice:
-    """One 2D image: a single-frame file or one frame of a multi-frame file."""
-
-    path: Path
-    dataset: Any  # pydicom Dataset (header; pixel data deferred)
-    frame: int | None  # 0-based frame index, None for single-frame files
-    ipp: np.ndarray  # (3,) ImagePositionPatient, LPS mm
-    iop: np.ndarray  # (6,) row cosine then column cosine
-    pixel_spacing: np.ndarray  # (2,) [row spacing, column spacing] mm
-    size: tuple[int, int]  # (Rows, Columns)
-    slope: float
-    intercept: float
-
-
 # ----------------------------------------------------------------------------
 # reading
 
@@ -115,7 +101,7 @@ def load_dicom(
         RescaleSlope 1 and whole-number intercepts, the rescaled integers;
         else, when every slice has the same positive slope and intercept, the
         stored integers with that map as the volume's ``rescale``. Otherwise
-        float32 with the rescale applied (:func:`_voxel_type`). MONOCHROME1
+        float32 with the rescale applied (:func:`.dicom_pixels.read_pixels`). MONOCHROME1
         values are inverted, and slices missing from a regular grid are
         interpolated between their neighbours, with a warning
         (:mod:`.dicom_repair`).
@@ -147,13 +133,13 @@ def load_dicom(
         [s for path, ds in groups[uid] for s in _slices_of(path, ds)], uid, stack
     )
     warnings = chosen + warnings
-    _check_sizes(ordered, affine_lps, where, int(grid[-1]) + 1)  # from the headers, before any pixel is allocated
+    check_sizes(ordered, affine_lps, where, int(grid[-1]) + 1)  # from the headers, before any pixel is allocated
     return _read_volume(ordered, affine_lps, grid, uid), _series_info(uid, ordered, warnings)
 
 
-def _read_volume(ordered: list[_Slice], affine_lps: np.ndarray, grid: np.ndarray, uid: str) -> Volume:
+def _read_volume(ordered: list[DicomSlice], affine_lps: np.ndarray, grid: np.ndarray, uid: str) -> Volume:
     """The slices' pixels as a Volume: in displayed polarity, missing slices filled in (:mod:`.dicom_repair`)."""
-    data, rescale = _read_pixels(ordered)
+    data, rescale = read_pixels(ordered)
     photometric = [str(s.dataset.get("PhotometricInterpretation", "")) for s in ordered]
     data = fill_missing(invert_monochrome1(data, photometric, f"series {uid}"), grid)
     return Volume(data, lps_to_ras(affine_lps), rescale)
@@ -214,12 +200,8 @@ def _read_header(path: Path) -> Any | None:
         raise InputError(f"corrupt DICOM file {path}: {one_line(exc)}") from exc
 
 
-#: The elements that hold an image's pixels.
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-
-
 def _has_pixels(ds: Any) -> bool:
-    return any(k in ds for k in _PIXEL_KEYWORDS)
+    return any(k in ds for k in PIXEL_KEYWORDS)
 
 
 def _sop_class_name(ds: Any) -> str:
@@ -279,11 +261,13 @@ def _choose_series(
     if len(sagittal) != 1:
         raise InputError(f"{len(groups)} image series in {where}; choose one with --series UID: {listing}")
     others = "; ".join(summary for uid, summary in summaries.items() if uid != sagittal[0])
-    return sagittal[0], [LabelWarning(
-        "series-chosen",
-        f"{len(groups)} image series in {where}: labeled the only sagittal one, "
-        f"{summaries[sagittal[0]]} (others: {others}; --series UID picks another)",
-    )]
+    return sagittal[0], [
+        LabelWarning(
+            "series-chosen",
+            f"{len(groups)} image series in {where}: labeled the only sagittal one, "
+            f"{summaries[sagittal[0]]} (others: {others}; --series UID picks another)",
+        )
+    ]
 
 
 def _is_sagittal_stack(members: list[tuple[Path, Any]]) -> bool:
@@ -320,7 +304,7 @@ def _orientation_name(ds: Any) -> str:
 # slices: geometry tags of single-frame files and of enhanced multi-frame frames
 
 
-def _slices_of(path: Path, ds: Any) -> list[_Slice]:
+def _slices_of(path: Path, ds: Any) -> list[DicomSlice]:
     """The 2D images of one file."""
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputError(f"{path}: colour DICOM images are not supported")
@@ -332,7 +316,7 @@ def _slices_of(path: Path, ds: Any) -> list[_Slice]:
         if ds.get(keyword) in (None, "", []):
             raise InputError(f"{path}: missing DICOM tag {keyword} (needed for the image geometry)")
     return [
-        _Slice(
+        DicomSlice(
             path=path,
             dataset=ds,
             frame=None,
@@ -346,7 +330,7 @@ def _slices_of(path: Path, ds: Any) -> list[_Slice]:
     ]
 
 
-def _frames_of(path: Path, ds: Any) -> list[_Slice]:
+def _frames_of(path: Path, ds: Any) -> list[DicomSlice]:
     """The frames of an enhanced multi-frame file (plane position, orientation, pixel measures)."""
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if len(ds.PerFrameFunctionalGroupsSequence) != n_frames or "Rows" not in ds or "Columns" not in ds:
@@ -364,7 +348,7 @@ def _frames_of(path: Path, ds: Any) -> list[_Slice]:
         slope = slope if slope not in (None, "") else ds.get("RescaleSlope")
         intercept = intercept if intercept not in (None, "") else ds.get("RescaleIntercept")
         slices.append(
-            _Slice(
+            DicomSlice(
                 path=path,
                 dataset=ds,
                 frame=f,
@@ -385,7 +369,7 @@ def _frame_groups(ds: Any, frame: int) -> list[Any]:
     return [g for g in (ds.PerFrameFunctionalGroupsSequence[frame], shared) if g is not None]
 
 
-def _stack_value(s: _Slice, keyword: str) -> str:
+def _stack_value(s: DicomSlice, keyword: str) -> str:
     """One slice's value of a ``dicom_stacks.STACK_KEYWORDS`` element as text; per frame first in enhanced files."""
     value = None
     if s.frame is not None and keyword in PER_FRAME:
@@ -409,9 +393,9 @@ def _number(value: Any, default: float, keyword: str, path: Path) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{path}: malformed DICOM tag {keyword}: {_shown(value)} (expected a number)") from None
+        raise InputError(f"{path}: malformed DICOM tag {keyword}: {shown(value)} (expected a number)") from None
     if not np.isfinite(out):
-        raise InputError(f"{path}: malformed DICOM tag {keyword}: {_shown(value)} (expected a finite number)")
+        raise InputError(f"{path}: malformed DICOM tag {keyword}: {shown(value)} (expected a finite number)")
     return out
 
 
@@ -431,12 +415,6 @@ def _size(ds: Any, path: Path) -> tuple[int, int]:
     return rows, columns
 
 
-def _shown(value: Any) -> str:
-    """A tag value for a message: repr, at most 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
     """A multi-valued numeric tag as a float array of length ``n``."""
     try:
@@ -453,13 +431,13 @@ def _floats(value: Any, n: int, keyword: str, path: Path) -> np.ndarray:
 
 
 def _slice_geometry(
-    slices: list[_Slice], uid: str, stack: str | None = None
-) -> tuple[list[_Slice], np.ndarray, np.ndarray, list[LabelWarning]]:
+    slices: list[DicomSlice], uid: str, stack: str | None = None
+) -> tuple[list[DicomSlice], np.ndarray, np.ndarray, list[LabelWarning]]:
     """Keep one stack, sort its slices along their normal and build the voxel -> LPS affine.
 
     Returns
     -------
-    ordered : list of _Slice
+    ordered : list of DicomSlice
         The slices read, sorted along the normal: of several stacks at the
         same positions, the one :func:`_one_stack` keeps (``stack``: the one named).
     affine_lps : ndarray, shape (4, 4)
@@ -500,8 +478,8 @@ def _slice_geometry(
 
 
 def _one_stack(
-    slices: list[_Slice], positions: np.ndarray, uid: str, stack: str | None = None
-) -> tuple[list[_Slice], list[LabelWarning]]:
+    slices: list[DicomSlice], positions: np.ndarray, uid: str, stack: str | None = None
+) -> tuple[list[DicomSlice], list[LabelWarning]]:
     """The slices of one stack where several share the positions (``dicom_stacks.choose_stack``), and warnings.
 
     ``positions``: each slice's position along the normal (mm). The header
@@ -514,7 +492,7 @@ def _one_stack(
     return [slices[i] for i in keep], warnings
 
 
-def _check_consistent(slices: list[_Slice], uid: str) -> None:
+def _check_consistent(slices: list[DicomSlice], uid: str) -> None:
     """GeometryError unless all slices share orientation, size and pixel spacing."""
     first = slices[0]
     iops = np.array([s.iop for s in slices])
@@ -531,7 +509,7 @@ def _check_consistent(slices: list[_Slice], uid: str) -> None:
         raise GeometryError(f"series {uid}: PixelSpacing must be positive, got {list(first.pixel_spacing)}")
 
 
-def _direction_cosines(s: _Slice) -> tuple[np.ndarray, np.ndarray]:
+def _direction_cosines(s: DicomSlice) -> tuple[np.ndarray, np.ndarray]:
     """Unit row and column direction cosines (LPS), shape (3,) each."""
     row, col = s.iop[:3], s.iop[3:]
     norms = np.linalg.norm(row), np.linalg.norm(col)
@@ -548,231 +526,29 @@ def _spacing_warnings(steps: np.ndarray, step: np.ndarray, normal: np.ndarray) -
     warnings = []
     median = float(np.median(steps))
     if np.abs(steps - median).max() > IRREGULAR_STEP * median:
-        warnings.append(LabelWarning(
-            "irregular-spacing",
-            f"irregular slice spacing: steps from {steps.min():.3g} to {steps.max():.3g} mm; "
-            f"using the median {median:.3g} mm (positions of some slices are approximate)",
-        ))
+        warnings.append(
+            LabelWarning(
+                "irregular-spacing",
+                f"irregular slice spacing: steps from {steps.min():.3g} to {steps.max():.3g} mm; "
+                f"using the median {median:.3g} mm (positions of some slices are approximate)",
+            )
+        )
     in_plane = float(np.linalg.norm(step - (step @ normal) * normal))
     if in_plane > 0.01 * median:
-        warnings.append(LabelWarning(
-            "sheared-grid", f"slices are offset in-plane by {in_plane:.3g} mm per slice (gantry tilt?): sheared grid"
-        ))
+        warnings.append(
+            LabelWarning(
+                "sheared-grid",
+                f"slices are offset in-plane by {in_plane:.3g} mm per slice (gantry tilt?): sheared grid",
+            )
+        )
     return warnings
 
 
 # ----------------------------------------------------------------------------
-# pixels and series identity
-
-#: A value length of 0xFFFFFFFF: encapsulated (compressed) pixel data, whose size the header does not say.
-_UNDEFINED_LENGTH = 0xFFFFFFFF
+# series identity
 
 
-def _check_sizes(ordered: list[_Slice], affine_lps: np.ndarray, where: str, n_slices: int) -> None:
-    """InputError for a series beyond the size limits or pixel data shorter than the headers say.
-
-    Everything here comes from the headers (pixel data are deferred), so a
-    header claiming 60000 x 60000 pixels is refused before anything is allocated.
-    """
-    rows, columns = ordered[0].size
-    check_image_size((columns, rows, n_slices), np.linalg.norm(affine_lps[:3, :3], axis=0), where)
-    for path, ds in {s.path: s.dataset for s in ordered}.items():
-        stored = _pixel_data_length(ds)
-        needed = _native_pixel_bytes(ds, rows, columns)
-        if stored is not None and needed is not None and stored < needed:
-            raise InputError(
-                f"corrupt DICOM file {path}: {stored} bytes of pixel data, but Rows x Columns "
-                f"({rows} x {columns}) need {needed}"
-            )
-
-
-def _pixel_data_length(ds: Any) -> int | None:
-    """Bytes of native pixel data as stored; None when unknown (compressed or absent)."""
-    for keyword in _PIXEL_KEYWORDS:
-        if keyword in ds:
-            element = ds.get_item(keyword, keep_deferred=True)  # the length, without reading the pixels
-            length = getattr(element, "length", None)
-            if length is None and getattr(element, "value", None) is not None:
-                length = len(element.value)
-            return None if length in (None, _UNDEFINED_LENGTH) else int(length)
-    return None
-
-
-def _native_pixel_bytes(ds: Any, rows: int, columns: int) -> int | None:
-    """Bytes that uncompressed pixel data of this header need (None when the header cannot say)."""
-    try:
-        bits = int(ds.get("BitsAllocated", 16) or 16)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        return None
-    if bits < 1:
-        return None
-    return (rows * columns * frames * bits + 7) // 8
-
-
-def _transfer_syntax(ds: Any) -> tuple[str, bool]:
-    """(name, is compressed) of a file's TransferSyntaxUID; a malformed UID is ('UID ...', False)."""
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None:
-        return "no TransferSyntaxUID", False
-    try:
-        return str(syntax.name), bool(syntax.is_compressed)
-    except Exception:  # pydicom raises ValueError for a UID that is not a transfer syntax
-        return f"unknown transfer syntax {_shown(str(syntax))}", False
-
-
-def _read_pixels(ordered: list[_Slice]) -> tuple[np.ndarray, Rescale | None]:
-    """Pixel data of shape (Columns, Rows, n_slices), of :func:`_voxel_type`, and the rescale still to apply.
-
-    Each slice is written straight into the one preallocated array. A file's
-    pixel data (the stored bytes and pydicom's decoded array, which the
-    dataset would otherwise keep) are released after its last slice, so a
-    series never sits in memory twice besides its array. Values beyond the
-    integer type (beyond BitsStored) turn the array into float32 with every
-    rescale applied (exact for what is already read).
-    """
-    rows, columns = ordered[0].size
-    dtype, rescale = _voxel_type(ordered)
-    out = np.empty((columns, rows, len(ordered)), dtype=dtype)
-    last_use = {s.path: k for k, s in enumerate(ordered)}
-    decoded: dict[Path, np.ndarray] = {}
-    for k, s in enumerate(ordered):
-        if s.path not in decoded:
-            decoded = {s.path: _decode(s)}  # keep one file at a time in memory
-        frames = decoded[s.path]
-        plane = frames[s.frame] if frames.ndim == 3 else frames
-        if plane.shape != (rows, columns):
-            raise InputError(
-                f"corrupt DICOM file {s.path}: pixel data of shape {plane.shape}, expected {(rows, columns)}"
-            )
-        slope, intercept = (1.0, 0.0) if rescale is not None else (s.slope, s.intercept)
-        if out.dtype.kind in "iu" and not _fits(plane, intercept, out.dtype):
-            out = out.astype(np.float32)
-            if rescale is not None:
-                rescale.apply_in_place(out[:, :, :k])
-            rescale, slope, intercept = None, s.slope, s.intercept
-        _store_plane(out[:, :, k], plane, slope, intercept)
-        if last_use[s.path] == k:
-            decoded = {}
-            _release_pixel_data(s.dataset)
-    return out, rescale
-
-
-#: Integer voxel types a series may keep, smallest first (each at most
-#: ``geometry.MAX_INT_VOXEL_BYTES`` bytes: half of float32 or less, and exact in float32).
-_INT_VOXEL_TYPES = (np.uint8, np.int8, np.uint16, np.int16)
-
-
-def _voxel_type(ordered: list[_Slice]) -> tuple[np.dtype, Rescale | None]:
-    """The array type of a series and the rescale to record on the volume (None: applied while reading).
-
-    1. A slope of 1 with whole-number intercepts maps stored integers to
-       integers exactly: the rescaled integers, in the smallest type of
-       ``_INT_VOXEL_TYPES`` that holds every value BitsStored and
-       PixelRepresentation allow plus the intercepts.
-    2. Else, when every slice has the same positive slope and intercept (a
-       fractional slope, as Philips MR series carry): the stored integers, in
-       the smallest type that holds them, and that map as the rescale.
-    3. Otherwise (float pixel data, too wide a range, slices that differ):
-       float32, with the rescale applied while reading.
-    """
-    first = ordered[0]
-    if all(s.slope == 1.0 and s.intercept.is_integer() for s in ordered):
-        intercepts = [int(s.intercept) for s in ordered]
-        shifted = _stored_int_dtype(first.dataset, min(intercepts), max(intercepts))
-        if shifted is not None:
-            return shifted, None
-    uniform = all(s.slope == first.slope and s.intercept == first.intercept for s in ordered)
-    stored = _stored_int_dtype(first.dataset, 0, 0) if uniform and first.slope > 0 else None
-    if stored is None:
-        return np.dtype(np.float32), None
-    return stored, Rescale(first.slope, first.intercept)
-
-
-def _stored_int_dtype(ds: Any, shift_lo: int, shift_hi: int) -> np.dtype | None:
-    """The smallest type of ``_INT_VOXEL_TYPES`` holding every stored integer plus a shift in [shift_lo, shift_hi].
-
-    The stored range comes from BitsStored and PixelRepresentation; None for
-    float pixel data, more than 16 bits or a range no type holds.
-    """
-    if "PixelData" not in ds:
-        return None
-    try:
-        bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
-        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    except (TypeError, ValueError):
-        return None
-    if not 1 <= bits <= 16:
-        return None
-    stored_lo, stored_hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    lo, hi = stored_lo + shift_lo, stored_hi + shift_hi
-    for t in _INT_VOXEL_TYPES:
-        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
-            return np.dtype(t)
-    return None
-
-
-def _fits(plane: np.ndarray, intercept: float, dtype: np.dtype) -> bool:
-    """Whether the integers ``plane + intercept`` fit ``dtype`` (False for float planes)."""
-    if plane.dtype.kind not in "iu":
-        return False
-    info, stored = np.iinfo(dtype), np.iinfo(plane.dtype)
-    if info.min <= stored.min + int(intercept) and stored.max + int(intercept) <= info.max:
-        return True  # every value the stored type can hold fits: no pass over the plane
-    return info.min <= int(plane.min()) + int(intercept) and int(plane.max()) + int(intercept) <= info.max
-
-
-#: Rows of a plane rescaled at a time: float64 scratch of a few MB (a 2048-column plane:
-#: 2 MB), not a whole-plane temporary that would stay in the heap after the read.
-RESCALE_ROWS = 128
-
-
-def _store_plane(target: np.ndarray, plane: np.ndarray, slope: float, intercept: float) -> None:
-    """Write ``plane * slope + intercept`` (transposed) into ``target`` (float32 or integer).
-
-    Without a rescale the stored values are cast directly (the same float32
-    values as through float64: one rounding either way); with one, the
-    arithmetic is done ``RESCALE_ROWS`` rows at a time, in float64 (or in
-    int32 for an integer target: slope 1 and a whole-number intercept).
-    """
-    if slope == 1.0 and intercept == 0.0:
-        target[...] = plane.T
-        return
-    for start in range(0, plane.shape[0], RESCALE_ROWS):
-        rows = slice(start, start + RESCALE_ROWS)
-        if target.dtype.kind in "iu":
-            target[:, rows] = (plane[rows].astype(np.int32) + int(intercept)).T
-            continue
-        scaled = plane[rows].astype(np.float64)
-        scaled *= slope
-        scaled += intercept
-        target[:, rows] = scaled.T
-
-
-def _release_pixel_data(ds: Any) -> None:
-    """Drop a dataset's pixel data and pydicom's cached decoded array (the header stays)."""
-    for keyword in _PIXEL_KEYWORDS:
-        if keyword in ds:
-            delattr(ds, keyword)
-
-
-def _decode(s: _Slice) -> np.ndarray:
-    """The stored pixel array of a file: (Rows, Columns) or (frames, Rows, Columns)."""
-    try:
-        return np.asarray(s.dataset.pixel_array)
-    except Exception as exc:  # decoder missing, truncated data, bad group 0028, unknown transfer syntax...
-        name, compressed = _transfer_syntax(s.dataset)
-        if compressed:
-            raise InputError(
-                f"cannot decode the compressed pixel data of {s.path} ({name}): {one_line(exc)}; "
-                f"decompress the series first (for example with DCMTK's dcmdjpeg or gdcmconv --raw)"
-            ) from exc
-        raise InputError(
-            f"corrupt DICOM file {s.path}: cannot read pixel data ({name}): {one_line(exc)}"
-        ) from exc
-
-
-def _series_info(uid: str, ordered: list[_Slice], warnings: list[LabelWarning]) -> DicomSeriesInfo:
+def _series_info(uid: str, ordered: list[DicomSlice], warnings: list[LabelWarning]) -> DicomSeriesInfo:
     """Identity of the series; per-slice lists in the order along the normal (the slices read, not those filled in)."""
     ds = ordered[0].dataset
 
