@@ -52,6 +52,9 @@ LABELS_DIR = "labels"
 #: What an item id may hold: it names files, so no path separators or spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 MANIFEST_KEYS = ("id", "input", "series")
+#: Ends the input of a DICOMweb item that stores its result (``batch --store``), so ``done.txt`` tells a stored item
+#: from one only labeled: a run with ``--store`` after one without labels and stores the items again.
+STORED_SUFFIX = " +store"
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,15 @@ def _recordable(item_input: str) -> str:
     return " ".join(item_input.replace("\t", " ").splitlines())
 
 
+def _still_done(recorded: str | None, item_input: str) -> bool:
+    """Whether an item recorded in ``done.txt`` as ``recorded`` needs nothing more for ``item_input``.
+
+    The same input (or a line of an older run, without input), or the input
+    stored (:data:`STORED_SUFFIX`) where this run only labels.
+    """
+    return recorded in (None, _recordable(item_input), _recordable(item_input) + STORED_SUFFIX)
+
+
 def _done_line(key: str, item_input: str) -> str:
     """A ``done.txt`` line: the id, a tab, the input (:func:`_recordable`)."""
     return f"{key}\t{_recordable(item_input)}\n"
@@ -331,7 +343,7 @@ def run_archive(
     prepare_output(out_dir)
     ids = {item.id for item in items}
     recorded = read_done_inputs(out_dir)  # an item whose input changed since is labeled again
-    done = {item.id for item in items if item.id in recorded and recorded[item.id] in (None, _recordable(item.input))}
+    done = {item.id for item in items if item.id in recorded and _still_done(recorded[item.id], item.input)}
     failed = {k: v for k, v in read_failed(out_dir).items() if k in ids and k not in done}
     if (out_dir / FAILED_NAME).exists():
         _write_failed(out_dir, failed)  # drop entries labeled since, or no longer in the manifest

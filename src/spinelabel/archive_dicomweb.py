@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .archive import ID_PATTERN, ManifestItem
+from .archive import ID_PATTERN, STORED_SUFFIX, ManifestItem
 from .batch import DicomwebSeries
 from .errors import InputError
 
@@ -32,7 +32,9 @@ def dicomweb_items(config: PacsConfig, store: bool = False, **find: Any) -> list
     config : PacsConfig
         The server; it travels with each item to the worker that labels it.
     store : bool
-        Each item stores its SR and GSPS back on the server after labeling.
+        Each item stores its SR and GSPS back on the server after labeling;
+        its input ends in ``archive.STORED_SUFFIX`` (so a resumed run that
+        stores does not skip items an earlier run only labeled).
     **find
         ``pacs_query.find_studies`` filters: ``patient_id``, ``study_date``,
         ``study_uids``, ``limit`` (at most this many studies).
@@ -57,7 +59,8 @@ def dicomweb_items(config: PacsConfig, store: bool = False, **find: Any) -> list
                 continue  # not a usable file name, or listed twice
             seen.add(series.series_uid)
             source = DicomwebSeries(config, study.study_uid, series.series_uid, store)
-            items.append(ManifestItem(series.series_uid, f"dicomweb:{study.study_uid}/{series.series_uid}", None, source))
+            described = f"dicomweb:{study.study_uid}/{series.series_uid}" + (STORED_SUFFIX if store else "")
+            items.append(ManifestItem(series.series_uid, described, None, source))
     if not items:
         given = ", ".join(f"{k}={v}" for k, v in find.items() if v not in (None, (), [], "")) or "none"
         raise InputError(f"no sagittal MR series on {config.url} in the {len(studies)} MR studies that match the filters ({given})")

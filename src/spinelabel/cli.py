@@ -642,6 +642,8 @@ _EXIT = _classes("Exit", click.exceptions.Exit, typer.Exit)
 _ABORT = _classes("Abort", click.exceptions.Abort, typer.Abort)
 
 
+#: Exit status after Ctrl+C (SIGINT): 128 + the signal's number, as a shell reports it.
+EXIT_INTERRUPTED = 128 + 2
 #: Exit status after SIGTERM (``kill``, ``timeout``, a service stop): 128 + the signal's number, as a shell reports it.
 EXIT_TERMINATED = 128 + 15
 
@@ -696,10 +698,13 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("aborted", err=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        typer.echo("spinelabel: interrupted", err=True)
+        return EXIT_INTERRUPTED
     except _Terminated:
         typer.echo("spinelabel: terminated", err=True)
         return EXIT_TERMINATED
+    if rv == EXIT_INTERRUPTED:  # typer answers Ctrl+C in a command with Exit(130), which click returns
+        typer.echo("spinelabel: interrupted", err=True)
     return rv if isinstance(rv, int) else 0
 
 

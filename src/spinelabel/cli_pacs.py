@@ -71,7 +71,10 @@ def server_config(
 
 
 def study_filters(patient_id: str | None, date: str | None, study: list[str] | None, limit: int | None) -> dict[str, Any]:
-    """The study filter options as ``pacs_query.find_studies`` keyword arguments."""
+    """The study filter options as ``pacs_query.find_studies`` keyword arguments (InputError for a malformed one)."""
+    from .pacs_query import check_filters
+
+    check_filters(date, study)
     return {"patient_id": patient_id, "study_date": date, "study_uids": study or None, "limit": limit}
 
 
@@ -139,9 +142,11 @@ def pacs_harvest(
     """Fetch sagittal MR series and their SR/GSPS labels for 'annotations import' and 'train' (WADO-RS)."""
     from tqdm import tqdm
 
+    from .io.outputs import check_writable_folder
     from .pacs import harvest
     from .pacs_query import find_studies
 
+    check_writable_folder(out_dir)  # one line now, not after the search
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     studies = find_studies(client, **study_filters(patient_id, date, study, limit))
     with tqdm(total=len(studies), desc="harvesting", unit="study", disable=quiet, file=sys.stderr) as bar:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PacsError, SpinelabelError
+from .errors import OutputError, PacsError, SpinelabelError, one_line
 from .pacs_client import base_url, call, short_error
 from .pacs_query import StudyInfo, find_series, find_studies
 from .warning_codes import LabelWarning
@@ -81,6 +81,41 @@ def _save_dataset(ds: Any, path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
+def _check_retrieved(datasets: Sequence[Any], study_uid: str, series_uid: str, url: str) -> None:
+    """PacsError unless every retrieved instance belongs to the study and series asked for.
+
+    A server (or a proxy in front of it) that answers with another series
+    would otherwise have that series labeled, and the result written and
+    stored under the UIDs that were asked for: another patient's labels.
+    """
+    for n, ds in enumerate(datasets, start=1):
+        try:
+            got = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+        except Exception as exc:  # a damaged part of the answer: pydicom parses elements on access
+            raise PacsError(f"series {series_uid}: instance {n} of the answer from {url} is damaged ({_first_line(exc)})") from None
+        if got[:2] != (study_uid, series_uid):
+            raise PacsError(
+                f"asked {url} for series {series_uid} of study {study_uid}, it answered with series {got[1]} of study "
+                f"{got[0]} (instance {n}): nothing labeled or stored"
+            )
+
+
+def _save_retrieved(ds: Any, path: Path, n: int, series_uid: str, url: str) -> None:
+    """:func:`_save_dataset`, a dataset that cannot be written (a damaged answer) as PacsError; OSError passes."""
+    try:
+        _save_dataset(ds, path)
+    except OSError:
+        raise
+    except Exception as exc:  # pydicom raises many types for elements it cannot encode (a truncated answer)
+        raise PacsError(f"series {series_uid}: instance {n} of the answer from {url} is damaged ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a pydicom error (its message goes on with the traceback of the error it wraps)."""
+    lines = str(exc).strip().splitlines()
+    return one_line(lines[0] if lines else type(exc).__name__)
+
+
 def _safe_name(uid: str) -> str:
     """A UID as a file or folder name (UIDs are digits and dots; anything else is replaced)."""
     return re.sub(r"[^0-9A-Za-z.\-]", "_", uid) or "_"
@@ -110,18 +145,19 @@ def retrieve_series(
     )
     if not datasets:
         raise PacsError(f"series {series_uid} of study {study_uid} has no instances on {base_url(client)}")
+    _check_retrieved(datasets, study_uid, series_uid, base_url(client))
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
     except OSError as exc:
         raise PacsError(f"cannot write series {series_uid} to {folder}: {exc.strerror or exc}") from None
     try:
-        for ds in datasets:
-            _save_dataset(ds, tmp / f"{_safe_name(str(ds.SOPInstanceUID))}.dcm")
+        for n, ds in enumerate(datasets, start=1):
+            _save_retrieved(ds, tmp / f"{_safe_name(str(ds.SOPInstanceUID))}.dcm", n, series_uid, base_url(client))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-    except (OSError, ValueError) as exc:  # disk full, permissions; a dataset pydicom cannot write
+    except OSError as exc:  # disk full, permissions
         shutil.rmtree(tmp, ignore_errors=True)
         raise PacsError(f"cannot write series {series_uid} to {folder}: {short_error(exc)}") from None
     except BaseException:
@@ -133,6 +169,11 @@ def retrieve_series(
 def store(client: DICOMwebClient, paths: Iterable[str | Path]) -> list[str]:
     """Store DICOM files on the server (STOW-RS), one request per file.
 
+    A file counts as stored only when the server's answer lists its SOP
+    Instance UID among the stored instances (Referenced SOP Sequence); an
+    answer that does not (an HTML page, an empty body with status 200) is a
+    failure, not a success.
+
     Returns
     -------
     list of str
@@ -141,25 +182,46 @@ def store(client: DICOMwebClient, paths: Iterable[str | Path]) -> list[str]:
     Raises
     ------
     PacsError
-        A file cannot be read, or the server refused or failed to store it
-        (the message names the file; files before it were stored).
+        A file cannot be read, or the server refused, failed or did not
+        confirm storing it (the message names the file and the files stored
+        before it).
     """
     import pydicom
 
-    stored = []
+    stored: list[str] = []
+    names: list[str] = []
     for path in paths:
         path = Path(path)
         try:
             ds = pydicom.dcmread(path)
         except Exception as exc:  # pydicom raises many types for damaged files
-            raise PacsError(f"cannot read {path} to store it: {short_error(exc)}") from None
-        answer = call(client, f"store {path.name}", client.store_instances, datasets=[ds])
-        failed = answer.get("FailedSOPSequence") if answer is not None else None
-        if failed:
-            reason = failed[0].get("FailureReason", "?")
-            raise PacsError(f"the DICOMweb server at {base_url(client)} did not store {path.name} (failure reason {reason})")
+            raise PacsError(f"cannot read {path} to store it{_before(names)}: {short_error(exc)}") from None
+        try:
+            answer = call(client, f"store {path.name}", client.store_instances, datasets=[ds])
+            _check_stored(answer, str(ds.SOPInstanceUID), path.name, base_url(client))
+        except PacsError as exc:
+            raise PacsError(f"{exc}{_before(names)}") from None
         stored.append(str(ds.SOPInstanceUID))
+        names.append(path.name)
     return stored
+
+
+def _check_stored(answer: Any, sop_uid: str, name: str, url: str) -> None:
+    """PacsError unless a STOW-RS answer lists ``sop_uid`` as stored and not as failed."""
+    failed = answer.get("FailedSOPSequence") if answer is not None else None
+    if failed:
+        reason = failed[0].get("FailureReason", "?")
+        raise PacsError(f"the DICOMweb server at {url} did not store {name} (failure reason {reason})")
+    referenced = (answer.get("ReferencedSOPSequence") if answer is not None else None) or []
+    if not any(str(item.get("ReferencedSOPInstanceUID", "")) == sop_uid for item in referenced):
+        raise PacsError(
+            f"the DICOMweb server at {url} did not confirm storing {name} (its answer lists no such stored instance)"
+        )
+
+
+def _before(names: list[str]) -> str:
+    """What a store message adds about the files stored before the one that failed."""
+    return f" (stored before it: {', '.join(names)})" if names else ""
 
 
 # ----------------------------------------------------------------- harvest
@@ -215,9 +277,15 @@ def harvest(
     PacsError
         Only when the study search itself fails; a failing study or series is
         recorded in ``failures`` and the harvest goes on.
+    OutputError
+        ``out_dir`` or its ``harvest.json`` cannot be written (the message
+        names the first failure recorded before, if any).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write into {out_dir}: {exc.strerror or exc}") from None
     if studies is None:
         studies = find_studies(client, **find)
     report = HarvestReport(out_dir)
@@ -231,7 +299,11 @@ def harvest(
             continue
         if entry is not None:
             report.studies.append(entry)
-    _write_json(out_dir / "harvest.json", report.to_dict())
+    try:
+        _write_json(out_dir / "harvest.json", report.to_dict())
+    except OutputError as exc:  # the failures would be lost with the report: name them in the one line
+        failed = f"; {len(report.failures)} item(s) had failed before it, first: {report.failures[0]}" if report.failures else ""
+        raise OutputError(f"{exc}{failed}") from None
     return report
 
 

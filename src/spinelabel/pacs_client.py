@@ -74,6 +74,9 @@ RETRY_WAIT_S = 1.0
 #: HTTP statuses that mean "try again later": timeout, too many requests, unavailable, gateway timeout.
 RETRY_STATUS = (408, 429, 503, 504)
 
+#: What OpenSSL says when the other end answers a TLS handshake in plain HTTP (an https:// URL for an http:// server).
+NOT_TLS_SIGNS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "http request")
+
 T = TypeVar("T")
 
 
@@ -443,6 +446,8 @@ def _translated(client: DICOMwebClient, what: str, fn: Callable[..., T], *args: 
             f"the DICOMweb server at {url} did not answer in time (deadline {late}; cannot {what})"
         ) from None
     except requests.exceptions.SSLError as exc:
+        if any(sign in str(exc) for sign in NOT_TLS_SIGNS):
+            raise PacsError(f"the server at {url} does not answer in TLS (HTTPS): is its address http://? (cannot {what})") from None
         raise PacsError(
             f"TLS verification failed for {url} ({short_error(exc)}): give the server's CA with --ca-bundle or {ENV_CA_BUNDLE}"
         ) from None

@@ -126,6 +126,42 @@ class SeriesInfo:
         return self.modality in ANNOTATION_MODALITIES
 
 
+#: A UID: numeric components separated by dots, at most 64 characters (PS3.5 9.1).
+UID_SYNTAX = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*")
+UID_MAX_LENGTH = 64
+
+
+def check_filters(study_date: str | None = None, study_uids: Sequence[str] | None = None) -> None:
+    """InputError for a study date or UID filter the server would take as matching nothing.
+
+    A server answers "2026-12-05" (ISO, not DICOM) or "abc" with no study
+    and no error, which would read as an empty archive.
+    """
+    from .errors import InputError
+
+    if study_date is not None:
+        parts = study_date.split("-")  # a DICOM date (DA) or a range: D, D-, -D or D-D
+        dates = [d for d in parts if d]
+        if len(parts) > 2 or not dates or not all(map(_is_dicom_date, dates)):
+            raise InputError(f"--date {study_date!r} is not a DICOM date or range (YYYYMMDD, YYYYMMDD-YYYYMMDD, YYYYMMDD-, -YYYYMMDD)")
+    for uid in study_uids or ():
+        if len(uid) > UID_MAX_LENGTH or not UID_SYNTAX.fullmatch(uid):
+            raise InputError(f"--study {uid[:80]!r} is not a DICOM UID (digits and dots, at most {UID_MAX_LENGTH} characters)")
+
+
+def _is_dicom_date(text: str) -> bool:
+    """Whether ``text`` is a DICOM date (DA: YYYYMMDD) of the calendar."""
+    import datetime
+
+    if len(text) != 8 or not text.isdigit():
+        return False
+    try:
+        datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return False
+    return True
+
+
 def find_studies(
     client: DICOMwebClient,
     *,

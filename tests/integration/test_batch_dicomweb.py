@@ -75,7 +75,10 @@ def test_batch_over_a_dicomweb_query_labels_lists_resumes_and_stores(stored):
     args = ["batch", "--url", stored["url"], "--patient-id", PATIENT, "--date", "19000101-", "-o", str(out), "-q", "--store"]
     (good_study, good), (_, bad) = stored["uids"]["good"], stored["uids"]["bad"]
     with mock.patch.dict(os.environ, stored["env"]):  # credentials from the environment, as in production
-        assert main(args) == 1  # one item failed
+        assert main(args[:-1]) == 1  # labeled only, one item failed
+        modalities = {s.modality for s in find_series(stored["client"], good_study, sagittal_only=False, annotations=True)}
+        assert not {"SR", "PR"} & modalities
+        assert main(args) == 1  # the same with --store: the series only labeled before is labeled and stored now
         assert read_done(out) == {good}
         failed = read_failed(out)
         assert set(failed) == {bad} and "field of view too small" in failed[bad][1]
@@ -87,7 +90,7 @@ def test_batch_over_a_dicomweb_query_labels_lists_resumes_and_stores(stored):
 
         assert main([*args, "--skip-failed"]) == 1  # resumed: nothing left to do but the listed failure
     lines = (out / "done.txt").read_text().splitlines()
-    assert [line.split("\t")[0] for line in lines] == [good], "the labeled series was not labeled again"
+    assert [line.split("\t")[0] for line in lines] == [good, good], "the stored series was not labeled again"
 
 
 def test_a_query_that_finds_no_series_is_one_line(stored, capsys):

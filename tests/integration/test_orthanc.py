@@ -145,6 +145,10 @@ def test_pacs_label_stores_sr_that_reads_back(world, orthanc_server, tmp_path):
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(expected)
 
     client = world["client"]
+    prs = client.search_for_series(study.study_uid, search_filters={"Modality": "PR"})
+    # labeled and stored again: the same result has the same UIDs, which Orthanc confirms as stored, adding nothing
+    assert main(["pacs", "label", study.study_uid, "--store", "--output-dir", str(tmp_path / "again"), *_conn(orthanc_server)]) == 0
+    assert len(client.search_for_series(study.study_uid, search_filters={"Modality": "PR"})) == len(prs)
     srs = client.search_for_series(study.study_uid, search_filters={"Modality": "SR"})
     assert len(srs) == 1
     sr_series = srs[0]["0020000E"]["Value"][0]

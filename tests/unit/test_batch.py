@@ -172,6 +172,27 @@ def test_an_item_whose_input_changed_is_labeled_again(scans, tmp_path):
     assert labeled[3] == []
 
 
+def test_a_run_that_stores_does_not_skip_items_an_earlier_run_only_labeled(tmp_path):
+    """``batch --study X`` then ``batch --study X --store`` said "labeled 0 items" and stored nothing: done.txt did not
+    tell a stored item from a labeled one. A stored item also counts as done for a run that only labels."""
+    from spinelabel.archive import STORED_SUFFIX, ManifestItem
+
+    out, labeled = tmp_path / "out", []
+
+    def runner(tasks):
+        labeled.append([t.key for t in tasks])
+        return iter([Outcome(t.key, None, 5) for t in tasks])
+
+    def items(store: bool) -> list[ManifestItem]:
+        return [ManifestItem(uid, f"dicomweb:1.2/{uid}" + (STORED_SUFFIX if store else "")) for uid in ("1.2.3", "1.2.4")]
+
+    run_archive(items(False), out, runner)
+    run_archive(items(True), out, runner)
+    run_archive(items(True), out, runner)
+    run_archive(items(False), out, runner)
+    assert labeled == [["1.2.3", "1.2.4"], ["1.2.3", "1.2.4"], [], []]
+
+
 class _Kill(Exception):
     pass
 
@@ -359,7 +380,9 @@ class _StowClient:
 
     def store_instances(self, datasets):
         self.stored += [str(ds.Modality) for ds in datasets]
-        return {"FailedSOPSequence": [{"FailureReason": 272}]} if self.fail else {}
+        if self.fail:
+            return {"FailedSOPSequence": [{"FailureReason": 272}]}
+        return {"ReferencedSOPSequence": [{"ReferencedSOPInstanceUID": str(ds.SOPInstanceUID)} for ds in datasets]}
 
 
 @pytest.mark.parametrize("fail", [False, True])

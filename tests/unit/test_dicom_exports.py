@@ -210,3 +210,43 @@ def test_a_localizer_beside_the_series_is_listed_with_its_orientations(tmp_path)
         ds.ImageOrientationPatient = iop
         members.append((files[k], ds))
     assert _series_summary("1.2", members).endswith("(3 images, sagittal, coronal, axial)")
+
+
+def test_a_multi_valued_patient_name_is_written_as_the_source_has_it(tmp_path):
+    """A backslash in PatientName (two values; VM is 1, but exports do it) made highdicom raise a TypeError: a
+    traceback from ``label --dicom-sr`` and ``pacs label``. Now the SR and GSPS carry the source's values."""
+
+    def edit(ds, k):
+        ds.PatientName = "O'Brien^Una\\x"
+        ds.ReferringPhysicianName = "Doe^J\\Roe^K"
+
+    _series(tmp_path / "s", edit)
+    sr, gsps = _write(tmp_path / "s", tmp_path / "out")
+    for path in (sr, gsps):
+        back = pydicom.dcmread(path)
+        assert list(back.PatientName) == ["O'Brien^Una", "x"]
+        assert list(back.ReferringPhysicianName) == ["Doe^J", "Roe^K"]
+        assert back.PatientID == "P1"
+
+
+def test_the_same_result_gives_the_same_sr_and_gsps_uids(tmp_path):
+    """Storing a result again (a repeated or retried ``pacs label --store``) must not add a second copy to the PACS:
+    the UIDs come from the content, so the PACS already holds the object. Another result gets other UIDs."""
+    _series(tmp_path / "s")
+    loaded = load_image(tmp_path / "s")
+
+    def uids(result: LabelResult, confirmed: bool = False) -> list[tuple[str, str]]:
+        sr, gsps = tmp_path / "x.sr.dcm", tmp_path / "x.gsps.dcm"
+        write_sr(result, loaded.dicom, sr)
+        write_gsps(result, loaded.dicom, gsps, confirmed=confirmed)
+        return [(str(d.SeriesInstanceUID), str(d.SOPInstanceUID)) for d in map(pydicom.dcmread, (sr, gsps))]
+
+    first = uids(_result(loaded))
+    assert uids(_result(loaded)) == first
+    assert len({u for pair in first for u in pair}) == 4  # SR and GSPS: two series, two instances
+    surer = _result(loaded)
+    surer.vertebrae[0] = Vertebra(surer.vertebrae[0].label, surer.vertebrae[0].position_mm, surer.vertebrae[0].voxel, 0.95)
+    changed = uids(surer)
+    assert changed[0] != first[0] and changed[1] != first[1]
+    reviewed = uids(_result(loaded), confirmed=True)
+    assert reviewed[0] == first[0] and reviewed[1] != first[1]  # the GSPS of a review has no "?" marks: another object

@@ -227,12 +227,13 @@ def test_find_studies_parses_and_survives_a_server_ignoring_offset(server, monke
 # ----------------------------------------------------------------- WADO, STOW, harvest
 
 
-def _dataset(uid: str):
+def _dataset(uid: str, study: str = "1", series: str = "2"):
     from pydicom.dataset import Dataset
 
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
     ds.SOPInstanceUID = uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
     ds.Modality = "MR"
     return ds
 
@@ -258,14 +259,81 @@ def test_retrieve_series_writes_files_atomically(tmp_path):
     assert retrieve_series(_FakeClient([]), "1", "2", folder) == files
     # a failure half-way leaves nothing behind
     broken = tmp_path / "study" / "broken"
-    with pytest.raises(AttributeError):
-        retrieve_series(_FakeClient([_dataset("1.3.1"), object()]), "1", "3", broken)
+    with pytest.raises(PacsError, match="instance 2 of the answer from http://fake/dicom-web is damaged"):
+        retrieve_series(_FakeClient([_dataset("1.3.1", series="3"), object()]), "1", "3", broken)
     assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["series"]
+
+
+def test_a_retrieve_answered_with_another_series_is_refused(tmp_path):
+    """A server (or proxy) that answers with another study's series: refused, nothing written (it was labeled and
+    stored under the UIDs asked for, into the other patient's study)."""
+    for study, series in [("9", "2"), ("1", "9")]:
+        answer = [_dataset("1.2.1"), _dataset("1.2.2", study=study, series=series)]
+        with pytest.raises(PacsError, match=f"answered with series {series} of study {study} .instance 2.: nothing"):
+            retrieve_series(_FakeClient(answer), "1", "2", tmp_path / "s")
+        assert not any(tmp_path.iterdir())
+
+
+def test_a_retrieved_instance_that_cannot_be_written_is_one_line(tmp_path):
+    """A truncated multipart answer gives datasets whose elements cannot be encoded: pydicom raised a TypeError whose
+    message carries a traceback; it is one line naming the instance now, and nothing is left behind."""
+    broken = _dataset("1.2.2")
+    broken.add_new(0x00091010, "UN", None)
+    broken[0x00091010]._value = object()  # an element pydicom cannot encode
+    with pytest.raises(PacsError) as info:
+        retrieve_series(_FakeClient([_dataset("1.2.1"), broken]), "1", "2", tmp_path / "s")
+    assert "instance 2 of the answer from http://fake/dicom-web is damaged" in str(info.value)
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    assert not any(tmp_path.iterdir())
 
 
 def test_retrieve_empty_series_is_an_error(tmp_path):
     with pytest.raises(PacsError, match="no instances"):
         retrieve_series(_FakeClient([]), "1", "2", tmp_path / "s")
+
+
+class _StowAnswers:
+    """STOW-RS answers in turn (a dict each, or "echo": the instance listed as stored)."""
+
+    base_url = "http://fake/dicom-web"
+
+    def __init__(self, *answers):
+        self.answers, self.stored = list(answers), []
+
+    def store_instances(self, datasets):
+        answer = self.answers.pop(0)
+        uid = str(datasets[0].SOPInstanceUID)
+        if answer == "echo":
+            self.stored.append(uid)
+            return {"ReferencedSOPSequence": [{"ReferencedSOPInstanceUID": uid}]}
+        return answer
+
+
+def _files(tmp_path, *uids):
+    import pydicom
+
+    paths = []
+    for uid in uids:
+        ds = _dataset(uid)
+        paths.append(tmp_path / f"{uid}.dcm")
+        pacs._save_dataset(ds, paths[-1])
+        assert pydicom.dcmread(paths[-1]).SOPInstanceUID == uid
+    return paths
+
+
+@pytest.mark.parametrize("answer", [{}, {"ReferencedSOPSequence": []}, {"ReferencedSOPSequence": [{"ReferencedSOPInstanceUID": "7.7"}]}])
+def test_a_stow_answer_that_does_not_list_the_instance_is_not_a_success(tmp_path, answer):
+    """An HTML page, an empty body or ``{}`` with status 200 (dicomweb-client returns an empty dataset) stored nothing."""
+    with pytest.raises(PacsError, match="did not confirm storing 1.5.dcm"):
+        store(_StowAnswers(answer), _files(tmp_path, "1.5"))
+
+
+def test_a_store_that_fails_after_a_stored_file_says_which_was_stored(tmp_path):
+    client = _StowAnswers("echo", {"FailedSOPSequence": [{"FailureReason": 272}]})
+    with pytest.raises(PacsError, match=r"did not store 1.6.dcm \(failure reason 272\) \(stored before it: 1.5.dcm\)"):
+        store(client, _files(tmp_path, "1.5", "1.6"))
+    assert client.stored == ["1.5"]
+    assert store(_StowAnswers("echo", "echo"), _files(tmp_path, "1.5", "1.6")) == ["1.5", "1.6"]
 
 
 def test_store_refuses_unreadable_file(tmp_path):
@@ -460,3 +528,78 @@ def test_batch_ca_bundle_and_insecure_reach_the_query_and_the_workers(tls_server
         assert {p for p, _ in tls_server.requests if p.endswith(".7")} == {f"/dicom-web/studies/1.2.{k}/series/1.2.{k}.7" for k in (1, 2)}
     code, _ = _batch(tmp_path / "both", "--url", tls_server.url, "--insecure", "--ca-bundle", tls_server.cert)
     assert code == 1 and "contradict" in capsys.readouterr().err
+
+
+def test_harvest_into_a_file_or_an_unwritable_report_is_one_line(tmp_path, monkeypatch, capsys):
+    """A file as the output folder gave a FileExistsError traceback; a failed harvest.json hid the failures before it."""
+    from spinelabel.errors import OutputError
+
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    with pytest.raises(OutputError, match="cannot write into .*afile"):
+        harvest(object(), afile, studies=[])
+    monkeypatch.setenv(ENV_URL, f"http://127.0.0.1:{_closed_port()}/dicom-web")
+    assert main(["pacs", "harvest", str(afile), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("spinelabel: error: cannot write into") and "is a file" in err and err.count("\n") == 1
+
+    def fake_find_series(client, study_uid, sagittal_only=True, annotations=False):
+        return [SeriesInfo(study_uid, "1.1.7", "MR", "T2 SAG", 7, 20, "sagittal"), SeriesInfo(study_uid, "1.1.9", "PR", "", 9, 1)]
+
+    def no_space(client, study_uid, series_uid, folder):
+        raise PacsError(f"cannot write series {series_uid} to {folder}: No space left on device")
+
+    def full_disk(path, payload):
+        raise OutputError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(pacs, "find_series", fake_find_series)
+    monkeypatch.setattr(pacs, "retrieve_series", no_space)
+    monkeypatch.setattr("spinelabel.io.outputs.atomic_write_bytes", full_disk)
+    with pytest.raises(OutputError) as info:
+        harvest(object(), tmp_path / "h", studies=[StudyInfo("1.1", "P", "P", "", "", ("MR",))])
+    message = str(info.value)
+    assert "harvest.json: No space left on device; 2 item(s) had failed before it, first: study 1.1 series 1.1.7" in message
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--date", "2026-12-05"], "is not a DICOM date or range"),
+    (["--date", "notadate"], "is not a DICOM date or range"),
+    (["--date", "20261305"], "is not a DICOM date or range"),  # month 13
+    (["--date", "20240101-20241231-"], "is not a DICOM date or range"),
+    (["--date", "-"], "is not a DICOM date or range"),
+    (["--study", "abc;<>"], "is not a DICOM UID"),
+    (["--study", "1.02.3"], "is not a DICOM UID"),  # a component with a leading zero
+    (["--study", "1." + "2" * 70], "is not a DICOM UID"),
+])  # fmt: skip
+def test_a_malformed_study_filter_is_refused_before_asking_the_server(server, capsys, monkeypatch, args, message):
+    """A server answers an ISO date or a malformed UID with no study (exit 0, "0 studies"): an empty archive."""
+    monkeypatch.setenv(ENV_URL, server.url)
+    assert main(["pacs", "find", *args]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("date", ["20240101", "20240101-", "-20241231", "20240101-20241231", "20240229"])
+def test_dicom_dates_and_ranges_pass_the_filter_check(date):
+    pacs_query.check_filters(date, ["1.2.840.10008.1", "0.1"])
+
+
+def test_https_to_a_plain_http_server_says_so(server):
+    """The TLS message advised --ca-bundle, which cannot help: the server speaks plain HTTP."""
+    url = server.url.replace("http://", "https://")
+    for insecure in (False, True):
+        with pytest.raises(PacsError, match=r"does not answer in TLS \(HTTPS\): is its address http://\?"):
+            find_studies(_client(url, insecure=insecure))
+
+
+def test_ctrl_c_is_one_line_and_exit_130(server, capsys, monkeypatch):
+    """Ctrl+C during a command ended it with exit 130 and nothing on stderr."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv(ENV_URL, server.url)
+    monkeypatch.setattr(pacs_query, "find_studies", interrupted)
+    assert main(["pacs", "find"]) == 130
+    assert capsys.readouterr().err == "spinelabel: interrupted\n"

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,13 +82,25 @@ DEFAULT_REPERTOIRE_EXTENDED = "ISO 2022 IR 6"
 MULTI_BYTE_EXTENSIONS = ("ISO 2022 IR 87", "ISO 2022 IR 159", "ISO 2022 IR 149", "ISO 2022 IR 58")
 
 
+#: Person names that highdicom copies from the source images (patient and study modules). Each has VM 1, but
+#: exports with a backslash in a name (two values) exist; highdicom refuses them with a TypeError.
+COPIED_PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
+
+
 @dataclass
 class _SeriesHeaders:
-    """Headers of the slices read of a loaded series, and each slice's plane (in order along the normal)."""
+    """Headers of the slices read of a loaded series, and each slice's plane (in order along the normal).
+
+    ``source_names``: the first header's multi-valued person names as the
+    source has them (the headers hold their first values, which highdicom
+    takes); :func:`_with_source_names` puts them back into what we write, so
+    the SR and GSPS name the patient exactly as the images do.
+    """
 
     headers: list[Any]  # one per slice (a multi-frame file repeats)
     frames: list[int | None]
     planes: list[ImagePlane]
+    source_names: dict[str, list[Any]] = field(default_factory=dict)
 
     def unique_headers(self) -> list[Any]:
         seen, out = set(), []
@@ -112,6 +125,7 @@ def _series_headers(
         raise InputError(f"{what} needs a DICOM input (the image was not read from a DICOM series)")
     cache: dict[Path, Any] = {}
     headers, planes = [], []
+    source_names: dict[str, list[Any]] = {}
     frames: list[int | None] = list(info.frame_numbers) if info.frame_numbers else [None] * len(info.files)
     for path, frame in zip(info.files, frames):
         if path not in cache:
@@ -123,9 +137,32 @@ def _series_headers(
             if missing:
                 raise InputError(f"cannot write {what}: {path} has no {missing[0]} (a required DICOM attribute)")
             _fill_type2(cache[path])
+            names = _single_valued_names(cache[path])
+            if len(cache) == 1:  # the first header's: highdicom copies the patient and study from it
+                source_names = names
         headers.append(cache[path])
         planes.append(plane_of(path, cache[path], frame))
-    return _SeriesHeaders(headers, frames, planes)
+    return _SeriesHeaders(headers, frames, planes, source_names)
+
+
+def _single_valued_names(header: Any) -> dict[str, list[Any]]:
+    """Replace each multi-valued :data:`COPIED_PERSON_NAMES` of ``header`` by its first value; return the originals."""
+    from pydicom.multival import MultiValue
+
+    originals = {}
+    for keyword in COPIED_PERSON_NAMES:
+        value = header.get(keyword)
+        if isinstance(value, MultiValue):
+            originals[keyword] = list(value)
+            setattr(header, keyword, value[0] if len(value) else "")
+    return originals
+
+
+def _with_source_names(dataset: Any, series: _SeriesHeaders) -> Any:
+    """``dataset`` with the person names of the source as they were (see :class:`_SeriesHeaders`)."""
+    for keyword, values in series.source_names.items():
+        setattr(dataset, keyword, values)
+    return dataset
 
 
 def _fill_type2(header: Any) -> None:
@@ -180,6 +217,30 @@ def _save(dataset: Any, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _output_uids(kind: str, result: LabelResult, series: _SeriesHeaders, confirmed: bool = False) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) of an SR or GSPS (``kind``), derived from what the object says.
+
+    The same labels of the same images by the same software give the same
+    UIDs, so storing a result again (a repeated or retried ``pacs label
+    --store``, a batch resumed after a store was cut off) adds nothing to the
+    PACS, which already holds that object; other names, positions,
+    confidences, warnings, model or software, or a review, give other UIDs.
+    pydicom's ``generate_uid`` hashes the content into its UID root.
+    """
+    from pydicom.uid import generate_uid
+
+    name, version = _software()
+    content = json.dumps({
+        "kind": kind, "confirmed": confirmed, "software": [name, version], "region": result.region,
+        "model": [result.model_name, result.model_version],
+        "images": [[str(h.SOPInstanceUID), f] for h, f in zip(series.headers, series.frames)],
+        "vertebrae": [[v.label, [round(float(x), 2) for x in v.position_mm], round(float(v.confidence), 3)]
+                      for v in result.vertebrae],
+        "warnings": [[w.code, w.text] for w in result.warnings],
+    }, sort_keys=True)
+    return generate_uid(entropy_srcs=[content, "series"]), generate_uid(entropy_srcs=[content, "instance"])
+
+
 def _software() -> tuple[str, str]:
     from .. import __version__
 
@@ -221,9 +282,9 @@ def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str 
     try:
         with _quiet_highdicom():
             dataset = _build_sr(result, dicom_info, series)  # type: ignore[arg-type]
-    except ValueError as exc:  # highdicom refuses a value taken from the source headers
+    except (ValueError, TypeError) as exc:  # highdicom refuses a value taken from the source headers
         raise InputError(f"cannot write the DICOM SR: {one_line(exc)}") from exc
-    _save(dataset, path)
+    _save(_with_source_names(dataset, series), path)
 
 
 def _observer(result: LabelResult) -> Any:
@@ -369,9 +430,9 @@ def _has_thickness(header: Any) -> bool:
 def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     name, version = _software()
+    series_uid, instance_uid = _output_uids("sr", result, series)
     algorithm = hd.sr.AlgorithmIdentification(name=f"{name} {result.model_name}", version=result.model_version)
     placed = _place(result, series)
     groups = [_measurement_group(p, series, info, algorithm) for p in placed]
@@ -386,8 +447,8 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
     if result.warnings:
         report[0].ContentSequence.append(_warnings_container(result))
     dataset = hd.sr.Comprehensive3DSR(
-        evidence=series.unique_headers(), content=report, series_instance_uid=generate_uid(),
-        series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
+        evidence=series.unique_headers(), content=report, series_instance_uid=series_uid,
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=instance_uid, instance_number=1,
         manufacturer=name, is_complete=True, is_final=False, is_verified=False,
         series_description="spinelabel vertebra labels (SR)", software_versions=version,
         manufacturer_model_name=name,
@@ -434,9 +495,9 @@ def write_gsps(
     try:
         with _quiet_highdicom():
             dataset = _build_gsps(result, series, confirmed)
-    except ValueError as exc:  # highdicom refuses a value taken from the source headers
+    except (ValueError, TypeError) as exc:  # highdicom refuses a value taken from the source headers
         raise InputError(f"cannot write the GSPS: {one_line(exc)}") from exc
-    _save(dataset, path)
+    _save(_with_source_names(dataset, series), path)
 
 
 def _text_box(plane: ImagePlane, col_row: np.ndarray) -> tuple[float, float, float, float]:
@@ -455,11 +516,11 @@ def _text_box(plane: ImagePlane, col_row: np.ndarray) -> tuple[float, float, flo
 
 def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = False) -> Any:
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
     from ..results import LOW_CONFIDENCE
 
     name, version = _software()
+    series_uid, instance_uid = _output_uids("gsps", result, series, confirmed)
     doubt = count_at_risk(result.warnings)
     layer = hd.pr.GraphicLayer(layer_name=GRAPHIC_LAYER, order=1, description="vertebra labels")
     annotations = []
@@ -484,8 +545,8 @@ def _build_gsps(result: LabelResult, series: _SeriesHeaders, confirmed: bool = F
         layers.append(banner[1])
     modality_lut, windows = _rescale_and_windows(series.unique_headers())
     dataset = hd.pr.GrayscaleSoftcopyPresentationState(
-        referenced_images=series.unique_headers(), series_instance_uid=generate_uid(),
-        series_number=GSPS_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
+        referenced_images=series.unique_headers(), series_instance_uid=series_uid,
+        series_number=GSPS_SERIES_NUMBER, sop_instance_uid=instance_uid, instance_number=1,
         manufacturer=name, manufacturer_model_name=name, software_versions=version, device_serial_number="0",
         content_label=GSPS_CONTENT_LABEL, content_description=f"vertebra labels by {name} {result.model_name}",
         graphic_annotations=annotations or None, graphic_layers=layers,
