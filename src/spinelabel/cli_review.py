@@ -60,6 +60,8 @@ def review(
 
     region = check_region(region)
     check_writable_folder(labels)  # reviews are saved there: one line now, not a failed save later
+    who = reviewer or _login_name()
+    server = make_server(ReviewSession([], who), host, DEFAULT_PORT if port is None else port)  # a taken port: now
 
     def labeler():
         """The region's labeler, loaded only when a scan has no result yet."""
@@ -67,17 +69,18 @@ def review(
 
         return make_labeler(region, model)
 
-    scans, images, failures = prepare_scans(inputs, _unique_names(inputs), labels, labeler, series)
-    for inp, message in failures:
-        typer.echo(f"failed: {inp}: {message}", err=True)
-    if not scans:
-        raise InputError("no scan to review (every input failed: reasons above)")
-    server = make_server(ReviewSession(scans, reviewer or _login_name(), images), host, DEFAULT_PORT if port is None else port)
-    _echo(f"reviewing {len(scans)} scan(s); results in {labels}; Ctrl+C stops", quiet)
-    typer.echo(f"open {server.url}")  # the token, when there is one, is printed here only
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        _echo("stopped", quiet, err=True)
+        scans, images, failures = prepare_scans(inputs, _unique_names(inputs), labels, labeler, series)
+        for inp, message in failures:
+            typer.echo(f"failed: {inp}: {message}", err=True)
+        if not scans:
+            raise InputError("no scan to review (every input failed: reasons above)")
+        server.session = ReviewSession(scans, who, images)
+        _echo(f"reviewing {len(scans)} scan(s); results in {labels}; Ctrl+C stops", quiet)
+        typer.echo(f"open {server.url}")  # the token, when there is one, is printed here only
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            _echo("stopped", quiet, err=True)
     finally:
         server.server_close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 
 import numpy as np
@@ -17,7 +16,7 @@ from spinelabel.io.nifti import save_nifti
 from spinelabel.review import MAX_BODY_BYTES, ReviewRequestError, ReviewSession, prepare_scans
 from spinelabel.review.edits import DisplayGrid, apply_ops
 from spinelabel.testing.dummy import blob_spine
-from spinelabel.testing.review import blob_series_volume, dummy_labeler, serving, session_for
+from spinelabel.testing.review import request as _request, blob_series_volume, dummy_labeler, serving, session_for
 
 # ----------------------------------------------------------------- edit operations
 
@@ -216,16 +215,6 @@ def test_training_scans_come_from_a_reviewed_dicom_folder(tmp_path):
 
 
 # ----------------------------------------------------------------- server
-
-
-def _request(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
 
 
 @pytest.fixture

@@ -157,3 +157,29 @@ def test_warnings_show_their_codes_and_a_doubted_count_leads_the_worklist(tmp_pa
         items = driver.find_elements(By.CSS_SELECTOR, "#warnings li")
         assert [li.text for li in items] == ["no anchor vertebra labeled [no-anchor]", "slices sheared [sheared-grid]"]
         assert [li.get_attribute("data-concern") for li in items] == ["count", "input"]
+
+
+def test_rename_to_its_own_name_is_not_offered_and_labels_of_another_series_are_refused(tmp_path):
+    import shutil
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    series, labels = [_series(tmp_path, "a"), _series(tmp_path, "b")], tmp_path / "labels"
+    session_for(series, labels)
+    shutil.copy(labels / "a.json", labels / "b.json")  # b's name now holds the labels of series a
+    with serving(session_for(series, labels)) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        assert driver.execute_script("return document.body.dataset.scan") == "a"
+        marker = _markers(driver)[0]
+        name = marker.get_attribute("data-label")
+        marker.click()
+        rename = driver.find_element(By.ID, "rename")
+        assert driver.find_element(By.ID, "rename-to").get_attribute("value") == name and not rename.is_enabled()
+        Select(driver.find_element(By.ID, "rename-to")).select_by_value("T13" if name != "T13" else "T12")
+        assert rename.is_enabled()
+        driver.find_elements(By.CSS_SELECTOR, "#worklist li")[1].click()
+        _wait(driver, "document.getElementById('message').textContent.includes('holds the labels of DICOM series')",
+              True)
+        assert driver.execute_script("return document.body.dataset.scan") == "a"  # still on the scan shown
+    assert json.loads((labels / "b.json").read_text()) == json.loads((labels / "a.json").read_text())

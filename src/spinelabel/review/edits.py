@@ -73,13 +73,15 @@ def _level(value: Any) -> str:
 
 
 def _display_voxel(op: dict[str, Any], grid: DisplayGrid) -> np.ndarray:
-    """The (slice, row, column) of an operation, checked to be finite and inside the image."""
+    """The (slice, row, column) of an operation: JSON numbers (no text, no true/false), finite, inside the image."""
+    values = [op.get(key) for key in ("slice", "row", "col")]
+    numbers = [x for x in values if isinstance(x, (int, float)) and not isinstance(x, bool)]
     try:
-        ijk = np.array([float(op["slice"]), float(op["row"]), float(op["col"])])
-    except (KeyError, TypeError, ValueError):
-        raise ReviewRequestError("an operation needs numeric slice, row and col") from None
-    if not all(math.isfinite(x) for x in ijk):
-        raise ReviewRequestError("slice, row and col must be finite numbers")
+        ijk = np.array([float(x) for x in numbers])  # an integer of 400 digits: OverflowError
+    except OverflowError:
+        ijk = np.array([math.inf])
+    if len(ijk) != len(values) or not all(math.isfinite(x) for x in ijk):
+        raise ReviewRequestError("an operation needs slice, row and col as finite numbers")
     if np.any(ijk < -0.5) or np.any(ijk > np.asarray(grid.shape) - 0.5):
         raise ReviewRequestError(f"position {ijk.round(1).tolist()} lies outside the image {list(grid.shape)}")
     return ijk
@@ -109,8 +111,8 @@ def _find(vertebrae: list[dict[str, Any]], label: str) -> dict[str, Any]:
     raise ReviewRequestError(f"no label {label} in this scan")
 
 
-def _apply_one(op: Any, verts: list[dict[str, Any]], grid: DisplayGrid) -> dict[str, Any]:
-    """Apply one operation to ``verts`` (in place) and return the change to record."""
+def _apply_one(op: Any, verts: list[dict[str, Any]], grid: DisplayGrid) -> dict[str, Any] | None:
+    """Apply one operation to ``verts`` (in place) and return the change to record (None: nothing changed)."""
     if not isinstance(op, dict):
         raise ReviewRequestError("each operation must be a JSON object")
     kind, label = op.get("op"), _level(op.get("label"))
@@ -130,7 +132,9 @@ def _apply_one(op: Any, verts: list[dict[str, Any]], grid: DisplayGrid) -> dict[
         return {"op": "move", "label": label, "from_mm": v["position_mm"], "to_mm": _rounded(world)}
     if kind == "rename":
         new = _level(op.get("to"))
-        if new != label and any(w["label"] == new for w in verts):
+        if new == label:  # a rename to its own name changes nothing: no correction, no reviewer confidence
+            return None
+        if any(w["label"] == new for w in verts):
             raise ReviewRequestError(f"cannot rename {label} to {new}: {new} is already labeled")
         verts[verts.index(v)] = {**v, "label": new, "verse_id": anatomy.VERSE_ID[new], "confidence": REVIEWER_CONFIDENCE}
         return {"op": "rename", "from": label, "to": new}
@@ -147,7 +151,8 @@ def apply_ops(vertebrae: list[dict[str, Any]], ops: Any, grid: DisplayGrid) -> t
     ops : list of dict
         ``{"op": "move"|"add", "label", "slice", "row", "col"}``,
         ``{"op": "rename", "label", "to"}`` or ``{"op": "delete", "label"}``,
-        applied in order.
+        applied in order (coordinates are JSON numbers). A rename to the
+        label's own name changes nothing and records no change.
     grid : DisplayGrid
 
     Raises
@@ -160,7 +165,7 @@ def apply_ops(vertebrae: list[dict[str, Any]], ops: Any, grid: DisplayGrid) -> t
     if len(ops) > MAX_OPS:
         raise ReviewRequestError(f"too many operations ({len(ops)} > {MAX_OPS})")
     verts = [dict(v) for v in vertebrae]
-    changes = [_apply_one(op, verts, grid) for op in ops]
+    changes = [change for op in ops if (change := _apply_one(op, verts, grid)) is not None]
     verts.sort(key=lambda v: anatomy.ordinal(v["label"]))
     return verts, changes
 

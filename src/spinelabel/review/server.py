@@ -9,7 +9,10 @@
   and the API, which names scans and slices by index only. A path with
   ``..``, a backslash or a NUL is refused before routing.
 - A POST must be ``application/json``, from the page's own origin, with a
-  ``Content-Length`` of at most :data:`MAX_BODY_BYTES`.
+  ``Content-Length`` of at most :data:`MAX_BODY_BYTES`, arriving within
+  :data:`REQUEST_TIMEOUT_S`.
+- Every answer, errors included, is JSON (but the page and its assets) and
+  carries :data:`SECURITY_HEADERS`; another method than a route's is 405.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ServeError, SpinelabelError
 from .edits import ReviewRequestError
-from .session import ReviewSession
+from .session import ReviewConflictError, ReviewSession
 
 #: Largest request body accepted: a save of MAX_OPS (1000) operations is about 100 kB.
 MAX_BODY_BYTES = 1 << 20
+#: Seconds a connection may stay silent (a body shorter than its Content-Length, an idle keep-alive) before it is
+#: closed: a page's request arrives in well under a second, so this only ends connections that hold a thread.
+REQUEST_TIMEOUT_S = 30.0
 #: Port when none is given (unassigned by IANA; ``--port 0`` picks a free one).
 DEFAULT_PORT = 8765
 #: The only address served without a token.
@@ -62,22 +68,27 @@ _ROUTES = {
     ("GET", re.compile(r"/")): "page",
     ("GET", re.compile(r"/static/(app\.js|style\.css)")): "asset",
     ("GET", re.compile(r"/api/worklist")): "worklist",
-    ("GET", re.compile(r"/api/scans/(\d{1,6})/meta")): "meta",
-    ("GET", re.compile(r"/api/scans/(\d{1,6})/slices/(\d{1,5})")): "slice",
-    ("POST", re.compile(r"/api/scans/(\d{1,6})/review")): "review",
+    ("GET", re.compile(r"/api/scans/([0-9]{1,6})/meta")): "meta",
+    ("GET", re.compile(r"/api/scans/([0-9]{1,6})/slices/([0-9]{1,5})")): "slice",
+    ("POST", re.compile(r"/api/scans/([0-9]{1,6})/review")): "review",
 }
 
 
 class _HttpError(Exception):
     """A request refused with an HTTP status and a one-line reason."""
 
-    def __init__(self, status: HTTPStatus, message: str):
+    def __init__(self, status: HTTPStatus, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers or {}
 
 
 class ReviewServer(ThreadingHTTPServer):
-    """Serves one :class:`ReviewSession`; ``url`` is the address to open (with the token, when there is one)."""
+    """Serves one :class:`ReviewSession`; ``url`` is the address to open (with the token, when there is one).
+
+    The port is bound when the server is made; ``session`` may be replaced
+    until ``serve_forever`` starts (``spinelabel review`` binds first, so that a
+    taken port is reported before any labeling).
+    """
 
     daemon_threads = True
 
@@ -116,13 +127,15 @@ def make_server(session: ReviewSession, host: str | None = None, port: int = DEF
 
 
 def _json(payload: Any) -> tuple[str, bytes]:
-    return "application/json", json.dumps(payload).encode()
+    """A JSON answer; NaN or infinity (not JSON: the page could not read it) is a ValueError, not a broken answer."""
+    return "application/json", json.dumps(payload, allow_nan=False).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: ReviewServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out at once, not after a delayed ACK
+    timeout = REQUEST_TIMEOUT_S  # socketserver sets it on the connection: a stalled request cannot hold a thread
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         """Silent: library code does not print."""
@@ -135,6 +148,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer a POST (a review save)."""
         self._handle("POST")
 
+    def _other_method(self) -> None:
+        """Answer another standard method: 405 on a route, 404 elsewhere (JSON, like every answer)."""
+        self._handle(self.command)
+
+    do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _other_method  # noqa: N815 - the base class's names
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals (a malformed request line, an unknown method): JSON, usual headers."""
+        self.close_connection = True
+        try:
+            reason = message or HTTPStatus(code).phrase
+        except ValueError:
+            reason = "error"
+        self._send(code, *_json({"error": reason}))
+
     def _handle(self, method: str) -> None:
         cookie = None
         self.close_connection = True  # until the request succeeds: an unread body must not become the next request
@@ -146,9 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = False
             self._send(HTTPStatus.OK, ctype, body, cookie)
         except _HttpError as exc:
-            self._send(exc.status, *_json({"error": str(exc)}))
+            self._send(exc.status, *_json({"error": str(exc)}), headers=exc.headers)
         except ReviewRequestError as exc:
             self._send(HTTPStatus.BAD_REQUEST, *_json({"error": str(exc)}))
+        except ReviewConflictError as exc:  # the file changed on disk: nothing saved, the page says why
+            self._send(HTTPStatus.CONFLICT, *_json({"error": str(exc)}))
         except SpinelabelError as exc:  # an unreadable image, a failed write: the page shows the line
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, *_json({"error": str(exc)}))
         except Exception as exc:  # a bug: shown on the page, never a traceback on the terminal
@@ -184,12 +214,16 @@ class _Handler(BaseHTTPRequestHandler):
         raise _HttpError(HTTPStatus.UNAUTHORIZED, "a valid token is required (open the address printed at start)")
 
     def _route(self, method: str, path: str) -> tuple[str, bytes]:
+        allowed = []
         for (m, pattern), name in _ROUTES.items():
             match = pattern.fullmatch(path)
             if match and m == method:
                 return self._dispatch(name, [int(g) if g.isdigit() else g for g in match.groups()])
             if match:
-                raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
+                allowed.append(m)
+        if allowed:
+            allow = {"Allow": ", ".join(allowed)}
+            raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed here", allow)
         raise _HttpError(HTTPStatus.NOT_FOUND, "not found")
 
     def _dispatch(self, name: str, args: list[Any]) -> tuple[str, bytes]:
@@ -213,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         first = worklist["scans"][0]["index"] if worklist["scans"] else None
         try:
             meta = session.meta(first) if first is not None else None
-        except SpinelabelError:  # an unreadable image: the page asks again and shows the error line
+        except Exception:  # an unreadable image, a result of another scan, a bug: the page asks again, shows the line
             meta = None
         boot = {"worklist": worklist, "meta": meta}
         data = json.dumps(boot).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -233,26 +267,37 @@ class _Handler(BaseHTTPRequestHandler):
         if int(length) > MAX_BODY_BYTES:  # refused unread (the connection is closed)
             raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body exceeds {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(self.rfile.read(int(length)))
+            payload = self.rfile.read(int(length))
+        except TimeoutError:
+            late = f"the body did not arrive within {REQUEST_TIMEOUT_S:g} s"
+            raise _HttpError(HTTPStatus.REQUEST_TIMEOUT, late) from None
+        try:
+            body = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "the body is not valid JSON") from None
+        except RecursionError:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "the body is not valid JSON (nested too deeply)") from None
         if not isinstance(body, dict):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
         return body
 
-    def _send(self, status: HTTPStatus, ctype: str, body: bytes, cookie: str | None = None) -> None:
+    def _send(
+        self, status: int, ctype: str, body: bytes, cookie: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """One answer with the headers of every answer (no body to a HEAD)."""
         try:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
-            for key, value in SECURITY_HEADERS.items():
+            for key, value in {**SECURITY_HEADERS, **(headers or {})}.items():
                 self.send_header(key, value)
             if cookie is not None:
                 self.send_header("Set-Cookie", cookie)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):  # the page was closed or reloaded meanwhile
             self.close_connection = True
 
 
-__all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "ReviewServer", "make_server"]
+__all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "REQUEST_TIMEOUT_S", "ReviewServer", "make_server"]

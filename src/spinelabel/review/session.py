@@ -7,10 +7,7 @@ index: the page never names a file.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,10 +19,11 @@ import numpy as np
 
 from .. import anatomy
 from ..errors import InputError, NothingFoundError, SpinelabelError
-from ..jsonfile import read_json
 from ..results import LOW_CONFIDENCE
 from ..warning_codes import count_at_risk, document_warnings
-from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, result_of, review_status, with_review
+from .documents import check_matches_image, check_matches_source, digest, parse_result, read_result
+from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, review_status, with_review
+from .saving import json_bytes, save_review
 
 if TYPE_CHECKING:
     from ..io import LoadedImage
@@ -42,13 +40,23 @@ MAX_CACHED_IMAGES = 4
 
 @dataclass
 class ReviewScan:
-    """One scan of the worklist: where it came from, where its result lives, and the result itself."""
+    """One scan of the worklist: where it came from, where its result lives, and the result itself.
+
+    ``digest`` is that of the JSON's bytes when the session last read or
+    wrote it (None: there was no file), so that a save notices a file changed
+    by someone else meanwhile.
+    """
 
     name: str
     source: Path
     json_path: Path
     doc: dict[str, Any]
     series_uid: str | None = None
+    digest: str | None = None
+
+
+class ReviewConflictError(SpinelabelError):
+    """The result file changed on disk since the session read it (another review session?): nothing was saved."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,10 @@ class ReviewSession:
         """What the viewer needs for one scan: grid, spacing, window, labels on the grid, warnings."""
         display = self._display_of(index)
         with self._lock:
-            doc = self.scans[index].doc
-            entry = _summary(index, self.scans[index])
+            scan = self.scans[index]
+            doc = scan.doc
+            entry = _summary(index, scan)
+        check_matches_image(doc, scan.json_path, display.loaded)  # a result of another scan is not shown
         shape = display.pixels.shape
         inverse = np.linalg.inv(display.canon_affine)
         warnings = document_warnings(doc)
@@ -195,6 +205,11 @@ class ReviewSession:
         ------
         ReviewRequestError
             An operation is invalid (nothing is saved).
+        ReviewConflictError
+            The JSON changed on disk since it was read (nothing is saved; the
+            session takes the version on disk when it fits the image).
+        InputError
+            The result is not one of this image (nothing is saved).
         OutputError
             The result cannot be written (the previous files stay as they were).
         """
@@ -206,75 +221,58 @@ class ReviewSession:
         )
         with self._lock:
             scan = self.scans[index]
+            _check_unchanged(scan, display.loaded)
+            check_matches_image(scan.doc, scan.json_path, display.loaded)
             vertebrae, changes = apply_ops(scan.doc["vertebrae"], ops, grid)
             info = display.loaded.dicom
             doc = with_review(scan.doc, vertebrae, changes, self.reviewer, str(scan.source.resolve()),
                               info.series_instance_uid if info is not None else scan.series_uid)
-            _save(scan, doc, display.loaded)
+            scan.digest = save_review(scan.json_path, scan.name, doc, display.loaded)
             scan.doc = doc
         return self.meta(index)
 
 
-def _json_bytes(doc: dict[str, Any]) -> bytes:
-    """The document as ``io.outputs.write_json`` writes it (indent 1, final newline)."""
-    return (json.dumps(doc, indent=1) + "\n").encode()
+def _check_unchanged(scan: ReviewScan, loaded: LoadedImage) -> None:
+    """Refuse a save over a JSON that changed on disk since the session read or wrote it; take that version in.
 
+    A file removed meanwhile is no conflict: the save writes it afresh.
 
-def _save(scan: ReviewScan, doc: dict[str, Any], loaded: LoadedImage) -> None:
-    """Write the reviewed JSON and, for a DICOM input, its SR and GSPS: the DICOM objects first, the JSON last.
-
-    The SR and GSPS are written into a temporary folder beside the JSON and
-    renamed into place only when both are complete, so a failed write leaves
-    the previous files untouched.
+    Raises
+    ------
+    ReviewConflictError
+        The file changed; when the version on disk is a result of this image,
+        the session now holds it (a reload of the page shows it).
     """
-    from ..io.outputs import atomic_write_bytes
-
-    if loaded.dicom is not None:
-        from ..errors import OutputError
-        from ..io.dicom_label_write import write_gsps, write_sr
-
-        result = result_of(doc)
-        folder = scan.json_path.parent
-        targets: dict[str, Callable[..., None]] = {  # a review confirms every name: no "?" in the GSPS
-            ".sr.dcm": write_sr, ".gsps.dcm": functools.partial(write_gsps, confirmed=True),
-        }
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=folder, prefix=".spinelabel-review-") as tmp:
-                for suffix, write in targets.items():
-                    write(result, loaded.dicom, Path(tmp) / f"out{suffix}")
-                for suffix in targets:
-                    os.replace(Path(tmp) / f"out{suffix}", folder / f"{scan.name}{suffix}")
-        except OSError as exc:
-            raise OutputError(f"cannot write the SR/GSPS of {scan.name} in {folder}: {exc.strerror or exc}") from None
-    atomic_write_bytes(scan.json_path, _json_bytes(doc))
-
-
-def _check_doc(doc: Any, path: Path) -> dict[str, Any]:
-    """A result document read from ``path``, checked to be a schema-v1 spinelabel result."""
-    if not isinstance(doc, dict) or doc.get("schema_version") != 1 or not isinstance(doc.get("vertebrae"), list):
-        raise InputError(f"{path}: not a spinelabel result (schema_version 1 with a \"vertebrae\" list)")
-    for n, v in enumerate(doc["vertebrae"], start=1):
-        ok = isinstance(v, dict) and v.get("label") in anatomy.VERSE_ID and all(
-            isinstance(v.get(k), list) and len(v[k]) == 3 for k in ("position_mm", "voxel"))
-        if not ok or not isinstance(v.get("confidence"), (int, float)):
-            raise InputError(f"{path}: vertebra #{n} needs a known label, position_mm, voxel and confidence")
     try:
-        document_warnings(doc)
-    except ValueError as exc:
-        raise InputError(f"{path}: its warning_codes do not fit its warnings ({exc})") from None
-    return doc
+        payload = scan.json_path.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ReviewConflictError(f"{scan.json_path}: cannot read it to check it is unchanged "
+                                  f"({exc.strerror or exc}); not saved") from None
+    if digest(payload) == scan.digest:
+        return
+    name = scan.json_path.name
+    try:
+        doc = parse_result(payload, scan.json_path)
+        check_matches_image(doc, scan.json_path, loaded)
+    except InputError as exc:
+        raise ReviewConflictError(f"{name} was changed on disk since this page loaded it and cannot be used now "
+                                  f"({exc}); not saved: mend or remove that file") from None
+    scan.doc, scan.digest = doc, digest(payload)
+    raise ReviewConflictError(f"{name} was changed on disk since this page loaded it (another review session?); "
+                              "reload the page to see the saved version")
 
 
 def load_result_doc(path: Path) -> dict[str, Any]:
-    """Read an existing result JSON (``spinelabel label`` or a saved review).
+    """Read an existing result JSON (``spinelabel label`` or a saved review), checked (``documents.check_result_doc``).
 
     Raises
     ------
     InputError
-        Unreadable, not JSON, or not a schema-v1 result.
+        Unreadable, not JSON, or not a usable schema-v1 result.
     """
-    return _check_doc(read_json(path), path)
+    return read_result(path)[0]
 
 
 def _unlabeled_doc(source: str, message: str) -> dict[str, Any]:
@@ -288,7 +286,7 @@ def _new_scan(
 ) -> tuple[ReviewScan, LoadedImage]:
     """Label one input (writing its result JSON) and return its scan and image."""
     from ..io import load_image
-    from ..io.outputs import result_to_dict, write_json
+    from ..io.outputs import atomic_write_bytes, result_to_dict
     from ..pipeline import label_loaded
 
     loaded = load_image([source], series_uid=series)
@@ -296,8 +294,10 @@ def _new_scan(
         result = label_loaded(labeler(), loaded)
     except NothingFoundError as exc:
         return ReviewScan(name, source, json_path, _unlabeled_doc(loaded.source, str(exc)), series), loaded
-    write_json(result, loaded.source, json_path)
-    return ReviewScan(name, source, json_path, result_to_dict(result, loaded.source), series), loaded
+    doc = result_to_dict(result, loaded.source)
+    payload = json_bytes(doc)
+    atomic_write_bytes(json_path, payload)
+    return ReviewScan(name, source, json_path, doc, series, digest(payload)), loaded
 
 
 def prepare_scans(
@@ -327,7 +327,9 @@ def prepare_scans(
         json_path = labels_dir / f"{name}.json"
         try:
             if json_path.exists():
-                scans.append(ReviewScan(name, Path(source), json_path, load_result_doc(json_path), series))
+                doc, read = read_result(json_path)
+                check_matches_source(doc, json_path, Path(source), series)
+                scans.append(ReviewScan(name, Path(source), json_path, doc, series, read))
                 continue
             scan, loaded = _new_scan(name, Path(source), json_path, series, labeler)
         except SpinelabelError as exc:
@@ -339,4 +341,4 @@ def prepare_scans(
     return scans, images, failures
 
 
-__all__ = ["ReviewScan", "ReviewSession", "load_result_doc", "prepare_scans"]
+__all__ = ["ReviewConflictError", "ReviewScan", "ReviewSession", "load_result_doc", "prepare_scans"]

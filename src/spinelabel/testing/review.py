@@ -7,6 +7,7 @@ Selenium never looks for (or downloads) a driver of its own.
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import threading
 from collections.abc import Iterator
@@ -133,3 +134,15 @@ def session_for(inputs: list[Path], labels_dir: Path, reviewer: str = "tester") 
     if failures:
         raise AssertionError(f"cannot prepare {failures}")
     return ReviewSession(scans, reviewer, images)
+
+
+def request(server: ReviewServer, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[Any, bytes]:
+    """One HTTP request to a review server, with the loopback Host header it requires; (response, body)."""
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response, data

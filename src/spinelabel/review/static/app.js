@@ -48,7 +48,7 @@ async function loadWorklist(preloaded) {
     li.innerHTML = `<span class="name"></span> <span class="status ${entry.status}">${entry.status}</span>` +
       `<div class="flags">${entry.n_labels} labels · ${flags}${warn}</div>`;
     li.querySelector(".name").textContent = entry.name;
-    li.addEventListener("click", () => openScan(entry.index));
+    li.addEventListener("click", () => show(entry.index));
     ol.appendChild(li);
   }
   return list;
@@ -97,6 +97,15 @@ async function openScan(index, preloaded) {
   await showSlice(meta.start_slice);
   document.body.dataset.scan = meta.name;
   prefetch(index);
+}
+
+// Open a scan, or say on the page why it cannot be (an unreadable image, labels of another scan).
+async function show(index) {
+  try {
+    await openScan(index);
+  } catch (error) {
+    message(error.message, true);
+  }
 }
 
 function fillSelect(select, levels) {
@@ -192,6 +201,7 @@ function drawLabels() {
     layer.appendChild(div);
   }
   $("selected").textContent = state.selected || "none";
+  updateRename();
   const n = work.ops.length;
   $("pending").textContent = n ? `${n} unsaved change(s): press a to save` : "no unsaved changes";
   $("pending").className = n ? "dirty" : "";
@@ -233,11 +243,17 @@ function onMouseUp(event) {
   record({ op: "move", label: drag.label.label, slice: state.slice, row: pos.row, col: pos.col });
 }
 
+// Rename is offered only for a selected label and another name: a rename to its own name changes nothing.
+function updateRename() {
+  $("rename").disabled = !state.selected || $("rename-to").value === state.selected;
+}
+
 function renameSelected() {
   const work = state.work.get(state.current);
   const label = work.labels.find((l) => l.label === state.selected);
   const to = $("rename-to").value;
   if (!label) return message("select a label first (click it)", true);
+  if (to === label.label) return;
   if (work.labels.some((l) => l.label === to && l !== label)) return message(`${to} is already labeled`, true);
   record({ op: "rename", label: label.label, to });
   Object.assign(label, { label: to, confidence: 1, edited: true });
@@ -295,12 +311,12 @@ async function accept() {
   const list = await loadWorklist();
   message(`${state.order.find((e) => e.index === index).name} saved`);
   const next = list.scans.find((e) => e.status === "unreviewed" && e.index !== index);
-  await openScan(next ? next.index : index);
+  await show(next ? next.index : index);
 }
 
 async function go(step) {
   const index = neighbour(step);
-  if (index !== null) await openScan(index);
+  if (index !== null) await show(index);
 }
 
 function onKey(event) {
@@ -336,6 +352,7 @@ function wire() {
   $("next").addEventListener("click", () => go(1));
   $("accept").addEventListener("click", accept);
   $("rename").addEventListener("click", renameSelected);
+  $("rename-to").addEventListener("change", updateRename);
   $("delete").addEventListener("click", deleteSelected);
   $("add").addEventListener("click", startAdd);
   $("stage").addEventListener("click", onStageClick);
