@@ -455,13 +455,14 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> Lab
     """Label an image read by ``io.load_image``; the reader's warnings come first in the result.
 
     Irregular slice spacing, a missing slice or a gantry-tilted grid is found
-    while reading a DICOM series; the user sees it beside the labels (stderr
-    and the JSON ``warnings``), not only in a log.
+    while reading a DICOM series (a sheared grid or forms that disagree while
+    reading a NIfTI header); the user sees it beside the labels (stderr and
+    the JSON ``warnings``), not only in a log.
     """
     from dataclasses import replace
 
     result = labeler.label(loaded.volume)
-    reader = list(loaded.dicom.warnings) if loaded.dicom is not None else []
+    reader = list(loaded.warnings)
     return replace(result, warnings=[*reader, *result.warnings]) if reader else result
 
 

@@ -53,6 +53,7 @@ CODES: dict[str, tuple[str, str]] = {
     "missing-slices": (INPUT, "slices are missing from the series' regular grid: filled in from their neighbours"),
     "irregular-spacing": (INPUT, "the slice steps are irregular: the median step was used"),
     "sheared-grid": (INPUT, "the slices are offset in-plane (gantry tilt): a sheared grid"),
+    "forms-disagree": (INPUT, "the NIfTI sform and qform place the image differently: the sform was used"),
     "unspecified": (DETECTION, "a warning from a result written before warning codes existed"),
 }
 

@@ -17,6 +17,7 @@ from .nifti import is_nifti_path
 
 if TYPE_CHECKING:
     from ..geometry import Volume
+    from ..warning_codes import LabelWarning
     from .dicom import DicomSeriesInfo
 
 
@@ -38,12 +39,16 @@ class LoadedImage:
     kind : {"nifti", "dicom"}
     dicom : DicomSeriesInfo or None
         UIDs and per-slice references of a DICOM series; None for NIfTI.
+    warnings : tuple of LabelWarning
+        The reader's warnings (for DICOM, those of ``dicom.warnings``):
+        irregular or missing slices, a sheared grid, NIfTI forms that disagree.
     """
 
     volume: Volume
     source: str
     kind: Literal["nifti", "dicom"]
     dicom: DicomSeriesInfo | None = None
+    warnings: tuple[LabelWarning, ...] = ()
 
 
 def load_image(
@@ -75,7 +80,7 @@ def load_image(
     from .dicom import load_dicom
 
     volume, info = load_dicom(paths, series_uid=series_uid, stack=stack)
-    return LoadedImage(volume, describe_dicom(info, paths), "dicom", info)
+    return LoadedImage(volume, describe_dicom(info, paths), "dicom", info, tuple(info.warnings))
 
 
 def describe_dicom(info: DicomSeriesInfo, inputs: Sequence[Path]) -> str:
@@ -101,7 +106,7 @@ def _check_paths(paths: list[Path]) -> None:
 
 def _load_nifti_input(paths: list[Path], series_uid: str | None, stack: str | None = None) -> LoadedImage:
     """The single NIfTI input, or InputError for a mix or several files."""
-    from .nifti import load_nifti
+    from .nifti import read_nifti
 
     if len(paths) > 1:
         if all(p.is_file() and is_nifti_path(p) for p in paths):
@@ -113,7 +118,8 @@ def _load_nifti_input(paths: list[Path], series_uid: str | None, stack: str | No
         raise InputError(f"--series selects a DICOM series, but {paths[0]} is a NIfTI file")
     if stack is not None:
         raise InputError(f"--stack selects a stack of a DICOM series, but {paths[0]} is a NIfTI file")
-    return LoadedImage(load_nifti(paths[0]), str(paths[0]), "nifti", None)
+    volume, warnings = read_nifti(paths[0])
+    return LoadedImage(volume, str(paths[0]), "nifti", None, tuple(warnings))
 
 
 __all__ = ["LoadedImage", "describe_dicom", "load_image"]

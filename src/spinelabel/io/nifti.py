@@ -1,8 +1,9 @@
 """NIfTI input and output (nibabel).
 
 The affine is the one nibabel chooses (sform if its code is set, else qform,
-else the pixdim fall-back); it maps voxel indices to RAS millimetres, which is
-exactly what :class:`~spinelabel.geometry.Volume` holds.
+else the pixdim fall-back), in millimetres (a header in metres or micrometres
+is converted, :mod:`.nifti_header`); it maps voxel indices to RAS
+millimetres, which is exactly what :class:`~spinelabel.geometry.Volume` holds.
 
 Non-finite voxels: an image whose voxels are *all* NaN/inf is rejected; an
 image with *some* NaN/inf voxels (common after registration or masking) is
@@ -22,6 +23,8 @@ import numpy as np
 from ..errors import GeometryError, InputError, one_line
 from ..geometry import Rescale, Volume, is_small_int
 from ..limits import check_enough_slices, check_image_size
+from ..warning_codes import LabelWarning
+from .nifti_header import MM_PER_UNIT, affine_in_mm, header_warnings, spatial_unit
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -35,7 +38,12 @@ def is_nifti_path(path: str | Path) -> bool:
 
 
 def load_nifti(path: str | Path) -> Volume:
-    """Read a 3D NIfTI image.
+    """Read a 3D NIfTI image: :func:`read_nifti` without its warnings."""
+    return read_nifti(path)[0]
+
+
+def read_nifti(path: str | Path) -> tuple[Volume, list[LabelWarning]]:
+    """Read a 3D NIfTI image, and what its header warns of (:func:`.nifti_header.header_warnings`).
 
     Parameters
     ----------
@@ -45,12 +53,14 @@ def load_nifti(path: str | Path) -> Volume:
 
     Returns
     -------
-    Volume
+    volume : Volume
         ``data`` of shape (I, J, K): the stored integers when they are at most
         16 bits (``geometry.is_small_int``), with ``scl_slope/scl_inter`` as
         the volume's ``rescale`` when they scale them by a positive slope;
         else float32, scaled, with non-finite voxels set to 0. ``affine``
-        voxel -> RAS mm.
+        voxel -> RAS mm (a header in metres or micrometres converted).
+    warnings : list of LabelWarning
+        A sheared grid; sform and qform that disagree.
 
     Raises
     ------
@@ -71,13 +81,16 @@ def load_nifti(path: str | Path) -> Volume:
         img = _open(path)
         _check_orientation(img.header, path)
         shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
-        affine = np.asarray(img.affine, dtype=float)
+        affine = affine_in_mm(np.asarray(img.affine, dtype=float), img.header)
+        warnings = header_warnings(img.header, shape)
         # from the header, before the data are read (a non-finite affine is refused by Volume below)
-        check_image_size(shape, np.nan_to_num(np.linalg.norm(affine[:3, :3], axis=0), nan=0.0, posinf=0.0), str(path))
+        unit = spatial_unit(img.header)
+        where = str(path) if MM_PER_UNIT[unit] == 1.0 else f"{path} (its header gives lengths in {unit}, converted to mm)"
+        check_image_size(shape, np.nan_to_num(np.linalg.norm(affine[:3, :3], axis=0), nan=0.0, posinf=0.0), where)
         data, rescale = _read_data(img, path)
     data = _replace_non_finite(data.reshape(shape), path)
     try:
-        return Volume(data, affine, rescale)
+        return Volume(data, affine, rescale), warnings
     except ValueError as exc:
         raise GeometryError(f"{path}: unusable image geometry: {exc}") from exc
 
