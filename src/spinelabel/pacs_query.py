@@ -114,7 +114,8 @@ class SeriesInfo:
     description: str
     number: int | None
     n_instances: int | None
-    #: "sagittal", "coronal", "axial", or "unknown" (not an image series / no orientation).
+    #: "sagittal", "coronal", "axial", "localizer" (images typed LOCALIZER: a scout, whatever its plane), or
+    #: "unknown" (not an image series / no orientation).
     orientation: str = "unknown"
 
     @property
@@ -276,15 +277,21 @@ def orientation_from_description(description: str) -> str:
     return "unknown"
 
 
+#: The ImageType value of scout images (PS3.3 C.8.3.1.1.1), which are not labeled.
+LOCALIZER = "LOCALIZER"
+
+
 def _series_orientation(client: DICOMwebClient, study_uid: str, series_uid: str, description: str) -> str:
-    """The plane of an image series: QIDO instance field, WADO metadata, or the description."""
+    """The plane of an image series: QIDO instance field, WADO metadata, or the description; "localizer" for scouts."""
     what = f"query an instance of series {series_uid}"
     items = json_objects(call(
         client, what, client.search_for_instances,
         study_instance_uid=study_uid, series_instance_uid=series_uid,
-        fields=["ImageOrientationPatient"], limit=1,
+        fields=["ImageOrientationPatient", "ImageType"], limit=1,
     ), what, client)
     if items:
+        if LOCALIZER in [str(v).upper() for v in json_values(items[0], "ImageType")]:
+            return "localizer"  # a few scout slices far apart: nothing to label or to store results for
         iop = json_values(items[0], "ImageOrientationPatient")
         if len(iop) == 6:
             return orientation_of(iop)

@@ -201,8 +201,12 @@ def test_find_series_keeps_sagittal_mr_and_annotations(server):
         _item(SeriesInstanceUID="1.4", Modality="PR", SeriesNumber=99),
         _item(SeriesInstanceUID="1.5", Modality="SR", SeriesNumber=98),
         _item(SeriesInstanceUID="1.6", Modality="CT", SeriesNumber=1),
+        _item(SeriesInstanceUID="1.7", Modality="MR", SeriesDescription="survey", SeriesNumber=1),
     ])
     server.routes[f"{base}/1.1/instances"] = (200, [_item(SOPInstanceUID="9.1", ImageOrientationPatient=SAG)])
+    # a sagittal scout (3 slices 30 mm apart was labeled and given an SR and GSPS): not a series to label
+    server.routes[f"{base}/1.7/instances"] = (200, [_item(SOPInstanceUID="9.7", ImageOrientationPatient=SAG,
+                                                          ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])])
     server.routes[f"{base}/1.2/instances"] = (200, [_item(SOPInstanceUID="9.2", ImageOrientationPatient=AX)])
     server.routes[f"{base}/1.3/instances"] = (200, [_item(SOPInstanceUID="9.3")])  # no IOP, no metadata: description
     client = _client(server.url)
@@ -211,7 +215,8 @@ def test_find_series_keeps_sagittal_mr_and_annotations(server):
     with_notes = find_series(client, "1.2.3", annotations=True)
     assert [s.series_uid for s in with_notes] == ["1.3", "1.1", "1.5", "1.4"]
     everything = find_series(client, "1.2.3", sagittal_only=False)
-    assert {s.series_uid for s in everything} == {"1.1", "1.2", "1.3", "1.6"}
+    assert {s.series_uid for s in everything} == {"1.1", "1.2", "1.3", "1.6", "1.7"}
+    assert next(s.orientation for s in everything if s.series_uid == "1.7") == "localizer"
 
 
 def test_find_studies_parses_and_survives_a_server_ignoring_offset(server, monkeypatch):
