@@ -127,8 +127,9 @@ class SeriesInfo:
         return self.modality in ANNOTATION_MODALITIES
 
 
-#: A UID: numeric components separated by dots, at most 64 characters (PS3.5 9.1).
-UID_SYNTAX = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*")
+#: A UID: numeric components separated by dots, at most 64 characters (PS3.5 9.1). A component with a
+#: leading zero, which the standard forbids but some archives hold, is let through: the server decides.
+UID_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)*")
 UID_MAX_LENGTH = 64
 
 
