@@ -323,12 +323,20 @@ def _dask_client(address: str):
         client.close()
 
 
+#: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
+MAX_TRAIN_STEPS = 1_000_000
+#: Most intra-op threads: far beyond any machine's cores, far below what makes the process fail to start them.
+MAX_TRAIN_THREADS = 256
+#: Largest seed: torch.manual_seed takes a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+
 @app.command()
 def train(
     annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image], or DICOM folders with GSPS/SR labels."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     region: str = typer.Option("lumbar", help="Region the model labels."),
-    steps: int = typer.Option(4000, min=1, help="Optimisation steps (batch of 16 crops each)."),
+    steps: int = typer.Option(4000, min=1, max=MAX_TRAIN_STEPS, help="Optimisation steps (batch of 16 crops each)."),
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
     synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
     synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
@@ -338,14 +346,17 @@ def train(
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
     extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
-    threads: int = typer.Option(2, min=1, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
-    seed: int = typer.Option(0, min=0, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
+    threads: int = typer.Option(2, min=1, max=MAX_TRAIN_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
     device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
+    region = check_region(region)
+    if region == "auto":
+        raise click.BadParameter("a model is trained for one region: lumbar, cervical or whole", param_hint="--region")
     _check_train_options(out, init, synthetic_fraction + region_fraction, device)
-    from .training.data import load_training_scans
+    from .training.data import check_region_covered, load_training_scans
     from .training.train import TrainSettings, train_and_save
 
     finders = None
@@ -353,10 +364,15 @@ def train(
         from .pipeline import AutoLabeler
 
         finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
-    with _training_sources(annotations, exclude, region, clean, quiet, extra_labels) as sources:
+    data: dict[str, Any] = {  # what the model was trained on, kept in its config
+        "annotations": [str(a) for a in annotations], "extra_labels": [str(e) for e in extra_labels],
+        "exclude": None if exclude is None else str(exclude), "clean": clean,
+    }
+    with _training_sources(annotations, exclude, region, clean, quiet, extra_labels, data) as sources:
         scans, points = load_training_scans(
             sources, exclude=exclude, anchor_finders=finders, on_message=None if quiet else lambda m: _echo(m, err=True)
         )
+    check_region_covered(points, region)
     if complete_anchors:
         pseudo = sum(bool(s.pseudo_levels) for s in scans)
         _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
@@ -374,23 +390,29 @@ def train(
         steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
         region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
     )
-    path = train_and_save(scans, points, region, out, settings, progress=progress)
-    bar.close()
+    try:
+        path = train_and_save(scans, points, region, out, settings, progress=progress, data=data)
+    finally:
+        bar.close()  # its line ends before any error line
     _echo(f"model written to {path}", quiet)
 
 
 def _check_train_options(out: Path, init: str | None, crop_shares: float, device: str = "cpu") -> None:
-    """What can be refused in one line before hours of training: shares over 1, a device that is not here, an unwritable --out, a missing --init."""
+    """What can be refused in one line before hours of training: shares over 1, a device that is not here, an
+    unwritable --out or one holding other files than a model, an --init model that cannot be loaded."""
     if crop_shares > 1.0:
         raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
     _check_device(device)
     from .io.outputs import check_writable_folder
+    from .models import is_model_dir
 
-    check_writable_folder(out)
+    check_writable_folder(out)  # an empty --out is "." to typer: a folder of other files, refused below
+    if out.is_dir() and any(out.iterdir()) and not is_model_dir(out):
+        raise InputError(f"--out {out} holds other files and no spinelabel model: name a new or a model folder")
     if init is not None:
-        from .models import resolve_model_dir
+        from .models import load_model
 
-        resolve_model_dir(init)
+        load_model(init)  # a corrupt model is one line now, not after the scans are read
 
 
 def _check_device(device: str) -> None:
@@ -411,14 +433,16 @@ def _check_device(device: str) -> None:
 
 @contextmanager
 def _training_sources(
-    sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool, extra: Sequence[Path] = ()
+    sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool, extra: Sequence[Path] = (),
+    record: dict[str, Any] | None = None,
 ):
     """The annotation sources to train on: as given, or extended and cleaned into a temporary CSV.
 
     ``extra`` label files are added to the scans of the same id
     (:func:`spinelabel.annotations.add_labels`). Cleaning runs the geometric
     checks, the orientation check on each image, and the detector checks with
-    the region's shipped model when there is one.
+    the region's shipped model when there is one; the ids of the scans it
+    drops go into ``record["dropped_by_cleaning"]``.
     """
     if not clean and not extra:
         yield sources
@@ -435,7 +459,10 @@ def _training_sources(
         anns, n = add_labels(anns, load_annotations(list(extra), on_problem))
         _echo(f"extra labels: points added to {n} of {len(anns)} scans", quiet, err=True)
     if clean:
-        anns = _cleaned(anns, region, quiet)
+        kept = _cleaned(anns, region, quiet)
+        if record is not None:
+            record["dropped_by_cleaning"] = sorted({a.scan_id for a in anns} - {a.scan_id for a in kept})
+        anns = kept
     with tempfile.TemporaryDirectory(prefix="spinelabel-clean-") as tmp:
         cleaned = Path(tmp) / "cleaned.csv"
         save_annotations_csv(anns, cleaned)

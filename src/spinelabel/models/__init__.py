@@ -123,6 +123,17 @@ def resolve_model_dir(region_or_path: str | Path) -> Path:
     raise ModelError(f"no model found for {str(region_or_path)!r} (neither a shipped region nor a model directory)")
 
 
+def is_model_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds a spinelabel model (a config.json that reads as a model config)."""
+    if not (Path(folder) / CONFIG_NAME).is_file():
+        return False
+    try:
+        read_config(Path(folder))
+    except ModelError:
+        return False
+    return True
+
+
 def read_config(model_dir: Path) -> ModelConfig:
     """The config of a model directory; ModelError (one line) when it is not valid JSON of the right shape."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,47 @@ from .sampling import TrainingScan, make_training_scan
 MIN_POINTS_PER_SCAN = 2
 
 
+#: How far (mm) a label may lie outside its image: a body cut by the edge of the field of view has its centre
+#: inside the image or within half a body height beyond it (a lumbar body is about 25 mm tall).
+OUTSIDE_IMAGE_MM = 12.5
+
+
 def validation_ids(split_file: Path | None) -> set[str]:
-    """Scan ids in a split file's "validation" list (never trained on); empty without a file."""
+    """Scan ids in a split file's "validation" list (never trained on); empty without a file.
+
+    The list holds texts or whole numbers (ids such as accession numbers,
+    which a CSV reads as text); anything else is refused, since a text given
+    for the list would be taken letter by letter and exclude nothing.
+    """
     if split_file is None:
         return set()
     try:
-        return set(json.loads(Path(split_file).read_text())["validation"])
+        ids = json.loads(Path(split_file).read_text())["validation"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cannot read split file {split_file}: {exc}") from None
+    if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+        raise InputError(f'split file {split_file}: "validation" must be a list of scan ids (texts or whole numbers)')
+    return {str(i) for i in ids}
+
+
+def check_region_covered(points: Sequence[dict[str, np.ndarray]], region: str) -> None:
+    """InputError when no scan has a label of ``region``'s levels (cervical labels for a lumbar model)."""
+    from ..anatomy import REGIONS, ordinal
+
+    levels = set(REGIONS[region].levels)
+    if not any(levels & set(p) for p in points):
+        named = sorted({lv for p in points for lv in p}, key=ordinal)
+        raise InputError(
+            f"none of the {len(points)} scans has a label of the {region} region (their labels: {named[0]}-{named[-1]}): "
+            f"give --region for the labels, or the labels of the region"
+        )
+
+
+def _outside_image(volume: Any, points: Mapping[str, np.ndarray]) -> list[str]:
+    """The levels whose point lies farther than :data:`OUTSIDE_IMAGE_MM` outside the image."""
+    voxels = volume.world_to_voxel(np.array([points[lv] for lv in points]))
+    beyond = np.maximum(-0.5 - voxels, voxels - (np.asarray(volume.shape) - 0.5)).clip(min=0.0) * volume.spacing
+    return [lv for lv, mm in zip(points, np.linalg.norm(beyond, axis=1)) if mm > OUTSIDE_IMAGE_MM]
 
 
 def load_training_scans(
@@ -71,6 +105,14 @@ def load_training_scans(
         except InputError as exc:
             say(f"skipped {ann.scan_id}: {exc}")
             continue
+        outside = _outside_image(volume, ann.points)
+        if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
+            say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image "
+                f"(another scan's labels, or the wrong image?)")
+            continue
+        if outside:
+            say(f"{ann.scan_id}: {', '.join(outside)} left out: outside the image")
+            ann = replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
         finder = _finder_for(list(ann.points), anchor_finders or {})
         found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
         if found:

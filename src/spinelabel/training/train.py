@@ -225,8 +225,13 @@ def model_config(
     spec: SamplerSpec,
     seconds: float,
     name: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> ModelConfig:
-    """The config shipped beside trained weights, with the shape model fitted on ``points``."""
+    """The config shipped beside trained weights, with the shape model fitted on ``points``.
+
+    ``data``: what the scans came from (annotation sources, split file,
+    cleaning and what it dropped), kept as ``training["data"]``.
+    """
     from ..shape_model import fit_shape_model
 
     # Spacing sd floor: healthy training spines vary by ~2 mm, but collapsed or
@@ -247,6 +252,7 @@ def model_config(
         shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
         training={
             "scans": [s.scan_id for s in scans],
+            "data": dict(data or {}),
             "pseudo_labels": {s.scan_id: list(s.pseudo_levels) for s in scans if s.pseudo_levels},
             "settings": asdict(settings),
             "sampler": asdict(spec),
@@ -297,8 +303,12 @@ def train_and_save(
     settings: TrainSettings = TrainSettings(),
     name: str | None = None,
     progress: Callable[[int, float], None] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
-    """Train, fit the labeling shape model on the same annotations, and write a model directory."""
+    """Train, fit the labeling shape model on the same annotations, and write a model directory.
+
+    ``data`` describes where the scans came from (``model_config``).
+    """
     spec = sampler_spec(region)
     t0 = time.time()
     phantoms: list[TrainingScan] = []
@@ -310,5 +320,5 @@ def train_and_save(
     net = train_network(pool, settings, spec, progress, weights)
     # The shape model is fitted on the real annotations only: phantom spacings
     # come from the anatomical priors that fill in unlearned pairs anyway.
-    config = model_config(region, scans, points, settings, spec, time.time() - t0, name)
+    config = model_config(region, scans, points, settings, spec, time.time() - t0, name, data)
     return save_model(Path(out_dir), config, net)

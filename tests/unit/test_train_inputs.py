@@ -1,0 +1,138 @@
+"""``spinelabel train``: what is refused before training, what a scan's labels must satisfy, what the config records.
+
+Found by a red team (thirty-fifth session): each test fails on the code before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinelabel.cli import main
+from spinelabel.errors import InputError
+from spinelabel.io.nifti import save_nifti
+from spinelabel.testing.dummy import blob_spine, silent_model_dir
+from spinelabel.training.data import OUTSIDE_IMAGE_MM, check_region_covered, load_training_scans, validation_ids
+
+LEVELS = ("T12", "L1", "L2", "L3", "L4")
+
+
+@pytest.fixture
+def labels(tmp_path) -> Path:
+    """Two blob spines as NIfTI and a CSV naming their five bodies T12-L4 (scan ids ``a`` and ``1042``)."""
+    volume, centres = blob_spine()
+    rows = ["scan,label,x,y,z,image"]
+    for scan in ("a", "1042"):
+        save_nifti(volume, tmp_path / f"{scan}.nii.gz")
+        rows += [f"{scan},{lv},{x},{y},{z},{scan}.nii.gz" for lv, (x, y, z) in zip(LEVELS, centres)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "labels.csv"
+
+
+def _run(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("region", ["foo", "auto", ""])
+def test_a_region_to_train_for_is_checked_before_anything_is_read(capsys, labels, region):
+    """``--region foo`` trained a model that ``label`` refuses (and with phantoms ended in a KeyError traceback)."""
+    code, err = _run(capsys, "train", labels, "--out", labels.parent / "m", "--steps", "1", "--region", region)
+    assert code == 2 and "--region" in err and "Traceback" not in err
+    assert not (labels.parent / "m").exists()
+
+
+def test_labels_outside_their_image_are_left_out_and_a_scan_of_them_is_skipped(labels):
+    """Lumbar labels given for another image lay outside it, and a scan of them was trained on as "no vertebrae"."""
+    _, centres = blob_spine()
+    rows = ["scan,label,x,y,z,image"]
+    rows += [f"a,{lv},{x},{y},{z - 400.0},a.nii.gz" for lv, (x, y, z) in zip(LEVELS, centres)]  # all below the image
+    top = 19.5 + OUTSIDE_IMAGE_MM + 1.0  # the image ends at z = 19.5 mm (blob_volume): T12 beyond the margin
+    rows += [f"1042,{lv},{x},{y},{top if lv == 'T12' else z},1042.nii.gz" for lv, (x, y, z) in zip(LEVELS, centres)]
+    labels.write_text("\n".join(rows) + "\n")
+    said: list[str] = []
+    scans, points = load_training_scans([labels], on_message=said.append)
+    assert [s.scan_id for s in scans] == ["1042"] and list(points[0]) == list(LEVELS[1:])
+    assert said == ["skipped a: 5 of its 5 labels lie outside its image (another scan's labels, or the wrong image?)",
+                    "1042: T12 left out: outside the image"]
+
+
+def test_a_split_file_must_list_scan_ids(tmp_path):
+    """``{"validation": "a"}`` was read letter by letter and excluded nothing; numeric ids never matched."""
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"validation": [1042, "a"]}))
+    assert validation_ids(split) == {"1042", "a"}
+    for bad in ("a", [1.5], [["a"]], [True]):
+        split.write_text(json.dumps({"validation": bad}))
+        with pytest.raises(InputError, match='"validation" must be a list of scan ids'):
+            validation_ids(split)
+
+
+def test_labels_of_another_region_are_refused(capsys, labels):
+    """Cervical labels trained a "lumbar" model without a word (and lumbar ones a cervical model)."""
+    with pytest.raises(InputError, match="none of the 1 scans has a label of the cervical region .their labels: T12-L4."):
+        check_region_covered([dict.fromkeys(LEVELS, np.zeros(3))], "cervical")
+    check_region_covered([dict.fromkeys(LEVELS, np.zeros(3))], "lumbar")
+    code, err = _run(capsys, "train", labels, "--out", labels.parent / "m", "--steps", "1", "--region", "cervical",
+                     "--no-clean", "--quiet")
+    assert code == 1 and "none of the 2 scans has a label of the cervical region" in err
+    assert not (labels.parent / "m").exists()
+
+
+def test_out_holding_other_files_is_refused_and_a_model_folder_is_replaced(capsys, labels, tmp_path):
+    """``--out proj`` replaced proj/config.json (an application's settings); ``--out .`` wrote into the working folder."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "config.json").write_text('{"my": "app settings"}')
+    code, err = _run(capsys, "train", labels, "--out", proj, "--steps", "1", "--no-clean")
+    assert code == 1 and "holds other files and no spinelabel model" in err
+    assert (proj / "config.json").read_text() == '{"my": "app settings"}'
+    model = Path(silent_model_dir(tmp_path / "old"))
+    code, err = _run(capsys, "train", labels, "--out", model, "--steps", "1", "--no-clean", "--quiet",
+                     "--exclude", _split(tmp_path, ["a"]))
+    assert code == 0, err
+    data = json.loads((model / "config.json").read_text())["training"]
+    assert data["scans"] == ["1042"]
+    assert data["data"] == {"annotations": [str(labels)], "extra_labels": [], "exclude": str(tmp_path / "split.json"),
+                            "clean": False}
+
+
+def _split(folder: Path, ids: list) -> Path:
+    (folder / "split.json").write_text(json.dumps({"validation": ids}))
+    return folder / "split.json"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--seed", str(2**64)), ("--threads", "100000"), ("--steps", str(10**23))])
+def test_out_of_range_numbers_are_usage_errors(capsys, labels, option, value):
+    """A seed of 2**64 ended in a torch traceback, 100000 threads in a segfault, 1e23 steps ran for ever."""
+    code, err = _run(capsys, "train", labels, "--out", labels.parent / "m", option, value)
+    assert code == 2 and option in err and "Traceback" not in err
+
+
+def test_a_corrupt_init_model_is_one_line_before_the_scans_are_read(capsys, labels, tmp_path, monkeypatch):
+    model = Path(silent_model_dir(tmp_path / "init"))
+    (model / "weights.pt").write_bytes((model / "weights.pt").read_bytes()[:100])
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the scans were read before the --init model was checked")
+
+    monkeypatch.setattr("spinelabel.training.data.load_training_scans", no_reading)
+    code, err = _run(capsys, "train", labels, "--out", tmp_path / "m", "--init", model, "--steps", "1", "--no-clean")
+    assert code == 1 and err.startswith("spinelabel: error: model weights") and err.count("\n") == 1
+
+
+def test_an_error_during_training_starts_its_own_line(capsys, labels, monkeypatch):
+    """The error line was glued to the progress bar ("training: 100%|...|spinelabel: error: ...")."""
+    from spinelabel.errors import OutputError
+
+    def fail(scans, points, region, out, settings, progress=None, **kwargs):
+        progress(1, 0.5)
+        raise OutputError(f"cannot write the model to {out}: File too large")
+
+    monkeypatch.setattr("spinelabel.training.train.train_and_save", fail)
+    code, err = _run(capsys, "train", labels, "--out", labels.parent / "m", "--steps", "1", "--no-clean")
+    assert code == 1
+    assert any(line.startswith("spinelabel: error: cannot write the model") for line in err.splitlines()), err
