@@ -14,7 +14,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import click
@@ -377,6 +377,17 @@ def train(
         pseudo = sum(bool(s.pseudo_levels) for s in scans)
         _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
     _echo(f"training on {len(scans)} scans, {steps} steps", quiet)
+    settings = TrainSettings(
+        steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
+        region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
+    )
+    path = _train_with_progress(lambda progress: train_and_save(
+        scans, points, region, out, settings, progress=progress, data=data), steps, quiet)
+    _echo(f"model written to {path}", quiet)
+
+
+def _train_with_progress(run: Callable[[Callable[[int, float], None]], Path], steps: int, quiet: bool) -> Path:
+    """``run(progress)`` under a progress bar of ``steps`` steps, closed before any error line is printed."""
     from tqdm import tqdm
 
     bar = tqdm(total=steps, desc="training", unit="step", disable=quiet, file=sys.stderr)
@@ -386,15 +397,10 @@ def train(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
 
-    settings = TrainSettings(
-        steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
-        region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
-    )
     try:
-        path = train_and_save(scans, points, region, out, settings, progress=progress, data=data)
+        return run(progress)
     finally:
         bar.close()  # its line ends before any error line
-    _echo(f"model written to {path}", quiet)
 
 
 def _check_train_options(out: Path, init: str | None, crop_shares: float, device: str = "cpu") -> None:

@@ -86,7 +86,6 @@ def load_training_scans(
         Level name -> (3,) world RAS mm, per scan (for the shape model).
     """
     from ..annotations import load_annotations
-    from ..io import load_image
 
     def say(message: str) -> None:
         if on_message is not None:
@@ -97,32 +96,43 @@ def load_training_scans(
     for ann in load_annotations(list(sources), on_problem=lambda m: say(f"warning: {m}")):
         if ann.scan_id in skip:
             continue
-        if ann.image is None or len(ann.points) < MIN_POINTS_PER_SCAN:
-            say(f"skipped {ann.scan_id}: no image or fewer than {MIN_POINTS_PER_SCAN} labels")
-            continue
-        try:
-            volume = load_image([ann.image], getattr(ann, "series_uid", None)).volume
-        except InputError as exc:
-            say(f"skipped {ann.scan_id}: {exc}")
-            continue
-        outside = _outside_image(volume, ann.points)
-        if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
-            say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image "
-                f"(another scan's labels, or the wrong image?)")
-            continue
-        if outside:
-            say(f"{ann.scan_id}: {', '.join(outside)} left out: outside the image")
-            ann = replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
-        finder = _finder_for(list(ann.points), anchor_finders or {})
-        found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
-        if found:
-            say(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)")
-        named = {**ann.points, **found}
-        scans.append(make_training_scan(ann.scan_id, volume, named, tuple(found)))
-        points.append(named)
+        loaded = _training_scan(ann, anchor_finders or {}, say)
+        if loaded is not None:
+            scans.append(loaded[0])
+            points.append(loaded[1])
     if not scans:
         raise InputError("no usable annotated scans (each needs an image and at least two named vertebrae)")
     return scans, points
+
+
+def _training_scan(
+    ann: Any, finders: Mapping[str, Any], say: Callable[[str], None]
+) -> tuple[TrainingScan, dict[str, np.ndarray]] | None:
+    """One annotated scan ready to train on, and its points; None (said why) when it is unusable."""
+    from ..io import load_image
+
+    if ann.image is None or len(ann.points) < MIN_POINTS_PER_SCAN:
+        say(f"skipped {ann.scan_id}: no image or fewer than {MIN_POINTS_PER_SCAN} labels")
+        return None
+    try:
+        volume = load_image([ann.image], getattr(ann, "series_uid", None)).volume
+    except InputError as exc:
+        say(f"skipped {ann.scan_id}: {exc}")
+        return None
+    outside = _outside_image(volume, ann.points)
+    if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
+        say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image "
+            f"(another scan's labels, or the wrong image?)")
+        return None
+    if outside:
+        say(f"{ann.scan_id}: {', '.join(outside)} left out: outside the image")
+        ann = replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
+    finder = _finder_for(list(ann.points), finders)
+    found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
+    if found:
+        say(f"{ann.scan_id}: {', '.join(found)} added from the detector (pseudo-label)")
+    named = {**ann.points, **found}
+    return make_training_scan(ann.scan_id, volume, named, tuple(found)), named
 
 
 def _finder_for(levels: list[str], finders: Mapping[str, Any]):
