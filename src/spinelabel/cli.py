@@ -352,9 +352,10 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
-    region = check_region(region)
-    if region == "auto":
-        raise click.BadParameter("a model is trained for one region: lumbar, cervical or whole", param_hint="--region")
+    from .anatomy import REGIONS
+
+    if region not in REGIONS:  # "auto" chooses a model when labeling; a model is trained for one region
+        raise click.BadParameter(f"a model is trained for one region: {', '.join(REGIONS)}", param_hint="--region")
     _check_train_options(out, init, synthetic_fraction + region_fraction, device)
     from .training.data import check_region_covered, load_training_scans
     from .training.train import TrainSettings, train_and_save
