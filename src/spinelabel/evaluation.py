@@ -66,7 +66,6 @@ JSON file.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -78,7 +77,8 @@ from scipy.optimize import linear_sum_assignment
 from . import anatomy
 from .annotations import CENTROIDS_NAME, ScanAnnotation
 from .errors import InputError
-from .jsonfile import read_json
+from .io import parse_dicom_description
+from .jsonfile import is_finite_number, read_json
 
 __all__ = [
     "DEFAULT_MATCH_RADIUS_MM",
@@ -434,17 +434,14 @@ def _per_level(per_scan: Sequence[ScanResult]) -> dict[str, tuple[int, int]]:
 
 # ----------------------------------------------------------------- prediction files
 
-_DICOM_INPUT = re.compile(r"^DICOM series (?P<uid>\S*).*\(\d+ files? in (?P<folder>.+)\)\s*$")
-
-
 def _scan_id_from_input(input_text: object, json_path: Path, series_ids: Mapping[str, str]) -> str:
     """The scan id ``series_ids`` gives a prediction's DICOM series; else the case folder name of its ``input``;
     else the JSON file's folder name."""
     if isinstance(input_text, str) and input_text.strip():
-        m = _DICOM_INPUT.match(input_text.strip())
-        if m and m.group("uid") in series_ids:
-            return series_ids[m.group("uid")]
-        name = PurePath(m.group("folder")).name if m else PurePath(input_text.strip()).parent.name
+        dicom = parse_dicom_description(input_text)
+        if dicom and dicom[0] in series_ids:
+            return series_ids[dicom[0]]
+        name = PurePath(dicom[1]).name if dicom else PurePath(input_text.strip()).parent.name
         if name not in ("", ".", ".."):
             return name
     return json_path.resolve().parent.name
@@ -479,7 +476,7 @@ def _load_prediction_file(path: Path, series_ids: Mapping[str, str]) -> tuple[st
         if (
             not isinstance(xyz, list)
             or len(xyz) != 3
-            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in xyz)
+            or not all(is_finite_number(c) for c in xyz)
         ):
             raise InputError(f"{where} ({label}): \"position_mm\" must be a list of 3 finite numbers")
         out.append((label, np.asarray(xyz, dtype=float)))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import InputError
 
@@ -25,3 +26,16 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not a text (UTF-8) JSON file") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def is_finite_number(value: Any) -> TypeGuard[float]:
+    """Whether a JSON value is a finite number: an int or float, not a bool, not NaN or infinite.
+
+    An integer too large for a float (``1`` and 400 zeros) is not finite either.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -15,13 +15,12 @@ unreviewed one is; other JSON files are not results and are left alone.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .jsonfile import read_json
+from .jsonfile import is_finite_number, read_json
 from .scan_annotation import ScanAnnotation, ScanAnnotationBuilder
 
 __all__ = ["ACCEPTED", "CORRECTED", "REVIEWED_STATES", "UNREVIEWED", "check_schema", "is_result_file", "load_reviewed",
@@ -118,7 +117,7 @@ def _annotation(path: Path, doc: dict[str, Any]) -> ScanAnnotation:
             label = anatomy.parse_level(str(v.get("label")))
         except ValueError:
             raise InputError(f"{where}: unknown vertebra label {str(v.get('label'))!r}") from None
-        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in xyz):
+        if not all(is_finite_number(c) for c in xyz):
             raise InputError(f"{where} ({label}): \"position_mm\" must hold finite numbers")
         builder.add(label, [float(c) for c in xyz])
     return builder.build()

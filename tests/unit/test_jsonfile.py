@@ -22,3 +22,11 @@ def test_read_json_says_in_one_line_what_is_wrong(tmp_path, content, expected):
         read_json(path)
     message = str(info.value)
     assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
+
+
+def test_an_integer_too_large_for_a_float_is_no_finite_number():
+    """``math.isfinite(10**400)`` raises OverflowError: a result holding such a position crashed its reader."""
+    from spinelabel.jsonfile import is_finite_number
+
+    assert [is_finite_number(x) for x in (1, 2.5, 10**400, float("nan"), True, "5", None)] == [
+        True, True, False, False, False, False, False]

@@ -343,3 +343,4 @@ def test_a_taken_port_is_reported_before_any_labeling(nifti_scans, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
     assert made == [] and not (tmp_path / "labels" / "full.json").exists()
+

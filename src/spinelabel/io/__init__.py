@@ -7,6 +7,7 @@ package (and starting the command line) stays fast.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,16 @@ def describe_dicom(info: DicomSeriesInfo, inputs: Sequence[Path]) -> str:
     return f"DICOM series {info.series_instance_uid} ({len(files)} files in {folder})"
 
 
+#: What :func:`describe_dicom` writes, read back: the SeriesInstanceUID and the folder.
+DICOM_DESCRIPTION = re.compile(r"^DICOM series (?P<uid>\S*).*\(\d+ files? in (?P<folder>.+)\)\s*$")
+
+
+def parse_dicom_description(text: str) -> tuple[str, str] | None:
+    """(SeriesInstanceUID, folder) of a :func:`describe_dicom` text (a result's ``input``); None for other texts."""
+    match = DICOM_DESCRIPTION.match(text.strip())
+    return (match.group("uid"), match.group("folder")) if match else None
+
+
 def _check_paths(paths: list[Path]) -> None:
     """InputError for no input, a missing path or an empty folder."""
     if not paths:
@@ -122,4 +133,4 @@ def _load_nifti_input(paths: list[Path], series_uid: str | None, stack: str | No
     return LoadedImage(volume, str(paths[0]), "nifti", None, tuple(warnings))
 
 
-__all__ = ["LoadedImage", "describe_dicom", "load_image"]
+__all__ = ["LoadedImage", "describe_dicom", "load_image", "parse_dicom_description"]

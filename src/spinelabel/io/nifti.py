@@ -82,7 +82,7 @@ def read_nifti(path: str | Path) -> tuple[Volume, list[LabelWarning]]:
         _check_orientation(img.header, path)
         shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
         affine = affine_in_mm(np.asarray(img.affine, dtype=float), img.header)
-        warnings = header_warnings(img.header, shape)
+        warnings = header_warnings(img.header, affine, shape)
         # from the header, before the data are read (a non-finite affine is refused by Volume below)
         unit = spatial_unit(img.header)
         where = str(path) if MM_PER_UNIT[unit] == 1.0 else f"{path} (its header gives lengths in {unit}, converted to mm)"

@@ -42,17 +42,18 @@ def affine_in_mm(affine: np.ndarray, header: Any) -> np.ndarray:
     return out
 
 
-def header_warnings(header: Any, shape: tuple[int, int, int]) -> list[LabelWarning]:
+def header_warnings(header: Any, affine: np.ndarray, shape: tuple[int, int, int]) -> list[LabelWarning]:
     """The input warnings of a NIfTI header: a sheared grid, sform and qform that disagree.
 
     Parameters
     ----------
     header : nibabel Nifti1Header
+    affine : ndarray, shape (4, 4)
+        The affine read (:func:`affine_in_mm` of nibabel's choice of form).
     shape : tuple of int
         The spatial shape (I, J, K): the corners where the forms are compared.
     """
     warnings = []
-    affine = affine_in_mm(header.get_best_affine(), header)
     axes = affine[:3, :3] / np.maximum(np.linalg.norm(affine[:3, :3], axis=0), 1e-12)
     worst = max(abs(float(axes[:, a] @ axes[:, b])) for a, b in ((0, 1), (0, 2), (1, 2)))
     if worst > SHEAR_COSINE:

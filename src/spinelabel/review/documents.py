@@ -14,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import anatomy
 from ..errors import InputError
+from ..io import parse_dicom_description
+from ..jsonfile import is_finite_number
 from ..reviewed import check_schema
 from ..warning_codes import document_warnings
 
@@ -34,8 +35,6 @@ POSITION_TOLERANCE_MM = 0.5
 #: How far (voxels) outside the image grid a vertebra's voxel may lie: half a voxel to the grid's edge,
 #: plus the half voxel a centre of a body cut by the edge may lie beyond it (``io.outputs.label_map``).
 VOXEL_MARGIN = 1.0
-#: The ``input`` text of a DICOM result (``io.describe_dicom``): its SeriesInstanceUID.
-DICOM_INPUT = re.compile(r"DICOM series (\S+) \(")
 #: What to do about a result that belongs to another scan.
 REMEDY = "use another --labels folder, or remove that file to label this scan afresh"
 
@@ -45,11 +44,6 @@ def digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def _finite_number(value: Any) -> TypeGuard[float]:
-    """An int or float (not a bool) that is finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _vertebra_problem(v: Any, seen: set[str]) -> str | None:
     """Why one entry of ``"vertebrae"`` is unusable, or None."""
     if not isinstance(v, dict) or v.get("label") not in anatomy.VERSE_ID:
@@ -57,10 +51,10 @@ def _vertebra_problem(v: Any, seen: set[str]) -> str | None:
     label = v["label"]
     for key in ("position_mm", "voxel"):
         xyz = v.get(key)
-        if not isinstance(xyz, list) or len(xyz) != 3 or not all(_finite_number(x) for x in xyz):
+        if not isinstance(xyz, list) or len(xyz) != 3 or not all(is_finite_number(x) for x in xyz):
             return f'({label}): "{key}" must be a list of 3 finite numbers'
     confidence = v.get("confidence")
-    if not _finite_number(confidence) or not 0.0 <= confidence <= 1.0:
+    if not is_finite_number(confidence) or not 0.0 <= confidence <= 1.0:
         return f'({label}): "confidence" must be a number from 0 to 1'
     if label in seen:
         return f"({label}): {label} is labeled twice"
@@ -148,8 +142,8 @@ def doc_series_uid(doc: dict[str, Any]) -> str | None:
     review = doc.get("review")
     if isinstance(review, dict) and isinstance(review.get("series_uid"), str):
         return str(review["series_uid"])
-    match = DICOM_INPUT.match(str(doc.get("input", "")))
-    return match.group(1) if match else None
+    parts = parse_dicom_description(str(doc.get("input", "")))
+    return parts[0] if parts else None
 
 
 def _what(doc: dict[str, Any]) -> str:
