@@ -47,6 +47,57 @@ def test_a_failed_write_removes_the_outputs_already_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+def test_a_failed_write_keeps_the_earlier_outputs_of_a_run_before_it(tmp_path):
+    (tmp_path / "a.json").write_bytes(b"earlier")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_all_or_nothing([(tmp_path / "a.json", _writer(b"new")), (blocker / "b.png", _writer(b"2"))])
+    assert (tmp_path / "a.json").read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "file"]  # nothing staged left
+
+
+def test_a_failed_rename_puts_back_the_outputs_already_replaced(tmp_path, monkeypatch):
+    (tmp_path / "a.json").write_bytes(b"earlier a")
+    (tmp_path / "c.nii.gz").write_bytes(b"earlier c")
+    replace = os.replace
+
+    def c_refused(src, dst):  # as a file made immutable (chattr +i)
+        if os.fspath(dst) == os.fspath(tmp_path / "c.nii.gz"):
+            raise PermissionError(1, "Operation not permitted")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", c_refused)
+    writers = [(tmp_path / name, _writer(b"new")) for name in ("a.json", "b.png", "c.nii.gz")]
+    with pytest.raises(OutputError, match="Operation not permitted") as info:
+        write_all_or_nothing(writers)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "c.nii.gz") in message and ".spinelabel-" not in message
+    assert (tmp_path / "a.json").read_bytes() == b"earlier a"  # put back
+    assert not (tmp_path / "b.png").exists()  # new, with no earlier file: removed
+    assert (tmp_path / "c.nii.gz").read_bytes() == b"earlier c"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "c.nii.gz"]
+
+
+def test_a_failed_write_is_reported_under_the_target_name_not_the_staged_one(tmp_path):
+    from spinelabel.io.outputs import atomic_write
+
+    def disk_full(f):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError) as info:
+        write_all_or_nothing([(tmp_path / "a.json", _writer(b"1")), (tmp_path / "b.png", lambda p: atomic_write(p, disk_full))])
+    assert str(info.value) == f"cannot write {tmp_path / 'b.png'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_in_several_folders_are_written_together(tmp_path):
+    writers = [(tmp_path / "json" / "a.json", _writer(b"1")), (tmp_path / "png" / "a.png", _writer(b"2"))]
+    write_all_or_nothing(writers)
+    assert (tmp_path / "json" / "a.json").read_bytes() == b"1" and (tmp_path / "png" / "a.png").read_bytes() == b"2"
+    assert [p.name for p in (tmp_path / "json").iterdir()] == ["a.json"]  # the staging folder is gone
+
+
 @pytest.mark.parametrize("name", ["", "."])
 def test_an_empty_name_is_refused(tmp_path, name):
     from pathlib import Path

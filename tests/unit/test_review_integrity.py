@@ -224,7 +224,7 @@ def _result(review=None):
 
 def test_a_reviewed_folder_reports_each_result_it_cannot_use(tmp_path):
     folder = tmp_path / "reviewed"
-    (folder / ".spinelabel-review-x").mkdir(parents=True)
+    (folder / ".spinelabel-x" / "new").mkdir(parents=True)
     accepted = _result({"status": "accepted", "image": "done.nii.gz"})
     (folder / "done.json").write_text(json.dumps(accepted))
     (folder / "cut.json").write_text(json.dumps(accepted)[:-40])
@@ -232,7 +232,7 @@ def test_a_reviewed_folder_reports_each_result_it_cannot_use(tmp_path):
     bad = {**accepted, "vertebrae": [{**accepted["vertebrae"][0], "position_mm": [None, 0, 0]}]}
     (folder / "bad.json").write_text(json.dumps(bad))
     (folder / "other.json").write_text(json.dumps({"viewer": "settings"}))  # not a result: not mentioned
-    (folder / ".spinelabel-review-x" / "left.json").write_text(json.dumps(accepted))  # an interrupted save's
+    (folder / ".spinelabel-x" / "new" / "left.json").write_text(json.dumps(accepted))  # an interrupted save's
     problems: list[str] = []
     assert [a.scan_id for a in load_annotations([folder], on_problem=problems.append)] == ["done"]
     assert len(problems) == 3 and all(p.endswith("; skipped") for p in problems)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -153,21 +155,13 @@ def check_output_target(path: Path) -> None:
         raise OutputError(f"cannot write {path}: it is {what}")
 
 
-def write_all_or_nothing(
-    writers: Sequence[tuple[Path, Callable[[Path], None]]], inputs: Sequence[Path] = ()
-) -> None:
-    """Write a set of outputs of one scan together: all of them, or none.
+#: Prefix of the hidden folder in which a set of outputs is staged beside its targets: hidden, so that no reader
+#: of the folder takes its files for results. An interrupted run may leave one behind (harmless, removable).
+STAGING_PREFIX = ".spinelabel-"
 
-    Each ``(path, write)`` writes one file (atomically). The targets are
-    checked first (no name twice, none a folder or a device, none one of the
-    ``inputs``, the files the scan was read from). When a write fails, the
-    outputs already written by this call are removed again, and the error is
-    raised.
 
-    Raises
-    ------
-    OutputError
-    """
+def _checked_targets(writers: Sequence[tuple[Path, Callable[[Path], None]]], inputs: Sequence[Path]) -> list[Path]:
+    """The targets of ``writers``, refused before anything is written (see :func:`write_all_or_nothing`)."""
     paths = [Path(p) for p, _ in writers]
     resolved = [p.resolve() for p in paths]
     for i, r in enumerate(resolved):
@@ -179,15 +173,109 @@ def write_all_or_nothing(
             raise OutputError(f"{p} is a file the scan was read from: not overwritten with an output")
     for p in paths:
         check_output_target(p)
-    done: list[Path] = []
+    return paths
+
+
+def _staging_folder(stack: contextlib.ExitStack, folder: Path, target: Path) -> Path:
+    """A new hidden folder inside ``folder`` (created with its parents), removed when ``stack`` closes."""
     try:
-        for path, write in writers:
-            write(Path(path))
-            done.append(Path(path))
-    except BaseException:
-        for path in done:
-            path.unlink(missing_ok=True)
-        raise
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.TemporaryDirectory(dir=folder, prefix=STAGING_PREFIX, ignore_cleanup_errors=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {_reason(target, exc)}") from None
+    staging = Path(stack.enter_context(tmp))
+    (staging / "new").mkdir()
+    (staging / "old").mkdir()
+    return staging
+
+
+def _keep_aside(target: Path, backup: Path) -> None:
+    """Keep the file at ``target`` as ``backup`` without moving it: a hard link, or a copy where links fail."""
+    try:
+        os.link(target, backup, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(target, backup, follow_symlinks=False)
+
+
+def _replace_all(staged: Sequence[tuple[Path, Path, Path]]) -> None:
+    """Rename each staged file onto its target, in order; on a failure put back every target replaced so far.
+
+    ``staged``: (new file, target, staging folder) triples.
+
+    Raises
+    ------
+    OutputError
+        A previous file cannot be kept aside, or a new one not renamed into place.
+    """
+    backups: dict[Path, Path] = {}
+    done: list[Path] = []
+    target = staged[0][1]
+    try:
+        for _, target, staging in staged:
+            if os.path.lexists(target):
+                backups[target] = staging / "old" / target.name
+                _keep_aside(target, backups[target])
+        for new, target, _ in staged:
+            os.replace(new, target)
+            done.append(target)
+    except BaseException as exc:
+        lost = _restore(done, backups)
+        if not isinstance(exc, OSError):
+            raise
+        also = f"; and {', '.join(lost)} could not be put back: the outputs disagree now" if lost else ""
+        raise OutputError(f"cannot write {target}: {_reason(target, exc)}; no output of the set written{also}") from None
+
+
+def _restore(done: Sequence[Path], backups: dict[Path, Path]) -> list[str]:
+    """Put back the previous files of ``done`` (remove the new ones that had none); the names that could not be."""
+    lost = []
+    for target in reversed(done):
+        try:
+            if target in backups:
+                os.replace(backups[target], target)
+            else:
+                target.unlink()
+        except OSError:
+            lost.append(str(target))
+    return lost
+
+
+def write_all_or_nothing(
+    writers: Sequence[tuple[Path, Callable[[Path], None]]], inputs: Sequence[Path] = ()
+) -> None:
+    """Write a set of outputs together: all of them, or none, and the earlier files kept when it fails.
+
+    Each ``(path, write)``: ``write(p)`` fills one file at ``p`` (a name that
+    ends as ``path``'s does, so the format follows the suffix). The targets are
+    checked first (no name twice, none a folder or a device, none one of the
+    ``inputs``, the files the scan was read from). Every file is then written
+    into a hidden folder beside its target (``STAGING_PREFIX``); only when all
+    are written are they renamed onto their targets, in the order given. When
+    a write fails, no target has been touched; when a rename fails, the targets
+    already replaced are put back as they were (an earlier run's outputs) and
+    the new ones that had no earlier file removed.
+
+    Raises
+    ------
+    OutputError
+        One line, naming the target (not the staged file).
+    """
+    paths = _checked_targets(writers, inputs)
+    with contextlib.ExitStack() as stack:
+        staging: dict[Path, Path] = {}
+        staged: list[tuple[Path, Path, Path]] = []
+        for path, (_, write) in zip(paths, writers):
+            folder = path.parent
+            if folder not in staging:
+                staging[folder] = _staging_folder(stack, folder, path)
+            new = staging[folder] / "new" / path.name
+            try:
+                write(new)
+            except OutputError as exc:
+                raise OutputError(str(exc).replace(str(new), str(path))) from None
+            staged.append((new, path, staging[folder]))
+        if staged:
+            _replace_all(staged)
 
 
 def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any]:
