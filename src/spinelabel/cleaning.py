@@ -9,6 +9,10 @@ what the cleaned set does about it). The kinds, in the order they are checked:
     The image is not a sagittal series (:func:`spinelabel.preprocessing.check_sagittal`
     refuses it). The points may be right, but the image cannot train a
     sagittal detector. Policy: **the scan is dropped**.
+``outside_image``
+    A label lies more than :data:`OUTSIDE_IMAGE_MM` outside its image. Policy:
+    **the point is dropped**; when more than :data:`MAX_FAR_SHARE` of a scan's
+    labels do (another scan's labels, or the wrong image), **the scan is dropped**.
 ``duplicate``
     A level was given twice (:attr:`ScanAnnotation.duplicates`). Policy:
     **the first point is kept**, the repeats are dropped (the loader already
@@ -71,7 +75,6 @@ world RAS millimetres throughout.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -80,8 +83,18 @@ import numpy as np
 
 from . import anatomy
 from .annotations import ScanAnnotation
-from .labeling import LabelingParams
-from .shape_model import PRIOR_SD_FRACTION, ShapeModel
+from .cleaning_geometry import (
+    level_pairs,
+    local_spacing,
+    off_line,
+    on_the_line,
+    out_of_order,
+    sagittal,
+    size_factor_of_pairs,
+    spine_axis,
+    z_score,
+)
+from .shape_model import ShapeModel
 
 __all__ = [
     "KINDS",
@@ -93,34 +106,22 @@ __all__ = [
     "ScanOutcome",
     "check_scan",
     "clean_annotations",
-    "out_of_order",
-    "spine_axis",
 ]
 
 #: Finding kinds, in the order the checks run.
-KINDS = ("non_sagittal", "duplicate", "out_of_order", "far_from_vertebra", "spacing", "missing_level", "shifted")
+KINDS = ("non_sagittal", "outside_image", "duplicate", "out_of_order", "far_from_vertebra", "spacing", "missing_level", "shifted")
 
 # ----------------------------------------------------------------- constants
 
 #: Fewest points a cleaned scan needs: one pair gives a spacing and a level
 #: order; training (``training.data.MIN_POINTS_PER_SCAN``) needs as many.
 MIN_POINTS = 2
-#: Points far from the S-I axis: if the points' principal axis is more than
-#: 60 deg from S-I (cosine below 0.5) it is not trusted and S-I is used. The
-#: 52 shared scans are all within 16 deg (cosine >= 0.96); lordosis tilts a
-#: lumbar segment by at most ~45 deg.
-MIN_AXIS_COSINE = 0.5
+#: How far (mm) a label may lie outside its image: a body cut by the edge of the field of view has its centre
+#: inside the image or within half a body height beyond it (a lumbar body is about 25 mm tall).
+OUTSIDE_IMAGE_MM = 12.5
 #: A spacing is implausible beyond 4 sd of the shape model: a Gaussian tail of
 #: 6e-5 per pair. On the 52 shared scans the largest |z| is 1.7.
 SPACING_Z_MAX = 4.0
-#: A per-scan size factor (median of distance / expected distance) is
-#: estimated from at least 3 pairs: the median then survives one bad pair.
-MIN_PAIRS_FOR_SCALE = 3
-#: Size-factor range: the labeler's own patient-size grid (+-25 %).
-SCALE_RANGE = (min(LabelingParams().scale_grid), max(LabelingParams().scale_grid))
-#: Without a size factor, patient size adds this fraction of the expected
-#: distance to the sd (adult spacings vary by 10-15 %; shape_model.PRIOR_SD_FRACTION).
-SIZE_SD_FRACTION = PRIOR_SD_FRACTION
 #: Geometry: an interior point is off the spine when it lies more than this
 #: fraction of a level spacing (sagittal plane) from where its two neighbours
 #: put it. A body centre is half a spacing from the next disc and ~0.7 from
@@ -272,6 +273,8 @@ class ImageEvidence:
         The spine's mid-plane (world x, mm): median x of the labeled vertebrae.
     predicted : dict or None
         The labeler's result: level -> (position (3,), confidence).
+    outside_mm : dict or None
+        Annotated level -> how far (mm) its point lies outside the image.
     error : str or None
         Why the image could not be read or analysed (image checks skipped).
     """
@@ -281,191 +284,7 @@ class ImageEvidence:
     predicted: dict[str, tuple[np.ndarray, float]] | None = None
     error: str | None = None
     midline_x: float | None = None
-
-
-# ----------------------------------------------------------------- geometry helpers
-
-
-def spine_axis(points: np.ndarray) -> np.ndarray:
-    """The caudal unit direction along which points on a spine are ordered.
-
-    The principal axis of the points (first right singular vector of the
-    centred points), pointing caudally (negative z); world -z when there are
-    fewer than 3 points or the principal axis is more than ~60 deg from S-I
-    (:data:`MIN_AXIS_COSINE`).
-    """
-    caudal = np.array([0.0, 0.0, -1.0])
-    pts = np.asarray(points, float).reshape(-1, 3)
-    if len(pts) < 3:
-        return caudal
-    _, _, vt = np.linalg.svd(pts - pts.mean(axis=0), full_matrices=False)
-    axis = vt[0] / np.linalg.norm(vt[0])
-    if abs(axis @ caudal) < MIN_AXIS_COSINE:
-        return caudal
-    return axis if axis @ caudal >= 0 else -axis
-
-
-def out_of_order(positions_along: Sequence[float]) -> list[int]:
-    """Indices that are not in *every* longest increasing subsequence.
-
-    ``positions_along`` are the points' caudal coordinates in level order
-    (cranial level first); in a correct annotation they increase. A point
-    displaced past its neighbours is the only one outside the longest
-    increasing run; for a swapped pair, each of the two is left out of some
-    longest run, so both are returned.
-    """
-    t = np.asarray(positions_along, float)
-    n = len(t)
-    if n < 2:
-        return []
-    f = np.ones(n, int)  # longest increasing subsequence ending at i
-    for i in range(n):
-        for j in range(i):
-            if t[j] < t[i]:
-                f[i] = max(f[i], f[j] + 1)
-    g = np.ones(n, int)  # ... starting at i
-    for i in range(n - 1, -1, -1):
-        for j in range(i + 1, n):
-            if t[j] > t[i]:
-                g[i] = max(g[i], g[j] + 1)
-    best = int(f.max())
-    on_some = f + g - 1 == best
-    flagged = []
-    for i in range(n):
-        # i is on every longest run iff it is on one and no other index on a
-        # longest run shares its position f[i] in such a run
-        unique = on_some[i] and sum(1 for k in range(n) if on_some[k] and f[k] == f[i]) == 1
-        if not unique:
-            flagged.append(i)
-    return flagged
-
-
-def _chain_of(levels: Sequence[str]) -> tuple[str, ...]:
-    """The standard chain with the transitional variants present in ``levels``."""
-    return anatomy.chain(tuple(v for v in anatomy.VARIANT_AFTER if v in levels))
-
-
-def _local_spacing(shape: ShapeModel, level: str) -> float:
-    """Expected distance (mm) from ``level`` to its adjacent levels (mean of both sides)."""
-    chain = _chain_of([level])
-    i = chain.index(level)
-    sides = []
-    if i > 0:
-        sides.append(shape.adjacent(chain[i - 1], level)[0])
-    if i < len(chain) - 1:
-        sides.append(shape.adjacent(level, chain[i + 1])[0])
-    return float(np.mean(sides))
-
-
-def _sagittal(v: np.ndarray) -> np.ndarray:
-    """The (y, z) components: the sagittal plane, where clinicians click."""
-    return np.asarray(v, float)[..., 1:]
-
-
-@dataclass(frozen=True)
-class _Pair:
-    """Two consecutive annotated levels and how their distance fits the shape model."""
-
-    upper: str
-    lower: str
-    distance: float
-    mean: float
-    sd: float
-    missing: tuple[str, ...]  # levels between them that were not annotated
-
-    @property
-    def label(self) -> str:
-        return f"{self.upper}-{self.lower}"
-
-
-def _pairs(points: Mapping[str, np.ndarray], shape: ShapeModel) -> list[_Pair]:
-    """Consecutive annotated levels with distance, expected mean and sd (unscaled)."""
-    levels = list(points)
-    chain = _chain_of(levels)
-    variants = tuple(v for v in anatomy.VARIANT_AFTER if v in levels)
-    out = []
-    for a, b in zip(levels, levels[1:]):
-        mean, sd = shape.expected(a, b, variants)
-        between = chain[chain.index(a) + 1 : chain.index(b)]
-        out.append(_Pair(a, b, float(np.linalg.norm(points[b] - points[a])), mean, sd, tuple(between)))
-    return out
-
-
-def _size_factor(pairs: Sequence[_Pair], min_pairs: int = MIN_PAIRS_FOR_SCALE) -> float | None:
-    """Median of distance / expected distance over the pairs, clipped to SCALE_RANGE; None if too few."""
-    if len(pairs) < min_pairs:
-        return None
-    ratio = float(np.median([p.distance / p.mean for p in pairs]))
-    return float(np.clip(ratio, *SCALE_RANGE))
-
-
-def size_factor(
-    points: Mapping[str, np.ndarray], shape: ShapeModel, min_pairs: int = MIN_PAIRS_FOR_SCALE
-) -> float | None:
-    """A scan's size relative to the shape model, from its annotated points.
-
-    Parameters
-    ----------
-    points : mapping
-        Level -> (3,) world mm, in any order.
-
-    Returns
-    -------
-    float or None
-        Median ratio of the distances between consecutive annotated levels to
-        their expected distances, clipped to ``SCALE_RANGE``; None with fewer
-        than ``min_pairs`` pairs.
-    """
-    ordered = {lv: points[lv] for lv in sorted(points, key=anatomy.ordinal)}
-    return _size_factor(_pairs(ordered, shape), min_pairs)
-
-
-def _z(pair: _Pair, scale: float | None) -> float:
-    """Signed z-score of a pair's distance at the scan's size factor."""
-    if scale is None:
-        sd = math.hypot(pair.sd, SIZE_SD_FRACTION * pair.mean)
-        return (pair.distance - pair.mean) / sd
-    return (pair.distance - scale * pair.mean) / (scale * pair.sd)
-
-
-def _line_deviation(points: Mapping[str, np.ndarray], a: str, b: str, c: str, shape: ShapeModel) -> float:
-    """How far ``b`` lies from where its neighbours ``a`` and ``c`` put it, as a fraction of the level spacing.
-
-    The expected position divides the a-c segment in the ratio of the shape
-    model's spacings; the distance is measured in the sagittal plane.
-    """
-    variants = tuple(v for v in anatomy.VARIANT_AFTER if v in points)
-    mu_ab = shape.expected(a, b, variants)[0]
-    mu_bc = shape.expected(b, c, variants)[0]
-    predicted = points[a] + (points[c] - points[a]) * mu_ab / (mu_ab + mu_bc)
-    return float(np.linalg.norm(_sagittal(points[b] - predicted))) / math.sqrt(mu_ab * mu_bc)
-
-
-def _off_line(points: Mapping[str, np.ndarray], shape: ShapeModel, limit: float) -> list[tuple[str, float, str, str]]:
-    """Interior points off the line of their neighbours, worst first, removed one at a time.
-
-    Returns (level, deviation as a fraction of the spacing, upper neighbour, lower neighbour).
-    """
-    current = dict(points)
-    flagged = []
-    while len(current) >= 3:
-        levels = list(current)
-        worst = None
-        for a, b, c in zip(levels, levels[1:], levels[2:]):
-            dev = _line_deviation(current, a, b, c, shape)
-            if worst is None or dev > worst[1]:
-                worst = (b, dev, a, c)
-        if worst is None or worst[1] <= limit:
-            break
-        flagged.append(worst)
-        del current[worst[0]]
-    return flagged
-
-
-def _on_the_line(points: Mapping[str, np.ndarray], shape: ShapeModel, limit: float) -> set[str]:
-    """Interior points within ``limit`` level spacings of where their two annotated neighbours put them."""
-    levels = list(points)
-    return {b for a, b, c in zip(levels, levels[1:], levels[2:]) if _line_deviation(points, a, b, c, shape) <= limit}
+    outside_mm: dict[str, float] | None = None
 
 
 def _far_from_candidates(
@@ -482,8 +301,8 @@ def _far_from_candidates(
         if midline_x is not None and abs(p[0] - midline_x) > params.lateral_tolerance_mm:
             out.append((level, f"{abs(p[0] - midline_x):.1f} mm beside the spine's mid-plane (limit {params.lateral_tolerance_mm:g} mm)", True))
             continue
-        d = float(np.min(np.linalg.norm(_sagittal(cands - p), axis=1)))
-        limit = params.far_fraction * _local_spacing(shape, level)
+        d = float(np.min(np.linalg.norm(sagittal(cands - p), axis=1)))
+        limit = params.far_fraction * local_spacing(shape, level)
         if d > limit:
             out.append((level, f"{d:.1f} mm from the nearest detected vertebra (limit {limit:.1f} mm)", False))
     return out
@@ -600,7 +419,8 @@ def check_scan(
 
     ordered = sorted(ann.points.items(), key=lambda kv: anatomy.ordinal(kv[0]))
     points = {lv: np.asarray(p, float).reshape(3) for lv, p in ordered}
-    if not _check_order(state, points) or not _check_far(state, points, shape, evidence):
+    checked = _check_outside(state, points, evidence) and _check_order(state, points)
+    if not (checked and _check_far(state, points, shape, evidence)):
         return _drop_scan(state, tuple(checks))
     breaks = _check_spacing(state, points, shape, original=ann.levels)
 
@@ -619,6 +439,20 @@ def check_scan(
         state.notes.append(f"kept {_span(kept)}, the longest run of consecutive levels")
     cleaned = replace(ann, points={lv: points[lv] for lv in kept}, duplicates=())
     return state.findings, ScanOutcome(ann.scan_id, ann.levels, tuple(kept), cleaned, tuple(checks), tuple(state.notes))
+
+
+def _check_outside(state: _Scan, points: dict[str, np.ndarray], evidence: ImageEvidence | None) -> bool:
+    """Flag and remove labels outside the image; False: the scan is dropped (more than MAX_FAR_SHARE of them)."""
+    far = {lv: mm for lv, mm in ((evidence.outside_mm or {}) if evidence else {}).items() if mm > OUTSIDE_IMAGE_MM}
+    if len(far) > state.params.max_far_share * len(points):
+        state.add("", "outside_image", f"{len(far)} of {len(points)} labels lie outside the image: labels of another "
+                  "scan, or the wrong image?", "scan dropped")
+        return False
+    for level, mm in far.items():
+        state.add(level, "outside_image", f"{level} lies {mm:.0f} mm outside the image (more than {OUTSIDE_IMAGE_MM:g} "
+                  "mm: beyond half a body cut by the edge)", "point dropped")
+        points.pop(level, None)
+    return True
 
 
 def _check_order(state: _Scan, points: dict[str, np.ndarray]) -> bool:
@@ -662,7 +496,7 @@ def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, e
                       "labels of another scan, or the wrong image?", "scan dropped")
             return False
         unseen = [level for level, _, beside in far if not beside]  # beside the spine: no geometry to ask
-        on_line = _on_the_line(points, shape, state.params.max_off_line_fraction) if unseen else set()
+        on_line = on_the_line(points, shape, state.params.max_off_line_fraction) if unseen else set()
         missed = [level for level in unseen if level in on_line]
         if missed:
             state.notes.append(
@@ -676,7 +510,7 @@ def _check_far(state: _Scan, points: dict[str, np.ndarray], shape: ShapeModel, e
         return True
     if cands is not None:
         state.notes.append(f"detector found only {len(cands)} vertebrae: geometric check used for labels off a vertebra")
-    for level, dev, a, c in _off_line(points, shape, state.params.max_off_line_fraction):
+    for level, dev, a, c in off_line(points, shape, state.params.max_off_line_fraction):
         state.add(
             level, "far_from_vertebra",
             f"{level} is {dev:.2f} level spacings off the line of {a} and {c} (limit {state.params.max_off_line_fraction:.2f}): on a disc or outside a body?",
@@ -692,11 +526,11 @@ def _check_spacing(state: _Scan, points: dict[str, np.ndarray], shape: ShapeMode
     A gap made by a dropped point also breaks the chain but is not a finding
     (its cause was reported already).
     """
-    pairs = _pairs(points, shape)
-    scale = _size_factor(pairs)
+    pairs = level_pairs(points, shape)
+    scale = size_factor_of_pairs(pairs)
     breaks: set[int] = set()
     for i, pair in enumerate(pairs):
-        z = _z(pair, scale)
+        z = z_score(pair, scale)
         n = len(pair.missing) + 1
         levels_text = "1 level" if n == 1 else f"{n} levels"
         if abs(z) > state.params.spacing_z_max:

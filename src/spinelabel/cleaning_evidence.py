@@ -7,7 +7,8 @@ over a set of annotations (:func:`check_annotations`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,15 +31,23 @@ def shape_model_of(model: str | Path) -> ShapeModel:
     return ShapeModel.from_dict(read_config(resolve_model_dir(model)).shape_model)
 
 
-def gather_evidence(image: str | Path, labeler: Labeler | None = None, series_uid: str | None = None) -> ImageEvidence:
+def gather_evidence(
+    image: str | Path,
+    labeler: Labeler | None = None,
+    series_uid: str | None = None,
+    points: Mapping[str, np.ndarray] | None = None,
+) -> ImageEvidence:
     """Read an image, check it is sagittal, and run the detector and labeler on it.
 
-    ``series_uid`` picks the series when ``image`` is a DICOM folder holding several.
+    ``series_uid`` picks the series when ``image`` is a DICOM folder holding
+    several. ``points`` (level -> world RAS mm): the scan's labels, whose
+    distances outside the image are measured (``ImageEvidence.outside_mm``).
 
     Never raises for a bad image: problems come back in ``error`` (the image
     checks are then skipped for this scan) or ``sagittal_error``.
     """
     from .errors import GeometryError, SpinelabelError
+    from .geometry import distance_outside
     from .io import load_image
     from .preprocessing import check_sagittal
 
@@ -50,10 +59,14 @@ def gather_evidence(image: str | Path, labeler: Labeler | None = None, series_ui
         check_sagittal(volume)
     except GeometryError as exc:
         return ImageEvidence(sagittal_error=str(exc))
+    outside = None
+    if points:
+        mm = distance_outside(volume.affine, volume.shape, np.array([points[lv] for lv in points], float))
+        outside = {lv: float(d) for lv, d in zip(points, mm)}
     if labeler is None:
-        return ImageEvidence()
+        return ImageEvidence(outside_mm=outside)
     try:
-        return _detect(volume, labeler)
+        return replace(_detect(volume, labeler), outside_mm=outside)
     except (SpinelabelError, ValueError, RuntimeError) as exc:
         return ImageEvidence(error=f"detector failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
@@ -125,9 +138,13 @@ def check_annotations(
         for ann in annotations:
             if progress is not None:
                 progress(ann.scan_id)
-            if ann.image is None:
-                evidence[ann.scan_id] = ImageEvidence(error="no image for this scan")
-            else:
-                checker = labeler_for(ann) if labeler_for is not None else labeler
-                evidence[ann.scan_id] = gather_evidence(ann.image, checker if use_detector else None, ann.series_uid)
+            checker = labeler_for(ann) if labeler_for is not None else labeler
+            evidence[ann.scan_id] = _evidence_of(ann, checker if use_detector else None)
     return clean_annotations(annotations, shape, evidence, params)
+
+
+def _evidence_of(ann: ScanAnnotation, labeler: Labeler | None) -> ImageEvidence:
+    """:func:`gather_evidence` for one scan's image and labels."""
+    if ann.image is None:
+        return ImageEvidence(error="no image for this scan")
+    return gather_evidence(ann.image, labeler, ann.series_uid, ann.points)

@@ -202,6 +202,33 @@ def distance_to_edge(
     return np.where(inside, t_hi.min(axis=1), 0.0)
 
 
+def distance_outside(affine: npt.ArrayLike, shape: tuple[int, int, int], points: npt.ArrayLike) -> np.ndarray:
+    """How far each point lies outside the image: 0 inside it.
+
+    The image is the box of its voxels' extents, ``[-0.5, shape - 0.5]`` in
+    voxel indices; the distance is measured along the voxel axes, each scaled
+    by its spacing (exact for an orthogonal grid).
+
+    Parameters
+    ----------
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (RAS mm).
+    shape : tuple of int
+        The array shape (I, J, K).
+    points : ndarray, shape (N, 3)
+        World RAS mm.
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        Distance in mm.
+    """
+    aff = np.asarray(affine, float)
+    voxels = apply_affine(np.linalg.inv(aff), np.asarray(points, float).reshape(-1, 3))
+    beyond = np.maximum(-0.5 - voxels, voxels - (np.asarray(shape, float) - 0.5)).clip(min=0.0)
+    return np.linalg.norm(beyond * np.linalg.norm(aff[:3, :3], axis=0), axis=1)
+
+
 def reorient(volume: Volume, axcodes: tuple[str, str, str] | str, copy: bool = True) -> Volume:
     """Permute and flip the array so its axes point along ``axcodes``.
 

@@ -17,9 +17,8 @@ from spinelabel.cleaning import (
     ImageEvidence,
     check_scan,
     clean_annotations,
-    out_of_order,
-    spine_axis,
 )
+from spinelabel.cleaning_geometry import out_of_order, spine_axis
 from spinelabel.cleaning_evidence import check_annotations, gather_evidence
 from spinelabel.cleaning_report import report_to_dict, write_report
 from spinelabel.cli import main
@@ -302,6 +301,32 @@ def test_non_sagittal_image_drops_the_scan():
     assert kinds(findings) == [("", "non_sagittal")] and outcome.dropped
 
 
+def test_labels_outside_the_image_are_dropped_and_most_of_them_drop_the_scan():
+    truth = spine()
+    outside = dict.fromkeys(truth, 0.0) | {"T12": 30.0, "L1": 12.0}  # L1: within half a body of the edge
+    findings, outcome = check_scan(scan(truth), SHAPE, ImageEvidence(outside_mm=outside))
+    assert kinds(findings) == [("T12", "outside_image")] and "30 mm outside the image" in findings[0].reason
+    assert outcome.levels_out == ("L1", "L2", "L3", "L4", "L5")
+    most = dict.fromkeys(truth, 40.0) | {"L5": 0.0}
+    findings, outcome = check_scan(scan(truth), SHAPE, ImageEvidence(outside_mm=most))
+    assert kinds(findings) == [("", "outside_image")] and outcome.dropped
+    assert "wrong image" in findings[0].reason
+
+
+def test_check_annotations_measures_the_labels_against_their_image(tmp_path):
+    sagittal = np.zeros((12, 80, 200), np.float32)  # x -2..46, y -0.5..79.5, z -120.5..79.5 mm
+    affine = np.diag([4.0, 1.0, 1.0, 1.0])
+    affine[2, 3] = -120.0
+    nib.save(nib.Nifti1Image(sagittal, affine), str(tmp_path / "sag.nii.gz"))
+    points = spine(x=20.0)  # T12 at z = 100 lies above the image, L1 (z = 67.6) to L5 (-74.5) inside
+    ev = gather_evidence(tmp_path / "sag.nii.gz", points=points)
+    assert ev.outside_mm["T12"] == pytest.approx(100.0 - 79.5)
+    assert ev.outside_mm["L5"] == 0.0
+    report = check_annotations([scan(points, image=tmp_path / "sag.nii.gz")], model=None, use_detector=False)
+    assert [(f.label, f.kind) for f in report.findings] == [("T12", "outside_image")]
+    assert report.scans[0].levels_out == ("L1", "L2", "L3", "L4", "L5")
+
+
 def test_unreadable_image_skips_image_checks_with_a_note():
     findings, outcome = check_scan(scan(spine()), SHAPE, ImageEvidence(error="no such file"))
     assert findings == [] and outcome.checks == ("geometry",) and "no such file" in outcome.notes[0]
@@ -365,9 +390,9 @@ def test_annotations_check_with_a_shipped_region_checks_each_scan_with_the_model
     checked: dict[str, str] = {}
     real_gather = cleaning_evidence.gather_evidence
 
-    def gather(image, labeler=None, series_uid=None):
+    def gather(image, labeler=None, series_uid=None, points=None):
         checked[str(len(checked))] = labeler.region.name
-        return real_gather(image, labeler, series_uid)
+        return real_gather(image, labeler, series_uid, points)
 
     monkeypatch.setattr(Labeler, "load", staticmethod(load))
     monkeypatch.setattr(cleaning_evidence, "gather_evidence", gather)

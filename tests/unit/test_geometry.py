@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from spinelabel.geometry import (
-    RESCALE_BLOCK_VOXELS, Rescale, Volume, apply_affine, distance_to_edge, lps_to_ras, reorient, resample_grid,
+    RESCALE_BLOCK_VOXELS, Rescale, Volume, apply_affine, distance_outside, distance_to_edge, lps_to_ras, reorient,
+    resample_grid,
 )
 
 PAIRS = (("L", "R"), ("P", "A"), ("I", "S"))
@@ -253,3 +254,16 @@ def test_distance_to_edge_is_the_same_in_every_voxel_order(codes):
             distance_to_edge(vol.affine, vol.shape, pts, direction),
             atol=1e-9,
         )
+
+
+def test_distance_outside_is_measured_in_mm_along_each_voxel_axis_of_a_turned_grid():
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # voxel i runs along world y
+    affine = np.eye(4)
+    affine[:3, :3] = turn @ np.diag([2.0, 1.0, 3.0])
+    affine[:3, 3] = [10.0, 20.0, 30.0]
+    shape = (5, 6, 7)
+    inside = apply_affine(affine, [[0, 0, 0], [4.5, 5.5, 6.5], [2, 3, 3]])
+    beyond_i = apply_affine(affine, [[7.5, 2, 2]])  # 3 voxels of 2 mm past the last voxel's edge
+    corner = apply_affine(affine, [[-3.5, 2, 9.5]])  # 3 voxels (6 mm) and 3 slices (9 mm) outside
+    d = distance_outside(affine, shape, np.concatenate([inside, beyond_i, corner]))
+    np.testing.assert_allclose(d, [0.0, 0.0, 0.0, 6.0, np.hypot(6.0, 9.0)])

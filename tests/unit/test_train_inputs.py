@@ -15,7 +15,8 @@ from spinelabel.cli import main
 from spinelabel.errors import InputError
 from spinelabel.io.nifti import save_nifti
 from spinelabel.testing.dummy import blob_spine, silent_model_dir
-from spinelabel.training.data import OUTSIDE_IMAGE_MM, check_region_covered, load_training_scans, validation_ids
+from spinelabel.cleaning import OUTSIDE_IMAGE_MM
+from spinelabel.training.data import check_region_covered, load_training_scans, validation_ids
 
 LEVELS = ("T12", "L1", "L2", "L3", "L4")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..anatomy import VARIANT_AFTER, Region, chain
-from ..cleaning import size_factor
+from ..cleaning_geometry import size_factor
 from ..labeling import Candidate, LabelingParams
 from ..shape_model import ShapeModel
 

@@ -10,16 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..cleaning import OUTSIDE_IMAGE_MM
 from ..errors import InputError
+from ..geometry import distance_outside
 from .sampling import TrainingScan, make_training_scan
 
 #: A scan needs at least this many named vertebrae to teach spacing and levels.
 MIN_POINTS_PER_SCAN = 2
-
-
-#: How far (mm) a label may lie outside its image: a body cut by the edge of the field of view has its centre
-#: inside the image or within half a body height beyond it (a lumbar body is about 25 mm tall).
-OUTSIDE_IMAGE_MM = 12.5
 
 
 def validation_ids(split_file: Path | None) -> set[str]:
@@ -54,10 +51,9 @@ def check_region_covered(points: Sequence[dict[str, np.ndarray]], region: str) -
 
 
 def _outside_image(volume: Any, points: Mapping[str, np.ndarray]) -> list[str]:
-    """The levels whose point lies farther than :data:`OUTSIDE_IMAGE_MM` outside the image."""
-    voxels = volume.world_to_voxel(np.array([points[lv] for lv in points]))
-    beyond = np.maximum(-0.5 - voxels, voxels - (np.asarray(volume.shape) - 0.5)).clip(min=0.0) * volume.spacing
-    return [lv for lv, mm in zip(points, np.linalg.norm(beyond, axis=1)) if mm > OUTSIDE_IMAGE_MM]
+    """The levels whose point lies farther than ``cleaning.OUTSIDE_IMAGE_MM`` outside the image."""
+    mm = distance_outside(volume.affine, volume.shape, np.array([points[lv] for lv in points]))
+    return [lv for lv, d in zip(points, mm) if d > OUTSIDE_IMAGE_MM]
 
 
 def load_training_scans(
