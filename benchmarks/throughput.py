@@ -247,7 +247,7 @@ def compare_forward(model: str, scans: list[Path]) -> dict:
 
     import torch
 
-    from spinelabel.pipeline import thread_count
+    from spinelabel.threads import thread_count
 
     torch.set_num_threads(thread_count())  # as a labeling process runs it
     config, base = load_model(model)
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         return memory_only(args, cmd)
     sizes = QUICK if args.quick else Sizes()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: as `spinelabel` runs
-    from spinelabel.pipeline import thread_count
+    from spinelabel.threads import thread_count
 
     scans = lumbar_scans(max(sizes.batch, sizes.forward_lumbar))
     batch_md, _ = batch_table(scans[: sizes.batch])

@@ -45,7 +45,7 @@ class LabelerSpec:
     model : str, optional
         Model directory or shipped model name; None: the region's shipped model.
     threads : int, optional
-        Torch threads of the process; None: ``pipeline.thread_count()``.
+        Torch threads of the process; None: ``threads.thread_count()``.
     factory : str, optional
         ``"module:function"`` returning a labeler, used instead of
         ``make_labeler`` (tests: ``spinelabel.testing.dummy:blob_labeler``).
@@ -207,7 +207,7 @@ def cached_labeler(spec: LabelerSpec) -> Any:
 
     Sets ``OMP_WAIT_POLICY=PASSIVE`` first when torch is not yet imported.
     """
-    from .pipeline import passive_openmp
+    from .threads import passive_openmp
 
     with _LOAD_LOCK:
         if spec not in _LOADED:

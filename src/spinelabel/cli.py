@@ -39,6 +39,7 @@ from .cli_pacs import (
 )
 from .cli_review import review as _review_command
 from .errors import InputError, SpinelabelError, one_line
+from .threads import MAX_REQUESTED_THREADS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
 
@@ -77,18 +78,6 @@ def check_region(region: str) -> str:
     if region != "auto" and region not in REGIONS:
         raise click.BadParameter(f"unknown region {region!r}; choose from auto, {', '.join(REGIONS)}", param_hint="--region")
     return region
-
-
-def _scan_name(inp: Path) -> str:
-    """A visible output name for an input: its file or folder name without .nii(.gz), "scan" if it has none."""
-    inp = inp.resolve()
-    name = inp.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name in ("image", "") and inp.parent.name:
-        name = inp.parent.name
-    return name.lstrip(".") or "scan"
 
 
 def _label_one(
@@ -167,31 +156,31 @@ def _batch_tasks(
     inputs: list[Path], series, output_dir: Path, overlays: bool, dicom_outputs: bool, stack: str | None = None,
     label_maps: bool = False,
 ) -> list:
-    """One ``batch.Task`` per input, in order, keyed by its output name (:func:`_scan_name`).
+    """One ``batch.Task`` per input, in order, keyed by its output name (``output_names.unique_names``).
 
-    A name gets a "_" while it is taken: by an earlier input, or because one
-    of its outputs would be a file of the batch's inputs (``x.nii.gz`` and
-    ``x.labels.nii.gz`` labeled with ``--label-maps`` into their own folder).
+    A name gets a "_" while it is taken: by an earlier input, by another
+    input's result in ``output_dir``, or because one of its outputs would be a
+    file of the batch's inputs (``x.nii.gz`` and ``x.labels.nii.gz`` labeled
+    with ``--label-maps`` into their own folder). What only a DICOM series has
+    (``series``, ``stack``, the SR and GSPS) is left out of a NIfTI file's task,
+    so that a batch mixing both labels each.
     """
     from .batch import Task
+    from .io.nifti import is_nifti_path
+    from .output_names import unique_names
 
-    def task(name: str) -> Task:
-        out = output_dir / name
+    def task(name: str, inp: Path) -> Task:
+        out, dicom = output_dir / name, not (os.path.isfile(inp) and is_nifti_path(inp))
         return Task(
-            name, (str(inp),), series, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
-            Path(f"{out}.sr.dcm") if dicom_outputs else None, Path(f"{out}.gsps.dcm") if dicom_outputs else None,
-            stack=stack, label_map=Path(f"{out}.labels.nii.gz") if label_maps else None,
+            name, (str(inp),), series if dicom else None, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
+            Path(f"{out}.sr.dcm") if dicom_outputs and dicom else None,
+            Path(f"{out}.gsps.dcm") if dicom_outputs and dicom else None,
+            stack=stack if dicom else None, label_map=Path(f"{out}.labels.nii.gz") if label_maps else None,
         )
 
-    inputs_read = {p.resolve() for p in inputs if p.is_file()}
-    tasks, names = [], set()
-    for inp in inputs:
-        name = _scan_name(inp)
-        while name in names or any(p.resolve() in inputs_read for p in task(name).outputs()):
-            name += "_"
-        names.add(name)
-        tasks.append(task(name))
-    return tasks
+    inputs_read = {p.resolve() for p in inputs if os.path.isfile(p)}  # False, not an error, for a name too long
+    names = unique_names(inputs, output_dir, lambda name, inp: any(p.resolve() in inputs_read for p in task(name, inp).outputs()))
+    return [task(name, inp) for name, inp in zip(names, inputs)]
 
 
 def _label_batch(
@@ -325,10 +314,11 @@ def _dask_client(address: str):
 
 #: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
 MAX_TRAIN_STEPS = 1_000_000
-#: Most intra-op threads: far beyond any machine's cores, far below what makes the process fail to start them.
-MAX_TRAIN_THREADS = 256
 #: Largest seed: torch.manual_seed takes a signed 64-bit integer.
 MAX_SEED = 2**63 - 1
+#: Largest phantom seed: numpy's seed sequence splits a larger one into 32-bit words, so that seed 2**32 + 7 would
+#: give the cases of seed 7 shifted by one.
+MAX_SYNTH_SEED = 2**32 - 1
 
 
 @app.command()
@@ -346,7 +336,7 @@ def train(
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
     extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
-    threads: int = typer.Option(2, min=1, max=MAX_TRAIN_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
+    threads: int = typer.Option(2, min=1, max=MAX_REQUESTED_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
     device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -542,7 +532,7 @@ def synth(
     out: Path = typer.Argument(..., help="Folder to write case folders (image.nii.gz + centroids.json) into."),
     region: str = typer.Option("cervical", help="Field of view: lumbar, cervical or whole."),
     n: int = typer.Option(20, "--n", min=1, help="Number of scans."),
-    seed: int = typer.Option(0, help="Random seed (case i depends only on seed and i)."),
+    seed: int = typer.Option(0, min=0, max=MAX_SYNTH_SEED, help="Random seed (case i depends only on seed and i)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write synthetic annotated spine MR scans (phantoms with exact labels)."""
@@ -714,7 +704,7 @@ def _clean_exit_on_sigterm():
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
     # Before any command imports torch: OpenMP threads sleep instead of spinning while
-    # they wait, so a shared server stays fast (pipeline.passive_openmp; README "Threads").
+    # they wait, so a shared server stays fast (threads.passive_openmp; README "Threads").
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         with warnings.catch_warnings(), _clean_exit_on_sigterm():  # library noise: spinelabel says what matters

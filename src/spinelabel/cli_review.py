@@ -28,19 +28,6 @@ def _login_name() -> str:
         return UNKNOWN_REVIEWER
 
 
-def _unique_names(inputs: list[Path]) -> list[str]:
-    """One name per input, as ``label --output-dir`` gives them (a name taken twice gets a "_")."""
-    from .cli import _scan_name
-
-    names: list[str] = []
-    for inp in inputs:
-        name = _scan_name(inp)
-        while name in names:
-            name += "_"
-        names.append(name)
-    return names
-
-
 def review(
     inputs: list[Path] = typer.Argument(..., readable=False, help="Scans to review: NIfTI files or DICOM series folders, one scan each."),
     labels: Path = typer.Option(DEFAULT_LABELS_DIR, "--labels", help="Folder of the results: NAME.json is used where it exists, else the scan is labeled into it; reviews are saved there (with NAME.sr.dcm and NAME.gsps.dcm for DICOM inputs)."),
@@ -56,6 +43,7 @@ def review(
     from .cli import _echo, check_region
     from .errors import InputError
     from .io.outputs import check_writable_folder
+    from .output_names import unique_names
     from .review import DEFAULT_PORT, ReviewSession, make_server, prepare_scans
 
     region = check_region(region)
@@ -70,7 +58,7 @@ def review(
         return make_labeler(region, model)
 
     try:
-        scans, images, failures = prepare_scans(inputs, _unique_names(inputs), labels, labeler, series)
+        scans, images, failures = prepare_scans(inputs, unique_names(inputs, labels), labels, labeler, series)
         for inp, message in failures:
             typer.echo(f"failed: {inp}: {message}", err=True)
         if not scans:

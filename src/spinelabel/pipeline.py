@@ -14,6 +14,7 @@ from .anatomy import region_for_levels
 from .errors import InputError, ModelError, NothingFoundError
 from .geometry import Volume
 from .results import LOW_CONFIDENCE, LabelResult, Vertebra
+from .threads import thread_count
 
 if TYPE_CHECKING:
     from .io import LoadedImage
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
-    "label_loaded_to_files", "label_to_files", "make_labeler", "passive_openmp", "thread_count",
+    "label_loaded_to_files", "label_to_files", "make_labeler",
 ]
 
 #: The shipped model that serves each region. The cervical model was trained on
@@ -40,49 +41,6 @@ MODEL_SERVES: dict[str, tuple[str, ...]] = {"lumbar": ("lumbar",), "cervical": (
 #: to contrasts the lumbar model (67 real scans) still reads: on STIR-like lumbar scans the survey
 #: found nothing where ``--region lumbar`` named every level (docs/NOTES.md, twenty-sixth session).
 FALLBACK_REGION = "lumbar"
-
-
-#: Most intra-op threads for one labeling process: the U-Net's 2D slices gain little beyond this.
-MAX_THREADS = 4
-#: Environment variable that sets the thread count of a labeling process (default: ``thread_count``).
-THREADS_ENV = "SPINELABEL_THREADS"
-
-
-def passive_openmp() -> bool:
-    """Make OpenMP threads sleep, not spin, while they wait; True if it can still take effect.
-
-    Spinning threads (the default ``OMP_WAIT_POLICY=ACTIVE`` behaviour of
-    libgomp) burn the cores that other processes on a shared server need: a
-    batch became ~12x slower under a competing load (issue 15). The setting is
-    read when torch starts OpenMP, so it only takes effect before ``import
-    torch``; a value the user set is kept.
-    """
-    import os
-    import sys
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return "torch" not in sys.modules
-
-
-def thread_count(requested: int | None = None) -> int:
-    """Intra-op threads for this process: ``requested``, else ``$SPINELABEL_THREADS``, else min(4, usable CPUs).
-
-    Raises
-    ------
-    InputError
-        ``$SPINELABEL_THREADS`` is not a positive integer.
-    """
-    import os
-
-    if requested is not None:
-        return max(1, int(requested))
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise InputError(f"{THREADS_ENV}={env!r}: must be a positive integer")
-        return int(env)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_THREADS, usable))
 
 
 def _load_model(model: str | Path, threads: int | None = None) -> tuple[Any, Any]:
@@ -507,13 +465,14 @@ def label_loaded_to_files(
         As :func:`label_to_files`.
     """
     from .io.dicom_label_write import write_gsps, write_sr
-    from .io.nifti import is_nifti_path
-    from .io.outputs import render_overlay, write_all_or_nothing, write_json, write_label_map
+    from .io.outputs import (
+        check_output_names, check_targets, render_overlay, write_all_or_nothing, write_json, write_label_map,
+    )
 
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
-    if label_map is not None and not is_nifti_path(label_map):
-        raise InputError(f"a label map is NIfTI: its name must end with .nii or .nii.gz: {label_map}")
+    check_targets([p for p in (json, overlay, sr, gsps, label_map) if p is not None], _files_read(loaded))
+    check_output_names(json, overlay, label_map)  # before the labeling: a refusal costs no network pass
     result = label_loaded(labeler, loaded)
     writers = [
         (json, lambda p: write_json(result, loaded.source, p)),

@@ -599,7 +599,7 @@ def _damage_config_field(model: Path) -> None:
         (_damage_weights, "cannot be loaded"),
         (_damage_caudal_turns, "is unreadable"),
         (_damage_config_json, "is unreadable"),
-        (_damage_config_shape, "cannot be loaded"),
+        (_damage_config_shape, "channels must be whole numbers"),
         (_damage_labeling, "unusable config"),
         (_damage_anchor_levels, "unusable config"),
         (_damage_switch, "unusable config"),

@@ -166,7 +166,7 @@ def test_the_region_survey_does_not_apply_the_refusal_checks():
 
     vol, _ = blob_spine(n=4, spacing_mm=36.0, margin_mm=20.0)
     cfg = dummy_config(level_sd=0.7)
-    strict = replace(cfg, detection=replace(cfg.detection, min_explained_fraction=1.01))  # can never be met
+    strict = replace(cfg, detection=replace(cfg.detection, min_confident=100))  # can never be met
     survey = Labeler(strict, LevelNet("L3"), "whole")
     with pytest.raises(NothingFoundError):
         survey.label(vol)

@@ -7,7 +7,8 @@ import torch
 from spinelabel.errors import InputError
 from spinelabel.geometry import Volume, reorient
 from spinelabel.models.network import UNet2D, fold_batch_norm, prepare_for_inference
-from spinelabel.pipeline import AutoLabeler, Labeler, thread_count
+from spinelabel.pipeline import AutoLabeler, Labeler
+from spinelabel.threads import thread_count
 from spinelabel.preprocessing import FrameSpec, check_sagittal, to_model_frame
 from spinelabel.testing.dummy import BlobNet, blob_spine, dummy_config
 
@@ -54,9 +55,12 @@ def test_thread_count(monkeypatch):
     assert thread_count(1) == 1
     monkeypatch.setenv("SPINELABEL_THREADS", "3")
     assert thread_count() == 3 and thread_count(2) == 2
-    monkeypatch.setenv("SPINELABEL_THREADS", "many")
-    with pytest.raises(InputError, match="SPINELABEL_THREADS"):
-        thread_count()
+    for bad in ("many", "0", "257", "99999999999999999999", "٣"):  # the last an Arabic-Indic 3
+        monkeypatch.setenv("SPINELABEL_THREADS", bad)
+        with pytest.raises(InputError, match="SPINELABEL_THREADS.*from 1 to 256"):
+            thread_count()
+    monkeypatch.setenv("SPINELABEL_THREADS", "256")
+    assert thread_count() == 256
 
 
 def test_reorient_without_copy_is_a_view_with_the_same_voxels():

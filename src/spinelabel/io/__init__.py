@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,13 +106,18 @@ def parse_dicom_description(text: str) -> tuple[str, str] | None:
 
 
 def _check_paths(paths: list[Path]) -> None:
-    """InputError for no input, a missing path or an empty folder."""
+    """InputError for no input, a missing path, one the system will not look at, or an empty folder."""
     if not paths:
         raise InputError("no input image given")
     for p in paths:
-        if not p.exists():
-            raise InputError(f"no such file or folder: {p}")
-        if p.is_dir() and not any(f.is_file() for f in p.rglob("*")):
+        try:
+            mode = os.stat(p).st_mode
+            empty = stat.S_ISDIR(mode) and not any(f.is_file() for f in p.rglob("*"))
+        except (FileNotFoundError, NotADirectoryError):
+            raise InputError(f"no such file or folder: {p}") from None
+        except OSError as exc:  # a name too long, a folder the user may not search
+            raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+        if empty:
             raise InputError(f"folder is empty: {p}")
 
 

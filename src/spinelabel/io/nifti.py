@@ -204,6 +204,8 @@ def _read_data(img: Any, path: Path) -> tuple[np.ndarray, Rescale | None]:
     """
     if img.get_data_dtype().fields is not None:  # RGB(A) voxels: a record of channels
         raise InputError(f"{path}: colour (RGB) NIfTI images are not supported; give the grey-scale MR image")
+    if img.get_data_dtype().kind == "c":  # numpy would keep the real part without a word
+        raise InputError(f"{path}: complex NIfTI images (real and imaginary parts) are not supported; give the magnitude image")
     try:
         scaling = _small_int_scaling(img)
         if scaling is None:

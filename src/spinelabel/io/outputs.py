@@ -160,9 +160,10 @@ def check_output_target(path: Path) -> None:
 STAGING_PREFIX = ".spinelabel-"
 
 
-def _checked_targets(writers: Sequence[tuple[Path, Callable[[Path], None]]], inputs: Sequence[Path]) -> list[Path]:
-    """The targets of ``writers``, refused before anything is written (see :func:`write_all_or_nothing`)."""
-    paths = [Path(p) for p, _ in writers]
+def check_targets(targets: Sequence[Path], inputs: Sequence[Path] = ()) -> list[Path]:
+    """The targets of a set of outputs as paths; OutputError for a name given twice, one of the ``inputs`` (the
+    files the scan was read from), an empty name, or a name taken by a folder or a device."""
+    paths = [Path(p) for p in targets]
     resolved = [p.resolve() for p in paths]
     for i, r in enumerate(resolved):
         if r in resolved[:i]:
@@ -260,7 +261,7 @@ def write_all_or_nothing(
     OutputError
         One line, naming the target (not the staged file).
     """
-    paths = _checked_targets(writers, inputs)
+    paths = check_targets([p for p, _ in writers], inputs)
     with contextlib.ExitStack() as stack:
         staging: dict[Path, Path] = {}
         staged: list[tuple[Path, Path, Path]] = []
@@ -276,6 +277,61 @@ def write_all_or_nothing(
             staged.append((new, path, staging[folder]))
         if staged:
             _replace_all(staged)
+
+
+#: The file name endings of each output, by its option: a name that ends otherwise would hold a format other
+#: tools take for another (JSON text in ``r.nii.gz``, PNG bytes in ``o.tif``).
+OUTPUT_SUFFIXES = {
+    "result": (".json",),
+    "overlay": (".png", ".jpg", ".jpeg"),
+    "label map": (".nii", ".nii.gz"),
+}
+#: A file larger than this is not read to see whether it holds a review (a result is a few kB).
+MAX_RESULT_BYTES = 1 << 20
+
+
+def check_output_names(json: Path | None = None, overlay: Path | None = None, label_map: Path | None = None) -> None:
+    """Refuse an output whose name ends unlike its format, or a result file that holds a person's review.
+
+    Raises
+    ------
+    OutputError
+        ``json``, ``overlay`` or ``label_map`` does not end as
+        :data:`OUTPUT_SUFFIXES` says; or ``json`` holds a reviewed result
+        (its ``review`` record): that is a person's work and training data for
+        ``spinelabel train``, not a run's output to replace.
+    """
+    for what, path in (("result", json), ("overlay", overlay), ("label map", label_map)):
+        if path is None:
+            continue
+        check_output_target(Path(path))  # an empty name, or one the system refuses, says so first
+        if not Path(path).name.lower().endswith(OUTPUT_SUFFIXES[what]):
+            endings = " or ".join(OUTPUT_SUFFIXES[what])
+            raise OutputError(f"the {what}'s name must end in {endings}: {path}")
+    status = reviewed_status(Path(json)) if json is not None else None
+    if status is not None:
+        raise OutputError(f"{json} holds a reviewed result (review status {status!r}): not replaced; "
+                          "name another output, or move the review away first")
+
+
+def existing_result(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` when it may be a result of ours (a file of at most :data:`MAX_RESULT_BYTES`);
+    None when it is missing, unreadable, larger, or holds no JSON object."""
+    try:
+        if os.path.getsize(path) > MAX_RESULT_BYTES:
+            return None
+        doc = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def reviewed_status(path: Path) -> str | None:
+    """The review status recorded in the result file ``path`` ("accepted", "corrected"); None when it holds
+    none (or is missing, unreadable, or not a result)."""
+    doc = existing_result(path)
+    review = doc.get("review") if doc is not None else None
+    return str(review.get("status", "reviewed")) if isinstance(review, dict) else None
 
 
 def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any]:

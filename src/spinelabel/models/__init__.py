@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +66,24 @@ class DetectionSettings:
     def __post_init__(self) -> None:
         if not all(-90.0 < float(a) < 90.0 for a in self.caudal_turns_deg):  # NaN fails too
             raise ValueError(f"caudal_turns_deg must be angles strictly between -90 and 90 deg, not {self.caudal_turns_deg!r}")
+        _check_within("detection.threshold", self.threshold, 0.0, 1.0)
+        for name in ("inplane_nms_mm", "lateral_nms_mm", "merge_inplane_mm", "split_min_volume_mm3"):
+            _check_within(f"detection.{name}", getattr(self, name), 0.0, math.inf)
+        _check_within("detection.min_explained_fraction", self.min_explained_fraction, 0.0, 1.0)
+        for name in ("min_candidates", "min_confident"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"detection.{name} must be a whole number >= 0, not {getattr(self, name)!r}")
+
+
+#: The pixel and slice spacings (mm) a model may ask the image to be resampled to: a 2D U-Net on vertebrae
+#: needs pixels well under a body's height (25 mm) and an input of a sensible size (0 would be infinitely many).
+MODEL_SPACING_MM = (0.1, 20.0)
+
+
+def _check_within(name: str, value: Any, low: float, high: float) -> None:
+    """ValueError unless ``value`` is a number with ``low < value <= high`` (NaN, text and booleans fail)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+        raise ValueError(f"{name} must be a number above {low:g} and at most {high:g}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,19 @@ class ModelConfig:
     out_channels: int = 2
     #: Overrides of ``labeling.LabelingParams`` for this model (JSON lists for tuples).
     labeling: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("inplane_spacing_mm", "slice_step_mm"):
+            _check_within(name, getattr(self, name), *MODEL_SPACING_MM)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.intensity_percentiles)
+        if len(self.intensity_percentiles) != 2 or not numbers or not 0.0 <= self.intensity_percentiles[0] < self.intensity_percentiles[1] <= 100.0:
+            raise ValueError(f"intensity_percentiles must be two percentiles, 0 <= low < high <= 100, not {self.intensity_percentiles!r}")
+        _check_within("level_sd", self.level_sd, 0.0, math.inf)
+        _check_within("level_offset", self.level_offset, -math.inf, math.inf)
+        if not self.channels or not all(isinstance(c, int) and c > 0 for c in self.channels):
+            raise ValueError(f"channels must be whole numbers above 0, not {self.channels!r}")
+        if self.out_channels not in (2, 3):
+            raise ValueError(f"out_channels must be 2 or 3, not {self.out_channels!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
