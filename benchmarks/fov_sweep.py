@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks.lumbar import REPO, SHARED, flag_counts, git_commit, write_section
 from benchmarks.robustness import Labeled, cut
+from spinelabel.results import LOW_CONFIDENCE
 
 #: (edge name, level the edge is placed by, its neighbour that sets the step,
 #: fraction of the step away from the level, towards the side cut off,
@@ -57,8 +58,6 @@ EDGES: tuple[tuple[str, str, str, float, bool], ...] = (
     ("top at mid-L3", "L1", "L2", -2.0, False),
 )
 
-#: A name this sure, in a scan without a warning, is taken as it stands by a reader.
-CONFIDENT = 0.5
 
 
 def edge_offset_mm(points: dict[str, np.ndarray], level: str, neighbour: str, fraction: float) -> float:
@@ -68,18 +67,20 @@ def edge_offset_mm(points: dict[str, np.ndarray], level: str, neighbour: str, fr
 
 
 def unmarked_wrong(report, run: Labeled) -> list[str]:
-    """``scan: true -> named (confidence)`` for each wrong name that is sure and in an unwarned scan."""
+    """``scan: true -> named (confidence)`` for each wrong name at or above the flag threshold
+    (``results.LOW_CONFIDENCE``) in a scan without a warning: a reader takes it as it stands."""
     out = []
     for scan in report.per_scan:
         if scan.scan_id in run.warned:
             continue
         conf = run.conf.get(scan.scan_id, {})
         out += [f"{scan.scan_id}: {m.gt_label} -> {m.pred_label} ({conf.get(m.pred_label, 1.0):.2f})"
-                for m in scan.matches if not m.correct and conf.get(m.pred_label, 1.0) >= CONFIDENT]
+                for m in scan.matches if not m.correct and conf.get(m.pred_label, 1.0) >= LOW_CONFIDENCE]
     return out
 
 
 def _row(name: str, report, run: Labeled) -> tuple[str, dict[str, int]]:
+    """One edge's table row, and its counts for the totals."""
     counts = flag_counts(report, run.conf, warned=run.warned)
     worst = unmarked_wrong(report, run)
     sens = "n/a" if report.sensitivity is None else f"{100 * report.sensitivity:.1f} %"
@@ -93,6 +94,7 @@ def _row(name: str, report, run: Labeled) -> tuple[str, dict[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Cut every held-out scan at each of ``EDGES``, label, score, and write the RESULTS section."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lumbar")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
   shipped lumbar model; match radius 20 mm. Measured only, nothing tuned on it.
 - totals: {total['right']} of {total['scans']} cut scans entirely right; {total['wrong']} wrong names,
   {total['wrong_warned']} of them below 0.5 or in a scan with a warning; **{total['unmarked']} wrong names at
-  {CONFIDENT} or above in a scan without a warning**.
+  {LOW_CONFIDENCE} or above in a scan without a warning**.
 - "no wrong name": every matched name right and no false vertebra (a vertebra missed at the cut edge allowed).
 
 | edge | sensitivity | identification | scans right | no wrong name | wrong names | flagged or warned | sure, unwarned wrong names | failures, scans not entirely right |

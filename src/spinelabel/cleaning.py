@@ -403,6 +403,7 @@ def check_scan(
     """
     state = _Scan(ann, params)
     checks = ["geometry"]
+    outside = evidence.outside_mm if evidence is not None else None  # the image was read even if the detector failed
     if evidence is not None and evidence.error is not None:
         state.notes.append(f"{SKIPPED_NOTE}: {evidence.error}")
         evidence = None
@@ -419,7 +420,7 @@ def check_scan(
 
     ordered = sorted(ann.points.items(), key=lambda kv: anatomy.ordinal(kv[0]))
     points = {lv: np.asarray(p, float).reshape(3) for lv, p in ordered}
-    checked = _check_outside(state, points, evidence) and _check_order(state, points)
+    checked = _check_outside(state, points, outside) and _check_order(state, points)
     if not (checked and _check_far(state, points, shape, evidence)):
         return _drop_scan(state, tuple(checks))
     breaks = _check_spacing(state, points, shape, original=ann.levels)
@@ -432,18 +433,24 @@ def check_scan(
         if relabel:
             points = _relabeled(points, relabel)
             kept = [lv for lv in (_shifted_level(k, relabel) for k in kept) if lv is not None]
-    if len(kept) < params.min_points:
-        state.notes.append(f"fewer than {params.min_points} usable points left ({_span(kept)}): scan dropped")
-        return _drop_scan(state, tuple(checks))
+    return _keep(state, points, kept, tuple(checks))
+
+
+def _keep(state: _Scan, points: dict[str, np.ndarray], kept: list[str], checks: tuple[str, ...]) -> tuple[list[Finding], ScanOutcome]:
+    """The cleaned scan of the ``kept`` levels, or the scan dropped when fewer than ``min_points`` are left."""
+    ann, min_points = state.ann, state.params.min_points
+    if len(kept) < min_points:
+        state.notes.append(f"fewer than {min_points} usable points left ({_span(kept)}): scan dropped")
+        return _drop_scan(state, checks)
     if len(kept) < len(points):
         state.notes.append(f"kept {_span(kept)}, the longest run of consecutive levels")
     cleaned = replace(ann, points={lv: points[lv] for lv in kept}, duplicates=())
-    return state.findings, ScanOutcome(ann.scan_id, ann.levels, tuple(kept), cleaned, tuple(checks), tuple(state.notes))
+    return state.findings, ScanOutcome(ann.scan_id, ann.levels, tuple(kept), cleaned, checks, tuple(state.notes))
 
 
-def _check_outside(state: _Scan, points: dict[str, np.ndarray], evidence: ImageEvidence | None) -> bool:
+def _check_outside(state: _Scan, points: dict[str, np.ndarray], outside_mm: dict[str, float] | None) -> bool:
     """Flag and remove labels outside the image; False: the scan is dropped (more than MAX_FAR_SHARE of them)."""
-    far = {lv: mm for lv, mm in ((evidence.outside_mm or {}) if evidence else {}).items() if mm > OUTSIDE_IMAGE_MM}
+    far = {lv: mm for lv, mm in (outside_mm or {}).items() if mm > OUTSIDE_IMAGE_MM}
     if len(far) > state.params.max_far_share * len(points):
         state.add("", "outside_image", f"{len(far)} of {len(points)} labels lie outside the image: labels of another "
                   "scan, or the wrong image?", "scan dropped")

@@ -68,7 +68,8 @@ def gather_evidence(
     try:
         return replace(_detect(volume, labeler), outside_mm=outside)
     except (SpinelabelError, ValueError, RuntimeError) as exc:
-        return ImageEvidence(error=f"detector failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return ImageEvidence(error=f"detector failed: {why}", outside_mm=outside)
 
 
 def _detect(volume, labeler: Labeler) -> ImageEvidence:

@@ -183,6 +183,16 @@ def _batch_tasks(
     return [task(name, inp) for name, inp in zip(names, inputs)]
 
 
+def _check_dicom_options(inputs: list[Path], options: dict[str, object]) -> None:
+    """InputError for an option of DICOM series given to a batch of NIfTI files only (a mixed batch gives it to
+    its DICOM series, ``_batch_tasks``; with none it would be passed over without a word)."""
+    from .io.nifti import is_nifti_path
+
+    given = [name for name, value in options.items() if value]
+    if given and all(os.path.isfile(p) and is_nifti_path(p) for p in inputs):
+        raise InputError(f"{given[0]} applies to DICOM series, and every input is a NIfTI file")
+
+
 def _label_batch(
     region: str, model: str | None, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool,
     dicom_outputs: bool = False, jobs: int = 1, stack: str | None = None, label_maps: bool = False,
@@ -194,6 +204,7 @@ def _label_batch(
     from .io.outputs import check_writable_folder
 
     check_writable_folder(output_dir)  # one line before any labeling, not one failure per scan after it
+    _check_dicom_options(inputs, {"--series": series, "--stack": stack, "--dicom-outputs": dicom_outputs})
     tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs, stack, label_maps)
     if jobs > 1:
         if model is not None:

@@ -58,7 +58,7 @@ def review(
         return make_labeler(region, model)
 
     try:
-        scans, images, failures = prepare_scans(inputs, unique_names(inputs, labels), labels, labeler, series)
+        scans, images, failures = prepare_scans(inputs, unique_names(inputs), labels, labeler, series)
         for inp, message in failures:
             typer.echo(f"failed: {inp}: {message}", err=True)
         if not scans:

@@ -3,9 +3,12 @@
 ``spinelabel label --output-dir`` and ``spinelabel review --labels`` name a
 scan's results the same way, so that the review page finds what ``label``
 wrote: after the file or folder the user gave (not the target of a link), with
-a "_" added while the name is taken, by an earlier input of the same run or
-by a result of another input already in the folder (a second export folder
-``SAG_T2`` labeled in a later run must not replace the first one's result).
+a "_" added while an earlier input of the same run has the name. ``label``
+also passes over a name whose result in the folder is another input's (a
+second export folder ``SAG_T2`` labeled in a later run must not replace the
+first one's result). ``review`` does not: it finds a reviewed result by its
+name even after the scans moved, and checks it against the image instead
+(``review.documents``).
 """
 
 from __future__ import annotations
@@ -33,16 +36,18 @@ def scan_name(inp: Path) -> str:
 
 
 def holds_another_input(json_path: Path, inp: Path) -> bool:
-    """Whether ``json_path`` holds the result of an input other than ``inp``.
+    """Whether ``json_path`` holds the result of an input other than ``inp``, as far as can be told from here.
 
     The result's ``input`` is a path (NIfTI) or ``io.describe_dicom``'s text
-    (its folder). It is the same input when it names ``inp`` or, for a DICOM
-    series read from files, ``inp``'s folder. A file that is missing,
-    unreadable or not a result is nobody's: False. A relative ``input`` is
-    read from the current folder, so a run from elsewhere may find the name
-    taken and choose another (a new file, never a result lost).
+    (its folder). It is another input's only when that path exists from the
+    current folder and is not ``inp`` (for a DICOM series read from a file,
+    not ``inp``'s folder either). A result whose input cannot be found from
+    here (scans moved, a relative path written from another folder) is not
+    taken for another's; nor is a file that is missing, unreadable or not a
+    result.
     """
     from .io import parse_dicom_description
+    from .io.nifti import is_nifti_path
     from .io.outputs import existing_result
 
     doc = existing_result(json_path)
@@ -50,20 +55,25 @@ def holds_another_input(json_path: Path, inp: Path) -> bool:
     if not isinstance(source, str) or not source:
         return False
     dicom = parse_dicom_description(source)
-    recorded = Path(dicom[1] if dicom else source).resolve()
-    here = Path(inp).resolve()
-    return recorded not in (here, here.parent)
+    recorded = Path(dicom[1] if dicom else source)
+    same = [Path(inp)]
+    if dicom and os.path.isfile(inp) and not is_nifti_path(inp):
+        same.append(Path(inp).parent)
+    try:
+        return recorded.exists() and not any(os.path.samefile(recorded, here) for here in same if here.exists())
+    except OSError:  # a name the system refuses: nothing to tell
+        return False
 
 
 def unique_names(
-    inputs: Sequence[Path], folder: Path, taken: Callable[[str, Path], bool] = lambda name, inp: False
+    inputs: Sequence[Path], folder: Path | None = None, taken: Callable[[str, Path], bool] = lambda name, inp: False
 ) -> list[str]:
     """One name per input (:func:`scan_name`), "_" added while it is used by an earlier input, holds another
-    input's result in ``folder`` (``NAME.json``), or ``taken(name, input)`` says so."""
+    input's result in ``folder`` (``NAME.json``; None: not looked at), or ``taken(name, input)`` says so."""
     names: list[str] = []
     for inp in inputs:
         name = scan_name(inp)
-        while name in names or holds_another_input(folder / f"{name}.json", inp) or taken(name, inp):
+        while name in names or (folder is not None and holds_another_input(folder / f"{name}.json", inp)) or taken(name, inp):
             name += "_"
         names.append(name)
     return names

@@ -313,6 +313,13 @@ def test_labels_outside_the_image_are_dropped_and_most_of_them_drop_the_scan():
     assert "wrong image" in findings[0].reason
 
 
+def test_labels_outside_the_image_are_found_when_only_the_detector_failed():
+    truth = spine()
+    ev = ImageEvidence(error="detector failed: out of memory", outside_mm=dict.fromkeys(truth, 0.0) | {"T12": 30.0})
+    findings, outcome = check_scan(scan(truth), SHAPE, ev)
+    assert kinds(findings) == [("T12", "outside_image")] and "detector failed" in outcome.notes[0]
+
+
 def test_check_annotations_measures_the_labels_against_their_image(tmp_path):
     sagittal = np.zeros((12, 80, 200), np.float32)  # x -2..46, y -0.5..79.5, z -120.5..79.5 mm
     affine = np.diag([4.0, 1.0, 1.0, 1.0])

@@ -161,7 +161,7 @@ def test_a_thread_count_beyond_the_limit_is_one_line(capsys, tmp_path, silent_mo
 
 @pytest.mark.parametrize("field, value", [
     ("inplane_spacing_mm", 0), ("inplane_spacing_mm", float("nan")), ("slice_step_mm", "two"),
-    ("intensity_percentiles", [99.5, 1.0]), ("level_sd", -1), ("out_channels", 7),
+    ("intensity_percentiles", [99.5, 1.0]), ("level_sd", -1), ("level_sd", float("inf")), ("out_channels", 7),
 ])
 def test_a_model_config_with_an_impossible_value_is_one_line(capsys, tmp_path, silent_model, field, value):
     model = tmp_path / "model"
@@ -187,4 +187,41 @@ def test_a_detection_threshold_outside_zero_to_one_is_refused(capsys, tmp_path, 
 def test_a_phantom_seed_outside_numpy_s_32_bit_words_is_a_usage_error(capsys, tmp_path, seed):
     code, _, err = _run(capsys, "synth", tmp_path / "out", "--n", "1", "--seed", seed, "-q")
     assert code == 2 and "--seed" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_review_finds_a_result_by_its_name_after_the_scans_moved(tmp_path):
+    """``label`` passes over a name whose result is another input's that exists; ``review`` keeps the name (it
+    checks the result against the image), and so does ``label`` when the recorded input is gone (scans moved)."""
+    from spinelabel.output_names import unique_names
+
+    old, moved = tmp_path / "old-disk" / "scan.nii.gz", tmp_path / "new-disk" / "scan.nii.gz"
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "scan.json").write_text(json.dumps({"input": str(old)}))
+    assert unique_names([moved], labels) == ["scan"]  # the recorded input is gone: taken for this one
+    _blob(old)
+    _blob(moved)
+    assert unique_names([moved], labels) == ["scan_"]  # another file that exists
+    assert unique_names([moved]) == ["scan"]  # review
+    (labels / "scan.json").write_text(json.dumps({"input": str(moved)}))
+    assert unique_names([moved], labels) == ["scan"]
+
+
+def test_a_nifti_beside_a_dicom_series_does_not_take_the_series_result(capsys, tmp_path, blob_labeler):
+    from spinelabel.io.dicom_write import write_dicom_series
+
+    write_dicom_series(reorient(blob_spine()[0], "PIL"), tmp_path / "case1")
+    out = tmp_path / "out"
+    assert _run(capsys, "label", tmp_path / "case1", "--output-dir", out, "-q")[0] == 0
+    before = (out / "case1.json").read_bytes()
+    _blob(tmp_path / "case1" / "image.nii.gz")  # a conversion saved in the series folder, also named case1
+    assert _run(capsys, "label", tmp_path / "case1" / "image.nii.gz", "--output-dir", out, "-q")[0] == 0
+    assert (out / "case1.json").read_bytes() == before and (out / "case1_.json").is_file()
+
+
+def test_dicom_options_for_a_batch_of_nifti_files_only_are_one_line(capsys, tmp_path, blob_labeler):
+    scan = _blob(tmp_path / "scan.nii.gz")
+    code, _, err = _run(capsys, "label", scan, "--output-dir", tmp_path / "out", "--dicom-outputs", "-q")
+    assert code == 1 and "--dicom-outputs applies to DICOM series" in _one_error_line(err)
     assert not (tmp_path / "out").exists()

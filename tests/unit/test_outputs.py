@@ -98,6 +98,34 @@ def test_outputs_in_several_folders_are_written_together(tmp_path):
     assert [p.name for p in (tmp_path / "json").iterdir()] == ["a.json"]  # the staging folder is gone
 
 
+def test_each_output_is_staged_under_a_hidden_name_that_ends_as_its_target(tmp_path):
+    seen = []
+
+    def record(p):
+        seen.append(p)
+        atomic_write_bytes(p, b"x")
+
+    write_all_or_nothing([(tmp_path / "a.nii.gz", record)])
+    (staged,) = seen
+    assert staged.name == ".a.nii.gz" and staged.parent.parent.name.startswith(".spinelabel-")
+
+
+def test_an_interrupt_right_after_a_rename_still_puts_the_earlier_file_back(tmp_path, monkeypatch):
+    (tmp_path / "a.json").write_bytes(b"earlier")
+    replace = os.replace
+
+    def interrupted(src, dst):  # Ctrl+C lands after the rename, before the writer notes it
+        replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_all_or_nothing([(tmp_path / "a.json", _writer(b"new")), (tmp_path / "b.png", _writer(b"new"))])
+    monkeypatch.setattr(os, "replace", replace)
+    assert (tmp_path / "a.json").read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
 @pytest.mark.parametrize("name", ["", "."])
 def test_an_empty_name_is_refused(tmp_path, name):
     from pathlib import Path

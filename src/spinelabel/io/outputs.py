@@ -209,16 +209,16 @@ def _replace_all(staged: Sequence[tuple[Path, Path, Path]]) -> None:
         A previous file cannot be kept aside, or a new one not renamed into place.
     """
     backups: dict[Path, Path] = {}
-    done: list[Path] = []
+    done: list[tuple[Path, Path]] = []
     target = staged[0][1]
     try:
         for _, target, staging in staged:
             if os.path.lexists(target):
-                backups[target] = staging / "old" / target.name
+                backups[target] = staging / "old" / f".{target.name}"
                 _keep_aside(target, backups[target])
         for new, target, _ in staged:
+            done.append((new, target))  # before the rename: an interrupt right after it still puts the file back
             os.replace(new, target)
-            done.append(target)
     except BaseException as exc:
         lost = _restore(done, backups)
         if not isinstance(exc, OSError):
@@ -227,10 +227,13 @@ def _replace_all(staged: Sequence[tuple[Path, Path, Path]]) -> None:
         raise OutputError(f"cannot write {target}: {_reason(target, exc)}; no output of the set written{also}") from None
 
 
-def _restore(done: Sequence[Path], backups: dict[Path, Path]) -> list[str]:
-    """Put back the previous files of ``done`` (remove the new ones that had none); the names that could not be."""
+def _restore(done: Sequence[tuple[Path, Path]], backups: dict[Path, Path]) -> list[str]:
+    """Put back the previous files of the ``(new, target)`` pairs renamed (remove the new ones that had none);
+    the names that could not be. A pair whose new file is still staged was never renamed: nothing to undo."""
     lost = []
-    for target in reversed(done):
+    for new, target in reversed(done):
+        if os.path.lexists(new):
+            continue
         try:
             if target in backups:
                 os.replace(backups[target], target)
@@ -249,8 +252,9 @@ def write_all_or_nothing(
     Each ``(path, write)``: ``write(p)`` fills one file at ``p`` (a name that
     ends as ``path``'s does, so the format follows the suffix). The targets are
     checked first (no name twice, none a folder or a device, none one of the
-    ``inputs``, the files the scan was read from). Every file is then written
-    into a hidden folder beside its target (``STAGING_PREFIX``); only when all
+    ``inputs``, the files the scan was read from). Every file is then written,
+    under a hidden name, into a hidden folder beside its target
+    (``STAGING_PREFIX``), where no reader of results or annotations looks; only when all
     are written are they renamed onto their targets, in the order given. When
     a write fails, no target has been touched; when a rename fails, the targets
     already replaced are put back as they were (an earlier run's outputs) and
@@ -269,7 +273,7 @@ def write_all_or_nothing(
             folder = path.parent
             if folder not in staging:
                 staging[folder] = _staging_folder(stack, folder, path)
-            new = staging[folder] / "new" / path.name
+            new = staging[folder] / "new" / f".{path.name}"  # hidden, ending as the target: a reader skips it
             try:
                 write(new)
             except OutputError as exc:

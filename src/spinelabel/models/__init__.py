@@ -81,9 +81,11 @@ MODEL_SPACING_MM = (0.1, 20.0)
 
 
 def _check_within(name: str, value: Any, low: float, high: float) -> None:
-    """ValueError unless ``value`` is a number with ``low < value <= high`` (NaN, text and booleans fail)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-        raise ValueError(f"{name} must be a number above {low:g} and at most {high:g}, not {value!r}")
+    """ValueError unless ``value`` is a finite number with ``low < value <= high`` (NaN, infinity, text and
+    booleans fail; JSON as Python reads it may hold NaN and Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
+        bounds = "".join((f" above {low:g}" if math.isfinite(low) else "", f" and at most {high:g}" if math.isfinite(high) else ""))
+        raise ValueError(f"{name} must be a finite number{bounds}, not {value!r}")
 
 
 @dataclass(frozen=True)
