@@ -19,6 +19,7 @@ from pathlib import Path
 
 __all__ = ["holds_another_input", "scan_name", "unique_names"]
 
+
 def scan_name(inp: Path) -> str:
     """A visible output name for an input: its file or folder name without .nii(.gz), "scan" if it has none.
 

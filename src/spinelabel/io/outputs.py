@@ -19,6 +19,7 @@ from ..errors import OutputError
 from ..geometry import Volume, reorient
 from ..results import LOW_CONFIDENCE, LabelResult
 from ..warning_codes import CHECK_THE_COUNT, codes, count_at_risk, texts
+from .nifti import NIFTI_SUFFIXES
 
 SCHEMA_VERSION = 1
 
@@ -288,7 +289,7 @@ def write_all_or_nothing(
 OUTPUT_SUFFIXES = {
     "result": (".json",),
     "overlay": (".png", ".jpg", ".jpeg"),
-    "label map": (".nii", ".nii.gz"),
+    "label map": NIFTI_SUFFIXES,
 }
 #: A file larger than this is not read to see whether it holds a review (a result is a few kB).
 MAX_RESULT_BYTES = 1 << 20
@@ -296,6 +297,8 @@ MAX_RESULT_BYTES = 1 << 20
 
 def check_output_names(json: Path | None = None, overlay: Path | None = None, label_map: Path | None = None) -> None:
     """Refuse an output whose name ends unlike its format, or a result file that holds a person's review.
+
+    Run after :func:`check_targets`, which refuses empty names and names the system will not look at.
 
     Raises
     ------
@@ -306,10 +309,7 @@ def check_output_names(json: Path | None = None, overlay: Path | None = None, la
         ``spinelabel train``, not a run's output to replace.
     """
     for what, path in (("result", json), ("overlay", overlay), ("label map", label_map)):
-        if path is None:
-            continue
-        check_output_target(Path(path))  # an empty name, or one the system refuses, says so first
-        if not Path(path).name.lower().endswith(OUTPUT_SUFFIXES[what]):
+        if path is not None and not Path(path).name.lower().endswith(OUTPUT_SUFFIXES[what]):
             endings = " or ".join(OUTPUT_SUFFIXES[what])
             raise OutputError(f"the {what}'s name must end in {endings}: {path}")
     status = reviewed_status(Path(json)) if json is not None else None
