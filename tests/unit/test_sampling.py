@@ -265,6 +265,25 @@ def test_gap_cut_ends_the_image_between_vertebrae_and_drops_the_ones_below(monke
     _assert_no_target_beyond_the_cut(rng, spec_cut, monkeypatch)
 
 
+def test_caudal_gap_weights_favour_the_gaps_nearest_the_caudal_end():
+    """(4, 2): L4/L5 (keep 4) four times, L3/L4 (keep 3) twice as often as L1/L2 or L2/L3; off: equal odds, same draws."""
+    scan = _dot_scan()
+    y = np.stack([np.arange(0, 220, 1.0), np.full(220, 60.0)], axis=-1)
+    weighted = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0, gap_cut_caudal_weights=(4.0, 2.0))
+    rng = np.random.default_rng(7)
+    kept = np.array([S._caudal_cut(rng, scan, weighted, y)[1] for _ in range(4000)])
+    share = np.bincount(kept, minlength=5)[1:] / len(kept)
+    np.testing.assert_allclose(share, [1 / 8, 1 / 8, 2 / 8, 4 / 8], atol=0.03)
+    # empty weights: the uniform draw of the recipes trained before them, crop for crop
+    plain = S.SamplerSpec(p_caudal_cut=0.0, p_gap_cut=1.0)
+    a, b = np.random.default_rng(8), np.random.default_rng(8)
+    for _ in range(20):
+        i = S._caudal_cut(a, scan, plain, y)[1]
+        b.random()
+        assert i == 1 + int(b.integers(4))
+        b.uniform()
+
+
 def test_cranial_cut_blanks_the_image_above_the_first_vertebra_and_keeps_every_target():
     scan = _dot_scan()
     spec = S.SamplerSpec(p_cranial_cut=1.0, cranial_cut_mm=(12.0, 12.0), caudal_cut_tilt_deg=0.0)

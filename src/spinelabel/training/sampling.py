@@ -124,6 +124,14 @@ class SamplerSpec:
     #: distance to the next: from its lower endplate (bodies are ~0.6 spacings
     #: tall, so ~0.3) to just above the next body's upper endplate (~0.7).
     gap_cut_fraction: tuple[float, float] = (0.3, 0.65)
+    #: Relative weights of the caudal gap cut's gaps nearest the caudal end,
+    #: nearest first (every other gap weighs 1; empty: all equal). Clinical
+    #: lumbar fields of view that miss the sacrum mostly end at L5/S1 or
+    #: L4/L5, yet an equal draw over the ~5-8 annotated gaps ends the image
+    #: there in about 1 crop in 60; e.g. (4.0, 2.0) makes the L5/S1 gap (S1
+    #: annotated last) four times and L4/L5 twice as likely as any other.
+    #: Empty by default (the shipped recipe); an experiment for issue 11.
+    gap_cut_caudal_weights: tuple[float, ...] = ()
     #: The same at the cranial end: probability that the field of view starts
     #: ``cranial_cut_mm`` above the cranial-most annotated vertebra (edge across
     #: the image rows, tilted as the caudal one). Off by default; cervical
@@ -535,6 +543,7 @@ def _edge_cut(
     gap_fraction: tuple[float, float],
     outward: float,
     bodiless: np.ndarray | None = None,
+    end_weights: tuple[float, ...] = (),
 ) -> tuple[np.ndarray, int] | None:
     """A field of view ending at one end of the annotated spine, or None (not drawn).
 
@@ -554,6 +563,8 @@ def _edge_cut(
     bodiless : ndarray of bool, shape (N,), optional
         Points of levels without a body (C1): a gap cut never drops one of
         them as the first point beyond it, which would cut the body next to it.
+    end_weights : tuple of float
+        Weights of the gaps nearest this end, nearest first (``_pick_gap``).
 
     Returns
     -------
@@ -572,11 +583,24 @@ def _edge_cut(
         return (y - points[-1]) @ out > rng.uniform(*edge_mm), n
     allowed = [k for k in range(1, n) if bodiless is None or not bodiless[k]]  # keep >= 1, drop >= 1
     if draw < p_edge + p_gap and allowed:
-        i = allowed[int(rng.integers(len(allowed)))]
+        i = _pick_gap(rng, allowed, n, end_weights)
         kept, nxt = points[i - 1], points[i]
         gap = max(float(np.linalg.norm(nxt - kept)), 1e-6)
         return (y - kept) @ ((nxt - kept) / gap) > rng.uniform(*gap_fraction) * gap, i
     return None
+
+
+def _pick_gap(rng: np.random.Generator, allowed: list[int], n: int, end_weights: tuple[float, ...]) -> int:
+    """The first point a gap cut drops, of ``allowed`` (indices into ``n`` points, far end first).
+
+    Equal odds when ``end_weights`` is empty (one integer draw, as before the
+    weights existed, so that earlier recipes draw the same crops); otherwise the
+    gap before point k weighs ``end_weights[n - 1 - k]`` when there is one, else 1.
+    """
+    if not end_weights:
+        return allowed[int(rng.integers(len(allowed)))]
+    w = np.array([end_weights[n - 1 - k] if n - 1 - k < len(end_weights) else 1.0 for k in allowed])
+    return allowed[int(rng.choice(len(allowed), p=w / w.sum()))]
 
 
 def _caudal_cut(
@@ -589,7 +613,7 @@ def _caudal_cut(
     """
     return _edge_cut(
         rng, scan.points_mm[:, 1:], y, spec.p_caudal_cut, spec.caudal_cut_mm, spec.caudal_cut_tilt_deg,
-        spec.p_gap_cut, spec.gap_cut_fraction, outward=1.0,
+        spec.p_gap_cut, spec.gap_cut_fraction, outward=1.0, end_weights=tuple(spec.gap_cut_caudal_weights),
     )
 
 
