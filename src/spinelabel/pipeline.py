@@ -191,6 +191,7 @@ class Labeler:
             model_name=self.config.name,
             model_version=self.config.version,
             vertebrae=vertebrae,
+            model_sha256=self.config.sha256,
             warnings=list(result.warnings),
             n_candidates=len(candidates),
         )

@@ -32,3 +32,7 @@ class LabelResult:
     vertebrae: list[Vertebra]
     warnings: list[LabelWarning] = field(default_factory=list)
     n_candidates: int = 0
+    #: SHA-256 of the weights (hex): a model trained elsewhere keeps the shipped
+    #: name and version, so only this tells which network named the vertebrae.
+    #: Empty for a result read from a document written before it was recorded.
+    model_sha256: str = ""

@@ -250,3 +250,27 @@ def test_the_same_result_gives_the_same_sr_and_gsps_uids(tmp_path):
     assert changed[0] != first[0] and changed[1] != first[1]
     reviewed = uids(_result(loaded), confirmed=True)
     assert reviewed[0] == first[0] and reviewed[1] != first[1]  # the GSPS of a review has no "?" marks: another object
+
+
+def test_the_sr_names_the_weights_and_other_weights_give_other_uids(tmp_path):
+    """A model trained elsewhere keeps the shipped name and version: the SR records the weights' checksum as an
+    algorithm parameter, and the same names from other weights are another object (other UIDs)."""
+    import dataclasses
+
+    _series(tmp_path / "s")
+    loaded = load_image(tmp_path / "s")
+    sr = tmp_path / "x.sr.dcm"
+
+    def written(result: LabelResult) -> tuple[set[str], str]:
+        """The SR's text values (the algorithm's parameters among them) and its SOP Instance UID."""
+        write_sr(result, loaded.dicom, sr)
+        ds = pydicom.dcmread(sr)
+        return {str(e.value) for e in ds.iterall() if e.keyword == "TextValue"}, str(ds.SOPInstanceUID)
+
+    texts, plain = written(_result(loaded))
+    assert not any("SHA-256" in t for t in texts)  # none known (a result read back from an older document)
+    texts, first = written(dataclasses.replace(_result(loaded), model_sha256="ab" * 32))
+    assert f"weights SHA-256 {'ab' * 32}" in texts
+    _, second = written(dataclasses.replace(_result(loaded), model_sha256="cd" * 32))
+    assert len({plain, first, second}) == 3
+    _no_validator_errors(sr)

@@ -107,3 +107,17 @@ def test_the_shipped_detection_settings_are_the_recipes(region):
     shipped = read_config(resolve_model_dir(region)).detection
     assert shipped == DetectionSettings(**REGION_DETECTION.get(region, {}))
     assert bool(shipped.caudal_turns_deg) == (region == "lumbar")  # measured: kept for lumbar only (docs/NOTES.md)
+
+
+def test_a_config_without_a_checksum_gets_the_weights_one_so_results_name_them(tmp_path):
+    """A config written by hand (no ``sha256``) loads, and the config the pipeline sees names the weights' digest."""
+    import json
+
+    from spinelabel.models import sha256_of
+
+    save_model(tmp_path, _config(), UNet2D(channels=(4, 8)))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    shipped_digest = cfg.pop("sha256")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    config, _ = load_model(tmp_path)
+    assert config.sha256 == sha256_of(tmp_path / "weights.pt") == shipped_digest

@@ -290,3 +290,15 @@ def test_cli_review_reports_a_taken_port(nifti_scans, tmp_path, capsys):
         code = main(["review", str(nifti_scans[0]), "--labels", str(labels), "--port", str(port), "-q"])
     err = capsys.readouterr().err
     assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_a_reviewed_document_keeps_the_weights_checksum_for_its_sr():
+    """The SR and GSPS of a review are written from the document: the checksum of the weights that labeled it goes on."""
+    from spinelabel.review.edits import result_of
+
+    doc = {"region": "lumbar", "model": {"name": "spinelabel-lumbar", "version": "1", "sha256": "ef" * 32},
+           "vertebrae": [{"label": "L1", "position_mm": [0, 0, 0], "voxel": [1, 2, 3], "confidence": 0.9}],
+           "warnings": [], "warning_codes": []}
+    assert result_of(doc).model_sha256 == "ef" * 32
+    del doc["model"]["sha256"]  # written before the checksum was recorded
+    assert result_of(doc).model_sha256 == ""

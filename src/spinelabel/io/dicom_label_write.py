@@ -232,7 +232,7 @@ def _output_uids(kind: str, result: LabelResult, series: _SeriesHeaders, confirm
     name, version = _software()
     content = json.dumps({
         "kind": kind, "confirmed": confirmed, "software": [name, version], "region": result.region,
-        "model": [result.model_name, result.model_version],
+        "model": [result.model_name, result.model_version, result.model_sha256],
         "images": [[str(h.SOPInstanceUID), f] for h, f in zip(series.headers, series.frames)],
         "vertebrae": [[v.label, [round(float(x), 2) for x in v.position_mm], round(float(v.confidence), 3)]
                       for v in result.vertebrae],
@@ -433,7 +433,10 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
 
     name, version = _software()
     series_uid, instance_uid = _output_uids("sr", result, series)
-    algorithm = hd.sr.AlgorithmIdentification(name=f"{name} {result.model_name}", version=result.model_version)
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=f"{name} {result.model_name}", version=result.model_version,
+        parameters=[f"weights SHA-256 {result.model_sha256}"] if result.model_sha256 else None,
+    )
     placed = _place(result, series)
     groups = [_measurement_group(p, series, info, algorithm) for p in placed]
     used = {id(series.headers[p.k]): series.headers[p.k] for p in placed}

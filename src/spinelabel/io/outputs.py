@@ -344,7 +344,7 @@ def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any
         "schema_version": SCHEMA_VERSION,
         "input": input_description,
         "region": result.region,
-        "model": {"name": result.model_name, "version": result.model_version},
+        "model": {"name": result.model_name, "version": result.model_version, "sha256": result.model_sha256},
         "software": {"name": "spinelabel", "version": __version__},
         "vertebrae": [
             {

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,8 @@ def load_model(region_or_path: str | Path):
     except Exception as exc:  # torch raises many types for garbage files and mismatched shapes
         raise ModelError(f"model {model_dir} cannot be loaded (corrupt weights or config?): {one_line(exc)}") from None
     net.eval()
+    if not config.sha256:  # a config written by hand: results still name the weights that made them
+        config = replace(config, sha256=digest)
     return config, net
 
 

@@ -207,6 +207,6 @@ def result_of(doc: dict[str, Any]) -> LabelResult:
     ]
     return LabelResult(
         region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
-        model_version=str(model.get("version", "")), vertebrae=vertebrae,
+        model_version=str(model.get("version", "")), model_sha256=str(model.get("sha256", "")), vertebrae=vertebrae,
         warnings=[] if review_status(doc) in REVIEWED_STATES else document_warnings(doc),
     )

@@ -277,7 +277,7 @@ def load_result_doc(path: Path) -> dict[str, Any]:
 
 def _unlabeled_doc(source: str, message: str) -> dict[str, Any]:
     """The document of a scan in which the model found nothing: no labels, the reason as a warning."""
-    return {"schema_version": 1, "input": source, "region": "", "model": {"name": "", "version": ""},
+    return {"schema_version": 1, "input": source, "region": "", "model": {"name": "", "version": "", "sha256": ""},
             "vertebrae": [], "warnings": [f"labeling found nothing: {message}"], "warning_codes": ["nothing-labeled"]}
 
 
