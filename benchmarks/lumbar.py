@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 | predictions outside the annotated range (not scored) | {o['outside']} | |
 | label time per scan, model loaded once: median / max | {statistics.median(per_scan_s):.2f} / {max(per_scan_s):.2f} s | median ≤ 2 s |
 | model load | {load_s:.2f} s | |
-| whole `spinelabel label` process, median of {len(proc)} | {statistics.median(proc):.2f} s | |
+| whole `spinelabel label` process, median of {len(proc)} | {f'{statistics.median(proc):.2f} s' if proc else 'not timed (--processes 0)'} | |
 | peak memory (benchmark process) | {peak_mib:.0f} MiB | ≤ 2048 MiB |
 | failures | {len(failures)} {'; '.join(failures)} | |
 | confidence as a flag | {flag_stats(report, confidences, warned=warned)} | |

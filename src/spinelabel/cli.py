@@ -527,9 +527,11 @@ def evaluate(
 
     from .annotations import load_annotations
     from .evaluation import evaluate as run_evaluation
-    from .evaluation import format_report, load_predictions, report_to_dict
+    from .evaluation import check_report_target, format_report, load_predictions, report_to_dict
     from .io.outputs import atomic_write_bytes
 
+    if json_out is not None:
+        check_report_target(json_out)  # before reading: the report never replaces what it is computed from
     gt = load_annotations([annotations], on_problem=_warn)
     preds = load_predictions([predictions], {a.series_uid: a.scan_id for a in gt if a.series_uid})
     report = run_evaluation(preds, gt, match_radius_mm=radius)

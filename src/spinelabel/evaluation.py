@@ -66,6 +66,7 @@ JSON file.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -76,6 +77,7 @@ from scipy.optimize import linear_sum_assignment
 
 from . import anatomy
 from .annotations import CENTROIDS_NAME, ScanAnnotation
+from .errors import OutputError
 from .errors import InputError
 from .io import parse_dicom_description
 from .jsonfile import is_finite_number, read_json
@@ -610,6 +612,49 @@ def format_report(report: EvaluationReport) -> str:
 
 def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(float(x), nd)
+
+
+#: Keys of every report :func:`report_to_dict` writes: ``evaluate --json`` replaces a file only when it has them.
+REPORT_KEYS = ("match_radius_mm", "overall")
+#: A file larger than this is not read to see whether it is a report (one of an archive of ~10^5 scans is
+#: about 30 MB: a scan's entry is ~300 bytes).
+MAX_REPORT_BYTES = 256 * 2**20
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` holds a JSON object with the keys of a report (False when unreadable or too large)."""
+    import json
+
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            return False
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and all(key in doc for key in REPORT_KEYS)
+
+
+def check_report_target(path: Path) -> None:
+    """Refuse to write a report over anything but a new ``.json`` name or an earlier report.
+
+    The predictions, reviewed results and ground-truth files an evaluation reads
+    are JSON too: ``--json`` naming one of them by a slip would replace a
+    person's corrections or the reference itself with the report.
+
+    Raises
+    ------
+    OutputError
+        ``path`` does not end in .json, is no file name (``io.outputs.check_output_target``),
+        or holds something other than a report.
+    """
+    from .io.outputs import check_output_target
+
+    if not path.name.lower().endswith(".json"):
+        raise OutputError(f"the report's name must end in .json: {path}")
+    check_output_target(path)
+    if os.path.lexists(path) and not _is_report(path):
+        raise OutputError(f"{path} holds something other than an evaluation report (a result or annotations?): "
+                          "not replaced; name another file")
 
 
 def report_to_dict(report: EvaluationReport) -> dict[str, Any]:

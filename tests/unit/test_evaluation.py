@@ -403,3 +403,27 @@ def test_load_predictions_then_evaluate_end_to_end(tmp_path):
     rep = evaluate(load_predictions([tmp_path / "out"]), [annotation("s", gt)])
     assert rep.scan_accuracy == 1.0
     assert not math.isnan(rep.error_mean_mm)
+
+
+def test_evaluate_json_never_replaces_a_result_or_the_annotations(tmp_path, capsys):
+    """`evaluate preds gt --json preds/a.json` replaced a reviewed result with the report (exit 0). Now the report
+    is written only to a new .json name or over an earlier report; anything else is one line, exit 1, untouched."""
+    from spinelabel.cli import main
+
+    gt = chain()
+    write_pred(tmp_path / "preds" / "a.json", as_list(gt), input="/data/a/image.nii.gz")
+    (tmp_path / "gt" / "a").mkdir(parents=True)
+    truth = tmp_path / "gt" / "a" / "centroids.json"
+    truth.write_text(json.dumps({"case": "a", "vertebrae": [{"label": k, "world_mm": list(v)} for k, v in gt.items()]}))
+    csv = tmp_path / "gt.csv"
+    csv.write_text("scan,label,x,y,z\n")
+    for target in (tmp_path / "preds" / "a.json", truth, csv, tmp_path / "preds"):
+        before = {p: p.read_bytes() for p in (tmp_path / "preds" / "a.json", truth, csv)}
+        assert main(["evaluate", str(tmp_path / "preds"), str(tmp_path / "gt"), "--json", str(target)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(target) in err and "Traceback" not in err
+        assert {p: p.read_bytes() for p in before} == before
+    report = tmp_path / "report.json"
+    for _ in range(2):  # a new name, then over the earlier report
+        assert main(["evaluate", str(tmp_path / "preds"), str(tmp_path / "gt"), "--json", str(report)]) == 0
+        assert json.loads(report.read_text())["overall"]["n_scans"] == 1

@@ -608,3 +608,19 @@ def test_ctrl_c_is_one_line_and_exit_130(server, capsys, monkeypatch):
     monkeypatch.setattr(pacs_query, "find_studies", interrupted)
     assert main(["pacs", "find"]) == 130
     assert capsys.readouterr().err == "spinelabel: interrupted\n"
+
+
+def test_a_reviewed_result_in_the_way_is_refused_before_the_series_is_retrieved(tmp_path, monkeypatch):
+    """`pacs label` into a folder holding a person's reviewed result of that series: one failure, no retrieval
+    (a series is hundreds of MB over a hospital network), the review left as it was."""
+    from spinelabel.errors import OutputError
+    from spinelabel.pacs import SeriesOutputs, label_series
+
+    reviewed = tmp_path / "1.2.7.json"
+    reviewed.write_text(json.dumps({"schema_version": 1, "vertebrae": [], "review": {"status": "corrected"}}))
+    before = reviewed.read_bytes()
+    retrieved = []
+    monkeypatch.setattr(pacs, "retrieve_series", lambda *args: retrieved.append(args))
+    with pytest.raises(OutputError, match="reviewed result"):
+        label_series(object(), "1.2", "1.2.7", object(), SeriesOutputs.beside(reviewed))
+    assert retrieved == [] and reviewed.read_bytes() == before
