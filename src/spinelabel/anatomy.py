@@ -143,6 +143,11 @@ _LABEL_RE = re.compile(rf"^\s*{_REGION}\s*-?\s*(\d{{1,2}})\b", re.IGNORECASE)
 _DISC_RE = re.compile(rf"^\s*{_REGION}\s*-?\s*\d{{1,2}}\s*[-/]\s*{_REGION}?\s*\d", re.IGNORECASE)
 #: A further level named after the first ("L1\\L2", "L2 L3", "L2,L3"): the text names two vertebrae, not one.
 _ANOTHER_LEVEL_RE = re.compile(rf"(?<![A-Za-z]){_REGION}\s*-?\s*\d{{1,2}}\b", re.IGNORECASE)
+#: A number right after the level, joined by nothing but a space or by a connector: L4-5 written with an en dash
+#: (U+2013, what word processors put in), a minus sign (U+2212) or another dash, "L4\\5", "L4,5", "L4+5",
+#: "L4 to 5", "L4.5", or "T1 2" typed for T12. A disc, a range or a typo, never one vertebra: reading the first
+#: number alone would name the wrong one.
+_FURTHER_NUMBER_RE = re.compile(r"\s*(?:[-\u2010\u2011\u2012\u2013\u2014\u2212/\\,.+&]|to\b|and\b)?\s*\d", re.IGNORECASE)
 
 
 def parse_level(text: str) -> str:
@@ -160,6 +165,8 @@ def parse_level(text: str) -> str:
         raise ValueError(f"not a vertebra label: {text!r}")
     if _ANOTHER_LEVEL_RE.search(str(text), m.end()):
         raise ValueError(f"names more than one level, not one vertebra: {text!r}")
+    if _FURTHER_NUMBER_RE.match(str(text), m.end()):
+        raise ValueError(f"a second number after the level (a disc, a range or a typo?), not one vertebra: {text!r}")
     name = f"{_REGION_NAME[m.group(1).upper()]}{int(m.group(2))}"
     if name not in VERSE_ID:
         raise ValueError(f"unknown vertebra level: {text!r}")

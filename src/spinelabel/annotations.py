@@ -204,6 +204,9 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
             where = f"{path}: line {line}"
             if len(row) < len(header):
                 row = row + [""] * (len(header) - len(row))
+            if any(cell.strip() for cell in row[len(header):]):  # a decimal comma splits each number in two
+                raise InputError(f"{where}: {len(row)} fields under a header of {len(header)} "
+                                 "(a decimal comma? coordinates take a point: 12.5)")
             scan = from_spreadsheet_text(row[col["scan"]].strip())
             if not scan:
                 raise InputError(f"{where}: empty scan id")

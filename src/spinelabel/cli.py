@@ -527,13 +527,18 @@ def evaluate(
 
     from .annotations import load_annotations
     from .evaluation import evaluate as run_evaluation
-    from .evaluation import check_report_target, format_report, load_predictions, report_to_dict
+    from .evaluation import (
+        check_pairs, check_report_target, format_report, load_predictions, report_to_dict, unambiguous_scans,
+    )
     from .io.outputs import atomic_write_bytes
 
     if json_out is not None:
         check_report_target(json_out)  # before reading: the report never replaces what it is computed from
-    gt = load_annotations([annotations], on_problem=_warn)
+    gt, left_out = unambiguous_scans(load_annotations([annotations], on_problem=_warn))
+    for message in left_out:
+        _warn(message)
     preds = load_predictions([predictions], {a.series_uid: a.scan_id for a in gt if a.series_uid})
+    check_pairs(preds, gt)
     report = run_evaluation(preds, gt, match_radius_mm=radius)
     typer.echo(format_report(report))
     if json_out is not None:
@@ -639,7 +644,7 @@ def annotations_check(
     from .cleaning import CleaningParams
     from .cleaning_evidence import check_annotations
     from .cleaning_report import skipped_warning, summary_lines, write_report
-    from .io.outputs import write_all_or_nothing
+    from .io.outputs import check_targets, write_all_or_nothing
 
     _require_csv(output)
     if shifted not in ("drop", "relabel"):
@@ -647,6 +652,9 @@ def annotations_check(
     if report is not None and report.suffix.lower() not in (".json", ".csv"):
         raise click.BadParameter(f"{report}: must end in .json or .csv", param_hint="--report")
     anns = load_annotations(sources, on_problem=None if quiet else _warn)
+    # the cleaned set and the report never replace a file the labels were read from (before the detector runs)
+    read = sorted({a.source for a in anns if a.source is not None} | {p for p in sources if p.is_file()})
+    check_targets([output, *([report] if report is not None else [])], read)
     params = CleaningParams(shifted=shifted)  # type: ignore[arg-type]
     # A shipped region checks each scan with the model of the region its labels show, as train's cleaning does;
     # a model directory checks every scan.
@@ -657,7 +665,7 @@ def annotations_check(
     outputs = [(output, lambda p: save_annotations_csv(result.cleaned, p))]
     if report is not None:
         outputs.append((report, lambda p: write_report(result, p)))
-    write_all_or_nothing(outputs)  # the cleaned labels and the report, or neither
+    write_all_or_nothing(outputs, read)  # the cleaned labels and the report, or neither
     lines = summary_lines(result)
     for line in lines[:-1]:
         _echo(line, quiet)

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Union
@@ -77,8 +77,7 @@ from scipy.optimize import linear_sum_assignment
 
 from . import anatomy
 from .annotations import CENTROIDS_NAME, ScanAnnotation
-from .errors import OutputError
-from .errors import InputError
+from .errors import InputError, OutputError
 from .io import parse_dicom_description
 from .jsonfile import is_finite_number, read_json
 
@@ -485,13 +484,49 @@ def _load_prediction_file(path: Path, series_ids: Mapping[str, str]) -> tuple[st
     return scan_id, out
 
 
+def unambiguous_scans(gt: Sequence[ScanAnnotation]) -> tuple[list[ScanAnnotation], list[str]]:
+    """The scans whose ground truth gives each level once, and one message per scan left out.
+
+    A level given twice (``ScanAnnotation.duplicates``; the loader kept the
+    first point) leaves unknown which point is right: scoring the first would
+    count a right prediction near the second as a miss and a false positive.
+    """
+    kept = [a for a in gt if not a.duplicates]
+    left_out = [f"{a.source or a.scan_id}: scan {a.scan_id!r} gives {', '.join(a.duplicates)} more than once; "
+                "left out of the metrics (spinelabel annotations check finds such labels)" for a in gt if a.duplicates]
+    return kept, left_out
+
+
+def _some(names: Iterable[str], most: int = 3) -> str:
+    """A few names of a collection, for a message: "a, b, c and 7 more"."""
+    ordered = sorted(names)
+    more = f" and {len(ordered) - most} more" if len(ordered) > most else ""
+    return (", ".join(ordered[:most]) or "none") + more
+
+
+def check_pairs(preds: Mapping[str, object], gt: Sequence[ScanAnnotation]) -> None:
+    """Refuse an evaluation in which no annotated scan has a prediction: a 0 % report of two sets that were
+    never paired (scan ids taken by other rules) reads as a model that found nothing.
+
+    Raises
+    ------
+    InputError
+        There are annotated scans, and none of their ids is among ``preds``.
+    """
+    if gt and not {a.scan_id for a in gt} & set(preds):
+        raise InputError(f"no prediction belongs to an annotated scan (predictions: {_some(preds)}; annotations: "
+                         f"{_some(a.scan_id for a in gt)}): see docs/evaluation.md for how scan ids are found")
+
+
 def load_predictions(
     paths: Sequence[str | Path], series_ids: Mapping[str, str] | None = None
 ) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Read spinelabel output JSONs (schema v1): files, or folders of ``*.json``.
 
     A folder means every ``*.json`` in it or below, in sorted order, except
-    annotation files named ``centroids.json`` and hidden files. Scan id: the
+    annotation files named ``centroids.json``, hidden files and folders (an
+    editor's checkpoints, a run's staging folder) and evaluation reports
+    (``evaluate --json`` written beside the results). Scan id: the
     JSON's ``"scan_id"`` if present; else, for a DICOM input, the scan id
     ``series_ids`` gives its SeriesInstanceUID (the annotations' own ids, as
     ``annotations import`` names them); else the case folder of its ``"input"``
@@ -516,7 +551,8 @@ def load_predictions(
             found = sorted(
                 f
                 for f in p.rglob("*.json")
-                if f.is_file() and f.name != CENTROIDS_NAME and not f.name.startswith(".")
+                if f.is_file() and f.name != CENTROIDS_NAME
+                and not any(part.startswith(".") for part in f.relative_to(p).parts) and not _is_report(f)
             )
             if not found:
                 raise InputError(f"{p}: no prediction *.json files in this folder or below")

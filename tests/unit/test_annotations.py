@@ -284,6 +284,28 @@ def test_a_text_naming_two_levels_is_not_read_as_the_first(text):
         parse_level(text)
 
 
+@pytest.mark.parametrize("text", ["L4\u20135", "L4\u22125", "L4\u20145", "L4\\5", "L4,5", "L4 5", "L4+5", "L4 to 5",
+                                  "L4.5", "T1 2", "l1 and 2"])
+def test_a_second_number_after_the_level_is_not_read_as_the_first(text):
+    """L4-5 with the en dash a word processor puts in, a typo such as "T1 2" for T12: read as L4 or T1 before."""
+    from spinelabel.anatomy import parse_level
+
+    with pytest.raises(ValueError, match="second number"):
+        parse_level(text)
+
+
+def test_a_row_longer_than_the_header_is_refused_not_cut(tmp_path):
+    """A decimal comma (European spreadsheets) splits each number in two: the row used to be read as x=40, y=45,
+    z=-131. An empty cell beyond the header (a trailing separator) is still fine."""
+    from spinelabel.annotations import load_annotations
+
+    good = write_csv(tmp_path / "ok.csv", "scan,label,x,y,z\nA,L1,40.5,45,-131,\n")
+    np.testing.assert_allclose(load_annotations([good])[0].points["L1"], [40.5, 45.0, -131.0])
+    bad = write_csv(tmp_path / "comma.csv", "scan,label,x,y,z\nA,L1,40,5,45,-131,69\n")
+    with pytest.raises(InputError, match="line 2: 7 fields under a header of 5 .*decimal comma"):
+        load_annotations([bad])
+
+
 @pytest.mark.parametrize("text", ["D1", "D2 = 23.4 mm", "d12"])
 def test_a_measurement_name_is_not_a_level(text):
     """Viewers name distance measurements D1, D2: never read as dorsal (thoracic) levels."""

@@ -458,3 +458,25 @@ def test_cli_check_errors_are_one_line(tmp_path, capsys):
     save_annotations_csv(_faulty_set(), src)
     code = main(["annotations", "check", str(src), "-o", str(tmp_path / "o.csv"), "--report", str(tmp_path / "r.txt")])
     assert code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_check_never_writes_over_the_labels_it_reads(tmp_path, capsys):
+    """`--report in.csv` replaced the input with the findings table, and `--report case/centroids.json` a ground
+    truth file inside a folder given as source (exit 0). Now one line, exit 1, every input as it was."""
+    src = tmp_path / "labels.csv"
+    save_annotations_csv(_faulty_set(), src)
+    folder = tmp_path / "truth" / "case-1"
+    folder.mkdir(parents=True)
+    truth = folder / "centroids.json"
+    truth.write_text(json.dumps({"case": "case-1", "vertebrae": [
+        {"label": lv, "world_mm": [0.0, 0.0, -30.0 * i]} for i, lv in enumerate(["L1", "L2", "L3"])]}))
+    before = {p: p.read_bytes() for p in (src, truth)}
+    for source, options in (
+        (src, ["-o", str(tmp_path / "o.csv"), "--report", str(src)]),
+        (src, ["-o", str(src)]),
+        (tmp_path / "truth", ["-o", str(tmp_path / "o.csv"), "--report", str(truth)]),
+    ):
+        code = main(["annotations", "check", str(source), *options, "--no-images"])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and "is an input of this run" in err, err
+        assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "o.csv").exists()

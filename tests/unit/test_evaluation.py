@@ -427,3 +427,53 @@ def test_evaluate_json_never_replaces_a_result_or_the_annotations(tmp_path, caps
     for _ in range(2):  # a new name, then over the earlier report
         assert main(["evaluate", str(tmp_path / "preds"), str(tmp_path / "gt"), "--json", str(report)]) == 0
         assert json.loads(report.read_text())["overall"]["n_scans"] == 1
+
+
+def _eval_set(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """A result folder with scan a's prediction and a ground-truth folder a/centroids.json (exact points)."""
+    gt = chain()
+    write_pred(tmp_path / "preds" / "a.json", as_list(gt), input="/data/a/image.nii.gz")
+    (tmp_path / "gt" / "a").mkdir(parents=True)
+    (tmp_path / "gt" / "a" / "centroids.json").write_text(
+        json.dumps({"case": "a", "vertebrae": [{"label": k, "world_mm": list(v)} for k, v in gt.items()]}))
+    return tmp_path / "preds", tmp_path / "gt", gt
+
+
+def test_a_report_or_a_hidden_folder_beside_the_results_is_not_read_as_a_prediction(tmp_path):
+    """The second `evaluate results/ gt --json results/report.json` stopped at its own report; an editor's
+    `.ipynb_checkpoints/a-checkpoint.json` gave 'scan id a also comes from ...'."""
+    from spinelabel.cli import main
+
+    preds, truth, gt = _eval_set(tmp_path)
+    write_pred(preds / ".ipynb_checkpoints" / "a-checkpoint.json", as_list(gt), input="/data/a/image.nii.gz")
+    for _ in range(2):
+        assert main(["evaluate", str(preds), str(truth), "--json", str(preds / "report.json")]) == 0
+        assert json.loads((preds / "report.json").read_text())["overall"]["n_scans_correct"] == 1
+
+
+def test_a_level_given_twice_in_the_ground_truth_leaves_that_scan_out_with_a_warning(tmp_path, capsys):
+    """Scoring the first of two L1 points counted a right L1 as a miss and a false positive, without a word."""
+    from spinelabel.cli import main
+
+    gt = chain()
+    rows = ["scan,label,x,y,z"] + [f"{s},{k},{v[0]},{v[1]},{v[2]}" for s in ("a", "b") for k, v in gt.items()]
+    rows.insert(1, f"b,L1,{gt['L1'][0]},{gt['L1'][1]},{gt['L1'][2] + 28.0}")  # b's first L1 is a slip
+    (tmp_path / "gt.csv").write_text("\n".join(rows) + "\n")
+    for scan in ("a", "b"):
+        write_pred(tmp_path / "preds" / f"{scan}.json", as_list(gt), input=f"/data/{scan}/image.nii.gz")
+    assert main(["evaluate", str(tmp_path / "preds"), str(tmp_path / "gt.csv"), "--json", str(tmp_path / "r.json")]) == 0
+    err = capsys.readouterr().err
+    assert "scan 'b' gives L1 more than once; left out of the metrics" in err
+    overall = json.loads((tmp_path / "r.json").read_text())["overall"]
+    assert overall["n_scans"] == 1 and overall["n_scans_correct"] == 1 and overall["fp"] == 0
+
+
+def test_no_prediction_paired_with_an_annotated_scan_is_one_line_not_a_zero_report(tmp_path, capsys):
+    from spinelabel.cli import main
+
+    preds, truth, gt = _eval_set(tmp_path)
+    (preds / "a.json").rename(preds / "x.json")
+    write_pred(preds / "x.json", as_list(gt), input="/elsewhere/x/image.nii.gz")
+    assert main(["evaluate", str(preds), str(truth)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no prediction belongs to an annotated scan (predictions: x; annotations: a)" in err

@@ -151,7 +151,7 @@ def test_an_output_named_as_an_input_file_is_refused_and_the_input_kept(capsys, 
     args = ["-o", files[3]] if option == "-o" else ["-o", result, option, files[3]]
     code, _, err = _run(capsys, "label", tmp_path / "series", *args)
     assert code == 1
-    _one_error(err, f"{files[3]} is a file the scan was read from")
+    _one_error(err, f"{files[3]} is an input of this run (a file it reads)")
     assert files[3].read_bytes() == before and not result.exists()
 
 
@@ -175,7 +175,7 @@ def test_a_nifti_input_is_not_overwritten_by_its_label_map(capsys, tmp_path, blo
     before = scan.read_bytes()
     code, _, err = _run(capsys, "label", scan, "-o", tmp_path / "a.json", "--label-map", scan)
     assert code == 1
-    _one_error(err, "is a file the scan was read from")
+    _one_error(err, "is an input of this run (a file it reads)")
     assert scan.read_bytes() == before and not (tmp_path / "a.json").exists()
 
 

@@ -163,7 +163,7 @@ STAGING_PREFIX = ".spinelabel-"
 
 def check_targets(targets: Sequence[Path], inputs: Sequence[Path] = ()) -> list[Path]:
     """The targets of a set of outputs as paths; OutputError for a name given twice, one of the ``inputs`` (the
-    files the scan was read from), an empty name, or a name taken by a folder or a device."""
+    files read: an image, annotations), an empty name, or a name taken by a folder or a device."""
     paths = [Path(p) for p in targets]
     resolved = [p.resolve() for p in paths]
     for i, r in enumerate(resolved):
@@ -172,7 +172,7 @@ def check_targets(targets: Sequence[Path], inputs: Sequence[Path] = ()) -> list[
     read = {Path(p).resolve() for p in inputs}
     for p, r in zip(paths, resolved):
         if r in read:
-            raise OutputError(f"{p} is a file the scan was read from: not overwritten with an output")
+            raise OutputError(f"{p} is an input of this run (a file it reads): not overwritten with an output")
     for p in paths:
         check_output_target(p)
     return paths
