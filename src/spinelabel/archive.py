@@ -49,6 +49,8 @@ CHECK_ORDER = ("count", "names", "missed", "", "result unreadable")
 #: Warning codes of a vertebra the image shows but the labels skip: inside the chain, or beyond its end.
 MISSED_CODES = frozenset({"missed-level", "missed-at-end"})
 LABELS_DIR = "labels"
+#: How much of the end of ``done.txt`` is read to find a half line (an input path is at most a few KB).
+DONE_TAIL_BYTES = 1 << 16
 #: What an item id may hold: it names files, so no path separators or spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 MANIFEST_KEYS = ("id", "input", "series")
@@ -132,7 +134,15 @@ def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if not reader.fieldnames or "input" not in [f.strip() for f in reader.fieldnames]:
         raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
-    return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader if any((v or "").strip() for v in row.values())]
+    rows = []
+    for row in reader:
+        extra = [cell for cell in row.pop(None, None) or [] if cell.strip()]  # type: ignore[call-overload]
+        if extra:
+            raise InputError(f"manifest {path}, line {reader.line_num}: more cells than the header names ({extra[0]!r})")
+        cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        if any(cells.values()):  # a row of empty cells (a spreadsheet's ",,") is no item
+            rows.append(cells)
+    return rows
 
 
 def _jsonl_rows(text: str, path: Path) -> list[dict[str, Any]]:
@@ -164,7 +174,10 @@ def _item(row: dict[str, Any], n: int, path: Path) -> ManifestItem:
     raw = str(row.get("input") or "").strip()
     if not raw:
         raise InputError(f"manifest {path}, item {n}: no input")
-    where = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+    if "\n" in raw or "\r" in raw:  # a stray quote in a CSV takes the rows after it into this cell
+        raise InputError(f"manifest {path}, item {n}: a line break inside the input (a quote opened and never closed?)")
+    # absolute, so that done.txt and the results name the same file whichever folder the run starts in
+    where = Path(raw) if Path(raw).is_absolute() else Path(os.path.abspath(path.parent / raw))
     item_id = str(row.get("id") or "").strip() or _default_id(Path(raw).parts[-1:], n)
     if not ID_PATTERN.fullmatch(item_id):
         raise InputError(f"manifest {path}, item {n}: id {item_id!r} must be letters, digits, '.', '_' or '-'")
@@ -211,7 +224,7 @@ def read_done_inputs(out_dir: Path) -> dict[str, str | None]:
     path = out_dir / DONE_NAME
     if not path.is_file():
         return {}
-    text = path.read_text(encoding="utf-8")
+    text = _read_own_text(path)
     lines = text.split("\n")[:-1]  # the part after the last newline is incomplete (or empty)
     done: dict[str, str | None] = {}
     for line in lines:
@@ -219,6 +232,22 @@ def read_done_inputs(out_dir: Path) -> dict[str, str | None]:
         if key.strip():
             done[key.strip()] = recorded if tab else None
     return done
+
+
+def _read_own_text(path: Path) -> str:
+    """A file a run of ours wrote (``done.txt``, ``failed.csv``), perhaps saved since by a spreadsheet (a BOM).
+
+    Raises
+    ------
+    InputError
+        It cannot be read, or it is no longer UTF-8 (saved in a spreadsheet's own code page).
+    """
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text any more (saved by a spreadsheet?): fix or remove it") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _recordable(item_input: str) -> str:
@@ -245,8 +274,9 @@ def read_failed(out_dir: Path) -> dict[str, tuple[str, str]]:
     path = out_dir / FAILED_NAME
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [{k: from_spreadsheet_text(v or "") for k, v in r.items() if k is not None} for r in csv.DictReader(f)]
+    reader = csv.DictReader(io.StringIO(_read_own_text(path), newline=""))
+    rows = [{k: from_spreadsheet_text(v or "") for k, v in r.items() if isinstance(k, str) and isinstance(v, str)}
+            for r in reader]
     return {r["id"]: (r.get("input", ""), r.get("reason", "")) for r in rows if r.get("id")}
 
 
@@ -262,18 +292,38 @@ def _write_failed(out_dir: Path, failed: dict[str, tuple[str, str]]) -> None:
 
 
 class _DoneList:
-    """``done.txt`` opened for appending: one ``write`` per id, so a kill never leaves half a line."""
+    """``done.txt`` opened for appending: one ``write`` per id, so a kill never leaves half a line; a write the
+    disk cuts short is taken back, and a half line left by an older version is cut off when the file is opened."""
 
     def __init__(self, out_dir: Path):
+        self.path = out_dir / DONE_NAME
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            size = os.fstat(self.fd).st_size
+            tail = os.pread(self.fd, min(size, DONE_TAIL_BYTES), size - min(size, DONE_TAIL_BYTES))
+            if tail and not tail.endswith(b"\n"):
+                os.ftruncate(self.fd, size - len(tail) + tail.rfind(b"\n") + 1)
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> Exception:
         from .errors import OutputError
 
-        try:
-            self.fd = os.open(out_dir / DONE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise OutputError(f"cannot write {out_dir / DONE_NAME}: {exc.strerror or exc}") from None
+        return OutputError(f"cannot write {self.path}: {exc.strerror or exc}")
 
     def add(self, key: str, item_input: str) -> None:
-        os.write(self.fd, _done_line(key, item_input).encode())
+        """Append one line, whole or not at all (OutputError when the disk refuses it)."""
+        line = _done_line(key, item_input).encode()
+        size = os.fstat(self.fd).st_size
+        try:
+            if os.write(self.fd, line) != len(line):
+                raise OSError(28, os.strerror(28))  # a short write: the disk is full
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError:
+                pass
+            raise self._error(exc) from None
 
     def close(self) -> None:
         os.close(self.fd)
@@ -283,12 +333,25 @@ def pending_tasks(
     items: list[ManifestItem], out_dir: Path, overlays: bool, skip: set[str], stack: str | None = None
 ) -> list[Task]:
     """The tasks of the items not in ``skip``, writing to ``out_dir/labels/<id>.json`` (and ``.png``); ``stack``:
-    the stack every item reads of a series holding several (``io.load_image``)."""
+    the stack every DICOM item reads of a series holding several (``io.load_image``).
+
+    An item labeled again (its input changed, or it failed before) whose
+    overlay an earlier run wrote gets a new overlay too, with or without
+    ``overlays``: one item's outputs are always of one scan, never a new result
+    beside the picture of another.
+    """
+    from .io.nifti import is_nifti_path
+
     labels = out_dir / LABELS_DIR
+
+    def overlay(item: ManifestItem) -> Path | None:
+        png = labels / f"{item.id}.png"
+        return png if overlays or os.path.lexists(png) else None
+
     return [
         Task(
-            item.id, (item.input,), item.series, labels / f"{item.id}.json", labels / f"{item.id}.png" if overlays else None,
-            dicomweb=item.dicomweb, stack=stack,
+            item.id, (item.input,), item.series, labels / f"{item.id}.json", overlay(item), dicomweb=item.dicomweb,
+            stack=None if os.path.isfile(item.input) and is_nifti_path(item.input) else stack,
         )
         for item in items
         if item.id not in skip

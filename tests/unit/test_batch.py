@@ -512,3 +512,100 @@ def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path):
         except ProcessLookupError:
             pass
         proc.communicate()
+
+
+# ----------------------------------------------------------------- red team (thirty-seventh session)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("input,id\r\n/x.nii.gz,a\r\n/y.nii.gz,b,extra\r\n", "line 3: more cells than the header names \\('extra'\\)"),
+        ('input,id\n"/a.nii.gz,a\n/b.nii.gz,b\n/c.nii.gz,c\n', "item 1: a line break inside the input"),
+    ],
+)
+def test_spreadsheet_slips_in_a_manifest_are_one_line_errors(tmp_path, text, message):
+    """A cell beyond the header gave an AttributeError traceback; a stray quote folded the rows after it into one
+    item (with a three-line error) and the others vanished from the count."""
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_manifest(tmp_path / "m.csv")
+    (tmp_path / "ok.csv").write_text("input,id\r\n/x.nii.gz,a\r\n,,\r\n/y.nii.gz,b,\r\n")  # empty cells: fine
+    assert [i.id for i in read_manifest(tmp_path / "ok.csv")] == ["a", "b"]
+
+
+def test_relative_inputs_are_absolute_so_a_run_from_another_folder_skips_what_is_done(scans, tmp_path, monkeypatch):
+    """Run from the manifest's parent, then from elsewhere: the second run relabeled every item (done.txt recorded
+    the inputs as typed, relative to where each run started)."""
+    good, _ = scans
+    (tmp_path / "rel" / "scans").mkdir(parents=True)
+    (tmp_path / "rel" / "scans" / "a.nii.gz").write_bytes(good[0].read_bytes())
+    (tmp_path / "rel" / "m.csv").write_text("input,id\nscans/a.nii.gz,a\n")
+    labeled: list[list[str]] = []
+
+    def runner(tasks):
+        labeled.append([t.key for t in tasks])
+        return run_here(BLOB.load(), tasks)
+
+    monkeypatch.chdir(tmp_path)
+    run_archive(read_manifest(Path("rel/m.csv")), tmp_path / "out", runner)
+    monkeypatch.chdir(tmp_path / "rel")
+    assert read_manifest(Path("m.csv"))[0].input == str(tmp_path / "rel" / "scans" / "a.nii.gz")
+    run_archive(read_manifest(Path("m.csv")), tmp_path / "out", runner)
+    assert labeled == [["a"], []]
+
+
+def test_an_item_labeled_again_gets_a_new_overlay_beside_its_new_result(scans, tmp_path):
+    """day 1 labels case7 with --overlays, day 2 points case7 at another scan without: case7.png stayed the
+    first scan's picture beside the second scan's result."""
+    good, _ = scans
+    img = nib.load(str(good[0]))
+    other = tmp_path / "other.nii.gz"  # another patient: the same spine 12 voxels higher
+    nib.save(nib.Nifti1Image(np.roll(np.asarray(img.dataobj), 12, axis=2), img.affine), str(other))
+    out = tmp_path / "out"
+    (tmp_path / "d1.csv").write_text(f"id,input\ncase7,{good[0]}\n")
+    (tmp_path / "d2.csv").write_text(f"id,input\ncase7,{other}\n")
+    run_archive(read_manifest(tmp_path / "d1.csv"), out, lambda t: run_here(BLOB.load(), t), overlays=True)
+    png = out / LABELS_DIR / "case7.png"
+    first = png.read_bytes()
+    run_archive(read_manifest(tmp_path / "d2.csv"), out, lambda t: run_here(BLOB.load(), t), overlays=False)
+    assert json.loads((out / LABELS_DIR / "case7.json").read_text())["input"] == str(other)
+    assert png.read_bytes() != first
+
+
+def test_a_done_list_the_disk_cuts_short_keeps_whole_lines_only(tmp_path, monkeypatch):
+    """Disk full while appending to done.txt: a traceback, or half a line that the next append ran into."""
+    from spinelabel import archive
+    from spinelabel.errors import OutputError
+
+    (tmp_path / DONE_NAME).write_bytes(b"a\t/x/a.nii.gz\nb\t/x/b.nii")  # a half line left by an older version
+    done = archive._DoneList(tmp_path)
+    assert (tmp_path / DONE_NAME).read_bytes() == b"a\t/x/a.nii.gz\n"
+    real_write = archive.os.write
+    monkeypatch.setattr(archive.os, "write", lambda fd, data: real_write(fd, data[:5]))  # the disk takes 5 bytes
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / DONE_NAME}: No space left on device"):
+        done.add("c", "/x/c.nii.gz")
+    monkeypatch.setattr(archive.os, "write", real_write)
+    done.add("d", "/x/d.nii.gz")
+    done.close()
+    assert (tmp_path / DONE_NAME).read_bytes() == b"a\t/x/a.nii.gz\nd\t/x/d.nii.gz\n"
+
+
+@pytest.mark.parametrize("name", [DONE_NAME, FAILED_NAME])
+def test_a_done_or_failed_list_saved_by_a_spreadsheet_is_one_line(tmp_path, name):
+    """A cp1252 byte gave a UnicodeDecodeError traceback; a BOM made failed.csv's ids unreadable (skip ignored)."""
+    (tmp_path / name).write_bytes(b"id,input,reason\nb\xe9,/x,y\n")
+    with pytest.raises(InputError, match="not UTF-8 text any more"):
+        (read_done if name == DONE_NAME else read_failed)(tmp_path)
+    (tmp_path / FAILED_NAME).write_bytes("\ufeffid,input,reason\nb,/x,gone\n".encode())
+    assert read_failed(tmp_path) == {"b": ("/x", "gone")}
+
+
+def test_a_mixed_manifest_gives_stack_to_its_dicom_series_only(scans, tmp_path):
+    """`batch --stack W` failed every NIfTI item of a mixed manifest on every run (label gives it to series only)."""
+    from spinelabel.archive import pending_tasks
+
+    good, _ = scans
+    items = [ManifestItem("n", str(good[0])), ManifestItem("d", str(tmp_path))]
+    tasks = {t.key: t for t in pending_tasks(items, tmp_path / "out", overlays=False, skip=set(), stack="W")}
+    assert tasks["n"].stack is None and tasks["d"].stack == "W"
