@@ -18,11 +18,14 @@ sagittal series, ids = SeriesInstanceUIDs). The output folder holds
   to check first first (:func:`write_worklist`), rewritten at the end of a run.
 
 Only the driver (this process) writes ``done.txt`` and ``failed.csv``; the
-workers (:mod:`spinelabel.batch`) write the per-item results.
+workers (:mod:`spinelabel.batch`) write the per-item results. One run at a
+time writes into a folder: it holds ``.spinelabel-batch.lock`` there, and a
+second run into the same folder stops with one line before it labels anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -49,6 +52,8 @@ CHECK_ORDER = ("count", "names", "missed", "", "result unreadable")
 #: Warning codes of a vertebra the image shows but the labels skip: inside the chain, or beyond its end.
 MISSED_CODES = frozenset({"missed-level", "missed-at-end"})
 LABELS_DIR = "labels"
+#: Held by the run writing into an output folder (``_only_run``); hidden, as staged outputs are.
+LOCK_NAME = ".spinelabel-batch.lock"
 #: How much of the end of ``done.txt`` is read to find a half line (an input path is at most a few KB).
 DONE_TAIL_BYTES = 1 << 16
 #: What an item id may hold: it names files, so no path separators or spaces.
@@ -404,6 +409,48 @@ def run_archive(
         The output folder cannot be written.
     """
     prepare_output(out_dir)
+    with _only_run(out_dir):
+        return _run_alone(items, out_dir, runner, overlays, skip_failed, progress, stack)
+
+
+@contextlib.contextmanager
+def _only_run(out_dir: Path) -> Iterator[None]:
+    """Hold :data:`LOCK_NAME` in ``out_dir`` (an advisory lock the system drops with the process, however it ends).
+
+    Two batches into one folder labeled the same items twice and each
+    rewrote ``failed.csv`` without the other's failures.
+
+    Raises
+    ------
+    OutputError
+        Another run holds the folder, or the lock file cannot be made.
+    """
+    import fcntl
+
+    from .errors import OutputError
+
+    path = out_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"another spinelabel batch is writing into {out_dir}: wait for it to end, "
+                          "or give this one another output folder") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_alone(
+    items: list[ManifestItem], out_dir: Path, runner: Runner, overlays: bool, skip_failed: bool,
+    progress: Callable[[Outcome], None] | None, stack: str | None,
+) -> ArchiveRun:
+    """:func:`run_archive` once the output folder is this run's alone."""
     ids = {item.id for item in items}
     recorded = read_done_inputs(out_dir)  # an item whose input changed since is labeled again
     done = {item.id for item in items if item.id in recorded and _still_done(recorded[item.id], item.input)}

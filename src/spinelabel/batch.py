@@ -19,7 +19,7 @@ import importlib
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,8 +225,28 @@ def worker_task(spec: LabelerSpec, task: Task) -> Outcome:
     return run_task(labeler, task)
 
 
+#: How often (s) a worker process looks whether the process that started it is still there.
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent() -> None:
+    """Leave this worker process as soon as its parent is gone (a ``kill -9`` of the batch): a pool's workers hold
+    both ends of their task queue, so they would wait for work forever, a loaded model each."""
+    import os
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="spinelabel-parent-watch", daemon=True).start()
+
+
 def _warm_worker(spec: LabelerSpec) -> None:
     """Process-pool initializer: load the labeler before the first task (errors come with the tasks)."""
+    _exit_with_parent()
     try:
         cached_labeler(spec)
     except SpinelabelError:
@@ -250,26 +270,67 @@ def run_processes(spec: LabelerSpec, tasks: Iterable[Task], jobs: int) -> Iterat
 
     Workers are started with ``spawn`` (no fork of a process that has torch's
     thread pools). Closing the iterator early cancels the tasks not started.
+    When a worker dies (killed, out of memory), each task that was in flight
+    runs again alone in a pool of its own: the one that kills its worker again
+    fails alone ("died twice"), and the tasks not started go on in a new pool.
 
     Raises
     ------
     ModelError
-        A worker could not load the labeler (the batch stops), or a worker
-        process died (killed, out of memory).
+        A worker could not load the labeler, or workers die before any task
+        has finished (the batch stops: nothing would be labeled).
     """
+    todo, finished = list(tasks), 0
+    while todo:
+        broken = _Broken()
+        for outcome in _pooled(spec, todo, jobs, broken):
+            finished += 1
+            yield outcome
+        for task in broken.in_flight:
+            again = _Broken()
+            for outcome in _pooled(spec, [task], 1, again):
+                finished += 1
+                yield outcome
+            if again.in_flight and not finished:
+                raise ModelError("worker processes die before they finish any item (killed, or out of memory?)")
+            if again.in_flight:
+                yield Outcome(task.key, "its worker process died twice (killed, or out of memory?)")
+        todo = broken.not_started
+
+
+@dataclass
+class _Broken:
+    """What a pool that broke (a worker died) left: the tasks in flight and those not started, in order."""
+
+    in_flight: list[Task] = field(default_factory=list)
+    not_started: list[Task] = field(default_factory=list)
+
+
+def _pooled(spec: LabelerSpec, tasks: list[Task], jobs: int, broken: _Broken) -> Iterator[Outcome]:
+    """Outcomes of ``tasks`` from one process pool that holds at most ``jobs`` of them at a time, so that when a
+    worker dies the tasks that may have killed it are known (``broken``)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(
         max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_worker, initargs=(spec,)
     )
+    waiting, in_flight = deque(tasks), dict[Future, Task]()
     try:
-        futures = [pool.submit(worker_task, spec, task) for task in tasks]
-        for future in as_completed(futures):
-            yield _checked(future.result())
+        while waiting or in_flight:
+            while waiting and len(in_flight) < jobs:
+                task = waiting.popleft()
+                in_flight[pool.submit(worker_task, spec, task)] = task
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                if isinstance(future.exception(), BrokenProcessPool):
+                    raise BrokenProcessPool(str(future.exception()))
+                del in_flight[future]
+                yield _checked(future.result())
     except BrokenProcessPool:
-        raise ModelError("a worker process died (killed or out of memory); finished items are kept") from None
+        broken.in_flight, broken.not_started = list(in_flight.values()), list(waiting)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

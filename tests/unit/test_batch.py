@@ -476,8 +476,11 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path):
-    """``kill`` (SIGTERM) on ``batch --jobs 2``: exit 143, the worker processes end with it, no temporary files."""
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGKILL"])
+def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path, signame):
+    """``kill`` (SIGTERM) on ``batch --jobs 2``: exit 143, the worker processes end with it, no temporary files.
+    ``kill -9`` (no clean-up in the batch): the workers, each holding a model, leave within seconds too (they
+    stayed, idle, until killed by hand)."""
     import os
     import signal
     import subprocess
@@ -497,15 +500,19 @@ def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path):
         time.sleep(2.0)
         workers = _children(proc.pid)
         assert proc.poll() is None and len(workers) >= 2, "the batch ended or never started its workers"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, signame))
         proc.wait(timeout=60)
         deadline = time.monotonic() + 30
         while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not [w for w in workers if os.path.exists(f"/proc/{w}")], "worker processes outlived the batch"
+        if signame == "SIGKILL":
+            return
         err = proc.stderr.read() if proc.stderr else ""
         assert proc.returncode == 143 and err.strip().splitlines()[-1] == "spinelabel: terminated", err
-        assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary file left behind
+        from spinelabel.archive import LOCK_NAME
+
+        assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name != LOCK_NAME]  # nothing temporary
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # whatever the outcome, leave no process of the test behind
@@ -609,3 +616,67 @@ def test_a_mixed_manifest_gives_stack_to_its_dicom_series_only(scans, tmp_path):
     items = [ManifestItem("n", str(good[0])), ManifestItem("d", str(tmp_path))]
     tasks = {t.key: t for t in pending_tasks(items, tmp_path / "out", overlays=False, skip=set(), stack="W")}
     assert tasks["n"].stack is None and tasks["d"].stack == "W"
+
+
+def test_a_worker_killed_on_one_item_fails_that_item_and_the_batch_goes_on(scans, tmp_path):
+    """One worker's death (the kernel's out-of-memory killer) stopped the whole batch, and since no item was named
+    failed, every resume stopped at the same scan. Now that item fails alone and every other is labeled."""
+    from spinelabel.testing.dummy import DYING_MARK
+
+    good, _ = scans
+    img = nib.load(str(good[0]))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    killer = tmp_path / "killer.nii.gz"
+    nib.save(nib.Nifti1Image(data * (DYING_MARK / data.max()), img.affine), str(killer))
+    spec = LabelerSpec(factory="spinelabel.testing.dummy:dying_labeler")
+    tasks = _tasks([good[0], killer, good[1], good[2], good[0]], tmp_path / "out")
+    tasks[-1] = Task("again", tasks[-1].inputs, json=tmp_path / "out" / "again.json")
+    outcomes = {o.key: o for o in run_processes(spec, tasks, jobs=2)}
+    assert set(outcomes) == {"a.nii.gz", "killer.nii.gz", "b.nii.gz", "c.nii.gz", "again"}
+    assert "died twice" in outcomes["killer.nii.gz"].error
+    assert all(o.ok and o.n_vertebrae == 5 for k, o in outcomes.items() if k != "killer.nii.gz")
+
+
+def test_workers_that_die_before_any_item_finishes_stop_the_batch(scans, tmp_path):
+    from spinelabel.testing.dummy import DYING_MARK
+
+    good, _ = scans
+    img = nib.load(str(good[0]))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    killers = []
+    for i in range(3):
+        killers.append(tmp_path / f"k{i}.nii.gz")
+        nib.save(nib.Nifti1Image(data * (DYING_MARK / data.max()), img.affine), str(killers[-1]))
+    spec = LabelerSpec(factory="spinelabel.testing.dummy:dying_labeler")
+    with pytest.raises(ModelError, match="die before they finish any item"):
+        list(run_processes(spec, _tasks(killers, tmp_path / "out"), jobs=2))
+
+
+def test_a_second_batch_into_a_folder_in_use_stops_before_labeling(scans, tmp_path, capsys):
+    """Two runs into one folder labeled the same items twice, and each rewrote failed.csv without the other's
+    failures. The folder is locked by the run in it; the lock goes with the run (however it ends)."""
+    import subprocess
+    import sys
+
+    good, _ = scans
+    (tmp_path / "m.csv").write_text(f"id,input\na,{good[0]}\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import contextlib, sys, time; from pathlib import Path; "
+         "from spinelabel.archive import _only_run\n"
+         "with _only_run(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert main(["batch", str(tmp_path / "m.csv"), "-o", str(out), "-q"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == f"spinelabel: error: another spinelabel batch is writing into {out}: wait for it to end, " \
+                      "or give this one another output folder"
+        assert not (out / LABELS_DIR / "a.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    main(["batch", str(tmp_path / "m.csv"), "-o", str(out), "-q"])  # the holder is gone, and so is its lock:
+    assert "another spinelabel batch" not in capsys.readouterr().err  # this run labels (the shipped model finds no
+    assert (out / FAILED_NAME).exists()  # vertebrae in a blob phantom; what matters is that it ran)

@@ -287,7 +287,7 @@ def test_batch_item_that_cannot_be_written_is_one_failed_line_and_the_rest_goes_
     code, _, err = _run(capsys, "batch", manifest, "--output-dir", tmp_path / "run", "--quiet")
     assert code == 1
     assert _lines(err) == [f"failed: a: {tmp_path / 'series'}: cannot write {tmp_path / 'run' / 'labels' / 'a.json'}: it is a folder"]
-    assert _tree(tmp_path / "run") == {"done.txt", "failed.csv", "labels/b.json", "worklist.csv"}
+    assert _tree(tmp_path / "run") == {".spinelabel-batch.lock", "done.txt", "failed.csv", "labels/b.json", "worklist.csv"}
     assert [line.split("\t")[0] for line in (tmp_path / "run" / "done.txt").read_text().splitlines()] == ["b"]
     assert (tmp_path / "run" / "worklist.csv").read_text().splitlines()[1].startswith("b,")  # only what was done
     assert all(p.stat().st_mode & 0o644 == 0o644 for p in (tmp_path / "run").rglob("*") if p.is_file())

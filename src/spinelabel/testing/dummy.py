@@ -84,6 +84,28 @@ def blob_labeler():
     return Labeler(dummy_config(), BlobNet())
 
 
+#: The brightest voxel of an image on which :func:`dying_labeler`'s process dies (as the kernel's out-of-memory
+#: killer would end it): a mark a test can write into an otherwise ordinary :func:`blob_spine` image.
+DYING_MARK = 4242.0
+
+
+def dying_labeler():
+    """:func:`blob_labeler`, except that the process ends at once (exit 137, no Python clean-up) on an image whose
+    brightest voxel is :data:`DYING_MARK`: a worker killed on one item (``"spinelabel.testing.dummy:dying_labeler"``)."""
+    import os
+
+    labeler = blob_labeler()
+    label = labeler.label
+
+    def label_or_die(volume, *args, **kwargs):
+        if float(np.max(volume.data)) == DYING_MARK:
+            os._exit(137)
+        return label(volume, *args, **kwargs)
+
+    labeler.label = label_or_die  # type: ignore[method-assign]
+    return labeler
+
+
 def silent_model_dir(path) -> str:
     """A tiny real model directory (checksummed weights and config) whose network never fires (head bias -10)."""
     from pathlib import Path
