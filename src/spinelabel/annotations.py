@@ -170,6 +170,15 @@ def _verse_name(vid: Any) -> str | None:
 # ----------------------------------------------------------------- CSV
 
 
+def _header_wide(row: list[str], width: int, where: str) -> list[str]:
+    """A CSV row as ``width`` cells: a short one padded with empty cells, one with more refused unless they are
+    empty (a trailing separator), since a decimal comma splits each number in two (x=40,5 reads as x=40, y=5)."""
+    if any(cell.strip() for cell in row[width:]):
+        raise InputError(f"{where}: {len(row)} fields under a header of {width} "
+                         "(a decimal comma? coordinates take a point: 12.5)")
+    return row + [""] * (width - len(row))
+
+
 def _load_csv(path: Path) -> list[ScanAnnotation]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # utf-8-sig: tolerate Excel's BOM
@@ -202,11 +211,7 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
             if not any(cell.strip() for cell in row):
                 continue
             where = f"{path}: line {line}"
-            if len(row) < len(header):
-                row = row + [""] * (len(header) - len(row))
-            if any(cell.strip() for cell in row[len(header):]):  # a decimal comma splits each number in two
-                raise InputError(f"{where}: {len(row)} fields under a header of {len(header)} "
-                                 "(a decimal comma? coordinates take a point: 12.5)")
+            row = _header_wide(row, len(header), where)
             scan = from_spreadsheet_text(row[col["scan"]].strip())
             if not scan:
                 raise InputError(f"{where}: empty scan id")

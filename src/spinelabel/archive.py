@@ -11,7 +11,7 @@ sagittal series, ids = SeriesInstanceUIDs). The output folder holds
   re-run skips them, so a killed run is resumed by starting it again; an item
   whose manifest input has changed since is labeled again;
 - ``failed.csv``: ``id,input,reason`` of the items that failed and have not
-  been labeled since (rewritten whenever it changes; a cell starting like a
+  been labeled since (rewritten at most every 2 s while a run goes, and at its end; a cell starting like a
   formula gets a leading ', as in every CSV spinelabel writes). A re-run
   tries them again unless told to skip them;
 - ``worklist.csv``: every item done so far (this run and earlier ones), what
@@ -334,6 +334,31 @@ class _DoneList:
         os.close(self.fd)
 
 
+#: ``failed.csv`` is rewritten whole, so not after every failure while a run goes but at most this often (s), and
+#: at the run's end: 5000 missing inputs spent 35 s rewriting it, and an archive mount gone offline fails tens of
+#: thousands. A kill loses at most this much of the list: those items are not in ``done.txt``, so they are tried again.
+FAILED_WRITE_S = 2.0
+
+
+class _FailedList:
+    """``failed.csv`` kept in step with a run's failures (``failed``, updated by the caller)."""
+
+    def __init__(self, out_dir: Path, failed: dict[str, tuple[str, str]]):
+        self.out_dir, self.failed, self.pending, self.written = out_dir, failed, False, time.monotonic()
+
+    def changed(self) -> None:
+        """Note a change; write when the last write is :data:`FAILED_WRITE_S` old."""
+        self.pending = True
+        if time.monotonic() - self.written >= FAILED_WRITE_S:
+            self.write()
+
+    def write(self) -> None:
+        """Write what changed since the last write (atomically: :func:`_write_failed`)."""
+        if self.pending:
+            _write_failed(self.out_dir, self.failed)
+            self.pending, self.written = False, time.monotonic()
+
+
 def pending_tasks(
     items: list[ManifestItem], out_dir: Path, overlays: bool, skip: set[str], stack: str | None = None
 ) -> list[Task]:
@@ -460,14 +485,15 @@ def _run_alone(
     tasks = pending_tasks(items, out_dir, overlays, done | (set(failed) if skip_failed else set()), stack)
     run = ArchiveRun(total=len(items), done_before=len(done), failed=failed)
     inputs = {item.id: item.input for item in items}
-    done_list, start = _DoneList(out_dir), time.perf_counter()
+    done_list, failed_list, start = _DoneList(out_dir), _FailedList(out_dir, run.failed), time.perf_counter()
     try:
         for outcome in runner(tasks):
-            _record(outcome, run, done_list, out_dir, inputs)
+            _record(outcome, run, done_list, failed_list, inputs)
             if progress is not None:
                 progress(outcome)
     finally:
         done_list.close()
+        failed_list.write()
         run.seconds = time.perf_counter() - start
     write_worklist(out_dir, [item for item in items if item.id in done or item.id in run.done_now])
     return run
@@ -541,7 +567,9 @@ def prepare_output(out_dir: Path) -> None:
         raise OutputError(f"cannot create {out_dir / LABELS_DIR}: {exc.strerror or exc}") from None
 
 
-def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Path, inputs: dict[str, str]) -> None:
+def _record(
+    outcome: Outcome, run: ArchiveRun, done_list: _DoneList, failed_list: _FailedList, inputs: dict[str, str]
+) -> None:
     """Append a labeled item to ``done.txt``, or list a failed one in ``failed.csv``."""
     run.attempted += 1
     if outcome.ok:
@@ -549,7 +577,7 @@ def _record(outcome: Outcome, run: ArchiveRun, done_list: _DoneList, out_dir: Pa
         run.done_now.add(outcome.key)
         run.count_in_doubt += outcome.count_in_doubt
         if run.failed.pop(outcome.key, None) is not None:
-            _write_failed(out_dir, run.failed)
+            failed_list.changed()
         return
     run.failed[outcome.key] = (inputs[outcome.key], outcome.error or "failed")
-    _write_failed(out_dir, run.failed)
+    failed_list.changed()
