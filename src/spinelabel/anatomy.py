@@ -147,7 +147,9 @@ _ANOTHER_LEVEL_RE = re.compile(rf"(?<![A-Za-z]){_REGION}\s*-?\s*\d{{1,2}}\b", re
 #: (U+2013, what word processors put in), a minus sign (U+2212) or another dash, "L4\\5", "L4,5", "L4+5",
 #: "L4 to 5", "L4.5", or "T1 2" typed for T12. A disc, a range or a typo, never one vertebra: reading the first
 #: number alone would name the wrong one.
-_FURTHER_NUMBER_RE = re.compile(r"\s*(?:[-\u2010\u2011\u2012\u2013\u2014\u2212/\\,.+&]|to\b|and\b)?\s*\d", re.IGNORECASE)
+_FURTHER_NUMBER_RE = re.compile(
+    r"\s*(?:[-\u2010\u2011\u2012\u2013\u2014\u2212/\\,.+&]|to\b|and\b)?\s*\d(?!\d*\s*(?:st|nd|rd|th)\b)", re.IGNORECASE
+)  # an ordinal ("S1 2nd", "L3, 2nd reader") is a note, not a level
 
 
 def parse_level(text: str) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -54,6 +55,8 @@ MISSED_CODES = frozenset({"missed-level", "missed-at-end"})
 LABELS_DIR = "labels"
 #: Held by the run writing into an output folder (``_only_run``); hidden, as staged outputs are.
 LOCK_NAME = ".spinelabel-batch.lock"
+#: ``flock`` errors of a file system that cannot lock at all: a run there goes on without the lock.
+UNLOCKABLE = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
 #: How much of the end of ``done.txt`` is read to find a half line (an input path is at most a few KB).
 DONE_TAIL_BYTES = 1 << 16
 #: What an item id may hold: it names files, so no path separators or spaces.
@@ -139,11 +142,14 @@ def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if not reader.fieldnames or "input" not in [f.strip() for f in reader.fieldnames]:
         raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
-    rows = []
+    rows, line = [], reader.line_num + 1  # the line each row starts on
     for row in reader:
+        where, line = f"manifest {path}, line {line}", reader.line_num + 1
         extra = [cell for cell in row.pop(None, None) or [] if cell.strip()]  # type: ignore[call-overload]
         if extra:
-            raise InputError(f"manifest {path}, line {reader.line_num}: more cells than the header names ({extra[0]!r})")
+            raise InputError(f"{where}: more cells than the header names ({extra[0]!r})")
+        if any("\n" in cell or "\r" in cell for cell in row.values() if isinstance(cell, str)):
+            raise InputError(f"{where}: a line break inside a cell (a quote opened and never closed?)")
         cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
         if any(cells.values()):  # a row of empty cells (a spreadsheet's ",,") is no item
             rows.append(cells)
@@ -233,7 +239,7 @@ def read_done_inputs(out_dir: Path) -> dict[str, str | None]:
     lines = text.split("\n")[:-1]  # the part after the last newline is incomplete (or empty)
     done: dict[str, str | None] = {}
     for line in lines:
-        key, tab, recorded = line.partition("\t")
+        key, tab, recorded = line.partition("\t")  # Windows line ends are gone already (universal newlines)
         if key.strip():
             done[key.strip()] = recorded if tab else None
     return done
@@ -461,10 +467,15 @@ def _only_run(out_dir: Path) -> Iterator[None]:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         os.close(fd)
-        raise OutputError(f"another spinelabel batch is writing into {out_dir}: wait for it to end, "
-                          "or give this one another output folder") from None
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OutputError(f"another spinelabel batch is writing into {out_dir}: wait for it to end, "
+                              "or give this one another output folder") from None
+        if exc.errno not in UNLOCKABLE:
+            raise OutputError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        yield  # a file system without locks (NFS without its lock daemon): the run goes on unguarded
+        return
     try:
         yield
     finally:

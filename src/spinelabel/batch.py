@@ -265,6 +265,11 @@ def run_here(labeler: Any, tasks: Iterable[Task]) -> Iterator[Outcome]:
         yield run_task(labeler, task)
 
 
+#: Tasks that killed their worker process alone, with none finished yet, that stop a batch: one such task is a bad
+#: item (it fails alone), two different ones before any success mean the workers cannot work at all.
+SYSTEMATIC_DEATHS = 2
+
+
 def run_processes(spec: LabelerSpec, tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:
     """Label the tasks in ``jobs`` worker processes, each loading the labeler once; outcomes as they finish.
 
@@ -277,24 +282,28 @@ def run_processes(spec: LabelerSpec, tasks: Iterable[Task], jobs: int) -> Iterat
     Raises
     ------
     ModelError
-        A worker could not load the labeler, or workers die before any task
-        has finished (the batch stops: nothing would be labeled).
+        A worker could not load the labeler, or :data:`SYSTEMATIC_DEATHS`
+        tasks killed their worker alone before any task finished (the model
+        itself does not fit: every item would fail, one pool start each).
     """
-    todo, finished = list(tasks), 0
+    todo, finished, died = list(tasks), 0, 0
     while todo:
         broken = _Broken()
         for outcome in _pooled(spec, todo, jobs, broken):
             finished += 1
             yield outcome
-        for task in broken.in_flight:
+        died_again = []
+        for task in broken.in_flight:  # each alone: a second death names the task that causes it
             again = _Broken()
             for outcome in _pooled(spec, [task], 1, again):
                 finished += 1
                 yield outcome
-            if again.in_flight and not finished:
-                raise ModelError("worker processes die before they finish any item (killed, or out of memory?)")
-            if again.in_flight:
-                yield Outcome(task.key, "its worker process died twice (killed, or out of memory?)")
+            died_again += again.in_flight
+        died += len(died_again)
+        if died >= SYSTEMATIC_DEATHS and not finished:
+            raise ModelError("worker processes die before they finish any item (killed, or out of memory?)")
+        for task in died_again:
+            yield Outcome(task.key, "its worker process died twice (killed, or out of memory?)")
         todo = broken.not_started
 
 
@@ -321,14 +330,15 @@ def _pooled(spec: LabelerSpec, tasks: list[Task], jobs: int, broken: _Broken) ->
     try:
         while waiting or in_flight:
             while waiting and len(in_flight) < jobs:
-                task = waiting.popleft()
-                in_flight[pool.submit(worker_task, spec, task)] = task
+                in_flight[pool.submit(worker_task, spec, waiting[0])] = waiting[0]  # a broken pool refuses here
+                waiting.popleft()
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                if isinstance(future.exception(), BrokenProcessPool):
-                    raise BrokenProcessPool(str(future.exception()))
+            lost = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
+            for future in [f for f in done if f not in lost]:  # what finished before the death is kept
                 del in_flight[future]
                 yield _checked(future.result())
+            if lost:
+                raise BrokenProcessPool("a worker process died")
     except BrokenProcessPool:
         broken.in_flight, broken.not_started = list(in_flight.values()), list(waiting)
     finally:

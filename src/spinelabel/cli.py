@@ -534,10 +534,11 @@ def evaluate(
 
     if json_out is not None:
         check_report_target(json_out)  # before reading: the report never replaces what it is computed from
-    gt, left_out = unambiguous_scans(load_annotations([annotations], on_problem=_warn))
+    everything = load_annotations([annotations], on_problem=_warn)
+    gt, left_out = unambiguous_scans(everything)
     for message in left_out:
         _warn(message)
-    preds = load_predictions([predictions], {a.series_uid: a.scan_id for a in gt if a.series_uid})
+    preds = load_predictions([predictions], {a.series_uid: a.scan_id for a in everything if a.series_uid})
     check_pairs(preds, gt)
     report = run_evaluation(preds, gt, match_radius_mm=radius)
     typer.echo(format_report(report))

@@ -511,9 +511,11 @@ def check_pairs(preds: Mapping[str, object], gt: Sequence[ScanAnnotation]) -> No
     Raises
     ------
     InputError
-        There are annotated scans, and none of their ids is among ``preds``.
+        No annotated scan is left (every one left out), or none of their ids is among ``preds``.
     """
-    if gt and not {a.scan_id for a in gt} & set(preds):
+    if not gt:
+        raise InputError("no annotated scan left to evaluate against: each gives some level more than once")
+    if not {a.scan_id for a in gt} & set(preds):
         raise InputError(f"no prediction belongs to an annotated scan (predictions: {_some(preds)}; annotations: "
                          f"{_some(a.scan_id for a in gt)}): see docs/evaluation.md for how scan ids are found")
 

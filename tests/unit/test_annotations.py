@@ -317,7 +317,7 @@ def test_a_measurement_name_is_not_a_level(text):
 
 @pytest.mark.parametrize(("text", "level"), [
     ("L3", "L3"), ("l 3", "L3"), ("L3 vertebra", "L3"), ("L-3", "L3"), ("t13", "T13"), ("T12 (last rib)", "T12"),
-    ("Th12", "T12"), ("th 7", "T7"), ("L5 segment 2", "L5"),
+    ("Th12", "T12"), ("th 7", "T7"), ("L5 segment 2", "L5"), ("S1 2nd", "S1"), ("L3, 2nd reader", "L3"),
 ])  # fmt: skip
 def test_clinician_label_text_is_normalised(text, level):
     from spinelabel.anatomy import parse_level

@@ -528,7 +528,8 @@ def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path, signame):
     ("text", "message"),
     [
         ("input,id\r\n/x.nii.gz,a\r\n/y.nii.gz,b,extra\r\n", "line 3: more cells than the header names \\('extra'\\)"),
-        ('input,id\n"/a.nii.gz,a\n/b.nii.gz,b\n/c.nii.gz,c\n', "item 1: a line break inside the input"),
+        ('input,id\n"/a.nii.gz,a\n/b.nii.gz,b\n/c.nii.gz,c\n', "line 2: a line break inside a cell"),
+        ('input,id,series\n/a.nii.gz,a,"1.2.3\n/b.nii.gz,b,\n/c.nii.gz,c,\n', "line 2: a line break inside a cell"),
     ],
 )
 def test_spreadsheet_slips_in_a_manifest_are_one_line_errors(tmp_path, text, message):
@@ -629,7 +630,7 @@ def test_a_worker_killed_on_one_item_fails_that_item_and_the_batch_goes_on(scans
     killer = tmp_path / "killer.nii.gz"
     nib.save(nib.Nifti1Image(data * (DYING_MARK / data.max()), img.affine), str(killer))
     spec = LabelerSpec(factory="spinelabel.testing.dummy:dying_labeler")
-    tasks = _tasks([good[0], killer, good[1], good[2], good[0]], tmp_path / "out")
+    tasks = _tasks([killer, good[0], good[1], good[2], good[0]], tmp_path / "out")  # first: nothing finished yet
     tasks[-1] = Task("again", tasks[-1].inputs, json=tmp_path / "out" / "again.json")
     outcomes = {o.key: o for o in run_processes(spec, tasks, jobs=2)}
     assert set(outcomes) == {"a.nii.gz", "killer.nii.gz", "b.nii.gz", "c.nii.gz", "again"}
@@ -694,3 +695,35 @@ def test_thousands_of_failures_rewrite_failed_csv_a_few_times_and_list_every_one
                       lambda tasks: (Outcome(t.key, "no such file") for t in tasks))
     assert len(run.failed) == 3000 and len(writes) <= 5 and writes[-1] == 3000
     assert len(read_failed(tmp_path / "run")) == 3000
+
+
+def test_a_done_list_saved_with_windows_line_ends_still_matches(tmp_path):
+    """A trailing carriage return would make every recorded input differ: every item labeled again (reviewed ones
+    failed). The list is read as text with universal newlines, so it does not (review of the session's diff)."""
+    from spinelabel.archive import read_done_inputs
+
+    (tmp_path / DONE_NAME).write_bytes(b"a\t/x/a.nii.gz\r\nb\t/x/b.nii.gz\r\n")
+    assert read_done_inputs(tmp_path) == {"a": "/x/a.nii.gz", "b": "/x/b.nii.gz"}
+
+
+@pytest.mark.parametrize(("code", "runs"), [("ENOLCK", True), ("EIO", False)])
+def test_a_folder_that_cannot_be_locked_runs_unguarded_and_other_lock_errors_are_one_line(tmp_path, monkeypatch,
+                                                                                       code, runs):
+    """NFS without its lock daemon (ENOLCK) was reported as 'another spinelabel batch is writing'."""
+    import errno
+    import fcntl
+
+    from spinelabel.errors import OutputError
+
+    def refuse(fd, op):
+        raise OSError(getattr(errno, code), "refused")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    (tmp_path / "m.csv").write_text("id,input\na,/gone/a.nii.gz\n")
+    go = lambda: run_archive(read_manifest(tmp_path / "m.csv"), tmp_path / "run",  # noqa: E731
+                             lambda tasks: (Outcome(t.key, "no such file") for t in tasks))
+    if runs:
+        assert go().failed == {"a": ("/gone/a.nii.gz", "no such file")}
+    else:
+        with pytest.raises(OutputError, match="cannot lock .*: refused"):
+            go()

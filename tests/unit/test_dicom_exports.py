@@ -274,3 +274,27 @@ def test_the_sr_names_the_weights_and_other_weights_give_other_uids(tmp_path):
     _, second = written(dataclasses.replace(_result(loaded), model_sha256="cd" * 32))
     assert len({plain, first, second}) == 3
     _no_validator_errors(sr)
+
+
+def test_a_result_without_a_checksum_hashes_the_content_it_did_before(tmp_path, monkeypatch):
+    """A reviewed document written before checksums were recorded, stored again, must get the UIDs it got then (the
+    PACS already holds that object): its UID content names the model as [name, version], without a third field."""
+    import dataclasses
+    import json
+
+    import pydicom.uid
+
+    _series(tmp_path / "s")
+    loaded = load_image(tmp_path / "s")
+    contents: list[str] = []
+    real = pydicom.uid.generate_uid
+    def recording(*args, **kwargs):
+        if kwargs.get("entropy_srcs"):
+            contents.append(kwargs["entropy_srcs"][0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pydicom.uid, "generate_uid", recording)
+    write_sr(_result(loaded), loaded.dicom, tmp_path / "x.sr.dcm")
+    write_sr(dataclasses.replace(_result(loaded), model_sha256="ab" * 32), loaded.dicom, tmp_path / "y.sr.dcm")
+    assert json.loads(contents[0])["model"] == ["dummy", "0"]
+    assert json.loads(contents[-1])["model"] == ["dummy", "0", "ab" * 32]

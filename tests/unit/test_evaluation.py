@@ -477,3 +477,14 @@ def test_no_prediction_paired_with_an_annotated_scan_is_one_line_not_a_zero_repo
     assert main(["evaluate", str(preds), str(truth)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no prediction belongs to an annotated scan (predictions: x; annotations: a)" in err
+
+
+def test_every_scan_left_out_is_one_line_not_an_empty_report(tmp_path, capsys):
+    from spinelabel.cli import main
+
+    gt = chain()
+    rows = ["scan,label,x,y,z", "a,L1,0,0,0"] + [f"a,{k},{v[0]},{v[1]},{v[2]}" for k, v in gt.items()]
+    (tmp_path / "gt.csv").write_text("\n".join(rows) + "\n")
+    write_pred(tmp_path / "preds" / "a.json", as_list(gt), input="/data/a/image.nii.gz")
+    assert main(["evaluate", str(tmp_path / "preds"), str(tmp_path / "gt.csv")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("each gives some level more than once")

@@ -232,7 +232,8 @@ def _output_uids(kind: str, result: LabelResult, series: _SeriesHeaders, confirm
     name, version = _software()
     content = json.dumps({
         "kind": kind, "confirmed": confirmed, "software": [name, version], "region": result.region,
-        "model": [result.model_name, result.model_version, result.model_sha256],
+        # the checksum only where known: a document written before it was recorded keeps its UIDs when stored again
+        "model": [result.model_name, result.model_version, *([result.model_sha256] if result.model_sha256 else [])],
         "images": [[str(h.SOPInstanceUID), f] for h, f in zip(series.headers, series.frames)],
         "vertebrae": [[v.label, [round(float(x), 2) for x in v.position_mm], round(float(v.confidence), 3)]
                       for v in result.vertebrae],
