@@ -114,8 +114,8 @@ def drop_implausible(annotations: Sequence[ScanAnnotation]) -> tuple[list[ScanAn
 def _level(text: object, where: str) -> str:
     try:
         return anatomy.parse_level(str(text))
-    except ValueError:
-        raise InputError(f"{where}: unknown vertebra label {str(text)!r}") from None
+    except ValueError as exc:  # the reason without the text it repeats: "names a disc or a range, not a vertebra"
+        raise InputError(f"{where}: unknown vertebra label {str(text)!r} ({str(exc).rsplit(': ', 1)[0]})") from None
 
 
 # ----------------------------------------------------------------- JSON

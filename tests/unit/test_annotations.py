@@ -204,6 +204,7 @@ def test_csv_header_tolerates_case_spaces_bom_and_extra_columns(tmp_path):
         ("scan,label,x,y,z\ns,L1,0,0,nan\n", "line 2 (s L1): coordinate z is not finite"),
         ("scan,label,x,y,z\ns,L1,0,0,0\ns,disc,0,0,0\n", "line 3: unknown vertebra label 'disc'"),
         ("scan,label,x,y,z\ns,L9,0,0,0\n", "line 2: unknown vertebra label 'L9'"),
+        ("scan,label,x,y,z\ns,L4\u20135,0,0,0\n", "line 2: unknown vertebra label 'L4\u20135' (a second number after"),
         ("scan,label,x,y,z\n,L1,0,0,0\n", "line 2: empty scan id"),
         ("scan,label,x,y,z\ns,L1,0,0\n", "line 2 (s L1): coordinate z is not a number"),
         ("scan,label,x,y,z,image\ns,L1,0,0,0,a.nii\ns,L2,0,0,0,b.nii\n", "line 3: scan 's' has two different images"),
