@@ -376,7 +376,7 @@ def pending_tasks(
     ``overlays``: one item's outputs are always of one scan, never a new result
     beside the picture of another.
     """
-    from .io.nifti import is_nifti_path
+    from .io.nifti import is_nifti_file
 
     labels = out_dir / LABELS_DIR
 
@@ -387,7 +387,7 @@ def pending_tasks(
     return [
         Task(
             item.id, (item.input,), item.series, labels / f"{item.id}.json", overlay(item), dicomweb=item.dicomweb,
-            stack=None if os.path.isfile(item.input) and is_nifti_path(item.input) else stack,
+            stack=None if is_nifti_file(item.input) else stack,
         )
         for item in items
         if item.id not in skip

@@ -39,7 +39,7 @@ from .cli_pacs import (
 )
 from .cli_review import review as _review_command
 from .errors import InputError, SpinelabelError, one_line
-from .threads import MAX_REQUESTED_THREADS
+from .threads import MAX_REQUESTED_THREADS, passive_openmp
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
 
@@ -166,11 +166,11 @@ def _batch_tasks(
     so that a batch mixing both labels each.
     """
     from .batch import Task
-    from .io.nifti import is_nifti_path
+    from .io.nifti import is_nifti_file
     from .output_names import unique_names
 
     def task(name: str, inp: Path) -> Task:
-        out, dicom = output_dir / name, not (os.path.isfile(inp) and is_nifti_path(inp))
+        out, dicom = output_dir / name, not is_nifti_file(inp)
         return Task(
             name, (str(inp),), series if dicom else None, Path(f"{out}.json"), Path(f"{out}.png") if overlays else None,
             Path(f"{out}.sr.dcm") if dicom_outputs and dicom else None,
@@ -186,10 +186,10 @@ def _batch_tasks(
 def _check_dicom_options(inputs: list[Path], options: dict[str, object]) -> None:
     """InputError for an option of DICOM series given to a batch of NIfTI files only (a mixed batch gives it to
     its DICOM series, ``_batch_tasks``; with none it would be passed over without a word)."""
-    from .io.nifti import is_nifti_path
+    from .io.nifti import is_nifti_file
 
     given = [name for name, value in options.items() if value]
-    if given and all(os.path.isfile(p) and is_nifti_path(p) for p in inputs):
+    if given and all(is_nifti_file(p) for p in inputs):
         raise InputError(f"{given[0]} applies to DICOM series, and every input is a NIfTI file")
 
 
@@ -726,8 +726,8 @@ def _clean_exit_on_sigterm():
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status instead of raising SystemExit."""
     # Before any command imports torch: OpenMP threads sleep instead of spinning while
-    # they wait, so a shared server stays fast (threads.passive_openmp; README "Threads").
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # they wait, so a shared server stays fast (README "Threads").
+    passive_openmp()
     try:
         with warnings.catch_warnings(), _clean_exit_on_sigterm():  # library noise: spinelabel says what matters
             warnings.simplefilter("ignore")

@@ -448,8 +448,8 @@ def _scan_id_from_input(input_text: object, json_path: Path, series_ids: Mapping
     return json_path.resolve().parent.name
 
 
-def _load_prediction_file(path: Path, series_ids: Mapping[str, str]) -> tuple[str, list[tuple[str, np.ndarray]]]:
-    doc = read_json(path)
+def _prediction(doc: Any, path: Path, series_ids: Mapping[str, str]) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    """Scan id and labeled points of the result document ``doc`` read from ``path``."""
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise InputError(f"{path}: not a spinelabel output (no \"schema_version\")")
     if doc["schema_version"] != 1 or isinstance(doc["schema_version"], bool):
@@ -546,32 +546,29 @@ def load_predictions(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    files: list[Path] = []
+    files: list[tuple[Path, Path | None]] = []  # (file, the folder it was found in; None: given)
+    folders = [Path(src) for src in paths if Path(src).is_dir()]
     for src in paths:
         p = Path(src)
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.rglob("*.json")
-                if f.is_file() and f.name != CENTROIDS_NAME
-                and not any(part.startswith(".") for part in f.relative_to(p).parts) and not _is_report(f)
-            )
-            if not found:
-                raise InputError(f"{p}: no prediction *.json files in this folder or below")
-            files.extend(found)
+            files += [(f, p) for f in sorted(p.rglob("*.json")) if f.is_file() and f.name != CENTROIDS_NAME
+                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
         elif p.is_file():
-            files.append(p)
+            files.append((p, None))
         else:
             raise InputError(f"{p}: no such file or folder")
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
     origin: dict[str, Path] = {}
     seen: set[Path] = set()
-    for f in files:
+    for f, folder in files:
         key = f.resolve()
         if key in seen:
             continue
         seen.add(key)
-        scan_id, verts = _load_prediction_file(f, series_ids or {})
+        doc = read_json(f)
+        if folder is not None and _is_report(doc):  # an evaluation report written beside the results
+            continue
+        scan_id, verts = _prediction(doc, f, series_ids or {})
         if scan_id in origin:
             raise InputError(
                 f"{f}: scan id {scan_id!r} also comes from {origin[scan_id]} "
@@ -579,6 +576,9 @@ def load_predictions(
             )
         origin[scan_id] = f
         out[scan_id] = verts
+    for folder in folders:
+        if not any(f.is_relative_to(folder) for f in origin.values()):
+            raise InputError(f"{folder}: no prediction *.json files in this folder or below")
     return out
 
 
@@ -659,16 +659,8 @@ REPORT_KEYS = ("match_radius_mm", "overall")
 MAX_REPORT_BYTES = 256 * 2**20
 
 
-def _is_report(path: Path) -> bool:
-    """Whether ``path`` holds a JSON object with the keys of a report (False when unreadable or too large)."""
-    import json
-
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            return False
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
+def _is_report(doc: Any) -> bool:
+    """Whether a JSON document has the keys of a report (:func:`report_to_dict`)."""
     return isinstance(doc, dict) and all(key in doc for key in REPORT_KEYS)
 
 
@@ -685,12 +677,12 @@ def check_report_target(path: Path) -> None:
         ``path`` does not end in .json, is no file name (``io.outputs.check_output_target``),
         or holds something other than a report.
     """
-    from .io.outputs import check_output_target
+    from .io.outputs import check_output_target, existing_result
 
     if not path.name.lower().endswith(".json"):
         raise OutputError(f"the report's name must end in .json: {path}")
     check_output_target(path)
-    if os.path.lexists(path) and not _is_report(path):
+    if os.path.lexists(path) and not _is_report(existing_result(path, MAX_REPORT_BYTES)):
         raise OutputError(f"{path} holds something other than an evaluation report (a result or annotations?): "
                           "not replaced; name another file")
 

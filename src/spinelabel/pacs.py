@@ -452,14 +452,13 @@ def label_series(
     ValueError
         ``do_store`` with no SR or no GSPS among ``outputs``.
     """
-    from .io.outputs import check_output_names, check_targets
+    from .io.outputs import check_scan_outputs
     from .pipeline import label_to_files
 
     if do_store and (outputs.sr is None or outputs.gsps is None):
         raise ValueError("storing a labeled series needs its SR and GSPS outputs")
     # refused before the series travels: a reviewed result in the way, a name the system will not take
-    check_targets([p for p in (outputs.json, outputs.overlay, outputs.sr, outputs.gsps) if p is not None])
-    check_output_names(outputs.json, outputs.overlay)
+    check_scan_outputs(outputs.json, outputs.overlay, outputs.sr, outputs.gsps)
     with tempfile.TemporaryDirectory(prefix="spinelabel-pacs-") as tmp:
         folder = Path(tmp) / "series"
         retrieve_series(client, study_uid, series_uid, folder)

@@ -466,14 +466,11 @@ def label_loaded_to_files(
         As :func:`label_to_files`.
     """
     from .io.dicom_label_write import write_gsps, write_sr
-    from .io.outputs import (
-        check_output_names, check_targets, render_overlay, write_all_or_nothing, write_json, write_label_map,
-    )
+    from .io.outputs import check_scan_outputs, render_overlay, write_all_or_nothing, write_json, write_label_map
 
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
-    check_targets([p for p in (json, overlay, sr, gsps, label_map) if p is not None], _files_read(loaded))
-    check_output_names(json, overlay, label_map)  # before the labeling: a refusal costs no network pass
+    check_scan_outputs(json, overlay, sr, gsps, label_map, _files_read(loaded))  # a refusal costs no network pass
     result = label_loaded(labeler, loaded)
     writers = [
         (json, lambda p: write_json(result, loaded.source, p)),

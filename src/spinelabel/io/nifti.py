@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +36,11 @@ GZIP_LEVEL = 1
 def is_nifti_path(path: str | Path) -> bool:
     """True when the file name ends with ``.nii`` or ``.nii.gz`` (any case)."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def is_nifti_file(path: str | Path) -> bool:
+    """An existing file with a NIfTI name (False, not an error, for a name the system will not look at)."""
+    return os.path.isfile(path) and is_nifti_path(path)
 
 
 def load_nifti(path: str | Path) -> Volume:

@@ -318,11 +318,21 @@ def check_output_names(json: Path | None = None, overlay: Path | None = None, la
                           "name another output, or move the review away first")
 
 
-def existing_result(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path`` when it may be a result of ours (a file of at most :data:`MAX_RESULT_BYTES`);
-    None when it is missing, unreadable, larger, or holds no JSON object."""
+def check_scan_outputs(
+    json: Path | None = None, overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None,
+    label_map: Path | None = None, inputs: Sequence[Path] = (),
+) -> None:
+    """Every check of one scan's outputs (None: not written) before any work: :func:`check_targets` (``inputs``:
+    the files the scan is read from), then :func:`check_output_names`. OutputError for the first that fails."""
+    check_targets([p for p in (json, overlay, sr, gsps, label_map) if p is not None], inputs)
+    check_output_names(json, overlay, label_map)
+
+
+def existing_result(path: Path, max_bytes: int = MAX_RESULT_BYTES) -> dict[str, Any] | None:
+    """The JSON object in ``path`` when it may be a document of ours (a file of at most ``max_bytes``); None when
+    it is missing, unreadable, larger, or holds no JSON object."""
     try:
-        if os.path.getsize(path) > MAX_RESULT_BYTES:
+        if os.path.getsize(path) > max_bytes:
             return None
         doc = json.loads(Path(path).read_bytes())
     except (OSError, ValueError):
