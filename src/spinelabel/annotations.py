@@ -16,8 +16,9 @@ Two input forms are read, both giving world **RAS** millimetres:
 - CSV with the header ``scan,label,x,y,z`` and optional ``image`` (a path
   relative to the CSV's folder, or absolute) and ``series`` (the
   SeriesInstanceUID to read when ``image`` is a DICOM folder holding several
-  series) columns. Rows of one scan need not be adjacent; other columns are
-  ignored.
+  series) and ``frame`` (``RAS``, the default, or ``LPS``: DICOM patient
+  coordinates, converted to RAS when read) columns. Rows of one scan need not
+  be adjacent; other columns are ignored.
 - DICOM: a folder with no ``centroids.json`` below it, or a DICOM file, is
   read by :func:`spinelabel.io.dicom_label_read.import_dicom_annotations`
   (GSPS / SR spine labels among the images they label; all DICOM sources of
@@ -53,6 +54,7 @@ import numpy as np
 
 from . import anatomy
 from .errors import InputError
+from .geometry import lps_to_ras
 from .jsonfile import read_json
 from .reviewed import is_result_file, load_reviewed, result_files
 from .scan_annotation import ScanAnnotation, ScanAnnotationBuilder, ordered_points
@@ -64,6 +66,15 @@ CENTROIDS_NAME = "centroids.json"
 #: Image file looked for beside a ``centroids.json``.
 IMAGE_NAME = "image.nii.gz"
 CSV_COLUMNS = ("scan", "label", "x", "y", "z")
+#: Optional CSV columns: the image file or DICOM folder, the SeriesInstanceUID
+#: in it, and the coordinate frame of the row's x, y, z.
+CSV_OPTIONAL_COLUMNS = ("image", "series", "frame")
+#: Frames a CSV row's coordinates may be given in (blank: RAS). RAS is what
+#: NIfTI tools (3D Slicer, ITK-SNAP's world readout, nibabel) show; LPS is
+#: DICOM's patient coordinate system, what a PACS or a DICOM viewer exports.
+#: The two differ in the signs of x and y only, so LPS numbers read as RAS give
+#: plausible-looking points in the wrong place: the frame must be said.
+CSV_FRAMES = ("RAS", "LPS")
 #: Largest plausible |coordinate| (mm) of a point in a patient. Patient
 #: coordinates are relative to the scanner's isocentre or table origin, and a
 #: patient lies within about 2 m of it; a point beyond 10 m (1e30 from a bad
@@ -179,6 +190,42 @@ def _header_wide(row: list[str], width: int, where: str) -> list[str]:
     return row + [""] * (width - len(row))
 
 
+def _csv_frame(text: str, where: str) -> str:
+    """The coordinate frame a CSV row names (:data:`CSV_FRAMES`); RAS when blank."""
+    frame = text.strip().upper() or "RAS"
+    if frame not in CSV_FRAMES:
+        raise InputError(f"{where}: frame {text.strip()!r} is not one of {', '.join(CSV_FRAMES)}")
+    return frame
+
+
+def _same_per_scan(seen: dict[str, str], scan: str, value: str, what: str, where: str) -> None:
+    """Record a scan's ``image`` or ``series`` cell; a second, different one is an InputError."""
+    if not value:
+        return
+    if scan in seen and seen[scan] != value:
+        raise InputError(f"{where}: scan {scan!r} has two different {what}s ({seen[scan]!r} and {value!r})")
+    seen[scan] = value
+
+
+def _csv_header(path: Path, reader: Any) -> tuple[list[str], dict[str, int]]:
+    """The header row and the index of each known column; InputError if a required one is missing."""
+    expected = f"{','.join(CSV_COLUMNS)}[,image][,series][,frame]"
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{path}: empty CSV file (expected header {expected})") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: line 1: not valid CSV ({e})") from None
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in CSV_COLUMNS if c not in names]
+    if missing:
+        raise InputError(
+            f"{path}: line 1: missing column(s) {', '.join(missing)} "
+            f"(expected header {expected}, got {','.join(h.strip() for h in header)})"
+        )
+    return header, {name: names.index(name) for name in (*CSV_COLUMNS, *CSV_OPTIONAL_COLUMNS) if name in names}
+
+
 def _load_csv(path: Path) -> list[ScanAnnotation]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # utf-8-sig: tolerate Excel's BOM
@@ -187,46 +234,29 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{path}: empty CSV file (expected header {','.join(CSV_COLUMNS)}[,image])") from None
-    except csv.Error as e:
-        raise InputError(f"{path}: line 1: not valid CSV ({e})") from None
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in CSV_COLUMNS if c not in names]
-    if missing:
-        raise InputError(
-            f"{path}: line 1: missing column(s) {', '.join(missing)} "
-            f"(expected header {','.join(CSV_COLUMNS)}[,image], got {','.join(h.strip() for h in header)})"
-        )
-    col = {name: names.index(name) for name in (*CSV_COLUMNS, "image", "series") if name in names}
+    header, col = _csv_header(path, reader)
+
+    def cell(row: list[str], name: str) -> str:
+        return from_spreadsheet_text(row[col[name]].strip()) if name in col else ""
 
     builders: dict[str, ScanAnnotationBuilder] = {}
     image_of: dict[str, str] = {}
     series_of: dict[str, str] = {}
     try:
         for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
+            if not any(cell_.strip() for cell_ in row):
                 continue
-            where = f"{path}: line {line}"
+            where = f"{path}: line {reader.line_num}"
             row = _header_wide(row, len(header), where)
-            scan = from_spreadsheet_text(row[col["scan"]].strip())
+            scan = cell(row, "scan")
             if not scan:
                 raise InputError(f"{where}: empty scan id")
             label = _level(row[col["label"]], where)
             xyz = [_coordinate(row[col[a]].strip(), f"{where} ({scan} {label})", a) for a in "xyz"]
-            image_text = from_spreadsheet_text(row[col["image"]].strip()) if "image" in col else ""
-            if image_text:
-                if scan in image_of and image_of[scan] != image_text:
-                    raise InputError(
-                        f"{where}: scan {scan!r} has two different images ({image_of[scan]!r} and {image_text!r})"
-                    )
-                image_of[scan] = image_text
-            series_text = from_spreadsheet_text(row[col["series"]].strip()) if "series" in col else ""
-            if series_text:
-                series_of.setdefault(scan, series_text)
+            if _csv_frame(cell(row, "frame"), where) == "LPS":
+                xyz = [float(v) for v in lps_to_ras(xyz)]
+            _same_per_scan(image_of, scan, cell(row, "image"), "image", where)
+            _same_per_scan(series_of, scan, cell(row, "series"), "series", where)
             if scan not in builders:
                 builders[scan] = ScanAnnotationBuilder(scan, None, path)
             builders[scan].add(label, xyz)

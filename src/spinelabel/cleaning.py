@@ -106,6 +106,7 @@ __all__ = [
     "ScanOutcome",
     "check_scan",
     "clean_annotations",
+    "inside_as_lps",
 ]
 
 #: Finding kinds, in the order the checks run.
@@ -119,6 +120,9 @@ MIN_POINTS = 2
 #: How far (mm) a label may lie outside its image: a body cut by the edge of the field of view has its centre
 #: inside the image or within half a body height beyond it (a lumbar body is about 25 mm tall).
 OUTSIDE_IMAGE_MM = 12.5
+#: Said when labels outside their image would lie inside it with x and y negated: DICOM patient coordinates (LPS)
+#: read as RAS, the one frame mix-up a CSV cannot show (see :func:`inside_as_lps`).
+LPS_HINT = "they lie inside it with x and y negated: DICOM (LPS) coordinates read as RAS? Add a CSV column frame=LPS"
 #: A spacing is implausible beyond 4 sd of the shape model: a Gaussian tail of
 #: 6e-5 per pair. On the 52 shared scans the largest |z| is 1.7.
 SPACING_Z_MAX = 4.0
@@ -275,6 +279,9 @@ class ImageEvidence:
         The labeler's result: level -> (position (3,), confidence).
     outside_mm : dict or None
         Annotated level -> how far (mm) its point lies outside the image.
+    lps_suspected : bool
+        Some labels lie outside the image but all would lie inside it read
+        as LPS (:func:`inside_as_lps`).
     error : str or None
         Why the image could not be read or analysed (image checks skipped).
     """
@@ -285,6 +292,33 @@ class ImageEvidence:
     error: str | None = None
     midline_x: float | None = None
     outside_mm: dict[str, float] | None = None
+    lps_suspected: bool = False
+
+
+def inside_as_lps(affine: np.ndarray, shape: tuple[int, int, int], points: np.ndarray) -> bool:
+    """Whether points outside an image would all lie within :data:`OUTSIDE_IMAGE_MM` of it with x and y negated.
+
+    Parameters
+    ----------
+    affine : ndarray, shape (4, 4)
+        The image's voxel-to-world matrix (RAS mm).
+    shape : tuple of int
+        The image's array shape (I, J, K).
+    points : ndarray, shape (N, 3)
+        The labels as read (world RAS mm).
+
+    Returns
+    -------
+    bool
+        True when some point lies beyond the limit as read and none does read
+        as LPS: the labels were DICOM patient coordinates.
+    """
+    from .geometry import distance_outside, lps_to_ras
+
+    pts = np.asarray(points, float).reshape(-1, 3)
+    if not len(pts) or np.all(distance_outside(affine, shape, pts) <= OUTSIDE_IMAGE_MM):
+        return False
+    return bool(np.all(distance_outside(affine, shape, lps_to_ras(pts)) <= OUTSIDE_IMAGE_MM))
 
 
 def _far_from_candidates(
@@ -404,6 +438,7 @@ def check_scan(
     state = _Scan(ann, params)
     checks = ["geometry"]
     outside = evidence.outside_mm if evidence is not None else None  # the image was read even if the detector failed
+    lps = evidence is not None and evidence.lps_suspected
     if evidence is not None and evidence.error is not None:
         state.notes.append(f"{SKIPPED_NOTE}: {evidence.error}")
         evidence = None
@@ -420,7 +455,7 @@ def check_scan(
 
     ordered = sorted(ann.points.items(), key=lambda kv: anatomy.ordinal(kv[0]))
     points = {lv: np.asarray(p, float).reshape(3) for lv, p in ordered}
-    checked = _check_outside(state, points, outside) and _check_order(state, points)
+    checked = _check_outside(state, points, outside, lps) and _check_order(state, points)
     if not (checked and _check_far(state, points, shape, evidence)):
         return _drop_scan(state, tuple(checks))
     breaks = _check_spacing(state, points, shape, original=ann.levels)
@@ -448,16 +483,19 @@ def _keep(state: _Scan, points: dict[str, np.ndarray], kept: list[str], checks: 
     return state.findings, ScanOutcome(ann.scan_id, ann.levels, tuple(kept), cleaned, checks, tuple(state.notes))
 
 
-def _check_outside(state: _Scan, points: dict[str, np.ndarray], outside_mm: dict[str, float] | None) -> bool:
+def _check_outside(
+    state: _Scan, points: dict[str, np.ndarray], outside_mm: dict[str, float] | None, lps_suspected: bool = False
+) -> bool:
     """Flag and remove labels outside the image; False: the scan is dropped (more than MAX_FAR_SHARE of them)."""
     far = {lv: mm for lv, mm in (outside_mm or {}).items() if mm > OUTSIDE_IMAGE_MM}
+    why = f" ({LPS_HINT})" if lps_suspected else ""
     if len(far) > state.params.max_far_share * len(points):
-        state.add("", "outside_image", f"{len(far)} of {len(points)} labels lie outside the image: labels of another "
-                  "scan, or the wrong image?", "scan dropped")
+        state.add("", "outside_image", f"{len(far)} of {len(points)} labels lie outside the image: "
+                  + (LPS_HINT if lps_suspected else "labels of another scan, or the wrong image?"), "scan dropped")
         return False
     for level, mm in far.items():
         state.add(level, "outside_image", f"{level} lies {mm:.0f} mm outside the image (more than {OUTSIDE_IMAGE_MM:g} "
-                  "mm: beyond half a body cut by the edge)", "point dropped")
+                  f"mm: beyond half a body cut by the edge){why}", "point dropped")
         points.pop(level, None)
     return True
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .annotations import ScanAnnotation
-from .cleaning import MIDLINE_TOLERANCE_MM, CleaningParams, CleaningReport, ImageEvidence, clean_annotations
+from .cleaning import MIDLINE_TOLERANCE_MM, CleaningParams, CleaningReport, ImageEvidence, clean_annotations, inside_as_lps
 from .shape_model import ShapeModel
 
 if TYPE_CHECKING:
@@ -59,17 +59,18 @@ def gather_evidence(
         check_sagittal(volume)
     except GeometryError as exc:
         return ImageEvidence(sagittal_error=str(exc))
-    outside = None
+    outside, lps = None, False
     if points:
-        mm = distance_outside(volume.affine, volume.shape, np.array([points[lv] for lv in points], float))
-        outside = {lv: float(d) for lv, d in zip(points, mm)}
+        pts = np.array([points[lv] for lv in points], float)
+        outside = {lv: float(d) for lv, d in zip(points, distance_outside(volume.affine, volume.shape, pts))}
+        lps = inside_as_lps(volume.affine, volume.shape, pts)
     if labeler is None:
-        return ImageEvidence(outside_mm=outside)
+        return ImageEvidence(outside_mm=outside, lps_suspected=lps)
     try:
-        return replace(_detect(volume, labeler), outside_mm=outside)
+        return replace(_detect(volume, labeler), outside_mm=outside, lps_suspected=lps)
     except (SpinelabelError, ValueError, RuntimeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return ImageEvidence(error=f"detector failed: {why}", outside_mm=outside)
+        return ImageEvidence(error=f"detector failed: {why}", outside_mm=outside, lps_suspected=lps)
 
 
 def _detect(volume, labeler: Labeler) -> ImageEvidence:

@@ -466,7 +466,9 @@ def label_loaded_to_files(
         As :func:`label_to_files`.
     """
     from .io.dicom_label_write import write_gsps, write_sr
-    from .io.outputs import check_scan_outputs, render_overlay, write_all_or_nothing, write_json, write_label_map
+    from .io.outputs import (
+        check_output_names, check_scan_outputs, render_overlay, write_all_or_nothing, write_json, write_label_map,
+    )
 
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
@@ -479,7 +481,10 @@ def label_loaded_to_files(
         (gsps, lambda p: write_gsps(result, loaded.dicom, p)),
         (label_map, lambda p: write_label_map(result, loaded.volume, p)),
     ]
-    write_all_or_nothing([(path, write) for path, write in writers if path is not None], _files_read(loaded))
+    write_all_or_nothing(  # a review saved while this scan was labeled is not replaced either
+        [(path, write) for path, write in writers if path is not None], _files_read(loaded),
+        before_replace=lambda: check_output_names(json=json),
+    )
     return result
 
 

@@ -208,11 +208,37 @@ def test_csv_header_tolerates_case_spaces_bom_and_extra_columns(tmp_path):
         ("scan,label,x,y,z\n,L1,0,0,0\n", "line 2: empty scan id"),
         ("scan,label,x,y,z\ns,L1,0,0\n", "line 2 (s L1): coordinate z is not a number"),
         ("scan,label,x,y,z,image\ns,L1,0,0,0,a.nii\ns,L2,0,0,0,b.nii\n", "line 3: scan 's' has two different images"),
+        ("scan,label,x,y,z,series\ns,L1,0,0,0,1.2.3\ns,L2,0,0,0,1.2.4\n", "line 3: scan 's' has two different series"),
+        ("scan,label,x,y,z,frame\ns,L1,0,0,0,voxel\n", "line 2: frame 'voxel' is not one of RAS, LPS"),
     ],
 )
 def test_bad_csv(tmp_path, text, message):
     p = write_csv(tmp_path / "bad.csv", text)
     _assert_one_line_error(p, message)
+
+
+def test_csv_frame_column_converts_lps_to_ras(tmp_path):
+    # LPS is DICOM's patient frame (what a PACS exports): x and y change sign; RAS is the default, also when blank
+    p = write_csv(
+        tmp_path / "f.csv",
+        "scan,label,x,y,z,frame\n"
+        "a,L3,-2.5,31.0,-80.0,LPS\n"
+        "a,L4,-3.0,35.0,-113.0,lps\n"
+        "b,L3,2.5,-31.0,-80.0,\n"
+        "b,L4,3.0,-35.0,-113.0,RAS\n",
+    )
+    by_scan = {a.scan_id: a for a in load_annotations([p])}
+    assert set(by_scan) == {"a", "b"}
+    np.testing.assert_allclose(by_scan["a"].points["L3"], [2.5, -31.0, -80.0])
+    np.testing.assert_allclose(by_scan["a"].points["L4"], [3.0, -35.0, -113.0])
+    for level in ("L3", "L4"):
+        np.testing.assert_allclose(by_scan["a"].points[level], by_scan["b"].points[level])
+
+
+def test_csv_series_given_once_per_scan_is_kept(tmp_path):
+    p = write_csv(tmp_path / "s.csv", "scan,label,x,y,z,series\ns,L1,0,0,0,1.2.3\ns,L2,0,0,-30,\ns,L3,0,0,-60,1.2.3\n")
+    (ann,) = load_annotations([p])
+    assert ann.series_uid == "1.2.3"
 
 
 def test_same_scan_in_two_sources_is_an_error(tmp_path):

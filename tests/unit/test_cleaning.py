@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from spinelabel import anatomy
-from spinelabel.annotations import ScanAnnotation, save_annotations_csv
+from spinelabel.annotations import ScanAnnotation, load_annotations, save_annotations_csv
 from spinelabel.cleaning import (
     CleaningParams,
     ImageEvidence,
     check_scan,
+    inside_as_lps,
     clean_annotations,
 )
 from spinelabel.cleaning_geometry import out_of_order, spine_axis
@@ -332,6 +333,29 @@ def test_check_annotations_measures_the_labels_against_their_image(tmp_path):
     report = check_annotations([scan(points, image=tmp_path / "sag.nii.gz")], model=None, use_detector=False)
     assert [(f.label, f.kind) for f in report.findings] == [("T12", "outside_image")]
     assert report.scans[0].levels_out == ("L1", "L2", "L3", "L4", "L5")
+
+
+def test_labels_in_dicom_lps_read_as_ras_are_named_as_such(tmp_path):
+    """LPS numbers in a CSV without a frame column lie outside the image; read as LPS they lie inside it."""
+    sagittal = np.zeros((12, 80, 200), np.float32)  # x -2..46, y -0.5..79.5, z -120.5..79.5 mm
+    affine = np.diag([4.0, 1.0, 1.0, 1.0])
+    affine[2, 3] = -120.0
+    nib.save(nib.Nifti1Image(sagittal, affine), str(tmp_path / "sag.nii.gz"))
+    ras = {lv: p + np.array([0.0, 50.0, -60.0]) for lv, p in spine(levels=LUMBAR[1:], x=20.0).items()}
+    assert not inside_as_lps(affine, sagittal.shape, np.array(list(ras.values())))  # inside as read: nothing to say
+    as_lps = {lv: p * np.array([-1.0, -1.0, 1.0]) for lv, p in ras.items()}
+    assert inside_as_lps(affine, sagittal.shape, np.array(list(as_lps.values())))
+    far = {lv: p + np.array([0.0, 0.0, 500.0]) for lv, p in as_lps.items()}  # outside either way: another image
+    assert not inside_as_lps(affine, sagittal.shape, np.array(list(far.values())))
+
+    rows = [f"s1,{lv},{x},{y},{z},sag.nii.gz" for lv, (x, y, z) in as_lps.items()]
+    (tmp_path / "plain.csv").write_text("scan,label,x,y,z,image\n" + "\n".join(rows) + "\n")
+    (tmp_path / "lps.csv").write_text("scan,label,x,y,z,image,frame\n" + "\n".join(r + ",LPS" for r in rows) + "\n")
+    report = check_annotations(load_annotations([tmp_path / "plain.csv"]), model=None, use_detector=False)
+    assert [(f.label, f.kind) for f in report.findings] == [("", "outside_image")] and report.scans[0].dropped
+    assert "read as RAS? Add a CSV column frame=LPS" in report.findings[0].reason
+    report = check_annotations(load_annotations([tmp_path / "lps.csv"]), model=None, use_detector=False)
+    assert report.findings == [] and report.scans[0].levels_out == LUMBAR[1:]
 
 
 def test_unreadable_image_skips_image_checks_with_a_note():

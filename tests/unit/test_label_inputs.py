@@ -99,6 +99,26 @@ def test_a_reviewed_result_is_never_replaced(capsys, tmp_path, blob_labeler):
     assert (out.parent / "other.json").is_file()
 
 
+def test_a_review_saved_while_the_scan_is_labeled_is_not_replaced(capsys, tmp_path, blob_labeler, monkeypatch):
+    """The check ran only before labeling: a review saved in the seconds the network ran was replaced."""
+    scan = _blob(tmp_path / "scan.nii.gz")
+    out, overlay = tmp_path / "scan.json", tmp_path / "scan.png"
+    out.write_text(json.dumps({"schema_version": 1, "input": str(scan), "vertebrae": []}))  # an earlier, unreviewed run
+    reviewed = {"schema_version": 1, "input": str(scan), "vertebrae": [], "review": {"status": "accepted", "events": []}}
+    label_loaded = pipeline.label_loaded
+
+    def label_while_a_review_is_saved(labeler, loaded):
+        result = label_loaded(labeler, loaded)
+        out.write_text(json.dumps(reviewed))  # the review page saves now
+        return result
+
+    monkeypatch.setattr(pipeline, "label_loaded", label_while_a_review_is_saved)
+    code, _, err = _run(capsys, "label", scan, "-o", out, "--overlay", overlay)
+    assert code == 1 and "holds a reviewed result (review status 'accepted')" in _one_error_line(err)
+    assert json.loads(out.read_text()) == reviewed and not overlay.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
 def test_another_input_s_result_in_the_folder_keeps_its_name(capsys, tmp_path, blob_labeler):
     a, b = _blob(tmp_path / "A" / "scan.nii.gz"), _blob(tmp_path / "B" / "scan.nii.gz")
     out = tmp_path / "out"

@@ -61,6 +61,27 @@ def test_labels_outside_their_image_are_left_out_and_a_scan_of_them_is_skipped(l
                     "1042: T12 left out: outside the image"]
 
 
+def test_labels_in_dicom_lps_read_as_ras_are_said_to_be(tmp_path):
+    """A CSV of DICOM patient coordinates without ``frame`` names the likely cause, and with ``frame`` trains."""
+    volume, centres = blob_spine()
+    shift = np.array([60.0, 80.0, 0.0])  # off the isocentre, so that x and y negated leave the image
+    volume.affine[:3, 3] += shift
+    save_nifti(volume, tmp_path / "a.nii.gz")
+    lps = [(lv, c + shift) for lv, c in zip(LEVELS, centres)]
+    rows = [f"a,{lv},{-x},{-y},{z},a.nii.gz" for lv, (x, y, z) in lps]
+    (tmp_path / "plain.csv").write_text("scan,label,x,y,z,image\n" + "\n".join(rows) + "\n")
+    said: list[str] = []
+    with pytest.raises(InputError, match="no usable annotated scans"):
+        load_training_scans([tmp_path / "plain.csv"], on_message=said.append)
+    assert len(said) == 1 and said[0].startswith("skipped a: 5 of its 5 labels lie outside its image (they lie inside")
+    assert "frame=LPS" in said[0]
+    (tmp_path / "lps.csv").write_text("scan,label,x,y,z,image,frame\n" + "\n".join(r + ",LPS" for r in rows) + "\n")
+    said.clear()
+    scans, points = load_training_scans([tmp_path / "lps.csv"], on_message=said.append)
+    assert said == [] and [s.scan_id for s in scans] == ["a"]
+    np.testing.assert_allclose(np.array(list(points[0].values())), centres + shift)
+
+
 def test_a_split_file_must_list_scan_ids(tmp_path):
     """``{"validation": "a"}`` was read letter by letter and excluded nothing; numeric ids never matched."""
     split = tmp_path / "split.json"

@@ -246,7 +246,9 @@ def _restore(done: Sequence[tuple[Path, Path]], backups: dict[Path, Path]) -> li
 
 
 def write_all_or_nothing(
-    writers: Sequence[tuple[Path, Callable[[Path], None]]], inputs: Sequence[Path] = ()
+    writers: Sequence[tuple[Path, Callable[[Path], None]]],
+    inputs: Sequence[Path] = (),
+    before_replace: Callable[[], None] | None = None,
 ) -> None:
     """Write a set of outputs together: all of them, or none, and the earlier files kept when it fails.
 
@@ -259,7 +261,10 @@ def write_all_or_nothing(
     are written are they renamed onto their targets, in the order given. When
     a write fails, no target has been touched; when a rename fails, the targets
     already replaced are put back as they were (an earlier run's outputs) and
-    the new ones that had no earlier file removed.
+    the new ones that had no earlier file removed. ``before_replace`` runs
+    after the last write, just before the first rename: a check of the
+    targets that may have changed while the outputs were made (raising leaves
+    every target as it was).
 
     Raises
     ------
@@ -280,6 +285,8 @@ def write_all_or_nothing(
             except OutputError as exc:
                 raise OutputError(str(exc).replace(str(new), str(path))) from None
             staged.append((new, path, staging[folder]))
+        if before_replace is not None:
+            before_replace()
         if staged:
             _replace_all(staged)
 

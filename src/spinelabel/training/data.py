@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cleaning import OUTSIDE_IMAGE_MM
+from ..cleaning import LPS_HINT, OUTSIDE_IMAGE_MM, inside_as_lps
 from ..errors import InputError
 from ..geometry import distance_outside
 from .sampling import TrainingScan, make_training_scan
@@ -116,12 +116,13 @@ def _training_scan(
         say(f"skipped {ann.scan_id}: {exc}")
         return None
     outside = _outside_image(volume, ann.points)
+    lps = bool(outside) and inside_as_lps(volume.affine, volume.shape, np.array(list(ann.points.values()), float))
+    why = LPS_HINT if lps else "another scan's labels, or the wrong image?"
     if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
-        say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image "
-            f"(another scan's labels, or the wrong image?)")
+        say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image ({why})")
         return None
     if outside:
-        say(f"{ann.scan_id}: {', '.join(outside)} left out: outside the image")
+        say(f"{ann.scan_id}: {', '.join(outside)} left out: outside the image" + (f" ({LPS_HINT})" if lps else ""))
         ann = replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
     finder = _finder_for(list(ann.points), finders)
     found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
