@@ -165,6 +165,18 @@ class Volume:
         return apply_affine(np.linalg.inv(self.affine), xyz)
 
 
+def describe_grid(volume: Volume) -> str:
+    """The image grid in words, for a refusal a wrong header may cause.
+
+    E.g. ``"image of 381 x 381 x 77 voxels of 0.50 x 0.50 x 0.50 mm, voxel
+    axes toward P, S, R (from the header)"``: a voxel size or orientation
+    that the header gets wrong is then visible in the message itself.
+    """
+    shape = " x ".join(str(int(n)) for n in volume.shape)
+    spacing = " x ".join(f"{d:.2f}" for d in volume.spacing)
+    return f"image of {shape} voxels of {spacing} mm, voxel axes toward {', '.join(volume.axcodes)} (from the header)"
+
+
 def distance_to_edge(
     affine: npt.ArrayLike, shape: tuple[int, int, int], points: npt.ArrayLike, direction: npt.ArrayLike
 ) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from . import anatomy
 from .anatomy import region_for_levels
 from .errors import InputError, ModelError, NothingFoundError
-from .geometry import Volume
+from .geometry import Volume, describe_grid
 from .results import LOW_CONFIDENCE, LabelResult, Vertebra
 from .threads import thread_count
 
@@ -420,7 +420,10 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> Lab
     """
     from dataclasses import replace
 
-    result = labeler.label(loaded.volume)
+    try:
+        result = labeler.label(loaded.volume)
+    except NothingFoundError as exc:  # a wrong voxel size or orientation in the header shows here, so name them
+        raise NothingFoundError(f"{exc} [{describe_grid(loaded.volume)}]") from None
     reader = list(loaded.warnings)
     return replace(result, warnings=[*reader, *result.warnings]) if reader else result
 

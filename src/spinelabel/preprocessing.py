@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import GeometryError, InputError
-from .geometry import Volume, reorient, resample_grid
+from .geometry import Volume, describe_grid, reorient, resample_grid
 
 CANONICAL_AXCODES = ("R", "I", "P")
 
@@ -53,7 +53,10 @@ def check_sagittal(volume: Volume) -> None:
     canon = reorient(volume, CANONICAL_AXCODES, copy=False)  # a view: only its shape and spacing are read
     extent = np.array(canon.shape) * canon.spacing
     if extent[1] < MIN_INPLANE_EXTENT_MM or extent[2] < MIN_INPLANE_EXTENT_MM:
-        raise GeometryError(f"field of view too small for a spine image ({extent[1]:.0f} x {extent[2]:.0f} mm)")
+        raise GeometryError(
+            f"field of view too small for a spine image ({extent[1]:.0f} x {extent[2]:.0f} mm sagittal; "
+            f"{describe_grid(volume)}: a wrong voxel size in the header?)"
+        )
 
 
 def to_model_frame(volume: Volume, spec: FrameSpec) -> Volume:

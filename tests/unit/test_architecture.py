@@ -1,0 +1,78 @@
+"""The layers of docs/architecture.md hold: no module imports from a layer above its own (lazy imports included)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "spinelabel"
+#: Packages whose modules share the package's layer (``io`` lists its modules one by one).
+LAYERED_PACKAGES = ("models", "training", "review")
+#: For tests and benchmarks only: not part of the layering, and no library module may import it.
+TEST_ONLY = "testing"
+
+
+def layers(doc: str) -> dict[str, int]:
+    """Module name -> layer, from the table rows ``| N. name | `module`, ... | ... |``."""
+    out: dict[str, int] = {}
+    for line in doc.splitlines():
+        row = re.match(r"\| (\d)\. [^|]+\| ([^|]+) \|", line)
+        if row:
+            out.update({name.rstrip("/"): int(row.group(1)) for name in re.findall(r"`([a-z_]+/?)`", row.group(2))})
+    return out
+
+
+def module_key(parts: tuple[str, ...]) -> str:
+    """The name a module has in the table: ``io`` modules by their own name, other packages by the package's."""
+    if parts[0] == "io" and len(parts) > 1 and parts[1] != "__init__":
+        return parts[1]
+    return parts[0]
+
+
+def imported(source: str, package: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The spinelabel modules (as path parts below the package) that ``source`` imports, anywhere in it."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[: len(package) - (node.level - 1)])
+            if node.module:
+                found.append(tuple(base + node.module.split(".")))
+            else:
+                found += [tuple(base + [alias.name]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spinelabel."):
+            found.append(tuple(node.module.split(".")[1:]))
+        elif isinstance(node, ast.Import):
+            found += [tuple(a.name.split(".")[1:]) for a in node.names if a.name.startswith("spinelabel.")]
+    return [parts for parts in found if parts and parts[0] != "__version__"]
+
+
+def test_the_import_reader_sees_lazy_and_relative_imports():
+    source = "from ..pipeline import make_labeler\ndef f():\n    from . import nifti\n    import spinelabel.cli\n"
+    assert imported(source, ("io",)) == [("pipeline",), ("io", "nifti"), ("cli",)]
+    assert layers("| 3. io | `io/` (`nifti`), `annotations` | x |") == {"io": 3, "nifti": 3, "annotations": 3}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != TEST_ONLY)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_from_a_higher_layer(path):
+    layer_of = layers((ROOT / "docs" / "architecture.md").read_text())
+    rel = path.relative_to(PACKAGE).with_suffix("").parts
+    if rel == ("__init__",):
+        return
+    own = layer_of.get(module_key(rel))
+    assert own is not None, f"{'/'.join(rel)} is in no layer of docs/architecture.md"
+    upward = []
+    for parts in imported(path.read_text(), rel[:-1]):
+        key = module_key(parts)
+        assert key != TEST_ONLY, f"{'/'.join(rel)} imports {'.'.join(parts)}: testing/ is for tests only"
+        assert key in layer_of, f"{'/'.join(rel)} imports {'.'.join(parts)}, which is in no layer"
+        if layer_of[key] > own:
+            upward.append(f"{'.'.join(parts)} (layer {layer_of[key]})")
+    assert not upward, f"{'/'.join(rel)} (layer {own}) imports from above: {', '.join(upward)}"
