@@ -150,6 +150,28 @@ _ANOTHER_LEVEL_RE = re.compile(rf"(?<![A-Za-z]){_REGION}\s*-?\s*\d{{1,2}}\b", re
 _FURTHER_NUMBER_RE = re.compile(
     r"\s*(?:[-\u2010\u2011\u2012\u2013\u2014\u2212/\\,.+&]|to\b|and\b)?\s*\d(?!\d*\s*(?:st|nd|rd|th)\b)", re.IGNORECASE
 )  # an ordinal ("S1 2nd", "L3, 2nd reader") is a note, not a level
+#: Words after the level that name another structure than the vertebral body ("L4 disc", "L3 canal", "L2 spinous
+#: process", "S1 foramen", "L3 lesion"): the point marks that structure, not the body centre a label must give.
+_OTHER_STRUCTURE_RE = re.compile(
+    r"\b(?:dis[ck]s?|interspace|canal|spinous|process|pedicles?|end-?plates?|foram(?:en|ina)|nerves?|roots?|facets?|"
+    r"laminae?|transverse|cord|conus|dural?|annulus|nucleus|hernia\w*|protru\w*|extru\w*|bulg\w*|stenos\w*|"
+    r"lesions?|cysts?|mass|tumou?rs?|metasta\w*|posterior|anterior|elements?|pars)\b",
+    re.IGNORECASE,
+)
+#: An MR signal note: "T2 hyperintense", "T1 hypo", "T2*", "T2 FS", "T1 post gad" name a contrast, not a vertebra.
+_SIGNAL_RE = re.compile(
+    r"^\s*\*|\b(?:hyper\w*|hypo\w*|iso\w*|intens\w*|signal|weighted|flair|stir|tirm|fs|fat\w*|sat\w*|"
+    r"post\w*|pre|gad\w*|contrast|enhanc\w*|bright|dark)\b",
+    re.IGNORECASE,
+)
+#: A measurement named after a level ("L1: 23.4 mm", "L1 = 13.2", "L3 height 22 mm", "S1 245 mm2"): a viewer's
+#: measurement tool names its lines so, and the line does not mark the body centre.
+_MEASUREMENT_RE = re.compile(r"^\s*[:=]|\d\s*(?:mm|cm|ms|deg|%|\u00b0)", re.IGNORECASE)
+
+
+def reason(exc: ValueError, text: str) -> str:
+    """The reason :func:`parse_level` gave for refusing ``text``, without the text it ends with."""
+    return str(exc).removesuffix(f": {text!r}")
 
 
 def parse_level(text: str) -> str:
@@ -169,6 +191,15 @@ def parse_level(text: str) -> str:
         raise ValueError(f"names more than one level, not one vertebra: {text!r}")
     if _FURTHER_NUMBER_RE.match(str(text), m.end()):
         raise ValueError(f"a second number after the level (a disc, a range or a typo?), not one vertebra: {text!r}")
+    rest = str(text)[m.end():]
+    if "?" in str(text):
+        raise ValueError(f"marked uncertain ('?'), not a label to train on: {text!r}")
+    if _MEASUREMENT_RE.search(rest):
+        raise ValueError(f"a measurement named after the level, not a vertebra's centre: {text!r}")
+    if _SIGNAL_RE.search(rest):
+        raise ValueError(f"an MR signal or contrast note, not a vertebra label: {text!r}")
+    if _OTHER_STRUCTURE_RE.search(rest):
+        raise ValueError(f"names another structure than the vertebral body: {text!r}")
     name = f"{_REGION_NAME[m.group(1).upper()]}{int(m.group(2))}"
     if name not in VERSE_ID:
         raise ValueError(f"unknown vertebra level: {text!r}")

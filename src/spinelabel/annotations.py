@@ -126,7 +126,7 @@ def _level(text: object, where: str) -> str:
     try:
         return anatomy.parse_level(str(text))
     except ValueError as exc:  # the reason without the text it repeats: "names a disc or a range, not a vertebra"
-        raise InputError(f"{where}: unknown vertebra label {str(text)!r} ({str(exc).rsplit(': ', 1)[0]})") from None
+        raise InputError(f"{where}: unknown vertebra label {str(text)!r} ({anatomy.reason(exc, str(text))})") from None
 
 
 # ----------------------------------------------------------------- JSON

@@ -154,7 +154,7 @@ def test_pacs_label_stores_sr_that_reads_back(world, orthanc_server, tmp_path):
     sr_series = srs[0]["0020000E"]["Value"][0]
     retrieve_series(client, study.study_uid, sr_series, tmp_path / "sr")
     images = next(p for p in (world["harvest"]).rglob("*") if p.is_dir() and p.name == study.series_uid)
-    back = import_dicom_annotations([images, tmp_path / "sr"])
+    back = import_dicom_annotations([images, tmp_path / "sr"], own_outputs=True)  # our own SR, read back
     assert len(back.annotations) == 1, back.problems
     points = back.annotations[0].points
     assert set(points) == set(expected)

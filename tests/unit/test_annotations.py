@@ -342,9 +342,31 @@ def test_a_measurement_name_is_not_a_level(text):
         parse_level(text)
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ("L4 disc", "another structure"), ("L4 disk", "another structure"), ("L3 canal", "another structure"),
+    ("L2 spinous process", "another structure"), ("L4 pedicle", "another structure"), ("S1 foramen", "another structure"),
+    ("L5 nerve root", "another structure"), ("L3 lesion", "another structure"), ("S1 pars", "another structure"),
+    ("T2 hyperintense", "signal or contrast"), ("T1 hypo", "signal or contrast"), ("T2*", "signal or contrast"),
+    ("T2 FS", "signal or contrast"), ("T1 post gad", "signal or contrast"),
+    ("L1: 23.4 mm", "a measurement"), ("L1 = 13.2", "a measurement"), ("T1 = 850 ms", "a measurement"),
+    ("S1: 245 mm2", "a measurement"), ("L3 height 22 mm", "a measurement"),
+    ("L1?", "uncertain"), ("L3 (?)", "uncertain"), ("S1 ?", "uncertain"),
+])  # fmt: skip
+def test_texts_that_name_no_vertebral_body_centre_are_refused(text, why):
+    """A red team's vendor exports: "L4 disc" points on discs, "T2 hyperintense" lesion marks, "L1: 23.4 mm"
+    measurement lines and "L3?" (what our own GSPS writes for an unsure label) were imported as vertebrae."""
+    from spinelabel.anatomy import parse_level, reason
+
+    with pytest.raises(ValueError) as exc:
+        parse_level(text)
+    assert why in reason(exc.value, text) and not reason(exc.value, text).endswith(repr(text))
+
+
 @pytest.mark.parametrize(("text", "level"), [
     ("L3", "L3"), ("l 3", "L3"), ("L3 vertebra", "L3"), ("L-3", "L3"), ("t13", "T13"), ("T12 (last rib)", "T12"),
     ("Th12", "T12"), ("th 7", "T7"), ("L5 segment 2", "L5"), ("S1 2nd", "S1"), ("L3, 2nd reader", "L3"),
+    ("C2 (axis)", "C2"), ("L1 fracture", "L1"), ("T12 compression fracture", "T12"), ("L4 vertebral body", "L4"),
+    ("L5 (transitional)", "L5"), ("S1 (sacrum)", "S1"),
 ])  # fmt: skip
 def test_clinician_label_text_is_normalised(text, level):
     from spinelabel.anatomy import parse_level

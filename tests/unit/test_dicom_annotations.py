@@ -7,6 +7,7 @@ check of the pixel convention used by the reader and the writers.
 
 from __future__ import annotations
 
+import re
 import warnings as warnings_module
 from dataclasses import replace
 from pathlib import Path
@@ -233,7 +234,8 @@ def test_gsps_as_viewers_write_them_imports_world_points(tmp_path, kind):
         _annotation(h5, texts=[_text("S1", box=(30, 62, 44, 68))]),  # text only: the box centre
     ])
     imported = import_dicom_annotations([tmp_path / "series", gsps])
-    assert imported.problems == []
+    (said,) = imported.problems  # a text with no mark and no anchor point is placed, and said to be
+    assert "text 'S1': no mark within 30 mm; placed at the centre of its text box" in said
     (ann,) = imported.annotations
     expected = {
         "L2": _world(loaded, (33.0, 17.5), 3),
@@ -372,7 +374,7 @@ def test_sr_round_trip_and_validity(tmp_path, kind):
     assert [g.tracking_identifier for g in groups] == list(LEVELS)
     assert all(g.roi.value_type.value == "SCOORD" and g.roi.graphic_type.value == "POINT" for g in groups)
 
-    imported = import_dicom_annotations([tmp_path])
+    imported = import_dicom_annotations([tmp_path], own_outputs=True)
     assert imported.problems == []
     (ann,) = imported.annotations
     assert list(ann.points) == list(LEVELS)
@@ -398,7 +400,7 @@ def test_sr_carries_the_warnings_as_text_and_still_reads_back_as_labels(tmp_path
     assert {t.ConceptNameCodeSequence[0].CodeValue for t in container.ContentSequence} == {"LABELWARN"}
     report = hd.sr.Comprehensive3DSR.from_dataset(ds).content  # still a measurement report to highdicom
     assert [g.tracking_identifier for g in report.get_planar_roi_measurement_groups()] == list(LEVELS)
-    imported = import_dicom_annotations([tmp_path])
+    imported = import_dicom_annotations([tmp_path], own_outputs=True)
     assert imported.problems == [] and list(imported.annotations[0].points) == list(LEVELS)
     plain = tmp_path / "plain.sr.dcm"
     write_sr(_result(loaded, LEVELS), loaded.dicom, plain)  # no warnings: no container
@@ -421,7 +423,7 @@ def test_sr_names_every_level_by_finding_site_where_a_code_exists(tmp_path):
         sites[group.tracking_identifier] = (found[0].CodeValue, found[0].CodeMeaning) if found else None
     assert sites == {"L4": ("11994002", "L4 vertebra"), "L5": ("49668003", "L5 vertebra"), "L6": None,
                      "S1": ("54735007", "Sacrum")}  # fmt: skip
-    (ann,) = import_dicom_annotations([tmp_path]).annotations
+    (ann,) = import_dicom_annotations([tmp_path], own_outputs=True).annotations
     assert list(ann.points) == list(levels)  # the tracking identifier still names S1 on import
 
 
@@ -441,7 +443,7 @@ def test_gsps_round_trip_in_plane_and_validity(tmp_path, kind):
     texts = [a.TextObjectSequence[0].UnformattedTextValue for a in ds.GraphicAnnotationSequence]
     assert texts == ["L1?", "L2?", "L3?", "L4?"]  # low confidence is flagged
 
-    (ann,) = import_dicom_annotations([tmp_path]).annotations
+    (ann,) = import_dicom_annotations([tmp_path], own_outputs=True).annotations
     for v in result.vertebrae:
         got = loaded.volume.world_to_voxel(ann.points[v.label])
         in_plane_mm = (got[:2] - v.voxel[:2]) * loaded.volume.spacing[:2]
@@ -465,7 +467,7 @@ def test_gsps_marks_every_name_when_a_warning_doubts_the_count(tmp_path):
     assert texts_with() == ["L1", "L2", "L3", "L4"]
     assert texts_with(LabelWarning("sheared-grid", "sheared"), LabelWarning("missed-level", "gap")) == ["L1", "L2", "L3", "L4"]
     assert texts_with(LabelWarning("anchor-rival", "rival")) == ["L1?", "L2?", "L3?", "L4?"]
-    imported = import_dicom_annotations([tmp_path / "series", tmp_path / "gsps"])  # the warning lines are passed over
+    imported = import_dicom_annotations([tmp_path / "series", tmp_path / "gsps"], own_outputs=True)  # the warning lines are passed over
     assert imported.problems == [] and sorted(imported.annotations[0].points) == ["L1", "L2", "L3", "L4"]
 
 
@@ -503,7 +505,7 @@ def test_enhanced_multiframe_series_round_trips_with_frame_numbers(tmp_path, wri
               for a in pydicom.dcmread(tmp_path / "gsps" / "out.dcm").GraphicAnnotationSequence]
     assert frames == [loaded.dicom.frame_numbers[round(ijk[2])] for ijk in LEVELS.values()]
     for folder, atol in (("sr", 1e-3), ("gsps", loaded.volume.spacing[2] / 2)):
-        imported = import_dicom_annotations([tmp_path / "mf", tmp_path / folder])
+        imported = import_dicom_annotations([tmp_path / "mf", tmp_path / folder], own_outputs=True)
         assert imported.problems == []
         (ann,) = imported.annotations
         for v in result.vertebrae:
@@ -537,7 +539,7 @@ def test_bad_inputs_are_reported_per_item_and_the_rest_imports(tmp_path):
     assert list(ann.points) == ["L3"]
     text = "\n".join(imported.problems)
     assert "unknown vertebra label 'disc'" in text and "good.dcm" in text
-    assert "'L4-L5' names a disc level" in text
+    assert "'L4-L5' (names a disc or a range, not a vertebra)" in text
     assert "1.2.826.0.1.3680043.9.7.99" in text and "not among the inputs" in text
     assert "no_coordinates.dcm: SR without spatial coordinates" in text
     assert "unknown_label.dcm" in text
@@ -653,7 +655,7 @@ def test_cli_label_writes_sr_and_gsps(tmp_path, capsys, fixed_labeler):
     assert code == 0, capsys.readouterr().err
     assert pydicom.dcmread(sr).SOPClassUID == COMPREHENSIVE_3D_SR
     assert pydicom.dcmread(gsps).SOPClassUID == GSPS_SOP_CLASS
-    (ann,) = import_dicom_annotations([tmp_path / "series", sr]).annotations
+    (ann,) = import_dicom_annotations([tmp_path / "series", sr], own_outputs=True).annotations
     for level, ijk in LEVELS.items():
         np.testing.assert_allclose(ann.points[level], loaded.volume.voxel_to_world(np.array(ijk)), atol=1e-3)
 
@@ -674,3 +676,88 @@ def test_cli_label_nifti_input_refuses_dicom_outputs(tmp_path, capsys, fixed_lab
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 1 and len(lines) == 1 and "needs a DICOM input" in lines[0]
     assert not (tmp_path / "x.dcm").exists()
+
+
+# ----------------------------------------------------------------------------- what a red team's vendor exports did
+
+
+def test_an_arrow_marks_its_tip_not_its_middle(tmp_path):
+    """A text box with an arrow drawn from it to the vertebra was read at the arrow's midpoint (9 mm off, kept by
+    every check)."""
+    loaded = _series(tmp_path / "series")
+    h = _header(loaded, 4)
+    gsps = _write_gsps(tmp_path / "gsps.dcm", h, [
+        _annotation(h, texts=[_text("L3", box=(40, 10, 52, 16))], graphics=[_graphic("POLYLINE", [(40, 14), (28, 30)])]),
+        _annotation(h, texts=[_text("L4", box=(40, 40, 52, 46))], graphics=[_graphic("POLYLINE", [(28, 60), (41, 45)])]),
+    ])
+    imported = import_dicom_annotations([tmp_path / "series", gsps])
+    (ann,) = imported.annotations
+    assert imported.problems == []
+    np.testing.assert_allclose(ann.points["L3"], _world(loaded, (28, 30), 4), atol=1e-3)
+    np.testing.assert_allclose(ann.points["L4"], _world(loaded, (28, 60), 4), atol=1e-3)  # drawn tip first
+
+
+def test_texts_set_off_from_their_marks_each_take_their_own(tmp_path):
+    """Every text 10 mm above its point, the next point up 8 mm away: nearest-first pairing gave each text the point
+    of the level above (all one level too cranial); the least summed distance gives each its own."""
+    loaded = _series(tmp_path / "series")
+    h = _header(loaded, 4)
+    rows = {"L1": 22, "L2": 42, "L3": 62}  # 18 mm apart; texts 11 rows (9.9 mm) above
+    gsps = _write_gsps(tmp_path / "gsps.dcm", h, [
+        _annotation(h, texts=[_text(lv, anchor=(30, r - 11)) for lv, r in rows.items()],
+                    graphics=[_graphic("POINT", [(30, r)]) for r in rows.values()]),
+    ])
+    imported = import_dicom_annotations([tmp_path / "series", gsps])
+    (ann,) = imported.annotations
+    assert imported.problems == []
+    for level, row in rows.items():
+        np.testing.assert_allclose(ann.points[level], _world(loaded, (30, row), 4), atol=1e-3, err_msg=level)
+
+
+def test_an_algorithms_labels_are_not_imported_as_a_persons(tmp_path):
+    """Our own SR/GSPS (what `pacs label --store` puts in the archive) and another product's SR with a device as its
+    only observer were imported as clinical labels: training on them teaches the algorithm's answers."""
+    loaded = _series(tmp_path / "series")
+    result = _result(loaded, {"L1": (30.0, 20.0, 4.0), "L2": (31.0, 45.0, 4.0)}, confidence=0.9)
+    write_sr(result, loaded.dicom, tmp_path / "ours" / "labels.sr.dcm")
+    write_gsps(result, loaded.dicom, tmp_path / "ours" / "labels.gsps.dcm")
+    imported = import_dicom_annotations([tmp_path / "series", tmp_path / "ours"])
+    assert imported.annotations == [] and len(imported.problems) == 2
+    assert all("written by spinelabel itself (the model's labels, not a person's" in p for p in imported.problems)
+    other = pydicom.dcmread(tmp_path / "ours" / "labels.sr.dcm")
+    other.Manufacturer = "Acme Spine AI"
+    (tmp_path / "theirs").mkdir()
+    other.save_as(tmp_path / "theirs" / "ai.sr.dcm")
+    (said,) = import_dicom_annotations([tmp_path / "series", tmp_path / "theirs"]).problems
+    assert "its only observer is a device (an algorithm's labels, not a person's): skipped" in said
+
+
+def test_labels_a_reviewer_confirmed_are_a_persons(tmp_path):
+    """The review page's SR is verified by the reviewer and its GSPS created by them: read as clinical labels."""
+    loaded = _series(tmp_path / "series")
+    result = _result(loaded, {"L1": (30.0, 20.0, 4.0), "L2": (31.0, 45.0, 4.0)}, confidence=0.3)
+    write_sr(result, loaded.dicom, tmp_path / "sr" / "labels.sr.dcm", reviewer="Dr. O'Neil \\ radiology = 1")
+    write_gsps(result, loaded.dicom, tmp_path / "gsps" / "labels.gsps.dcm", confirmed=True, reviewer="Dr. O'Neil")
+    sr = pydicom.dcmread(tmp_path / "sr" / "labels.sr.dcm")
+    assert sr.VerificationFlag == "VERIFIED" and str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == (
+        "Dr. O'Neil radiology 1")  # no VR delimiters in a person name
+    assert str(pydicom.dcmread(tmp_path / "gsps" / "labels.gsps.dcm").ContentCreatorName) == "Dr. O'Neil"
+    for folder in ("sr", "gsps"):
+        imported = import_dicom_annotations([tmp_path / "series", tmp_path / folder])
+        assert imported.problems == [] and list(imported.annotations[0].points) == ["L1", "L2"], folder
+
+
+def test_a_level_two_sources_put_on_different_vertebrae_is_skipped_and_said(tmp_path):
+    """A radiologist's GSPS names L3 right, another workstation's GSPS names L3 on the L4 body: the file that sorted
+    first won, silently, and L3 and L4 lay on one vertebra. A repeat at the same place is still fine."""
+    loaded = _series(tmp_path / "series")
+    h = _header(loaded, 4)
+    right = [_annotation(h, texts=[_text(lv, anchor=(30, r))]) for lv, r in (("L3", 20), ("L4", 45), ("L5", 66))]
+    _write_gsps(tmp_path / "b_radiologist.dcm", h, right)
+    _write_gsps(tmp_path / "a_other.dcm", h, [_annotation(h, texts=[_text("L3", anchor=(30, 45))]),
+                                              _annotation(h, texts=[_text("L5", anchor=(31, 67))])])
+    imported = import_dicom_annotations([tmp_path])
+    (ann,) = imported.annotations
+    assert list(ann.points) == ["L4", "L5"] and ann.duplicates == ("L5",)
+    (said,) = imported.problems
+    assert re.search(r"L3 is given 2 times, up to 2\d mm apart \(.*a_other\.dcm, .*b_radiologist\.dcm\)", said)

@@ -35,6 +35,8 @@ __all__ = ["GSPS_SOP_CLASS", "PIXEL_CENTRE", "ImagePlane", "plane_of", "snomed_l
 
 #: Grayscale Softcopy Presentation State Storage.
 GSPS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"
+#: Manufacturer (and model name) of the SR and GSPS spinelabel writes: what tells its own labels from a person's.
+SOFTWARE_NAME = "spinelabel"
 #: Offset of a pixel centre from its index in DICOM pixel coordinates: the top
 #: left corner of the top left pixel is (0, 0), its centre (0.5, 0.5)
 #: (PS3.3 C.10.5 and C.18.6).

@@ -12,10 +12,13 @@ cannot be used is skipped and named; the rest is imported).
 - GSPS (and the colour / pseudo-colour presentation states, which share the
   Graphic Annotation module): per referenced image, text objects
   (UnformattedTextValue at its AnchorPoint, else at the centre of its
-  BoundingBox) are paired with the nearest graphic object (POINT, or a small
-  POLYLINE / INTERPOLATED / CIRCLE / ELLIPSE -> its centre) within
-  :data:`PAIR_RADIUS_MM`; the graphic gives the point. A text with no graphic
-  nearby is the point itself.
+  BoundingBox) are paired with graphic objects (POINT, a small POLYLINE /
+  INTERPOLATED / CIRCLE / ELLIPSE -> its centre, an arrow -> its tip) within
+  :data:`PAIR_RADIUS_MM`, least summed distance first
+  (:mod:`spinelabel.io.dicom_label_marks`); the graphic gives the point. A
+  text with no graphic nearby is the point itself.
+- Objects holding an algorithm's labels (spinelabel's own unless a reviewer
+  confirmed them, an SR with only a device observer) are skipped and said.
 - SR (Enhanced, Comprehensive, Comprehensive 3D, Extensible; e.g. TID 1500
   Measurement Reports): every SCOORD (image pixel coordinates, with the image
   it is SELECTED FROM) and SCOORD3D (patient LPS mm in a frame of reference)
@@ -56,7 +59,8 @@ from .. import anatomy
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
-from .dicom_label_common import GSPS_SOP_CLASS, ImagePlane, plane_of, snomed_levels
+from .dicom_label_common import GSPS_SOP_CLASS, SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
+from .dicom_label_marks import MAX_SHAPE_MM, PAIR_RADIUS_MM, Marks, Skip, level_of_text, pair_marks, shape_centre, try_level
 
 __all__ = ["MAX_SHAPE_MM", "PAIR_RADIUS_MM", "DicomImport", "import_dicom_annotations"]
 
@@ -76,28 +80,19 @@ SR_SOP_CLASSES = {
 }
 #: Offset of a pixel centre from its index in DICOM pixel coordinates: the top
 #: left corner of the top left pixel is (0, 0), its centre (0.5, 0.5)
-#: A text and a graphic on one image belong together when they are at most this
-#: far apart (mm, in-plane). Labels are typed next to the mark they name; 30 mm
-#: is below the lumbar centre-to-centre spacing (~35-40 mm, see
-#: anatomy.typical_spacing_mm), so a label does not reach the next-but-one
-#: vertebra, and pairing nearest-first keeps the closer cervical levels apart.
-PAIR_RADIUS_MM = 30.0
-#: Largest extent (mm) of a shape taken as marking one vertebra: a vertebral
-#: body is ~35 mm deep and ~30 mm high on a sagittal image, so an outline of one
-#: body fits; a larger shape (a long line, an outline of several levels) does not
-#: mark one vertebra's centre.
-MAX_SHAPE_MM = 60.0
 #: Series numbers of the objects written; high so they sort after the acquired
+
+#: Two points given for one level of one series (two readers, or a GSPS and an SR) name the same vertebra
+#: when they are at most this far apart (mm) in the sagittal plane (a reader may click on a slice beside the
+#: middle one: a body is ~45 mm wide). A body-centre point varies between readers by about the
+#: localisation errors of the paper (1.2-2.6 mm); 10 mm is a third of a lumbar body's height and more than
+#: half a cervical level (spacing ~17 mm): points farther apart mark different vertebrae, or no centre.
+DUPLICATE_AGREEMENT_MM = 10.0
 
 # SR concept names (scheme, code value) that carry a label.
 _TRACKING_ID = ("DCM", "112039")
 _FINDING_SITE = {("SCT", "363698007"), ("SRT", "G-C0E3")}
 _SHORT_LABEL = ("DCM", "125309")
-_DISC_RE = re.compile(r"^\s*[CTLS]\s*\d{1,2}\s*[-/]\s*[CTLS]?\s*\d", re.IGNORECASE)
-
-
-class _Skip(Exception):
-    """One annotation item cannot be used; the message says which and why."""
 
 
 @dataclass
@@ -165,16 +160,16 @@ class _Index:
         return self.images[self.series_images[series_uid][0]].header
 
     def plane(self, sop_uid: str, frame: int | None) -> ImagePlane:
-        """The plane of a referenced image; _Skip when absent or unusable."""
+        """The plane of a referenced image; Skip when absent or unusable."""
         key = (sop_uid, frame)
         if key not in self._planes:
             image = self.images.get(sop_uid)
             if image is None:
-                raise _Skip(f"references image {sop_uid}, which is not among the inputs (export the images too)")
+                raise Skip(f"references image {sop_uid}, which is not among the inputs (export the images too)")
             try:
                 self._planes[key] = plane_of(image.path, image.header, frame)
             except InputError as exc:
-                raise _Skip(f"its image cannot be used: {exc}") from None
+                raise Skip(f"its image cannot be used: {exc}") from None
         return self._planes[key]
 
     def first_plane(self, series_uid: str) -> ImagePlane | None:
@@ -183,7 +178,7 @@ class _Index:
             multi_frame = int(self.images[uid].header.get("NumberOfFrames", 1) or 1) > 1
             try:
                 return self.plane(uid, 1 if multi_frame else None)
-            except _Skip:
+            except Skip:
                 continue
         return None
 
@@ -241,71 +236,7 @@ def _scan_files(files: list[Path], problems: list[str]) -> tuple[_Index, list[tu
 
 
 # ----------------------------------------------------------------------------
-# reading: shapes and label text
-
-
-def _shape_centre(graphic_type: str, points: np.ndarray, spacing: np.ndarray | None, what: str) -> np.ndarray:
-    """Centre of a marked shape: points (N, D) -> (D,); _Skip for big or unsupported shapes.
-
-    ``spacing`` (D,) converts the points to mm for the size check (None: already mm).
-    """
-    kind = graphic_type.upper()
-    n = len(points)
-    if n == 0:
-        raise _Skip(f"{what}: {kind} without coordinates")
-    if kind == "POINT":
-        return points[0]
-    if kind in ("POLYLINE", "INTERPOLATED", "POLYGON"):
-        if n > 1 and np.array_equal(points[0], points[-1]):
-            points = points[:-1]  # closed outline: the repeated first vertex counts once
-        centre, extent = points.mean(axis=0), points
-    elif kind == "CIRCLE" and n == 2:
-        centre = points[0]
-        radius = points[1] - points[0]
-        extent = np.stack([centre - radius, centre + radius])
-    elif kind in ("ELLIPSE", "ELLIPSOID") and n in (4, 6):
-        centre, extent = points.mean(axis=0), points
-    elif kind == "MULTIPOINT" and n == 1:
-        return points[0]
-    else:
-        raise _Skip(f"{what}: graphic type {kind} with {n} points does not mark one point")
-    scaled = extent * (spacing if spacing is not None else 1.0)
-    size = float(np.max(np.linalg.norm(scaled[:, None, :] - scaled[None, :, :], axis=-1)))
-    if size > MAX_SHAPE_MM:
-        raise _Skip(f"{what}: {kind} spanning {size:.0f} mm is too large to mark one vertebra (> {MAX_SHAPE_MM:.0f} mm)")
-    return centre
-
-
-
-
-def _level_of_text(text: str) -> str:
-    """The level a label text names; _Skip with the reason otherwise."""
-    if _DISC_RE.match(text):
-        raise _Skip(f"{text.strip()!r} names a disc level, not a vertebra")
-    try:
-        return anatomy.parse_level(text)
-    except ValueError:
-        raise _Skip(f"unknown vertebra label {text.strip()!r}") from None
-
-
-def _try_level(text: str) -> str | None:
-    try:
-        return _level_of_text(text)
-    except _Skip:
-        return None
-
-
-# ----------------------------------------------------------------------------
 # reading: presentation states (GSPS)
-
-
-@dataclass
-class _Marks:
-    """What is drawn on one image: texts (text, (2,) pixel position, where) and
-    graphics (graphic type, (N, 2) pixel points, where, TrackingID or None)."""
-
-    texts: list[tuple[str, np.ndarray, str]] = field(default_factory=list)
-    graphics: list[tuple[str, np.ndarray, str, str | None]] = field(default_factory=list)
 
 
 def _frames(ref: Any) -> list[int] | None:
@@ -320,14 +251,14 @@ def _frames(ref: Any) -> list[int] | None:
 
 
 def _single_image(refs: list[tuple[str, list[int] | None]], where: str) -> tuple[str, int | None]:
-    """The one (SOPInstanceUID, frame) an annotation is drawn on; _Skip when it is shown on several."""
+    """The one (SOPInstanceUID, frame) an annotation is drawn on; Skip when it is shown on several."""
     if not refs:
-        raise _Skip(f"{where}: references no image")
+        raise Skip(f"{where}: references no image")
     if len(refs) > 1:
-        raise _Skip(f"{where}: drawn on {len(refs)} images, so its slice is unknown")
+        raise Skip(f"{where}: drawn on {len(refs)} images, so its slice is unknown")
     uid, frames = refs[0]
     if frames is not None and len(frames) > 1:
-        raise _Skip(f"{where}: drawn on {len(frames)} frames, so its slice is unknown")
+        raise Skip(f"{where}: drawn on {len(frames)} frames, so its slice is unknown")
     return uid, (frames[0] if frames else None)
 
 
@@ -338,31 +269,31 @@ def _image_refs(sequence: Any) -> list[tuple[str, list[int] | None]]:
 def _pixel_units(item: Any, keyword: str, where: str) -> None:
     units = str(item.get(keyword, "") or "").upper()
     if units != "PIXEL":
-        raise _Skip(f"{where}: {units or 'no'} annotation units (only PIXEL units are read)")
+        raise Skip(f"{where}: {units or 'no'} annotation units (only PIXEL units are read)")
 
 
 def _floats(values: Any, dims: int, where: str) -> np.ndarray:
-    """A flat list of numbers as points of shape (N, dims); _Skip when malformed."""
+    """A flat list of numbers as points of shape (N, dims); Skip when malformed."""
     try:
         out = np.array([float(v) for v in values or []], dtype=float)
         out = out.reshape(-1, dims)
     except (TypeError, ValueError):
-        raise _Skip(f"{where}: malformed coordinates") from None
+        raise Skip(f"{where}: malformed coordinates") from None
     if not np.all(np.isfinite(out)):
-        raise _Skip(f"{where}: coordinates are not finite")
+        raise Skip(f"{where}: coordinates are not finite")
     return out
 
 
-def _text_position(text: Any, where: str) -> np.ndarray:
-    """Anchor point, else bounding-box centre, in pixel coordinates (2,)."""
+def _text_position(text: Any, where: str) -> tuple[np.ndarray, bool]:
+    """Anchor point, else bounding-box centre, in pixel coordinates (2,); and whether it is the box's."""
     if text.get("AnchorPoint") is not None:
         _pixel_units(text, "AnchorPointAnnotationUnits", where)
-        return _floats(text.AnchorPoint, 2, where)[0]
+        return _floats(text.AnchorPoint, 2, where)[0], False
     if text.get("BoundingBoxTopLeftHandCorner") is not None and text.get("BoundingBoxBottomRightHandCorner") is not None:
         _pixel_units(text, "BoundingBoxAnnotationUnits", where)
         corners = _floats([*text.BoundingBoxTopLeftHandCorner, *text.BoundingBoxBottomRightHandCorner], 2, where)
-        return corners.mean(axis=0)
-    raise _Skip(f"{where}: text without anchor point or bounding box")
+        return corners.mean(axis=0), True
+    raise Skip(f"{where}: text without anchor point or bounding box")
 
 
 def _screen_fixed(item: Any) -> bool:
@@ -374,11 +305,12 @@ def _screen_fixed(item: Any) -> bool:
     return bool(texts) and not item.get("GraphicObjectSequence") and bool(units) and set(units) == {"DISPLAY"}
 
 
-def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int | None], _Marks]:
+def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int | None], Marks]:
     """Texts and graphics of a presentation state, per referenced image."""
     applies_to = [ref for series in ds.get("ReferencedSeriesSequence", []) or []
                   for ref in _image_refs(series.get("ReferencedImageSequence"))]
-    marks: dict[tuple[str, int | None], _Marks] = {}
+    marks: dict[tuple[str, int | None], Marks] = {}
+    ours = ds.get("Manufacturer") == SOFTWARE_NAME
     if not ds.get("GraphicAnnotationSequence"):
         problems.append(f"{path}: presentation state without graphic annotations (truncated?): nothing to import")
     for n, item in enumerate(ds.get("GraphicAnnotationSequence", []) or [], start=1):
@@ -389,16 +321,19 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
         refs = _image_refs(item.ReferencedImageSequence) if "ReferencedImageSequence" in item else applies_to
         try:
             key = _single_image(refs, where)
-        except _Skip as exc:
+        except Skip as exc:
             problems.append(f"{exc} (skipped)")
             continue
-        bucket = marks.setdefault(key, _Marks())
+        bucket = marks.setdefault(key, Marks())
         for text in item.get("TextObjectSequence", []) or []:
             value = str(text.get("UnformattedTextValue", "") or "")
+            if ours:  # our GSPS marks an unsure name "L3?": the name is the level (read only with own_outputs)
+                value = value.rstrip().removesuffix("?")
             twhere = f"{where}, text {value.strip()!r}"
             try:
-                bucket.texts.append((value, _text_position(text, twhere), twhere))
-            except _Skip as exc:
+                position, boxed = _text_position(text, twhere)
+                bucket.texts.append((value, position, twhere, boxed))
+            except Skip as exc:
                 problems.append(f"{exc} (skipped)")
         for g, graphic in enumerate(item.get("GraphicObjectSequence", []) or [], start=1):
             gtype = str(graphic.get("GraphicType", "") or "")
@@ -406,7 +341,7 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
             try:
                 _pixel_units(graphic, "GraphicAnnotationUnits", gwhere)
                 points = _floats(graphic.get("GraphicData"), 2, gwhere)
-            except _Skip as exc:
+            except Skip as exc:
                 problems.append(f"{exc} (skipped)")
                 continue
             bucket.graphics.append((gtype, points, gwhere, str(graphic.get("TrackingID", "") or "") or None))
@@ -418,10 +353,10 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
     found = []
     referenced = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", None) or []}
     for (uid, frame), marks in _gsps_marks(path, ds, problems).items():
-        names = ", ".join(repr(t.strip()) for t, _, _ in marks.texts) or "graphics only"
+        names = ", ".join(repr(t.strip()) for t, _, _, _ in marks.texts) or "graphics only"
         try:
             plane = index.plane(uid, frame)
-        except _Skip as exc:
+        except Skip as exc:
             problems.append(f"{path}: labels on image {uid} ({names}): {exc} (skipped)")
             continue
         series = index.images[uid].series_uid
@@ -429,10 +364,10 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
             problems.append(f"{path}: labels on image {uid} ({names}) of series {series}, which the presentation state "
                             "does not reference (skipped)")
             continue
-        for label, col_row in _pair_marks(marks, plane, problems):
+        for label, col_row in pair_marks(marks, plane.spacing, problems):
             try:
                 _check_on_image(col_row, plane)
-            except _Skip as exc:
+            except Skip as exc:
                 problems.append(f"{path}: {label} on image {uid}: {exc} (skipped)")
                 continue
             found.append(_Found(series, label, plane.to_lps(col_row)[0], path))
@@ -440,52 +375,11 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
 
 
 def _check_on_image(col_row: np.ndarray, plane: ImagePlane) -> None:
-    """_Skip for a pixel point (column, row) off its image: beyond [0, Columns] x [0, Rows] (DICOM pixel
+    """Skip for a pixel point (column, row) off its image: beyond [0, Columns] x [0, Rows] (DICOM pixel
     coordinates run from the top left corner of the first pixel to the bottom right of the last)."""
     point = np.asarray(col_row, float).reshape(2)
     if np.any(point < 0.0) or np.any(point > np.asarray(plane.size, float)):
-        raise _Skip(f"the point ({point[0]:.1f}, {point[1]:.1f}) lies off the {plane.size[0]} x {plane.size[1]} image")
-
-
-def _pair_marks(marks: _Marks, plane: ImagePlane, problems: list[str]) -> list[tuple[str, np.ndarray]]:
-    """(label, (2,) pixel point) per vertebra label on one image; problems for the rest.
-
-    Texts naming a vertebra and graphic centres are paired nearest-first
-    within PAIR_RADIUS_MM; a paired label takes the graphic's centre, an
-    unpaired one its own position; an unpaired graphic is used only when its
-    TrackingID names a vertebra.
-    """
-    labels: list[tuple[str, np.ndarray]] = []
-    for text, position, where in marks.texts:
-        try:
-            labels.append((_level_of_text(text), position))
-        except _Skip as exc:
-            problems.append(f"{where}: {exc} (skipped)")
-    centres: list[tuple[np.ndarray, str, str | None]] = []
-    for gtype, points, where, tracking in marks.graphics:
-        try:
-            centres.append((_shape_centre(gtype, points, plane.spacing, where), where, tracking))
-        except _Skip as exc:
-            problems.append(f"{exc} (skipped)")
-    pairs = sorted(
-        (float(np.linalg.norm((pos - centre) * plane.spacing)), t, g)
-        for t, (_, pos) in enumerate(labels)
-        for g, (centre, _, _) in enumerate(centres)
-    )
-    graphic_of: dict[int, int] = {}
-    for distance, t, g in pairs:
-        if distance <= PAIR_RADIUS_MM and t not in graphic_of and g not in graphic_of.values():
-            graphic_of[t] = g
-    out = [(label, centres[graphic_of[t]][0] if t in graphic_of else pos) for t, (label, pos) in enumerate(labels)]
-    for g, (centre, where, tracking) in enumerate(centres):
-        if g in graphic_of.values():
-            continue
-        level = _try_level(tracking) if tracking else None
-        if level is not None:
-            out.append((level, centre))
-        else:
-            problems.append(f"{where}: no vertebra label within {PAIR_RADIUS_MM:.0f} mm (skipped)")
-    return out
+        raise Skip(f"the point ({point[0]:.1f}, {point[1]:.1f}) lies off the {plane.size[0]} x {plane.size[1]} image")
 
 
 # ----------------------------------------------------------------------------
@@ -552,47 +446,47 @@ def _container_levels(container: Any, snomed: dict[tuple[str, str], str]) -> tup
         is_strong = key == _TRACKING_ID or key in _FINDING_SITE or key == _SHORT_LABEL
         for text in _value_texts(child, snomed):
             try:
-                (strong if is_strong else weak).add(_level_of_text(text))
-            except _Skip as exc:
+                (strong if is_strong else weak).add(level_of_text(text))
+            except Skip as exc:
                 if is_strong:
                     bad.append(str(exc))
     return (strong or weak), bad
 
 
 def _sr_label(coord: Any, ancestors: list[Any], snomed: dict[tuple[str, str], str]) -> str:
-    """The level naming a coordinate item (see the module docstring); _Skip otherwise."""
+    """The level naming a coordinate item (see the module docstring); Skip otherwise."""
     own = _concept(coord)
-    if own and (level := _try_level(own[2])):
+    if own and (level := try_level(own[2])):
         return level
     bad: list[str] = []
     for item in reversed(ancestors):
         if not _is_container(item):
             for text in _value_texts(item, snomed):
                 try:
-                    return _level_of_text(text)
-                except _Skip as exc:
+                    return level_of_text(text)
+                except Skip as exc:
                     bad.append(str(exc))
             continue
         levels, bad_here = _container_levels(item, snomed)
         if len(levels) == 1:
             return next(iter(levels))
         if len(levels) > 1:
-            raise _Skip(f"several vertebra names next to it ({', '.join(sorted(levels, key=anatomy.ordinal))})")
+            raise Skip(f"several vertebra names next to it ({', '.join(sorted(levels, key=anatomy.ordinal))})")
         name = _concept(item)
-        if name and (level := _try_level(name[2])):
+        if name and (level := try_level(name[2])):
             return level
         bad.extend(bad_here)
         break
-    raise _Skip(bad[0] if bad else "no vertebra name next to it")
+    raise Skip(bad[0] if bad else "no vertebra name next to it")
 
 
 def _image_reference(coord: Any) -> tuple[str, int | None]:
-    """The (SOPInstanceUID, frame) a SCOORD is SELECTED FROM; _Skip when missing."""
+    """The (SOPInstanceUID, frame) a SCOORD is SELECTED FROM; Skip when missing."""
     for child in _children(coord):
         if str(child.get("ValueType", "")) == "IMAGE" and child.get("ReferencedSOPSequence"):
             ref = child.ReferencedSOPSequence[0]
             return _single_image([(str(ref.get("ReferencedSOPInstanceUID", "")), _frames(ref))], "SCOORD")
-    raise _Skip("SCOORD without a referenced image")
+    raise Skip("SCOORD without a referenced image")
 
 
 def _graphic_points(coord: Any, dims: int) -> np.ndarray:
@@ -621,8 +515,8 @@ def _series_for_frame_of_reference(for_uid: str, ds: Any, index: _Index) -> str:
     if len(preferred) == 1:
         return preferred[0]
     if not preferred:
-        raise _Skip(f"no sagittal series of frame of reference {for_uid} among the inputs")
-    raise _Skip(f"{len(preferred)} sagittal series share frame of reference {for_uid}; cannot tell which one is labelled")
+        raise Skip(f"no sagittal series of frame of reference {for_uid} among the inputs")
+    raise Skip(f"{len(preferred)} sagittal series share frame of reference {for_uid}; cannot tell which one is labelled")
 
 
 def _read_sr(path: Path, ds: Any, index: _Index, problems: list[str]) -> list[_Found]:
@@ -644,7 +538,7 @@ def _read_sr(path: Path, ds: Any, index: _Index, problems: list[str]) -> list[_F
             where = f"{path}: {'+'.join(str(c.ValueType) for _, c, _ in group)} #{group[0][0]}"
             try:
                 found.append(_sr_point(path, ds, [(c, a) for _, c, a in group], index, snomed))
-            except _Skip as exc:
+            except Skip as exc:
                 problems.append(f"{where}: {exc} (skipped)")
     return found
 
@@ -661,7 +555,7 @@ def _sr_point(path: Path, ds: Any, group: list[tuple[Any, list[Any]]], index: _I
         plane = index.plane(uid, frame)
         series = index.images[uid].series_uid
         points = _graphic_points(flat["SCOORD"], 2)
-        centre = _shape_centre(str(flat["SCOORD"].get("GraphicType", "")), points, plane.spacing, "SCOORD")
+        centre = shape_centre(str(flat["SCOORD"].get("GraphicType", "")), points, plane.spacing, "SCOORD")
         _check_on_image(centre, plane)
         lps = plane.to_lps(centre)[0]
     if "SCOORD3D" in flat:
@@ -670,10 +564,10 @@ def _sr_point(path: Path, ds: Any, group: list[tuple[Any, list[Any]]], index: _I
         if series is None:
             series = _series_for_frame_of_reference(for_uid, ds, index)
         elif for_uid != _frame_of_reference(series, index):
-            raise _Skip(f"its SCOORD3D is in frame of reference {for_uid}, not that of its image")
-        lps = _shape_centre(str(item.get("GraphicType", "")), _graphic_points(item, 3), None, "SCOORD3D")
+            raise Skip(f"its SCOORD3D is in frame of reference {for_uid}, not that of its image")
+        lps = shape_centre(str(item.get("GraphicType", "")), _graphic_points(item, 3), None, "SCOORD3D")
     if series is None or lps is None:
-        raise _Skip("no usable coordinates")
+        raise Skip("no usable coordinates")
     return _Found(series, label, np.asarray(lps, float), path)
 
 
@@ -730,7 +624,9 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
     ids = _scan_ids(kept, index)
     out = []
     for uid in kept:
-        mine = [f for f in found if f.series_uid == uid]
+        mine = _agreeing([f for f in found if f.series_uid == uid], problems)
+        if not mine:
+            continue
         builder = ScanAnnotationBuilder(ids[uid], _series_folder(index.series_files(uid)), mine[0].source, uid)
         for f in mine:
             builder.add(f.label, [float(c) for c in lps_to_ras(f.lps)])
@@ -738,7 +634,51 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
     return out
 
 
-def import_dicom_annotations(sources: Sequence[str | Path] | str | Path) -> DicomImport:
+def _agreeing(found: list[_Found], problems: list[str]) -> list[_Found]:
+    """The labels of one series without the levels given twice at places more than
+    :data:`DUPLICATE_AGREEMENT_MM` apart (each such level said); a level given twice at one place stays (the
+    first point is used, the repeat listed as a duplicate)."""
+    out = []
+    for f in found:
+        same = [g for g in found if g.label == f.label]
+        apart = max(float(np.linalg.norm((g.lps - h.lps)[1:])) for g in same for h in same)  # sagittal plane (P, S)
+        if apart <= DUPLICATE_AGREEMENT_MM:
+            out.append(f)
+        elif f is same[0]:
+            sources = ", ".join(sorted({str(g.source) for g in same}))
+            problems.append(f"series {f.series_uid}: {f.label} is given {len(same)} times, up to {apart:.0f} mm apart "
+                            f"({sources}): sources disagree on which vertebra it is, so it was skipped")
+    return out
+
+
+#: SR observer type (TID 1002): concept name, and the codes of a person and a device observer.
+_OBSERVER_TYPE, _PERSON, _DEVICE = ("DCM", "121005"), ("DCM", "121006"), ("DCM", "121007")
+
+
+def _machine_made(ds: Any) -> str | None:
+    """Why an object holds an algorithm's labels rather than a person's; None when it is a person's (or unknown).
+
+    spinelabel's own SR and GSPS carry its name as Manufacturer (those a
+    review confirmed are verified by, or created by, the reviewer: a person's);
+    another product's SR names only a device as its observer (TID 1002).
+    Training on either would teach a model an algorithm's answers, its
+    confident errors too.
+    """
+    if str(ds.get("Manufacturer", "") or "") == SOFTWARE_NAME:
+        if ds.get("VerificationFlag") == "VERIFIED" or str(ds.get("ContentCreatorName", "") or ""):
+            return None  # confirmed in `spinelabel review`: a person's labels (SR verified by, GSPS created by them)
+        return f"written by {SOFTWARE_NAME} itself (the model's labels, not a person's; train on reviewed results)"
+    observers = set()
+    for item in ds.get("ContentSequence", []) or []:
+        if _concept(item) is not None and _concept(item)[:2] == _OBSERVER_TYPE:  # type: ignore[index]
+            value = _concept(item, "ConceptCodeSequence")
+            observers.add(value[:2] if value else None)
+    if _DEVICE in observers and _PERSON not in observers:
+        return "its only observer is a device (an algorithm's labels, not a person's)"
+    return None
+
+
+def import_dicom_annotations(sources: Sequence[str | Path] | str | Path, own_outputs: bool = False) -> DicomImport:
     """Read spine labels from GSPS and SR objects among DICOM images.
 
     Parameters
@@ -752,7 +692,10 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path) -> Dico
     DicomImport
         ``annotations``: one ScanAnnotation per labelled sagittal series
         (points in world RAS mm, cranial to caudal, duplicates listed);
-        ``problems``: one line per item or file that was skipped.
+        ``problems``: one line per item or file that was skipped. Objects
+        holding an algorithm's labels (:func:`_machine_made`) are skipped,
+        each with a line, unless ``own_outputs``: then spinelabel's own are
+        read, an unsure name's "?" dropped (what tests of the writers use).
 
     Raises
     ------
@@ -767,6 +710,10 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path) -> Dico
     found: list[_Found] = []
     for path, ds in objects:
         kind = PRESENTATION_STATE_CLASSES.get(_sop_class(ds)) or SR_SOP_CLASSES[_sop_class(ds)]
+        machine = None if own_outputs and ds.get("Manufacturer") == SOFTWARE_NAME else _machine_made(ds)
+        if machine is not None:
+            problems.append(f"{path}: {kind} {machine}: skipped")
+            continue
         try:
             if _sop_class(ds) in PRESENTATION_STATE_CLASSES:
                 found.extend(_read_presentation_state(path, ds, index, problems))

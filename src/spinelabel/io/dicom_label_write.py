@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..warning_codes import COUNT, DETECTION, LabelWarning, count_at_risk
-from .dicom_label_common import ImagePlane, plane_of, snomed_levels
+from .dicom_label_common import SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
 from .dicom_repair import MONOCHROME1
 
 if TYPE_CHECKING:
@@ -245,10 +245,12 @@ def _output_uids(kind: str, result: LabelResult, series: _SeriesHeaders, confirm
 def _software() -> tuple[str, str]:
     from .. import __version__
 
-    return "spinelabel", str(__version__)
+    return SOFTWARE_NAME, str(__version__)
 
 
-def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path) -> None:
+def write_sr(
+    result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path, reviewer: str | None = None
+) -> None:
     """Write the labels as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report).
 
     One TID 1410 measurement group per vertebra: tracking identifier = the
@@ -272,6 +274,10 @@ def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str 
         ``LoadedImage.dicom`` of the labelled series; None (NIfTI) is an error.
     path : str or Path
         The .dcm file to write (atomically).
+    reviewer : str, optional
+        The person who confirmed the labels (``spinelabel review``): the SR
+        is then VERIFIED by them (Verifying Observer), which is what lets
+        ``annotations import`` read it as a person's labels.
 
     Raises
     ------
@@ -285,7 +291,30 @@ def write_sr(result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str 
             dataset = _build_sr(result, dicom_info, series)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:  # highdicom refuses a value taken from the source headers
         raise InputError(f"cannot write the DICOM SR: {one_line(exc)}") from exc
+    if reviewer is not None:
+        _verified_by(dataset, reviewer, series)
     _save(_with_source_names(dataset, series), path)
+
+
+def reviewer_name(reviewer: str) -> str:
+    """A reviewer's name as a DICOM person name (PN): at most 64 characters, no VR delimiters; "reviewer" when empty."""
+    cleaned = " ".join("".join(" " if ch in "\\=" or not ch.isprintable() else ch for ch in reviewer).split())
+    return cleaned[:64].strip() or "reviewer"
+
+
+def _verified_by(dataset: Any, reviewer: str, series: _SeriesHeaders) -> None:
+    """Mark an SR as verified (attested) by ``reviewer`` now (SR Document General module, Verifying Observer)."""
+    from datetime import datetime, timezone
+
+    from pydicom.dataset import Dataset
+
+    observer = Dataset()
+    observer.VerifyingObserverName = reviewer_name(reviewer)
+    observer.VerifyingOrganization = str(series.headers[0].get("InstitutionName", "") or "unknown")[:64]
+    observer.VerificationDateTime = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    observer.VerifyingObserverIdentificationCodeSequence = []
+    dataset.VerificationFlag = "VERIFIED"
+    dataset.VerifyingObserverSequence = [observer]
 
 
 def _observer(result: LabelResult) -> Any:
@@ -463,7 +492,8 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
 
 
 def write_gsps(
-    result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path, confirmed: bool = False
+    result: LabelResult, dicom_info: DicomSeriesInfo | None, path: str | Path, confirmed: bool = False,
+    reviewer: str | None = None,
 ) -> None:
     """Write the labels as a Grayscale Softcopy Presentation State for the source series.
 
@@ -489,6 +519,9 @@ def write_gsps(
     confirmed : bool
         A reviewer has confirmed every name (``spinelabel review``): no "?"
         marks, whatever the model's confidences.
+    reviewer : str, optional
+        Who confirmed them: the GSPS's Content Creator's Name (what lets
+        ``annotations import`` read it as a person's labels).
 
     Raises
     ------
@@ -501,6 +534,8 @@ def write_gsps(
             dataset = _build_gsps(result, series, confirmed)
     except (ValueError, TypeError) as exc:  # highdicom refuses a value taken from the source headers
         raise InputError(f"cannot write the GSPS: {one_line(exc)}") from exc
+    if reviewer is not None:
+        dataset.ContentCreatorName = reviewer_name(reviewer)
     _save(_with_source_names(dataset, series), path)
 
 

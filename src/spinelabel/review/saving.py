@@ -46,9 +46,12 @@ def _writers(json_path: Path, name: str, doc: dict[str, Any], payload: bytes, lo
         from ..io.dicom_label_write import write_gsps, write_sr
 
         result, info = result_of(doc), loaded.dicom
-        writers.append((json_path.parent / f"{name}.sr.dcm", functools.partial(write_sr, result, info)))
+        events = (doc.get("review") or {}).get("events") or [{}]
+        reviewer = str(events[-1].get("reviewer") or "")  # who confirmed: the SR is verified by them, the GSPS theirs
+        writers.append((json_path.parent / f"{name}.sr.dcm", functools.partial(write_sr, result, info, reviewer=reviewer)))
         # a review confirms every name: no "?" in the GSPS
-        writers.append((json_path.parent / f"{name}.gsps.dcm", functools.partial(write_gsps, result, info, confirmed=True)))
+        writers.append((json_path.parent / f"{name}.gsps.dcm",
+                        functools.partial(write_gsps, result, info, confirmed=True, reviewer=reviewer)))
     writers.append((json_path, functools.partial(atomic_write_bytes, payload=payload)))
     return writers
 
