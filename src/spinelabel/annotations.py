@@ -476,12 +476,15 @@ def from_spreadsheet_text(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
-def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path) -> None:
+def save_annotations_csv(
+    annotations: Sequence[ScanAnnotation], path: str | Path, relative_to: str | Path | None = None
+) -> None:
     """Write annotations as CSV ``scan,label,x,y,z[,image][,series]`` (atomic: temp file + rename).
 
     The ``image`` column is written when any scan has an image; it holds the
-    path relative to the CSV's folder (absolute when no relative path
-    exists, e.g. another drive). The ``series`` column (SeriesInstanceUID)
+    path relative to the CSV's folder, or to ``relative_to`` where the file is
+    written elsewhere first (a staged file renamed into that folder later;
+    absolute when no relative path exists, e.g. another drive). The ``series`` column (SeriesInstanceUID)
     is written when any scan has one. Coordinates are written with full
     float precision, so :func:`load_annotations` reads back the same points.
     Duplicated labels (only their first point is kept) are not written. Text
@@ -494,7 +497,7 @@ def save_annotations_csv(annotations: Sequence[ScanAnnotation], path: str | Path
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*CSV_COLUMNS] + ["image"] * with_image + ["series"] * with_series)
-    base = os.path.abspath(path.parent)
+    base = os.path.abspath(path.parent if relative_to is None else relative_to)
     for ann in annotations:
         image = ""
         if ann.image is not None:

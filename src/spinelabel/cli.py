@@ -663,7 +663,8 @@ def annotations_check(
     result = check_annotations(
         anns, model=model, use_images=not no_images, params=params, labeler=labeler, labeler_for=labeler_for
     )
-    outputs = [(output, lambda p: save_annotations_csv(result.cleaned, p))]
+    # staged beside the target, renamed into place: image paths relative to the target's folder
+    outputs = [(output, lambda p: save_annotations_csv(result.cleaned, p, relative_to=output.parent))]
     if report is not None:
         outputs.append((report, lambda p: write_report(result, p)))
     write_all_or_nothing(outputs, read)  # the cleaned labels and the report, or neither

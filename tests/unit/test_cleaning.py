@@ -504,3 +504,21 @@ def test_cli_check_never_writes_over_the_labels_it_reads(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 1 and err.count("\n") == 1 and "is an input of this run" in err, err
         assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "o.csv").exists()
+
+
+def test_the_cleaned_csv_names_images_from_its_own_folder(tmp_path):
+    """The cleaned set was staged in a hidden folder and its relative image paths computed from there: every path
+    got two extra "../", and `train cleaned.csv` found no image."""
+    sagittal = np.zeros((12, 80, 200), np.float32)
+    affine = np.diag([4.0, 1.0, 1.0, 1.0])
+    affine[2, 3] = -120.0
+    (tmp_path / "scans").mkdir()
+    nib.save(nib.Nifti1Image(sagittal, affine), str(tmp_path / "scans" / "sag.nii.gz"))
+    points = {lv: p + np.array([18.0, 50.0, -60.0]) for lv, p in spine(levels=LUMBAR[1:]).items()}
+    save_annotations_csv([scan(points, image=tmp_path / "scans" / "sag.nii.gz")], tmp_path / "labels.csv")
+    out = tmp_path / "checked" / "cleaned.csv"
+    assert main(["annotations", "check", str(tmp_path / "labels.csv"), "-o", str(out), "--no-images", "-q"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert {r["image"] for r in rows} == {"../scans/sag.nii.gz"}
+    (again,) = load_annotations([out])
+    assert again.image == tmp_path / "scans" / "sag.nii.gz" and list(again.points) == list(points)

@@ -183,3 +183,30 @@ def test_rename_to_its_own_name_is_not_offered_and_labels_of_another_series_are_
               True)
         assert driver.execute_script("return document.body.dataset.scan") == "a"  # still on the scan shown
     assert json.loads((labels / "b.json").read_text()) == json.loads((labels / "a.json").read_text())
+
+
+def test_a_held_key_a_double_accept_or_ctrl_a_accepts_only_the_scan_shown(tmp_path):
+    """Holding "a" for 1.5 s accepted the scan shown and then the next, never seen; Ctrl+A accepted a scan; a double
+    click on Accept recorded two events."""
+    from selenium.webdriver.common.by import By
+
+    folders = [_series(tmp_path, "a"), _series(tmp_path, "b", n=4), _series(tmp_path, "c", n=3)]
+    labels = tmp_path / "labels"
+    session = session_for(folders, labels)
+    with serving(session) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        first = driver.execute_script("return document.body.dataset.scan")
+        driver.execute_script(  # Ctrl+A (select all) is the browser's, then a held "a": one press and its repeats
+            "window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', ctrlKey: true}));"
+            "window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a'}));"
+            "for (let i = 0; i < 20; i++) window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', repeat: true}));")
+        _wait(driver, "document.body.dataset.saved", "1")
+        second = driver.execute_script("return document.body.dataset.scan")
+        assert second != first
+        driver.execute_script("document.getElementById('accept').click(); document.getElementById('accept').click();")
+        _wait(driver, "document.body.dataset.saved", "2")
+        _wait(driver, "state.saving", False)
+        assert driver.find_element(By.ID, "progress").text == "2 of 3 reviewed"
+    events = {name: json.loads((labels / f"{name}.json").read_text()).get("review", {}).get("events", [])
+              for name in ("a", "b", "c")}
+    assert sorted(len(e) for e in events.values()) == [0, 1, 1] and not events[({"a", "b", "c"} - {first, second}).pop()]

@@ -20,6 +20,7 @@ from spinelabel.io.nifti import save_nifti
 from spinelabel.review import ReviewSession, prepare_scans
 from spinelabel.review.edits import DisplayGrid, apply_ops
 from spinelabel.review.server import SECURITY_HEADERS
+from spinelabel.review.session import ReviewConflictError
 from spinelabel.testing.dummy import blob_spine
 from spinelabel.testing.review import request as _request, blob_series_volume, dummy_labeler, serving, session_for
 
@@ -169,6 +170,39 @@ def test_a_save_over_a_result_changed_on_disk_is_refused_and_shows_the_saved_ver
     bob.review(0, [])  # now on the saved version
     events = json.loads((labels / "full.json").read_text())["review"]["events"]
     assert [e["reviewer"] for e in events] == ["alice", "bob"] and events[0]["changes"][0]["label"] == gone
+
+
+def test_a_page_showing_an_older_version_cannot_save_over_a_newer_one(nifti_scans, tmp_path):
+    """Two tabs (or two reviewers of one --host server) on one scan: the stale page's edits were applied by name to
+    the corrected file (two labels on one vertebra). Each page now sends the version it shows."""
+    labels = tmp_path / "labels"
+    session = session_for(nifti_scans[:1], labels, "alice")
+    shown = session.meta(0)
+    first = shown["labels"][0]["label"]
+    session.review(0, [{"op": "delete", "label": first}], shown["version"])  # tab A saves
+    saved = (labels / "full.json").read_bytes()
+    with pytest.raises(ReviewConflictError, match="saved since this page showed it .another tab or reviewer"):
+        session.review(0, [], shown["version"])  # tab B, still showing the old version
+    assert (labels / "full.json").read_bytes() == saved
+    newer = session.meta(0)["version"]
+    assert newer != shown["version"] and session.review(0, [], newer)["version"] != newer  # saved on the newer one
+
+
+def test_a_dicom_review_that_keeps_no_vertebra_is_refused_in_words(tmp_path):
+    """Deleting every label of a DICOM scan gave HTTP 500 from the SR writer; now a 400 that says why."""
+    volume, _ = blob_series_volume((96, 96, 9), (2.0, 2.0, 4.0))
+    write_dicom_series(volume, tmp_path / "series")
+    session = session_for([tmp_path / "series"], tmp_path / "labels")
+    before = (tmp_path / "labels" / "series.json").read_bytes()
+    ops = [{"op": "delete", "label": lab["label"]} for lab in session.meta(0)["labels"]]
+    with serving(session) as server:
+        body = json.dumps({"ops": ops}).encode()
+        response, answer = _request(server, "POST", "/api/scans/0/review", body, {"Content-Type": "application/json"})
+        assert response.status == 400 and "must keep at least one vertebra" in json.loads(answer)["error"]
+        huge = b'{"ops": [], "version": ' + b"9" * 5000 + b"}"  # more digits than Python converts
+        response, answer = _request(server, "POST", "/api/scans/0/review", huge, {"Content-Type": "application/json"})
+        assert response.status == 400 and "too long" in json.loads(answer)["error"]
+    assert (tmp_path / "labels" / "series.json").read_bytes() == before
 
 
 def test_a_result_removed_on_disk_is_written_afresh_and_a_broken_one_is_not_overwritten(nifti_scans, tmp_path):

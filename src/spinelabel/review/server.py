@@ -238,7 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
             return _json(session.meta(args[0]))
         if name == "slice":
             return "application/octet-stream", session.slice_bytes(args[0], args[1])
-        return _json(session.review(args[0], self._json_body().get("ops")))
+        body = self._json_body()
+        return _json(session.review(args[0], body.get("ops"), body.get("version")))
 
     def _page(self) -> bytes:
         """The page with the worklist and the first scan's meta in its boot block."""
@@ -275,6 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "the body is not valid JSON") from None
+        except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "the body holds a number too long to read") from None
         except RecursionError:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "the body is not valid JSON (nested too deeply)") from None
         if not isinstance(body, dict):

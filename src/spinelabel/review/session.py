@@ -188,7 +188,7 @@ class ReviewSession:
             "value_range": list(display.value_range), "window": list(display.window), "labels": labels,
             "warnings": [{"code": w.code, "concern": w.concern, "text": w.text} for w in warnings], "levels": sorted(anatomy.ALL_LEVELS, key=anatomy.ordinal),
             "low_confidence": LOW_CONFIDENCE, "input": str(doc.get("input", "")), "region": str(doc.get("region", "")),
-            "dicom": display.loaded.kind == "dicom", "review": doc.get("review"),
+            "dicom": display.loaded.kind == "dicom", "review": doc.get("review"), "version": scan.digest,
         }
 
     def slice_bytes(self, index: int, k: int) -> bytes:
@@ -198,16 +198,21 @@ class ReviewSession:
             raise ReviewRequestError(f"no slice {k} (the scan has {pixels.shape[0]})")
         return pixels[k].tobytes()
 
-    def review(self, index: int, ops: Any) -> dict[str, Any]:
+    def review(self, index: int, ops: Any, version: Any = None) -> dict[str, Any]:
         """Apply the reviewer's operations, mark the scan reviewed and save it; returns the new meta.
+
+        ``version``: the meta's ``version`` the operations were made on (the
+        page sends it); None skips that check (an API client without it).
 
         Raises
         ------
         ReviewRequestError
-            An operation is invalid (nothing is saved).
+            An operation is invalid, or a DICOM scan's review keeps no
+            vertebra (its SR cannot be empty): nothing is saved.
         ReviewConflictError
-            The JSON changed on disk since it was read (nothing is saved; the
-            session takes the version on disk when it fits the image).
+            The JSON changed on disk since it was read, or was saved since the
+            page showed ``version`` (another tab or reviewer): nothing is saved;
+            the session takes the version on disk when it fits the image.
         InputError
             The result is not one of this image (nothing is saved).
         OutputError
@@ -222,8 +227,14 @@ class ReviewSession:
         with self._lock:
             scan = self.scans[index]
             _check_unchanged(scan, display.loaded)
+            if version is not None and version != scan.digest:
+                raise ReviewConflictError(f"{scan.json_path.name} was saved since this page showed it (another tab or "
+                                          "reviewer?): nothing saved; reload the page to see that version")
             check_matches_image(scan.doc, scan.json_path, display.loaded)
             vertebrae, changes = apply_ops(scan.doc["vertebrae"], ops, grid)
+            if not vertebrae and display.loaded.kind == "dicom":
+                raise ReviewRequestError("a DICOM scan's review must keep at least one vertebra: its SR and GSPS "
+                                         "cannot be empty (nothing saved)")
             info = display.loaded.dicom
             doc = with_review(scan.doc, vertebrae, changes, self.reviewer, str(scan.source.resolve()),
                               info.series_instance_uid if info is not None else scan.series_uid)

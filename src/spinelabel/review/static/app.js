@@ -11,7 +11,7 @@ const WL_STEPS = 1000;
 
 const state = {
   order: [], current: null, meta: null, slice: 0, zoom: 1, scale: 1,
-  slices: new Map(), work: new Map(), selected: null, adding: false, drag: null, saves: 0,
+  slices: new Map(), work: new Map(), selected: null, adding: false, drag: null, saves: 0, saving: false,
 };
 
 async function api(path, options) {
@@ -64,7 +64,7 @@ function neighbour(step) {
 
 function workOf(index, meta) {
   if (!state.work.has(index)) {
-    state.work.set(index, { labels: meta.labels.map((l) => ({ ...l })), ops: [] });
+    state.work.set(index, { labels: meta.labels.map((l) => ({ ...l })), ops: [], version: meta.version });
   }
   return state.work.get(index);
 }
@@ -296,22 +296,32 @@ function onStageClick(event) {
 // ---------------------------------------------------------------- saving and moving on
 
 async function accept() {
+  // one save at a time, until the next scan is shown: a second press (a held key, a double click) must not
+  // accept a scan nobody has looked at
+  if (state.saving) return;
   const index = state.current;
   const work = state.work.get(index);
+  if (!work) return;
+  state.saving = true;
   try {
-    await api(`/api/scans/${index}/review`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ops: work.ops }),
-    });
-  } catch (error) {
-    return message(`not saved: ${error.message}`, true);
+    try {
+      await api(`/api/scans/${index}/review`, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ops: work.ops, version: work.version }),
+      });
+    } catch (error) {
+      return message(`not saved: ${error.message}`, true);
+    }
+    state.work.delete(index);
+    state.saves += 1;
+    document.body.dataset.saved = String(state.saves);
+    const list = await loadWorklist();
+    message(`${state.order.find((e) => e.index === index).name} saved`);
+    const next = list.scans.find((e) => e.status === "unreviewed" && e.index !== index);
+    await show(next ? next.index : index);
+  } finally {
+    state.saving = false;
   }
-  state.work.delete(index);
-  state.saves += 1;
-  document.body.dataset.saved = String(state.saves);
-  const list = await loadWorklist();
-  message(`${state.order.find((e) => e.index === index).name} saved`);
-  const next = list.scans.find((e) => e.status === "unreviewed" && e.index !== index);
-  await show(next ? next.index : index);
 }
 
 async function go(step) {
@@ -321,6 +331,9 @@ async function go(step) {
 
 function onKey(event) {
   if (event.target.tagName === "SELECT" || !state.meta) return;
+  // a held key repeats, and Ctrl/Alt/Meta combinations belong to the browser (Ctrl+A accepted a scan)
+  if (event.ctrlKey || event.altKey || event.metaKey) return;
+  if (event.repeat && (event.key === "a" || event.key === "Delete" || event.key === "Backspace")) return;
   const actions = {
     a: accept, n: () => go(1), p: () => go(-1),
     ArrowDown: () => showSlice(state.slice + 1), ArrowUp: () => showSlice(state.slice - 1),
