@@ -71,4 +71,5 @@ def review(
         except KeyboardInterrupt:
             _echo("stopped", quiet, err=True)
     finally:
-        server.server_close()
+        server.server_close()  # no new requests
+        server.session.close()  # and a save in progress finishes before the process exits

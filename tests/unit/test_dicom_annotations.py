@@ -761,3 +761,20 @@ def test_a_level_two_sources_put_on_different_vertebrae_is_skipped_and_said(tmp_
     assert list(ann.points) == ["L4", "L5"] and ann.duplicates == ("L5",)
     (said,) = imported.problems
     assert re.search(r"L3 is given 2 times, up to 2\d mm apart \(.*a_other\.dcm, .*b_radiologist\.dcm\)", said)
+
+
+def test_a_level_named_by_a_text_fixed_to_the_screen_is_said_not_dropped_silently(tmp_path):
+    """A text in DISPLAY units names no point of the image; one that names a level was passed over without a word."""
+    loaded = _series(tmp_path / "series")
+    h = _header(loaded, 4)
+    screen = _text("L3", box=(0.1, 0.1, 0.2, 0.15))
+    screen.BoundingBoxAnnotationUnits = "DISPLAY"
+    note = _text("count checked", box=(0.1, 0.2, 0.3, 0.25))
+    note.BoundingBoxAnnotationUnits = "DISPLAY"
+    gsps = _write_gsps(tmp_path / "gsps.dcm", h, [
+        _annotation(h, texts=[screen]), _annotation(h, texts=[note]), _annotation(h, texts=[_text("L4", anchor=(30, 40))]),
+    ])
+    imported = import_dicom_annotations([tmp_path / "series", gsps])
+    assert list(imported.annotations[0].points) == ["L4"]
+    (said,) = imported.problems  # the note that names no level stays silent
+    assert "graphic annotation #1: text 'L3' is fixed to the screen (DISPLAY units)" in said

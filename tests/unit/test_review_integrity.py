@@ -378,3 +378,34 @@ def test_a_taken_port_is_reported_before_any_labeling(nifti_scans, tmp_path, cap
     assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
     assert made == [] and not (tmp_path / "labels" / "full.json").exists()
 
+
+
+def test_closing_waits_for_a_save_in_progress_and_refuses_later_ones(nifti_scans, tmp_path, monkeypatch):
+    """Ctrl+C while a save was renaming its files (a slow share) left the SR saying one thing and the JSON another:
+    the server's threads were killed with the process. Closing the session now waits for the save."""
+    import threading
+    import time
+
+    from spinelabel.review import session as session_module
+    from spinelabel.review.session import ReviewRequestError
+
+    session = session_for(nifti_scans[:1], tmp_path / "labels")
+    real_save = session_module.save_review
+    finished: list[float] = []
+
+    def slow_save(*args, **kwargs):
+        time.sleep(0.5)
+        out = real_save(*args, **kwargs)
+        finished.append(time.monotonic())
+        return out
+
+    monkeypatch.setattr(session_module, "save_review", slow_save)
+    saving = threading.Thread(target=session.review, args=(0, []))
+    saving.start()
+    time.sleep(0.1)  # the save holds the lock now
+    session.close()
+    closed_at = time.monotonic()
+    saving.join()
+    assert finished and finished[0] <= closed_at  # close() returned only after the save had finished
+    with pytest.raises(ReviewRequestError, match="stopping"):
+        session.review(0, [])

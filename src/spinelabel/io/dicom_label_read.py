@@ -314,9 +314,14 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
     if not ds.get("GraphicAnnotationSequence"):
         problems.append(f"{path}: presentation state without graphic annotations (truncated?): nothing to import")
     for n, item in enumerate(ds.get("GraphicAnnotationSequence", []) or [], start=1):
-        if _screen_fixed(item):
-            continue
         where = f"{path}: graphic annotation #{n}"
+        if _screen_fixed(item):  # a note on the screen, such as our GSPS's warning lines; one that names a level is said
+            for text in item.get("TextObjectSequence", []) or []:
+                value = str(text.get("UnformattedTextValue", "") or "").strip()
+                if not ours and try_level(value) is not None:
+                    problems.append(f"{where}: text {value!r} is fixed to the screen (DISPLAY units), not to a point "
+                                    "of the image (skipped)")
+            continue
         # without its own ReferencedImageSequence an annotation applies to every image of the state
         refs = _image_refs(item.ReferencedImageSequence) if "ReferencedImageSequence" in item else applies_to
         try:

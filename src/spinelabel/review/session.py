@@ -127,10 +127,21 @@ class ReviewSession:
 
     def __init__(self, scans: list[ReviewScan], reviewer: str, images: dict[int, LoadedImage] | None = None):
         self.scans, self.reviewer = scans, reviewer
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one save at a time, and none after close()
+        self._closed = False
         self._cache: OrderedDict[int, _Display] = OrderedDict()
         for i, loaded in (images or {}).items():
             self._remember(i, _display(loaded))
+
+    def close(self) -> None:
+        """Wait for a save in progress to finish, and refuse any later one (the server is stopping).
+
+        A save's files are renamed into place one after the other; a process
+        that exits in between (Ctrl+C on a slow share) leaves an SR that
+        disagrees with its JSON.
+        """
+        with self._lock:
+            self._closed = True
 
     def _remember(self, index: int, display: _Display) -> None:
         self._cache[index] = display
@@ -225,6 +236,8 @@ class ReviewSession:
             to_input_voxel=lambda xyz: volume.world_to_voxel(xyz), shape=display.pixels.shape,
         )
         with self._lock:
+            if self._closed:
+                raise ReviewRequestError("the review server is stopping: nothing saved")
             scan = self.scans[index]
             _check_unchanged(scan, display.loaded)
             if version is not None and version != scan.digest:
