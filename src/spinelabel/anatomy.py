@@ -151,22 +151,30 @@ _FURTHER_NUMBER_RE = re.compile(
     r"\s*(?:[-\u2010\u2011\u2012\u2013\u2014\u2212/\\,.+&]|to\b|and\b)?\s*\d(?!\d*\s*(?:st|nd|rd|th)\b)", re.IGNORECASE
 )  # an ordinal ("S1 2nd", "L3, 2nd reader") is a note, not a level
 #: Words after the level that name another structure than the vertebral body ("L4 disc", "L3 canal", "L2 spinous
-#: process", "S1 foramen", "L3 lesion"): the point marks that structure, not the body centre a label must give.
+#: process", "S1 foramen", "L3 lesion", "L3 psoas"): the point marks that structure, not the body centre a label
+#: must give. Not "anterior"/"posterior" or "mass" alone: "L1 anterior wedge" is a body, and C1's point is put on its
+#: anterior arch or lateral masses (docs/cervical.md).
 _OTHER_STRUCTURE_RE = re.compile(
     r"\b(?:dis[ck]s?|interspace|canal|spinous|process|pedicles?|end-?plates?|foram(?:en|ina)|nerves?|roots?|facets?|"
     r"laminae?|transverse|cord|conus|dural?|annulus|nucleus|hernia\w*|protru\w*|extru\w*|bulg\w*|stenos\w*|"
-    r"lesions?|cysts?|mass|tumou?rs?|metasta\w*|posterior|anterior|elements?|pars)\b",
+    r"lesions?|cysts?|tumou?rs?|metasta\w*|elements?|pars|psoas|aorta|cava|kidneys?|muscles?)\b",
     re.IGNORECASE,
 )
-#: An MR signal note: "T2 hyperintense", "T1 hypo", "T2*", "T2 FS", "T1 post gad" name a contrast, not a vertebra.
+#: An MR signal or sequence note: "T2 hyperintense", "T1 hypo", "T2*", "T2 FS", "T1 post gad", "T2 sag", "T1 TSE"
+#: name a contrast or a series, not a vertebra (clinical notes such as "post-op" or "fatty" are left readable).
 _SIGNAL_RE = re.compile(
-    r"^\s*\*|\b(?:hyper\w*|hypo\w*|iso\w*|intens\w*|signal|weighted|flair|stir|tirm|fs|fat\w*|sat\w*|"
-    r"post\w*|pre|gad\w*|contrast|enhanc\w*|bright|dark)\b",
+    r"^\s*\*|\b(?:hyper-?intens\w*|hypo-?intens\w*|iso-?intens\w*|hyper|hypo|intens\w*|signal|weighted|flair|stir|"
+    r"tirm|fs|fat-?sat\w*|gad\w*|contrast|enhanc\w*|sag|sagittal|ax|axial|cor|coronal|tse|fse|gre|se|dixon)\b"
+    r"|\bpost(?:[- ]?(?:gad\w*|contrast\w*))?\s*$",
     re.IGNORECASE,
 )
-#: A measurement named after a level ("L1: 23.4 mm", "L1 = 13.2", "L3 height 22 mm", "S1 245 mm2"): a viewer's
-#: measurement tool names its lines so, and the line does not mark the body centre.
-_MEASUREMENT_RE = re.compile(r"^\s*[:=]|\d\s*(?:mm|cm|ms|deg|%|\u00b0)", re.IGNORECASE)
+#: A measurement named after a level ("L1: 23.4 mm", "L1 = 13.2", "L3 height 22 mm", "S1 245 mm2", "L3 ROI mean
+#: 245", "L1 angle 12"): a viewer's measurement tool names its lines so, and the line does not mark the body centre.
+_MEASUREMENT_RE = re.compile(
+    r"^\s*[:=]\s*[-+]?\d|\d\s*(?:mm|cm|ms|deg|%|\u00b0)|\b(?:mean|sd|std|roi|angle|adc|area|volume|diameter|"
+    r"height|width|length|distance)\b",
+    re.IGNORECASE,
+)
 
 
 def reason(exc: ValueError, text: str) -> str:

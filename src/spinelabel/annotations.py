@@ -242,6 +242,7 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
     builders: dict[str, ScanAnnotationBuilder] = {}
     image_of: dict[str, str] = {}
     series_of: dict[str, str] = {}
+    frame_of: dict[str, str] = {}
     try:
         for row in reader:
             if not any(cell_.strip() for cell_ in row):
@@ -253,7 +254,9 @@ def _load_csv(path: Path) -> list[ScanAnnotation]:
                 raise InputError(f"{where}: empty scan id")
             label = _level(row[col["label"]], where)
             xyz = [_coordinate(row[col[a]].strip(), f"{where} ({scan} {label})", a) for a in "xyz"]
-            if _csv_frame(cell(row, "frame"), where) == "LPS":
+            frame = _csv_frame(cell(row, "frame"), where)
+            _same_per_scan(frame_of, scan, frame, "frame", where)  # one scan's points in one frame, not a mix
+            if frame == "LPS":
                 xyz = [float(v) for v in lps_to_ras(xyz)]
             _same_per_scan(image_of, scan, cell(row, "image"), "image", where)
             _same_per_scan(series_of, scan, cell(row, "series"), "series", where)

@@ -107,6 +107,7 @@ __all__ = [
     "check_scan",
     "clean_annotations",
     "inside_as_lps",
+    "outside_cause",
 ]
 
 #: Finding kinds, in the order the checks run.
@@ -293,6 +294,11 @@ class ImageEvidence:
     midline_x: float | None = None
     outside_mm: dict[str, float] | None = None
     lps_suspected: bool = False
+
+
+def outside_cause(lps_suspected: bool) -> str:
+    """The likely cause of labels outside their image: DICOM coordinates read as RAS, or another image's labels."""
+    return LPS_HINT if lps_suspected else "labels of another scan, or the wrong image?"
 
 
 def inside_as_lps(affine: np.ndarray, shape: tuple[int, int, int], points: np.ndarray) -> bool:
@@ -491,7 +497,7 @@ def _check_outside(
     why = f" ({LPS_HINT})" if lps_suspected else ""
     if len(far) > state.params.max_far_share * len(points):
         state.add("", "outside_image", f"{len(far)} of {len(points)} labels lie outside the image: "
-                  + (LPS_HINT if lps_suspected else "labels of another scan, or the wrong image?"), "scan dropped")
+                  + outside_cause(lps_suspected), "scan dropped")
         return False
     for level, mm in far.items():
         state.add(level, "outside_image", f"{level} lies {mm:.0f} mm outside the image (more than {OUTSIDE_IMAGE_MM:g} "

@@ -334,7 +334,7 @@ MAX_SYNTH_SEED = 2**32 - 1
 
 @app.command()
 def train(
-    annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image], or DICOM folders with GSPS/SR labels."),
+    annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image][,series][,frame], or DICOM folders with GSPS/SR labels."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     region: str = typer.Option("lumbar", help="Region the model labels."),
     steps: int = typer.Option(4000, min=1, max=MAX_TRAIN_STEPS, help="Optimisation steps (batch of 16 crops each)."),

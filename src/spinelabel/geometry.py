@@ -168,12 +168,12 @@ class Volume:
 def describe_grid(volume: Volume) -> str:
     """The image grid in words, for a refusal a wrong header may cause.
 
-    E.g. ``"image of 381 x 381 x 77 voxels of 0.50 x 0.50 x 0.50 mm, voxel
+    E.g. ``"image of 381 x 381 x 77 voxels of 0.5 x 0.5 x 0.5 mm, voxel
     axes toward P, S, R (from the header)"``: a voxel size or orientation
     that the header gets wrong is then visible in the message itself.
     """
     shape = " x ".join(str(int(n)) for n in volume.shape)
-    spacing = " x ".join(f"{d:.2f}" for d in volume.spacing)
+    spacing = " x ".join(f"{d:.3g}" for d in volume.spacing)  # 0.0005 (metres read as mm) stays visible
     return f"image of {shape} voxels of {spacing} mm, voxel axes toward {', '.join(volume.axcodes)} (from the header)"
 
 

@@ -210,6 +210,7 @@ def test_csv_header_tolerates_case_spaces_bom_and_extra_columns(tmp_path):
         ("scan,label,x,y,z,image\ns,L1,0,0,0,a.nii\ns,L2,0,0,0,b.nii\n", "line 3: scan 's' has two different images"),
         ("scan,label,x,y,z,series\ns,L1,0,0,0,1.2.3\ns,L2,0,0,0,1.2.4\n", "line 3: scan 's' has two different series"),
         ("scan,label,x,y,z,frame\ns,L1,0,0,0,voxel\n", "line 2: frame 'voxel' is not one of RAS, LPS"),
+        ("scan,label,x,y,z,frame\ns,L1,0,0,0,LPS\ns,L2,0,0,-30,\n", "line 3: scan 's' has two different frames ('LPS' and 'RAS')"),
     ],
 )
 def test_bad_csv(tmp_path, text, message):

@@ -101,7 +101,7 @@ def test_non_spine_image_says_nothing_found(capsys, silent_model, tmp_path):
     _assert_one_line_error(code, err, "no vertebrae found")
     assert not (tmp_path / "out.json").exists()  # nothing invented, nothing half-written
     # the grid the header gives is named: a wrong voxel size or orientation shows in the refusal itself
-    assert "[image of 30 x 80 x 80 voxels of 1.00 x 1.00 x 1.00 mm, voxel axes toward R, A, S (from the header)]" in err
+    assert "[image of 30 x 80 x 80 voxels of 1 x 1 x 1 mm, voxel axes toward R, A, S (from the header)]" in err
 
 
 def test_a_field_of_view_too_small_names_the_voxel_size(capsys, silent_model, tmp_path):
@@ -109,7 +109,7 @@ def test_a_field_of_view_too_small_names_the_voxel_size(capsys, silent_model, tm
     path = _nifti(tmp_path / "small.nii.gz", np.ones((20, 300, 300)), np.diag([0.1, 0.1, 0.1, 1.0]))
     code, _, err = _run(capsys, "label", str(path), "--model", silent_model, "-o", str(tmp_path / "out.json"))
     _assert_one_line_error(code, err, "field of view too small for a spine image (30 x 30 mm sagittal; image of "
-                           "20 x 300 x 300 voxels of 0.10 x 0.10 x 0.10 mm")
+                           "20 x 300 x 300 voxels of 0.1 x 0.1 x 0.1 mm")
     assert "wrong voxel size in the header?" in err and not (tmp_path / "out.json").exists()
 
 

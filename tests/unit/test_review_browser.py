@@ -196,11 +196,13 @@ def test_a_held_key_a_double_accept_or_ctrl_a_accepts_only_the_scan_shown(tmp_pa
     with serving(session) as server, headless_chromium() as driver:
         _open(driver, server.url)
         first = driver.execute_script("return document.body.dataset.scan")
-        driver.execute_script(  # Ctrl+A (select all) is the browser's, then a held "a": one press and its repeats
-            "window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', ctrlKey: true}));"
-            "window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a'}));"
-            "for (let i = 0; i < 20; i++) window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', repeat: true}));")
+        driver.execute_script("window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', ctrlKey: true}))")
+        driver.execute_script("window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a'}))")  # a held "a": the press
         _wait(driver, "document.body.dataset.saved", "1")
+        _wait(driver, "state.saving", False)
+        driver.execute_script(  # ... and its repeats, arriving once the next scan is shown
+            "for (let i = 0; i < 20; i++) window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', repeat: true}));")
+        driver.execute_script("window.dispatchEvent(new KeyboardEvent('keydown', {key: 'a', ctrlKey: true}))")
         second = driver.execute_script("return document.body.dataset.scan")
         assert second != first
         driver.execute_script("document.getElementById('accept').click(); document.getElementById('accept').click();")

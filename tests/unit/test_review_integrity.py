@@ -20,6 +20,7 @@ from spinelabel.io.nifti import save_nifti
 from spinelabel.review import ReviewSession, prepare_scans
 from spinelabel.review.edits import DisplayGrid, apply_ops
 from spinelabel.review.server import SECURITY_HEADERS
+from spinelabel.review.edits import ReviewRequestError
 from spinelabel.review.session import ReviewConflictError
 from spinelabel.testing.dummy import blob_spine
 from spinelabel.testing.review import request as _request, blob_series_volume, dummy_labeler, serving, session_for
@@ -186,6 +187,19 @@ def test_a_page_showing_an_older_version_cannot_save_over_a_newer_one(nifti_scan
     assert (labels / "full.json").read_bytes() == saved
     newer = session.meta(0)["version"]
     assert newer != shown["version"] and session.review(0, [], newer)["version"] != newer  # saved on the newer one
+
+
+def test_a_page_version_of_null_is_a_version_and_a_malformed_one_is_refused(nifti_scans, tmp_path):
+    """A scan with no result file yet has no version (null): two pages both sending null skipped the check."""
+    labels = tmp_path / "labels"
+    session = session_for(nifti_scans[:1], labels)
+    (labels / "full.json").unlink()
+    session.scans[0].digest = None  # as for a scan whose result was never written
+    session.review(0, [], None)  # the first page saves
+    with pytest.raises(ReviewConflictError, match="saved since this page showed it"):
+        session.review(0, [], None)  # the second, still showing "no result yet"
+    with pytest.raises(ReviewRequestError, match="version must be the text the page was given, not int"):
+        session.review(0, [], 5)
 
 
 def test_a_dicom_review_that_keeps_no_vertebra_is_refused_in_words(tmp_path):
@@ -392,8 +406,10 @@ def test_closing_waits_for_a_save_in_progress_and_refuses_later_ones(nifti_scans
     session = session_for(nifti_scans[:1], tmp_path / "labels")
     real_save = session_module.save_review
     finished: list[float] = []
+    started = threading.Event()
 
     def slow_save(*args, **kwargs):
+        started.set()  # inside the save, under the session's lock
         time.sleep(0.5)
         out = real_save(*args, **kwargs)
         finished.append(time.monotonic())
@@ -402,7 +418,7 @@ def test_closing_waits_for_a_save_in_progress_and_refuses_later_ones(nifti_scans
     monkeypatch.setattr(session_module, "save_review", slow_save)
     saving = threading.Thread(target=session.review, args=(0, []))
     saving.start()
-    time.sleep(0.1)  # the save holds the lock now
+    assert started.wait(30)
     session.close()
     closed_at = time.monotonic()
     saving.join()

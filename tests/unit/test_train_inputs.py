@@ -57,7 +57,7 @@ def test_labels_outside_their_image_are_left_out_and_a_scan_of_them_is_skipped(l
     said: list[str] = []
     scans, points = load_training_scans([labels], on_message=said.append)
     assert [s.scan_id for s in scans] == ["1042"] and list(points[0]) == list(LEVELS[1:])
-    assert said == ["skipped a: 5 of its 5 labels lie outside its image (another scan's labels, or the wrong image?)",
+    assert said == ["skipped a: 5 of its 5 labels lie outside its image (labels of another scan, or the wrong image?)",
                     "1042: T12 left out: outside the image"]
 
 

@@ -28,9 +28,17 @@ __all__ = ["MAX_SHAPE_MM", "PAIR_RADIUS_MM", "Marks", "Skip", "level_of_text", "
 #: far apart (mm, in-plane). Labels are typed next to the mark they name; 30 mm
 #: is below the lumbar centre-to-centre spacing (~35-40 mm, see
 #: anatomy.typical_spacing_mm), so a label does not reach the next-but-one
-#: vertebra. It is also what leaving a text or a mark unpaired costs in the
-#: pairing, so a pair is made whenever it is closer than that.
+#: vertebra.
 PAIR_RADIUS_MM = 30.0
+#: What leaving one text or one mark unpaired costs in the pairing (mm): half the
+#: radius, so that a pair closer than PAIR_RADIUS_MM is made exactly when it
+#: lowers the sum. At the full radius per item the pairing made as many pairs as
+#: it could before looking at distance (a stray mark took a text from its own).
+UNPAIRED_COST_MM = PAIR_RADIUS_MM / 2
+#: A two-point line is an arrow from its text when the text lies at most this
+#: fraction as far from one end as from the other; otherwise (a line drawn across
+#: a body, labelled near its middle) it marks its middle.
+ARROW_END_RATIO = 0.5
 #: Largest extent (mm) of a shape taken as marking one vertebra: a vertebral
 #: body is ~35 mm deep and ~30 mm high on a sagittal image, so an outline of one
 #: body fits; a larger shape (a long line, an outline of several levels) does not
@@ -115,17 +123,20 @@ class _Mark:
 
 def _distance_and_point(text_at: np.ndarray, mark: _Mark, spacing: np.ndarray) -> tuple[float, np.ndarray]:
     """How far a text is from a mark (mm) and the point the pair names: an arrow's end away from the text."""
+    to_centre = float(np.linalg.norm((text_at - mark.centre) * spacing))
     if mark.ends is None:
-        return float(np.linalg.norm((text_at - mark.centre) * spacing)), mark.centre
-    near = np.linalg.norm((mark.ends - text_at) * spacing, axis=1)
-    return float(near.min()), mark.ends[int(np.argmax(near))]
+        return to_centre, mark.centre
+    ends = np.linalg.norm((mark.ends - text_at) * spacing, axis=1)
+    if ends.min() <= ARROW_END_RATIO * ends.max():  # the text sits at one end: an arrow pointing away from it
+        return float(ends.min()), mark.ends[int(np.argmax(ends))]
+    return to_centre, mark.centre
 
 
 def _least_total_pairs(cost: np.ndarray) -> list[tuple[int, int]]:
     """(text, mark) pairs of least summed cost, each closer than :data:`PAIR_RADIUS_MM`; the rest unpaired.
 
-    Leaving a text or a mark unpaired costs PAIR_RADIUS_MM (a dummy column per
-    text, a dummy row per mark). Pairing nearest-first instead gave each text
+    Leaving a text or a mark unpaired costs :data:`UNPAIRED_COST_MM` (a dummy
+    column per text, a dummy row per mark). Pairing nearest-first instead gave each text
     the mark of the level above when every text sat a little above its own.
     """
     from scipy.optimize import linear_sum_assignment
@@ -134,8 +145,8 @@ def _least_total_pairs(cost: np.ndarray) -> list[tuple[int, int]]:
     big = 1e6
     full = np.full((n_text + n_mark, n_mark + n_text), big)
     full[:n_text, :n_mark] = np.where(cost <= PAIR_RADIUS_MM, cost, big)
-    full[:n_text, n_mark:] = np.where(np.eye(n_text, dtype=bool), PAIR_RADIUS_MM, big)
-    full[n_text:, :n_mark] = np.where(np.eye(n_mark, dtype=bool), PAIR_RADIUS_MM, big)
+    full[:n_text, n_mark:] = np.where(np.eye(n_text, dtype=bool), UNPAIRED_COST_MM, big)
+    full[n_text:, :n_mark] = np.where(np.eye(n_mark, dtype=bool), UNPAIRED_COST_MM, big)
     full[n_text:, n_mark:] = 0.0
     rows, cols = linear_sum_assignment(full)
     return [(int(t), int(g)) for t, g in zip(rows, cols) if t < n_text and g < n_mark and cost[t, g] <= PAIR_RADIUS_MM]
@@ -144,28 +155,33 @@ def _least_total_pairs(cost: np.ndarray) -> list[tuple[int, int]]:
 def pair_marks(marks: Marks, spacing: np.ndarray, problems: list[str]) -> list[tuple[str, np.ndarray]]:
     """(label, (2,) pixel point) per vertebra label on one image; problems for the rest.
 
-    ``spacing`` (2,): mm per pixel (column, row). A paired label takes its
-    mark's point; an unpaired one its own position (said when that is only the
-    centre of its text box); an unpaired mark is used only when its TrackingID
-    names a vertebra.
+    ``spacing`` (2,): mm per pixel (column, row). Every text is paired, those
+    naming no vertebra too, so that the mark of a refused text ("L3/L4 disc")
+    is not given to another. A paired label takes its mark's point; an
+    unpaired one its own position (said when that is only the centre of its
+    text box); an unpaired mark is used only when its TrackingID names a
+    vertebra.
     """
-    labels: list[tuple[str, np.ndarray, str, bool]] = []
+    texts: list[tuple[str | None, np.ndarray, str, bool]] = []
     for text, position, where, boxed in marks.texts:
         try:
-            labels.append((level_of_text(text), position, where, boxed))
+            texts.append((level_of_text(text), position, where, boxed))
         except Skip as exc:
             problems.append(f"{where}: {exc} (skipped)")
+            texts.append((None, position, where, boxed))
     found: list[_Mark] = []
     for gtype, points, where, tracking in marks.graphics:
         try:
             found.append(_Mark(shape_centre(gtype, points, spacing, where), arrow_ends(gtype, points), where, tracking))
         except Skip as exc:
             problems.append(f"{exc} (skipped)")
-    measured = [[_distance_and_point(pos, m, spacing) for m in found] for _, pos, _, _ in labels]
-    cost = np.array([[d for d, _ in row] for row in measured]).reshape(len(labels), len(found))
+    measured = [[_distance_and_point(pos, m, spacing) for m in found] for _, pos, _, _ in texts]
+    cost = np.array([[d for d, _ in row] for row in measured]).reshape(len(texts), len(found))
     mark_of = dict(_least_total_pairs(cost)) if cost.size else {}
     out = []
-    for t, (label, position, where, boxed) in enumerate(labels):
+    for t, (label, position, where, boxed) in enumerate(texts):
+        if label is None:
+            continue
         if t in mark_of:
             out.append((label, measured[t][mark_of[t]][1]))
             continue

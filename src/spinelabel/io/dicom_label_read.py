@@ -78,10 +78,6 @@ SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
     "1.2.840.10008.5.1.4.1.1.88.35": "Extensible SR",
 }
-#: Offset of a pixel centre from its index in DICOM pixel coordinates: the top
-#: left corner of the top left pixel is (0, 0), its centre (0.5, 0.5)
-#: Series numbers of the objects written; high so they sort after the acquired
-
 #: Two points given for one level of one series (two readers, or a GSPS and an SR) name the same vertebra
 #: when they are at most this far apart (mm) in the sagittal plane (a reader may click on a slice beside the
 #: middle one: a body is ~45 mm wide). A body-centre point varies between readers by about the
@@ -310,7 +306,7 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
     applies_to = [ref for series in ds.get("ReferencedSeriesSequence", []) or []
                   for ref in _image_refs(series.get("ReferencedImageSequence"))]
     marks: dict[tuple[str, int | None], Marks] = {}
-    ours = ds.get("Manufacturer") == SOFTWARE_NAME
+    ours = _is_ours(ds)
     if not ds.get("GraphicAnnotationSequence"):
         problems.append(f"{path}: presentation state without graphic annotations (truncated?): nothing to import")
     for n, item in enumerate(ds.get("GraphicAnnotationSequence", []) or [], start=1):
@@ -332,7 +328,7 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
         bucket = marks.setdefault(key, Marks())
         for text in item.get("TextObjectSequence", []) or []:
             value = str(text.get("UnformattedTextValue", "") or "")
-            if ours:  # our GSPS marks an unsure name "L3?": the name is the level (read only with own_outputs)
+            if ours:  # our GSPS marks an unsure name "L3?" (none in a reviewed one): the name is the level
                 value = value.rstrip().removesuffix("?")
             twhere = f"{where}, text {value.strip()!r}"
             try:
@@ -650,14 +646,20 @@ def _agreeing(found: list[_Found], problems: list[str]) -> list[_Found]:
         if apart <= DUPLICATE_AGREEMENT_MM:
             out.append(f)
         elif f is same[0]:
-            sources = ", ".join(sorted({str(g.source) for g in same}))
-            problems.append(f"series {f.series_uid}: {f.label} is given {len(same)} times, up to {apart:.0f} mm apart "
-                            f"({sources}): sources disagree on which vertebra it is, so it was skipped")
+            sources = sorted({str(g.source) for g in same})
+            where = f"in {sources[0]}" if len(sources) == 1 else f"by {', '.join(sources)}"
+            problems.append(f"series {f.series_uid}: {f.label} is given {len(same)} times {where}, up to {apart:.0f} mm "
+                            "apart: the labels disagree on which vertebra it is, so it was skipped")
     return out
 
 
 #: SR observer type (TID 1002): concept name, and the codes of a person and a device observer.
 _OBSERVER_TYPE, _PERSON, _DEVICE = ("DCM", "121005"), ("DCM", "121006"), ("DCM", "121007")
+
+
+def _is_ours(ds: Any) -> bool:
+    """Whether spinelabel wrote this SR or GSPS (its Manufacturer)."""
+    return str(ds.get("Manufacturer", "") or "") == SOFTWARE_NAME
 
 
 def _machine_made(ds: Any) -> str | None:
@@ -669,7 +671,7 @@ def _machine_made(ds: Any) -> str | None:
     Training on either would teach a model an algorithm's answers, its
     confident errors too.
     """
-    if str(ds.get("Manufacturer", "") or "") == SOFTWARE_NAME:
+    if _is_ours(ds):
         if ds.get("VerificationFlag") == "VERIFIED" or str(ds.get("ContentCreatorName", "") or ""):
             return None  # confirmed in `spinelabel review`: a person's labels (SR verified by, GSPS created by them)
         return f"written by {SOFTWARE_NAME} itself (the model's labels, not a person's; train on reviewed results)"
@@ -715,11 +717,11 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path, own_out
     found: list[_Found] = []
     for path, ds in objects:
         kind = PRESENTATION_STATE_CLASSES.get(_sop_class(ds)) or SR_SOP_CLASSES[_sop_class(ds)]
-        machine = None if own_outputs and ds.get("Manufacturer") == SOFTWARE_NAME else _machine_made(ds)
-        if machine is not None:
-            problems.append(f"{path}: {kind} {machine}: skipped")
-            continue
         try:
+            machine = None if own_outputs and _is_ours(ds) else _machine_made(ds)
+            if machine is not None:
+                problems.append(f"{path}: {kind} {machine}: skipped")
+                continue
             if _sop_class(ds) in PRESENTATION_STATE_CLASSES:
                 found.extend(_read_presentation_state(path, ds, index, problems))
             else:

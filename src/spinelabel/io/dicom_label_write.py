@@ -311,7 +311,7 @@ def _verified_by(dataset: Any, reviewer: str, series: _SeriesHeaders) -> None:
     observer = Dataset()
     observer.VerifyingObserverName = reviewer_name(reviewer)
     observer.VerifyingOrganization = str(series.headers[0].get("InstitutionName", "") or "unknown")[:64]
-    observer.VerificationDateTime = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    observer.VerificationDateTime = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S+0000")  # UTC, said so
     observer.VerifyingObserverIdentificationCodeSequence = []
     dataset.VerificationFlag = "VERIFIED"
     dataset.VerifyingObserverSequence = [observer]

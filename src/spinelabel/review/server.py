@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ServeError, SpinelabelError
 from .edits import ReviewRequestError
-from .session import ReviewConflictError, ReviewSession
+from .session import NO_VERSION, ReviewConflictError, ReviewSession
 
 #: Largest request body accepted: a save of MAX_OPS (1000) operations is about 100 kB.
 MAX_BODY_BYTES = 1 << 20
@@ -239,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "slice":
             return "application/octet-stream", session.slice_bytes(args[0], args[1])
         body = self._json_body()
-        return _json(session.review(args[0], body.get("ops"), body.get("version")))
+        return _json(session.review(args[0], body.get("ops"), body.get("version", NO_VERSION)))
 
     def _page(self) -> bytes:
         """The page with the worklist and the first scan's meta in its boot block."""

@@ -55,6 +55,10 @@ class ReviewScan:
     digest: str | None = None
 
 
+#: ``review``'s ``version`` when the request gave none (null is a version: that of a scan with no result file yet).
+NO_VERSION: Any = object()
+
+
 class ReviewConflictError(SpinelabelError):
     """The result file changed on disk since the session read it (another review session?): nothing was saved."""
 
@@ -209,11 +213,12 @@ class ReviewSession:
             raise ReviewRequestError(f"no slice {k} (the scan has {pixels.shape[0]})")
         return pixels[k].tobytes()
 
-    def review(self, index: int, ops: Any, version: Any = None) -> dict[str, Any]:
+    def review(self, index: int, ops: Any, version: Any = NO_VERSION) -> dict[str, Any]:
         """Apply the reviewer's operations, mark the scan reviewed and save it; returns the new meta.
 
         ``version``: the meta's ``version`` the operations were made on (the
-        page sends it); None skips that check (an API client without it).
+        page sends it; null for a scan with no result file yet);
+        :data:`NO_VERSION` skips that check (an API client without it).
 
         Raises
         ------
@@ -240,7 +245,9 @@ class ReviewSession:
                 raise ReviewRequestError("the review server is stopping: nothing saved")
             scan = self.scans[index]
             _check_unchanged(scan, display.loaded)
-            if version is not None and version != scan.digest:
+            if version is not NO_VERSION and not isinstance(version, (str, type(None))):
+                raise ReviewRequestError(f"version must be the text the page was given, not {type(version).__name__}")
+            if version is not NO_VERSION and version != scan.digest:
                 raise ReviewConflictError(f"{scan.json_path.name} was saved since this page showed it (another tab or "
                                           "reviewer?): nothing saved; reload the page to see that version")
             check_matches_image(scan.doc, scan.json_path, display.loaded)

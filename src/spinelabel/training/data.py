@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cleaning import LPS_HINT, OUTSIDE_IMAGE_MM, inside_as_lps
+from ..cleaning import LPS_HINT, OUTSIDE_IMAGE_MM, inside_as_lps, outside_cause
 from ..errors import InputError
 from ..geometry import distance_outside
 from .sampling import TrainingScan, make_training_scan
@@ -117,7 +117,7 @@ def _training_scan(
         return None
     outside = _outside_image(volume, ann.points)
     lps = bool(outside) and inside_as_lps(volume.affine, volume.shape, np.array(list(ann.points.values()), float))
-    why = LPS_HINT if lps else "another scan's labels, or the wrong image?"
+    why = outside_cause(lps)
     if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
         say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image ({why})")
         return None
