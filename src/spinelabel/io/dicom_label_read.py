@@ -639,18 +639,19 @@ def _agreeing(found: list[_Found], problems: list[str]) -> list[_Found]:
     """The labels of one series without the levels given twice at places more than
     :data:`DUPLICATE_AGREEMENT_MM` apart (each such level said); a level given twice at one place stays (the
     first point is used, the repeat listed as a duplicate)."""
-    out = []
+    by_level: dict[str, list[_Found]] = {}
     for f in found:
-        same = [g for g in found if g.label == f.label]
+        by_level.setdefault(f.label, []).append(f)
+    disputed = set()
+    for level, same in by_level.items():
         apart = max(float(np.linalg.norm((g.lps - h.lps)[1:])) for g in same for h in same)  # sagittal plane (P, S)
-        if apart <= DUPLICATE_AGREEMENT_MM:
-            out.append(f)
-        elif f is same[0]:
+        if apart > DUPLICATE_AGREEMENT_MM:
+            disputed.add(level)
             sources = sorted({str(g.source) for g in same})
             where = f"in {sources[0]}" if len(sources) == 1 else f"by {', '.join(sources)}"
-            problems.append(f"series {f.series_uid}: {f.label} is given {len(same)} times {where}, up to {apart:.0f} mm "
-                            "apart: the labels disagree on which vertebra it is, so it was skipped")
-    return out
+            problems.append(f"series {same[0].series_uid}: {level} is given {len(same)} times {where}, up to "
+                            f"{apart:.0f} mm apart: the labels disagree on which vertebra it is, so it was skipped")
+    return [f for f in found if f.label not in disputed]
 
 
 #: SR observer type (TID 1002): concept name, and the codes of a person and a device observer.
@@ -677,7 +678,7 @@ def _machine_made(ds: Any) -> str | None:
         return f"written by {SOFTWARE_NAME} itself (the model's labels, not a person's; train on reviewed results)"
     observers = set()
     for item in ds.get("ContentSequence", []) or []:
-        if _concept(item) is not None and _concept(item)[:2] == _OBSERVER_TYPE:  # type: ignore[index]
+        if (name := _concept(item)) is not None and name[:2] == _OBSERVER_TYPE:
             value = _concept(item, "ConceptCodeSequence")
             observers.add(value[:2] if value else None)
     if _DEVICE in observers and _PERSON not in observers:

@@ -245,11 +245,8 @@ class ReviewSession:
                 raise ReviewRequestError("the review server is stopping: nothing saved")
             scan = self.scans[index]
             _check_unchanged(scan, display.loaded)
-            if version is not NO_VERSION and not isinstance(version, (str, type(None))):
-                raise ReviewRequestError(f"version must be the text the page was given, not {type(version).__name__}")
-            if version is not NO_VERSION and version != scan.digest:
-                raise ReviewConflictError(f"{scan.json_path.name} was saved since this page showed it (another tab or "
-                                          "reviewer?): nothing saved; reload the page to see that version")
+            if version is not NO_VERSION:
+                _check_version(version, scan)
             check_matches_image(scan.doc, scan.json_path, display.loaded)
             vertebrae, changes = apply_ops(scan.doc["vertebrae"], ops, grid)
             if not vertebrae and display.loaded.kind == "dicom":
@@ -261,6 +258,15 @@ class ReviewSession:
             scan.digest = save_review(scan.json_path, scan.name, doc, display.loaded)
             scan.doc = doc
         return self.meta(index)
+
+
+def _check_version(version: Any, scan: ReviewScan) -> None:
+    """Refuse a save made on another version of the result than the session holds (another tab or reviewer saved)."""
+    if not isinstance(version, (str, type(None))):
+        raise ReviewRequestError(f"version must be the text the page was given, not {type(version).__name__}")
+    if version != scan.digest:
+        raise ReviewConflictError(f"{scan.json_path.name} was saved since this page showed it (another tab or "
+                                  "reviewer?): nothing saved; reload the page to see that version")
 
 
 def _check_unchanged(scan: ReviewScan, loaded: LoadedImage) -> None:
