@@ -16,6 +16,7 @@ process), :func:`run_processes` (a ``concurrent.futures`` process pool) and
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
 #: Torch threads of each worker process: N workers then use N cores with no
 #: OpenMP threads contending for them (issue 15: 2 processes x 1 thread beat 1 x 2).
 WORKER_THREADS = 1
+#: Memory one worker process peaks at while labeling a clinical series: 0.48 GiB measured for the lumbar model on
+#: the held-out scans (docs/RESULTS.md, lumbar benchmark), 0.25 GiB of it torch and the model alone. More workers
+#: than the machine's memory holds at this size swap or are killed; ``--jobs`` is not capped at the cores (a PACS
+#: retrieval waits on the network), only here.
+WORKER_PEAK_BYTES = 480 * 2**20
+#: cgroup v2 file with a container's memory limit (``max`` when none): a container sees the host's physical memory.
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
 
 
 @dataclass(frozen=True)
@@ -268,6 +276,47 @@ def run_here(labeler: Any, tasks: Iterable[Task]) -> Iterator[Outcome]:
 #: Tasks that killed their worker process alone, with none finished yet, that stop a batch: one such task is a bad
 #: item (it fails alone), two different ones before any success mean the workers cannot work at all.
 SYSTEMATIC_DEATHS = 2
+
+
+def memory_bytes() -> int | None:
+    """Memory this process may use: the physical memory, or the container's limit when lower; None: unknown."""
+    try:
+        known = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        known = []
+    try:
+        limit = CGROUP_MEMORY_MAX.read_text().strip()
+        if limit.isdigit():
+            known.append(int(limit))
+    except OSError:
+        pass
+    known = [k for k in known if k > 0]
+    return min(known) if known else None
+
+
+def check_jobs(jobs: int, memory: int | None = None) -> None:
+    """Refuse more worker processes than the machine's memory holds at :data:`WORKER_PEAK_BYTES` each.
+
+    Parameters
+    ----------
+    jobs : int
+        Worker processes asked for.
+    memory : int, optional
+        Bytes available to the workers; None: :func:`memory_bytes` (no check when that is unknown).
+
+    Raises
+    ------
+    InputError
+        ``jobs`` workers would need more memory than there is.
+    """
+    memory = memory_bytes() if memory is None else memory
+    if memory is None or jobs <= 1:
+        return
+    most = max(1, memory // WORKER_PEAK_BYTES)
+    if jobs > most:
+        raise InputError(
+            f"--jobs {jobs}: each worker process needs about {WORKER_PEAK_BYTES / 2**30:.2f} GiB, and this machine "
+            f"has {memory / 2**30:.1f} GiB: use at most --jobs {most} (cores: {os.cpu_count() or 'unknown'})")
 
 
 def run_processes(spec: LabelerSpec, tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:

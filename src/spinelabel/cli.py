@@ -200,9 +200,10 @@ def _label_batch(
     """Label each input into ``output_dir``; ``jobs`` > 1: in that many worker processes (one thread each)."""
     from tqdm import tqdm
 
-    from .batch import LabelerSpec, run_here, run_processes
+    from .batch import LabelerSpec, check_jobs, run_here, run_processes
     from .io.outputs import check_writable_folder
 
+    check_jobs(min(jobs, len(inputs)))  # more workers than memory holds: one line, not a machine that swaps
     check_writable_folder(output_dir)  # one line before any labeling, not one failure per scan after it
     _check_dicom_options(inputs, {"--series": series, "--stack": stack, "--dicom-outputs": dicom_outputs})
     tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs, stack, label_maps)
@@ -251,9 +252,11 @@ def batch(
     from tqdm import tqdm
 
     from .archive import FAILED_NAME, WORKLIST_NAME, make_runner, prepare_output, run_archive
-    from .batch import LabelerSpec
+    from .batch import LabelerSpec, check_jobs
 
     region = check_region(region)
+    if scheduler is None:
+        check_jobs(jobs)  # more workers than memory holds: one line, not a machine that swaps
     server = {"url": url, "user": user, "password": password, "ca_bundle": ca_bundle, "insecure": insecure,
               "timeout": timeout, "retrieve_timeout": retrieve_timeout}
     items = _batch_items(manifest, server, {"patient_id": patient_id, "date": date, "study": study, "limit": limit}, store)

@@ -35,7 +35,7 @@ def review(
     model: Optional[str] = typer.Option(None, help="Model directory (default: the shipped model of the region)."),
     series: Optional[str] = typer.Option(None, help="SeriesInstanceUID to use when a folder holds several series (without it, the only sagittal one)."),
     port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port to listen on (default 8765; 0: any free port).", show_default=False),
-    host: Optional[str] = typer.Option(None, help="Listen on this address instead of 127.0.0.1; every request then needs the token printed at start.", show_default=False),
+    host: Optional[str] = typer.Option(None, help="Listen on this address instead of 127.0.0.1 (every request needs the token in the address printed at start).", show_default=False),
     reviewer: Optional[str] = typer.Option(None, help="Name recorded with each review (default: the login name).", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the address to open."),
 ) -> None:
@@ -65,7 +65,7 @@ def review(
             raise InputError("no scan to review (every input failed: reasons above)")
         server.session = ReviewSession(scans, who, images)
         _echo(f"reviewing {len(scans)} scan(s); results in {labels}; Ctrl+C stops", quiet)
-        typer.echo(f"open {server.url}")  # the token, when there is one, is printed here only
+        typer.echo(f"open {server.url}")  # the token is printed here only
         try:
             server.serve_forever()
         except KeyboardInterrupt:

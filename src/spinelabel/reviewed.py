@@ -132,7 +132,8 @@ def load_reviewed(files: Sequence[Path], on_problem: Callable[[str], None] | Non
         Result JSON files.
     on_problem : callable, optional
         Receives one line per file that cannot be used (not reviewed yet, not
-        readable, another schema version, malformed), which is skipped; when
+        readable, another schema version, malformed, reviewed with no
+        vertebra), which is skipped; when
         None, such a file is an error.
 
     Raises
@@ -148,8 +149,9 @@ def load_reviewed(files: Sequence[Path], on_problem: Callable[[str], None] | Non
             if status not in REVIEWED_STATES:
                 raise InputError(
                     f"{path}: not reviewed yet (status {status}): confirm it with 'spinelabel review' first")
-            if doc["vertebrae"]:
-                out.append(_annotation(path, doc))
+            if not doc["vertebrae"]:  # a reviewer removed every label (not a spine, another body part)
+                raise InputError(f"{path}: reviewed ({status}) with no vertebra: nothing to train on")
+            out.append(_annotation(path, doc))
         except InputError as exc:
             if on_problem is None:
                 raise

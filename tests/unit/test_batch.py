@@ -12,7 +12,9 @@ from spinelabel.archive import (
     DONE_NAME, FAILED_NAME, LABELS_DIR, WORKLIST_NAME, ManifestItem, make_runner, read_done, read_failed, read_manifest,
     run_archive, worklist_row, write_worklist,
 )
-from spinelabel.batch import LabelerSpec, Outcome, Task, run_here, run_processes, worker_task
+from spinelabel.batch import (
+    WORKER_PEAK_BYTES, LabelerSpec, Outcome, Task, check_jobs, memory_bytes, run_here, run_processes, worker_task,
+)
 from spinelabel.cli import main
 from spinelabel.errors import InputError, ModelError
 from spinelabel.testing.dummy import blob_spine, silent_model_dir
@@ -84,6 +86,31 @@ def test_label_jobs_reports_failures_like_one_process(capsys, tmp_path):
         assert code == 1 and len(failed) == 2, err
         assert "missing.nii.gz" in failed[0] and "no vertebrae found" in failed[1]
         assert "Traceback" not in err and not list((tmp_path / f"out{jobs}").glob("*.json"))
+
+
+def test_more_jobs_than_memory_holds_are_refused():
+    check_jobs(4, memory=4 * WORKER_PEAK_BYTES)
+    check_jobs(1, memory=WORKER_PEAK_BYTES // 2)  # this process alone: no worker to refuse
+    with pytest.raises(InputError, match=r"--jobs 5: .* use at most --jobs 4"):
+        check_jobs(5, memory=4 * WORKER_PEAK_BYTES + WORKER_PEAK_BYTES // 2)
+    assert memory_bytes() is None or memory_bytes() > WORKER_PEAK_BYTES  # this machine's is known and plausible
+
+
+@pytest.mark.parametrize("command", ["label", "batch"])
+def test_cli_refuses_too_many_jobs_before_any_output(command, scans, tmp_path, monkeypatch, capsys):
+    from spinelabel import batch
+
+    monkeypatch.setattr(batch, "memory_bytes", lambda: 2 * WORKER_PEAK_BYTES)
+    paths, _ = scans
+    out = tmp_path / "out"
+    if command == "label":
+        args = ["label", *map(str, paths), "--output-dir", str(out), "--jobs", "3"]
+    else:
+        (tmp_path / "m.csv").write_text("input\n" + "\n".join(map(str, paths)) + "\n")
+        args = ["batch", str(tmp_path / "m.csv"), "-o", str(out), "--jobs", "3"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "use at most --jobs 2" in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 # --- manifests -------------------------------------------------------------------------------------------

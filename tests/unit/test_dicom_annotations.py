@@ -559,6 +559,25 @@ def test_labels_on_an_axial_series_are_skipped_with_a_message(tmp_path):
     assert len(imported.problems) == 1 and "not a sagittal series" in imported.problems[0]
 
 
+@pytest.mark.parametrize("scout", ["image type", "mixed planes"])
+def test_labels_on_a_localizer_are_skipped_with_a_message(tmp_path, scout):
+    """A 3-plane localizer's first image may be sagittal: its labels are planning marks, not a scan to train on."""
+    loaded = _series(tmp_path / "scout")
+    last = loaded.dicom.files[-1]
+    ds = pydicom.dcmread(last)
+    if scout == "image type":
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    else:  # the last image axial
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.save_as(last)
+    h = _header(loaded, 2)
+    _write_gsps(tmp_path / "gsps.dcm", h, [_annotation(h, texts=[_text("L3", anchor=(10, 20))])])
+    imported = import_dicom_annotations([tmp_path])
+    assert imported.annotations == []
+    assert len(imported.problems) == 1, imported.problems
+    assert "localizer" in imported.problems[0] and "1 label(s) were skipped" in imported.problems[0]
+
+
 def test_two_series_get_distinct_scan_ids_and_load_by_series(tmp_path):
     study = tmp_path / "study"
     a = _series(tmp_path / "a", series_number=3)

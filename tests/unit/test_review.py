@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pydicom
@@ -13,7 +14,7 @@ from spinelabel.cli import main
 from spinelabel.errors import InputError
 from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.io.nifti import save_nifti
-from spinelabel.review import MAX_BODY_BYTES, ReviewRequestError, ReviewSession, prepare_scans
+from spinelabel.review import MAX_BODY_BYTES, ReviewRequestError, ReviewSession, make_server, prepare_scans
 from spinelabel.review.edits import DisplayGrid, apply_ops
 from spinelabel.testing.dummy import blob_spine
 from spinelabel.testing.review import request as _request, blob_series_volume, dummy_labeler, serving, session_for
@@ -182,6 +183,45 @@ def test_dicom_review_writes_sr_and_gsps_that_read_back(tmp_path):
         assert np.allclose(points[v["label"]], v["position_mm"], atol=0.05)
 
 
+def test_check_order_names_the_labels_off_the_head_to_foot_run():
+    from spinelabel.review.edits import ReviewOrderError, check_order
+
+    def verts(zs):
+        return [{"label": lv, "position_mm": [0.0, 0.0, z]} for lv, z in zip(("L1", "L2", "L3", "L4"), zs)]
+
+    check_order(verts([0.0, -35.0, -70.0, -105.0]))
+    check_order(verts([0.0])[:1])
+    with pytest.raises(ReviewOrderError, match=r"out of order from head to foot: L2, L3 "):
+        check_order(verts([0.0, -70.0, -35.0, -105.0]))  # L2 and L3 swapped
+    with pytest.raises(ReviewOrderError, match=r": L4 "):
+        check_order(verts([0.0, -35.0, -70.0, 20.0]))  # L4 renamed on a body above L1
+
+
+def test_a_save_out_of_head_to_foot_order_needs_confirming(nifti_scans, tmp_path):
+    """A rename that slipped (the second body named T12 below L-something) is refused until the reviewer confirms."""
+    from spinelabel.review import ReviewOrderError
+
+    labels = tmp_path / "labels"
+    session = session_for(nifti_scans[:1], labels)
+    before = (labels / "full.json").read_bytes()
+    names = [lab["label"] for lab in session.meta(0)["labels"]]
+    ops = [{"op": "rename", "label": names[-1], "to": "C1"}]  # the lowest body named the highest level
+    with pytest.raises(ReviewOrderError, match=r"out of order from head to foot: C1"):
+        session.review(0, ops)
+    with pytest.raises(ReviewRequestError, match="keep_order must be true or false"):
+        session.review(0, ops, keep_order="yes")
+    assert (labels / "full.json").read_bytes() == before  # nothing saved
+    with serving(session) as server:
+        body = json.dumps({"ops": ops}).encode()
+        ok = {"Content-Type": "application/json"}
+        response, answer = _request(server, "POST", "/api/scans/0/review", body, ok)
+        assert response.status == 422 and "out of order" in json.loads(answer)["error"]
+        body = json.dumps({"ops": ops, "keep_order": True}).encode()
+        assert _request(server, "POST", "/api/scans/0/review", body, ok)[0].status == 200
+    saved = json.loads((labels / "full.json").read_text())
+    assert saved["review"]["status"] == "corrected" and saved["vertebrae"][0]["label"] == "C1"
+
+
 # ----------------------------------------------------------------- training from reviewed results
 
 
@@ -264,16 +304,46 @@ def test_loopback_server_refuses_other_host_names(served):
     assert response.status == 403
 
 
-def test_token_is_required_when_given(nifti_scans, tmp_path):
+@pytest.mark.parametrize("host", [None, "127.0.0.1"])
+def test_made_servers_require_a_token_on_loopback_too(host):
+    """Every account of the machine can connect to the loopback address: the token printed at start is required."""
+    servers = [make_server(ReviewSession([], "x"), host, 0) for _ in range(2)]
+    try:
+        tokens = [parse_qs(urlsplit(s.url).query)["token"][0] for s in servers]
+        assert [s.token for s in servers] == tokens and all(len(t) >= 32 for t in tokens)
+        assert tokens[0] != tokens[1] and servers[0].server_address[0] == "127.0.0.1"
+    finally:
+        for server in servers:
+            server.server_close()
+
+
+def test_token_is_required(nifti_scans, tmp_path):
     session = session_for(nifti_scans[:1], tmp_path / "labels")
     with serving(session, token="s3cret-token") as server:
         assert server.url.endswith("/?token=s3cret-token")
-        assert _request(server, "GET", "/api/worklist")[0].status == 401
-        assert _request(server, "GET", "/?token=wrong")[0].status == 401
-        response, _ = _request(server, "GET", "/?token=s3cret-token")
+        assert _request(server, "GET", "/api/worklist", token=False)[0].status == 401
+        assert _request(server, "GET", "/?token=wrong", token=False)[0].status == 401
+        response, _ = _request(server, "GET", "/?token=s3cret-token", token=False)
         cookie = response.getheader("Set-Cookie")
         assert response.status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-        assert _request(server, "GET", "/api/worklist", headers={"Cookie": cookie.split(";")[0]})[0].status == 200
+        assert cookie.startswith(f"spinelabel_token_{server.server_address[1]}=s3cret-token;")
+        pair = cookie.split(";")[0]
+        assert _request(server, "GET", "/api/worklist", headers={"Cookie": pair}, token=False)[0].status == 200
+        # another program's cookie that the standard library's parser gives up on does not hide ours
+        odd = f'other="a\\"b; {pair}; x=y'
+        assert _request(server, "GET", "/api/worklist", headers={"Cookie": odd}, token=False)[0].status == 200
+
+
+def test_two_reviews_on_one_machine_keep_their_own_cookies(nifti_scans, tmp_path):
+    """Cookies are shared by every port of a host: a second review's token must not lock the first one's tab out."""
+    with serving(session_for(nifti_scans[:1], tmp_path / "a"), token="first") as one, \
+            serving(session_for(nifti_scans[:1], tmp_path / "b"), token="second") as two:
+        pairs = [_request(s, "GET", f"/?token={s.token}", token=False)[0].getheader("Set-Cookie").split(";")[0]
+                 for s in (one, two)]
+        both = "; ".join(pairs)  # what a browser sends to either port once both tabs are open
+        for server in (one, two):
+            assert _request(server, "GET", "/api/worklist", headers={"Cookie": both}, token=False)[0].status == 200
+        assert _request(one, "GET", "/api/worklist", headers={"Cookie": pairs[1]}, token=False)[0].status == 401
 
 
 def test_cli_review_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -87,7 +87,11 @@ def test_move_rename_add_delete_and_accept_saves_json_and_sr(tmp_path):
         driver.find_element(By.ID, "add").click()
         ActionChains(driver).move_to_element_with_offset(driver.find_element(By.ID, "image"), 0, -60).click().perform()
         assert "4 unsaved" in driver.find_element(By.ID, "pending").text
-        _press(driver, "a")
+        _press(driver, "a")  # T13 renamed below the first name: out of head-to-foot order, not saved at once
+        _wait(driver, "document.getElementById('message').textContent.includes('press a again')", True)
+        assert "out of order" in driver.find_element(By.ID, "message").text
+        assert json.loads((labels / "series.json").read_text()) == before
+        _press(driver, "a")  # the reviewer confirms: saved as it is
         _wait(driver, "document.body.dataset.saved", "1")
         assert driver.find_element(By.ID, "progress").text == "1 of 1 reviewed"
     saved = json.loads((labels / "series.json").read_text())

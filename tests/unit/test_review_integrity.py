@@ -279,13 +279,17 @@ def test_a_reviewed_folder_reports_each_result_it_cannot_use(tmp_path):
     (folder / "v2.json").write_text(json.dumps({**accepted, "schema_version": 2}))
     bad = {**accepted, "vertebrae": [{**accepted["vertebrae"][0], "position_mm": [None, 0, 0]}]}
     (folder / "bad.json").write_text(json.dumps(bad))
+    (folder / "empty.json").write_text(json.dumps({**accepted, "vertebrae": []}))  # every label removed
     (folder / "other.json").write_text(json.dumps({"viewer": "settings"}))  # not a result: not mentioned
     (folder / ".spinelabel-x" / "new" / "left.json").write_text(json.dumps(accepted))  # an interrupted save's
     problems: list[str] = []
     assert [a.scan_id for a in load_annotations([folder], on_problem=problems.append)] == ["done"]
-    assert len(problems) == 3 and all(p.endswith("; skipped") for p in problems)
+    assert len(problems) == 4 and all(p.endswith("; skipped") for p in problems)
     assert "bad.json: vertebra #1" in problems[0] and "cut.json: not valid JSON" in problems[1]
-    assert "v2.json: schema_version 2 is not supported" in problems[2]
+    assert "empty.json: reviewed (accepted) with no vertebra: nothing to train on" in problems[2]
+    assert "v2.json: schema_version 2 is not supported" in problems[3]
+    with pytest.raises(InputError, match="empty.json: reviewed .accepted. with no vertebra"):
+        load_annotations([folder / "empty.json"])
     with pytest.raises(InputError, match="v2.json: schema_version 2 is not supported"):
         load_annotations([folder / "v2.json"])
 
@@ -369,6 +373,7 @@ def test_a_body_that_never_arrives_times_out(served, monkeypatch):
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(
             f"POST /api/scans/0/review HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"X-Spinelabel-Token: {served.token}\r\n"
             "Content-Length: 100\r\n\r\n{}".encode()
         )
         answer = b""

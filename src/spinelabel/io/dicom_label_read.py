@@ -179,6 +179,13 @@ class _Index:
         return None
 
 
+#: ImageType value of scout images (PS3.3 C.7.6.1.1.2), which no series to train on holds.
+LOCALIZER = "LOCALIZER"
+#: Largest difference of a direction cosine between images of one stack: 0.01 is 0.6 deg, far above the rounding
+#: of written cosines (6 decimals or more) and far below the 90 deg between the planes of a 3-plane localizer.
+SAME_ORIENTATION_TOLERANCE = 0.01
+
+
 def _collect_files(sources: Sequence[str | Path]) -> list[Path]:
     """Every file named or found (recursively, sorted) under ``sources``."""
     files: list[Path] = []
@@ -616,10 +623,10 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
             order.append(f.series_uid)
     kept = []
     for uid in order:
-        plane = index.first_plane(uid)
-        if plane is None or not plane.is_sagittal:
+        why = _not_a_scan(uid, index)
+        if why:
             n = sum(f.series_uid == uid for f in found)
-            problems.append(f"series {uid}: not a sagittal series; its {n} label(s) were skipped")
+            problems.append(f"series {uid}: {why}; its {n} label(s) were skipped")
             continue
         kept.append(uid)
     ids = _scan_ids(kept, index)
@@ -633,6 +640,26 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
             builder.add(f.label, [float(c) for c in lps_to_ras(f.lps)])
         out.append(builder.build())
     return out
+
+
+def _not_a_scan(series_uid: str, index: _Index) -> str | None:
+    """Why a series cannot be a training scan (not sagittal, a localizer), or None.
+
+    A localizer (scout) is typed ``LOCALIZER`` in ImageType, or mixes planes
+    (a 3-plane localizer's first image may be sagittal): its labels are a
+    quick mark for planning, on images the loader refuses to stack.
+    """
+    plane = index.first_plane(series_uid)
+    if plane is None or not plane.is_sagittal:
+        return "not a sagittal series"
+    headers = [index.images[uid].header for uid in index.series_images[series_uid]]
+    if any(LOCALIZER in [str(v).upper() for v in (h.get("ImageType") or [])] for h in headers):
+        return "a localizer (ImageType LOCALIZER), not a sagittal series to train on"
+    cosines = np.array([np.asarray(h.ImageOrientationPatient, float)[:6] for h in headers
+                        if len(h.get("ImageOrientationPatient") or []) >= 6])
+    if len(cosines) and np.abs(cosines - cosines[0]).max() > SAME_ORIENTATION_TOLERANCE:
+        return "images of several orientations in one series (a localizer?), not a sagittal series to train on"
+    return None
 
 
 def _agreeing(found: list[_Found], problems: list[str]) -> list[_Found]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import anatomy
+from ..cleaning_geometry import out_of_order, spine_axis
 from ..errors import InputError
 from ..results import LabelResult, Vertebra
 from ..reviewed import ACCEPTED, CORRECTED, REVIEWED_STATES, UNREVIEWED, review_status
@@ -37,12 +38,41 @@ MAX_OPS = 1000
 POSITION_DECIMALS = 2
 
 
-__all__ = ["ACCEPTED", "CORRECTED", "REVIEWED_STATES", "UNREVIEWED", "DisplayGrid", "ReviewRequestError", "apply_ops",
-           "result_of", "review_status", "with_review"]
+__all__ = ["ACCEPTED", "CORRECTED", "REVIEWED_STATES", "UNREVIEWED", "DisplayGrid", "ReviewOrderError",
+           "ReviewRequestError", "apply_ops", "check_order", "result_of", "review_status", "with_review"]
 
 
 class ReviewRequestError(InputError):
     """A review request from the page is malformed (unknown label, bad coordinates, unknown operation)."""
+
+
+class ReviewOrderError(ReviewRequestError):
+    """The names are out of order along the spine (a rename or a move slipped); saved only when confirmed."""
+
+
+def check_order(vertebrae: list[dict[str, Any]]) -> None:
+    """Refuse names whose positions do not run head to foot in level order.
+
+    Positions are projected on the spine's axis (``cleaning_geometry``, the
+    check ``annotations check`` makes later, when the reviewer can no longer
+    see the scan); the names off every longest head-to-foot run are named.
+
+    Parameters
+    ----------
+    vertebrae : list of dict
+        Cranial to caudal by level, each with ``"label"`` and ``"position_mm"`` (world RAS mm).
+
+    Raises
+    ------
+    ReviewOrderError
+    """
+    if len(vertebrae) < 2:
+        return
+    points = np.array([v["position_mm"] for v in vertebrae], float)
+    bad = out_of_order(points @ spine_axis(points))
+    if bad:
+        names = ", ".join(vertebrae[i]["label"] for i in bad)
+        raise ReviewOrderError(f"names out of order from head to foot: {names} (a rename or a move slipped?)")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,20 @@
 """The review page's HTTP server (standard library ``http.server``), safe by default.
 
-- It listens on the loopback address unless a host is given; then every
-  request must carry the session token (``?token=`` once, after which a
-  same-site cookie carries it), compared in constant time.
-- On loopback, a request whose ``Host`` header is not the loopback address is
-  refused (a web page cannot reach the server through DNS rebinding).
+- Every request must carry the session token (``?token=`` once, after which a
+  same-site cookie named for the port carries it), compared in constant time;
+  on loopback too, where every account of the machine can connect. The token
+  is printed once, to the reviewer's terminal.
+- It listens on the loopback address unless a host is given. On loopback, a
+  request whose ``Host`` header is not the loopback address is refused (a web
+  page cannot reach the server through DNS rebinding).
 - Routes are fixed: the page, a closed list of assets inside the package,
   and the API, which names scans and slices by index only. A path with
   ``..``, a backslash or a NUL is refused before routing.
 - A POST must be ``application/json``, from the page's own origin, with a
   ``Content-Length`` of at most :data:`MAX_BODY_BYTES`, arriving within
   :data:`REQUEST_TIMEOUT_S`.
+- A save whose names are out of head-to-foot order is a 422 until the page
+  sends it again with ``keep_order`` (the reviewer confirmed it).
 - Every answer, errors included, is JSON (but the page and its assets) and
   carries :data:`SECURITY_HEADERS`; another method than a route's is 405.
 """
@@ -23,14 +27,13 @@ import re
 import secrets
 import socket
 from http import HTTPStatus
-from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ServeError, SpinelabelError
-from .edits import ReviewRequestError
+from .edits import ReviewOrderError, ReviewRequestError
 from .session import NO_VERSION, ReviewConflictError, ReviewSession
 
 #: Largest request body accepted: a save of MAX_OPS (1000) operations is about 100 kB.
@@ -40,7 +43,7 @@ MAX_BODY_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 30.0
 #: Port when none is given (unassigned by IANA; ``--port 0`` picks a free one).
 DEFAULT_PORT = 8765
-#: The only address served without a token.
+#: The address served when no host is given.
 LOOPBACK = "127.0.0.1"
 #: Names by which a browser on this machine reaches the loopback address.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -48,7 +51,8 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 #: Random bytes of a session token (32 URL-safe characters).
 TOKEN_BYTES = 24
-#: Cookie that carries the token after the first request.
+#: Cookie that carries the token after the first request, followed by the port: cookies are shared by every port of
+#: a host, and a second review on this machine must not replace the first one's token in the browser.
 TOKEN_COOKIE = "spinelabel_token"
 #: The assets of the page, all inside the package (no CDN), and their types.
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -83,7 +87,7 @@ class _HttpError(Exception):
 
 
 class ReviewServer(ThreadingHTTPServer):
-    """Serves one :class:`ReviewSession`; ``url`` is the address to open (with the token, when there is one).
+    """Serves one :class:`ReviewSession` to requests that carry ``token``; ``url`` is the address to open.
 
     The port is bound when the server is made; ``session`` may be replaced
     until ``serve_forever`` starts (``spinelabel review`` binds first, so that a
@@ -92,7 +96,7 @@ class ReviewServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, session: ReviewSession, host: str, port: int, token: str | None):
+    def __init__(self, session: ReviewSession, host: str, port: int, token: str):
         try:
             super().__init__((host, port), _Handler)
         except OSError as exc:
@@ -105,25 +109,40 @@ class ReviewServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        """The address to open: ``http://host:port/``, with ``?token=...`` when a token is required."""
+        """The address to open: ``http://host:port/?token=...``."""
         host, port = str(self.server_address[0]), int(self.server_address[1])
         if host in WILDCARD_ADDRESSES:  # every address of this machine: name one that others can open
             host = socket.gethostname()
-        query = f"?token={self.token}" if self.token else ""
-        return f"http://{host}:{port}/{query}"
+        return f"http://{host}:{port}/?token={self.token}"
+
+    @property
+    def cookie_name(self) -> str:
+        """The token's cookie for this server's port."""
+        return f"{TOKEN_COOKIE}_{int(self.server_address[1])}"
 
 
 def make_server(session: ReviewSession, host: str | None = None, port: int = DEFAULT_PORT) -> ReviewServer:
-    """A server for ``session``: loopback without a token, or ``host`` with a new random token.
+    """A server for ``session`` on loopback or ``host``, with a new random token.
 
     Raises
     ------
     ServeError
         The address cannot be bound (port taken, not an address of this machine).
     """
-    if host is None or host == LOOPBACK:
-        return ReviewServer(session, LOOPBACK, port, None)
-    return ReviewServer(session, host, port, secrets.token_urlsafe(TOKEN_BYTES))
+    return ReviewServer(session, LOOPBACK if host is None else host, port, secrets.token_urlsafe(TOKEN_BYTES))
+
+
+def _cookie(header: str, name: str) -> str:
+    """The value of cookie ``name`` in a ``Cookie`` header, or ``""``.
+
+    Split by hand: ``http.cookies.SimpleCookie`` stops at the first cookie it
+    cannot parse, and other programs on this host may set such cookies.
+    """
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip().strip('"')
+    return ""
 
 
 def _json(payload: Any) -> tuple[str, bytes]:
@@ -175,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, ctype, body, cookie)
         except _HttpError as exc:
             self._send(exc.status, *_json({"error": str(exc)}), headers=exc.headers)
+        except ReviewOrderError as exc:  # the page asks the reviewer, who may save again with keep_order
+            self._send(HTTPStatus.UNPROCESSABLE_ENTITY, *_json({"error": str(exc)}))
         except ReviewRequestError as exc:
             self._send(HTTPStatus.BAD_REQUEST, *_json({"error": str(exc)}))
         except ReviewConflictError as exc:  # the file changed on disk: nothing saved, the page says why
@@ -194,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _check_host(self) -> None:
         """On loopback, the Host header must name the loopback address (no DNS rebinding)."""
-        if self.server.token is not None:
+        if str(self.server.server_address[0]) != LOOPBACK:
             return
         port = self.server.server_address[1]
         if self.headers.get("Host", "") not in {f"{name}:{port}" for name in LOOPBACK_NAMES}:
@@ -202,15 +223,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _check_token(self, query: dict[str, list[str]]) -> str | None:
         """Refuse a request without the token; returns the cookie to set when it came in the query."""
-        token = self.server.token
-        if token is None:
-            return None
-        cookies = SimpleCookie(self.headers.get("Cookie", ""))
-        if TOKEN_COOKIE in cookies and hmac.compare_digest(cookies[TOKEN_COOKIE].value.encode(), token.encode()):
+        token, name = self.server.token, self.server.cookie_name
+        if hmac.compare_digest(_cookie(self.headers.get("Cookie", ""), name).encode(), token.encode()):
             return None
         given = query.get("token", [""])[0] or self.headers.get("X-Spinelabel-Token", "")
         if hmac.compare_digest(given.encode(), token.encode()):
-            return f"{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+            return f"{name}={token}; HttpOnly; SameSite=Strict; Path=/"
         raise _HttpError(HTTPStatus.UNAUTHORIZED, "a valid token is required (open the address printed at start)")
 
     def _route(self, method: str, path: str) -> tuple[str, bytes]:
@@ -239,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "slice":
             return "application/octet-stream", session.slice_bytes(args[0], args[1])
         body = self._json_body()
-        return _json(session.review(args[0], body.get("ops"), body.get("version", NO_VERSION)))
+        return _json(session.review(args[0], body.get("ops"), body.get("version", NO_VERSION),
+                                    body.get("keep_order", False)))
 
     def _page(self) -> bytes:
         """The page with the worklist and the first scan's meta in its boot block."""

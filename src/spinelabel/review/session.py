@@ -22,7 +22,7 @@ from ..errors import InputError, NothingFoundError, SpinelabelError
 from ..results import LOW_CONFIDENCE
 from ..warning_codes import count_at_risk, document_warnings
 from .documents import check_matches_image, check_matches_source, digest, parse_result, read_result
-from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, review_status, with_review
+from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, check_order, review_status, with_review
 from .saving import json_bytes, save_review
 
 if TYPE_CHECKING:
@@ -213,15 +213,19 @@ class ReviewSession:
             raise ReviewRequestError(f"no slice {k} (the scan has {pixels.shape[0]})")
         return pixels[k].tobytes()
 
-    def review(self, index: int, ops: Any, version: Any = NO_VERSION) -> dict[str, Any]:
+    def review(self, index: int, ops: Any, version: Any = NO_VERSION, keep_order: Any = False) -> dict[str, Any]:
         """Apply the reviewer's operations, mark the scan reviewed and save it; returns the new meta.
 
         ``version``: the meta's ``version`` the operations were made on (the
         page sends it; null for a scan with no result file yet);
         :data:`NO_VERSION` skips that check (an API client without it).
+        ``keep_order``: true saves names out of head-to-foot order (the
+        reviewer confirmed them: a severe deformity).
 
         Raises
         ------
+        ReviewOrderError
+            The names are out of order and ``keep_order`` is false: nothing is saved.
         ReviewRequestError
             An operation is invalid, or a DICOM scan's review keeps no
             vertebra (its SR cannot be empty): nothing is saved.
@@ -249,6 +253,10 @@ class ReviewSession:
                 _check_version(version, scan)
             check_matches_image(scan.doc, scan.json_path, display.loaded)
             vertebrae, changes = apply_ops(scan.doc["vertebrae"], ops, grid)
+            if not isinstance(keep_order, bool):
+                raise ReviewRequestError(f"keep_order must be true or false, not {type(keep_order).__name__}")
+            if not keep_order:
+                check_order(vertebrae)
             if not vertebrae and display.loaded.kind == "dicom":
                 raise ReviewRequestError("a DICOM scan's review must keep at least one vertebra: its SR and GSPS "
                                          "cannot be empty (nothing saved)")

@@ -72,7 +72,7 @@ def headless_chromium(window: tuple[int, int] = WINDOW_SIZE) -> Iterator[Any]:
 
 
 @contextmanager
-def serving(session: ReviewSession, token: str | None = None) -> Iterator[ReviewServer]:
+def serving(session: ReviewSession, token: str = "test-token") -> Iterator[ReviewServer]:
     """``session`` served on a free loopback port in a background thread (shut down at the end)."""
     server = ReviewServer(session, LOOPBACK, 0, token)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -137,11 +137,15 @@ def session_for(inputs: list[Path], labels_dir: Path, reviewer: str = "tester") 
 
 
 def request(server: ReviewServer, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[Any, bytes]:
-    """One HTTP request to a review server, with the loopback Host header it requires; (response, body)."""
+            headers: dict[str, str] | None = None, token: bool = True) -> tuple[Any, bytes]:
+    """One HTTP request to a review server, with the loopback Host header it requires; (response, body).
+
+    The server's token goes in the ``X-Spinelabel-Token`` header unless ``token`` is false.
+    """
     host, port = str(server.server_address[0]), int(server.server_address[1])
     conn = http.client.HTTPConnection(host, port, timeout=30)
-    conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
+    given = {"X-Spinelabel-Token": server.token} if token else {}
+    conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **given, **(headers or {})})
     response = conn.getresponse()
     data = response.read()
     conn.close()

@@ -8,6 +8,8 @@ const NEAR_SLICES = 1.5;
 const ZOOM_STEP = 0.25;
 // Steps of the window and level sliders over the image's value range.
 const WL_STEPS = 1000;
+// The server's answer to names out of head-to-foot order: the reviewer may save them as they are with a second press.
+const OUT_OF_ORDER = 422;
 
 const state = {
   order: [], current: null, meta: null, slice: 0, zoom: 1, scale: 1,
@@ -19,7 +21,9 @@ async function api(path, options) {
   const type = response.headers.get("Content-Type") || "";
   if (!response.ok) {
     const body = type.startsWith("application/json") ? await response.json() : { error: response.statusText };
-    throw new Error(body.error || response.statusText);
+    const error = new Error(body.error || response.statusText);
+    error.status = response.status;
+    throw error;
   }
   return type.startsWith("application/json") ? response.json() : response.arrayBuffer();
 }
@@ -212,7 +216,9 @@ function drawLabels() {
 }
 
 function record(op) {
-  state.work.get(state.current).ops.push(op);
+  const work = state.work.get(state.current);
+  work.ops.push(op);
+  work.keepOrder = false; // an edit after the warning: checked again
   drawLabels();
 }
 
@@ -307,9 +313,13 @@ async function accept() {
     try {
       await api(`/api/scans/${index}/review`, {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ ops: work.ops, version: work.version }),
+        body: JSON.stringify({ ops: work.ops, version: work.version, keep_order: Boolean(work.keepOrder) }),
       });
     } catch (error) {
+      if (error.status === OUT_OF_ORDER) {
+        work.keepOrder = true;
+        return message(`not saved: ${error.message}; correct them, or press a again to save them as they are`, true);
+      }
       return message(`not saved: ${error.message}`, true);
     }
     state.work.delete(index);
