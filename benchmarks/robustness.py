@@ -42,7 +42,16 @@ lumbar model and scored against its (moved along) annotations:
 - ``thick-slab``: a 2D sagittal stack as acquired: each 4 mm slice the mean of
   its slab, 4.4 mm apart (10 % gap), 0.7 mm pixels, through DICOM;
 - ``narrow-disc``: the L4/L5 disc collapsed to a sliver (the spine below it
-  moved up by 0.2 of the L4-L5 spacing), as in a degenerated segment.
+  moved up by 0.2 of the L4-L5 spacing), as in a degenerated segment;
+- ``metal``: a posterior fusion of L4-L5 (a titanium pedicle screw on each
+  side of each body and a rod joining the two screw heads of each side) as
+  signal voids with a thin bright rim of pile-up on their caudal side, sizes
+  of a 1.5 T turbo spin echo (:data:`METAL`);
+- ``metal-severe``: the same hardware with the blooming and the bright rim of
+  a 3 T series without metal-artefact reduction (:data:`METAL_SEVERE`);
+- ``ghosting``: bulk motion during the acquisition: copies of the image
+  shifted along the head-foot (phase-encoding) axis, two either side, at 12.5
+  and 6 % of its intensity.
 
 Cuts keep the annotated points at least 10 mm inside the image; points
 closer to the cut are dropped from the ground truth. Nothing here is tuned:
@@ -451,6 +460,89 @@ def thick_slab(volume, points, tmp: Path, case: str, slab_mm: float = SLAB_MM,
     return dicom_series(Volume(slab, canon.affine), tmp / f"{case}-slab", spacing_mm), points
 
 
+@dataclass(frozen=True)
+class MetalArtefact:
+    """The signal void of a titanium screw or rod (mm around its axis) and the bright pile-up rim beside it.
+
+    Attributes
+    ----------
+    screw_void_mm, rod_void_mm : float
+        Void radius around a screw's and a rod's axis.
+    rim_mm : float
+        Width of the bright rim, on the void's caudal side only (the frequency-encoding direction, head-foot).
+    rim_gain : float
+        The rim's brightness, as a share of the image's 99th percentile (fluid).
+    """
+
+    screw_void_mm: float
+    rod_void_mm: float
+    rim_mm: float
+    rim_gain: float
+
+
+#: A 6.5 mm pedicle screw and a 5.5 mm rod voided to about 1.5 times their diameter, a 1.5 mm rim as bright as fluid:
+#: a turbo spin echo at 1.5 T.
+METAL = MetalArtefact(screw_void_mm=5.0, rod_void_mm=3.5, rim_mm=1.5, rim_gain=1.0)
+#: About twice the diameter, a 2.5 mm rim brighter than fluid: 3 T without metal-artefact reduction.
+METAL_SEVERE = MetalArtefact(screw_void_mm=6.0, rod_void_mm=4.0, rim_mm=2.5, rim_gain=1.3)
+#: A screw's tip and its entry (at the facet), from the body centre (mm): (lateral, anterior). Pedicles sit about
+#: 20-25 mm either side of the midline in the lower lumbar spine, and a screw reaches the anterior third of the body.
+SCREW_TIP_MM = (8.0, 6.0)
+SCREW_ENTRY_MM = (24.0, -38.0)
+#: What is left of the signal in a void (a share): noise, nothing of the anatomy.
+VOID_SIGNAL = 0.03
+
+
+def metal(volume, points, artefact: MetalArtefact, levels: tuple[str, str] = ("L4", "L5")):
+    """Pedicle screws in ``levels`` and a rod each side joining their heads, drawn as ``artefact``; the points stay."""
+    from spinelabel.geometry import Volume
+
+    data = volume.real_data().astype(np.float32)
+    world = np.indices(data.shape, dtype=np.float32).reshape(3, -1).T @ volume.affine[:3, :3].T + volume.affine[:3, 3]
+    void, rim = np.zeros(len(world), bool), np.zeros(len(world), bool)
+    heads: dict[float, list[np.ndarray]] = {}
+    rods = []
+    for level in levels:
+        c = np.asarray(points[level], float)
+        for side in (-1.0, 1.0):
+            tip = c + np.array([side * SCREW_TIP_MM[0], SCREW_TIP_MM[1], 0.0])
+            entry = c + np.array([side * SCREW_ENTRY_MM[0], SCREW_ENTRY_MM[1], 0.0])
+            rods.append((tip, entry, artefact.screw_void_mm))
+            heads.setdefault(side, []).append(entry)
+    rods += [(ends[0], ends[-1], artefact.rod_void_mm) for ends in heads.values()]
+    for a, b, radius in rods:
+        t = np.clip((world - a) @ (b - a) / float((b - a) @ (b - a)), 0.0, 1.0)
+        off = world - (a + t[:, None] * (b - a))
+        d = np.linalg.norm(off, axis=1)
+        void |= d < radius
+        rim |= (d >= radius) & (d < radius + artefact.rim_mm) & (off[:, 2] < 0.0)  # the caudal side
+    flat = data.reshape(-1).copy()
+    bright = float(np.percentile(data, 99))
+    flat[rim & ~void] = np.maximum(flat[rim & ~void], artefact.rim_gain * bright)
+    flat[void] *= VOID_SIGNAL
+    return Volume(flat.reshape(data.shape), volume.affine), points
+
+
+#: ``ghosting``: the copies' shift, a share of the head-foot field of view (periodic motion at about a third of the
+#: phase-encoding time), and the intensity of the nearest pair (the next pair, twice as far, at half of it).
+GHOST_SHIFT_FRACTION = 0.3
+GHOST_AMPLITUDE = 0.125
+
+
+def ghosting(volume, points):
+    """Two pairs of copies of the image shifted head-foot by ``k`` x :data:`GHOST_SHIFT_FRACTION` of the field of
+    view, each at :data:`GHOST_AMPLITUDE` / ``k``, added to it (a magnitude image's ghosts); the points stay."""
+    from spinelabel.geometry import Volume, reorient
+
+    canon = reorient(volume, "RIP")  # axis 1 runs head to foot
+    data = canon.real_data().astype(np.float32)
+    out = data.copy()
+    for k in (1, 2):
+        shift = int(round(k * GHOST_SHIFT_FRACTION * data.shape[1]))
+        out += GHOST_AMPLITUDE / k * (np.roll(data, shift, axis=1) + np.roll(data, -shift, axis=1))
+    return Volume(out, canon.affine), points
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.1f} %"
 
@@ -481,6 +573,9 @@ def conditions(tmp: Path, seed: int):
         "listhesis": lambda v, p, c: listhesis(v, p),
         "thick-slab": lambda v, p, c: thick_slab(v, p, tmp, c),
         "narrow-disc": lambda v, p, c: narrow_disc(v, p, "L4", "L5"),
+        "metal": lambda v, p, c: metal(v, p, METAL),
+        "metal-severe": lambda v, p, c: metal(v, p, METAL_SEVERE),
+        "ghosting": lambda v, p, c: ghosting(v, p),
     }
 
 
