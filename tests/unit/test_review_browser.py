@@ -216,3 +216,55 @@ def test_a_held_key_a_double_accept_or_ctrl_a_accepts_only_the_scan_shown(tmp_pa
     events = {name: json.loads((labels / f"{name}.json").read_text()).get("review", {}).get("events", [])
               for name in ("a", "b", "c")}
     assert sorted(len(e) for e in events.values()) == [0, 1, 1] and not events[({"a", "b", "c"} - {first, second}).pop()]
+
+
+def test_a_label_dragged_past_the_image_edge_stays_on_it_and_the_save_goes_through(tmp_path):
+    """A drag that ended off the image recorded a point outside it: every later save was refused until a reload."""
+    series, labels = _series(tmp_path, "series"), tmp_path / "labels"
+    session = session_for([series], labels)
+    with serving(session) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        last = _markers(driver)[-1]
+        name = last.get_attribute("data-label")
+        driver.execute_script(  # mouse events far below and right of the image (a pointer cannot leave the window)
+            "const m = arguments[0], r = m.getBoundingClientRect(), x = r.left + 2, y = r.top + 2;"
+            "m.dispatchEvent(new MouseEvent('mousedown', {clientX: x, clientY: y, bubbles: true}));"
+            "window.dispatchEvent(new MouseEvent('mousemove', {clientX: x + 5000, clientY: y + 5000}));"
+            "window.dispatchEvent(new MouseEvent('mouseup', {clientX: x + 5000, clientY: y + 5000}));", last)
+        _press(driver, "a")
+        _wait(driver, "document.body.dataset.saved", "1")
+        shape = driver.execute_script("return state.meta.shape")
+    saved = json.loads((labels / "series.json").read_text())
+    (move,) = saved["review"]["events"][-1]["changes"]
+    assert move["op"] == "move" and move["label"] == name
+    moved = next(v for v in saved["vertebrae"] if v["label"] == name)
+    assert np.allclose(moved["voxel"][:2], [shape[2] - 1, shape[1] - 1], atol=0.6)  # on the last row and column
+
+
+def test_scans_and_labels_take_the_keyboard_focus(tmp_path):
+    """Without a mouse: Tab reaches the worklist's scans (Enter opens one) and the labels (focus selects, Delete)."""
+    from selenium.webdriver.common.by import By
+
+    folders, labels = [_series(tmp_path, "a"), _series(tmp_path, "b", n=4)], tmp_path / "labels"
+    session = session_for(folders, labels)
+    with serving(session) as server, headless_chromium() as driver:
+        _open(driver, server.url)
+        first = driver.execute_script("return document.body.dataset.scan")
+        items = driver.find_elements(By.CSS_SELECTOR, "#worklist li")
+        other = next(li for li in items if li.find_element(By.CSS_SELECTOR, ".name").text != first)
+        assert other.get_attribute("tabindex") == "0"
+        driver.execute_script("arguments[0].focus()", other)
+        _press(driver, "\ue007")  # Enter
+        _wait(driver, "document.body.dataset.scan", ({"a", "b"} - {first}).pop())
+        names = [m.get_attribute("data-label") for m in _markers(driver)]
+        _press(driver, "\ue004")  # Tab, from the worklist item onward, until a label has the focus
+        for _ in range(30):
+            if driver.execute_script("return document.activeElement.classList.contains('marker')"):
+                break
+            _press(driver, "\ue004")
+        focused = driver.execute_script("return document.activeElement.dataset.label")
+        assert focused in names and driver.execute_script("return state.selected") == focused
+        assert driver.find_element(By.ID, "selected").text == focused
+        _press(driver, "\ue017")  # Delete
+        assert [m.get_attribute("data-label") for m in _markers(driver)] == [n for n in names if n != focused]
+        assert "1 unsaved" in driver.find_element(By.ID, "pending").text

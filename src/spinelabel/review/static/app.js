@@ -53,6 +53,11 @@ async function loadWorklist(preloaded) {
       `<div class="flags">${entry.n_labels} labels · ${flags}${warn}</div>`;
     li.querySelector(".name").textContent = entry.name;
     li.addEventListener("click", () => show(entry.index));
+    li.tabIndex = 0; // Tab reaches every scan; Enter or Space opens it
+    li.setAttribute("role", "button");
+    li.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); show(entry.index); }
+    });
     ol.appendChild(li);
   }
   return list;
@@ -180,13 +185,17 @@ function toScreen(label) {
 }
 
 function fromScreen(x, y) {
+  // a label dragged (or placed) past the image's edge stays on it: a point outside would block every save
   const [, rowMm, colMm] = state.meta.spacing_mm;
-  return { row: y / (rowMm * state.scale) - 0.5, col: x / (colMm * state.scale) - 0.5 };
+  const [, rows, cols] = state.meta.shape;
+  const inside = (v, n) => Math.min(Math.max(v, 0), n - 1);
+  return { row: inside(y / (rowMm * state.scale) - 0.5, rows), col: inside(x / (colMm * state.scale) - 0.5, cols) };
 }
 
 function drawLabels() {
   const work = state.work.get(state.current);
   const layer = $("labels");
+  const focused = layer.contains(document.activeElement) ? document.activeElement.dataset.label : null;
   layer.replaceChildren();
   for (const label of work.labels) {
     const div = document.createElement("div");
@@ -202,7 +211,12 @@ function drawLabels() {
     const [x, y] = toScreen(label);
     div.style.left = `${x}px`; div.style.top = `${y}px`;
     div.addEventListener("mousedown", (event) => startDrag(event, label, div));
+    div.tabIndex = 0; // Tab reaches every label and selects it: then rename, Delete
+    div.setAttribute("role", "button");
+    div.setAttribute("aria-label", `${label.label}, confidence ${label.confidence.toFixed(2)}`);
+    div.addEventListener("focus", () => selectByKeyboard(label));
     layer.appendChild(div);
+    if (label.label === focused) div.focus({ preventScroll: true }); // redrawn: the focus stays on it
   }
   $("selected").textContent = state.selected || "none";
   updateRename();
@@ -219,6 +233,13 @@ function record(op) {
   const work = state.work.get(state.current);
   work.ops.push(op);
   work.keepOrder = false; // an edit after the warning: checked again
+  drawLabels();
+}
+
+function selectByKeyboard(label) {
+  if (state.selected === label.label) return;
+  state.selected = label.label;
+  $("rename-to").value = label.label;
   drawLabels();
 }
 
