@@ -55,6 +55,7 @@ import numpy as np
 from . import anatomy
 from .errors import InputError
 from .geometry import lps_to_ras
+from .io.dicom_files import is_dicom_file
 from .jsonfile import read_json
 from .reviewed import is_result_file, load_reviewed, result_files
 from .scan_annotation import ScanAnnotation, ScanAnnotationBuilder, ordered_points
@@ -284,23 +285,8 @@ def _load_file(path: Path) -> list[ScanAnnotation]:
     raise InputError(f"{path}: not an annotation file (expected {CENTROIDS_NAME}, *.json, *.csv or DICOM)")
 
 
-#: Bytes 128-131 of a DICOM Part 10 file.
-_DICOM_MAGIC = b"DICM"
-_DICOM_PREAMBLE = 128
-
-
-def _is_dicom_file(path: Path) -> bool:
-    """True for a DICOM Part 10 file (the "DICM" marker after the 128-byte preamble)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(_DICOM_PREAMBLE)
-            return f.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
-    except OSError:
-        return False
-
-
 def _has_dicom_files(folder: Path) -> bool:
-    return any(f.is_file() and _is_dicom_file(f) for f in folder.rglob("*"))
+    return any(f.is_file() and is_dicom_file(f) for f in folder.rglob("*"))
 
 
 def _ignore_problem(message: str) -> None:
@@ -391,7 +377,7 @@ def _classify_sources(sources: Sequence[str | Path]) -> tuple[list[Path], list[P
             else:
                 raise InputError(f"{p}: no {CENTROIDS_NAME} found in this folder or below (and no DICOM files)")
         elif p.is_file():
-            if p.suffix.lower() not in (".csv", ".json") and _is_dicom_file(p):
+            if p.suffix.lower() not in (".csv", ".json") and is_dicom_file(p):
                 dicom_sources.append(p)
             else:
                 files.append(p)

@@ -19,6 +19,7 @@ import pytest
 from spinelabel.errors import InputError
 from spinelabel.geometry import Volume
 from spinelabel.io import LoadedImage, load_image
+from spinelabel.io.dicom_label_read import import_dicom_annotations
 from spinelabel.io.dicom_label_write import output_character_set, write_gsps, write_sr
 from spinelabel.io.dicom_write import write_dicom_series
 from spinelabel.results import LabelResult, Vertebra
@@ -298,3 +299,53 @@ def test_a_result_without_a_checksum_hashes_the_content_it_did_before(tmp_path, 
     write_sr(dataclasses.replace(_result(loaded), model_sha256="ab" * 32), loaded.dicom, tmp_path / "y.sr.dcm")
     assert json.loads(contents[0])["model"] == ["dummy", "0"]
     assert json.loads(contents[-1])["model"] == ["dummy", "0", "ab" * 32]
+
+
+def _bare(path: Path, implicit: bool) -> None:
+    """Rewrite a Part 10 file as a bare dataset: no preamble, no "DICM", no File Meta Information."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(path)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, implicit
+    write_dataset(buffer, ds)
+    path.write_bytes(buffer.getvalue())
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_bare_datasets_without_the_part10_preamble_are_read(tmp_path, implicit):
+    """Archives that keep objects as received (Conquest's .v2 files) hold datasets without the Part 10 header."""
+    from spinelabel.io.dicom_files import is_dicom_file
+
+    _series(tmp_path / "part10")
+    reference = load_image(tmp_path / "part10")
+    files = _series(tmp_path / "bare")
+    for f in files:
+        _bare(f, implicit)
+    assert not any(f.read_bytes()[128:132] == b"DICM" for f in files) and all(is_dicom_file(f) for f in files)
+    (tmp_path / "bare" / "notes.txt").write_text("not DICOM, skipped")
+    (tmp_path / "bare" / "junk.bin").write_bytes(b"\x08\x00" + bytes(200))  # starts like one, names no SOP class
+    loaded = load_image(tmp_path / "bare")
+    assert np.array_equal(loaded.volume.data, reference.volume.data)
+    assert np.allclose(loaded.volume.affine, reference.volume.affine) and len(loaded.dicom.files) == SHAPE[2]
+    sr, gsps = _write(tmp_path / "bare", tmp_path / "out")  # the writers read the bare sources again
+    assert pydicom.dcmread(sr).ContentSequence and pydicom.dcmread(gsps).GraphicAnnotationSequence
+    _bare(gsps, implicit)  # and spine labels kept the same way are imported
+    imported = import_dicom_annotations([tmp_path / "bare", gsps], own_outputs=True)
+    (ann,) = imported.annotations
+    assert set(ann.points) == set(LEVELS)
+    for level, ijk in LEVELS.items():
+        assert np.allclose(ann.points[level], loaded.volume.voxel_to_world(np.array(ijk)), atol=0.05)
+
+
+def test_a_text_file_is_not_taken_for_a_bare_dataset(tmp_path):
+    from pydicom.errors import InvalidDicomError
+
+    from spinelabel.io.dicom_files import is_dicom_file, read_dicom
+
+    text = tmp_path / "readme.txt"
+    text.write_text("hello, this is not DICOM at all")
+    assert not is_dicom_file(text)
+    with pytest.raises(InvalidDicomError):
+        read_dicom(text)

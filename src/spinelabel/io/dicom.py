@@ -16,8 +16,9 @@ and the position of the first slice; it is converted to RAS with
 positions, never from SliceThickness/SpacingBetweenSlices. Such a grid is
 always right-handed.
 
-Only DICOM Part 10 files (with the "DICM" preamble) are read; other files in
-a folder are skipped silently. A file that is DICOM but damaged (truncated)
+DICOM Part 10 files (with the "DICM" preamble) and bare datasets are read
+(:mod:`spinelabel.io.dicom_files`); other files in a folder are skipped
+silently. A file that is DICOM but damaged (truncated)
 is an error, never silently dropped: a missing slice would shift anatomy.
 """
 
@@ -34,6 +35,7 @@ from ..errors import GeometryError, InputError, one_line
 from ..geometry import Volume, lps_to_ras
 from ..limits import check_enough_slices
 from ..warning_codes import LabelWarning
+from .dicom_files import read_dicom
 from .dicom_pixels import PIXEL_KEYWORDS, DicomSlice, check_sizes, read_pixels, shown
 from .dicom_repair import fill_missing, grid_index, invert_monochrome1, missing_slices_warning
 from .dicom_stacks import PER_FRAME, STACK_KEYWORDS, as_text, choose_stack, has_duplicates
@@ -186,12 +188,11 @@ def _read_headers(files: list[Path], where: str) -> list[tuple[Path, Any]]:
 
 
 def _read_header(path: Path) -> Any | None:
-    """The dataset of a DICOM Part 10 file (large values deferred), or None."""
-    import pydicom
+    """The dataset of a DICOM file (large values deferred), or None when it is not DICOM."""
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, defer_size=1024)
+        return read_dicom(path, defer_size=1024)
     except InvalidDicomError:
         return None
     except OSError as exc:

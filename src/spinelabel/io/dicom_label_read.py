@@ -59,6 +59,7 @@ from .. import anatomy
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
+from .dicom_files import read_dicom
 from .dicom_label_common import GSPS_SOP_CLASS, SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
 from .dicom_label_marks import MAX_SHAPE_MM, PAIR_RADIUS_MM, Marks, Skip, level_of_text, pair_marks, shape_centre, try_level
 
@@ -216,13 +217,12 @@ def _is_image(ds: Any) -> bool:
 
 def _scan_files(files: list[Path], problems: list[str]) -> tuple[_Index, list[tuple[Path, Any]]]:
     """Index the images; return the presentation states and SRs in file order."""
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     index, objects = _Index(), []
     for path in files:
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = read_dicom(path, stop_before_pixels=True)
         except InvalidDicomError:
             continue  # not a DICOM file: skipped silently, like the image loader
         except Exception as exc:  # pydicom raises many types for damaged files

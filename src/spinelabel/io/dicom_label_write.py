@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..warning_codes import COUNT, DETECTION, LabelWarning, count_at_risk
+from .dicom_files import read_dicom
 from .dicom_label_common import SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
 from .dicom_repair import MONOCHROME1
 
@@ -119,7 +120,6 @@ def _series_headers(
     InputError for a non-DICOM input, and for a source image without one of
     the ``required`` attributes (named in the message).
     """
-    import pydicom
 
     if info is None or not info.files:
         raise InputError(f"{what} needs a DICOM input (the image was not read from a DICOM series)")
@@ -130,7 +130,7 @@ def _series_headers(
     for path, frame in zip(info.files, frames):
         if path not in cache:
             try:
-                cache[path] = pydicom.dcmread(path, stop_before_pixels=True)
+                cache[path] = read_dicom(path, stop_before_pixels=True)
             except Exception as exc:  # moved or damaged since it was loaded
                 raise InputError(f"cannot read {path} to write {what}: {one_line(exc)}") from None
             missing = [k for k in required if not cache[path].get(k)]
