@@ -219,6 +219,21 @@ def _result(loaded: LoadedImage, labels_voxels: dict[str, tuple[float, float, fl
 # ----------------------------------------------------------------------------- GSPS in
 
 
+def test_a_text_without_a_frame_number_pairs_with_its_mark_on_frame_1_of_a_single_frame_image(tmp_path):
+    """One viewer referenced the text's annotation without a frame number and the mark's as frame 1 (the image's
+    only frame): the two were kept apart, the text placed at its box and the mark left over."""
+    loaded = _series(tmp_path / "series")
+    h = _header(loaded, 3)
+    text = _annotation(h, texts=[_text("L3", box=(40, 12, 52, 18))])
+    mark = _annotation(h, graphics=[_graphic("POINT", [(33.0, 17.5)])])
+    mark.ReferencedImageSequence[0].ReferencedFrameNumber = 1
+    gsps = _write_gsps(tmp_path / "gsps.dcm", h, [text, mark])
+    imported = import_dicom_annotations([tmp_path / "series", gsps])
+    (ann,) = imported.annotations
+    assert imported.problems == []
+    assert np.allclose(ann.points["L3"], _world(loaded, (33.0, 17.5), 3), atol=0.01)
+
+
 @pytest.mark.parametrize("kind", ["sagittal", "oblique"])
 def test_gsps_as_viewers_write_them_imports_world_points(tmp_path, kind):
     loaded = _series(tmp_path / "series", kind)

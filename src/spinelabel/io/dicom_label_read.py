@@ -360,7 +360,7 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
     """Named points of a GSPS (see the module docstring)."""
     found = []
     referenced = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", None) or []}
-    for (uid, frame), marks in _gsps_marks(path, ds, problems).items():
+    for (uid, frame), marks in _one_key_per_image(_gsps_marks(path, ds, problems), index).items():
         names = ", ".join(repr(t.strip()) for t, _, _, _ in marks.texts) or "graphics only"
         try:
             plane = index.plane(uid, frame)
@@ -380,6 +380,20 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
                 continue
             found.append(_Found(series, label, plane.to_lps(col_row)[0], path))
     return found
+
+
+def _one_key_per_image(marks: dict[tuple[str, int | None], Marks], index: _Index) -> dict[tuple[str, int | None], Marks]:
+    """``marks`` with frame 1 of a single-frame image taken as the image itself: a viewer may reference the text
+    without a frame number and its mark as frame 1, and the two must be paired."""
+    out: dict[tuple[str, int | None], Marks] = {}
+    for (uid, frame), found in marks.items():
+        image = index.images.get(uid)
+        if frame == 1 and image is not None and int(image.header.get("NumberOfFrames", 1) or 1) <= 1:
+            frame = None
+        bucket = out.setdefault((uid, frame), Marks())
+        bucket.texts.extend(found.texts)
+        bucket.graphics.extend(found.graphics)
+    return out
 
 
 def _check_on_image(col_row: np.ndarray, plane: ImagePlane) -> None:
