@@ -253,8 +253,34 @@ def _exit_with_parent() -> None:
 
 
 def _warm_worker(spec: LabelerSpec) -> None:
-    """Process-pool initializer: load the labeler before the first task (errors come with the tasks)."""
+    """Process-pool initializer: load the labeler before the first task (errors come with the tasks).
+
+    Ctrl+C reaches every process of the terminal's group; the workers leave it
+    to the batch, which stops them (:func:`_stop_workers`): a worker that took
+    it in the middle of its loop died, the batch read that as a crash and
+    started a new pool, and a second Ctrl+C could then leave it waiting forever.
+    Workers started by :func:`_submit` ignore it from their first instruction;
+    this covers pools started outside the main thread.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
+
+
+def _submit(pool: Any, task: Task, spec: LabelerSpec) -> Any:
+    """``pool.submit`` of one task, with Ctrl+C ignored while it may start a worker process: an ignored signal
+    stays ignored in the child (a handled one does not), so a Ctrl+C during the worker's start-up, before its
+    initializer, is not a traceback from every worker. A Ctrl+C in these microseconds is lost (press again)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return pool.submit(worker_task, spec, task)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return pool.submit(worker_task, spec, task)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         cached_labeler(spec)
     except SpinelabelError:
@@ -379,7 +405,7 @@ def _pooled(spec: LabelerSpec, tasks: list[Task], jobs: int, broken: _Broken) ->
     try:
         while waiting or in_flight:
             while waiting and len(in_flight) < jobs:
-                in_flight[pool.submit(worker_task, spec, waiting[0])] = waiting[0]  # a broken pool refuses here
+                in_flight[_submit(pool, waiting[0], spec)] = waiting[0]  # a broken pool refuses here
                 waiting.popleft()
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             lost = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
@@ -390,8 +416,33 @@ def _pooled(spec: LabelerSpec, tasks: list[Task], jobs: int, broken: _Broken) ->
                 raise BrokenProcessPool("a worker process died")
     except BrokenProcessPool:
         broken.in_flight, broken.not_started = list(in_flight.values()), list(waiting)
+    except BaseException:  # Ctrl+C, SIGTERM, the outcomes no longer wanted: no new task, and an end in bounded time
+        _stop_workers(pool, list(in_flight))
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Seconds the tasks in flight get to finish when a batch is stopped (Ctrl+C, SIGTERM) before their worker processes
+#: are ended: a scan takes about a second; a retrieval from a slow archive is not waited for.
+STOP_GRACE_S = 10.0
+
+
+def _stop_workers(pool: Any, in_flight: list[Any]) -> None:
+    """Let the tasks in flight finish for up to :data:`STOP_GRACE_S`, then end the pool's worker processes.
+
+    A second Ctrl+C cuts the wait short, never the ending: the processes are
+    ended in a ``finally`` (a pool whose workers live on keeps the
+    interpreter's exit waiting for them). ``ProcessPoolExecutor`` has no public
+    way to end its workers before Python 3.14 (``terminate_workers``).
+    """
+    from concurrent.futures import wait
+
+    try:
+        wait(in_flight, timeout=STOP_GRACE_S)
+    finally:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
 
 
 def run_dask(spec: LabelerSpec, tasks: Iterable[Task], client: Any) -> Iterator[Outcome]:

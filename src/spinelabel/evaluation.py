@@ -675,13 +675,14 @@ def check_report_target(path: Path) -> None:
     ------
     OutputError
         ``path`` does not end in .json, is no file name (``io.outputs.check_output_target``),
-        or holds something other than a report.
+        lies in a folder that cannot be written, or holds something other than a report.
     """
-    from .io.outputs import check_output_target, existing_result
+    from .io.outputs import check_output_target, check_writable_folder, existing_result
 
     if not path.name.lower().endswith(".json"):
         raise OutputError(f"the report's name must end in .json: {path}")
     check_output_target(path)
+    check_writable_folder(path.parent)  # a read-only folder: before the report is computed and printed
     if os.path.lexists(path) and not _is_report(existing_result(path, MAX_REPORT_BYTES)):
         raise OutputError(f"{path} holds something other than an evaluation report (a result or annotations?): "
                           "not replaced; name another file")

@@ -548,6 +548,50 @@ def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path, signame):
         proc.communicate()
 
 
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("after_s", [0.0, 0.5, 1.0, 2.0])  # while the workers load their model, and after
+def test_a_double_ctrl_c_to_the_process_group_ends_a_pooled_batch(scans, tmp_path, after_s):
+    """Ctrl+C reaches the whole process group; a second one 20 ms later (an impatient user, ``timeout -s INT``)
+    left ``--jobs 2`` printing "interrupted" and waiting forever on its workers (4 of 13 runs): the workers took
+    the first in their loop and died, the batch started a new pool, and the second cut its shutdown short."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths, _ = scans
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,input\n" + "".join(f"s{k},{paths[k % 2]}\n" for k in range(2000)))
+    proc = subprocess.Popen([sys.executable, "-m", "spinelabel.cli", "batch", str(manifest), "-o", str(tmp_path / "run"),
+                             "--jobs", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(after_s)
+        workers = _children(proc.pid)
+        assert proc.poll() is None and len(workers) >= 2, "the batch ended or never started its workers"
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if os.path.exists(f"/proc/{w}")], "worker processes outlived the batch"
+        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == 130 and err.strip().splitlines()[-1] == "spinelabel: interrupted", err
+        assert "Traceback" not in err
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+
+
 # ----------------------------------------------------------------- red team (thirty-seventh session)
 
 

@@ -132,3 +132,37 @@ def test_an_empty_name_is_refused(tmp_path, name):
 
     with pytest.raises(OutputError):
         atomic_write_bytes(Path(name), b"x")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_commit_comes_after_it(tmp_path, signame):
+    """Ctrl+C or SIGTERM while the outputs are renamed and the staging folder removed: a handler that raised inside
+    ``shutil.rmtree`` surfaced as an unrelated OSError (a traceback, exit status 1). The commit finishes, then the
+    signal is handled as it would have been."""
+    import signal
+
+    class Stopped(BaseException):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    number = getattr(signal, signame)
+    previous = signal.signal(number, stop)
+    try:
+        with pytest.raises(Stopped):
+            write_all_or_nothing([(tmp_path / "a.json", _writer(b"1")), (tmp_path / "b.png", _writer(b"2"))],
+                                 before_replace=lambda: signal.raise_signal(number))
+        assert signal.getsignal(number) is stop  # the handler is back
+    finally:
+        signal.signal(number, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.png"]  # all written, nothing staged left
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_by_the_scan_checks(tmp_path):
+    from spinelabel.io.outputs import check_scan_outputs
+
+    (tmp_path / "afile").write_text("a file, not a folder")
+    with pytest.raises(OutputError, match="afile is a file, not a folder"):
+        check_scan_outputs(json=tmp_path / "ok.json", overlay=tmp_path / "afile" / "x.png")
+    check_scan_outputs(json=tmp_path / "new" / "ok.json")  # a folder still to be made: fine

@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -245,6 +247,40 @@ def _restore(done: Sequence[tuple[Path, Path]], backups: dict[Path, Path]) -> li
     return lost
 
 
+class _DeferredSignals:
+    """Ctrl+C and SIGTERM held back from :meth:`start` to the end of the ``with`` block, then delivered.
+
+    A signal whose handler raised inside ``shutil.rmtree`` (the staging
+    folder's removal) surfaced as an unrelated ``OSError`` (a traceback and
+    exit status 1, not 143), and one between two renames sets the outputs
+    back while the user waits. Python runs signal handlers in the main thread
+    only, so the handlers are swapped there (elsewhere nothing is deferred).
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._pending: list[int] = []
+
+    def __enter__(self) -> _DeferredSignals:
+        return self
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:
+                self._previous[number] = signal.signal(number, lambda signum, _frame: self._pending.append(signum))
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(self._pending):
+            signal.raise_signal(number)  # now handled as it would have been
+
+
 def write_all_or_nothing(
     writers: Sequence[tuple[Path, Callable[[Path], None]]],
     inputs: Sequence[Path] = (),
@@ -272,7 +308,8 @@ def write_all_or_nothing(
         One line, naming the target (not the staged file).
     """
     paths = check_targets([p for p, _ in writers], inputs)
-    with contextlib.ExitStack() as stack:
+    deferred = _DeferredSignals()
+    with deferred, contextlib.ExitStack() as stack:  # the signals come back after the staging folders are removed
         staging: dict[Path, Path] = {}
         staged: list[tuple[Path, Path, Path]] = []
         for path, (_, write) in zip(paths, writers):
@@ -285,6 +322,7 @@ def write_all_or_nothing(
             except OutputError as exc:
                 raise OutputError(str(exc).replace(str(new), str(path))) from None
             staged.append((new, path, staging[folder]))
+        deferred.start()  # from the last check to the end: renames and clean-up are not cut in the middle
         if before_replace is not None:
             before_replace()
         if staged:
@@ -330,9 +368,12 @@ def check_scan_outputs(
     label_map: Path | None = None, inputs: Sequence[Path] = (),
 ) -> None:
     """Every check of one scan's outputs (None: not written) before any work: :func:`check_targets` (``inputs``:
-    the files the scan is read from), then :func:`check_output_names`. OutputError for the first that fails."""
-    check_targets([p for p in (json, overlay, sr, gsps, label_map) if p is not None], inputs)
+    the files the scan is read from), :func:`check_output_names`, then :func:`check_writable_folder` of each
+    output's folder. OutputError for the first that fails."""
+    targets = check_targets([p for p in (json, overlay, sr, gsps, label_map) if p is not None], inputs)
     check_output_names(json, overlay, label_map)
+    for folder in dict.fromkeys(p.parent for p in targets):  # a read-only folder: now, not after the labeling
+        check_writable_folder(folder)
 
 
 def existing_result(path: Path, max_bytes: int = MAX_RESULT_BYTES) -> dict[str, Any] | None:
