@@ -41,7 +41,11 @@ from .cli_review import review as _review_command
 from .errors import InputError, SpinelabelError, one_line
 from .threads import MAX_REQUESTED_THREADS, passive_openmp
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find and name the vertebrae in sagittal spine MR.")
+#: Help as plain text (click's), not rich tables: the tables cut long option names at 80 columns
+#: (``--synthetic-fr…``) and show flags as taking a value (``--overlays <bool>``).
+HELP_MARKUP = None
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=HELP_MARKUP,
+                  help="Find and name the vertebrae in sagittal spine MR.")
 
 EXIT_ERROR = 1
 
@@ -71,13 +75,17 @@ def _warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
-def check_region(region: str) -> str:
-    """``region`` if it names one (or "auto"); a usage error otherwise."""
+def check_region(region: str, auto: bool = True) -> str:
+    """The region ``region`` names, in any case ("Lumbar"), or "auto" when ``auto``; a usage error otherwise."""
     from .anatomy import REGIONS
 
-    if region != "auto" and region not in REGIONS:
-        raise click.BadParameter(f"unknown region {region!r}; choose from auto, {', '.join(REGIONS)}", param_hint="--region")
-    return region
+    name = region.strip().lower()
+    if name in REGIONS or (auto and name == "auto"):
+        return name
+    choices = ", ".join(("auto", *REGIONS) if auto else REGIONS)
+    if name == "auto":  # auto picks a model for each image when labeling; here the command needs one region
+        raise click.BadParameter(f"auto is for labeling; choose one region: {choices}", param_hint="--region")
+    raise click.BadParameter(f"unknown region {region!r}; choose from {choices}", param_hint="--region")
 
 
 def _label_one(
@@ -134,6 +142,8 @@ def label(
         _echo(_summary_line(result), quiet)
         for w in result.warnings:
             _echo(f"warning: {w.line()}", quiet, err=True)
+        if all(p is None for p in (output, overlay, dicom_sr, gsps, label_map)):
+            _echo("nothing written: give -o NAME.json (or --overlay, --label-map) to keep the result", quiet, err=True)
         return
     _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
 
@@ -271,7 +281,8 @@ def batch(
             run = run_archive(items, output_dir, runner, overlays, skip_failed, lambda _o: bar.update(1), stack)
     done = run.done_before + run.labeled
     _echo(
-        f"labeled {run.labeled} items ({run.items_per_minute:.1f} items/min); {done} of {run.total} done in {output_dir}"
+        f"labeled {run.labeled} items" + (f" ({run.items_per_minute:.1f} items/min)" if run.labeled else "")
+        + f"; {done} of {run.total} done in {output_dir}"
         + (f", {run.done_before} before this run" if run.done_before else ""), quiet,
     )
     if run.count_in_doubt:
@@ -353,13 +364,10 @@ def train(
     threads: int = typer.Option(2, min=1, max=MAX_REQUESTED_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
     device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
-    from .anatomy import REGIONS
-
-    if region not in REGIONS:  # "auto" chooses a model when labeling; a model is trained for one region
-        raise click.BadParameter(f"a model is trained for one region: {', '.join(REGIONS)}", param_hint="--region")
+    region = check_region(region, auto=False)  # "auto" chooses a model when labeling; a model has one region
     _check_train_options(out, init, synthetic_fraction + region_fraction, device)
     from .training.data import check_region_covered, load_training_scans
     from .training.train import TrainSettings, train_and_save
@@ -555,14 +563,12 @@ def synth(
     region: str = typer.Option("cervical", help="Field of view: lumbar, cervical or whole."),
     n: int = typer.Option(20, "--n", min=1, help="Number of scans."),
     seed: int = typer.Option(0, min=0, max=MAX_SYNTH_SEED, help="Random seed (case i depends only on seed and i)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
 ) -> None:
     """Write synthetic annotated spine MR scans (phantoms with exact labels)."""
-    from .anatomy import REGIONS
     from .synthetic_cases import write_synthetic_cases
 
-    if region not in REGIONS:
-        raise click.BadParameter(f"unknown region {region!r}; choose from {', '.join(REGIONS)}", param_hint="--region")
+    region = check_region(region, auto=False)
     from tqdm import tqdm
 
     from .io.outputs import check_writable_folder
@@ -586,7 +592,7 @@ def demo(
 
 
 annotations_app = typer.Typer(
-    no_args_is_help=True, help="Clinical spine labels: import them from DICOM GSPS/SR, check them before training."
+    no_args_is_help=True, rich_markup_mode=HELP_MARKUP, help="Clinical spine labels: import them from DICOM GSPS/SR, check them before training."
 )
 app.add_typer(annotations_app, name="annotations")
 app.add_typer(pacs_app, name="pacs")
@@ -758,5 +764,19 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def console_main() -> None:
+    """The ``spinelabel`` command: :func:`main`, then exit with its status.
+
+    A Ctrl+C after the command has finished, while Python shuts down (torch's
+    exit handlers), printed "Exception ignored in atexit callback ...
+    KeyboardInterrupt" and exited 0: from here on it is ignored.
+    """
+    import signal
+
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 pacs_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as cli.HELP_MARKUP says
     help="A PACS over DICOMweb: find sagittal spine series, harvest labeled ones for training, label a study and store the result.",
 )
 
@@ -137,7 +138,7 @@ def pacs_harvest(
     unannotated: bool = typer.Option(False, "--include-unannotated", help="Also fetch studies without SR/PR objects."),
     url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
-    retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT, quiet: bool = typer.Option(False, "--quiet", "-q"),
+    retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT, quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
 ) -> None:
     """Fetch sagittal MR series and their SR/GSPS labels for 'annotations import' and 'train' (WADO-RS)."""
     from tqdm import tqdm

@@ -341,6 +341,7 @@ def test_batch_command_in_worker_processes(capsys, scans, tmp_path):
     code = main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--model", model, "--jobs", "2"])
     captured = capsys.readouterr()
     assert code == 1 and "0 of 5 done" in captured.out
+    assert "labeled 0 items; 0 of 5" in captured.out  # no rate of nothing ("1676.8 items/min")
     failed = [ln for ln in captured.err.splitlines() if ln.startswith("failed: ")]
     assert len(failed) == 5 and failed[1].startswith(f"failed: a-again: {good[0]}: no vertebrae found")
 

@@ -203,3 +203,29 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"spinelabel {__version__}"
+
+
+def test_region_names_are_read_in_any_case_and_auto_only_where_it_applies(capsys):
+    from spinelabel.cli import check_region
+
+    assert check_region(" Lumbar ") == "lumbar" and check_region("AUTO") == "auto"
+    assert check_region("Cervical", auto=False) == "cervical"
+    assert main(["train", "x.csv", "--out", "m", "--region", "auto"]) == 2
+    assert "auto is for labeling; choose one region: lumbar" in capsys.readouterr().err
+    assert main(["synth", "out", "--region", "elbow"]) == 2
+    assert "unknown region 'elbow'" in capsys.readouterr().err
+
+
+def test_the_console_command_exits_with_mains_status_and_ignores_a_late_ctrl_c(monkeypatch):
+    import signal
+
+    from spinelabel import cli
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli.console_main()
+        assert info.value.code == 3 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

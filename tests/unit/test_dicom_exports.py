@@ -349,3 +349,10 @@ def test_a_text_file_is_not_taken_for_a_bare_dataset(tmp_path):
     assert not is_dicom_file(text)
     with pytest.raises(InvalidDicomError):
         read_dicom(text)
+
+
+def test_a_series_uid_pasted_with_spaces_is_found(tmp_path):
+    files = _series(tmp_path / "s")
+    uid = pydicom.dcmread(files[0]).SeriesInstanceUID
+    loaded = load_image(tmp_path / "s", series_uid=f" {uid}\n")
+    assert loaded.dicom.series_instance_uid == uid

@@ -245,3 +245,20 @@ def test_dicom_options_for_a_batch_of_nifti_files_only_are_one_line(capsys, tmp_
     code, _, err = _run(capsys, "label", scan, "--output-dir", tmp_path / "out", "--dicom-outputs", "-q")
     assert code == 1 and "--dicom-outputs applies to DICOM series" in _one_error_line(err)
     assert not (tmp_path / "out").exists()
+
+
+def test_label_without_an_output_says_that_nothing_was_written(capsys, tmp_path, blob_labeler):
+    scan = _blob(tmp_path / "scan.nii.gz")
+    code, out, err = _run(capsys, "label", scan)
+    assert code == 0 and "vertebrae:" in out and "nothing written: give -o NAME.json" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]
+    code, out, err = _run(capsys, "label", scan, "-o", tmp_path / "r.json")
+    assert code == 0 and "nothing written" not in err and (tmp_path / "r.json").is_file()
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_labeling(capsys, tmp_path, blob_labeler, monkeypatch):
+    scan = _blob(tmp_path / "scan.nii.gz")
+    (tmp_path / "afile").write_text("a file")
+    monkeypatch.setattr(pipeline, "label_loaded", lambda *a, **k: pytest.fail("labeled before the outputs were checked"))
+    code, out, err = _run(capsys, "label", scan, "-o", tmp_path / "afile" / "x.json")
+    assert code == 1 and "afile is a file, not a folder" in _one_error_line(err) and "vertebrae" not in out

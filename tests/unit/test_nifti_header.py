@@ -66,3 +66,42 @@ def test_the_reader_warnings_of_a_nifti_come_first_in_the_result(tmp_path):
     loaded = load_image(_save(tmp_path / "blob.nii.gz", volume.affine, qform=qform, data=volume.real_data()))
     result = label_loaded(blob_labeler(), loaded)
     assert result.warnings[0].code == "forms-disagree" and len(result.vertebrae) == 5
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_a_qform_header_with_voxel_size_zero_is_refused_not_read_as_1_mm(tmp_path, suffix):
+    """nibabel repairs pixdim 0 to 1 as it reads the header: a 0.5 mm scan became a 1 mm one, refused later as "no
+    vertebrae found" with no word of the header."""
+    import gzip
+    import struct
+
+    from spinelabel.errors import GeometryError
+
+    img = nib.Nifti1Image(np.random.default_rng(0).random(SHAPE).astype(np.float32), AFFINE)
+    img.set_sform(None, code=0)
+    img.set_qform(AFFINE, code=1)
+    nib.save(img, tmp_path / "raw.nii")
+    raw = bytearray((tmp_path / "raw.nii").read_bytes())
+    raw[80:92] = struct.pack("<3f", 0.0, 0.0, 0.0)  # pixdim[1..3]: the voxel size
+    path = tmp_path / f"zero{suffix}"
+    path.write_bytes(gzip.compress(bytes(raw)) if suffix == ".nii.gz" else bytes(raw))
+    with pytest.raises(GeometryError, match=r"voxel sizes 0, 0, 0 mm \(pixdim\) and no sform"):
+        load_nifti(path)
+    with_sform = tmp_path / f"sform{suffix}"  # an sform carries its own voxel size: read as before
+    img.set_sform(AFFINE, code=1)
+    nib.save(img, tmp_path / "s.nii")
+    raw = bytearray((tmp_path / "s.nii").read_bytes())
+    raw[80:92] = struct.pack("<3f", 0.0, 0.0, 0.0)
+    with_sform.write_bytes(gzip.compress(bytes(raw)) if suffix == ".nii.gz" else bytes(raw))
+    np.testing.assert_allclose(load_nifti(with_sform).affine, AFFINE, atol=1e-5)
+
+
+def test_a_negative_dimension_in_the_header_is_said_as_such(tmp_path):
+    import struct
+
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.float32), AFFINE), tmp_path / "ok.nii")
+    raw = bytearray((tmp_path / "ok.nii").read_bytes())
+    raw[42:44] = struct.pack("<h", -5)  # dim[1]
+    (tmp_path / "neg.nii").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"-5x48x12 voxels \(dim\): not an image"):
+        load_nifti(tmp_path / "neg.nii")

@@ -253,6 +253,7 @@ def _choose_series(
     summaries = {uid: _series_summary(uid, members) for uid, members in groups.items()}
     listing = "; ".join(summaries.values())
     if series_uid is not None:
+        series_uid = series_uid.strip()  # pasted with a space or a line end from a viewer's tag list
         if series_uid not in groups:
             raise InputError(f"series {series_uid} not found in {where}; available: {listing}")
         return series_uid, []

@@ -86,6 +86,7 @@ def read_nifti(path: str | Path) -> tuple[Volume, list[LabelWarning]]:
     with _quiet_nibabel():
         img = _open(path)
         _check_orientation(img.header, path)
+        _check_voxel_size(img, path)
         shape = _spatial_shape(tuple(int(s) for s in img.shape), path)
         affine = affine_in_mm(np.asarray(img.affine, dtype=float), img.header)
         warnings = header_warnings(img.header, affine, shape)
@@ -139,6 +140,30 @@ def _check_orientation(header: Any, path: Path) -> None:
         )
 
 
+def _check_voxel_size(img: Any, path: Path) -> None:
+    """GeometryError for a qform-only header whose voxel size (pixdim) is 0 or not a number.
+
+    nibabel repairs such a header as it reads it ("setting 0 dims to 1"), so a
+    0.5 mm scan was labeled as a 1 mm one (a spine twice its size, refused as
+    "no vertebrae found" with no word of the header). The header is read again
+    without the repairs. An sform carries its own voxel size and is left alone.
+    """
+    from nibabel.openers import ImageOpener
+
+    if int(img.header.get("sform_code", 0) or 0):
+        return
+    try:
+        with ImageOpener(str(path)) as f:
+            raw = type(img.header).from_fileobj(f, check=False)
+        pixdim = np.asarray(raw["pixdim"][1:4], dtype=float)
+    except Exception:  # noqa: BLE001 - nibabel read it a moment ago; what it repaired stays as it read it
+        return
+    if not (np.isfinite(pixdim).all() and (pixdim != 0).all()):
+        raise GeometryError(
+            f"{path}: the NIfTI header gives voxel sizes {', '.join(f'{v:g}' for v in pixdim)} mm (pixdim) and no sform, "
+            "so the image's size is unknown (nibabel would take 1 mm); convert the DICOM series again or label it")
+
+
 def save_nifti(volume: Volume, path: str | Path) -> None:
     """Write ``volume`` as NIfTI-1 (sform and qform from its affine, units mm).
 
@@ -190,6 +215,9 @@ def _open(path: Path) -> Any:
 
 def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
     """The 3D shape after dropping trailing singleton dimensions (4th and up)."""
+    if any(n <= 0 for n in shape):
+        raise InputError(f"{path}: the header gives the image {'x'.join(map(str, shape))} voxels (dim): not an image; "
+                         "a damaged header?")
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) == 4:
