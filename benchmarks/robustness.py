@@ -469,7 +469,9 @@ class MetalArtefact:
     screw_void_mm, rod_void_mm : float
         Void radius around a screw's and a rod's axis.
     rim_mm : float
-        Width of the bright rim, on the void's caudal side only (the frequency-encoding direction, head-foot).
+        Width of the bright rim, on the void's caudal side only: the frequency-encoding direction of a series
+        encoded head-foot in frequency and front-back in phase (the ``ghosting`` condition is another series,
+        encoded head-foot in phase).
     rim_gain : float
         The rim's brightness, as a share of the image's 99th percentile (fluid).
     """

@@ -33,13 +33,15 @@ if TYPE_CHECKING:
 #: Torch threads of each worker process: N workers then use N cores with no
 #: OpenMP threads contending for them (issue 15: 2 processes x 1 thread beat 1 x 2).
 WORKER_THREADS = 1
-#: Memory one worker process peaks at while labeling a clinical series: 0.48 GiB measured for the lumbar model on
-#: the held-out scans (docs/RESULTS.md, lumbar benchmark), 0.25 GiB of it torch and the model alone. More workers
-#: than the machine's memory holds at this size swap or are killed; ``--jobs`` is not capped at the cores (a PACS
-#: retrieval waits on the network), only here.
-WORKER_PEAK_BYTES = 480 * 2**20
-#: cgroup v2 file with a container's memory limit (``max`` when none): a container sees the host's physical memory.
-CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+#: Memory one worker process peaks at while labeling a clinical series: 477-506 MiB measured for the lumbar model
+#: on the held-out scans (docs/RESULTS.md, lumbar benchmark), 0.25 GiB of it torch and the model alone; the models
+#: are a few MB each, so ``--region auto`` (every shipped model per worker) adds little. More workers than the
+#: machine's memory holds at this size swap or are killed; ``--jobs`` is not capped at the cores (a PACS retrieval
+#: waits on the network), only here.
+WORKER_PEAK_BYTES = 512 * 2**20
+#: Files with a container's memory limit: cgroup v2 (``max`` when none), then v1 (a huge number when none). A
+#: container sees the host's physical memory.
+CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,10 @@ def _warm_worker(spec: LabelerSpec) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
+    try:
+        cached_labeler(spec)
+    except SpinelabelError:
+        pass  # worker_task reports it as a fatal outcome
 
 
 def _submit(pool: Any, task: Task, spec: LabelerSpec) -> Any:
@@ -280,11 +286,7 @@ def _submit(pool: Any, task: Task, spec: LabelerSpec) -> Any:
     try:
         return pool.submit(worker_task, spec, task)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    try:
-        cached_labeler(spec)
-    except SpinelabelError:
-        pass  # worker_task reports it as a fatal outcome
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: a C handler
 
 
 def _checked(outcome: Outcome) -> Outcome:
@@ -310,12 +312,13 @@ def memory_bytes() -> int | None:
         known = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     except (AttributeError, ValueError, OSError):  # not a POSIX system
         known = []
-    try:
-        limit = CGROUP_MEMORY_MAX.read_text().strip()
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = path.read_text().strip()
+        except OSError:
+            continue
         if limit.isdigit():
             known.append(int(limit))
-    except OSError:
-        pass
     known = [k for k in known if k > 0]
     return min(known) if known else None
 
@@ -349,7 +352,9 @@ def run_processes(spec: LabelerSpec, tasks: Iterable[Task], jobs: int) -> Iterat
     """Label the tasks in ``jobs`` worker processes, each loading the labeler once; outcomes as they finish.
 
     Workers are started with ``spawn`` (no fork of a process that has torch's
-    thread pools). Closing the iterator early cancels the tasks not started.
+    thread pools). Closing the iterator early, Ctrl+C or SIGTERM start no new
+    task and give those in flight :data:`STOP_GRACE_S` before their workers
+    are ended (:func:`_stop_workers`).
     When a worker dies (killed, out of memory), each task that was in flight
     runs again alone in a pool of its own: the one that kills its worker again
     fails alone ("died twice"), and the tasks not started go on in a new pool.

@@ -166,3 +166,13 @@ def test_an_output_folder_that_cannot_be_written_is_refused_by_the_scan_checks(t
     with pytest.raises(OutputError, match="afile is a file, not a folder"):
         check_scan_outputs(json=tmp_path / "ok.json", overlay=tmp_path / "afile" / "x.png")
     check_scan_outputs(json=tmp_path / "new" / "ok.json")  # a folder still to be made: fine
+
+
+def test_a_read_only_output_folder_is_refused_by_the_scan_checks(tmp_path, monkeypatch):
+    from spinelabel.io.outputs import check_scan_outputs
+
+    (tmp_path / "ro").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(tmp_path / "ro") else real_access(p, mode, **kw))
+    with pytest.raises(OutputError, match=r"ro is not writable \((permission denied|read-only file system)\)"):
+        check_scan_outputs(json=tmp_path / "ro" / "x.json")

@@ -220,6 +220,7 @@ def test_a_save_out_of_head_to_foot_order_needs_confirming(nifti_scans, tmp_path
         assert _request(server, "POST", "/api/scans/0/review", body, ok)[0].status == 200
     saved = json.loads((labels / "full.json").read_text())
     assert saved["review"]["status"] == "corrected" and saved["vertebrae"][0]["label"] == "C1"
+    assert saved["review"]["events"][-1]["order_confirmed"] is True  # the reviewer's confirmation is on record
 
 
 # ----------------------------------------------------------------- training from reviewed results

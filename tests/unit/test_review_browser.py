@@ -265,6 +265,11 @@ def test_scans_and_labels_take_the_keyboard_focus(tmp_path):
         focused = driver.execute_script("return document.activeElement.dataset.label")
         assert focused in names and driver.execute_script("return state.selected") == focused
         assert driver.find_element(By.ID, "selected").text == focused
-        _press(driver, "\ue017")  # Delete
-        assert [m.get_attribute("data-label") for m in _markers(driver)] == [n for n in names if n != focused]
+        other = next(m for m in _markers(driver) if m.get_attribute("data-label") != focused)
+        other_name = other.get_attribute("data-label")
+        other.click()  # the mouse picks another label while the keyboard's focus is elsewhere
+        assert driver.execute_script("return state.selected") == other_name
+        assert driver.execute_script("return document.activeElement.dataset.label") == other_name
+        _press(driver, "\ue017")  # Delete: the label the mouse picked, not the one focused before
+        assert [m.get_attribute("data-label") for m in _markers(driver)] == [n for n in names if n != other_name]
         assert "1 unsaved" in driver.find_element(By.ID, "pending").text

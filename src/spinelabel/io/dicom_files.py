@@ -24,6 +24,13 @@ PART10_MAGIC = b"DICM"
 FIRST_GROUPS = (0x0002, 0x0008)
 #: Element numbers a dataset's first element has in those groups (the group's lowest elements come first).
 MAX_FIRST_ELEMENT = 0x0100
+#: Longest value of a dataset's first element in implicit VR: a group length (4 bytes), a character set (up to a few
+#: terms of 16) or an image type (a few terms of 16); a larger length means the bytes are no DICOM tag.
+MAX_FIRST_LENGTH = 1024
+#: Value representations (PS3.5 6.2), for a first element in explicit VR.
+VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
 
 
 def _head(path: Path) -> bytes:
@@ -37,11 +44,14 @@ def is_part10(head: bytes) -> bool:
 
 
 def starts_like_a_dataset(head: bytes) -> bool:
-    """True when ``head`` starts with the little-endian tag of a dataset's first element (:data:`FIRST_GROUPS`)."""
+    """True when ``head`` starts as a dataset's first element does: a little-endian tag of :data:`FIRST_GROUPS`,
+    then a value representation (explicit VR) or a plausible length (implicit VR)."""
     if len(head) < 8:
         return False
-    group, element = struct.unpack("<HH", head[:4])
-    return group in FIRST_GROUPS and element < MAX_FIRST_ELEMENT
+    group, element, length = struct.unpack("<HHI", head[:8])
+    if group not in FIRST_GROUPS or element >= MAX_FIRST_ELEMENT:
+        return False
+    return head[4:6] in VRS or length <= MAX_FIRST_LENGTH
 
 
 def is_dicom_file(path: Path) -> bool:

@@ -59,6 +59,7 @@ from .. import anatomy
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
+from .dicom import ORIENTATION_TOL
 from .dicom_files import read_dicom
 from .dicom_label_common import GSPS_SOP_CLASS, SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
 from .dicom_label_marks import MAX_SHAPE_MM, PAIR_RADIUS_MM, Marks, Skip, level_of_text, pair_marks, shape_centre, try_level
@@ -182,9 +183,6 @@ class _Index:
 
 #: ImageType value of scout images (PS3.3 C.7.6.1.1.2), which no series to train on holds.
 LOCALIZER = "LOCALIZER"
-#: Largest difference of a direction cosine between images of one stack: 0.01 is 0.6 deg, far above the rounding
-#: of written cosines (6 decimals or more) and far below the 90 deg between the planes of a 3-plane localizer.
-SAME_ORIENTATION_TOLERANCE = 0.01
 
 
 def _collect_files(sources: Sequence[str | Path]) -> list[Path]:
@@ -671,7 +669,7 @@ def _not_a_scan(series_uid: str, index: _Index) -> str | None:
         return "a localizer (ImageType LOCALIZER), not a sagittal series to train on"
     cosines = np.array([np.asarray(h.ImageOrientationPatient, float)[:6] for h in headers
                         if len(h.get("ImageOrientationPatient") or []) >= 6])
-    if len(cosines) and np.abs(cosines - cosines[0]).max() > SAME_ORIENTATION_TOLERANCE:
+    if len(cosines) and np.abs(cosines - cosines[0]).max() > ORIENTATION_TOL:  # the image loader's: one stack
         return "images of several orientations in one series (a localizer?), not a sagittal series to train on"
     return None
 

@@ -276,7 +276,7 @@ class _DeferredSignals:
 
     def __exit__(self, *exc: object) -> None:
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: set from C, not Python
         for number in dict.fromkeys(self._pending):
             signal.raise_signal(number)  # now handled as it would have been
 

@@ -207,16 +207,20 @@ def utc_now() -> str:
 
 def with_review(
     doc: dict[str, Any], vertebrae: list[dict[str, Any]], changes: list[dict[str, Any]], reviewer: str,
-    image: str, series_uid: str | None,
+    image: str, series_uid: str | None, order_confirmed: bool = False,
 ) -> dict[str, Any]:
     """A copy of ``doc`` with the reviewed vertebrae and one more review event.
 
     The status is "corrected" once any event changed a label, else "accepted".
+    ``order_confirmed``: the reviewer saved names out of head-to-foot order on
+    purpose; the event says so (``annotations check`` and ``train`` still
+    drop such points: the chain model has no reversed order).
     """
     old = doc.get("review")
     old = old if isinstance(old, dict) else {}
     events = [*old.get("events", []), {
         "reviewer": reviewer, "time": utc_now(), "action": CORRECTED if changes else ACCEPTED, "changes": changes,
+        **({"order_confirmed": True} if order_confirmed else {}),
     }]
     status = CORRECTED if any(e.get("changes") for e in events) else ACCEPTED
     review = {"status": status, "image": image, "series_uid": series_uid, "events": events}

@@ -262,10 +262,20 @@ class ReviewSession:
                                          "cannot be empty (nothing saved)")
             info = display.loaded.dicom
             doc = with_review(scan.doc, vertebrae, changes, self.reviewer, str(scan.source.resolve()),
-                              info.series_instance_uid if info is not None else scan.series_uid)
+                              info.series_instance_uid if info is not None else scan.series_uid,
+                              order_confirmed=keep_order and _out_of_order(vertebrae))
             scan.digest = save_review(scan.json_path, scan.name, doc, display.loaded)
             scan.doc = doc
         return self.meta(index)
+
+
+def _out_of_order(vertebrae: list[dict[str, Any]]) -> bool:
+    """Whether the names are out of head-to-foot order (:func:`edits.check_order` refuses them)."""
+    try:
+        check_order(vertebrae)
+    except ReviewRequestError:
+        return True
+    return False
 
 
 def _check_version(version: Any, scan: ReviewScan) -> None:

@@ -14,6 +14,7 @@ const OUT_OF_ORDER = 422;
 const state = {
   order: [], current: null, meta: null, slice: 0, zoom: 1, scale: 1,
   slices: new Map(), work: new Map(), selected: null, adding: false, drag: null, saves: 0, saving: false,
+  refocusing: false,
 };
 
 async function api(path, options) {
@@ -75,7 +76,9 @@ function workOf(index, meta) {
   if (!state.work.has(index)) {
     state.work.set(index, { labels: meta.labels.map((l) => ({ ...l })), ops: [], version: meta.version });
   }
-  return state.work.get(index);
+  const work = state.work.get(index);
+  work.keepOrder = false; // the order is confirmed again on each visit
+  return work;
 }
 
 async function openScan(index, preloaded) {
@@ -216,7 +219,11 @@ function drawLabels() {
     div.setAttribute("aria-label", `${label.label}, confidence ${label.confidence.toFixed(2)}`);
     div.addEventListener("focus", () => selectByKeyboard(label));
     layer.appendChild(div);
-    if (label.label === focused) div.focus({ preventScroll: true }); // redrawn: the focus stays on it
+    if (label.label === focused) { // redrawn: the focus stays on it, without selecting it again
+      state.refocusing = true;
+      div.focus({ preventScroll: true });
+      state.refocusing = false;
+    }
   }
   $("selected").textContent = state.selected || "none";
   updateRename();
@@ -237,7 +244,7 @@ function record(op) {
 }
 
 function selectByKeyboard(label) {
-  if (state.selected === label.label) return;
+  if (state.refocusing || state.selected === label.label) return;
   state.selected = label.label;
   $("rename-to").value = label.label;
   drawLabels();
@@ -248,6 +255,7 @@ function startDrag(event, label, div) {
   event.stopPropagation();
   state.selected = label.label;
   $("rename-to").value = label.label;
+  div.focus({ preventScroll: true }); // the keyboard's focus follows the mouse's choice
   state.drag = { label, div, x0: event.clientX, y0: event.clientY, start: toScreen(label), moved: false };
   drawLabels();
 }
