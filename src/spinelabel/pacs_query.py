@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import PacsError
+from .io.dicom import LOCALIZER
 from .pacs_client import base_url, call
 
 if TYPE_CHECKING:
@@ -276,10 +277,6 @@ def orientation_from_description(description: str) -> str:
     if m:
         return "coronal" if m.group(1).upper().startswith("COR") else "axial"
     return "unknown"
-
-
-#: The ImageType value of scout images (PS3.3 C.8.3.1.1.1), which are not labeled.
-LOCALIZER = "LOCALIZER"
 
 
 def _series_orientation(client: DICOMwebClient, study_uid: str, series_uid: str, description: str) -> str:

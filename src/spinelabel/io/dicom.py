@@ -43,6 +43,8 @@ from .nifti import is_nifti_path
 
 #: Largest difference between direction cosines still counted as one orientation.
 ORIENTATION_TOL = 1e-3
+#: The ImageType value of scout images (PS3.3 C.7.6.1.1.2, C.8.3.1.1.1): never a series to label or train on.
+LOCALIZER = "LOCALIZER"
 #: Slices closer than this (mm) along the normal are duplicates.
 DUPLICATE_TOL_MM = 0.01
 #: Relative deviation of a slice step from the median that triggers a warning.

@@ -59,7 +59,7 @@ from .. import anatomy
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
-from .dicom import ORIENTATION_TOL
+from .dicom import LOCALIZER, ORIENTATION_TOL
 from .dicom_files import read_dicom
 from .dicom_label_common import GSPS_SOP_CLASS, SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
 from .dicom_label_marks import MAX_SHAPE_MM, PAIR_RADIUS_MM, Marks, Skip, level_of_text, pair_marks, shape_centre, try_level
@@ -170,19 +170,18 @@ class _Index:
                 raise Skip(f"its image cannot be used: {exc}") from None
         return self._planes[key]
 
+    def multi_frame(self, sop_uid: str) -> bool:
+        """Whether an indexed image has several frames (a single-frame image's only frame is the image)."""
+        return int(self.images[sop_uid].header.get("NumberOfFrames", 1) or 1) > 1
+
     def first_plane(self, series_uid: str) -> ImagePlane | None:
         """The plane of any image of a series (for its orientation), None if none is usable."""
         for uid in self.series_images.get(series_uid, []):
-            multi_frame = int(self.images[uid].header.get("NumberOfFrames", 1) or 1) > 1
             try:
-                return self.plane(uid, 1 if multi_frame else None)
+                return self.plane(uid, 1 if self.multi_frame(uid) else None)
             except Skip:
                 continue
         return None
-
-
-#: ImageType value of scout images (PS3.3 C.7.6.1.1.2), which no series to train on holds.
-LOCALIZER = "LOCALIZER"
 
 
 def _collect_files(sources: Sequence[str | Path]) -> list[Path]:
@@ -385,8 +384,7 @@ def _one_key_per_image(marks: dict[tuple[str, int | None], Marks], index: _Index
     without a frame number and its mark as frame 1, and the two must be paired."""
     out: dict[tuple[str, int | None], Marks] = {}
     for (uid, frame), found in marks.items():
-        image = index.images.get(uid)
-        if frame == 1 and image is not None and int(image.header.get("NumberOfFrames", 1) or 1) <= 1:
+        if frame == 1 and uid in index.images and not index.multi_frame(uid):
             frame = None
         bucket = out.setdefault((uid, frame), Marks())
         bucket.texts.extend(found.texts)

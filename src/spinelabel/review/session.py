@@ -22,7 +22,9 @@ from ..errors import InputError, NothingFoundError, SpinelabelError
 from ..results import LOW_CONFIDENCE
 from ..warning_codes import count_at_risk, document_warnings
 from .documents import check_matches_image, check_matches_source, digest, parse_result, read_result
-from .edits import UNREVIEWED, DisplayGrid, ReviewRequestError, apply_ops, check_order, review_status, with_review
+from .edits import (
+    UNREVIEWED, DisplayGrid, ReviewOrderError, ReviewRequestError, apply_ops, check_order, review_status, with_review,
+)
 from .saving import json_bytes, save_review
 
 if TYPE_CHECKING:
@@ -255,25 +257,27 @@ class ReviewSession:
             vertebrae, changes = apply_ops(scan.doc["vertebrae"], ops, grid)
             if not isinstance(keep_order, bool):
                 raise ReviewRequestError(f"keep_order must be true or false, not {type(keep_order).__name__}")
-            if not keep_order:
-                check_order(vertebrae)
+            order_confirmed = _order_confirmed(vertebrae, keep_order)
             if not vertebrae and display.loaded.kind == "dicom":
                 raise ReviewRequestError("a DICOM scan's review must keep at least one vertebra: its SR and GSPS "
                                          "cannot be empty (nothing saved)")
             info = display.loaded.dicom
             doc = with_review(scan.doc, vertebrae, changes, self.reviewer, str(scan.source.resolve()),
                               info.series_instance_uid if info is not None else scan.series_uid,
-                              order_confirmed=keep_order and _out_of_order(vertebrae))
+                              order_confirmed=order_confirmed)
             scan.digest = save_review(scan.json_path, scan.name, doc, display.loaded)
             scan.doc = doc
         return self.meta(index)
 
 
-def _out_of_order(vertebrae: list[dict[str, Any]]) -> bool:
-    """Whether the names are out of head-to-foot order (:func:`edits.check_order` refuses them)."""
+def _order_confirmed(vertebrae: list[dict[str, Any]], keep_order: bool) -> bool:
+    """Whether names out of head-to-foot order are saved because the reviewer confirmed them; ReviewOrderError
+    (:func:`edits.check_order`) when they are out of order and not confirmed."""
     try:
         check_order(vertebrae)
-    except ReviewRequestError:
+    except ReviewOrderError:
+        if not keep_order:
+            raise
         return True
     return False
 
