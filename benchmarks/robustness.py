@@ -265,7 +265,7 @@ def _move_below_disc(volume, points, level: str, above: str, rotation: np.ndarra
     moved rigidly in the sagittal plane: turned by ``rotation`` (2, 2) about the disc, then slipped back across the
     spine by ``slip_back_mm``; the points of the levels caudal to ``level`` move with it."""
     from spinelabel.geometry import reorient
-    from spinelabel.training.sampling import SegmentMove
+    from spinelabel.training.spine_moves import SegmentMove
 
     canon = reorient(volume, "RIP", copy=False)
     a, b = _inplane(canon, points[above]), _inplane(canon, points[level])
@@ -430,7 +430,7 @@ def narrow_disc(volume, points, level: str, below: str, fraction: float = NARROW
     """The disc between ``level`` and ``below`` narrowed: everything caudal to it (0.55 of their spacing below
     ``level``) moved up along the spine by ``fraction`` of that spacing; the points caudal to ``level`` with it."""
     from spinelabel.geometry import reorient
-    from spinelabel.training.sampling import SegmentMove
+    from spinelabel.training.spine_moves import SegmentMove
 
     canon = reorient(volume, "RIP", copy=False)
     a, b = _inplane(canon, points[level]), _inplane(canon, points[below])

@@ -3,6 +3,7 @@ import numpy as np
 from spinelabel import anatomy
 from spinelabel.geometry import Volume
 from spinelabel.training import sampling as S
+from spinelabel.training import spine_moves as M
 
 
 def _scan(axcodes_affine: np.ndarray) -> S.TrainingScan:
@@ -129,7 +130,7 @@ def test_segment_move_carries_image_and_targets_together():
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     hinge = scan.points_mm[1:3, 1:].mean(axis=0)  # disc between L2 and L3
     down = np.array([1.0, 0.0])  # rows run inferior
-    move = S.SegmentMove(hinge, down, rot, np.array([0.0, 6.0]), 3.0, first_moved=2)
+    move = M.SegmentMove(hinge, down, rot, np.array([0.0, 6.0]), 3.0, first_moved=2)
     moved = move.points(scan.points_mm)
     np.testing.assert_allclose(moved[:2], scan.points_mm[:2])  # L1, L2 stay
     assert np.linalg.norm(moved[4, 1:] - scan.points_mm[4, 1:]) > 20.0  # L5 swings by tens of mm
@@ -147,29 +148,29 @@ def test_bend_turns_every_step_by_an_equal_share_and_carries_the_image_along():
     scan = _dot_scan()
     spec = S.SamplerSpec(p_bend=1.0, bend_deg=16.0)
     rng = np.random.default_rng(3)
-    moves = S._bend_moves(rng, scan, spec)
+    moves = M.bend_moves(rng, scan.points_mm, spec)
     assert [m.first_moved for m in moves] == [1, 2, 3, 4]
     y = np.stack(np.meshgrid(np.arange(220.0), np.arange(120.0), indexing="ij"), axis=-1)
-    moved, y_read = S._apply_moves(moves, scan.points_mm, y)
+    moved, y_read = M.apply_moves(moves, scan.points_mm, y)
     steps = np.diff(moved[:, 1:], axis=0)
     turn = np.degrees(np.diff(np.arctan2(steps[:, 1], steps[:, 0])))
     assert np.all(np.abs(turn - turn[0]) < 1e-6) and 0.0 < abs(turn[0]) <= 16.0 / 4
     np.testing.assert_allclose(np.linalg.norm(steps, axis=1), 35.0, rtol=1e-3)  # turned about the discs: spacings kept
     np.testing.assert_allclose(moved[0], scan.points_mm[0])  # the cranial-most point stays
     for p in moved:  # the bent image shows each dot at its bent point
-        src = S._apply_moves(moves, scan.points_mm, p[1:][None])[1][0] / scan.spacing[1:]
+        src = M.apply_moves(moves, scan.points_mm, p[1:][None])[1][0] / scan.spacing[1:]
         assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
     assert y_read.shape == y.shape
     # off by default, and then no random number is drawn (the other augmentations' draws stay as they were)
     rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
-    assert S._bend_moves(rng_a, scan, S.SamplerSpec()) == [] and rng_a.random() == rng_b.random()
+    assert M.bend_moves(rng_a, scan.points_mm, S.SamplerSpec()) == [] and rng_a.random() == rng_b.random()
 
 
 def test_a_narrowed_disc_moves_the_spine_below_it_up_and_the_image_with_it():
     scan = _dot_scan()
     spec = S.SamplerSpec(p_narrow=1.0, narrow_fraction=0.2)
     for seed in range(10):
-        move = S._narrow_move(np.random.default_rng(seed), scan, spec)
+        move = M.narrow_move(np.random.default_rng(seed), scan.points_mm, spec)
         moved = move.points(scan.points_mm)
         above, below = moved[: move.first_moved], moved[move.first_moved :]
         np.testing.assert_allclose(above, scan.points_mm[: move.first_moved])  # the spine above stays
@@ -180,12 +181,12 @@ def test_a_narrowed_disc_moves_the_spine_below_it_up_and_the_image_with_it():
             src = move.source_of(q[1:][None])[0] / scan.spacing[1:]
             assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
     rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)  # off by default, and then no draw
-    assert S._narrow_move(rng_a, scan, S.SamplerSpec()) is None and rng_a.random() == rng_b.random()
+    assert M.narrow_move(rng_a, scan.points_mm, S.SamplerSpec()) is None and rng_a.random() == rng_b.random()
 
 
 def test_a_collapsed_body_is_squeezed_about_its_fixed_centre_more_at_the_front():
     down = np.array([1.0, 0.0])  # rows inferior; columns posterior
-    c = S.Collapse(np.array([100.0, 60.0]), down, body=10.0, band=28.0, depth=18.0, k_front=0.5, k_back=0.9)
+    c = M.Collapse(np.array([100.0, 60.0]), down, body=10.0, band=28.0, depth=18.0, k_front=0.5, k_back=0.9)
     at = lambda row, col: c.source_of(np.array([[row, col]]))[0]  # noqa: E731
     np.testing.assert_allclose(at(100.0, 60.0), [100.0, 60.0])  # the centre stays
     np.testing.assert_allclose(at(100.0 + 0.7 * 10.0, 60.0), [110.0, 60.0])  # mid-depth: k 0.7, the endplate at 0.7 h
@@ -198,14 +199,14 @@ def test_a_collapsed_body_is_squeezed_about_its_fixed_centre_more_at_the_front()
     scan = _dot_scan()  # drawn on a scan: a middle body, its centre unmoved, its dot still under its point
     spec = S.SamplerSpec(p_collapse=1.0)
     for seed in range(10):
-        col = S._collapse(np.random.default_rng(seed), scan, spec)
+        col = M.random_collapse(np.random.default_rng(seed), scan.points_mm, spec)
         i = int(np.argmin(np.linalg.norm(scan.points_mm[:, 1:] - col.centre, axis=1)))
         assert 0 < i < len(scan.points_mm) - 1 and col.k_front <= col.k_back
         for q in scan.points_mm:
             src = col.source_of(q[1:][None])[0] / scan.spacing[1:]
             assert scan.data[10, int(round(src[0])), int(round(src[1]))] == 1.0
     rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
-    assert S._collapse(rng_a, scan, S.SamplerSpec()) is None and rng_a.random() == rng_b.random()
+    assert M.random_collapse(rng_a, scan.points_mm, S.SamplerSpec()) is None and rng_a.random() == rng_b.random()
 
 
 def test_pathology_draws_keep_image_and_heatmap_aligned():
