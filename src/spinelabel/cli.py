@@ -8,18 +8,17 @@ exit with 2.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import click
 import typer
 
+from .cli_common import check_region, echo, warn
 from .cli_pacs import (
     OPT_CA_BUNDLE,
     OPT_DATE,
@@ -38,8 +37,9 @@ from .cli_pacs import (
     study_filters,
 )
 from .cli_review import review as _review_command
+from .cli_train import region_checkers, train
 from .errors import InputError, SpinelabelError, one_line
-from .threads import MAX_REQUESTED_THREADS, passive_openmp
+from .threads import passive_openmp
 
 #: Help as plain text (click's), not rich tables: the tables cut long option names at 80 columns
 #: (``--synthetic-fr…``) and show flags as taking a value (``--overlays <bool>``).
@@ -63,29 +63,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Find and name the vertebrae in sagittal spine MR."""
-
-
-def _echo(msg: str, quiet: bool = False, err: bool = False) -> None:
-    if not quiet:
-        typer.echo(msg, err=err)
-
-
-def _warn(message: str) -> None:
-    """Show a skipped item of a library call (``on_problem`` callbacks) as a warning on stderr."""
-    typer.echo(f"warning: {message}", err=True)
-
-
-def check_region(region: str, auto: bool = True) -> str:
-    """The region ``region`` names, in any case ("Lumbar"), or "auto" when ``auto``; a usage error otherwise."""
-    from .anatomy import REGIONS
-
-    name = region.strip().lower()
-    if name in REGIONS or (auto and name == "auto"):
-        return name
-    choices = ", ".join(("auto", *REGIONS) if auto else REGIONS)
-    if name == "auto":  # auto picks a model for each image when labeling; here the command needs one region
-        raise click.BadParameter(f"auto is for labeling; choose one region: {choices}", param_hint="--region")
-    raise click.BadParameter(f"unknown region {region!r}; choose from {choices}", param_hint="--region")
 
 
 def _label_one(
@@ -139,11 +116,11 @@ def label(
         from .pipeline import make_labeler
 
         result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps, stack, label_map)
-        _echo(_summary_line(result), quiet)
+        echo(_summary_line(result), quiet)
         for w in result.warnings:
-            _echo(f"warning: {w.line()}", quiet, err=True)
+            echo(f"warning: {w.line()}", quiet, err=True)
         if all(p is None for p in (output, overlay, dicom_sr, gsps, label_map)):
-            _echo("nothing written: give -o NAME.json (or --overlay, --label-map) to keep the result", quiet, err=True)
+            echo("nothing written: give -o NAME.json (or --overlay, --label-map) to keep the result", quiet, err=True)
         return
     _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
 
@@ -227,10 +204,10 @@ def _label_batch(
         outcomes = run_here(LabelerSpec(region, model, threads=None).load(), tasks)
     done = {o.key: o for o in tqdm(outcomes, total=len(tasks), desc="labeling", unit="scan", disable=quiet, file=sys.stderr)}
     failures = [(inp, done[t.key].error) for inp, t in zip(inputs, tasks) if t.key in done and not done[t.key].ok]
-    _echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
+    echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
     in_doubt = sum(o.count_in_doubt for o in done.values())
     if in_doubt:
-        _echo(_doubt_line(in_doubt, len(inputs) - len(failures)), quiet)
+        echo(_doubt_line(in_doubt, len(inputs) - len(failures)), quiet)
     for inp, msg in failures:
         typer.echo(f"failed: {inp}: {msg}", err=True)
     if failures:
@@ -280,19 +257,19 @@ def batch(
         with tqdm(desc="labeling", unit="item", disable=quiet, file=sys.stderr) as bar:
             run = run_archive(items, output_dir, runner, overlays, skip_failed, lambda _o: bar.update(1), stack)
     done = run.done_before + run.labeled
-    _echo(
+    echo(
         f"labeled {run.labeled} items" + (f" ({run.items_per_minute:.1f} items/min)" if run.labeled else "")
         + f"; {done} of {run.total} done in {output_dir}"
         + (f", {run.done_before} before this run" if run.done_before else ""), quiet,
     )
     if run.count_in_doubt:
-        _echo(_doubt_line(run.count_in_doubt, run.labeled), quiet)
+        echo(_doubt_line(run.count_in_doubt, run.labeled), quiet)
     if done:
-        _echo(f"{output_dir / WORKLIST_NAME}: every item done, what to check first at the top", quiet)
+        echo(f"{output_dir / WORKLIST_NAME}: every item done, what to check first at the top", quiet)
     for key, (inp, reason) in sorted(run.failed.items()):
         typer.echo(f"failed: {key}: {inp}: {reason}", err=True)
     if run.failed:
-        _echo(f"{len(run.failed)} failed, listed in {output_dir / FAILED_NAME}", quiet, err=True)
+        echo(f"{len(run.failed)} failed, listed in {output_dir / FAILED_NAME}", quiet, err=True)
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -337,193 +314,12 @@ def _dask_client(address: str):
         client.close()
 
 
-#: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
-MAX_TRAIN_STEPS = 1_000_000
-#: Largest seed: torch.manual_seed takes a signed 64-bit integer.
-MAX_SEED = 2**63 - 1
 #: Largest phantom seed: numpy's seed sequence splits a larger one into 32-bit words, so that seed 2**32 + 7 would
 #: give the cases of seed 7 shifted by one.
 MAX_SYNTH_SEED = 2**32 - 1
 
 
-@app.command()
-def train(
-    annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image][,series][,frame], or DICOM folders with GSPS/SR labels."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write."),
-    region: str = typer.Option("lumbar", help="Region the model labels."),
-    steps: int = typer.Option(4000, min=1, max=MAX_TRAIN_STEPS, help="Optimisation steps (batch of 16 crops each)."),
-    exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
-    synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
-    synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
-    region_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from the real scans whose labels lie in --region (e.g. a few real cervical scans among many lumbar ones); 0: all real scans equally."),
-    init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network."),
-    learning_rate: float = typer.Option(2e-3, min=1e-6, max=1.0, help="Peak learning rate (one-cycle schedule); lower it for fine-tuning."),
-    clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
-    extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
-    complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
-    threads: int = typer.Option(2, min=1, max=MAX_REQUESTED_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
-    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
-    device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
-) -> None:
-    """Train a detection model from point annotations (clinical spine labels)."""
-    region = check_region(region, auto=False)  # "auto" chooses a model when labeling; a model has one region
-    _check_train_options(out, init, synthetic_fraction + region_fraction, device)
-    from .training.data import check_region_covered, load_training_scans
-    from .training.train import TrainSettings, train_and_save
-
-    finders = None
-    if complete_anchors:  # one per region of the labels: lumbar labels get S1, cervical ones C2
-        from .pipeline import AutoLabeler
-
-        finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
-    data: dict[str, Any] = {  # what the model was trained on, kept in its config
-        "annotations": [str(a) for a in annotations], "extra_labels": [str(e) for e in extra_labels],
-        "exclude": None if exclude is None else str(exclude), "clean": clean,
-    }
-    with _training_sources(annotations, exclude, region, clean, quiet, extra_labels, data) as sources:
-        scans, points = load_training_scans(
-            sources, exclude=exclude, anchor_finders=finders, on_message=None if quiet else lambda m: _echo(m, err=True)
-        )
-    check_region_covered(points, region)
-    if complete_anchors:
-        pseudo = sum(bool(s.pseudo_levels) for s in scans)
-        _echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
-    _echo(f"training on {len(scans)} scans, {steps} steps", quiet)
-    settings = TrainSettings(
-        steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
-        region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
-    )
-    path = _train_with_progress(lambda progress: train_and_save(
-        scans, points, region, out, settings, progress=progress, data=data), steps, quiet)
-    _echo(f"model written to {path}", quiet)
-
-
-def _train_with_progress(run: Callable[[Callable[[int, float], None]], Path], steps: int, quiet: bool) -> Path:
-    """``run(progress)`` under a progress bar of ``steps`` steps, closed before any error line is printed."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=steps, desc="training", unit="step", disable=quiet, file=sys.stderr)
-
-    def progress(step: int, loss: float) -> None:
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss:.3f}")
-
-    try:
-        return run(progress)
-    finally:
-        bar.close()  # its line ends before any error line
-
-
-def _check_train_options(out: Path, init: str | None, crop_shares: float, device: str = "cpu") -> None:
-    """What can be refused in one line before hours of training: shares over 1, a device that is not here, an
-    unwritable --out or one holding other files than a model, an --init model that cannot be loaded."""
-    if crop_shares > 1.0:
-        raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
-    _check_device(device)
-    from .io.outputs import check_writable_folder
-    from .models import is_model_dir
-
-    check_writable_folder(out)  # an empty --out is "." to typer: a folder of other files, refused below
-    if out.is_dir() and any(out.iterdir()) and not is_model_dir(out):
-        raise InputError(f"--out {out} holds other files and no spinelabel model: name a new or a model folder")
-    if init is not None:
-        from .models import load_model
-
-        load_model(init)  # a corrupt model is one line now, not after the scans are read
-
-
-def _check_device(device: str) -> None:
-    """Refuse a --device that PyTorch does not know or cannot reach here, in one line."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise InputError(f"--device {device}: not a PyTorch device (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cpu":
-        return
-    if dev.type != "cuda" or not torch.cuda.is_available():
-        raise InputError(f"--device {device}: PyTorch sees no such device here (train with --device cpu)")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} GPU(s) here")
-
-
-@contextmanager
-def _training_sources(
-    sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool, extra: Sequence[Path] = (),
-    record: dict[str, Any] | None = None,
-):
-    """The annotation sources to train on: as given, or extended and cleaned into a temporary CSV.
-
-    ``extra`` label files are added to the scans of the same id
-    (:func:`spinelabel.annotations.add_labels`). Cleaning runs the geometric
-    checks, the orientation check on each image, and the detector checks with
-    the region's shipped model when there is one; the ids of the scans it
-    drops go into ``record["dropped_by_cleaning"]``.
-    """
-    if not clean and not extra:
-        yield sources
-        return
-    import tempfile
-
-    from .annotations import add_labels, load_annotations, save_annotations_csv
-    from .training.data import validation_ids
-
-    skip = validation_ids(exclude)
-    on_problem = None if quiet else _warn
-    anns = [a for a in load_annotations(sources, on_problem) if a.scan_id not in skip]
-    if extra:
-        anns, n = add_labels(anns, load_annotations(list(extra), on_problem))
-        _echo(f"extra labels: points added to {n} of {len(anns)} scans", quiet, err=True)
-    if clean:
-        kept = _cleaned(anns, region, quiet)
-        if record is not None:
-            record["dropped_by_cleaning"] = sorted({a.scan_id for a in anns} - {a.scan_id for a in kept})
-        anns = kept
-    with tempfile.TemporaryDirectory(prefix="spinelabel-clean-") as tmp:
-        cleaned = Path(tmp) / "cleaned.csv"
-        save_annotations_csv(anns, cleaned)
-        yield [cleaned]
-
-
-def _region_checkers(region: str) -> tuple[Any, Any]:
-    """The labeler of a shipped region and the per-scan choice of checking labeler (``check_annotations``).
-
-    The region's shipped model gives the shape model; each scan's image is
-    checked by the shipped model of the region its labels show
-    (``pipeline.checking_region``: a lumbar scan in a cervical set by the
-    lumbar model, not by a cervical chain laid over a lumbar spine). (None,
-    None) when ``region`` has no shipped model.
-    """
-    from .pipeline import SHIPPED_MODEL, Labeler, checking_region
-
-    if region not in SHIPPED_MODEL:
-        return None, None
-
-    @functools.cache
-    def labeler_of(name: str) -> Labeler:
-        return Labeler.load(SHIPPED_MODEL[name], name)
-
-    return labeler_of(region), lambda ann: labeler_of(checking_region(ann.points, region))
-
-
-def _cleaned(anns: list, region: str, quiet: bool) -> list:
-    """The annotations that pass the checks of `annotations check` (findings echoed).
-
-    Without a shipped model for ``region``: the prior spacings and no detector checks.
-    """
-    from .cleaning_evidence import check_annotations
-    from .cleaning_report import summary_lines
-
-    labeler, labeler_for = _region_checkers(region)
-    report = check_annotations(anns, model=None, labeler=labeler, labeler_for=labeler_for)
-    for line in summary_lines(report):
-        _echo(f"cleaning: {line}", quiet, err=True)
-    if not report.cleaned:
-        raise InputError("no scans left after cleaning the labels (findings above; --no-clean trains on every label)")
-    return list(report.cleaned)
+app.command("train")(train)
 
 
 @app.command()
@@ -545,10 +341,10 @@ def evaluate(
 
     if json_out is not None:
         check_report_target(json_out)  # before reading: the report never replaces what it is computed from
-    everything = load_annotations([annotations], on_problem=_warn)
+    everything = load_annotations([annotations], on_problem=warn)
     gt, left_out = unambiguous_scans(everything)
     for message in left_out:
-        _warn(message)
+        warn(message)
     preds = load_predictions([predictions], {a.series_uid: a.scan_id for a in everything if a.series_uid})
     check_pairs(preds, gt)
     report = run_evaluation(preds, gt, match_radius_mm=radius)
@@ -577,7 +373,7 @@ def synth(
 
     with tqdm(total=n, desc="synthesising", unit="scan", disable=quiet, file=sys.stderr) as bar:
         cases = write_synthetic_cases(out, n, region, seed, progress=lambda i: bar.update(1))
-    _echo(f"wrote {len(cases)} {region} scans to {out}", quiet)
+    echo(f"wrote {len(cases)} {region} scans to {out}", quiet)
 
 
 @app.command()
@@ -625,7 +421,7 @@ def annotations_import(
     annotations, implausible = drop_implausible(imported.annotations)
     problems = [*imported.problems, *implausible]
     for message in problems:
-        _echo(f"warning: {message}", quiet, err=True)
+        echo(f"warning: {message}", quiet, err=True)
     if not annotations:
         raise InputError(
             f"no spine labels imported from {imported.n_objects} GSPS/SR object(s) "
@@ -634,7 +430,7 @@ def annotations_import(
     save_annotations_csv(annotations, output)
     n_labels = sum(len(a.points) for a in annotations)
     skipped = f"; {len(problems)} item(s) skipped" if problems else ""
-    _echo(f"imported {n_labels} labels of {len(annotations)} scans into {output}{skipped}", quiet)
+    echo(f"imported {n_labels} labels of {len(annotations)} scans into {output}{skipped}", quiet)
 
 
 @annotations_app.command("check")
@@ -661,14 +457,14 @@ def annotations_check(
         raise click.BadParameter(f"{shifted!r}: choose drop or relabel", param_hint="--shifted")
     if report is not None and report.suffix.lower() not in (".json", ".csv"):
         raise click.BadParameter(f"{report}: must end in .json or .csv", param_hint="--report")
-    anns = load_annotations(sources, on_problem=None if quiet else _warn)
+    anns = load_annotations(sources, on_problem=None if quiet else warn)
     # the cleaned set and the report never replace a file the labels were read from (before the detector runs)
     read = sorted({a.source for a in anns if a.source is not None} | {p for p in sources if p.is_file()})
     check_targets([output, *([report] if report is not None else [])], read)
     params = CleaningParams(shifted=shifted)  # type: ignore[arg-type]
     # A shipped region checks each scan with the model of the region its labels show, as train's cleaning does;
     # a model directory checks every scan.
-    labeler, labeler_for = _region_checkers(model) if not no_images else (None, None)
+    labeler, labeler_for = region_checkers(model) if not no_images else (None, None)
     result = check_annotations(
         anns, model=model, use_images=not no_images, params=params, labeler=labeler, labeler_for=labeler_for
     )
@@ -679,7 +475,7 @@ def annotations_check(
     write_all_or_nothing(outputs, read)  # the cleaned labels and the report, or neither
     lines = summary_lines(result)
     for line in lines[:-1]:
-        _echo(line, quiet)
+        echo(line, quiet)
     skipped = skipped_warning(result)
     if skipped is not None:
         typer.echo(f"warning: {skipped}", err=True)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from .cli_common import check_region
+
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
 
@@ -177,7 +179,6 @@ def pacs_label(
     from .pipeline import make_labeler
     from .warning_codes import count_note
 
-    from .cli import check_region
 
     labeler = make_labeler(check_region(region), model)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)

@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from .cli_common import check_region, echo
+
 #: Where results are read and saved when ``--labels`` is not given.
 DEFAULT_LABELS_DIR = Path("spinelabel-review")
 #: Reviewer name recorded when the login name cannot be found (a container without a user entry).
@@ -40,7 +42,6 @@ def review(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the address to open."),
 ) -> None:
     """Serve a local page to confirm or correct the labels of scans; saved reviews are training data for 'train'."""
-    from .cli import _echo, check_region
     from .errors import InputError
     from .io.outputs import check_writable_folder
     from .output_names import unique_names
@@ -64,12 +65,12 @@ def review(
         if not scans:
             raise InputError("no scan to review (every input failed: reasons above)")
         server.session = ReviewSession(scans, who, images)
-        _echo(f"reviewing {len(scans)} scan(s); results in {labels}; Ctrl+C stops", quiet)
+        echo(f"reviewing {len(scans)} scan(s); results in {labels}; Ctrl+C stops", quiet)
         typer.echo(f"open {server.url}")  # the token is printed here only
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            _echo("stopped", quiet, err=True)
+            echo("stopped", quiet, err=True)
     finally:
         server.server_close()  # no new requests
         server.session.close()  # and a save in progress finishes before the process exits

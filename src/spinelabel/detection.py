@@ -98,7 +98,7 @@ def _peaks(heat: np.ndarray, spacing: np.ndarray, settings: DetectionSettings) -
 
 #: Half-width (mm) of the in-plane window whose heat gives a candidate's centre.
 #: The heatmap target is a Gaussian of sd 5 mm in the slice plane
-#: (``training.sampling.SamplerSpec.heatmap_sigma_px``, 2.5 px of 2 mm), above
+#: (``training.spec.SamplerSpec.heatmap_sigma_px``, 2.5 px of 2 mm), above
 #: half its height within +-5.9 mm: +-4 mm holds the core of that upper half and
 #: none of the next body's, whose peak lies >= 14 mm away (the shortest cervical
 #: step of the shared data, 16 mm, at the 0.85 scale of training). Measured

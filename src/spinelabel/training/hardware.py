@@ -59,12 +59,15 @@ class Hardware:
             out |= np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1) < radius
         return out
 
-    def rim(self, y: np.ndarray, x: float | np.ndarray) -> np.ndarray:
-        """Whether positions y (..., 2) at lateral x lie in the pile-up rim (beyond the void along ``rim_direction``)."""
+    def rim(self, y: np.ndarray, x: float | np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
+        """Whether positions y (..., 2) at lateral x lie in the pile-up rim (beyond the void along ``rim_direction``).
+
+        ``void`` is ``self.void(y, x)`` where the caller has it already.
+        """
         hit = np.zeros(y.shape[:-1], bool)
         for s in np.linspace(0.0, self.rim_mm, RIM_SAMPLES + 1)[1:]:
             hit |= self.void(y - s * self.rim_direction, x)
-        return hit & ~self.void(y, x)
+        return hit & ~(self.void(y, x) if void is None else void)
 
 
 def _posterior(down: np.ndarray) -> np.ndarray:
@@ -84,11 +87,12 @@ def pedicle_hardware(rng: np.random.Generator, points_mm: np.ndarray, spec: Samp
 
     Each instrumented level gets a screw either side, from its tip
     ``hardware_tip_anterior_mm`` in front of the body centre and
-    ``hardware_tip_lateral_mm`` beside the midline back through the pedicle
-    to its head ``hardware_depth_mm`` further back (in the sagittal plane,
-    turned by up to ``hardware_angle_deg``) and ``hardware_head_lateral_mm``
-    beside the midline; a rod each side joins the heads. The midline is the
-    annotated centre's lateral position. No random number is drawn when
+    ``hardware_tip_lateral_mm`` beside the midline, back through the pedicle
+    to its head ``hardware_head_posterior_mm`` behind the centre (along the
+    screw's direction in the sagittal plane, turned by up to
+    ``hardware_angle_deg``) and ``hardware_head_lateral_mm`` beside the
+    midline; a rod each side joins the heads. The midline is the annotated
+    centre's lateral position. No random number is drawn when
     ``spec.p_hardware`` is 0.
 
     Parameters
@@ -109,14 +113,15 @@ def pedicle_hardware(rng: np.random.Generator, points_mm: np.ndarray, spec: Samp
         back = _posterior(down[i])
         turn = np.deg2rad(rng.uniform(-spec.hardware_angle_deg, spec.hardware_angle_deg))
         tip = points_mm[i, 1:] - rng.uniform(*spec.hardware_tip_anterior_mm) * back
-        head = tip + rng.uniform(*spec.hardware_depth_mm) * (np.cos(turn) * back + np.sin(turn) * down[i])
+        axis = np.cos(turn) * back + np.sin(turn) * down[i]
+        head = points_mm[i, 1:] + rng.uniform(*spec.hardware_head_posterior_mm) * axis
         lateral = (rng.uniform(*spec.hardware_tip_lateral_mm), rng.uniform(*spec.hardware_head_lateral_mm))
         for side in heads:
             a = np.array([points_mm[i, 0] + side * lateral[0], *tip])
             b = np.array([points_mm[i, 0] + side * lateral[1], *head])
             segments.append([*a, *b, void])
             heads[side].append(b)
-    rod = void * rng.uniform(*spec.hardware_rod_share)
+    rod = rng.uniform(*spec.hardware_rod_void_mm)
     segments += [[*a, *b, rod] for side in heads.values() for a, b in zip(side[:-1], side[1:])]
     direction = ENCODING_DIRECTIONS[int(rng.integers(len(ENCODING_DIRECTIONS)))]
     return Hardware(np.array(segments), rng.uniform(*spec.hardware_rim_mm), direction,
@@ -124,7 +129,11 @@ def pedicle_hardware(rng: np.random.Generator, points_mm: np.ndarray, spec: Samp
 
 
 def draw_hardware(img: np.ndarray, y: np.ndarray, x: float | np.ndarray, hardware: Hardware) -> np.ndarray:
-    """A crop with ``hardware`` drawn in: voids set to 0, the rim to its signal.
+    """A crop with ``hardware`` drawn in: voids set to 0, the rim raised to its signal.
+
+    Signal displaced out of a void adds to the tissue's, so the rim is at
+    least ``rim_signal`` and never darker than the tissue; it is drawn only
+    inside the image (where ``img`` > 0), not beyond a field of view's edge.
 
     Parameters
     ----------
@@ -140,7 +149,9 @@ def draw_hardware(img: np.ndarray, y: np.ndarray, x: float | np.ndarray, hardwar
     ndarray, shape (H, W)
         A new array; noise and contrast come later, as for the anatomy.
     """
+    void = hardware.void(y, x)
+    rim = hardware.rim(y, x, void) & (img > 0.0)
     out = img.copy()
-    out[hardware.rim(y, x)] = hardware.rim_signal
-    out[hardware.void(y, x)] = 0.0
+    out[rim] = np.maximum(out[rim], hardware.rim_signal)
+    out[void] = 0.0
     return out

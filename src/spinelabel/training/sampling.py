@@ -37,7 +37,6 @@ from .spine_moves import apply_moves, bend_moves, narrow_move, random_collapse, 
 LEVEL_OFFSET = anatomy.ordinal("L3")
 
 
-
 @dataclass
 class TrainingScan:
     """An image in the canonical (R, I, P) frame with points in its voxel mm frame.
@@ -155,7 +154,6 @@ def _validity(uv, scan, spec, matrix, uu, vv) -> np.ndarray:
         band = (along > spec.validity_band_start * spacing) & (across < spec.unannotated_band_mm / px)
         valid[band] = 0.0
     return valid
-
 
 
 def _edge_cut(

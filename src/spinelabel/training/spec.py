@@ -60,7 +60,7 @@ class SamplerSpec:
     collapse_wedge: float = 0.3
     #: Probability that the whole annotated chain is bent in the sagittal plane:
     #: every annotated disc turns the spine below it by an equal share of one
-    #: total angle of up to ``bend_deg`` either way (``_bend_moves``). Lumbar
+    #: total angle of up to ``bend_deg`` either way (``spine_moves.bend_moves``). Lumbar
     #: lordosis differs by tens of degrees between people and postures, and a
     #: network trained on one source read the level partly from it: on the
     #: other source its per-scan level bias followed the change of step angle
@@ -75,24 +75,27 @@ class SamplerSpec:
     #: in a run of annotated levels and a rod joining them, as signal voids
     #: with a bright pile-up rim (``hardware``; post-operative lumbar spines
     #: are a large share of clinical follow-up). Off by default, and then no
-    #: random number is drawn.
+    #: random number is drawn. The sizes below are lumbar ones: a cervical
+    #: recipe would need its own (lateral mass screws, anterior plates).
     p_hardware: float = 0.0
     #: Instrumented levels: one- and two-segment fusions (2-3 screws a side)
     #: are the common ones.
     hardware_levels: tuple[int, int] = (2, 3)
-    #: Radius of a screw's void (mm): a 6-7 mm screw's own radius (~3 mm) at
-    #: 1.5 T with metal-artefact reduction, to about twice its diameter at 3 T
-    #: without; a slab beside the screw sees less of it.
-    hardware_void_mm: tuple[float, float] = (2.0, 7.0)
-    #: A rod's void as a share of a screw's (rods are 5.5-6 mm, screws 6-7 mm,
-    #: and a rod lies farther from a midline slab).
-    hardware_rod_share: tuple[float, float] = (0.5, 0.9)
+    #: Radius of a screw's void (mm): from a 6-7 mm screw's own radius (~3 mm,
+    #: 1.5 T with metal-artefact reduction) to about twice its diameter (3 T
+    #: without). The void is a distance in 3D, so a slice beside a screw
+    #: already sees less of it.
+    hardware_void_mm: tuple[float, float] = (3.0, 7.0)
+    #: Radius of a rod's void (mm): a 5.5-6 mm rod's own radius to about
+    #: twice it (rods are thinner than screws and bloom less).
+    hardware_rod_void_mm: tuple[float, float] = (3.0, 5.0)
     #: A screw's tip in front of the body centre (mm): screws reach the
     #: anterior third of a body ~30-35 mm deep.
     hardware_tip_anterior_mm: tuple[float, float] = (0.0, 12.0)
-    #: From tip to head, front to back (mm): 40-50 mm lumbar screws, the head
-    #: standing a few mm proud of the facet.
-    hardware_depth_mm: tuple[float, float] = (35.0, 50.0)
+    #: A screw's head behind the body centre (mm): the pedicle (~20 mm) and the
+    #: facet behind it, the head standing a few mm proud of the bone, where
+    #: the rods run; a 40-50 mm screw from the tip above.
+    hardware_head_posterior_mm: tuple[float, float] = (35.0, 50.0)
     #: Tip and head beside the midline (mm): lumbar pedicles lie ~20-25 mm
     #: either side, and screws converge medially towards their tips, so a
     #: midline slice sees little of a screw and a slice through a pedicle
@@ -102,10 +105,12 @@ class SamplerSpec:
     #: A screw's turn in the sagittal plane from perpendicular to the spine
     #: (deg): straight-forward to anatomic (caudally aimed) trajectories.
     hardware_angle_deg: float = 15.0
-    #: Width of the pile-up rim beyond a void (mm), and its signal
-    #: (normalised, 1 = the scan's 99.5th percentile: about fluid on T2).
+    #: Width of the pile-up rim beyond a void (mm), and the least signal there
+    #: (normalised, 1 = the scan's 99.5th percentile, about fluid on T2; crops
+    #: are clipped at ``intensity_clip``): signal displaced out of the void
+    #: adds to the tissue's, so the rim is never darker than the tissue.
     hardware_rim_mm: tuple[float, float] = (0.0, 3.0)
-    hardware_rim_signal: tuple[float, float] = (0.5, 1.5)
+    hardware_rim_signal: tuple[float, float] = (0.6, 1.2)
     #: Probability that the field of view ends at or below the caudal-most
     #: annotated vertebra: the image is blank beyond an edge that lies
     #: ``caudal_cut_mm`` below that vertebra's centre, from a half-cut body to

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import __version__
 from ..models import DetectionSettings, ModelConfig, save_model
-from .sampling import LEVEL_OFFSET, SamplerSpec, TrainingScan, batch
+from .sampling import LEVEL_OFFSET, TrainingScan, batch
+from .spec import SamplerSpec
 
 
 #: Network outputs of trained models: heatmap, level, anchor heatmap.

@@ -1,0 +1,208 @@
+"""Command line: ``spinelabel train`` (a detection model from point annotations; see :mod:`spinelabel.training`).
+
+Registered on the main app in :mod:`spinelabel.cli`, whose ``main`` turns
+every :class:`~spinelabel.errors.SpinelabelError` into one line and exit
+status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .cli_common import check_region, echo, warn
+from .errors import InputError
+from .threads import MAX_REQUESTED_THREADS
+
+__all__ = ["MAX_SEED", "MAX_TRAIN_STEPS", "region_checkers", "train"]
+
+
+#: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
+MAX_TRAIN_STEPS = 1_000_000
+#: Largest seed: torch.manual_seed takes a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+
+def train(
+    annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image][,series][,frame], or DICOM folders with GSPS/SR labels."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    region: str = typer.Option("lumbar", help="Region the model labels."),
+    steps: int = typer.Option(4000, min=1, max=MAX_TRAIN_STEPS, help="Optimisation steps (batch of 16 crops each)."),
+    exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
+    synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
+    synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
+    region_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from the real scans whose labels lie in --region (e.g. a few real cervical scans among many lumbar ones); 0: all real scans equally."),
+    init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network."),
+    learning_rate: float = typer.Option(2e-3, min=1e-6, max=1.0, help="Peak learning rate (one-cycle schedule); lower it for fine-tuning."),
+    clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
+    extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
+    complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
+    threads: int = typer.Option(2, min=1, max=MAX_REQUESTED_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
+    device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
+) -> None:
+    """Train a detection model from point annotations (clinical spine labels)."""
+    region = check_region(region, auto=False)  # "auto" chooses a model when labeling; a model has one region
+    _check_train_options(out, init, synthetic_fraction + region_fraction, device)
+    from .training.data import check_region_covered, load_training_scans
+    from .training.train import TrainSettings, train_and_save
+
+    finders = None
+    if complete_anchors:  # one per region of the labels: lumbar labels get S1, cervical ones C2
+        from .pipeline import AutoLabeler
+
+        finders = AutoLabeler.load().by_region  # the shipped models, each loaded once
+    data: dict[str, Any] = {  # what the model was trained on, kept in its config
+        "annotations": [str(a) for a in annotations], "extra_labels": [str(e) for e in extra_labels],
+        "exclude": None if exclude is None else str(exclude), "clean": clean,
+    }
+    with _training_sources(annotations, exclude, region, clean, quiet, extra_labels, data) as sources:
+        scans, points = load_training_scans(
+            sources, exclude=exclude, anchor_finders=finders, on_message=None if quiet else lambda m: echo(m, err=True)
+        )
+    check_region_covered(points, region)
+    if complete_anchors:
+        pseudo = sum(bool(s.pseudo_levels) for s in scans)
+        echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
+    echo(f"training on {len(scans)} scans, {steps} steps", quiet)
+    settings = TrainSettings(
+        steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
+        region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
+    )
+    path = _train_with_progress(lambda progress: train_and_save(
+        scans, points, region, out, settings, progress=progress, data=data), steps, quiet)
+    echo(f"model written to {path}", quiet)
+
+
+def _train_with_progress(run: Callable[[Callable[[int, float], None]], Path], steps: int, quiet: bool) -> Path:
+    """``run(progress)`` under a progress bar of ``steps`` steps, closed before any error line is printed."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc="training", unit="step", disable=quiet, file=sys.stderr)
+
+    def progress(step: int, loss: float) -> None:
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    try:
+        return run(progress)
+    finally:
+        bar.close()  # its line ends before any error line
+
+
+def _check_train_options(out: Path, init: str | None, crop_shares: float, device: str = "cpu") -> None:
+    """What can be refused in one line before hours of training: shares over 1, a device that is not here, an
+    unwritable --out or one holding other files than a model, an --init model that cannot be loaded."""
+    if crop_shares > 1.0:
+        raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
+    _check_device(device)
+    from .io.outputs import check_writable_folder
+    from .models import is_model_dir
+
+    check_writable_folder(out)  # an empty --out is "." to typer: a folder of other files, refused below
+    if out.is_dir() and any(out.iterdir()) and not is_model_dir(out):
+        raise InputError(f"--out {out} holds other files and no spinelabel model: name a new or a model folder")
+    if init is not None:
+        from .models import load_model
+
+        load_model(init)  # a corrupt model is one line now, not after the scans are read
+
+
+def _check_device(device: str) -> None:
+    """Refuse a --device that PyTorch does not know or cannot reach here, in one line."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device}: not a PyTorch device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        raise InputError(f"--device {device}: PyTorch sees no such device here (train with --device cpu)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} GPU(s) here")
+
+
+@contextmanager
+def _training_sources(
+    sources: list[Path], exclude: Path | None, region: str, clean: bool, quiet: bool, extra: Sequence[Path] = (),
+    record: dict[str, Any] | None = None,
+):
+    """The annotation sources to train on: as given, or extended and cleaned into a temporary CSV.
+
+    ``extra`` label files are added to the scans of the same id
+    (:func:`spinelabel.annotations.add_labels`). Cleaning runs the geometric
+    checks, the orientation check on each image, and the detector checks with
+    the region's shipped model when there is one; the ids of the scans it
+    drops go into ``record["dropped_by_cleaning"]``.
+    """
+    if not clean and not extra:
+        yield sources
+        return
+    import tempfile
+
+    from .annotations import add_labels, load_annotations, save_annotations_csv
+    from .training.data import validation_ids
+
+    skip = validation_ids(exclude)
+    on_problem = None if quiet else warn
+    anns = [a for a in load_annotations(sources, on_problem) if a.scan_id not in skip]
+    if extra:
+        anns, n = add_labels(anns, load_annotations(list(extra), on_problem))
+        echo(f"extra labels: points added to {n} of {len(anns)} scans", quiet, err=True)
+    if clean:
+        kept = _cleaned(anns, region, quiet)
+        if record is not None:
+            record["dropped_by_cleaning"] = sorted({a.scan_id for a in anns} - {a.scan_id for a in kept})
+        anns = kept
+    with tempfile.TemporaryDirectory(prefix="spinelabel-clean-") as tmp:
+        cleaned = Path(tmp) / "cleaned.csv"
+        save_annotations_csv(anns, cleaned)
+        yield [cleaned]
+
+
+def region_checkers(region: str) -> tuple[Any, Any]:
+    """The labeler of a shipped region and the per-scan choice of checking labeler (``check_annotations``).
+
+    The region's shipped model gives the shape model; each scan's image is
+    checked by the shipped model of the region its labels show
+    (``pipeline.checking_region``: a lumbar scan in a cervical set by the
+    lumbar model, not by a cervical chain laid over a lumbar spine). (None,
+    None) when ``region`` has no shipped model.
+    """
+    from .pipeline import SHIPPED_MODEL, Labeler, checking_region
+
+    if region not in SHIPPED_MODEL:
+        return None, None
+
+    @functools.cache
+    def labeler_of(name: str) -> Labeler:
+        return Labeler.load(SHIPPED_MODEL[name], name)
+
+    return labeler_of(region), lambda ann: labeler_of(checking_region(ann.points, region))
+
+
+def _cleaned(anns: list, region: str, quiet: bool) -> list:
+    """The annotations that pass the checks of `annotations check` (findings echoed).
+
+    Without a shipped model for ``region``: the prior spacings and no detector checks.
+    """
+    from .cleaning_evidence import check_annotations
+    from .cleaning_report import summary_lines
+
+    labeler, labeler_for = region_checkers(region)
+    report = check_annotations(anns, model=None, labeler=labeler, labeler_for=labeler_for)
+    for line in summary_lines(report):
+        echo(f"cleaning: {line}", quiet, err=True)
+    if not report.cleaned:
+        raise InputError("no scans left after cleaning the labels (findings above; --no-clean trains on every label)")
+    return list(report.cleaned)
