@@ -179,7 +179,6 @@ def pacs_label(
     from .pipeline import make_labeler
     from .warning_codes import count_note
 
-
     labeler = make_labeler(check_region(region), model)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     failures: list[str] = []

@@ -82,8 +82,10 @@ def test_the_void_is_dark_and_the_rim_lies_beside_it_along_the_encoding_axis_onl
     brighter = H.draw_hardware(np.full(img.shape, 1.5, np.float32), y, 0.0, hw)
     assert brighter[int((beyond[0] - 80.0) / 0.5), int((beyond[1] - 30.0) / 0.5)] == pytest.approx(1.5)  # adds, never darkens
     blank = H.draw_hardware(np.zeros(img.shape, np.float32), y, 0.0, hw)
-    assert blank.max() == 0.0  # beyond the field of view's edge there is no signal to pile up
-    assert at(*(edge - step * 5.0)) in (0.0, pytest.approx(0.4))  # the other side has no rim
+    assert blank.max() == 0.0  # read outside the volume (exactly 0) there is no signal to pile up
+    dark = H.draw_hardware(np.full(img.shape, -0.1, np.float32), y, 0.0, hw)  # tissue below the window's low end
+    assert dark[int((beyond[0] - 80.0) / 0.5), int((beyond[1] - 30.0) / 0.5)] == pytest.approx(1.3)
+    assert at(*(2.0 * np.array([100.0, 70.0]) - beyond)) == pytest.approx(0.4)  # the mirror side has no rim
     assert at(*(edge + step * 7.0)) == pytest.approx(0.4)  # and beyond the rim's width nothing changed
     assert at(85.0, 35.0) == pytest.approx(0.4) and img.min() == pytest.approx(0.4)  # far away; the input untouched
 

@@ -121,7 +121,7 @@ def pedicle_hardware(rng: np.random.Generator, points_mm: np.ndarray, spec: Samp
             b = np.array([points_mm[i, 0] + side * lateral[1], *head])
             segments.append([*a, *b, void])
             heads[side].append(b)
-    rod = rng.uniform(*spec.hardware_rod_void_mm)
+    rod = min(rng.uniform(*spec.hardware_rod_void_mm), void)  # a rod never blooms more than its screws
     segments += [[*a, *b, rod] for side in heads.values() for a, b in zip(side[:-1], side[1:])]
     direction = ENCODING_DIRECTIONS[int(rng.integers(len(ENCODING_DIRECTIONS)))]
     return Hardware(np.array(segments), rng.uniform(*spec.hardware_rim_mm), direction,
@@ -133,7 +133,8 @@ def draw_hardware(img: np.ndarray, y: np.ndarray, x: float | np.ndarray, hardwar
 
     Signal displaced out of a void adds to the tissue's, so the rim is at
     least ``rim_signal`` and never darker than the tissue; it is drawn only
-    inside the image (where ``img`` > 0), not beyond a field of view's edge.
+    where the crop read the volume (``img`` != 0; a crop reads exactly 0
+    outside it), dark tissue included.
 
     Parameters
     ----------
@@ -150,7 +151,7 @@ def draw_hardware(img: np.ndarray, y: np.ndarray, x: float | np.ndarray, hardwar
         A new array; noise and contrast come later, as for the anatomy.
     """
     void = hardware.void(y, x)
-    rim = hardware.rim(y, x, void) & (img > 0.0)
+    rim = hardware.rim(y, x, void) & (img != 0.0)
     out = img.copy()
     out[rim] = np.maximum(out[rim], hardware.rim_signal)
     out[void] = 0.0

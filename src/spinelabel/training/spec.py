@@ -86,15 +86,16 @@ class SamplerSpec:
     #: without). The void is a distance in 3D, so a slice beside a screw
     #: already sees less of it.
     hardware_void_mm: tuple[float, float] = (3.0, 7.0)
-    #: Radius of a rod's void (mm): a 5.5-6 mm rod's own radius to about
-    #: twice it (rods are thinner than screws and bloom less).
+    #: Radius of a rod's void (mm): from a 5.5-6 mm rod's own radius up, and
+    #: never more than its screws' (rods are thinner and bloom less).
     hardware_rod_void_mm: tuple[float, float] = (3.0, 5.0)
     #: A screw's tip in front of the body centre (mm): screws reach the
     #: anterior third of a body ~30-35 mm deep.
     hardware_tip_anterior_mm: tuple[float, float] = (0.0, 12.0)
     #: A screw's head behind the body centre (mm): the pedicle (~20 mm) and the
     #: facet behind it, the head standing a few mm proud of the bone, where
-    #: the rods run; a 40-50 mm screw from the tip above.
+    #: the rods run. Tip and head are drawn apart, so a screw spans 35-62 mm in
+    #: the sagittal plane (40-55 mm lumbar screws and the head proud of the bone).
     hardware_head_posterior_mm: tuple[float, float] = (35.0, 50.0)
     #: Tip and head beside the midline (mm): lumbar pedicles lie ~20-25 mm
     #: either side, and screws converge medially towards their tips, so a
