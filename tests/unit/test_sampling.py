@@ -352,7 +352,7 @@ def test_oblique_slab_follows_the_tilted_surface_and_scales_targets():
     lateral = lambda rc: 12.0 + 0.5 * (rc[..., 1] - 30.0)  # noqa: E731 - tilted about the rows
     cols = np.arange(20.0, 41.0)
     y = np.stack([np.full_like(cols, 30.0), cols], axis=-1)
-    img = S._read_slab(scan, lateral, 1.0, y)
+    img = S._read_slab(scan, lateral(y), 1.0, y)
     inside = np.abs(lateral(y) - 11.5) < 1.4
     assert img[inside].min() > 0.5 and img[np.abs(lateral(y) - 11.5) > 3.0].max() < 0.01
     amp = S.lateral_profile(scan, S.SamplerSpec(), lateral(scan.points_mm[:, 1:]))

@@ -59,15 +59,15 @@ class Hardware:
             out |= np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1) < radius
         return out
 
-    def rim(self, y: np.ndarray, x: float | np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
+    def rim(self, y: np.ndarray, x: float | np.ndarray, void: np.ndarray) -> np.ndarray:
         """Whether positions y (..., 2) at lateral x lie in the pile-up rim (beyond the void along ``rim_direction``).
 
-        ``void`` is ``self.void(y, x)`` where the caller has it already.
+        ``void`` is ``self.void(y, x)``, which the caller needs as well.
         """
         hit = np.zeros(y.shape[:-1], bool)
         for s in np.linspace(0.0, self.rim_mm, RIM_SAMPLES + 1)[1:]:
             hit |= self.void(y - s * self.rim_direction, x)
-        return hit & ~(self.void(y, x) if void is None else void)
+        return hit & ~void
 
 
 def _posterior(down: np.ndarray) -> np.ndarray:

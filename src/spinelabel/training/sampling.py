@@ -273,12 +273,9 @@ def _tilted_slab(
     return lateral
 
 
-def _read_slab(
-    scan: TrainingScan, lateral: Callable[[np.ndarray], np.ndarray], thickness_mm: float, y: np.ndarray
-) -> np.ndarray:
-    """Mean over a slab of ``thickness_mm`` around the surface x = lateral(y), at in-plane positions y (..., 2)."""
+def _read_slab(scan: TrainingScan, xs: np.ndarray, thickness_mm: float, y: np.ndarray) -> np.ndarray:
+    """Mean over a slab of ``thickness_mm`` around the surface x = xs (...,) mm, at in-plane positions y (..., 2)."""
     n = max(1, int(round(thickness_mm / scan.spacing[0])))
-    xs = lateral(y)
     rows, cols = y[..., 0] / scan.spacing[1], y[..., 1] / scan.spacing[2]
     out = np.zeros(y.shape[:-1], np.float32)
     for dx in np.linspace(-thickness_mm / 2, thickness_mm / 2, n + 2)[1:-1]:
@@ -375,9 +372,10 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
         y_read = collapse.source_of(y_read)
     if rng.random() < spec.p_oblique:
         lateral = _tilted_slab(rng, spec, x_mm, centre)
-        img = _read_slab(scan, lateral, thickness, y_read)
+        surface = lateral(y_read)  # the slab's lateral position under each crop pixel
+        img = _read_slab(scan, surface, thickness, y_read)
+        x_pixels: float | np.ndarray = surface
         x_at_points: float | np.ndarray = lateral(source_points)
-        x_pixels: float | np.ndarray = lateral(y_read)
     else:
         coords = np.moveaxis(y_read / scan.spacing[1:], -1, 0)
         img = ndimage.map_coordinates(_slab(scan, x_mm, thickness), coords, order=1, cval=0.0)
