@@ -36,7 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lumbar import REPO, SHARED, flag_counts, git_commit, write_section
+from benchmarks.lumbar import (
+    RELIABILITY_HEAD,
+    REPO,
+    SHARED,
+    confidence_records,
+    flag_counts,
+    git_commit,
+    reliability_rows,
+    write_section,
+)
 from benchmarks.robustness import Labeled, cut
 from spinelabel.results import LOW_CONFIDENCE
 
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     gt = {a.scan_id: a for a in sources}
     images = {c: load_image([SHARED / c / "image.nii.gz"]).volume for c in cases}
     labeler = Labeler.load(args.model)
-    rows, total = [], {"scans": 0, "right": 0, "wrong": 0, "wrong_warned": 0, "unmarked": 0}
+    rows, records, total = [], [], {"scans": 0, "right": 0, "wrong": 0, "wrong_warned": 0, "unmarked": 0}
     for name, level, neighbour, fraction, keep_above in EDGES:
         truth, run = [], Labeled()
         for case in cases:
@@ -120,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             volume, kept = cut(images[case], points, level, offset, keep_above=keep_above)
             truth.append(ScanAnnotation(case, None, kept))
             run.add(case, labeler, volume)
-        row, counts = _row(name, evaluate(run.preds, truth), run)
+        report = evaluate(run.preds, truth)
+        row, counts = _row(name, report, run)
+        records += confidence_records(report, run.conf, run.warned)
         rows.append(row)
         print(row, flush=True)
         for key in total:
@@ -141,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 | edge | sensitivity | identification | scans right | no wrong name | wrong names | flagged or warned | sure, unwarned wrong names | failures, scans not entirely right |
 |---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+How often a name is right at each confidence, over every cut above (matched names; a name below {LOW_CONFIDENCE}
+carries "?" in every output):
+
+{RELIABILITY_HEAD}
+{chr(10).join(reliability_rows(records))}
 """
     write_section(args.results, "lumbar-fov-sweep", body)
     print(f"wrote {args.results}")

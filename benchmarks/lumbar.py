@@ -134,6 +134,41 @@ def warning_code_rows(scans: list[tuple[list[str], bool]]) -> list[str]:
 WARNING_CODE_HEAD = "| warning code | concern | scans with it | wrong scans among them | share of all wrong scans |\n|---|---|---|---|---|"
 
 
+#: Edges of the confidence bands of :func:`reliability_rows`: the flag threshold (0.5, ``results.LOW_CONFIDENCE``)
+#: is one, and the bands above it are a tenth wide, the resolution at which a reader would act on a number.
+CONFIDENCE_EDGES = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def confidence_records(report, confidences: dict[str, dict[str, float]],
+                       warned: set[str]) -> list[tuple[float, bool, bool]]:
+    """(confidence, name right, scan warned) of every matched name of ``report`` (confidence 1.0 when unknown,
+    as :func:`flag_counts` takes it)."""
+    out = []
+    for scan in report.per_scan:
+        conf = confidences.get(scan.scan_id, {})
+        out += [(conf.get(m.pred_label, 1.0), bool(m.correct), scan.scan_id in warned) for m in scan.matches]
+    return out
+
+
+def reliability_rows(records: list[tuple[float, bool, bool]], edges: tuple[float, ...] = CONFIDENCE_EDGES) -> list[str]:
+    """Table rows: per confidence band, how many names, how many of them right, and the wrong ones in scans
+    without a warning (what a reader would take as it stands). Bands are [lo, hi), the last one [lo, hi]."""
+    rows = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = i == len(edges) - 2
+        band = [(right, warned) for c, right, warned in records if lo <= c < hi or (last and c == hi)]
+        right = sum(r for r, _ in band)
+        share = f"{100 * right / len(band):.1f} %" if band else "—"
+        unwarned = sum(not r and not w for r, w in band)
+        rows.append(f"| {lo:.1f}-{hi:.1f} | {len(band)} | {right} | {share} | {len(band) - right} | {unwarned} |")
+    return rows
+
+
+#: The header of :func:`reliability_rows`' table.
+RELIABILITY_HEAD = ("| confidence | names | right | share right | wrong | wrong, in a scan without a warning |\n"
+                    "|---|---|---|---|---|---|")
+
+
 def _s1_summary(result) -> tuple[float, float] | None:
     """(confidence, distance to L5 in mm) of a labeled S1, or None when S1 was not labeled."""
     by = {v.label: v for v in result.vertebrae}

@@ -72,12 +72,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.lumbar import (
+    RELIABILITY_HEAD,
     REPO,
     SHARED,
     WARNING_CODE_HEAD,
+    confidence_records,
     flag_counts,
     flag_stats,
     git_commit,
+    reliability_rows,
     warning_code_rows,
     write_section,
 )
@@ -599,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     sources, n_s1 = add_labels(sources, load_annotations([REPO / "annotations" / "lumbar-s1.csv"]))
     gt = {a.scan_id: a for a in sources}
     labeler = Labeler.load(args.model)
-    rows, coded = [], []
+    rows, coded, records = [], [], []
     total = {"scans": 0, "scans_right": 0, "wrong": 0, "wrong_warned": 0, "right": 0, "right_warned": 0}
     with tempfile.TemporaryDirectory(prefix="spinelabel-robust-") as tmp:
         for name, change in conditions(Path(tmp), args.seed).items():
@@ -614,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             shifted = [r.scan_id for r in rep.per_scan if r.mislabeled]
             counts = flag_counts(rep, run.conf, warned=run.warned)
             coded += [(run.codes[r.scan_id], r.all_correct) for r in rep.per_scan if r.scan_id in run.codes]
+            records += confidence_records(rep, run.conf, run.warned)
             rows.append(
                 f"| {name} | {_pct(rep.sensitivity)} | {_pct(rep.precision)} | "
                 f"{_mm(rep.error_mean_mm)} | {_pct(rep.identification_rate)} | "
@@ -646,6 +650,12 @@ scan is wrong when it is not entirely right (a name wrong, a vertebra missed or 
 
 {WARNING_CODE_HEAD}
 {chr(10).join(warning_code_rows(coded))}
+
+How often a name is right at each confidence, over every condition above (matched names; a name below 0.5 carries
+"?" in every output):
+
+{RELIABILITY_HEAD}
+{chr(10).join(reliability_rows(records))}
 """
     write_section(args.results, "lumbar-robustness", body)
     print(f"wrote {args.results}")

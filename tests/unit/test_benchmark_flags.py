@@ -41,3 +41,27 @@ def test_warning_code_rows_count_scans_per_code_and_the_wrong_ones_the_count_cod
         "| no `count` code | — | 3 | 2 (67 %) | 2/3 |",
         "| no warning at all | — | 2 | 1 (50 %) | 1/3 |",
     ]
+
+
+def test_reliability_rows_band_names_by_confidence_and_count_the_unwarned_wrong_ones():
+    from benchmarks.lumbar import confidence_records, reliability_rows
+
+    truth = [ScanAnnotation("right", None, _points(["L1", "L2", "L3"])),
+             ScanAnnotation("shifted", None, _points(["L1", "L2", "L3"]))]
+    preds = {"right": list(_points(["L1", "L2", "L3"]).items()),
+             "shifted": list(_points(["T12", "L1", "L2"]).items())}
+    conf = {"right": {"L1": 1.0, "L2": 0.5, "L3": 0.29},  # the top edge belongs to the last band, 0.5 above the flag
+            "shifted": {"T12": 0.3, "L1": 0.85}}  # L2 has no confidence: taken as 1.0, as flag_counts takes it
+    records = confidence_records(evaluate(preds, truth), conf, warned={"shifted"})
+    assert sorted(records) == [(0.29, True, False), (0.3, False, True), (0.5, True, False), (0.85, False, True),
+                               (1.0, False, True), (1.0, True, False)]
+    rows = reliability_rows(records)
+    assert rows[0] == "| 0.0-0.3 | 1 | 1 | 100.0 % | 0 | 0 |"
+    assert rows[1] == "| 0.3-0.5 | 1 | 0 | 0.0 % | 1 | 0 |"
+    assert rows[2] == "| 0.5-0.6 | 1 | 1 | 100.0 % | 0 | 0 |"
+    assert rows[3] == "| 0.6-0.7 | 0 | 0 | — | 0 | 0 |"
+    assert rows[5] == "| 0.8-0.9 | 1 | 0 | 0.0 % | 1 | 0 |"
+    assert rows[6] == "| 0.9-1.0 | 2 | 1 | 50.0 % | 1 | 0 |"
+    # the same wrong names in a scan without a warning are the ones a reader would take as they stand
+    rows = reliability_rows(confidence_records(evaluate(preds, truth), conf, warned=set()))
+    assert rows[5].endswith("| 1 | 1 |") and rows[6].endswith("| 1 | 1 |")

@@ -20,13 +20,8 @@ cannot be used is skipped and named; the rest is imported).
 - Objects holding an algorithm's labels (spinelabel's own unless a reviewer
   confirmed them, an SR with only a device observer) are skipped and said.
 - SR (Enhanced, Comprehensive, Comprehensive 3D, Extensible; e.g. TID 1500
-  Measurement Reports): every SCOORD (image pixel coordinates, with the image
-  it is SELECTED FROM) and SCOORD3D (patient LPS mm in a frame of reference)
-  is named from nearby content: its parent TEXT/CODE item, else the Tracking
-  Identifier, Finding Site or other TEXT/CODE items of its container (a
-  measurement group). A container holding one SCOORD and one SCOORD3D (what
-  :func:`write_sr` writes) is one point: the exact 3D position, on the series
-  of the 2D reference.
+  Measurement Reports): every SCOORD and SCOORD3D, named from nearby content
+  (:mod:`spinelabel.io.dicom_label_sr`).
 
 Pixel coordinates follow :mod:`spinelabel.io.dicom_label_common`.
 
@@ -48,21 +43,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import anatomy
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
 from ..scan_annotation import ScanAnnotation, ScanAnnotationBuilder
 from .dicom import LOCALIZER, ORIENTATION_TOL
 from .dicom_files import read_dicom
-from .dicom_label_common import GSPS_SOP_CLASS, SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
-from .dicom_label_marks import MAX_SHAPE_MM, PAIR_RADIUS_MM, Marks, Skip, level_of_text, pair_marks, shape_centre, try_level
+from .dicom_label_common import GSPS_SOP_CLASS, SOFTWARE_NAME
+from .dicom_label_index import Found, ImageIndex, check_on_image, floats, image_refs, single_image
+from .dicom_label_marks import MAX_SHAPE_MM, PAIR_RADIUS_MM, Marks, Skip, pair_marks, try_level
+from .dicom_label_sr import device_observed, read_sr
 
 __all__ = ["MAX_SHAPE_MM", "PAIR_RADIUS_MM", "DicomImport", "import_dicom_annotations"]
 
@@ -87,11 +83,6 @@ SR_SOP_CLASSES = {
 #: half a cervical level (spacing ~17 mm): points farther apart mark different vertebrae, or no centre.
 DUPLICATE_AGREEMENT_MM = 10.0
 
-# SR concept names (scheme, code value) that carry a label.
-_TRACKING_ID = ("DCM", "112039")
-_FINDING_SITE = {("SCT", "363698007"), ("SRT", "G-C0E3")}
-_SHORT_LABEL = ("DCM", "125309")
-
 
 @dataclass
 class DicomImport:
@@ -113,75 +104,7 @@ class DicomImport:
 
 
 # ----------------------------------------------------------------------------
-# reading: files and the image index
-
-
-@dataclass
-class _Image:
-    path: Path
-    header: Any
-    series_uid: str
-
-
-@dataclass(frozen=True)
-class _Found:
-    """One named point: which series it belongs to and where (LPS mm)."""
-
-    series_uid: str
-    label: str
-    lps: np.ndarray
-    source: Path
-
-
-class _Index:
-    """Image headers by SOPInstanceUID, with their planes computed on demand."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, _Image] = {}
-        #: SeriesInstanceUID -> SOPInstanceUIDs of its images, in file order.
-        self.series_images: dict[str, list[str]] = {}
-        self._planes: dict[tuple[str, int | None], ImagePlane] = {}
-
-    def add(self, path: Path, header: Any) -> None:
-        uid = str(header.get("SOPInstanceUID", "") or "")
-        series = str(header.get("SeriesInstanceUID", "") or "")
-        if not uid or uid in self.images:  # copies of one instance count once
-            return
-        self.images[uid] = _Image(path, header, series)
-        self.series_images.setdefault(series, []).append(uid)
-
-    def series_files(self, series_uid: str) -> list[Path]:
-        return [self.images[uid].path for uid in self.series_images[series_uid]]
-
-    def series_header(self, series_uid: str) -> Any:
-        """The header of the series' first image (for patient, series and frame-of-reference attributes)."""
-        return self.images[self.series_images[series_uid][0]].header
-
-    def plane(self, sop_uid: str, frame: int | None) -> ImagePlane:
-        """The plane of a referenced image; Skip when absent or unusable."""
-        key = (sop_uid, frame)
-        if key not in self._planes:
-            image = self.images.get(sop_uid)
-            if image is None:
-                raise Skip(f"references image {sop_uid}, which is not among the inputs (export the images too)")
-            try:
-                self._planes[key] = plane_of(image.path, image.header, frame)
-            except InputError as exc:
-                raise Skip(f"its image cannot be used: {exc}") from None
-        return self._planes[key]
-
-    def multi_frame(self, sop_uid: str) -> bool:
-        """Whether an indexed image has several frames (a single-frame image's only frame is the image)."""
-        return int(self.images[sop_uid].header.get("NumberOfFrames", 1) or 1) > 1
-
-    def first_plane(self, series_uid: str) -> ImagePlane | None:
-        """The plane of any image of a series (for its orientation), None if none is usable."""
-        for uid in self.series_images.get(series_uid, []):
-            try:
-                return self.plane(uid, 1 if self.multi_frame(uid) else None)
-            except Skip:
-                continue
-        return None
+# reading: files
 
 
 def _collect_files(sources: Sequence[str | Path]) -> list[Path]:
@@ -212,11 +135,11 @@ def _is_image(ds: Any) -> bool:
     )
 
 
-def _scan_files(files: list[Path], problems: list[str]) -> tuple[_Index, list[tuple[Path, Any]]]:
+def _scan_files(files: list[Path], problems: list[str]) -> tuple[ImageIndex, list[tuple[Path, Any]]]:
     """Index the images; return the presentation states and SRs in file order."""
     from pydicom.errors import InvalidDicomError
 
-    index, objects = _Index(), []
+    index, objects = ImageIndex(), []
     for path in files:
         try:
             ds = read_dicom(path, stop_before_pixels=True)
@@ -239,59 +162,20 @@ def _scan_files(files: list[Path], problems: list[str]) -> tuple[_Index, list[tu
 # reading: presentation states (GSPS)
 
 
-def _frames(ref: Any) -> list[int] | None:
-    """ReferencedFrameNumber values (1-based), None when absent."""
-    from pydicom.multival import MultiValue
-
-    value = ref.get("ReferencedFrameNumber")
-    if value is None or value == "":
-        return None
-    values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
-    return [int(v) for v in values]
-
-
-def _single_image(refs: list[tuple[str, list[int] | None]], where: str) -> tuple[str, int | None]:
-    """The one (SOPInstanceUID, frame) an annotation is drawn on; Skip when it is shown on several."""
-    if not refs:
-        raise Skip(f"{where}: references no image")
-    if len(refs) > 1:
-        raise Skip(f"{where}: drawn on {len(refs)} images, so its slice is unknown")
-    uid, frames = refs[0]
-    if frames is not None and len(frames) > 1:
-        raise Skip(f"{where}: drawn on {len(frames)} frames, so its slice is unknown")
-    return uid, (frames[0] if frames else None)
-
-
-def _image_refs(sequence: Any) -> list[tuple[str, list[int] | None]]:
-    return [(str(r.get("ReferencedSOPInstanceUID", "")), _frames(r)) for r in sequence or []]
-
-
 def _pixel_units(item: Any, keyword: str, where: str) -> None:
     units = str(item.get(keyword, "") or "").upper()
     if units != "PIXEL":
         raise Skip(f"{where}: {units or 'no'} annotation units (only PIXEL units are read)")
 
 
-def _floats(values: Any, dims: int, where: str) -> np.ndarray:
-    """A flat list of numbers as points of shape (N, dims); Skip when malformed."""
-    try:
-        out = np.array([float(v) for v in values or []], dtype=float)
-        out = out.reshape(-1, dims)
-    except (TypeError, ValueError):
-        raise Skip(f"{where}: malformed coordinates") from None
-    if not np.all(np.isfinite(out)):
-        raise Skip(f"{where}: coordinates are not finite")
-    return out
-
-
 def _text_position(text: Any, where: str) -> tuple[np.ndarray, bool]:
     """Anchor point, else bounding-box centre, in pixel coordinates (2,); and whether it is the box's."""
     if text.get("AnchorPoint") is not None:
         _pixel_units(text, "AnchorPointAnnotationUnits", where)
-        return _floats(text.AnchorPoint, 2, where)[0], False
+        return floats(text.AnchorPoint, 2, where)[0], False
     if text.get("BoundingBoxTopLeftHandCorner") is not None and text.get("BoundingBoxBottomRightHandCorner") is not None:
         _pixel_units(text, "BoundingBoxAnnotationUnits", where)
-        corners = _floats([*text.BoundingBoxTopLeftHandCorner, *text.BoundingBoxBottomRightHandCorner], 2, where)
+        corners = floats([*text.BoundingBoxTopLeftHandCorner, *text.BoundingBoxBottomRightHandCorner], 2, where)
         return corners.mean(axis=0), True
     raise Skip(f"{where}: text without anchor point or bounding box")
 
@@ -308,7 +192,7 @@ def _screen_fixed(item: Any) -> bool:
 def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int | None], Marks]:
     """Texts and graphics of a presentation state, per referenced image."""
     applies_to = [ref for series in ds.get("ReferencedSeriesSequence", []) or []
-                  for ref in _image_refs(series.get("ReferencedImageSequence"))]
+                  for ref in image_refs(series.get("ReferencedImageSequence"))]
     marks: dict[tuple[str, int | None], Marks] = {}
     ours = _is_ours(ds)
     if not ds.get("GraphicAnnotationSequence"):
@@ -323,9 +207,9 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
                                     "of the image (skipped)")
             continue
         # without its own ReferencedImageSequence an annotation applies to every image of the state
-        refs = _image_refs(item.ReferencedImageSequence) if "ReferencedImageSequence" in item else applies_to
+        refs = image_refs(item.ReferencedImageSequence) if "ReferencedImageSequence" in item else applies_to
         try:
-            key = _single_image(refs, where)
+            key = single_image(refs, where)
         except Skip as exc:
             problems.append(f"{exc} (skipped)")
             continue
@@ -345,7 +229,7 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
             gwhere = f"{where}, graphic #{g} ({gtype})"
             try:
                 _pixel_units(graphic, "GraphicAnnotationUnits", gwhere)
-                points = _floats(graphic.get("GraphicData"), 2, gwhere)
+                points = floats(graphic.get("GraphicData"), 2, gwhere)
             except Skip as exc:
                 problems.append(f"{exc} (skipped)")
                 continue
@@ -353,7 +237,7 @@ def _gsps_marks(path: Path, ds: Any, problems: list[str]) -> dict[tuple[str, int
     return marks
 
 
-def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[str]) -> list[_Found]:
+def _read_presentation_state(path: Path, ds: Any, index: ImageIndex, problems: list[str]) -> list[Found]:
     """Named points of a GSPS (see the module docstring)."""
     found = []
     referenced = {str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", None) or []}
@@ -371,15 +255,15 @@ def _read_presentation_state(path: Path, ds: Any, index: _Index, problems: list[
             continue
         for label, col_row in pair_marks(marks, plane.spacing, problems):
             try:
-                _check_on_image(col_row, plane)
+                check_on_image(col_row, plane)
             except Skip as exc:
                 problems.append(f"{path}: {label} on image {uid}: {exc} (skipped)")
                 continue
-            found.append(_Found(series, label, plane.to_lps(col_row)[0], path))
+            found.append(Found(series, label, plane.to_lps(col_row)[0], path))
     return found
 
 
-def _one_key_per_image(marks: dict[tuple[str, int | None], Marks], index: _Index) -> dict[tuple[str, int | None], Marks]:
+def _one_key_per_image(marks: dict[tuple[str, int | None], Marks], index: ImageIndex) -> dict[tuple[str, int | None], Marks]:
     """``marks`` with frame 1 of a single-frame image taken as the image itself: a viewer may reference the text
     without a frame number and its mark as frame 1, and the two must be paired."""
     out: dict[tuple[str, int | None], Marks] = {}
@@ -392,207 +276,6 @@ def _one_key_per_image(marks: dict[tuple[str, int | None], Marks], index: _Index
     return out
 
 
-def _check_on_image(col_row: np.ndarray, plane: ImagePlane) -> None:
-    """Skip for a pixel point (column, row) off its image: beyond [0, Columns] x [0, Rows] (DICOM pixel
-    coordinates run from the top left corner of the first pixel to the bottom right of the last)."""
-    point = np.asarray(col_row, float).reshape(2)
-    if np.any(point < 0.0) or np.any(point > np.asarray(plane.size, float)):
-        raise Skip(f"the point ({point[0]:.1f}, {point[1]:.1f}) lies off the {plane.size[0]} x {plane.size[1]} image")
-
-
-# ----------------------------------------------------------------------------
-# reading: structured reports
-
-
-def _concept(item: Any, keyword: str = "ConceptNameCodeSequence") -> tuple[str, str, str] | None:
-    """(scheme, value, meaning) of a code sequence's first item, or None."""
-    seq = item.get(keyword)
-    if not seq:
-        return None
-    code = seq[0]
-    value = code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue") or ""
-    return str(code.get("CodingSchemeDesignator", "") or ""), str(value), str(code.get("CodeMeaning", "") or "")
-
-
-def _value_texts(item: Any, snomed: dict[tuple[str, str], str]) -> list[str]:
-    """Label candidates held by a TEXT or CODE item's value (a SNOMED vertebra code -> its level)."""
-    vtype = str(item.get("ValueType", "") or "")
-    if vtype == "TEXT":
-        return [str(item.get("TextValue", "") or "")]
-    if vtype == "CODE":
-        code = _concept(item, "ConceptCodeSequence")
-        if code is None:
-            return []
-        return [snomed[code[:2]]] if code[:2] in snomed else [code[2]]
-    return []
-
-
-def _children(item: Any) -> list[Any]:
-    return list(item.get("ContentSequence", []) or [])
-
-
-def _is_container(item: Any) -> bool:
-    return "ValueType" not in item or str(item.ValueType) == "CONTAINER"  # the document root has no ValueType
-
-
-def _coordinate_items(root: Any) -> Iterator[tuple[Any, list[Any]]]:
-    """Every SCOORD/SCOORD3D item with its ancestors (root first), depth first."""
-    stack: list[tuple[Any, list[Any]]] = [(root, [])]
-    while stack:
-        item, ancestors = stack.pop()
-        kids = _children(item)
-        for child in reversed(kids):
-            if str(child.get("ValueType", "")) in ("SCOORD", "SCOORD3D"):
-                continue
-            stack.append((child, ancestors + [item]))
-        for child in kids:
-            if str(child.get("ValueType", "")) in ("SCOORD", "SCOORD3D"):
-                yield child, ancestors + [item]
-
-
-def _container_levels(container: Any, snomed: dict[tuple[str, str], str]) -> tuple[set[str], list[str]]:
-    """Levels named by a container's label items: strong ones (tracking id, finding site, short label) first.
-
-    Returns the set of levels and the label texts that name no vertebra.
-    """
-    strong: set[Any] = set()
-    weak: set[Any] = set()
-    bad: list[Any] = []
-    for child in _children(container):
-        concept = _concept(child)
-        key = concept[:2] if concept else None
-        is_strong = key == _TRACKING_ID or key in _FINDING_SITE or key == _SHORT_LABEL
-        for text in _value_texts(child, snomed):
-            try:
-                (strong if is_strong else weak).add(level_of_text(text))
-            except Skip as exc:
-                if is_strong:
-                    bad.append(str(exc))
-    return (strong or weak), bad
-
-
-def _sr_label(coord: Any, ancestors: list[Any], snomed: dict[tuple[str, str], str]) -> str:
-    """The level naming a coordinate item (see the module docstring); Skip otherwise."""
-    own = _concept(coord)
-    if own and (level := try_level(own[2])):
-        return level
-    bad: list[str] = []
-    for item in reversed(ancestors):
-        if not _is_container(item):
-            for text in _value_texts(item, snomed):
-                try:
-                    return level_of_text(text)
-                except Skip as exc:
-                    bad.append(str(exc))
-            continue
-        levels, bad_here = _container_levels(item, snomed)
-        if len(levels) == 1:
-            return next(iter(levels))
-        if len(levels) > 1:
-            raise Skip(f"several vertebra names next to it ({', '.join(sorted(levels, key=anatomy.ordinal))})")
-        name = _concept(item)
-        if name and (level := try_level(name[2])):
-            return level
-        bad.extend(bad_here)
-        break
-    raise Skip(bad[0] if bad else "no vertebra name next to it")
-
-
-def _image_reference(coord: Any) -> tuple[str, int | None]:
-    """The (SOPInstanceUID, frame) a SCOORD is SELECTED FROM; Skip when missing."""
-    for child in _children(coord):
-        if str(child.get("ValueType", "")) == "IMAGE" and child.get("ReferencedSOPSequence"):
-            ref = child.ReferencedSOPSequence[0]
-            return _single_image([(str(ref.get("ReferencedSOPInstanceUID", "")), _frames(ref))], "SCOORD")
-    raise Skip("SCOORD without a referenced image")
-
-
-def _graphic_points(coord: Any, dims: int) -> np.ndarray:
-    return _floats(coord.get("GraphicData"), dims, str(coord.get("ValueType", "")))
-
-
-def _evidence_series(ds: Any) -> set[str]:
-    """SeriesInstanceUIDs listed in the SR's evidence sequences."""
-    out = set()
-    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
-        for study in ds.get(keyword, []) or []:
-            for series in study.get("ReferencedSeriesSequence", []) or []:
-                out.add(str(series.get("SeriesInstanceUID", "")))
-    return out
-
-
-def _series_for_frame_of_reference(for_uid: str, ds: Any, index: _Index) -> str:
-    """The one sagittal series in ``for_uid`` (preferring those the SR lists as evidence)."""
-    candidates = []
-    for series in index.series_images:
-        plane = index.first_plane(series)
-        if _frame_of_reference(series, index) == for_uid and plane is not None and plane.is_sagittal:
-            candidates.append(series)
-    evidence = _evidence_series(ds)
-    preferred = [s for s in candidates if s in evidence] or candidates
-    if len(preferred) == 1:
-        return preferred[0]
-    if not preferred:
-        raise Skip(f"no sagittal series of frame of reference {for_uid} among the inputs")
-    raise Skip(f"{len(preferred)} sagittal series share frame of reference {for_uid}; cannot tell which one is labelled")
-
-
-def _read_sr(path: Path, ds: Any, index: _Index, problems: list[str]) -> list[_Found]:
-    """Named points of a structured report (see the module docstring)."""
-    coords = list(_coordinate_items(ds))
-    if not coords:
-        problems.append(f"{path}: SR without spatial coordinates (SCOORD/SCOORD3D): nothing to import")
-        return []
-    snomed = snomed_levels()
-    by_container: dict[int, list[tuple[int, Any, list[Any]]]] = {}
-    for n, (coord, ancestors) in enumerate(coords, start=1):
-        by_container.setdefault(id(ancestors[-1]), []).append((n, coord, ancestors))
-    found = []
-    for members in by_container.values():
-        kinds = sorted(str(coord.ValueType) for _, coord, _ in members)
-        # a SCOORD with a SCOORD3D in one container is one point (what write_sr writes)
-        groups = [members] if kinds == ["SCOORD", "SCOORD3D"] else [[m] for m in members]
-        for group in groups:
-            where = f"{path}: {'+'.join(str(c.ValueType) for _, c, _ in group)} #{group[0][0]}"
-            try:
-                found.append(_sr_point(path, ds, [(c, a) for _, c, a in group], index, snomed))
-            except Skip as exc:
-                problems.append(f"{where}: {exc} (skipped)")
-    return found
-
-
-def _sr_point(path: Path, ds: Any, group: list[tuple[Any, list[Any]]], index: _Index,
-              snomed: dict[tuple[str, str], str]) -> _Found:
-    """One named point from a SCOORD, a SCOORD3D, or a SCOORD + SCOORD3D pair."""
-    coord, ancestors = group[-1]
-    label = _sr_label(coord, ancestors, snomed)
-    flat = {str(c.ValueType): c for c, _ in group}
-    series, lps = None, None
-    if "SCOORD" in flat:
-        uid, frame = _image_reference(flat["SCOORD"])
-        plane = index.plane(uid, frame)
-        series = index.images[uid].series_uid
-        points = _graphic_points(flat["SCOORD"], 2)
-        centre = shape_centre(str(flat["SCOORD"].get("GraphicType", "")), points, plane.spacing, "SCOORD")
-        _check_on_image(centre, plane)
-        lps = plane.to_lps(centre)[0]
-    if "SCOORD3D" in flat:
-        item = flat["SCOORD3D"]
-        for_uid = str(item.get("ReferencedFrameOfReferenceUID", "") or "")
-        if series is None:
-            series = _series_for_frame_of_reference(for_uid, ds, index)
-        elif for_uid != _frame_of_reference(series, index):
-            raise Skip(f"its SCOORD3D is in frame of reference {for_uid}, not that of its image")
-        lps = shape_centre(str(item.get("GraphicType", "")), _graphic_points(item, 3), None, "SCOORD3D")
-    if series is None or lps is None:
-        raise Skip("no usable coordinates")
-    return _Found(series, label, np.asarray(lps, float), path)
-
-
-def _frame_of_reference(series_uid: str, index: _Index) -> str:
-    return str(index.series_header(series_uid).get("FrameOfReferenceUID", "") or "")
-
-
 # ----------------------------------------------------------------------------
 # reading: public entry point
 
@@ -601,7 +284,7 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def _scan_ids(series_uids: list[str], index: _Index) -> dict[str, str]:
+def _scan_ids(series_uids: list[str], index: ImageIndex) -> dict[str, str]:
     """``<PatientID>_<SeriesNumber>`` per series, made unique with a hash of the UID where needed."""
     base = {}
     for uid in series_uids:
@@ -625,7 +308,7 @@ def _series_folder(files: list[Path]) -> Path:
     return Path(os.path.commonpath([str(f.parent.resolve()) for f in files]))
 
 
-def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[ScanAnnotation]:
+def _group(found: list[Found], index: ImageIndex, problems: list[str]) -> list[ScanAnnotation]:
     """One ScanAnnotation per sagittal series, in order of first label."""
     order: list[str] = []
     for f in found:
@@ -652,7 +335,7 @@ def _group(found: list[_Found], index: _Index, problems: list[str]) -> list[Scan
     return out
 
 
-def _not_a_scan(series_uid: str, index: _Index) -> str | None:
+def _not_a_scan(series_uid: str, index: ImageIndex) -> str | None:
     """Why a series cannot be a training scan (not sagittal, a localizer), or None.
 
     A localizer (scout) is typed ``LOCALIZER`` in ImageType, or mixes planes
@@ -672,11 +355,11 @@ def _not_a_scan(series_uid: str, index: _Index) -> str | None:
     return None
 
 
-def _agreeing(found: list[_Found], problems: list[str]) -> list[_Found]:
+def _agreeing(found: list[Found], problems: list[str]) -> list[Found]:
     """The labels of one series without the levels given twice at places more than
     :data:`DUPLICATE_AGREEMENT_MM` apart (each such level said); a level given twice at one place stays (the
     first point is used, the repeat listed as a duplicate)."""
-    by_level: dict[str, list[_Found]] = {}
+    by_level: dict[str, list[Found]] = {}
     for f in found:
         by_level.setdefault(f.label, []).append(f)
     disputed = set()
@@ -689,10 +372,6 @@ def _agreeing(found: list[_Found], problems: list[str]) -> list[_Found]:
             problems.append(f"series {same[0].series_uid}: {level} is given {len(same)} times {where}, up to "
                             f"{apart:.0f} mm apart: the labels disagree on which vertebra it is, so it was skipped")
     return [f for f in found if f.label not in disputed]
-
-
-#: SR observer type (TID 1002): concept name, and the codes of a person and a device observer.
-_OBSERVER_TYPE, _PERSON, _DEVICE = ("DCM", "121005"), ("DCM", "121006"), ("DCM", "121007")
 
 
 def _is_ours(ds: Any) -> bool:
@@ -713,12 +392,7 @@ def _machine_made(ds: Any) -> str | None:
         if ds.get("VerificationFlag") == "VERIFIED" or str(ds.get("ContentCreatorName", "") or ""):
             return None  # confirmed in `spinelabel review`: a person's labels (SR verified by, GSPS created by them)
         return f"written by {SOFTWARE_NAME} itself (the model's labels, not a person's; train on reviewed results)"
-    observers = set()
-    for item in ds.get("ContentSequence", []) or []:
-        if (name := _concept(item)) is not None and name[:2] == _OBSERVER_TYPE:
-            value = _concept(item, "ConceptCodeSequence")
-            observers.add(value[:2] if value else None)
-    if _DEVICE in observers and _PERSON not in observers:
+    if device_observed(ds):
         return "its only observer is a device (an algorithm's labels, not a person's)"
     return None
 
@@ -752,7 +426,7 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path, own_out
         sources = [sources]
     problems: list[str] = []
     index, objects = _scan_files(_collect_files(list(sources)), problems)
-    found: list[_Found] = []
+    found: list[Found] = []
     for path, ds in objects:
         kind = PRESENTATION_STATE_CLASSES.get(_sop_class(ds)) or SR_SOP_CLASSES[_sop_class(ds)]
         try:
@@ -763,7 +437,7 @@ def import_dicom_annotations(sources: Sequence[str | Path] | str | Path, own_out
             if _sop_class(ds) in PRESENTATION_STATE_CLASSES:
                 found.extend(_read_presentation_state(path, ds, index, problems))
             else:
-                found.extend(_read_sr(path, ds, index, problems))
+                found.extend(read_sr(path, ds, index, problems))
         except (ValueError, TypeError, AttributeError, KeyError, IndexError, OSError, EOFError) as exc:
             problems.append(f"{path}: malformed {kind}, skipped ({one_line(exc)})")
     if not objects:
