@@ -152,7 +152,18 @@ def confidence_records(report, confidences: dict[str, dict[str, float]],
 
 def reliability_rows(records: list[tuple[float, bool, bool]], edges: tuple[float, ...] = CONFIDENCE_EDGES) -> list[str]:
     """Table rows: per confidence band, how many names, how many of them right, and the wrong ones in scans
-    without a warning (what a reader would take as it stands). Bands are [lo, hi), the last one [lo, hi]."""
+    without a warning. In the bands at and above the flag threshold those are the names a reader would take as
+    they stand; below it they carry "?". Bands are [lo, hi), the last one [lo, hi].
+
+    Raises
+    ------
+    ValueError
+        For a confidence outside [edges[0], edges[-1]] (or NaN): it would fall in no band, and the table would
+        no longer add up to the names that :func:`flag_counts` counts.
+    """
+    outside = [c for c, _, _ in records if not edges[0] <= c <= edges[-1]]
+    if outside:
+        raise ValueError(f"confidences outside [{edges[0]}, {edges[-1]}]: {outside[:5]}")
     rows = []
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         last = i == len(edges) - 2

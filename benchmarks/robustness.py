@@ -596,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     from spinelabel.evaluation import evaluate
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
+    from spinelabel.results import LOW_CONFIDENCE
 
     cases = json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"]
     sources = load_annotations([SHARED / c / "centroids.json" for c in cases])
@@ -651,8 +652,8 @@ scan is wrong when it is not entirely right (a name wrong, a vertebra missed or 
 {WARNING_CODE_HEAD}
 {chr(10).join(warning_code_rows(coded))}
 
-How often a name is right at each confidence, over every condition above (matched names; a name below 0.5 carries
-"?" in every output):
+How often a name is right at each confidence, over every condition above (matched names; a name below
+{LOW_CONFIDENCE} carries "?" in every output):
 
 {RELIABILITY_HEAD}
 {chr(10).join(reliability_rows(records))}

@@ -5,6 +5,7 @@ import numpy as np
 from benchmarks.lumbar import flag_counts, flag_stats, warning_code_rows
 from spinelabel.annotations import ScanAnnotation
 from spinelabel.evaluation import evaluate
+from spinelabel.results import LOW_CONFIDENCE
 
 
 def _points(levels: list[str], start: float = 0.0) -> dict[str, np.ndarray]:
@@ -62,6 +63,23 @@ def test_reliability_rows_band_names_by_confidence_and_count_the_unwarned_wrong_
     assert rows[3] == "| 0.6-0.7 | 0 | 0 | — | 0 | 0 |"
     assert rows[5] == "| 0.8-0.9 | 1 | 0 | 0.0 % | 1 | 0 |"
     assert rows[6] == "| 0.9-1.0 | 2 | 1 | 50.0 % | 1 | 0 |"
+    assert rows[4] == "| 0.7-0.8 | 0 | 0 | — | 0 | 0 |" and len(rows) == 7
     # the same wrong names in a scan without a warning are the ones a reader would take as they stand
-    rows = reliability_rows(confidence_records(evaluate(preds, truth), conf, warned=set()))
+    records = confidence_records(evaluate(preds, truth), conf, warned=set())
+    rows = reliability_rows(records)
     assert rows[5].endswith("| 1 | 1 |") and rows[6].endswith("| 1 | 1 |")
+    # ... as many as flag_counts finds neither below the flag threshold nor warned
+    counts = flag_counts(evaluate(preds, truth), conf, warned=set())
+    sure = [r for r in rows if float(r.split("|")[1].split("-")[0]) >= LOW_CONFIDENCE]
+    assert sum(int(r.split("|")[6]) for r in sure) == counts["wrong"] - counts["wrong_warned"] == 2
+
+
+def test_reliability_bands_start_at_the_flag_threshold_and_refuse_a_confidence_in_no_band():
+    import pytest
+
+    from benchmarks.lumbar import CONFIDENCE_EDGES, reliability_rows
+
+    assert LOW_CONFIDENCE in CONFIDENCE_EDGES
+    for bad in (1.2, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="outside"):
+            reliability_rows([(0.7, True, False), (bad, False, False)])

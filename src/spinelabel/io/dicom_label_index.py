@@ -4,7 +4,7 @@
 image header of its inputs by SOPInstanceUID (:class:`ImageIndex`); the
 presentation-state reader (there) and the structured-report reader
 (:mod:`spinelabel.io.dicom_label_sr`) map each label to a :class:`Found`
-point in patient LPS mm through its image's plane.
+point in patient LPS mm (a pixel point through its image's plane).
 """
 
 from __future__ import annotations

@@ -36,7 +36,13 @@ Scans
 -----
 ``scan_id`` is ``<PatientID>_<SeriesNumber>`` (characters other than
 letters, digits, ``.``, ``_`` and ``-`` replaced by ``-``; ``anon`` without a
-PatientID). When two labelled series would get the same id (e.g. two studies"""
+PatientID). When two labelled series would get the same id (e.g. two studies
+of one patient), each gets ``_<8 hex digits of a hash of its
+SeriesInstanceUID>`` appended; the SeriesInstanceUID itself is kept in
+``ScanAnnotation.series_uid``. ``image`` is the folder holding the series'
+files (their common folder), which :func:`spinelabel.io.load_image` reads
+with ``series_uid`` when the folder holds other series too.
+"""
 
 from __future__ import annotations
 

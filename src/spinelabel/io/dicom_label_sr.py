@@ -29,6 +29,8 @@ __all__ = ["device_observed", "read_sr"]
 _TRACKING_ID = ("DCM", "112039")
 _FINDING_SITE = {("SCT", "363698007"), ("SRT", "G-C0E3")}
 _SHORT_LABEL = ("DCM", "125309")
+#: SR observer type (TID 1002): concept name, and the codes of a person and a device observer.
+_OBSERVER_TYPE, _PERSON, _DEVICE = ("DCM", "121005"), ("DCM", "121006"), ("DCM", "121007")
 
 
 def _concept(item: Any, keyword: str = "ConceptNameCodeSequence") -> tuple[str, str, str] | None:
@@ -214,9 +216,6 @@ def _sr_point(path: Path, ds: Any, group: list[tuple[Any, list[Any]]], index: Im
     if series is None or lps is None:
         raise Skip("no usable coordinates")
     return Found(series, label, np.asarray(lps, float), path)
-
-#: SR observer type (TID 1002): concept name, and the codes of a person and a device observer.
-_OBSERVER_TYPE, _PERSON, _DEVICE = ("DCM", "121005"), ("DCM", "121006"), ("DCM", "121007")
 
 
 def device_observed(ds: Any) -> bool:
