@@ -357,3 +357,44 @@ def test_oblique_slab_follows_the_tilted_surface_and_scales_targets():
     assert img[inside].min() > 0.5 and img[np.abs(lateral(y) - 11.5) > 3.0].max() < 0.01
     amp = S.lateral_profile(scan, S.SamplerSpec(), lateral(scan.points_mm[:, 1:]))
     assert amp[0] == 1.0 and amp[1] < amp[0]
+
+
+def _s1_scan() -> S.TrainingScan:
+    """L2-S1 spaced 35 mm along -z, S1 the anchor."""
+    data = np.random.default_rng(0).uniform(0, 100, (60, 240, 120)).astype(np.float32)
+    vol = Volume(data, np.eye(4))
+    centre = vol.voxel_to_world([30, 120, 60])
+    names = ["L2", "L3", "L4", "L5", "S1"]
+    return S.make_training_scan("t", vol, {lv: centre + np.array([0.0, 0.0, 70.0 - 35.0 * i]) for i, lv in enumerate(names)})
+
+
+def test_upside_down_crops_are_the_same_draw_mirrored_head_foot_with_no_anchor_and_no_level():
+    scan = _s1_scan()
+    # crops centred near S1 in the midline, never cut, so the anchor is in view
+    base = dict(p_negative=0.0, centre_weights=(("S1", 50.0),), p_caudal_cut=0.0, p_gap_cut=0.0, p_random_slice=0.0,
+                lateral_jitter_mm=0.0)
+    off, on = S.SamplerSpec(**base), S.SamplerSpec(p_upside_down=1.0, **base)
+    assert S.SamplerSpec().p_upside_down == 0.0
+    for seed in range(4):
+        upright = S.sample(np.random.default_rng(seed), scan, off)
+        turned = S.sample(np.random.default_rng(seed), scan, on)  # its one extra draw comes after all the others
+        img, heat, level, level_w, valid, anchor = upright
+        assert anchor.max() > 0.5 and level_w.max() > 0  # the upright crop teaches S1 and levels
+        np.testing.assert_array_equal(turned[0], img[::-1])
+        np.testing.assert_array_equal(turned[1], heat[::-1])
+        np.testing.assert_array_equal(turned[4], valid[::-1])
+        for target in (turned[2], turned[3], turned[5]):  # level, its weight, anchor
+            assert not target.any()
+    # axis 0 of a crop runs caudal: the heat of the upright crop's S1 lies below (higher row than) its L5
+    img, heat, level, level_w, valid, anchor = S.sample(np.random.default_rng(0), scan,
+                                                        S.SamplerSpec(**(base | dict(rotation_deg=0.0))))
+    s1_row = np.unravel_index(np.argmax(anchor), anchor.shape)[0]
+    assert np.average(np.arange(heat.shape[0]), weights=heat.sum(axis=1)) < s1_row
+
+
+def test_upside_down_off_draws_no_random_number():
+    scan = _s1_scan()
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    S.sample(rng_a, scan, S.SamplerSpec(p_negative=0.0))
+    S.sample(rng_b, scan, S.SamplerSpec(p_negative=0.0, p_upside_down=0.0))
+    assert rng_a.random() == rng_b.random()

@@ -394,7 +394,24 @@ def sample(rng: np.random.Generator, scan: TrainingScan, spec: SamplerSpec) -> t
             x_at_points = np.broadcast_to(x_at_points, len(scan.points_mm))[kept]
             scan = _some_points(scan, kept)
     heat, level, level_w, valid, anchor = _targets(scan, spec, matrix, offset, x_at_points)
-    return _augment_intensity(rng, img, spec), heat, level, level_w, valid, anchor
+    out = _augment_intensity(rng, img, spec), heat, level, level_w, valid, anchor
+    if spec.p_upside_down and rng.random() < spec.p_upside_down:
+        return turned_upside_down(*out)
+    return out
+
+
+def turned_upside_down(img: np.ndarray, heat: np.ndarray, level: np.ndarray, level_w: np.ndarray,
+                       valid: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A sample turned head-foot (axis 0 of a crop runs caudal) as an anchor negative.
+
+    The image, heatmap and validity are mirrored with it (a body is a body either way up); the anchor target is 0
+    (no S1 stands upright in it) and the level regression is masked (weight 0), so the network learns that the
+    anchor needs the spine the right way up and nothing about levels from a picture it never sees in a sound scan.
+    Each array has shape (crop, crop).
+    """
+    zeros = np.zeros_like(level)
+    return (np.ascontiguousarray(img[::-1]), np.ascontiguousarray(heat[::-1]), zeros, zeros.copy(),
+            np.ascontiguousarray(valid[::-1]), zeros.copy())
 
 
 def _some_points(scan: TrainingScan, kept: slice) -> TrainingScan:

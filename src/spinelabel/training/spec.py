@@ -71,6 +71,18 @@ class SamplerSpec:
     #: Half-range of that total angle (deg): the L1-L5 angle of adults spans
     #: roughly 20-60 deg, so +-15 deg about a scan's own moves it across most of it.
     bend_deg: float = 15.0
+    #: Probability that a crop is turned upside down (head-foot) after it is
+    #: drawn, as an anchor negative (``sampling.turned_upside_down``): the
+    #: bodies stay bodies, but no S1 is upright in it and its level is masked.
+    #: An image stored upside down under an upright header (a feet-first
+    #: patient registered head-first) is otherwise named in reverse, sure and
+    #: unwarned in 5 of 28 held-out scans (``benchmarks.upside_down``): the
+    #: network does not know up from down. Off by default, and then no random
+    #: number is drawn. One CPU seed each (docs/NOTES.md, forty-first session):
+    #: 0.1 in the fine-tune kept 23 of the 28 sure names, 0.3 kept 6, with the
+    #: upright benchmarks at parity; not shipped before six seeds and leave one
+    #: source out.
+    p_upside_down: float = 0.0
     #: Probability that a crop shows posterior fusion hardware: pedicle screws
     #: in a run of annotated levels and a rod joining them, as signal voids
     #: with a bright pile-up rim (``hardware``; post-operative lumbar spines
