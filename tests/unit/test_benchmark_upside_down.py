@@ -5,7 +5,7 @@ import pytest
 
 from benchmarks.robustness import Labeled
 from benchmarks.upside_down import sure_unwarned, upside_down
-from spinelabel.geometry import Volume
+from spinelabel.geometry import Rescale, Volume
 
 SPACING = 2.0
 SHAPE = (20, 15, 60)  # LPS order: x to the left, y posterior, z superior
@@ -49,3 +49,15 @@ def test_upside_down_mirrors_the_data_head_foot_keeps_the_geometry_and_moves_the
 def test_sure_unwarned_lists_only_names_at_the_threshold_or_above_in_scans_without_a_warning():
     run = Labeled(conf={"a": {"L4": 0.5, "L5": 0.49}, "b": {"L4": 0.9}, "c": {"L4": 0.2}}, warned={"b"})
     assert sure_unwarned(run) == {"a": ["L4 (0.50)"]}
+
+
+def test_upside_down_keeps_the_stored_values_and_their_rescale():
+    data = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE)
+    vol = Volume(data, _lps_affine(), Rescale(2.0, -5.0))
+    turned, _ = upside_down(vol, {})
+    assert turned.rescale == vol.rescale and turned.data.dtype == np.int16
+    np.testing.assert_array_equal(np.sort(turned.real_data(), axis=None), np.sort(vol.real_data(), axis=None))
+    # the voxel at a world point of the original is the mirrored voxel of the turned image
+    p = vol.voxel_to_world([3, 4, 5])
+    _, moved = upside_down(vol, {"x": p})
+    assert turned.real_data()[tuple(np.round(turned.world_to_voxel(moved["x"])).astype(int))] == vol.real_data()[3, 4, 5]

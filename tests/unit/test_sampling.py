@@ -361,9 +361,9 @@ def test_oblique_slab_follows_the_tilted_surface_and_scales_targets():
 
 def _s1_scan() -> S.TrainingScan:
     """L2-S1 spaced 35 mm along -z, S1 the anchor."""
-    data = np.random.default_rng(0).uniform(0, 100, (60, 240, 120)).astype(np.float32)
+    data = np.random.default_rng(0).uniform(0, 100, (60, 120, 240)).astype(np.float32)  # R, A, S: 240 mm head-foot
     vol = Volume(data, np.eye(4))
-    centre = vol.voxel_to_world([30, 120, 60])
+    centre = vol.voxel_to_world([30, 60, 120])
     names = ["L2", "L3", "L4", "L5", "S1"]
     return S.make_training_scan("t", vol, {lv: centre + np.array([0.0, 0.0, 70.0 - 35.0 * i]) for i, lv in enumerate(names)})
 
@@ -393,8 +393,12 @@ def test_upside_down_crops_are_the_same_draw_mirrored_head_foot_with_no_anchor_a
 
 
 def test_upside_down_off_draws_no_random_number():
+    """Off (0), the sampler draws exactly one number fewer than a share that is on but never turns a crop."""
     scan = _s1_scan()
-    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    S.sample(rng_a, scan, S.SamplerSpec(p_negative=0.0))
-    S.sample(rng_b, scan, S.SamplerSpec(p_negative=0.0, p_upside_down=0.0))
-    assert rng_a.random() == rng_b.random()
+    rng_off, rng_on = np.random.default_rng(3), np.random.default_rng(3)
+    off = S.sample(rng_off, scan, S.SamplerSpec(p_negative=0.0))
+    on = S.sample(rng_on, scan, S.SamplerSpec(p_negative=0.0, p_upside_down=1e-300))
+    for a, b in zip(off, on):
+        np.testing.assert_array_equal(a, b)
+    first, second = rng_off.random(), rng_off.random()
+    assert rng_on.random() == second != first
