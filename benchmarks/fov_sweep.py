@@ -29,7 +29,6 @@ Nothing here is tuned: it measures. Writes a section of docs/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +42,7 @@ from benchmarks.lumbar import (
     confidence_records,
     flag_counts,
     git_commit,
+    held_out_truth,
     reliability_rows,
     write_section,
 )
@@ -109,15 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
-    from spinelabel.annotations import ScanAnnotation, add_labels, load_annotations
+    from spinelabel.annotations import ScanAnnotation
     from spinelabel.evaluation import evaluate
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
 
-    cases = json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"]
-    sources = load_annotations([SHARED / c / "centroids.json" for c in cases])
-    sources, n_s1 = add_labels(sources, load_annotations([REPO / "annotations" / "lumbar-s1.csv"]))
-    gt = {a.scan_id: a for a in sources}
+    cases, gt, n_s1 = held_out_truth()
     images = {c: load_image([SHARED / c / "image.nii.gz"]).volume for c in cases}
     labeler = Labeler.load(args.model)
     rows, records, total = [], [], {"scans": 0, "right": 0, "wrong": 0, "wrong_warned": 0, "unmarked": 0}

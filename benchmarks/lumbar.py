@@ -52,6 +52,17 @@ def write_section(results: Path, key: str, body: str) -> None:
     results.write_text(text)
 
 
+def held_out_truth() -> tuple[list[str], dict, int]:
+    """The held-out cases of benchmarks/lumbar_split.json, each one's ground truth (the source's points plus our S1
+    point, ``annotations/lumbar-s1.csv``) by scan id, and how many scans got an S1 point."""
+    from spinelabel.annotations import add_labels, load_annotations
+
+    cases = json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"]
+    sources = load_annotations([SHARED / c / "centroids.json" for c in cases])
+    sources, n_s1 = add_labels(sources, load_annotations([REPO / "annotations" / "lumbar-s1.csv"]))
+    return cases, {a.scan_id: a for a in sources}, n_s1
+
+
 def process_times(images: list[Path], model: str, n: int) -> list[float]:
     """Wall time of the whole `spinelabel label` process (start-up, model load, I/O)."""
     exe = Path(sys.executable).with_name("spinelabel")

@@ -61,7 +61,6 @@ it measures. Writes a section of docs/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -80,6 +79,7 @@ from benchmarks.lumbar import (
     flag_counts,
     flag_stats,
     git_commit,
+    held_out_truth,
     reliability_rows,
     warning_code_rows,
     write_section,
@@ -592,16 +592,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="run only these conditions (development; the RESULTS section lists them)")
     args = ap.parse_args(argv)
 
-    from spinelabel.annotations import ScanAnnotation, add_labels, load_annotations
+    from spinelabel.annotations import ScanAnnotation
     from spinelabel.evaluation import evaluate
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
     from spinelabel.results import LOW_CONFIDENCE
 
-    cases = json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"]
-    sources = load_annotations([SHARED / c / "centroids.json" for c in cases])
-    sources, n_s1 = add_labels(sources, load_annotations([REPO / "annotations" / "lumbar-s1.csv"]))
-    gt = {a.scan_id: a for a in sources}
+    cases, gt, n_s1 = held_out_truth()
     labeler = Labeler.load(args.model)
     rows, coded, records = [], [], []
     total = {"scans": 0, "scans_right": 0, "wrong": 0, "wrong_warned": 0, "right": 0, "right_warned": 0}

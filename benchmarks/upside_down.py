@@ -21,7 +21,6 @@ docs/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.fov_sweep import unmarked_wrong
-from benchmarks.lumbar import REPO, SHARED, flag_counts, git_commit, write_section
+from benchmarks.lumbar import REPO, SHARED, flag_counts, git_commit, held_out_truth, write_section
 from benchmarks.robustness import Labeled
 
 
@@ -81,15 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
-    from spinelabel.annotations import ScanAnnotation, add_labels, load_annotations
+    from spinelabel.annotations import ScanAnnotation
     from spinelabel.evaluation import evaluate
     from spinelabel.io import load_image
     from spinelabel.pipeline import Labeler
 
-    cases = json.loads((REPO / "benchmarks" / "lumbar_split.json").read_text())["validation"]
-    sources = load_annotations([SHARED / c / "centroids.json" for c in cases])
-    sources, n_s1 = add_labels(sources, load_annotations([REPO / "annotations" / "lumbar-s1.csv"]))
-    gt = {a.scan_id: a for a in sources}
+    cases, gt, n_s1 = held_out_truth()
     labeler = Labeler.load(args.model)
     truth, run = [], Labeled()
     for case in cases:
