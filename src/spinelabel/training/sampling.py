@@ -405,8 +405,9 @@ def turned_upside_down(img: np.ndarray, heat: np.ndarray, level: np.ndarray, lev
     """A sample turned head-foot (axis 0 of a crop runs caudal) as an anchor negative.
 
     The image, heatmap and validity are mirrored with it (a body is a body either way up); the anchor target is 0
-    (no anchor vertebra, S1 or C2, stands upright in it) and the level regression is masked (weight 0), so the network learns that the
-    anchor needs the spine the right way up and nothing about levels from a picture it never sees in a sound scan.
+    (no anchor vertebra, S1 or C2, stands upright in it) and the level regression is masked (weight 0), so the
+    network learns that the anchor needs the spine the right way up and nothing about levels from a picture it
+    never sees in a sound scan.
     Each array has shape (crop, crop).
     """
     zeros = np.zeros_like(level)
