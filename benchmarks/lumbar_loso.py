@@ -39,6 +39,7 @@ from pathlib import Path
 
 from benchmarks.cervical import _mm, _pct
 from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, flag_stats, git_commit, warning_code_rows, write_section
+from spinelabel.training.train import PRECISIONS
 
 SPLIT = REPO / "benchmarks" / "lumbar_split.json"
 S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
@@ -46,7 +47,8 @@ SOURCES = ("zukic", "myoseg")
 
 
 def _train_args(
-    source: str, out: Path, steps: int, threads: int, tmp: Path, seed: int = 0, device: str = "cpu"
+    source: str, out: Path, steps: int, threads: int, tmp: Path, seed: int = 0, device: str = "cpu",
+    precision: str = "fp32",
 ) -> list[str]:
     """``spinelabel train`` arguments for the split's training scans of one source."""
     split = json.loads(SPLIT.read_text())
@@ -57,10 +59,12 @@ def _train_args(
     return ["train", str(SHARED), "--exclude", str(exclude), "--region", "lumbar", "--out", str(out),
             "--steps", str(steps), "--synthetic-fraction", "0.25", "--synthetic-scans", "80",
             "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--threads", str(threads), "--seed", str(seed),
-            "--device", device, "--quiet"]
+            "--device", device, "--precision", precision, "--quiet"]
 
 
-def _train_all(todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Path, device: str = "cpu") -> dict[str, float]:
+def _train_all(
+    todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Path, device: str = "cpu", precision: str = "fp32"
+) -> dict[str, float]:
     """Train one model per (seed, source, model folder), ``jobs`` side by side (one thread each when > 1);
     minutes per model."""
     import subprocess
@@ -73,7 +77,7 @@ def _train_all(todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Pa
         work = tmp / f"seed{seed}"
         work.mkdir(exist_ok=True)
         t0 = time.perf_counter()
-        if subprocess.call([sys.executable, "-m", "spinelabel.cli", *_train_args(source, out, steps, threads, work, seed, device)]):
+        if subprocess.call([sys.executable, "-m", "spinelabel.cli", *_train_args(source, out, steps, threads, work, seed, device, precision)]):
             raise SystemExit(f"training on {source} (seed {seed}) failed")
         return (time.perf_counter() - t0) / 60
 
@@ -172,6 +176,22 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _section(seeds: list[int] | None, seed: int, precision: str) -> tuple[str, str, str]:
+    """Title suffix, RESULTS key and seed text of a run: one section per seed list, single seed and arithmetic.
+
+    A precision other than fp32 is another arm of the recipe: its rows go to a section of their own
+    and never replace the fp32 ones that recipe changes are judged against.
+    """
+    if seeds:
+        title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {','.join(map(str, seeds))}"
+    else:
+        title, key = ("", "lumbar-loso") if not seed else (f", training seed {seed}", f"lumbar-loso-seed{seed}")
+        seed_text = f"seed {seed}"
+    if precision != "fp32":
+        title, key, seed_text = f"{title}, {precision} training", f"{key}-{precision}", f"{seed_text}, {precision}"
+    return title, key, seed_text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2500)
@@ -182,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="comma-separated seeds, models in MODELS/seedN: section lumbar-loso-seeds")
     ap.add_argument("--device", default="cpu", help="torch device of the trainings (cpu, cuda)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="arithmetic of the trainings (spinelabel train --precision); not fp32: sections of their own")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -194,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="spinelabel-loso-") as tmp:
         todo = [(seed, src, folder(seed, src)) for seed in seeds for src in SOURCES
                 if args.retrain or not (folder(seed, src) / "config.json").is_file()]
-        minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device)
+        minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device, args.precision)
     jobs = [(seed, src) for seed in seeds for src in SOURCES]
     scored = _score_all([(folder(seed, src), src) for seed, src in jobs], everything, args.jobs)
     lines, right, coded = [], {}, []
@@ -202,13 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
         coded += scans
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
+    title, key, seed_text = _section(args.seeds, args.seed, args.precision)
     if args.seeds:
-        title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {','.join(map(str, seeds))}"
         head = "| seed | trained on -> tested on | ground truth |"
         extra = f"- scans entirely right (T11/L1-L5) over {len(seeds)} seeds: {_seeds_summary(right)}.\n"
     else:
-        title, key = ("", "lumbar-loso") if not args.seed else (f", training seed {args.seed}", f"lumbar-loso-seed{args.seed}")
-        seed_text, head, extra = f"seed {args.seed}", "| trained on -> tested on | ground truth |", ""
+        head, extra = "| trained on -> tested on | ground truth |", ""
     body = f"""## Lumbar: leave one source out{title}
 
 - command: `python -m benchmarks.lumbar_loso {' '.join(argv if argv is not None else sys.argv[1:])}`

@@ -46,11 +46,12 @@ def train(
     threads: int = typer.Option(2, min=1, max=MAX_REQUESTED_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
     device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
+    precision: str = typer.Option("fp32", help="Arithmetic of the network's passes: fp32, or bf16 (bfloat16 autocast; about twice as fast on CPUs with AMX or AVX-512 BF16 and on GPUs, slower elsewhere). Weights stay float32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
     region = check_region(region, auto=False)  # "auto" chooses a model when labeling; a model has one region
-    _check_train_options(out, init, synthetic_fraction + region_fraction, device)
+    _check_train_options(out, init, synthetic_fraction + region_fraction, device, precision)
     from .training.data import check_region_covered, load_training_scans
     from .training.train import TrainSettings, train_and_save
 
@@ -75,6 +76,7 @@ def train(
     settings = TrainSettings(
         steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
         region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
+        precision=precision,
     )
     path = _train_with_progress(lambda progress: train_and_save(
         scans, points, region, out, settings, progress=progress, data=data), steps, quiet)
@@ -98,11 +100,18 @@ def _train_with_progress(run: Callable[[Callable[[int, float], None]], Path], st
         bar.close()  # its line ends before any error line
 
 
-def _check_train_options(out: Path, init: str | None, crop_shares: float, device: str = "cpu") -> None:
+def _check_train_options(
+    out: Path, init: str | None, crop_shares: float, device: str = "cpu", precision: str = "fp32"
+) -> None:
     """What can be refused in one line before hours of training: shares over 1, a device that is not here, an
-    unwritable --out or one holding other files than a model, an --init model that cannot be loaded."""
+    unknown precision, an unwritable --out or one holding other files than a model, an --init model that cannot be
+    loaded."""
+    from .training.train import PRECISIONS
+
     if crop_shares > 1.0:
         raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
     _check_device(device)
     from .io.outputs import check_writable_folder
     from .models import is_model_dir

@@ -24,12 +24,29 @@ def test_train_args_keep_one_sources_training_scans_and_pass_seed_and_device(tmp
         (shared / case / "centroids.json").write_text("{}")
     monkeypatch.setattr(loso, "SPLIT", tmp_path / "split.json")
     monkeypatch.setattr(loso, "SHARED", shared)
-    args = loso._train_args("zukic", tmp_path / "m", 3000, 1, tmp_path, seed=12, device="cuda")
+    args = loso._train_args("zukic", tmp_path / "m", 3000, 1, tmp_path, seed=12, device="cuda", precision="bf16")
     assert args[args.index("--seed") + 1] == "12"
+    assert args[args.index("--precision") + 1] == "bf16"
     assert args[args.index("--device") + 1] == "cuda"
     assert args[args.index("--steps") + 1] == "3000"
     excluded = json.loads(open(args[args.index("--exclude") + 1]).read())["validation"]
     assert sorted(excluded) == ["myoseg-01", "myoseg-02", "zukic-02"]
+
+
+def test_another_arithmetic_writes_its_own_section_never_the_fp32_one():
+    assert loso._section([10, 11], 0, "fp32") == (", several training seeds", "lumbar-loso-seeds", "seeds 10,11")
+    assert loso._section([10, 11], 0, "bf16") == (
+        ", several training seeds, bf16 training", "lumbar-loso-seeds-bf16", "seeds 10,11, bf16"
+    )
+    assert loso._section(None, 0, "fp32")[1] == "lumbar-loso"
+    assert loso._section(None, 3, "fp32")[1] == "lumbar-loso-seed3"
+    assert loso._section(None, 3, "bf16")[1] == "lumbar-loso-seed3-bf16"
+
+
+def test_an_unknown_precision_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        loso.main(["--precision", "fp16"])
+    assert exc.value.code == 2 and "--precision" in capsys.readouterr().err.splitlines()[-1]
 
 
 @pytest.mark.parametrize("text", ["abc", "10,x", "10,,11", "10,10"])
