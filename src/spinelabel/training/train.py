@@ -59,9 +59,10 @@ class TrainSettings:
 
 
 #: ``TrainSettings.precision`` values. bf16 is for CPUs with bfloat16 matrix
-#: units (AMX, AVX-512 BF16) and GPUs: on this project's CPU (AMX) a step of
-#: the network at one thread took 0.20 s against 0.48 s in fp32
-#: (docs/training.md); elsewhere it is emulated and slower.
+#: units (AMX, AVX-512 BF16) and GPUs: on this project's CPU (AMX) a lumbar
+#: training step, crops included, took 0.31 s against 0.60 s in fp32 at one
+#: thread with a second training beside it (docs/training.md); elsewhere it
+#: is emulated and slower.
 PRECISIONS = ("fp32", "bf16")
 
 
