@@ -3,7 +3,7 @@
 Usage (repository root, ../shared beside it)::
 
     python -m benchmarks.lumbar_loso [--steps 2500] [--models /tmp/spinelabel-lumbar-loso] [--retrain] [--jobs 2] [--seed 0]
-    python -m benchmarks.lumbar_loso --seeds 10,11,12 --models DIR [--device cuda] [--jobs 6]
+    python -m benchmarks.lumbar_loso --seeds 10,11,12 --models DIR [--device cuda] [--jobs 6] [--precision bf16]
 
 The shared lumbar scans come from two sources (Zukić et al.: T2 TSE, 1.5 T
 Siemens; MyoSegmenTUM: 3 T Philips water-fat). A validation split drawn from
@@ -176,6 +176,16 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _check_reused(models: list[Path], precision: str) -> None:
+    """Refuse (one line, exit status 1) to score a reused model trained in another arithmetic than ``precision``:
+    its rows would land in the other arithmetic's section."""
+    for model in models:
+        settings = json.loads((model / "config.json").read_text()).get("training", {}).get("settings", {})
+        trained = settings.get("precision", "fp32")  # models from before the option are fp32
+        if trained != precision:
+            raise SystemExit(f"{model} was trained in {trained}, not {precision}: give --retrain or another --models")
+
+
 def _section(seeds: list[int] | None, seed: int, precision: str) -> tuple[str, str, str]:
     """Title suffix, RESULTS key and seed text of a run: one section per seed list, single seed and arithmetic.
 
@@ -216,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="spinelabel-loso-") as tmp:
         todo = [(seed, src, folder(seed, src)) for seed in seeds for src in SOURCES
                 if args.retrain or not (folder(seed, src) / "config.json").is_file()]
+        _check_reused([folder(seed, src) for seed in seeds for src in SOURCES if (seed, src, folder(seed, src)) not in todo],
+                      args.precision)
         minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device, args.precision)
     jobs = [(seed, src) for seed in seeds for src in SOURCES]
     scored = _score_all([(folder(seed, src), src) for seed, src in jobs], everything, args.jobs)

@@ -46,7 +46,7 @@ def train(
     threads: int = typer.Option(2, min=1, max=MAX_REQUESTED_THREADS, help="Intra-op threads of the optimisation (use 1 per run when several trainings share the cores)."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed of the initial network, the phantoms and the crops: another seed, another run of the same recipe (run-to-run spread)."),
     device: str = typer.Option("cpu", help="Torch device of the optimisation: cpu, or cuda (cuda:N) where PyTorch sees a GPU; crops are drawn on the CPU either way."),
-    precision: str = typer.Option("fp32", help="Arithmetic of the network's passes: fp32, or bf16 (bfloat16 autocast; about twice as fast on CPUs with AMX or AVX-512 BF16 and on GPUs, slower elsewhere). Weights stay float32."),
+    precision: str = typer.Option("fp32", help="Arithmetic of the network's passes: fp32, or bf16 (bfloat16 autocast; about 1.7 times as fast on CPUs with AMX, slower where bfloat16 is emulated; see docs/training.md). Weights stay float32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
@@ -113,6 +113,11 @@ def _check_train_options(
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
     _check_device(device)
+    if precision == "bf16" and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise InputError(f"--precision bf16: the GPU of --device {device} has no bfloat16 (use --precision fp32)")
     from .io.outputs import check_writable_folder
     from .models import is_model_dir
 

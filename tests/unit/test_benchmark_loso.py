@@ -43,6 +43,18 @@ def test_another_arithmetic_writes_its_own_section_never_the_fp32_one():
     assert loso._section(None, 3, "bf16")[1] == "lumbar-loso-seed3-bf16"
 
 
+def test_a_reused_model_of_another_arithmetic_is_refused(tmp_path):
+    for name, settings in (("old", {}), ("fp32", {"precision": "fp32"}), ("bf16", {"precision": "bf16"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"training": {"settings": settings}}))
+    loso._check_reused([tmp_path / "old", tmp_path / "fp32"], "fp32")  # models from before the option are fp32
+    loso._check_reused([tmp_path / "bf16"], "bf16")
+    with pytest.raises(SystemExit, match="trained in fp32, not bf16"):
+        loso._check_reused([tmp_path / "bf16", tmp_path / "old"], "bf16")
+    with pytest.raises(SystemExit, match="trained in bf16, not fp32"):
+        loso._check_reused([tmp_path / "bf16"], "fp32")
+
+
 def test_an_unknown_precision_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         loso.main(["--precision", "fp16"])

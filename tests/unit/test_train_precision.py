@@ -41,13 +41,50 @@ def test_bf16_computes_the_fp32_loss_and_returns_a_float32_network(phantom):
     assert any(not torch.equal(a, b) for a, b in zip(net32.state_dict().values(), net16.state_dict().values()))
 
 
-def test_fp32_is_repeatable_and_leaves_the_memory_order_alone(phantom):
-    a, loss_a = _train(phantom, "fp32")
-    b, loss_b = _train(phantom, "fp32")
-    assert loss_a == loss_b
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    autocast, memory = _precision("fp32", torch.device("cpu"))
-    assert memory == torch.contiguous_format and not autocast._enabled
+def _loop_before_precision(scans, settings: TrainSettings):
+    """``train_network``'s loop as it was before ``precision`` existed: no autocast, no memory-order change."""
+    from spinelabel.training.sampling import batch
+    from spinelabel.training.train import _initial_network, _losses, _scheduler
+
+    torch.manual_seed(settings.seed)
+    torch.set_num_threads(settings.threads)
+    rng = np.random.default_rng(settings.seed)
+    net = _initial_network(settings)
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    sched = _scheduler(opt, settings)
+    net.train()
+    for _ in range(settings.steps):
+        img, heat, level, level_w, valid, anchor = (torch.from_numpy(a) for a in batch(
+            rng, list(scans), sampler_spec("lumbar"), settings.batch_size, None))
+        loss = _losses(net(img), heat, level, level_w, valid, anchor, settings)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
+def test_fp32_gives_the_weights_of_the_loop_before_the_option(phantom):
+    settings = TrainSettings(steps=2, threads=1, channels=(4, 8, 8, 8, 8, 8))
+    now, _ = _train(phantom, "fp32")
+    before = _loop_before_precision(phantom, settings)
+    assert all(torch.equal(x, y) for x, y in zip(now.state_dict().values(), before.state_dict().values()))
+
+
+def test_a_training_setting_of_unknown_precision_is_refused_at_once():
+    with pytest.raises(ValueError, match="fp16"):
+        TrainSettings(precision="fp16")
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_one_line_before_anything_is_read(tmp_path, capsys, monkeypatch):
+    import spinelabel.cli_train as cli_train
+
+    monkeypatch.setattr(cli_train, "_check_device", lambda device: None)  # as if the GPU were here
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    code = main(["train", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "m"), "--device", "cuda",
+                 "--precision", "bf16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no bfloat16" in err[0]
 
 
 def test_an_unknown_precision_is_refused():

@@ -57,6 +57,10 @@ class TrainSettings:
     #: and losses stay float32; the saved network is float32 either way.
     precision: str = "fp32"
 
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: not one of {', '.join(PRECISIONS)}")
+
 
 #: ``TrainSettings.precision`` values. bf16 is for CPUs with bfloat16 matrix
 #: units (AMX, AVX-512 BF16) and GPUs: on this project's CPU (AMX) a lumbar
@@ -234,8 +238,15 @@ def train_network(
     return net.to("cpu", memory_format=torch.contiguous_format).eval()
 
 
-def _precision(precision: str, device):
+def _precision(precision: str, device: Any) -> tuple[Any, Any]:
     """The autocast context and the memory order of one of ``PRECISIONS`` on ``device``.
+
+    Parameters
+    ----------
+    precision : str
+        One of ``PRECISIONS``.
+    device : torch.device
+        Where the optimisation runs (its ``type`` picks the autocast).
 
     Returns
     -------
