@@ -193,14 +193,12 @@ def region_checkers(region: str) -> tuple[Any, Any]:
     lumbar model, not by a cervical chain laid over a lumbar spine). (None,
     None) when ``region`` has no shipped model.
     """
-    from .pipeline import SHIPPED_MODEL, Labeler, checking_region
+    from .pipeline import SHIPPED_MODEL, checking_region, make_labeler
 
     if region not in SHIPPED_MODEL:
         return None, None
 
-    @functools.cache
-    def labeler_of(name: str) -> Labeler:
-        return Labeler.load(SHIPPED_MODEL[name], name)
+    labeler_of = functools.cache(make_labeler)  # each shipped model loaded once
 
     return labeler_of(region), lambda ann: labeler_of(checking_region(ann.points, region))
 

@@ -53,13 +53,19 @@ def model_frame_image(volume: Volume, config: ModelConfig) -> Volume:
     return Volume(normalize_intensity(frame.data, config.intensity_percentiles), frame.affine)
 
 
-def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int = 8) -> Heatmaps:
+#: Slices per network pass: bounds the activations held at once, whatever
+#: the number of slices (the memory target is per scan, docs/RESULTS.md).
+#: Chosen, not tuned.
+SLICE_BATCH = 8
+
+
+def predict_heatmaps(volume: Volume, config: ModelConfig, net, batch_size: int = SLICE_BATCH) -> Heatmaps:
     """Run the network on every sagittal slice of ``volume`` (any orientation)."""
     frame = model_frame_image(volume, config)
     return _maps(frame, _network_outputs(net, frame.data, batch_size), config)
 
 
-def _network_outputs(net, data: np.ndarray, batch_size: int = 8) -> np.ndarray:
+def _network_outputs(net, data: np.ndarray, batch_size: int = SLICE_BATCH) -> np.ndarray:
     """Raw network outputs for each slice of ``data`` (S, R, C): shape (S, K, R, C)."""
     import torch
 
@@ -285,6 +291,10 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
 BEYOND_SLAB_HALF_WIDTH_MM = 20.0
 #: Logit given to pixels that a turned slice does not cover: probability ~0.
 _UNCOVERED_LOGIT = -20.0
+#: A pixel counts as covered by a turned slice when the turned-back image of
+#: ones is at least this: bilinear interpolation leaves values just below 1
+#: along the turned slice's edge, where the network saw the zero padding.
+COVERED_FRACTION = 0.99
 
 
 def turn_slices(stack: np.ndarray, deg: float, centre: tuple[float, float]) -> np.ndarray:
@@ -339,7 +349,7 @@ def candidates_beyond(
     found: list[Candidate] = []
     for deg in settings.caudal_turns_deg:
         out = _network_outputs(net, turn_slices(slab.data, deg, (r, c)))
-        covered = turn_slices(np.ones(slab.shape, np.float32), -deg, (r, c)) > 0.99
+        covered = turn_slices(np.ones(slab.shape, np.float32), -deg, (r, c)) > COVERED_FRACTION
         back = np.stack([np.where(covered, turn_slices(out[:, k], -deg, (r, c)), _UNCOVERED_LOGIT) for k in range(out.shape[1])], 1)
         for cand in candidates_from_heatmaps(_maps(slab, back, config), config):
             p = np.asarray(cand.position, float)

@@ -43,6 +43,8 @@ def imported(source: str, package: tuple[str, ...]) -> list[tuple[str, ...]]:
                 found.append(tuple(base + node.module.split(".")))
             else:
                 found += [tuple(base + [alias.name]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "spinelabel":
+            found += [(alias.name,) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spinelabel."):
             found.append(tuple(node.module.split(".")[1:]))
         elif isinstance(node, ast.Import):
@@ -51,8 +53,9 @@ def imported(source: str, package: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 
 def test_the_import_reader_sees_lazy_and_relative_imports():
-    source = "from ..pipeline import make_labeler\ndef f():\n    from . import nifti\n    import spinelabel.cli\n"
-    assert imported(source, ("io",)) == [("pipeline",), ("io", "nifti"), ("cli",)]
+    source = ("from ..pipeline import make_labeler\ndef f():\n    from . import nifti\n    import spinelabel.cli\n"
+              "    from spinelabel import batch\n")
+    assert imported(source, ("io",)) == [("pipeline",), ("io", "nifti"), ("cli",), ("batch",)]
     assert layers("| 3. io | `io/` (`nifti`), `annotations` | x |") == {"io": 3, "nifti": 3, "annotations": 3}
 
 
@@ -76,3 +79,59 @@ def test_no_module_imports_from_a_higher_layer(path):
         if layer_of[key] > own:
             upward.append(f"{'.'.join(parts)} (layer {layer_of[key]})")
     assert not upward, f"{'/'.join(rel)} (layer {own}) imports from above: {', '.join(upward)}"
+
+
+#: Calls that end the process or write to the terminal: the command layer's business (``cli*.py``), never a
+#: library module's (it raises a ``SpinelabelError`` and the command says it in one line).
+EXITS_AND_PRINTS = {"print", "exit", "_exit", "abort"}
+#: The one exception, with its reason: a batch worker whose parent was killed leaves at once
+#: (``batch._exit_with_parent``); nothing is left to raise to.
+MAY_EXIT = {("batch.py", "_exit")}
+
+
+def exits_and_prints(source: str) -> list[str]:
+    """The calls of :data:`EXITS_AND_PRINTS` and the ``raise SystemExit`` in ``source``, by name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            if name in EXITS_AND_PRINTS and (name != "exit" or isinstance(f, ast.Attribute)):
+                found.append(name)
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id == "SystemExit":
+                found.append("SystemExit")
+    return found
+
+
+def test_the_exit_reader_sees_prints_exits_and_system_exit():
+    source = "import os, sys\nprint(1)\nsys.exit(2)\nos._exit(1)\nraise SystemExit(3)\nraise SystemExit\nx.exit_code()\n"
+    assert sorted(exits_and_prints(source)) == ["SystemExit", "SystemExit", "_exit", "exit", "print"]
+
+
+@pytest.mark.parametrize("path", [p for p in _modules() if not p.name.startswith("cli")],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_library_modules_neither_print_nor_exit(path):
+    rel = str(path.relative_to(PACKAGE))
+    found = [name for name in exits_and_prints(path.read_text()) if (rel, name) not in MAY_EXIT]
+    assert not found, f"{rel} calls {', '.join(found)}: raise a SpinelabelError and let the command say it"
+
+
+#: The modules that may load a model themselves: ``pipeline`` (``make_labeler`` maps a region to its model,
+#: docs/architecture.md), ``cleaning_evidence`` (a model folder the user names: its region is its own) and
+#: ``cli_train`` (every shipped model at once, ``AutoLabeler.load``, to find anchors). Only ``pipeline`` reads
+#: ``SHIPPED_MODEL`` for a region's model.
+MODEL_LOADERS = {"pipeline.py", "cleaning_evidence.py", "cli_train.py"}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_models_are_loaded_only_where_a_region_meets_its_model(path):
+    rel = str(path.relative_to(PACKAGE))
+    source = path.read_text()
+    loads = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute) and n.attr == "load"
+             and isinstance(n.value, ast.Name) and n.value.id in ("Labeler", "AutoLabeler")]
+    mapped = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Subscript)
+              and isinstance(n.value, ast.Name) and n.value.id == "SHIPPED_MODEL"]
+    assert not mapped or rel == "pipeline.py", f"{rel} maps a region to a shipped model: use pipeline.make_labeler"
+    assert not loads or rel in MODEL_LOADERS, f"{rel} loads a model itself: use pipeline.make_labeler"

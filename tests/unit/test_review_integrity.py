@@ -234,6 +234,28 @@ def test_a_result_removed_on_disk_is_written_afresh_and_a_broken_one_is_not_over
 # ----------------------------------------------------------------- F4: all three files, or none
 
 
+def test_a_review_saved_while_a_scan_is_labeled_is_not_replaced_by_the_new_labeling(nifti_scans, tmp_path):
+    """The page's labeling goes through the one read-label-write path: another session's review that lands while
+    the network runs stays on disk, and the scan is reported, not shown with the replaced result."""
+    labels = tmp_path / "labels"
+    reviewed = {"schema_version": 1, "input": str(nifti_scans[0]), "vertebrae": [],
+                "review": {"status": "accepted", "reviewer": "other session"}}
+
+    class SavesMeanwhile:
+        def __init__(self):
+            self.inner = dummy_labeler()
+
+        def label(self, volume):
+            (labels / "full.json").write_text(json.dumps(reviewed))  # the other session saves while this one labels
+            return self.inner.label(volume)
+
+    labels.mkdir()
+    scans, _, failures = prepare_scans(nifti_scans[:1], ["full"], labels, SavesMeanwhile)
+    assert scans == [] and len(failures) == 1 and "holds a reviewed result" in failures[0][1]
+    assert json.loads((labels / "full.json").read_text()) == reviewed
+    assert sorted(p.name for p in labels.iterdir()) == ["full.json"]  # no staging folder or other file left
+
+
 def test_a_failed_json_write_leaves_the_previous_sr_gsps_and_json(tmp_path, monkeypatch):
     labels = tmp_path / "labels"
     session = session_for([_series(tmp_path / "one")], labels)

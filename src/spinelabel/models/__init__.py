@@ -26,10 +26,25 @@ WEIGHTS_NAME = "weights.pt"
 class DetectionSettings:
     """How heatmaps become candidates."""
 
+    #: Heat at which a peak becomes a candidate: half the flag threshold, so
+    #: that doubtful peaks reach the chain model, which prices leaving one out
+    #: (``LabelingParams.false_positive_weight``) against a missed level; a
+    #: spurious candidate costs a little, a missed vertebra may cost a level.
     threshold: float = 0.25
+    #: Size (mm) of the in-plane window of a local maximum: a body's heat
+    #: plateau gives one peak, and lumbar centres 32-40 mm apart never share a
+    #: window (regions with closer vertebrae set their own, ``REGION_DETECTION``).
     inplane_nms_mm: float = 9.0
+    #: Size (mm) across the slices of that window, and the lateral distance
+    #: within which two peaks may be one body: a lumbar body is 40-50 mm wide
+    #: and its plateau spans most of it.
     lateral_nms_mm: float = 30.0
+    #: Peaks closer than this in the sagittal plane (and ``lateral_nms_mm``
+    #: across) are one vertebra: about a third of a lumbar step, well inside
+    #: one body (~25-30 mm tall).
     merge_inplane_mm: float = 12.0
+    #: Vertebrae needed to report a result: two define a step, the least a
+    #: chain can be judged by.
     min_candidates: int = 2
     #: Labels with confidence >= 0.5 needed to report a result; fewer means "nothing found".
     min_confident: int = 2

@@ -25,7 +25,7 @@ from .documents import check_matches_image, check_matches_source, digest, parse_
 from .edits import (
     UNREVIEWED, DisplayGrid, ReviewOrderError, ReviewRequestError, apply_ops, check_order, review_status, with_review,
 )
-from .saving import json_bytes, save_review
+from .saving import save_review
 
 if TYPE_CHECKING:
     from ..io import LoadedImage
@@ -343,20 +343,18 @@ def _unlabeled_doc(source: str, message: str) -> dict[str, Any]:
 def _new_scan(
     name: str, source: Path, json_path: Path, series: str | None, labeler: Callable[[], Any]
 ) -> tuple[ReviewScan, LoadedImage]:
-    """Label one input (writing its result JSON) and return its scan and image."""
+    """Label one input, writing its result JSON by ``pipeline.label_loaded_to_files`` (the one read-label-write
+    path: its output checks, and a review saved there meanwhile is not replaced), and return its scan and image."""
     from ..io import load_image
-    from ..io.outputs import atomic_write_bytes, result_to_dict
-    from ..pipeline import label_loaded
+    from ..pipeline import label_loaded_to_files
 
     loaded = load_image([source], series_uid=series)
     try:
-        result = label_loaded(labeler(), loaded)
+        label_loaded_to_files(labeler(), loaded, json=json_path)
     except NothingFoundError as exc:
         return ReviewScan(name, source, json_path, _unlabeled_doc(loaded.source, str(exc)), series), loaded
-    doc = result_to_dict(result, loaded.source)
-    payload = json_bytes(doc)
-    atomic_write_bytes(json_path, payload)
-    return ReviewScan(name, source, json_path, doc, series, digest(payload)), loaded
+    doc, payload = read_result(json_path)
+    return ReviewScan(name, source, json_path, doc, series, payload), loaded
 
 
 def prepare_scans(

@@ -25,12 +25,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..preprocessing import INTENSITY_PERCENTILES
+
 __all__ = ["invert_tissue", "random_network", "random_network_contrast"]
 
 #: Percentiles of a network's output mapped to 0 and 1: the same robust range
 #: the input normalisation uses (1 = the 99.5th percentile), with the darkest
 #: percent allowed below 0 and then clipped.
-OUTPUT_PERCENTILES = (1.0, 99.5)
+OUTPUT_PERCENTILES = INTENSITY_PERCENTILES
 
 
 def random_network(

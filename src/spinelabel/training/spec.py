@@ -11,19 +11,53 @@ __all__ = ["SamplerSpec"]
 class SamplerSpec:
     """Augmentation ranges and target shapes (all lengths in mm unless _px)."""
 
+    #: Crop side (pixels) and pixel size (mm): 256 mm square, about six
+    #: lumbar levels with the sacrum or a neck from the skull base to T2, the
+    #: context the level regression needs; the model's in-plane pixel
+    #: (``FrameSpec.inplane_spacing_mm``).
     crop_px: int = 128
     pixel_mm: float = 2.0
+    #: sd of each centre's Gaussian in the slice plane: 5 mm, a fifth of a
+    #: lumbar body's height, so a body gives one peak and neighbours never merge.
     heatmap_sigma_px: float = 2.5
+    #: The heatmap is at full height while the slab lies within this share of
+    #: the level spacing from the centre, across the body: one slice cannot
+    #: tell how far it is from the body's mid-plane, and a Gaussian target
+    #: there gave peaks of 0.1 and 3-10 mm errors (docs/NOTES.md, first
+    #: lumbar session); 0.3 of a 35 mm step is +-10 mm, the middle half of a
+    #: lumbar body's 40-50 mm width.
     plateau_fraction: float = 0.3
+    #: sd (mm) of the fall-off beyond that plateau: a slab just off the body's
+    #: side still shows some of it.
     lateral_falloff_mm: float = 4.0
+    #: The level map is a target within this radius of a centre (6 mm,
+    #: inside the body).
     level_radius_px: float = 3.0
+    #: Slab thickness (mm) averaged into a crop: 1 mm as a 3D acquisition
+    #: reformatted, up to 5 mm as the thickest clinical 2D sagittal slices.
     slab_mm: tuple[float, float] = (1.0, 5.0)
+    #: Zoom range: body size differs by about this much between small and
+    #: large adults, and between pixel sizes the header may round.
     scale: tuple[float, float] = (0.85, 1.2)
+    #: In-plane turn (deg) either way: posture and how the sagittal plane was
+    #: planned on the localiser.
     rotation_deg: float = 20.0
+    #: sd (mm) of the crop centre around the chosen vertebra: more than a
+    #: level, so every level is seen at every place in the crop and the
+    #: level is not read from the position.
     centre_jitter_mm: float = 45.0
+    #: sd (mm) of the slab's lateral position around the spine's midline: most
+    #: slabs cross the bodies (40-50 mm wide), some only their sides.
     lateral_jitter_mm: float = 14.0
+    #: Share of slabs taken anywhere across the image (mostly outside the
+    #: spine: negatives of the kind a full sagittal series has most of).
     p_random_slice: float = 0.2
+    #: Share of crops of smooth random texture with no vertebra at all.
     p_negative: float = 0.04
+    #: Half-width (mm) across the spine of the band beyond the first and last
+    #: annotated vertebra where the loss is masked (``sampling._validity``):
+    #: 35 mm either side of the line of centres holds the next body (~35 mm
+    #: deep) and the canal behind it.
     unannotated_band_mm: float = 35.0
     #: Probability that the part of the spine caudal to a random annotated disc
     #: is moved rigidly: rotated by up to ``segment_rotation_deg`` about the disc

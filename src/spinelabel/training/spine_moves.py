@@ -115,6 +115,9 @@ class Collapse:
 #: fractions of the mean step to its neighbours (a lumbar body ~0.6 of a step
 #: tall, its discs ~0.27, ~1 step deep).
 COLLAPSE_BODY, COLLAPSE_BAND, COLLAPSE_DEPTH = 0.3, 0.8, 0.5
+#: The least height a collapsed body's front keeps (a fraction of its own):
+#: a vertebra plana keeps about a fifth, and a wedge never closes to a point.
+MIN_FRONT_HEIGHT = 0.2
 
 
 def random_collapse(rng: np.random.Generator, points_mm: np.ndarray, spec: SamplerSpec) -> Collapse | None:
@@ -127,7 +130,7 @@ def random_collapse(rng: np.random.Generator, points_mm: np.ndarray, spec: Sampl
     down = (below - above) / max(float(np.linalg.norm(below - above)), 1e-6)
     k = rng.uniform(*spec.collapse_height)
     wedge = rng.uniform(0.0, spec.collapse_wedge)
-    k_front = max(k - wedge / 2.0, 0.2)
+    k_front = max(k - wedge / 2.0, MIN_FRONT_HEIGHT)
     return Collapse(here.copy(), down, COLLAPSE_BODY * step, COLLAPSE_BAND * step, COLLAPSE_DEPTH * step,
                     k_front, min(k + wedge / 2.0, 1.0))
 

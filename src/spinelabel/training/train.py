@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..models import DetectionSettings, ModelConfig, save_model
+from ..preprocessing import CANONICAL_AXCODES, INTENSITY_PERCENTILES
 from .sampling import LEVEL_OFFSET, TrainingScan, batch
 from .spec import SamplerSpec
 
@@ -20,21 +21,55 @@ from .spec import SamplerSpec
 #: Network outputs of trained models: heatmap, level, anchor heatmap.
 OUT_CHANNELS = 3
 
-#: Lower bound on the learned sd of inter-vertebral distances (mm).
+#: Lower bound on the learned sd of inter-vertebral distances (mm): healthy
+#: training spines vary by ~2 mm, but collapsed or wedged vertebrae and
+#: listhesis in clinical scans shift centres by more.
 SPACING_SD_FLOOR_MM = 3.5
+
+#: Slice step of the model frame (mm; ``FrameSpec.slice_step_mm``): the
+#: network sees one sagittal slice every 2 mm of a finer scan (a thicker one
+#: keeps its own step), about 20 through a lumbar body (40-50 mm wide), enough
+#: to find its lateral centre from the run of slices crossing it, at half the
+#: passes of a 1 mm 3D scan. Chosen, not tuned.
+MODEL_SLICE_STEP_MM = 2.0
+
+#: Trust in the network's level estimate (a Gaussian sd, in levels) written
+#: into each model's config for the chain model (``labeling.Candidate``). One
+#: scan's estimates err together (myoseg-32: all about +0.8 of a level), and
+#: with 0.5 five consistent wrong estimates outweighed the anchor (docs/NOTES.md,
+#: first lumbar session); the scan-wide level offset of the chain model now
+#: takes the shared part of the error.
+LEVEL_SD = 1.0
 
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """The optimisation of one training run. The defaults below were chosen once (first sessions) and not tuned
+    since: recipes change the data and augmentation (``SamplerSpec``), judged by leave one source out."""
+
+    #: Optimiser steps (AdamW, one-cycle learning rate). The shipped lumbar
+    #: model had 5000 from scratch and 2000 fine-tuning.
     steps: int = 4000
+    #: Crops per step: enough for BatchNorm's batch statistics, small enough
+    #: for a step of about half a second on one CPU core.
     batch_size: int = 16
+    #: Peak learning rate of the one-cycle schedule (AdamW); fine-tuning a
+    #: shipped model on a hospital's labels uses a quarter of it (docs/cervical.md).
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    #: Extra weight of positive pixels in the heatmap and anchor BCE: body
+    #: plateaus cover a few percent of a crop, so without it the network
+    #: learns to say "no" everywhere.
     heatmap_positive_weight: float = 10.0
+    #: Weight of the level regression (smooth L1 in levels, on the pixels
+    #: near annotated centres) against the heatmap BCE.
     level_loss_weight: float = 0.2
     anchor_loss_weight: float = 1.0
     seed: int = 0
     threads: int = 2
+    #: U-Net widths per depth (``models.network``): narrow early layers keep
+    #: CPU inference fast; six depths give the receptive field the level
+    #: regression needs to see the sacrum or the rib cage.
     channels: tuple[int, ...] = (8, 16, 32, 64, 96, 128)
     #: Share of training crops drawn from synthetic phantoms (0 = real scans only).
     synthetic_fraction: float = 0.0
@@ -284,20 +319,17 @@ def model_config(
     """
     from ..shape_model import fit_shape_model
 
-    # Spacing sd floor: healthy training spines vary by ~2 mm, but collapsed or
-    # wedged vertebrae and listhesis in clinical scans shift centres by more.
-
     return ModelConfig(
         name=name or f"spinelabel-{region}",
         version=__version__,
         region=region,
-        axcodes=("R", "I", "P"),
+        axcodes=CANONICAL_AXCODES,
         inplane_spacing_mm=spec.pixel_mm,
-        slice_step_mm=2.0,
-        intensity_percentiles=(1.0, 99.5),
+        slice_step_mm=MODEL_SLICE_STEP_MM,
+        intensity_percentiles=INTENSITY_PERCENTILES,
         channels=settings.channels,
         level_offset=LEVEL_OFFSET,
-        level_sd=1.0,
+        level_sd=LEVEL_SD,
         detection=DetectionSettings(**REGION_DETECTION.get(region, {})),
         shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
         training={
