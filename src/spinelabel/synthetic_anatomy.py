@@ -26,6 +26,8 @@ TISSUES = ("air", "fat", "muscle", "viscera", "fluid", "lung", "vessel", "cortex
            "marrow", "posterior", "annulus", "nucleus", "csf", "cord", "brain")  # fmt: skip
 #: Label of the nucleus of disc k is NUCLEUS_BASE + k; marrow of segment k is MARROW_BASE + k.
 NUCLEUS_BASE, MARROW_BASE = 64, 128
+#: Labels reserved per structure from each base: room for 64 segments (C1's marrow takes the last).
+SEGMENT_SLOTS = 64
 
 #: Nominal tissue intensities per contrast, in the order of ``TISSUES``.
 # fmt: off
@@ -119,6 +121,20 @@ class SyntheticSpec:
     fov_mm: tuple[float, float, float] | None = None
 
 
+#: Accepted voxel sizes (mm), exclusive below and inclusive above: a guard against nonsense input (far
+#: finer than any scan, a grid too large to render; coarser than any useful slab), not an anatomical bound.
+_SPACING_LIMITS_MM = (0.05, 20)
+#: Accepted range of each numeric spec field, inclusive: likewise guards against nonsense input, wide
+#: around what random_spec draws (scale: half to twice an average adult; lordosis: a kyphotic -30 deg to 90).
+_SPEC_LIMITS = {
+    "noise": (0, 1),
+    "bias": (0, 1),
+    "scale": (0.5, 2),
+    "lordosis_deg": (-30, 90),
+    "scoliosis_deg": (0, 45),
+}
+
+
 def validate_spec(spec: SyntheticSpec) -> tuple[str, ...]:
     """Check a spec; return the anatomical chain (with variants) it lives in.
 
@@ -135,20 +151,15 @@ def validate_spec(spec: SyntheticSpec) -> tuple[str, ...]:
     if chain[start : start + len(levels)] != levels:
         raise ValueError(f"levels must be a contiguous cranio-caudal run of {chain}, got {levels!r}")
     spacing = np.asarray(spec.spacing, dtype=float)
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0.05) or np.any(spacing > 20):
-        raise ValueError(f"spacing must be 3 voxel sizes in (0.05, 20] mm, got {spec.spacing!r}")
+    lo, hi = _SPACING_LIMITS_MM
+    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= lo) or np.any(spacing > hi):
+        raise ValueError(f"spacing must be 3 voxel sizes in ({lo}, {hi}] mm, got {spec.spacing!r}")
     codes = str(spec.axcodes).upper()
     if len(codes) != 3 or sorted(world_axis(c) for c in codes) != [0, 1, 2]:
         raise ValueError(f"axcodes must name one of R/L, A/P and S/I each, got {spec.axcodes!r}")
     if spec.contrast not in (*CONTRASTS, "random"):
         raise ValueError(f"contrast must be one of {(*CONTRASTS, 'random')}, got {spec.contrast!r}")
-    checks = {
-        "noise": 0 <= spec.noise <= 1,
-        "bias": 0 <= spec.bias <= 1,
-        "scale": 0.5 <= spec.scale <= 2,
-        "lordosis_deg": -30 <= spec.lordosis_deg <= 90,
-        "scoliosis_deg": 0 <= spec.scoliosis_deg <= 45,
-    }
+    checks = {name: low <= getattr(spec, name) <= high for name, (low, high) in _SPEC_LIMITS.items()}
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
         raise ValueError(f"out of range: {', '.join(f'{b}={getattr(spec, b)!r}' for b in bad)}")
@@ -205,11 +216,49 @@ class Anatomy:
     fat: float  # subcutaneous fat thickness (mm)
     offset: np.ndarray  # (3,) world position of the mean level centre
     fov_shift: np.ndarray  # (2,) LR mm, AP fraction
-    marrow_gain: np.ndarray = field(default_factory=lambda: np.ones(64))  # per segment
-    disc_state: np.ndarray = field(default_factory=lambda: np.ones(64))  # per disc, in [0, 1]
+    marrow_gain: np.ndarray = field(default_factory=lambda: np.ones(SEGMENT_SLOTS))  # per segment
+    disc_state: np.ndarray = field(default_factory=lambda: np.ones(SEGMENT_SLOTS))  # per disc, in [0, 1]
 
     def seg(self, name: str) -> Segment:
         return next(s for s in self.segments if s.name == name)
+
+
+#: Range of the per-segment jitter of body height: +-4 %, chosen by eye (neighbours differ a little).
+_HEIGHT_JITTER = (0.96, 1.04)
+#: Range of the per-disc jitter of disc height: +-12 %, larger than the bodies' as discs vary more; by eye.
+_DISC_JITTER = (0.88, 1.12)
+#: Height (mm) of the S1/S2 junction (no entry in anatomy.DISC_BELOW_MM): a thin rudimentary disc, by eye.
+_S1_DISC_MM = 3.0
+#: Height (mm) of the fused junctions between S2..S5: thinner still, by eye.
+_FUSED_DISC_MM = 2.5
+#: anatomy.ordinal of S1, as in the size-prior tables.
+_S1_ORDINAL = 25
+#: The ordinal given to S2 (S3..S5 follow), as in the size-prior tables.
+_S2_ORDINAL = 26.0
+#: Thoracic kyphosis as a factor of the lumbar lordosis (the two curves go together in adults); by eye.
+_KYPHOSIS_FACTOR = (0.75, 1.05)
+#: Cervical lordosis as a factor of the lumbar lordosis; by eye.
+_CERVICAL_LORDOSIS_FACTOR = (0.45, 0.8)
+#: Total kyphosis (deg) of the sacrum from S1 to S5: its concave anterior surface; by eye.
+_SACRAL_KYPHOSIS_DEG = (45, 70)
+#: Sacral slope (deg): the S1 endplate against the horizontal, around the typical adult ~40 deg; by eye.
+_SACRAL_SLOPE_DEG = (35, 45)
+#: Extra lordosis (deg) at the lumbosacral disc, the most wedge-shaped of the spine; by eye.
+_LUMBOSACRAL_DEG = (10, 20)
+#: Extra sagittal rotation (deg) of the whole spine: patient positioning; by eye.
+_TILT_DEG = (-3, 5)
+#: Abdominal depth factor below T10: slim to large bellies; by eye.
+_ANTERIOR_FACTOR = (0.8, 1.25)
+#: Subcutaneous fat thickness (mm, at scale 1): lean to obese adults; by eye.
+_FAT_MM = (6, 28)
+#: Offset (mm, each world axis) of the mean level centre from the world origin: where the patient lies.
+_OFFSET_MM = (-40, 40)
+#: Left-right shift (mm) of the field of view from the spine: off-centre sagittal stacks; by eye.
+_FOV_SHIFT_LR_MM = (-5, 5)
+#: Antero-posterior shift of the field of view, as a fraction of its depth; by eye.
+_FOV_SHIFT_AP = (-0.05, 0.05)
+#: Per-segment multiplicative marrow signal (+-7 %): fatty and red marrow vary between levels; by eye.
+_MARROW_GAIN = (0.93, 1.07)
 
 
 def draw_anatomy(spec: SyntheticSpec, chain: tuple[str, ...], rng: np.random.Generator) -> Anatomy:
@@ -220,19 +269,19 @@ def draw_anatomy(spec: SyntheticSpec, chain: tuple[str, ...], rng: np.random.Gen
     k = spec.scale
     names = [lv for lv in chain if lv != "C1"] + ["S2", "S3", "S4", "S5"]
     n = len(names)
-    h_jit, d_jit = rng.uniform(0.96, 1.04, n), rng.uniform(0.88, 1.12, n)
+    h_jit, d_jit = rng.uniform(*_HEIGHT_JITTER, n), rng.uniform(*_DISC_JITTER, n)
     segs: list[Segment] = []
     for i, name in enumerate(names):
         if name in anatomy.VERSE_ID:
             o = anatomy.ordinal(name)
             h = anatomy.BODY_HEIGHT_MM[name]
-            d = anatomy.DISC_BELOW_MM.get(name, 3.0)
+            d = anatomy.DISC_BELOW_MM.get(name, _S1_DISC_MM)
             dd, ww = size_prior(_BODY_HALF_DEPTH, o), size_prior(_BODY_HALF_WIDTH, o)
         else:  # fused sacral segment S2..S5
             j = int(name[1]) - 2
             fh, fd, fw = _SACRAL_FRACTIONS[j]
-            o, h, d = 26.0 + j, anatomy.BODY_HEIGHT_MM["S1"] * fh, 2.5
-            dd, ww = size_prior(_BODY_HALF_DEPTH, 25) * fd, size_prior(_BODY_HALF_WIDTH, 25) * fw
+            o, h, d = _S2_ORDINAL + j, anatomy.BODY_HEIGHT_MM["S1"] * fh, _FUSED_DISC_MM
+            dd, ww = size_prior(_BODY_HALF_DEPTH, _S1_ORDINAL) * fd, size_prior(_BODY_HALF_WIDTH, _S1_ORDINAL) * fw
         segs.append(
             Segment(
                 name,
@@ -252,18 +301,18 @@ def draw_anatomy(spec: SyntheticSpec, chain: tuple[str, ...], rng: np.random.Gen
         segments=segs,
         scale=k,
         lordosis=lord,
-        kyphosis=lord * rng.uniform(0.75, 1.05),
-        cervical_lordosis=lord * rng.uniform(0.45, 0.8),
-        sacral_kyphosis=math.radians(rng.uniform(45, 70)),
-        sacral_slope=math.radians(rng.uniform(35, 45)),
-        lumbosacral=math.radians(rng.uniform(10, 20)),
-        tilt=math.radians(rng.uniform(-3, 5)),
+        kyphosis=lord * rng.uniform(*_KYPHOSIS_FACTOR),
+        cervical_lordosis=lord * rng.uniform(*_CERVICAL_LORDOSIS_FACTOR),
+        sacral_kyphosis=math.radians(rng.uniform(*_SACRAL_KYPHOSIS_DEG)),
+        sacral_slope=math.radians(rng.uniform(*_SACRAL_SLOPE_DEG)),
+        lumbosacral=math.radians(rng.uniform(*_LUMBOSACRAL_DEG)),
+        tilt=math.radians(rng.uniform(*_TILT_DEG)),
         scoliosis=math.radians(spec.scoliosis_deg) * rng.choice([-1.0, 1.0]),
-        anterior_factor=rng.uniform(0.8, 1.25),
-        fat=rng.uniform(6, 28) * k,
-        offset=rng.uniform(-40, 40, 3),
-        fov_shift=np.array([rng.uniform(-5, 5), rng.uniform(-0.05, 0.05)]),
-        marrow_gain=rng.uniform(0.93, 1.07, n),
+        anterior_factor=rng.uniform(*_ANTERIOR_FACTOR),
+        fat=rng.uniform(*_FAT_MM) * k,
+        offset=rng.uniform(*_OFFSET_MM, 3),
+        fov_shift=np.array([rng.uniform(*_FOV_SHIFT_LR_MM), rng.uniform(*_FOV_SHIFT_AP)]),
+        marrow_gain=rng.uniform(*_MARROW_GAIN, n),
         disc_state=rng.uniform(0, 1, n),
     )
 
@@ -320,6 +369,13 @@ class Curve:
         return Frame(np.array([x, y, z]), -t, ant, np.cross(t, ant))
 
 
+#: Lordosis weight grows from 1 at the top of L1 by this much to the bottom of the last lumbar: the curve
+#: is concentrated low, at L4-S1, as in adults.
+_LORDOSIS_CAUDAL_GAIN = 2
+#: Smoothing (Gaussian sigma, mm of arc) of the curvature, so that regional curves blend; by eye.
+_CURVATURE_SMOOTH_MM = 8.0
+
+
 def _curvature(anat: Anatomy, s: np.ndarray) -> np.ndarray:
     """Sagittal curvature (rad/mm), shape like ``s``: lordoses < 0, kyphoses > 0."""
     top = {g.name: g.s - g.height / 2 for g in anat.segments}
@@ -338,10 +394,10 @@ def _curvature(anat: Anatomy, s: np.ndarray) -> np.ndarray:
     lo = top[first_lumbar]
     last_lumbar = "L6" if "L6" in top else "L5"
     hi = bottom[last_lumbar]
-    spread(lo, hi, -anat.lordosis, 1 + 2 * (s - lo) / (hi - lo))
+    spread(lo, hi, -anat.lordosis, 1 + _LORDOSIS_CAUDAL_GAIN * (s - lo) / (hi - lo))
     spread(hi, top["S1"], -anat.lumbosacral)
     spread(bottom["S1"], bottom["S5"], anat.sacral_kyphosis)
-    return ndimage.gaussian_filter1d(kappa, 8.0 / _DS, mode="nearest")
+    return ndimage.gaussian_filter1d(kappa, _CURVATURE_SMOOTH_MM / _DS, mode="nearest")
 
 
 def _integrate(s: np.ndarray, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -351,10 +407,19 @@ def _integrate(s: np.ndarray, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
     return pos - pos[np.argmin(np.abs(s))]
 
 
+#: Arc length (mm) the curve extends above the C2 body centre and below S5's, so that every grid point
+#: of the head and the pelvis finds its nearest curve point; generous, by eye.
+_CURVE_ABOVE_MM = 160.0
+#: Arc length (mm) the curve extends below the S5 body centre; see _CURVE_ABOVE_MM.
+_CURVE_BELOW_MM = 120.0
+#: Largest angle (deg) of the curve's tangent from the vertical, so no part of it runs horizontal.
+_MAX_TANGENT_DEG = 80
+
+
 def build_curve(anat: Anatomy, levels: tuple[str, ...]) -> Curve:
     """The spine curve, oriented (sacral slope or a vertical chord) and placed in the world."""
     segs = anat.segments
-    s = np.arange(-160.0, segs[-1].s + 120.0, _DS)
+    s = np.arange(-_CURVE_ABOVE_MM, segs[-1].s + _CURVE_BELOW_MM, _DS)
     phi = np.cumsum(_curvature(anat, s)) * _DS
     phi += -anat.sacral_slope - np.interp(anat.seg("S1").s - anat.seg("S1").height / 2, s, phi)
     s_first, s_last = (_level_arclength(anat, lv) for lv in (levels[0], levels[-1]))
@@ -367,20 +432,29 @@ def build_curve(anat: Anatomy, levels: tuple[str, ...]) -> Curve:
             np.interp(s_last, s, pos[:, 2]) - np.interp(s_first, s, pos[:, 2]),
         )
         phi = phi - math.atan2(d[0], -d[1])
-    phi = np.clip(phi + anat.tilt, -math.radians(80), math.radians(80))
+    phi = np.clip(phi + anat.tilt, -math.radians(_MAX_TANGENT_DEG), math.radians(_MAX_TANGENT_DEG))
     pos = _integrate(s, phi, psi)
     curve = Curve(s, pos, phi, psi)
     centre = np.mean([level_point(anat, curve, lv) for lv in levels], axis=0)
     return Curve(s, pos - centre + anat.offset, phi, psi)
 
 
+#: Arc length (mm, at scale 1) of C1 above the C2 body centre, when C1 ends the run (scoliosis, orientation).
+_C1_ARC_ABOVE_C2_MM = 16.0
+#: C1's centroid (mm, at scale 1) above the top of C2's body: the ring sits just above it; by eye.
+_C1_ABOVE_C2_MM = 2.5
+#: C1's centroid (mm, at scale 1) behind C2's centre: the ring surrounds the dens, so its centroid lies
+#: behind it; by eye.
+_C1_BEHIND_C2_MM = 8.0
+
+
 def _level_arclength(anat: Anatomy, level: str) -> float:
-    return anat.seg("C2").s - 16.0 * anat.scale if level == "C1" else anat.seg(level).s
+    return anat.seg("C2").s - _C1_ARC_ABOVE_C2_MM * anat.scale if level == "C1" else anat.seg(level).s
 
 
 def c1_offset(anat: Anatomy) -> tuple[float, float]:
     """C1 centroid in C2's frame (up, anterior), mm: just above C2, behind the dens."""
-    return anat.seg("C2").height / 2 + 2.5 * anat.scale, -8.0 * anat.scale
+    return anat.seg("C2").height / 2 + _C1_ABOVE_C2_MM * anat.scale, -_C1_BEHIND_C2_MM * anat.scale
 
 
 def level_point(anat: Anatomy, curve: Curve, level: str) -> np.ndarray:

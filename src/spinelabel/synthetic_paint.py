@@ -50,15 +50,32 @@ from .synthetic_anatomy import (
 # --------------------------------------------------------------------------------------
 # field of view and grid
 
+_ABDOMEN_ORDINAL = 17  #: T10: from here down, the anterior trunk depth takes the abdominal depth factor
+#: Share of the subcutaneous fat that pushes the posterior and lateral skin outwards (the rest is taken from
+#: the muscle inside); by eye.
+_FAT_OUTWARD = 0.5
+
 
 def _trunk_extents(anat: Anatomy, ordinal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Anterior skin, posterior skin (both from the body centre) and trunk half-width (mm), each like ``ordinal``."""
     k = anat.scale
     a = np.array([size_prior(TRUNK_ANTERIOR, o) for o in ordinal]) * k
-    a = np.where(ordinal >= 17, a * anat.anterior_factor, a)
-    p = np.array([size_prior(TRUNK_POSTERIOR, o) for o in ordinal]) * k + anat.fat * 0.5
-    w = np.array([size_prior(TRUNK_HALF_WIDTH, o) for o in ordinal]) * k + anat.fat * 0.5
+    a = np.where(ordinal >= _ABDOMEN_ORDINAL, a * anat.anterior_factor, a)
+    p = np.array([size_prior(TRUNK_POSTERIOR, o) for o in ordinal]) * k + anat.fat * _FAT_OUTWARD
+    w = np.array([size_prior(TRUNK_HALF_WIDTH, o) for o in ordinal]) * k + anat.fat * _FAT_OUTWARD
     return a, p, w
+
+
+# The default field of view (mm, at scale 1 unless noted), as a clinical scan frames the requested levels.
+_FOV_ABOVE_C1_MM = 45.0  #: reach above C1: the skull base and foramen magnum
+_FOV_BELOW_S1_MM = 60.0  #: reach below S1: the rest of the sacrum
+_FOV_ABOVE_C2_MM = 6.0  #: reach above the C2 body when C2 is the first level: the tip of the dens
+#: Elsewhere the reach is the disc and this fraction of the neighbouring body, a scan cut part-way into it.
+_FOV_NEIGHBOUR_SHARE = 0.15
+_FOV_NEIGHBOUR_CLEARANCE_MM = 2.0  #: the unrequested neighbours' centres stay at least this far outside
+_FOV_AP_MARGIN_MM = 12  #: margin (air) in front of the anterior skin and behind the posterior skin
+_FOV_LR_MARGIN_MM = 18  #: margin either side of the widest vertebral body...
+_FOV_MIN_HALF_LR_MM = 25.0  #: ... but never a LR half-width below this (mm, not scaled)
 
 
 def fov_box(
@@ -78,28 +95,29 @@ def fov_box(
 
     def beyond(level: str, step: int) -> float:  # how far the box reaches past an end level
         if level == "C1" and step < 0:
-            return 45.0 * k  # skull base
+            return _FOV_ABOVE_C1_MM * k  # skull base
         if level == "S1" and step > 0:
-            return 60.0 * k  # the rest of the sacrum
+            return _FOV_BELOW_S1_MM * k  # the rest of the sacrum
         i = names.index("C2" if level == "C1" else level)
         cos = abs(math.cos(float(np.interp(segs[i].s, curve.s, curve.phi))))
         if level == "C2" and step < 0:  # up to the dens; C1 is clamped out below
-            return (segs[i].height / 2 + 6.0 * k) * cos
+            return (segs[i].height / 2 + _FOV_ABOVE_C2_MM * k) * cos
         nb = segs[i + step]
         gap = segs[i].disc if step > 0 else nb.disc
-        return (segs[i].height / 2 + gap + 0.15 * nb.height) * cos
+        return (segs[i].height / 2 + gap + _FOV_NEIGHBOUR_SHARE * nb.height) * cos
 
     z_hi = pts[0, 2] + beyond(levels[0], -1)
     z_lo = pts[-1, 2] - beyond(levels[-1], +1)
     first, last = chain.index(levels[0]), chain.index(levels[-1])
     if first > 0:  # keep the unrequested neighbours' centres out of view
-        z_hi = min(z_hi, level_point(anat, curve, chain[first - 1])[2] - 2.0 * k)
+        z_hi = min(z_hi, level_point(anat, curve, chain[first - 1])[2] - _FOV_NEIGHBOUR_CLEARANCE_MM * k)
     if last < len(chain) - 1:
-        z_lo = max(z_lo, level_point(anat, curve, chain[last + 1])[2] + 2.0 * k)
+        z_lo = max(z_lo, level_point(anat, curve, chain[last + 1])[2] + _FOV_NEIGHBOUR_CLEARANCE_MM * k)
     ordinals = [anatomy.ordinal(lv) for lv in levels]
     a, p, _ = _trunk_extents(anat, np.array(ordinals))
-    y_lo, y_hi = np.min(pts[:, 1] - p) - 12 * k, np.max(pts[:, 1] + a) + 12 * k
-    half_lr = max(max(anat.seg("C2" if lv == "C1" else lv).half_width for lv in levels) + 18 * k, 25.0)
+    y_lo, y_hi = np.min(pts[:, 1] - p) - _FOV_AP_MARGIN_MM * k, np.max(pts[:, 1] + a) + _FOV_AP_MARGIN_MM * k
+    widest = max(anat.seg("C2" if lv == "C1" else lv).half_width for lv in levels)
+    half_lr = max(widest + _FOV_LR_MARGIN_MM * k, _FOV_MIN_HALF_LR_MM)
     centre = np.array([pts[:, 0].mean() + anat.fov_shift[0], (y_lo + y_hi) / 2, (z_lo + z_hi) / 2])
     extent = np.array([2 * half_lr, y_hi - y_lo, z_hi - z_lo])
     if spec.fov_mm is None:
@@ -138,6 +156,10 @@ class Grid:
         return aff
 
 
+_THICK_VOXEL_MM = 1.5  #: voxels thicker than this (mm) are rendered at sub-slices and averaged (partial volume)
+_SUBSLICES = 2  #: sub-slices per thick voxel
+
+
 def make_grid(spec: SyntheticSpec, lo: np.ndarray, hi: np.ndarray) -> Grid:
     """Voxel centres covering the box, with the spec's spacing mapped onto R, A, S."""
     spacing = np.zeros(3)
@@ -146,7 +168,7 @@ def make_grid(spec: SyntheticSpec, lo: np.ndarray, hi: np.ndarray) -> Grid:
     coords, ns, sss = [], [], []
     for a in range(3):
         n = max(1, round((hi[a] - lo[a]) / spacing[a]))
-        ss = 1 if spacing[a] <= 1.5 else 2  # thick slices: two sub-slices each
+        ss = 1 if spacing[a] <= _THICK_VOXEL_MM else _SUBSLICES  # thick slices: rendered at sub-slices
         start = (lo[a] + hi[a]) / 2 - n * spacing[a] / 2
         coords.append((start + (np.arange(n * ss) + 0.5) * spacing[a] / ss).astype(np.float64))
         ns.append(n)
@@ -236,10 +258,13 @@ def _paint(labels: np.ndarray, slices: tuple[slice, ...], mask: np.ndarray, valu
     view[mask] = value
 
 
+_ENDPLATE_CONCAVITY = 0.05  #: endplate concavity at the body's axis, a fraction of its half-height; by eye
+
+
 def _rounded_cylinder(u, v, w, hh: float, dd: float, ww: float) -> np.ndarray:
     """Inside a vertebral-body shape: elliptic cross-section, flat, slightly concave endplates."""
     r2 = (v / dd) ** 2 + (w / ww) ** 2
-    hh_eff = hh * (1 - 0.05 * np.clip(1 - r2, 0, 1))
+    hh_eff = hh * (1 - _ENDPLATE_CONCAVITY * np.clip(1 - r2, 0, 1))
     a = (u / hh_eff) ** 2
     return a * a * a + r2 * r2 * r2 <= 1.0
 
@@ -272,6 +297,10 @@ def _bar(
 # painting: soft tissue, canal, discs, vertebrae, head
 
 
+_NEWTON_STEPS = 3  #: Newton steps to the nearest curve point (from a start by height): enough for gentle curves
+_NEWTON_MAX_STEP_MM = 30  #: longest step (mm of arc), so that no step jumps to another part of the curve
+
+
 def sagittal_coords(curve: Curve, ys: np.ndarray, zs: np.ndarray) -> tuple[np.ndarray, ...]:
     """Curve coordinates of the sagittal grid (nearest curve point by Newton steps).
 
@@ -283,11 +312,11 @@ def sagittal_coords(curve: Curve, ys: np.ndarray, zs: np.ndarray) -> tuple[np.nd
     y, z = np.meshgrid(ys, zs, indexing="ij")
     zc = curve.pos[:, 2]
     s = np.interp(z, zc[::-1], curve.s[::-1])
-    for _ in range(3):
+    for _ in range(_NEWTON_STEPS):
         _, yc, zc_s, phi, psi = curve.sample(s)
         ty, tz = np.cos(psi) * np.sin(phi), -np.cos(psi) * np.cos(phi)
         step = (ty * (y - yc) + tz * (z - zc_s)) / (ty**2 + tz**2)
-        s = np.clip(s + np.clip(step, -30, 30), curve.s[0], curve.s[-1])
+        s = np.clip(s + np.clip(step, -_NEWTON_MAX_STEP_MM, _NEWTON_MAX_STEP_MM), curve.s[0], curve.s[-1])
     xc, yc, zc_s, phi, psi = curve.sample(s)
     v = np.cos(phi) * (y - yc) + np.sin(phi) * (z - zc_s)
     return s, v, xc, np.cos(psi)
@@ -369,50 +398,102 @@ def _gate(r2d: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.where(keep, r2d, np.float32(2.0)).astype(np.float32)
 
 
+#: Subcutaneous fat of the neck as a fraction of the trunk's, rising to all of it from C7 to T1: (ordinals,
+#: fractions) for np.interp; by eye.
+_NECK_FAT = ((7, 8), (0.4, 1.0))
+#: Muscle fills the trunk behind a plane this fraction of the body's half-depth in front of the body centre
+#: (the back and paravertebral muscles)...
+_BACK_MUSCLE_FRONT = 0.6
+_ANTERIOR_WALL_MM = 10  #: ... and the anterior wall of chest and abdomen, this thick (mm); viscera fill the rest
+
+
 def _paint_soft_tissue(ctx: Context) -> None:
     """Trunk: subcutaneous fat, muscle behind and beside the spine (and the anterior wall), viscera in front."""
     anat, segs, k = ctx.anat, ctx.anat.segments, ctx.anat.scale
     ordn = np.array([g.ordinal for g in segs])
     a, p, half_w = (ctx.profile(x) for x in _trunk_extents(anat, ordn))
     dd = ctx.profile([g.half_depth for g in segs])
-    fat = ctx.profile(anat.fat * np.interp(ordn, [7, 8], [0.4, 1.0]))
+    fat = ctx.profile(anat.fat * np.interp(ordn, *_NECK_FAT))
     v = ctx.v2
     centre, radius = (a - p) / 2, (a + p) / 2
     _paint_tube(ctx, ((v - centre) / radius) ** 2, FAT, half_w, power=4)
     inner = ((v - centre) / (radius - fat)) ** 2
-    muscle_zone = (v < 0.6 * dd) | (v > a - fat - 10 * k)
+    muscle_zone = (v < _BACK_MUSCLE_FRONT * dd) | (v > a - fat - _ANTERIOR_WALL_MM * k)
     _paint_tube(ctx, _gate(inner, muscle_zone), MUSCLE, half_w - fat, power=4)
     _paint_tube(ctx, _gate(inner, ~muscle_zone), VISCERA, half_w - fat, power=4)
     _paint_viscera(ctx, {g.name: g.s for g in segs}, dd, k)
 
 
+# Organs (mm, at scale 1), placed by arc length s and by distance in front of the vertebral bodies.
+# Sizes are roughly adult; shapes and positions were chosen by eye.
+_CHEST_END_ABOVE_T12_MM = 10  #: the chest (lungs) ends this far above the T12 body centre
+_MEDIASTINUM_HALF_WIDTH_MM = 30  #: half-width of the mediastinum: chest viscera beyond it are lung
+#: Heart semi-axes (SI, AP, LR): an ellipsoid about 9 to 11 cm across, centred at the level of T7...
+_HEART_RADII_MM = (45, 50, 55)
+_HEART_ANTERIOR_MM = 75  #: ... and this far in front of the vertebral bodies
+_BOWEL_FLUID_ABOVE = 1.7  #: the unit-variance bowel texture above this is fluid (~4.5 % of the bowel); by eye
+_BOWEL_GAS_BELOW = -1.9  #: ... and below this is gas (~2.9 %); by eye
+#: Bladder semi-axes (SI, AP, LR): a moderately filled one (about 260 ml), centred at the level of S4...
+_BLADDER_RADII_MM = (40, 35, 45)
+_BLADDER_ANTERIOR_MM = 70  #: ... and this far in front of the sacral bodies
+_AORTA_RADIUS_MM = 11  #: aorta radius: a tube about 22 mm across, as in adults, from T4 to L4...
+_AORTA_ANTERIOR_MM = 14  #: ... its centre this far in front of the vertebral bodies...
+_AORTA_LEFT_MM = 10  #: ... and this far left of the midline
+#: Airway (pharynx, trachea): its centre in front of the vertebral bodies at these levels.
+_AIRWAY_ANTERIOR_MM = {"C2": 14, "C5": 16, "C7": 24, "T2": 30, "T4": 30}
+_AIRWAY_HALF_DEPTH_MM = 6  #: airway half-depth (AP)...
+_AIRWAY_HALF_WIDTH_MM = 9  #: ... and half-width (LR)
+_AIRWAY_ABOVE_C2_MM = 45  #: the airway starts this far above the C2 body centre; it ends at T4 (the carina)
+
+
 def _paint_viscera(ctx: Context, s_of: dict[str, float], dd: np.ndarray, k: float) -> None:
     """Organs in the visceral zone, placed by arc length: lungs, heart, aorta, airway, bowel, bladder."""
     lab, v, s = ctx.labels, ctx.v2, ctx.s2
-    cols = np.flatnonzero((s > s_of["T1"]) & (s < s_of["T12"] - 10 * k))  # chest
+    cols = np.flatnonzero((s > s_of["T1"]) & (s < s_of["T12"] - _CHEST_END_ABOVE_T12_MM * k))  # chest
     labels, w = _columns(ctx, cols)
-    labels[(labels == VISCERA) & (np.abs(w) > 30 * k)] = LUNG
+    labels[(labels == VISCERA) & (np.abs(w) > _MEDIASTINUM_HALF_WIDTH_MM * k)] = LUNG
     _store(ctx, cols, labels)
-    heart = ((s - s_of["T7"]) / (45 * k)) ** 2 + ((v - dd - 75 * k) / (50 * k)) ** 2
-    _paint_tube(ctx, heart, VESSEL, 55 * k, only=(VISCERA, LUNG))
+    r_si, r_ap, r_lr = _HEART_RADII_MM
+    heart = ((s - s_of["T7"]) / (r_si * k)) ** 2 + ((v - dd - _HEART_ANTERIOR_MM * k) / (r_ap * k)) ** 2
+    _paint_tube(ctx, heart, VESSEL, r_lr * k, only=(VISCERA, LUNG))
     cols = np.flatnonzero(s > s_of["T12"])  # abdomen and pelvis: bowel loops with fluid and gas
     if cols.size:
         texture = ctx.bowel.reshape(-1, lab.shape[2])[cols]
         labels, _ = _columns(ctx, cols)
         visc = labels == VISCERA
-        labels[visc & (texture > 1.7)] = FLUID
-        labels[visc & (texture < -1.9)] = AIR
+        labels[visc & (texture > _BOWEL_FLUID_ABOVE)] = FLUID
+        labels[visc & (texture < _BOWEL_GAS_BELOW)] = AIR
         _store(ctx, cols, labels)
-    bladder = ((s - s_of["S4"]) / (40 * k)) ** 2 + ((v - dd - 70 * k) / (35 * k)) ** 2
-    _paint_tube(ctx, _gate(bladder, v > 0), FLUID, 45 * k, only=(VISCERA, FLUID, AIR))
-    aorta = _gate(((v - dd - 14 * k) / (11 * k)) ** 2, (s > s_of["T4"]) & (s < s_of["L4"]))
-    _paint_tube(ctx, aorta, VESSEL, 11 * k, w_centre=-10 * k)
-    names = ["C2", "C5", "C7", "T2", "T4"]
-    centre = ctx.profile([14, 16, 24, 30, 30], names) * k + ctx.profile(
+    r_si, r_ap, r_lr = _BLADDER_RADII_MM
+    bladder = ((s - s_of["S4"]) / (r_si * k)) ** 2 + ((v - dd - _BLADDER_ANTERIOR_MM * k) / (r_ap * k)) ** 2
+    _paint_tube(ctx, _gate(bladder, v > 0), FLUID, r_lr * k, only=(VISCERA, FLUID, AIR))
+    aorta_r2 = ((v - dd - _AORTA_ANTERIOR_MM * k) / (_AORTA_RADIUS_MM * k)) ** 2
+    aorta = _gate(aorta_r2, (s > s_of["T4"]) & (s < s_of["L4"]))
+    _paint_tube(ctx, aorta, VESSEL, _AORTA_RADIUS_MM * k, w_centre=-_AORTA_LEFT_MM * k)
+    names = list(_AIRWAY_ANTERIOR_MM)
+    centre = ctx.profile(list(_AIRWAY_ANTERIOR_MM.values()), names) * k + ctx.profile(
         [ctx.anat.seg(n).half_depth for n in names], names
     )
-    airway = _gate(((v - centre) / (6 * k)) ** 2, (s > s_of["C2"] - 45 * k) & (s < s_of["T4"]))
-    _paint_tube(ctx, airway, AIR, 9 * k)
+    airway_zone = (s > s_of["C2"] - _AIRWAY_ABOVE_C2_MM * k) & (s < s_of["T4"])
+    airway = _gate(((v - centre) / (_AIRWAY_HALF_DEPTH_MM * k)) ** 2, airway_zone)
+    _paint_tube(ctx, airway, AIR, _AIRWAY_HALF_WIDTH_MM * k)
+
+
+# The canal and its contents (mm, at scale 1): roughly adult sizes, shapes by eye.
+_CANAL_GAP_MM = 0.5  #: gap between the back of the bodies and the canal: the posterior longitudinal ligament
+_BRAINSTEM_ABOVE_C2_MM = 60  #: the brainstem and cisterns (CSF, cord) reach this far above the C2 body centre
+_FORAMEN_ABOVE_C1_MM = 14  #: the canal's epidural fat starts this far above C1's centroid: the foramen magnum
+_SAC_FRACTION = 0.85  #: the thecal sac fills this fraction of the bony canal (AP, LR), epidural fat around it...
+_SAC_FORWARD = 0.1  #: ... shifted forwards by this fraction of the canal's half-depth (more fat behind it)...
+_SAC_TAPER_MM = 15  #: ... and tapers to its end at S2 over this length
+_CONUS_BELOW_L1_MM = 5  #: the conus ends this far below the L1 body (about the L1/L2 disc, as in most adults)...
+_CONUS_TAPER_MM = 25  #: ... tapering over this length
+_MEDULLA_ABOVE_C2_MM = 20  #: above this height over the C2 body centre the cord widens into the medulla...
+_MEDULLA_WIDENING = 0.6  #: ... by up to this fraction...
+_MEDULLA_FLARE_MM = 40  #: ... over this length
+#: Cord semi-axes (AP, LR) at these levels, interpolated between them: the cervical enlargement, the narrow
+#: thoracic cord.
+_CORD_RADII_MM = {"C2": (4.5, 6.5), "C5": (4.5, 7.0), "T1": (4.0, 5.0), "T6": (3.8, 4.5), "T12": (4.0, 4.5)}
 
 
 def _paint_canal(ctx: Context) -> None:
@@ -421,21 +502,27 @@ def _paint_canal(ctx: Context) -> None:
     dd = ctx.profile([g.half_depth for g in segs])
     ca = ctx.profile([g.canal_ap for g in segs])
     cl = ctx.profile([g.canal_lr for g in segs])
-    vc = -(dd + ca + 0.5 * k)
+    vc = -(dd + ca + _CANAL_GAP_MM * k)
     s, v = ctx.s2, ctx.v2
-    along = s > anat.seg("C2").s - 60 * k  # the brainstem and cisterns reach this far up
-    foramen = anat.seg("C2").s - c1_offset(anat)[0] - 14 * k
+    along = s > anat.seg("C2").s - _BRAINSTEM_ABOVE_C2_MM * k  # the brainstem and cisterns reach this far up
+    foramen = anat.seg("C2").s - c1_offset(anat)[0] - _FORAMEN_ABOVE_C1_MM * k
     _paint_tube(ctx, _gate(((v - vc) / ca) ** 2, s > foramen), FAT, cl)
-    sac = np.clip((anat.seg("S2").s - s) / (15 * k), 0, 1) * 0.85 + 1e-3  # the dural sac ends at S2
-    _paint_tube(ctx, _gate(((v - vc - 0.1 * ca) / (ca * sac)) ** 2, along), CSF, cl * sac)
-    conus = anat.seg("L1").s + anat.seg("L1").height / 2 + 5 * k
-    names = ["C2", "C5", "T1", "T6", "T12"]
-    taper = np.clip((conus - s) / (25 * k), 0, 1) * (
-        1 + np.clip((anat.seg("C2").s - 20 * k - s) / (40 * k), 0, 1) * 0.6
-    )
-    r_ap = ctx.profile([4.5, 4.5, 4.0, 3.8, 4.0], names) * k * taper + 1e-3
-    r_lr = ctx.profile([6.5, 7.0, 5.0, 4.5, 4.5], names) * k * taper + 1e-3
+    sac = np.clip((anat.seg("S2").s - s) / (_SAC_TAPER_MM * k), 0, 1) * _SAC_FRACTION + 1e-3  # ends at S2
+    _paint_tube(ctx, _gate(((v - vc - _SAC_FORWARD * ca) / (ca * sac)) ** 2, along), CSF, cl * sac)
+    conus = anat.seg("L1").s + anat.seg("L1").height / 2 + _CONUS_BELOW_L1_MM * k
+    names = list(_CORD_RADII_MM)
+    medulla = np.clip((anat.seg("C2").s - _MEDULLA_ABOVE_C2_MM * k - s) / (_MEDULLA_FLARE_MM * k), 0, 1)
+    taper = np.clip((conus - s) / (_CONUS_TAPER_MM * k), 0, 1) * (1 + medulla * _MEDULLA_WIDENING)
+    r_ap = ctx.profile([ap for ap, _ in _CORD_RADII_MM.values()], names) * k * taper + 1e-3
+    r_lr = ctx.profile([lr for _, lr in _CORD_RADII_MM.values()], names) * k * taper + 1e-3
     _paint_tube(ctx, _gate(((v - vc) / r_ap) ** 2, along), CORD, r_lr)
+
+
+_DISC_BULGE = 1.03  #: a disc bulges by this factor beyond the mean depth and width of its two bodies; by eye
+_DISC_OVERLAP_MM = 2.0  #: the annulus reaches this far into each endplate (painted over), so no gap shows
+_NUCLEUS_BACK = 0.1  #: the nucleus sits this fraction of the disc's half-depth behind its centre...
+#: ... with semi-axes this fraction of the disc height, and of the disc's half-depth and half-width; by eye.
+_NUCLEUS_FRACTIONS = (0.42, 0.6, 0.65)
 
 
 def _paint_disc(ctx: Context, i: int) -> None:
@@ -443,10 +530,10 @@ def _paint_disc(ctx: Context, i: int) -> None:
     upper, lower = ctx.anat.segments[i], ctx.anat.segments[i + 1]
     s = upper.s + upper.height / 2 + upper.disc / 2
     frame = ctx.curve.frame(s)
-    dd = (upper.half_depth + lower.half_depth) / 2 * 1.03
-    ww = (upper.half_width + lower.half_width) / 2 * 1.03
+    dd = (upper.half_depth + lower.half_depth) / 2 * _DISC_BULGE
+    ww = (upper.half_width + lower.half_width) / 2 * _DISC_BULGE
     bend = abs(float(np.interp(lower.s, ctx.curve.s, ctx.curve.phi) - np.interp(upper.s, ctx.curve.s, ctx.curve.phi)))
-    hh = upper.disc / 2 + 2.0 * ctx.anat.scale + dd * bend
+    hh = upper.disc / 2 + _DISC_OVERLAP_MM * ctx.anat.scale + dd * bend
     blk = _block(ctx.grid, frame, (-hh, -dd, -ww), (hh, dd, ww))
     if blk is None:
         return
@@ -454,8 +541,26 @@ def _paint_disc(ctx: Context, i: int) -> None:
     r2 = (v / dd) ** 2 + (w / ww) ** 2
     _paint(ctx.labels, sl, (np.abs(u) <= hh) & (r2 <= 1), ANNULUS)
     if lower.region != "S" or lower.name == "S1":
-        nucleus = _ellipsoid(u, v, w, 0, -0.1 * dd, 0, 0.42 * upper.disc, 0.6 * dd, 0.65 * ww)
+        f_height, f_depth, f_width = _NUCLEUS_FRACTIONS
+        nucleus = _ellipsoid(u, v, w, 0, -_NUCLEUS_BACK * dd, 0, f_height * upper.disc, f_depth * dd, f_width * ww)
         _paint(ctx.labels, sl, nucleus, NUCLEUS_BASE + i)
+
+
+# Vertebrae (mm, at scale 1; by region C, T, L, S): roughly adult, shapes and proportions by eye.
+#: Length of the transverse processes beyond the pedicles (for S: the sacral wings' lateral parts).
+_TRANSVERSE_LEN_MM = {"C": 12.0, "T": 26.0, "L": 32.0, "S": 30.0}
+_VERTEBRA_SLACK_MM = 6  #: a vertebra's block reaches this far beyond its parts laterally and caudally...
+_VERTEBRA_SLACK_BACK_MM = 8  #: ... and this far posteriorly (it only needs to cover the shapes)
+_DENS_BLOCK_MM = 12  #: C2's block reaches this far above its body, to hold the dens
+_DENS_ABOVE_BODY_MM = 1  #: the dens: its centre this far above C2's body...
+_DENS_RADII_MM = (10, 5, 5)  #: ... its semi-axes (SI, AP, LR): it rises about 1 cm and is 1 cm thick
+#: Cortical shell thickness: thicker than the true shell (under a millimetre) so that a dark rim shows at
+#: about 1 mm voxels, as on MR; by eye.
+_CORTEX_MM = 1.2
+_ALA_REACH_MM = 28  #: the sacral alae reach this far beyond the S1 body on either side...
+_ALA_FADE = 0.3  #: ... narrowing by this fraction of that per sacral level below S1 (gone by S5)...
+_ALA_HEIGHT = 0.9  #: ... their height a fraction of the body's...
+_ALA_FRONT = 0.5  #: ... their front this fraction of the body's half-depth in front of its centre
 
 
 def _paint_vertebra(ctx: Context, i: int) -> None:
@@ -465,79 +570,142 @@ def _paint_vertebra(ctx: Context, i: int) -> None:
     hh, dd, ww = g.height / 2, g.half_depth, g.half_width
     region = g.region
     sacral = region == "S"
-    tp_len = {"C": 12.0, "T": 26.0, "L": 32.0, "S": 30.0}[region] * k
+    tp_len = _TRANSVERSE_LEN_MM[region] * k
     sp_len = size_prior(SPINOUS_LEN, g.ordinal) * k
-    reach_w = max(ww, g.canal_lr) + tp_len + 6 * k
-    reach_v = dd + 2 * g.canal_ap + 8 * k + sp_len
-    dens_top = hh + 12 * k if g.name == "C2" else hh
-    blk = _block(ctx.grid, frame, (-hh - sp_len - 6 * k, -reach_v, -reach_w), (dens_top + 1, dd + 1, reach_w))
+    reach_w = max(ww, g.canal_lr) + tp_len + _VERTEBRA_SLACK_MM * k
+    reach_v = dd + 2 * g.canal_ap + _VERTEBRA_SLACK_BACK_MM * k + sp_len
+    dens_top = hh + _DENS_BLOCK_MM * k if g.name == "C2" else hh
+    reach_u = -hh - sp_len - _VERTEBRA_SLACK_MM * k
+    blk = _block(ctx.grid, frame, (reach_u, -reach_v, -reach_w), (dens_top + 1, dd + 1, reach_w))
     if blk is None:
         return
     sl, u, v, w = blk
     post = _posterior_elements(u, v, w, g, k, tp_len, sp_len)
     _paint(ctx.labels, sl, post, POSTERIOR)
     outer = _rounded_cylinder(u, v, w, hh, dd, ww)
-    ct = 1.2 * k
+    ct = _CORTEX_MM * k
     inner = _rounded_cylinder(u, v, w, hh - ct, dd - ct, ww - ct)
     if g.name == "C2":  # the dens rises from the body into C1's ring
-        outer |= _ellipsoid(u, v, w, hh + 1 * k, 0, 0, 10 * k, 5 * k, 5 * k)
-        inner |= _ellipsoid(u, v, w, hh + 1 * k, 0, 0, 10 * k - ct, 5 * k - ct, 5 * k - ct)
+        du, dv, dw = (r * k for r in _DENS_RADII_MM)
+        outer |= _ellipsoid(u, v, w, hh + _DENS_ABOVE_BODY_MM * k, 0, 0, du, dv, dw)
+        inner |= _ellipsoid(u, v, w, hh + _DENS_ABOVE_BODY_MM * k, 0, 0, du - ct, dv - ct, dw - ct)
     if sacral:  # alae: the wings either side of the sacral bodies
-        fade = 1.0 if g.name == "S1" else max(0.0, 1 - 0.3 * (int(g.name[1]) - 1))
+        fade = 1.0 if g.name == "S1" else max(0.0, 1 - _ALA_FADE * (int(g.name[1]) - 1))
         ala = (
-            (np.abs(w) <= ww + 28 * k * fade) & (np.abs(u) <= hh * 0.9) & (v <= dd * 0.5) & (v >= -dd - 2 * g.canal_ap)
+            (np.abs(w) <= ww + _ALA_REACH_MM * k * fade)
+            & (np.abs(u) <= hh * _ALA_HEIGHT)
+            & (v <= dd * _ALA_FRONT)
+            & (v >= -dd - 2 * g.canal_ap)
         )
         outer |= ala
-        inner |= ala & (np.abs(u) <= hh * 0.9 - ct)
+        inner |= ala & (np.abs(u) <= hh * _ALA_HEIGHT - ct)
     _paint(ctx.labels, sl, outer, CORTEX)
     _paint(ctx.labels, sl, inner, MARROW_BASE + i)
+
+
+# Posterior elements (mm at scale 1; by region C, T, L, S; heights "U" as fractions of the body's half-height).
+_LAMINA_MM = {"C": 4.0, "T": 5.0, "L": 6.0, "S": 6.0}  #: lamina thickness (AP)
+_PEDICLE_MM = {"C": 2.5, "T": 3.5, "L": 4.5, "S": 6.0}  #: pedicle half-width (LR)
+_PEDICLE_INSET_MM = 0.5  #: pedicles start this far inside the canal's lateral edge (overlap, so no gap shows)
+_PEDICLE_U = (-0.2, 0.8)  #: pedicles span these heights: the upper part of the body
+_LAMINA_U = (-1.15, 0.6)  #: laminae span these heights, reaching down over the disc below...
+_SACRAL_LAMINA_LOW = -1.0  #: ... but in the sacrum no lower than the body (the fused sacral laminae)
+#: Spinous process half-thickness (SI) at its root, a fraction of the body's half-height (lumbar: hatchet-shaped).
+_SPINOUS_HALF_THICK = {"C": 0.55, "T": 0.3, "L": 0.75, "S": 0.4}
+_SPINOUS_ROOT_U = -0.2  #: spinous process: the height of its root...
+_SPINOUS_HALF_WIDTH_MM = 3.0  #: ... its half-width (LR)...
+_SPINOUS_TAPER = 0.3  #: ... and its narrowing towards the tip (fraction)
+_TRANSVERSE_HALF_THICK_MM = 4  #: transverse process half-thickness (AP)...
+_TRANSVERSE_U = 0.2  #: ... its centre height and half-height (the upper body)...
+_TRANSVERSE_EXTRA_MM = 2  #: ... plus this to its half-height
 
 
 def _posterior_elements(u, v, w, g: Segment, k: float, tp_len: float, sp_len: float) -> np.ndarray:
     """Pedicles, laminae, spinous and transverse processes of one segment (local coordinates)."""
     hh, dd, ca, cl = g.height / 2, g.half_depth, g.canal_ap, g.canal_lr
     region = g.region
-    lam = {"C": 4.0, "T": 5.0, "L": 6.0, "S": 6.0}[region] * k
-    ped = {"C": 2.5, "T": 3.5, "L": 4.5, "S": 6.0}[region] * k
-    back = dd + 2 * ca + 0.5 * k  # posterior wall of the canal
+    lam = _LAMINA_MM[region] * k
+    ped = _PEDICLE_MM[region] * k
+    back = dd + 2 * ca + _CANAL_GAP_MM * k  # posterior wall of the canal
     aw = np.abs(w)
+    ped_lo, ped_hi = _PEDICLE_U
     pedicle = (
-        (v <= -dd + 1) & (v >= -back) & (aw >= cl - 0.5 * k) & (aw <= cl + 2 * ped) & (u >= -0.2 * hh) & (u <= 0.8 * hh)
+        (v <= -dd + 1)
+        & (v >= -back)
+        & (aw >= cl - _PEDICLE_INSET_MM * k)
+        & (aw <= cl + 2 * ped)
+        & (u >= ped_lo * hh)
+        & (u <= ped_hi * hh)
     )
-    u_lo = -1.0 if region == "S" else -1.15
-    lamina = (v <= -back + 1) & (v >= -back - lam) & (aw <= cl + 2 * ped) & (u >= u_lo * hh) & (u <= 0.6 * hh)
+    u_lo = _SACRAL_LAMINA_LOW if region == "S" else _LAMINA_U[0]
+    lamina = (v <= -back + 1) & (v >= -back - lam) & (aw <= cl + 2 * ped) & (u >= u_lo * hh) & (u <= _LAMINA_U[1] * hh)
     tilt = math.radians(size_prior(SPINOUS_TILT, g.ordinal))
-    half_thick = {"C": 0.55 * hh, "T": 0.3 * hh, "L": 0.75 * hh, "S": 0.4 * hh}[region]  # lumbar: hatchet-shaped
+    half_thick = _SPINOUS_HALF_THICK[region] * hh
     heading = (-math.sin(tilt), -math.cos(tilt))  # posterior, tilted caudally
-    spinous = _bar(u, v, w, (-0.2 * hh, -back - lam / 2), heading, sp_len + lam / 2, half_thick, 3.0 * k, 0.3)
+    root = (_SPINOUS_ROOT_U * hh, -back - lam / 2)
+    spinous = _bar(u, v, w, root, heading, sp_len + lam / 2, half_thick, _SPINOUS_HALF_WIDTH_MM * k, _SPINOUS_TAPER)
     tp_v = -dd - ca
     transverse = (
-        (np.abs(v - tp_v) <= 4 * k)
+        (np.abs(v - tp_v) <= _TRANSVERSE_HALF_THICK_MM * k)
         & (aw >= cl)
         & (aw <= cl + 2 * ped + tp_len)
-        & (np.abs(u - 0.2 * hh) <= 0.2 * hh + 2 * k)
+        & (np.abs(u - _TRANSVERSE_U * hh) <= _TRANSVERSE_U * hh + _TRANSVERSE_EXTRA_MM * k)
     )
     if region == "S":
         transverse = (v <= -dd) & (v >= -back - lam) & (aw >= cl) & (aw <= cl + tp_len) & (np.abs(u) <= hh)
     return pedicle | lamina | spinous | transverse
 
 
+# The atlas, C1 (mm, at scale 1), around its centroid: roughly adult sizes, shapes by eye.
+_ATLAS_BLOCK_MM = (8, 24, 42)  #: half-extents (SI, AP, LR) of its block
+_ATLAS_RING_MM = (21, 19)  #: outer semi-axes (AP, LR) of the ring: about 42 by 38 mm
+_ARCH_RADIAL = (0.86, 0.14)  #: arch cross-section: centre and radial half-width, fractions of the outer radius...
+_ARCH_HALF_HEIGHT_MM = 5  #: ... and its half-height (SI)
+_ARCH_MARROW = 0.45  #: the inner part of that cross-section (normalised radius squared) that is marrow
+_LATERAL_MASS_LR_MM = 17  #: lateral masses: their centre lateral of the centroid...
+_LATERAL_MASS_MM = (6.5, 8, 5.5)  #: ... their semi-axes (SI, AP, LR)...
+_LATERAL_MASS_MARROW_MM = (5.3, 6.8, 4.3)  #: ... and their marrow's (less the 1.2 mm cortex, written out)
+_ATLAS_TRANSVERSE_MM = (3, 4, 20, 38)  #: transverse processes: half-height, half-depth, lateral span (from, to)
+
+
 def _paint_atlas(ctx: Context) -> None:
     """C1: an elliptic ring (anterior and posterior arches) with lateral masses, centred on its centroid."""
     k = ctx.anat.scale
     frame = ctx.curve.frame(ctx.anat.seg("C2").s).moved(*c1_offset(ctx.anat))
-    blk = _block(ctx.grid, frame, (-8 * k, -24 * k, -42 * k), (8 * k, 24 * k, 42 * k))
+    bu, bv, bw = _ATLAS_BLOCK_MM
+    blk = _block(ctx.grid, frame, (-bu * k, -bv * k, -bw * k), (bu * k, bv * k, bw * k))
     if blk is None:
         return
     sl, u, v, w = blk
-    radial = np.sqrt((v / (21 * k)) ** 2 + (w / (19 * k)) ** 2)  # 1 on the outer rim
-    arch = ((radial - 0.86) / 0.14) ** 2 + (u / (5 * k)) ** 2  # oval arch cross-section
+    ring_ap, ring_lr = _ATLAS_RING_MM
+    radial = np.sqrt((v / (ring_ap * k)) ** 2 + (w / (ring_lr * k)) ** 2)  # 1 on the outer rim
+    arch_at, arch_half = _ARCH_RADIAL
+    arch = ((radial - arch_at) / arch_half) ** 2 + (u / (_ARCH_HALF_HEIGHT_MM * k)) ** 2  # oval arch cross-section
     aw = np.abs(w)
-    masses = _ellipsoid(u, v, aw, 0, 0, 17 * k, 6.5 * k, 8 * k, 5.5 * k)
-    transverse = (np.abs(u) <= 3 * k) & (np.abs(v) <= 4 * k) & (aw >= 20 * k) & (aw <= 38 * k)
+    masses = _ellipsoid(u, v, aw, 0, 0, _LATERAL_MASS_LR_MM * k, *(r * k for r in _LATERAL_MASS_MM))
+    tu, tv, t_from, t_to = _ATLAS_TRANSVERSE_MM
+    transverse = (np.abs(u) <= tu * k) & (np.abs(v) <= tv * k) & (aw >= t_from * k) & (aw <= t_to * k)
     _paint(ctx.labels, sl, (arch <= 1) | masses | transverse, CORTEX)
-    masses_in = _ellipsoid(u, v, aw, 0, 0, 17 * k, 5.3 * k, 6.8 * k, 4.3 * k)
-    _paint(ctx.labels, sl, (arch <= 0.45) | masses_in, MARROW_BASE + C1_MARROW)
+    masses_in = _ellipsoid(u, v, aw, 0, 0, _LATERAL_MASS_LR_MM * k, *(r * k for r in _LATERAL_MASS_MARROW_MM))
+    _paint(ctx.labels, sl, (arch <= _ARCH_MARROW) | masses_in, MARROW_BASE + C1_MARROW)
+
+
+# The skull base (mm, at scale 1): roughly adult sizes, shapes by eye.
+_SKULL_RADII_MM = (78, 92, 70)  #: skull semi-axes (SI, AP, LR): about an adult head's length and breadth
+_SKULL_ABOVE_C1_MM = 14  #: the skull's lowest point lies this far above C1's centroid...
+_SKULL_BEHIND_MM = 10  #: ... and its centre this far behind C2's body centre
+_HEAD_SLACK_MM = 8  #: the head's block reaches this far beyond the skull on every side (covers the scalp)
+_SCALP_MM = 6  #: scalp thickness outside the skull
+_DIPLOE_MM = (2, 5)  #: diploe (skull marrow) between these depths below the skull's outer surface...
+_SKULL_MM = 7  #: ... the skull's thickness (CSF inside it)...
+_BRAIN_DEPTH_MM = 10  #: ... and the brain's surface, this deep
+_FORAMEN_RADIUS_MM = 17  #: foramen magnum radius (about 35 mm across)...
+_FORAMEN_FORWARD_MM = 2  #: ... its centre this far in front of the skull's centre
+#: Clivus block: its reach above C1's centroid, behind and in front of C2's body centre, and half-width.
+_CLIVUS_BLOCK_MM = (60, 10, 50, 12)
+_CLIVUS_ROOT_MM = (12, 6)  #: clivus: its root above C1's centroid and in front of C2's body centre...
+_CLIVUS_DEG = 50  #: ... its angle from the vertical, forwards (deg)...
+_CLIVUS_MM = (45, 6, 11)  #: ... its length (about an adult clivus', 4-5 cm), half-thickness, half-width
 
 
 def _paint_head(ctx: Context) -> None:
@@ -545,24 +713,28 @@ def _paint_head(ctx: Context) -> None:
     k = ctx.anat.scale
     c2 = ctx.curve.frame(ctx.anat.seg("C2").s)
     u1, _ = c1_offset(ctx.anat)
-    ru, rv, rw = 78 * k, 92 * k, 70 * k
-    skull = c2.moved(u1 + 14 * k + ru, -10 * k)
-    blk = _block(ctx.grid, skull, (-ru - 8 * k, -rv - 8 * k, -rw - 8 * k), (ru + 8 * k, rv + 8 * k, rw + 8 * k))
+    ru, rv, rw = (r * k for r in _SKULL_RADII_MM)
+    skull = c2.moved(u1 + _SKULL_ABOVE_C1_MM * k + ru, -_SKULL_BEHIND_MM * k)
+    m = _HEAD_SLACK_MM * k
+    blk = _block(ctx.grid, skull, (-ru - m, -rv - m, -rw - m), (ru + m, rv + m, rw + m))
     if blk is None:
         return
     sl, u, v, w = blk
     r = np.sqrt((u / ru) ** 2 + (v / rv) ** 2 + (w / rw) ** 2) * ru  # ~ distance scale in mm
-    hole = ((v - 2 * k) ** 2 + w**2 <= (17 * k) ** 2) & (u < -0.5 * ru)
-    _paint(ctx.labels, sl, (r <= ru + 6 * k), FAT)
+    hole = ((v - _FORAMEN_FORWARD_MM * k) ** 2 + w**2 <= (_FORAMEN_RADIUS_MM * k) ** 2) & (u < -0.5 * ru)
+    _paint(ctx.labels, sl, (r <= ru + _SCALP_MM * k), FAT)
     _paint(ctx.labels, sl, (r <= ru) & ~hole, CORTEX)
-    _paint(ctx.labels, sl, (r <= ru - 2 * k) & (r > ru - 5 * k) & ~hole, MARROW)
-    _paint(ctx.labels, sl, (r <= ru - 7 * k) | ((r <= ru) & hole), CSF)
-    _paint(ctx.labels, sl, r <= ru - 10 * k, BRAIN)
-    blk = _block(ctx.grid, c2, (u1, -10 * k, -12 * k), (u1 + 60 * k, 50 * k, 12 * k))
+    _paint(ctx.labels, sl, (r <= ru - _DIPLOE_MM[0] * k) & (r > ru - _DIPLOE_MM[1] * k) & ~hole, MARROW)
+    _paint(ctx.labels, sl, (r <= ru - _SKULL_MM * k) | ((r <= ru) & hole), CSF)
+    _paint(ctx.labels, sl, r <= ru - _BRAIN_DEPTH_MM * k, BRAIN)
+    top, back, front, half_w = _CLIVUS_BLOCK_MM
+    blk = _block(ctx.grid, c2, (u1, -back * k, -half_w * k), (u1 + top * k, front * k, half_w * k))
     if blk is not None:
         sl, u, v, w = blk
-        up_forward = (math.cos(math.radians(50)), math.sin(math.radians(50)))
-        clivus = _bar(u, v, w, (u1 + 12 * k, 6 * k), up_forward, 45 * k, 6 * k, 11 * k, 0.0)
+        up_forward = (math.cos(math.radians(_CLIVUS_DEG)), math.sin(math.radians(_CLIVUS_DEG)))
+        root = (u1 + _CLIVUS_ROOT_MM[0] * k, _CLIVUS_ROOT_MM[1] * k)
+        length, half_thick, half_width = (x * k for x in _CLIVUS_MM)
+        clivus = _bar(u, v, w, root, up_forward, length, half_thick, half_width, 0.0)
         _paint(ctx.labels, sl, clivus, MARROW)
 
 def render_labels(ctx: Context) -> None:
