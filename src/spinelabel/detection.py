@@ -292,7 +292,7 @@ BEYOND_SLAB_HALF_WIDTH_MM = 20.0
 #: Logit given to pixels that a turned slice does not cover: probability ~0.
 _UNCOVERED_LOGIT = -20.0
 #: A pixel counts as covered by a turned slice when the turned-back image of
-#: ones is at least this: bilinear interpolation leaves values just below 1
+#: ones is above this: bilinear interpolation leaves values just below 1
 #: along the turned slice's edge, where the network saw the zero padding.
 COVERED_FRACTION = 0.99
 

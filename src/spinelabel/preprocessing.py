@@ -40,8 +40,8 @@ INTENSITY_PERCENTILES = (1.0, 99.5)
 #: outside the body, of which a sagittal spine field of view usually holds
 #: far more than 5 %), and the window is taken from the voxels above it.
 BACKGROUND_PERCENTILE = 5.0
-#: The window is computed on at most about this many voxels (a regular
-#: stride through the image): the percentiles of 2 million regularly spaced
+#: The window is computed on a regular stride through the image that keeps
+#: between this many voxels and twice as many: the percentiles of 2 million regularly spaced
 #: voxels differ from the whole image's by a small fraction of the window,
 #: and the sort stays quick for a 1024 x 1024 x 200 series.
 WINDOW_SAMPLE_VOXELS = 2_000_000

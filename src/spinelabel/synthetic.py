@@ -293,7 +293,8 @@ CONTRAST_SHARES = {"T2": 0.5, "T1": 0.25, "STIR": 0.1, "random": 0.15}
 #: Lumbar lordosis over L1-L5 (deg, ``SyntheticSpec.lordosis_deg``): roughly the adult range, flat and
 #: hyperlordotic spines included.
 LORDOSIS_DEG = (15, 60)
-#: The same for cervical scans, where it only sets the cervical curve: a wider range of neck postures.
+#: The same for cervical scans (a wider range of neck postures): the cervical curve takes 0.45-0.8 of it and the
+#: thoracic kyphosis below, in view down to T4, 0.75-1.05.
 CERVICAL_LORDOSIS_DEG = (10, 70)
 #: Share of phantoms without scoliosis.
 STRAIGHT_SHARE = 0.7

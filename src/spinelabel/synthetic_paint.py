@@ -69,7 +69,7 @@ def _trunk_extents(anat: Anatomy, ordinal: np.ndarray) -> tuple[np.ndarray, np.n
 # The default field of view (mm, at scale 1 unless noted), as a clinical scan frames the requested levels.
 _FOV_ABOVE_C1_MM = 45.0  #: reach above C1: the skull base and foramen magnum
 _FOV_BELOW_S1_MM = 60.0  #: reach below S1: the rest of the sacrum
-_FOV_ABOVE_C2_MM = 6.0  #: reach above the C2 body when C2 is the first level: the tip of the dens
+_FOV_ABOVE_C2_MM = 6.0  #: reach above the C2 body when C2 is the first level: part of the dens
 #: Elsewhere the reach is the disc and this fraction of the neighbouring body, a scan cut part-way into it.
 _FOV_NEIGHBOUR_SHARE = 0.15
 _FOV_NEIGHBOUR_CLEARANCE_MM = 2.0  #: the unrequested neighbours' centres stay at least this far outside

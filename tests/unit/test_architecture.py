@@ -82,39 +82,53 @@ def test_no_module_imports_from_a_higher_layer(path):
 
 
 #: Calls that end the process or write to the terminal: the command layer's business (``cli*.py``), never a
-#: library module's (it raises a ``SpinelabelError`` and the command says it in one line).
-EXITS_AND_PRINTS = {"print", "exit", "_exit", "abort"}
-#: The one exception, with its reason: a batch worker whose parent was killed leaves at once
-#: (``batch._exit_with_parent``); nothing is left to raise to.
-MAY_EXIT = {("batch.py", "_exit")}
+#: library module's (it raises a ``SpinelabelError`` and the command says it in one line). ``exit``, ``quit`` and
+#: ``write`` count as attributes of ``sys``, ``os``, ``sys.stdout``/``sys.stderr``; ``exit`` and ``quit`` bare too.
+EXITS_AND_PRINTS = {"print", "echo", "secho", "exit", "quit", "_exit", "abort"}
+STREAMS = {"stdout", "stderr"}
+#: The one exception, with its reason: a batch worker whose parent was killed leaves at once; nothing is left to
+#: raise to. (module, enclosing function, call)
+MAY_EXIT = {("batch.py", "_exit_with_parent", "_exit")}
 
 
-def exits_and_prints(source: str) -> list[str]:
-    """The calls of :data:`EXITS_AND_PRINTS` and the ``raise SystemExit`` in ``source``, by name."""
+def exits_and_prints(source: str) -> list[tuple[str, str]]:
+    """(outermost enclosing function or "", name) of each call of :data:`EXITS_AND_PRINTS`, of a write to
+    ``sys.stdout``/``sys.stderr``, and of each ``raise SystemExit`` in ``source``."""
     found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call):
-            f = node.func
-            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
-            if name in EXITS_AND_PRINTS and (name != "exit" or isinstance(f, ast.Attribute)):
-                found.append(name)
-        elif isinstance(node, ast.Raise) and node.exc is not None:
-            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-            if isinstance(exc, ast.Name) and exc.id == "SystemExit":
-                found.append("SystemExit")
+    for top in ast.parse(source).body:
+        where = top.name if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ""
+        for node in ast.walk(top):
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Name) and f.id in EXITS_AND_PRINTS:
+                    found.append((where, f.id))
+                elif isinstance(f, ast.Attribute) and f.attr in EXITS_AND_PRINTS:
+                    found.append((where, f.attr))
+                elif (isinstance(f, ast.Attribute) and f.attr == "write" and isinstance(f.value, ast.Attribute)
+                      and f.value.attr in STREAMS):
+                    found.append((where, f"{f.value.attr}.write"))
+            elif isinstance(node, ast.Raise) and node.exc is not None:
+                exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(exc, ast.Name) and exc.id == "SystemExit":
+                    found.append((where, "SystemExit"))
     return found
 
 
 def test_the_exit_reader_sees_prints_exits_and_system_exit():
-    source = "import os, sys\nprint(1)\nsys.exit(2)\nos._exit(1)\nraise SystemExit(3)\nraise SystemExit\nx.exit_code()\n"
-    assert sorted(exits_and_prints(source)) == ["SystemExit", "SystemExit", "_exit", "exit", "print"]
+    source = ("import os, sys\nprint(1)\nsys.exit(2)\ndef f():\n    os._exit(1)\n    sys.stderr.write('x')\n"
+              "    typer.echo('y')\nraise SystemExit(3)\nraise SystemExit\nx.exit_code()\nquit()\nf.write('z')\n")
+    assert sorted(exits_and_prints(source)) == sorted([
+        ("", "print"), ("", "exit"), ("f", "_exit"), ("f", "stderr.write"), ("f", "echo"), ("", "SystemExit"),
+        ("", "SystemExit"), ("", "quit"),
+    ])
 
 
 @pytest.mark.parametrize("path", [p for p in _modules() if not p.name.startswith("cli")],
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_library_modules_neither_print_nor_exit(path):
     rel = str(path.relative_to(PACKAGE))
-    found = [name for name in exits_and_prints(path.read_text()) if (rel, name) not in MAY_EXIT]
+    found = [f"{name} in {where or 'the module'}" for where, name in exits_and_prints(path.read_text())
+             if (rel, where, name) not in MAY_EXIT]
     assert not found, f"{rel} calls {', '.join(found)}: raise a SpinelabelError and let the command say it"
 
 

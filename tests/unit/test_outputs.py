@@ -176,3 +176,17 @@ def test_a_read_only_output_folder_is_refused_by_the_scan_checks(tmp_path, monke
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(tmp_path / "ro") else real_access(p, mode, **kw))
     with pytest.raises(OutputError, match=r"ro is not writable \((permission denied|read-only file system)\)"):
         check_scan_outputs(json=tmp_path / "ro" / "x.json")
+
+
+def test_a_result_with_a_value_that_is_no_number_is_refused_and_nothing_is_written(tmp_path):
+    import numpy as np
+
+    from spinelabel.io.outputs import write_json
+    from spinelabel.results import LabelResult, Vertebra
+
+    result = LabelResult("lumbar", "m", "1", [Vertebra("L5", np.array([1.0, 2.0, float("nan")]), np.zeros(3), 0.9)])
+    with pytest.raises(OutputError, match="no finite number"):
+        write_json(result, "scan.nii.gz", tmp_path / "scan.json")
+    assert list(tmp_path.iterdir()) == []
+    write_json(LabelResult("lumbar", "m", "1", [Vertebra("L5", np.ones(3), np.zeros(3), 0.9)]), "s", tmp_path / "a.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

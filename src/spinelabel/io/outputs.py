@@ -420,8 +420,20 @@ def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any
 
 
 def write_json(result: LabelResult, input_description: str, path: str | Path) -> None:
+    """The result document (:func:`result_to_dict`) as JSON at ``path``, written whole or not at all.
+
+    Raises
+    ------
+    OutputError
+        A value is NaN or infinite (no JSON reader takes it back), or the file cannot be written.
+    """
     doc = result_to_dict(result, input_description)
-    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+    try:
+        text = json.dumps(doc, indent=1, allow_nan=False)
+    except ValueError:
+        raise OutputError(f"{path}: the result holds a value that is no finite number (NaN or infinity): "
+                          "not written") from None
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def label_map(result: LabelResult, volume: Volume) -> Volume:

@@ -26,7 +26,7 @@ WEIGHTS_NAME = "weights.pt"
 class DetectionSettings:
     """How heatmaps become candidates."""
 
-    #: Heat at which a peak becomes a candidate: half the flag threshold, so
+    #: Heat at which a peak becomes a candidate (chosen, not tuned): low, so
     #: that doubtful peaks reach the chain model, which prices leaving one out
     #: (``LabelingParams.false_positive_weight``) against a missed level; a
     #: spurious candidate costs a little, a missed vertebra may cost a level.

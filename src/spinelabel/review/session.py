@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import anatomy
 from ..errors import InputError, NothingFoundError, SpinelabelError
+from ..preprocessing import INTENSITY_PERCENTILES
 from ..results import LOW_CONFIDENCE
 from ..warning_codes import count_at_risk, document_warnings
 from .documents import check_matches_image, check_matches_source, digest, parse_result, read_result
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 #: Axes of the display grid: slices left to right, rows head to feet, columns front to back (as the overlay PNG).
 DISPLAY_AXES = ("R", "I", "P")
 #: Percentiles of the first window shown: those of the model's own intensity normalisation.
-WINDOW_PERCENTILES = (1.0, 99.5)
+WINDOW_PERCENTILES = INTENSITY_PERCENTILES
 #: Slices are sent as unsigned 16-bit samples spanning the image's value range (1/65535 of it per step).
 U16_MAX = 65535
 #: Images held in memory at once: a 512 x 512 x 15 series takes about 24 MB (float32 data and display copy).
@@ -353,8 +354,8 @@ def _new_scan(
         label_loaded_to_files(labeler(), loaded, json=json_path)
     except NothingFoundError as exc:
         return ReviewScan(name, source, json_path, _unlabeled_doc(loaded.source, str(exc)), series), loaded
-    doc, payload = read_result(json_path)
-    return ReviewScan(name, source, json_path, doc, series, payload), loaded
+    doc, read_digest = read_result(json_path)
+    return ReviewScan(name, source, json_path, doc, series, read_digest), loaded
 
 
 def prepare_scans(

@@ -114,15 +114,18 @@ class SamplerSpec:
     #: network does not know up from down. Off by default, and then no random
     #: number is drawn. One CPU seed each (docs/NOTES.md, forty-first session):
     #: 0.1 in the fine-tune kept 23 of the 28 sure names, 0.3 kept 6, with the
-    #: upright benchmarks at parity; not shipped before six seeds and leave one
-    #: source out.
+    #: upright benchmarks at parity. With ``p_hardware`` 0.3 as well, from
+    #: scratch, four bf16 seeds of leave one source out lost about 6 of 50 and
+    #: 2 of 17 scans a seed against the same seeds without (docs/NOTES.md,
+    #: forty-third session): not shipped.
     p_upside_down: float = 0.0
     #: Probability that a crop shows posterior fusion hardware: pedicle screws
     #: in a run of annotated levels and a rod joining them, as signal voids
     #: with a bright pile-up rim (``hardware``; post-operative lumbar spines
     #: are a large share of clinical follow-up). Off by default, and then no
     #: random number is drawn. The sizes below are lumbar ones: a cervical
-    #: recipe would need its own (lateral mass screws, anterior plates).
+    #: recipe would need its own (lateral mass screws, anterior plates). With
+    #: ``p_upside_down``, from scratch, leave one source out lost scans (above).
     p_hardware: float = 0.0
     #: Instrumented levels: one- and two-segment fusions (2-3 screws a side)
     #: are the common ones.

@@ -36,9 +36,9 @@ MODEL_SLICE_STEP_MM = 2.0
 #: Trust in the network's level estimate (a Gaussian sd, in levels) written
 #: into each model's config for the chain model (``labeling.Candidate``). One
 #: scan's estimates err together (myoseg-32: all about +0.8 of a level), and
-#: with 0.5 five consistent wrong estimates outweighed the anchor (docs/NOTES.md,
-#: first lumbar session); the scan-wide level offset of the chain model now
-#: takes the shared part of the error.
+#: with 0.5 five consistent wrong estimates would outweigh the anchor
+#: (docs/NOTES.md, second session: reasoned, not measured); the scan-wide
+#: level offset of the chain model now takes the shared part of the error.
 LEVEL_SD = 1.0
 
 
@@ -51,7 +51,7 @@ class TrainSettings:
     #: model had 5000 from scratch and 2000 fine-tuning.
     steps: int = 4000
     #: Crops per step: enough for BatchNorm's batch statistics, small enough
-    #: for a step of about half a second on one CPU core.
+    #: for a step of about half a second on this project's 2-core CPU.
     batch_size: int = 16
     #: Peak learning rate of the one-cycle schedule (AdamW); fine-tuning a
     #: shipped model on a hospital's labels uses a quarter of it (docs/cervical.md).
