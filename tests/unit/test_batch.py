@@ -550,6 +550,15 @@ def test_sigterm_stops_a_pooled_batch_and_its_workers(scans, tmp_path, signame):
         proc.communicate()
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl+C handled as by default, whatever the test runner inherited. A runner started
+    in the background by a non-interactive shell (``cmd &``) ignores SIGINT, and an ignored signal stays ignored
+    across exec, so the batch under test never saw the Ctrl+C this test sends (all four cases hung so once)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/stat").exists(), reason="needs /proc")
 @pytest.mark.parametrize("after_s", [0.0, 0.5, 1.0, 2.0])  # while the workers load their model, and after
 def test_a_double_ctrl_c_to_the_process_group_ends_a_pooled_batch(scans, tmp_path, after_s):
@@ -567,7 +576,7 @@ def test_a_double_ctrl_c_to_the_process_group_ends_a_pooled_batch(scans, tmp_pat
     manifest.write_text("id,input\n" + "".join(f"s{k},{paths[k % 2]}\n" for k in range(2000)))
     proc = subprocess.Popen([sys.executable, "-m", "spinelabel.cli", "batch", str(manifest), "-o", str(tmp_path / "run"),
                              "--jobs", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_interruptible)
     try:
         deadline = time.monotonic() + 120
         while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
