@@ -419,21 +419,25 @@ def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any
     }
 
 
-def write_json(result: LabelResult, input_description: str, path: str | Path) -> None:
-    """The result document (:func:`result_to_dict`) as JSON at ``path``, written whole or not at all.
+def json_bytes(doc: dict[str, Any]) -> bytes:
+    """A result document as its file holds it (indent 1, final newline): what :func:`write_json` and a saved review
+    write.
 
     Raises
     ------
     OutputError
-        A value is NaN or infinite (no JSON reader takes it back), or the file cannot be written.
+        A value is NaN or infinite: no JSON reader takes it back.
     """
-    doc = result_to_dict(result, input_description)
     try:
-        text = json.dumps(doc, indent=1, allow_nan=False)
+        return (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()
     except ValueError:
-        raise OutputError(f"{path}: the result holds a value that is no finite number (NaN or infinity): "
-                          "not written") from None
-    atomic_write_bytes(path, (text + "\n").encode())
+        raise OutputError("the result holds a value that is no finite number (NaN or infinity): not written") from None
+
+
+def write_json(result: LabelResult, input_description: str, path: str | Path) -> None:
+    """The result document (:func:`result_to_dict`) as JSON at ``path`` (:func:`json_bytes`), written whole or not
+    at all; OutputError when it holds a value that is no number or cannot be written."""
+    atomic_write_bytes(path, json_bytes(result_to_dict(result, input_description)))
 
 
 def label_map(result: LabelResult, volume: Volume) -> Volume:

@@ -9,31 +9,16 @@ disagree.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OutputError
+from ..io.outputs import json_bytes
 from .documents import digest
 from .edits import result_of
 
 if TYPE_CHECKING:
     from ..io import LoadedImage
-
-
-def json_bytes(doc: dict[str, Any]) -> bytes:
-    """The document as ``io.outputs.write_json`` writes it (indent 1, final newline).
-
-    Raises
-    ------
-    OutputError
-        A value is NaN or infinite: no JSON can hold it.
-    """
-    try:
-        return (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()
-    except ValueError:
-        raise OutputError("the result holds a value that is no finite number (NaN or infinity): not written") from None
 
 
 def _writers(json_path: Path, name: str, doc: dict[str, Any], payload: bytes, loaded: LoadedImage
