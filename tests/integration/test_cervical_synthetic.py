@@ -35,8 +35,11 @@ def test_train_cervical_from_annotated_scans_then_label_and_evaluate(tmp_path, c
     out = tmp_path / "pred" / "synth-cervical-0000.json"
     code = main(["label", str(image), "--region", "cervical", "--model", str(model), "-o", str(out), "-q"])
     err = capsys.readouterr().err
-    assert code == 0 or "no vertebrae found" in err
-    if code == 0:
+    if code != 0:  # refused: one line, exit 1, nothing written
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 1 and len(lines) == 1 and "no vertebrae found" in lines[0], err
+        assert not out.parent.exists() or not any(out.parent.iterdir())
+    else:
         doc = json.loads(out.read_text())
         assert doc["region"] == "cervical"
         assert all(v["label"] in anatomy.REGIONS["cervical"].levels for v in doc["vertebrae"])

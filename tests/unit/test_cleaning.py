@@ -152,8 +152,10 @@ def test_labels_of_another_scan_drop_the_scan():
     assert kinds(findings) == [("", "far_from_vertebra")] and findings[0].action == "scan dropped"
     assert "labels lie off every detected vertebra" in findings[0].reason and outcome.cleaned is None
     one_off = dict(truth)
-    one_off["L3"] = truth["L3"] + np.array([0.0, 0.0, 40.0])  # one interior label only: a point, not the scan
-    assert check_scan(scan(one_off), SHAPE, evidence_for(truth))[1].cleaned is not None
+    one_off["L3"] = truth["L3"] + np.array([0.0, 40.0, 0.0])  # one interior label off every body: a point, not the scan
+    findings, outcome = check_scan(scan(one_off), SHAPE, evidence_for(truth))
+    assert kinds(findings) == [("L3", "far_from_vertebra")] and findings[0].action == "point dropped"
+    assert outcome.cleaned is not None and outcome.levels_out == ("T12", "L1", "L2")  # the longest run left
 
 
 def test_label_in_the_canal_is_found_by_geometry():
@@ -481,7 +483,9 @@ def test_cli_check_errors_are_one_line(tmp_path, capsys):
     src = tmp_path / "labels.csv"
     save_annotations_csv(_faulty_set(), src)
     code = main(["annotations", "check", str(src), "-o", str(tmp_path / "o.csv"), "--report", str(tmp_path / "r.txt")])
-    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len([ln for ln in err.splitlines() if "Error:" in ln]) == 1, err
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "r.txt").exists()
 
 
 def test_cli_check_never_writes_over_the_labels_it_reads(tmp_path, capsys):

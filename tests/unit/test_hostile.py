@@ -438,11 +438,21 @@ def test_an_input_the_user_may_not_read_fails_alone_in_a_batch(capsys, tmp_path,
     good, locked = tmp_path / "good.nii.gz", tmp_path / "locked.nii.gz"
     save_nifti(vol, good)
     save_nifti(vol, locked)
-    real_access = os.access
+    real_access, real_load = os.access, nib.load
+
+    def load(path, *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_load(path, *args, **kwargs)
+
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    monkeypatch.setattr(nib, "load", load)  # and reading it fails, as it would for a user without the right
     code, _, err = _run(capsys, "label", locked, good, "--output-dir", tmp_path / "out")
-    assert "Usage:" not in err and "not readable" not in err, err
-    assert code == 0 and (tmp_path / "out" / "good.json").exists()
+    assert "Usage:" not in err and "Traceback" not in err, err
+    failed = [ln for ln in _lines(err) if "locked.nii.gz" in ln]
+    assert len(failed) == 1 and "Permission denied" in failed[0], err
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json"]
 
 
 def test_nibabel_header_repairs_stay_off_stderr(tmp_path):

@@ -260,6 +260,7 @@ def test_dicom_irregular_spacing_warns_and_uses_the_median(tmp_path: Path):
     assert [w.code for w in info.warnings] == ["irregular-spacing"]
     assert "irregular slice spacing" in info.warnings[0].text
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-4)  # median step = the true step
+    np.testing.assert_allclose(back.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))  # each slice in its place
 
 
 def test_enhanced_multiframe_round_trip(tmp_path: Path, write_enhanced_mr):
@@ -335,6 +336,7 @@ def test_copies_of_the_same_instances_count_once(tmp_path: Path):
     loaded = load_image([tmp_path])
     assert loaded.volume.shape == vol.shape
     np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
+    np.testing.assert_allclose(loaded.volume.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
 
 
 def test_non_dicom_files_beside_a_series_are_skipped(tmp_path: Path):
@@ -345,6 +347,7 @@ def test_non_dicom_files_beside_a_series_are_skipped(tmp_path: Path):
     (tmp_path / "sub" / "thumbs.db").write_bytes(b"\x00" * 300)
     loaded = load_image([tmp_path])
     np.testing.assert_allclose(loaded.volume.affine, vol.affine, atol=1e-4)
+    np.testing.assert_allclose(loaded.volume.real_data(), vol.data, atol=1e-3 * np.ptp(vol.data))
 
 
 # ----------------------------------------------------------------------------

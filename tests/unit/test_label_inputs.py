@@ -78,6 +78,7 @@ def test_a_folder_the_user_may_not_search_is_one_line(capsys, tmp_path, blob_lab
     monkeypatch.setattr(os, "stat", refused)
     code, _, err = _run(capsys, "label", hidden, "-o", tmp_path / "r.json")
     assert code == 1 and "cannot read" in _one_error_line(err) and "Permission denied" in err
+    assert not (tmp_path / "r.json").exists()
 
 
 # ----------------------------------------------------------------- results kept
@@ -169,6 +170,7 @@ def test_a_complex_nifti_is_refused_not_read_as_its_real_part(capsys, tmp_path):
     nib.save(nib.Nifti1Image(data, np.diag([4.0, 1.0, 1.0, 1.0])), str(tmp_path / "c.nii.gz"))
     code, _, err = _run(capsys, "label", tmp_path / "c.nii.gz", "-o", tmp_path / "r.json")
     assert code == 1 and "complex" in _one_error_line(err) and "magnitude" in err
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("value", ["99999999999999999999", "2147483648", "20000"])
@@ -177,6 +179,7 @@ def test_a_thread_count_beyond_the_limit_is_one_line(capsys, tmp_path, silent_mo
     monkeypatch.setenv("SPINELABEL_THREADS", value)
     code, _, err = _run(capsys, "label", scan, "--model", silent_model, "-o", tmp_path / "r.json")
     assert code == 1 and "from 1 to 256" in _one_error_line(err)
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("field, value", [
@@ -191,6 +194,7 @@ def test_a_model_config_with_an_impossible_value_is_one_line(capsys, tmp_path, s
     (model / "config.json").write_text(json.dumps(config))  # NaN is written as the JSON extension NaN
     code, _, err = _run(capsys, "label", _blob(tmp_path / "scan.nii.gz"), "--model", model, "-o", tmp_path / "r.json")
     assert code == 1 and field in _one_error_line(err)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_a_detection_threshold_outside_zero_to_one_is_refused(capsys, tmp_path, silent_model):
@@ -201,6 +205,7 @@ def test_a_detection_threshold_outside_zero_to_one_is_refused(capsys, tmp_path, 
     (model / "config.json").write_text(json.dumps(config))
     code, _, err = _run(capsys, "label", _blob(tmp_path / "scan.nii.gz"), "--model", model, "-o", tmp_path / "r.json")
     assert code == 1 and "detection.threshold" in _one_error_line(err)
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("seed", ["-5", str(2**32)])

@@ -6,17 +6,19 @@ from spinelabel.geometry import Volume, reorient
 from spinelabel.preprocessing import FrameSpec, check_sagittal, normalize_intensity, to_model_frame
 
 
-def _sagittal_volume(axcodes: str, spacing=(0.7, 0.7, 3.5)) -> tuple[Volume, np.ndarray]:
+def _sagittal_volume(
+    axcodes: str, spacing=(0.7, 0.7, 3.5), centre=(-3.0, -12.0, -5.0), shape=(20, 150, 120)
+) -> tuple[Volume, np.ndarray]:
     """A sagittal volume (thick R slices) holding a Gaussian blob, reoriented to ``axcodes``.
 
     Returns the volume and the world position (RAS mm) of the blob centre.
     """
-    shape = (20, 150, 120)  # R (thick slices), I, P
+    # shape: R (thick slices), I, P
     lin = np.array([[spacing[2], 0, 0], [0, 0, -spacing[1]], [0, -spacing[0], 0]])  # columns: R, I, P
     affine = np.eye(4)
     affine[:3, :3] = lin
     affine[:3, 3] = [-30.0, 10.0, 40.0]
-    centre = np.array([-3.0, -12.0, -5.0])
+    centre = np.asarray(centre, float)
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
     world = ijk @ lin.T + affine[:3, 3]
     sigma = np.array([6.0, 4.0, 4.0])
@@ -40,10 +42,17 @@ def test_model_frame_keeps_world_positions(codes):
     np.testing.assert_allclose(_centroid_world(frame), centre, atol=0.3)
 
 
-def test_model_frame_reduces_fine_slice_step():
-    vol, _ = _sagittal_volume("RIP", spacing=(1.0, 1.0, 1.0))
+@pytest.mark.parametrize("codes", ["RIP", "LPS"])
+def test_model_frame_reduces_fine_slice_step(codes):
+    """1 mm slices become 2 mm: the spacing, the extent and the blob's world position all follow."""
+    # 40 slices of 1 mm (R -30..9 mm): the blob (sd 6 mm) lies well inside
+    vol, centre = _sagittal_volume(codes, spacing=(1.0, 1.0, 1.0), centre=(-10.0, -40.0, -20.0), shape=(40, 150, 120))
     frame = to_model_frame(vol, FrameSpec(2.0, 2.0))
+    assert frame.axcodes == ("R", "I", "P")
     np.testing.assert_allclose(frame.spacing, [2.0, 2.0, 2.0])
+    # the same field of view (40, 150, 120 mm) on a grid half as fine, to within a voxel per axis
+    assert all(abs(n - m / 2) <= 1 for n, m in zip(frame.shape, (40, 150, 120))), frame.shape
+    np.testing.assert_allclose(_centroid_world(frame), centre, atol=0.3)
 
 
 def test_axial_thick_slices_rejected():

@@ -75,8 +75,7 @@ def test_session_labels_orders_and_saves(nifti_scans, tmp_path):
     assert sorted(p.name for p in labels.iterdir()) == ["full.json", "short.json"]  # labeled results written
     work = session.worklist()
     assert work["total"] == 2 and work["reviewed"] == 0
-    first = work["scans"][0]
-    assert first["min_confidence"] <= work["scans"][1]["min_confidence"] or first["n_warnings"] > 0
+    # (the order of the worklist: test_a_scan_whose_count_is_in_doubt_comes_first_with_its_warnings_coded)
     meta = session.meta(0)
     doc = json.loads((labels / "full.json").read_text())
     label = meta["labels"][0]

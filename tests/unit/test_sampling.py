@@ -27,6 +27,24 @@ def test_points_follow_reorientation():
         np.testing.assert_allclose(np.diff(scan.points_mm[:, [0, 2]], axis=0), 0.0, atol=1e-9)
 
 
+
+def test_data_spacing_and_points_agree_after_reorientation():
+    """An anisotropic (I, P, R) grid with an origin: the canonical (R, I, P) data, spacing and points still agree."""
+    spacing = np.array([0.8, 1.1, 3.0])  # along the array axes: I, P, R
+    affine = np.array([[0, 0, spacing[2], -40.0], [0, -spacing[1], 0, 25.0], [-spacing[0], 0, 0, 90.0], [0, 0, 0, 1]])
+    data = np.random.default_rng(2).uniform(0, 1, (150, 90, 20)).astype(np.float32)
+    marked = (61, 37, 13)
+    data[marked] = 1000.0
+    vol = Volume(data, affine)
+    scan = S.make_training_scan("t", vol, {"L3": vol.voxel_to_world(marked), "L4": vol.voxel_to_world([101, 37, 13])})
+    assert scan.data.shape == (20, 150, 90)  # R, I, P
+    np.testing.assert_allclose(scan.spacing, spacing[[2, 0, 1]])
+    # the marked voxel, found in the data, is where the L3 point says (mm from the first voxel centre)
+    found = np.array(np.unravel_index(np.argmax(scan.data), scan.data.shape))
+    np.testing.assert_allclose(found * scan.spacing, scan.points_mm[0], atol=1e-6)
+    # and L4 lies 40 voxels of 0.8 mm further down (I), nothing else changed
+    np.testing.assert_allclose(scan.points_mm[1] - scan.points_mm[0], [0.0, 40 * 0.8, 0.0], atol=1e-6)
+
 def test_targets_peak_at_points_and_mask_beyond_ends():
     scan = _scan(np.eye(4))
     spec = S.SamplerSpec()

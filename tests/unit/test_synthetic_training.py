@@ -58,14 +58,22 @@ def test_crop_lateral_keeps_points_on_the_same_tissue():
 
 
 def test_limit_inplane_keeps_positions_in_mm():
+    """The image is coarsened, and what sat at a point (mm) still sits there: data and points agree after."""
     scan = _scan(spacing=(3.0, 0.5, 0.5))
+    # a smooth bright blob (sd 3 mm) on the first point, well inside the image, over a dark background
+    scan.points_mm[0] = (90.0, 31.3, 22.7)
+    mm = [np.arange(n) * d for n, d in zip(scan.data.shape, scan.spacing)]
+    grid = np.meshgrid(*mm, indexing="ij")
+    r2 = sum((g - c) ** 2 for g, c in zip(grid, scan.points_mm[0]))
+    scan.data[:] = np.exp(-r2 / (2 * 3.0**2)).astype(np.float32)
     out = D._limit_inplane(scan, 1.0)
     assert out.data.shape[1] < scan.data.shape[1] and np.all(out.spacing[1:] >= 0.99)
-    # the physical extent (first to last voxel centre) is unchanged, and the points too
-    ext_old = (np.array(scan.data.shape) - 1) * scan.spacing
-    ext_new = (np.array(out.data.shape) - 1) * out.spacing
-    np.testing.assert_allclose(ext_old, ext_new)
     np.testing.assert_allclose(out.points_mm, scan.points_mm)
+    # the blob's centre of mass, in mm of the new grid, is still the point (within a tenth of a new voxel)
+    new_mm = np.meshgrid(*[np.arange(n) * d for n, d in zip(out.data.shape, out.spacing)], indexing="ij")
+    weights = out.data / out.data.sum()
+    centre = np.array([(g * weights).sum() for g in new_mm])
+    np.testing.assert_allclose(centre, scan.points_mm[0], atol=0.1)
 
 
 def test_synthetic_training_scans_have_every_level_and_sane_points():
@@ -94,8 +102,10 @@ def test_synth_command_writes_loadable_cases(tmp_path, capsys):
 
 
 def test_synth_command_rejects_unknown_region(tmp_path, capsys):
-    assert main(["synth", str(tmp_path), "--region", "pelvis", "--n", "1"]) != 0
-    assert "unknown region" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "out"), "--region", "pelvis", "--n", "1"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown region" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even the folder
 
 
 @pytest.mark.parametrize("steps", [1, 3, 4, 20, 21, 400])
