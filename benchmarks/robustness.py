@@ -449,17 +449,30 @@ SLAB_MM = 4.0
 SLAB_SPACING_MM = (0.7, 0.7, 4.4)
 
 
+def slab_weights(slab_mm: float, step_mm: float) -> np.ndarray:
+    """Weights of the slices a ``slab_mm`` slab centred on one slice covers, ``step_mm`` apart: shape (2k + 1,).
+
+    Each weight is the share of its slice (``step_mm`` wide) inside the slab, so the profile is centred and
+    sums to 1 whatever the ratio (a plain moving mean of an even number of slices is off by half a slice).
+    """
+    half = slab_mm / 2
+    k = int(np.ceil(half / step_mm - 0.5))
+    centres = np.arange(-k, k + 1) * step_mm
+    inside = np.clip(np.minimum(centres + step_mm / 2, half) - np.maximum(centres - step_mm / 2, -half), 0.0, None)
+    return inside / inside.sum()
+
+
 def thick_slab(volume, points, tmp: Path, case: str, slab_mm: float = SLAB_MM,
                spacing_mm: tuple[float, float, float] = SLAB_SPACING_MM):  # fmt: skip
-    """Each sagittal slice the mean over a ``slab_mm`` slab (partial volume across it), at ``spacing_mm``
-    (pixel, pixel, slice), through DICOM; the points stay."""
+    """Each sagittal slice the mean over a ``slab_mm`` slab centred on it (partial volume across it), at
+    ``spacing_mm`` (pixel, pixel, slice), through DICOM; the points stay."""
     from scipy import ndimage
 
     from spinelabel.geometry import Volume, reorient
 
     canon = reorient(volume, "RIP")
-    width = max(1, int(round(slab_mm / canon.spacing[0])))
-    slab = ndimage.uniform_filter1d(canon.real_data().astype(np.float32), width, axis=0, mode="constant")
+    weights = slab_weights(slab_mm, float(canon.spacing[0]))
+    slab = ndimage.convolve1d(canon.real_data().astype(np.float32), weights, axis=0, mode="constant")
     return dicom_series(Volume(slab, canon.affine), tmp / f"{case}-slab", spacing_mm), points
 
 

@@ -11,6 +11,7 @@ from benchmarks.robustness import (
     listhesis,
     narrow_disc,
     scoliosis,
+    slab_weights,
     thick_slab,
     turn_below,
 )
@@ -72,6 +73,17 @@ def test_listhesis_moves_the_sacrum_back_and_leaves_l5(marked: str, moves: bool)
     np.testing.assert_allclose(moved[marked], expected, atol=0.5)
 
 
+@pytest.mark.parametrize(("slab", "step", "expected"), [
+    (4.0, 2.0, [0.25, 0.5, 0.25]),
+    (4.0, 1.0, [0.125, 0.25, 0.25, 0.25, 0.125]),
+    (3.0, 1.0, [1 / 3, 1 / 3, 1 / 3]),
+    (4.0, 3.0, [1 / 8, 3 / 4, 1 / 8]),
+    (1.0, 2.0, [1.0]),
+])  # fmt: skip
+def test_slab_weights_are_the_share_of_each_slice_inside_a_centred_slab(slab, step, expected):
+    np.testing.assert_allclose(slab_weights(slab, step), expected)
+
+
 def test_thick_slab_averages_each_slice_over_its_slab(tmp_path):
     vol, points = _spine("L3")
     vol.data[:] = 10.0
@@ -79,8 +91,15 @@ def test_thick_slab_averages_each_slice_over_its_slab(tmp_path):
     vol.data[i] = 100.0  # a 2 mm sagittal sheet, thinner than the 4 mm slab
     out, kept = thick_slab(vol, points, tmp_path, "case")
     assert kept is points
-    assert sorted(np.round(out.spacing, 3)) == sorted(SLAB_SPACING_MM)
-    assert 10.0 < out.real_data().max() < 100.0 * 0.75  # the sheet shares its slab with darker tissue
+    # slices 4.4 mm apart across the body (R-L), pixels of 0.7 mm in the sagittal plane
+    across = next(k for k, code in enumerate(out.axcodes) if code in "RL")
+    assert out.spacing[across] == pytest.approx(SLAB_SPACING_MM[2], abs=1e-3)
+    np.testing.assert_allclose(np.delete(out.spacing, across), SLAB_SPACING_MM[:2], atol=1e-3)
+    data = out.real_data()
+    assert 10.0 < data.max() < 100.0 * 0.75  # the sheet shares its slab with darker tissue
+    # and the brightest slice of the new grid is the one through the sheet: data and affine agree
+    brightest = int(np.argmax(data.mean(axis=tuple(k for k in range(3) if k != across))))
+    assert brightest == int(round(out.world_to_voxel(points["L3"])[across]))
 
 
 @pytest.mark.parametrize("deg", [-20.0, 20.0])
