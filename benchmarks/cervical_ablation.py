@@ -16,8 +16,8 @@ where the crops come from:
 
 Both are run with the shipped model's detection settings, so only the
 weights differ, and are measured on data neither arm trained on: held-out
-cervical phantoms (seed 1000, as ``benchmarks.cervical``) and the 13 real
-lumbar validation scans (``benchmarks/lumbar_split.json``), labeled over the
+cervical phantoms (seed 1000, as ``benchmarks.cervical``) and the real lumbar
+validation scans (``benchmarks/lumbar_split.json``: 28 now, 13 in the recorded run), labeled over the
 whole chain (``--region whole``), which measures how a detector carries over
 to real MR. Writes the "cervical-ablation" section of docs/RESULTS.md.
 """

@@ -7,7 +7,7 @@ Usage (repository root, ../shared beside it)::
 A feet-first patient registered as head-first, or a converter that flips the
 pixel rows and not the geometry, gives an image whose header says upright
 while the spine runs sacrum-up. spinelabel trusts the header
-(docs/input-formats.md), so no name can be right there; what matters is that
+(docs/input-formats.md), so a name is right there only by the mirror's symmetry; what matters is that
 the reader is told to look. Each held-out scan of benchmarks/lumbar_split.json
 has its data turned head-foot (:func:`upside_down`: the voxels mirrored along
 the cranio-caudal axis, the affine kept) and is labeled by the lumbar model.
