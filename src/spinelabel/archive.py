@@ -29,7 +29,6 @@ import contextlib
 import csv
 import errno
 import io
-import json
 import os
 import re
 import time
@@ -41,6 +40,7 @@ from typing import Any
 from .annotations import from_spreadsheet_text, spreadsheet_text
 from .batch import DicomwebSeries, LabelerSpec, Outcome, Task, run_dask, run_here, run_processes
 from .errors import InputError
+from .jsonfile import parse_json
 
 DONE_NAME = "done.txt"
 FAILED_NAME = "failed.csv"
@@ -162,7 +162,7 @@ def _jsonl_rows(text: str, path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except ValueError:
             raise InputError(f"manifest {path}, line {n}: not valid JSON") from None
         if not isinstance(row, dict):
@@ -174,7 +174,7 @@ def _jsonl_rows(text: str, path: Path) -> list[dict[str, Any]]:
 def _harvest_rows(text: str, path: Path) -> list[dict[str, Any]]:
     """The sagittal image series of a ``spinelabel pacs harvest`` report (``harvest.json``), id = SeriesInstanceUID."""
     try:
-        studies = json.loads(text)["studies"]
+        studies = parse_json(text)["studies"]
         return [{"input": image["folder"], "id": image.get("series_uid") or ""} for s in studies for image in s["images"]]
     except (ValueError, KeyError, TypeError):
         raise InputError(f"manifest {path}: a .json manifest must be the harvest.json of 'spinelabel pacs harvest'") from None

@@ -7,7 +7,23 @@ import math
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .errors import InputError
+from .errors import InputError, one_line
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` of ``text``, with nesting too deep for the parser reported as the ``ValueError`` every other
+    malformed text gives (``json`` raises ``RecursionError`` for ``[[[...]]]`` some thousand levels deep).
+
+    Raises
+    ------
+    ValueError
+        Not valid JSON (``json.JSONDecodeError`` with its line and message), nested too deeply, not UTF-8
+        (``UnicodeDecodeError`` for bytes), or an integer longer than Python converts.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def read_json(path: Path) -> Any:
@@ -19,11 +35,13 @@ def read_json(path: Path) -> Any:
         The file cannot be read, is not UTF-8 text, or is not valid JSON; one line naming the file.
     """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text (UTF-8) JSON file") from None
+    except ValueError as e:  # nested too deeply, an integer too long to read
+        raise InputError(f"{path}: not valid JSON ({one_line(e)})") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
 

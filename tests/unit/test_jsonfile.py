@@ -12,7 +12,9 @@ def test_read_json_returns_the_value(tmp_path):
 
 @pytest.mark.parametrize(
     "content, expected",
-    [(b'{"a": 1,', "not valid JSON (line 1"), (b"\xff\xfe\x00{", "not a text (UTF-8) JSON file"), (None, "cannot read")],
+    [(b'{"a": 1,', "not valid JSON (line 1"), (b"\xff\xfe\x00{", "not a text (UTF-8) JSON file"), (None, "cannot read"),
+     (b"[" * 100_000 + b"]" * 100_000, "not valid JSON (nested too deeply)"),
+     (b"1" * 5000, "not valid JSON (Exceeds the limit")],
 )
 def test_read_json_says_in_one_line_what_is_wrong(tmp_path, content, expected):
     path = tmp_path / "a.json"
@@ -30,3 +32,12 @@ def test_an_integer_too_large_for_a_float_is_no_finite_number():
 
     assert [is_finite_number(x) for x in (1, 2.5, 10**400, float("nan"), True, "5", None)] == [
         True, True, False, False, False, False, False]
+
+
+def test_parse_json_reports_deep_nesting_as_a_value_error():
+    """``json.loads`` raises RecursionError, which every reader's ``except ValueError`` let through as a traceback."""
+    from spinelabel.jsonfile import parse_json
+
+    assert parse_json('{"a": [[1]]}') == {"a": [[1]]}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_json("[" * 100_000 + "]" * 100_000)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import __version__, anatomy
 from ..errors import OutputError
+from ..jsonfile import parse_json
 from ..geometry import Volume, reorient
 from ..results import LOW_CONFIDENCE, LabelResult
 from ..warning_codes import CHECK_THE_COUNT, codes, count_at_risk, texts
@@ -382,7 +383,7 @@ def existing_result(path: Path, max_bytes: int = MAX_RESULT_BYTES) -> dict[str, 
     try:
         if os.path.getsize(path) > max_bytes:
             return None
-        doc = json.loads(Path(path).read_bytes())
+        doc = parse_json(Path(path).read_bytes())
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, OutputError, one_line
+from ..jsonfile import parse_json
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config.json"
@@ -186,7 +187,7 @@ def is_model_dir(folder: Path) -> bool:
 def read_config(model_dir: Path) -> ModelConfig:
     """The config of a model directory; ModelError (one line) when it is not valid JSON of the right shape."""
     try:
-        return ModelConfig.from_dict(json.loads((model_dir / CONFIG_NAME).read_text()))
+        return ModelConfig.from_dict(parse_json((model_dir / CONFIG_NAME).read_text()))
     except KeyError as exc:
         raise ModelError(f"model config {model_dir / CONFIG_NAME} lacks the field {exc.args[0]!r}") from None
     except (OSError, ValueError, TypeError, AttributeError) as exc:

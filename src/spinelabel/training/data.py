@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..cleaning import LPS_HINT, OUTSIDE_IMAGE_MM, inside_as_lps, outside_cause
 from ..errors import InputError
+from ..jsonfile import parse_json
 from ..geometry import distance_outside
 from .sampling import TrainingScan, make_training_scan
 
@@ -29,7 +29,7 @@ def validation_ids(split_file: Path | None) -> set[str]:
     if split_file is None:
         return set()
     try:
-        ids = json.loads(Path(split_file).read_text())["validation"]
+        ids = parse_json(Path(split_file).read_text())["validation"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cannot read split file {split_file}: {exc}") from None
     if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
