@@ -137,6 +137,15 @@ CSV_DELIMITERS = ",;\t"
 
 
 def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV manifest; a cell the csv module refuses (one over its field size limit, which a quote
+    opened and never closed makes of the rest of the file) is one line naming where it starts."""
+    try:
+        return _csv_cells(text, path)
+    except csv.Error as exc:
+        raise InputError(f"manifest {path}: {exc} (a quote opened and never closed?)") from None
+
+
+def _csv_cells(text: str, path: Path) -> list[dict[str, Any]]:
     header = text.split("\n", 1)[0]
     delimiter = max(CSV_DELIMITERS, key=header.count) if any(d in header for d in CSV_DELIMITERS) else ","
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
@@ -286,8 +295,11 @@ def read_failed(out_dir: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         return {}
     reader = csv.DictReader(io.StringIO(_read_own_text(path), newline=""))
-    rows = [{k: from_spreadsheet_text(v or "") for k, v in r.items() if isinstance(k, str) and isinstance(v, str)}
-            for r in reader]
+    try:
+        rows = [{k: from_spreadsheet_text(v or "") for k, v in r.items() if isinstance(k, str) and isinstance(v, str)}
+                for r in reader]
+    except csv.Error as exc:  # edited since: a cell over the csv module's size limit
+        raise InputError(f"{path} is no longer a failed list of ours ({exc}): fix or remove it") from None
     return {r["id"]: (r.get("input", ""), r.get("reason", "")) for r in rows if r.get("id")}
 
 

@@ -830,3 +830,21 @@ def test_the_pool_initializer_loads_the_model_before_the_first_task(monkeypatch)
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # this test process keeps its own Ctrl+C
     batch._warm_worker(BLOB)
     assert loaded == [BLOB]
+
+
+def test_a_stray_quote_in_a_long_csv_manifest_is_one_line(tmp_path, capsys):
+    """The quote takes the rest of the file into one cell, past the csv module's field size limit (a traceback)."""
+    rows = ["id,input"] + [f"a{k},/scans/{k}.nii.gz" for k in range(8000)]
+    rows[3] = 'a2,"/scans/2.nii.gz'
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "a quote opened and never closed?" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_list_edited_past_the_csv_limit_is_one_line(tmp_path):
+    (tmp_path / FAILED_NAME).write_text("id,input,reason\na,/x.nii.gz," + "r" * 200_000 + "\n")
+    with pytest.raises(InputError, match="is no longer a failed list of ours .field larger than field limit"):
+        read_failed(tmp_path)
