@@ -65,6 +65,9 @@ DEFAULT_TIMEOUT_S = 60.0
 #: 500 images and 250 MB, about 20 s at 100 Mbit/s. Ten minutes leaves room
 #: for a slow archive and a slow link.
 DEFAULT_RETRIEVE_TIMEOUT_S = 600.0
+#: The longest timeout taken (s): a day, far beyond any retrieval, and far below what a deadline timer can wait
+#: (``threading.TIMEOUT_MAX``; a value beyond it failed in the timer's thread with a traceback).
+MAX_TIMEOUT_S = 86400.0
 #: Attempts for answers that say "try again" (:data:`RETRY_STATUS`), waiting
 #: RETRY_WAIT_S, then twice that: a short overload is bridged, a dead server is
 #: reported within seconds. Connection errors are not retried (a refused
@@ -180,10 +183,12 @@ def pacs_config(
 
 
 def _positive(value: float, name: str) -> float:
-    """``value`` as a positive finite float, else PacsError."""
+    """``value`` as a positive float of at most :data:`MAX_TIMEOUT_S`, else PacsError."""
     seconds = float(value)
     if not (seconds > 0 and math.isfinite(seconds)):
         raise PacsError(f"{name} must be positive, got {value}")
+    if seconds > MAX_TIMEOUT_S:
+        raise PacsError(f"{name} of {seconds:g} s is beyond the limit of {MAX_TIMEOUT_S:.0f} s (a day)")
     return seconds
 
 

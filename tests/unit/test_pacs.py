@@ -115,11 +115,22 @@ def test_ca_bundle_option(tmp_path):
         ({"url": "http://h/dw", "ca_bundle": "/nonexistent/ca.pem"}, "CA bundle not found"),
         ({"url": "http://h/dw", "ca_bundle": __file__, "insecure": True}, "contradict"),
         ({"url": "http://h/dw", "timeout_s": 0}, "timeout must be positive"),
+        ({"url": "http://h/dw", "timeout_s": 1e10}, r"timeout of 1e\+10 s is beyond the limit of 86400 s"),
+        ({"url": "http://h/dw", "retrieve_timeout_s": 86401}, "retrieve timeout of 86401 s is beyond the limit"),
     ],
 )
 def test_config_errors(kwargs, message):
     with pytest.raises(PacsError, match=message):
         pacs_config(environ={}, **kwargs)
+
+
+def test_a_timeout_beyond_what_a_timer_can_wait_is_one_line(capsys):
+    """``--timeout 1e10`` passed the check and failed in the deadline timer's thread: two tracebacks."""
+    from spinelabel.cli import main
+
+    assert main(["pacs", "find", "--url", f"http://127.0.0.1:{_closed_port()}/dicom-web", "--timeout", "1e10"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "beyond the limit of 86400 s" in err, err
 
 
 # ----------------------------------------------------------------- transport errors
