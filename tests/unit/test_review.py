@@ -362,6 +362,17 @@ def test_cli_review_reports_a_taken_port(nifti_scans, tmp_path, capsys):
     assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("host", ["\u00e9..x", "a" * 300])
+def test_cli_review_reports_a_host_name_the_socket_cannot_take(nifti_scans, tmp_path, capsys, host):
+    """A name IDNA cannot encode made socketserver raise TypeError: a traceback, not one line."""
+    labels = tmp_path / "labels"
+    session_for(nifti_scans[:1], labels)
+    code = main(["review", str(nifti_scans[0]), "--labels", str(labels), "--port", "0", "--host", host, "-q"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and f"cannot serve on {host}:0" in lines[0] and "Traceback" not in err, err
+
+
 def test_a_reviewed_document_keeps_the_weights_checksum_for_its_sr():
     """The SR and GSPS of a review are written from the document: the checksum of the weights that labeled it goes on."""
     from spinelabel.review.edits import result_of

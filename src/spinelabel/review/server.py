@@ -99,8 +99,8 @@ class ReviewServer(ThreadingHTTPServer):
     def __init__(self, session: ReviewSession, host: str, port: int, token: str):
         try:
             super().__init__((host, port), _Handler)
-        except OSError as exc:
-            raise ServeError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        except (OSError, TypeError, UnicodeError) as exc:  # a host name the socket cannot encode: TypeError
+            raise ServeError(f"cannot serve on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
         self.session, self.token = session, token
         self.assets = {name: (resources.files(__package__) / "static" / name).read_bytes() for name in ASSETS}
 
