@@ -20,11 +20,15 @@ from .cli_common import check_region, echo, warn
 from .errors import InputError
 from .threads import MAX_REQUESTED_THREADS
 
-__all__ = ["MAX_SEED", "MAX_TRAIN_STEPS", "region_checkers", "train"]
+__all__ = ["MAX_SEED", "MAX_SYNTHETIC_SCANS", "MAX_TRAIN_STEPS", "region_checkers", "train"]
 
 
 #: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
 MAX_TRAIN_STEPS = 1_000_000
+#: Most phantoms ``--synthetic-scans`` draws: 12.5 times the shipped recipes' 80. They are all drawn and held before
+#: the first step (six took 10 s and 2-62 MB each here), so 1000 is already about half an hour and several GiB;
+#: without a bound a typo of two billion ran for days or out of memory instead of a refusal.
+MAX_SYNTHETIC_SCANS = 1000
 #: Largest seed: torch.manual_seed takes a signed 64-bit integer.
 MAX_SEED = 2**63 - 1
 
@@ -36,7 +40,7 @@ def train(
     steps: int = typer.Option(4000, min=1, max=MAX_TRAIN_STEPS, help="Optimisation steps (batch of 16 crops each)."),
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
     synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
-    synthetic_scans: int = typer.Option(80, min=1, help="Number of phantoms drawn for --synthetic-fraction."),
+    synthetic_scans: int = typer.Option(80, min=1, max=MAX_SYNTHETIC_SCANS, help="Number of phantoms drawn for --synthetic-fraction."),
     region_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from the real scans whose labels lie in --region (e.g. a few real cervical scans among many lumbar ones); 0: all real scans equally."),
     init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network."),
     learning_rate: float = typer.Option(2e-3, min=1e-6, max=1.0, help="Peak learning rate (one-cycle schedule); lower it for fine-tuning."),

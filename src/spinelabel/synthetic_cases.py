@@ -55,22 +55,28 @@ def write_synthetic_cases(
     Raises
     ------
     OutputError
-        A case cannot be written (the cases written before it are kept).
+        A case folder or one of its files is taken by something else (a file where the folder goes, a folder
+        where a file goes), checked for every case before any is written; or a write fails (the cases written
+        before it are kept, each whole).
     """
     from .io.nifti import save_nifti
-    from .io.outputs import atomic_write_bytes, write_all_or_nothing
+    from .io.outputs import atomic_write_bytes, check_output_target, check_writable_folder, write_all_or_nothing
     from .synthetic import random_spec, synthesize_spine
 
     if region not in anatomy.REGIONS:
         raise ValueError(f"unknown region {region!r}; expected one of {tuple(anatomy.REGIONS)}")
     out = Path(out_dir)
     prefix = prefix or f"synth-{region}"
+    folders = [out / f"{prefix}-{i:04d}" for i in range(n)]
+    for folder in folders:  # every target, before the first case is drawn
+        check_writable_folder(folder)
+        for name in (IMAGE_NAME, CENTROIDS_NAME):
+            check_output_target(folder / name)
     cases = []
-    for i in range(n):
+    for i, case in enumerate(folders):
         rng = np.random.default_rng([seed, i])
         spec = random_spec(rng, region)
         volume, points = synthesize_spine(spec, rng)
-        case = out / f"{prefix}-{i:04d}"
         payload = json.dumps(_centroids_doc(case.name, spec, volume, points), indent=1).encode()
         write_all_or_nothing([  # a case folder holds both files or neither
             (case / IMAGE_NAME, lambda p: save_nifti(volume, p)),

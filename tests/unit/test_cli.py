@@ -188,6 +188,7 @@ def test_corrupt_model_weights(capsys, silent_model, tmp_path):
         (["nonsense"], "No such command"),
         (["train", "x.csv", "--out", "m", "--steps", "abc"], "Invalid value for '--steps'"),
         (["train", "x.csv", "--out", "m", "--steps", "0"], "--steps"),
+        (["train", "x.csv", "--out", "m", "--synthetic-scans", "2000000000"], "--synthetic-scans"),
         (["evaluate", "a", "b", "--radius", "abc"], "Invalid value for '--radius'"),
         (["evaluate", "a", "b", "--radius", "-5"], "--radius"),
     ],

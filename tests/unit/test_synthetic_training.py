@@ -145,3 +145,20 @@ def test_training_pool_gives_the_region_scans_their_share():
     np.testing.assert_allclose(uniform, 0.1)
     with pytest.raises(ValueError):
         training_pool(lumbar + cervical, phantoms, "cervical", TrainSettings(synthetic_fraction=0.8, region_fraction=0.35))
+
+
+@pytest.mark.parametrize("taken", ["synth-cervical-0001", "synth-cervical-0002/image.nii.gz"])
+def test_synth_refuses_a_taken_case_before_writing_any(tmp_path, capsys, taken):
+    """A file where case 1's folder goes (or a folder where case 2's image goes): one line, and no case written
+    (before, case 0 was written and the run stopped at case 1)."""
+    out = tmp_path / "out"
+    (out / taken).parent.mkdir(parents=True, exist_ok=True)
+    if taken.endswith(".nii.gz"):
+        (out / taken).mkdir()
+    else:
+        (out / taken).write_text("not a folder")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert main(["synth", str(out), "--region", "cervical", "--n", "3", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "synth-cervical-000" in err, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
