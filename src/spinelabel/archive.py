@@ -137,22 +137,25 @@ CSV_DELIMITERS = ",;\t"
 
 
 def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
-    """The rows of a CSV manifest; a cell the csv module refuses (one over its field size limit, which a quote
-    opened and never closed makes of the rest of the file) is one line naming where it starts."""
-    try:
-        return _csv_cells(text, path)
-    except csv.Error as exc:
-        raise InputError(f"manifest {path}: {exc} (a quote opened and never closed?)") from None
-
-
-def _csv_cells(text: str, path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV manifest; a cell the csv module refuses (longer than its field size limit, which a quote
+    opened and never closed makes of the rest of a long file) is one line naming the line its row starts on."""
     header = text.split("\n", 1)[0]
     delimiter = max(CSV_DELIMITERS, key=header.count) if any(d in header for d in CSV_DELIMITERS) else ","
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    if not reader.fieldnames or "input" not in [f.strip() for f in reader.fieldnames]:
+    try:
+        fields = reader.fieldnames
+    except csv.Error as exc:
+        raise InputError(f"manifest {path}, line 1: {_csv_refusal(exc)}") from None
+    if not fields or "input" not in [f.strip() for f in fields]:
         raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
     rows, line = [], reader.line_num + 1  # the line each row starts on
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InputError(f"manifest {path}, line {line}: {_csv_refusal(exc)}") from None
         where, line = f"manifest {path}, line {line}", reader.line_num + 1
         extra = [cell for cell in row.pop(None, None) or [] if cell.strip()]  # type: ignore[call-overload]
         if extra:
@@ -163,6 +166,13 @@ def _csv_cells(text: str, path: Path) -> list[dict[str, Any]]:
         if any(cells.values()):  # a row of empty cells (a spreadsheet's ",,") is no item
             rows.append(cells)
     return rows
+
+
+def _csv_refusal(exc: csv.Error) -> str:
+    """What a ``csv.Error`` means for a manifest, in our words where we know them."""
+    if "field limit" in str(exc):  # the rest of a long file in one cell
+        return f"a cell longer than {csv.field_size_limit()} characters (a quote opened and never closed?)"
+    return f"not readable as CSV ({exc})"
 
 
 def _jsonl_rows(text: str, path: Path) -> list[dict[str, Any]]:

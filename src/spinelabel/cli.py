@@ -317,6 +317,9 @@ def _dask_client(address: str):
 #: Largest phantom seed: numpy's seed sequence splits a larger one into 32-bit words, so that seed 2**32 + 7 would
 #: give the cases of seed 7 shifted by one.
 MAX_SYNTH_SEED = 2**32 - 1
+#: Most cases ``synth`` writes: the case names carry four digits (``synth-cervical-0000``), so a ten-thousandth
+#: would sort out of order; and every target is checked before the first case is drawn.
+MAX_SYNTH_CASES = 10_000
 
 
 app.command("train")(train)
@@ -357,7 +360,7 @@ def evaluate(
 def synth(
     out: Path = typer.Argument(..., help="Folder to write case folders (image.nii.gz + centroids.json) into."),
     region: str = typer.Option("cervical", help="Field of view: lumbar, cervical or whole."),
-    n: int = typer.Option(20, "--n", min=1, help="Number of scans."),
+    n: int = typer.Option(20, "--n", min=1, max=MAX_SYNTH_CASES, help="Number of scans."),
     seed: int = typer.Option(0, min=0, max=MAX_SYNTH_SEED, help="Random seed (case i depends only on seed and i)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary output."),
 ) -> None:

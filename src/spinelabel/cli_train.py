@@ -25,10 +25,10 @@ __all__ = ["MAX_SEED", "MAX_SYNTHETIC_SCANS", "MAX_TRAIN_STEPS", "region_checker
 
 #: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
 MAX_TRAIN_STEPS = 1_000_000
-#: Most phantoms ``--synthetic-scans`` draws: 12.5 times the shipped recipes' 80. They are all drawn and held before
-#: the first step (six took 10 s and 2-62 MB each here), so 1000 is already about half an hour and several GiB;
-#: without a bound a typo of two billion ran for days or out of memory instead of a refusal.
-MAX_SYNTHETIC_SCANS = 1000
+#: Most phantoms ``--synthetic-scans`` draws: almost four times the shipped recipes' 80. They are all drawn and held
+#: before the first step, 2-62 MB each (six drawn here took 10 s: docs/NOTES.md, forty-fourth session), so 300 stay
+#: under about 19 GB at worst; without a bound a typo of two billion ran out of memory instead of a refusal.
+MAX_SYNTHETIC_SCANS = 300
 #: Largest seed: torch.manual_seed takes a signed 64-bit integer.
 MAX_SEED = 2**63 - 1
 

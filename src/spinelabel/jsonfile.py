@@ -17,13 +17,17 @@ def parse_json(text: str | bytes) -> Any:
     Raises
     ------
     ValueError
-        Not valid JSON (``json.JSONDecodeError`` with its line and message), nested too deeply, not UTF-8
-        (``UnicodeDecodeError`` for bytes), or an integer longer than Python converts.
+        Not valid JSON (``json.JSONDecodeError`` with its line and message), not UTF-8 (``UnicodeDecodeError``
+        for bytes), nested too deeply, or an integer of more digits than Python converts (both in our words).
     """
     try:
         return json.loads(text)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:  # sys.get_int_max_str_digits(): the interpreter's own words name a setting, not the file
+        raise ValueError("a number too long to read") from None
 
 
 def read_json(path: Path) -> Any:

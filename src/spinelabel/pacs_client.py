@@ -469,3 +469,5 @@ def _translated(client: DICOMwebClient, what: str, fn: Callable[..., T], *args: 
         raise PacsError(f"cannot {what} on {url}: {short_error(exc)}") from None
     except ValueError as exc:  # malformed answer (JSON, multipart) or an invalid UID
         raise PacsError(f"cannot {what} on {url}: unexpected answer ({short_error(exc)})") from None
+    except RecursionError:  # JSON nested deeper than the parser goes (the server's answer, decoded by the client)
+        raise PacsError(f"cannot {what} on {url}: unexpected answer (JSON nested too deeply)") from None

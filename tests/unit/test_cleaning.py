@@ -485,6 +485,7 @@ def test_cli_check_errors_are_one_line(tmp_path, capsys):
     code = main(["annotations", "check", str(src), "-o", str(tmp_path / "o.csv"), "--report", str(tmp_path / "r.txt")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len([ln for ln in err.splitlines() if "Error:" in ln]) == 1, err
+    assert "r.txt: must end in .json or .csv" in err
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "r.txt").exists()
 
 

@@ -189,6 +189,7 @@ def test_corrupt_model_weights(capsys, silent_model, tmp_path):
         (["train", "x.csv", "--out", "m", "--steps", "abc"], "Invalid value for '--steps'"),
         (["train", "x.csv", "--out", "m", "--steps", "0"], "--steps"),
         (["train", "x.csv", "--out", "m", "--synthetic-scans", "2000000000"], "--synthetic-scans"),
+        (["synth", "out", "--n", "2000000000"], "--n"),
         (["evaluate", "a", "b", "--radius", "abc"], "Invalid value for '--radius'"),
         (["evaluate", "a", "b", "--radius", "-5"], "--radius"),
     ],

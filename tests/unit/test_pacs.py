@@ -32,13 +32,13 @@ AX = [1, 0, 0, 0, 1, 0]
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Answers GETs from ``server.routes``: path -> (status, JSON body); records the requests."""
+    """Answers GETs from ``server.routes``: path -> (status, JSON body, or bytes sent as they are); records the requests."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.server.requests.append((self.path, self.headers.get("Authorization")))
         time.sleep(self.server.delay)
         status, body = self.server.routes.get(urlsplit(self.path).path, (404, None))
-        payload = b"" if body is None else json.dumps(body).encode()
+        payload = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/dicom+json")
         self.send_header("Content-Length", str(len(payload)))
@@ -461,6 +461,13 @@ def test_a_password_inside_the_url_becomes_basic_auth_and_is_never_shown():
 def test_answers_of_the_wrong_json_shape_are_one_pacs_error(server, body):
     server.routes["/dicom-web/studies"] = (200, body)
     with pytest.raises(PacsError, match="unexpected answer"):
+        find_studies(_client(server.url))
+
+
+def test_an_answer_nested_too_deeply_is_one_pacs_error(server):
+    """The client decodes the answer itself: its RecursionError passed every ``except ValueError`` (a traceback)."""
+    server.routes["/dicom-web/studies"] = (200, b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(PacsError, match="unexpected answer .JSON nested too deeply"):
         find_studies(_client(server.url))
 
 

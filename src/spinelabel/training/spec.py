@@ -117,8 +117,9 @@ class SamplerSpec:
     #: upright benchmarks at parity. With ``p_hardware`` 0.3 as well, from
     #: scratch, four bf16 seeds of leave one source out lost about 6 of 50 and
     #: 2 of 17 scans a seed against the same seeds without (docs/NOTES.md,
-    #: forty-third session), while ``p_hardware`` 0.3 alone gained scans (below):
-    #: the turned crops cost them. Not shipped.
+    #: forty-third session), while ``p_hardware`` 0.3 alone gained scans (below),
+    #: which points to the turned crops (not trained alone from scratch; an
+    #: interaction of the two is not ruled out). Not shipped.
     p_upside_down: float = 0.0
     #: Probability that a crop shows posterior fusion hardware: pedicle screws
     #: in a run of annotated levels and a rod joining them, as signal voids
