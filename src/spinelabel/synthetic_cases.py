@@ -60,7 +60,7 @@ def write_synthetic_cases(
         before it are kept, each whole).
     """
     from .io.nifti import save_nifti
-    from .io.outputs import atomic_write_bytes, check_output_target, check_writable_folder, write_all_or_nothing
+    from .io.outputs import atomic_write_bytes, write_all_or_nothing
     from .synthetic import random_spec, synthesize_spine
 
     if region not in anatomy.REGIONS:
@@ -68,10 +68,7 @@ def write_synthetic_cases(
     out = Path(out_dir)
     prefix = prefix or f"synth-{region}"
     folders = [out / f"{prefix}-{i:04d}" for i in range(n)]
-    for folder in folders:  # every target, before the first case is drawn
-        check_writable_folder(folder)
-        for name in (IMAGE_NAME, CENTROIDS_NAME):
-            check_output_target(folder / name)
+    _check_case_targets(folders)
     cases = []
     for i, case in enumerate(folders):
         rng = np.random.default_rng([seed, i])
@@ -86,6 +83,16 @@ def write_synthetic_cases(
         if progress is not None:
             progress(i)
     return cases
+
+
+def _check_case_targets(folders: list[Path]) -> None:
+    """OutputError for the first case folder, or file in one, taken by something else (checked before any is drawn)."""
+    from .io.outputs import check_output_target, check_writable_folder
+
+    for folder in folders:
+        check_writable_folder(folder)
+        for name in (IMAGE_NAME, CENTROIDS_NAME):
+            check_output_target(folder / name)
 
 
 def _centroids_doc(name: str, spec: SyntheticSpec, volume: Volume, points: dict[str, np.ndarray]) -> dict[str, Any]:
