@@ -142,29 +142,23 @@ def _csv_rows(text: str, path: Path) -> list[dict[str, Any]]:
     header = text.split("\n", 1)[0]
     delimiter = max(CSV_DELIMITERS, key=header.count) if any(d in header for d in CSV_DELIMITERS) else ","
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    rows, line = [], 1  # line: where the row being read starts
     try:
-        fields = reader.fieldnames
+        if not reader.fieldnames or "input" not in [f.strip() for f in reader.fieldnames]:
+            raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
+        line = reader.line_num + 1
+        for row in reader:
+            where, line = f"manifest {path}, line {line}", reader.line_num + 1
+            extra = [cell for cell in row.pop(None, None) or [] if cell.strip()]  # type: ignore[call-overload]
+            if extra:
+                raise InputError(f"{where}: more cells than the header names ({extra[0]!r})")
+            if any("\n" in cell or "\r" in cell for cell in row.values() if isinstance(cell, str)):
+                raise InputError(f"{where}: a line break inside a cell (a quote opened and never closed?)")
+            cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if any(cells.values()):  # a row of empty cells (a spreadsheet's ",,") is no item
+                rows.append(cells)
     except csv.Error as exc:
-        raise InputError(f"manifest {path}, line 1: {_csv_refusal(exc)}") from None
-    if not fields or "input" not in [f.strip() for f in fields]:
-        raise InputError(f"manifest {path}: a CSV manifest needs a header with an 'input' column (optional: id, series)")
-    rows, line = [], reader.line_num + 1  # the line each row starts on
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise InputError(f"manifest {path}, line {line}: {_csv_refusal(exc)}") from None
-        where, line = f"manifest {path}, line {line}", reader.line_num + 1
-        extra = [cell for cell in row.pop(None, None) or [] if cell.strip()]  # type: ignore[call-overload]
-        if extra:
-            raise InputError(f"{where}: more cells than the header names ({extra[0]!r})")
-        if any("\n" in cell or "\r" in cell for cell in row.values() if isinstance(cell, str)):
-            raise InputError(f"{where}: a line break inside a cell (a quote opened and never closed?)")
-        cells = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-        if any(cells.values()):  # a row of empty cells (a spreadsheet's ",,") is no item
-            rows.append(cells)
+        raise InputError(f"manifest {path}, line {line}: {_csv_refusal(exc)}") from None
     return rows
 
 

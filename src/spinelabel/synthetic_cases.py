@@ -87,12 +87,11 @@ def write_synthetic_cases(
 
 def _check_case_targets(folders: list[Path]) -> None:
     """OutputError for the first case folder, or file in one, taken by something else (checked before any is drawn)."""
-    from .io.outputs import check_output_target, check_writable_folder
+    from .io.outputs import check_targets, check_writable_folder
 
     for folder in folders:
-        check_writable_folder(folder)
-        for name in (IMAGE_NAME, CENTROIDS_NAME):
-            check_output_target(folder / name)
+        check_writable_folder(folder)  # a file where the folder goes
+        check_targets([folder / IMAGE_NAME, folder / CENTROIDS_NAME])
 
 
 def _centroids_doc(name: str, spec: SyntheticSpec, volume: Volume, points: dict[str, np.ndarray]) -> dict[str, Any]:
