@@ -109,6 +109,13 @@ def test_cervical_training_centres_more_crops_on_c1_and_c2_and_cuts_the_top():
     assert sampler_spec("lumbar").p_cranial_cut == sampler_spec("lumbar").p_cranial_gap_cut == 0.0
 
 
+def test_only_the_lumbar_recipe_draws_fusion_hardware():
+    from spinelabel.training.train import sampler_spec
+
+    assert sampler_spec("lumbar").p_hardware == 0.3
+    assert sampler_spec("cervical").p_hardware == sampler_spec("whole").p_hardware == 0.0
+
+
 def test_crop_rotation_spans_the_spec_range_and_no_more():
     rng = np.random.default_rng(0)
     spec = S.SamplerSpec(rotation_deg=35.0)
