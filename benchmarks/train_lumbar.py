@@ -8,7 +8,7 @@ Usage (repository root, ../shared beside it)::
 Trains on every scan of ../shared/data/lumbar-mr except the validation split in
 benchmarks/lumbar_split.json, then writes the wall time to docs/RESULTS.md.
 
-The shipped model (v6) fine-tunes ``benchmarks/models/lumbar-base`` (v3: 5000
+The shipped model (v7) fine-tunes ``benchmarks/models/lumbar-base`` (v3: 5000
 steps from scratch with S1 pseudo-labels, ``--from-scratch``) with the S1
 points annotated by eye (``annotations/lumbar-s1.csv``, docs/annotations.md)
 added to the training scans and the augmentations of ``training.sampling``
