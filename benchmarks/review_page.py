@@ -64,7 +64,7 @@ def _server_ms(server, start_slice: int, loads: int) -> float:
         start = time.perf_counter()
         conn = http.client.HTTPConnection(host, port, timeout=WAIT_S)
         for path in ("/", "/static/app.js", "/static/style.css", f"/api/scans/0/slices/{start_slice}"):
-            conn.request("GET", path, headers={"Host": f"{host}:{port}"})
+            conn.request("GET", path, headers={"Host": f"{host}:{port}", "X-Spinelabel-Token": server.token})
             conn.getresponse().read()
         conn.close()
         times.append((time.perf_counter() - start) * 1000.0)
