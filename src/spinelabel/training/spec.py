@@ -110,7 +110,7 @@ class SamplerSpec:
     #: bodies stay bodies, but no S1 is upright in it and its level is masked.
     #: An image stored upside down under an upright header (a feet-first
     #: patient registered head-first) is otherwise named in reverse, sure and
-    #: unwarned in 5 of 28 held-out scans (lumbar v6; v7: 4) (``benchmarks.upside_down``): the
+    #: unwarned in 5 of 28 held-out scans under lumbar v6, 4 under v7 (``benchmarks.upside_down``): the
     #: network does not know up from down. Off by default, and then no random
     #: number is drawn. One CPU seed each (docs/NOTES.md, forty-first session):
     #: 0.1 in the fine-tune kept 23 of the 28 sure names, 0.3 kept 6, with the
