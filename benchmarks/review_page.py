@@ -58,13 +58,16 @@ def _server_ms(server, start_slice: int, loads: int) -> float:
     """Median time (ms) for the server alone to answer the page and its first slice (no browser; http.client)."""
     import http.client
 
+    from spinelabel.testing.review import server_headers
+
     host, port = server.server_address[:2]
+    headers = server_headers(server)
     times = []
     for _ in range(loads):
         start = time.perf_counter()
         conn = http.client.HTTPConnection(host, port, timeout=WAIT_S)
         for path in ("/", "/static/app.js", "/static/style.css", f"/api/scans/0/slices/{start_slice}"):
-            conn.request("GET", path, headers={"Host": f"{host}:{port}", "X-Spinelabel-Token": server.token})
+            conn.request("GET", path, headers=headers)
             conn.getresponse().read()
         conn.close()
         times.append((time.perf_counter() - start) * 1000.0)

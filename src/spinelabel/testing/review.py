@@ -136,6 +136,13 @@ def session_for(inputs: list[Path], labels_dir: Path, reviewer: str = "tester") 
     return ReviewSession(scans, reviewer, images)
 
 
+def server_headers(server: ReviewServer, token: bool = True) -> dict[str, str]:
+    """The headers every request to ``server`` needs: the loopback ``Host`` and (unless ``token`` is false) the
+    session token in ``X-Spinelabel-Token``."""
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    return {"Host": f"{host}:{port}", **({"X-Spinelabel-Token": server.token} if token else {})}
+
+
 def request(server: ReviewServer, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None, token: bool = True) -> tuple[Any, bytes]:
     """One HTTP request to a review server, with the loopback Host header it requires; (response, body).
@@ -144,8 +151,7 @@ def request(server: ReviewServer, method: str, path: str, body: bytes | None = N
     """
     host, port = str(server.server_address[0]), int(server.server_address[1])
     conn = http.client.HTTPConnection(host, port, timeout=30)
-    given = {"X-Spinelabel-Token": server.token} if token else {}
-    conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **given, **(headers or {})})
+    conn.request(method, path, body=body, headers={**server_headers(server, token), **(headers or {})})
     response = conn.getresponse()
     data = response.read()
     conn.close()

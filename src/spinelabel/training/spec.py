@@ -132,7 +132,7 @@ class SamplerSpec:
     #: against 38.8, myoseg -> zukic 15.5 against 15.0, no unwarned wrong scan
     #: (docs/RESULTS.md, "a recipe arm: fusion hardware"); the fine-tune at 0.3
     #: took ``metal-severe`` from 9 to 14 of 28 (docs/NOTES.md, fortieth
-    #: session). The lumbar recipe turns it on (``train.REGION_SAMPLER``,
+    #: session; the shipped v7, another draw of it: 12). The lumbar recipe turns it on (``train.REGION_SAMPLER``,
     #: forty-fifth session). With ``p_upside_down`` 0.3 as well, leave one
     #: source out lost scans (above).
     p_hardware: float = 0.0
