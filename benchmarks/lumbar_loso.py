@@ -39,6 +39,7 @@ from pathlib import Path
 
 from benchmarks.cervical import _mm, _pct
 from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, flag_stats, git_commit, warning_code_rows, write_section
+from benchmarks.train_lumbar import annotated_s1_options, recipe_options
 from spinelabel.training.train import PRECISIONS
 
 SPLIT = REPO / "benchmarks" / "lumbar_split.json"
@@ -57,8 +58,7 @@ def _train_args(
     exclude = tmp / f"only-{source}.json"
     exclude.write_text(json.dumps({"validation": [c for c in everything if c not in keep]}))
     return ["train", str(SHARED), "--exclude", str(exclude), "--region", "lumbar", "--out", str(out),
-            "--steps", str(steps), "--synthetic-fraction", "0.25", "--synthetic-scans", "80",
-            "--extra-labels", str(S1_LABELS), "--no-complete-anchors", "--threads", str(threads), "--seed", str(seed),
+            *recipe_options(steps), *annotated_s1_options(), "--threads", str(threads), "--seed", str(seed),
             "--device", device, "--precision", precision, "--quiet"]
 
 

@@ -4,6 +4,7 @@ Usage (repository root, ../shared beside it)::
 
     python -m benchmarks.train_lumbar [--out src/spinelabel/models/lumbar] [--steps 2000]
     python -m benchmarks.train_lumbar --from-scratch [--steps 5000]   # the base model's recipe
+    python -m benchmarks.train_lumbar --one-stage [--steps 3000]      # leave one source out's recipe
 
 Trains on every scan of ../shared/data/lumbar-mr except the validation split in
 benchmarks/lumbar_split.json, then writes the wall time to docs/RESULTS.md.
@@ -14,6 +15,10 @@ points annotated by eye (``annotations/lumbar-s1.csv``, docs/annotations.md)
 added to the training scans and the augmentations of ``training.sampling``
 as they stand (docs/training.md): the recipe is the code at the commit that
 trained it, recorded in the model's ``config.json``.
+
+``--one-stage`` trains from a random start with the recipe that
+``benchmarks.lumbar_loso`` measures on an unseen source (``recipe_options``
+and ``annotated_s1_options``), on both sources' training scans.
 """
 
 from __future__ import annotations
@@ -31,32 +36,51 @@ from benchmarks.lumbar import REPO, SHARED, git_commit, write_section
 SPLIT = REPO / "benchmarks" / "lumbar_split.json"
 BASE_MODEL = REPO / "benchmarks" / "models" / "lumbar-base"
 S1_LABELS = REPO / "annotations" / "lumbar-s1.csv"
+SYNTHETIC_FRACTION = 0.25  # share of crops drawn from phantoms (docs/training.md)
+SYNTHETIC_SCANS = 80  # phantoms drawn before training
+ONE_STAGE_STEPS = 3000  # leave one source out's training length, from a random start
+
+
+def annotated_s1_options() -> list[str]:
+    """Train on our S1 points (``annotations/lumbar-s1.csv``) instead of S1 pseudo-labels."""
+    return ["--extra-labels", str(S1_LABELS), "--no-complete-anchors"]
+
+
+def recipe_options(
+    steps: int, synthetic_fraction: float = SYNTHETIC_FRACTION, synthetic_scans: int = SYNTHETIC_SCANS
+) -> list[str]:
+    """``spinelabel train`` options shared by every lumbar recipe: length and phantoms."""
+    return ["--steps", str(steps), "--synthetic-fraction", str(synthetic_fraction),
+            "--synthetic-scans", str(synthetic_scans)]
 
 
 def parse_args(argv) -> argparse.Namespace:
     """The shipped recipe's options (the base model's recipe with ``--from-scratch``)."""
     ap = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
     ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "lumbar")
-    ap.add_argument("--from-scratch", action="store_true", help="the base model's recipe: 5000 steps, S1 pseudo-labels")
-    ap.add_argument("--steps", type=int, default=None, help="default 2000 (5000 from scratch)")
-    ap.add_argument("--synthetic-fraction", type=float, default=0.25)
-    ap.add_argument("--synthetic-scans", type=int, default=80)
+    stage = ap.add_mutually_exclusive_group()
+    stage.add_argument("--from-scratch", action="store_true", help="the base model's recipe: 5000 steps, S1 pseudo-labels")
+    stage.add_argument("--one-stage", action="store_true",
+                       help="leave one source out's recipe from a random start: 3000 steps, our S1 points")
+    ap.add_argument("--steps", type=int, default=None, help="default 2000 (5000 from scratch, 3000 one stage)")
+    ap.add_argument("--synthetic-fraction", type=float, default=SYNTHETIC_FRACTION)
+    ap.add_argument("--synthetic-scans", type=int, default=SYNTHETIC_SCANS)
     ap.add_argument("--device", default="cpu", help="torch device of the optimisation (cpu; cuda where there is a GPU)")
     args = ap.parse_args(argv)
     if args.steps is None:
-        args.steps = 5000 if args.from_scratch else 2000
+        args.steps = 5000 if args.from_scratch else ONE_STAGE_STEPS if args.one_stage else 2000
     return args
 
 
 def train_args(args: argparse.Namespace) -> list[str]:
     """`spinelabel train` on ../shared minus the validation split: the shipped or the base recipe."""
     common = ["train", str(SHARED), "--exclude", str(SPLIT), "--region", "lumbar", "--out", str(args.out),
-              "--steps", str(args.steps), "--synthetic-fraction", str(args.synthetic_fraction),
-              "--synthetic-scans", str(args.synthetic_scans), "--device", args.device]
+              *recipe_options(args.steps, args.synthetic_fraction, args.synthetic_scans), "--device", args.device]
     if args.from_scratch:
         return [*common, "--complete-anchors"]
-    return [*common, "--init", str(BASE_MODEL), "--learning-rate", "5e-4", "--extra-labels", str(S1_LABELS),
-            "--no-complete-anchors"]
+    if args.one_stage:  # what benchmarks.lumbar_loso trains on one source
+        return [*common, *annotated_s1_options()]
+    return [*common, "--init", str(BASE_MODEL), "--learning-rate", "5e-4", *annotated_s1_options()]
 
 
 def run_training(cli_args: list[str], out: Path) -> tuple[int, float, str, dict]:
@@ -89,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         pseudo = cfg["training"].get("pseudo_labels", {})
         how = (f"S1 pseudo-labels (`--complete-anchors`) in {sum('S1' in v for v in pseudo.values())} of "
                f"{len(cfg['training']['scans'])} training scans")
+    elif args.one_stage:
+        how = (f"one stage from a random start (leave one source out's recipe), S1 annotated by eye "
+               f"(`{S1_LABELS.relative_to(REPO)}`)")
     else:
         how = f"fine-tuned from `benchmarks/models/lumbar-base`, S1 annotated by eye (`{S1_LABELS.relative_to(REPO)}`)"
     body = f"""## Lumbar: training time
