@@ -48,15 +48,14 @@ def upside_down(volume, points: dict[str, np.ndarray]):
         The volume on the same world grid, in RIP voxel order, with its rows (axis 1, inferior) reversed under
         that grid's affine; and each point at the world position of its mirrored voxel.
     """
-    from spinelabel.geometry import Volume, reorient
+    from spinelabel.geometry import turned_head_foot
 
-    canon = reorient(volume, "RIP", copy=False)  # the reversed rows are copied below
-    last = canon.shape[1] - 1
-    flipped = Volume(np.ascontiguousarray(canon.data[:, ::-1]), canon.affine, canon.rescale)
+    flipped = turned_head_foot(volume)  # RIP voxel order, rows reversed under the same affine
+    last = flipped.shape[1] - 1
 
     def mirror(p: np.ndarray) -> np.ndarray:
-        ijk = canon.world_to_voxel(p)
-        return canon.voxel_to_world([ijk[0], last - ijk[1], ijk[2]])
+        ijk = flipped.world_to_voxel(p)
+        return flipped.voxel_to_world([ijk[0], last - ijk[1], ijk[2]])
 
     return flipped, {k: mirror(np.asarray(p, float)) for k, p in points.items()}
 

@@ -266,6 +266,31 @@ def reorient(volume: Volume, axcodes: tuple[str, str, str] | str, copy: bool = T
     return Volume(np.ascontiguousarray(data) if copy else data, affine, volume.rescale)
 
 
+def turned_head_foot(volume: Volume) -> Volume:
+    """The image's data turned head to foot under its own world grid: what an upside-down image looks like.
+
+    An image whose header says upright while its data are stored upside down
+    (a feet-first patient registered head-first, or a converter that flips the
+    rows but not the affine) has this relation to the right one: the same
+    world box, the voxels mirrored along the axis nearest superior-inferior.
+    Turning such an image again gives the right one back.
+
+    Parameters
+    ----------
+    volume : Volume
+        Data of shape (I, J, K), any voxel order.
+
+    Returns
+    -------
+    Volume
+        In RIP voxel order (``reorient``), axis 1 (inferior) reversed under
+        that order's affine; the voxel at row ``j`` holds what row
+        ``J' - 1 - j`` held, with ``J'`` the number of rows.
+    """
+    canon = reorient(volume, "RIP", copy=False)
+    return Volume(np.ascontiguousarray(canon.data[:, ::-1]), canon.affine, canon.rescale)
+
+
 def resample_grid(volume: Volume, spacing: npt.ArrayLike, order: int = 1) -> Volume:
     """Resample along the array axes to the given voxel size (mm) per axis.
 

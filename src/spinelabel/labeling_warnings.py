@@ -15,7 +15,7 @@ import numpy as np
 
 from .anatomy import BODILESS_LEVELS, BODY_HEIGHT_MM, Region
 from .labeling_params import LabeledVertebra, LabelingParams
-from .warning_codes import LabelWarning
+from .warning_codes import LabelWarning, count_at_risk
 
 #: The advice every warning about the count ends with.
 COUNT_YOURSELF = "count from a landmark to verify"
@@ -198,6 +198,55 @@ def direction_check(vertebrae: Sequence[LabeledVertebra], plain: Mapping[int, st
         "direction-dependent",
         f"the level names rest on the spine's curvature: without the learned step directions they would be "
         f"{', '.join(moved)} — {COUNT_YOURSELF}",
+    )]
+
+
+#: By how much (summed confidence) the names of the image as its header has it must beat those of the
+#: image turned head to foot for the orientation to go unquestioned. 0: a tie or a loss warns. Measured
+#: (docs/NOTES.md, forty-sixth session; the shipped lumbar v7 and cervical models) on the 70 shared scans: upright
+#: scans with a sure name and no count warning beat their turned image by 0.40 or more (myoseg-52 the
+#: least), while the turned images that came out sure and unwarned lost to their upright image by 0.51
+#: to 3.85 (myoseg-15 the least). 0 sits between the two; in-sample, so the benchmarks watch it.
+ORIENTATION_MARGIN = 0.0
+
+
+def orientation_in_question(vertebrae: Sequence[LabeledVertebra], warnings: Sequence[LabelWarning],
+                            params: LabelingParams) -> bool:
+    """Whether a labeling reads as trustworthy, so that an upside-down image would go unnoticed.
+
+    A labeling with no name at ``params.low_confidence`` or above, or one that
+    already carries a warning of concern ``count``, tells its reader to count
+    for themselves: checking its orientation adds nothing (and costs a second
+    pass of the network).
+    """
+    return any(v.confidence >= params.low_confidence for v in vertebrae) and not count_at_risk(warnings)
+
+
+def orientation_check(given: Sequence[LabeledVertebra], turned: Sequence[LabeledVertebra]) -> list[LabelWarning]:
+    """A warning when the image turned head to foot (``geometry.turned_head_foot``) is named more surely.
+
+    The network reads a spine turned upside down as a spine (it does not know
+    up from down, docs/NOTES.md, thirty-eighth session), so an image stored
+    upside down under an upright header is named in reverse, often surely.
+    Its right way up is then the turned image, whose names come out surer:
+    the sum of the confidences of ``turned`` reaches that of ``given`` less
+    ``ORIENTATION_MARGIN``.
+
+    Parameters
+    ----------
+    given, turned : sequence of LabeledVertebra
+        The labeling of the image as its header has it, and of the image turned.
+    """
+    as_given = sum(v.confidence for v in given)
+    as_turned = sum(v.confidence for v in turned)
+    if as_given - as_turned > ORIENTATION_MARGIN:
+        return []
+    return [LabelWarning(
+        "upside-down",
+        f"the image turned head to foot is named more surely than as its header has it (summed confidence "
+        f"{as_turned:.1f} against {as_given:.1f}): it may be stored upside down (a feet-first patient registered "
+        f"head-first, or rows flipped without the header) and every name reversed — check on the overlay that "
+        f"the head is at the top, then {COUNT_YOURSELF}",
     )]
 
 

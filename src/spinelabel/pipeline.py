@@ -182,6 +182,7 @@ class Labeler:
         """
         candidates, result = self.detect_and_name(volume, candidates)
         self.check_spine(candidates, result)
+        warnings = [*result.warnings, *self.orientation_warnings(volume, result)]
         vertebrae = [
             Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
             for v in result.vertebrae
@@ -192,9 +193,29 @@ class Labeler:
             model_version=self.config.version,
             vertebrae=vertebrae,
             model_sha256=self.config.sha256,
-            warnings=list(result.warnings),
+            warnings=warnings,
             n_candidates=len(candidates),
         )
+
+    def orientation_warnings(self, volume: Volume, result) -> list:
+        """The upside-down check (``labeling_warnings.orientation_check``) of a labeling that reads as sure.
+
+        A second pass of the network and the chain model, on the image turned
+        head to foot (``geometry.turned_head_foot``), for a labeling with a sure
+        name and no ``count`` warning (``orientation_in_question``); nothing
+        for other labelings, or when the turned image is no spine to this model.
+        """
+        from .geometry import turned_head_foot
+        from .labeling_warnings import orientation_check, orientation_in_question
+
+        if not orientation_in_question(result.vertebrae, result.warnings, self.params):
+            return []
+        candidates, turned = self.detect_and_name(turned_head_foot(volume))
+        try:
+            self.check_spine(candidates, turned)
+        except NothingFoundError:
+            return []
+        return orientation_check(result.vertebrae, turned.vertebrae)
 
     def check_spine(self, candidates: list, result) -> None:
         """Refuse a labeling that is no spine: too few sure vertebrae, or a chain that explains too few detections.

@@ -40,6 +40,7 @@ CODES: dict[str, tuple[str, str]] = {
     "direction-dependent": (COUNT, "without the learned step directions some names would differ"),
     "transitional": (COUNT, "a transitional vertebra (T13 or L6) is named"),
     "uncountable-variant": (COUNT, "a transitional count fits better, but this field of view cannot show it"),
+    "upside-down": (COUNT, "the image turned head to foot gives surer names: is it stored upside down?"),
     "few-vertebrae": (COUNT, "too few vertebrae are named to check their spacing"),
     "missed-level": (DETECTION, "a level of the chain has no vertebra: a missed detection"),
     "missed-at-end": (DETECTION, "the image shows a level beyond the named ones whole, but it has no vertebra: look there"),

@@ -174,3 +174,17 @@ def test_noise_image_is_not_labeled(tmp_path, capsys):
     assert main(["label", str(path), "-o", str(tmp_path / "out.json")]) == 1
     assert "no vertebrae found" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_scan_stored_upside_down_under_an_upright_header_is_warned(labeler):
+    """myoseg-48 (held out) turned head to foot: the model names it in reverse at 0.67-0.81 (lumbar v7), so the
+    labeler's second pass on the image turned back must say so; the scan the right way up gets no such warning."""
+    from spinelabel.geometry import turned_head_foot
+    from spinelabel.io import load_image
+    from spinelabel.warning_codes import count_at_risk
+
+    upright = load_image([SHARED / "myoseg-48" / "image.nii.gz"]).volume
+    right = labeler.label(upright)
+    assert "upside-down" not in [w.code for w in right.warnings]
+    wrong = labeler.label(turned_head_foot(upright))
+    assert "upside-down" in [w.code for w in wrong.warnings] and count_at_risk(wrong.warnings)

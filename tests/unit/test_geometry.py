@@ -267,3 +267,23 @@ def test_distance_outside_is_measured_in_mm_along_each_voxel_axis_of_a_turned_gr
     corner = apply_affine(affine, [[-3.5, 2, 9.5]])  # 3 voxels (6 mm) and 3 slices (9 mm) outside
     d = distance_outside(affine, shape, np.concatenate([inside, beyond_i, corner]))
     np.testing.assert_allclose(d, [0.0, 0.0, 0.0, 6.0, np.hypot(6.0, 9.0)])
+
+
+def test_turned_head_foot_mirrors_the_data_along_the_head_foot_axis_under_the_same_world_box():
+    from spinelabel.geometry import turned_head_foot
+
+    affine = np.array([[0.0, 0.0, -1.5, 30.0], [-2.0, 0.0, 0.0, 20.0], [0.0, 3.0, 0.0, -60.0], [0, 0, 0, 1]])  # P, S, L
+    data = np.zeros((6, 8, 5), np.float32)
+    data[1, 6, 2] = 7.0  # high up (axis 1 runs superior)
+    vol = Volume(data, affine)
+    turned = turned_head_foot(vol)
+    canon = reorient(vol, "RIP")
+    np.testing.assert_allclose(turned.affine, canon.affine)  # the grid is the RIP grid of the same box
+    assert turned.shape == canon.shape
+    np.testing.assert_array_equal(turned.data, canon.data[:, ::-1])
+    before, after = vol.voxel_to_world([1, 6, 2]), turned.voxel_to_world(np.argwhere(turned.data == 7.0)[0])
+    # the bright voxel moved head-foot only: same left-right and front-back, superior <-> inferior about the centre
+    centre_z = vol.voxel_to_world((np.array(vol.shape) - 1) / 2)[2]
+    np.testing.assert_allclose(after[:2], before[:2])
+    np.testing.assert_allclose(after[2] - centre_z, -(before[2] - centre_z))
+    np.testing.assert_array_equal(turned_head_foot(turned).data, canon.data)  # turned twice: the upright image

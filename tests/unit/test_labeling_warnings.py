@@ -84,3 +84,33 @@ def test_names_that_move_without_the_directions_are_listed():
     assert direction_check(vertebrae, {0: "L4", 1: "L5", 2: "S1"}) == []
     (warning,) = direction_check(vertebrae, {0: "L3", 1: "L4", 2: "L5"})
     assert warning.code == "direction-dependent" and "they would be L4 (L3), L5 (L4), S1 (L5)" in warning.text
+
+
+def test_the_orientation_is_questioned_only_for_a_sure_labeling_without_a_count_warning():
+    from spinelabel.labeling_warnings import orientation_in_question
+
+    params = LabelingParams()
+    sure, unsure = _named(["L3", "L4", "L5"]), _named(["L3", "L4", "L5"], confidence=params.low_confidence - 0.01)
+    count = LabelWarning("level-offset", "the level estimates disagree")
+    detection = LabelWarning("missed-level", "missed detection")
+    assert orientation_in_question(sure, [], params)
+    assert orientation_in_question(sure, [detection], params)  # a missed body says nothing about the count
+    assert not orientation_in_question(sure, [count], params)  # the reader already counts
+    assert not orientation_in_question(unsure, [], params)
+    assert not orientation_in_question([], [], params)
+    edge = _named(["L4"], confidence=params.low_confidence)  # exactly at the threshold is sure
+    assert orientation_in_question(edge, [], params)
+
+
+def test_an_image_named_more_surely_turned_head_to_foot_is_warned_as_upside_down():
+    from spinelabel.labeling_warnings import ORIENTATION_MARGIN, orientation_check
+
+    given = _named(["L3", "L4", "L5", "S1"], confidence=0.8)  # summed 3.2
+    assert orientation_check(given, _named(["L2", "L3", "L4"], confidence=0.9)) == []  # 2.7: upright wins
+    (warning,) = orientation_check(given, _named(["L2", "L3", "L4", "L5"], confidence=0.85))  # 3.4
+    assert warning.code == "upside-down" and count_at_risk([warning])
+    assert "3.4 against 3.2" in warning.text and "upside down" in warning.text
+    # a tie warns (ORIENTATION_MARGIN 0): the turned image is as sure as the header's
+    assert ORIENTATION_MARGIN == 0.0
+    assert codes(orientation_check(given, _named(["L1", "L2", "L3", "L4"], confidence=0.8))) == ["upside-down"]
+    assert orientation_check(given, []) == []  # nothing named turned

@@ -352,3 +352,44 @@ def test_a_model_labels_only_the_regions_it_was_trained_for(trained, asked, ok):
         return
     with pytest.raises(InputError, match=f"was trained for --region {trained}: it cannot label --region {asked}"):
         make_labeler(asked, model)
+
+
+class TurnedLabeler(Labeler):
+    """A labeler whose chain model names the upright blob spine with ``given`` and any image turned head to foot
+    (``geometry.turned_head_foot``: RIP voxel order) with ``turned`` confidence, counting the passes."""
+
+    def __init__(self, given: float, turned: float, turned_is_spine: bool = True):
+        super().__init__(dummy_config(), BlobNet())
+        self.given, self.turned, self.turned_is_spine, self.passes = given, turned, turned_is_spine, 0
+
+    def name(self, candidates, params=None):
+        from dataclasses import replace
+
+        result = super().name(candidates, params)
+        self.passes += 1
+        conf = self.given if self.passes == 1 else self.turned
+        if self.passes > 1 and not self.turned_is_spine:
+            return replace(result, vertebrae=[])  # check_spine refuses it
+        return replace(result, vertebrae=[replace(v, confidence=conf) for v in result.vertebrae], warnings=[])
+
+
+@pytest.mark.parametrize("given, turned, warned", [(0.9, 0.6, False), (0.6, 0.9, True), (0.7, 0.7, True)])
+def test_a_sure_labeling_is_checked_against_the_image_turned_head_to_foot(given, turned, warned):
+    vol, centres = blob_spine()
+    labeler = TurnedLabeler(given, turned)
+    result = labeler.label(vol)
+    assert labeler.passes == 2  # the second pass ran, on the turned image
+    assert len(result.vertebrae) == len(centres)
+    assert ("upside-down" in [w.code for w in result.warnings]) is warned
+    # the check adds a warning and changes no name or confidence
+    assert [v.confidence for v in result.vertebrae] == pytest.approx([given] * len(centres))
+
+
+def test_an_unsure_labeling_or_a_turned_image_that_is_no_spine_is_not_questioned():
+    vol, _ = blob_spine()
+    unsure = TurnedLabeler(0.3, 0.9)
+    assert "upside-down" not in [w.code for w in unsure.label(vol).warnings]
+    assert unsure.passes == 1  # no second pass for a labeling the reader checks anyway
+    refused = TurnedLabeler(0.6, 0.9, turned_is_spine=False)
+    assert "upside-down" not in [w.code for w in refused.label(vol).warnings]
+    assert refused.passes == 2
