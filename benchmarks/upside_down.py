@@ -72,6 +72,16 @@ def sure_unwarned(run: Labeled) -> dict[str, list[str]]:
     return out
 
 
+def upside_down_warned(run: Labeled) -> tuple[int, int]:
+    """Scans with the labeler's ``upside-down`` warning, and how many of them have no other code of concern ``count``
+    (what the check alone tells the reader)."""
+    from spinelabel.warning_codes import CODES, COUNT
+
+    flagged = [codes for codes in run.codes.values() if "upside-down" in codes]
+    alone = sum(not any(CODES[c][0] == COUNT for c in codes if c != "upside-down") for codes in flagged)
+    return len(flagged), alone
+
+
 def main(argv: list[str] | None = None) -> int:
     """Turn every held-out scan upside down, label, count the sure names, and write the RESULTS section."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = unmarked_wrong(report, run)
     n_names = sum(len(p) for p in run.preds.values())
     s1 = sum("S1" in conf for conf in run.conf.values())
+    flagged, alone = upside_down_warned(run)
     listing = "; ".join(f"{case}: {', '.join(names)}" for case, names in sure.items()) or "—"
     body = f"""## Lumbar: images stored upside down under an upright header (held-out split)
 
@@ -112,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 | scans labeled / refused | {len(run.preds)} / {len(run.failures)} |
 | names given / S1 named in | {n_names} / {s1} scans |
 | scans with a warning | {len(run.warned)} of {len(run.preds)} |
+| of them with the `upside-down` warning (the labeler's check; with no other `count` code) | {flagged} ({alone}) |
 | wrong names (against the mirrored truth) | {counts['wrong']} |
 | of them below 0.5 or in a warned scan | {counts['wrong_warned']} |
 | **names at 0.5 or above in a scan without a warning** | **{sum(len(v) for v in sure.values())} in {len(sure)} scans** |

@@ -61,3 +61,11 @@ def test_upside_down_keeps_the_stored_values_and_their_rescale():
     p = vol.voxel_to_world([3, 4, 5])
     _, moved = upside_down(vol, {"x": p})
     assert turned.real_data()[tuple(np.round(turned.world_to_voxel(moved["x"])).astype(int))] == vol.real_data()[3, 4, 5]
+
+
+def test_upside_down_warned_counts_the_checks_warnings_and_those_with_no_other_count_code():
+    from benchmarks.upside_down import upside_down_warned
+
+    run = Labeled(codes={"a": ["upside-down"], "b": ["upside-down", "low-confidence"], "c": ["upside-down", "level-offset"],
+                         "d": ["level-offset"], "e": []})
+    assert upside_down_warned(run) == (3, 2)
