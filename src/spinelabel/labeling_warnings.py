@@ -203,10 +203,11 @@ def direction_check(vertebrae: Sequence[LabeledVertebra], plain: Mapping[int, st
 
 #: By how much (summed confidence) the names of the image as its header has it must beat those of the
 #: image turned head to foot for the orientation to go unquestioned. 0: a tie or a loss warns. Measured
-#: (docs/NOTES.md, forty-sixth session; the shipped lumbar v7 and cervical models) on the 70 shared scans: upright
-#: scans with a sure name and no count warning beat their turned image by 0.40 or more (myoseg-52 the
-#: least), while the turned images that came out sure and unwarned lost to their upright image by 0.51
-#: to 3.85 (myoseg-15 the least). 0 sits between the two; in-sample, so the benchmarks watch it.
+#: (docs/NOTES.md, forty-sixth session; the shipped lumbar v7 and cervical models) on the 70 shared scans:
+#: upright, those with a sure name and no count warning beat their turned image by 0.40 or more
+#: (myoseg-52 the least); stored upside down, those named surely without a count warning (8 scans) lost to
+#: their turned, upright image by 0.51 to 3.85 (myoseg-15 the least). 0 sits between the two; in-sample,
+#: so the benchmarks watch it.
 ORIENTATION_MARGIN = 0.0
 
 

@@ -175,6 +175,9 @@ class Labeler:
             slices near the chain's caudal end, turned, where the model's
             ``caudal_turns_deg`` asks for it: ``_look_beyond``).
 
+        A labeling that reads as sure is named again on the image turned head
+        to foot (``orientation_warnings``): a warning, never a name, comes of it.
+
         Raises
         ------
         NothingFoundError
