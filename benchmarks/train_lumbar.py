@@ -55,7 +55,8 @@ def recipe_options(
 
 
 def parse_args(argv) -> argparse.Namespace:
-    """The shipped recipe's options (the base model's recipe with ``--from-scratch``)."""
+    """The shipped recipe's options (the base model's with ``--from-scratch``, leave one source out's with
+    ``--one-stage``)."""
     ap = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
     ap.add_argument("--out", type=Path, default=REPO / "src" / "spinelabel" / "models" / "lumbar")
     stage = ap.add_mutually_exclusive_group()
@@ -73,7 +74,7 @@ def parse_args(argv) -> argparse.Namespace:
 
 
 def train_args(args: argparse.Namespace) -> list[str]:
-    """`spinelabel train` on ../shared minus the validation split: the shipped or the base recipe."""
+    """`spinelabel train` on ../shared minus the validation split: the shipped, the base or the one-stage recipe."""
     common = ["train", str(SHARED), "--exclude", str(SPLIT), "--region", "lumbar", "--out", str(args.out),
               *recipe_options(args.steps, args.synthetic_fraction, args.synthetic_scans), "--device", args.device]
     if args.from_scratch:
