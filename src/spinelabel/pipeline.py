@@ -19,6 +19,7 @@ from .threads import thread_count
 if TYPE_CHECKING:
     from .io import LoadedImage
     from .labeling_params import LabelingParams
+    from .warning_codes import LabelWarning
 
 __all__ = [
     "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
@@ -200,7 +201,7 @@ class Labeler:
             n_candidates=len(candidates),
         )
 
-    def orientation_warnings(self, volume: Volume, result) -> list:
+    def orientation_warnings(self, volume: Volume, result) -> list["LabelWarning"]:
         """The upside-down check (``labeling_warnings.orientation_check``) of a labeling that reads as sure.
 
         A second pass of the network and the chain model, on the image turned
