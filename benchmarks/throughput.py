@@ -7,7 +7,8 @@ Usage (from the repository root, with ../shared beside it, on an otherwise quiet
 Measured side by side in one run:
 
 1. a batch of 20 scans (``spinelabel label ... --output-dir``) as one process and
-   with ``--jobs 2``, on a quiet machine and under a competing CPU load (one
+   with ``--jobs 2``, on a quiet machine (with and without the upside-down
+   check: ``--trust-orientation``) and under a competing CPU load (one
    busy process per core), plus the old default (2 spinning OpenMP threads)
    under the same load, the same load run as background work (``nice``),
    the operator's remedy, and the same load started in a session of its own
@@ -19,7 +20,8 @@ Measured side by side in one run:
 3. peak memory of ``spinelabel label`` (JSON and overlay) on a large DICOM
    series (1267 x 1267 x 26, resampled from a shared scan);
 4. ``spinelabel batch`` over 200 manifest items (links to shared scans, 10 bad
-   ones) on a 2-worker Dask LocalCluster, killed once and resumed.
+   ones) on a 2-worker Dask LocalCluster, killed once and resumed; then the
+   same with ``--trust-orientation``.
 
 ``--quick`` is a smoke run (a few scans, a smaller series, 20 items): it
 proves the script works, not the numbers. ``--only memory`` measures part 3
@@ -124,10 +126,15 @@ def _autogroup_state() -> str:
         return "unknown"
 
 
-def batch_seconds(scans: list[Path], jobs: int, env: dict[str, str] | None = None) -> float:
-    """Wall time of one ``spinelabel label SCANS --output-dir --jobs`` process (start-up and model load included)."""
+#: The switch that skips the upside-down check (a second pass of the network on each surely named scan).
+TRUST = "--trust-orientation"
+
+
+def batch_seconds(scans: list[Path], jobs: int, env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> float:
+    """Wall time of one ``spinelabel label SCANS --output-dir --jobs [options]`` process (start-up and model load
+    included)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(EXE), "label", *map(str, scans), "--output-dir", tmp, "--jobs", str(jobs), "-q"]
+        cmd = [str(EXE), "label", *map(str, scans), "--output-dir", tmp, "--jobs", str(jobs), "-q", *options]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
         return time.perf_counter() - t
@@ -148,6 +155,7 @@ def batch_table(scans: list[Path]) -> tuple[str, dict[str, float]]:
     per_scan: dict[str, float] = {}
     for label, jobs, env in rows:
         per_scan[f"{label} jobs={jobs}"] = batch_seconds(scans, jobs, env) / len(scans)
+        per_scan[f"{label} trusted jobs={jobs}"] = batch_seconds(scans, jobs, env, (TRUST,)) / len(scans)
     with CompetingLoad(cores):
         for label, jobs, env in [("load", 1, None), ("load", 2, None), ("load, old policy", 1, OLD_POLICY)]:
             per_scan[f"{label} jobs={jobs}"] = batch_seconds(scans, jobs, env) / len(scans)
@@ -158,6 +166,7 @@ def batch_table(scans: list[Path]) -> tuple[str, dict[str, float]]:
         for jobs in (1, 2):
             per_scan[f"other session jobs={jobs}"] = batch_seconds(scans, jobs) / len(scans)
     q1, q2 = per_scan["quiet jobs=1"], per_scan["quiet jobs=2"]
+    t1, t2 = per_scan["quiet trusted jobs=1"], per_scan["quiet trusted jobs=2"]
     autogroups = f"kernel autogroups {_autogroup_state()}"
     lines = [
         f"Batch of {len(scans)} scans, whole process (start-up and model load included), per scan:",
@@ -165,6 +174,8 @@ def batch_table(scans: list[Path]) -> tuple[str, dict[str, float]]:
         "| machine | 1 process | --jobs 2 | --jobs 2 throughput vs 1 process |",
         "|---|---|---|---|",
         f"| quiet | {q1:.2f} s | {q2:.2f} s | {q1 / q2:.2f}x |",
+        f"| quiet, `{TRUST}` (no upside-down check) | {t1:.2f} s ({t1 / q1:.2f}x with it) "
+        f"| {t2:.2f} s ({t2 / q2:.2f}x with it) | {t1 / t2:.2f}x |",
         f"| {cores} busy processes beside it | {per_scan['load jobs=1']:.2f} s ({per_scan['load jobs=1'] / q1:.2f}x quiet) "
         f"| {per_scan['load jobs=2']:.2f} s ({per_scan['load jobs=2'] / q2:.2f}x quiet) "
         f"| {per_scan['load jobs=1'] / per_scan['load jobs=2']:.2f}x |",
@@ -421,8 +432,9 @@ def _run_until(cmd: list[str], done_file: Path, kill_after: int) -> float:
 CLUSTER_CLOSE_S = 60
 
 
-def archive_run(scans: list[Path], sizes: Sizes, tmp: Path) -> dict:
-    """``spinelabel batch`` on a 2-worker LocalCluster: a run killed after ``kill_after`` items, then resumed."""
+def archive_run(scans: list[Path], sizes: Sizes, tmp: Path, options: tuple[str, ...] = ()) -> dict:
+    """``spinelabel batch [options]`` on a 2-worker LocalCluster: a run killed after ``kill_after`` items, then
+    resumed."""
     from distributed import LocalCluster
 
     from spinelabel.archive import read_done, read_failed
@@ -431,7 +443,7 @@ def archive_run(scans: list[Path], sizes: Sizes, tmp: Path) -> dict:
     out = tmp / "out"
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
-        cmd = [str(EXE), "batch", str(manifest), "-o", str(out), "--scheduler", cluster.scheduler_address, "-q"]
+        cmd = [str(EXE), "batch", str(manifest), "-o", str(out), "--scheduler", cluster.scheduler_address, "-q", *options]
         killed_s = _run_until(cmd, out / "done.txt", sizes.kill_after)
         done_at_kill = read_done(out)
         t = time.perf_counter()
@@ -454,20 +466,24 @@ def archive_run(scans: list[Path], sizes: Sizes, tmp: Path) -> dict:
     }
 
 
-def archive_table(r: dict) -> str:
-    reasons = "; ".join(r["reasons"])
+def archive_table(r: dict, trusted: dict) -> str:
+    """The archive runs side by side: ``r`` as by default, ``trusted`` with ``TRUST``."""
+    def row(name: str, cell) -> str:
+        return f"| {name} | {cell(r)} | {cell(trusted)} |"
+
+    reasons = "; ".join(sorted(set(r["reasons"]) | set(trusted["reasons"])))
     return "\n".join([
         f"`spinelabel batch` over {r['items']} manifest items ({r['bad']} bad: missing, corrupt, axial) on a 2-worker "
         "Dask LocalCluster (`--scheduler`), killed with SIGKILL once and run again:",
         "",
-        "| | value |",
-        "|---|---|",
-        f"| first run, killed after | {r['done_at_kill']} items done, {r['killed_s']:.1f} s |",
-        f"| resumed run | {r['resumed_s']:.1f} s, exit status {r['resumed_exit']} (1: some items failed) |",
-        f"| resumed run, items per minute (cluster warm) | {r['per_minute']:.1f} |",
-        f"| all good items labeled / bad ones listed in failed.csv | {r['all_good']} / {r['bad_listed']} |",
-        f"| items labeled twice (done.txt) | {r['redone']} |",
-        f"| failure reasons | {reasons} |",
+        f"| | default (upside-down check) | `{TRUST}` |",
+        "|---|---|---|",
+        row("first run, killed after", lambda x: f"{x['done_at_kill']} items done, {x['killed_s']:.1f} s"),
+        row("resumed run", lambda x: f"{x['resumed_s']:.1f} s, exit status {x['resumed_exit']} (1: some items failed)"),
+        row("resumed run, items per minute (cluster warm)", lambda x: f"{x['per_minute']:.1f}"),
+        row("all good items labeled / bad ones listed in failed.csv", lambda x: f"{x['all_good']} / {x['bad_listed']}"),
+        row("items labeled twice (done.txt)", lambda x: f"{x['redone']}"),
+        f"| failure reasons | {reasons} | |",
     ])
 
 
@@ -544,7 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     memory_md, _ = memory_table(scans[0], sizes.large_shape)
     print(memory_md, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        archive_md = archive_table(archive_run(lumbar_scans(67), sizes, Path(tmp)))
+        runs = [archive_run(lumbar_scans(67), sizes, Path(tmp) / name, options)
+                for name, options in (("default", ()), ("trusted", (TRUST,)))]
+        archive_md = archive_table(*runs)
     print(archive_md, flush=True)
     body = f"""## Throughput: batches, thread policy under load, forward pass, memory, archive runs (issue 15)
 

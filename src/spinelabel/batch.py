@@ -59,12 +59,15 @@ class LabelerSpec:
     factory : str, optional
         ``"module:function"`` returning a labeler, used instead of
         ``make_labeler`` (tests: ``spinelabel.testing.dummy:blob_labeler``).
+    check_orientation : bool
+        Run the upside-down check (default); off: ``--trust-orientation``.
     """
 
     region: str = "lumbar"
     model: str | None = None
     threads: int | None = WORKER_THREADS
     factory: str | None = None
+    check_orientation: bool = True
 
     def load(self) -> Any:
         """The labeler (``pipeline.Labeler`` or ``AutoLabeler``); raises ModelError/InputError."""
@@ -73,7 +76,7 @@ class LabelerSpec:
             return getattr(importlib.import_module(module), name)()
         from .pipeline import make_labeler
 
-        return make_labeler(self.region, self.model, threads=self.threads)
+        return make_labeler(self.region, self.model, threads=self.threads, check_orientation=self.check_orientation)
 
 
 @dataclass(frozen=True)

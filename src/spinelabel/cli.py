@@ -18,7 +18,7 @@ from typing import Any, Optional
 import click
 import typer
 
-from .cli_common import check_region, echo, warn
+from .cli_common import OPT_TRUST_ORIENTATION, check_region, echo, warn
 from .cli_pacs import (
     OPT_CA_BUNDLE,
     OPT_DATE,
@@ -106,6 +106,7 @@ def label(
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="NIfTI point labels on the input's grid: each vertebra's VerSe number (C1=1 ... L5=24, S1=26) at its centre voxel (single image)."),
     label_maps: bool = typer.Option(False, "--label-maps", help="Batch mode: also write NAME.labels.nii.gz."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
+    trust_orientation: bool = OPT_TRUST_ORIENTATION,
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     region = check_region(region)
@@ -115,14 +116,18 @@ def label(
     if output_dir is None:
         from .pipeline import make_labeler
 
-        result = _label_one(make_labeler(region, model), inputs, series, output, overlay, dicom_sr, gsps, stack, label_map)
+        labeler = make_labeler(region, model, check_orientation=not trust_orientation)
+        result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps, stack, label_map)
         echo(_summary_line(result), quiet)
         for w in result.warnings:
             echo(f"warning: {w.line()}", quiet, err=True)
         if all(p is None for p in (output, overlay, dicom_sr, gsps, label_map)):
             echo("nothing written: give -o NAME.json (or --overlay, --label-map) to keep the result", quiet, err=True)
         return
-    _label_batch(region, model, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
+    from .batch import LabelerSpec
+
+    spec = LabelerSpec(region, model, check_orientation=not trust_orientation)
+    _label_batch(spec, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
 
 
 def _check_label_mode(batch: bool, single_outputs: dict[str, object], batch_options: dict[str, object]) -> None:
@@ -181,13 +186,16 @@ def _check_dicom_options(inputs: list[Path], options: dict[str, object]) -> None
 
 
 def _label_batch(
-    region: str, model: str | None, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool,
+    spec, inputs: list[Path], series, output_dir: Path, overlays: bool, quiet: bool,
     dicom_outputs: bool = False, jobs: int = 1, stack: str | None = None, label_maps: bool = False,
 ) -> None:
-    """Label each input into ``output_dir``; ``jobs`` > 1: in that many worker processes (one thread each)."""
+    """Label each input into ``output_dir`` with the labeler of ``spec`` (``batch.LabelerSpec``); ``jobs`` > 1: in
+    that many worker processes (one thread each)."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
-    from .batch import LabelerSpec, check_jobs, run_here, run_processes
+    from .batch import check_jobs, run_here, run_processes
     from .io.outputs import check_writable_folder
 
     check_jobs(min(jobs, len(inputs)))  # more workers than memory holds: one line, not a machine that swaps
@@ -195,13 +203,13 @@ def _label_batch(
     _check_dicom_options(inputs, {"--series": series, "--stack": stack, "--dicom-outputs": dicom_outputs})
     tasks = _batch_tasks(inputs, series, output_dir, overlays, dicom_outputs, stack, label_maps)
     if jobs > 1:
-        if model is not None:
+        if spec.model is not None:
             from .models import resolve_model_dir
 
-            resolve_model_dir(model)  # a missing model is one line before any worker starts
-        outcomes = run_processes(LabelerSpec(region, model), tasks, min(jobs, len(tasks)))
+            resolve_model_dir(spec.model)  # a missing model is one line before any worker starts
+        outcomes = run_processes(spec, tasks, min(jobs, len(tasks)))
     else:
-        outcomes = run_here(LabelerSpec(region, model, threads=None).load(), tasks)
+        outcomes = run_here(replace(spec, threads=None).load(), tasks)
     done = {o.key: o for o in tqdm(outcomes, total=len(tasks), desc="labeling", unit="scan", disable=quiet, file=sys.stderr)}
     failures = [(inp, done[t.key].error) for inp, t in zip(inputs, tasks) if t.key in done and not done[t.key].ok]
     echo(f"labeled {len(inputs) - len(failures)} of {len(inputs)} scans into {output_dir}", quiet)
@@ -232,6 +240,7 @@ def batch(
     url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
+    trust_orientation: bool = OPT_TRUST_ORIENTATION,
 ) -> None:
     """Label the series of a manifest or of a DICOMweb query, resumably: finished items are skipped when run again."""
     from contextlib import nullcontext
@@ -253,7 +262,8 @@ def batch(
 
         resolve_model_dir(model)  # a missing model is one line before any worker starts
     with _dask_client(scheduler) if scheduler else nullcontext() as client:
-        runner = make_runner(LabelerSpec(region, model, threads=None if client is None and jobs == 1 else 1), jobs, client)
+        threads = None if client is None and jobs == 1 else 1
+        runner = make_runner(LabelerSpec(region, model, threads, check_orientation=not trust_orientation), jobs, client)
         with tqdm(desc="labeling", unit="item", disable=quiet, file=sys.stderr) as bar:
             run = run_archive(items, output_dir, runner, overlays, skip_failed, lambda _o: bar.update(1), stack)
     done = run.done_before + run.labeled

@@ -9,7 +9,14 @@ from __future__ import annotations
 import click
 import typer
 
-__all__ = ["check_region", "echo", "warn"]
+__all__ = ["OPT_TRUST_ORIENTATION", "check_region", "echo", "warn"]
+
+#: ``--trust-orientation`` of every command that labels: skips the upside-down check (``pipeline.Labeler``).
+OPT_TRUST_ORIENTATION = typer.Option(
+    False, "--trust-orientation",
+    help="Skip the upside-down check (a second pass of the network on each surely named scan): for images known to be "
+         "stored as their headers say. Each result records that the check was skipped.",
+)
 
 
 def echo(msg: str, quiet: bool = False, err: bool = False) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from .cli_common import check_region
+from .cli_common import OPT_TRUST_ORIENTATION, check_region
 
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
@@ -173,13 +173,14 @@ def pacs_label(
     url: Optional[str] = OPT_URL, user: Optional[str] = OPT_USER, password: Optional[str] = OPT_PASSWORD,
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
+    trust_orientation: bool = OPT_TRUST_ORIENTATION,
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
     from .pacs import label_study
     from .pipeline import make_labeler
     from .warning_codes import count_note
 
-    labeler = make_labeler(check_region(region), model)
+    labeler = make_labeler(check_region(region), model, check_orientation=not trust_orientation)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     failures: list[str] = []
     done = label_study(

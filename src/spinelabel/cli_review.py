@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import check_region, echo
+from .cli_common import OPT_TRUST_ORIENTATION, check_region, echo
 
 #: Where results are read and saved when ``--labels`` is not given.
 DEFAULT_LABELS_DIR = Path("spinelabel-review")
@@ -40,6 +40,7 @@ def review(
     host: Optional[str] = typer.Option(None, help="Listen on this address instead of 127.0.0.1 (every request needs the token in the address printed at start).", show_default=False),
     reviewer: Optional[str] = typer.Option(None, help="Name recorded with each review (default: the login name).", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the address to open."),
+    trust_orientation: bool = OPT_TRUST_ORIENTATION,
 ) -> None:
     """Serve a local page to confirm or correct the labels of scans; saved reviews are training data for 'train'."""
     from .errors import InputError
@@ -56,7 +57,7 @@ def review(
         """The region's labeler, loaded only when a scan has no result yet."""
         from .pipeline import make_labeler
 
-        return make_labeler(region, model)
+        return make_labeler(region, model, check_orientation=not trust_orientation)
 
     try:
         scans, images, failures = prepare_scans(inputs, unique_names(inputs), labels, labeler, series)

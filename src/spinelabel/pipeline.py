@@ -13,7 +13,7 @@ from . import anatomy
 from .anatomy import region_for_levels
 from .errors import InputError, ModelError, NothingFoundError
 from .geometry import Volume, describe_grid
-from .results import LOW_CONFIDENCE, LabelResult, Vertebra
+from .results import LOW_CONFIDENCE, UPSIDE_DOWN_CHECKED, UPSIDE_DOWN_NOT_NEEDED, UPSIDE_DOWN_SKIPPED, LabelResult, Vertebra
 from .threads import thread_count
 
 if TYPE_CHECKING:
@@ -84,9 +84,13 @@ class Labeler:
         Tests pass a dummy here.
     region : str, optional
         The anatomical region (default: the model's own).
+    check_orientation : bool, optional
+        Run the upside-down check (``orientation_warnings``; default). False
+        for images known to be stored as their headers say: the check's
+        second pass of the network is skipped, and each result says so.
     """
 
-    def __init__(self, config, net, region: str | None = None):
+    def __init__(self, config, net, region: str | None = None, check_orientation: bool = True):
         from .labeling import LabelingParams
         from .shape_model import ShapeModel
 
@@ -94,9 +98,11 @@ class Labeler:
         self.region = anatomy.REGIONS[region or config.region]
         self.shape = ShapeModel.from_dict(config.shape_model)
         self.params = LabelingParams(**labeling_overrides(config.labeling, self.region.name))
+        self.check_orientation = check_orientation
 
     @classmethod
-    def load(cls, model: str | Path = "lumbar", region: str | None = None, threads: int | None = None) -> "Labeler":
+    def load(cls, model: str | Path = "lumbar", region: str | None = None, threads: int | None = None,
+             check_orientation: bool = True) -> "Labeler":
         """Load a shipped model by region name, or a model directory (checksum verified); see ``thread_count``.
 
         Raises
@@ -106,7 +112,7 @@ class Labeler:
         """
         config, net = _load_model(model, threads)
         try:
-            return cls(config, net, region)
+            return cls(config, net, region, check_orientation)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or foreign config.json
             raise ModelError(f"model {model}: unusable config ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
@@ -177,7 +183,9 @@ class Labeler:
             ``caudal_turns_deg`` asks for it: ``_look_beyond``).
 
         A labeling that reads as sure is named again on the image turned head
-        to foot (``orientation_warnings``): a warning, never a name, comes of it.
+        to foot (``orientation_warnings``, unless ``check_orientation`` is
+        off): a warning, never a name, comes of it; the result's
+        ``upside_down_check`` says whether this was done.
 
         Raises
         ------
@@ -186,7 +194,8 @@ class Labeler:
         """
         candidates, result = self.detect_and_name(volume, candidates)
         self.check_spine(candidates, result)
-        warnings = [*result.warnings, *self.orientation_warnings(volume, result)]
+        check, turned = self.orientation_warnings(volume, result)
+        warnings = [*result.warnings, *turned]
         vertebrae = [
             Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
             for v in result.vertebrae
@@ -199,27 +208,38 @@ class Labeler:
             model_sha256=self.config.sha256,
             warnings=warnings,
             n_candidates=len(candidates),
+            upside_down_check=check,
         )
 
-    def orientation_warnings(self, volume: Volume, result) -> list["LabelWarning"]:
+    def orientation_warnings(self, volume: Volume, result) -> tuple[str, list["LabelWarning"]]:
         """The upside-down check (``labeling_warnings.orientation_check``) of a labeling that reads as sure.
 
         A second pass of the network and the chain model, on the image turned
         head to foot (``geometry.turned_head_foot``), for a labeling with a sure
         name and no ``count`` warning (``orientation_in_question``); nothing
         for other labelings, or when the turned image is no spine to this model.
+
+        Returns
+        -------
+        check : str
+            ``results.UPSIDE_DOWN_CHECKED``, ``UPSIDE_DOWN_NOT_NEEDED``, or
+            ``UPSIDE_DOWN_SKIPPED`` when ``check_orientation`` is off.
+        warnings : list of LabelWarning
+            The check's warning, or none.
         """
         from .geometry import turned_head_foot
         from .labeling_warnings import orientation_check, orientation_in_question
 
+        if not self.check_orientation:
+            return UPSIDE_DOWN_SKIPPED, []
         if not orientation_in_question(result.vertebrae, result.warnings, self.params):
-            return []
+            return UPSIDE_DOWN_NOT_NEEDED, []
         candidates, turned = self.detect_and_name(turned_head_foot(volume))
         try:
             self.check_spine(candidates, turned)
         except NothingFoundError:
-            return []
-        return orientation_check(result.vertebrae, turned.vertebrae)
+            return UPSIDE_DOWN_CHECKED, []
+        return UPSIDE_DOWN_CHECKED, orientation_check(result.vertebrae, turned.vertebrae)
 
     def check_spine(self, candidates: list, result) -> None:
         """Refuse a labeling that is no spine: too few sure vertebrae, or a chain that explains too few detections.
@@ -286,10 +306,10 @@ class AutoLabeler:
         self.survey_params = replace(survey.params, unanchored_confidence=None)
 
     @classmethod
-    def load(cls, threads: int | None = None) -> "AutoLabeler":
-        """The shipped models, each loaded once."""
+    def load(cls, threads: int | None = None, check_orientation: bool = True) -> "AutoLabeler":
+        """The shipped models, each loaded once (``check_orientation``: as for ``Labeler``)."""
         models = {name: _load_model(name, threads) for name in set(SHIPPED_MODEL.values())}
-        by_region = {region: Labeler(*models[name], region) for region, name in SHIPPED_MODEL.items()}
+        by_region = {region: Labeler(*models[name], region, check_orientation) for region, name in SHIPPED_MODEL.items()}
         return cls(by_region["whole"], by_region)
 
     def choose_region(self, volume: Volume) -> str:
@@ -406,10 +426,14 @@ def within_chain_span(positions: npt.ArrayLike, chain: npt.ArrayLike) -> np.ndar
     return (t >= -margin) & (t <= length + margin)
 
 
-def make_labeler(region: str = "lumbar", model: str | Path | None = None, threads: int | None = None) -> "Labeler | AutoLabeler":
+def make_labeler(
+    region: str = "lumbar", model: str | Path | None = None, threads: int | None = None, *, check_orientation: bool = True,
+) -> "Labeler | AutoLabeler":
     """The labeler of a region: the region's shipped model, or ``model``; "auto" decides per image.
 
     ``threads``: torch intra-op threads of this process (default ``thread_count()``).
+    ``check_orientation``: run the upside-down check (``Labeler``; default),
+    off for an archive whose images are known to be stored as their headers say.
 
     The one place where a region is mapped to a model (``SHIPPED_MODEL``):
     every command that labels goes through it.
@@ -425,10 +449,10 @@ def make_labeler(region: str = "lumbar", model: str | Path | None = None, thread
     if region == "auto":
         if model is not None:
             raise InputError("--model needs an explicit region (lumbar, cervical or whole), not auto")
-        return AutoLabeler.load(threads)
+        return AutoLabeler.load(threads, check_orientation)
     if region not in anatomy.REGIONS:
         raise InputError(f"unknown region {region!r}; choose from auto, {', '.join(anatomy.REGIONS)}")
-    labeler = Labeler.load(model or SHIPPED_MODEL[region], region, threads)
+    labeler = Labeler.load(model or SHIPPED_MODEL[region], region, threads, check_orientation)
     trained = labeler.config.region if model is not None else region  # a shipped model serves its region
     if region not in MODEL_SERVES.get(trained, (trained,)):
         raise InputError(f"model {model} was trained for --region {trained}: it cannot label --region {region}")

@@ -11,6 +11,14 @@ from .warning_codes import LabelWarning
 #: Below this confidence a label is flagged for the reader to check.
 LOW_CONFIDENCE = 0.5
 
+#: What became of the upside-down check (``pipeline.Labeler.orientation_warnings``), recorded with each result:
+#: the image turned head to foot was named too (any outcome is among the warnings) ...
+UPSIDE_DOWN_CHECKED = "done"
+#: ... it was not needed: the labeling had no sure name, or a warning already doubts its count ...
+UPSIDE_DOWN_NOT_NEEDED = "not needed"
+#: ... or it was switched off (``--trust-orientation``: an archive whose images are stored as their headers say).
+UPSIDE_DOWN_SKIPPED = "skipped"
+
 
 @dataclass(frozen=True)
 class Vertebra:
@@ -36,3 +44,6 @@ class LabelResult:
     #: name and version, so only this tells which network named the vertebrae.
     #: Empty for a result read from a document written before it was recorded.
     model_sha256: str = ""
+    #: ``UPSIDE_DOWN_CHECKED``, ``UPSIDE_DOWN_NOT_NEEDED`` or ``UPSIDE_DOWN_SKIPPED``; empty for a result read
+    #: from a document written before it was recorded.
+    upside_down_check: str = ""

@@ -416,7 +416,7 @@ def test_annotations_check_with_a_shipped_region_checks_each_scan_with_the_model
     save_annotations_csv(anns, tmp_path / "labels.csv")
     loaded: list[tuple[str, str]] = []
 
-    def load(model, region=None, threads=None):
+    def load(model, region=None, threads=None, check_orientation=True):
         loaded.append((str(model), str(region)))
         return Labeler(dummy_config(region=str(region)), BlobNet(), region)
 

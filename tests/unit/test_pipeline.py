@@ -379,6 +379,7 @@ def test_a_sure_labeling_is_checked_against_the_image_turned_head_to_foot(given,
     labeler = TurnedLabeler(given, turned)
     result = labeler.label(vol)
     assert labeler.passes == 2  # the second pass ran, on the turned image
+    assert result.upside_down_check == "done"
     assert len(result.vertebrae) == len(centres)
     assert ("upside-down" in [w.code for w in result.warnings]) is warned
     # the check adds a warning and changes no name or confidence
@@ -388,8 +389,20 @@ def test_a_sure_labeling_is_checked_against_the_image_turned_head_to_foot(given,
 def test_an_unsure_labeling_or_a_turned_image_that_is_no_spine_is_not_questioned():
     vol, _ = blob_spine()
     unsure = TurnedLabeler(0.3, 0.9)
-    assert "upside-down" not in [w.code for w in unsure.label(vol).warnings]
+    result = unsure.label(vol)
+    assert "upside-down" not in [w.code for w in result.warnings] and result.upside_down_check == "not needed"
     assert unsure.passes == 1  # no second pass for a labeling the reader checks anyway
     refused = TurnedLabeler(0.6, 0.9, turned_is_spine=False)
-    assert "upside-down" not in [w.code for w in refused.label(vol).warnings]
+    result = refused.label(vol)
+    assert "upside-down" not in [w.code for w in result.warnings] and result.upside_down_check == "done"
     assert refused.passes == 2
+
+
+def test_the_upside_down_check_switched_off_runs_no_second_pass_and_says_so():
+    vol, centres = blob_spine()
+    trusted = TurnedLabeler(0.6, 0.9)  # the turned image would win: the check would warn
+    trusted.check_orientation = False
+    result = trusted.label(vol)
+    assert trusted.passes == 1
+    assert "upside-down" not in [w.code for w in result.warnings] and result.upside_down_check == "skipped"
+    assert [v.confidence for v in result.vertebrae] == pytest.approx([0.6] * len(centres))

@@ -417,6 +417,7 @@ def result_to_dict(result: LabelResult, input_description: str) -> dict[str, Any
         ],
         "warnings": texts(result.warnings),
         "warning_codes": codes(result.warnings),
+        **({"checks": {"upside_down": result.upside_down_check}} if result.upside_down_check else {}),
     }
 
 

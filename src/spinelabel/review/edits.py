@@ -243,4 +243,5 @@ def result_of(doc: dict[str, Any]) -> LabelResult:
         region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
         model_version=str(model.get("version", "")), model_sha256=str(model.get("sha256", "")), vertebrae=vertebrae,
         warnings=[] if review_status(doc) in REVIEWED_STATES else document_warnings(doc),
+        upside_down_check=str((doc.get("checks") or {}).get("upside_down", "")),
     )
