@@ -87,3 +87,9 @@ def test_the_record_of_the_check_goes_into_the_document_and_back(check):
 def test_a_document_written_before_the_check_was_recorded_reads_back_without_it():
     doc = result_to_dict(LabelResult("lumbar", "m", "1", []), "scan")
     assert "checks" not in doc and result_of(doc).upside_down_check == ""
+
+
+@pytest.mark.parametrize("checks", ["done", ["done"], {"upside_down": 1}, None])
+def test_a_hand_edited_record_of_the_check_reads_back_as_none(checks):
+    doc = {**result_to_dict(LabelResult("lumbar", "m", "1", []), "scan"), "checks": checks}
+    assert result_of(doc).upside_down_check == ""

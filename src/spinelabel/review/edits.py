@@ -227,6 +227,14 @@ def with_review(
     return {**doc, "vertebrae": vertebrae, "review": review}
 
 
+def _upside_down_check(doc: dict[str, Any]) -> str:
+    """The document's record of the upside-down check (``checks.upside_down``); empty where it holds none, or a
+    hand-edited one that is no text in an object."""
+    checks = doc.get("checks")
+    check = checks.get("upside_down") if isinstance(checks, dict) else None
+    return check if isinstance(check, str) else ""
+
+
 def result_of(doc: dict[str, Any]) -> LabelResult:
     """The ``LabelResult`` a result document describes (for the SR and GSPS writers).
 
@@ -243,5 +251,5 @@ def result_of(doc: dict[str, Any]) -> LabelResult:
         region=str(doc.get("region", "")), model_name=str(model.get("name", "")),
         model_version=str(model.get("version", "")), model_sha256=str(model.get("sha256", "")), vertebrae=vertebrae,
         warnings=[] if review_status(doc) in REVIEWED_STATES else document_warnings(doc),
-        upside_down_check=str((doc.get("checks") or {}).get("upside_down", "")),
+        upside_down_check=_upside_down_check(doc),
     )
