@@ -218,6 +218,10 @@ class Labeler:
         head to foot (``geometry.turned_head_foot``), for a labeling with a sure
         name and no ``count`` warning (``orientation_in_question``); nothing
         for other labelings, or when the turned image is no spine to this model.
+        The turned image's plain candidates are named, without the look beyond
+        the chain's caudal end (``_look_beyond``): that look runs the network
+        again on turned slices, about half the pass's time, and on the shared
+        scans moved no decision of the check (docs/NOTES.md, forty-seventh session).
 
         Returns
         -------
@@ -234,7 +238,8 @@ class Labeler:
             return UPSIDE_DOWN_SKIPPED, []
         if not orientation_in_question(result.vertebrae, result.warnings, self.params):
             return UPSIDE_DOWN_NOT_NEEDED, []
-        candidates, turned = self.detect_and_name(turned_head_foot(volume))
+        candidates = self.detect(turned_head_foot(volume))
+        turned = self.name(candidates)
         try:
             self.check_spine(candidates, turned)
         except NothingFoundError:
