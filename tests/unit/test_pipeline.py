@@ -406,3 +406,22 @@ def test_the_upside_down_check_switched_off_runs_no_second_pass_and_says_so():
     assert trusted.passes == 1
     assert "upside-down" not in [w.code for w in result.warnings] and result.upside_down_check == "skipped"
     assert [v.confidence for v in result.vertebrae] == pytest.approx([0.6] * len(centres))
+
+
+def test_the_turned_pass_names_the_plain_candidates_without_the_look_beyond(monkeypatch):
+    """The look beyond the caudal end runs for the labeling reported, not for the turned image (half its time)."""
+    from dataclasses import replace
+
+    vol, _ = blob_spine()
+    labeler = TurnedLabeler(0.6, 0.4)
+    labeler.config = replace(labeler.config, detection=replace(labeler.config.detection, caudal_turns_deg=(20.0,)))
+    looks = []
+
+    def look(self, frame, candidates, result):
+        looks.append(frame.shape)
+        return candidates, result
+
+    monkeypatch.setattr(Labeler, "_look_beyond", look)
+    result = labeler.label(vol)
+    assert result.upside_down_check == "done" and labeler.passes == 2
+    assert len(looks) == 1  # the first pass looked, the turned one did not
