@@ -194,8 +194,8 @@ class Labeler:
         """
         candidates, result = self.detect_and_name(volume, candidates)
         self.check_spine(candidates, result)
-        check, turned = self.orientation_warnings(volume, result)
-        warnings = [*result.warnings, *turned]
+        check, orientation = self.orientation_warnings(volume, result)
+        warnings = [*result.warnings, *orientation]
         vertebrae = [
             Vertebra(v.label, np.asarray(v.position, float), volume.world_to_voxel(v.position), float(v.confidence))
             for v in result.vertebrae
