@@ -78,6 +78,17 @@ class DetectionSettings:
     #: fifteenth and sixteenth sessions). Both signs, since a junction may turn
     #: either way from the training angles.
     caudal_turns_deg: tuple[float, ...] = ()
+    #: Also propose the body between two candidates that lie closer along the
+    #: spine than this (mm) and further apart than ``merge_inplane_mm``
+    #: (``detection.split_bodies``), or None: never. A body whose heat an
+    #: artefact splits in two (the signal void and bright rim of pedicle
+    #: screws, a fracture cleft) gives two peaks near its endplates, neither
+    #: at its centre, and the chain then skips the level. Set below the
+    #: shortest step between two neighbours T11-L5 of the 67 shared lumbar
+    #: scans (27.8 mm, an L4-L5), so that two real neighbours are seldom
+    #: paired; where they are, the chain still prefers them to the body
+    #: between (docs/NOTES.md, forty-eighth session).
+    split_body_max_mm: float | None = None
 
     def __post_init__(self) -> None:
         if not all(-90.0 < float(a) < 90.0 for a in self.caudal_turns_deg):  # NaN fails too
@@ -85,6 +96,8 @@ class DetectionSettings:
         _check_within("detection.threshold", self.threshold, 0.0, 1.0)
         for name in ("inplane_nms_mm", "lateral_nms_mm", "merge_inplane_mm", "split_min_volume_mm3"):
             _check_within(f"detection.{name}", getattr(self, name), 0.0, math.inf)
+        if self.split_body_max_mm is not None:
+            _check_within("detection.split_body_max_mm", self.split_body_max_mm, 0.0, math.inf)
         _check_within("detection.min_explained_fraction", self.min_explained_fraction, 0.0, 1.0)
         for name in ("min_candidates", "min_confident"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
