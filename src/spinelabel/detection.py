@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -270,7 +271,6 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
     vox = np.array([r[0] for r in refined])
     scores = np.array([r[1] for r in refined])
     kept = [refined[i] for i in _merge(vox * spacing, scores, config.detection)]
-    kept += split_bodies(kept, spacing, config.detection)
     world = maps.frame.voxel_to_world(np.array([k[0] for k in kept]))
     up = distance_to_edge(maps.frame.affine, maps.frame.shape, world, (0.0, 0.0, 1.0))
     down = distance_to_edge(maps.frame.affine, maps.frame.shape, world, (0.0, 0.0, -1.0))
@@ -288,63 +288,76 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
 
 
 #: Largest angle (deg) between the line through two parts of one split body
-#: and the cranio-caudal axis of the model frame: an artefact splits a body
-#: between its endplates, so its parts lie along the spine, which turns up to
-#: ~40 deg from the axis at the lumbosacral junction (docs/NOTES.md,
-#: thirteenth session); two bodies side by side (lateral or anterior
-#: detections) are not one body.
+#: and the cranio-caudal (world z) axis: an artefact splits a body between its
+#: endplates, so its parts lie along the spine, which turns up to ~40 deg from
+#: the axis at the lumbosacral junction (docs/NOTES.md, thirteenth session);
+#: two detections side by side (lateral or anterior) are not one body.
 SPLIT_BODY_MAX_TILT_DEG = 45.0
-#: Largest distance (mm) across the slices between two parts of one split
-#: body. Each part is placed across the slices at the centre of the body's
-#: heat plateau (``_lateral_centre``), so the parts of one body agree to a
-#: few mm; a quarter of a lumbar body's 40-50 mm width keeps a lateral
-#: detection (a pedicle, a psoas edge) from pairing with a body. Looser
-#: (``lateral_nms_mm``, 30 mm) paired about ten times as many candidates and
-#: doubled the chain model's time (docs/NOTES.md, forty-eighth session).
+#: Largest distance (mm) across the sagittal slices (world x) between two
+#: parts of one split body. Each part is placed across the slices at the
+#: centre of the body's heat plateau (``_lateral_centre``), so the parts of
+#: one body agree to a few mm; a quarter of a lumbar body's 40-50 mm width
+#: keeps a lateral detection (a pedicle, a psoas edge) from pairing with a body.
 SPLIT_BODY_MAX_LATERAL_MM = 10.0
 
-_Part = tuple[np.ndarray, float, float, "float | None"]
 
-
-def split_bodies(parts: list[_Part], spacing: np.ndarray, settings: DetectionSettings) -> list[_Part]:
+def split_bodies(candidates: Sequence[Candidate], settings: DetectionSettings) -> list[Candidate]:
     """The body between each two candidates that may be the halves of one (``split_body_max_mm``).
+
+    A body whose heat an artefact splits in two (the signal void and bright
+    rim of pedicle screws, a fracture cleft) gives two peaks near its
+    endplates, neither at its centre.
 
     Parameters
     ----------
-    parts : list of (position, score, level, anchor)
-        Merged candidates as :func:`_refine` gives them: fractional model-frame
-        voxel indices (s, r, c) of shape (3,), the heat, the level estimate and
-        the anchor probability (or None).
-    spacing : ndarray, shape (3,)
-        Voxel size (mm) of the model frame (R, I, P).
+    candidates : sequence of labeling.Candidate
+        World RAS mm positions; the model frame's slices are sagittal, so x
+        runs across them and z along the spine.
     settings : DetectionSettings
 
     Returns
     -------
-    list of (position, score, level, anchor)
-        For each pair of ``parts`` within ``SPLIT_BODY_MAX_LATERAL_MM`` of each
-        other across the slices, between ``merge_inplane_mm`` and
-        ``split_body_max_mm`` apart in the slice plane and along the spine
-        (``SPLIT_BODY_MAX_TILT_DEG``): their score-weighted mean position,
-        level and anchor, and the weaker score (the body is only as sure as
-        its less sure half). The chain model chooses between the body and its
-        halves; nothing is removed.
+    list of labeling.Candidate
+        For each pair within ``SPLIT_BODY_MAX_LATERAL_MM`` of each other in x,
+        between ``merge_inplane_mm`` and ``split_body_max_mm`` apart in the
+        sagittal (y, z) plane and within ``SPLIT_BODY_MAX_TILT_DEG`` of z: the
+        score-weighted mean of their positions, level estimates, anchor
+        probabilities and room to the image edges (linear along z), and the
+        weaker score (the body is only as sure as its less sure half). Empty
+        when ``split_body_max_mm`` is None. Nothing is removed: the chain model
+        chooses between the body and its halves.
     """
-    out: list[_Part] = []
     if settings.split_body_max_mm is None:
-        return out
+        return []
+    out = []
     cos_tilt = math.cos(math.radians(SPLIT_BODY_MAX_TILT_DEG))
-    for a, b in itertools.combinations(parts, 2):
-        d = (b[0] - a[0]) * spacing
+    for a, b in itertools.combinations(candidates, 2):
+        d = np.asarray(b.position, float) - np.asarray(a.position, float)
         inplane = float(np.hypot(d[1], d[2]))
-        if not (abs(d[0]) <= SPLIT_BODY_MAX_LATERAL_MM and settings.merge_inplane_mm <= inplane <= settings.split_body_max_mm):
+        if abs(d[0]) > SPLIT_BODY_MAX_LATERAL_MM or not settings.merge_inplane_mm <= inplane <= settings.split_body_max_mm:
             continue
-        if abs(d[1]) < cos_tilt * inplane:
+        if abs(d[2]) < cos_tilt * inplane:
             continue
-        w = np.array([a[1], b[1]]) / (a[1] + b[1])
-        anchor = None if a[3] is None or b[3] is None else float(w[0] * a[3] + w[1] * b[3])
-        out.append((w[0] * a[0] + w[1] * b[0], min(a[1], b[1]), float(w[0] * a[2] + w[1] * b[2]), anchor))
+        out.append(_between(a, b))
     return out
+
+
+def _between(a: Candidate, b: Candidate) -> Candidate:
+    """The score-weighted mean of two candidates, with the weaker score."""
+    wa = a.score / (a.score + b.score)
+
+    def mean(x: object, y: object) -> np.ndarray | None:  # None where either lacks it
+        return None if x is None or y is None else wa * np.asarray(x, float) + (1 - wa) * np.asarray(y, float)
+
+    level, anchor, room = mean(a.level_estimate, b.level_estimate), mean(a.anchor, b.anchor), mean(a.room_mm, b.room_mm)
+    return Candidate(
+        position=wa * np.asarray(a.position, float) + (1 - wa) * np.asarray(b.position, float),
+        score=min(a.score, b.score),
+        level_estimate=None if level is None else float(level),
+        level_sd=a.level_sd,
+        anchor=None if anchor is None else float(anchor),
+        room_mm=None if room is None else (float(room[0]), float(room[1])),
+    )
 
 
 #: Half-width (mm) of the slab of sagittal slices, centred on the chain's last

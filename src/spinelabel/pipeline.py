@@ -140,7 +140,9 @@ class Labeler:
 
         ``candidates``: as for ``label``. Where the model's
         ``caudal_turns_deg`` asks for it, the candidates found beyond the
-        chain's caudal end on turned slices are added (``_look_beyond``).
+        chain's caudal end on turned slices are added (``_look_beyond``);
+        where its ``split_body_max_mm`` does and the chain skips a level, the
+        bodies split in two in that gap (``_look_between``).
         """
         from .detection import candidates_from_heatmaps, model_frame_image, predict_heatmaps
 
@@ -152,7 +154,7 @@ class Labeler:
         if self.config.detection.caudal_turns_deg and result.vertebrae:
             frame = model_frame_image(volume, self.config) if frame is None else frame
             candidates, result = self._look_beyond(frame, candidates, result)
-        return candidates, result
+        return self._look_between(candidates, result)
 
     def _look_beyond(self, frame: Volume, candidates: list, result):
         """Candidates and labeling once more, with those found beyond the chain's caudal end on turned slices.
@@ -165,6 +167,27 @@ class Labeler:
 
         end = min((v.position for v in result.vertebrae), key=lambda p: p[2])
         extra = candidates_beyond(frame, self.config, self.net, np.asarray(end, float), candidates)
+        if not extra:
+            return candidates, result
+        candidates = [*candidates, *extra]
+        return candidates, self.name(candidates)
+
+    def _look_between(self, candidates: list, result):
+        """Candidates and labeling once more where the chain skipped a level, with the bodies split in its gaps.
+
+        ``detection.split_bodies`` of the candidates between two consecutive
+        named vertebrae whose levels are not neighbours (``skipped_spans``),
+        where the model's ``split_body_max_mm`` asks for it; the chain model
+        decides whether such a body fills the gap (the labeling without it is
+        one of its options). A chain without a gap is left as it is.
+        """
+        from .detection import split_bodies
+
+        spans = skipped_spans(result.vertebrae)
+        if self.config.detection.split_body_max_mm is None or not spans:
+            return candidates, result
+        inside = [c for c in candidates if any(low < c.position[2] < high for low, high in spans)]
+        extra = split_bodies(inside, self.config.detection)
         if not extra:
             return candidates, result
         candidates = [*candidates, *extra]
@@ -391,6 +414,21 @@ def checking_region(levels: Iterable[str], region: str) -> str:
     """
     shown = region_for_levels(list(levels))
     return shown if SHIPPED_MODEL.get(shown) not in (None, SHIPPED_MODEL.get(region)) else region
+
+
+def skipped_spans(vertebrae: Iterable) -> list[tuple[float, float]]:
+    """(lower z, upper z) in world mm between each two consecutive named vertebrae whose levels are not neighbours.
+
+    ``vertebrae``: ``labeling.LabeledVertebra`` (label, position). Levels
+    are neighbours when their ``anatomy.ordinal`` differ by at most 1 (a
+    transitional level lies half-way between two).
+    """
+    named = sorted(vertebrae, key=lambda v: anatomy.ordinal(v.label))
+    return [
+        (float(lower.position[2]), float(upper.position[2]))
+        for upper, lower in zip(named, named[1:])
+        if anatomy.ordinal(lower.label) - anatomy.ordinal(upper.label) > 1
+    ]
 
 
 def within_chain_span(positions: npt.ArrayLike, chain: npt.ArrayLike) -> np.ndarray:

@@ -78,16 +78,16 @@ class DetectionSettings:
     #: fifteenth and sixteenth sessions). Both signs, since a junction may turn
     #: either way from the training angles.
     caudal_turns_deg: tuple[float, ...] = ()
-    #: Also propose the body between two candidates that lie closer along the
-    #: spine than this (mm) and further apart than ``merge_inplane_mm``
-    #: (``detection.split_bodies``), or None: never. A body whose heat an
-    #: artefact splits in two (the signal void and bright rim of pedicle
-    #: screws, a fracture cleft) gives two peaks near its endplates, neither
-    #: at its centre, and the chain then skips the level. Set below the
-    #: shortest step between two neighbours T11-L5 of the 67 shared lumbar
-    #: scans (27.8 mm, an L4-L5), so that two real neighbours are seldom
-    #: paired; where they are, the chain still prefers them to the body
-    #: between (docs/NOTES.md, forty-eighth session).
+    #: Where the chain skips a level between two named vertebrae, also propose
+    #: the body between each two candidates in that gap that lie closer than
+    #: this (mm) and further apart than ``merge_inplane_mm``
+    #: (``detection.split_bodies``), and name again (``Labeler.detect_and_name``);
+    #: None: never. A body whose heat an artefact splits in two gives two
+    #: peaks near its endplates, neither at its centre, and the chain skips
+    #: its level. Set below the shortest step between two neighbours T11-L5 of
+    #: the 67 shared lumbar scans (27.8 mm, an L4-L5); only a gap is searched,
+    #: since a small spine's real neighbours may lie that close (docs/NOTES.md,
+    #: forty-eighth session).
     split_body_max_mm: float | None = None
 
     def __post_init__(self) -> None:
