@@ -78,11 +78,6 @@ def test_the_setting_survives_the_config_round_trip_and_older_configs_read_as_of
     assert ModelConfig.from_dict(older).detection.split_body_max_mm is None
 
 
-def test_the_shipped_lumbar_model_looks_for_split_bodies():
-    cfg = ModelConfig.from_dict(json.loads(LUMBAR_CONFIG.read_text()))
-    assert cfg.detection.merge_inplane_mm < cfg.detection.split_body_max_mm
-
-
 # ------------------------------------------------------------ the chain's gaps
 
 

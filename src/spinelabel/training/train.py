@@ -119,7 +119,7 @@ PRECISIONS = ("fp32", "bf16")
 #: (78, 28), robustness 302 of 336 (299). The cervical model does not: on
 #: errsm20 the turned candidates lie 7-10 mm from the dim junction bodies.
 REGION_DETECTION: dict[str, dict[str, Any]] = {
-    "lumbar": {"caudal_turns_deg": (-20.0, 20.0), "split_body_max_mm": 26.0},
+    "lumbar": {"caudal_turns_deg": (-20.0, 20.0)},
     "cervical": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
     "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
 }
