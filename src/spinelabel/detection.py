@@ -270,20 +270,20 @@ def candidates_from_heatmaps(maps: Heatmaps, config: ModelConfig) -> list[Candid
         refined += _level_parts(maps.heat, maps.level, maps.anchor, spacing, config.detection)
     vox = np.array([r[0] for r in refined])
     scores = np.array([r[1] for r in refined])
-    kept = [refined[i] for i in _merge(vox * spacing, scores, config.detection)]
-    world = maps.frame.voxel_to_world(np.array([k[0] for k in kept]))
+    keep = _merge(vox * spacing, scores, config.detection)
+    world = maps.frame.voxel_to_world(vox[keep])
     up = distance_to_edge(maps.frame.affine, maps.frame.shape, world, (0.0, 0.0, 1.0))
     down = distance_to_edge(maps.frame.affine, maps.frame.shape, world, (0.0, 0.0, -1.0))
     return [
         Candidate(
             position=world[n],
-            score=k[1],
-            level_estimate=k[2],
+            score=float(scores[i]),
+            level_estimate=float(refined[i][2]),
             level_sd=config.level_sd,
-            anchor=k[3],
+            anchor=refined[i][3],
             room_mm=(float(up[n]), float(down[n])),
         )
-        for n, k in enumerate(kept)
+        for n, i in enumerate(keep)
     ]
 
 

@@ -89,8 +89,9 @@ class DetectionSettings:
     #: so 26); only a gap is searched, since a small spine's real neighbours may
     #: lie that close. Measured and not shipped (docs/NOTES.md, forty-eighth
     #: session): at 26 mm it names the screw-split L5 of 4 more of the 28
-    #: held-out scans under severe metal artefacts and changes nothing else
-    #: measured, but it also completes a chain that was wrong by a level
+    #: held-out scans under severe metal artefacts and nothing else in the
+    #: held-out, upside-down, robustness and leave-one-source-out runs, but it
+    #: also completes a chain that was wrong by a level
     #: (zukic-19), whose names then rise from 0.30-0.40 to 0.52-0.53 and lose
     #: the ``missed-level`` warning: a filled gap makes a wrong count look
     #: surer. The shipped models leave it off.
