@@ -183,9 +183,9 @@ class Labeler:
         """
         from .detection import split_bodies
 
-        spans = skipped_spans(result.vertebrae)
-        if self.config.detection.split_body_max_mm is None or not spans:
+        if self.config.detection.split_body_max_mm is None:
             return candidates, result
+        spans = skipped_spans(result.vertebrae)
         inside = [c for c in candidates if any(low < c.position[2] < high for low, high in spans)]
         extra = split_bodies(inside, self.config.detection)
         if not extra:

@@ -10,7 +10,7 @@ import pytest
 import spinelabel
 from spinelabel.anatomy import REGIONS
 from spinelabel.detection import split_bodies
-from spinelabel.labeling import Candidate, LabelingParams, label_candidates
+from spinelabel.labeling import Candidate, LabeledVertebra, LabelingParams, label_candidates
 from spinelabel.models import DetectionSettings, ModelConfig
 from spinelabel.pipeline import Labeler, skipped_spans
 from spinelabel.shape_model import ShapeModel
@@ -81,16 +81,15 @@ def test_the_setting_survives_the_config_round_trip_and_older_configs_read_as_of
 # ------------------------------------------------------------ the chain's gaps
 
 
-class _Named:
-    def __init__(self, label, z):
-        self.label, self.position = label, np.array([0.0, 0.0, z])
+def _named(label, z):
+    return LabeledVertebra(label, 0, np.array([0.0, 0.0, z]), 1.0)
 
 
 def test_skipped_spans_are_the_gaps_between_levels_that_are_not_neighbours():
-    named = [_Named("L3", -72.0), _Named("S1", -180.0), _Named("L4", -108.0), _Named("L2", -36.0)]
+    named = [_named("L3", -72.0), _named("S1", -180.0), _named("L4", -108.0), _named("L2", -36.0)]
     assert skipped_spans(named) == [(-180.0, -108.0)]  # L4 -> S1 skips L5
-    assert skipped_spans([_Named("L5", -144.0), _Named("L6", -170.0), _Named("S1", -200.0)]) == []
-    assert skipped_spans([_Named("T12", 0.0), _Named("L2", -70.0)]) == [(-70.0, 0.0)]
+    assert skipped_spans([_named("L5", -144.0), _named("L6", -170.0), _named("S1", -200.0)]) == []
+    assert skipped_spans([_named("T12", 0.0), _named("L2", -70.0)]) == [(-70.0, 0.0)]
     assert skipped_spans([]) == []
 
 
