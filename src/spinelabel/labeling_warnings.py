@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from .anatomy import BODILESS_LEVELS, BODY_HEIGHT_MM, Region
-from .labeling_params import LabeledVertebra, LabelingParams
+from .labeling_params import LabeledVertebra, LabelingParams, LabelingResult
 from .warning_codes import LabelWarning, count_at_risk
 
 #: The advice every warning about the count ends with.
@@ -120,14 +120,19 @@ def labeling_warnings(
             f"the network's level estimates read {abs(offset):.1f} level(s) {'below' if offset > 0 else 'above'} "
             f"the names: the anchor and the level estimates disagree about the count — {COUNT_YOURSELF}",
         ))
+    return out + low_confidence_warnings(vertebrae, params)
+
+
+def low_confidence_warnings(vertebrae: Sequence[LabeledVertebra], params: LabelingParams) -> list[LabelWarning]:
+    """The warning that lists the names below ``params.low_confidence``, or none."""
     low = [f"{v.label} ({v.confidence:.2f})" for v in vertebrae if v.confidence < params.low_confidence]
-    if low:
-        out.append(LabelWarning(
-            "low-confidence",
-            f"low confidence (< {params.low_confidence:.2f}) for {', '.join(low)}: the labels may be shifted "
-            "by a level or a candidate may be spurious — verify",
-        ))
-    return out
+    if not low:
+        return []
+    return [LabelWarning(
+        "low-confidence",
+        f"low confidence (< {params.low_confidence:.2f}) for {', '.join(low)}: the labels may be shifted "
+        "by a level or a candidate may be spurious — verify",
+    )]
 
 
 def anchor_rivals(
@@ -260,3 +265,54 @@ def uncountable_variant_warning(variant: Sequence[str], region: Region, params: 
         f"counted: levels are named from the {' / '.join(region.anchors)} end — verify the count "
         "(transitional anatomy?)",
     )
+
+
+#: The most an assembled body's name is trusted (``gap_filled``): just below ``LabelingParams.low_confidence``
+#: (0.5), so that the name is flagged, not only the scan warned. Two detections 12-26 mm apart in a gap of the
+#: chain are the halves of a body split by an artefact (pedicle screws' void and rim: 10 of the 16 wrong scans of
+#: the held-out split under severe metal) or two small vertebrae with one missed (myoseg-49, leave one source
+#: out), and the image cannot tell which (docs/NOTES.md, forty-eighth session).
+ASSEMBLED_BODY_CONFIDENCE = 0.49
+
+
+def gap_filled(plain: LabelingResult, filled: LabelingResult, first_assembled: int, params: LabelingParams) -> LabelingResult:
+    """The labeling ``filled`` where bodies assembled from two detections only fill gaps of ``plain``, else ``plain``.
+
+    An assembled body (``detection.split_bodies``) may name a level the
+    chain skipped; it may not move the count. ``filled`` is taken only if
+    it names every vertebra of ``plain`` as ``plain`` does, with the same
+    transitional variant, and names nothing else but assembled bodies. Its
+    names are then no surer than without the body (a filled gap made a
+    chain wrong by a level look surer: zukic-19, docs/NOTES.md,
+    forty-eighth session): each of ``plain``'s keeps the lower of its two
+    confidences, and each assembled one is at most
+    ``ASSEMBLED_BODY_CONFIDENCE``, with an ``assembled-body`` warning.
+
+    Parameters
+    ----------
+    plain, filled : LabelingResult
+        The chain model's labeling of the candidates without and with the
+        assembled bodies.
+    first_assembled : int
+        Candidate index of the first assembled body (they follow the detections).
+    """
+    before = {v.candidate_index: v for v in plain.vertebrae}
+    after = {v.candidate_index: v.label for v in filled.vertebrae}
+    added = [v for v in filled.vertebrae if v.candidate_index not in before]
+    kept = all(after.get(i) == v.label for i, v in before.items()) and filled.variant == plain.variant
+    if not added or not kept or any(v.candidate_index < first_assembled for v in added):
+        return plain
+    vertebrae = [
+        replace(v, confidence=min(v.confidence, before[v.candidate_index].confidence)) if v.candidate_index in before
+        else replace(v, confidence=min(v.confidence, ASSEMBLED_BODY_CONFIDENCE))
+        for v in filled.vertebrae
+    ]
+    names = ", ".join(v.label for v in added)
+    assembled = LabelWarning(
+        "assembled-body",
+        f"{names} named on a body assembled from two detections in a gap of the chain (one body split by an "
+        f"artefact such as metal or a fracture cleft, or two vertebrae): verify it is one vertebra — {COUNT_YOURSELF}",
+    )
+    redone = ("missed-level", "low-confidence")
+    warnings = [w for w in plain.warnings if w.code not in redone] + [w for w in filled.warnings if w.code == "missed-level"]
+    return replace(filled, vertebrae=vertebrae, warnings=[*warnings, assembled, *low_confidence_warnings(vertebrae, params)])

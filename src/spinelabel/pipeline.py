@@ -178,10 +178,13 @@ class Labeler:
         ``detection.split_bodies`` of the candidates between two consecutive
         named vertebrae whose levels are not neighbours (``skipped_spans``),
         where the model's ``split_body_max_mm`` asks for it; the chain model
-        decides whether such a body fills the gap (the labeling without it is
-        one of its options). A chain without a gap is left as it is.
+        decides whether such a body fills the gap, and its labeling is taken
+        only where the bodies fill gaps and every other name stays, no surer
+        than before (``labeling_warnings.gap_filled``). A chain without a gap
+        is left as it is.
         """
         from .detection import split_bodies
+        from .labeling_warnings import gap_filled
 
         if self.config.detection.split_body_max_mm is None:
             return candidates, result
@@ -190,8 +193,9 @@ class Labeler:
         extra = split_bodies(inside, self.config.detection)
         if not extra:
             return candidates, result
-        candidates = [*candidates, *extra]
-        return candidates, self.name(candidates)
+        more = [*candidates, *extra]
+        filled = gap_filled(result, self.name(more), len(candidates), self.params)
+        return (candidates, result) if filled is result else (more, filled)
 
     def label(self, volume: Volume, candidates: list | None = None) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).

@@ -42,6 +42,7 @@ CODES: dict[str, tuple[str, str]] = {
     "uncountable-variant": (COUNT, "a transitional count fits better, but this field of view cannot show it"),
     "upside-down": (COUNT, "the image turned head to foot gives surer names: is it stored upside down?"),
     "few-vertebrae": (COUNT, "too few vertebrae are named to check their spacing"),
+    "assembled-body": (COUNT, "a level is named on a body assembled from two detections: one body, or two?"),
     "missed-level": (DETECTION, "a level of the chain has no vertebra: a missed detection"),
     "missed-at-end": (DETECTION, "the image shows a level beyond the named ones whole, but it has no vertebra: look there"),
     "low-confidence": (DETECTION, "some names have a confidence below 0.5"),

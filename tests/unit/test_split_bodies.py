@@ -10,10 +10,12 @@ import pytest
 import spinelabel
 from spinelabel.anatomy import REGIONS
 from spinelabel.detection import split_bodies
-from spinelabel.labeling import Candidate, LabeledVertebra, LabelingParams, label_candidates
+from spinelabel.labeling import Candidate, LabeledVertebra, LabelingParams, LabelingResult, label_candidates
+from spinelabel.labeling_warnings import ASSEMBLED_BODY_CONFIDENCE, gap_filled
 from spinelabel.models import DetectionSettings, ModelConfig
 from spinelabel.pipeline import Labeler, skipped_spans
 from spinelabel.shape_model import ShapeModel
+from spinelabel.warning_codes import LabelWarning
 from spinelabel.testing.dummy import dummy_config
 
 LUMBAR_CONFIG = Path(spinelabel.__file__).parent / "models" / "lumbar" / "config.json"
@@ -131,6 +133,12 @@ def test_the_labeler_looks_between_only_where_the_chain_skips_a_level():
     more, result = labeler._look_between(cands, first)
     assert len(more) == len(cands) + 1  # only the halves lie in the gap between L4 and S1
     assert [v.label for v in result.vertebrae] == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    # the body fills the gap; no name is surer for it, its own is flagged and the count warned
+    was = {v.candidate_index: v.confidence for v in first.vertebrae}
+    assert all(v.confidence <= was[v.candidate_index] for v in result.vertebrae if v.label != "L5")
+    assert [v.confidence <= ASSEMBLED_BODY_CONFIDENCE for v in result.vertebrae if v.label == "L5"] == [True]
+    assert "assembled-body" in [w.code for w in result.warnings] and "missed-level" in [w.code for w in first.warnings]
+    assert "missed-level" not in [w.code for w in result.warnings]
     # off, the gap stays
     same, unchanged = _labeler(None)._look_between(cands, first)
     assert same is cands and unchanged is first
@@ -140,3 +148,56 @@ def test_the_labeler_looks_between_only_where_the_chain_skips_a_level():
     assert not skipped_spans(plain.vertebrae)
     kept, again = labeler._look_between(whole, plain)
     assert kept is whole and again is plain
+
+
+# ------------------------------------------------- what a filled gap may change
+
+
+def _labeling(names, confidences, variant=(), warnings=()):
+    """Vertebra k of ``names`` from candidate index k (or the index given as ``(name, index)``)."""
+    out = []
+    for k, (name, conf) in enumerate(zip(names, confidences)):
+        label, index = name if isinstance(name, tuple) else (name, k)
+        out.append(LabeledVertebra(label, index, np.array([0.0, 0.0, -36.0 * k]), conf))
+    return LabelingResult(out, variant, 1.0, 0.0, list(warnings))
+
+
+GAP = LabelWarning("missed-level", "missed detection: no vertebra found at L5 (between L4 and S1)")
+LOW = LabelWarning("low-confidence", "low confidence for L3 (0.40)")
+ANCHOR = LabelWarning("anchor-unconfirmed", "S1 labeled, but ...")
+PLAIN = _labeling(["L3", "L4", ("S1", 2)], [0.40, 0.80, 0.90], warnings=[ANCHOR, GAP, LOW])
+
+
+def test_a_filled_gap_keeps_every_name_no_surer_and_flags_the_body():
+    filled = _labeling(["L3", "L4", ("L5", 5), ("S1", 2)], [0.55, 0.70, 0.80, 0.95])
+    out = gap_filled(PLAIN, filled, first_assembled=5, params=LabelingParams())
+    assert [(v.label, v.candidate_index) for v in out.vertebrae] == [("L3", 0), ("L4", 1), ("L5", 5), ("S1", 2)]
+    assert [v.confidence for v in out.vertebrae] == [0.40, 0.70, ASSEMBLED_BODY_CONFIDENCE, 0.90]
+    codes = [w.code for w in out.warnings]
+    assert codes == ["anchor-unconfirmed", "assembled-body", "low-confidence"]  # the gap is filled: no missed-level
+    assert "L5" in out.warnings[1].text and "L3 (0.40), L5 (0.49)" in out.warnings[2].text
+
+
+def test_a_filled_gap_that_leaves_another_gap_keeps_its_warning():
+    plain = _labeling(["L1", "L4", ("S1", 2)], [0.6, 0.8, 0.9], warnings=[GAP, GAP])
+    other = LabelWarning("missed-level", "missed detection: no vertebra found at L2, L3 (between L1 and L4)")
+    filled = _labeling(["L1", "L4", ("L5", 3), ("S1", 2)], [0.6, 0.8, 0.7, 0.9], warnings=[other])
+    warnings = gap_filled(plain, filled, 3, LabelingParams()).warnings
+    assert [w.code for w in warnings] == ["missed-level", "assembled-body", "low-confidence"]
+    assert warnings[0] is other  # the filled chain's own gaps, not the plain chain's
+
+
+@pytest.mark.parametrize(
+    "filled",
+    [
+        _labeling(["L4", "L5", ("L5", 5), ("S1", 2)], [0.6, 0.6, 0.6, 0.9]),  # a name of the plain chain moved
+        _labeling(["L3", "L4", ("S1", 5)], [0.6, 0.6, 0.6]),  # the body took a plain vertebra's place
+        _labeling(["L3", ("L4", 4), ("L5", 5), ("S1", 2)], [0.6, 0.6, 0.6, 0.9]),  # L4 dropped for a body
+        _labeling(["L3", "L4", ("L5", 3), ("S1", 2)], [0.6, 0.6, 0.6, 0.9]),  # a detection, not a body, newly named
+        _labeling(["L3", "L4", ("L5", 5), ("L6", 6), ("S1", 2)], [0.6] * 5, variant=("L6",)),  # a variant appears
+        _labeling(["L3", "L4", ("S1", 2)], [0.9, 0.9, 0.9]),  # nothing added
+    ],
+    ids=["renamed", "replaced", "dropped", "detection", "variant", "nothing"],
+)
+def test_a_body_that_would_change_the_count_is_not_taken(filled):
+    assert gap_filled(PLAIN, filled, first_assembled=5, params=LabelingParams()) is PLAIN
