@@ -84,17 +84,17 @@ class DetectionSettings:
     #: (``detection.split_bodies``), and name again (``Labeler.detect_and_name``);
     #: None: never. A body whose heat an artefact splits in two gives two
     #: peaks near its endplates, neither at its centre, and the chain skips
-    #: its level. A lumbar model would set it below the shortest step between
-    #: two neighbours T11-L5 of the 67 shared lumbar scans (27.8 mm, an L4-L5,
-    #: so 26); only a gap is searched, since a small spine's real neighbours may
-    #: lie that close. Measured and not shipped (docs/NOTES.md, forty-eighth
-    #: session): at 26 mm it names the screw-split L5 of 4 more of the 28
-    #: held-out scans under severe metal artefacts and nothing else in the
-    #: held-out, upside-down, robustness and leave-one-source-out runs, but it
-    #: also completes a chain that was wrong by a level
-    #: (zukic-19), whose names then rise from 0.30-0.40 to 0.52-0.53 and lose
-    #: the ``missed-level`` warning: a filled gap makes a wrong count look
-    #: surer. The shipped models leave it off.
+    #: its level. A lumbar model sets it below the shortest step between two
+    #: neighbours T11-L5 of the 67 shared lumbar scans (27.8 mm, an L4-L5, so
+    #: 26); only a gap is searched, since a small spine's real neighbours may
+    #: lie that close, and the body may only fill the gap, its own name
+    #: flagged (``labeling_warnings.gap_filled``). Measured (docs/NOTES.md,
+    #: forty-eighth and forty-ninth sessions): it names the screw-split L5 of
+    #: 4 more of the 28 held-out scans under severe metal artefacts and
+    #: changes nothing else in the held-out, upside-down, robustness, field-of-
+    #: view, cervical and leave-one-source-out runs; taken without the
+    #: ``gap_filled`` rule it completed a chain wrong by a level (zukic-19),
+    #: whose names rose from 0.30-0.40 to 0.52-0.53.
     split_body_max_mm: float | None = None
 
     def __post_init__(self) -> None:
