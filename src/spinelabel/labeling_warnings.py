@@ -1,8 +1,10 @@
-"""What the chain model's chosen labeling tells a reader to check: warnings and the confidence ceiling.
+"""What the chain model's chosen labeling tells a reader to check: warnings and the confidence ceilings.
 
 Pure functions over a labeling (``LabeledVertebra`` list) and what the chain
 model saw (:mod:`spinelabel.labeling` composes them). Each warning says what
-the names rest on and what to verify; none changes a name.
+the names rest on and what to verify; none changes a name. One rule chooses
+between two labelings: ``gap_filled``, whether a body assembled from two
+detections may fill a gap (``pipeline.Labeler`` calls it).
 """
 
 from __future__ import annotations
