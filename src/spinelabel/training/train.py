@@ -118,8 +118,11 @@ PRECISIONS = ("fp32", "bf16")
 #: session): leave one source out over two seeds 82 and 30 scans right
 #: (78, 28), robustness 302 of 336 (299). The cervical model does not: on
 #: errsm20 the turned candidates lie 7-10 mm from the dim junction bodies.
+#: Where the lumbar chain skips a level it looks for a body split in two by
+#: an artefact (``DetectionSettings.split_body_max_mm``, 26 mm: below every
+#: T11-L5 step of the shared scans; docs/NOTES.md, forty-ninth session).
 REGION_DETECTION: dict[str, dict[str, Any]] = {
-    "lumbar": {"caudal_turns_deg": (-20.0, 20.0)},
+    "lumbar": {"caudal_turns_deg": (-20.0, 20.0), "split_body_max_mm": 26.0},
     "cervical": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
     "whole": {"inplane_nms_mm": 7.0, "merge_inplane_mm": 8.0, "split_levels": True},
 }
