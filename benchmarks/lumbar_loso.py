@@ -62,7 +62,7 @@ def _train_args(
             "--device", device, "--precision", precision, "--quiet"]
 
 
-def _train_all(
+def train_models(
     todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Path, device: str = "cpu", precision: str = "fp32"
 ) -> dict[str, float]:
     """Train one model per (seed, source, model folder), ``jobs`` side by side (one thread each when > 1);
@@ -88,7 +88,7 @@ def _train_all(
 Coded = list[tuple[list[str], bool]]  # (warning codes, every T11/L1-L5 name right) per labeled scan
 
 
-def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Coded]:
+def score_model(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Coded]:
     """The scoring rows (T11/L1-L5; with our S1) of one model on ``cases``, its T11/L1-L5 scans entirely right,
     and each labeled scan's warning codes with whether it is right (T11/L1-L5)."""
     from spinelabel.annotations import add_labels, load_annotations
@@ -129,11 +129,11 @@ def _score(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Coded]:
 
 def _direction(model: Path, train_on: str, everything: list[str]) -> tuple[list[str], int, Coded]:
     """Table lines (T11/L1-L5; with our S1) of a model trained on ``train_on``, tested on the other source, its
-    T11/L1-L5 scans entirely right and its scans' warning codes (``_score``)."""
+    T11/L1-L5 scans entirely right and its scans' warning codes (``score_model``)."""
     test_on = next(s for s in SOURCES if s != train_on)
     n_train = len(json.loads((model / "config.json").read_text())["training"]["scans"])
     cases = [c for c in everything if c.startswith(test_on)]
-    rows, right, coded = _score(model, cases)
+    rows, right, coded = score_model(model, cases)
     lines = [f"| {train_on} ({n_train} scans) -> {test_on} ({len(cases)} scans) | {row} |" for row in rows]
     for line in lines:
         print(line, flush=True)
@@ -165,7 +165,7 @@ def _seeds_summary(right: dict[tuple[int, str], int]) -> str:
     return "; ".join(f"{names[k]} mean {sum(v) / len(v):.1f} (range {min(v)}-{max(v)})" for k, v in per.items())
 
 
-def _seed_list(text: str) -> list[int]:
+def seed_list(text: str) -> list[int]:
     """``--seeds``: "10,11,12" -> [10, 11, 12]; argparse reports anything else in one line."""
     try:
         seeds = [int(s) for s in text.split(",")]
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="trainings (and scorings) run side by side (one thread each when > 1)")
     ap.add_argument("--seed", type=int, default=0, help="training seed; N > 0 writes section lumbar-loso-seedN")
-    ap.add_argument("--seeds", type=_seed_list, default=None,
+    ap.add_argument("--seeds", type=seed_list, default=None,
                     help="comma-separated seeds, models in MODELS/seedN: section lumbar-loso-seeds")
     ap.add_argument("--device", default="cpu", help="torch device of the trainings (cpu, cuda)")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.retrain or not (folder(seed, src) / "config.json").is_file()]
         _check_reused([folder(seed, src) for seed in seeds for src in SOURCES if (seed, src, folder(seed, src)) not in todo],
                       args.precision)
-        minutes = _train_all(todo, args.steps, args.jobs, Path(tmp), args.device, args.precision)
+        minutes = train_models(todo, args.steps, args.jobs, Path(tmp), args.device, args.precision)
     jobs = [(seed, src) for seed in seeds for src in SOURCES]
     scored = _score_all([(folder(seed, src), src) for seed, src in jobs], everything, args.jobs)
     lines, right, coded = [], {}, []

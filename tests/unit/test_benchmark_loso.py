@@ -70,4 +70,4 @@ def test_a_bad_seed_list_is_a_usage_error_without_a_traceback(text, capsys):
 
 
 def test_a_seed_list_is_read_in_order():
-    assert loso._seed_list("12,3,40") == [12, 3, 40]
+    assert loso.seed_list("12,3,40") == [12, 3, 40]
