@@ -278,6 +278,32 @@ def test_the_sr_names_the_weights_and_other_weights_give_other_uids(tmp_path):
     _no_validator_errors(sr)
 
 
+@pytest.mark.parametrize("check", ["done", "not needed", "skipped"])
+def test_the_sr_says_when_the_upside_down_check_was_skipped(tmp_path, check):
+    """In PACS, where the JSON result is not read, a check skipped by --trust-orientation must not pass for a passed
+    one: the SR names it among the algorithm's parameters and is another object (other UIDs) than the SR of the same
+    names with the check run; the GSPS, which shows the same labels either way, keeps its UIDs."""
+    import dataclasses
+
+    _series(tmp_path / "s")
+    loaded = load_image(tmp_path / "s")
+    result = dataclasses.replace(_result(loaded), upside_down_check=check)
+
+    def uids(path: Path) -> str:
+        return str(pydicom.dcmread(path).SOPInstanceUID)
+
+    write_sr(result, loaded.dicom, tmp_path / "x.sr.dcm")
+    write_sr(dataclasses.replace(result, upside_down_check=""), loaded.dicom, tmp_path / "plain.sr.dcm")
+    write_gsps(result, loaded.dicom, tmp_path / "x.gsps.dcm")
+    write_gsps(dataclasses.replace(result, upside_down_check=""), loaded.dicom, tmp_path / "plain.gsps.dcm")
+    texts = {str(e.value) for e in pydicom.dcmread(tmp_path / "x.sr.dcm").iterall() if e.keyword == "TextValue"}
+    skipped = check == "skipped"
+    assert ("upside-down check skipped (--trust-orientation)" in texts) == skipped
+    assert (uids(tmp_path / "x.sr.dcm") != uids(tmp_path / "plain.sr.dcm")) == skipped
+    assert uids(tmp_path / "x.gsps.dcm") == uids(tmp_path / "plain.gsps.dcm")
+    _no_validator_errors(tmp_path / "x.sr.dcm")
+
+
 def test_a_result_without_a_checksum_hashes_the_content_it_did_before(tmp_path, monkeypatch):
     """A reviewed document written before checksums were recorded, stored again, must get the UIDs it got then (the
     PACS already holds that object): its UID content names the model as [name, version], without a third field."""

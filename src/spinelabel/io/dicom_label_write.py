@@ -27,6 +27,7 @@ from ..geometry import lps_to_ras
 from ..warning_codes import COUNT, DETECTION, LabelWarning, count_at_risk
 from .dicom_files import read_dicom
 from .dicom_label_common import SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
+from ..results import UPSIDE_DOWN_SKIPPED
 from .dicom_repair import MONOCHROME1
 
 if TYPE_CHECKING:
@@ -238,6 +239,8 @@ def _output_uids(kind: str, result: LabelResult, series: _SeriesHeaders, confirm
         "vertebrae": [[v.label, [round(float(x), 2) for x in v.position_mm], round(float(v.confidence), 3)]
                       for v in result.vertebrae],
         "warnings": [[w.code, w.text] for w in result.warnings],
+        # a skipped check only where the SR says so: every other object keeps the UIDs it got before
+        **({"upside_down_check": UPSIDE_DOWN_SKIPPED} if kind == "sr" and result.upside_down_check == UPSIDE_DOWN_SKIPPED else {}),
     }, sort_keys=True)
     return generate_uid(entropy_srcs=[content, "series"]), generate_uid(entropy_srcs=[content, "instance"])
 
@@ -457,6 +460,17 @@ def _has_thickness(header: Any) -> bool:
     return isinstance(header.get("SliceThickness"), (int, float))
 
 
+#: The SR's algorithm parameter that says so: in PACS, where the JSON result is not read, a skipped check must not
+#: pass for a passed one (an image stored upside down is then named in reverse without a warning).
+SKIPPED_CHECK_PARAMETER = "upside-down check skipped (--trust-orientation)"
+
+
+def _algorithm_parameters(result: LabelResult) -> list[str]:
+    """The SR's algorithm parameters: the weights' checksum where known, and a skipped upside-down check."""
+    return [*([f"weights SHA-256 {result.model_sha256}"] if result.model_sha256 else []),
+            *([SKIPPED_CHECK_PARAMETER] if result.upside_down_check == UPSIDE_DOWN_SKIPPED else [])]
+
+
 def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -464,8 +478,7 @@ def _build_sr(result: LabelResult, info: DicomSeriesInfo, series: _SeriesHeaders
     name, version = _software()
     series_uid, instance_uid = _output_uids("sr", result, series)
     algorithm = hd.sr.AlgorithmIdentification(
-        name=f"{name} {result.model_name}", version=result.model_version,
-        parameters=[f"weights SHA-256 {result.model_sha256}"] if result.model_sha256 else None,
+        name=f"{name} {result.model_name}", version=result.model_version, parameters=_algorithm_parameters(result) or None,
     )
     placed = _place(result, series)
     groups = [_measurement_group(p, series, info, algorithm) for p in placed]
