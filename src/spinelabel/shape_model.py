@@ -241,7 +241,10 @@ def _scan_pairs(points: Mapping[str, np.ndarray]) -> Iterable[tuple[str, np.ndar
 
 
 def fit_shape_model(
-    annotations: Iterable[Mapping[str, np.ndarray]], min_samples: int = 3, min_sd_mm: float = 2.0
+    annotations: Iterable[Mapping[str, np.ndarray]],
+    min_samples: int = 3,
+    min_sd_mm: float = 2.0,
+    prior: ShapeModel | None = None,
 ) -> ShapeModel:
     """Learn adjacent-level spacings from annotated scans, robustly.
 
@@ -250,16 +253,23 @@ def fit_shape_model(
     annotations : iterable of mapping
         Per scan, level name -> (3,) RAS mm centroid.
     min_samples : int
-        Pairs seen in fewer scans are left to the anatomical prior.
+        Pairs seen in fewer scans are left to ``prior``, or else to the
+        anatomical prior.
     min_sd_mm : float
         Floor on the learned sd (annotation precision is a few mm).
+    prior : ShapeModel, optional
+        What an earlier fit learned (the model a fine-tune starts from): its
+        spacings and directions stand wherever these scans are too few to
+        learn the pair (a hospital fine-tuning on a handful of its own scans
+        keeps the lumbosacral turn, which needs ``DIRECTION_MIN_SAMPLES``).
 
     Returns
     -------
     ShapeModel
         Median distance and MAD-based sd (x 1.4826) per pair; the same for the
         step's ``sagittal_angle`` where ``DIRECTION_MIN_SAMPLES`` scans have
-        the pair (sd floored at ``DIRECTION_SD_FLOOR_DEG``).
+        the pair (sd floored at ``DIRECTION_SD_FLOOR_DEG``); ``prior``'s
+        elsewhere.
     """
     samples: dict[str, list[np.ndarray]] = {}
     for points in annotations:
@@ -271,6 +281,8 @@ def fit_shape_model(
             spacing[key] = _robust_moments(np.linalg.norm(steps, axis=1), min_sd_mm)
         if len(steps) >= max(min_samples, DIRECTION_MIN_SAMPLES):
             direction[key] = _robust_moments(sagittal_angle(np.asarray(steps)), DIRECTION_SD_FLOOR_DEG)
+    if prior is not None:
+        spacing, direction = {**prior.spacing, **spacing}, {**prior.direction, **direction}
     return ShapeModel(spacing, direction)
 
 

@@ -195,3 +195,20 @@ def test_shipped_whole_spine_labeling_trusts_only_the_c2_anchor():
     assert whole.level_offset_grid == (0.0,)  # no trusted anchor in a thoracolumbar view: one estimate per candidate
     assert LabelingParams(**labeling_overrides(cervical.labeling, "cervical")).anchor_levels is None
     assert cervical.labeling == REGION_LABELING["cervical"]  # the shipped config is the recipe's
+
+
+def test_a_fit_on_few_scans_keeps_what_its_prior_learned_where_they_are_too_few():
+    """A hospital fine-tuning on a handful of its scans (L1-S1 labels only) kept neither the lumbosacral turn (it
+    needs ``DIRECTION_MIN_SAMPLES`` scans) nor the thoracic spacings its labels lack: the prior keeps them."""
+    rng = np.random.default_rng(5)
+    prior = fit_shape_model([lumbar_spine(rng, angle_sd=3.0) for _ in range(DIRECTION_MIN_SAMPLES)])
+    few = [{k: v for k, v in lumbar_spine(rng).items() if k != "T12"} for _ in range(3)]
+    for scan in few:  # a population with longer L1-L2 steps
+        for level in ("L2", "L3", "L4", "L5", "S1"):
+            scan[level] = scan[level] + np.array([0.0, 0.0, -6.0])
+    alone, kept = fit_shape_model(few), fit_shape_model(few, prior=prior)
+    assert alone.direction == {} and "T12-L1" not in alone.spacing
+    assert kept.direction == prior.direction and kept.spacing["T12-L1"] == prior.spacing["T12-L1"]
+    assert kept.spacing["L1-L2"] == alone.spacing["L1-L2"] != prior.spacing["L1-L2"]  # what the scans learned wins
+    more = [lumbar_spine(rng, angle_sd=3.0, top=(0.0, 0.0, 0.0)) for _ in range(DIRECTION_MIN_SAMPLES)]
+    assert fit_shape_model(more, prior=ShapeModel({}, {"L5-S1": (70.0, 8.0)})).direction == fit_shape_model(more).direction

@@ -158,3 +158,24 @@ def test_an_error_during_training_starts_its_own_line(capsys, labels, monkeypatc
     code, err = _run(capsys, "train", labels, "--out", labels.parent / "m", "--steps", "1", "--no-clean")
     assert code == 1
     assert any(line.startswith("spinelabel: error: cannot write the model") for line in err.splitlines()), err
+
+
+def test_a_fine_tune_keeps_its_starting_models_shape_where_its_own_scans_are_too_few(tmp_path):
+    """``--init``: the shape model of a fine-tune on three scans labeled T12-L4 keeps the starting model's pairs the
+    scans cannot learn (T10-T11; every direction), and learns the spacings they hold."""
+    from spinelabel.models import read_config
+    from spinelabel.training.train import TrainSettings, model_config, sampler_spec
+
+    init = Path(silent_model_dir(tmp_path / "init"))
+    cfg = json.loads((init / "config.json").read_text())
+    cfg["shape_model"] = {"spacing": {"T10-T11": [29.0, 3.5], "T12-L1": [50.0, 3.5]}, "direction": {"L4-L5": [8.0, 8.0]}}
+    (init / "config.json").write_text(json.dumps(cfg))
+    _, centres = blob_spine()
+    points = [{lv: np.asarray(c, float) + [0.0, 0.0, -k] for lv, c in zip(LEVELS, centres)} for k in range(3)]
+    settings = TrainSettings(init=str(init))
+    shape = model_config("lumbar", [], points, settings, sampler_spec("lumbar"), 1.0).shape_model
+    assert list(shape["spacing"]["T10-T11"]) == [29.0, 3.5] and shape["direction"] == {"L4-L5": [8.0, 8.0]}
+    assert shape["spacing"]["T12-L1"][0] == pytest.approx(float(np.linalg.norm(centres[1] - centres[0])))
+    fresh = model_config("lumbar", [], points, TrainSettings(), sampler_spec("lumbar"), 1.0).shape_model
+    assert "T10-T11" not in fresh["spacing"] and not fresh.get("direction")
+    assert read_config(init).shape_model["spacing"]["T12-L1"] == [50.0, 3.5]  # the starting model is untouched

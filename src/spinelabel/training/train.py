@@ -325,10 +325,15 @@ def model_config(
 ) -> ModelConfig:
     """The config shipped beside trained weights, with the shape model fitted on ``points``.
 
+    A fine-tune (``settings.init``) keeps its starting model's shape model for
+    the pairs ``points`` are too few to learn (``fit_shape_model``'s ``prior``).
     ``data``: what the scans came from (annotation sources, split file,
     cleaning and what it dropped), kept as ``training["data"]``.
     """
-    from ..shape_model import fit_shape_model
+    from ..models import read_config, resolve_model_dir
+    from ..shape_model import ShapeModel, fit_shape_model
+
+    prior = ShapeModel.from_dict(read_config(resolve_model_dir(settings.init)).shape_model) if settings.init else None
 
     return ModelConfig(
         name=name or f"spinelabel-{region}",
@@ -342,7 +347,7 @@ def model_config(
         level_offset=LEVEL_OFFSET,
         level_sd=LEVEL_SD,
         detection=DetectionSettings(**REGION_DETECTION.get(region, {})),
-        shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM).to_dict(),
+        shape_model=fit_shape_model(points, min_sd_mm=SPACING_SD_FLOOR_MM, prior=prior).to_dict(),
         training={
             "scans": [s.scan_id for s in scans],
             "data": dict(data or {}),
