@@ -129,9 +129,11 @@ def _check_train_options(
     if out.is_dir() and any(out.iterdir()) and not is_model_dir(out):
         raise InputError(f"--out {out} holds other files and no spinelabel model: name a new or a model folder")
     if init is not None:
-        from .models import load_model
+        from .pipeline import Labeler
 
-        load_model(init)  # a corrupt model is one line now, not after the scans are read
+        # a corrupt model, or a config whose shape model the fine-tune keeps (train.model_config) is unusable:
+        # one line now, not a traceback after hours of training
+        Labeler.load(init)
 
 
 def _check_device(device: str) -> None:

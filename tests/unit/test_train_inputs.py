@@ -179,3 +179,24 @@ def test_a_fine_tune_keeps_its_starting_models_shape_where_its_own_scans_are_too
     fresh = model_config("lumbar", [], points, TrainSettings(), sampler_spec("lumbar"), 1.0).shape_model
     assert "T10-T11" not in fresh["spacing"] and not fresh.get("direction")
     assert read_config(init).shape_model["spacing"]["T12-L1"] == [50.0, 3.5]  # the starting model is untouched
+
+
+def test_an_init_model_with_an_unusable_shape_model_is_one_line_before_the_scans_are_read(capsys, labels, tmp_path,
+                                                                                           monkeypatch):
+    """The fine-tune keeps the starting model's shape model: a hand-edited one ended a whole training in a traceback."""
+    import shutil
+
+    from spinelabel.models import resolve_model_dir
+
+    model = tmp_path / "init"
+    shutil.copytree(resolve_model_dir("lumbar"), model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["shape_model"] = {"spacing": {"L1-L2": "x"}}
+    (model / "config.json").write_text(json.dumps(cfg))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the scans were read before the --init model was checked")
+
+    monkeypatch.setattr("spinelabel.training.data.load_training_scans", no_reading)
+    code, err = _run(capsys, "train", labels, "--out", tmp_path / "m", "--init", model, "--steps", "1", "--no-clean")
+    assert code == 1 and err.startswith(f"spinelabel: error: model {model}: unusable config") and err.count("\n") == 1

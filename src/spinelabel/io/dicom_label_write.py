@@ -24,10 +24,10 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..geometry import lps_to_ras
+from ..results import UPSIDE_DOWN_SKIPPED
 from ..warning_codes import COUNT, DETECTION, LabelWarning, count_at_risk
 from .dicom_files import read_dicom
 from .dicom_label_common import SOFTWARE_NAME, ImagePlane, plane_of, snomed_levels
-from ..results import UPSIDE_DOWN_SKIPPED
 from .dicom_repair import MONOCHROME1
 
 if TYPE_CHECKING:
