@@ -17,6 +17,8 @@ model, the MyoSegmenTUM scans for the hospital's.
   fine-tune's learning rate, phantoms and our S1 points as in every lumbar
   recipe) on N MyoSegmenTUM scans of the split's training part, drawn once
   (``adaptation_scans``: the N of a smaller size are among those of a larger);
+  its shape model keeps the network's pairs that N scans cannot learn (step
+  directions need 8; ``training.train.model_config``);
 - ``source only``: the same fine-tune on the zukic training scans, so that
   more steps are not mistaken for the hospital's scans;
 - ``as trained``: the network unchanged.
