@@ -62,27 +62,38 @@ def _train_args(
             "--device", device, "--precision", precision, "--quiet"]
 
 
+def run_cli(runs: list[tuple[list[str], str]], parallel: int) -> list[float]:
+    """Run ``spinelabel`` with each (arguments, what a failure names), ``parallel`` side by side; minutes per run.
+
+    A failed run ends the benchmark with one line (``SystemExit``).
+    """
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run: tuple[list[str], str]) -> float:
+        args, what = run
+        t0 = time.perf_counter()
+        if subprocess.call([sys.executable, "-m", "spinelabel.cli", *args]):
+            raise SystemExit(f"{what} failed")
+        return (time.perf_counter() - t0) / 60
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        return list(pool.map(one, runs))
+
+
 def train_models(
     todo: list[tuple[int, str, Path]], steps: int, jobs: int, tmp: Path, device: str = "cpu", precision: str = "fp32"
 ) -> dict[str, float]:
     """Train one model per (seed, source, model folder), ``jobs`` side by side (one thread each when > 1);
     minutes per model."""
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-
     threads = 2 if jobs == 1 else 1
-
-    def one(job: tuple[int, str, Path]) -> float:
-        seed, source, out = job
+    runs = []
+    for seed, source, out in todo:
         work = tmp / f"seed{seed}"
         work.mkdir(exist_ok=True)
-        t0 = time.perf_counter()
-        if subprocess.call([sys.executable, "-m", "spinelabel.cli", *_train_args(source, out, steps, threads, work, seed, device, precision)]):
-            raise SystemExit(f"training on {source} (seed {seed}) failed")
-        return (time.perf_counter() - t0) / 60
-
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return {f"{source} seed {seed}": m for (seed, source, _), m in zip(todo, pool.map(one, todo))}
+        runs.append((_train_args(source, out, steps, threads, work, seed, device, precision),
+                     f"training on {source} (seed {seed})"))
+    return {f"{source} seed {seed}": m for (seed, source, _), m in zip(todo, run_cli(runs, jobs))}
 
 
 Coded = list[tuple[list[str], bool]]  # (warning codes, every T11/L1-L5 name right) per labeled scan

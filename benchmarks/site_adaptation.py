@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, git_commit, warning_code_rows, write_section
-from benchmarks.lumbar_loso import SPLIT, score_model, seed_list, train_models
+from benchmarks.lumbar_loso import SPLIT, run_cli, score_model, seed_list, train_models
 from benchmarks.train_lumbar import FINE_TUNE_LEARNING_RATE, ONE_STAGE_STEPS, annotated_s1_options, recipe_options
 
 #: Fine-tune length: half the shipped model's fine-tune (2000 steps), a third of the networks' own training.
@@ -70,21 +70,6 @@ def fine_tune_args(network: Path, cases: list[str], out: Path, threads: int, see
             *annotated_s1_options(), "--threads", str(threads), "--seed", str(seed), "--quiet"]
 
 
-def _run_all(jobs: list[list[str]], parallel: int) -> float:
-    """Run ``spinelabel`` with each argument list, ``parallel`` side by side; minutes in all."""
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(args: list[str]) -> None:
-        if subprocess.call([sys.executable, "-m", "spinelabel.cli", *args]):
-            raise SystemExit(f"spinelabel {' '.join(args[:1])} --out {args[args.index('--out') + 1]} failed")
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        list(pool.map(one, jobs))
-    return (time.perf_counter() - t0) / 60
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", type=Path, required=True, help="leave one source out's models, DIR/seedN/zukic-only")
@@ -104,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         missing = [(seed, SOURCE, networks[seed]) for seed in args.seeds if not (networks[seed] / "config.json").is_file()]
         train_models(missing, ONE_STAGE_STEPS, args.jobs, Path(tmp))
         folder = {(seed, arm): args.models / f"seed{seed}" / arm.replace(" ", "-") for seed in args.seeds for arm in arms}
-        jobs = [fine_tune_args(networks[seed], arms[arm], folder[seed, arm], threads, seed, Path(tmp))
-                for (seed, arm) in folder if not (folder[seed, arm] / "config.json").is_file()]
-        minutes = _run_all(jobs, args.jobs)
+        jobs = [(fine_tune_args(networks[seed], arms[arm], folder[seed, arm], threads, seed, Path(tmp)),
+                 f"fine-tune {arm} (seed {seed})") for (seed, arm) in folder if not (folder[seed, arm] / "config.json").is_file()]
+        t0 = time.perf_counter()
+        run_cli(jobs, args.jobs)
+        minutes = (time.perf_counter() - t0) / 60
 
     test = sorted(p.name for p in SHARED.iterdir() if p.name.startswith(HOSPITAL) and p.name not in own[max(args.sizes)])
     lines, coded = [], []

@@ -71,3 +71,10 @@ def test_a_bad_seed_list_is_a_usage_error_without_a_traceback(text, capsys):
 
 def test_a_seed_list_is_read_in_order():
     assert loso.seed_list("12,3,40") == [12, 3, 40]
+
+
+def test_run_cli_gives_minutes_per_run_and_a_failed_run_is_one_line():
+    minutes = loso.run_cli([(["--help"], "help"), (["train", "--help"], "train help")], 2)
+    assert len(minutes) == 2 and all(m >= 0 for m in minutes)
+    with pytest.raises(SystemExit, match="^fine-tune own 5 \\(seed 3\\) failed$"):
+        loso.run_cli([(["no-such-command"], "fine-tune own 5 (seed 3)")], 1)
