@@ -42,3 +42,51 @@ def test_a_fine_tune_starts_from_the_network_and_trains_on_the_given_scans_only(
     excluded = set(json.loads(open(args[args.index("--exclude") + 1]).read())["validation"])
     everything = {*fake_shared["train"], *fake_shared["validation"]}
     assert excluded == everything - {"myoseg-02", "myoseg-05"}
+
+
+def test_forgetting_is_measured_on_source_scans_no_arm_trains_on(fake_shared):
+    held_out = adapt.source_held_out()
+    assert held_out == ["zukic-02"]
+    assert not set(held_out) & set(fake_shared["train"])
+
+
+def test_unreviewed_labels_keep_scans_whose_count_is_not_doubted_under_their_own_ids(fake_shared, tmp_path, monkeypatch):
+    import numpy as np
+
+    import spinelabel.io
+    import spinelabel.pipeline
+    from spinelabel.annotations import load_annotations
+    from spinelabel.results import LabelResult, Vertebra
+    from spinelabel.warning_codes import LabelWarning
+
+    def vertebrae(z0):
+        return [Vertebra(name, np.array([1.0, 2.0, z0 - 30.0 * i]), np.zeros(3), 0.4) for i, name in enumerate(["L4", "L5", "S1"])]
+
+    answers = {  # the network's answer per scan: count doubted, detection warning only, failure
+        "myoseg-02": LabelResult("lumbar", "m", "1", vertebrae(0.0), [LabelWarning("no-anchor", "no anchor")]),
+        "myoseg-05": LabelResult("lumbar", "m", "1", vertebrae(10.0), [LabelWarning("low-confidence", "low")]),
+    }
+
+    class Labeler:
+        def label(self, volume):
+            if volume not in answers:
+                raise ValueError("no vertebrae found")
+            return answers[volume]
+
+    monkeypatch.setattr(spinelabel.pipeline, "make_labeler", lambda region, model: Labeler())
+    monkeypatch.setattr(spinelabel.io, "load_image", lambda paths: type("Image", (), {"volume": paths[0].parent.name}))
+    out = tmp_path / "labels.csv"
+    kept = adapt.unreviewed_labels(tmp_path / "net", ["myoseg-02", "myoseg-05", "myoseg-07"], out)
+    assert kept == ["myoseg-05"]
+    (scan,) = load_annotations([out])
+    assert scan.scan_id == "myoseg-05" + adapt.UNREVIEWED_SUFFIX
+    assert scan.levels == ("L4", "L5", "S1")
+    assert np.allclose(scan.points["S1"], [1.0, 2.0, -50.0])
+    assert scan.image == adapt.SHARED / "myoseg-05" / "image.nii.gz"
+
+
+def test_a_fine_tune_on_unreviewed_labels_reads_their_csv_and_excludes_nothing(fake_shared, tmp_path):
+    labels = tmp_path / "labels.csv"
+    args = adapt.fine_tune_args(tmp_path / "net", labels, tmp_path / "out", 1, 10, tmp_path)
+    assert args[:2] == ["train", str(labels)]
+    assert "--exclude" not in args and str(adapt.SHARED) not in args
