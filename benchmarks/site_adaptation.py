@@ -2,7 +2,7 @@
 
 Usage (repository root, ../shared beside it)::
 
-    python -m benchmarks.site_adaptation --networks DIR [--seeds 10,11] [--sizes 5,10] [--unreviewed 10] [--models OUT] [--jobs 2]
+    python -m benchmarks.site_adaptation --networks DIR [--seeds 10,11] [--sizes 5,10] [--unreviewed 10] [--draw 0] [--models OUT] [--jobs 2]
 
 The seed paper's premise is that the labels radiologists already leave in PACS
 are training data. A hospital whose scans spinelabel names badly can review a
@@ -16,7 +16,8 @@ model, the MyoSegmenTUM scans for the hospital's.
 - ``own N``: the network fine-tuned (``FINE_TUNE_STEPS`` steps at the shipped
   fine-tune's learning rate, phantoms and our S1 points as in every lumbar
   recipe) on N MyoSegmenTUM scans of the split's training part, drawn once
-  (``adaptation_scans``: the N of a smaller size are among those of a larger);
+  (``adaptation_scans``: the N of a smaller size are among those of a larger;
+  ``--draw N`` another draw, written to section "lumbar-site-adaptation-drawN");
   its shape model keeps the network's pairs that N scans cannot learn (step
   directions need 8; ``training.train.model_config``);
 - ``unreviewed N``: the same fine-tune on the network's own answers on the N
@@ -54,17 +55,18 @@ from benchmarks.train_lumbar import FINE_TUNE_LEARNING_RATE, ONE_STAGE_STEPS, an
 
 #: Fine-tune length: half the shipped model's fine-tune (2000 steps), a third of the networks' own training.
 FINE_TUNE_STEPS = 1000
-#: Seed of the one draw of adaptation scans (fixed: every arm and seed adapts to the same scans).
+#: Seed of the default draw of adaptation scans (fixed: every arm and seed adapts to the same scans;
+#: ``--draw N`` measures another draw, in section "lumbar-site-adaptation-drawN").
 ADAPTATION_DRAW_SEED = 0
 SOURCE, HOSPITAL = "zukic", "myoseg"
 #: Scan id suffix of the unreviewed arm's own labels (keeps them apart from every person's label of the scan).
 UNREVIEWED_SUFFIX = "-unreviewed"
 
 
-def adaptation_scans(size: int) -> list[str]:
-    """The first ``size`` of one fixed shuffle of the hospital's scans in the split's training part."""
+def adaptation_scans(size: int, draw: int = ADAPTATION_DRAW_SEED) -> list[str]:
+    """The first ``size`` of one fixed shuffle (seeded by ``draw``) of the hospital's scans in the split's training part."""
     train = [c for c in json.loads(SPLIT.read_text())["train"] if c.startswith(HOSPITAL)]
-    order = np.random.default_rng(ADAPTATION_DRAW_SEED).permutation(len(train))
+    order = np.random.default_rng(draw).permutation(len(train))
     if size > len(train):
         raise SystemExit(f"--sizes: at most {len(train)} {HOSPITAL} training scans, not {size}")
     return sorted(train[i] for i in order[:size])
@@ -132,13 +134,13 @@ def fine_tune_args(
 
 
 def add_unreviewed(
-    data: dict[tuple[int, str], list[str] | Path], networks: dict[int, Path], size: int, tmp: Path
+    data: dict[tuple[int, str], list[str] | Path], networks: dict[int, Path], size: int, draw: int, tmp: Path
 ) -> dict[int, list[str]]:
     """Add each seed's ``unreviewed SIZE`` arm to ``data`` (none where no scan is kept); the scans kept per seed."""
     kept = {}
     for seed in networks if size else []:
         labels = tmp / f"seed{seed}-unreviewed.csv"
-        kept[seed] = unreviewed_labels(networks[seed], adaptation_scans(size), labels)
+        kept[seed] = unreviewed_labels(networks[seed], adaptation_scans(size, draw), labels)
         if kept[seed]:  # nothing kept: no such arm for this seed (said in the section)
             data[seed, f"unreviewed {size}"] = labels
     return kept
@@ -160,32 +162,40 @@ def train_arms(
     return folder, len(runs), (time.perf_counter() - t0) / 60
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", type=Path, required=True, help="leave one source out's models, DIR/seedN/zukic-only")
     ap.add_argument("--seeds", type=seed_list, default=[10, 11])
     ap.add_argument("--sizes", type=seed_list, default=[5, 10], help="how many of the hospital's scans each arm adapts to")
     ap.add_argument("--unreviewed", type=int, default=10, help="the scans the unreviewed arm labels itself (0: no such arm)")
+    ap.add_argument("--draw", type=int, default=ADAPTATION_DRAW_SEED,
+                    help="seed of the draw of adaptation scans; another draw needs its own --models (source only may be linked)")
     ap.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "spinelabel-site-adaptation")
     ap.add_argument("--jobs", type=int, default=1, help="trainings run side by side (one thread each when > 1)")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     networks = {seed: args.networks / f"seed{seed}" / f"{SOURCE}-only" for seed in args.seeds}
-    own = {n: adaptation_scans(n) for n in args.sizes}
+    own = {n: adaptation_scans(n, args.draw) for n in args.sizes}
     sources = [c for c in json.loads(SPLIT.read_text())["train"] if c.startswith(SOURCE)]
     arms = {"source only": sources, **{f"own {n}": own[n] for n in args.sizes}}
     data: dict[tuple[int, str], list[str] | Path] = {(seed, arm): arms[arm] for seed in args.seeds for arm in arms}
     with tempfile.TemporaryDirectory(prefix="spinelabel-adapt-") as tmp:
-        kept = add_unreviewed(data, networks, args.unreviewed, Path(tmp))
+        kept = add_unreviewed(data, networks, args.unreviewed, args.draw, Path(tmp))
         folder, trained, minutes = train_arms(networks, data, args.models, args.jobs, Path(tmp))
-    adapted = adaptation_scans(max([*args.sizes, args.unreviewed]))
+    adapted = adaptation_scans(max([*args.sizes, args.unreviewed]), args.draw)
     test = sorted(p.name for p in SHARED.iterdir() if p.name.startswith(HOSPITAL) and p.name not in adapted)
     models = {key: model for seed in args.seeds for key, model in
               [((seed, "as trained"), networks[seed]), *((k, f) for k, f in folder.items() if k[0] == seed)]}
     lines, coded = score_arms(models, test)
     forgetting, _ = score_arms(models, source_held_out())
-    body = f"""## Lumbar: a hospital's own scans (site adaptation, zukic -> myoseg)
+    draw = f", draw {args.draw}" if args.draw != ADAPTATION_DRAW_SEED else ""
+    body = f"""## Lumbar: a hospital's own scans (site adaptation, zukic -> myoseg{draw})
 
 - command: `python -m benchmarks.site_adaptation {' '.join(argv if argv is not None else sys.argv[1:])}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
@@ -214,7 +224,7 @@ which none of them trained on.
 |---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(forgetting)}
 """
-    write_section(args.results, "lumbar-site-adaptation", body)
+    write_section(args.results, f"lumbar-site-adaptation{draw.replace(', draw ', '-draw')}", body)
     print(f"wrote {args.results}")
     return 0
 

@@ -90,3 +90,10 @@ def test_a_fine_tune_on_unreviewed_labels_reads_their_csv_and_excludes_nothing(f
     args = adapt.fine_tune_args(tmp_path / "net", labels, tmp_path / "out", 1, 10, tmp_path)
     assert args[:2] == ["train", str(labels)]
     assert "--exclude" not in args and str(adapt.SHARED) not in args
+
+
+def test_another_draw_is_another_fixed_set_of_the_hospitals_training_scans(fake_shared):
+    first, other = adapt.adaptation_scans(4), adapt.adaptation_scans(4, draw=1)
+    assert other == adapt.adaptation_scans(4, draw=1) and other != first
+    assert set(adapt.adaptation_scans(2, draw=1)) <= set(other)
+    assert set(other) <= {c for c in fake_shared["train"] if c.startswith("myoseg")}
