@@ -40,6 +40,7 @@ already in ``--models`` are scored, not trained again. Writes the
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
@@ -111,9 +112,10 @@ def unreviewed_labels(network: Path, cases: list[str], out_csv: Path) -> list[st
             continue
         if result.vertebrae and not count_at_risk(result.warnings):
             kept.append(case)
-            rows += [f"{case}{UNREVIEWED_SUFFIX},{v.label},{','.join(f'{c:.3f}' for c in v.position_mm)},{image}"
+            rows += [[f"{case}{UNREVIEWED_SUFFIX}", v.label, *(f"{c:.3f}" for c in v.position_mm), str(image)]
                      for v in result.vertebrae]
-    out_csv.write_text("\n".join(["scan,label,x,y,z,image", *rows]) + "\n")
+    with out_csv.open("w", newline="") as f:
+        csv.writer(f).writerows([["scan", "label", "x", "y", "z", "image"], *rows])
     return kept
 
 
