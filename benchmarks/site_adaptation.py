@@ -69,7 +69,7 @@ def adaptation_scans(size: int, draw: int = ADAPTATION_DRAW_SEED) -> list[str]:
     train = [c for c in json.loads(SPLIT.read_text())["train"] if c.startswith(HOSPITAL)]
     order = np.random.default_rng(draw).permutation(len(train))
     if size > len(train):
-        raise SystemExit(f"--sizes: at most {len(train)} {HOSPITAL} training scans, not {size}")
+        raise SystemExit(f"--sizes, --unreviewed: at most {len(train)} {HOSPITAL} training scans, not {size}")
     return sorted(train[i] for i in order[:size])
 
 
@@ -151,11 +151,9 @@ def add_unreviewed(
 def train_arms(
     networks: dict[int, Path], data: dict[tuple[int, str], list[str] | Path], models: Path, jobs: int, tmp: Path
 ) -> tuple[dict[tuple[int, str], Path], int, float]:
-    """Each (seed, arm)'s fine-tune of its seed's network on its ``data``, trained where not yet in ``models``
-    (after the network itself, where missing): the fine-tunes' folders, how many ran, and their minutes in all."""
+    """Each (seed, arm)'s fine-tune of its seed's network on its ``data``, trained where not yet in ``models``:
+    the fine-tunes' folders, how many ran, and their minutes in all."""
     threads = 2 if jobs == 1 else 1
-    missing = [(seed, SOURCE, net) for seed, net in networks.items() if not (net / "config.json").is_file()]
-    train_models(missing, ONE_STAGE_STEPS, jobs, tmp)
     folder = {(seed, arm): models / f"seed{seed}" / arm.replace(" ", "-") for seed, arm in data}
     runs = [(fine_tune_args(networks[seed], data[seed, arm], out, threads, seed, tmp), f"fine-tune {arm} (seed {seed})")
             for (seed, arm), out in folder.items() if not (out / "config.json").is_file()]
@@ -188,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     arms = {"source only": sources, **{f"own {n}": own[n] for n in args.sizes}}
     data: dict[tuple[int, str], list[str] | Path] = {(seed, arm): arms[arm] for seed in args.seeds for arm in arms}
     with tempfile.TemporaryDirectory(prefix="spinelabel-adapt-") as tmp:
+        missing = [(seed, SOURCE, net) for seed, net in networks.items() if not (net / "config.json").is_file()]
+        train_models(missing, ONE_STAGE_STEPS, args.jobs, Path(tmp))  # first: the unreviewed arm labels with them
         kept = add_unreviewed(data, networks, args.unreviewed, args.draw, Path(tmp))
         folder, trained, minutes = train_arms(networks, data, args.models, args.jobs, Path(tmp))
     adapted = adaptation_scans(max([*args.sizes, args.unreviewed]), args.draw)

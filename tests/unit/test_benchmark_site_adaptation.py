@@ -97,3 +97,31 @@ def test_another_draw_is_another_fixed_set_of_the_hospitals_training_scans(fake_
     assert other == adapt.adaptation_scans(4, draw=1) and other != first
     assert set(adapt.adaptation_scans(2, draw=1)) <= set(other)
     assert set(other) <= {c for c in fake_shared["train"] if c.startswith("myoseg")}
+
+
+def test_missing_networks_are_trained_before_the_unreviewed_arm_labels_with_them(fake_shared, tmp_path, monkeypatch):
+    networks, events = tmp_path / "networks", []
+
+    def train_models(todo, steps, jobs, tmp):
+        for seed, source, out in todo:
+            events.append(("train", seed))
+            out.mkdir(parents=True)
+            (out / "config.json").write_text("{}")
+
+    def unreviewed_labels(network, cases, out_csv):
+        events.append(("label", (network / "config.json").is_file()))
+        out_csv.write_text("scan,label,x,y,z\n")
+        return cases[:1]
+
+    monkeypatch.setattr(adapt, "train_models", train_models)
+    monkeypatch.setattr(adapt, "unreviewed_labels", unreviewed_labels)
+    monkeypatch.setattr(adapt, "run_cli", lambda runs, jobs: events.extend(("fine-tune", what) for _, what in runs))
+    monkeypatch.setattr(adapt, "score_model", lambda model, cases: (("row", "row"), 0, []))
+    monkeypatch.setattr(adapt, "git_commit", lambda: "abc")
+    results = tmp_path / "RESULTS.md"
+    argv = ["--networks", str(networks), "--seeds", "3", "--sizes", "2", "--unreviewed", "2", "--models",
+            str(tmp_path / "models"), "--results", str(results)]
+    assert adapt.main(argv) == 0
+    assert events[:2] == [("train", 3), ("label", True)]
+    assert ("fine-tune", "fine-tune unreviewed 2 (seed 3)") in events
+    assert "seed 3: " in results.read_text() and "lumbar-site-adaptation:start" in results.read_text()
