@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     networks = {seed: args.networks / f"seed{seed}" / f"{SOURCE}-only" for seed in args.seeds}
     own = {n: adaptation_scans(n, args.draw) for n in args.sizes}
+    adapted = adaptation_scans(max([*args.sizes, args.unreviewed]), args.draw)  # checked before any training
     sources = [c for c in json.loads(SPLIT.read_text())["train"] if c.startswith(SOURCE)]
     arms = {"source only": sources, **{f"own {n}": own[n] for n in args.sizes}}
     data: dict[tuple[int, str], list[str] | Path] = {(seed, arm): arms[arm] for seed in args.seeds for arm in arms}
@@ -190,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         train_models(missing, ONE_STAGE_STEPS, args.jobs, Path(tmp))  # first: the unreviewed arm labels with them
         kept = add_unreviewed(data, networks, args.unreviewed, args.draw, Path(tmp))
         folder, trained, minutes = train_arms(networks, data, args.models, args.jobs, Path(tmp))
-    adapted = adaptation_scans(max([*args.sizes, args.unreviewed]), args.draw)
     test = sorted(p.name for p in SHARED.iterdir() if p.name.startswith(HOSPITAL) and p.name not in adapted)
     models = {key: model for seed in args.seeds for key, model in
               [((seed, "as trained"), networks[seed]), *((k, f) for k, f in folder.items() if k[0] == seed)]}

@@ -125,3 +125,10 @@ def test_missing_networks_are_trained_before_the_unreviewed_arm_labels_with_them
     assert events[:2] == [("train", 3), ("label", True)]
     assert ("fine-tune", "fine-tune unreviewed 2 (seed 3)") in events
     assert "seed 3: " in results.read_text() and "lumbar-site-adaptation:start" in results.read_text()
+
+
+def test_too_many_unreviewed_scans_end_the_benchmark_before_any_training(fake_shared, tmp_path, monkeypatch):
+    monkeypatch.setattr(adapt, "train_models", lambda *a: pytest.fail("trained before the options were checked"))
+    with pytest.raises(SystemExit, match="at most 8 myoseg training scans, not 9"):
+        adapt.main(["--networks", str(tmp_path / "none"), "--sizes", "2", "--unreviewed", "9", "--results", str(tmp_path / "R.md")])
+    assert not (tmp_path / "R.md").exists()
