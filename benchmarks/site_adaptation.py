@@ -40,7 +40,6 @@ already in ``--models`` are scored, not trained again. Writes the
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -62,6 +61,8 @@ ADAPTATION_DRAW_SEED = 0
 SOURCE, HOSPITAL = "zukic", "myoseg"
 #: Scan id suffix of the unreviewed arm's own labels (keeps them apart from every person's label of the scan).
 UNREVIEWED_SUFFIX = "-unreviewed"
+#: Decimals (mm) of the unreviewed arm's points: a micrometre, the precision the runs in docs/RESULTS.md trained on.
+UNREVIEWED_DECIMALS = 3
 
 
 def adaptation_scans(size: int, draw: int = ADAPTATION_DRAW_SEED) -> list[str]:
@@ -98,12 +99,14 @@ def unreviewed_labels(network: Path, cases: list[str], out_csv: Path) -> list[st
     wrong. Its scan id gets ``UNREVIEWED_SUFFIX``, so that our S1 points
     (``--extra-labels``) do not join it: no person's label of these scans is used.
     """
+    from spinelabel.annotations import save_annotations_csv
     from spinelabel.io import load_image
     from spinelabel.pipeline import make_labeler
+    from spinelabel.scan_annotation import ScanAnnotationBuilder
     from spinelabel.warning_codes import count_at_risk
 
     labeler = make_labeler("lumbar", network)
-    rows, kept = [], []
+    scans = []
     for case in cases:
         image = SHARED / case / "image.nii.gz"
         try:
@@ -111,12 +114,12 @@ def unreviewed_labels(network: Path, cases: list[str], out_csv: Path) -> list[st
         except Exception:  # a scan the network cannot label gives no labels
             continue
         if result.vertebrae and not count_at_risk(result.warnings):
-            kept.append(case)
-            rows += [[f"{case}{UNREVIEWED_SUFFIX}", v.label, *(f"{c:.3f}" for c in v.position_mm), str(image)]
-                     for v in result.vertebrae]
-    with out_csv.open("w", newline="") as f:
-        csv.writer(f).writerows([["scan", "label", "x", "y", "z", "image"], *rows])
-    return kept
+            scan = ScanAnnotationBuilder(f"{case}{UNREVIEWED_SUFFIX}", image, out_csv)
+            for v in result.vertebrae:
+                scan.add(v.label, np.round(v.position_mm, UNREVIEWED_DECIMALS))
+            scans.append(scan.build())
+    save_annotations_csv(scans, out_csv)
+    return [s.scan_id.removesuffix(UNREVIEWED_SUFFIX) for s in scans]
 
 
 def fine_tune_args(
