@@ -53,7 +53,8 @@ from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, git_commit, warni
 from benchmarks.lumbar_loso import SPLIT, run_cli, score_model, seed_list, train_models
 from benchmarks.train_lumbar import FINE_TUNE_LEARNING_RATE, ONE_STAGE_STEPS, annotated_s1_options, recipe_options
 
-#: Fine-tune length: half the shipped model's fine-tune (2000 steps), a third of the networks' own training.
+#: Fine-tune length: half the shipped model's fine-tune (2000 steps), a third of the networks' own training; what
+#: ``spinelabel train --init`` takes by default (``cli_train.FINE_TUNE``, set from this benchmark's runs).
 FINE_TUNE_STEPS = 1000
 #: Seed of the default draw of adaptation scans (fixed: every arm and seed adapts to the same scans;
 #: ``--draw N`` measures another draw, in section "lumbar-site-adaptation-drawN").

@@ -11,6 +11,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,7 +21,10 @@ from .cli_common import check_region, echo, warn
 from .errors import InputError
 from .threads import MAX_REQUESTED_THREADS
 
-__all__ = ["MAX_SEED", "MAX_SYNTHETIC_SCANS", "MAX_TRAIN_STEPS", "region_checkers", "train"]
+__all__ = [
+    "FINE_TUNE", "FROM_SCRATCH", "MAX_SEED", "MAX_SYNTHETIC_SCANS", "MAX_TRAIN_STEPS", "Recipe", "recipe",
+    "region_checkers", "train",
+]
 
 
 #: Most optimisation steps ``train`` takes: 250 times the shipped recipe, days on a CPU (a typo is one line).
@@ -33,17 +37,47 @@ MAX_SYNTHETIC_SCANS = 300
 MAX_SEED = 2**63 - 1
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The optimisation settings ``train`` takes where the command line leaves them out."""
+
+    steps: int
+    learning_rate: float
+    synthetic_fraction: float
+
+
+#: From a random network: ``training.train.TrainSettings``' own defaults (chosen in the first sessions, not tuned).
+FROM_SCRATCH = Recipe(steps=4000, learning_rate=2e-3, synthetic_fraction=0.0)
+#: With ``--init``: the fine-tune measured on a hospital's own reviewed scans (``benchmarks.site_adaptation``,
+#: docs/training.md, "Fine-tuning on a hospital's own scans"): 1000 steps at a quarter of the learning rate from
+#: scratch, a quarter of the crops from phantoms, which keep the levels and appearances that a handful of one
+#: hospital's scans lack. The scratch defaults were never measured as a fine-tune: four times the steps at four
+#: times the rate, from a model already trained.
+FINE_TUNE = Recipe(steps=1000, learning_rate=5e-4, synthetic_fraction=0.25)
+
+
+def recipe(init: str | None, steps: int | None, learning_rate: float | None, synthetic_fraction: float | None) -> Recipe:
+    """The settings of one run: those given (not None), the others from :data:`FINE_TUNE` with ``--init``, else
+    from :data:`FROM_SCRATCH`."""
+    base = FROM_SCRATCH if init is None else FINE_TUNE
+    return Recipe(
+        steps=base.steps if steps is None else steps,
+        learning_rate=base.learning_rate if learning_rate is None else learning_rate,
+        synthetic_fraction=base.synthetic_fraction if synthetic_fraction is None else synthetic_fraction,
+    )
+
+
 def train(
     annotations: list[Path] = typer.Argument(..., readable=False, help="centroids.json files, folders of them, a CSV scan,label,x,y,z[,image][,series][,frame], or DICOM folders with GSPS/SR labels."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     region: str = typer.Option("lumbar", help="Region the model labels."),
-    steps: int = typer.Option(4000, min=1, max=MAX_TRAIN_STEPS, help="Optimisation steps (batch of 16 crops each)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=MAX_TRAIN_STEPS, show_default=f"{FROM_SCRATCH.steps}; {FINE_TUNE.steps} with --init", help="Optimisation steps (batch of 16 crops each)."),
     exclude: Optional[Path] = typer.Option(None, help="JSON split file: scans in its 'validation' list are not used."),
-    synthetic_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
+    synthetic_fraction: Optional[float] = typer.Option(None, min=0.0, max=1.0, show_default=f"{FROM_SCRATCH.synthetic_fraction}; {FINE_TUNE.synthetic_fraction} with --init", help="Share of training crops from synthetic phantoms (teaches levels the annotations lack, e.g. S1)."),
     synthetic_scans: int = typer.Option(80, min=1, max=MAX_SYNTHETIC_SCANS, help="Number of phantoms drawn for --synthetic-fraction."),
     region_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training crops from the real scans whose labels lie in --region (e.g. a few real cervical scans among many lumbar ones); 0: all real scans equally."),
-    init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network."),
-    learning_rate: float = typer.Option(2e-3, min=1e-6, max=1.0, help="Peak learning rate (one-cycle schedule); lower it for fine-tuning."),
+    init: Optional[str] = typer.Option(None, help="Fine-tune: start from this model's weights (shipped region name or model directory) instead of a random network; --steps, --learning-rate and --synthetic-fraction then default to the fine-tune measured on a hospital's own reviewed scans (docs/training.md)."),
+    learning_rate: Optional[float] = typer.Option(None, min=1e-6, max=1.0, show_default=f"{FROM_SCRATCH.learning_rate}; {FINE_TUNE.learning_rate} with --init", help="Peak learning rate (one-cycle schedule)."),
     clean: bool = typer.Option(True, "--clean/--no-clean", help="Check the labels first and train only on the cleaned set (see 'annotations check')."),
     extra_labels: list[Path] = typer.Option([], "--extra-labels", help="Annotation file(s) whose points are added to the scans of the same id (levels the annotations lack, e.g. annotations/lumbar-s1.csv); repeatable."),
     complete_anchors: bool = typer.Option(False, "--complete-anchors/--no-complete-anchors", help="Add the anchor where a scan's labels stop short of it (S1 below L5, C2 above C3), found by the detector of the shipped model for the region the labels cover (pseudo-labels)."),
@@ -55,7 +89,8 @@ def train(
 ) -> None:
     """Train a detection model from point annotations (clinical spine labels)."""
     region = check_region(region, auto=False)  # "auto" chooses a model when labeling; a model has one region
-    _check_train_options(out, init, synthetic_fraction + region_fraction, device, precision)
+    run = recipe(init, steps, learning_rate, synthetic_fraction)
+    _check_train_options(out, init, (run.synthetic_fraction, region_fraction), device, precision)
     from .training.data import check_region_covered, load_training_scans
     from .training.train import TrainSettings, train_and_save
 
@@ -76,15 +111,22 @@ def train(
     if complete_anchors:
         pseudo = sum(bool(s.pseudo_levels) for s in scans)
         echo(f"anchor pseudo-labels added in {pseudo} of {len(scans)} scans", quiet)
-    echo(f"training on {len(scans)} scans, {steps} steps", quiet)
+    echo(f"training on {len(scans)} scans: {_describe(run, init)}", quiet)
     settings = TrainSettings(
-        steps=steps, synthetic_fraction=synthetic_fraction, synthetic_scans=synthetic_scans,
-        region_fraction=region_fraction, init=init, learning_rate=learning_rate, threads=threads, seed=seed, device=device,
-        precision=precision,
+        steps=run.steps, synthetic_fraction=run.synthetic_fraction, synthetic_scans=synthetic_scans,
+        region_fraction=region_fraction, init=init, learning_rate=run.learning_rate, threads=threads, seed=seed,
+        device=device, precision=precision,
     )
     path = _train_with_progress(lambda progress: train_and_save(
-        scans, points, region, out, settings, progress=progress, data=data), steps, quiet)
+        scans, points, region, out, settings, progress=progress, data=data), run.steps, quiet)
     echo(f"model written to {path}", quiet)
+
+
+def _describe(run: Recipe, init: str | None) -> str:
+    """``1000 steps, learning rate 0.0005, 25 % of the crops from phantoms (a fine-tune of lumbar)``."""
+    start = "from a random network" if init is None else f"a fine-tune of {init}"
+    return (f"{run.steps} steps, learning rate {run.learning_rate:g}, {run.synthetic_fraction:.0%} of the crops from "
+            f"phantoms ({start})")
 
 
 def _train_with_progress(run: Callable[[Callable[[int, float], None]], Path], steps: int, quiet: bool) -> Path:
@@ -105,15 +147,16 @@ def _train_with_progress(run: Callable[[Callable[[int, float], None]], Path], st
 
 
 def _check_train_options(
-    out: Path, init: str | None, crop_shares: float, device: str = "cpu", precision: str = "fp32"
+    out: Path, init: str | None, crop_shares: tuple[float, float], device: str = "cpu", precision: str = "fp32"
 ) -> None:
     """What can be refused in one line before hours of training: shares over 1, a device that is not here, an
     unknown precision, an unwritable --out or one holding other files than a model, an --init model that cannot be
     loaded."""
     from .training.train import PRECISIONS
 
-    if crop_shares > 1.0:
-        raise InputError("--synthetic-fraction plus --region-fraction must not exceed 1")
+    synthetic, region = crop_shares  # (--synthetic-fraction, --region-fraction) as the run takes them
+    if synthetic + region > 1.0:
+        raise InputError(f"--synthetic-fraction ({synthetic:g}) plus --region-fraction ({region:g}) must not exceed 1")
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
     _check_device(device)

@@ -44,6 +44,16 @@ def test_a_fine_tune_starts_from_the_network_and_trains_on_the_given_scans_only(
     assert excluded == everything - {"myoseg-02", "myoseg-05"}
 
 
+def test_the_measured_fine_tune_is_what_train_init_does_by_default(fake_shared, tmp_path):
+    """The benchmark spells its recipe out; ``spinelabel train --init`` without those options must run the same."""
+    from spinelabel.cli_train import FINE_TUNE
+
+    args = adapt.fine_tune_args(tmp_path / "net", ["myoseg-02"], tmp_path / "out", 1, 11, tmp_path)
+    given = {k: float(args[args.index(k) + 1]) for k in ("--steps", "--learning-rate", "--synthetic-fraction")}
+    assert given == {"--steps": FINE_TUNE.steps, "--learning-rate": FINE_TUNE.learning_rate,
+                     "--synthetic-fraction": FINE_TUNE.synthetic_fraction}
+
+
 def test_forgetting_is_measured_on_source_scans_no_arm_trains_on(fake_shared):
     held_out = adapt.source_held_out()
     assert held_out == ["zukic-02"]

@@ -200,3 +200,56 @@ def test_an_init_model_with_an_unusable_shape_model_is_one_line_before_the_scans
     monkeypatch.setattr("spinelabel.training.data.load_training_scans", no_reading)
     code, err = _run(capsys, "train", labels, "--out", tmp_path / "m", "--init", model, "--steps", "1", "--no-clean")
     assert code == 1 and err.startswith(f"spinelabel: error: model {model}: unusable config") and err.count("\n") == 1
+
+
+def _captured_settings(capsys, monkeypatch, *argv):
+    """The TrainSettings that ``spinelabel train ARGV`` hands to the trainer (nothing is trained), and its output."""
+    seen = {}
+
+    def capture(scans, points, region, out, settings, progress=None, **kwargs):
+        seen["settings"] = settings
+        return out
+
+    monkeypatch.setattr("spinelabel.training.train.train_and_save", capture)
+    code = main(["train", *map(str, argv)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    return seen["settings"], printed.out
+
+
+def test_a_fine_tune_takes_the_measured_fine_tune_settings_unless_told_otherwise(capsys, labels, tmp_path, monkeypatch):
+    """``--init`` with the defaults of a training from scratch ran 4000 steps at 0.002 without phantoms: a recipe never
+    measured as a fine-tune. The hospital fine-tune measured by ``benchmarks.site_adaptation`` is the default now."""
+    from spinelabel.cli_train import FINE_TUNE
+
+    model = silent_model_dir(tmp_path / "init")
+    settings, out = _captured_settings(capsys, monkeypatch, labels, "--out", tmp_path / "m", "--init", model, "--no-clean")
+    assert (settings.steps, settings.learning_rate, settings.synthetic_fraction) == (1000, 5e-4, 0.25)
+    assert (settings.steps, settings.learning_rate, settings.synthetic_fraction) == (
+        FINE_TUNE.steps, FINE_TUNE.learning_rate, FINE_TUNE.synthetic_fraction)
+    assert settings.init == str(model)
+    assert "1000 steps, learning rate 0.0005, 25% of the crops from phantoms (a fine-tune of" in out
+
+    given, _ = _captured_settings(capsys, monkeypatch, labels, "--out", tmp_path / "m", "--init", model, "--no-clean",
+                                  "--steps", "7", "--learning-rate", "0.001", "--synthetic-fraction", "0")
+    assert (given.steps, given.learning_rate, given.synthetic_fraction) == (7, 0.001, 0.0)
+
+
+def test_a_training_from_scratch_keeps_the_train_settings_defaults(capsys, labels, tmp_path, monkeypatch):
+    from spinelabel.cli_train import FROM_SCRATCH
+    from spinelabel.training.train import TrainSettings
+
+    settings, out = _captured_settings(capsys, monkeypatch, labels, "--out", tmp_path / "m", "--no-clean")
+    library = TrainSettings()
+    assert (settings.steps, settings.learning_rate, settings.synthetic_fraction) == (
+        library.steps, library.learning_rate, library.synthetic_fraction)
+    assert (FROM_SCRATCH.steps, FROM_SCRATCH.learning_rate, FROM_SCRATCH.synthetic_fraction) == (4000, 2e-3, 0.0)
+    assert settings.init is None and "(from a random network)" in out
+
+
+def test_a_fine_tunes_phantom_share_counts_in_the_crop_share_check(capsys, labels, tmp_path):
+    """--init's 25 % of phantoms plus --region-fraction 0.9 is over 1: the line says which share it counted."""
+    model = silent_model_dir(tmp_path / "init")
+    code, err = _run(capsys, "train", labels, "--out", tmp_path / "m", "--init", model, "--region-fraction", "0.9")
+    assert code == 1 and err.count("\n") == 1
+    assert "--synthetic-fraction (0.25) plus --region-fraction (0.9) must not exceed 1" in err
