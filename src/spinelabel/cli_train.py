@@ -123,7 +123,7 @@ def train(
 
 
 def _describe(run: Recipe, init: str | None) -> str:
-    """``1000 steps, learning rate 0.0005, 25 % of the crops from phantoms (a fine-tune of lumbar)``."""
+    """``1000 steps, learning rate 0.0005, 25% of the crops from phantoms (a fine-tune of lumbar)``."""
     start = "from a random network" if init is None else f"a fine-tune of {init}"
     return (f"{run.steps} steps, learning rate {run.learning_rate:g}, {run.synthetic_fraction:.0%} of the crops from "
             f"phantoms ({start})")
