@@ -1,4 +1,4 @@
-"""Command line: ``spinelabel label | train | evaluate | synth | demo | annotations ...``.
+"""Command line: ``spinelabel label | train | evaluate | evaluate-model | synth | demo | annotations ...``.
 
 Heavy libraries (torch, pydicom, nibabel) are imported inside the commands so
 ``spinelabel --help`` starts fast. Every expected problem is a SpinelabelError,
@@ -364,6 +364,41 @@ def evaluate(
     typer.echo(format_report(report))
     if json_out is not None:
         atomic_write_bytes(json_out, json.dumps(report_to_dict(report), indent=1).encode())
+
+
+@app.command("evaluate-model")
+def evaluate_model(
+    annotations: list[Path] = typer.Argument(..., readable=False, help="Named scans the models did not train on, with their images: reviewed results (spinelabel review), centroids.json files or folders, a CSV with an image column, or DICOM folders with GSPS/SR labels."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="A model to score: a shipped region name or a model folder; repeat it to compare models on the same scans (default: the region's shipped model)."),
+    region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (shipped models only)."),
+    radius: float = typer.Option(20.0, min=0.1, max=1000.0, help="Matching radius in mm."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every model's report as JSON."),
+    trust_orientation: bool = OPT_TRUST_ORIENTATION,
+) -> None:
+    """Label named scans with one or more models and score each: e.g. a model fine-tuned on a hospital's reviewed
+    scans against the shipped one, on reviewed scans that neither trained on."""
+    import json
+
+    from .annotations import load_annotations
+    from .evaluation import check_report_target, format_report, report_to_dict, unambiguous_scans
+    from .io.outputs import atomic_write_bytes
+    from .scoring import score_models
+
+    region = check_region(region)
+    if json_out is not None:
+        check_report_target(json_out)
+    gt, left_out = unambiguous_scans(load_annotations(annotations, on_problem=warn))
+    for message in left_out:
+        warn(message)
+    scores = score_models(gt, model or [None], region, radius, not trust_orientation, on_problem=warn)
+    for score in scores:
+        refused = f"; named nothing in {', '.join(score.refused)}" if score.refused else ""
+        typer.echo(f"== model {score.model}: {score.report.n_scans_correct} of {score.report.n_scans} scans entirely "
+                   f"right{refused}\n{format_report(score.report)}\n")
+    if json_out is not None:
+        doc = {"models": [{"model": s.model, "named_nothing_in": list(s.refused), "report": report_to_dict(s.report)}
+                          for s in scores]}
+        atomic_write_bytes(json_out, json.dumps(doc, indent=1).encode())
 
 
 @app.command()

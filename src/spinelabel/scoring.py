@@ -1,0 +1,133 @@
+"""Label annotated scans with one or more models and score each against the annotations.
+
+What ``spinelabel evaluate-model`` runs: how a hospital checks a model (the shipped one, or one fine-tuned on its
+own reviewed scans, docs/training.md) on scans that a person has named and that the model did not train on. The
+composition of ``io.load_image``, ``pipeline.label_loaded`` (the one labeling path of ``spinelabel label``) and
+``evaluation.evaluate``; each image is read once and labeled by every model in turn, so only one image is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError, NothingFoundError, SpinelabelError
+from .evaluation import EvaluationReport, evaluate
+from .scan_annotation import ScanAnnotation
+
+if TYPE_CHECKING:
+    from .io import LoadedImage
+
+__all__ = ["ModelScore", "score_models"]
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model's labels of the annotated scans, scored."""
+
+    #: The model as given (a shipped region name or a model folder), or ``shipped REGION`` for the default.
+    model: str
+    report: EvaluationReport
+    #: Scans the model named nothing in (``NothingFoundError``): in ``report`` as scans with every level missed.
+    refused: tuple[str, ...]
+
+
+def score_models(
+    annotations: Sequence[ScanAnnotation],
+    models: Sequence[str | None],
+    region: str,
+    match_radius_mm: float,
+    check_orientation: bool = True,
+    on_problem: Callable[[str], None] | None = None,
+) -> list[ModelScore]:
+    """Label every annotated scan whose image can be read with each of ``models`` and score the names.
+
+    Parameters
+    ----------
+    annotations : sequence of ScanAnnotation
+        Each with its ``image`` (a file or DICOM folder; ``series_uid`` picks a series there).
+    models : sequence of str or None
+        Shipped region names or model folders (``pipeline.make_labeler``), each loaded once; None: the region's
+        shipped model.
+    region : str
+        The region the models label (``auto`` only with shipped models).
+    match_radius_mm : float
+        ``evaluation.evaluate``'s matching radius; ``check_orientation``: the upside-down check (``pipeline``).
+    on_problem : callable, optional
+        Receives one line per scan left out (no image named, or one that cannot be read: not the models' doing,
+        so not counted against them). None: ignored.
+
+    Returns
+    -------
+    list of ModelScore
+        One per model, in the order given, over the same scans.
+
+    Raises
+    ------
+    InputError
+        No annotated scan names an image that can be read.
+    ModelError
+        A model cannot be loaded.
+    """
+    from .pipeline import make_labeler
+
+    labelers = [make_labeler(region, m, check_orientation=check_orientation) for m in models]
+    scored, preds, refused = _label_all(annotations, labelers, on_problem or (lambda line: None))
+    return [
+        ModelScore(f"shipped {region}" if m is None else str(m), evaluate(p, scored, match_radius_mm=match_radius_mm),
+                   tuple(r))
+        for m, p, r in zip(models, preds, refused)
+    ]
+
+
+Predictions = dict[str, list[tuple[str, np.ndarray]]]  # scan id -> [(label, (3,) position mm)], as evaluation reads
+
+
+def _label_all(
+    annotations: Sequence[ScanAnnotation], labelers: Sequence[Any], report_problem: Callable[[str], None]
+) -> tuple[list[ScanAnnotation], list[Predictions], list[list[str]]]:
+    """Each readable scan labeled by every labeler: (the scans read, per labeler its predictions and the ids of
+    the scans it named nothing in).
+
+    Raises
+    ------
+    InputError
+        No scan could be read.
+    """
+    from .pipeline import label_loaded
+
+    scored: list[ScanAnnotation] = []
+    preds: list[Predictions] = [{} for _ in labelers]
+    refused: list[list[str]] = [[] for _ in labelers]
+    for ann in annotations:
+        loaded = _read(ann, report_problem)
+        if loaded is None:
+            continue
+        scored.append(ann)
+        for k, labeler in enumerate(labelers):
+            try:
+                result = label_loaded(labeler, loaded)
+            except NothingFoundError:
+                refused[k].append(ann.scan_id)
+                continue
+            preds[k][ann.scan_id] = [(v.label, np.asarray(v.position_mm)) for v in result.vertebrae]
+    if not scored:
+        raise InputError("no annotated scan names an image that can be read: nothing to label")
+    return scored, preds, refused
+
+def _read(ann: ScanAnnotation, report_problem: Callable[[str], None]) -> LoadedImage | None:
+    """The image of one annotated scan, or None (and one line) where it names none or it cannot be read."""
+    from .io import load_image
+
+    if ann.image is None:
+        report_problem(f"{ann.source or ann.scan_id}: scan {ann.scan_id!r} names no image; left out")
+        return None
+    try:
+        return load_image([Path(ann.image)], series_uid=ann.series_uid)
+    except SpinelabelError as exc:
+        report_problem(f"scan {ann.scan_id!r}: {exc}; left out")
+        return None
