@@ -32,7 +32,8 @@ class ModelScore:
     #: The model as given (a shipped region name or a model folder), or ``shipped REGION`` for the default.
     model: str
     report: EvaluationReport
-    #: Scans the model named nothing in (``NothingFoundError``): in ``report`` as scans with every level missed.
+    #: Scans the model named nothing in (``NothingFoundError``, or another error while labeling, which
+    #: ``on_problem`` is told): in ``report`` as scans with every level missed.
     refused: tuple[str, ...]
 
 
@@ -75,23 +76,20 @@ def score_models(
     """
     from .pipeline import make_labeler
 
-    labelers = [make_labeler(region, m, check_orientation=check_orientation) for m in models]
+    names = [f"shipped {region}" if m is None else str(m) for m in models]
+    labelers = {name: make_labeler(region, m, check_orientation=check_orientation) for name, m in zip(names, models)}
     scored, preds, refused = _label_all(annotations, labelers, on_problem or (lambda line: None))
-    return [
-        ModelScore(f"shipped {region}" if m is None else str(m), evaluate(p, scored, match_radius_mm=match_radius_mm),
-                   tuple(r))
-        for m, p, r in zip(models, preds, refused)
-    ]
+    return [ModelScore(n, evaluate(preds[n], scored, match_radius_mm=match_radius_mm), tuple(refused[n])) for n in names]
 
 
 Predictions = dict[str, list[tuple[str, np.ndarray]]]  # scan id -> [(label, (3,) position mm)], as evaluation reads
 
 
 def _label_all(
-    annotations: Sequence[ScanAnnotation], labelers: Sequence[Any], report_problem: Callable[[str], None]
-) -> tuple[list[ScanAnnotation], list[Predictions], list[list[str]]]:
-    """Each readable scan labeled by every labeler: (the scans read, per labeler its predictions and the ids of
-    the scans it named nothing in).
+    annotations: Sequence[ScanAnnotation], labelers: dict[str, Any], report_problem: Callable[[str], None]
+) -> tuple[list[ScanAnnotation], dict[str, Predictions], dict[str, list[str]]]:
+    """Each readable scan labeled by every labeler (by model name): (the scans read, per model its predictions and
+    the ids of the scans it named nothing in).
 
     Raises
     ------
@@ -101,23 +99,26 @@ def _label_all(
     from .pipeline import label_loaded
 
     scored: list[ScanAnnotation] = []
-    preds: list[Predictions] = [{} for _ in labelers]
-    refused: list[list[str]] = [[] for _ in labelers]
+    preds: dict[str, Predictions] = {name: {} for name in labelers}
+    refused: dict[str, list[str]] = {name: [] for name in labelers}
     for ann in annotations:
         loaded = _read(ann, report_problem)
         if loaded is None:
             continue
         scored.append(ann)
-        for k, labeler in enumerate(labelers):
+        for name, labeler in labelers.items():
             try:
                 result = label_loaded(labeler, loaded)
-            except NothingFoundError:
-                refused[k].append(ann.scan_id)
+            except SpinelabelError as exc:  # one scan never stops the others
+                refused[name].append(ann.scan_id)
+                if not isinstance(exc, NothingFoundError):  # "no vertebrae found" is the model's answer; else say why
+                    report_problem(f"scan {ann.scan_id!r}, model {name}: {exc}; counted as named nothing")
                 continue
-            preds[k][ann.scan_id] = [(v.label, np.asarray(v.position_mm)) for v in result.vertebrae]
+            preds[name][ann.scan_id] = [(v.label, np.asarray(v.position_mm)) for v in result.vertebrae]
     if not scored:
         raise InputError("no annotated scan names an image that can be read: nothing to label")
     return scored, preds, refused
+
 
 def _read(ann: ScanAnnotation, report_problem: Callable[[str], None]) -> LoadedImage | None:
     """The image of one annotated scan, or None (and one line) where it names none or it cannot be read."""

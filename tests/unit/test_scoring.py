@@ -121,3 +121,21 @@ def test_a_reviewed_folder_is_the_ground_truth_and_unreviewed_results_in_it_are_
     assert code == 0, printed.err
     assert "== model blob: 1 of 2 scans entirely right" in printed.out
     assert printed.err.count("not reviewed yet") == 2 and "Traceback" not in printed.err
+
+
+def test_an_error_while_labeling_one_scan_counts_it_as_named_nothing_and_the_others_go_on(scans, models, monkeypatch):
+    from spinelabel import pipeline
+    from spinelabel.errors import InputError as Refused
+
+    label = pipeline.label_loaded
+
+    def fail_on_right(labeler, loaded):
+        if "right" in str(loaded.source):
+            raise Refused("the image is too large")
+        return label(labeler, loaded)
+
+    monkeypatch.setattr(pipeline, "label_loaded", fail_on_right)
+    lines: list[str] = []
+    (blob,) = score_models([scans["right"], scans["shifted"]], ["blob"], "lumbar", 20.0, on_problem=lines.append)
+    assert blob.refused == ("right",) and blob.report.n_scans == 2
+    assert lines == ["scan 'right', model blob: the image is too large; counted as named nothing"]
