@@ -380,7 +380,7 @@ def evaluate_model(
     import json
 
     from .annotations import load_annotations
-    from .evaluation import check_report_target, format_report, report_to_dict, unambiguous_scans
+    from .evaluation import MODELS_REPORT_KEY, check_report_target, format_report, report_to_dict, unambiguous_scans
     from .io.outputs import atomic_write_bytes
     from .scoring import score_models
 
@@ -396,8 +396,8 @@ def evaluate_model(
         typer.echo(f"== model {score.model}: {score.report.n_scans_correct} of {score.report.n_scans} scans entirely "
                    f"right{refused}\n{format_report(score.report)}\n")
     if json_out is not None:
-        doc = {"models": [{"model": s.model, "named_nothing_in": list(s.refused), "report": report_to_dict(s.report)}
-                          for s in scores]}
+        doc = {MODELS_REPORT_KEY: [{"model": s.model, "named_nothing_in": list(s.refused),
+                                    "report": report_to_dict(s.report)} for s in scores]}
         atomic_write_bytes(json_out, json.dumps(doc, indent=1).encode())
 
 

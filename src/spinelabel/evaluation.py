@@ -659,8 +659,15 @@ REPORT_KEYS = ("match_radius_mm", "overall")
 MAX_REPORT_BYTES = 256 * 2**20
 
 
+#: Key of the report of several models (``spinelabel evaluate-model --json``): a list of ``{"report": ...}`` entries.
+MODELS_REPORT_KEY = "models"
+
+
 def _is_report(doc: Any) -> bool:
-    """Whether a JSON document has the keys of a report (:func:`report_to_dict`)."""
+    """Whether a JSON document has the keys of a report (:func:`report_to_dict`), or is a report of several models
+    (:data:`MODELS_REPORT_KEY`, each entry's ``report`` one)."""
+    if isinstance(doc, dict) and isinstance(doc.get(MODELS_REPORT_KEY), list) and doc[MODELS_REPORT_KEY]:
+        return all(isinstance(m, dict) and _is_report(m.get("report")) for m in doc[MODELS_REPORT_KEY])
     return isinstance(doc, dict) and all(key in doc for key in REPORT_KEYS)
 
 

@@ -89,6 +89,13 @@ def test_the_command_prints_and_writes_one_report_per_model(scans, tmp_path, cap
     assert [m["model"] for m in doc["models"]] == [model]
     assert doc["models"][0]["named_nothing_in"] == ["right", "shifted"]
     assert doc["models"][0]["report"]["overall"]["n_scans"] == 2
+    # a second run replaces its own report; `evaluate` over a folder holding it passes it over, as a report
+    assert main(["evaluate-model", str(labels), "--model", model, "--json", str(tmp_path / "report.json")]) == 0
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "report.json").write_bytes((tmp_path / "report.json").read_bytes())
+    code = main(["evaluate", str(results), str(labels)])
+    assert code == 1 and "no prediction *.json files in this folder" in capsys.readouterr().err
 
 
 def test_the_command_refuses_unusable_inputs_in_one_line(scans, tmp_path, capsys):
