@@ -373,6 +373,7 @@ def evaluate_model(
     region: str = typer.Option("lumbar", help="lumbar, cervical, whole, or auto (shipped models only)."),
     radius: float = typer.Option(20.0, min=0.1, max=1000.0, help="Matching radius in mm."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every model's report as JSON."),
+    held_out: Optional[Path] = typer.Option(None, "--held-out", help="JSON split file: score only the scans in its 'validation' list (those 'train --exclude' with the same file left out)."),
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
 ) -> None:
     """Label named scans with one or more models and score each: e.g. a model fine-tuned on a hospital's reviewed
@@ -387,7 +388,7 @@ def evaluate_model(
     region = check_region(region)
     if json_out is not None:
         check_report_target(json_out)
-    gt, left_out = unambiguous_scans(load_annotations(annotations, on_problem=warn))
+    gt, left_out = unambiguous_scans(_held_out_scans(load_annotations(annotations, on_problem=warn), held_out))
     for message in left_out:
         warn(message)
     scores = score_models(gt, model or [None], region, radius, not trust_orientation, on_problem=warn)
@@ -399,6 +400,19 @@ def evaluate_model(
         doc = {MODELS_REPORT_KEY: [{"model": s.model, "named_nothing_in": list(s.refused),
                                     "report": report_to_dict(s.report)} for s in scores]}
         atomic_write_bytes(json_out, json.dumps(doc, indent=1).encode())
+
+
+def _held_out_scans(scans: list, split: Path | None) -> list:
+    """The scans whose ids a split file's 'validation' list names (all of them without a file); one line when none."""
+    if split is None:
+        return scans
+    from .training.data import validation_ids
+
+    keep = validation_ids(split)
+    kept = [a for a in scans if a.scan_id in keep]
+    if not kept:
+        raise InputError(f"--held-out {split}: none of its {len(keep)} 'validation' scan ids is among the annotations")
+    return kept
 
 
 @app.command()

@@ -146,3 +146,17 @@ def test_an_error_while_labeling_one_scan_counts_it_as_named_nothing_and_the_oth
     (blob,) = score_models([scans["right"], scans["shifted"]], ["blob"], "lumbar", 20.0, on_problem=lines.append)
     assert blob.refused == ("right",) and blob.report.n_scans == 2
     assert lines == ["scan 'right', model blob: the image is too large; counted as named nothing"]
+
+
+def test_held_out_scores_only_the_scans_train_exclude_left_out(scans, models, tmp_path, capsys):
+    labels = _csv(scans, tmp_path / "labels.csv")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"validation": ["shifted"]}))
+    assert main(["evaluate-model", str(labels), "--model", "blob", "--held-out", str(split)]) == 0
+    out = capsys.readouterr().out
+    assert "== model blob: 0 of 1 scans entirely right" in out
+    assert "\nshifted " in out and "\nright " not in out  # the table's rows: the held-out scan only
+    split.write_text(json.dumps({"validation": ["elsewhere"]}))
+    code = main(["evaluate-model", str(labels), "--model", "blob", "--held-out", str(split)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "none of its 1 'validation' scan ids is among the annotations" in err
