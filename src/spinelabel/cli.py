@@ -381,14 +381,14 @@ def evaluate_model(
     import json
 
     from .annotations import load_annotations
-    from .evaluation import MODELS_REPORT_KEY, check_report_target, format_report, report_to_dict, unambiguous_scans
+    from .evaluation import check_report_target, format_report, unambiguous_scans
     from .io.outputs import atomic_write_bytes
-    from .scoring import score_models
+    from .scoring import held_out_scans, score_models, scores_to_dict
 
     region = check_region(region)
     if json_out is not None:
         check_report_target(json_out)
-    gt, left_out = unambiguous_scans(_held_out_scans(load_annotations(annotations, on_problem=warn), held_out))
+    gt, left_out = unambiguous_scans(held_out_scans(load_annotations(annotations, on_problem=warn), held_out))
     for message in left_out:
         warn(message)
     scores = score_models(gt, model or [None], region, radius, not trust_orientation, on_problem=warn)
@@ -397,22 +397,7 @@ def evaluate_model(
         typer.echo(f"== model {score.model}: {score.report.n_scans_correct} of {score.report.n_scans} scans entirely "
                    f"right{refused}\n{format_report(score.report)}\n")
     if json_out is not None:
-        doc = {MODELS_REPORT_KEY: [{"model": s.model, "named_nothing_in": list(s.refused),
-                                    "report": report_to_dict(s.report)} for s in scores]}
-        atomic_write_bytes(json_out, json.dumps(doc, indent=1).encode())
-
-
-def _held_out_scans(scans: list, split: Path | None) -> list:
-    """The scans whose ids a split file's 'validation' list names (all of them without a file); one line when none."""
-    if split is None:
-        return scans
-    from .training.data import validation_ids
-
-    keep = validation_ids(split)
-    kept = [a for a in scans if a.scan_id in keep]
-    if not kept:
-        raise InputError(f"--held-out {split}: none of its {len(keep)} 'validation' scan ids is among the annotations")
-    return kept
+        atomic_write_bytes(json_out, json.dumps(scores_to_dict(scores), indent=1).encode())
 
 
 @app.command()

@@ -504,6 +504,12 @@ def _some(names: Iterable[str], most: int = 3) -> str:
     return (", ".join(ordered[:most]) or "none") + more
 
 
+def check_some_left(gt: Sequence[ScanAnnotation]) -> None:
+    """InputError when no annotated scan is left after :func:`unambiguous_scans`."""
+    if not gt:
+        raise InputError("no annotated scan left to evaluate against: each gives some level more than once")
+
+
 def check_pairs(preds: Mapping[str, object], gt: Sequence[ScanAnnotation]) -> None:
     """Refuse an evaluation in which no annotated scan has a prediction: a 0 % report of two sets that were
     never paired (scan ids taken by other rules) reads as a model that found nothing.
@@ -513,8 +519,7 @@ def check_pairs(preds: Mapping[str, object], gt: Sequence[ScanAnnotation]) -> No
     InputError
         No annotated scan is left (every one left out), or none of their ids is among ``preds``.
     """
-    if not gt:
-        raise InputError("no annotated scan left to evaluate against: each gives some level more than once")
+    check_some_left(gt)
     if not {a.scan_id for a in gt} & set(preds):
         raise InputError(f"no prediction belongs to an annotated scan (predictions: {_some(preds)}; annotations: "
                          f"{_some(a.scan_id for a in gt)}): see docs/evaluation.md for how scan ids are found")

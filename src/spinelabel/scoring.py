@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, NothingFoundError, SpinelabelError
-from .evaluation import EvaluationReport, evaluate
+from .evaluation import MODELS_REPORT_KEY, EvaluationReport, check_some_left, evaluate, report_to_dict
 from .scan_annotation import ScanAnnotation
 
 if TYPE_CHECKING:
     from .io import LoadedImage
 
-__all__ = ["ModelScore", "score_models"]
+__all__ = ["ModelScore", "held_out_scans", "score_models", "scores_to_dict"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,14 @@ def score_models(
     Raises
     ------
     InputError
-        No annotated scan names an image that can be read.
+        No annotated scan is given, or none names an image that can be read.
     ModelError
         A model cannot be loaded.
     """
     from .pipeline import make_labeler
 
+    check_some_left(annotations)  # before any model is loaded
+    models = list(dict.fromkeys(models))  # a model given twice is labeled with and reported once
     names = [f"shipped {region}" if m is None else str(m) for m in models]
     labelers = {name: make_labeler(region, m, check_orientation=check_orientation) for name, m in zip(names, models)}
     scored, preds, refused = _label_all(annotations, labelers, on_problem or (lambda line: None))
@@ -115,6 +117,7 @@ def _label_all(
                     report_problem(f"scan {ann.scan_id!r}, model {name}: {exc}; counted as named nothing")
                 continue
             preds[name][ann.scan_id] = [(v.label, np.asarray(v.position_mm)) for v in result.vertebrae]
+        del loaded  # one image held at a time: freed before the next is read
     if not scored:
         raise InputError("no annotated scan names an image that can be read: nothing to label")
     return scored, preds, refused
@@ -132,3 +135,29 @@ def _read(ann: ScanAnnotation, report_problem: Callable[[str], None]) -> LoadedI
     except SpinelabelError as exc:
         report_problem(f"scan {ann.scan_id!r}: {exc}; left out")
         return None
+
+
+def held_out_scans(scans: Sequence[ScanAnnotation], split: Path | None) -> list[ScanAnnotation]:
+    """The scans whose ids a split file's "validation" list names (those ``train --exclude`` left out); all of
+    them without a file.
+
+    Raises
+    ------
+    InputError
+        The split file cannot be read, or none of its ids is among ``scans``.
+    """
+    if split is None:
+        return list(scans)
+    from .training.data import validation_ids
+
+    keep = validation_ids(split)
+    kept = [a for a in scans if a.scan_id in keep]
+    if not kept:
+        raise InputError(f"--held-out {split}: none of its {len(keep)} 'validation' scan ids is among the annotations")
+    return kept
+
+
+def scores_to_dict(scores: Sequence[ModelScore]) -> dict[str, Any]:
+    """The JSON report of several models: ``{"models": [{"model", "named_nothing_in", "report"}, ...]}``."""
+    return {MODELS_REPORT_KEY: [{"model": s.model, "named_nothing_in": list(s.refused),
+                                 "report": report_to_dict(s.report)} for s in scores]}

@@ -160,3 +160,21 @@ def test_held_out_scores_only_the_scans_train_exclude_left_out(scans, models, tm
     code = main(["evaluate-model", str(labels), "--model", "blob", "--held-out", str(split)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "none of its 1 'validation' scan ids is among the annotations" in err
+
+
+def test_a_model_given_twice_is_scored_once(scans, models):
+    scores = score_models([scans["right"]], ["blob", "blob"], "lumbar", 20.0)
+    assert [s.model for s in scores] == ["blob"] and models["calls"] == ["blob"]
+
+
+def test_scans_all_left_out_for_a_repeated_level_say_so_before_any_model_is_loaded(scans, models, tmp_path, capsys):
+    """Every scan giving a level twice was reported as "no annotated scan names an image that can be read", after
+    the models had been loaded (found by review)."""
+    labels = _csv({"right": scans["right"]}, tmp_path / "labels.csv")
+    first = labels.read_text().splitlines()[1]
+    labels.write_text(labels.read_text() + first + "\n")  # the first level given twice
+    code = main(["evaluate-model", str(labels), "--model", "blob"])
+    err = capsys.readouterr().err
+    assert code == 1 and models["calls"] == []
+    assert err.splitlines()[-1] == ("spinelabel: error: no annotated scan left to evaluate against: each gives some "
+                                    "level more than once")
