@@ -296,6 +296,17 @@ class ImageEvidence:
     lps_suspected: bool = False
 
 
+def levels_outside_image(affine: np.ndarray, shape: tuple[int, int, int], points: Mapping[str, np.ndarray]) -> list[str]:
+    """The levels whose point lies farther than :data:`OUTSIDE_IMAGE_MM` outside an image of ``shape`` and
+    voxel-to-world ``affine`` (shape (4, 4)); ``points``: level -> (3,) world RAS mm."""
+    from .geometry import distance_outside
+
+    if not points:
+        return []
+    mm = distance_outside(affine, shape, np.array([points[lv] for lv in points], float))
+    return [lv for lv, d in zip(points, mm) if d > OUTSIDE_IMAGE_MM]
+
+
 def outside_cause(lps_suspected: bool) -> str:
     """The likely cause of labels outside their image: DICOM coordinates read as RAS, or another image's labels."""
     return LPS_HINT if lps_suspected else "labels of another scan, or the wrong image?"

@@ -9,7 +9,7 @@ composition of ``io.load_image``, ``pipeline.label_loaded`` (the one labeling pa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +59,9 @@ def score_models(
     match_radius_mm : float
         ``evaluation.evaluate``'s matching radius; ``check_orientation``: the upside-down check (``pipeline``).
     on_problem : callable, optional
-        Receives one line per scan left out (no image named, or one that cannot be read: not the models' doing,
-        so not counted against them). None: ignored.
+        Receives one line per scan left out (no image named, one that cannot be read, every label outside it: not
+        the models' doing, so not counted against them) and per scan whose labels outside its image are left out
+        (as ``train`` leaves them out). None: ignored.
 
     Returns
     -------
@@ -105,9 +106,10 @@ def _label_all(
     refused: dict[str, list[str]] = {name: [] for name in labelers}
     for ann in annotations:
         loaded = _read(ann, report_problem)
-        if loaded is None:
+        kept = None if loaded is None else _inside(ann, loaded, report_problem)
+        if loaded is None or kept is None:
             continue
-        scored.append(ann)
+        scored.append(kept)
         for name, labeler in labelers.items():
             try:
                 result = label_loaded(labeler, loaded)
@@ -135,6 +137,26 @@ def _read(ann: ScanAnnotation, report_problem: Callable[[str], None]) -> LoadedI
     except SpinelabelError as exc:
         report_problem(f"scan {ann.scan_id!r}: {exc}; left out")
         return None
+
+
+def _inside(ann: ScanAnnotation, loaded: LoadedImage, report_problem: Callable[[str], None]) -> ScanAnnotation | None:
+    """The scan's labels that lie in its image (as ``train`` keeps them), with one line for those left out; None
+    (and one line) when none does: labels outside the image cannot be found by any model, so they are not counted
+    as its misses."""
+    from .cleaning import LPS_HINT, inside_as_lps, levels_outside_image, outside_cause
+
+    volume = loaded.volume
+    outside = levels_outside_image(volume.affine, volume.shape, ann.points)
+    if not outside:
+        return ann
+    lps = inside_as_lps(volume.affine, volume.shape, np.array(list(ann.points.values()), float))
+    if len(outside) == len(ann.points):
+        report_problem(f"scan {ann.scan_id!r}: all {len(outside)} of its labels lie outside its image "
+                       f"({outside_cause(lps)}); left out")
+        return None
+    report_problem(f"scan {ann.scan_id!r}: {', '.join(outside)} left out: outside the image"
+                   + (f" ({LPS_HINT})" if lps else ""))
+    return replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
 
 
 def held_out_scans(scans: Sequence[ScanAnnotation], split: Path | None) -> list[ScanAnnotation]:

@@ -178,3 +178,18 @@ def test_scans_all_left_out_for_a_repeated_level_say_so_before_any_model_is_load
     assert code == 1 and models["calls"] == []
     assert err.splitlines()[-1] == ("spinelabel: error: no annotated scan left to evaluate against: each gives some "
                                     "level more than once")
+
+
+def test_labels_outside_their_image_are_left_out_with_a_line_not_counted_as_misses(scans, models):
+    """As ``train`` does: a label no model can find in the image is not the model's miss (review's left-alone item)."""
+    right = scans["right"]
+    first, *rest = right.points
+    one_out = ScanAnnotation("one-out", right.image, {**right.points, first: right.points[first] + [0.0, 0.0, 300.0]})
+    all_out = ScanAnnotation("all-out", right.image, {lv: p + [200.0, 0.0, 0.0] for lv, p in right.points.items()})
+    lines: list[str] = []
+    (blob,) = score_models([one_out, all_out], ["blob"], "lumbar", 20.0, on_problem=lines.append)
+    (scored,) = blob.report.per_scan
+    assert scored.scan_id == "one-out" and scored.all_correct and scored.n_gt == len(rest)
+    assert lines[0] == f"scan 'one-out': {first} left out: outside the image"
+    assert lines[1].startswith(f"scan 'all-out': all {len(right.points)} of its labels lie outside its image (")
+    assert lines[1].endswith("); left out") and len(lines) == 2

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cleaning import LPS_HINT, OUTSIDE_IMAGE_MM, inside_as_lps, outside_cause
+from ..cleaning import LPS_HINT, inside_as_lps, levels_outside_image, outside_cause
 from ..errors import InputError
 from ..jsonfile import parse_json
-from ..geometry import distance_outside
 from .sampling import TrainingScan, make_training_scan
 
 #: A scan needs at least this many named vertebrae to teach spacing and levels.
@@ -48,12 +47,6 @@ def check_region_covered(points: Sequence[dict[str, np.ndarray]], region: str) -
             f"none of the {len(points)} scans has a label of the {region} region (their labels: {named[0]}-{named[-1]}): "
             f"give --region for the labels, or the labels of the region"
         )
-
-
-def _outside_image(volume: Any, points: Mapping[str, np.ndarray]) -> list[str]:
-    """The levels whose point lies farther than ``cleaning.OUTSIDE_IMAGE_MM`` outside the image."""
-    mm = distance_outside(volume.affine, volume.shape, np.array([points[lv] for lv in points]))
-    return [lv for lv, d in zip(points, mm) if d > OUTSIDE_IMAGE_MM]
 
 
 def load_training_scans(
@@ -115,7 +108,7 @@ def _training_scan(
     except InputError as exc:
         say(f"skipped {ann.scan_id}: {exc}")
         return None
-    outside = _outside_image(volume, ann.points)
+    outside = levels_outside_image(volume.affine, volume.shape, ann.points)
     lps = bool(outside) and inside_as_lps(volume.affine, volume.shape, np.array(list(ann.points.values()), float))
     why = outside_cause(lps)
     if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
