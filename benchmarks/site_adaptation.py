@@ -52,10 +52,11 @@ import numpy as np
 from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, git_commit, warning_code_rows, write_section
 from benchmarks.lumbar_loso import SPLIT, run_cli, score_model, seed_list, train_models
 from benchmarks.train_lumbar import FINE_TUNE_LEARNING_RATE, ONE_STAGE_STEPS, annotated_s1_options, recipe_options
+from spinelabel.cli_train import FINE_TUNE
 
 #: Fine-tune length: half the shipped model's fine-tune (2000 steps), a third of the networks' own training; what
 #: ``spinelabel train --init`` takes by default (``cli_train.FINE_TUNE``, set from this benchmark's runs).
-FINE_TUNE_STEPS = 1000
+FINE_TUNE_STEPS = FINE_TUNE.steps
 #: Seed of the default draw of adaptation scans (fixed: every arm and seed adapts to the same scans;
 #: ``--draw N`` measures another draw, in section "lumbar-site-adaptation-drawN").
 ADAPTATION_DRAW_SEED = 0

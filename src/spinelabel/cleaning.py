@@ -107,6 +107,7 @@ __all__ = [
     "check_scan",
     "clean_annotations",
     "inside_as_lps",
+    "labels_inside_image",
     "outside_cause",
 ]
 
@@ -296,15 +297,38 @@ class ImageEvidence:
     lps_suspected: bool = False
 
 
-def levels_outside_image(affine: np.ndarray, shape: tuple[int, int, int], points: Mapping[str, np.ndarray]) -> list[str]:
-    """The levels whose point lies farther than :data:`OUTSIDE_IMAGE_MM` outside an image of ``shape`` and
-    voxel-to-world ``affine`` (shape (4, 4)); ``points``: level -> (3,) world RAS mm."""
+def labels_inside_image(
+    affine: np.ndarray, shape: tuple[int, int, int], points: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], list[str], bool]:
+    """Split labels by whether they lie in an image (within :data:`OUTSIDE_IMAGE_MM` of it): what ``train`` and
+    ``evaluate-model`` keep of a scan's labels.
+
+    Parameters
+    ----------
+    affine : ndarray, shape (4, 4)
+        The image's voxel-to-world matrix (RAS mm).
+    shape : tuple of int
+        The image's array shape (I, J, K).
+    points : mapping of str to ndarray, shape (3,)
+        Level -> world RAS mm.
+
+    Returns
+    -------
+    inside : dict
+        The labels within the limit, in their order.
+    outside : list of str
+        The levels beyond it.
+    lps_suspected : bool
+        Some lie beyond it and all would lie within it read as LPS (:func:`inside_as_lps`).
+    """
     from .geometry import distance_outside
 
     if not points:
-        return []
+        return {}, [], False
     mm = distance_outside(affine, shape, np.array([points[lv] for lv in points], float))
-    return [lv for lv, d in zip(points, mm) if d > OUTSIDE_IMAGE_MM]
+    outside = [lv for lv, d in zip(points, mm) if d > OUTSIDE_IMAGE_MM]
+    lps = bool(outside) and inside_as_lps(affine, shape, np.array(list(points.values()), float))
+    return {lv: p for lv, p in points.items() if lv not in outside}, outside, lps
 
 
 def outside_cause(lps_suspected: bool) -> str:

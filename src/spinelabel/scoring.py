@@ -143,20 +143,18 @@ def _inside(ann: ScanAnnotation, loaded: LoadedImage, report_problem: Callable[[
     """The scan's labels that lie in its image (as ``train`` keeps them), with one line for those left out; None
     (and one line) when none does: labels outside the image cannot be found by any model, so they are not counted
     as its misses."""
-    from .cleaning import LPS_HINT, inside_as_lps, levels_outside_image, outside_cause
+    from .cleaning import LPS_HINT, labels_inside_image, outside_cause
 
-    volume = loaded.volume
-    outside = levels_outside_image(volume.affine, volume.shape, ann.points)
+    inside, outside, lps = labels_inside_image(loaded.volume.affine, loaded.volume.shape, ann.points)
     if not outside:
         return ann
-    lps = inside_as_lps(volume.affine, volume.shape, np.array(list(ann.points.values()), float))
-    if len(outside) == len(ann.points):
+    if not inside:
         report_problem(f"scan {ann.scan_id!r}: all {len(outside)} of its labels lie outside its image "
                        f"({outside_cause(lps)}); left out")
         return None
     report_problem(f"scan {ann.scan_id!r}: {', '.join(outside)} left out: outside the image"
                    + (f" ({LPS_HINT})" if lps else ""))
-    return replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
+    return replace(ann, points=inside)
 
 
 def held_out_scans(scans: Sequence[ScanAnnotation], split: Path | None) -> list[ScanAnnotation]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cleaning import LPS_HINT, inside_as_lps, levels_outside_image, outside_cause
+from ..cleaning import LPS_HINT, labels_inside_image, outside_cause
 from ..errors import InputError
 from ..jsonfile import parse_json
 from .sampling import TrainingScan, make_training_scan
@@ -108,15 +108,14 @@ def _training_scan(
     except InputError as exc:
         say(f"skipped {ann.scan_id}: {exc}")
         return None
-    outside = levels_outside_image(volume.affine, volume.shape, ann.points)
-    lps = bool(outside) and inside_as_lps(volume.affine, volume.shape, np.array(list(ann.points.values()), float))
-    why = outside_cause(lps)
-    if len(ann.points) - len(outside) < MIN_POINTS_PER_SCAN:
-        say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image ({why})")
+    inside, outside, lps = labels_inside_image(volume.affine, volume.shape, ann.points)
+    if len(inside) < MIN_POINTS_PER_SCAN:
+        say(f"skipped {ann.scan_id}: {len(outside)} of its {len(ann.points)} labels lie outside its image "
+            f"({outside_cause(lps)})")
         return None
     if outside:
         say(f"{ann.scan_id}: {', '.join(outside)} left out: outside the image" + (f" ({LPS_HINT})" if lps else ""))
-        ann = replace(ann, points={lv: p for lv, p in ann.points.items() if lv not in outside})
+        ann = replace(ann, points=inside)
     finder = _finder_for(list(ann.points), finders)
     found = _missing_anchors(volume, dict(ann.points), finder) if finder is not None else {}
     if found:
