@@ -383,9 +383,12 @@ def evaluate_model(
     from .annotations import load_annotations
     from .evaluation import check_report_target, format_report, unambiguous_scans
     from .io.outputs import atomic_write_bytes
+    from .pipeline import check_model_name
     from .scoring import held_out_scans, score_models, scores_to_dict
 
     region = check_region(region)
+    for name in model or []:
+        check_model_name(name)
     if json_out is not None:
         check_report_target(json_out)
     gt, left_out = unambiguous_scans(held_out_scans(load_annotations(annotations, on_problem=warn), held_out))

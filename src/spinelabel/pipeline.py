@@ -473,6 +473,18 @@ def within_chain_span(positions: npt.ArrayLike, chain: npt.ArrayLike) -> np.ndar
     return (t >= -margin) & (t <= length + margin)
 
 
+def check_model_name(model: str | Path | None) -> None:
+    """Refuse an empty ``--model`` (an unset shell variable), which would otherwise mean the shipped model.
+
+    Raises
+    ------
+    InputError
+        ``model`` is a string of white space only.
+    """
+    if isinstance(model, str) and not model.strip():
+        raise InputError("--model is empty: give a shipped region name or a model folder, or leave the option out")
+
+
 def make_labeler(
     region: str = "lumbar", model: str | Path | None = None, threads: int | None = None, *, check_orientation: bool = True,
 ) -> "Labeler | AutoLabeler":
@@ -488,11 +500,13 @@ def make_labeler(
     Raises
     ------
     InputError
-        Unknown region, a model directory with region "auto", or a model
-        trained for a region that cannot serve ``region`` (``MODEL_SERVES``).
+        Unknown region, an empty model name, a model directory with region
+        "auto", or a model trained for a region that cannot serve ``region``
+        (``MODEL_SERVES``).
     ModelError
         The model cannot be found or loaded.
     """
+    check_model_name(model)
     if region == "auto":
         if model is not None:
             raise InputError("--model needs an explicit region (lumbar, cervical or whole), not auto")

@@ -425,3 +425,18 @@ def test_the_turned_pass_names_the_plain_candidates_without_the_look_beyond(monk
     result = labeler.label(vol)
     assert result.upside_down_check == "done" and labeler.passes == 2
     assert len(looks) == 1  # the first pass looked, the turned one did not
+
+
+@pytest.mark.parametrize("model", ["", "  "])
+def test_an_empty_model_name_is_refused_not_read_as_the_shipped_model(model, tmp_path, capsys):
+    """``--model "$MODEL"`` with the variable unset must not label with the shipped model in silence."""
+    from spinelabel.cli import main
+    from spinelabel.errors import InputError
+    from spinelabel.pipeline import make_labeler
+
+    with pytest.raises(InputError, match="--model is empty"):
+        make_labeler("lumbar", model)
+    rc = main(["evaluate-model", str(tmp_path / "none.csv"), "--model", model])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model is empty" in err[0], err
