@@ -256,11 +256,13 @@ def batch(
     server = {"url": url, "user": user, "password": password, "ca_bundle": ca_bundle, "insecure": insecure,
               "timeout": timeout, "retrieve_timeout": retrieve_timeout}
     items = _batch_items(manifest, server, {"patient_id": patient_id, "date": date, "study": study, "limit": limit}, store)
-    prepare_output(output_dir)  # a folder that cannot be written is one line, before any model or worker starts
     if model is not None:
         from .models import resolve_model_dir
+        from .pipeline import check_model_name
 
-        resolve_model_dir(model)  # a missing model is one line before any worker starts
+        check_model_name(model)
+        resolve_model_dir(model)  # a missing model is one line before any worker starts or any folder is made
+    prepare_output(output_dir)  # a folder that cannot be written is one line, before any model or worker starts
     with _dask_client(scheduler) if scheduler else nullcontext() as client:
         threads = None if client is None and jobs == 1 else 1
         runner = make_runner(LabelerSpec(region, model, threads, check_orientation=not trust_orientation), jobs, client)

@@ -849,3 +849,13 @@ def test_a_failed_list_edited_past_the_csv_limit_is_one_line(tmp_path):
     (tmp_path / FAILED_NAME).write_text("id,input,reason\na,/x.nii.gz," + "r" * 200_000 + "\n")
     with pytest.raises(InputError, match="is no longer a failed list of ours"):
         read_failed(tmp_path)
+
+
+@pytest.mark.parametrize("model, says", [("", "--model is empty"), ("no-such-model", "no model found")])
+def test_batch_with_a_model_it_cannot_find_is_one_line_and_makes_no_folder(capsys, scans, tmp_path, model, says):
+    good, missing = scans
+    out = tmp_path / "out"
+    code = main(["batch", str(_manifest(tmp_path, good, missing)), "-o", str(out), "--model", model, "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and says in err[0], err
+    assert not out.exists()
