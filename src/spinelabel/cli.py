@@ -222,6 +222,17 @@ def _label_batch(
         raise typer.Exit(EXIT_ERROR)
 
 
+def _check_model_option(model: str | None) -> None:
+    """An empty or missing ``--model`` is one line before any worker starts or any folder is made."""
+    if model is None:
+        return
+    from .models import resolve_model_dir
+    from .pipeline import check_model_name
+
+    check_model_name(model)
+    resolve_model_dir(model)
+
+
 @app.command()
 def batch(
     manifest: Optional[Path] = typer.Argument(None, readable=False, help="CSV with a header (input[,id][,series]), JSON lines {\"input\": ..., \"id\": ..., \"series\": ...} or harvest.json; without it, the sagittal MR series of the studies a DICOMweb server finds (--url, study filters)."),
@@ -256,12 +267,7 @@ def batch(
     server = {"url": url, "user": user, "password": password, "ca_bundle": ca_bundle, "insecure": insecure,
               "timeout": timeout, "retrieve_timeout": retrieve_timeout}
     items = _batch_items(manifest, server, {"patient_id": patient_id, "date": date, "study": study, "limit": limit}, store)
-    if model is not None:
-        from .models import resolve_model_dir
-        from .pipeline import check_model_name
-
-        check_model_name(model)
-        resolve_model_dir(model)  # a missing model is one line before any worker starts or any folder is made
+    _check_model_option(model)
     prepare_output(output_dir)  # a folder that cannot be written is one line, before any model or worker starts
     with _dask_client(scheduler) if scheduler else nullcontext() as client:
         threads = None if client is None and jobs == 1 else 1
