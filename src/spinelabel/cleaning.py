@@ -325,9 +325,9 @@ def labels_inside_image(
 
     if not points:
         return {}, [], False
-    mm = distance_outside(affine, shape, np.array([points[lv] for lv in points], float))
-    outside = [lv for lv, d in zip(points, mm) if d > OUTSIDE_IMAGE_MM]
-    lps = bool(outside) and inside_as_lps(affine, shape, np.array(list(points.values()), float))
+    xyz = np.array(list(points.values()), float)
+    outside = [lv for lv, d in zip(points, distance_outside(affine, shape, xyz)) if d > OUTSIDE_IMAGE_MM]
+    lps = bool(outside) and inside_as_lps(affine, shape, xyz)
     return {lv: p for lv, p in points.items() if lv not in outside}, outside, lps
 
 
