@@ -24,7 +24,10 @@ exceed to count. With ``--seeds A,B,...`` every seed's pair (``DIR/seedN/``)
 is trained where missing and scored, and one section, "lumbar-loso-seeds",
 lists each seed's T11/L1-L5 row and the mean and range of scans right: the
 distribution a recipe is judged by. ``--device cuda`` trains on a GPU (crops
-are still drawn on the CPU: give each training a core, ``--jobs``).
+are still drawn on the CPU: give each training a core, ``--jobs``). With
+``--trained-on zukic`` (or ``myoseg``) only that direction is trained and
+scored, into a section of its own: where one direction is hard (zukic ->
+myoseg) more seeds of it are worth more than seeds of both.
 """
 
 from __future__ import annotations
@@ -168,10 +171,12 @@ def _score_all(models: list[tuple[Path, str]], everything: list[str], jobs: int)
 
 
 def _seeds_summary(right: dict[tuple[int, str], int]) -> str:
-    """Mean and range of scans right per direction and summed, over the seeds."""
+    """Mean and range of scans right per direction and, when both were run, summed, over the seeds."""
     seeds = sorted({seed for seed, _ in right})
-    per = {src: [right[seed, src] for seed in seeds] for src in SOURCES}
-    per["both"] = [sum(right[seed, src] for src in SOURCES) for seed in seeds]
+    sources = [src for src in SOURCES if any(s == src for _, s in right)]
+    per = {src: [right[seed, src] for seed in seeds] for src in sources}
+    if len(sources) > 1:
+        per["both"] = [sum(right[seed, src] for src in sources) for seed in seeds]
     names = {"zukic": "zukic -> myoseg", "myoseg": "myoseg -> zukic", "both": "both directions"}
     return "; ".join(f"{names[k]} mean {sum(v) / len(v):.1f} (range {min(v)}-{max(v)})" for k, v in per.items())
 
@@ -197,11 +202,15 @@ def _check_reused(models: list[Path], precision: str) -> None:
             raise SystemExit(f"{model} was trained in {trained}, not {precision}: give --retrain or another --models")
 
 
-def _section(seeds: list[int] | None, seed: int, precision: str) -> tuple[str, str, str]:
-    """Title suffix, RESULTS key and seed text of a run: one section per seed list, single seed and arithmetic.
+def _section(
+    seeds: list[int] | None, seed: int, precision: str, sources: tuple[str, ...] = SOURCES
+) -> tuple[str, str, str]:
+    """Title suffix, RESULTS key and seed text of a run: one section per seed list, single seed, arithmetic
+    and direction.
 
     A precision other than fp32 is another arm of the recipe: its rows go to a section of their own
-    and never replace the fp32 ones that recipe changes are judged against.
+    and never replace the fp32 ones that recipe changes are judged against. So does a run of one direction
+    (``--trained-on``): it never replaces a section of both.
     """
     if seeds:
         title, key, seed_text = ", several training seeds", "lumbar-loso-seeds", f"seeds {','.join(map(str, seeds))}"
@@ -210,6 +219,8 @@ def _section(seeds: list[int] | None, seed: int, precision: str) -> tuple[str, s
         seed_text = f"seed {seed}"
     if precision != "fp32":
         title, key, seed_text = f"{title}, {precision} training", f"{key}-{precision}", f"{seed_text}, {precision}"
+    if tuple(sources) != SOURCES:
+        title, key = f"{title}, trained on {' and '.join(sources)} only", f"{key}-{'-'.join(sources)}-only"
     return title, key, seed_text
 
 
@@ -225,29 +236,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="torch device of the trainings (cpu, cuda)")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
                     help="arithmetic of the trainings (spinelabel train --precision); not fp32: sections of their own")
+    ap.add_argument("--trained-on", choices=SOURCES, default=None,
+                    help="train and score only the models trained on this source (default: both directions)")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
 
     seeds = args.seeds or [args.seed]
+    sources = (args.trained_on,) if args.trained_on else SOURCES
 
     def folder(seed: int, source: str) -> Path:
         return (args.models / f"seed{seed}" if args.seeds else args.models) / f"{source}-only"
 
     everything = sorted(p.name for p in SHARED.iterdir() if (p / "centroids.json").is_file())
     with tempfile.TemporaryDirectory(prefix="spinelabel-loso-") as tmp:
-        todo = [(seed, src, folder(seed, src)) for seed in seeds for src in SOURCES
+        todo = [(seed, src, folder(seed, src)) for seed in seeds for src in sources
                 if args.retrain or not (folder(seed, src) / "config.json").is_file()]
-        _check_reused([folder(seed, src) for seed in seeds for src in SOURCES if (seed, src, folder(seed, src)) not in todo],
+        _check_reused([folder(seed, src) for seed in seeds for src in sources if (seed, src, folder(seed, src)) not in todo],
                       args.precision)
         minutes = train_models(todo, args.steps, args.jobs, Path(tmp), args.device, args.precision)
-    jobs = [(seed, src) for seed in seeds for src in SOURCES]
+    jobs = [(seed, src) for seed in seeds for src in sources]
     scored = _score_all([(folder(seed, src), src) for seed, src in jobs], everything, args.jobs)
     lines, right, coded = [], {}, []
     for (seed, src), (rows, right[seed, src], scans) in zip(jobs, scored):
         lines += [f"| {seed} {row}" for row in rows[:1]] if args.seeds else rows
         coded += scans
     took = ", ".join(f"{k}: {v:.1f} min" for k, v in minutes.items()) or "models reused"
-    title, key, seed_text = _section(args.seeds, args.seed, args.precision)
+    title, key, seed_text = _section(args.seeds, args.seed, args.precision, sources)
     if args.seeds:
         head = "| seed | trained on -> tested on | ground truth |"
         extra = f"- scans entirely right (T11/L1-L5) over {len(seeds)} seeds: {_seeds_summary(right)}.\n"

@@ -78,3 +78,40 @@ def test_run_cli_gives_minutes_per_run_and_a_failed_run_is_one_line():
     assert len(minutes) == 2 and all(m >= 0 for m in minutes)
     with pytest.raises(SystemExit, match="^fine-tune own 5 \\(seed 3\\) failed$"):
         loso.run_cli([(["no-such-command"], "fine-tune own 5 (seed 3)")], 1)
+
+
+def test_summary_of_one_direction_has_no_sum_of_both():
+    right = {(10, "zukic"): 45, (11, "zukic"): 34, (12, "zukic"): 42}
+    assert loso._seeds_summary(right) == "zukic -> myoseg mean 40.3 (range 34-45)"
+
+
+def test_one_direction_writes_its_own_section_never_the_one_of_both():
+    both = loso._section([10, 11], 0, "fp32")
+    one = loso._section([10, 11], 0, "fp32", ("zukic",))
+    assert one == (", several training seeds, trained on zukic only", "lumbar-loso-seeds-zukic-only", "seeds 10,11")
+    assert one[1] != both[1]
+    assert loso._section([10, 11], 0, "fp32", loso.SOURCES) == both
+    assert loso._section(None, 3, "bf16", ("myoseg",))[1] == "lumbar-loso-seed3-bf16-myoseg-only"
+
+
+def test_trained_on_scores_only_that_direction(tmp_path, monkeypatch):
+    for seed in (10, 11):
+        model = tmp_path / "models" / f"seed{seed}" / "zukic-only"
+        model.mkdir(parents=True)
+        (model / "config.json").write_text(json.dumps({"training": {"settings": {"precision": "fp32"}}}))
+    scored = []
+
+    def fake_score_all(models, everything, jobs):
+        scored.extend(models)
+        return [([f"| zukic -> myoseg | row {m.parent.name} |"], 40, []) for m, _ in models]
+
+    monkeypatch.setattr(loso, "train_models", lambda todo, *a, **k: {} if not todo else pytest.fail(f"trained {todo}"))
+    monkeypatch.setattr(loso, "_score_all", fake_score_all)
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n")
+    argv = ["--seeds", "10,11", "--models", str(tmp_path / "models"), "--trained-on", "zukic", "--results", str(results)]
+    assert loso.main(argv) == 0
+    assert [src for _, src in scored] == ["zukic", "zukic"]
+    text = results.read_text()
+    assert "## Lumbar: leave one source out, several training seeds, trained on zukic only" in text
+    assert "zukic -> myoseg mean 40.0 (range 40-40)" in text and "both directions" not in text
