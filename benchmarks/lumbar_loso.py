@@ -27,18 +27,23 @@ distribution a recipe is judged by. ``--device cuda`` trains on a GPU (crops
 are still drawn on the CPU: give each training a core, ``--jobs``). With
 ``--trained-on zukic`` (or ``myoseg``) only that direction is trained and
 scored, into a section of its own: where one direction is hard (zukic ->
-myoseg) more seeds of it are worth more than seeds of both.
+myoseg) more seeds of it are worth more than seeds of both. Every section ends
+with the warning codes of the scans and the scans right by how much of S1 the
+image shows (``annotations/lumbar-s1.csv``: whole, cut by the edge, not marked).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks.cervical import _mm, _pct
 from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, flag_stats, git_commit, warning_code_rows, write_section
@@ -99,12 +104,54 @@ def train_models(
     return {f"{source} seed {seed}": m for (seed, source, _), m in zip(todo, run_cli(runs, jobs))}
 
 
-Coded = list[tuple[list[str], bool]]  # (warning codes, every T11/L1-L5 name right) per labeled scan
+
+
+class Outcome(NamedTuple):
+    """One tested scan: its id, its warning codes (None: refused, no labeling) and whether every T11/L1-L5 name
+    is right (a refused scan is not)."""
+
+    scan_id: str
+    codes: list[str] | None
+    right: bool
+
+
+Coded = list[Outcome]
+
+#: How much of S1 the image shows, by the ``visibility`` column of ``annotations/lumbar-s1.csv``
+#: (docs/annotations.md): a scan without a row there has S1 below the image edge or not identifiable.
+S1_VIEWS = {"full": "whole in view", "partial": "partly cut by the image edge",
+            None: "not marked (below the image edge, or not identifiable)"}
+
+
+def labeled(scans: Coded) -> list[tuple[list[str], bool]]:
+    """(warning codes, right) of the scans that were labeled, for ``benchmarks.lumbar.warning_code_rows``."""
+    return [(s.codes, s.right) for s in scans if s.codes is not None]
+
+
+def s1_visibility(path: Path = S1_LABELS) -> dict[str, str]:
+    """Scan id -> our S1 point's visibility ("full" or "partial")."""
+    with path.open(newline="") as f:
+        return {row["scan"]: row["visibility"] for row in csv.DictReader(f)}
+
+
+def s1_view_rows(scans: Coded, visibility: dict[str, str]) -> list[str]:
+    """Table rows: scans entirely right (T11/L1-L5), grouped by how much of S1 the image shows.
+
+    ``scans`` may hold one scan several times (one per model); each counts.
+    """
+    tested, right = Counter(), Counter()
+    for s in scans:
+        view = visibility.get(s.scan_id)
+        tested[view] += 1
+        right[view] += s.right
+    return [
+        f"| {text} | {tested[v]} | {right[v]} ({_pct(right[v] / tested[v])}) |" for v, text in S1_VIEWS.items() if tested[v]
+    ]
 
 
 def score_model(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Coded]:
     """The scoring rows (T11/L1-L5; with our S1) of one model on ``cases``, its T11/L1-L5 scans entirely right,
-    and each labeled scan's warning codes with whether it is right (T11/L1-L5)."""
+    and every case's ``Outcome`` (its warning codes, None where it was refused, and whether it is right)."""
     from spinelabel.annotations import add_labels, load_annotations
     from spinelabel.evaluation import evaluate, report_to_dict
     from spinelabel.io import load_image
@@ -130,7 +177,7 @@ def score_model(model: Path, cases: list[str]) -> tuple[tuple[str, str], int, Co
         rep = evaluate(preds, truth)
         o = report_to_dict(rep)["overall"]
         right.append(o["n_scans_correct"])
-        per_scan = per_scan or [(coded[r.scan_id], r.all_correct) for r in rep.per_scan if r.scan_id in coded]
+        per_scan = per_scan or [Outcome(r.scan_id, coded.get(r.scan_id), r.all_correct) for r in rep.per_scan]
         wrong = [r.scan_id for r in rep.per_scan if not r.all_correct]
         rows.append(
             f"{name} | {_pct(o['identification_rate'])} ({o['n_identified']}/{o['n_gt']}) | "
@@ -282,7 +329,14 @@ What the warning codes say (docs/output-format.md), over every model and scan ab
 scans left out): a scan is wrong when it is not entirely right (a name wrong, a vertebra missed or a false one).
 
 {WARNING_CODE_HEAD}
-{chr(10).join(warning_code_rows(coded))}
+{chr(10).join(warning_code_rows(labeled(coded)))}
+
+Scans entirely right (T11/L1-L5) by how much of S1 the image shows (our S1 points, docs/annotations.md), over
+every model above (a scan tested by several models counts once per model; refused scans count as wrong):
+
+| S1 | scans tested | entirely right |
+|---|---|---|
+{chr(10).join(s1_view_rows(coded, s1_visibility()))}
 """
     write_section(args.results, key, body)
     print(f"wrote {args.results}")

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.lumbar import REPO, SHARED, WARNING_CODE_HEAD, git_commit, warning_code_rows, write_section
-from benchmarks.lumbar_loso import SPLIT, run_cli, score_model, seed_list, train_models
+from benchmarks.lumbar_loso import SPLIT, labeled, run_cli, score_model, seed_list, train_models
 from benchmarks.train_lumbar import FINE_TUNE_LEARNING_RATE, ONE_STAGE_STEPS, annotated_s1_options, recipe_options
 from spinelabel.cli_train import FINE_TUNE
 
@@ -87,7 +87,7 @@ def score_arms(models: dict[tuple[int, str], Path], cases: list[str]) -> tuple[l
     for (seed, arm), model in models.items():
         rows, _, scans = score_model(model, cases)
         lines += [f"| {seed} | {arm} | {row} |" for row in rows]
-        coded += scans
+        coded += labeled(scans)
         print(lines[-2], flush=True)
     return lines, coded
 

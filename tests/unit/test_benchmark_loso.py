@@ -103,7 +103,7 @@ def test_trained_on_scores_only_that_direction(tmp_path, monkeypatch):
 
     def fake_score_all(models, everything, jobs):
         scored.extend(models)
-        return [([f"| zukic -> myoseg | row {m.parent.name} |"], 40, []) for m, _ in models]
+        return [([f"| zukic -> myoseg | row {m.parent.name} |"], 40, [loso.Outcome("myoseg-06", None, False)]) for m, _ in models]
 
     monkeypatch.setattr(loso, "train_models", lambda todo, *a, **k: {} if not todo else pytest.fail(f"trained {todo}"))
     monkeypatch.setattr(loso, "_score_all", fake_score_all)
@@ -115,3 +115,36 @@ def test_trained_on_scores_only_that_direction(tmp_path, monkeypatch):
     text = results.read_text()
     assert "## Lumbar: leave one source out, several training seeds, trained on zukic only" in text
     assert "zukic -> myoseg mean 40.0 (range 40-40)" in text and "both directions" not in text
+    # myoseg-06 has no S1 point (S1 below its image): refused by both models, counted as tested and wrong
+    assert "| not marked (below the image edge, or not identifiable) | 2 | 0 (0.0 %) |" in text
+
+
+def test_scans_right_are_grouped_by_how_much_of_s1_the_image_shows(tmp_path):
+    csv_file = tmp_path / "s1.csv"
+    csv_file.write_text("scan,label,x,y,z,visibility,note\nm-1,S1,0,0,0,full,\nm-2,S1,0,0,0,partial,cut\n")
+    visibility = loso.s1_visibility(csv_file)
+    assert visibility == {"m-1": "full", "m-2": "partial"}
+    scans = [  # two models: m-1 right twice, m-2 right once, m-3 (no point) refused once and wrong once
+        loso.Outcome("m-1", [], True), loso.Outcome("m-2", ["no-anchor"], False), loso.Outcome("m-3", None, False),
+        loso.Outcome("m-1", [], True), loso.Outcome("m-2", [], True), loso.Outcome("m-3", ["no-anchor"], False),
+    ]
+    assert loso.s1_view_rows(scans, visibility) == [
+        "| whole in view | 2 | 2 (100.0 %) |",
+        "| partly cut by the image edge | 2 | 1 (50.0 %) |",
+        "| not marked (below the image edge, or not identifiable) | 2 | 0 (0.0 %) |",
+    ]
+    assert loso.s1_view_rows(scans[:1], visibility) == ["| whole in view | 1 | 1 (100.0 %) |"]  # empty groups left out
+
+
+def test_refused_scans_are_left_out_of_the_warning_code_rows():
+    scans = [loso.Outcome("a", ["no-anchor"], False), loso.Outcome("b", None, False), loso.Outcome("c", [], True)]
+    assert loso.labeled(scans) == [(["no-anchor"], False), ([], True)]
+
+
+def test_every_shared_scan_without_our_s1_point_is_one_the_annotation_notes_name():
+    """The "not marked" group is what docs/annotations.md says it is: S1 below the image edge or not identifiable."""
+    if not loso.SHARED.is_dir():
+        pytest.skip("../shared not present")
+    cases = sorted(p.name for p in loso.SHARED.iterdir() if (p / "centroids.json").is_file())
+    unmarked = [c for c in cases if c not in loso.s1_visibility()]
+    assert unmarked == ["myoseg-06", "myoseg-32", "myoseg-41", "myoseg-49"]
