@@ -104,8 +104,6 @@ def train_models(
     return {f"{source} seed {seed}": m for (seed, source, _), m in zip(todo, run_cli(runs, jobs))}
 
 
-
-
 class Outcome(NamedTuple):
     """One tested scan: its id, its warning codes (None: refused, no labeling) and whether every T11/L1-L5 name
     is right (a refused scan is not)."""
