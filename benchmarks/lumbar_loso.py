@@ -218,7 +218,8 @@ def _score_all(models: list[tuple[Path, str]], everything: list[str], jobs: int)
 def _seeds_summary(right: dict[tuple[int, str], int]) -> str:
     """Mean and range of scans right per direction and, when both were run, summed, over the seeds."""
     seeds = sorted({seed for seed, _ in right})
-    sources = [src for src in SOURCES if any(s == src for _, s in right)]
+    trained = {src for _, src in right}
+    sources = [src for src in SOURCES if src in trained]
     per = {src: [right[seed, src] for seed in seeds] for src in sources}
     if len(sources) > 1:
         per["both"] = [sum(right[seed, src] for src in sources) for seed in seeds]
