@@ -68,10 +68,12 @@ def _root(
 def _label_one(
     labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
     dicom_sr: Path | None = None, gsps: Path | None = None, stack: str | None = None, label_map: Path | None = None,
+    counting=None,
 ):
     from .pipeline import label_to_files
 
-    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps, stack, label_map=label_map)
+    return label_to_files(labeler, inputs, series, out_json, overlay, dicom_sr, gsps, stack, label_map=label_map,
+                          counting=counting)
 
 
 def _doubt_line(n: int, labeled: int) -> str:
@@ -107,17 +109,23 @@ def label(
     label_maps: bool = typer.Option(False, "--label-maps", help="Batch mode: also write NAME.labels.nii.gz."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
+    count_from: Optional[Path] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) that shows where the count starts (C2, e.g. a whole-spine series): its names are carried over by position (single image)."),
+    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     region = check_region(region)
     _check_label_mode(output_dir is not None, {"--output": output, "--overlay": overlay, "--dicom-sr": dicom_sr,
-                      "--gsps": gsps, "--label-map": label_map},
+                      "--gsps": gsps, "--label-map": label_map, "--count-from": count_from},
                       {"--overlays": overlays, "--dicom-outputs": dicom_outputs, "--label-maps": label_maps, "--jobs": jobs > 1})
+    if count_from is None and count_from_series is not None:
+        raise click.UsageError("--count-from-series picks a series of --count-from: give --count-from too")
     if output_dir is None:
-        from .pipeline import make_labeler
+        from .pipeline import make_labeler, read_counting_series
 
+        counting = None if count_from is None else read_counting_series(
+            [count_from], count_from_series, check_orientation=not trust_orientation)
         labeler = make_labeler(region, model, check_orientation=not trust_orientation)
-        result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps, stack, label_map)
+        result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps, stack, label_map, counting)
         echo(_summary_line(result), quiet)
         for w in result.warnings:
             echo(f"warning: {w.line()}", quiet, err=True)
@@ -136,7 +144,7 @@ def _check_label_mode(batch: bool, single_outputs: dict[str, object], batch_opti
     if batch:
         given = [name for name, value in single_outputs.items() if value is not None]
         if given:
-            raise click.UsageError(f"{given[0]} names an output of a single image; with --output-dir each scan's "
+            raise click.UsageError(f"{given[0]} is an option of a single image; with --output-dir each scan's "
                                    "outputs are named after it (--overlays, --dicom-outputs, --label-maps)")
     else:
         given = [name for name, value in batch_options.items() if value]

@@ -56,6 +56,19 @@ constant), is
   like the scale. The gain ``g`` (``level_gain_grid``, no prior cost) lets the
   estimates of a network that extrapolates beyond its training levels run
   compressed, as they do on another source's fields of view;
+- for every assigned candidate that another series' count reaches
+  (``Candidate.carried_level``, ``spinelabel label --count-from``):
+  ``carried_name_cost`` when its level's place in the count from C1
+  (``count_index``, in the chain with its variant) is not the carried
+  name's place in the standard chain. The counting series counts from C2
+  and cannot see a transitional vertebra below its field of view, so a
+  carried name is a count, not a name: its "L1" on a T13 is the 20th
+  vertebra, which the T13 chain names T13. The carried names fix the
+  count, as an anchor would: no confidence ceiling and no warning about
+  the anchor or the level estimates' offset applies to a chain that
+  takes a carried count; and since that count reaches C2, a transitional
+  variant is countable in a range that reaches S1 alone
+  (``variant_span``);
 - ``variant_cost`` once if the chain contains a transitional variant. A
   variant is only named when the labeled range reaches from C2 to S1, the only
   field of view in which a supernumerary segment can be counted; elsewhere a
@@ -129,6 +142,7 @@ class _Inputs:
     sd: np.ndarray  # (n,)
     anchor: np.ndarray  # (n,) clipped; NaN where unavailable
     room: np.ndarray  # (n, 2) mm of image cranially and caudally; NaN where unknown
+    carried: np.ndarray  # (n,) count_index of the level carried from a counting series; NaN where none
 
 
 @dataclass(frozen=True)
@@ -162,8 +176,9 @@ def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs
         raise ValueError("level_sd must be positive")
     room = np.array([(np.nan, np.nan) if c.room_mm is None else tuple(map(float, c.room_mm)) for c in candidates]).reshape(n, 2)
     room = np.where(np.isfinite(room), np.maximum(room, 0.0), np.nan)  # unknown: no field-of-view term, no slack
+    carried = np.array([np.nan if c.carried_level is None else float(count_index(c.carried_level)) for c in candidates])
     order = np.lexsort((-score, pos[:, 0], pos[:, 1], -pos[:, 2])) if n else np.zeros(0, int)
-    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order], room[order])
+    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order], room[order], carried[order])
 
 
 def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -200,9 +215,12 @@ def _node_costs(
     Returns
     -------
     ndarray, shape (n, L)
-        ``-log score + level term + anchor term - fp cost``: negative means "better assigned".
+        ``-log score + level term + anchor term + carried term - fp cost``: negative means "better assigned".
     """
     ords = np.array([ordinal(lv) for lv in levels], float)
+    places = np.array([count_index(lv, levels) for lv in levels], float)
+    other = ~np.isnan(inp.carried)[:, None] & (inp.carried[:, None] != places[None, :])
+    carried_term = params.carried_name_cost * other
     expected = ords + offset + (gain - 1.0) * (ords - pivot)
     level_term = (inp.est[:, None] - expected[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
     level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
@@ -215,7 +233,16 @@ def _node_costs(
         anchor_term = np.where(untrusted[None, :], 0.0, anchor_term)
     anchor_term = np.where(np.isnan(inp.anchor)[:, None], 0.0, anchor_term)
     fp = _false_positive_costs(inp, params)
-    return -np.log(inp.score)[:, None] + level_term + anchor_term - fp[:, None]
+    return -np.log(inp.score)[:, None] + level_term + anchor_term + carried_term - fp[:, None]
+
+
+def count_index(level: str, levels: Sequence[str] = ()) -> int:
+    """The place of ``level`` in the count from C1 (0 for C1) along the full chain of ``levels``' variant.
+
+    >>> count_index("L1"), count_index("T13", ("T12", "T13", "L1")), count_index("L1", ("T12", "T13", "L1"))
+    (19, 19, 20)
+    """
+    return chain(tuple(lv for lv in (*levels, level) if lv in VARIANT_AFTER)).index(level)
 
 
 def _gain_pivot(shape: ShapeModel, levels: Sequence[str], anchors: Sequence[str] = ()) -> float:
@@ -439,15 +466,16 @@ def _heading_costs(angle: np.ndarray, theta: np.ndarray, tau: np.ndarray, dof: f
     return np.where(known[:, :, None], nll - math.log(span), 0.0)
 
 
-def _span_masks(levels: tuple[str, ...], span: tuple[str, str] | None) -> tuple[np.ndarray, np.ndarray]:
+def _span_masks(levels: tuple[str, ...], span: tuple[str | None, str] | None) -> tuple[np.ndarray, np.ndarray]:
     """(L,) extra start and end costs: 0, or inf where a range may not start / end.
 
     With ``span = (first, last)`` a labeled range must start at or above
-    ``first`` and end at or below ``last``.
+    ``first`` (anywhere when it is None) and end at or below ``last``.
     """
     start, end = np.zeros(len(levels)), np.zeros(len(levels))
     if span is not None:
-        start[levels.index(span[0]) + 1 :] = np.inf
+        if span[0] is not None:
+            start[levels.index(span[0]) + 1 :] = np.inf
         end[: levels.index(span[1])] = np.inf
     return start, end
 
@@ -460,7 +488,7 @@ def _solve_chain(
     levels: tuple[str, ...],
     params: LabelingParams,
     anchors: Sequence[str] = (),
-    span: tuple[str, str] | None = None,
+    span: tuple[str | None, str] | None = None,
     marginals: bool = True,
 ) -> _Solution:
     """Forward, backward and min-marginals for one chain at every scale, level offset and gain, and tilt.
@@ -596,6 +624,8 @@ def label_candidates(
         Possibly empty (with a warning); never raises for an empty input.
     """
     region, shape = _evidence_used(region, shape, params)
+    if any(c.carried_level is not None for c in candidates):  # a count carried from C2 reaches C2 for the range
+        params = replace(params, variant_span=(None, params.variant_span[1]))
     if len(candidates) > params.max_candidates:
         return _label_strongest(candidates, region, shape, params)
     inp = _prepare(candidates, params)
@@ -617,13 +647,8 @@ def label_candidates(
         )
         for j, b in sol.path
     ]
-    vertebrae = capped(vertebrae, region.anchors, params)
+    vertebrae, warnings = _count_evidence(inp, sol, vertebrae, region, params)
     scale = float(params.scale_grid[s]) if vertebrae else 1.0
-    anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in region.anchors]
-    chain = (sol.levels, sol.variant, sol.offset)
-    warnings = labeling_warnings(vertebrae, len(inp.order), params, region.anchors, anchor_probs, chain)
-    named = {int(j): sol.levels[b] for j, b in sol.path}
-    warnings += anchor_rivals(named, inp.pos, inp.score, inp.anchor, region.anchors, params)
     warnings += end_warnings(vertebrae, *_missed_beyond(inp, sol, shape, params))
     cost = float(sol.best[s])
     if vertebrae:
@@ -634,6 +659,27 @@ def label_candidates(
     return LabelingResult(
         vertebrae, sol.variant, scale, cost, warnings, sol.offset if vertebrae else 0.0, sol.gain if vertebrae else 1.0
     )
+
+
+def _count_evidence(
+    inp: _Inputs, sol: _Solution, vertebrae: list[LabeledVertebra], region: Region, params: LabelingParams,
+) -> tuple[list[LabeledVertebra], list[LabelWarning]]:
+    """The chosen labeling's names under the confidence ceiling, and the warnings on what its count rests on.
+
+    A count carried from another series (a candidate named as carried)
+    needs no anchor of its own, and the level estimates' offset from its
+    names is no disagreement with an anchor: no ceiling, no anchor or
+    offset warning. Otherwise ``capped``, ``labeling_warnings`` and
+    ``anchor_rivals`` with the region's anchors.
+    """
+    counted = any(inp.carried[j] == count_index(sol.levels[b], sol.levels) for j, b in sol.path)
+    anchors = () if counted else region.anchors
+    vertebrae = capped(vertebrae, anchors, params)
+    anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in anchors]
+    chain = (sol.levels, sol.variant, 0.0 if counted else sol.offset)
+    warnings = labeling_warnings(vertebrae, len(inp.order), params, anchors, anchor_probs, chain)
+    named = {int(j): sol.levels[b] for j, b in sol.path}
+    return vertebrae, warnings + anchor_rivals(named, inp.pos, inp.score, inp.anchor, anchors, params)
 
 
 def _evidence_used(region: Region, shape: ShapeModel, params: LabelingParams) -> tuple[Region, ShapeModel]:
@@ -661,7 +707,7 @@ def _solve_region(
     sols: list[_Solution] = []
     unnamed: list[_Solution] = []
     for variant, levels in _region_chains(region):
-        countable = not variant or all(lv in levels for lv in params.variant_span)
+        countable = not variant or all(lv is None or lv in levels for lv in params.variant_span)
         if not (countable or uncountable):
             continue
         span = params.variant_span if variant and countable else None

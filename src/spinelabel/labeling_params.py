@@ -34,6 +34,11 @@ class Candidate:
         How far the image reaches from here cranially (+z) and caudally (-z), in
         mm (``geometry.distance_to_edge``); None when unknown (no field-of-view
         term).
+    carried_level : str or None
+        The name another series of the same patient, in the same frame of
+        reference, gives the vertebra at this position: its count, carried
+        over (``carried_count``; ``spinelabel label --count-from``). None
+        where no such series is given or none of its vertebrae lies here.
     """
 
     position: np.ndarray
@@ -42,6 +47,7 @@ class Candidate:
     level_sd: float = 1.5
     anchor: float | None = None
     room_mm: tuple[float, float] | None = None
+    carried_level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,19 @@ class LabelingParams:
     #: it: the evidence chooses the names and cannot make them surer. Measured
     #: in the twentieth session (docs/NOTES.md). False: the model without it.
     anchor_unassigned: bool = True
+    #: Cost of naming a candidate other than the name carried to it from a
+    #: counting series (``Candidate.carried_level``): -log(0.001). The
+    #: counting series names its vertebrae from its own anchor (C2 on a
+    #: whole-spine or cervical series) with no doubt about its count
+    #: (``carried_count.counting_series``), so a carried name is wrong only
+    #: when the patient moved between the two series by about half a body,
+    #: taken as 1 in 1000. One carried name then outweighs level estimates
+    #: two levels off (2 nats at the shipped models' ``level_sd`` of 1 level)
+    #: and the anchor head at its surest (-log 0.01 = 4.6 nats); two or more
+    #: fix the count. Naming the candidate nothing costs nothing
+    #: more: a carried name says where a vertebra is, not that this detection
+    #: is the one of its lateral duplicates to name.
+    carried_name_cost: float = 6.9
     #: Anchor probabilities are clipped into [eps, 1 - eps]: the anchor head is
     #: trained mostly on phantoms, so no single output may cost more than
     #: ~3.9 nats (about one missed level plus a weak level estimate).
@@ -210,8 +229,10 @@ class LabelingParams:
     #: The levels a labeled range must reach (first at or above, last at or
     #: below) for a transitional variant to be named: a supernumerary segment
     #: is only countable from C2 to the sacrum. A lumbar or cervical field of
-    #: view counts from its own anchor instead and warns.
-    variant_span: tuple[str, str] = ("C2", "S1")
+    #: view counts from its own anchor instead and warns. A first level of
+    #: None: the count from C2 was carried from another series
+    #: (``Candidate.carried_level``; ``label_candidates`` sets it then).
+    variant_span: tuple[str | None, str] = ("C2", "S1")
     #: A labeled anchor level (C2, S1) counts as confirmed only when the anchor
     #: head gives its candidate at least this probability: 0.5, the point above
     #: which the head says "anchor" rather than "not an anchor". An anchor named

@@ -17,13 +17,14 @@ from .results import LOW_CONFIDENCE, UPSIDE_DOWN_CHECKED, UPSIDE_DOWN_NOT_NEEDED
 from .threads import thread_count
 
 if TYPE_CHECKING:
+    from .carried_count import CountingSeries
     from .io import LoadedImage
     from .labeling_params import LabelingParams
     from .warning_codes import LabelWarning
 
 __all__ = [
     "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
-    "label_loaded_to_files", "label_to_files", "make_labeler",
+    "label_loaded_to_files", "label_to_files", "make_labeler", "read_counting_series",
 ]
 
 #: The shipped model that serves each region. The cervical model was trained on
@@ -135,26 +136,45 @@ class Labeler:
 
         return label_candidates(candidates, self.region, self.shape, params or self.params)
 
-    def detect_and_name(self, volume: Volume, candidates: list | None = None) -> tuple[list, Any]:
+    def detect_and_name(
+        self, volume: Volume, candidates: list | None = None, counting: "CountingSeries | None" = None,
+    ) -> tuple[list, Any]:
         """The candidates and their labeling (``labeling.LabelingResult``) that ``label`` reports, without its checks.
 
-        ``candidates``: as for ``label``. Where the model's
+        ``candidates`` and ``counting``: as for ``label``. Where the model's
         ``caudal_turns_deg`` asks for it, the candidates found beyond the
         chain's caudal end on turned slices are added (``_look_beyond``);
         where its ``split_body_max_mm`` does and the chain skips a level, the
         bodies split in two in that gap (``_look_between``).
         """
+        from .carried_count import carry_names
         from .detection import candidates_from_heatmaps, model_frame_image, predict_heatmaps
 
         frame = None
         if candidates is None:  # one resampling for both passes
             maps = predict_heatmaps(volume, self.config, self.net)
             candidates, frame = candidates_from_heatmaps(maps, self.config), maps.frame
+        if counting is not None:
+            candidates = carry_names(candidates, counting)
         result = self.name(candidates)
         if self.config.detection.caudal_turns_deg and result.vertebrae:
             frame = model_frame_image(volume, self.config) if frame is None else frame
             candidates, result = self._look_beyond(frame, candidates, result)
-        return self._look_between(candidates, result)
+        candidates, result = self._look_between(candidates, result)
+        return (candidates, result) if counting is None else (candidates, self._carried(candidates, result, counting))
+
+    def _carried(self, candidates: list, result, counting: "CountingSeries"):
+        """``result`` (named with the names ``counting`` carried to ``candidates``) with what it says about them.
+
+        ``carried_count.carried_warnings`` against the same candidates named
+        without the carried names: where the two differ, the result says so.
+        """
+        from dataclasses import replace
+
+        from .carried_count import carried_warnings
+
+        own = self.name([replace(c, carried_level=None) for c in candidates])
+        return replace(result, warnings=[*carried_warnings(counting, candidates, result, own), *result.warnings])
 
     def _look_beyond(self, frame: Volume, candidates: list, result):
         """Candidates and labeling once more, with those found beyond the chain's caudal end on turned slices.
@@ -197,7 +217,7 @@ class Labeler:
         filled = gap_filled(result, self.name(more), len(candidates), self.params)
         return (candidates, result) if filled is result else (more, filled)
 
-    def label(self, volume: Volume, candidates: list | None = None) -> LabelResult:
+    def label(self, volume: Volume, candidates: list | None = None, counting: "CountingSeries | None" = None) -> LabelResult:
         """Find and name the vertebrae of one volume (any orientation).
 
         Parameters
@@ -208,6 +228,10 @@ class Labeler:
             (``AutoLabeler``): the network is not run again (except on the
             slices near the chain's caudal end, turned, where the model's
             ``caudal_turns_deg`` asks for it: ``_look_beyond``).
+        counting : carried_count.CountingSeries, optional
+            Another series of the patient, in the volume's frame of
+            reference, whose count the names follow
+            (``read_counting_series``; ``carried_count``).
 
         A labeling that reads as sure is named again on the image turned head
         to foot (``orientation_warnings``, unless ``check_orientation`` is
@@ -218,8 +242,10 @@ class Labeler:
         ------
         NothingFoundError
             If fewer than two vertebrae are found (not a spine image, or not this region).
+        InputError
+            ``counting`` reaches none of the vertebrae named.
         """
-        candidates, result = self.detect_and_name(volume, candidates)
+        candidates, result = self.detect_and_name(volume, candidates, counting)
         self.check_spine(candidates, result)
         check, orientation = self.orientation_warnings(volume, result)
         warnings = [*result.warnings, *orientation]
@@ -354,7 +380,9 @@ class AutoLabeler:
         """
         return self._survey(volume)[0]
 
-    def _survey(self, volume: Volume) -> tuple[str, list | None, LabelResult | None]:
+    def _survey(
+        self, volume: Volume, counting: "CountingSeries | None" = None,
+    ) -> tuple[str, list | None, LabelResult | None]:
         """The chosen region, the survey's candidates, and the answer when the fallback gave it.
 
         When the survey names nothing, the ``FALLBACK_REGION`` labeler reads
@@ -363,11 +391,11 @@ class AutoLabeler:
         candidates = self.survey.detect(volume)
         first = self.survey.name(candidates, self.survey_params)
         if not first.vertebrae:
-            return FALLBACK_REGION, None, self._fallback(volume)
+            return FALLBACK_REGION, None, self._fallback(volume, counting)
         confident = [v.label for v in first.vertebrae if v.confidence >= LOW_CONFIDENCE]
         return region_for_levels(confident or [v.label for v in first.vertebrae]), candidates, None
 
-    def _fallback(self, volume: Volume) -> LabelResult:
+    def _fallback(self, volume: Volume, counting: "CountingSeries | None" = None) -> LabelResult:
         """The fallback region's labeling of an image the survey cannot read, or NothingFoundError.
 
         Accepted only when it names the region's anchor (S1) with confidence:
@@ -380,7 +408,7 @@ class AutoLabeler:
         refusal = f"no vertebrae found: is this a sagittal spine MR? ({self.survey.region.name} survey"
         labeler = self.by_region[FALLBACK_REGION]
         try:
-            result = labeler.label(volume)
+            result = labeler.label(volume) if counting is None else labeler.label(volume, counting=counting)
         except NothingFoundError as exc:
             raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model finds none either)") from exc
         anchors = anatomy.REGIONS[FALLBACK_REGION].anchors
@@ -388,19 +416,20 @@ class AutoLabeler:
             raise NothingFoundError(f"{refusal}; the {FALLBACK_REGION} model names no {'/'.join(anchors)} with confidence)")
         return result
 
-    def label(self, volume: Volume) -> LabelResult:
+    def label(self, volume: Volume, counting: "CountingSeries | None" = None) -> LabelResult:
         """Label with the chosen region's labeler; the result's ``region`` says which.
 
         When the chosen labeler runs the survey's own network and detection
         settings (cervical and whole spine share the cervical model), the
         survey's candidates are reused: the network runs once per image.
+        ``counting``: as for ``Labeler.label`` (the region is chosen without it).
         """
-        region, candidates, answer = self._survey(volume)
+        region, candidates, answer = self._survey(volume, counting)
         if answer is not None:
             return answer
         chosen = self.by_region[region]
         same_detector = chosen.net is self.survey.net and chosen.config is self.survey.config
-        return chosen.label(volume, candidates if same_detector else None)
+        return chosen.label(volume, candidates if same_detector else None, counting)
 
 
 def checking_region(levels: Iterable[str], region: str) -> str:
@@ -520,18 +549,26 @@ def make_labeler(
     return labeler
 
 
-def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> LabelResult:
+def label_loaded(
+    labeler: "Labeler | AutoLabeler", loaded: "LoadedImage", counting: "CountingSeries | None" = None,
+) -> LabelResult:
     """Label an image read by ``io.load_image``; the reader's warnings come first in the result.
 
     Irregular slice spacing, a missing slice or a gantry-tilted grid is found
     while reading a DICOM series (a sheared grid or forms that disagree while
     reading a NIfTI header); the user sees it beside the labels (stderr and
-    the JSON ``warnings``), not only in a log.
+    the JSON ``warnings``), not only in a log. ``counting``: another series
+    whose count the names follow (``read_counting_series``), refused when its
+    frame of reference is not the image's (``carried_count.check_same_frame``).
     """
     from dataclasses import replace
 
+    if counting is not None:
+        from .carried_count import check_same_frame
+
+        check_same_frame(loaded, counting)
     try:
-        result = labeler.label(loaded.volume)
+        result = labeler.label(loaded.volume) if counting is None else labeler.label(loaded.volume, counting=counting)
     except NothingFoundError as exc:  # a wrong voxel size or orientation in the header shows here, so name them
         raise NothingFoundError(f"{exc} [{describe_grid(loaded.volume)}]") from None
     reader = list(loaded.warnings)
@@ -541,14 +578,14 @@ def label_loaded(labeler: "Labeler | AutoLabeler", loaded: "LoadedImage") -> Lab
 def label_to_files(
     labeler: "Labeler | AutoLabeler", inputs: Iterable[str | Path], series: str | None, json: Path | None = None,
     overlay: Path | None = None, sr: Path | None = None, gsps: Path | None = None, stack: str | None = None,
-    *, label_map: Path | None = None,
+    *, label_map: Path | None = None, counting: "CountingSeries | None" = None,
 ) -> LabelResult:
     """Read one image, label it, and write the requested outputs (None: not written): all of them or none.
 
     The one read-label-write path of ``spinelabel label``, of every batch item
     (``batch.run_task``) and of every series retrieved from a PACS
     (``pacs.label_series``). ``series`` and ``stack`` pick what is read of
-    the DICOM inputs (``io.load_image``).
+    the DICOM inputs (``io.load_image``); ``counting`` as for ``label_loaded``.
 
     Raises
     ------
@@ -559,12 +596,13 @@ def label_to_files(
     from .io import load_image
 
     loaded = load_image([Path(p) for p in inputs], series_uid=series, stack=stack)
-    return label_loaded_to_files(labeler, loaded, json, overlay, sr, gsps, label_map=label_map)
+    return label_loaded_to_files(labeler, loaded, json, overlay, sr, gsps, label_map=label_map, counting=counting)
 
 
 def label_loaded_to_files(
     labeler: "Labeler | AutoLabeler", loaded: "LoadedImage", json: Path | None = None, overlay: Path | None = None,
     sr: Path | None = None, gsps: Path | None = None, *, label_map: Path | None = None,
+    counting: "CountingSeries | None" = None,
 ) -> LabelResult:
     """Label an image already read and write the requested outputs (None: not written): all of them or none.
 
@@ -586,7 +624,7 @@ def label_loaded_to_files(
     if (sr is not None or gsps is not None) and loaded.dicom is None:
         raise InputError(f"DICOM SR/GSPS output needs a DICOM input, but {loaded.source} is a NIfTI file")
     check_scan_outputs(json, overlay, sr, gsps, label_map, _files_read(loaded))  # a refusal costs no network pass
-    result = label_loaded(labeler, loaded)
+    result = label_loaded(labeler, loaded, counting)
     writers = [
         (json, lambda p: write_json(result, loaded.source, p)),
         (overlay, lambda p: render_overlay(loaded.volume, result, p)),
@@ -599,6 +637,34 @@ def label_loaded_to_files(
         before_replace=lambda: check_output_names(json=json),
     )
     return result
+
+
+def read_counting_series(
+    inputs: Iterable[str | Path], series: str | None = None, stack: str | None = None, threads: int | None = None,
+    *, check_orientation: bool = True,
+) -> "CountingSeries":
+    """Read and label (``--region auto``) a series to carry the count from (``spinelabel label --count-from``).
+
+    ``series``, ``stack``: as for ``label_to_files``; ``threads`` and
+    ``check_orientation`` as for ``make_labeler``.
+
+    Raises
+    ------
+    SpinelabelError
+        The series cannot be read or labeled (the message names it), or its
+        count is not sure enough to carry (``carried_count.counting_series``).
+    """
+    from .carried_count import counting_series
+    from .errors import SpinelabelError
+    from .io import load_image
+
+    paths = [Path(p) for p in inputs]
+    try:
+        loaded = load_image(paths, series_uid=series, stack=stack)
+        result = label_loaded(make_labeler("auto", threads=threads, check_orientation=check_orientation), loaded)
+    except SpinelabelError as exc:
+        raise type(exc)(f"counting series {', '.join(map(str, paths))}: {exc}") from None
+    return counting_series(result, loaded)
 
 
 def _files_read(loaded: "LoadedImage") -> list[Path]:

@@ -43,6 +43,7 @@ CODES: dict[str, tuple[str, str]] = {
     "upside-down": (COUNT, "the image turned head to foot gives surer names: is it stored upside down?"),
     "few-vertebrae": (COUNT, "too few vertebrae are named to check their spacing"),
     "assembled-body": (COUNT, "a level is named on a body assembled from two detections: one body, or two?"),
+    "count-differs": (COUNT, "the names carried from a counting series differ from what this series alone would name"),
     "missed-level": (DETECTION, "a level of the chain has no vertebra: a missed detection"),
     "missed-at-end": (DETECTION, "the image shows a level beyond the named ones whole, but it has no vertebra: look there"),
     "low-confidence": (DETECTION, "some names have a confidence below 0.5"),
@@ -55,6 +56,7 @@ CODES: dict[str, tuple[str, str]] = {
     "missing-slices": (INPUT, "slices are missing from the series' regular grid: filled in from their neighbours"),
     "irregular-spacing": (INPUT, "the slice steps are irregular: the median step was used"),
     "sheared-grid": (INPUT, "the slices are offset in-plane (gantry tilt): a sheared grid"),
+    "count-carried": (INPUT, "the level names were counted from another series of the patient (--count-from)"),
     "forms-disagree": (INPUT, "the NIfTI sform and qform place the image differently: the sform was used"),
     "unspecified": (DETECTION, "a warning from a result written before warning codes existed"),
 }

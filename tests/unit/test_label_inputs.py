@@ -108,8 +108,8 @@ def test_a_review_saved_while_the_scan_is_labeled_is_not_replaced(capsys, tmp_pa
     reviewed = {"schema_version": 1, "input": str(scan), "vertebrae": [], "review": {"status": "accepted", "events": []}}
     label_loaded = pipeline.label_loaded
 
-    def label_while_a_review_is_saved(labeler, loaded):
-        result = label_loaded(labeler, loaded)
+    def label_while_a_review_is_saved(labeler, loaded, counting=None):
+        result = label_loaded(labeler, loaded, counting)
         out.write_text(json.dumps(reviewed))  # the review page saves now
         return result
 

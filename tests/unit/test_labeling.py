@@ -295,13 +295,17 @@ def _brute_force(cands, region, shape, params):
     chains = [((), region.levels)] + [
         ((v,), tuple(lv for lv in anatomy.chain((v,)) if lv in region.levels or lv == v)) for v in region.variants
     ]
-    chains = [(v, lv) for v, lv in chains if not v or all(s in lv for s in params.variant_span)]
+    top, bottom = params.variant_span
+    if any(c.carried_level is not None for c in cands):  # a count carried from C2: the range need not reach it
+        top = None
+    chains = [(v, lv) for v, lv in chains if not v or all(s is None or s in lv for s in (top, bottom))]
     best, marg = math.inf, {}
     tilts = params.tilt_grid_deg if shape.direction else (0.0,)
     grids = (chains, params.scale_grid, params.level_offset_grid, params.level_gain_grid, tilts)
     for (variant, levels), scale, offset, gain, tilt in itertools.product(*grids):
         prior = offset**2 / (2 * params.level_offset_sd**2) + tilt**2 / (2 * params.tilt_sd_deg**2)
-        first, last = (levels.index(s) for s in params.variant_span) if variant else (len(levels), 0)
+        first = len(levels) if not variant or top is None else levels.index(top)
+        last = levels.index(bottom) if variant else 0
         for k in range(len(cands) + 1):
             for subset in itertools.combinations(order, k):
                 for lv in itertools.combinations(range(len(levels)), k):
@@ -338,6 +342,8 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         if cands[c].anchor is not None:
             a = min(max(cands[c].anchor, params.anchor_eps), 1 - params.anchor_eps)
             cost -= params.anchor_weight * math.log(a if name in region_anchors else 1 - a)
+        if cands[c].carried_level is not None and anatomy.chain().index(cands[c].carried_level) != anatomy.chain(variant).index(name):
+            cost += params.carried_name_cost  # a carried name is a place in the count from C1
     for (c1, n1), (c2, n2) in zip(zip(subset, names), zip(subset[1:], names[1:])):
         vec = cands[c2].position - cands[c1].position
         d = float(np.linalg.norm(vec))
@@ -688,6 +694,61 @@ def test_a_candidate_left_out_pays_its_anchor_output():
     off = label_candidates([*cands, stray], LUMBAR, PRIOR, LabelingParams(anchor_unassigned=False))
     assert labels(on) == labels(off) == list(pts) and 4 not in {v.candidate_index for v in on.vertebrae}
     assert on.cost - off.cost == pytest.approx(-math.log(1 - 0.6))
+
+
+def test_dynamic_programming_equals_brute_force_with_carried_names():
+    """Names carried from a counting series, one of them at odds with the others (a patient who moved)."""
+    region = Region("tiny", ("T12", "L1", "L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))  # L6 countable: carried
+    params = LabelingParams(scale_grid=(0.9, 1.0), level_offset_grid=(-1.0, 0.0, 1.0), anchor_unassigned=False)
+    truth = spine(("L1", "L2", "L3", "L4"), seed=5)
+    carried = (None, "L2", "L3", "L5")  # the last one wrong
+    cands = [
+        Candidate(p, 0.8, anatomy.ordinal(lv) + 1.0, 1.0, anchor=0.1, carried_level=c)
+        for (lv, p), c in zip(truth.items(), carried)
+    ]
+    result = label_candidates(cands, region, PRIOR, params)
+    best, marg = _brute_force(cands, region, PRIOR, params)
+    assert result.cost == pytest.approx(best, abs=1e-9)
+    names = list(anatomy.chain(("L6",))[anatomy.chain().index("T12") :]) + [None]
+    for v in result.vertebrae:
+        m = np.array([marg.get((v.candidate_index, name), math.inf) for name in names])
+        p = np.exp(-(m - m.min()) / params.temperature)
+        assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
+    assert labels(result)[:3] == ["L1", "L2", "L3"]  # two carried names outweigh one and the estimates a level off
+
+
+def test_a_carried_count_fixes_a_chain_the_level_estimates_shift_and_makes_it_sure():
+    """Estimates one level off, no anchor in view: a count carried from another series names the chain, sure."""
+    truth = ("T12", "L1", "L2", "L3", "L4")
+    cands = candidates(spine(truth), sd=0.3, shift=1.0)
+    alone = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(alone) == ["L1", "L2", "L3", "L4", "L5"]  # as in the test above: shifted, flagged
+    carried = [replace(c, carried_level=lv) if lv in ("T12", "L1") else c for c, lv in zip(cands, truth)]
+    result = label_candidates(carried, LUMBAR, PRIOR)
+    assert labels(result) == list(truth)
+    assert min(v.confidence for v in result.vertebrae) > 0.8  # alone: every name below 0.5
+    codes = {w.code for w in result.warnings}
+    assert not codes & {"no-anchor", "level-offset", "low-confidence"}, codes
+    # a carried name no candidate takes (the counting series' vertebra is not detected here) counts for nothing
+    stray = [replace(cands[0], position=cands[0].position + np.array([0.0, 0.0, 200.0]), carried_level="T5"), *cands]
+    assert labels(label_candidates(stray, LUMBAR, PRIOR)) == labels(alone)
+    assert any(w.code == "no-anchor" for w in label_candidates(stray, LUMBAR, PRIOR).warnings)
+
+
+def test_a_count_carried_from_c2_makes_a_transitional_vertebra_countable():
+    """T11-S1 with a T13, S1 seen as S1: the count from C2 calls the T13 "L1" (its 20th vertebra), and the two
+    counts together are a whole spine's, from C2 to S1: the T13 chain is named, with its warning."""
+    truth = ("T11", "T12", "T13", "L1", "L2", "L3", "L4", "L5", "S1")
+    cands = with_anchor(candidates(spine(truth), sd=1.0, noise=0.1), at={len(truth) - 1})
+    cands = [replace(c, level_estimate=None) for c in cands]  # the count rests on S1 and the carried names alone
+    alone = label_candidates(cands, LUMBAR, PRIOR)
+    assert labels(alone)[-6:] == ["L1", "L2", "L3", "L4", "L5", "S1"]  # from S1 up: no T13 in a lumbar view
+    assert "T13" not in labels(alone)
+    counted_from_c2 = dict(zip(truth[:5], ("T11", "T12", "L1", "L2", "L3")))
+    carried = [replace(c, carried_level=counted_from_c2.get(lv)) for c, lv in zip(cands, truth)]
+    result = label_candidates(carried, LUMBAR, PRIOR)
+    assert labels(result) == list(truth)
+    assert any(w.code == "transitional" for w in result.warnings)
 
 
 def test_an_anchor_fixes_a_chain_the_level_estimates_shift():

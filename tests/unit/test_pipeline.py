@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from spinelabel.errors import NothingFoundError
+from spinelabel.errors import InputError, NothingFoundError
 from spinelabel.geometry import Volume, reorient
 from spinelabel.io import load_image
 from spinelabel.io.dicom_write import write_dicom_series
@@ -440,3 +440,36 @@ def test_an_empty_model_name_is_refused_not_read_as_the_shipped_model(model, tmp
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--model is empty" in err[0], err
+
+
+def _counted(positions, names, frame):
+    from spinelabel.carried_count import CountingSeries
+
+    return CountingSeries("upper series", tuple(names), np.asarray(positions, float), frame, "ANON")
+
+
+def test_a_carried_count_names_a_chain_its_own_evidence_cannot_count(tmp_path):
+    """The dummy network gives no level estimates and no anchor: alone, the names are a guess below 0.5;
+    with a count carried from another series of the same frame of reference, they follow it."""
+    from spinelabel.pipeline import label_loaded
+
+    vol, centres = blob_spine()
+    write_dicom_series(reorient(vol, "PIL"), tmp_path / "lower", frame_of_reference_uid="1.2.3.4")
+    loaded = load_image([tmp_path / "lower"])
+    labeler = Labeler(dummy_config(), BlobNet())
+    alone = label_loaded(labeler, loaded)
+    assert max(v.confidence for v in alone.vertebrae) < 0.5
+    assert [v.label for v in alone.vertebrae] == ["L2", "L3", "L4", "L5", "S1"]
+    truth = ("L1", "L2", "L3", "L4", "L5")
+    above = centres[0] + (centres[0] - centres[1])  # the counting series also shows the vertebra above: T12
+    counting = _counted([above, *centres[:3]], ("T12", *truth[:3]), "1.2.3.4")
+    result = label_loaded(labeler, loaded, counting)
+    assert [v.label for v in result.vertebrae] == list(truth)
+    assert min(v.confidence for v in result.vertebrae) >= 0.5
+    assert result.warnings[0].code == "count-carried" and "3 of its vertebrae (L1, L2, L3)" in result.warnings[0].text
+    assert result.warnings[1].code == "count-differs"  # alone: L2-S1
+    assert not {"no-anchor", "low-confidence"} & {w.code for w in result.warnings}
+    with pytest.raises(InputError, match="another frame of reference"):
+        label_loaded(labeler, loaded, _counted(centres[:3], truth[:3], "1.2.3.5"))
+    with pytest.raises(InputError, match="none of its vertebrae"):  # the counting series ends above this one
+        label_loaded(labeler, loaded, _counted(centres[:3] + [0.0, 0.0, 400.0], truth[:3], "1.2.3.4"))

@@ -1,0 +1,213 @@
+"""A count carried over from another series of the same patient (``spinelabel label --count-from``).
+
+A lumbar (or thoracic) field of view does not show where the count starts:
+its names rest on the sacrum, or, where S1 is cut or out of view, on the
+network's level estimates alone, and a transitional count cannot be told
+from it at all (docs/NOTES.md, issue 11). A radiologist counts such a spine
+from C2 on a series that shows it (a whole-spine or cervicothoracic sagittal
+series, a large sagittal localizer of the same study) and carries the names
+over by position. This module does the same:
+
+- :func:`counting_series`: the named vertebrae of the counting series,
+  accepted only when its own count is sure (no warning of concern
+  ``count``) and only its names of confidence >= ``LOW_CONFIDENCE``;
+- :func:`check_same_frame`: positions carry over only within one frame of
+  reference (and one patient);
+- :func:`carry_names`: each candidate of the target series near a counted
+  vertebra gets that name as ``Candidate.carried_level``; the chain model
+  then pays ``LabelingParams.carried_name_cost`` for naming it otherwise
+  (``labeling``);
+- :func:`carried_warnings`: what the result says about it, and whether the
+  target series alone would have named its vertebrae otherwise.
+
+Positions are world RAS millimetres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .anatomy import VARIANT_AFTER
+from .errors import InputError
+from .labeling_params import Candidate, LabelingResult
+from .results import LOW_CONFIDENCE, LabelResult
+from .warning_codes import LabelWarning, codes, count_at_risk
+
+if TYPE_CHECKING:
+    from .io import LoadedImage
+
+#: A candidate takes the name of the counting series' nearest vertebra when
+#: it lies within this fraction of that vertebra's distance to its nearest
+#: counted neighbour. Below one half, no point is within reach of two
+#: vertebrae; 0.35 leaves the other 30 % of the step as a margin against a
+#: candidate half-way to the next body. That is 12 mm on a 35 mm lumbar step
+#: (about half an L3 body's height) and 6 mm on a 16 mm cervical one: room
+#: for the two series' localisation errors (2-3 mm each) and a few mm of
+#: patient movement between them, not for a movement of half a body.
+CARRY_FRACTION = 0.35
+#: The counting series must name at least this many vertebrae surely: two
+#: give one step, and a count carried from a single step is carried from a
+#: series that could not check its own spacing (``few-vertebrae``).
+MIN_COUNTED = 3
+#: The vertebra a carried count starts from: the counting series must name it
+#: surely. The chain model reads a carried name as a place in the count from
+#: C1 (``labeling.count_index``), and a count from C2 down is what a lumbar
+#: or thoracic field of view lacks (a count from S1 up it has, or not).
+COUNT_FROM = "C2"
+
+
+@dataclass(frozen=True)
+class CountingSeries:
+    """The named vertebrae a count is carried from.
+
+    Attributes
+    ----------
+    source : str
+        The counting image's description (``LoadedImage.source``).
+    names : tuple of str
+        Level names, cranial first.
+    positions : ndarray, shape (m, 3)
+        Their centres, world RAS mm.
+    frame_of_reference_uid, patient_id : str
+        From a DICOM series' header; empty for NIfTI.
+    """
+
+    source: str
+    names: tuple[str, ...]
+    positions: np.ndarray
+    frame_of_reference_uid: str = ""
+    patient_id: str = ""
+
+
+def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSeries:
+    """The vertebrae of ``result`` (the labeling of ``loaded``) a count may be carried from.
+
+    Raises
+    ------
+    InputError
+        Its count is in doubt (a warning of concern ``count``), it names a
+        transitional vertebra, or it does not name ``COUNT_FROM`` and at
+        least ``MIN_COUNTED`` vertebrae with confidence >= ``LOW_CONFIDENCE``.
+    """
+    doubt = [w for w in result.warnings if count_at_risk([w])]
+    if doubt:
+        raise InputError(f"counting series {loaded.source}: its own count is in doubt ({', '.join(codes(doubt))}): "
+                         "it cannot carry a count")
+    variants = [v.label for v in result.vertebrae if v.label in VARIANT_AFTER]
+    if variants:
+        raise InputError(f"counting series {loaded.source}: it names a transitional vertebra ({', '.join(variants)}): "
+                         "carrying such a count is not supported; count the target series by hand")
+    sure = [v for v in result.vertebrae if v.confidence >= LOW_CONFIDENCE]
+    if COUNT_FROM not in {v.label for v in sure}:
+        raise InputError(f"counting series {loaded.source}: it names no {COUNT_FROM} with confidence >= "
+                         f"{LOW_CONFIDENCE}: a count is carried from {COUNT_FROM} down")
+    if len(sure) < MIN_COUNTED:
+        raise InputError(f"counting series {loaded.source}: only {len(sure)} vertebra(e) named with confidence >= "
+                         f"{LOW_CONFIDENCE} (fewer than {MIN_COUNTED}): it cannot carry a count")
+    info = loaded.dicom
+    return CountingSeries(
+        loaded.source,
+        tuple(v.label for v in sure),
+        np.array([np.asarray(v.position_mm, float) for v in sure]).reshape(-1, 3),
+        info.frame_of_reference_uid if info is not None else "",
+        info.patient_id if info is not None else "",
+    )
+
+
+def check_same_frame(target: "LoadedImage", counting: CountingSeries) -> None:
+    """Refuse a counting series whose positions do not map onto the target's.
+
+    Two DICOM series map onto each other only within one frame of reference
+    (``FrameOfReferenceUID``) and one patient; where either is unknown (NIfTI,
+    an empty tag) the user's choice of series is trusted.
+
+    Raises
+    ------
+    InputError
+        Both frames of reference, or both patient IDs, are given and differ.
+    """
+    info = target.dicom
+    if info is None:
+        return
+    for what, mine, theirs in (("patient", info.patient_id, counting.patient_id),
+                               ("frame of reference", info.frame_of_reference_uid, counting.frame_of_reference_uid)):
+        if mine and theirs and mine != theirs:
+            raise InputError(f"counting series {counting.source}: another {what} ({theirs}) than {target.source} "
+                             f"({mine}): positions in one do not carry over to the other")
+
+
+def reach_mm(positions: np.ndarray) -> np.ndarray:
+    """How far (mm) from each counted vertebra a candidate may lie and take its name.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (m, 3)
+        The counted vertebrae, m >= 2.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        ``CARRY_FRACTION`` times the distance to the nearest other counted vertebra.
+    """
+    d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    return CARRY_FRACTION * d.min(axis=1)
+
+
+def carry_names(candidates: Sequence[Candidate], counting: CountingSeries) -> list[Candidate]:
+    """``candidates`` with ``carried_level`` set where a counted vertebra lies within reach (:func:`reach_mm`)."""
+    reach = reach_mm(counting.positions)
+    out = []
+    for cand in candidates:
+        dist = np.linalg.norm(counting.positions - np.asarray(cand.position, float), axis=1)
+        j = int(np.argmin(dist))
+        out.append(replace(cand, carried_level=counting.names[j] if dist[j] <= reach[j] else None))
+    return out
+
+
+def carried_warnings(
+    counting: CountingSeries, candidates: Sequence[Candidate], carried: LabelingResult, own: LabelingResult,
+) -> list[LabelWarning]:
+    """What a result whose count was carried says about it.
+
+    Parameters
+    ----------
+    candidates : sequence of Candidate
+        The candidates both labelings named (``carry_names``' output).
+    carried, own : LabelingResult
+        Their labeling with the carried names, and without them.
+
+    Returns
+    -------
+    list of LabelWarning
+        ``count-carried`` (where the names come from), and ``count-differs``
+        where the target series alone names some of the same vertebrae
+        otherwise.
+
+    Raises
+    ------
+    InputError
+        No vertebra of the chosen labeling took a carried name: the two
+        series do not overlap (or do not share a frame), and nothing was
+        carried.
+    """
+    taken = [v.label for v in carried.vertebrae if candidates[v.candidate_index].carried_level == v.label]
+    if not taken:
+        raise InputError(f"counting series {counting.source}: none of its vertebrae "
+                         f"({counting.names[0]}-{counting.names[-1]}) lies on a vertebra named here: the two series "
+                         "must overlap by a vertebra, in one frame of reference")
+    out = [LabelWarning("count-carried", f"level names counted from {counting.source}: {len(taken)} of its vertebrae "
+                        f"({', '.join(taken)}) lie on vertebrae found here")]
+    alone = {v.candidate_index: v.label for v in own.vertebrae}
+    moved = [f"{v.label} here, {alone[v.candidate_index]} alone" for v in carried.vertebrae
+             if alone.get(v.candidate_index, v.label) != v.label]
+    if moved:
+        out.append(LabelWarning("count-differs", f"this series alone would name {len(moved)} vertebra(e) otherwise "
+                                f"({'; '.join(moved)}): the names follow the count from {COUNT_FROM} in the counting "
+                                "series — a transitional vertebra, or a patient who moved between the series? "
+                                "Check the count in both"))
+    return out

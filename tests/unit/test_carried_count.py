@@ -1,0 +1,100 @@
+"""A count carried from another series (``carried_count``): which candidates take a name, and which series may give one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinelabel.carried_count import (
+    CARRY_FRACTION, CountingSeries, carried_warnings, carry_names, check_same_frame, counting_series, reach_mm,
+)
+from spinelabel.errors import InputError
+from spinelabel.geometry import Volume
+from spinelabel.io import LoadedImage
+from spinelabel.io.dicom import DicomSeriesInfo
+from spinelabel.labeling_params import Candidate, LabeledVertebra, LabelingResult
+from spinelabel.results import LabelResult, Vertebra
+from spinelabel.warning_codes import LabelWarning
+
+NAMES = ("C2", "C3", "C4", "C5")
+STEP_MM = 16.0
+
+
+def _series(names=NAMES, step=STEP_MM) -> CountingSeries:
+    return CountingSeries("upper.nii.gz", tuple(names), np.array([[0.0, 0.0, -step * k] for k in range(len(names))]))
+
+
+def _loaded(source: str = "x.nii.gz", frame: str | None = None, patient: str = "P1") -> LoadedImage:
+    volume = Volume(np.zeros((2, 2, 2), np.float32), np.eye(4))
+    if frame is None:
+        return LoadedImage(volume, source, "nifti")
+    info = DicomSeriesInfo("1.2.3", "1.2", frame, ["1.2.3.1"], "1.2.840.10008.5.1.4.1.1.4", "MR", "", patient,
+                           files=[Path("a.dcm")])
+    return LoadedImage(volume, source, "dicom", info)
+
+
+def _result(labels, confidence=0.9, warnings=()) -> LabelResult:
+    vertebrae = [Vertebra(lv, np.array([0.0, 0.0, -STEP_MM * k]), np.zeros(3), confidence) for k, lv in enumerate(labels)]
+    return LabelResult("whole", "cervical", "1", vertebrae, list(warnings))
+
+
+def test_a_candidate_takes_the_name_of_a_counted_vertebra_within_reach_only():
+    series = _series()
+    assert reach_mm(series.positions) == pytest.approx([CARRY_FRACTION * STEP_MM] * 4)
+    near = Candidate(np.array([1.0, 2.0, -STEP_MM - 3.0]), 0.9)  # 3.7 mm from C3
+    between = Candidate(np.array([0.0, 0.0, -1.5 * STEP_MM]), 0.9)  # half-way between C3 and C4
+    beyond = Candidate(np.array([0.0, 0.0, -4 * STEP_MM]), 0.9)  # one step below the last counted vertebra
+    assert [c.carried_level for c in carry_names([near, between, beyond], series)] == ["C3", None, None]
+
+
+def test_a_counting_series_must_be_sure_of_its_count_and_name_c2():
+    series = counting_series(_result(("C1", "C2", "C3", "C4")), _loaded())
+    assert series.names == ("C1", "C2", "C3", "C4") and series.positions.shape == (4, 3)
+    # names below the flag threshold are not carried
+    mixed = _result(("C2", "C3", "C4", "C5"))
+    mixed.vertebrae[-1] = Vertebra("C5", np.zeros(3), np.zeros(3), 0.3)
+    assert counting_series(mixed, _loaded()).names == ("C2", "C3", "C4")
+    doubt = LabelWarning("anchor-unconfirmed", "C2 labeled, but ...")
+    with pytest.raises(InputError, match=r"count is in doubt \(anchor-unconfirmed\)"):
+        counting_series(_result(("C2", "C3", "C4"), warnings=[doubt]), _loaded())
+    with pytest.raises(InputError, match="names no C2"):
+        counting_series(_result(("L1", "L2", "L3", "L4", "L5", "S1")), _loaded())  # a count from S1 is not carried
+    with pytest.raises(InputError, match="transitional"):
+        counting_series(_result(("C2", "C3", "T12", "T13", "L1")), _loaded())
+    with pytest.raises(InputError, match="only 2 vertebra"):
+        counting_series(_result(("C2", "C3")), _loaded())
+    # a reader's warning (concern input) is no doubt about the count
+    read = LabelWarning("irregular-spacing", "irregular slice spacing")
+    assert counting_series(_result(("C2", "C3", "C4"), warnings=[read]), _loaded()).names == ("C2", "C3", "C4")
+
+
+def test_positions_carry_over_only_within_one_frame_of_reference_and_patient():
+    counting = counting_series(_result(("C2", "C3", "C4")), _loaded("upper", frame="1.2.99", patient="P1"))
+    assert counting.frame_of_reference_uid == "1.2.99"
+    check_same_frame(_loaded("lower", frame="1.2.99", patient="P1"), counting)
+    check_same_frame(_loaded("lower.nii.gz"), counting)  # NIfTI: the user's pairing is trusted
+    check_same_frame(_loaded("lower", frame="", patient=""), counting)  # tags left empty: trusted too
+    with pytest.raises(InputError, match="another frame of reference"):
+        check_same_frame(_loaded("lower", frame="1.2.77", patient="P1"), counting)
+    with pytest.raises(InputError, match="another patient"):
+        check_same_frame(_loaded("lower", frame="1.2.99", patient="P2"), counting)
+
+
+def _labeling(pairs) -> LabelingResult:
+    return LabelingResult([LabeledVertebra(lv, i, np.zeros(3), 0.9) for lv, i in pairs], (), 1.0, 0.0, [])
+
+
+def test_the_result_says_where_its_count_came_from_and_where_the_series_alone_differs():
+    series = _series(("T10", "T11", "T12", "L1"), step=30.0)
+    cands = [Candidate(np.array([0.0, 0.0, -30.0 * k]), 0.9, carried_level=lv) for k, lv in enumerate(("T10", "T11", None))]
+    same = carried_warnings(series, cands, _labeling([("T10", 0), ("T11", 1), ("T12", 2)]),
+                            _labeling([("T10", 0), ("T11", 1), ("T12", 2)]))
+    assert [w.code for w in same] == ["count-carried"] and "2 of its vertebrae (T10, T11)" in same[0].text
+    differs = carried_warnings(series, cands, _labeling([("T10", 0), ("T11", 1), ("T12", 2)]),
+                               _labeling([("T11", 0), ("T12", 1), ("L1", 2)]))
+    assert [w.code for w in differs] == ["count-carried", "count-differs"]
+    assert "3 vertebra(e) otherwise (T10 here, T11 alone; T11 here, T12 alone; T12 here, L1 alone)" in differs[1].text
+    with pytest.raises(InputError, match="none of its vertebrae .T10-L1. lies on a vertebra named here"):
+        carried_warnings(series, cands, _labeling([("T12", 2)]), _labeling([("T12", 2)]))
