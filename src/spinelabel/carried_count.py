@@ -72,7 +72,7 @@ class CountingSeries:
         Level names, cranial first.
     positions : ndarray, shape (m, 3)
         Their centres, world RAS mm.
-    frame_of_reference_uid, patient_id : str
+    frame_of_reference_uid, patient_id, series_uid : str
         From a DICOM series' header; empty for NIfTI.
     """
 
@@ -81,6 +81,7 @@ class CountingSeries:
     positions: np.ndarray
     frame_of_reference_uid: str = ""
     patient_id: str = ""
+    series_uid: str = ""
 
 
 def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSeries:
@@ -115,6 +116,7 @@ def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSerie
         np.array([np.asarray(v.position_mm, float) for v in sure]).reshape(-1, 3),
         info.frame_of_reference_uid if info is not None else "",
         info.patient_id if info is not None else "",
+        info.series_instance_uid if info is not None else "",
     )
 
 

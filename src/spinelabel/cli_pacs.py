@@ -174,17 +174,21 @@ def pacs_label(
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
+    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study that shows C2 (a whole-spine or cervicothoracic sagittal series): every other series is counted from it (spinelabel label --count-from)."),
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
-    from .pacs import label_study
+    from .pacs import label_study, read_counting_series
     from .pipeline import make_labeler
     from .warning_codes import count_note
 
     labeler = make_labeler(check_region(region), model, check_orientation=not trust_orientation)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
+    counting = None if count_from_series is None else read_counting_series(
+        client, study_uid, count_from_series, check_orientation=not trust_orientation)
     failures: list[str] = []
     done = label_study(
-        client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures, stack=stack
+        client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures, stack=stack,
+        counting=counting,
     )
     for d in done:
         stored = f"; stored {len(d.stored)} objects" if d.stored else ""

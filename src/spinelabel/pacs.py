@@ -48,11 +48,12 @@ from .warning_codes import LabelWarning
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
 
+    from .carried_count import CountingSeries
     from .pipeline import AutoLabeler, Labeler
 
 __all__ = [
     "LAYOUT", "HarvestReport", "LabeledSeries", "NotStoredError", "SeriesOutputs", "harvest", "label_series", "label_study",
-    "retrieve_series", "store",
+    "read_counting_series", "retrieve_series", "store",
 ]
 
 LAYOUT = """\
@@ -390,11 +391,14 @@ def label_study(
     do_store: bool = False,
     failures: list[str] | None = None,
     stack: str | None = None,
+    counting: CountingSeries | None = None,
 ) -> list[LabeledSeries]:
     """Label the sagittal MR series of a study; write JSON, SR and GSPS; optionally STOW them.
 
     Each series goes through :func:`label_series`; its outputs are
     ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``, all three or none.
+    ``counting`` (:func:`read_counting_series`): every series but the
+    counting series itself is named with the count carried from it.
 
     Raises
     ------
@@ -414,7 +418,9 @@ def label_study(
     for s in series:
         outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(s.series_uid)}.json")
         try:
-            done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store, stack=stack))
+            carried = None if counting is None or counting.series_uid == s.series_uid else counting
+            done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store, stack=stack,
+                                     counting=carried))
         except NotStoredError as exc:
             failures.append(f"series {s.series_uid}: {exc}")
             done.append(exc.labeled)
@@ -425,9 +431,27 @@ def label_study(
     return done
 
 
+def read_counting_series(
+    client: DICOMwebClient, study_uid: str, series_uid: str, *, check_orientation: bool = True,
+) -> CountingSeries:
+    """Retrieve a series of a study and read it as the series to carry a count from (``pipeline.read_counting_series``).
+
+    Raises
+    ------
+    SpinelabelError
+        It cannot be retrieved, read or labeled, or its count is not sure enough to carry.
+    """
+    from .pipeline import read_counting_series as read
+
+    with tempfile.TemporaryDirectory(prefix="spinelabel-pacs-") as tmp:
+        folder = Path(tmp) / "series"
+        retrieve_series(client, study_uid, series_uid, folder)
+        return read([folder], check_orientation=check_orientation, name=series_uid)
+
+
 def label_series(
     client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, outputs: SeriesOutputs,
-    *, do_store: bool = False, stack: str | None = None,
+    *, do_store: bool = False, stack: str | None = None, counting: CountingSeries | None = None,
 ) -> LabeledSeries:
     """Retrieve one series into a temporary folder, label it, write ``outputs``; with ``do_store`` store its SR and GSPS.
 
@@ -435,7 +459,8 @@ def label_series(
     pacs label``) and the DICOMweb items of ``spinelabel batch``
     (``batch.label_task``) both go through it. The outputs are written all or
     none (``pipeline.label_to_files``, which reads ``stack`` of a series holding
-    several); the temporary folder is removed.
+    several; ``counting``: a count carried from another series); the
+    temporary folder is removed.
 
     Returns
     -------
@@ -464,7 +489,8 @@ def label_series(
         retrieve_series(client, study_uid, series_uid, folder)
         # the folder holds this one series (several would be refused as such)
         result = label_to_files(
-            labeler, [folder], None, outputs.json, outputs.overlay, outputs.sr, outputs.gsps, stack=stack
+            labeler, [folder], None, outputs.json, outputs.overlay, outputs.sr, outputs.gsps, stack=stack,
+            counting=counting,
         )
     labeled = LabeledSeries(series_uid, outputs, len(result.vertebrae), warnings=tuple(result.warnings))
     return _store_outputs(client, labeled) if do_store else labeled

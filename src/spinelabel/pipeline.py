@@ -141,7 +141,8 @@ class Labeler:
     ) -> tuple[list, Any]:
         """The candidates and their labeling (``labeling.LabelingResult``) that ``label`` reports, without its checks.
 
-        ``candidates`` and ``counting``: as for ``label``. Where the model's
+        ``candidates`` and ``counting``: as for ``label`` (the names follow the
+        count carried from ``counting``; ``label`` adds what it says). Where the model's
         ``caudal_turns_deg`` asks for it, the candidates found beyond the
         chain's caudal end on turned slices are added (``_look_beyond``);
         where its ``split_body_max_mm`` does and the chain skips a level, the
@@ -160,8 +161,7 @@ class Labeler:
         if self.config.detection.caudal_turns_deg and result.vertebrae:
             frame = model_frame_image(volume, self.config) if frame is None else frame
             candidates, result = self._look_beyond(frame, candidates, result)
-        candidates, result = self._look_between(candidates, result)
-        return (candidates, result) if counting is None else (candidates, self._carried(candidates, result, counting))
+        return self._look_between(candidates, result)
 
     def _carried(self, candidates: list, result, counting: "CountingSeries"):
         """``result`` (named with the names ``counting`` carried to ``candidates``) with what it says about them.
@@ -247,6 +247,8 @@ class Labeler:
         """
         candidates, result = self.detect_and_name(volume, candidates, counting)
         self.check_spine(candidates, result)
+        if counting is not None:
+            result = self._carried(candidates, result, counting)
         check, orientation = self.orientation_warnings(volume, result)
         warnings = [*result.warnings, *orientation]
         vertebrae = [
@@ -641,12 +643,13 @@ def label_loaded_to_files(
 
 def read_counting_series(
     inputs: Iterable[str | Path], series: str | None = None, stack: str | None = None, threads: int | None = None,
-    *, check_orientation: bool = True,
+    *, check_orientation: bool = True, name: str | None = None,
 ) -> "CountingSeries":
     """Read and label (``--region auto``) a series to carry the count from (``spinelabel label --count-from``).
 
     ``series``, ``stack``: as for ``label_to_files``; ``threads`` and
-    ``check_orientation`` as for ``make_labeler``.
+    ``check_orientation`` as for ``make_labeler``; ``name``: what messages
+    and results call the series (default: the inputs, or the image read).
 
     Raises
     ------
@@ -658,13 +661,15 @@ def read_counting_series(
     from .errors import SpinelabelError
     from .io import load_image
 
+    from dataclasses import replace
+
     paths = [Path(p) for p in inputs]
     try:
         loaded = load_image(paths, series_uid=series, stack=stack)
         result = label_loaded(make_labeler("auto", threads=threads, check_orientation=check_orientation), loaded)
     except SpinelabelError as exc:
-        raise type(exc)(f"counting series {', '.join(map(str, paths))}: {exc}") from None
-    return counting_series(result, loaded)
+        raise type(exc)(f"counting series {name or ', '.join(map(str, paths))}: {exc}") from None
+    return counting_series(result, loaded if name is None else replace(loaded, source=name))
 
 
 def _files_read(loaded: "LoadedImage") -> list[Path]:

@@ -95,3 +95,49 @@ def test_a_counting_series_that_cannot_carry_a_count_is_refused_in_one_line(two_
     assert main(["label", str(lower), "--count-from-series", "1.2.3"]) == 2
     assert main(["label", str(lower), "--count-from", str(tmp_path / "missing.nii.gz"), "-o", str(out)]) == 1
     assert "counting series" in capsys.readouterr().err and not out.exists()
+
+
+def _sagittal_dicom(path, folder, study_uid: str, series_uid: str, frame_uid: str, number: int) -> list:
+    """The NIfTI image at ``path`` as a sagittal DICOM series (1.4 mm pixels) of one study and frame of reference."""
+    from spinelabel.geometry import reorient
+    from spinelabel.io import load_image
+    from spinelabel.io.dicom_write import write_dicom_series
+
+    volume = reorient(load_image([path]).volume, "PIL")  # slices across the body, as a sagittal series stores them
+    affine = volume.affine.copy()
+    affine[:3, :2] *= 2  # every second row and column: smaller files, the same world frame
+    coarse = Volume(np.ascontiguousarray(volume.data[::2, ::2, :]), affine)
+    return write_dicom_series(coarse, folder, study_uid=study_uid, series_uid=series_uid, patient_id="COUNT-FROM",
+                              frame_of_reference_uid=frame_uid, series_number=number)
+
+
+def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series, orthanc_server, tmp_path, capsys):
+    from pydicom.uid import generate_uid
+
+    from spinelabel.pacs import store
+    from spinelabel.pacs_client import connect, pacs_config
+
+    upper, lower, truth = two_series
+    study, frame = generate_uid(), generate_uid()
+    uids = {"upper": generate_uid(), "lower": generate_uid()}
+    files = [*_sagittal_dicom(upper, tmp_path / "upper", study, uids["upper"], frame, 1),
+             *_sagittal_dicom(lower, tmp_path / "lower", study, uids["lower"], frame, 2)]
+    client = connect(pacs_config(orthanc_server.dicomweb_url, orthanc_server.username, orthanc_server.password))
+    store(client, files)
+    conn = ["--url", orthanc_server.dicomweb_url, "--user", orthanc_server.username, "--password", orthanc_server.password]
+    out = tmp_path / "out"
+    code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["upper"],
+                 "--output-dir", str(out), *conn])
+    assert code == 0, capsys.readouterr().err
+    named = [(label, true, conf) for label, true, conf in _named(out / f"{uids['lower']}.json", truth) if true]
+    assert [true for _, true, _ in named] == list(truth)
+    assert all(label == true and conf >= 0.9 for label, true, conf in named), named
+    assert json.loads((out / f"{uids['lower']}.json").read_text())["warning_codes"][0] == "count-carried"
+    assert f"level names counted from {uids['upper']}: " in capsys.readouterr().err
+    # the same series as its own counting series: refused in one line (no C2), nothing labeled
+    code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["lower"],
+                 "--output-dir", str(tmp_path / "again"), *conn])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and f"counting series {uids['lower']}: " in err[0], err
+    assert "cannot carry a count" in err[0]
+    assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())
