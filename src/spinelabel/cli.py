@@ -144,8 +144,8 @@ def _check_label_mode(batch: bool, single_outputs: dict[str, object], batch_opti
     if batch:
         given = [name for name, value in single_outputs.items() if value is not None]
         if given:
-            raise click.UsageError(f"{given[0]} is an option of a single image; with --output-dir each scan's "
-                                   "outputs are named after it (--overlays, --dicom-outputs, --label-maps)")
+            raise click.UsageError(f"{given[0]} applies to a single image, not to the batch of --output-dir (there "
+                                   "each scan's outputs are named after it: --overlays, --dicom-outputs, --label-maps)")
     else:
         given = [name for name, value in batch_options.items() if value]
         if given:
