@@ -21,6 +21,9 @@ from .warning_codes import LabelWarning, count_at_risk
 
 #: The advice every warning about the count ends with.
 COUNT_YOURSELF = "count from a landmark to verify"
+#: The transitional vertebra that gives the same count as each other one: 25 vertebrae above the sacrum are a
+#: T13 or an L6, which a sagittal view of the bodies cannot tell apart (the ribs, or their absence, can).
+OTHER_VARIANT = {"L6": "T13", "T13": "L6"}
 
 
 def gap_warnings(labels: Sequence[str], levels: Sequence[str]) -> list[LabelWarning]:
@@ -114,7 +117,9 @@ def labeling_warnings(
             f"only {len(vertebrae)} vertebra(e) labeled (fewer than {params.min_vertebrae}): "
             "too few to check spacing, labels unreliable",
         ))
-    out.extend(LabelWarning("transitional", f"transitional anatomy: {v} labeled — verify counting") for v in variant)
+    out.extend(LabelWarning("transitional", f"transitional anatomy: {v} labeled — verify counting ({OTHER_VARIANT[v]} "
+                            "gives the same count of vertebrae above the sacrum: the ribs tell them apart)")
+               for v in variant)
     out.extend(gap_warnings([v.label for v in vertebrae], levels))
     if vertebrae and abs(offset) >= params.offset_warning_levels:
         out.append(LabelWarning(

@@ -58,7 +58,8 @@ def test_the_warnings_say_what_the_count_rests_on():
     shifted = labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, (), -params.offset_warning_levels))
     assert codes(shifted) == ["level-offset"] and "read 1.0 level(s) above the names" in shifted[0].text
     variant = labeling_warnings(vertebrae, 4, params, ("S1",), [0.9], (LUMBAR, ("L6",), 0.0))
-    assert variant == [LabelWarning("transitional", "transitional anatomy: L6 labeled — verify counting")]
+    assert variant == [LabelWarning("transitional", "transitional anatomy: L6 labeled — verify counting (T13 gives the same "
+                                    "count of vertebrae above the sacrum: the ribs tell them apart)")]
     assert codes(labeling_warnings([], 0, params)) == ["no-candidates", "few-vertebrae"]
     unanchored = labeling_warnings(_named(["L2", "L3", "L4"], 0.49), 3, params, ("S1",), [], (LUMBAR, (), 0.0))
     assert codes(unanchored) == ["no-anchor", "low-confidence"] and count_at_risk(unanchored)
