@@ -60,6 +60,7 @@ class Tally:
     sure_right: int = 0  # right names at 0.5 or above
     names: int = 0
     wrong_cases: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # labelings refused (the carried count reached no vertebra)
 
 
 def cut(volume, low_mm: float, high_mm: float):
@@ -148,18 +149,24 @@ def run(n: int, seed: int) -> tuple[dict[tuple[str, str], Tally], list[str], lis
                 add(tallies[(name, HOW[0])], case, alone, points, low, z["T10"])
                 if counting is not None:
                     add(tallies[(name, HOW[1])], case, alone, points, low, z["T10"])
-                    add(tallies[(name, HOW[2])], case, label_loaded(lumbar, loaded, counting), points, low, z["T10"])
+                    try:
+                        carried = label_loaded(lumbar, loaded, counting)
+                    except SpinelabelError as exc:  # no overlap: counted as a refusal of that field of view
+                        tallies[(name, HOW[2])].refused.append(f"{case}: {str(exc).split(': ', 1)[-1]}")
+                        continue
+                    add(tallies[(name, HOW[2])], case, carried, points, low, z["T10"])
     return tallies, refused, variants
 
 
 def table(tallies: dict[tuple[str, str], Tally]) -> str:
     """The markdown table of the tallies."""
     rows = ["| lumbar series | labeled | scans right | names | wrong names | right names at 0.5 or above | "
-            "wrong names at 0.5 or above without a `count` code | wrong scans |", "|---|---|---|---|---|---|---|---|"]
+            "wrong names at 0.5 or above without a `count` code | wrong scans | refused |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for (name, how), t in tallies.items():
         listing = "; ".join(t.wrong_cases) or "—"
         rows.append(f"| {name}, {how} | {t.labeled} | {t.right}/{t.labeled} | {t.names} | {t.wrong_names} | "
-                    f"{t.sure_right} | {t.wrong_sure_unwarned} | {listing} |")
+                    f"{t.sure_right} | {t.wrong_sure_unwarned} | {listing} | {'; '.join(t.refused) or '—'} |")
     return "\n".join(rows)
 
 

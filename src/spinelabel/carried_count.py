@@ -33,6 +33,7 @@ import numpy as np
 
 from .anatomy import VARIANT_AFTER
 from .errors import InputError
+from .labeling import count_index
 from .labeling_params import Candidate, LabelingResult
 from .results import LOW_CONFIDENCE, LabelResult
 from .warning_codes import LabelWarning, codes, count_at_risk
@@ -74,6 +75,10 @@ class CountingSeries:
         Their centres, world RAS mm.
     frame_of_reference_uid, patient_id, series_uid : str
         From a DICOM series' header; empty for NIfTI.
+    reader_codes : tuple of str
+        The codes of the warnings its reader gave (``series-chosen``: a
+        folder's only sagittal series was read), repeated where the count is
+        carried.
     """
 
     source: str
@@ -82,6 +87,7 @@ class CountingSeries:
     frame_of_reference_uid: str = ""
     patient_id: str = ""
     series_uid: str = ""
+    reader_codes: tuple[str, ...] = ()
 
 
 def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSeries:
@@ -117,6 +123,7 @@ def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSerie
         info.frame_of_reference_uid if info is not None else "",
         info.patient_id if info is not None else "",
         info.series_instance_uid if info is not None else "",
+        tuple(codes(loaded.warnings)),
     )
 
 
@@ -190,20 +197,34 @@ def carried_warnings(
         where the target series alone names some of the same vertebrae
         otherwise.
 
+        Where the carried names reach vertebrae named here but the chain
+        model named every one of them at another place of the count (the
+        counting series' count outweighed: a patient who moved between the
+        series?), ``count-differs`` says so and nothing else: the names are
+        this series' own.
+
     Raises
     ------
     InputError
-        No vertebra of the chosen labeling took a carried name: the two
-        series do not overlap (or do not share a frame), and nothing was
-        carried.
+        No vertebra of the chosen labeling lies within reach of a counted
+        one: the two series do not overlap (or do not share a frame), and
+        nothing was carried.
     """
-    taken = [v.label for v in carried.vertebrae if candidates[v.candidate_index].carried_level == v.label]
-    if not taken:
+    levels = tuple(v.label for v in carried.vertebrae)  # the chosen chain's names, its variant among them
+    reached = [(was, v.label) for v in carried.vertebrae if (was := candidates[v.candidate_index].carried_level) is not None]
+    if not reached:
         raise InputError(f"counting series {counting.source}: none of its vertebrae "
                          f"({counting.names[0]}-{counting.names[-1]}) lies on a vertebra named here: the two series "
                          "must overlap by a vertebra, in one frame of reference")
-    out = [LabelWarning("count-carried", f"level names counted from {counting.source}: {len(taken)} of its vertebrae "
-                        f"({', '.join(taken)}) lie on vertebrae found here")]
+    taken = [name for was, name in reached if count_index(was) == count_index(name, levels)]
+    if not taken:
+        others = "; ".join(f"{name} here, {was} there" for was, name in reached)
+        return [LabelWarning("count-differs", f"the count of {counting.source} was not taken: every vertebra it "
+                             f"reaches is named otherwise here ({others}), so the names are this series' own — "
+                             "a patient who moved between the series? Check the count in both")]
+    read = f" (its reader: {', '.join(counting.reader_codes)})" if counting.reader_codes else ""
+    out = [LabelWarning("count-carried", f"level names counted from {counting.source}{read}: {len(taken)} of its "
+                        f"vertebrae lie on vertebrae found here, named {', '.join(taken)}")]
     alone = {v.candidate_index: v.label for v in own.vertebrae}
     moved = [f"{v.label} here, {alone[v.candidate_index]} alone" for v in carried.vertebrae
              if alone.get(v.candidate_index, v.label) != v.label]

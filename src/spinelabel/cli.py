@@ -13,7 +13,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 import typer
@@ -40,6 +40,9 @@ from .cli_review import review as _review_command
 from .cli_train import region_checkers, train
 from .errors import InputError, SpinelabelError, one_line
 from .threads import passive_openmp
+
+if TYPE_CHECKING:
+    from .carried_count import CountingSeries
 
 #: Help as plain text (click's), not rich tables: the tables cut long option names at 80 columns
 #: (``--synthetic-fr…``) and show flags as taking a value (``--overlays <bool>``).
@@ -68,7 +71,7 @@ def _root(
 def _label_one(
     labeler, inputs: list[Path], series: str | None, out_json: Path | None, overlay: Path | None,
     dicom_sr: Path | None = None, gsps: Path | None = None, stack: str | None = None, label_map: Path | None = None,
-    counting=None,
+    counting: "CountingSeries | None" = None,
 ):
     from .pipeline import label_to_files
 
@@ -111,19 +114,25 @@ def label(
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
     count_from: Optional[Path] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) that shows where the count starts (C2, e.g. a whole-spine series): its names are carried over by position (single image)."),
     count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series."),
+    count_from_stack: Optional[str] = typer.Option(None, "--count-from-stack", help="The stack to read of a --count-from series holding several (as --stack)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     region = check_region(region)
     _check_label_mode(output_dir is not None, {"--output": output, "--overlay": overlay, "--dicom-sr": dicom_sr,
                       "--gsps": gsps, "--label-map": label_map, "--count-from": count_from},
                       {"--overlays": overlays, "--dicom-outputs": dicom_outputs, "--label-maps": label_maps, "--jobs": jobs > 1})
-    if count_from is None and count_from_series is not None:
-        raise click.UsageError("--count-from-series picks a series of --count-from: give --count-from too")
+    if count_from is None and (count_from_series is not None or count_from_stack is not None):
+        raise click.UsageError("--count-from-series and --count-from-stack pick what is read of --count-from: "
+                               "give --count-from too")
     if output_dir is None:
+        from .io.outputs import check_scan_outputs
         from .pipeline import make_labeler, read_counting_series
 
-        counting = None if count_from is None else read_counting_series(
-            [count_from], count_from_series, check_orientation=not trust_orientation)
+        counting = None
+        if count_from is not None:  # output names refused before the counting series' network pass
+            check_scan_outputs(output, overlay, dicom_sr, gsps, label_map, [])
+            counting = read_counting_series([count_from], count_from_series, count_from_stack,
+                                            check_orientation=not trust_orientation)
         labeler = make_labeler(region, model, check_orientation=not trust_orientation)
         result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps, stack, label_map, counting)
         echo(_summary_line(result), quiet)

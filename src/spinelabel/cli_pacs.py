@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+import click
 import typer
 
 from .cli_common import OPT_TRUST_ORIENTATION, check_region
@@ -175,16 +176,19 @@ def pacs_label(
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
     count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study that shows C2 (a whole-spine or cervicothoracic sagittal series): every other series is counted from it (spinelabel label --count-from)."),
+    count_from_stack: Optional[str] = typer.Option(None, "--count-from-stack", help="The stack to read of the --count-from-series series when it holds several (as --stack)."),
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
     from .pacs import label_study, read_counting_series
     from .pipeline import make_labeler
     from .warning_codes import count_note
 
+    if count_from_series is None and count_from_stack is not None:
+        raise click.UsageError("--count-from-stack picks a stack of --count-from-series: give --count-from-series too")
     labeler = make_labeler(check_region(region), model, check_orientation=not trust_orientation)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     counting = None if count_from_series is None else read_counting_series(
-        client, study_uid, count_from_series, check_orientation=not trust_orientation)
+        client, study_uid, count_from_series, count_from_stack, check_orientation=not trust_orientation)
     failures: list[str] = []
     done = label_study(
         client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures, stack=stack,

@@ -212,8 +212,8 @@ class LabelingParams:
     #: when the patient moved between the two series by about half a body,
     #: taken as 1 in 1000. One carried name then outweighs level estimates
     #: two levels off (2 nats at the shipped models' ``level_sd`` of 1 level)
-    #: and the anchor head at its surest (-log 0.01 = 4.6 nats); two or more
-    #: fix the count. Naming the candidate nothing costs nothing
+    #: and the anchor head at its surest (-log ``anchor_eps`` = 3.9 nats);
+    #: two or more fix the count. Naming the candidate nothing costs nothing
     #: more: a carried name says where a vertebra is, not that this detection
     #: is the one of its lateral duplicates to name.
     carried_name_cost: float = 6.9

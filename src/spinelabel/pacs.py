@@ -432,21 +432,24 @@ def label_study(
 
 
 def read_counting_series(
-    client: DICOMwebClient, study_uid: str, series_uid: str, *, check_orientation: bool = True,
+    client: DICOMwebClient, study_uid: str, series_uid: str, stack: str | None = None, *, check_orientation: bool = True,
 ) -> CountingSeries:
     """Retrieve a series of a study and read it as the series to carry a count from (``pipeline.read_counting_series``).
 
     Raises
     ------
     SpinelabelError
-        It cannot be retrieved, read or labeled, or its count is not sure enough to carry.
+        It cannot be retrieved, read or labeled, or its count is not sure enough to carry (the message names it).
     """
     from .pipeline import read_counting_series as read
 
     with tempfile.TemporaryDirectory(prefix="spinelabel-pacs-") as tmp:
         folder = Path(tmp) / "series"
-        retrieve_series(client, study_uid, series_uid, folder)
-        return read([folder], check_orientation=check_orientation, name=series_uid)
+        try:
+            retrieve_series(client, study_uid, series_uid, folder)
+        except SpinelabelError as exc:
+            raise type(exc)(f"counting series {series_uid}: {exc}") from None
+        return read([folder], stack=stack, check_orientation=check_orientation, name=series_uid)
 
 
 def label_series(

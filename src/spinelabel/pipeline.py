@@ -160,8 +160,8 @@ class Labeler:
         result = self.name(candidates)
         if self.config.detection.caudal_turns_deg and result.vertebrae:
             frame = model_frame_image(volume, self.config) if frame is None else frame
-            candidates, result = self._look_beyond(frame, candidates, result)
-        return self._look_between(candidates, result)
+            candidates, result = self._look_beyond(frame, candidates, result, counting)
+        return self._look_between(candidates, result, counting)
 
     def _carried(self, candidates: list, result, counting: "CountingSeries"):
         """``result`` (named with the names ``counting`` carried to ``candidates``) with what it says about them.
@@ -176,23 +176,27 @@ class Labeler:
         own = self.name([replace(c, carried_level=None) for c in candidates])
         return replace(result, warnings=[*carried_warnings(counting, candidates, result, own), *result.warnings])
 
-    def _look_beyond(self, frame: Volume, candidates: list, result):
+    def _look_beyond(self, frame: Volume, candidates: list, result, counting: "CountingSeries | None" = None):
         """Candidates and labeling once more, with those found beyond the chain's caudal end on turned slices.
 
         ``detection.candidates_beyond`` on the model-frame image ``frame``; the
         chain model decides whether they continue it (the labeling of the
-        plain candidates is one of its options).
+        plain candidates is one of its options). They take the names
+        ``counting`` carries as the plain candidates do.
         """
+        from .carried_count import carry_names
         from .detection import candidates_beyond
 
         end = min((v.position for v in result.vertebrae), key=lambda p: p[2])
         extra = candidates_beyond(frame, self.config, self.net, np.asarray(end, float), candidates)
         if not extra:
             return candidates, result
+        if counting is not None:
+            extra = carry_names(extra, counting)
         candidates = [*candidates, *extra]
         return candidates, self.name(candidates)
 
-    def _look_between(self, candidates: list, result):
+    def _look_between(self, candidates: list, result, counting: "CountingSeries | None" = None):
         """Candidates and labeling once more where the chain skipped a level, with the bodies split in its gaps.
 
         ``detection.split_bodies`` of the candidates between two consecutive
@@ -201,8 +205,10 @@ class Labeler:
         decides whether such a body fills the gap, and its labeling is taken
         only where the bodies fill gaps and every other name stays, no surer
         than before (``labeling_warnings.gap_filled``). A chain without a gap
-        is left as it is.
+        is left as it is. The bodies take the names ``counting`` carries as
+        the plain candidates do.
         """
+        from .carried_count import carry_names
         from .detection import split_bodies
         from .labeling_warnings import gap_filled
 
@@ -213,6 +219,8 @@ class Labeler:
         extra = split_bodies(inside, self.config.detection)
         if not extra:
             return candidates, result
+        if counting is not None:
+            extra = carry_names(extra, counting)
         more = [*candidates, *extra]
         filled = gap_filled(result, self.name(more), len(candidates), self.params)
         return (candidates, result) if filled is result else (more, filled)
@@ -645,7 +653,7 @@ def read_counting_series(
     inputs: Iterable[str | Path], series: str | None = None, stack: str | None = None, threads: int | None = None,
     *, check_orientation: bool = True, name: str | None = None,
 ) -> "CountingSeries":
-    """Read and label (``--region auto``) a series to carry the count from (``spinelabel label --count-from``).
+    """Read and label (``--region auto``, the shipped models) a series to carry the count from (``label --count-from``).
 
     ``series``, ``stack``: as for ``label_to_files``; ``threads`` and
     ``check_orientation`` as for ``make_labeler``; ``name``: what messages
@@ -657,18 +665,19 @@ def read_counting_series(
         The series cannot be read or labeled (the message names it), or its
         count is not sure enough to carry (``carried_count.counting_series``).
     """
+    from dataclasses import replace
+
     from .carried_count import counting_series
     from .errors import SpinelabelError
     from .io import load_image
-
-    from dataclasses import replace
 
     paths = [Path(p) for p in inputs]
     try:
         loaded = load_image(paths, series_uid=series, stack=stack)
         result = label_loaded(make_labeler("auto", threads=threads, check_orientation=check_orientation), loaded)
-    except SpinelabelError as exc:
-        raise type(exc)(f"counting series {name or ', '.join(map(str, paths))}: {exc}") from None
+    except SpinelabelError as exc:  # the reader names the labeled series' options: these are the counting series'
+        text = str(exc).replace("--series", "--count-from-series").replace("--stack", "--count-from-stack")
+        raise type(exc)(f"counting series {name or ', '.join(map(str, paths))}: {text}") from None
     return counting_series(result, loaded if name is None else replace(loaded, source=name))
 
 

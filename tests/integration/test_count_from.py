@@ -93,6 +93,7 @@ def test_a_counting_series_that_cannot_carry_a_count_is_refused_in_one_line(two_
     # options of the wrong mode are usage errors, before any image is read
     assert main(["label", str(lower), "--output-dir", str(tmp_path / "o"), "--count-from", str(upper)]) == 2
     assert main(["label", str(lower), "--count-from-series", "1.2.3"]) == 2
+    assert main(["label", str(lower), "--count-from-stack", "W"]) == 2
     assert main(["label", str(lower), "--count-from", str(tmp_path / "missing.nii.gz"), "-o", str(out)]) == 1
     assert "counting series" in capsys.readouterr().err and not out.exists()
 

@@ -91,10 +91,39 @@ def test_the_result_says_where_its_count_came_from_and_where_the_series_alone_di
     cands = [Candidate(np.array([0.0, 0.0, -30.0 * k]), 0.9, carried_level=lv) for k, lv in enumerate(("T10", "T11", None))]
     same = carried_warnings(series, cands, _labeling([("T10", 0), ("T11", 1), ("T12", 2)]),
                             _labeling([("T10", 0), ("T11", 1), ("T12", 2)]))
-    assert [w.code for w in same] == ["count-carried"] and "2 of its vertebrae (T10, T11)" in same[0].text
+    assert [w.code for w in same] == ["count-carried"] and same[0].text.endswith("2 of its vertebrae lie on vertebrae "
+                                                                              "found here, named T10, T11")
     differs = carried_warnings(series, cands, _labeling([("T10", 0), ("T11", 1), ("T12", 2)]),
                                _labeling([("T11", 0), ("T12", 1), ("L1", 2)]))
     assert [w.code for w in differs] == ["count-carried", "count-differs"]
     assert "3 vertebra(e) otherwise (T10 here, T11 alone; T11 here, T12 alone; T12 here, L1 alone)" in differs[1].text
     with pytest.raises(InputError, match="none of its vertebrae .T10-L1. lies on a vertebra named here"):
         carried_warnings(series, cands, _labeling([("T12", 2)]), _labeling([("T12", 2)]))
+    # reached but named at other places of the count: the names are the series' own, and the result says so
+    refused = carried_warnings(series, cands, _labeling([("T11", 0), ("T12", 1)]), _labeling([("T11", 0), ("T12", 1)]))
+    assert [w.code for w in refused] == ["count-differs"] and "was not taken" in refused[0].text
+    assert "T11 here, T10 there; T12 here, T11 there" in refused[0].text
+
+
+def test_a_carried_l1_on_a_t13_is_the_same_place_in_the_count():
+    """The counting series calls the 20th vertebra L1; a T13 chain names it T13: that is the carried count, taken."""
+    series = _series(("T11", "T12", "L1", "L2"), step=30.0)
+    cands = [Candidate(np.array([0.0, 0.0, -30.0 * k]), 0.9, carried_level=lv) for k, lv in enumerate(series.names)]
+    chain = _labeling([("T11", 0), ("T12", 1), ("T13", 2), ("L1", 3)])
+    warnings = carried_warnings(series, cands, chain, chain)
+    assert [w.code for w in warnings] == ["count-carried"] and warnings[0].text.endswith("named T11, T12, T13, L1")
+    # the reader's warnings about the counting series come with the count
+    read = CountingSeries("folder/", series.names, series.positions, reader_codes=("series-chosen",))
+    assert "folder/ (its reader: series-chosen):" in carried_warnings(read, cands, chain, chain)[0].text
+
+
+def test_a_counting_series_that_cannot_be_read_is_named_with_its_own_options(tmp_path, write_two_stacks):
+    """The reader's advice names the counting series' options (--count-from-stack), not the labeled series'."""
+    from spinelabel.pipeline import read_counting_series
+
+    write_two_stacks(tmp_path / "dixon")
+    with pytest.raises(InputError) as refused:
+        read_counting_series([tmp_path / "dixon"])
+    text = str(refused.value)
+    assert text.startswith(f"counting series {tmp_path / 'dixon'}: ") and "--count-from-stack" in text
+    assert "--stack" not in text.replace("--count-from-stack", "")
