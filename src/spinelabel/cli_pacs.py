@@ -24,6 +24,8 @@ from .cli_common import OPT_TRUST_ORIENTATION, check_region
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
 
+    from .carried_count import CountingSeries
+
     from .pacs_client import PacsConfig
 
 pacs_app = typer.Typer(
@@ -103,6 +105,24 @@ def _report_failures(failures: list[str]) -> None:
         raise typer.Exit(EXIT_ERROR)
 
 
+def _counting_series(
+    client: "DICOMwebClient", study_uid: str, series_uid: str | None, stack: str | None, check_orientation: bool,
+) -> "CountingSeries | None":
+    """The series ``pacs label --count-from-series`` names (``auto``: ``pacs.find_counting_series``, said on stderr)."""
+    from .pacs import find_counting_series, read_counting_series
+
+    if series_uid is None:
+        return None
+    if series_uid != "auto":
+        return read_counting_series(client, study_uid, series_uid, stack, check_orientation=check_orientation)
+    counting, refused = find_counting_series(client, study_uid, stack, check_orientation=check_orientation)
+    for reason in refused:
+        typer.echo(f"not a counting series: {reason}", err=True)
+    typer.echo(f"counting from series {counting.series_uid}" if counting is not None else
+               "no series of the study can carry a count from C2: each series is counted on its own", err=True)
+    return counting
+
+
 @pacs_app.command("find")
 def pacs_find(
     patient_id: Optional[str] = OPT_PATIENT_ID, date: Optional[str] = OPT_DATE,
@@ -175,11 +195,11 @@ def pacs_label(
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
-    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study that shows C2 (a whole-spine or cervicothoracic sagittal series): every other series is counted from it (spinelabel label --count-from)."),
+    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study that shows C2 (a whole-spine or cervicothoracic sagittal series): every other series is counted from it (spinelabel label --count-from). 'auto': the first sagittal series of the study that may carry a count, if any."),
     count_from_stack: Optional[str] = typer.Option(None, "--count-from-stack", help="The stack to read of the --count-from-series series when it holds several (as --stack)."),
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""
-    from .pacs import label_study, read_counting_series
+    from .pacs import label_study
     from .pipeline import make_labeler
     from .warning_codes import count_note
 
@@ -187,8 +207,7 @@ def pacs_label(
         raise click.UsageError("--count-from-stack picks a stack of --count-from-series: give --count-from-series too")
     labeler = make_labeler(check_region(region), model, check_orientation=not trust_orientation)
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
-    counting = None if count_from_series is None else read_counting_series(
-        client, study_uid, count_from_series, count_from_stack, check_orientation=not trust_orientation)
+    counting = _counting_series(client, study_uid, count_from_series, count_from_stack, not trust_orientation)
     failures: list[str] = []
     done = label_study(
         client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures, stack=stack,

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAYOUT", "HarvestReport", "LabeledSeries", "NotStoredError", "SeriesOutputs", "harvest", "label_series", "label_study",
-    "read_counting_series", "retrieve_series", "store",
+    "find_counting_series", "read_counting_series", "retrieve_series", "store",
 ]
 
 LAYOUT = """\
@@ -450,6 +450,24 @@ def read_counting_series(
         except SpinelabelError as exc:
             raise type(exc)(f"counting series {series_uid}: {exc}") from None
         return read([folder], stack=stack, check_orientation=check_orientation, name=series_uid)
+
+
+def find_counting_series(
+    client: DICOMwebClient, study_uid: str, stack: str | None = None, *, check_orientation: bool = True,
+) -> tuple[CountingSeries | None, list[str]]:
+    """The first sagittal series of a study that may carry a count (:func:`read_counting_series`), and why each
+    series tried before it may not (``UID: reason``); None when none may.
+
+    Each series is retrieved and labeled once for this: a study of four sagittal series costs up to four network
+    passes more than labeling it.
+    """
+    refused: list[str] = []
+    for s in find_series(client, study_uid, sagittal_only=True):
+        try:
+            return read_counting_series(client, study_uid, s.series_uid, stack, check_orientation=check_orientation), refused
+        except SpinelabelError as exc:
+            refused.append(one_line(str(exc)))
+    return None, refused
 
 
 def label_series(

@@ -135,6 +135,13 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
     assert all(label == true and conf >= 0.9 for label, true, conf in named), named
     assert json.loads((out / f"{uids['lower']}.json").read_text())["warning_codes"][0] == "count-carried"
     assert f"level names counted from {uids['upper']}: " in capsys.readouterr().err
+    # found by itself among the study's series: the lower one cannot carry a count, the upper one can
+    auto = tmp_path / "auto"
+    code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", "auto",
+                 "--output-dir", str(auto), *conn])
+    err = capsys.readouterr().err
+    assert code == 0 and f"counting from series {uids['upper']}" in err, err
+    assert json.loads((auto / f"{uids['lower']}.json").read_text())["warning_codes"][0] == "count-carried"
     # the same series as its own counting series: refused in one line (no C2), nothing labeled
     code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["lower"],
                  "--output-dir", str(tmp_path / "again"), *conn])
