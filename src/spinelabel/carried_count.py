@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .anatomy import VARIANT_AFTER
-from .errors import InputError
+from .errors import CountNotReachedError, InputError
 from .labeling import count_index
 from .labeling_params import Candidate, LabelingResult
 from .results import LOW_CONFIDENCE, LabelResult
@@ -205,18 +205,17 @@ def carried_warnings(
 
     Raises
     ------
-    InputError
+    CountNotReachedError
         No vertebra of the chosen labeling lies within reach of a counted
         one: the two series do not overlap (or do not share a frame), and
         nothing was carried.
     """
-    levels = tuple(v.label for v in carried.vertebrae)  # the chosen chain's names, its variant among them
     reached = [(was, v.label) for v in carried.vertebrae if (was := candidates[v.candidate_index].carried_level) is not None]
     if not reached:
-        raise InputError(f"counting series {counting.source}: none of its vertebrae "
+        raise CountNotReachedError(f"counting series {counting.source}: none of its vertebrae "
                          f"({counting.names[0]}-{counting.names[-1]}) lies on a vertebra named here: the two series "
                          "must overlap by a vertebra, in one frame of reference")
-    taken = [name for was, name in reached if count_index(was) == count_index(name, levels)]
+    taken = [name for was, name in reached if count_index(was) == count_index(name, carried.variant)]
     if not taken:
         others = "; ".join(f"{name} here, {was} there" for was, name in reached)
         return [LabelWarning("count-differs", f"the count of {counting.source} was not taken: every vertebra it "

@@ -130,7 +130,7 @@ def label(
 
         counting = None
         if count_from is not None:  # output names refused before the counting series' network pass
-            check_scan_outputs(output, overlay, dicom_sr, gsps, label_map, [])
+            check_scan_outputs(output, overlay, dicom_sr, gsps, label_map, [count_from] if count_from.is_file() else [])
             counting = read_counting_series([count_from], count_from_series, count_from_stack,
                                             check_orientation=not trust_orientation)
         labeler = make_labeler(region, model, check_orientation=not trust_orientation)

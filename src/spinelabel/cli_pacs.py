@@ -209,10 +209,13 @@ def pacs_label(
     client = _client(url, user, password, ca_bundle, insecure, timeout, retrieve_timeout)
     counting = _counting_series(client, study_uid, count_from_series, count_from_stack, not trust_orientation)
     failures: list[str] = []
+    notes: list[str] = []
     done = label_study(
         client, study_uid, labeler, output_dir, series_uid=series, do_store=do_store, failures=failures, stack=stack,
-        counting=counting,
+        counting=counting, notes=notes,
     )
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     for d in done:
         stored = f"; stored {len(d.stored)} objects" if d.stored else ""
         written = ", ".join(p.name for p in (d.outputs.sr, d.outputs.gsps) if p is not None)

@@ -13,6 +13,10 @@ class GeometryError(InputError):
     """The image geometry is unusable (2D, non-sagittal, degenerate)."""
 
 
+class CountNotReachedError(InputError):
+    """A counting series (``--count-from``) reaches none of the vertebrae named in the series it should count."""
+
+
 class NothingFoundError(SpinelabelError):
     """No vertebrae were found: probably not a spine image of the requested region."""
 

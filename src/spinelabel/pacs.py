@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import OutputError, PacsError, SpinelabelError, one_line
+from .errors import CountNotReachedError, OutputError, PacsError, SpinelabelError, one_line
 from .pacs_client import base_url, call, short_error
 from .pacs_query import StudyInfo, find_series, find_studies
 from .warning_codes import LabelWarning
@@ -392,13 +392,16 @@ def label_study(
     failures: list[str] | None = None,
     stack: str | None = None,
     counting: CountingSeries | None = None,
+    notes: list[str] | None = None,
 ) -> list[LabeledSeries]:
     """Label the sagittal MR series of a study; write JSON, SR and GSPS; optionally STOW them.
 
     Each series goes through :func:`label_series`; its outputs are
     ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``, all three or none.
     ``counting`` (:func:`read_counting_series`): every series but the
-    counting series itself is named with the count carried from it.
+    counting series itself is named with the count carried from it; a
+    series it does not reach (another part of the spine) is named on its
+    own, and ``notes`` gets a line saying so.
 
     Raises
     ------
@@ -419,8 +422,15 @@ def label_study(
         outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(s.series_uid)}.json")
         try:
             carried = None if counting is None or counting.series_uid == s.series_uid else counting
-            done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store, stack=stack,
-                                     counting=carried))
+            try:
+                done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store,
+                                         stack=stack, counting=carried))
+            except CountNotReachedError:  # nothing written: named again on its own
+                done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store,
+                                         stack=stack))
+                if notes is not None:
+                    notes.append(f"series {s.series_uid}: the counting series reaches none of its vertebrae: "
+                                 "counted on its own")
         except NotStoredError as exc:
             failures.append(f"series {s.series_uid}: {exc}")
             done.append(exc.labeled)
@@ -461,11 +471,13 @@ def find_counting_series(
     Each series is retrieved and labeled once for this: a study of four sagittal series costs up to four network
     passes more than labeling it.
     """
+    from .errors import InputError, NothingFoundError
+
     refused: list[str] = []
     for s in find_series(client, study_uid, sagittal_only=True):
         try:
             return read_counting_series(client, study_uid, s.series_uid, stack, check_orientation=check_orientation), refused
-        except SpinelabelError as exc:
+        except (InputError, NothingFoundError) as exc:  # a server that fails is no refusal: it stops the command
             refused.append(one_line(str(exc)))
     return None, refused
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -676,7 +677,7 @@ def read_counting_series(
         loaded = load_image(paths, series_uid=series, stack=stack)
         result = label_loaded(make_labeler("auto", threads=threads, check_orientation=check_orientation), loaded)
     except SpinelabelError as exc:  # the reader names the labeled series' options: these are the counting series'
-        text = str(exc).replace("--series", "--count-from-series").replace("--stack", "--count-from-stack")
+        text = re.sub(r"(?<![\w-])--(series|stack)\b(?!-)", r"--count-from-\1", str(exc))
         raise type(exc)(f"counting series {name or ', '.join(map(str, paths))}: {text}") from None
     return counting_series(result, loaded if name is None else replace(loaded, source=name))
 

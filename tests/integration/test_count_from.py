@@ -42,7 +42,8 @@ def _cut(volume: Volume, low_mm: float, high_mm: float) -> Volume:
 
 @pytest.fixture(scope="module")
 def two_series(tmp_path_factory):
-    """(upper.nii.gz, lower.nii.gz, true centres of the lower series' whole vertebrae)."""
+    """(upper.nii.gz, lower.nii.gz, true centres of the lower series' whole vertebrae); neck.nii.gz (skull base to
+    T6) beside them."""
     rng = np.random.default_rng([SEED, CASE])
     volume, points = synthesize_spine(random_spec(rng, "whole"), rng)
     assert "T13" not in points and "L6" not in points
@@ -51,6 +52,7 @@ def two_series(tmp_path_factory):
     folder = tmp_path_factory.mktemp("count-from")
     upper, lower = folder / "upper.nii.gz", folder / "lower.nii.gz"
     save_nifti(_cut(volume, z["L2"], np.inf), upper)
+    save_nifti(_cut(volume, z["T6"], np.inf), folder / "neck.nii.gz")
     save_nifti(_cut(volume, z["L5"] + 0.5, z["T10"]), lower)
     truth = {lv: p for lv, p in points.items() if z["L5"] + 0.5 < z[lv] < z["T10"]}
     return upper, lower, truth
@@ -96,6 +98,10 @@ def test_a_counting_series_that_cannot_carry_a_count_is_refused_in_one_line(two_
     assert main(["label", str(lower), "--count-from-stack", "W"]) == 2
     assert main(["label", str(lower), "--count-from", str(tmp_path / "missing.nii.gz"), "-o", str(out)]) == 1
     assert "counting series" in capsys.readouterr().err and not out.exists()
+    # an output named as the counting series' image: refused before anything is read or written
+    before = upper.read_bytes()
+    assert main(["label", str(lower), "--count-from", str(upper), "--label-map", str(upper)]) == 1
+    assert upper.read_bytes() == before and "is an input of this run" in capsys.readouterr().err
 
 
 def _sagittal_dicom(path, folder, study_uid: str, series_uid: str, frame_uid: str, number: int) -> list:
@@ -121,8 +127,10 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
     upper, lower, truth = two_series
     study, frame = generate_uid(), generate_uid()
     uids = {"upper": generate_uid(), "lower": generate_uid()}
-    files = [*_sagittal_dicom(upper, tmp_path / "upper", study, uids["upper"], frame, 1),
-             *_sagittal_dicom(lower, tmp_path / "lower", study, uids["lower"], frame, 2)]
+    uids["neck"] = generate_uid()
+    files = [*_sagittal_dicom(lower, tmp_path / "lower", study, uids["lower"], frame, 1),  # tried first by "auto"
+             *_sagittal_dicom(upper, tmp_path / "upper", study, uids["upper"], frame, 2),
+             *_sagittal_dicom(upper.parent / "neck.nii.gz", tmp_path / "neck", study, uids["neck"], frame, 3)]
     client = connect(pacs_config(orthanc_server.dicomweb_url, orthanc_server.username, orthanc_server.password))
     store(client, files)
     conn = ["--url", orthanc_server.dicomweb_url, "--user", orthanc_server.username, "--password", orthanc_server.password]
@@ -141,7 +149,15 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
                  "--output-dir", str(auto), *conn])
     err = capsys.readouterr().err
     assert code == 0 and f"counting from series {uids['upper']}" in err, err
+    assert f"not a counting series: counting series {uids['lower']}: " in err
     assert json.loads((auto / f"{uids['lower']}.json").read_text())["warning_codes"][0] == "count-carried"
+    # a counting series that reaches no vertebra of the series (the neck, down to T6): named on its own, with a note
+    alone = tmp_path / "alone"
+    code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["neck"],
+                 "--output-dir", str(alone), *conn])
+    err = capsys.readouterr().err
+    assert code == 0 and f"note: series {uids['lower']}: the counting series reaches none of its vertebrae" in err, err
+    assert "count-carried" not in json.loads((alone / f"{uids['lower']}.json").read_text())["warning_codes"]
     # the same series as its own counting series: refused in one line (no C2), nothing labeled
     code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["lower"],
                  "--output-dir", str(tmp_path / "again"), *conn])

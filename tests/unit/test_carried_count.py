@@ -82,8 +82,8 @@ def test_positions_carry_over_only_within_one_frame_of_reference_and_patient():
         check_same_frame(_loaded("lower", frame="1.2.99", patient="P2"), counting)
 
 
-def _labeling(pairs) -> LabelingResult:
-    return LabelingResult([LabeledVertebra(lv, i, np.zeros(3), 0.9) for lv, i in pairs], (), 1.0, 0.0, [])
+def _labeling(pairs, variant=()) -> LabelingResult:
+    return LabelingResult([LabeledVertebra(lv, i, np.zeros(3), 0.9) for lv, i in pairs], variant, 1.0, 0.0, [])
 
 
 def test_the_result_says_where_its_count_came_from_and_where_the_series_alone_differs():
@@ -109,9 +109,14 @@ def test_a_carried_l1_on_a_t13_is_the_same_place_in_the_count():
     """The counting series calls the 20th vertebra L1; a T13 chain names it T13: that is the carried count, taken."""
     series = _series(("T11", "T12", "L1", "L2"), step=30.0)
     cands = [Candidate(np.array([0.0, 0.0, -30.0 * k]), 0.9, carried_level=lv) for k, lv in enumerate(series.names)]
-    chain = _labeling([("T11", 0), ("T12", 1), ("T13", 2), ("L1", 3)])
+    chain = _labeling([("T11", 0), ("T12", 1), ("T13", 2), ("L1", 3)], variant=("T13",))
     warnings = carried_warnings(series, cands, chain, chain)
     assert [w.code for w in warnings] == ["count-carried"] and warnings[0].text.endswith("named T11, T12, T13, L1")
+    # a T13 chain that skips the T13 itself (missed) still counts its lumbar vertebrae one place lower
+    skipped = _labeling([("L1", 0), ("L2", 1), ("L3", 2)], variant=("T13",))
+    lumbar = [Candidate(np.zeros(3), 0.9, carried_level=lv) for lv in ("L2", "L3", "L4")]
+    warnings = carried_warnings(series, lumbar, skipped, skipped)
+    assert [w.code for w in warnings] == ["count-carried"] and warnings[0].text.endswith("named L1, L2, L3")
     # the reader's warnings about the counting series come with the count
     read = CountingSeries("folder/", series.names, series.positions, reader_codes=("series-chosen",))
     assert "folder/ (its reader: series-chosen):" in carried_warnings(read, cands, chain, chain)[0].text
@@ -126,4 +131,9 @@ def test_a_counting_series_that_cannot_be_read_is_named_with_its_own_options(tmp
         read_counting_series([tmp_path / "dixon"])
     text = str(refused.value)
     assert text.startswith(f"counting series {tmp_path / 'dixon'}: ") and "--count-from-stack" in text
-    assert "--stack" not in text.replace("--count-from-stack", "")
+    assert " --stack" not in text
+    empty = tmp_path / "empty--series--stack"  # option-like parts of a path in the reader's message stay as they are
+    empty.mkdir()
+    with pytest.raises(InputError) as refused:
+        read_counting_series([empty])
+    assert str(refused.value).count(str(empty)) == 2, refused.value
