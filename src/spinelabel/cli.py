@@ -128,12 +128,12 @@ def label(
         from .io.outputs import check_scan_outputs
         from .pipeline import make_labeler, read_counting_series
 
+        labeler = make_labeler(region, model, check_orientation=not trust_orientation)
         counting = None
-        if count_from is not None:  # output names refused before the counting series' network pass
+        if count_from is not None:  # the model and output names refused before the counting series' network pass
             check_scan_outputs(output, overlay, dicom_sr, gsps, label_map, [count_from] if count_from.is_file() else [])
             counting = read_counting_series([count_from], count_from_series, count_from_stack,
                                             check_orientation=not trust_orientation)
-        labeler = make_labeler(region, model, check_orientation=not trust_orientation)
         result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps, stack, label_map, counting)
         echo(_summary_line(result), quiet)
         for w in result.warnings:
