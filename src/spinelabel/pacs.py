@@ -420,17 +420,10 @@ def label_study(
     done = []
     for s in series:
         outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(s.series_uid)}.json")
+        carried = None if counting is None or counting.series_uid == s.series_uid else counting
         try:
-            carried = None if counting is None or counting.series_uid == s.series_uid else counting
-            try:
-                done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store,
-                                         stack=stack, counting=carried))
-            except CountNotReachedError:  # nothing written: named again on its own
-                done.append(label_series(client, study_uid, s.series_uid, labeler, outputs, do_store=do_store,
-                                         stack=stack))
-                if notes is not None:
-                    notes.append(f"series {s.series_uid}: the counting series reaches none of its vertebrae: "
-                                 "counted on its own")
+            done.append(_label_counted(client, study_uid, s.series_uid, labeler, outputs, do_store, stack, carried,
+                                       [] if notes is None else notes))
         except NotStoredError as exc:
             failures.append(f"series {s.series_uid}: {exc}")
             done.append(exc.labeled)
@@ -460,6 +453,20 @@ def read_counting_series(
         except SpinelabelError as exc:
             raise type(exc)(f"counting series {series_uid}: {exc}") from None
         return read([folder], stack=stack, check_orientation=check_orientation, name=series_uid)
+
+
+def _label_counted(
+    client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, outputs: SeriesOutputs,
+    do_store: bool, stack: str | None, counting: CountingSeries | None, notes: list[str],
+) -> LabeledSeries:
+    """:func:`label_series` with ``counting``; a series it does not reach is named on its own, and ``notes`` says so."""
+    try:
+        return label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack,
+                            counting=counting)
+    except CountNotReachedError:  # nothing written: named again on its own
+        labeled = label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack)
+        notes.append(f"series {series_uid}: the counting series reaches none of its vertebrae: counted on its own")
+        return labeled
 
 
 def find_counting_series(

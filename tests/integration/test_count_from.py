@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.count_from import cut
 from spinelabel.cli import main
 from spinelabel.geometry import Volume
 from spinelabel.io.nifti import save_nifti
@@ -23,21 +24,6 @@ from spinelabel.synthetic import random_spec, synthesize_spine
 #: refused as counting series).
 SEED, CASE = 3, 3
 MATCH_MM = 12.0
-
-
-def _cut(volume: Volume, low_mm: float, high_mm: float) -> Volume:
-    """The slab of ``volume`` between two heights (world z, mm), cut along the array axis nearest to z."""
-    axis = int(np.argmax(np.abs(volume.affine[2, :3])))
-    z = volume.affine[2, axis] * np.arange(volume.data.shape[axis]) + volume.affine[2, 3]  # other axes at 0
-    keep = np.flatnonzero((z >= low_mm) & (z <= high_mm))
-    first = int(keep.min())
-    index = [slice(None)] * 3
-    index[axis] = slice(first, int(keep.max()) + 1)
-    shift = np.zeros(3)
-    shift[axis] = first
-    affine = volume.affine.copy()
-    affine[:3, 3] += volume.affine[:3, :3] @ shift
-    return Volume(np.ascontiguousarray(volume.data[tuple(index)]), affine)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +37,9 @@ def two_series(tmp_path_factory):
     z = {lv: float(p[2]) for lv, p in points.items()}
     folder = tmp_path_factory.mktemp("count-from")
     upper, lower = folder / "upper.nii.gz", folder / "lower.nii.gz"
-    save_nifti(_cut(volume, z["L2"], np.inf), upper)
-    save_nifti(_cut(volume, z["T6"], np.inf), folder / "neck.nii.gz")
-    save_nifti(_cut(volume, z["L5"] + 0.5, z["T10"]), lower)
+    save_nifti(cut(volume, z["L2"], np.inf), upper)
+    save_nifti(cut(volume, z["T6"], np.inf), folder / "neck.nii.gz")
+    save_nifti(cut(volume, z["L5"] + 0.5, z["T10"]), lower)
     truth = {lv: p for lv, p in points.items() if z["L5"] + 0.5 < z[lv] < z["T10"]}
     return upper, lower, truth
 
