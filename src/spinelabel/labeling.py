@@ -218,9 +218,11 @@ def _node_costs(
         ``-log score + level term + anchor term + carried term - fp cost``: negative means "better assigned".
     """
     ords = np.array([ordinal(lv) for lv in levels], float)
-    places = np.array([count_index(lv, levels) for lv in levels], float)
-    other = ~np.isnan(inp.carried)[:, None] & (inp.carried[:, None] != places[None, :])
-    carried_term = params.carried_name_cost * other
+    carried_term = np.zeros((len(inp.carried), len(levels)))
+    if not np.isnan(inp.carried).all():  # no count carried (the usual case): no term to build
+        places = np.array([count_index(lv, levels) for lv in levels], float)
+        other = ~np.isnan(inp.carried)[:, None] & (inp.carried[:, None] != places[None, :])
+        carried_term = params.carried_name_cost * other
     expected = ords + offset + (gain - 1.0) * (ords - pivot)
     level_term = (inp.est[:, None] - expected[None, :]) ** 2 / (2.0 * inp.sd[:, None] ** 2)
     level_term = np.where(np.isnan(inp.est)[:, None], 0.0, level_term)
