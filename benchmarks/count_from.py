@@ -15,9 +15,16 @@ cut into two series that share its world frame, as two series of one study do:
   ``S1 in view`` (to the phantom's lower edge) and ``S1 out of view`` (cut
   half a millimetre below the centre of L5, which is half cut).
 
-Each lumbar series is labeled by the shipped lumbar model alone and with the
-count carried from the counting series (refused when that series' own count
-is in doubt: ``carried_count.counting_series``). Scored against the phantom's
+and, for the three stations of a whole-spine study, a **neck series** (skull
+base to the centre of T6) and a **thoracic series** (centre of T2 to centre of
+L2) between the neck and the lumbar series: the neck does not reach the lumbar
+series, the thoracic series counted from the neck does (``--count-from NECK
+--count-from THORACIC``).
+
+Each lumbar series is labeled by the shipped lumbar model alone, with the
+count carried from the counting series, and with the count carried through
+the thoracic series (each refused when a counting series' own count is in
+doubt: ``carried_count.counting_series``). Scored against the phantom's
 points (``MATCH_MM``): a name is wrong when the nearest true centre within
 reach has another name; a vertebra is missed when its centre lies in the series
 and nothing is named within reach; a scan is right when nothing is wrong or
@@ -45,8 +52,10 @@ MATCH_MM = 14.0
 #: The two fields of view of the lumbar series: (name, its lower edge as the height (world z, mm) of which points).
 FIELDS = ("S1 in view", "S1 out of view")
 #: The ways each lumbar series is labeled and counted: alone over every phantom, alone over the phantoms whose
-#: counting series was accepted, and with the count carried from it.
-HOW = ("alone, every phantom", "alone, counting series accepted", "count carried")
+#: counting series was accepted, with the count carried from it, and the same two for the chain of neck and
+#: thoracic series.
+HOW = ("alone, every phantom", "alone, counting series accepted", "count carried", "alone, chain accepted",
+       "count carried through the thoracic series")
 
 
 @dataclass
@@ -115,17 +124,16 @@ def add(tally: Tally, case: str, result, points, low_mm: float, high_mm: float) 
         tally.right += 1
 
 
-def run(n: int, seed: int) -> tuple[dict[tuple[str, str], Tally], list[str], list[str]]:
-    """Label every case; (tallies by (field, ``HOW``), refused counting series, transitional cases)."""
-    from spinelabel.errors import SpinelabelError
+def run(n: int, seed: int) -> tuple[dict[tuple[str, str], Tally], dict[str, list[str]], list[str]]:
+    """Label every case; (tallies by (field, ``HOW``), refused counting series and chains, transitional cases)."""
     from spinelabel.io import LoadedImage
-    from spinelabel.io.nifti import save_nifti
-    from spinelabel.pipeline import label_loaded, make_labeler, read_counting_series
+    from spinelabel.pipeline import label_loaded, make_labeler
     from spinelabel.synthetic import random_spec, synthesize_spine
 
-    lumbar = make_labeler("lumbar")
+    lumbar, auto = make_labeler("lumbar"), make_labeler("auto")
     tallies = {(f, how): Tally() for f in FIELDS for how in HOW}
-    refused, variants = [], []
+    refused: dict[str, list[str]] = {"counting": [], "chain": []}
+    variants = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n):
             case = f"synth-whole-{i:04d}"
@@ -134,28 +142,52 @@ def run(n: int, seed: int) -> tuple[dict[tuple[str, str], Tally], list[str], lis
             if {"T13", "L6"} & set(points):
                 variants.append(case)
             z = {lv: float(p[2]) for lv, p in points.items()}
-            upper = Path(tmp) / f"{case}-upper.nii.gz"
-            save_nifti(cut(volume, z["L2"], np.inf), upper)
-            try:
-                counting = read_counting_series([upper])
-            except SpinelabelError as exc:
-                counting = None
-                refused.append(f"{case}: {str(exc).split(': ', 1)[-1]}")
+            counts = counting_series_of(volume, z, Path(tmp) / case, auto, refused)
             edges = {"S1 in view": -np.inf, "S1 out of view": z["L5"] + 0.5}
             for name, low in edges.items():
-                series = cut(volume, low, z["T10"])
-                loaded = LoadedImage(series, f"{case} {name}", "nifti")
+                loaded = LoadedImage(cut(volume, low, z["T10"]), f"{case} {name}", "nifti")
                 alone = label_loaded(lumbar, loaded)
                 add(tallies[(name, HOW[0])], case, alone, points, low, z["T10"])
-                if counting is not None:
-                    add(tallies[(name, HOW[1])], case, alone, points, low, z["T10"])
-                    try:
-                        carried = label_loaded(lumbar, loaded, counting)
-                    except SpinelabelError as exc:  # no overlap: counted as a refusal of that field of view
-                        tallies[(name, HOW[2])].refused.append(f"{case}: {str(exc).split(': ', 1)[-1]}")
-                        continue
-                    add(tallies[(name, HOW[2])], case, carried, points, low, z["T10"])
+                for (alone_how, how), counting in zip(((HOW[1], HOW[2]), (HOW[3], HOW[4])), counts):
+                    if counting is not None:
+                        add(tallies[(name, alone_how)], case, alone, points, low, z["T10"])
+                        add_carried(tallies[(name, how)], case, lumbar, loaded, counting, points, low, z["T10"])
     return tallies, refused, variants
+
+
+def counting_series_of(volume, z: dict[str, float], stem: Path, auto, refused: dict[str, list[str]]) -> tuple:
+    """(the counting series, the neck -> thoracic chain) of a phantom, each None when refused (``refused`` says why)."""
+    from spinelabel.errors import SpinelabelError
+    from spinelabel.io.nifti import save_nifti
+    from spinelabel.pipeline import read_counting_series
+
+    out = []
+    for what, slabs in (("counting", (("upper", z["L2"], np.inf),)),
+                        ("chain", (("neck", z["T6"], np.inf), ("thoracic", z["L2"], z["T2"])))):
+        counting = None
+        try:
+            for part, low, high in slabs:
+                path = stem.with_name(f"{stem.name}-{part}.nii.gz")
+                save_nifti(cut(volume, low, high), path)
+                counting = read_counting_series([path], labeler=auto, counting=counting)
+        except SpinelabelError as exc:
+            counting = None
+            refused[what].append(f"{stem.name}: {part}: {str(exc).split(': ', 1)[-1]}")
+        out.append(counting)
+    return tuple(out)
+
+
+def add_carried(tally: Tally, case: str, labeler, loaded, counting, points, low_mm: float, high_mm: float) -> None:
+    """Label ``loaded`` with the count carried from ``counting`` into ``tally`` (no overlap: a refusal)."""
+    from spinelabel.errors import SpinelabelError
+    from spinelabel.pipeline import label_loaded
+
+    try:
+        carried = label_loaded(labeler, loaded, counting)
+    except SpinelabelError as exc:
+        tally.refused.append(f"{case}: {str(exc).split(': ', 1)[-1]}")
+        return
+    add(tally, case, carried, points, low_mm, high_mm)
 
 
 def table(tallies: dict[tuple[str, str], Tally]) -> str:
@@ -178,17 +210,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "RESULTS.md")
     args = ap.parse_args(argv)
     tallies, refused, variants = run(args.n, args.seed)
-    accepted = args.n - len(refused)
+    accepted = {what: args.n - len(r) for what, r in refused.items()}
     body = f"""## Lumbar: a series counted from C2 on another series of the patient (`--count-from`, phantoms)
 
 - command: `python -m benchmarks.count_from {' '.join(argv if argv is not None else sys.argv[1:])}`
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{git_commit()}`
 - {args.n} synthetic whole-spine phantoms (`spinelabel synth --region whole --seed {args.seed}`), each cut into a
-  counting series (skull base to the centre of L2) and a lumbar series (T10 down; S1 in view, or cut half a
-  millimetre below the centre of L5), one world frame (module docstring of `benchmarks/count_from.py`); shipped
-  models; match radius {MATCH_MM:g} mm. Phantoms only:
+  counting series (skull base to the centre of L2), a lumbar series (T10 down; S1 in view, or cut half a
+  millimetre below the centre of L5), and the first two stations of a three-station study: a neck series (skull
+  base to the centre of T6) and a thoracic series (centres of T2 to L2), counted from the neck; one world frame
+  (module docstring of `benchmarks/count_from.py`); shipped models; match radius {MATCH_MM:g} mm. Phantoms only:
   no real study with two sagittal series was at hand. Measured only, nothing tuned on it.
-- counting series accepted: {accepted} of {args.n}; refused: {'; '.join(refused) or '—'}
+- counting series accepted: {accepted['counting']} of {args.n}; refused: {'; '.join(refused['counting']) or '—'}
+- neck -> thoracic chains accepted: {accepted['chain']} of {args.n}; refused: {'; '.join(refused['chain']) or '—'}
 - phantoms with a transitional vertebra (T13 or L6): {', '.join(variants) or '—'}
 
 {table(tallies)}

@@ -10,7 +10,10 @@ over by position. This module does the same:
 
 - :func:`counting_series`: the named vertebrae of the counting series,
   accepted only when its own count is sure (no warning of concern
-  ``count``) and only its names of confidence >= ``LOW_CONFIDENCE``;
+  ``count``) and only its names of confidence >= ``LOW_CONFIDENCE``; a
+  series that took a count carried from another may carry it on (the
+  stations of a whole-spine study: C2 on the first, the thoracic spine on
+  the second, the sacrum on the third);
 - :func:`check_same_frame`: positions carry over only within one frame of
   reference (and one patient);
 - :func:`carry_names`: each candidate of the target series near a counted
@@ -34,7 +37,7 @@ import numpy as np
 from .anatomy import VARIANT_AFTER
 from .errors import CountNotReachedError, InputError
 from .labeling import count_index
-from .labeling_params import Candidate, LabelingResult
+from .labeling_params import Candidate, LabeledVertebra, LabelingResult
 from .results import LOW_CONFIDENCE, LabelResult
 from .warning_codes import LabelWarning, codes, count_at_risk
 
@@ -55,10 +58,17 @@ CARRY_FRACTION = 0.35
 #: series that could not check its own spacing (``few-vertebrae``).
 MIN_COUNTED = 3
 #: The vertebra a carried count starts from: the counting series must name it
-#: surely. The chain model reads a carried name as a place in the count from
-#: C1 (``labeling.count_index``), and a count from C2 down is what a lumbar
-#: or thoracic field of view lacks (a count from S1 up it has, or not).
+#: surely, or have taken the count of a series that does. The chain model
+#: reads a carried name as a place in the count from C1
+#: (``labeling.count_index``), and a count from C2 down is what a lumbar or
+#: thoracic field of view lacks (a count from S1 up it has, or not).
 COUNT_FROM = "C2"
+#: The warning codes a series that took a carried count may have and still
+#: carry it on. ``count-unconfirmed`` says only that the series, without an
+#: anchor of its own, would name some vertebrae otherwise at confidence below
+#: ``LOW_CONFIDENCE``: what a thoracic station always does, and no evidence
+#: against the count it took (``carried_warnings``).
+PASSED_ON_DESPITE = frozenset({"count-unconfirmed"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ class CountingSeries:
         The codes of the warnings its reader gave (``series-chosen``: a
         folder's only sagittal series was read), repeated where the count is
         carried.
+    counted_from : tuple of str
+        The series its own count was carried from, the first (the one that
+        names C2) first; empty when it counts from its own C2.
     """
 
     source: str
@@ -88,19 +101,35 @@ class CountingSeries:
     patient_id: str = ""
     series_uid: str = ""
     reader_codes: tuple[str, ...] = ()
+    counted_from: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Its source, with the series its count came through: ``lumbar/ (counted from neck/, thoracic/)``."""
+        return f"{self.source} (counted from {', '.join(self.counted_from)})" if self.counted_from else self.source
 
 
-def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSeries:
+def counting_series(
+    result: LabelResult, loaded: "LoadedImage", carried_from: CountingSeries | None = None,
+) -> CountingSeries:
     """The vertebrae of ``result`` (the labeling of ``loaded``) a count may be carried from.
+
+    ``carried_from``: the counting series ``result`` was itself counted from
+    (``Labeler.label(..., counting)``); its count is carried on when
+    ``result`` took it (``count-carried``) with no doubt but
+    ``PASSED_ON_DESPITE``, and ``result`` need not name ``COUNT_FROM``. The
+    frame of reference and patient of a series without them (NIfTI) are
+    those of ``carried_from``: the frame its positions were matched in.
 
     Raises
     ------
     InputError
         Its count is in doubt (a warning of concern ``count``), it names a
-        transitional vertebra, or it does not name ``COUNT_FROM`` and at
-        least ``MIN_COUNTED`` vertebrae with confidence >= ``LOW_CONFIDENCE``.
+        transitional vertebra, it did not take the count of ``carried_from``,
+        or it does not name ``COUNT_FROM`` (unless counted) and at least
+        ``MIN_COUNTED`` vertebrae with confidence >= ``LOW_CONFIDENCE``.
     """
-    doubt = [w for w in result.warnings if count_at_risk([w])]
+    tolerated = PASSED_ON_DESPITE if carried_from is not None else frozenset()
+    doubt = [w for w in result.warnings if count_at_risk([w]) and w.code not in tolerated]
     if doubt:
         raise InputError(f"counting series {loaded.source}: its own count is in doubt ({', '.join(codes(doubt))}): "
                          "it cannot carry a count")
@@ -109,21 +138,25 @@ def counting_series(result: LabelResult, loaded: "LoadedImage") -> CountingSerie
         raise InputError(f"counting series {loaded.source}: it names a transitional vertebra ({', '.join(variants)}): "
                          "carrying such a count is not supported; count the target series by hand")
     sure = [v for v in result.vertebrae if v.confidence >= LOW_CONFIDENCE]
-    if COUNT_FROM not in {v.label for v in sure}:
+    if carried_from is not None and "count-carried" not in codes(result.warnings):
+        raise InputError(f"counting series {loaded.source}: it did not take the count of {carried_from.describe()}: "
+                         "it cannot carry it on")
+    if carried_from is None and COUNT_FROM not in {v.label for v in sure}:
         raise InputError(f"counting series {loaded.source}: it names no {COUNT_FROM} with confidence >= "
                          f"{LOW_CONFIDENCE}: a count is carried from {COUNT_FROM} down")
     if len(sure) < MIN_COUNTED:
         raise InputError(f"counting series {loaded.source}: only {len(sure)} vertebra(e) named with confidence >= "
                          f"{LOW_CONFIDENCE} (fewer than {MIN_COUNTED}): it cannot carry a count")
-    info = loaded.dicom
+    info, above = loaded.dicom, carried_from or CountingSeries("", (), np.zeros((0, 3)))
     return CountingSeries(
         loaded.source,
         tuple(v.label for v in sure),
         np.array([np.asarray(v.position_mm, float) for v in sure]).reshape(-1, 3),
-        info.frame_of_reference_uid if info is not None else "",
-        info.patient_id if info is not None else "",
+        info.frame_of_reference_uid if info is not None else above.frame_of_reference_uid,
+        info.patient_id if info is not None else above.patient_id,
         info.series_instance_uid if info is not None else "",
         tuple(codes(loaded.warnings)),
+        (*above.counted_from, above.source) if carried_from is not None else (),
     )
 
 
@@ -193,9 +226,13 @@ def carried_warnings(
     Returns
     -------
     list of LabelWarning
-        ``count-carried`` (where the names come from), and ``count-differs``
-        where the target series alone names some of the same vertebrae
-        otherwise.
+        ``count-carried`` (where the names come from), and where the target
+        series alone names some of the same vertebrae otherwise:
+        ``count-differs`` when it names any of them at confidence >=
+        ``LOW_CONFIDENCE`` (two sure counts disagree), else
+        ``count-unconfirmed`` (a series with no sure count of its own, such as
+        a thoracic station or a lumbar one without S1: the names rest on the
+        carried count alone).
 
         Where the carried names reach vertebrae named here but the chain
         model named every one of them at another place of the count (the
@@ -212,24 +249,34 @@ def carried_warnings(
     """
     reached = [(was, v.label) for v in carried.vertebrae if (was := candidates[v.candidate_index].carried_level) is not None]
     if not reached:
-        raise CountNotReachedError(f"counting series {counting.source}: none of its vertebrae "
+        raise CountNotReachedError(f"counting series {counting.describe()}: none of its vertebrae "
                          f"({counting.names[0]}-{counting.names[-1]}) lies on a vertebra named here: the two series "
                          "must overlap by a vertebra, in one frame of reference")
     taken = [name for was, name in reached if count_index(was) == count_index(name, carried.variant)]
     if not taken:
         others = "; ".join(f"{name} here, {was} there" for was, name in reached)
-        return [LabelWarning("count-differs", f"the count of {counting.source} was not taken: every vertebra it "
+        return [LabelWarning("count-differs", f"the count of {counting.describe()} was not taken: every vertebra it "
                              f"reaches is named otherwise here ({others}), so the names are this series' own — "
                              "a patient who moved between the series? Check the count in both")]
     read = f" (its reader: {', '.join(counting.reader_codes)})" if counting.reader_codes else ""
-    out = [LabelWarning("count-carried", f"level names counted from {counting.source}{read}: {len(taken)} of its "
+    out = [LabelWarning("count-carried", f"level names counted from {counting.describe()}{read}: {len(taken)} of its "
                         f"vertebrae lie on vertebrae found here, named {', '.join(taken)}")]
-    alone = {v.candidate_index: v.label for v in own.vertebrae}
-    moved = [f"{v.label} here, {alone[v.candidate_index]} alone" for v in carried.vertebrae
-             if alone.get(v.candidate_index, v.label) != v.label]
-    if moved:
-        out.append(LabelWarning("count-differs", f"this series alone would name {len(moved)} vertebra(e) otherwise "
-                                f"({'; '.join(moved)}): the names follow the count from {COUNT_FROM} in the counting "
-                                "series — a transitional vertebra, or a patient who moved between the series? "
-                                "Check the count in both"))
-    return out
+    alone = {v.candidate_index: v for v in own.vertebrae}
+    moved = [(v.label, alone[v.candidate_index]) for v in carried.vertebrae
+             if v.candidate_index in alone and alone[v.candidate_index].label != v.label]
+    return out + _disagreement(moved)
+
+
+def _disagreement(moved: Sequence[tuple[str, LabeledVertebra]]) -> list[LabelWarning]:
+    """What ``carried_warnings`` says of the vertebrae the series alone names otherwise: (name here, its own)."""
+    if not moved:
+        return []
+    listing = "; ".join(f"{label} here, {was.label} alone" for label, was in moved)
+    if any(was.confidence >= LOW_CONFIDENCE for _, was in moved):
+        return [LabelWarning("count-differs", f"this series alone would name {len(moved)} vertebra(e) otherwise "
+                             f"({listing}): the names follow the count from {COUNT_FROM} in the counting series — "
+                             "a transitional vertebra, or a patient who moved between the series? Check the count "
+                             "in both")]
+    return [LabelWarning("count-unconfirmed", f"the names rest on the carried count alone: this series, with no sure "
+                         f"count of its own, would name {len(moved)} vertebra(e) otherwise at confidence below "
+                         f"{LOW_CONFIDENCE} ({listing}). Check the count where the series overlap")]

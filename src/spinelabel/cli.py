@@ -112,28 +112,25 @@ def label(
     label_maps: bool = typer.Option(False, "--label-maps", help="Batch mode: also write NAME.labels.nii.gz."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
-    count_from: Optional[Path] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) that shows where the count starts (C2, e.g. a whole-spine series): its names are carried over by position (single image)."),
-    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series."),
-    count_from_stack: Optional[str] = typer.Option(None, "--count-from-stack", help="The stack to read of a --count-from series holding several (as --stack)."),
+    count_from: Optional[list[Path]] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) that shows where the count starts (C2, e.g. a whole-spine series): its names are carried over by position (single image). Give it again for a chain of stations, C2's first: each is counted from the one before."),
+    count_from_series: Optional[list[str]] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series (once, or once per link of the chain)."),
+    count_from_stack: Optional[list[str]] = typer.Option(None, "--count-from-stack", help="The stack to read of a --count-from series holding several (as --stack; once, or once per link)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     region = check_region(region)
     _check_label_mode(output_dir is not None, {"--output": output, "--overlay": overlay, "--dicom-sr": dicom_sr,
-                      "--gsps": gsps, "--label-map": label_map, "--count-from": count_from},
+                      "--gsps": gsps, "--label-map": label_map, "--count-from": count_from or None},
                       {"--overlays": overlays, "--dicom-outputs": dicom_outputs, "--label-maps": label_maps, "--jobs": jobs > 1})
-    if count_from is None and (count_from_series is not None or count_from_stack is not None):
-        raise click.UsageError("--count-from-series and --count-from-stack pick what is read of --count-from: "
-                               "give --count-from too")
+    links = _counting_links(count_from or [], count_from_series or [], count_from_stack or [])
     if output_dir is None:
         from .io.outputs import check_scan_outputs
-        from .pipeline import make_labeler, read_counting_series
+        from .pipeline import make_labeler, read_counting_chain
 
         labeler = make_labeler(region, model, check_orientation=not trust_orientation)
         counting = None
-        if count_from is not None:  # the model and output names refused before the counting series' network pass
-            check_scan_outputs(output, overlay, dicom_sr, gsps, label_map, [count_from] if count_from.is_file() else [])
-            counting = read_counting_series([count_from], count_from_series, count_from_stack,
-                                            check_orientation=not trust_orientation)
+        if links:  # the model and output names refused before the counting series' network pass
+            check_scan_outputs(output, overlay, dicom_sr, gsps, label_map, [p for p, _, _ in links if p.is_file()])
+            counting = read_counting_chain(links, check_orientation=not trust_orientation)
         result = _label_one(labeler, inputs, series, output, overlay, dicom_sr, gsps, stack, label_map, counting)
         echo(_summary_line(result), quiet)
         for w in result.warnings:
@@ -145,6 +142,30 @@ def label(
 
     spec = LabelerSpec(region, model, check_orientation=not trust_orientation)
     _label_batch(spec, inputs, series, output_dir, overlays, quiet, dicom_outputs, jobs, stack, label_maps)
+
+
+def _counting_links(
+    paths: list[Path], series: list[str], stacks: list[str],
+) -> list[tuple[Path, str | None, str | None]]:
+    """(input, series, stack) of each counting series of ``label --count-from``, the one naming C2 first.
+
+    Each option is given once (it holds for every link) or once per link; a
+    chain is as long as the longest of them (``--count-from study/
+    --count-from-series A --count-from-series B``: two series of one folder).
+    """
+    if not paths and (series or stacks):
+        raise click.UsageError("--count-from-series and --count-from-stack pick what is read of --count-from: "
+                               "give --count-from too")
+    n = max(len(paths), len(series), len(stacks))
+    for option, values in (("--count-from", paths), ("--count-from-series", series), ("--count-from-stack", stacks)):
+        if len(values) not in (0, 1, n):
+            raise click.UsageError(f"{option} is given {len(values)} times for a chain of {n} counting series: give it "
+                                   "once (for every link) or once per link")
+
+    def at(values: list, k: int):
+        return values[0] if len(values) == 1 else values[k] if values else None
+
+    return [(at(paths, k), at(series, k), at(stacks, k)) for k in range(n)]
 
 
 def _check_label_mode(batch: bool, single_outputs: dict[str, object], batch_options: dict[str, object]) -> None:

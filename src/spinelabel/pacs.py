@@ -48,6 +48,9 @@ from .warning_codes import LabelWarning
 if TYPE_CHECKING:
     from dicomweb_client import DICOMwebClient
 
+    from .io import LoadedImage
+    from .results import LabelResult
+
     from .carried_count import CountingSeries
     from .pipeline import AutoLabeler, Labeler
 
@@ -368,6 +371,9 @@ class LabeledSeries:
     stored: tuple[str, ...] = ()
     #: The reader's and the labeler's warnings (stderr and the JSON ``warnings``).
     warnings: tuple[LabelWarning, ...] = ()
+    #: The count it may carry on to another series of the study: a series that took a count carried from another
+    #: (``carried_count.counting_series``); None when it was counted on its own or cannot carry the count on.
+    counting: CountingSeries | None = None
 
 
 class NotStoredError(PacsError):
@@ -399,9 +405,11 @@ def label_study(
     Each series goes through :func:`label_series`; its outputs are
     ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``, all three or none.
     ``counting`` (:func:`read_counting_series`): every series but the
-    counting series itself is named with the count carried from it; a
-    series it does not reach (another part of the spine) is named on its
-    own, and ``notes`` gets a line saying so.
+    counting series itself is named with the count carried from it. A series
+    it does not reach (another part of the spine) is counted from a series
+    that took the count and reaches it (the stations of a whole-spine study:
+    neck, thoracic spine, lumbar spine), else named on its own, and ``notes``
+    gets a line saying so.
 
     Raises
     ------
@@ -413,25 +421,55 @@ def label_study(
         ``stored`` empty).
     """
     failures = [] if failures is None else failures
-    series = [s for s in find_series(client, study_uid, sagittal_only=True) if series_uid in (None, s.series_uid)]
+    series = [s.series_uid for s in find_series(client, study_uid, sagittal_only=True) if series_uid in (None, s.series_uid)]
     if not series:
         which = f"series {series_uid}" if series_uid else "sagittal MR series"
         raise PacsError(f"study {study_uid}: no {which} on {base_url(client)}")
-    done = []
-    for s in series:
-        outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(s.series_uid)}.json")
-        carried = None if counting is None or counting.series_uid == s.series_uid else counting
-        try:
-            done.append(_label_counted(client, study_uid, s.series_uid, labeler, outputs, do_store, stack, carried,
-                                       [] if notes is None else notes))
-        except NotStoredError as exc:
-            failures.append(f"series {s.series_uid}: {exc}")
-            done.append(exc.labeled)
-        except SpinelabelError as exc:
-            failures.append(f"series {s.series_uid}: {exc}")
+    carriers: list[CountingSeries] = [counting] if counting is not None else []
+    tried = dict.fromkeys(series, 0)  # how many of ``carriers`` each series has been tried with
+    done: dict[str, LabeledSeries] = {}
+    failed: set[str] = set()
+    root = {counting.series_uid} if counting is not None else set()  # on its own: every carrier counts from it
+    while pending := [uid for uid in series if uid not in done.keys() | failed | root and tried[uid] < len(carriers)]:
+        for uid in pending:  # a round: each series tried with the counts carried since its last try
+            fresh = carriers[tried[uid]:]
+            tried[uid] = len(carriers)
+            if _record(uid, lambda: _label_counted(client, study_uid, uid, labeler, out_dir, do_store, stack,
+                                                               fresh), done, failed, failures):
+                carriers += [c for c in (done[uid].counting,) if c is not None]
+    for uid in series:  # on its own: without a counting series, the counting series, or a series none reaches
+        if uid not in done.keys() | failed and _record(uid, lambda: _label_counted(client, study_uid, uid, labeler, out_dir,
+                                                                            do_store, stack, []), done, failed, failures):
+            if counting is not None and uid != counting.series_uid and notes is not None:
+                notes.append(f"series {uid}: no series it could be counted from reaches any of its vertebrae: "
+                             "counted on its own")
     if not done:
         raise PacsError(f"study {study_uid}: no series could be labeled ({'; '.join(failures)})")
-    return done
+    return [done[uid] for uid in series if uid in done]
+
+
+def _record(
+    uid: str, attempt: Callable[[], LabeledSeries], done: dict[str, LabeledSeries], failed: set[str],
+    failures: list[str],
+) -> bool:
+    """Run ``attempt`` (labeling series ``uid``) into ``done``, or ``failed`` and ``failures``; whether it was labeled.
+
+    A count that reaches none of its vertebrae (``CountNotReachedError``) is no failure: nothing was written, and
+    the series may be counted otherwise. A series labeled but not stored is both labeled and a failure.
+    """
+    try:
+        done[uid] = attempt()
+        return True
+    except CountNotReachedError:
+        return False
+    except NotStoredError as exc:
+        failures.append(f"series {uid}: {exc}")
+        done[uid] = exc.labeled
+        return True
+    except SpinelabelError as exc:
+        failures.append(f"series {uid}: {exc}")
+        failed.add(uid)
+        return False
 
 
 def read_counting_series(
@@ -456,17 +494,20 @@ def read_counting_series(
 
 
 def _label_counted(
-    client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, outputs: SeriesOutputs,
-    do_store: bool, stack: str | None, counting: CountingSeries | None, notes: list[str],
+    client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, out_dir: str | Path,
+    do_store: bool, stack: str | None, carriers: list[CountingSeries],
 ) -> LabeledSeries:
-    """:func:`label_series` with ``counting``; a series it does not reach is named on its own, and ``notes`` says so."""
-    try:
-        return label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack,
-                            counting=counting)
-    except CountNotReachedError:  # nothing written: named again on its own
-        labeled = label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack)
-        notes.append(f"series {series_uid}: the counting series reaches none of its vertebrae: counted on its own")
-        return labeled
+    """:func:`label_series` into ``out_dir``, counted from the first of ``carriers`` that reaches it (none given:
+    on its own); ``CountNotReachedError`` when none does (nothing written)."""
+    outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(series_uid)}.json")
+    for counting in carriers[:-1]:
+        try:
+            return label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack,
+                                counting=counting)
+        except CountNotReachedError:  # nothing written: the next count
+            continue
+    return label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack,
+                        counting=carriers[-1] if carriers else None)
 
 
 def find_counting_series(
@@ -498,14 +539,16 @@ def label_series(
     The one retrieve-label-store path: :func:`label_study` (``spinelabel
     pacs label``) and the DICOMweb items of ``spinelabel batch``
     (``batch.label_task``) both go through it. The outputs are written all or
-    none (``pipeline.label_to_files``, which reads ``stack`` of a series holding
-    several; ``counting``: a count carried from another series); the
-    temporary folder is removed.
+    none (``io.load_image``, which reads ``stack`` of a series holding
+    several, then ``pipeline.label_loaded_to_files``, as
+    ``pipeline.label_to_files`` composes them; ``counting``: a count carried
+    from another series); the temporary folder is removed.
 
     Returns
     -------
     LabeledSeries
-        ``stored``: the SOP Instance UIDs the server stored (empty without ``do_store``).
+        ``stored``: the SOP Instance UIDs the server stored (empty without ``do_store``); ``counting``: the count it
+        may carry on, when it took one from ``counting``.
 
     Raises
     ------
@@ -518,7 +561,8 @@ def label_series(
         ``do_store`` with no SR or no GSPS among ``outputs``.
     """
     from .io.outputs import check_scan_outputs
-    from .pipeline import label_to_files
+    from .io import load_image
+    from .pipeline import label_loaded_to_files
 
     if do_store and (outputs.sr is None or outputs.gsps is None):
         raise ValueError("storing a labeled series needs its SR and GSPS outputs")
@@ -528,12 +572,26 @@ def label_series(
         folder = Path(tmp) / "series"
         retrieve_series(client, study_uid, series_uid, folder)
         # the folder holds this one series (several would be refused as such)
-        result = label_to_files(
-            labeler, [folder], None, outputs.json, outputs.overlay, outputs.sr, outputs.gsps, stack=stack,
-            counting=counting,
-        )
-    labeled = LabeledSeries(series_uid, outputs, len(result.vertebrae), warnings=tuple(result.warnings))
+        loaded = load_image([folder], stack=stack)
+        result = label_loaded_to_files(labeler, loaded, outputs.json, outputs.overlay, outputs.sr, outputs.gsps,
+                                       counting=counting)
+    labeled = LabeledSeries(series_uid, outputs, len(result.vertebrae), warnings=tuple(result.warnings),
+                            counting=_carried_on(result, replace(loaded, source=series_uid), counting))
     return _store_outputs(client, labeled) if do_store else labeled
+
+
+def _carried_on(result: LabelResult, loaded: LoadedImage, counting: CountingSeries | None) -> CountingSeries | None:
+    """The count a series (``loaded``, labeled ``result``) counted from ``counting`` may carry on to another series of
+    its study (``carried_count.counting_series``), or None."""
+    from .carried_count import counting_series
+    from .errors import InputError
+
+    if counting is None:
+        return None
+    try:
+        return counting_series(result, loaded, counting)
+    except InputError:
+        return None
 
 
 def _store_outputs(client: DICOMwebClient, labeled: LabeledSeries) -> LabeledSeries:

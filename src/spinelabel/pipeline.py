@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOW_CONFIDENCE", "SHIPPED_MODEL", "AutoLabeler", "LabelResult", "Labeler", "Vertebra", "checking_region", "label_loaded",
-    "label_loaded_to_files", "label_to_files", "make_labeler", "read_counting_series",
+    "label_loaded_to_files", "label_to_files", "make_labeler", "read_counting_chain", "read_counting_series",
 ]
 
 #: The shipped model that serves each region. The cervical model was trained on
@@ -594,8 +594,8 @@ def label_to_files(
     """Read one image, label it, and write the requested outputs (None: not written): all of them or none.
 
     The one read-label-write path of ``spinelabel label``, of every batch item
-    (``batch.run_task``) and of every series retrieved from a PACS
-    (``pacs.label_series``). ``series`` and ``stack`` pick what is read of
+    (``batch.run_task``) and, with the image read kept, of every series
+    retrieved from a PACS (``pacs.label_series``). ``series`` and ``stack`` pick what is read of
     the DICOM inputs (``io.load_image``); ``counting`` as for ``label_loaded``.
 
     Raises
@@ -652,13 +652,17 @@ def label_loaded_to_files(
 
 def read_counting_series(
     inputs: Iterable[str | Path], series: str | None = None, stack: str | None = None, threads: int | None = None,
-    *, check_orientation: bool = True, name: str | None = None,
+    *, check_orientation: bool = True, name: str | None = None, counting: "CountingSeries | None" = None,
+    labeler: "Labeler | AutoLabeler | None" = None,
 ) -> "CountingSeries":
     """Read and label (``--region auto``, the shipped models) a series to carry the count from (``label --count-from``).
 
     ``series``, ``stack``: as for ``label_to_files``; ``threads`` and
     ``check_orientation`` as for ``make_labeler``; ``name``: what messages
-    and results call the series (default: the inputs, or the image read).
+    and results call the series (default: the inputs, or the image read);
+    ``counting``: the series its own count is carried from (a chain of
+    series, :func:`read_counting_chain`); ``labeler``: the ``--region auto``
+    labeler to use (default: loaded here).
 
     Raises
     ------
@@ -675,11 +679,37 @@ def read_counting_series(
     paths = [Path(p) for p in inputs]
     try:
         loaded = load_image(paths, series_uid=series, stack=stack)
-        result = label_loaded(make_labeler("auto", threads=threads, check_orientation=check_orientation), loaded)
+        reader = labeler or make_labeler("auto", threads=threads, check_orientation=check_orientation)
+        result = label_loaded(reader, loaded, counting)
     except SpinelabelError as exc:  # the reader names the labeled series' options: these are the counting series'
         text = re.sub(r"(?<![\w-])--(series|stack)\b(?!-)", r"--count-from-\1", str(exc))
         raise type(exc)(f"counting series {name or ', '.join(map(str, paths))}: {text}") from None
-    return counting_series(result, loaded if name is None else replace(loaded, source=name))
+    return counting_series(result, loaded if name is None else replace(loaded, source=name), counting)
+
+
+def read_counting_chain(
+    links: Sequence[tuple[Path, str | None, str | None]], threads: int | None = None, *, check_orientation: bool = True,
+) -> "CountingSeries":
+    """Read a chain of counting series, each counted from the one before (:func:`read_counting_series`).
+
+    ``links``: (input, series, stack) of each, the one that names C2 first:
+    the stations of a whole-spine study (neck, thoracic spine), each
+    overlapping the next by a vertebra. One ``--region auto`` labeler reads
+    them all.
+
+    Raises
+    ------
+    SpinelabelError
+        A link cannot be read or labeled, does not reach the one before, or
+        cannot carry the count on (the message names it).
+    """
+    labeler = make_labeler("auto", threads=threads, check_orientation=check_orientation)
+    counting = None
+    for path, series, stack in links:
+        counting = read_counting_series([path], series, stack, counting=counting, labeler=labeler)
+    if counting is None:
+        raise ValueError("a chain of counting series needs at least one")
+    return counting
 
 
 def _files_read(loaded: "LoadedImage") -> list[Path]:

@@ -44,6 +44,7 @@ CODES: dict[str, tuple[str, str]] = {
     "few-vertebrae": (COUNT, "too few vertebrae are named to check their spacing"),
     "assembled-body": (COUNT, "a level is named on a body assembled from two detections: one body, or two?"),
     "count-differs": (COUNT, "the count carried from a counting series and this series' own reading disagree: check the count in both"),
+    "count-unconfirmed": (COUNT, "the names rest on a carried count alone: this series, with no sure count of its own, would name some vertebrae otherwise"),
     "missed-level": (DETECTION, "a level of the chain has no vertebra: a missed detection"),
     "missed-at-end": (DETECTION, "the image shows a level beyond the named ones whole, but it has no vertebra: look there"),
     "low-confidence": (DETECTION, "some names have a confidence below 0.5"),

@@ -29,7 +29,7 @@ MATCH_MM = 12.0
 @pytest.fixture(scope="module")
 def two_series(tmp_path_factory):
     """(upper.nii.gz, lower.nii.gz, true centres of the lower series' whole vertebrae); neck.nii.gz (skull base to
-    T6) beside them."""
+    T6) and thoracic.nii.gz (T2 to L2: the middle station of three) beside them."""
     rng = np.random.default_rng([SEED, CASE])
     volume, points = synthesize_spine(random_spec(rng, "whole"), rng)
     assert "T13" not in points and "L6" not in points
@@ -39,6 +39,7 @@ def two_series(tmp_path_factory):
     upper, lower = folder / "upper.nii.gz", folder / "lower.nii.gz"
     save_nifti(cut(volume, z["L2"], np.inf), upper)
     save_nifti(cut(volume, z["T6"], np.inf), folder / "neck.nii.gz")
+    save_nifti(cut(volume, z["L2"], z["T2"]), folder / "thoracic.nii.gz")
     save_nifti(cut(volume, z["L5"] + 0.5, z["T10"]), lower)
     truth = {lv: p for lv, p in points.items() if z["L5"] + 0.5 < z[lv] < z["T10"]}
     return upper, lower, truth
@@ -68,6 +69,31 @@ def test_a_lumbar_series_without_s1_is_counted_from_c2_on_the_whole_spine_series
     doc = json.loads(carried.read_text())
     assert doc["warning_codes"][0] == "count-carried" and "no-anchor" not in doc["warning_codes"]
     assert "counted from" in capsys.readouterr().err
+
+
+def test_a_lumbar_series_is_counted_through_the_thoracic_station_of_three(two_series, tmp_path, capsys):
+    """Neck (to T6), thoracic spine (T2-L2), lumbar spine (T10 down): the neck does not reach the lumbar series;
+    the thoracic one, counted from the neck, carries the count on."""
+    _, lower, truth = two_series
+    neck, thoracic = lower.parent / "neck.nii.gz", lower.parent / "thoracic.nii.gz"
+    out = tmp_path / "chained.json"
+    assert main(["label", str(lower), "--count-from", str(neck), "-o", str(out)]) == 1  # no overlap
+    assert "none of its vertebrae (C2-T5) lies on a vertebra named here" in capsys.readouterr().err
+    assert main(["label", str(lower), "--count-from", str(neck), "--count-from", str(thoracic), "-o", str(out)]) == 0
+    named = [(label, true, conf) for label, true, conf in _named(out, truth) if true is not None]
+    assert [true for _, true, _ in named] == list(truth)
+    assert all(label == true and conf >= 0.9 for label, true, conf in named), named
+    doc = json.loads(out.read_text())
+    assert doc["warning_codes"][0] == "count-carried"
+    assert f"level names counted from {thoracic} (counted from {neck}): " in doc["warnings"][0]
+    assert "[count-carried]" in capsys.readouterr().err
+    # the chain in the wrong order: the thoracic station names no C2 and has nothing to be counted from
+    assert main(["label", str(lower), "--count-from", str(thoracic), "--count-from", str(neck), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"counting series {thoracic}: " in err[0], err
+    # each option once, or once per link
+    assert main(["label", str(lower), "--count-from", str(neck), "--count-from", str(thoracic),
+                 "--count-from-stack", "A", "--count-from-stack", "B", "--count-from-stack", "C"]) == 2
 
 
 def test_a_counting_series_that_cannot_carry_a_count_is_refused_in_one_line(two_series, tmp_path, capsys):
@@ -113,10 +139,11 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
     upper, lower, truth = two_series
     study, frame = generate_uid(), generate_uid()
     uids = {"upper": generate_uid(), "lower": generate_uid()}
-    uids["neck"] = generate_uid()
+    uids["neck"], uids["thoracic"] = generate_uid(), generate_uid()
     files = [*_sagittal_dicom(lower, tmp_path / "lower", study, uids["lower"], frame, 1),  # tried first by "auto"
              *_sagittal_dicom(upper, tmp_path / "upper", study, uids["upper"], frame, 2),
-             *_sagittal_dicom(upper.parent / "neck.nii.gz", tmp_path / "neck", study, uids["neck"], frame, 3)]
+             *_sagittal_dicom(upper.parent / "neck.nii.gz", tmp_path / "neck", study, uids["neck"], frame, 3),
+             *_sagittal_dicom(upper.parent / "thoracic.nii.gz", tmp_path / "thoracic", study, uids["thoracic"], frame, 4)]
     client = connect(pacs_config(orthanc_server.dicomweb_url, orthanc_server.username, orthanc_server.password))
     store(client, files)
     conn = ["--url", orthanc_server.dicomweb_url, "--user", orthanc_server.username, "--password", orthanc_server.password]
@@ -142,8 +169,20 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
     code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["neck"],
                  "--output-dir", str(alone), *conn])
     err = capsys.readouterr().err
-    assert code == 0 and f"note: series {uids['lower']}: the counting series reaches none of its vertebrae" in err, err
+    assert code == 0 and f"note: series {uids['lower']}: no series it could be counted from reaches any of its " in err, err
     assert "count-carried" not in json.loads((alone / f"{uids['lower']}.json").read_text())["warning_codes"]
+    # the whole study counted from the neck: the lower series, which the neck does not reach, is counted from a
+    # series that took the neck's count (the upper one or the thoracic station, whichever reaches it first)
+    chain = tmp_path / "chain"
+    code = main(["pacs", "label", study, "--region", "auto", "--count-from-series", uids["neck"],
+                 "--output-dir", str(chain), *conn])
+    err = capsys.readouterr().err
+    assert code == 0 and "note:" not in err, err
+    doc = json.loads((chain / f"{uids['lower']}.json").read_text())
+    assert doc["warning_codes"][0] == "count-carried" and f"(counted from {uids['neck']}): " in doc["warnings"][0]
+    named = [(label, true, conf) for label, true, conf in _named(chain / f"{uids['lower']}.json", truth) if true]
+    assert [true for _, true, _ in named] == list(truth) and all(label == true for label, true, _ in named), named
+    assert "count-carried" not in json.loads((chain / f"{uids['neck']}.json").read_text())["warning_codes"]
     # the same series as its own counting series: refused in one line (no C2), nothing labeled
     code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["lower"],
                  "--output-dir", str(tmp_path / "again"), *conn])

@@ -70,6 +70,35 @@ def test_a_counting_series_must_be_sure_of_its_count_and_name_c2():
     assert counting_series(_result(("C2", "C3", "C4"), warnings=[read]), _loaded()).names == ("C2", "C3", "C4")
 
 
+def test_a_series_that_took_a_carried_count_carries_it_on_without_naming_c2():
+    """The thoracic station of a three-station study: counted from the neck, it counts the lumbar station."""
+    neck = counting_series(_result(("C2", "C3", "C4")), _loaded("neck", frame="1.2.99", patient="P1"))
+    carried = LabelWarning("count-carried", "level names counted from neck: ...")
+    thoracic = _result(("T3", "T4", "T5", "T6"), warnings=[carried])
+    chained = counting_series(thoracic, _loaded("thoracic.nii.gz"), neck)
+    assert chained.names == ("T3", "T4", "T5", "T6") and chained.counted_from == ("neck",)
+    assert chained.describe() == "thoracic.nii.gz (counted from neck)"
+    # a NIfTI link keeps the frame its positions were matched in: a DICOM series of another frame is still refused
+    assert (chained.frame_of_reference_uid, chained.patient_id) == ("1.2.99", "P1")
+    with pytest.raises(InputError, match="another frame of reference"):
+        check_same_frame(_loaded("lumbar", frame="1.2.77", patient="P1"), chained)
+    # a link further on names the whole chain
+    lumbar = counting_series(_result(("T11", "T12", "L1"), warnings=[carried]), _loaded("lumbar.nii.gz"), chained)
+    assert lumbar.counted_from == ("neck", "thoracic.nii.gz")
+    # with no sure count of its own, it may still pass the count on; a disagreement with a sure count of its own
+    # or any other doubt stops it, and so does a count it did not take
+    unconfirmed = LabelWarning("count-unconfirmed", "the names rest on the carried count alone ...")
+    assert counting_series(_result(("T3", "T4", "T5"), warnings=[carried, unconfirmed]), _loaded(), neck).names[0] == "T3"
+    for doubt in ("count-differs", "no-anchor"):
+        with pytest.raises(InputError, match=rf"count is in doubt \({doubt}\)"):
+            counting_series(_result(("T3", "T4", "T5"), warnings=[carried, LabelWarning(doubt, "...")]), _loaded(), neck)
+    with pytest.raises(InputError, match="did not take the count of neck"):
+        counting_series(_result(("T3", "T4", "T5")), _loaded(), neck)
+    # without a carried count, count-unconfirmed is a doubt like any other (it cannot come alone, but is not let by)
+    with pytest.raises(InputError, match="in doubt"):
+        counting_series(_result(("C2", "C3", "C4"), warnings=[unconfirmed]), _loaded())
+
+
 def test_positions_carry_over_only_within_one_frame_of_reference_and_patient():
     counting = counting_series(_result(("C2", "C3", "C4")), _loaded("upper", frame="1.2.99", patient="P1"))
     assert counting.frame_of_reference_uid == "1.2.99"
@@ -82,8 +111,8 @@ def test_positions_carry_over_only_within_one_frame_of_reference_and_patient():
         check_same_frame(_loaded("lower", frame="1.2.99", patient="P2"), counting)
 
 
-def _labeling(pairs, variant=()) -> LabelingResult:
-    return LabelingResult([LabeledVertebra(lv, i, np.zeros(3), 0.9) for lv, i in pairs], variant, 1.0, 0.0, [])
+def _labeling(pairs, variant=(), confidence=0.9) -> LabelingResult:
+    return LabelingResult([LabeledVertebra(lv, i, np.zeros(3), confidence) for lv, i in pairs], variant, 1.0, 0.0, [])
 
 
 def test_the_result_says_where_its_count_came_from_and_where_the_series_alone_differs():
@@ -97,6 +126,11 @@ def test_the_result_says_where_its_count_came_from_and_where_the_series_alone_di
                                _labeling([("T11", 0), ("T12", 1), ("L1", 2)]))
     assert [w.code for w in differs] == ["count-carried", "count-differs"]
     assert "3 vertebra(e) otherwise (T10 here, T11 alone; T11 here, T12 alone; T12 here, L1 alone)" in differs[1].text
+    # the series alone names them otherwise, but none surely: no count of its own to disagree, the carried one alone
+    unsure = carried_warnings(series, cands, _labeling([("T10", 0), ("T11", 1), ("T12", 2)]),
+                              _labeling([("T11", 0), ("T12", 1), ("L1", 2)], confidence=0.45))
+    assert [w.code for w in unsure] == ["count-carried", "count-unconfirmed"]
+    assert "with no sure count of its own, would name 3 vertebra(e) otherwise at confidence below 0.5" in unsure[1].text
     with pytest.raises(InputError, match="none of its vertebrae .T10-L1. lies on a vertebra named here"):
         carried_warnings(series, cands, _labeling([("T12", 2)]), _labeling([("T12", 2)]))
     # reached but named at other places of the count: the names are the series' own, and the result says so

@@ -231,3 +231,23 @@ def test_the_console_command_exits_with_mains_status_and_ignores_a_late_ctrl_c(m
         assert info.value.code == 3 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_count_from_options_are_given_once_or_once_per_link_of_the_chain():
+    """``label --count-from``: each of its options holds for every link when given once, else is paired by order."""
+    import click
+
+    from spinelabel.cli import _counting_links
+
+    from pathlib import Path
+
+    neck, thoracic = Path("neck/"), Path("thoracic/")
+    assert _counting_links([], [], []) == []
+    assert _counting_links([neck], ["1.2"], []) == [(neck, "1.2", None)]
+    assert _counting_links([neck, thoracic], [], ["W"]) == [(neck, None, "W"), (thoracic, None, "W")]
+    # two series of one study folder
+    assert _counting_links([neck], ["1.2", "1.3"], []) == [(neck, "1.2", None), (neck, "1.3", None)]
+    with pytest.raises(click.UsageError, match="--count-from-stack is given 2 times for a chain of 3"):
+        _counting_links([neck, thoracic, neck], [], ["A", "B"])
+    with pytest.raises(click.UsageError, match="give --count-from too"):
+        _counting_links([], ["1.2"], [])

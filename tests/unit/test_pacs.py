@@ -642,3 +642,47 @@ def test_a_reviewed_result_in_the_way_is_refused_before_the_series_is_retrieved(
     with pytest.raises(OutputError, match="reviewed result"):
         label_series(object(), "1.2", "1.2.7", object(), SeriesOutputs.beside(reviewed))
     assert retrieved == [] and reviewed.read_bytes() == before
+
+
+def test_a_study_is_counted_through_the_series_that_took_the_count(monkeypatch, tmp_path):
+    """``label_study`` with a counting series: a series it does not reach is counted from one that took its count
+    (neck -> thoracic -> lumbar); the counting series and a series nothing reaches are named on their own (the
+    latter with a note); a failing series is not tried again; no series is counted from a chain through itself."""
+    import numpy as np
+
+    from spinelabel.carried_count import CountingSeries
+    from spinelabel.errors import CountNotReachedError, InputError
+    from spinelabel.pacs_query import SeriesInfo
+
+    reaches = {"neck": {"thoracic"}, "thoracic": {"lumbar", "neck"}, "lumbar": {"thoracic"}}
+    calls = []
+
+    def find(client, study_uid, sagittal_only=True):
+        return [SeriesInfo(study_uid, uid, "MR", uid, k, 10, "sagittal")
+                for k, uid in enumerate(("lumbar", "thoracic", "neck", "other", "broken"))]
+
+    def label(client, study_uid, series_uid, labeler, outputs, *, do_store=False, stack=None, counting=None):
+        calls.append((series_uid, counting.series_uid if counting is not None else None))
+        if series_uid == "broken":
+            raise InputError("broken series")
+        if counting is not None and series_uid not in reaches.get(counting.series_uid, set()):
+            raise CountNotReachedError("not reached")
+        carried = None if counting is None else CountingSeries(series_uid, ("T1",), np.zeros((1, 3)), series_uid=series_uid)
+        return pacs.LabeledSeries(series_uid, outputs, 5, counting=carried)
+
+    monkeypatch.setattr(pacs, "find_series", find)
+    monkeypatch.setattr(pacs, "label_series", label)
+    neck = CountingSeries("neck", ("C2", "C3", "C4"), np.zeros((3, 3)), series_uid="neck")
+    failures, notes = [], []
+    done = pacs.label_study(None, "1.2", None, tmp_path, counting=neck, failures=failures, notes=notes)
+    assert [d.series_uid for d in done] == ["lumbar", "thoracic", "neck", "other"]
+    assert calls == [
+        # round 1: the neck's count, and the thoracic station's as soon as it took it
+        ("lumbar", "neck"), ("thoracic", "neck"), ("other", "neck"), ("other", "thoracic"), ("broken", "neck"),
+        ("lumbar", "thoracic"),  # round 2: the series not yet tried with the thoracic station's count
+        ("other", "lumbar"),  # round 3: the lumbar series' count, taken from the thoracic station
+        ("neck", None), ("other", None),  # on their own: the counting series, and the series none reaches
+    ]
+    assert [d.counting is not None for d in done] == [True, True, False, False]
+    assert notes == ["series other: no series it could be counted from reaches any of its vertebrae: counted on its own"]
+    assert failures == ["series broken: broken series"]

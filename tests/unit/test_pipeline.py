@@ -468,7 +468,7 @@ def test_a_carried_count_names_a_chain_its_own_evidence_cannot_count(tmp_path):
     assert min(v.confidence for v in result.vertebrae) >= 0.5
     assert result.warnings[0].code == "count-carried" and "3 of its vertebrae" in result.warnings[0].text
     assert result.warnings[0].text.endswith("named L1, L2, L3")
-    assert result.warnings[1].code == "count-differs"  # alone: L2-S1
+    assert result.warnings[1].code == "count-unconfirmed"  # alone: L2-S1, every name below 0.5
     assert not {"no-anchor", "low-confidence"} & {w.code for w in result.warnings}
     with pytest.raises(InputError, match="another frame of reference"):
         label_loaded(labeler, loaded, _counted(centres[:3], truth[:3], "1.2.3.5"))
