@@ -6,7 +6,10 @@ network's level estimates alone, and a transitional count cannot be told
 from it at all (docs/NOTES.md, issue 11). A radiologist counts such a spine
 from C2 on a series that shows it (a whole-spine or cervicothoracic sagittal
 series, a large sagittal localizer of the same study) and carries the names
-over by position. This module does the same:
+over by position. The other sagittal series of a lumbar study (T1, STIR,
+each read on its own at a count of its own) take the names of the series
+whose count from S1 is sure, so that the study carries one count. This
+module does the same:
 
 - :func:`counting_series`: the named vertebrae of the counting series,
   accepted only when its own count is sure (no warning of concern
@@ -36,7 +39,7 @@ import numpy as np
 
 from .anatomy import VARIANT_AFTER
 from .errors import CountNotReachedError, InputError
-from .labeling import count_index
+from .labeling import count_place
 from .labeling_params import Candidate, LabeledVertebra, LabelingResult
 from .results import LOW_CONFIDENCE, LabelResult
 from .warning_codes import LabelWarning, codes, count_at_risk
@@ -57,12 +60,15 @@ CARRY_FRACTION = 0.35
 #: give one step, and a count carried from a single step is carried from a
 #: series that could not check its own spacing (``few-vertebrae``).
 MIN_COUNTED = 3
-#: The vertebra a carried count starts from: the counting series must name it
-#: surely, or have taken the count of a series that does. The chain model
-#: reads a carried name as a place in the count from C1
-#: (``labeling.count_index``), and a count from C2 down is what a lumbar or
-#: thoracic field of view lacks (a count from S1 up it has, or not).
-COUNT_FROM = "C2"
+#: The anchors a carried count may start from, the first preferred: the
+#: counting series must name one surely, or have taken the count of a series
+#: that does. A count from C2 runs from C1 down and reaches the place a
+#: lumbar or thoracic field of view cannot count from its own image (it
+#: makes a transitional vertebra countable with S1 in view); a count from S1
+#: runs up from S1 (``labeling.count_place``): what a lumbar series gives the
+#: other sagittal series of its study (T1, STIR, a thoracic series), so that
+#: every series of the study carries one count.
+COUNT_ANCHORS = ("C2", "S1")
 #: The warning codes a series that took a carried count may have and still
 #: carry it on. ``count-unconfirmed`` says only that the series, without an
 #: anchor of its own, would name some vertebrae otherwise at confidence below
@@ -91,7 +97,9 @@ class CountingSeries:
         carried.
     counted_from : tuple of str
         The series its own count was carried from, the first (the one that
-        names C2) first; empty when it counts from its own C2.
+        names the anchor) first; empty when it counts from its own anchor.
+    anchor : str
+        Where its count starts (one of ``COUNT_ANCHORS``).
     """
 
     source: str
@@ -102,6 +110,7 @@ class CountingSeries:
     series_uid: str = ""
     reader_codes: tuple[str, ...] = ()
     counted_from: tuple[str, ...] = ()
+    anchor: str = COUNT_ANCHORS[0]
 
     def describe(self) -> str:
         """Its source, with the series its count came through: ``lumbar/ (counted from neck/, thoracic/)``."""
@@ -116,7 +125,7 @@ def counting_series(
     ``carried_from``: the counting series ``result`` was itself counted from
     (``Labeler.label(..., counting)``); its count is carried on when
     ``result`` took it (``count-carried``) with no doubt but
-    ``PASSED_ON_DESPITE``, and ``result`` need not name ``COUNT_FROM``. The
+    ``PASSED_ON_DESPITE``, and ``result`` need not name an anchor. The
     frame of reference and patient of a series without them (NIfTI) are
     those of ``carried_from``: the frame its positions were matched in.
 
@@ -125,7 +134,7 @@ def counting_series(
     InputError
         Its count is in doubt (a warning of concern ``count``), it names a
         transitional vertebra, it did not take the count of ``carried_from``,
-        or it does not name ``COUNT_FROM`` (unless counted) and at least
+        or it does not name one of ``COUNT_ANCHORS`` (unless counted) and at least
         ``MIN_COUNTED`` vertebrae with confidence >= ``LOW_CONFIDENCE``.
     """
     tolerated = PASSED_ON_DESPITE if carried_from is not None else frozenset()
@@ -141,9 +150,10 @@ def counting_series(
     if carried_from is not None and "count-carried" not in codes(result.warnings):
         raise InputError(f"counting series {loaded.source}: it did not take the count of {carried_from.describe()}: "
                          "it cannot carry it on")
-    if carried_from is None and COUNT_FROM not in {v.label for v in sure}:
-        raise InputError(f"counting series {loaded.source}: it names no {COUNT_FROM} with confidence >= "
-                         f"{LOW_CONFIDENCE}: a count is carried from {COUNT_FROM} down")
+    anchors = [a for a in COUNT_ANCHORS if a in {v.label for v in sure}]
+    if carried_from is None and not anchors:
+        raise InputError(f"counting series {loaded.source}: it names neither {' nor '.join(COUNT_ANCHORS)} with "
+                         f"confidence >= {LOW_CONFIDENCE}: a count is carried from one of them")
     if len(sure) < MIN_COUNTED:
         raise InputError(f"counting series {loaded.source}: only {len(sure)} vertebra(e) named with confidence >= "
                          f"{LOW_CONFIDENCE} (fewer than {MIN_COUNTED}): it cannot carry a count")
@@ -157,6 +167,7 @@ def counting_series(
         info.series_instance_uid if info is not None else "",
         tuple(codes(loaded.warnings)),
         (*above.counted_from, above.source) if carried_from is not None else (),
+        above.anchor if carried_from is not None else anchors[0],
     )
 
 
@@ -207,7 +218,8 @@ def carry_names(candidates: Sequence[Candidate], counting: CountingSeries) -> li
     for cand in candidates:
         dist = np.linalg.norm(counting.positions - np.asarray(cand.position, float), axis=1)
         j = int(np.argmin(dist))
-        out.append(replace(cand, carried_level=counting.names[j] if dist[j] <= reach[j] else None))
+        out.append(replace(cand, carried_level=counting.names[j] if dist[j] <= reach[j] else None,
+                           carried_from=counting.anchor))
     return out
 
 
@@ -252,7 +264,8 @@ def carried_warnings(
         raise CountNotReachedError(f"counting series {counting.describe()}: none of its vertebrae "
                          f"({counting.names[0]}-{counting.names[-1]}) lies on a vertebra named here: the two series "
                          "must overlap by a vertebra, in one frame of reference")
-    taken = [name for was, name in reached if count_index(was) == count_index(name, carried.variant)]
+    taken = [name for was, name in reached
+             if count_place(was, (), counting.anchor) == count_place(name, carried.variant, counting.anchor)]
     if not taken:
         others = "; ".join(f"{name} here, {was} there" for was, name in reached)
         return [LabelWarning("count-differs", f"the count of {counting.describe()} was not taken: every vertebra it "
@@ -264,17 +277,17 @@ def carried_warnings(
     alone = {v.candidate_index: v for v in own.vertebrae}
     moved = [(v.label, alone[v.candidate_index]) for v in carried.vertebrae
              if v.candidate_index in alone and alone[v.candidate_index].label != v.label]
-    return out + _disagreement(moved)
+    return out + _disagreement(moved, counting.anchor)
 
 
-def _disagreement(moved: Sequence[tuple[str, LabeledVertebra]]) -> list[LabelWarning]:
+def _disagreement(moved: Sequence[tuple[str, LabeledVertebra]], anchor: str) -> list[LabelWarning]:
     """What ``carried_warnings`` says of the vertebrae the series alone names otherwise: (name here, its own)."""
     if not moved:
         return []
     listing = "; ".join(f"{label} here, {was.label} alone" for label, was in moved)
     if any(was.confidence >= LOW_CONFIDENCE for _, was in moved):
         return [LabelWarning("count-differs", f"this series alone would name {len(moved)} vertebra(e) otherwise "
-                             f"({listing}): the names follow the count from {COUNT_FROM} in the counting series — "
+                             f"({listing}): the names follow the count from {anchor} in the counting series — "
                              "a transitional vertebra, or a patient who moved between the series? Check the count "
                              "in both")]
     return [LabelWarning("count-unconfirmed", f"the names rest on the carried count alone: this series, with no sure "

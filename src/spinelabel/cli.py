@@ -112,7 +112,7 @@ def label(
     label_maps: bool = typer.Option(False, "--label-maps", help="Batch mode: also write NAME.labels.nii.gz."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
-    count_from: Optional[list[Path]] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) that shows where the count starts (C2, e.g. a whole-spine series): its names are carried over by position (single image). Give it again for a chain of stations, C2's first: each is counted from the one before."),
+    count_from: Optional[list[Path]] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) whose count is sure, from its C2 (e.g. a whole-spine series) or its S1 (e.g. the study's lumbar T2 series): its names are carried over by position (single image). Give it again for a chain of stations, the anchor's first: each is counted from the one before."),
     count_from_series: Optional[list[str]] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series (once, or once per link of the chain)."),
     count_from_stack: Optional[list[str]] = typer.Option(None, "--count-from-stack", help="The stack to read of a --count-from series holding several (as --stack; once, or once per link)."),
 ) -> None:

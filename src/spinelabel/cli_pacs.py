@@ -118,8 +118,8 @@ def _counting_series(
     counting, refused = find_counting_series(client, study_uid, stack, check_orientation=check_orientation)
     for reason in refused:
         typer.echo(f"not a counting series: {reason}", err=True)
-    typer.echo(f"counting from series {counting.series_uid}" if counting is not None else
-               "no series of the study can carry a count from C2: each series is counted on its own", err=True)
+    typer.echo(f"counting from series {counting.series_uid} (its {counting.anchor})" if counting is not None else
+               "no series of the study can carry a count from C2 or S1: each series is counted on its own", err=True)
     return counting
 
 
@@ -195,7 +195,7 @@ def pacs_label(
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
-    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study that shows C2 (a whole-spine or cervicothoracic sagittal series): every other series is counted from it (spinelabel label --count-from), or from a series that took its count where it does not reach them (the stations of a whole-spine study). 'auto': the first sagittal series of the study that may carry a count, if any."),
+    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study whose count is sure (from its C2, e.g. a whole-spine or cervicothoracic sagittal series, or from its S1, e.g. the lumbar T2 series): every other series is counted from it (spinelabel label --count-from), or from a series that took its count where it does not reach them (the stations of a whole-spine study). 'auto': the first sagittal series of the study that counts from C2, else the first that counts from S1, if any."),
     count_from_stack: Optional[str] = typer.Option(None, "--count-from-stack", help="The stack to read of the --count-from-series series when it holds several (as --stack)."),
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""

@@ -58,15 +58,16 @@ constant), is
   compressed, as they do on another source's fields of view;
 - for every assigned candidate that another series' count reaches
   (``Candidate.carried_level``, ``spinelabel label --count-from``):
-  ``carried_name_cost`` when its level's place in the count from C1
-  (``count_index``, in the chain with its variant) is not the carried
-  name's place in the standard chain. The counting series counts from C2
-  and cannot see a transitional vertebra below its field of view, so a
-  carried name is a count, not a name: its "L1" on a T13 is the 20th
+  ``carried_name_cost`` when its level's place in the count the series
+  carries (``count_place``: from C1 down when it counts from C2, from S1 up
+  when it counts from S1; in the chain with its variant) is not the carried
+  name's place in the standard chain. A counting series cannot see a
+  transitional vertebra outside its field of view, so a carried name is a
+  count, not a name: the "L1" of a count from C2 on a T13 is the 20th
   vertebra, which the T13 chain names T13. The carried names fix the
   count, as an anchor would: no confidence ceiling and no warning about
   the anchor or the level estimates' offset applies to a chain that
-  takes a carried count; and since that count reaches C2, a transitional
+  takes a carried count; and where that count reaches C2, a transitional
   variant is countable in a range that reaches S1 alone
   (``variant_span``);
 - ``variant_cost`` once if the chain contains a transitional variant. A
@@ -143,6 +144,7 @@ class _Inputs:
     anchor: np.ndarray  # (n,) clipped; NaN where unavailable
     room: np.ndarray  # (n, 2) mm of image cranially and caudally; NaN where unknown
     carried: np.ndarray  # (n,) count_index of the level carried from a counting series; NaN where none
+    carried_from: str = "C2"  # the anchor the carried count starts from (``count_place``)
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,12 @@ def _prepare(candidates: Sequence[Candidate], params: LabelingParams) -> _Inputs
     room = np.array([(np.nan, np.nan) if c.room_mm is None else tuple(map(float, c.room_mm)) for c in candidates]).reshape(n, 2)
     room = np.where(np.isfinite(room), np.maximum(room, 0.0), np.nan)  # unknown: no field-of-view term, no slack
     carried = np.array([np.nan if c.carried_level is None else float(count_index(c.carried_level)) for c in candidates])
+    anchors = {c.carried_from for c in candidates if c.carried_level is not None}
+    if len(anchors) > 1 or not anchors <= {"C2", "S1"}:
+        raise ValueError(f"carried names must count from one anchor, C2 or S1, not {sorted(anchors)}")
     order = np.lexsort((-score, pos[:, 0], pos[:, 1], -pos[:, 2])) if n else np.zeros(0, int)
-    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order], room[order], carried[order])
+    return _Inputs(order, pos[order], score[order], est[order], sd[order], anchor[order], room[order], carried[order],
+                   *anchors)
 
 
 def _region_chains(region: Region) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -220,7 +226,7 @@ def _node_costs(
     ords = np.array([ordinal(lv) for lv in levels], float)
     carried_term = np.zeros((len(inp.carried), len(levels)))
     if not np.isnan(inp.carried).all():  # no count carried (the usual case): no term to build
-        places = np.array([count_index(lv, levels) for lv in levels], float)
+        places = np.array([count_place(lv, levels, inp.carried_from) for lv in levels], float)
         other = ~np.isnan(inp.carried)[:, None] & (inp.carried[:, None] != places[None, :])
         carried_term = params.carried_name_cost * other
     expected = ords + offset + (gain - 1.0) * (ords - pivot)
@@ -245,6 +251,20 @@ def count_index(level: str, levels: Sequence[str] = ()) -> int:
     (19, 19, 20)
     """
     return chain(tuple(lv for lv in (*levels, level) if lv in VARIANT_AFTER)).index(level)
+
+
+def count_place(level: str, levels: Sequence[str] = (), anchor: str = "C2") -> int:
+    """The place of ``level`` in a count from ``anchor``, as the standard chain's ``count_index`` of that place.
+
+    From C2 the count runs from C1 down (``count_index``); from S1 it runs up
+    from S1, so that a transitional vertebra moves the places above it, not
+    below: in an L6 chain, L6 is the place of the standard L5.
+
+    >>> count_place("L1", ("T12", "T13", "L1")), count_place("L6", ("L5", "L6", "S1"), "S1")
+    (20, 23)
+    """
+    place = count_index(level, levels)
+    return place if anchor == "C2" else place - count_index("S1", levels) + count_index("S1")
 
 
 def _gain_pivot(shape: ShapeModel, levels: Sequence[str], anchors: Sequence[str] = ()) -> float:
@@ -626,7 +646,7 @@ def label_candidates(
         Possibly empty (with a warning); never raises for an empty input.
     """
     region, shape = _evidence_used(region, shape, params)
-    if any(c.carried_level is not None for c in candidates):  # a count carried from C2 reaches C2 for the range
+    if any(c.carried_level is not None and c.carried_from == "C2" for c in candidates):  # it reaches C2 for the range
         params = replace(params, variant_span=(None, params.variant_span[1]))
     if len(candidates) > params.max_candidates:
         return _label_strongest(candidates, region, shape, params)
@@ -674,7 +694,7 @@ def _count_evidence(
     offset warning. Otherwise ``capped``, ``labeling_warnings`` and
     ``anchor_rivals`` with the region's anchors.
     """
-    counted = any(inp.carried[j] == count_index(sol.levels[b], sol.levels) for j, b in sol.path)
+    counted = any(inp.carried[j] == count_place(sol.levels[b], sol.levels, inp.carried_from) for j, b in sol.path)
     anchors = () if counted else region.anchors
     vertebrae = capped(vertebrae, anchors, params)
     anchor_probs = [float(inp.anchor[j]) for j, b in sol.path if sol.levels[b] in anchors]

@@ -39,6 +39,10 @@ class Candidate:
         reference, gives the vertebra at this position: its count, carried
         over (``carried_count``; ``spinelabel label --count-from``). None
         where no such series is given or none of its vertebrae lies here.
+    carried_from : str
+        The anchor the carried count starts from: ``"C2"`` (a count from C1
+        down, as a whole-spine or cervical series counts) or ``"S1"`` (a count
+        from S1 up, as a lumbar series counts; ``labeling.count_place``).
     """
 
     position: np.ndarray
@@ -48,6 +52,7 @@ class Candidate:
     anchor: float | None = None
     room_mm: tuple[float, float] | None = None
     carried_level: str | None = None
+    carried_from: str = "C2"
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,7 @@ class LabelingParams:
     #: Cost of naming a candidate other than the name carried to it from a
     #: counting series (``Candidate.carried_level``): -log(0.001). The
     #: counting series names its vertebrae from its own anchor (C2 on a
-    #: whole-spine or cervical series) with no doubt about its count
+    #: whole-spine or cervical series, S1 on a lumbar one) with no doubt about its count
     #: (``carried_count.counting_series``), so a carried name is wrong only
     #: when the patient moved between the two series by about half a body,
     #: taken as 1 in 1000. One carried name then outweighs level estimates
@@ -231,7 +236,8 @@ class LabelingParams:
     #: is only countable from C2 to the sacrum. A lumbar or cervical field of
     #: view counts from its own anchor instead and warns. A first level of
     #: None: the count from C2 was carried from another series
-    #: (``Candidate.carried_level``; ``label_candidates`` sets it then).
+    #: (``Candidate.carried_level`` with ``carried_from`` C2;
+    #: ``label_candidates`` sets it then).
     variant_span: tuple[str | None, str] = ("C2", "S1")
     #: A labeled anchor level (C2, S1) counts as confirmed only when the anchor
     #: head gives its candidate at least this probability: 0.5, the point above

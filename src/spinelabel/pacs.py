@@ -513,21 +513,29 @@ def _label_counted(
 def find_counting_series(
     client: DICOMwebClient, study_uid: str, stack: str | None = None, *, check_orientation: bool = True,
 ) -> tuple[CountingSeries | None, list[str]]:
-    """The first sagittal series of a study that may carry a count (:func:`read_counting_series`), and why each
-    series tried before it may not (``UID: reason``); None when none may.
+    """The sagittal series of a study to carry a count from (:func:`read_counting_series`), and why each series
+    tried may not (``UID: reason``); None when none may.
 
-    Each series is retrieved and labeled once for this: a study of four sagittal series costs up to four network
-    passes more than labeling it.
+    The first that counts from C2; where none does, the first that counts from S1 (``carried_count.COUNT_ANCHORS``:
+    a count from C2 reaches what a lumbar series' cannot). Each series is retrieved and labeled once for this, up to
+    every sagittal series of the study where none counts from C2: a study of four sagittal series costs up to four
+    network passes more than labeling it.
     """
+    from .carried_count import COUNT_ANCHORS
     from .errors import InputError, NothingFoundError
 
     refused: list[str] = []
+    found: CountingSeries | None = None
     for s in find_series(client, study_uid, sagittal_only=True):
         try:
-            return read_counting_series(client, study_uid, s.series_uid, stack, check_orientation=check_orientation), refused
+            counting = read_counting_series(client, study_uid, s.series_uid, stack, check_orientation=check_orientation)
         except (InputError, NothingFoundError) as exc:  # a server that fails is no refusal: it stops the command
             refused.append(one_line(str(exc)))
-    return None, refused
+            continue
+        if counting.anchor == COUNT_ANCHORS[0]:
+            return counting, refused
+        found = found or counting
+    return found, refused
 
 
 def label_series(

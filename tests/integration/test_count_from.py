@@ -28,8 +28,9 @@ MATCH_MM = 12.0
 
 @pytest.fixture(scope="module")
 def two_series(tmp_path_factory):
-    """(upper.nii.gz, lower.nii.gz, true centres of the lower series' whole vertebrae); neck.nii.gz (skull base to
-    T6) and thoracic.nii.gz (T2 to L2: the middle station of three) beside them."""
+    """(upper.nii.gz, lower.nii.gz, true centres of the lower series' whole vertebrae, every true centre);
+    neck.nii.gz (skull base to T6), thoracic.nii.gz (T2 to L2: the middle station of three) and lumbar.nii.gz
+    (T10 down, S1 in view) beside them."""
     rng = np.random.default_rng([SEED, CASE])
     volume, points = synthesize_spine(random_spec(rng, "whole"), rng)
     assert "T13" not in points and "L6" not in points
@@ -40,9 +41,10 @@ def two_series(tmp_path_factory):
     save_nifti(cut(volume, z["L2"], np.inf), upper)
     save_nifti(cut(volume, z["T6"], np.inf), folder / "neck.nii.gz")
     save_nifti(cut(volume, z["L2"], z["T2"]), folder / "thoracic.nii.gz")
+    save_nifti(cut(volume, -np.inf, z["T10"]), folder / "lumbar.nii.gz")
     save_nifti(cut(volume, z["L5"] + 0.5, z["T10"]), lower)
     truth = {lv: p for lv, p in points.items() if z["L5"] + 0.5 < z[lv] < z["T10"]}
-    return upper, lower, truth
+    return upper, lower, truth, points
 
 
 def _named(path, truth):
@@ -56,7 +58,7 @@ def _named(path, truth):
 
 
 def test_a_lumbar_series_without_s1_is_counted_from_c2_on_the_whole_spine_series(two_series, tmp_path, capsys):
-    upper, lower, truth = two_series
+    upper, lower, truth, _ = two_series
     assert list(truth) == ["T11", "T12", "L1", "L2", "L3", "L4"]
     alone = tmp_path / "alone.json"
     assert main(["label", str(lower), "--region", "lumbar", "-o", str(alone), "-q"]) == 0
@@ -74,7 +76,7 @@ def test_a_lumbar_series_without_s1_is_counted_from_c2_on_the_whole_spine_series
 def test_a_lumbar_series_is_counted_through_the_thoracic_station_of_three(two_series, tmp_path, capsys):
     """Neck (to T6), thoracic spine (T2-L2), lumbar spine (T10 down): the neck does not reach the lumbar series;
     the thoracic one, counted from the neck, carries the count on."""
-    _, lower, truth = two_series
+    _, lower, truth, _ = two_series
     neck, thoracic = lower.parent / "neck.nii.gz", lower.parent / "thoracic.nii.gz"
     out = tmp_path / "chained.json"
     assert main(["label", str(lower), "--count-from", str(neck), "-o", str(out)]) == 1  # no overlap
@@ -96,10 +98,26 @@ def test_a_lumbar_series_is_counted_through_the_thoracic_station_of_three(two_se
                  "--count-from-stack", "A", "--count-from-stack", "B", "--count-from-stack", "C"]) == 2
 
 
+def test_a_thoracic_series_is_counted_from_s1_on_the_lumbar_series(two_series, tmp_path):
+    """A lumbar series that names S1 surely counts up from it: the thoracic series, which sees neither C2 nor S1,
+    takes its names (every one flagged alone, every one sure counted)."""
+    _, lower, _, points = two_series
+    lumbar, thoracic = lower.parent / "lumbar.nii.gz", lower.parent / "thoracic.nii.gz"
+    truth = {lv: p for lv, p in points.items() if points["L2"][2] < p[2] < points["T2"][2]}
+    alone, counted = tmp_path / "alone.json", tmp_path / "counted.json"
+    assert main(["label", str(thoracic), "--region", "auto", "-o", str(alone), "-q"]) == 0
+    assert max(conf for _, _, conf in _named(alone, truth)) < 0.5  # no anchor in view
+    assert main(["label", str(thoracic), "--region", "auto", "--count-from", str(lumbar), "-o", str(counted), "-q"]) == 0
+    named = [(label, true, conf) for label, true, conf in _named(counted, truth) if true is not None]
+    assert [true for _, true, _ in named] == list(truth)
+    assert all(label == true and conf >= 0.9 for label, true, conf in named), named
+    assert json.loads(counted.read_text())["warning_codes"] == ["count-carried"]
+
+
 def test_a_counting_series_that_cannot_carry_a_count_is_refused_in_one_line(two_series, tmp_path, capsys):
-    upper, lower, _ = two_series
+    upper, lower, _, _ = two_series
     out = tmp_path / "x.json"
-    # the lumbar series counts from S1 if at all, never from C2
+    # the lower series has no anchor in view (S1 cut off): its own count is in doubt, from C2 or S1
     assert main(["label", str(upper), "--region", "auto", "--count-from", str(lower), "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "counting series" in err[0] and "cannot carry a count" in err[0], err
@@ -136,7 +154,7 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
     from spinelabel.pacs import store
     from spinelabel.pacs_client import connect, pacs_config
 
-    upper, lower, truth = two_series
+    upper, lower, truth, _ = two_series
     study, frame = generate_uid(), generate_uid()
     uids = {"upper": generate_uid(), "lower": generate_uid()}
     uids["neck"], uids["thoracic"] = generate_uid(), generate_uid()
@@ -183,7 +201,7 @@ def test_pacs_label_counts_a_series_from_another_series_of_the_study(two_series,
     named = [(label, true, conf) for label, true, conf in _named(chain / f"{uids['lower']}.json", truth) if true]
     assert [true for _, true, _ in named] == list(truth) and all(label == true for label, true, _ in named), named
     assert "count-carried" not in json.loads((chain / f"{uids['neck']}.json").read_text())["warning_codes"]
-    # the same series as its own counting series: refused in one line (no C2), nothing labeled
+    # the same series as its own counting series: refused in one line (no anchor of its own), nothing labeled
     code = main(["pacs", "label", study, "--series", uids["lower"], "--count-from-series", uids["lower"],
                  "--output-dir", str(tmp_path / "again"), *conn])
     err = capsys.readouterr().err.strip().splitlines()

@@ -31,3 +31,24 @@ def test_score_counts_wrong_names_and_missed_vertebrae_inside_the_slab():
     assert score(result(("L1", "L1"), ("L2", "L2"), ("L3", "L3")), points, -80.0, 10.0) == ([], [])
     assert score(result(("L2", "L1"), ("L3", "L2")), points, -80.0, 10.0) == (["L2->L1", "L3->L2"], ["L3"])
     assert score(result(("L1", "L1")), points, -1.0, 10.0) == ([], [])  # only L1's centre lies in the slab
+
+
+def test_the_study_benchmark_names_changes_of_the_robustness_benchmark_that_keep_the_patient_in_place(tmp_path):
+    """Every series of ``benchmarks.count_from_study`` is a change ``benchmarks.robustness`` makes, one that keeps
+    the annotated points where they are (the counting series' positions carry over only then)."""
+    from benchmarks.count_from_study import SERIES, Counted
+    from benchmarks.robustness import conditions
+
+    changes = conditions(tmp_path, 0)
+    assert set(SERIES) <= set(changes)
+    volume = Volume(np.random.default_rng(0).random((8, 40, 40), dtype=np.float32), np.diag([4.0, 1.0, 1.0, 1.0]))
+    points = {"L3": np.array([10.0, 20.0, 20.0])}
+    for name in SERIES:
+        _, moved = changes[name](volume, dict(points), f"case-{name}")
+        assert set(moved) == set(points) and np.array_equal(moved["L3"], points["L3"]), name
+
+    class Echo:
+        def label(self, volume, counting=None):
+            return volume, counting
+
+    assert Counted(Echo(), "the count").label("v") == ("v", "the count")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_a_candidate_takes_the_name_of_a_counted_vertebra_within_reach_only():
     assert [c.carried_level for c in carry_names([near, between, beyond], series)] == ["C3", None, None]
 
 
-def test_a_counting_series_must_be_sure_of_its_count_and_name_c2():
+def test_a_counting_series_must_be_sure_of_its_count_and_name_its_anchor():
     series = counting_series(_result(("C1", "C2", "C3", "C4")), _loaded())
     assert series.names == ("C1", "C2", "C3", "C4") and series.positions.shape == (4, 3)
     # names below the flag threshold are not carried
@@ -59,8 +60,12 @@ def test_a_counting_series_must_be_sure_of_its_count_and_name_c2():
     doubt = LabelWarning("anchor-unconfirmed", "C2 labeled, but ...")
     with pytest.raises(InputError, match=r"count is in doubt \(anchor-unconfirmed\)"):
         counting_series(_result(("C2", "C3", "C4"), warnings=[doubt]), _loaded())
-    with pytest.raises(InputError, match="names no C2"):
-        counting_series(_result(("L1", "L2", "L3", "L4", "L5", "S1")), _loaded())  # a count from S1 is not carried
+    assert series.anchor == "C2"
+    # a lumbar series counts from S1 up; a whole spine's count from C2 is preferred
+    assert counting_series(_result(("L1", "L2", "L3", "L4", "L5", "S1")), _loaded()).anchor == "S1"
+    assert counting_series(_result(("C2", "C3", "C4", "T1", "L5", "S1")), _loaded()).anchor == "C2"
+    with pytest.raises(InputError, match="names neither C2 nor S1"):
+        counting_series(_result(("T10", "T11", "T12", "L1")), _loaded())
     with pytest.raises(InputError, match="transitional"):
         counting_series(_result(("C2", "C3", "T12", "T13", "L1")), _loaded())
     with pytest.raises(InputError, match="only 2 vertebra"):
@@ -154,6 +159,21 @@ def test_a_carried_l1_on_a_t13_is_the_same_place_in_the_count():
     # the reader's warnings about the counting series come with the count
     read = CountingSeries("folder/", series.names, series.positions, reader_codes=("series-chosen",))
     assert "folder/ (its reader: series-chosen):" in carried_warnings(read, cands, chain, chain)[0].text
+
+
+def test_a_count_from_s1_is_carried_up_from_s1():
+    """A lumbar counting series (anchor S1): its candidates take the names with their anchor, and an L6 chain that
+    names its vertebrae at the same places counted up from S1 took the count."""
+    lumbar = CountingSeries("t2/", ("L3", "L4", "L5", "S1"), np.array([[0.0, 0.0, -30.0 * k] for k in range(4)]),
+                            anchor="S1")
+    cands = carry_names([Candidate(p, 0.9) for p in lumbar.positions], lumbar)
+    assert [(c.carried_level, c.carried_from) for c in cands] == [(lv, "S1") for lv in lumbar.names]
+    l6 = _labeling([("L4", 0), ("L5", 1), ("L6", 2), ("S1", 3)], variant=("L6",))
+    warnings = carried_warnings(lumbar, cands, l6, l6)
+    assert [w.code for w in warnings] == ["count-carried"] and warnings[0].text.endswith("named L4, L5, L6, S1")
+    # read as a count from C1 down, the same names would be a level off: not taken
+    as_c2 = carried_warnings(replace(lumbar, anchor="C2"), cands, l6, l6)
+    assert [w.code for w in as_c2] == ["count-differs"] and "was not taken" in as_c2[0].text
 
 
 def test_a_counting_series_that_cannot_be_read_is_named_with_its_own_options(tmp_path, write_two_stacks):

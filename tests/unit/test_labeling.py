@@ -12,7 +12,7 @@ import pytest
 
 from spinelabel import anatomy
 from spinelabel.anatomy import REGIONS, Region
-from spinelabel.labeling import Candidate, LabelingParams, label_candidates
+from spinelabel.labeling import Candidate, LabelingParams, count_place, label_candidates
 from spinelabel.shape_model import ShapeModel, fit_shape_model
 
 LUMBAR = REGIONS["lumbar"]
@@ -296,7 +296,7 @@ def _brute_force(cands, region, shape, params):
         ((v,), tuple(lv for lv in anatomy.chain((v,)) if lv in region.levels or lv == v)) for v in region.variants
     ]
     top, bottom = params.variant_span
-    if any(c.carried_level is not None for c in cands):  # a count carried from C2: the range need not reach it
+    if any(c.carried_level is not None and c.carried_from == "C2" for c in cands):  # the range need not reach C2
         top = None
     chains = [(v, lv) for v, lv in chains if not v or all(s is None or s in lv for s in (top, bottom))]
     best, marg = math.inf, {}
@@ -342,8 +342,11 @@ def _cost(cands, subset, names, variant, levels, scale, shape, params, region_an
         if cands[c].anchor is not None:
             a = min(max(cands[c].anchor, params.anchor_eps), 1 - params.anchor_eps)
             cost -= params.anchor_weight * math.log(a if name in region_anchors else 1 - a)
-        if cands[c].carried_level is not None and anatomy.chain().index(cands[c].carried_level) != anatomy.chain(variant).index(name):
-            cost += params.carried_name_cost  # a carried name is a place in the count from C1
+        if cands[c].carried_level is not None:  # a carried name is a place in the count from C1, or from S1 up
+            start, here = ("C1", "C1") if cands[c].carried_from == "C2" else ("S1", "S1")
+            there = anatomy.chain().index(cands[c].carried_level) - anatomy.chain().index(start)
+            if there != anatomy.chain(variant).index(name) - anatomy.chain(variant).index(here):
+                cost += params.carried_name_cost
     for (c1, n1), (c2, n2) in zip(zip(subset, names), zip(subset[1:], names[1:])):
         vec = cands[c2].position - cands[c1].position
         d = float(np.linalg.norm(vec))
@@ -715,6 +718,46 @@ def test_dynamic_programming_equals_brute_force_with_carried_names():
         p = np.exp(-(m - m.min()) / params.temperature)
         assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
     assert labels(result)[:3] == ["L1", "L2", "L3"]  # two carried names outweigh one and the estimates a level off
+
+
+def test_dynamic_programming_equals_brute_force_with_names_carried_from_s1():
+    """A count from S1 up (a lumbar counting series): places are counted from S1, so in the L6 chain the carried
+    "L5" is the L6 (the range that may name it set to this tiny region's ends)."""
+    region = Region("tiny", ("L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
+    params = LabelingParams(scale_grid=(1.0,), level_offset_grid=(-1.0, 0.0), anchor_unassigned=False,
+                            variant_span=("L2", "S1"))
+    truth = spine(("L3", "L4", "L5", "S1"), seed=7)
+    carried = ("L3", None, "L5", "S1")
+    cands = [
+        Candidate(p, 0.8, anatomy.ordinal(lv) - 0.5, 1.0, anchor=0.1, carried_level=c, carried_from="S1")
+        for (lv, p), c in zip(truth.items(), carried)
+    ]
+    result = label_candidates(cands, region, PRIOR, params)
+    best, marg = _brute_force(cands, region, PRIOR, params)
+    assert result.cost == pytest.approx(best, abs=1e-9)
+    names = list(anatomy.chain(("L6",))[anatomy.chain(("L6",)).index("L2") :]) + [None]
+    for v in result.vertebrae:
+        m = np.array([marg.get((v.candidate_index, name), math.inf) for name in names])
+        p = np.exp(-(m - m.min()) / params.temperature)
+        assert v.confidence == pytest.approx(p[names.index(v.label)] / p.sum(), abs=1e-9)
+    assert count_place("L6", ("L5", "L6", "S1"), "S1") == count_place("L5", (), "S1")
+    with pytest.raises(ValueError, match="one anchor"):
+        label_candidates([cands[0], replace(cands[1], carried_level="L4", carried_from="C2")], region, PRIOR, params)
+
+
+def test_a_count_carried_from_s1_names_a_series_whose_own_reading_is_a_level_off():
+    """The T1 series of a study whose T2 series named L1-S1 surely: its own level estimates one level off, its
+    anchor unconfirmed, so its count is in doubt; with the T2 series' count (from S1 up) carried, no doubt is left."""
+    from spinelabel.warning_codes import count_at_risk
+
+    truth = ("L1", "L2", "L3", "L4", "L5", "S1")
+    cands = candidates(spine(truth), sd=0.3, shift=1.0)
+    alone = label_candidates(cands, LUMBAR, PRIOR)
+    assert count_at_risk(alone.warnings)
+    carried = [replace(c, carried_level=lv, carried_from="S1") for c, lv in zip(cands, truth)]
+    result = label_candidates(carried, LUMBAR, PRIOR)
+    assert labels(result) == list(truth) and min(v.confidence for v in result.vertebrae) > 0.8
+    assert not count_at_risk(result.warnings) and "low-confidence" not in {w.code for w in result.warnings}
 
 
 def test_a_carried_count_fixes_a_chain_the_level_estimates_shift_and_makes_it_sure():
