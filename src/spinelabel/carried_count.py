@@ -189,7 +189,7 @@ def check_same_frame(target: "LoadedImage", counting: CountingSeries) -> None:
     for what, mine, theirs in (("patient", info.patient_id, counting.patient_id),
                                ("frame of reference", info.frame_of_reference_uid, counting.frame_of_reference_uid)):
         if mine and theirs and mine != theirs:
-            raise InputError(f"counting series {counting.source}: another {what} ({theirs}) than {target.source} "
+            raise InputError(f"counting series {counting.describe()}: another {what} ({theirs}) than {target.source} "
                              f"({mine}): positions in one do not carry over to the other")
 
 
@@ -277,17 +277,17 @@ def carried_warnings(
     alone = {v.candidate_index: v for v in own.vertebrae}
     moved = [(v.label, alone[v.candidate_index]) for v in carried.vertebrae
              if v.candidate_index in alone and alone[v.candidate_index].label != v.label]
-    return out + _disagreement(moved, counting.anchor)
+    return out + _disagreement(moved, counting)
 
 
-def _disagreement(moved: Sequence[tuple[str, LabeledVertebra]], anchor: str) -> list[LabelWarning]:
+def _disagreement(moved: Sequence[tuple[str, LabeledVertebra]], counting: CountingSeries) -> list[LabelWarning]:
     """What ``carried_warnings`` says of the vertebrae the series alone names otherwise: (name here, its own)."""
     if not moved:
         return []
     listing = "; ".join(f"{label} here, {was.label} alone" for label, was in moved)
     if any(was.confidence >= LOW_CONFIDENCE for _, was in moved):
         return [LabelWarning("count-differs", f"this series alone would name {len(moved)} vertebra(e) otherwise "
-                             f"({listing}): the names follow the count from {anchor} in the counting series — "
+                             f"({listing}): the names follow the count from {counting.anchor} of {counting.describe()} — "
                              "a transitional vertebra, or a patient who moved between the series? Check the count "
                              "in both")]
     return [LabelWarning("count-unconfirmed", f"the names rest on the carried count alone: this series, with no sure "

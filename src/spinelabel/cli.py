@@ -113,8 +113,8 @@ def label(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Batch mode: worker processes, each with its own model and one thread (1: this process)."),
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
     count_from: Optional[list[Path]] = typer.Option(None, "--count-from", readable=False, help="Another sagittal series of the patient in the same frame of reference (NIfTI file or DICOM folder) whose count is sure, from its C2 (e.g. a whole-spine series) or its S1 (e.g. the study's lumbar T2 series): its names are carried over by position (single image). Give it again for a chain of stations, the anchor's first: each is counted from the one before."),
-    count_from_series: Optional[list[str]] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series (once, or once per link of the chain)."),
-    count_from_stack: Optional[list[str]] = typer.Option(None, "--count-from-stack", help="The stack to read of a --count-from series holding several (as --stack; once, or once per link)."),
+    count_from_series: Optional[list[str]] = typer.Option(None, "--count-from-series", help="SeriesInstanceUID to read from --count-from when it holds several series (once per link of a chain, an empty value for none; once for every link of one folder)."),
+    count_from_stack: Optional[list[str]] = typer.Option(None, "--count-from-stack", help="The stack to read of a --count-from series holding several (as --stack; once for every link, or once per link, an empty value for none)."),
 ) -> None:
     """Detect and label the vertebrae of one or more sagittal MR images."""
     region = check_region(region)
@@ -147,11 +147,13 @@ def label(
 def _counting_links(
     paths: list[Path], series: list[str], stacks: list[str],
 ) -> list[tuple[Path, str | None, str | None]]:
-    """(input, series, stack) of each counting series of ``label --count-from``, the one naming C2 first.
+    """(input, series, stack) of each counting series of ``label --count-from``, the one naming the anchor first.
 
-    Each option is given once (it holds for every link) or once per link; a
-    chain is as long as the longest of them (``--count-from study/
-    --count-from-series A --count-from-series B``: two series of one folder).
+    Each option is given once (it holds for every link) or once per link, an
+    empty value for none; a chain is as long as the longest of them
+    (``--count-from study/ --count-from-series A --count-from-series B``: two
+    series of one folder). A SeriesInstanceUID names one series, so one
+    ``--count-from-series`` holds for several links only of one folder.
     """
     if not paths and (series or stacks):
         raise click.UsageError("--count-from-series and --count-from-stack pick what is read of --count-from: "
@@ -161,9 +163,13 @@ def _counting_links(
         if len(values) not in (0, 1, n):
             raise click.UsageError(f"{option} is given {len(values)} times for a chain of {n} counting series: give it "
                                    "once (for every link) or once per link")
+    if len(series) == 1 and n > 1 and len(set(paths)) > 1:
+        raise click.UsageError("--count-from-series names one series: give it once per --count-from (an empty value "
+                               "for a link that needs none)")
 
     def at(values: list, k: int):
-        return values[0] if len(values) == 1 else values[k] if values else None
+        value = values[0] if len(values) == 1 else values[k] if values else None
+        return value or None
 
     return [(at(paths, k), at(series, k), at(stacks, k)) for k in range(n)]
 

@@ -195,7 +195,7 @@ def pacs_label(
     ca_bundle: Optional[Path] = OPT_CA_BUNDLE, insecure: bool = OPT_INSECURE, timeout: Optional[float] = OPT_TIMEOUT,
     retrieve_timeout: Optional[float] = OPT_RETRIEVE_TIMEOUT,
     trust_orientation: bool = OPT_TRUST_ORIENTATION,
-    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study whose count is sure (from its C2, e.g. a whole-spine or cervicothoracic sagittal series, or from its S1, e.g. the lumbar T2 series): every other series is counted from it (spinelabel label --count-from), or from a series that took its count where it does not reach them (the stations of a whole-spine study). 'auto': the first sagittal series of the study that counts from C2, else the first that counts from S1, if any."),
+    count_from_series: Optional[str] = typer.Option(None, "--count-from-series", help="A SeriesInstanceUID of the study whose count is sure (from its C2, e.g. a whole-spine or cervicothoracic sagittal series, or from its S1, e.g. the lumbar T2 series): every other series is counted from it (spinelabel label --count-from), or from a series that took its count where it does not reach them (the stations of a whole-spine study: use --region auto, so that a neck or thoracic station names the vertebrae that pass the count on). 'auto': the first sagittal series of the study that counts from C2, else the first that counts from S1, if any."),
     count_from_stack: Optional[str] = typer.Option(None, "--count-from-stack", help="The stack to read of the --count-from-series series when it holds several (as --stack)."),
 ) -> None:
     """Retrieve a study's sagittal series, label them, write JSON + DICOM SR + GSPS, optionally store them."""

@@ -404,12 +404,9 @@ def label_study(
 
     Each series goes through :func:`label_series`; its outputs are
     ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``, all three or none.
-    ``counting`` (:func:`read_counting_series`): every series but the
-    counting series itself is named with the count carried from it. A series
-    it does not reach (another part of the spine) is counted from a series
-    that took the count and reaches it (the stations of a whole-spine study:
-    neck, thoracic spine, lumbar spine), else named on its own, and ``notes``
-    gets a line saying so.
+    ``counting`` (:func:`read_counting_series`): every other series is named with the count carried from it; one
+    it does not reach is counted from a series that took the count and reaches it (the stations of a whole-spine
+    study), else named on its own, and ``notes`` gets a line saying so.
 
     Raises
     ------
@@ -434,15 +431,18 @@ def label_study(
         for uid in pending:  # a round: each series tried with the counts carried since its last try
             fresh = carriers[tried[uid]:]
             tried[uid] = len(carriers)
-            if _record(uid, lambda: _label_counted(client, study_uid, uid, labeler, out_dir, do_store, stack,
-                                                               fresh), done, failed, failures):
+            if _record(uid, lambda: label_series(client, study_uid, uid, labeler, _outputs(out_dir, uid),
+                                                 do_store=do_store, stack=stack, counts=fresh), done, failed, failures):
                 carriers += [c for c in (done[uid].counting,) if c is not None]
     for uid in series:  # on its own: without a counting series, the counting series, or a series none reaches
-        if uid not in done.keys() | failed and _record(uid, lambda: _label_counted(client, study_uid, uid, labeler, out_dir,
-                                                                            do_store, stack, []), done, failed, failures):
-            if counting is not None and uid != counting.series_uid and notes is not None:
-                notes.append(f"series {uid}: no series it could be counted from reaches any of its vertebrae: "
-                             "counted on its own")
+        if uid in done.keys() | failed:
+            continue
+        labeled = _record(uid, lambda: label_series(client, study_uid, uid, labeler, _outputs(out_dir, uid),
+                                                    do_store=do_store, stack=stack), done, failed, failures)
+        if labeled and counting is not None and uid != counting.series_uid and notes is not None:
+            alone = " (with --series, no other series of the study is labeled to pass the count on)" if series_uid else ""
+            notes.append(f"series {uid}: no count carried in the study reaches a vertebra named in it{alone}: "
+                         "counted on its own")
     if not done:
         raise PacsError(f"study {study_uid}: no series could be labeled ({'; '.join(failures)})")
     return [done[uid] for uid in series if uid in done]
@@ -493,21 +493,9 @@ def read_counting_series(
         return read([folder], stack=stack, check_orientation=check_orientation, name=series_uid)
 
 
-def _label_counted(
-    client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, out_dir: str | Path,
-    do_store: bool, stack: str | None, carriers: list[CountingSeries],
-) -> LabeledSeries:
-    """:func:`label_series` into ``out_dir``, counted from the first of ``carriers`` that reaches it (none given:
-    on its own); ``CountNotReachedError`` when none does (nothing written)."""
-    outputs = SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(series_uid)}.json")
-    for counting in carriers[:-1]:
-        try:
-            return label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack,
-                                counting=counting)
-        except CountNotReachedError:  # nothing written: the next count
-            continue
-    return label_series(client, study_uid, series_uid, labeler, outputs, do_store=do_store, stack=stack,
-                        counting=carriers[-1] if carriers else None)
+def _outputs(out_dir: str | Path, series_uid: str) -> SeriesOutputs:
+    """Where :func:`label_study` writes a series' outputs: ``out_dir/<SeriesInstanceUID>.json|.sr.dcm|.gsps.dcm``."""
+    return SeriesOutputs.beside(Path(out_dir) / f"{_safe_name(series_uid)}.json")
 
 
 def find_counting_series(
@@ -540,7 +528,7 @@ def find_counting_series(
 
 def label_series(
     client: DICOMwebClient, study_uid: str, series_uid: str, labeler: Labeler | AutoLabeler, outputs: SeriesOutputs,
-    *, do_store: bool = False, stack: str | None = None, counting: CountingSeries | None = None,
+    *, do_store: bool = False, stack: str | None = None, counts: Sequence[CountingSeries] = (),
 ) -> LabeledSeries:
     """Retrieve one series into a temporary folder, label it, write ``outputs``; with ``do_store`` store its SR and GSPS.
 
@@ -549,17 +537,21 @@ def label_series(
     (``batch.label_task``) both go through it. The outputs are written all or
     none (``io.load_image``, which reads ``stack`` of a series holding
     several, then ``pipeline.label_loaded_to_files``, as
-    ``pipeline.label_to_files`` composes them; ``counting``: a count carried
-    from another series); the temporary folder is removed.
+    ``pipeline.label_to_files`` composes them); the temporary folder is
+    removed. ``counts``: counts carried from other series, tried in turn on
+    the one image retrieved: the series is named with the first that reaches
+    it (none given: on its own).
 
     Returns
     -------
     LabeledSeries
         ``stored``: the SOP Instance UIDs the server stored (empty without ``do_store``); ``counting``: the count it
-        may carry on, when it took one from ``counting``.
+        may carry on, when it took one of ``counts``.
 
     Raises
     ------
+    CountNotReachedError
+        None of ``counts`` reaches a vertebra named in it (nothing written).
     NotStoredError
         With ``do_store``: the outputs were written, the server did not store them.
     SpinelabelError
@@ -581,8 +573,14 @@ def label_series(
         retrieve_series(client, study_uid, series_uid, folder)
         # the folder holds this one series (several would be refused as such)
         loaded = load_image([folder], stack=stack)
-        result = label_loaded_to_files(labeler, loaded, outputs.json, outputs.overlay, outputs.sr, outputs.gsps,
-                                       counting=counting)
+        for k, counting in enumerate(counts or [None]):
+            try:
+                result = label_loaded_to_files(labeler, loaded, outputs.json, outputs.overlay, outputs.sr, outputs.gsps,
+                                               counting=counting)
+                break
+            except CountNotReachedError:  # nothing written: the next count, if any
+                if k == len(counts) - 1:
+                    raise
     labeled = LabeledSeries(series_uid, outputs, len(result.vertebrae), warnings=tuple(result.warnings),
                             counting=_carried_on(result, replace(loaded, source=series_uid), counting))
     return _store_outputs(client, labeled) if do_store else labeled

@@ -245,8 +245,12 @@ def test_count_from_options_are_given_once_or_once_per_link_of_the_chain():
     assert _counting_links([], [], []) == []
     assert _counting_links([neck], ["1.2"], []) == [(neck, "1.2", None)]
     assert _counting_links([neck, thoracic], [], ["W"]) == [(neck, None, "W"), (thoracic, None, "W")]
-    # two series of one study folder
+    # two series of one study folder; one series of one folder of two links; an empty value for a link without one
     assert _counting_links([neck], ["1.2", "1.3"], []) == [(neck, "1.2", None), (neck, "1.3", None)]
+    assert _counting_links([neck, neck], ["1.2"], []) == [(neck, "1.2", None), (neck, "1.2", None)]
+    assert _counting_links([neck, thoracic], ["1.2", ""], []) == [(neck, "1.2", None), (thoracic, None, None)]
+    with pytest.raises(click.UsageError, match="names one series: give it once per --count-from"):
+        _counting_links([neck, thoracic], ["1.2"], [])
     with pytest.raises(click.UsageError, match="--count-from-stack is given 2 times for a chain of 3"):
         _counting_links([neck, thoracic, neck], [], ["A", "B"])
     with pytest.raises(click.UsageError, match="give --count-from too"):

@@ -722,20 +722,22 @@ def test_dynamic_programming_equals_brute_force_with_carried_names():
 
 def test_dynamic_programming_equals_brute_force_with_names_carried_from_s1():
     """A count from S1 up (a lumbar counting series): places are counted from S1, so in the L6 chain the carried
-    "L5" is the L6 (the range that may name it set to this tiny region's ends)."""
-    region = Region("tiny", ("L2", "L3", "L4", "L5", "S1"), ("S1",), ("L6",))
+    "L5" is the L6 (the range that may name it set to this tiny region's ends). The spine has an L6 and the level
+    estimates say so: the L6 chain competes (its min-marginals enter the confidences compared with brute force),
+    and the carried names fit it only when counted from S1."""
+    region = Region("tiny", ("L3", "L4", "L5", "S1"), ("S1",), ("L6",))
     params = LabelingParams(scale_grid=(1.0,), level_offset_grid=(-1.0, 0.0), anchor_unassigned=False,
-                            variant_span=("L2", "S1"))
-    truth = spine(("L3", "L4", "L5", "S1"), seed=7)
-    carried = ("L3", None, "L5", "S1")
+                            variant_span=("L4", "S1"))
+    truth = spine(("L4", "L5", "L6", "S1"), seed=7)
+    carried = ("L3", "L4", "L5", "S1")  # a standard lumbar series, counting up from S1, calls the L6 "L5"
     cands = [
-        Candidate(p, 0.8, anatomy.ordinal(lv) - 0.5, 1.0, anchor=0.1, carried_level=c, carried_from="S1")
+        Candidate(p, 0.8, anatomy.ordinal(lv), 1.0, anchor=0.1, carried_level=c, carried_from="S1")
         for (lv, p), c in zip(truth.items(), carried)
     ]
     result = label_candidates(cands, region, PRIOR, params)
     best, marg = _brute_force(cands, region, PRIOR, params)
     assert result.cost == pytest.approx(best, abs=1e-9)
-    names = list(anatomy.chain(("L6",))[anatomy.chain(("L6",)).index("L2") :]) + [None]
+    names = list(anatomy.chain(("L6",))[anatomy.chain(("L6",)).index("L3") :]) + [None]
     for v in result.vertebrae:
         m = np.array([marg.get((v.candidate_index, name), math.inf) for name in names])
         p = np.exp(-(m - m.min()) / params.temperature)

@@ -661,13 +661,13 @@ def test_a_study_is_counted_through_the_series_that_took_the_count(monkeypatch, 
         return [SeriesInfo(study_uid, uid, "MR", uid, k, 10, "sagittal")
                 for k, uid in enumerate(("lumbar", "thoracic", "neck", "other", "broken"))]
 
-    def label(client, study_uid, series_uid, labeler, outputs, *, do_store=False, stack=None, counting=None):
-        calls.append((series_uid, counting.series_uid if counting is not None else None))
+    def label(client, study_uid, series_uid, labeler, outputs, *, do_store=False, stack=None, counts=()):
+        calls.append((series_uid, tuple(c.series_uid for c in counts)))
         if series_uid == "broken":
             raise InputError("broken series")
-        if counting is not None and series_uid not in reaches.get(counting.series_uid, set()):
+        if counts and not any(series_uid in reaches.get(c.series_uid, set()) for c in counts):
             raise CountNotReachedError("not reached")
-        carried = None if counting is None else CountingSeries(series_uid, ("T1",), np.zeros((1, 3)), series_uid=series_uid)
+        carried = CountingSeries(series_uid, ("T1",), np.zeros((1, 3)), series_uid=series_uid) if counts else None
         return pacs.LabeledSeries(series_uid, outputs, 5, counting=carried)
 
     monkeypatch.setattr(pacs, "find_series", find)
@@ -677,12 +677,12 @@ def test_a_study_is_counted_through_the_series_that_took_the_count(monkeypatch, 
     done = pacs.label_study(None, "1.2", None, tmp_path, counting=neck, failures=failures, notes=notes)
     assert [d.series_uid for d in done] == ["lumbar", "thoracic", "neck", "other"]
     assert calls == [
-        # round 1: the neck's count, and the thoracic station's as soon as it took it
-        ("lumbar", "neck"), ("thoracic", "neck"), ("other", "neck"), ("other", "thoracic"), ("broken", "neck"),
-        ("lumbar", "thoracic"),  # round 2: the series not yet tried with the thoracic station's count
-        ("other", "lumbar"),  # round 3: the lumbar series' count, taken from the thoracic station
-        ("neck", None), ("other", None),  # on their own: the counting series, and the series none reaches
+        # round 1: the neck's count, and the thoracic station's as soon as it took it (one retrieval, two counts)
+        ("lumbar", ("neck",)), ("thoracic", ("neck",)), ("other", ("neck", "thoracic")), ("broken", ("neck", "thoracic")),
+        ("lumbar", ("thoracic",)),  # round 2: the series not yet tried with the thoracic station's count
+        ("other", ("lumbar",)),  # round 3: the lumbar series' count, taken from the thoracic one
+        ("neck", ()), ("other", ()),  # on their own: the counting series, and the series none reaches
     ]
     assert [d.counting is not None for d in done] == [True, True, False, False]
-    assert notes == ["series other: no series it could be counted from reaches any of its vertebrae: counted on its own"]
+    assert notes == ["series other: no count carried in the study reaches a vertebra named in it: counted on its own"]
     assert failures == ["series broken: broken series"]
