@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
   `benchmarks/robustness.py` changes them, the study's other series ({', '.join(SERIES)}); module docstring of
   `benchmarks/count_from_study.py`; shipped models; the ground truth of `benchmarks.robustness`; match radius
   20 mm. Measured only, nothing tuned on it.
+- the `alone, every scan` rows repeat `benchmarks.robustness`'s rows of the same change, but for stir-like: its
+  noise is drawn from the seed in another order here (robustness draws bias-noise's first).
 - counting series accepted (its own count from S1 sure): {len(counting)} of {len(counting) + len(refused)};
   refused: {'; '.join(refused) or '—'}
 
