@@ -157,18 +157,20 @@ def counting_series(
     if len(sure) < MIN_COUNTED:
         raise InputError(f"counting series {loaded.source}: only {len(sure)} vertebra(e) named with confidence >= "
                          f"{LOW_CONFIDENCE} (fewer than {MIN_COUNTED}): it cannot carry a count")
-    info, above = loaded.dicom, carried_from or CountingSeries("", (), np.zeros((0, 3)))
-    return CountingSeries(
-        loaded.source,
-        tuple(v.label for v in sure),
-        np.array([np.asarray(v.position_mm, float) for v in sure]).reshape(-1, 3),
-        info.frame_of_reference_uid if info is not None else above.frame_of_reference_uid,
-        info.patient_id if info is not None else above.patient_id,
-        info.series_instance_uid if info is not None else "",
-        tuple(codes(loaded.warnings)),
-        (*above.counted_from, above.source) if carried_from is not None else (),
-        above.anchor if carried_from is not None else anchors[0],
-    )
+    info = loaded.dicom
+    own = CountingSeries(loaded.source, tuple(v.label for v in sure),
+                         np.array([np.asarray(v.position_mm, float) for v in sure]).reshape(-1, 3),
+                         info.frame_of_reference_uid if info is not None else "",
+                         info.patient_id if info is not None else "",
+                         info.series_instance_uid if info is not None else "",
+                         tuple(codes(loaded.warnings)), (), anchors[0] if anchors else COUNT_ANCHORS[0])
+    if carried_from is None:
+        return own
+    chained = replace(own, counted_from=(*carried_from.counted_from, carried_from.source), anchor=carried_from.anchor)
+    if info is None:  # NIfTI: the frame its positions were matched in
+        chained = replace(chained, frame_of_reference_uid=carried_from.frame_of_reference_uid,
+                          patient_id=carried_from.patient_id)
+    return chained
 
 
 def check_same_frame(target: "LoadedImage", counting: CountingSeries) -> None:
